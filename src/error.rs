@@ -1,0 +1,63 @@
+//! The engine's one error type. Normal outcomes are values, not errors: an
+//! absent key is `Ok(None)`. Every variant is a kind a caller can match on.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// What went wrong in the storage engine.
+///
+/// `Error` is `Clone` so that one failed group commit can be reported to every
+/// writer waiting on it.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Error {
+    /// The caller passed something the engine refuses (an empty key, a bad range).
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// A key longer than `Options::max_key_bytes`.
+    #[error("key too large: {len} bytes, the limit is {limit}")]
+    KeyTooLarge { len: usize, limit: usize },
+    /// A value longer than `Options::max_value_bytes`.
+    #[error("value too large: {len} bytes, the limit is {limit}")]
+    ValueTooLarge { len: usize, limit: usize },
+    /// A file on disk does not say what it should: bad checksum, bad length,
+    /// bad magic number. Never returned as wrong data instead.
+    #[error("corruption in {}: {detail} (at offset {offset})", path.display())]
+    Corruption { path: PathBuf, offset: u64, detail: String },
+    /// An operating-system I/O call failed. After a failed WAL write or sync
+    /// the database refuses writes until it is reopened (see `Db`).
+    #[error("I/O error: {context}: {source}")]
+    Io { context: String, source: Arc<std::io::Error> },
+    /// Another process (or another `Db` in this one) holds the directory's lock.
+    #[error("database directory {} is locked by another process", path.display())]
+    Locked { path: PathBuf },
+    /// The database was closed, or its actors have stopped.
+    #[error("database is closed")]
+    Closed,
+}
+
+/// The engine's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// An I/O error with what was being done when it happened.
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io { context: context.into(), source: Arc::new(source) }
+    }
+
+    /// A corruption error at `offset` of `path`.
+    pub fn corruption(path: impl Into<PathBuf>, offset: u64, detail: impl Into<String>) -> Self {
+        Error::Corruption { path: path.into(), offset, detail: detail.into() }
+    }
+}
+
+/// Adds the path (and what was being done) to an `io::Error`.
+pub trait IoContext<T> {
+    /// Turns an `io::Result` into an engine `Result`, saying what failed.
+    fn context(self, what: impl FnOnce() -> String) -> Result<T>;
+}
+
+impl<T> IoContext<T> for std::io::Result<T> {
+    fn context(self, what: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|e| Error::io(what(), e))
+    }
+}

@@ -1,0 +1,155 @@
+//! The file-system layer: every file the engine touches (WAL, segments,
+//! manifest, directory) goes through [`FileSystem`], so that tests can put a
+//! failing or power-loss-simulating file system in its place.
+//!
+//! [`StdFs`] is the real one. It creates directories with mode 0700 and files
+//! with mode 0600: a database's data is its owner's alone.
+
+use std::fmt::Debug;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
+use std::path::Path;
+use std::sync::Arc;
+
+/// A file opened for appending (WAL, segment or manifest being written).
+pub trait WritableFile: Send {
+    /// Appends all of `buf`.
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()>;
+    /// Makes every byte written so far durable (fdatasync).
+    fn sync_data(&mut self) -> io::Result<()>;
+}
+
+/// A file opened for positioned reads, shared between threads.
+pub trait ReadableFile: Send + Sync + Debug {
+    /// Fills `buf` from `offset`; an `UnexpectedEof` error if the file is shorter.
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
+    /// The file's length when it was opened.
+    fn len(&self) -> u64;
+    /// True for an empty file.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Held while a process owns a database directory; dropping it unlocks.
+pub trait DirectoryLock: Send + Sync + Debug {}
+
+/// The file-system calls the engine makes.
+pub trait FileSystem: Send + Sync + Debug + 'static {
+    /// Creates `path` and its parents (mode 0700 for new directories).
+    fn create_dir_all(&self, path: &Path) -> io::Result<()>;
+    /// Creates `path` for writing, truncating it if it exists.
+    fn create(&self, path: &Path) -> io::Result<Box<dyn WritableFile>>;
+    /// Opens `path` for positioned reads.
+    fn open(&self, path: &Path) -> io::Result<Arc<dyn ReadableFile>>;
+    /// Reads the whole file.
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
+    /// Renames `from` to `to`, replacing `to`.
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Removes a file.
+    fn remove_file(&self, path: &Path) -> io::Result<()>;
+    /// Makes the directory's entries (creations, renames, removals) durable.
+    fn sync_dir(&self, path: &Path) -> io::Result<()>;
+    /// The names of the entries of a directory.
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>>;
+    /// Takes an exclusive lock on `path` (created if missing); `WouldBlock`
+    /// if another holder has it.
+    fn lock(&self, path: &Path) -> io::Result<Box<dyn DirectoryLock>>;
+}
+
+/// The operating system's file system.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct StdFs;
+
+#[derive(Debug)]
+struct StdReadable {
+    file: File,
+    len: u64,
+}
+
+impl ReadableFile for StdReadable {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        self.file.read_exact_at(buf, offset)
+    }
+    fn len(&self) -> u64 {
+        self.len
+    }
+}
+
+struct StdWritable(File);
+
+impl WritableFile for StdWritable {
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.0.write_all(buf)
+    }
+    fn sync_data(&mut self) -> io::Result<()> {
+        self.0.sync_data()
+    }
+}
+
+#[derive(Debug)]
+struct StdLock(#[allow(dead_code)] File);
+
+impl DirectoryLock for StdLock {}
+
+impl FileSystem for StdFs {
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(path)
+    }
+
+    fn create(&self, path: &Path) -> io::Result<Box<dyn WritableFile>> {
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(path)?;
+        Ok(Box::new(StdWritable(file)))
+    }
+
+    fn open(&self, path: &Path) -> io::Result<Arc<dyn ReadableFile>> {
+        let file = File::open(path)?;
+        let len = file.metadata()?.len();
+        Ok(Arc::new(StdReadable { file, len }))
+    }
+
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
+        std::fs::read(path)
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        std::fs::rename(from, to)
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        std::fs::remove_file(path)
+    }
+
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        File::open(path)?.sync_all()
+    }
+
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(path)? {
+            names.push(entry?.file_name().to_string_lossy().into_owned());
+        }
+        Ok(names)
+    }
+
+    fn lock(&self, path: &Path) -> io::Result<Box<dyn DirectoryLock>> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)?;
+        file.try_lock().map_err(|e| match e {
+            std::fs::TryLockError::WouldBlock => io::Error::from(io::ErrorKind::WouldBlock),
+            std::fs::TryLockError::Error(e) => e,
+        })?;
+        Ok(Box::new(StdLock(file)))
+    }
+}

@@ -1,0 +1,30 @@
+//! NaiveKV: a log-structured key-value storage engine and server, built on
+//! actix actors.
+//!
+//! Module map:
+//! - [`engine`]: the database. [`Db`] is the embedding handle; behind it the
+//!   memtable actor (memtable + WAL), the segment manager (segment set and
+//!   manifest) and the compactor.
+//! - [`format`]: the on-disk formats, each documented at its top: WAL,
+//!   SSTable, manifest.
+//! - [`fs`]: the file-system layer every file access goes through.
+//! - [`server`]: the TCP server (listener, one session actor per connection,
+//!   frame codec) speaking the protocol of `docs/PROTOCOL.md`.
+//! - [`client`]: the async client library and the shell's command parser.
+//! - [`proto`]: the protobuf messages generated from `protos/`.
+//! - [`options`], [`error`]: engine options and the engine error type.
+
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+pub mod client;
+pub mod engine;
+pub mod error;
+pub mod format;
+pub mod fs;
+pub mod options;
+pub mod proto;
+pub mod server;
+
+pub use engine::{Db, ScanPage, ScanRequest, Stats, WriteBatch};
+pub use error::{Error, Result};
+pub use options::{Options, SyncPolicy};

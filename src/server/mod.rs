@@ -1,0 +1,1 @@
+//! The TCP server (to come).
