@@ -22,11 +22,18 @@ pub enum Error {
     /// A file on disk does not say what it should: bad checksum, bad length,
     /// bad magic number. Never returned as wrong data instead.
     #[error("corruption in {}: {detail} (at offset {offset})", path.display())]
-    Corruption { path: PathBuf, offset: u64, detail: String },
+    Corruption {
+        path: PathBuf,
+        offset: u64,
+        detail: String,
+    },
     /// An operating-system I/O call failed. After a failed WAL write or sync
     /// the database refuses writes until it is reopened (see `Db`).
     #[error("I/O error: {context}: {source}")]
-    Io { context: String, source: Arc<std::io::Error> },
+    Io {
+        context: String,
+        source: Arc<std::io::Error>,
+    },
     /// Another process (or another `Db` in this one) holds the directory's lock.
     #[error("database directory {} is locked by another process", path.display())]
     Locked { path: PathBuf },
@@ -41,12 +48,19 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     /// An I/O error with what was being done when it happened.
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
-        Error::Io { context: context.into(), source: Arc::new(source) }
+        Error::Io {
+            context: context.into(),
+            source: Arc::new(source),
+        }
     }
 
     /// A corruption error at `offset` of `path`.
     pub fn corruption(path: impl Into<PathBuf>, offset: u64, detail: impl Into<String>) -> Self {
-        Error::Corruption { path: path.into(), offset, detail: detail.into() }
+        Error::Corruption {
+            path: path.into(),
+            offset,
+            detail: detail.into(),
+        }
     }
 }
 

@@ -95,7 +95,10 @@ impl DirectoryLock for StdLock {}
 
 impl FileSystem for StdFs {
     fn create_dir_all(&self, path: &Path) -> io::Result<()> {
-        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(path)
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(path)
     }
 
     fn create(&self, path: &Path) -> io::Result<Box<dyn WritableFile>> {

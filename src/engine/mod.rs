@@ -1,6 +1,13 @@
 //! The database (STUB API: bodies to come).
+//!
+//! Every request method enqueues its message when it is called, not when
+//! the returned future is first polled: requests made one after another from
+//! one task are applied in that order, even if their futures are awaited
+//! together (a pipelining server relies on this). A read sees every write
+//! whose future has completed.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::ops::Bound;
 
 use bytes::Bytes;
@@ -81,44 +88,51 @@ impl Db {
         todo!()
     }
     /// The value of `key`, `None` if absent.
-    pub async fn get(&self, key: impl Into<Bytes>) -> Result<Option<Bytes>> {
+    pub fn get(
+        &self,
+        key: impl Into<Bytes>,
+    ) -> impl Future<Output = Result<Option<Bytes>>> + 'static {
         let _ = key.into();
-        todo!()
+        async { todo!() }
     }
     /// Sets `key` to `value`.
-    pub async fn put(&self, key: impl Into<Bytes>, value: impl Into<Bytes>) -> Result<()> {
+    pub fn put(
+        &self,
+        key: impl Into<Bytes>,
+        value: impl Into<Bytes>,
+    ) -> impl Future<Output = Result<()>> + 'static {
         let _ = (key.into(), value.into());
-        todo!()
+        async { todo!() }
     }
     /// Removes `key`; removing an absent key succeeds.
-    pub async fn delete(&self, key: impl Into<Bytes>) -> Result<()> {
+    pub fn delete(&self, key: impl Into<Bytes>) -> impl Future<Output = Result<()>> + 'static {
         let _ = key.into();
-        todo!()
+        async { todo!() }
     }
     /// Applies a batch atomically.
-    pub async fn write(&self, batch: WriteBatch) -> Result<()> {
+    pub fn write(&self, batch: WriteBatch) -> impl Future<Output = Result<()>> + 'static {
         let _ = batch;
-        todo!()
+        async { todo!() }
     }
     /// Reads a range.
-    pub async fn scan(&self, request: ScanRequest) -> Result<ScanPage> {
+    pub fn scan(&self, request: ScanRequest) -> impl Future<Output = Result<ScanPage>> + 'static {
         let _ = request;
-        todo!()
+        async { todo!() }
     }
     /// Flushes the memtable to a segment.
-    pub async fn flush(&self) -> Result<()> {
-        todo!()
+    pub fn flush(&self) -> impl Future<Output = Result<()>> + 'static {
+        async { todo!() }
     }
     /// Compacts every segment into one sorted run.
-    pub async fn compact(&self) -> Result<()> {
-        todo!()
+    pub fn compact(&self) -> impl Future<Output = Result<()>> + 'static {
+        async { todo!() }
     }
     /// Current counters.
-    pub async fn stats(&self) -> Result<Stats> {
-        todo!()
+    pub fn stats(&self) -> impl Future<Output = Result<Stats>> + 'static {
+        async { todo!() }
     }
     /// Syncs and stops the database's actors.
-    pub async fn close(&self) -> Result<()> {
-        todo!()
+    pub fn close(&self) -> impl Future<Output = Result<()>> + 'static {
+        async { todo!() }
     }
 }

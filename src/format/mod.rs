@@ -126,8 +126,14 @@ mod tests {
     #[test]
     fn file_names_parse_back() {
         assert_eq!(parse_file_name(&wal_file_name(7)), Some(FileKind::Wal(7)));
-        assert_eq!(parse_file_name(&segment_file_name(12)), Some(FileKind::Segment(12)));
-        assert_eq!(parse_file_name(&temporary_segment_file_name(3)), Some(FileKind::Temporary));
+        assert_eq!(
+            parse_file_name(&segment_file_name(12)),
+            Some(FileKind::Segment(12))
+        );
+        assert_eq!(
+            parse_file_name(&temporary_segment_file_name(3)),
+            Some(FileKind::Temporary)
+        );
         assert_eq!(parse_file_name("MANIFEST"), Some(FileKind::Manifest));
         assert_eq!(parse_file_name("notes.txt"), None);
     }
