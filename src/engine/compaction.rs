@@ -69,7 +69,11 @@ pub fn full(levels: &[Vec<SegmentMeta>]) -> Option<CompactionTask> {
     })
 }
 
-fn merge_into_next(levels: &[Vec<SegmentMeta>], upper: Vec<SegmentMeta>, level: usize) -> CompactionTask {
+fn merge_into_next(
+    levels: &[Vec<SegmentMeta>],
+    upper: Vec<SegmentMeta>,
+    level: usize,
+) -> CompactionTask {
     let output_level = level + 1;
     let (lo, hi) = span(&upper);
     let lower = levels
@@ -91,8 +95,18 @@ fn merge_into_next(levels: &[Vec<SegmentMeta>], upper: Vec<SegmentMeta>, level: 
 }
 
 fn span(segments: &[SegmentMeta]) -> (Bytes, Bytes) {
-    let lo = segments.iter().map(|s| &s.smallest_key).min().cloned().unwrap_or_default();
-    let hi = segments.iter().map(|s| &s.largest_key).max().cloned().unwrap_or_default();
+    let lo = segments
+        .iter()
+        .map(|s| &s.smallest_key)
+        .min()
+        .cloned()
+        .unwrap_or_default();
+    let hi = segments
+        .iter()
+        .map(|s| &s.largest_key)
+        .max()
+        .cloned()
+        .unwrap_or_default();
     (lo, hi)
 }
 
@@ -125,7 +139,10 @@ mod tests {
 
     #[test]
     fn nothing_to_do_below_the_triggers() {
-        let levels = vec![vec![meta(1, 0, "a", "b", 10)], vec![meta(2, 1, "a", "z", 50)]];
+        let levels = vec![
+            vec![meta(1, 0, "a", "b", 10)],
+            vec![meta(2, 1, "a", "z", 50)],
+        ];
         assert_eq!(pick(&levels, &options()), None);
     }
 
@@ -133,7 +150,11 @@ mod tests {
     fn full_level0_merges_with_overlapping_level1_only() {
         let levels = vec![
             vec![meta(5, 0, "c", "e", 10), meta(4, 0, "d", "f", 10)],
-            vec![meta(1, 1, "a", "b", 10), meta(2, 1, "e", "g", 10), meta(3, 1, "x", "z", 10)],
+            vec![
+                meta(1, 1, "a", "b", 10),
+                meta(2, 1, "e", "g", 10),
+                meta(3, 1, "x", "z", 10),
+            ],
         ];
         let task = pick(&levels, &options()).unwrap();
         assert_eq!(task.inputs, vec![5, 4, 2]);
@@ -166,7 +187,11 @@ mod tests {
 
     #[test]
     fn full_compaction_targets_the_deepest_level() {
-        let levels = vec![vec![meta(9, 0, "a", "b", 1)], vec![], vec![meta(1, 2, "a", "z", 1)]];
+        let levels = vec![
+            vec![meta(9, 0, "a", "b", 1)],
+            vec![],
+            vec![meta(1, 2, "a", "z", 1)],
+        ];
         let task = full(&levels).unwrap();
         assert_eq!(task.output_level, 2);
         assert_eq!(task.inputs.len(), 2);

@@ -24,7 +24,12 @@ impl MergeIter {
     /// Merges `sources`, all sorted in the same direction (`reverse`).
     pub fn new(sources: Vec<Box<dyn EntryIter>>, reverse: bool) -> Self {
         let heads = vec![None; sources.len()];
-        MergeIter { sources, heads, reverse, started: false }
+        MergeIter {
+            sources,
+            heads,
+            reverse,
+            started: false,
+        }
     }
 
     fn fill_heads(&mut self) -> Result<()> {
@@ -90,7 +95,10 @@ pub struct ChainIter {
 impl ChainIter {
     /// Chains the sources made by `makers`, in order.
     pub fn new(makers: Vec<Box<dyn FnOnce() -> Box<dyn EntryIter> + Send>>) -> Self {
-        ChainIter { pending: makers.into_iter(), current: None }
+        ChainIter {
+            pending: makers.into_iter(),
+            current: None,
+        }
     }
 }
 
@@ -121,7 +129,11 @@ pub struct FrozenMemtableIter {
 impl FrozenMemtableIter {
     /// The entries of `table` in `range`.
     pub fn new(table: Arc<FrozenMemtable>, range: KeyRange, reverse: bool) -> Self {
-        FrozenMemtableIter { table, range, reverse }
+        FrozenMemtableIter {
+            table,
+            range,
+            reverse,
+        }
     }
 }
 
@@ -164,7 +176,11 @@ mod tests {
     #[test]
     fn highest_sequence_wins_in_both_directions() {
         let newer = vec![entry("a", 5, Some("new")), entry("c", 6, None)];
-        let older = vec![entry("a", 1, Some("old")), entry("b", 2, Some("b")), entry("c", 3, Some("c"))];
+        let older = vec![
+            entry("a", 1, Some("old")),
+            entry("b", 2, Some("b")),
+            entry("c", 3, Some("c")),
+        ];
         let sources = |rev: bool| -> Vec<Box<dyn EntryIter>> {
             let mut n = newer.clone();
             let mut o = older.clone();
@@ -172,22 +188,42 @@ mod tests {
                 n.reverse();
                 o.reverse();
             }
-            vec![Box::new(VecEntryIter::new(o)), Box::new(VecEntryIter::new(n))]
+            vec![
+                Box::new(VecEntryIter::new(o)),
+                Box::new(VecEntryIter::new(n)),
+            ]
         };
         let forward = drain(MergeIter::new(sources(false), false));
-        assert_eq!(forward, vec![entry("a", 5, Some("new")), entry("b", 2, Some("b")), entry("c", 6, None)]);
+        assert_eq!(
+            forward,
+            vec![
+                entry("a", 5, Some("new")),
+                entry("b", 2, Some("b")),
+                entry("c", 6, None)
+            ]
+        );
         let live = drain(LiveIter(MergeIter::new(sources(true), true)));
-        assert_eq!(live, vec![entry("b", 2, Some("b")), entry("a", 5, Some("new"))]);
+        assert_eq!(
+            live,
+            vec![entry("b", 2, Some("b")), entry("a", 5, Some("new"))]
+        );
     }
 
     #[test]
     fn chain_runs_sources_in_order() {
         let makers: Vec<Box<dyn FnOnce() -> Box<dyn EntryIter> + Send>> = vec![
-            Box::new(|| Box::new(VecEntryIter::new(vec![entry("a", 1, Some("1"))])) as Box<dyn EntryIter>),
+            Box::new(|| {
+                Box::new(VecEntryIter::new(vec![entry("a", 1, Some("1"))])) as Box<dyn EntryIter>
+            }),
             Box::new(|| Box::new(VecEntryIter::new(vec![])) as Box<dyn EntryIter>),
-            Box::new(|| Box::new(VecEntryIter::new(vec![entry("b", 2, Some("2"))])) as Box<dyn EntryIter>),
+            Box::new(|| {
+                Box::new(VecEntryIter::new(vec![entry("b", 2, Some("2"))])) as Box<dyn EntryIter>
+            }),
         ];
-        let keys: Vec<_> = drain(ChainIter::new(makers)).into_iter().map(|e| e.key).collect();
+        let keys: Vec<_> = drain(ChainIter::new(makers))
+            .into_iter()
+            .map(|e| e.key)
+            .collect();
         assert_eq!(keys, vec![Bytes::from("a"), Bytes::from("b")]);
     }
 }

@@ -10,14 +10,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use bytes::Bytes;
-
+use crate::Result;
 use crate::error::IoContext;
 use crate::format::sstable::{SstableReader, SstableWriter, TableOptions, TableSummary};
 use crate::format::{Entry, segment_file_name, temporary_segment_file_name};
 use crate::fs::FileSystem;
 use crate::proto::storage::SegmentMeta;
-use crate::Result;
 
 /// A live segment: its manifest record and its open reader.
 #[derive(Debug)]
@@ -32,9 +30,14 @@ impl Segment {
     /// Opens segment `meta.file_number` in `directory`.
     pub fn open(fs: &dyn FileSystem, directory: &Path, meta: SegmentMeta) -> Result<Segment> {
         let path = directory.join(segment_file_name(meta.file_number));
-        let file = fs.open(&path).context(|| format!("opening segment {}", path.display()))?;
+        let file = fs
+            .open(&path)
+            .context(|| format!("opening segment {}", path.display()))?;
         let reader = SstableReader::open(file, path)?;
-        Ok(Segment { meta, reader: Arc::new(reader) })
+        Ok(Segment {
+            meta,
+            reader: Arc::new(reader),
+        })
     }
 
     /// The segment's smallest and largest keys.
@@ -108,7 +111,10 @@ impl<'a> SegmentBuilder<'a> {
         if self.current.is_none() {
             let number = self.numbers.allocate();
             let path = self.directory.join(temporary_segment_file_name(number));
-            let file = self.fs.create(&path).context(|| format!("creating {}", path.display()))?;
+            let file = self
+                .fs
+                .create(&path)
+                .context(|| format!("creating {}", path.display()))?;
             self.current = Some((number, SstableWriter::new(file, path, self.table_options)));
         }
         if let Some((_, writer)) = self.current.as_mut() {
@@ -127,8 +133,11 @@ impl<'a> SegmentBuilder<'a> {
         let summary = writer.finish()?;
         let from = self.directory.join(temporary_segment_file_name(number));
         let to = self.directory.join(segment_file_name(number));
-        self.fs.rename(&from, &to).context(|| format!("renaming {}", from.display()))?;
-        self.finished.push(meta_from_summary(number, self.level, summary));
+        self.fs
+            .rename(&from, &to)
+            .context(|| format!("renaming {}", from.display()))?;
+        self.finished
+            .push(meta_from_summary(number, self.level, summary));
         Ok(())
     }
 

@@ -63,14 +63,21 @@ impl Counters {
             ("write_stall_micros", &self.write_stall_micros),
             ("gets", &self.gets),
             ("bloom_filter_hits", &self.bloom_filter_hits),
-            ("bloom_filter_false_positives", &self.bloom_filter_false_positives),
+            (
+                "bloom_filter_false_positives",
+                &self.bloom_filter_false_positives,
+            ),
             ("scans", &self.scans),
             ("background_errors", &self.background_errors),
         ];
-        let mut map: BTreeMap<String, u64> =
-            pairs.iter().map(|(name, c)| ((*name).to_string(), load(c))).collect();
+        let mut map: BTreeMap<String, u64> = pairs
+            .iter()
+            .map(|(name, c)| ((*name).to_string(), load(c)))
+            .collect();
         let syncs = load(&self.wal_syncs);
-        let per_sync = load(&self.wal_synced_requests).checked_div(syncs).unwrap_or(0);
+        let per_sync = load(&self.wal_synced_requests)
+            .checked_div(syncs)
+            .unwrap_or(0);
         map.insert("writes_per_sync".to_string(), per_sync);
         map
     }

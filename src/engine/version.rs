@@ -7,8 +7,6 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
-
 use super::merge::ChainIter;
 use super::segment::Segment;
 use crate::Result;
@@ -36,6 +34,8 @@ pub struct SegmentLookup {
 pub struct SegmentSet {
     /// `levels[0]` newest first; deeper levels sorted by smallest key.
     pub levels: Vec<Vec<Arc<Segment>>>,
+    /// Grows by one with each edit, so that a holder can tell newer from older.
+    pub version: u64,
 }
 
 impl SegmentSet {
@@ -55,7 +55,7 @@ impl SegmentSet {
                 level.sort_by(|a, b| a.meta.smallest_key.cmp(&b.meta.smallest_key));
             }
         }
-        SegmentSet { levels }
+        SegmentSet { levels, version: 0 }
     }
 
     /// Every live segment, level by level.
@@ -71,11 +71,6 @@ impl SegmentSet {
     /// Segments in level `level` (empty for a level past the last).
     pub fn level(&self, level: usize) -> &[Arc<Segment>] {
         self.levels.get(level).map_or(&[], Vec::as_slice)
-    }
-
-    /// Bytes of all segments in `level`.
-    pub fn level_bytes(&self, level: usize) -> u64 {
-        self.level(level).iter().map(|s| s.meta.file_size).sum()
     }
 
     /// The manifest records, level by level, for the compaction policy.
@@ -95,7 +90,9 @@ impl SegmentSet {
             .all()
             .filter(|segment| !removed.contains(&segment.meta.file_number))
             .cloned();
-        SegmentSet::from_segments(kept.chain(added))
+        let mut set = SegmentSet::from_segments(kept.chain(added));
+        set.version = self.version + 1;
+        set
     }
 
     /// The newest version of `key` in any segment.
@@ -162,7 +159,8 @@ pub fn chain_segments(run: Vec<Arc<Segment>>, range: KeyRange, reverse: bool) ->
 /// The one segment of a sorted run that may hold `key`.
 fn find_in_run<'a>(run: &'a [Arc<Segment>], key: &[u8]) -> Option<&'a Arc<Segment>> {
     let index = run.partition_point(|s| s.meta.largest_key.as_ref() < key);
-    run.get(index).filter(|s| s.meta.smallest_key.as_ref() <= key)
+    run.get(index)
+        .filter(|s| s.meta.smallest_key.as_ref() <= key)
 }
 
 /// True if a segment's key span meets `range`.
@@ -180,17 +178,4 @@ pub fn overlaps_range(segment: &Segment, range: &KeyRange) -> bool {
         Unbounded => true,
     };
     starts_before_end && ends_after_start
-}
-
-/// The smallest and largest keys of a group of segments.
-pub fn key_span_of<'a>(segments: impl IntoIterator<Item = &'a Arc<Segment>>) -> Option<(Bytes, Bytes)> {
-    let mut span: Option<(Bytes, Bytes)> = None;
-    for segment in segments {
-        let (lo, hi) = (&segment.meta.smallest_key, &segment.meta.largest_key);
-        span = Some(match span {
-            None => (lo.clone(), hi.clone()),
-            Some((a, b)) => (a.min(lo.clone()), b.max(hi.clone())),
-        });
-    }
-    span
 }

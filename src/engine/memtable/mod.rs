@@ -200,7 +200,10 @@ impl MemtableActor {
             wal_dirty: false,
             last_seq: start.last_seq,
             pending: Vec::new(),
-            view: Arc::new(ReadView { frozen: Vec::new(), segments: start.segments }),
+            view: Arc::new(ReadView {
+                frozen: Vec::new(),
+                segments: start.segments,
+            }),
             segment_manager: start.segment_manager,
             file_numbers: start.file_numbers,
             counters: start.counters,
@@ -271,7 +274,9 @@ impl MemtableActor {
         }
         let requests = std::mem::take(&mut self.flush_requests);
         match self.view.frozen.first().map(|f| f.wal_number) {
-            Some(newest) => self.flush_waiters.extend(requests.into_iter().map(|r| (newest, r))),
+            Some(newest) => self
+                .flush_waiters
+                .extend(requests.into_iter().map(|r| (newest, r))),
             None => requests.into_iter().for_each(|r| {
                 let _ = r.send(Ok(()));
             }),
@@ -302,7 +307,10 @@ impl MemtableActor {
         });
         let mut frozen_list = vec![frozen.clone()];
         frozen_list.extend(self.view.frozen.iter().cloned());
-        self.view = Arc::new(ReadView { frozen: frozen_list, segments: self.view.segments.clone() });
+        self.view = Arc::new(ReadView {
+            frozen: frozen_list,
+            segments: self.view.segments.clone(),
+        });
         self.segment_manager.do_send(FlushMemtable { frozen });
     }
 
@@ -314,7 +322,9 @@ impl MemtableActor {
         if let Some(wal) = self.wal.as_ref() {
             let _ = wal;
         }
-        let file = fs.create(&path).context(|| format!("creating WAL {}", path.display()))?;
+        let file = fs
+            .create(&path)
+            .context(|| format!("creating WAL {}", path.display()))?;
         // IMPORTANT: the new WAL's directory entry must be durable before any
         // write in it is acknowledged; fdatasync of the file does not do that.
         fs.sync_dir(&self.options.directory)
@@ -330,7 +340,12 @@ impl MemtableActor {
         if self.closing.is_some() {
             return Some(Error::Closed);
         }
-        self.poisoned.as_ref().map(|e| Error::io("the WAL failed earlier; reopen the database", std::io::Error::other(e.to_string())))
+        self.poisoned.as_ref().map(|e| {
+            Error::io(
+                "the WAL failed earlier; reopen the database",
+                std::io::Error::other(e.to_string()),
+            )
+        })
     }
 
     /// Encodes the pending writes as one group and writes it out.
@@ -346,7 +361,9 @@ impl MemtableActor {
             WalWriter::encode_record(&record, &mut framed);
         }
         Counters::add(&self.counters.wal_bytes, framed.len() as u64);
-        let Some(mut wal) = self.wal.take() else { return };
+        let Some(mut wal) = self.wal.take() else {
+            return;
+        };
         if self.options.sync != SyncPolicy::Always {
             let result = wal.append_encoded(&framed);
             self.wal = Some(wal);
@@ -358,17 +375,23 @@ impl MemtableActor {
             let result = wal.append_encoded(&framed).and_then(|()| wal.sync());
             (wal, result)
         });
-        let fut = async move { job.await }.into_actor(self).map(move |joined, act, ctx| match joined {
-            Ok((wal, result)) => {
-                act.wal = Some(wal);
-                act.finish_group(result, group, seqs, true, ctx);
-            }
-            Err(join_error) => {
-                let error = Error::io("WAL writer thread", std::io::Error::other(join_error.to_string()));
-                act.poison(error.clone());
-                act.fail_group(group, &error);
-            }
-        });
+        let fut =
+            async move { job.await }
+                .into_actor(self)
+                .map(move |joined, act, ctx| match joined {
+                    Ok((wal, result)) => {
+                        act.wal = Some(wal);
+                        act.finish_group(result, group, seqs, true, ctx);
+                    }
+                    Err(join_error) => {
+                        let error = Error::io(
+                            "WAL writer thread",
+                            std::io::Error::other(join_error.to_string()),
+                        );
+                        act.poison(error.clone());
+                        act.fail_group(group, &error);
+                    }
+                });
         ctx.spawn(fut);
     }
 
@@ -421,28 +444,37 @@ impl MemtableActor {
         if !self.wal_dirty || self.poisoned.is_some() {
             return;
         }
-        let Some(mut wal) = self.wal.take() else { return };
+        let Some(mut wal) = self.wal.take() else {
+            return;
+        };
         self.wal_dirty = false;
         let job = actix_rt::task::spawn_blocking(move || {
             let result = wal.sync();
             (wal, result)
         });
-        let fut = async move { job.await }.into_actor(self).map(|joined, act, ctx| {
-            match joined {
-                Ok((wal, result)) => {
-                    act.wal = Some(wal);
-                    match result {
-                        Ok(()) => Counters::add(&act.counters.wal_syncs, 1),
-                        Err(error) => {
-                            log::error!("WAL sync failed, refusing writes until reopen: {error}");
-                            act.poison(error);
+        let fut = async move { job.await }
+            .into_actor(self)
+            .map(|joined, act, ctx| {
+                match joined {
+                    Ok((wal, result)) => {
+                        act.wal = Some(wal);
+                        match result {
+                            Ok(()) => Counters::add(&act.counters.wal_syncs, 1),
+                            Err(error) => {
+                                log::error!(
+                                    "WAL sync failed, refusing writes until reopen: {error}"
+                                );
+                                act.poison(error);
+                            }
                         }
                     }
+                    Err(join_error) => act.poison(Error::io(
+                        "WAL sync thread",
+                        std::io::Error::other(join_error.to_string()),
+                    )),
                 }
-                Err(join_error) => act.poison(Error::io("WAL sync thread", std::io::Error::other(join_error.to_string()))),
-            }
-            act.make_progress(ctx);
-        });
+                act.make_progress(ctx);
+            });
         ctx.spawn(fut);
     }
 
@@ -472,14 +504,22 @@ fn encode_batch(first_seq: u64, mutations: &[Mutation]) -> Vec<u8> {
             value: value.clone().unwrap_or_default(),
         })
         .collect();
-    WalBatch { first_seq, mutations }.encode_to_vec()
+    WalBatch {
+        first_seq,
+        mutations,
+    }
+    .encode_to_vec()
 }
 
 /// Copies the active memtable's share of a scan.
 fn copy_for_scan(table: &MemTable, msg: &ScanSnapshot) -> Vec<Entry> {
     let mut copied = Vec::new();
     let (mut live, mut bytes) = (0usize, 0usize);
-    let limit = if msg.limit == 0 { usize::MAX } else { msg.limit };
+    let limit = if msg.limit == 0 {
+        usize::MAX
+    } else {
+        msg.limit
+    };
     for entry in table.range(&msg.range, msg.reverse) {
         let done = live > limit || bytes >= msg.max_bytes && live > 0;
         if done && entry.value.is_some() {
@@ -514,7 +554,10 @@ impl Handler<Write> for MemtableActor {
             let _ = msg.reply.send(Err(error));
             return;
         }
-        self.pending.push(PendingWrite { mutations: msg.mutations, reply: msg.reply });
+        self.pending.push(PendingWrite {
+            mutations: msg.mutations,
+            reply: msg.reply,
+        });
         self.make_progress(ctx);
     }
 }
@@ -536,7 +579,10 @@ impl Handler<ScanSnapshot> for MemtableActor {
     fn handle(&mut self, msg: ScanSnapshot, _: &mut Context<Self>) {
         Counters::add(&self.counters.scans, 1);
         let active = copy_for_scan(&self.active, &msg);
-        let _ = msg.reply.send(ScanStart { active, view: self.view.clone() });
+        let _ = msg.reply.send(ScanStart {
+            active,
+            view: self.view.clone(),
+        });
     }
 }
 
@@ -555,10 +601,20 @@ impl Handler<Flush> for MemtableActor {
 impl Handler<FlushDone> for MemtableActor {
     type Result = ();
     fn handle(&mut self, msg: FlushDone, ctx: &mut Context<Self>) {
-        let frozen = self.view.frozen.iter().filter(|f| f.wal_number != msg.wal_number).cloned().collect();
-        self.view = Arc::new(ReadView { frozen, segments: msg.segments });
-        let (done, waiting): (Vec<_>, Vec<_>) =
-            std::mem::take(&mut self.flush_waiters).into_iter().partition(|(n, _)| *n <= msg.wal_number);
+        let frozen = self
+            .view
+            .frozen
+            .iter()
+            .filter(|f| f.wal_number != msg.wal_number)
+            .cloned()
+            .collect();
+        self.view = Arc::new(ReadView {
+            frozen,
+            segments: msg.segments,
+        });
+        let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.flush_waiters)
+            .into_iter()
+            .partition(|(n, _)| *n <= msg.wal_number);
         self.flush_waiters = waiting;
         for (_, reply) in done {
             let _ = reply.send(Ok(()));
@@ -579,7 +635,10 @@ impl Handler<FlushFailed> for MemtableActor {
 impl Handler<SegmentsChanged> for MemtableActor {
     type Result = ();
     fn handle(&mut self, msg: SegmentsChanged, ctx: &mut Context<Self>) {
-        self.view = Arc::new(ReadView { frozen: self.view.frozen.clone(), segments: msg.0 });
+        self.view = Arc::new(ReadView {
+            frozen: self.view.frozen.clone(),
+            segments: msg.0,
+        });
         self.make_progress(ctx);
     }
 }
@@ -587,7 +646,12 @@ impl Handler<SegmentsChanged> for MemtableActor {
 impl Handler<Gauges> for MemtableActor {
     type Result = ();
     fn handle(&mut self, msg: Gauges, _: &mut Context<Self>) {
-        let frozen_bytes: usize = self.view.frozen.iter().map(|f| f.table.approximate_bytes()).sum();
+        let frozen_bytes: usize = self
+            .view
+            .frozen
+            .iter()
+            .map(|f| f.table.approximate_bytes())
+            .sum();
         let _ = msg.reply.send(MemtableGauges {
             memtable_bytes: (self.active.approximate_bytes() + frozen_bytes) as u64,
             frozen_memtables: self.view.frozen.len() as u64,
@@ -614,9 +678,18 @@ mod tests {
     use super::*;
     use std::ops::Bound;
 
-    fn snapshot_request(limit: usize, max_bytes: usize) -> (ScanSnapshot, oneshot::Receiver<ScanStart>) {
+    fn snapshot_request(
+        limit: usize,
+        max_bytes: usize,
+    ) -> (ScanSnapshot, oneshot::Receiver<ScanStart>) {
         let (reply, rx) = oneshot::channel();
-        let msg = ScanSnapshot { range: (Bound::Unbounded, Bound::Unbounded), reverse: false, limit, max_bytes, reply };
+        let msg = ScanSnapshot {
+            range: (Bound::Unbounded, Bound::Unbounded),
+            reverse: false,
+            limit,
+            max_bytes,
+            reply,
+        };
         (msg, rx)
     }
 
@@ -624,11 +697,23 @@ mod tests {
     fn scan_copy_takes_tombstones_and_one_live_entry_past_the_limit() {
         let mut table = MemTable::default();
         for (i, key) in ["a", "b", "c", "d", "e"].iter().enumerate() {
-            let value = if i == 1 { None } else { Some(Bytes::from_static(b"v")) };
+            let value = if i == 1 {
+                None
+            } else {
+                Some(Bytes::from_static(b"v"))
+            };
             table.apply(Bytes::copy_from_slice(key.as_bytes()), i as u64, value);
         }
         let (msg, _rx) = snapshot_request(2, usize::MAX);
-        let keys: Vec<_> = copy_for_scan(&table, &msg).into_iter().map(|e| e.key).collect();
-        assert_eq!(keys, ["a", "b", "c", "d"].map(|k| Bytes::copy_from_slice(k.as_bytes())).to_vec());
+        let keys: Vec<_> = copy_for_scan(&table, &msg)
+            .into_iter()
+            .map(|e| e.key)
+            .collect();
+        assert_eq!(
+            keys,
+            ["a", "b", "c", "d"]
+                .map(|k| Bytes::copy_from_slice(k.as_bytes()))
+                .to_vec()
+        );
     }
 }

@@ -32,21 +32,18 @@ impl MemTable {
 
     /// The newest version of `key`, if this table holds one.
     pub fn get(&self, key: &[u8]) -> Option<Entry> {
-        self.entries.get_key_value(key).map(|(key, (seq, value))| Entry {
-            key: key.clone(),
-            seq: *seq,
-            value: value.clone(),
-        })
+        self.entries
+            .get_key_value(key)
+            .map(|(key, (seq, value))| Entry {
+                key: key.clone(),
+                seq: *seq,
+                value: value.clone(),
+            })
     }
 
     /// Roughly how much memory the table holds.
     pub fn approximate_bytes(&self) -> usize {
         self.approximate_bytes
-    }
-
-    /// Number of keys (tombstones included).
-    pub fn len(&self) -> usize {
-        self.entries.len()
     }
 
     /// True if the table holds nothing.
@@ -64,12 +61,19 @@ impl MemTable {
         if invalid_range(&bounds) {
             return Box::new(std::iter::empty());
         }
-        let iter = self.entries.range::<[u8], _>(bounds).map(|(key, (seq, value))| Entry {
-            key: key.clone(),
-            seq: *seq,
-            value: value.clone(),
-        });
-        if reverse { Box::new(iter.rev()) } else { Box::new(iter) }
+        let iter = self
+            .entries
+            .range::<[u8], _>(bounds)
+            .map(|(key, (seq, value))| Entry {
+                key: key.clone(),
+                seq: *seq,
+                value: value.clone(),
+            });
+        if reverse {
+            Box::new(iter.rev())
+        } else {
+            Box::new(iter)
+        }
     }
 }
 
@@ -122,7 +126,6 @@ mod tests {
         table.apply(b("k"), 3, None);
         let entry = table.get(b"k").unwrap();
         assert_eq!((entry.seq, entry.value), (3, None));
-        assert_eq!(table.len(), 1);
     }
 
     #[test]
