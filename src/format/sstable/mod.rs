@@ -135,6 +135,16 @@ pub struct TableOptions {
     pub bloom_bits_per_key: usize,
 }
 
+impl From<&crate::Options> for TableOptions {
+    /// The table settings of the engine's options.
+    fn from(options: &crate::Options) -> Self {
+        TableOptions {
+            block_bytes: options.block_bytes,
+            bloom_bits_per_key: options.bloom_bits_per_key,
+        }
+    }
+}
+
 /// Bytes of the crc that follows every block.
 const CRC_LEN: u64 = 4;
 
