@@ -262,10 +262,6 @@ impl MergeJob {
 
 impl Actor for Compactor {
     type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.set_mailbox_capacity(usize::MAX);
-    }
 }
 
 impl Handler<SetChanged> for Compactor {

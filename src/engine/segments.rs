@@ -336,10 +336,6 @@ pub fn write_segments(
 
 impl Actor for SegmentManager {
     type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.set_mailbox_capacity(usize::MAX);
-    }
 }
 
 impl Handler<Connect> for SegmentManager {

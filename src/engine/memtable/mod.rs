@@ -540,7 +540,6 @@ impl Actor for MemtableActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.set_mailbox_capacity(usize::MAX);
         if let SyncPolicy::Interval(every) = self.options.sync {
             ctx.run_interval(every, |act, ctx| act.sync_now(ctx));
         }
