@@ -22,7 +22,10 @@ async fn empty_key_is_an_invalid_argument() {
     let get = db.get("").await;
     assert!(matches!(get, Err(Error::InvalidArgument(_))), "{get:?}");
     let delete = db.delete("").await;
-    assert!(matches!(delete, Err(Error::InvalidArgument(_))), "{delete:?}");
+    assert!(
+        matches!(delete, Err(Error::InvalidArgument(_))),
+        "{delete:?}"
+    );
     let mut batch = WriteBatch::new();
     batch.put("fine", "v").put("", "v");
     let write = db.write(batch).await;
@@ -38,7 +41,10 @@ async fn key_length_limit_is_inclusive() {
     let db = Db::open(limited_options(dir.path())).await.unwrap();
     let longest = Bytes::from(vec![b'k'; 16]);
     db.put(longest.clone(), "v").await.unwrap();
-    assert_eq!(db.get(longest.clone()).await.unwrap(), Some(Bytes::from("v")));
+    assert_eq!(
+        db.get(longest.clone()).await.unwrap(),
+        Some(Bytes::from("v"))
+    );
 
     let too_long = Bytes::from(vec![b'k'; 17]);
     let put = db.put(too_long.clone(), "v").await;
@@ -49,7 +55,10 @@ async fn key_length_limit_is_inclusive() {
     let get = db.get(too_long.clone()).await;
     assert!(matches!(get, Err(Error::KeyTooLarge { .. })), "{get:?}");
     let delete = db.delete(too_long).await;
-    assert!(matches!(delete, Err(Error::KeyTooLarge { .. })), "{delete:?}");
+    assert!(
+        matches!(delete, Err(Error::KeyTooLarge { .. })),
+        "{delete:?}"
+    );
     db.close().await.unwrap();
 }
 
@@ -61,13 +70,22 @@ async fn value_length_limit_is_inclusive() {
     assert_eq!(db.get("a").await.unwrap().map(|v| v.len()), Some(100));
     let put = db.put("b", vec![7u8; 101]).await;
     assert!(
-        matches!(put, Err(Error::ValueTooLarge { len: 101, limit: 100 })),
+        matches!(
+            put,
+            Err(Error::ValueTooLarge {
+                len: 101,
+                limit: 100
+            })
+        ),
         "{put:?}"
     );
     let mut batch = WriteBatch::new();
     batch.put("c", "small").put("d", vec![0u8; 101]);
     let write = db.write(batch).await;
-    assert!(matches!(write, Err(Error::ValueTooLarge { .. })), "{write:?}");
+    assert!(
+        matches!(write, Err(Error::ValueTooLarge { .. })),
+        "{write:?}"
+    );
     assert_eq!(db.get("b").await.unwrap(), None);
     assert_eq!(db.get("c").await.unwrap(), None);
     db.close().await.unwrap();

@@ -454,7 +454,11 @@ impl Db {
             map.insert("memtable_bytes".into(), gauges.memtable_bytes);
             map.insert("frozen_memtables".into(), gauges.frozen_memtables);
             map.insert("live_segments".into(), segments.all().count() as u64);
-            map.insert("bytes_on_disk".into(), segments.total_bytes());
+            map.insert("segment_bytes".into(), segments.total_bytes());
+            map.insert(
+                "bytes_on_disk".into(),
+                segments.total_bytes() + gauges.wal_bytes,
+            );
             map.insert("last_sequence".into(), gauges.last_seq);
             for (level, run) in segments.levels.iter().enumerate() {
                 map.insert(format!("level_{level}_segments"), run.len() as u64);

@@ -131,6 +131,8 @@ pub struct MemtableGauges {
     pub frozen_memtables: u64,
     pub view: Arc<ReadView>,
     pub last_seq: u64,
+    /// Bytes in the active WAL.
+    pub wal_bytes: u64,
 }
 
 /// Asks for [`MemtableGauges`].
@@ -220,6 +222,9 @@ impl MemtableActor {
         if self.wal.is_none() {
             return; // a group or sync is in flight; its completion calls back
         }
+        if self.poisoned.is_some() {
+            self.fail_pending();
+        }
         self.serve_flush_requests();
         if self.active.approximate_bytes() >= self.options.memtable_bytes && self.can_freeze() {
             self.freeze();
@@ -242,6 +247,9 @@ impl MemtableActor {
     }
 
     fn must_stall(&self) -> bool {
+        if self.closing.is_some() {
+            return false; // accepted writes finish; the next open flushes them
+        }
         let memtable_full = self.active.approximate_bytes() >= self.options.memtable_bytes;
         let level0 = self.view.segments.level(0).len();
         memtable_full || level0 >= self.options.l0_stall_trigger
@@ -656,6 +664,7 @@ impl Handler<Gauges> for MemtableActor {
             frozen_memtables: self.view.frozen.len() as u64,
             view: self.view.clone(),
             last_seq: self.last_seq,
+            wal_bytes: self.wal.as_ref().map_or(0, WalWriter::bytes_written),
         });
     }
 }
