@@ -387,7 +387,7 @@ impl Db {
             }
             total += key.len() + len + 16;
         }
-        if total > MAX_RECORD_BYTES as usize {
+        if total > MAX_RECORD_BYTES {
             return Err(Error::InvalidArgument(format!(
                 "batch of {total} bytes is larger than one WAL record may be ({MAX_RECORD_BYTES})"
             )));

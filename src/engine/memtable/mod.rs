@@ -383,23 +383,22 @@ impl MemtableActor {
             let result = wal.append_encoded(&framed).and_then(|()| wal.sync());
             (wal, result)
         });
-        let fut =
-            async move { job.await }
-                .into_actor(self)
-                .map(move |joined, act, ctx| match joined {
-                    Ok((wal, result)) => {
-                        act.wal = Some(wal);
-                        act.finish_group(result, group, seqs, true, ctx);
-                    }
-                    Err(join_error) => {
-                        let error = Error::io(
-                            "WAL writer thread",
-                            std::io::Error::other(join_error.to_string()),
-                        );
-                        act.poison(error.clone());
-                        act.fail_group(group, &error);
-                    }
-                });
+        let fut = job
+            .into_actor(self)
+            .map(move |joined, act, ctx| match joined {
+                Ok((wal, result)) => {
+                    act.wal = Some(wal);
+                    act.finish_group(result, group, seqs, true, ctx);
+                }
+                Err(join_error) => {
+                    let error = Error::io(
+                        "WAL writer thread",
+                        std::io::Error::other(join_error.to_string()),
+                    );
+                    act.poison(error.clone());
+                    act.fail_group(group, &error);
+                }
+            });
         ctx.spawn(fut);
     }
 
@@ -460,29 +459,25 @@ impl MemtableActor {
             let result = wal.sync();
             (wal, result)
         });
-        let fut = async move { job.await }
-            .into_actor(self)
-            .map(|joined, act, ctx| {
-                match joined {
-                    Ok((wal, result)) => {
-                        act.wal = Some(wal);
-                        match result {
-                            Ok(()) => Counters::add(&act.counters.wal_syncs, 1),
-                            Err(error) => {
-                                log::error!(
-                                    "WAL sync failed, refusing writes until reopen: {error}"
-                                );
-                                act.poison(error);
-                            }
+        let fut = job.into_actor(self).map(|joined, act, ctx| {
+            match joined {
+                Ok((wal, result)) => {
+                    act.wal = Some(wal);
+                    match result {
+                        Ok(()) => Counters::add(&act.counters.wal_syncs, 1),
+                        Err(error) => {
+                            log::error!("WAL sync failed, refusing writes until reopen: {error}");
+                            act.poison(error);
                         }
                     }
-                    Err(join_error) => act.poison(Error::io(
-                        "WAL sync thread",
-                        std::io::Error::other(join_error.to_string()),
-                    )),
                 }
-                act.make_progress(ctx);
-            });
+                Err(join_error) => act.poison(Error::io(
+                    "WAL sync thread",
+                    std::io::Error::other(join_error.to_string()),
+                )),
+            }
+            act.make_progress(ctx);
+        });
         ctx.spawn(fut);
     }
 
@@ -491,10 +486,11 @@ impl MemtableActor {
             return;
         }
         let mut result = Ok(());
-        if let Some(wal) = self.wal.as_mut() {
-            if self.wal_dirty && self.poisoned.is_none() {
-                result = wal.sync();
-            }
+        if let Some(wal) = self.wal.as_mut()
+            && self.wal_dirty
+            && self.poisoned.is_none()
+        {
+            result = wal.sync();
         }
         if let Some(reply) = self.closing.take() {
             let _ = reply.send(result);
