@@ -47,7 +47,11 @@ fn blocking(
         return Ok(Report::default());
     }
     let written_before = process_write_bytes();
-    let label = format!("{} {}", args.engine.map_or("?", |e| e.name()), spec.workload.name());
+    let label = format!(
+        "{} {}",
+        args.engine.map_or("?", |e| e.name()),
+        spec.workload.name()
+    );
     let mut report = driver::run(engine.clone(), spec, label)?;
     engine.flush()?;
     drop(engine);

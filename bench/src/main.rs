@@ -59,7 +59,8 @@ fn run(args: &Args) -> workload::BenchResult<()> {
         }
         Some(path) => {
             print!("{table}");
-            std::fs::File::create(path)?.write_all(serde_json::to_string_pretty(&reports)?.as_bytes())?;
+            std::fs::File::create(path)?
+                .write_all(serde_json::to_string_pretty(&reports)?.as_bytes())?;
         }
         None => print!("{table}"),
     }

@@ -24,7 +24,12 @@ pub fn run_all(args: &Args) -> BenchResult<Vec<Report>> {
             }
             std::fs::create_dir_all(&dir)?;
             if workload.needs_prefill() {
-                eprintln!("{} {}: loading {} keys", engine.name(), workload.name(), args.num);
+                eprintln!(
+                    "{} {}: loading {} keys",
+                    engine.name(),
+                    workload.name(),
+                    args.num
+                );
                 run_child(args, engine, workload, &dir, true)?;
             }
             eprintln!("{} {}: running", engine.name(), workload.name());
@@ -56,7 +61,14 @@ fn run_child(
         .args(["--num", &args.num.to_string()])
         .args(["--value-size", &args.value_size.to_string()])
         .args(["--threads", &args.threads.to_string()])
-        .args(["--sync", if args.sync == crate::args::SyncMode::Always { "always" } else { "none" }])
+        .args([
+            "--sync",
+            if args.sync == crate::args::SyncMode::Always {
+                "always"
+            } else {
+                "none"
+            },
+        ])
         .arg("--dir")
         .arg(PathBuf::from(dir));
     if let Some(ops) = args.ops {
@@ -67,7 +79,13 @@ fn run_child(
     }
     let output = command.stderr(Stdio::inherit()).output()?;
     if !output.status.success() {
-        return Err(format!("{} {} child failed: {}", engine.name(), workload.name(), output.status).into());
+        return Err(format!(
+            "{} {} child failed: {}",
+            engine.name(),
+            workload.name(),
+            output.status
+        )
+        .into());
     }
     Ok(serde_json::from_slice(&output.stdout)?)
 }

@@ -35,7 +35,8 @@ struct Best {
 
 impl Best {
     fn of(rows: &[&Report]) -> Best {
-        let min = |f: &dyn Fn(&Report) -> f64| rows.iter().map(|r| f(r)).fold(f64::INFINITY, f64::min);
+        let min =
+            |f: &dyn Fn(&Report) -> f64| rows.iter().map(|r| f(r)).fold(f64::INFINITY, f64::min);
         Best {
             ops: rows.iter().map(|r| r.ops_per_sec).fold(0.0, f64::max),
             p50: min(&|r| r.p50_us),
@@ -103,7 +104,11 @@ fn notes(r: &Report) -> String {
         notes.push(format!("bg writes {}", r.background_writes));
     }
     for (name, value) in &r.engine_stats {
-        if matches!(name.as_str(), "writes_per_sync" | "wal_syncs" | "write_stalls") && *value > 0 {
+        if matches!(
+            name.as_str(),
+            "writes_per_sync" | "wal_syncs" | "write_stalls"
+        ) && *value > 0
+        {
             notes.push(format!("{name} {value}"));
         }
     }

@@ -62,7 +62,10 @@ pub fn run_child(dir: &Path, sync: SyncMode, spec: Spec, prefill: bool) -> Bench
         let mut report = measure(&db, spec).await?;
         db.flush().await?;
         let stats = db.stats().await?;
-        report.engine_stats = STATS.iter().map(|s| (s.to_string(), stats.get(s))).collect();
+        report.engine_stats = STATS
+            .iter()
+            .map(|s| (s.to_string(), stats.get(s)))
+            .collect();
         db.close().await?;
         drop(db);
         report.disk_bytes_written = process_write_bytes() - written_before;
@@ -147,7 +150,10 @@ fn issue(db: &Db, op: Op, values: &Values) -> Pending {
     let start = Instant::now();
     match op {
         Op::Put(key, v) => {
-            let done = db.put(Bytes::copy_from_slice(&key), Bytes::copy_from_slice(values.get(v)));
+            let done = db.put(
+                Bytes::copy_from_slice(&key),
+                Bytes::copy_from_slice(values.get(v)),
+            );
             Box::pin(async move { (done.await.map(|()| false), start.elapsed()) })
         }
         Op::Get(key) => {
@@ -175,7 +181,9 @@ async fn scan_all(
         let page = db.scan(request.clone()).await?;
         record(&mut histogram, start.elapsed());
         report.found += page.entries.len() as u64;
-        progress.done.fetch_add(page.entries.len() as u64, Ordering::Relaxed);
+        progress
+            .done
+            .fetch_add(page.entries.len() as u64, Ordering::Relaxed);
         match page.continuation(false) {
             Some(next) => request.start = std::ops::Bound::Included(next),
             None => return Ok(histogram),
@@ -190,8 +198,11 @@ async fn background_writer(db: Db, spec: Spec, stop: Rc<AtomicBool>) -> BenchRes
     let mut written = 0u64;
     while !stop.load(Ordering::Relaxed) {
         let key = present_key(rng.below(spec.num.max(1)));
-        db.put(Bytes::copy_from_slice(&key), Bytes::copy_from_slice(values.get(written)))
-            .await?;
+        db.put(
+            Bytes::copy_from_slice(&key),
+            Bytes::copy_from_slice(values.get(written)),
+        )
+        .await?;
         written += 1;
     }
     Ok(written)
