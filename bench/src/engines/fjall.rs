@@ -66,7 +66,7 @@ impl BlockingEngine for Fjall {
         for guard in self.keyspace.iter() {
             let (_key, _value) = guard.into_inner()?;
             seen += 1;
-            if seen % PAGE_ENTRIES as u64 == 0 {
+            if seen.is_multiple_of(PAGE_ENTRIES as u64) {
                 on_page(PAGE_ENTRIES);
             }
         }
