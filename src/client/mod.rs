@@ -8,6 +8,7 @@
 //! order.
 
 pub mod command;
+pub mod shell;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
