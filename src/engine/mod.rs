@@ -1,4 +1,10 @@
-//! The database (STUB API: bodies to come).
+//! The database: [`Db`], the handle a program embeds, and the actors behind it.
+//!
+//! - [`memtable`]: the memtable actor (active memtable + WAL, group commit).
+//! - [`segments`]: the segment manager actor (segment set + manifest, flushes).
+//! - [`compactor`]: the compactor actor; [`compaction`] is its pure policy.
+//! - [`read_pool`]: threads that read segments for gets and scans.
+//! - [`recovery`]: what `Db::open` does before the actors start.
 //!
 //! Every request method enqueues its message when it is called, not when
 //! the returned future is first polled: requests made one after another from
@@ -6,13 +12,35 @@
 //! together (a pipelining server relies on this). A read sees every write
 //! whose future has completed.
 
+mod compaction;
+mod compactor;
+mod memtable;
+mod merge;
+mod read_pool;
+mod recovery;
+mod segment;
+mod segments;
+mod stats;
+mod version;
+
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::ops::Bound;
+use std::sync::Arc;
 
+use actix::prelude::*;
 use bytes::Bytes;
+use tokio::sync::oneshot;
 
-use crate::{Options, Result};
+use crate::format::wal::MAX_RECORD_BYTES;
+use crate::{Error, Options, Result};
+use compactor::{CloseCompactor, CompactAll, Compactor};
+use memtable::{
+    Close, Flush, Gauges, Get, GetOutcome, MemtableActor, MemtableStart, ScanSnapshot, Write,
+};
+use read_pool::{RangeScan, ReadWorker, SegmentGet};
+use segments::{CloseSegments, Connect, SegmentManager, SegmentManagerStart};
+use stats::Counters;
 
 /// An atomic group of writes: all are applied, or none.
 #[derive(Debug, Clone, Default)]
@@ -70,69 +98,396 @@ pub struct ScanPage {
     pub more: bool,
 }
 
-/// Engine counters, by name.
+impl ScanRequest {
+    /// Everything, ascending, in pages of at most 1000 entries or 4 MiB.
+    pub fn all() -> Self {
+        ScanRequest {
+            start: Bound::Unbounded,
+            end: Bound::Unbounded,
+            limit: 1000,
+            reverse: false,
+            max_bytes: 4 << 20,
+        }
+    }
+
+    /// `[start, end)`, ascending, in pages of at most 1000 entries or 4 MiB.
+    pub fn range(start: impl Into<Bytes>, end: impl Into<Bytes>) -> Self {
+        ScanRequest {
+            start: Bound::Included(start.into()),
+            end: Bound::Excluded(end.into()),
+            ..Self::all()
+        }
+    }
+}
+
+impl ScanPage {
+    /// Where the next page starts: for a forward scan the smallest key after
+    /// the last one returned (use as the next inclusive start); for a reverse
+    /// scan the last key returned (use as the next exclusive end). `None`
+    /// when the range is exhausted.
+    pub fn continuation(&self, reverse: bool) -> Option<Bytes> {
+        if !self.more {
+            return None;
+        }
+        let (last, _) = self.entries.last()?;
+        if reverse {
+            return Some(last.clone());
+        }
+        let mut next = Vec::with_capacity(last.len() + 1);
+        next.extend_from_slice(last);
+        next.push(0);
+        Some(Bytes::from(next))
+    }
+}
+
+/// Engine counters and gauges, by name: `writes`, `wal_syncs`,
+/// `writes_per_sync`, `flushes`, `compactions`, `write_stalls`,
+/// `bloom_filter_hits`, `live_segments`, `bytes_on_disk`, `memtable_bytes`,
+/// `level_N_segments` and more.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Stats {
     pub counters: BTreeMap<String, u64>,
 }
 
+impl Stats {
+    /// A counter's value, 0 if unknown.
+    pub fn get(&self, name: &str) -> u64 {
+        self.counters.get(name).copied().unwrap_or(0)
+    }
+}
+
 /// A cheap-to-clone handle on an open database.
-#[derive(Clone, Debug)]
-pub struct Db {}
+///
+/// Open it inside a running actix system; every clone talks to the same
+/// actors. `close` syncs and stops them; dropping the last handle without
+/// closing stops them too, and the WAL still holds every acknowledged write.
+#[derive(Clone)]
+pub struct Db {
+    inner: Arc<DbInner>,
+}
+
+struct DbInner {
+    options: Arc<Options>,
+    memtable: Addr<MemtableActor>,
+    segments: Addr<SegmentManager>,
+    compactor: Addr<Compactor>,
+    readers: Addr<ReadWorker>,
+    counters: Arc<Counters>,
+    arbiters: Vec<ArbiterHandle>,
+}
+
+impl Drop for DbInner {
+    fn drop(&mut self) {
+        for arbiter in &self.arbiters {
+            arbiter.stop();
+        }
+    }
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db")
+            .field("directory", &self.inner.options.directory)
+            .finish()
+    }
+}
+
+/// Awaits an actor's answer; a dropped sender means the actor stopped.
+async fn answer<T>(rx: oneshot::Receiver<Result<T>>) -> Result<T> {
+    rx.await.unwrap_or(Err(Error::Closed))
+}
 
 impl Db {
-    /// Opens (creating if needed) the database in `options.directory`.
-    /// Must be called inside a running actix system.
+    /// Opens (creating if needed) the database in `options.directory`:
+    /// recovers what the last run left and starts the actors.
+    ///
+    /// # Errors
+    /// `Locked` if another process has it open, `Corruption` naming the file
+    /// and offset if a file is damaged, `Io` if the directory is unusable,
+    /// `InvalidArgument` if not called inside a running actix system.
     pub async fn open(options: Options) -> Result<Db> {
-        let _ = options;
-        todo!()
+        if System::try_current().is_none() {
+            return Err(Error::InvalidArgument(
+                "Db::open must run inside an actix system".into(),
+            ));
+        }
+        let options = Arc::new(options);
+        let for_recovery = options.clone();
+        let recovered = actix_rt::task::spawn_blocking(move || recovery::recover(&for_recovery))
+            .await
+            .map_err(|e| Error::io("recovery thread", std::io::Error::other(e.to_string())))??;
+        let counters = Arc::new(Counters::default());
+        let segments_set = Arc::new(recovered.segments);
+        let background = Arbiter::new();
+        let foreground = Arbiter::new();
+        let manager_start = SegmentManagerStart {
+            options: options.clone(),
+            set: segments_set.clone(),
+            flushed_seq: recovered.flushed_seq,
+            file_numbers: recovered.file_numbers.clone(),
+            counters: counters.clone(),
+            lock: recovered.lock,
+        };
+        let segments = SegmentManager::start_in_arbiter(&background.handle(), move |_| {
+            SegmentManager::new(manager_start)
+        });
+        let (o, n, c, s) = (
+            options.clone(),
+            recovered.file_numbers.clone(),
+            counters.clone(),
+            segments.clone(),
+        );
+        let compactor =
+            Compactor::start_in_arbiter(&background.handle(), move |_| Compactor::new(o, n, c, s));
+        let memtable_start = MemtableStart {
+            options: options.clone(),
+            wal: recovered.wal,
+            wal_number: recovered.wal_number,
+            last_seq: recovered.last_seq,
+            segments: segments_set,
+            segment_manager: segments.clone(),
+            file_numbers: recovered.file_numbers,
+            counters: counters.clone(),
+        };
+        let memtable = MemtableActor::start_in_arbiter(&foreground.handle(), move |_| {
+            MemtableActor::new(memtable_start)
+        });
+        segments.do_send(Connect {
+            memtable: memtable.clone(),
+            compactor: compactor.clone(),
+        });
+        let readers = SyncArbiter::start(options.read_threads.max(1), || ReadWorker);
+        let arbiters = vec![background.handle(), foreground.handle()];
+        let inner = DbInner {
+            options,
+            memtable,
+            segments,
+            compactor,
+            readers,
+            counters,
+            arbiters,
+        };
+        Ok(Db {
+            inner: Arc::new(inner),
+        })
     }
+
     /// The value of `key`, `None` if absent.
     pub fn get(
         &self,
         key: impl Into<Bytes>,
     ) -> impl Future<Output = Result<Option<Bytes>>> + 'static {
-        let _ = key.into();
-        async { todo!() }
+        let key = key.into();
+        let checked = self.check_key(&key);
+        let (reply, rx) = oneshot::channel();
+        if checked.is_ok() {
+            self.inner.memtable.do_send(Get {
+                key: key.clone(),
+                reply,
+            });
+        }
+        let inner = self.inner.clone();
+        async move {
+            checked?;
+            let view = match rx.await.map_err(|_| Error::Closed)? {
+                GetOutcome::Decided(value) => return Ok(value),
+                GetOutcome::Miss(view) => view,
+            };
+            for frozen in &view.frozen {
+                if let Some(entry) = frozen.table.get(&key) {
+                    return Ok(entry.value);
+                }
+            }
+            if view.segments.all().next().is_none() {
+                return Ok(None);
+            }
+            let lookup = inner
+                .readers
+                .send(SegmentGet {
+                    segments: view.segments.clone(),
+                    key,
+                })
+                .await
+                .map_err(|_| Error::Closed)??;
+            Counters::add(&inner.counters.bloom_filter_hits, lookup.filtered_out);
+            Counters::add(
+                &inner.counters.bloom_filter_false_positives,
+                lookup.false_positives,
+            );
+            Ok(lookup.entry.and_then(|entry| entry.value))
+        }
     }
-    /// Sets `key` to `value`.
+
+    /// Sets `key` to `value`. Answered once durable under the sync policy.
+    ///
+    /// # Errors
+    /// `KeyTooLarge`, `ValueTooLarge`, `InvalidArgument` (empty key), `Io`
+    /// if the WAL cannot be written (then every later write fails until the
+    /// database is reopened), `Closed`.
     pub fn put(
         &self,
         key: impl Into<Bytes>,
         value: impl Into<Bytes>,
     ) -> impl Future<Output = Result<()>> + 'static {
-        let _ = (key.into(), value.into());
-        async { todo!() }
+        self.submit(vec![(key.into(), Some(value.into()))])
     }
+
     /// Removes `key`; removing an absent key succeeds.
     pub fn delete(&self, key: impl Into<Bytes>) -> impl Future<Output = Result<()>> + 'static {
-        let _ = key.into();
-        async { todo!() }
+        self.submit(vec![(key.into(), None)])
     }
-    /// Applies a batch atomically.
+
+    /// Applies a batch atomically: after a crash either all of it is there
+    /// or none. An empty batch succeeds at once.
     pub fn write(&self, batch: WriteBatch) -> impl Future<Output = Result<()>> + 'static {
-        let _ = batch;
-        async { todo!() }
+        self.submit(batch.mutations)
     }
-    /// Reads a range.
+
+    fn submit(
+        &self,
+        mutations: Vec<(Bytes, Option<Bytes>)>,
+    ) -> impl Future<Output = Result<()>> + 'static {
+        let checked = self.check_mutations(&mutations);
+        let (reply, rx) = oneshot::channel();
+        let send = checked.is_ok() && !mutations.is_empty();
+        if send {
+            self.inner.memtable.do_send(Write { mutations, reply });
+        }
+        async move {
+            checked?;
+            if !send {
+                return Ok(());
+            }
+            answer(rx).await
+        }
+    }
+
+    fn check_key(&self, key: &[u8]) -> Result<()> {
+        let limit = self.inner.options.max_key_bytes;
+        if key.is_empty() {
+            return Err(Error::InvalidArgument("keys must not be empty".into()));
+        }
+        if key.len() > limit {
+            return Err(Error::KeyTooLarge {
+                len: key.len(),
+                limit,
+            });
+        }
+        Ok(())
+    }
+
+    fn check_mutations(&self, mutations: &[(Bytes, Option<Bytes>)]) -> Result<()> {
+        let limit = self.inner.options.max_value_bytes;
+        let mut total = 0usize;
+        for (key, value) in mutations {
+            self.check_key(key)?;
+            let len = value.as_ref().map_or(0, Bytes::len);
+            if len > limit {
+                return Err(Error::ValueTooLarge { len, limit });
+            }
+            total += key.len() + len + 16;
+        }
+        if total > MAX_RECORD_BYTES {
+            return Err(Error::InvalidArgument(format!(
+                "batch of {total} bytes is larger than one WAL record may be ({MAX_RECORD_BYTES})"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Reads one page of a range; see [`ScanRequest`] and
+    /// [`ScanPage::continuation`]. A page reflects one point in time.
     pub fn scan(&self, request: ScanRequest) -> impl Future<Output = Result<ScanPage>> + 'static {
-        let _ = request;
-        async { todo!() }
+        let (reply, rx) = oneshot::channel();
+        let limit = if request.limit == 0 {
+            usize::MAX
+        } else {
+            request.limit
+        };
+        self.inner.memtable.do_send(ScanSnapshot {
+            range: (request.start.clone(), request.end.clone()),
+            reverse: request.reverse,
+            limit,
+            max_bytes: request.max_bytes,
+            reply,
+        });
+        let readers = self.inner.readers.clone();
+        async move {
+            let start = rx.await.map_err(|_| Error::Closed)?;
+            readers
+                .send(RangeScan { start, request })
+                .await
+                .map_err(|_| Error::Closed)?
+        }
     }
-    /// Flushes the memtable to a segment.
+
+    /// Freezes the memtable and waits until everything written before is in
+    /// segments.
     pub fn flush(&self) -> impl Future<Output = Result<()>> + 'static {
-        async { todo!() }
+        let (reply, rx) = oneshot::channel();
+        self.inner.memtable.do_send(Flush { reply });
+        answer(rx)
     }
-    /// Compacts every segment into one sorted run.
+
+    /// Flushes, then merges every segment into one sorted run, dropping
+    /// overwritten versions and tombstones.
     pub fn compact(&self) -> impl Future<Output = Result<()>> + 'static {
-        async { todo!() }
+        let flushed = self.flush();
+        let compactor = self.inner.compactor.clone();
+        async move {
+            flushed.await?;
+            let (reply, rx) = oneshot::channel();
+            compactor.do_send(CompactAll { reply });
+            answer(rx).await
+        }
     }
-    /// Current counters.
+
+    /// Current counters and gauges.
     pub fn stats(&self) -> impl Future<Output = Result<Stats>> + 'static {
-        async { todo!() }
+        let (reply, rx) = oneshot::channel();
+        self.inner.memtable.do_send(Gauges { reply });
+        let counters = self.inner.counters.clone();
+        async move {
+            let gauges = rx.await.map_err(|_| Error::Closed)?;
+            let mut map = counters.snapshot();
+            let segments = &gauges.view.segments;
+            map.insert("memtable_bytes".into(), gauges.memtable_bytes);
+            map.insert("frozen_memtables".into(), gauges.frozen_memtables);
+            map.insert("live_segments".into(), segments.all().count() as u64);
+            map.insert("segment_bytes".into(), segments.total_bytes());
+            map.insert(
+                "bytes_on_disk".into(),
+                segments.total_bytes() + gauges.wal_bytes,
+            );
+            map.insert("last_sequence".into(), gauges.last_seq);
+            for (level, run) in segments.levels.iter().enumerate() {
+                map.insert(format!("level_{level}_segments"), run.len() as u64);
+            }
+            Ok(Stats { counters: map })
+        }
     }
-    /// Syncs and stops the database's actors.
+
+    /// Finishes accepted writes, syncs the WAL, stops the actors and releases
+    /// the directory. Later calls on any clone fail with `Closed`.
     pub fn close(&self) -> impl Future<Output = Result<()>> + 'static {
-        async { todo!() }
+        let inner = self.inner.clone();
+        async move {
+            let (reply, rx) = oneshot::channel();
+            inner.compactor.do_send(CloseCompactor { reply });
+            let _ = rx.await;
+            let (reply, rx) = oneshot::channel();
+            inner.memtable.do_send(Close { reply });
+            let synced = answer(rx).await;
+            let (reply, rx) = oneshot::channel();
+            inner.segments.do_send(CloseSegments { reply });
+            let _ = rx.await;
+            for arbiter in &inner.arbiters {
+                arbiter.stop();
+            }
+            match synced {
+                Err(Error::Closed) => Ok(()),
+                other => other,
+            }
+        }
     }
 }

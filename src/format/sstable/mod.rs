@@ -1,10 +1,129 @@
-//! SSTable: an immutable sorted segment file. (STUB: format doc to be written
-//! by the module's author.)
+//! SSTable: an immutable sorted segment file.
+//!
+//! [`SstableWriter`] builds a table from entries added in strictly increasing
+//! key order, one entry per key; [`SstableReader`] opens it, answers point
+//! lookups ([`SstableReader::get`]) and hands out range cursors
+//! ([`SstableReader::iter`], forward or reverse).
+//!
+//! # File layout
+//!
+//! All fixed-width integers are little-endian. "varint" is unsigned LEB128
+//! (see [`crate::format::coding`]). "crc" is the masked CRC32C of
+//! [`crate::format::coding::masked_crc`], stored as a fixed-width u32.
+//!
+//! ```text
+//! [data block 0][crc]
+//! [data block 1][crc]
+//! ...
+//! [data block N-1][crc]
+//! [filter block][crc]
+//! [index block][crc]
+//! [footer: 64 bytes]
+//! ```
+//!
+//! Sections follow each other with no gaps: the first data block starts at
+//! offset 0, the filter starts where the last data block's crc ends, the index
+//! right after the filter's crc, and the footer right after the index's crc at
+//! `file_size - 64`. Every crc covers exactly the bytes of the block it
+//! follows (not the crc itself).
+//!
+//! ## Data block
+//!
+//! A run of entries, at least one, sorted by key. The writer closes a block
+//! before an entry that would make it exceed `TableOptions::block_bytes`, so a
+//! block is at most that size unless it holds a single larger entry (values
+//! up to 32 MiB make one big block). Each entry is:
+//!
+//! ```text
+//! key_len:   varint
+//! kind:      u8        0 = tombstone (delete), 1 = put
+//! seq:       varint    sequence number of the write
+//! value_len: varint    present only when kind = 1
+//! key:       key_len bytes
+//! value:     value_len bytes, present only when kind = 1
+//! ```
+//!
+//! Keys are strictly increasing within a block and across blocks.
+//!
+//! ## Filter block
+//!
+//! A bloom filter over every key in the table:
+//!
+//! ```text
+//! bits:   m bytes (bit b is bit b % 8, least significant first, of byte b / 8)
+//! probes: u8, the number k of bits set per key (1..=30; 0 only when m = 0)
+//! ```
+//!
+//! With `nbits = 8 * m`, a key sets (and a lookup tests) bits
+//! `(h + j * d) mod nbits` for `j in 0..k`, where `h = xxh3_64(key)`,
+//! `d = h.rotate_right(32) | 1` and the sum and product wrap modulo 2^64.
+//! The writer uses `nbits = max(64, keys * bits_per_key)` rounded up to a
+//! whole byte and `k = round(bits_per_key * ln 2)` clamped to 1..=30: about 1%
+//! false positives at 10 bits per key. When `bits_per_key` is 0 the block is
+//! the single byte `0` (no bits, no probes) and lets every key through.
+//!
+//! ## Index block
+//!
+//! ```text
+//! smallest_key_len: varint
+//! smallest_key:     the table's first key
+//! then, for each data block in file order, until the block's end:
+//!   last_key_len:   varint
+//!   last_key:       the block's last key
+//!   offset:         varint, where the block starts in the file
+//!   length:         varint, the block's length without its crc
+//! ```
+//!
+//! ## Footer (64 bytes, at `file_size - 64`)
+//!
+//! ```text
+//!  0  index_offset   u64
+//!  8  index_length   u64   without the crc
+//! 16  filter_offset  u64
+//! 24  filter_length  u64   without the crc
+//! 32  entry_count    u64   entries (puts and tombstones) in the table
+//! 40  max_seq        u64   the largest seq of any entry
+//! 48  version        u32   1
+//! 52  footer_crc     u32   masked CRC32C of bytes 0..52
+//! 56  magic          u64   bytes "NaiveSST"
+//! ```
+//!
+//! # Checks and what a bad one means
+//!
+//! A table is written once and fdatasynced before it is named in the manifest,
+//! so there is no torn tail to tolerate: any mismatch is corruption and is
+//! reported as [`crate::Error::Corruption`] with the path and the file offset
+//! of the bad section, never as wrong data and never as a panic.
+//!
+//! - `open` reads the footer, then the filter and the index, with positioned
+//!   reads. It fails on a file shorter than a footer, a wrong magic number,
+//!   footer crc or version, sections that are out of bounds or not laid out
+//!   back to back as above, a bad filter or index crc, a malformed varint or
+//!   length, index keys that are not strictly increasing, or data blocks that
+//!   do not tile the data region exactly.
+//! - Every data block read (by `get` or a cursor) checks the block's crc and
+//!   decodes defensively: a bad crc, a malformed entry, keys out of order or a
+//!   last key that disagrees with the index fail that call. A cursor that
+//!   failed returns the same error on every later call.
+//!
+//! The reader keeps the index (one key and two numbers per block) and the
+//! filter's bits in memory; data blocks are read on demand and not cached.
 
+mod block;
+mod bloom;
+mod footer;
+mod index;
+mod iter;
 mod reader;
 mod writer;
 
-pub use reader::{Lookup, SstableIter, SstableReader};
+#[cfg(test)]
+mod corruption_tests;
+#[cfg(test)]
+mod tests;
+
+pub use iter::SstableIter;
+pub use reader::{Lookup, SstableReader};
 pub use writer::{SstableWriter, TableSummary};
 
 /// How tables are written.
@@ -14,4 +133,32 @@ pub struct TableOptions {
     pub block_bytes: usize,
     /// Bloom filter bits per key.
     pub bloom_bits_per_key: usize,
+}
+
+impl From<&crate::Options> for TableOptions {
+    /// The table settings of the engine's options.
+    fn from(options: &crate::Options) -> Self {
+        TableOptions {
+            block_bytes: options.block_bytes,
+            bloom_bits_per_key: options.bloom_bits_per_key,
+        }
+    }
+}
+
+/// Bytes of the crc that follows every block.
+const CRC_LEN: u64 = 4;
+
+/// Where a decoder found a block malformed: an offset inside the block and
+/// what was wrong. The reader turns it into a `Corruption` error naming the
+/// file offset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Malformed {
+    at: usize,
+    detail: &'static str,
+}
+
+impl Malformed {
+    fn new(at: usize, detail: &'static str) -> Self {
+        Malformed { at, detail }
+    }
 }

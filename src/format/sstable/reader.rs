@@ -1,10 +1,22 @@
-//! Reads an SSTable. (STUB)
+//! Reads an SSTable: `open` loads and checks footer, filter and index; data
+//! blocks are read, checked and decoded on demand.
+
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::Result;
-use crate::format::{Entry, EntryIter, KeyRange};
+use bytes::Bytes;
+
+use super::block::decode_block;
+use super::bloom::BloomFilter;
+use super::footer::{FOOTER_LEN, Footer};
+use super::index::{BlockHandle, Index};
+use super::iter::SstableIter;
+use super::{CRC_LEN, Malformed};
+use crate::format::coding::{get_u32, masked_crc};
+use crate::format::{Entry, KeyRange};
 use crate::fs::ReadableFile;
+use crate::{Error, Result};
 
 /// The outcome of a point lookup in one table.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,40 +32,217 @@ pub enum Lookup {
 /// An open table: footer, index and filter in memory, blocks read on demand.
 #[derive(Debug)]
 pub struct SstableReader {
-    _file: Arc<dyn ReadableFile>,
+    file: TableFile,
+    index: Index,
+    filter: BloomFilter,
+    footer: Footer,
 }
 
 impl SstableReader {
     /// Opens a table, reading and checking its footer, index and filter.
+    /// `Corruption` (naming the path and offset) if any of them is bad or
+    /// out of bounds; `Io` if a read fails.
     pub fn open(file: Arc<dyn ReadableFile>, path: PathBuf) -> Result<SstableReader> {
-        let _ = path;
-        Ok(SstableReader { _file: file })
+        let size = file.len();
+        let file = TableFile { file, path, size };
+        let footer = file.read_footer()?;
+        let filter = file.read_checked(footer.filter_offset, footer.filter_len)?;
+        let filter =
+            BloomFilter::decode(&filter).map_err(|m| file.corrupt(footer.filter_offset, m))?;
+        let index = file.read_checked(footer.index_offset, footer.index_len)?;
+        let index = Index::decode(&index, footer.filter_offset)
+            .map_err(|m| file.corrupt(footer.index_offset, m))?;
+        Ok(SstableReader {
+            file,
+            index,
+            filter,
+            footer,
+        })
     }
-    /// Looks `key` up.
+
+    /// Looks `key` up: the filter first, then at most one data block.
+    /// `Corruption` if that block is bad.
     pub fn get(&self, key: &[u8]) -> Result<Lookup> {
-        let _ = key;
-        todo!()
+        if !self.filter.may_contain(key) {
+            return Ok(Lookup::FilteredOut);
+        }
+        let block = self.block_for(key);
+        if block >= self.block_count() {
+            return Ok(Lookup::Absent);
+        }
+        let entries = self.read_block(block)?;
+        match entries.binary_search_by(|e| e.key.as_ref().cmp(key)) {
+            Ok(found) => Ok(entries
+                .into_iter()
+                .nth(found)
+                .map_or(Lookup::Absent, Lookup::Found)),
+            Err(_) => Ok(Lookup::Absent),
+        }
     }
-    /// The entries in `range`, ascending, or descending if `reverse`.
+
+    /// The entries in `range`, ascending, or descending if `reverse`. The
+    /// cursor reads one block at a time; errors come from `next_entry`.
     pub fn iter(self: &Arc<Self>, range: KeyRange, reverse: bool) -> SstableIter {
-        let _ = (range, reverse);
-        todo!()
+        SstableIter::new(Arc::clone(self), range, reverse)
     }
+
     /// The table's path, for errors.
     pub fn path(&self) -> &Path {
-        todo!()
+        &self.file.path
     }
+
     /// Entries in the table.
     pub fn entry_count(&self) -> u64 {
-        todo!()
+        self.footer.entry_count
+    }
+
+    /// The largest sequence number of any entry.
+    pub fn max_seq(&self) -> u64 {
+        self.footer.max_seq
+    }
+
+    /// The file's size in bytes.
+    pub fn file_size(&self) -> u64 {
+        self.file.size
+    }
+
+    /// The table's first key.
+    pub fn smallest_key(&self) -> &Bytes {
+        &self.index.smallest_key
+    }
+
+    /// The table's last key.
+    pub fn largest_key(&self) -> &Bytes {
+        self.index
+            .handles
+            .last()
+            .map_or(&self.index.smallest_key, |h| &h.last_key)
+    }
+
+    /// Bytes this reader keeps in memory (index and filter), roughly.
+    pub fn memory_bytes(&self) -> usize {
+        self.index.memory_bytes() + self.filter.memory_bytes()
+    }
+
+    pub(super) fn block_count(&self) -> usize {
+        self.index.handles.len()
+    }
+
+    pub(super) fn block_last_key(&self, block: usize) -> Option<&Bytes> {
+        self.index.handles.get(block).map(|h| &h.last_key)
+    }
+
+    /// The first block whose last key is `>= key` (`block_count()` if none):
+    /// the only block that can hold `key`.
+    pub(super) fn block_for(&self, key: &[u8]) -> usize {
+        self.index
+            .handles
+            .partition_point(|h| h.last_key.as_ref() < key)
+    }
+
+    /// The first block whose last key is `> key`.
+    pub(super) fn block_after(&self, key: &[u8]) -> usize {
+        self.index
+            .handles
+            .partition_point(|h| h.last_key.as_ref() <= key)
+    }
+
+    /// Reads, checks and decodes data block number `block`.
+    pub(super) fn read_block(&self, block: usize) -> Result<Vec<Entry>> {
+        let handle: &BlockHandle = self.index.handles.get(block).ok_or_else(|| {
+            Error::corruption(&self.file.path, 0, format!("no data block {block}"))
+        })?;
+        let data = self.file.read_checked(handle.offset, handle.len)?;
+        let after = block.checked_sub(1).and_then(|b| self.block_last_key(b));
+        decode_block(&data, after.map(|k| k.as_ref()), &handle.last_key)
+            .map_err(|m| self.file.corrupt(handle.offset, m))
     }
 }
 
-/// A cursor over a table's entries in a range.
-pub struct SstableIter {}
+/// The table's file, its name for errors and its size when opened.
+#[derive(Debug)]
+struct TableFile {
+    file: Arc<dyn ReadableFile>,
+    path: PathBuf,
+    size: u64,
+}
 
-impl EntryIter for SstableIter {
-    fn next_entry(&mut self) -> Result<Option<Entry>> {
-        todo!()
+impl TableFile {
+    /// Reads the footer and checks it and the layout it describes.
+    fn read_footer(&self) -> Result<Footer> {
+        let at = self.size.checked_sub(FOOTER_LEN).ok_or_else(|| {
+            Error::corruption(
+                &self.path,
+                0,
+                format!("{} bytes is too short for a table", self.size),
+            )
+        })?;
+        let mut buf = vec![0u8; FOOTER_LEN as usize];
+        self.read_at(&mut buf, at)?;
+        let footer = Footer::decode(&buf).map_err(|m| self.corrupt(at, m))?;
+        check_layout(&footer, at).map_err(|detail| Error::corruption(&self.path, at, detail))?;
+        Ok(footer)
     }
+
+    /// Reads `len` bytes at `offset` and the crc after them, and checks it.
+    fn read_checked(&self, offset: u64, len: u64) -> Result<Bytes> {
+        let total = len
+            .checked_add(CRC_LEN)
+            .filter(|&total| {
+                offset
+                    .checked_add(total)
+                    .is_some_and(|end| end <= self.size)
+            })
+            .and_then(|total| usize::try_from(total).ok())
+            .ok_or_else(|| {
+                Error::corruption(&self.path, offset, "block past the end of the file")
+            })?;
+        let mut buf = vec![0u8; total];
+        self.read_at(&mut buf, offset)?;
+        let data_len = total - CRC_LEN as usize;
+        let stored = get_u32(&buf, data_len);
+        buf.truncate(data_len);
+        if stored != Some(masked_crc(&buf)) {
+            return Err(Error::corruption(
+                &self.path,
+                offset,
+                "block checksum mismatch",
+            ));
+        }
+        Ok(Bytes::from(buf))
+    }
+
+    /// A positioned read; a file shorter than it claimed to be is corruption.
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
+        self.file
+            .read_exact_at(buf, offset)
+            .map_err(|e| match e.kind() {
+                io::ErrorKind::UnexpectedEof => {
+                    Error::corruption(&self.path, offset, "file shorter than expected")
+                }
+                _ => Error::io(format!("reading table {}", self.path.display()), e),
+            })
+    }
+
+    /// A `Corruption` error at `malformed.at` bytes past `base`.
+    fn corrupt(&self, base: u64, malformed: Malformed) -> Error {
+        let offset = base.saturating_add(malformed.at as u64);
+        Error::corruption(&self.path, offset, malformed.detail)
+    }
+}
+
+/// The filter must end where the index starts, and the index where the
+/// footer starts.
+fn check_layout(footer: &Footer, footer_at: u64) -> std::result::Result<(), &'static str> {
+    let end = |offset: u64, len: u64| offset.checked_add(len)?.checked_add(CRC_LEN);
+    if end(footer.filter_offset, footer.filter_len) != Some(footer.index_offset) {
+        return Err("filter does not end where the index starts");
+    }
+    if end(footer.index_offset, footer.index_len) != Some(footer_at) {
+        return Err("index does not end where the footer starts");
+    }
+    if footer.entry_count == 0 {
+        return Err("table with no entries");
+    }
+    Ok(())
 }

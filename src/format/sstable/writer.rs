@@ -1,12 +1,20 @@
-//! Writes an SSTable. (STUB)
+//! Writes an SSTable: data blocks go to the file as they fill; the filter,
+//! index and footer are written by `finish`.
+
 use std::path::PathBuf;
 
 use bytes::Bytes;
 
-use super::TableOptions;
-use crate::Result;
+use super::block::{encode_entry, encoded_len};
+use super::bloom::{build_filter, key_hash};
+use super::footer::{FOOTER_LEN, Footer};
+use super::index::{BlockHandle, encode_handle, encode_smallest_key};
+use super::{CRC_LEN, TableOptions};
+use crate::error::IoContext;
 use crate::format::Entry;
+use crate::format::coding::{masked_crc, put_u32};
 use crate::fs::WritableFile;
+use crate::{Error, Result};
 
 /// What a finished table holds, for the manifest.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,33 +27,174 @@ pub struct TableSummary {
 }
 
 /// Builds one table from entries added in strictly increasing key order.
+///
+/// Memory held: the block being filled, the index built so far (one key per
+/// block) and 8 bytes of hash per key for the filter. After an error from
+/// `add` or `finish` the file is not a valid table; drop the writer and
+/// remove the file.
 pub struct SstableWriter {
-    _file: Box<dyn WritableFile>,
+    file: Box<dyn WritableFile>,
+    /// For error messages.
+    path: PathBuf,
+    options: TableOptions,
+    /// Entries of the block being filled, encoded.
+    block: Vec<u8>,
+    /// Index block so far: smallest key, then a handle per written block.
+    index: Vec<u8>,
+    /// Hashes of every key added, for the filter.
+    key_hashes: Vec<u64>,
+    /// Bytes written to the file so far.
+    offset: u64,
+    smallest_key: Option<Bytes>,
+    /// The last key added: order check, and the last key of the open block.
+    last_key: Option<Bytes>,
+    entry_count: u64,
+    max_seq: u64,
 }
 
 impl SstableWriter {
     /// Starts a table in `file` (named `path` in errors).
     pub fn new(file: Box<dyn WritableFile>, path: PathBuf, options: TableOptions) -> Self {
-        let _ = (path, options);
-        SstableWriter { _file: file }
+        SstableWriter {
+            file,
+            path,
+            options,
+            block: Vec::new(),
+            index: Vec::new(),
+            key_hashes: Vec::new(),
+            offset: 0,
+            smallest_key: None,
+            last_key: None,
+            entry_count: 0,
+            max_seq: 0,
+        }
     }
+
     /// Adds an entry; its key must be greater than the last one added
-    /// (`InvalidArgument` otherwise).
+    /// (`InvalidArgument` otherwise). May write a full block to the file
+    /// (`Io` on failure).
     pub fn add(&mut self, entry: &Entry) -> Result<()> {
-        let _ = entry;
-        todo!()
+        if let Some(last) = &self.last_key
+            && entry.key <= *last
+        {
+            return Err(Error::InvalidArgument(format!(
+                "table keys must increase: {:?} after {:?}",
+                entry.key, last
+            )));
+        }
+        if !self.block.is_empty()
+            && self.block.len() + encoded_len(entry) > self.options.block_bytes
+        {
+            self.flush_block()?;
+        }
+        encode_entry(entry, &mut self.block);
+        if self.smallest_key.is_none() {
+            encode_smallest_key(&entry.key, &mut self.index);
+            self.smallest_key = Some(entry.key.clone());
+        }
+        self.key_hashes.push(key_hash(&entry.key));
+        self.last_key = Some(entry.key.clone());
+        self.entry_count += 1;
+        self.max_seq = self.max_seq.max(entry.seq);
+        Ok(())
     }
-    /// Bytes the table would take if finished now.
+
+    /// Bytes the table would take if finished now (the filter estimated
+    /// from the keys so far).
     pub fn estimated_size(&self) -> u64 {
-        todo!()
+        let filter = self.key_hashes.len() * self.options.bloom_bits_per_key / 8 + 9;
+        let open_block = if self.block.is_empty() {
+            0
+        } else {
+            self.block.len() + 64
+        };
+        let tail = open_block + filter + self.index.len() + 2 * CRC_LEN as usize;
+        self.offset + tail as u64 + FOOTER_LEN
     }
+
     /// Entries added so far.
     pub fn entry_count(&self) -> u64 {
-        todo!()
+        self.entry_count
     }
+
     /// Writes the filter, index and footer and fdatasyncs the file.
-    /// `InvalidArgument` if no entry was added.
-    pub fn finish(self) -> Result<TableSummary> {
-        todo!()
+    /// `InvalidArgument` if no entry was added; `Io` if a write or the sync
+    /// fails.
+    pub fn finish(mut self) -> Result<TableSummary> {
+        let (Some(smallest_key), Some(largest_key)) =
+            (self.smallest_key.clone(), self.last_key.clone())
+        else {
+            return Err(Error::InvalidArgument(
+                "a table needs at least one entry".into(),
+            ));
+        };
+        self.flush_block()?;
+        let filter = build_filter(&self.key_hashes, self.options.bloom_bits_per_key);
+        let filter_offset = self.offset;
+        self.write_checksummed(&filter)?;
+        let index = std::mem::take(&mut self.index);
+        let index_offset = self.offset;
+        self.write_checksummed(&index)?;
+        let footer = Footer {
+            index_offset,
+            index_len: index.len() as u64,
+            filter_offset,
+            filter_len: filter.len() as u64,
+            entry_count: self.entry_count,
+            max_seq: self.max_seq,
+        };
+        self.write(&footer.encode())?;
+        let path = &self.path;
+        self.file
+            .sync_data()
+            .context(|| format!("syncing table {}", path.display()))?;
+        Ok(TableSummary {
+            file_size: self.offset,
+            entry_count: self.entry_count,
+            smallest_key,
+            largest_key,
+            max_seq: self.max_seq,
+        })
+    }
+
+    /// Writes the open block, if any, and records it in the index.
+    fn flush_block(&mut self) -> Result<()> {
+        let Some(last_key) = self.last_key.clone() else {
+            return Ok(());
+        };
+        if self.block.is_empty() {
+            return Ok(());
+        }
+        let block = std::mem::take(&mut self.block);
+        let handle = BlockHandle {
+            last_key,
+            offset: self.offset,
+            len: block.len() as u64,
+        };
+        self.write_checksummed(&block)?;
+        encode_handle(&handle, &mut self.index);
+        // Reuse the buffer unless one huge entry grew it.
+        if block.capacity() <= 2 * self.options.block_bytes {
+            self.block = block;
+            self.block.clear();
+        }
+        Ok(())
+    }
+
+    /// Writes `data` followed by its masked crc.
+    fn write_checksummed(&mut self, data: &[u8]) -> Result<()> {
+        self.write(data)?;
+        let mut crc = Vec::with_capacity(4);
+        put_u32(&mut crc, masked_crc(data));
+        self.write(&crc)
+    }
+
+    fn write(&mut self, data: &[u8]) -> Result<()> {
+        let path = &self.path;
+        self.file
+            .write_all(data)
+            .context(|| format!("writing table {}", path.display()))?;
+        self.offset += data.len() as u64;
+        Ok(())
     }
 }

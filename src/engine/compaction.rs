@@ -1,0 +1,201 @@
+//! The compaction policy: pure functions from the live segment metadata to a
+//! task, testable with no I/O. The compactor actor only executes the task.
+//!
+//! The policy is leveled, as in LevelDB. Level 0 takes flushed memtables;
+//! once it holds `l0_compaction_trigger` segments, all of them and the
+//! level-1 segments they overlap are merged into level 1. Level `n >= 1` has a
+//! byte budget (`level1_bytes * level_size_multiplier^(n-1)`); past it, its
+//! oldest segment and the overlapping segments of level `n+1` are merged into
+//! level `n+1`. Leveled compaction keeps reads to one segment per level and
+//! space overhead near 1.1x, at the price of rewriting data more often than
+//! size-tiered compaction would: the right trade for a read-heavy store with
+//! bounded disk.
+//!
+//! A tombstone is dropped when the output level is the deepest level whose
+//! key span could hold an older version of the key.
+
+use bytes::Bytes;
+
+use super::version::MAX_LEVELS;
+use crate::Options;
+use crate::proto::storage::SegmentMeta;
+
+/// One merge to run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompactionTask {
+    /// File numbers of the segments merged.
+    pub inputs: Vec<u64>,
+    /// The level the output segments go to.
+    pub output_level: u32,
+    /// Whether tombstones can be dropped: no deeper segment may hold the key.
+    pub drop_tombstones: bool,
+}
+
+/// The byte budget of level `level` (>= 1).
+pub fn level_budget(options: &Options, level: usize) -> u64 {
+    let exponent = u32::try_from(level.saturating_sub(1)).unwrap_or(u32::MAX);
+    options
+        .level1_bytes
+        .saturating_mul(options.level_size_multiplier.saturating_pow(exponent))
+}
+
+/// The next compaction to run, if any level is over its trigger.
+pub fn pick(levels: &[Vec<SegmentMeta>], options: &Options) -> Option<CompactionTask> {
+    let level0 = levels.first().map_or(&[][..], Vec::as_slice);
+    if level0.len() >= options.l0_compaction_trigger.max(1) {
+        return Some(merge_into_next(levels, level0.to_vec(), 0));
+    }
+    for level in 1..MAX_LEVELS - 1 {
+        let segments = levels.get(level).map_or(&[][..], Vec::as_slice);
+        let bytes: u64 = segments.iter().map(|s| s.file_size).sum();
+        if bytes > level_budget(options, level) {
+            let oldest = segments.iter().min_by_key(|s| s.file_number)?;
+            return Some(merge_into_next(levels, vec![oldest.clone()], level));
+        }
+    }
+    None
+}
+
+/// Everything into one sorted run on the deepest level in use (at least 1),
+/// dropping tombstones: what `Db::compact` asks for. `None` if there is
+/// nothing to merge.
+pub fn full(levels: &[Vec<SegmentMeta>]) -> Option<CompactionTask> {
+    let inputs: Vec<u64> = levels.iter().flatten().map(|s| s.file_number).collect();
+    let deepest = levels.iter().rposition(|level| !level.is_empty())?;
+    Some(CompactionTask {
+        inputs,
+        output_level: u32::try_from(deepest.max(1)).unwrap_or(1),
+        drop_tombstones: true,
+    })
+}
+
+fn merge_into_next(
+    levels: &[Vec<SegmentMeta>],
+    upper: Vec<SegmentMeta>,
+    level: usize,
+) -> CompactionTask {
+    let output_level = level + 1;
+    let (lo, hi) = span(&upper);
+    let lower = levels
+        .get(output_level)
+        .into_iter()
+        .flatten()
+        .filter(|s| overlaps(s, &lo, &hi));
+    let inputs: Vec<u64> = upper.iter().chain(lower).map(|s| s.file_number).collect();
+    let deeper_overlap = levels
+        .iter()
+        .skip(output_level + 1)
+        .flatten()
+        .any(|s| overlaps(s, &lo, &hi));
+    CompactionTask {
+        inputs,
+        output_level: u32::try_from(output_level).unwrap_or(u32::MAX),
+        drop_tombstones: !deeper_overlap,
+    }
+}
+
+fn span(segments: &[SegmentMeta]) -> (Bytes, Bytes) {
+    let lo = segments
+        .iter()
+        .map(|s| &s.smallest_key)
+        .min()
+        .cloned()
+        .unwrap_or_default();
+    let hi = segments
+        .iter()
+        .map(|s| &s.largest_key)
+        .max()
+        .cloned()
+        .unwrap_or_default();
+    (lo, hi)
+}
+
+fn overlaps(segment: &SegmentMeta, lo: &Bytes, hi: &Bytes) -> bool {
+    segment.smallest_key <= *hi && *lo <= segment.largest_key
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(number: u64, level: u32, lo: &str, hi: &str, size: u64) -> SegmentMeta {
+        SegmentMeta {
+            file_number: number,
+            level,
+            smallest_key: Bytes::copy_from_slice(lo.as_bytes()),
+            largest_key: Bytes::copy_from_slice(hi.as_bytes()),
+            file_size: size,
+            entry_count: 1,
+            max_seq: number,
+        }
+    }
+
+    fn options() -> Options {
+        let mut options = Options::new("/unused");
+        options.l0_compaction_trigger = 2;
+        options.level1_bytes = 100;
+        options
+    }
+
+    #[test]
+    fn nothing_to_do_below_the_triggers() {
+        let levels = vec![
+            vec![meta(1, 0, "a", "b", 10)],
+            vec![meta(2, 1, "a", "z", 50)],
+        ];
+        assert_eq!(pick(&levels, &options()), None);
+    }
+
+    #[test]
+    fn full_level0_merges_with_overlapping_level1_only() {
+        let levels = vec![
+            vec![meta(5, 0, "c", "e", 10), meta(4, 0, "d", "f", 10)],
+            vec![
+                meta(1, 1, "a", "b", 10),
+                meta(2, 1, "e", "g", 10),
+                meta(3, 1, "x", "z", 10),
+            ],
+        ];
+        let task = pick(&levels, &options()).unwrap();
+        assert_eq!(task.inputs, vec![5, 4, 2]);
+        assert_eq!(task.output_level, 1);
+        assert!(task.drop_tombstones);
+    }
+
+    #[test]
+    fn tombstones_kept_when_a_deeper_level_overlaps() {
+        let levels = vec![
+            vec![meta(5, 0, "c", "e", 10), meta(4, 0, "d", "f", 10)],
+            vec![],
+            vec![meta(1, 2, "a", "d", 10)],
+        ];
+        let task = pick(&levels, &options()).unwrap();
+        assert!(!task.drop_tombstones);
+    }
+
+    #[test]
+    fn level_over_budget_pushes_its_oldest_segment_down() {
+        let levels = vec![
+            vec![],
+            vec![meta(7, 1, "a", "c", 80), meta(3, 1, "d", "f", 80)],
+            vec![meta(1, 2, "e", "k", 10), meta(2, 2, "m", "p", 10)],
+        ];
+        let task = pick(&levels, &options()).unwrap();
+        assert_eq!(task.inputs, vec![3, 1]);
+        assert_eq!(task.output_level, 2);
+    }
+
+    #[test]
+    fn full_compaction_targets_the_deepest_level() {
+        let levels = vec![
+            vec![meta(9, 0, "a", "b", 1)],
+            vec![],
+            vec![meta(1, 2, "a", "z", 1)],
+        ];
+        let task = full(&levels).unwrap();
+        assert_eq!(task.output_level, 2);
+        assert_eq!(task.inputs.len(), 2);
+        assert!(task.drop_tombstones);
+        assert_eq!(full(&[vec![], vec![]]), None);
+    }
+}

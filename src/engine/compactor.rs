@@ -1,0 +1,290 @@
+//! The compactor actor: watches the segment set, asks the pure policy in
+//! [`super::compaction`] what to merge, runs the merge on a blocking thread
+//! and hands the output to the segment manager to install. One compaction
+//! runs at a time, so the levels below a running merge do not change under it.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use actix::prelude::*;
+use tokio::sync::oneshot;
+
+use super::compaction::{self, CompactionTask};
+use super::merge::MergeIter;
+use super::segment::{FileNumbers, Segment, SegmentBuilder};
+use super::segments::{InstallCompaction, SegmentManager};
+use super::stats::Counters;
+use super::version::{SegmentSet, chain_segments};
+use crate::error::IoContext;
+use crate::format::EntryIter;
+use crate::format::sstable::TableOptions;
+use crate::proto::storage::SegmentMeta;
+use crate::{Error, Options, Result};
+
+/// The segment set changed.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SetChanged(pub Arc<SegmentSet>);
+
+/// Merges everything into one sorted run, dropping tombstones; answered
+/// once installed.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CompactAll {
+    pub reply: oneshot::Sender<Result<()>>,
+}
+
+/// Cancels a running merge and stops.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CloseCompactor {
+    pub reply: oneshot::Sender<()>,
+}
+
+/// Runs compactions. See the module doc.
+pub struct Compactor {
+    options: Arc<Options>,
+    numbers: Arc<FileNumbers>,
+    counters: Arc<Counters>,
+    segment_manager: Addr<SegmentManager>,
+    latest: Arc<SegmentSet>,
+    running: bool,
+    full_requests: Vec<oneshot::Sender<Result<()>>>,
+    cancel: Arc<AtomicBool>,
+    closing: Option<oneshot::Sender<()>>,
+}
+
+impl Compactor {
+    /// A compactor reporting to `segment_manager`.
+    pub fn new(
+        options: Arc<Options>,
+        numbers: Arc<FileNumbers>,
+        counters: Arc<Counters>,
+        segment_manager: Addr<SegmentManager>,
+    ) -> Self {
+        Compactor {
+            options,
+            numbers,
+            counters,
+            segment_manager,
+            latest: Arc::new(SegmentSet::default()),
+            running: false,
+            full_requests: Vec::new(),
+            cancel: Arc::new(AtomicBool::new(false)),
+            closing: None,
+        }
+    }
+
+    fn maybe_start(&mut self, ctx: &mut Context<Self>) {
+        if self.running {
+            return;
+        }
+        if let Some(reply) = self.closing.take() {
+            let _ = reply.send(());
+            ctx.stop();
+            return;
+        }
+        let levels = self.latest.meta_levels();
+        let (task, waiters) = if self.full_requests.is_empty() {
+            (compaction::pick(&levels, &self.options), Vec::new())
+        } else {
+            (
+                compaction::full(&levels),
+                std::mem::take(&mut self.full_requests),
+            )
+        };
+        let Some(task) = task else {
+            waiters.into_iter().for_each(|w| {
+                let _ = w.send(Ok(()));
+            });
+            return;
+        };
+        self.running = true;
+        self.run(task, waiters, ctx);
+    }
+
+    fn run(
+        &mut self,
+        task: CompactionTask,
+        waiters: Vec<oneshot::Sender<Result<()>>>,
+        ctx: &mut Context<Self>,
+    ) {
+        let merge = MergeJob {
+            options: self.options.clone(),
+            numbers: self.numbers.clone(),
+            inputs: inputs_by_level(&self.latest, &task.inputs),
+            task: task.clone(),
+            cancel: self.cancel.clone(),
+        };
+        let manager = self.segment_manager.clone();
+        let counters = self.counters.clone();
+        let work = async move {
+            let outputs = actix_rt::task::spawn_blocking(move || merge.run())
+                .await
+                .unwrap_or_else(|e| {
+                    Err(Error::io(
+                        "compaction thread",
+                        std::io::Error::other(e.to_string()),
+                    ))
+                })?;
+            let bytes: u64 = outputs.iter().map(|m| m.file_size).sum();
+            let (reply, installed) = oneshot::channel();
+            manager.do_send(InstallCompaction {
+                task,
+                outputs,
+                reply,
+            });
+            let set = installed.await.unwrap_or(Err(Error::Closed))?;
+            Counters::add(&counters.compactions, 1);
+            Counters::add(&counters.compaction_bytes, bytes);
+            Ok(set)
+        };
+        ctx.spawn(
+            work.into_actor(self)
+                .map(move |result: Result<Arc<SegmentSet>>, act, ctx| {
+                    act.running = false;
+                    match result {
+                        Ok(set) => {
+                            act.adopt(set);
+                            waiters.into_iter().for_each(|w| {
+                                let _ = w.send(Ok(()));
+                            });
+                            act.maybe_start(ctx);
+                        }
+                        Err(error) => {
+                            if act.closing.is_none() {
+                                log::error!("compaction failed: {error}");
+                                Counters::add(&act.counters.background_errors, 1);
+                            }
+                            waiters.into_iter().for_each(|w| {
+                                let _ = w.send(Err(error.clone()));
+                            });
+                            // Try again on the next change of the segment set, not at once.
+                            if act.closing.is_some() {
+                                act.maybe_start(ctx);
+                            }
+                        }
+                    }
+                }),
+        );
+    }
+
+    /// Keeps the newest set: replies and notices may arrive out of order.
+    fn adopt(&mut self, set: Arc<SegmentSet>) {
+        if set.version >= self.latest.version {
+            self.latest = set;
+        }
+    }
+}
+
+/// The input segments, grouped by level, each level in the set's order.
+fn inputs_by_level(set: &SegmentSet, numbers: &[u64]) -> Vec<Vec<Arc<Segment>>> {
+    set.levels
+        .iter()
+        .map(|level| {
+            level
+                .iter()
+                .filter(|s| numbers.contains(&s.meta.file_number))
+                .cloned()
+                .collect()
+        })
+        .collect()
+}
+
+/// A merge, with everything its blocking thread needs.
+struct MergeJob {
+    options: Arc<Options>,
+    numbers: Arc<FileNumbers>,
+    inputs: Vec<Vec<Arc<Segment>>>,
+    task: CompactionTask,
+    cancel: Arc<AtomicBool>,
+}
+
+impl MergeJob {
+    fn run(self) -> Result<Vec<SegmentMeta>> {
+        let fs = self.options.fs.as_ref();
+        let directory = &self.options.directory;
+        let table_options = TableOptions {
+            block_bytes: self.options.block_bytes,
+            bloom_bits_per_key: self.options.bloom_bits_per_key,
+        };
+        let mut builder = SegmentBuilder::new(
+            fs,
+            directory,
+            &self.numbers,
+            table_options,
+            self.options.target_segment_bytes,
+            self.task.output_level,
+        );
+        if let Err(error) = self.copy_merged(&mut builder) {
+            builder.abandon();
+            return Err(error);
+        }
+        let metas = builder.finish()?;
+        // IMPORTANT: the outputs' directory entries must be durable before
+        // the manifest names them.
+        fs.sync_dir(directory)
+            .context(|| format!("syncing directory {}", directory.display()))?;
+        Ok(metas)
+    }
+
+    fn copy_merged(&self, builder: &mut SegmentBuilder<'_>) -> Result<()> {
+        let all = (std::ops::Bound::Unbounded, std::ops::Bound::Unbounded);
+        let mut sources: Vec<Box<dyn EntryIter>> = Vec::new();
+        for (level, segments) in self.inputs.iter().enumerate() {
+            if level == 0 {
+                sources.extend(
+                    segments
+                        .iter()
+                        .map(|s| Box::new(s.reader.iter(all.clone(), false)) as Box<dyn EntryIter>),
+                );
+            } else if !segments.is_empty() {
+                sources.push(Box::new(chain_segments(
+                    segments.clone(),
+                    all.clone(),
+                    false,
+                )));
+            }
+        }
+        let mut merged = MergeIter::new(sources, false);
+        while let Some(entry) = merged.next_entry()? {
+            if self.cancel.load(Ordering::Relaxed) {
+                return Err(Error::Closed);
+            }
+            if entry.value.is_none() && self.task.drop_tombstones {
+                continue;
+            }
+            builder.add(&entry)?;
+        }
+        Ok(())
+    }
+}
+
+impl Actor for Compactor {
+    type Context = Context<Self>;
+}
+
+impl Handler<SetChanged> for Compactor {
+    type Result = ();
+    fn handle(&mut self, msg: SetChanged, ctx: &mut Context<Self>) {
+        self.adopt(msg.0);
+        self.maybe_start(ctx);
+    }
+}
+
+impl Handler<CompactAll> for Compactor {
+    type Result = ();
+    fn handle(&mut self, msg: CompactAll, ctx: &mut Context<Self>) {
+        self.full_requests.push(msg.reply);
+        self.maybe_start(ctx);
+    }
+}
+
+impl Handler<CloseCompactor> for Compactor {
+    type Result = ();
+    fn handle(&mut self, msg: CloseCompactor, ctx: &mut Context<Self>) {
+        self.cancel.store(true, Ordering::Relaxed);
+        self.closing = Some(msg.reply);
+        self.maybe_start(ctx);
+    }
+}

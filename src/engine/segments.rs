@@ -1,0 +1,376 @@
+//! The segment manager actor: owns the live segment set and the manifest.
+//!
+//! It runs one job at a time, in order: flushing a frozen memtable into a
+//! level-0 segment, or installing a compaction's output. Each job's file
+//! work runs on a blocking thread; the manifest names a segment only after
+//! the segment's data and directory entry are durable, and a WAL or an input
+//! segment is deleted only after the manifest that supersedes it is durable.
+//! After each change the new set goes to the memtable actor (for readers)
+//! and to the compactor.
+
+use std::collections::VecDeque;
+use std::ops::Bound;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use tokio::sync::oneshot;
+
+use super::compaction::CompactionTask;
+use super::compactor::{Compactor, SetChanged};
+use super::memtable::{FlushDone, FlushFailed, FrozenMemtable, MemtableActor, SegmentsChanged};
+use super::segment::{FileNumbers, Segment, SegmentBuilder};
+use super::stats::Counters;
+use super::version::SegmentSet;
+use crate::error::IoContext;
+use crate::format::manifest::write_manifest;
+use crate::format::sstable::TableOptions;
+use crate::format::{segment_file_name, wal_file_name};
+use crate::fs::DirectoryLock;
+use crate::proto::storage::{Manifest, SegmentMeta};
+use crate::{Error, Options, Result};
+
+/// How long a failed flush waits before it is tried again.
+const FLUSH_RETRY_DELAY: Duration = Duration::from_secs(1);
+
+/// Tells the manager who to report to (they start after it).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Connect {
+    pub memtable: Addr<MemtableActor>,
+    pub compactor: Addr<Compactor>,
+}
+
+/// Writes a frozen memtable into a level-0 segment.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct FlushMemtable {
+    pub frozen: Arc<FrozenMemtable>,
+}
+
+/// Swaps a compaction's inputs for its outputs (already written and synced).
+/// Answered with the new set.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct InstallCompaction {
+    pub task: CompactionTask,
+    pub outputs: Vec<SegmentMeta>,
+    pub reply: oneshot::Sender<Result<Arc<SegmentSet>>>,
+}
+
+/// Finishes the running job, drops the queue and the directory lock, stops.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CloseSegments {
+    pub reply: oneshot::Sender<()>,
+}
+
+enum Job {
+    Flush(Arc<FrozenMemtable>),
+    Install(InstallCompaction),
+}
+
+/// What the manager starts from, as recovery left it.
+pub struct SegmentManagerStart {
+    pub options: Arc<Options>,
+    pub set: Arc<SegmentSet>,
+    pub flushed_seq: u64,
+    pub file_numbers: Arc<FileNumbers>,
+    pub counters: Arc<Counters>,
+    pub lock: Box<dyn DirectoryLock>,
+}
+
+/// Owns the segment set and the manifest. See the module doc.
+pub struct SegmentManager {
+    options: Arc<Options>,
+    set: Arc<SegmentSet>,
+    flushed_seq: u64,
+    file_numbers: Arc<FileNumbers>,
+    counters: Arc<Counters>,
+    jobs: VecDeque<Job>,
+    busy: bool,
+    memtable: Option<Addr<MemtableActor>>,
+    compactor: Option<Addr<Compactor>>,
+    lock: Option<Box<dyn DirectoryLock>>,
+    closing: Option<oneshot::Sender<()>>,
+}
+
+/// What a finished job hands back to the actor.
+struct JobResult {
+    set: Arc<SegmentSet>,
+    flushed_seq: u64,
+}
+
+impl SegmentManager {
+    /// A manager over the recovered set.
+    pub fn new(start: SegmentManagerStart) -> Self {
+        SegmentManager {
+            options: start.options,
+            set: start.set,
+            flushed_seq: start.flushed_seq,
+            file_numbers: start.file_numbers,
+            counters: start.counters,
+            jobs: VecDeque::new(),
+            busy: false,
+            memtable: None,
+            compactor: None,
+            lock: Some(start.lock),
+            closing: None,
+        }
+    }
+
+    fn run_next(&mut self, ctx: &mut Context<Self>) {
+        if self.busy {
+            return;
+        }
+        if self.closing.is_some() {
+            self.finish_close(ctx);
+            return;
+        }
+        let Some(job) = self.jobs.pop_front() else {
+            return;
+        };
+        self.busy = true;
+        let context = JobContext {
+            options: self.options.clone(),
+            numbers: self.file_numbers.clone(),
+            counters: self.counters.clone(),
+            set: self.set.clone(),
+            flushed_seq: self.flushed_seq,
+        };
+        match job {
+            Job::Flush(frozen) => {
+                let for_thread = frozen.clone();
+                let work = actix_rt::task::spawn_blocking(move || context.flush(&for_thread));
+                let fut = async move { joined(work.await) };
+                ctx.spawn(fut.into_actor(self).map(move |result, act, ctx| {
+                    act.busy = false;
+                    act.flush_finished(result, frozen, ctx);
+                    act.run_next(ctx);
+                }));
+            }
+            Job::Install(install) => {
+                let (task, outputs) = (install.task.clone(), install.outputs.clone());
+                let work = actix_rt::task::spawn_blocking(move || context.install(&task, outputs));
+                let fut = async move { joined(work.await) };
+                ctx.spawn(fut.into_actor(self).map(move |result, act, ctx| {
+                    act.busy = false;
+                    let reply = result.map(|done| {
+                        act.publish(done, None);
+                        act.set.clone()
+                    });
+                    let _ = install.reply.send(reply);
+                    act.run_next(ctx);
+                }));
+            }
+        }
+    }
+
+    fn flush_finished(
+        &mut self,
+        result: Result<JobResult>,
+        frozen: Arc<FrozenMemtable>,
+        ctx: &mut Context<Self>,
+    ) {
+        match result {
+            Ok(done) => self.publish(done, Some(frozen.wal_number)),
+            Err(error) => {
+                log::error!(
+                    "flush of WAL {} failed, retrying: {error}",
+                    frozen.wal_number
+                );
+                Counters::add(&self.counters.background_errors, 1);
+                if let Some(memtable) = &self.memtable {
+                    memtable.do_send(FlushFailed { error });
+                }
+                // Hold the queue, in order, until the retry.
+                self.busy = true;
+                ctx.run_later(FLUSH_RETRY_DELAY, move |act, ctx| {
+                    act.busy = false;
+                    act.jobs.push_front(Job::Flush(frozen));
+                    act.run_next(ctx);
+                });
+            }
+        }
+    }
+
+    fn publish(&mut self, done: JobResult, flushed_wal: Option<u64>) {
+        self.set = done.set;
+        self.flushed_seq = done.flushed_seq;
+        if let Some(memtable) = &self.memtable {
+            match flushed_wal {
+                Some(wal_number) => memtable.do_send(FlushDone {
+                    wal_number,
+                    segments: self.set.clone(),
+                }),
+                None => memtable.do_send(SegmentsChanged(self.set.clone())),
+            }
+        }
+        if let Some(compactor) = &self.compactor {
+            compactor.do_send(SetChanged(self.set.clone()));
+        }
+    }
+
+    fn finish_close(&mut self, ctx: &mut Context<Self>) {
+        self.jobs.clear();
+        self.lock = None;
+        if let Some(reply) = self.closing.take() {
+            let _ = reply.send(());
+        }
+        ctx.stop();
+    }
+}
+
+fn joined<T>(result: std::result::Result<Result<T>, tokio::task::JoinError>) -> Result<T> {
+    result.unwrap_or_else(|e| {
+        Err(Error::io(
+            "segment job thread",
+            std::io::Error::other(e.to_string()),
+        ))
+    })
+}
+
+/// What a job's blocking thread needs.
+struct JobContext {
+    options: Arc<Options>,
+    numbers: Arc<FileNumbers>,
+    counters: Arc<Counters>,
+    set: Arc<SegmentSet>,
+    flushed_seq: u64,
+}
+
+impl JobContext {
+    fn table_options(&self) -> TableOptions {
+        TableOptions {
+            block_bytes: self.options.block_bytes,
+            bloom_bits_per_key: self.options.bloom_bits_per_key,
+        }
+    }
+
+    /// Memtable to segment, manifest, then the WAL goes.
+    fn flush(&self, frozen: &FrozenMemtable) -> Result<JobResult> {
+        let metas = write_segments(&self.options, &self.numbers, self.table_options(), frozen)?;
+        let bytes: u64 = metas.iter().map(|m| m.file_size).sum();
+        let flushed_seq = self.flushed_seq.max(frozen.max_seq);
+        let set = self.commit(metas, &[], flushed_seq)?;
+        let wal = self
+            .options
+            .directory
+            .join(wal_file_name(frozen.wal_number));
+        if let Err(error) = self.options.fs.remove_file(&wal) {
+            log::warn!("could not remove flushed WAL {}: {error}", wal.display());
+        }
+        Counters::add(&self.counters.flushes, 1);
+        Counters::add(&self.counters.flush_bytes, bytes);
+        Ok(JobResult { set, flushed_seq })
+    }
+
+    /// Manifest with the outputs in and the inputs out, then the inputs go.
+    fn install(&self, task: &CompactionTask, outputs: Vec<SegmentMeta>) -> Result<JobResult> {
+        let set = self.commit(outputs, &task.inputs, self.flushed_seq)?;
+        for number in &task.inputs {
+            let path = self.options.directory.join(segment_file_name(*number));
+            if let Err(error) = self.options.fs.remove_file(&path) {
+                log::warn!(
+                    "could not remove compacted segment {}: {error}",
+                    path.display()
+                );
+            }
+        }
+        Ok(JobResult {
+            set,
+            flushed_seq: self.flushed_seq,
+        })
+    }
+
+    /// Opens `added`, writes the manifest of the edited set, returns the set.
+    fn commit(
+        &self,
+        added: Vec<SegmentMeta>,
+        removed: &[u64],
+        flushed_seq: u64,
+    ) -> Result<Arc<SegmentSet>> {
+        let fs = self.options.fs.as_ref();
+        let directory = &self.options.directory;
+        let opened = added
+            .into_iter()
+            .map(|meta| Segment::open(fs, directory, meta).map(Arc::new))
+            .collect::<Result<Vec<_>>>()?;
+        let set = self.set.edited(removed, opened);
+        let manifest = Manifest {
+            next_file_number: self.numbers.peek(),
+            flushed_seq,
+            segments: set.metas(),
+        };
+        write_manifest(fs, directory, &manifest)?;
+        Ok(Arc::new(set))
+    }
+}
+
+/// Writes a frozen memtable as level-0 segment(s) and syncs the directory.
+pub fn write_segments(
+    options: &Options,
+    numbers: &FileNumbers,
+    table_options: TableOptions,
+    frozen: &FrozenMemtable,
+) -> Result<Vec<SegmentMeta>> {
+    let fs = options.fs.as_ref();
+    let directory = &options.directory;
+    let mut builder = SegmentBuilder::new(fs, directory, numbers, table_options, u64::MAX, 0);
+    for entry in frozen
+        .table
+        .range(&(Bound::Unbounded, Bound::Unbounded), false)
+    {
+        if let Err(error) = builder.add(&entry) {
+            builder.abandon();
+            return Err(error);
+        }
+    }
+    let metas = builder.finish()?;
+    // IMPORTANT: the segment's directory entry must be durable before the
+    // manifest names it, or a crash could leave a manifest naming no file.
+    fs.sync_dir(directory)
+        .context(|| format!("syncing directory {}", directory.display()))?;
+    Ok(metas)
+}
+
+impl Actor for SegmentManager {
+    type Context = Context<Self>;
+}
+
+impl Handler<Connect> for SegmentManager {
+    type Result = ();
+    fn handle(&mut self, msg: Connect, _: &mut Context<Self>) {
+        msg.compactor.do_send(SetChanged(self.set.clone()));
+        self.memtable = Some(msg.memtable);
+        self.compactor = Some(msg.compactor);
+    }
+}
+
+impl Handler<FlushMemtable> for SegmentManager {
+    type Result = ();
+    fn handle(&mut self, msg: FlushMemtable, ctx: &mut Context<Self>) {
+        self.jobs.push_back(Job::Flush(msg.frozen));
+        self.run_next(ctx);
+    }
+}
+
+impl Handler<InstallCompaction> for SegmentManager {
+    type Result = ();
+    fn handle(&mut self, msg: InstallCompaction, ctx: &mut Context<Self>) {
+        if self.closing.is_some() {
+            let _ = msg.reply.send(Err(Error::Closed));
+            return;
+        }
+        self.jobs.push_back(Job::Install(msg));
+        self.run_next(ctx);
+    }
+}
+
+impl Handler<CloseSegments> for SegmentManager {
+    type Result = ();
+    fn handle(&mut self, msg: CloseSegments, ctx: &mut Context<Self>) {
+        self.closing = Some(msg.reply);
+        self.run_next(ctx);
+    }
+}

@@ -1,0 +1,84 @@
+//! Engine counters: atomics shared by the actors, read by `Db::stats`.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Counters that only grow. Relaxed atomics: each is a tally, not a signal.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Mutations applied (puts and deletes, batch members included).
+    pub writes: AtomicU64,
+    /// Write requests (a batch counts once).
+    pub write_requests: AtomicU64,
+    /// fdatasync calls on the WAL.
+    pub wal_syncs: AtomicU64,
+    /// Write requests made durable by those syncs.
+    pub wal_synced_requests: AtomicU64,
+    /// Bytes appended to WALs.
+    pub wal_bytes: AtomicU64,
+    /// Memtables flushed to segments.
+    pub flushes: AtomicU64,
+    /// Bytes written by flushes.
+    pub flush_bytes: AtomicU64,
+    /// Compactions finished.
+    pub compactions: AtomicU64,
+    /// Bytes written by compactions.
+    pub compaction_bytes: AtomicU64,
+    /// Times writers were held back because flushing or compaction fell behind.
+    pub write_stalls: AtomicU64,
+    /// Microseconds writers spent held back.
+    pub write_stall_micros: AtomicU64,
+    /// Point reads.
+    pub gets: AtomicU64,
+    /// Segment lookups a bloom filter answered without reading a block.
+    pub bloom_filter_hits: AtomicU64,
+    /// Segment lookups the bloom filter let through that found nothing.
+    pub bloom_filter_false_positives: AtomicU64,
+    /// Scans.
+    pub scans: AtomicU64,
+    /// Background errors (failed flushes or compactions, retried later).
+    pub background_errors: AtomicU64,
+}
+
+impl Counters {
+    /// Adds `n` to a counter.
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Every counter by name, plus `writes_per_sync`.
+    pub fn snapshot(&self) -> BTreeMap<String, u64> {
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let pairs = [
+            ("writes", &self.writes),
+            ("write_requests", &self.write_requests),
+            ("wal_syncs", &self.wal_syncs),
+            ("wal_synced_requests", &self.wal_synced_requests),
+            ("wal_bytes", &self.wal_bytes),
+            ("flushes", &self.flushes),
+            ("flush_bytes", &self.flush_bytes),
+            ("compactions", &self.compactions),
+            ("compaction_bytes", &self.compaction_bytes),
+            ("write_stalls", &self.write_stalls),
+            ("write_stall_micros", &self.write_stall_micros),
+            ("gets", &self.gets),
+            ("bloom_filter_hits", &self.bloom_filter_hits),
+            (
+                "bloom_filter_false_positives",
+                &self.bloom_filter_false_positives,
+            ),
+            ("scans", &self.scans),
+            ("background_errors", &self.background_errors),
+        ];
+        let mut map: BTreeMap<String, u64> = pairs
+            .iter()
+            .map(|(name, c)| ((*name).to_string(), load(c)))
+            .collect();
+        let syncs = load(&self.wal_syncs);
+        let per_sync = load(&self.wal_synced_requests)
+            .checked_div(syncs)
+            .unwrap_or(0);
+        map.insert("writes_per_sync".to_string(), per_sync);
+        map
+    }
+}

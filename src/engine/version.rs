@@ -1,0 +1,181 @@
+//! The segment set: which segments are live, by level. Published as an
+//! immutable `Arc<SegmentSet>`; a change makes a new set.
+//!
+//! Level 0 holds flushed memtables, newest first, and its segments may
+//! overlap. Each deeper level is one sorted run: its segments are ordered by
+//! key and do not overlap, so a key is in at most one of them.
+
+use std::sync::Arc;
+
+use super::merge::ChainIter;
+use super::segment::Segment;
+use crate::Result;
+use crate::format::sstable::Lookup;
+use crate::format::{Entry, EntryIter, KeyRange};
+use crate::proto::storage::SegmentMeta;
+
+/// Levels past this one are never created.
+pub const MAX_LEVELS: usize = 7;
+
+/// The outcome of a point lookup across segments, with what the bloom
+/// filters saved.
+#[derive(Debug, Default)]
+pub struct SegmentLookup {
+    /// The newest version found, if any (maybe a tombstone).
+    pub entry: Option<Entry>,
+    /// Segments whose bloom filter ruled the key out.
+    pub filtered_out: u64,
+    /// Segments whose bloom filter let the key through but did not hold it.
+    pub false_positives: u64,
+}
+
+/// The live segments by level.
+#[derive(Debug, Default, Clone)]
+pub struct SegmentSet {
+    /// `levels[0]` newest first; deeper levels sorted by smallest key.
+    pub levels: Vec<Vec<Arc<Segment>>>,
+    /// Grows by one with each edit, so that a holder can tell newer from older.
+    pub version: u64,
+}
+
+impl SegmentSet {
+    /// Builds a set from segments in any order.
+    pub fn from_segments(segments: impl IntoIterator<Item = Arc<Segment>>) -> SegmentSet {
+        let mut levels: Vec<Vec<Arc<Segment>>> = vec![Vec::new(); MAX_LEVELS];
+        for segment in segments {
+            let level = (segment.meta.level as usize).min(MAX_LEVELS - 1);
+            if let Some(slot) = levels.get_mut(level) {
+                slot.push(segment);
+            }
+        }
+        for (number, level) in levels.iter_mut().enumerate() {
+            if number == 0 {
+                level.sort_by_key(|s| std::cmp::Reverse(s.meta.file_number));
+            } else {
+                level.sort_by(|a, b| a.meta.smallest_key.cmp(&b.meta.smallest_key));
+            }
+        }
+        SegmentSet { levels, version: 0 }
+    }
+
+    /// Every live segment, level by level.
+    pub fn all(&self) -> impl Iterator<Item = &Arc<Segment>> {
+        self.levels.iter().flatten()
+    }
+
+    /// The manifest records of every live segment.
+    pub fn metas(&self) -> Vec<SegmentMeta> {
+        self.all().map(|segment| segment.meta.clone()).collect()
+    }
+
+    /// Segments in level `level` (empty for a level past the last).
+    pub fn level(&self, level: usize) -> &[Arc<Segment>] {
+        self.levels.get(level).map_or(&[], Vec::as_slice)
+    }
+
+    /// The manifest records, level by level, for the compaction policy.
+    pub fn meta_levels(&self) -> Vec<Vec<SegmentMeta>> {
+        let metas = |level: &Vec<Arc<Segment>>| level.iter().map(|s| s.meta.clone()).collect();
+        self.levels.iter().map(metas).collect()
+    }
+
+    /// Bytes of all live segments.
+    pub fn total_bytes(&self) -> u64 {
+        self.all().map(|s| s.meta.file_size).sum()
+    }
+
+    /// A new set: `removed` file numbers gone, `added` segments in.
+    pub fn edited(&self, removed: &[u64], added: Vec<Arc<Segment>>) -> SegmentSet {
+        let kept = self
+            .all()
+            .filter(|segment| !removed.contains(&segment.meta.file_number))
+            .cloned();
+        let mut set = SegmentSet::from_segments(kept.chain(added));
+        set.version = self.version + 1;
+        set
+    }
+
+    /// The newest version of `key` in any segment.
+    pub fn get(&self, key: &[u8]) -> Result<SegmentLookup> {
+        let mut lookup = SegmentLookup::default();
+        for (number, level) in self.levels.iter().enumerate() {
+            let candidates: Vec<&Arc<Segment>> = if number == 0 {
+                level.iter().filter(|s| s.overlaps(key, key)).collect()
+            } else {
+                find_in_run(level, key).into_iter().collect()
+            };
+            for segment in candidates {
+                match segment.reader.get(key)? {
+                    Lookup::Found(entry) => {
+                        lookup.entry = Some(entry);
+                        return Ok(lookup);
+                    }
+                    Lookup::Absent => lookup.false_positives += 1,
+                    Lookup::FilteredOut => lookup.filtered_out += 1,
+                }
+            }
+        }
+        Ok(lookup)
+    }
+
+    /// One iterator per level-0 segment and one per deeper level, newest
+    /// first, over `range`.
+    pub fn iters(&self, range: &KeyRange, reverse: bool) -> Vec<Box<dyn EntryIter>> {
+        let mut iters: Vec<Box<dyn EntryIter>> = Vec::new();
+        for (number, level) in self.levels.iter().enumerate() {
+            let overlapping = level.iter().filter(|s| overlaps_range(s, range));
+            if number == 0 {
+                for segment in overlapping {
+                    iters.push(Box::new(segment.reader.iter(range.clone(), reverse)));
+                }
+                continue;
+            }
+            let mut run: Vec<Arc<Segment>> = overlapping.cloned().collect();
+            if run.is_empty() {
+                continue;
+            }
+            if reverse {
+                run.reverse();
+            }
+            iters.push(Box::new(chain_segments(run, range.clone(), reverse)));
+        }
+        iters
+    }
+}
+
+/// A lazy iterator over a sorted run of segments.
+pub fn chain_segments(run: Vec<Arc<Segment>>, range: KeyRange, reverse: bool) -> ChainIter {
+    let makers = run
+        .into_iter()
+        .map(|segment| {
+            let range = range.clone();
+            Box::new(move || Box::new(segment.reader.iter(range, reverse)) as Box<dyn EntryIter>)
+                as Box<dyn FnOnce() -> Box<dyn EntryIter> + Send>
+        })
+        .collect();
+    ChainIter::new(makers)
+}
+
+/// The one segment of a sorted run that may hold `key`.
+fn find_in_run<'a>(run: &'a [Arc<Segment>], key: &[u8]) -> Option<&'a Arc<Segment>> {
+    let index = run.partition_point(|s| s.meta.largest_key.as_ref() < key);
+    run.get(index)
+        .filter(|s| s.meta.smallest_key.as_ref() <= key)
+}
+
+/// True if a segment's key span meets `range`.
+pub fn overlaps_range(segment: &Segment, range: &KeyRange) -> bool {
+    use std::ops::Bound::{Excluded, Included, Unbounded};
+    let (lo, hi) = segment.key_span();
+    let starts_before_end = match &range.1 {
+        Included(end) => lo <= end.as_ref(),
+        Excluded(end) => lo < end.as_ref(),
+        Unbounded => true,
+    };
+    let ends_after_start = match &range.0 {
+        Included(start) => hi >= start.as_ref(),
+        Excluded(start) => hi > start.as_ref(),
+        Unbounded => true,
+    };
+    starts_before_end && ends_after_start
+}

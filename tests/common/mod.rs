@@ -1,0 +1,60 @@
+//! Helpers shared by the engine behaviour tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use naive_kv::Options;
+
+/// Options with tiny memtables, segments and blocks, so that a few hundred
+/// writes already cause flushes and compactions.
+pub fn tiny_options(dir: &Path) -> Options {
+    let mut options = Options::new(dir);
+    options.memtable_bytes = 4 << 10;
+    options.l0_compaction_trigger = 2;
+    options.level1_bytes = 16 << 10;
+    options.level_size_multiplier = 4;
+    options.target_segment_bytes = 8 << 10;
+    options.block_bytes = 256;
+    options.read_threads = 2;
+    options
+}
+
+/// True when the heavier variants were asked for.
+pub fn long_tests() -> bool {
+    std::env::var_os("NAIVEKV_LONG_TESTS").is_some_and(|v| v != "0" && !v.is_empty())
+}
+
+/// The regular files of `dir`, sorted by name.
+pub fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .collect();
+    out.sort();
+    out
+}
+
+/// Files of `dir` whose name ends with `suffix`, sorted by name.
+pub fn files_ending(dir: &Path, suffix: &str) -> Vec<PathBuf> {
+    files(dir)
+        .into_iter()
+        .filter(|p| p.file_name().unwrap().to_string_lossy().ends_with(suffix))
+        .collect()
+}
+
+/// Sum of the sizes of the regular files of `dir`.
+pub fn dir_bytes(dir: &Path) -> u64 {
+    files(dir)
+        .iter()
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .sum()
+}
+
+/// Copies every regular file of `from` into `to` (created if missing).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for path in files(from) {
+        std::fs::copy(&path, to.join(path.file_name().unwrap())).unwrap();
+    }
+}

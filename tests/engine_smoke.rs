@@ -1,0 +1,75 @@
+//! Basic behaviour of the embedded engine: put/get/delete/batch/scan, flush,
+//! compaction and reopen.
+
+use bytes::Bytes;
+use naive_kv::{Db, Options, ScanRequest, WriteBatch};
+
+fn small_options(dir: &std::path::Path) -> Options {
+    let mut options = Options::new(dir);
+    options.memtable_bytes = 16 << 10;
+    options.l0_compaction_trigger = 2;
+    options.level1_bytes = 64 << 10;
+    options.target_segment_bytes = 16 << 10;
+    options
+}
+
+#[actix_rt::test]
+async fn put_get_delete_batch_scan_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(small_options(dir.path())).await.unwrap();
+    for i in 0..2000u32 {
+        db.put(format!("key{i:05}"), format!("value{i}"))
+            .await
+            .unwrap();
+    }
+    db.delete("key00007").await.unwrap();
+    let mut batch = WriteBatch::new();
+    batch.put("key00008", "changed").delete("key00009");
+    db.write(batch).await.unwrap();
+    assert_eq!(
+        db.get("key00001").await.unwrap(),
+        Some(Bytes::from("value1"))
+    );
+    assert_eq!(db.get("key00007").await.unwrap(), None);
+    assert_eq!(
+        db.get("key00008").await.unwrap(),
+        Some(Bytes::from("changed"))
+    );
+    let stats = db.stats().await.unwrap();
+    assert!(stats.get("flushes") > 0, "{stats:?}");
+
+    let page = db
+        .scan(ScanRequest::range("key00005", "key00012"))
+        .await
+        .unwrap();
+    let keys: Vec<_> = page
+        .entries
+        .iter()
+        .map(|(k, _)| String::from_utf8(k.to_vec()).unwrap())
+        .collect();
+    assert_eq!(
+        keys,
+        ["key00005", "key00006", "key00008", "key00010", "key00011"]
+    );
+
+    db.compact().await.unwrap();
+    assert_eq!(
+        db.get("key01999").await.unwrap(),
+        Some(Bytes::from("value1999"))
+    );
+    db.close().await.unwrap();
+
+    let db = Db::open(small_options(dir.path())).await.unwrap();
+    assert_eq!(
+        db.get("key00008").await.unwrap(),
+        Some(Bytes::from("changed"))
+    );
+    assert_eq!(db.get("key00009").await.unwrap(), None);
+    let mut request = ScanRequest::all();
+    request.reverse = true;
+    request.limit = 3;
+    let page = db.scan(request).await.unwrap();
+    assert!(page.more);
+    assert_eq!(page.entries[0].0, Bytes::from("key01999"));
+    db.close().await.unwrap();
+}
