@@ -1,10 +1,10 @@
 //! One request command to one engine call and its reply. The mappings
-//! (scan bounds, continuation, batch, error codes) are pure functions; only
+//! (scan bounds, batch, error codes) are pure functions; only
 //! [`execute`] touches the database.
 
 use std::ops::Bound;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::future::{FutureExt, LocalBoxFuture, ready};
 
 use crate::proto::{self, ErrorCode, mutation::Op, request::Command, response::Reply};
@@ -97,7 +97,7 @@ fn value_reply(value: Option<Bytes>) -> Reply {
 }
 
 fn scan_reply(page: ScanPage, reverse: bool) -> Reply {
-    let continuation = continuation(&page, reverse);
+    let continuation = page.continuation(reverse).unwrap_or_default();
     Reply::Scan(proto::ScanResult {
         entries: page
             .entries
@@ -131,25 +131,6 @@ pub fn scan_request(scan: proto::Scan) -> ScanRequest {
         limit,
         reverse: scan.reverse,
         max_bytes: SCAN_PAGE_BYTES,
-    }
-}
-
-/// Where the next page starts: empty when the range is exhausted; otherwise
-/// the smallest key after the last one (forward: the next `start`) or the
-/// last key itself (reverse: the next exclusive `end`).
-pub fn continuation(page: &ScanPage, reverse: bool) -> Bytes {
-    match page.entries.last() {
-        Some((last, _)) if page.more => {
-            if reverse {
-                last.clone()
-            } else {
-                let mut next = BytesMut::with_capacity(last.len() + 1);
-                next.put_slice(last);
-                next.put_u8(0);
-                next.freeze()
-            }
-        }
-        _ => Bytes::new(),
     }
 }
 
@@ -203,24 +184,6 @@ pub fn error(code: ErrorCode, message: impl Into<String>) -> Reply {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-
-    fn page(keys: &[&'static [u8]], more: bool) -> ScanPage {
-        ScanPage {
-            entries: keys
-                .iter()
-                .map(|k| (Bytes::from_static(k), Bytes::new()))
-                .collect(),
-            more,
-        }
-    }
-
-    #[test]
-    fn continuation_forward_reverse_and_done() {
-        assert_eq!(continuation(&page(&[b"a", b"b"], true), false), &b"b\0"[..]);
-        assert_eq!(continuation(&page(&[b"b", b"a"], true), true), &b"a"[..]);
-        assert!(continuation(&page(&[b"a"], false), false).is_empty());
-        assert!(continuation(&page(&[], true), false).is_empty());
-    }
 
     #[test]
     fn scan_bounds_and_default_limit() {
