@@ -22,7 +22,7 @@ fn command(i: u64) -> Command {
             value: Bytes::from(format!("v{i}")),
         }),
         2 => Command::Get(proto::Get { key }),
-        3 if i % 3 == 0 => Command::Delete(proto::Delete { key }),
+        3 if i.is_multiple_of(3) => Command::Delete(proto::Delete { key }),
         3 => Command::Scan(proto::Scan {
             limit: 5,
             ..proto::Scan::default()
