@@ -86,3 +86,17 @@ fn oversized_frame_gets_frame_too_large_then_close() {
     // The server goes on serving others.
     assert_eq!(round_trip(&mut server.connect(), &ping(2)).id, 2);
 }
+
+#[test]
+fn oversized_frame_reply_survives_an_unread_body() {
+    let server = TestServer::start_with(ServerConfig { max_frame_bytes: 1024, ..config() });
+    let mut stream = server.connect();
+    let mut bytes = 200_000u32.to_be_bytes().to_vec();
+    bytes.extend(vec![7u8; 200_000]);
+    let mut writer = stream.try_clone().unwrap();
+    let sender = std::thread::spawn(move || writer.write_all(&bytes));
+    let response = read_response(&mut stream).expect("the error reply, not a reset");
+    assert_eq!(error_code(&response), Some(ErrorCode::FrameTooLarge));
+    assert!(read_response(&mut stream).is_none(), "connection closed");
+    let _ = sender.join().unwrap();
+}
