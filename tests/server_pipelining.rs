@@ -42,7 +42,7 @@ fn effect(command: &Command) -> Option<(Bytes, Option<Bytes>)> {
 
 #[test]
 fn thousand_pipelined_requests_keep_order_and_read_your_writes() {
-    let server = TestServer::start();
+    let server = TestServer::start_syncing();
     let mut stream = server.connect();
     let commands: Vec<Command> = (1..=1000).map(command).collect();
     let bytes: Vec<u8> = (1..=1000)

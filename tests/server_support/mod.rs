@@ -48,6 +48,20 @@ impl TestServer {
 
     /// A server with `config` on `dir` (kept after the server stops).
     pub fn start_in(dir: &Path, config: ServerConfig) -> TestServer {
+        Self::start_synced(dir, config, SyncPolicy::None)
+    }
+
+    /// A fresh-directory server whose database syncs every write, the
+    /// default and slowest policy: acknowledgements come late, so the
+    /// session's read-after-write holding matters.
+    pub fn start_syncing() -> TestServer {
+        let tempdir = tempfile::tempdir().unwrap();
+        let mut server = Self::start_synced(tempdir.path(), config(), SyncPolicy::Always);
+        server._tempdir = Some(tempdir);
+        server
+    }
+
+    fn start_synced(dir: &Path, config: ServerConfig, sync: SyncPolicy) -> TestServer {
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (stop, stopped) = oneshot::channel::<()>();
         let directory = dir.to_path_buf();
@@ -55,7 +69,7 @@ impl TestServer {
             actix::System::new().block_on(async move {
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                 let mut options = Options::new(directory);
-                options.sync = SyncPolicy::None;
+                options.sync = sync;
                 let db = match Db::open(options).await {
                     Ok(db) => db,
                     Err(e) => {
