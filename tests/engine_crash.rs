@@ -78,7 +78,11 @@ async fn write_forever(db: Db, writer: usize, round: u64) {
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ ((round << 8) + writer as u64 + 1));
     for n in 0u64.. {
         let mut mutations = Vec::new();
-        let count = if rng.below(5) == 0 { 2 + rng.below(4) } else { 1 };
+        let count = if rng.below(5) == 0 {
+            2 + rng.below(4)
+        } else {
+            1
+        };
         for _ in 0..count {
             let k = key(writer, rng.below(KEYS_PER_WRITER as u64) as usize);
             if mutations.iter().any(|(m, _): &(String, _)| *m == k) {
@@ -139,7 +143,10 @@ impl Knowledge {
                     })
                     .collect();
                 let previous = self.in_flight.insert(writer, mutations);
-                assert!(previous.is_none(), "writer {writer} sent twice without an ack");
+                assert!(
+                    previous.is_none(),
+                    "writer {writer} sent twice without an ack"
+                );
             }
             Some("A") => {
                 let writer: usize = words.next().unwrap().parse().unwrap();
@@ -158,7 +165,13 @@ impl Knowledge {
 /// Runs the child for about `run_for`, kills it and returns what it reported.
 fn run_child(dir: &Path, round: u64, run_for: Duration, knowledge: &mut Knowledge) {
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "crash_child", "--nocapture", "--test-threads", "1"])
+        .args([
+            "--exact",
+            "crash_child",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
         .env(CHILD_DIR, dir)
         .env(CHILD_ROUND, round.to_string())
         .stdout(Stdio::piped())
@@ -223,7 +236,9 @@ async fn verify(dir: &Path, knowledge: &Knowledge, round: u64) -> BTreeMap<Strin
     for (writer, mutations) in &knowledge.in_flight {
         let applied = mutations
             .iter()
-            .filter(|(k, v)| found.get(k) == Some(v) && knowledge.acked.get(k).cloned().flatten() != *v)
+            .filter(|(k, v)| {
+                found.get(k) == Some(v) && knowledge.acked.get(k).cloned().flatten() != *v
+            })
             .count();
         let changed = mutations
             .iter()
@@ -235,7 +250,13 @@ async fn verify(dir: &Path, knowledge: &Knowledge, round: u64) -> BTreeMap<Strin
         );
     }
     // Nothing but the keys written, and the scan agrees with the gets.
-    let page = db.scan(ScanRequest { limit: 0, ..ScanRequest::all() }).await.unwrap();
+    let page = db
+        .scan(ScanRequest {
+            limit: 0,
+            ..ScanRequest::all()
+        })
+        .await
+        .unwrap();
     let scanned: BTreeMap<String, Option<String>> = page
         .entries
         .iter()
@@ -244,8 +265,11 @@ async fn verify(dir: &Path, knowledge: &Knowledge, round: u64) -> BTreeMap<Strin
             (k, Some(String::from_utf8(v.to_vec()).unwrap()))
         })
         .collect();
-    let present: BTreeMap<String, Option<String>> =
-        found.iter().filter(|(_, v)| v.is_some()).map(|(k, v)| (k.clone(), v.clone())).collect();
+    let present: BTreeMap<String, Option<String>> = found
+        .iter()
+        .filter(|(_, v)| v.is_some())
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     assert_eq!(scanned, present, "round {round}: scan and gets disagree");
     db.close().await.unwrap();
     found
@@ -254,11 +278,13 @@ async fn verify(dir: &Path, knowledge: &Knowledge, round: u64) -> BTreeMap<Strin
 fn seed() -> u64 {
     match std::env::var("NAIVEKV_CRASH_SEED") {
         Ok(seed) => seed.parse().unwrap(),
-        Err(_) => std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos() as u64
-            | 1,
+        Err(_) => {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+                | 1
+        }
     }
 }
 
@@ -286,16 +312,16 @@ fn acknowledged_writes_survive_sigkill() {
         total_acks += knowledge.acks;
         state = actix_rt::System::new().block_on(verify(dir.path(), &knowledge, round));
     }
-    assert!(total_acks > 100, "the child acknowledged only {total_acks} writes");
+    assert!(
+        total_acks > 100,
+        "the child acknowledged only {total_acks} writes"
+    );
     eprintln!("{rounds} rounds, {total_acks} acknowledged writes");
 }
 
 /// Dropping every handle without `close` must not let a new `Db` into the
 /// directory while the old one's flush or compaction still writes there.
 #[test]
-#[ignore = "bug: the directory lock is released when the segment manager actor stops, \
-            while its blocking flush/compaction jobs still write files, manifest and \
-            delete WALs; a reopen then races them (see the report)"]
 fn reopen_after_drop_without_close() {
     actix_rt::System::new().block_on(async {
         let dir = tempfile::tempdir().unwrap();
@@ -304,7 +330,11 @@ fn reopen_after_drop_without_close() {
         for round in 0..30u32 {
             let db = open_when_unlocked(options.clone()).await;
             for (k, v) in &model {
-                assert_eq!(db.get(k.clone()).await.unwrap().as_ref(), Some(v), "round {round}");
+                assert_eq!(
+                    db.get(k.clone()).await.unwrap().as_ref(),
+                    Some(v),
+                    "round {round}"
+                );
             }
             let writes: Vec<_> = (0..200u32)
                 .map(|i| {

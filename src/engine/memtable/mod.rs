@@ -31,6 +31,7 @@ use super::version::SegmentSet;
 use crate::error::IoContext;
 use crate::format::wal::WalWriter;
 use crate::format::{Entry, KeyRange, wal_file_name};
+use crate::fs::DirectoryLock;
 use crate::proto::storage::{WalBatch, WalMutation};
 use crate::{Error, Options, Result, SyncPolicy};
 
@@ -164,6 +165,7 @@ pub struct MemtableStart {
     pub segment_manager: Addr<SegmentManager>,
     pub file_numbers: Arc<FileNumbers>,
     pub counters: Arc<Counters>,
+    pub lock: Arc<dyn DirectoryLock>,
 }
 
 /// Owns the active memtable and the WAL. See the module doc.
@@ -189,6 +191,9 @@ pub struct MemtableActor {
     flush_waiters: Vec<(u64, oneshot::Sender<Result<()>>)>,
     stalled_since: Option<Instant>,
     closing: Option<oneshot::Sender<Result<()>>>,
+    /// Moved into each blocking WAL job, so the directory stays locked until
+    /// the job ends even if the actor is gone.
+    lock: Arc<dyn DirectoryLock>,
 }
 
 impl MemtableActor {
@@ -214,6 +219,7 @@ impl MemtableActor {
             flush_waiters: Vec::new(),
             stalled_since: None,
             closing: None,
+            lock: start.lock,
         }
     }
 
@@ -379,7 +385,9 @@ impl MemtableActor {
             self.finish_group(result, group, seqs, false, ctx);
             return;
         }
+        let lock = self.lock.clone();
         let job = actix_rt::task::spawn_blocking(move || {
+            let _lock = lock;
             let result = wal.append_encoded(&framed).and_then(|()| wal.sync());
             (wal, result)
         });
@@ -455,7 +463,9 @@ impl MemtableActor {
             return;
         };
         self.wal_dirty = false;
+        let lock = self.lock.clone();
         let job = actix_rt::task::spawn_blocking(move || {
+            let _lock = lock;
             let result = wal.sync();
             (wal, result)
         });
