@@ -123,7 +123,9 @@ fn options(dir: &std::path::Path, sync: bool) -> Options {
     options
 }
 
-/// Opens, retrying while a dropped handle's actors still hold the lock.
+/// Opens, retrying while a dropped or just-closed handle's actors still hold
+/// the lock (after `close` that is a bug, pinned by
+/// `engine_limits::close_releases_the_directory_at_once`).
 async fn open(options: Options) -> Db {
     for _ in 0..200 {
         match Db::open(options.clone()).await {
