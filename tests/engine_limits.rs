@@ -188,9 +188,6 @@ async fn concurrent_writers_share_syncs() {
 
 /// `close` releases the directory: an open right after it succeeds.
 #[actix_rt::test]
-#[ignore = "bug: since 8ad4646 the actors hold Arc clones of the directory lock and are \
-            dropped only after close() has answered, so an open right after close() \
-            fails with Locked"]
 async fn close_releases_the_directory_at_once() {
     let dir = tempfile::tempdir().unwrap();
     for round in 0..100u32 {

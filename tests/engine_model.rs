@@ -446,8 +446,6 @@ async fn settle(db: &Db, level1_too: bool) -> Stats {
 /// wide one dropped the level-1 tombstones, although level 2 still held
 /// older values for those keys: the deleted key came back.
 #[test]
-#[ignore = "bug: src/engine/compaction.rs merge_into_next decides drop_tombstones from the \
-            span of the upper inputs only, not of upper + overlapping lower inputs"]
 fn tombstone_is_kept_while_a_deeper_level_holds_the_key() {
     actix_rt::System::new().block_on(async {
         let dir = tempfile::tempdir().unwrap();

@@ -9,11 +9,11 @@ use bytes::Bytes;
 
 use super::ScanPage;
 use super::ScanRequest;
-use super::memtable::ScanStart;
-use super::merge::{FrozenMemtableIter, LiveIter, MergeIter};
+use super::memtable::ReadView;
+use super::merge::{LiveIter, MemTableIter, MergeIter};
 use super::version::{SegmentLookup, SegmentSet};
 use crate::Result;
-use crate::format::{EntryIter, KeyRange, VecEntryIter};
+use crate::format::{EntryIter, KeyRange};
 
 /// A point lookup in the segments.
 #[derive(Message)]
@@ -23,11 +23,11 @@ pub struct SegmentGet {
     pub key: Bytes,
 }
 
-/// The rest of a scan, from the snapshot the memtable actor took.
+/// A scan of one view.
 #[derive(Message)]
 #[rtype(result = "Result<ScanPage>")]
 pub struct RangeScan {
-    pub start: ScanStart,
+    pub view: Arc<ReadView>,
     pub request: ScanRequest,
 }
 
@@ -49,24 +49,22 @@ impl Handler<SegmentGet> for ReadWorker {
 impl Handler<RangeScan> for ReadWorker {
     type Result = Result<ScanPage>;
     fn handle(&mut self, msg: RangeScan, _: &mut SyncContext<Self>) -> Self::Result {
-        scan_page(msg.start, &msg.request)
+        scan_page(&msg.view, &msg.request)
     }
 }
 
-/// Merges the active memtable's copy, the frozen memtables and the segments,
-/// newest first, and collects one page.
-pub fn scan_page(start: ScanStart, request: &ScanRequest) -> Result<ScanPage> {
+/// Merges the active memtable, the frozen memtables and the segments of one
+/// view, newest first, and collects one page.
+pub fn scan_page(view: &ReadView, request: &ScanRequest) -> Result<ScanPage> {
     let range: KeyRange = (request.start.clone(), request.end.clone());
     let reverse = request.reverse;
-    let mut sources: Vec<Box<dyn EntryIter>> = vec![Box::new(VecEntryIter::new(start.active))];
-    for frozen in &start.view.frozen {
-        sources.push(Box::new(FrozenMemtableIter::new(
-            frozen.clone(),
-            range.clone(),
-            reverse,
-        )));
+    let active = MemTableIter::new(view.active.clone(), range.clone(), reverse);
+    let mut sources: Vec<Box<dyn EntryIter>> = vec![Box::new(active)];
+    for frozen in &view.frozen {
+        let iter = MemTableIter::new(frozen.table.clone(), range.clone(), reverse);
+        sources.push(Box::new(iter));
     }
-    sources.extend(start.view.segments.iters(&range, reverse));
+    sources.extend(view.segments.iters(&range, reverse));
     let mut live = LiveIter(MergeIter::new(sources, reverse));
     let limit = if request.limit == 0 {
         usize::MAX
