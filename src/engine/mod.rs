@@ -313,16 +313,18 @@ impl Db {
                     return Ok(entry.value);
                 }
             }
-            if view.segments.all().next().is_none() {
+            // Bloom filters are in memory: a key no segment may hold is
+            // answered here, without a trip to the read pool.
+            let (candidates, filtered_out) = view.segments.candidates(&key);
+            Counters::add(&inner.counters.bloom_filter_hits, filtered_out);
+            if candidates.is_empty() {
                 return Ok(None);
             }
-            let segments = view.segments.clone();
             let lookup = inner
                 .readers
-                .send(SegmentGet { segments, key })
+                .send(SegmentGet { candidates, key })
                 .await
                 .map_err(|_| Error::Closed)??;
-            Counters::add(&inner.counters.bloom_filter_hits, lookup.filtered_out);
             Counters::add(
                 &inner.counters.bloom_filter_false_positives,
                 lookup.false_positives,

@@ -11,15 +11,16 @@ use super::ScanPage;
 use super::ScanRequest;
 use super::memtable::ReadView;
 use super::merge::{LiveIter, MemTableIter, MergeIter};
-use super::version::{SegmentLookup, SegmentSet};
+use super::segment::Segment;
+use super::version::{SegmentLookup, lookup};
 use crate::Result;
 use crate::format::{EntryIter, KeyRange};
 
-/// A point lookup in the segments.
+/// A point lookup in the segments whose bloom filters let the key through.
 #[derive(Message)]
 #[rtype(result = "Result<SegmentLookup>")]
 pub struct SegmentGet {
-    pub segments: Arc<SegmentSet>,
+    pub candidates: Vec<Arc<Segment>>,
     pub key: Bytes,
 }
 
@@ -42,7 +43,7 @@ impl Actor for ReadWorker {
 impl Handler<SegmentGet> for ReadWorker {
     type Result = Result<SegmentLookup>;
     fn handle(&mut self, msg: SegmentGet, _: &mut SyncContext<Self>) -> Self::Result {
-        msg.segments.get(&msg.key)
+        lookup(&msg.candidates, &msg.key)
     }
 }
 

@@ -60,6 +60,11 @@ impl SstableReader {
         })
     }
 
+    /// False if the bloom filter rules `key` out; reads nothing from disk.
+    pub fn may_contain(&self, key: &[u8]) -> bool {
+        self.filter.may_contain(key)
+    }
+
     /// Looks `key` up: the filter first, then at most one data block.
     /// `Corruption` if that block is bad.
     pub fn get(&self, key: &[u8]) -> Result<Lookup> {
