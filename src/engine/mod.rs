@@ -320,11 +320,17 @@ impl Db {
             if candidates.is_empty() {
                 return Ok(None);
             }
-            let lookup = inner
-                .readers
-                .send(SegmentGet { candidates, key })
-                .await
-                .map_err(|_| Error::Closed)??;
+            // A block in the page cache is read here (RWF_NOWAIT); only one
+            // that would wait for the disk goes to the read pool, so no
+            // caller's thread ever blocks on a disk read.
+            let lookup = match version::lookup_if_cached(&candidates, &key)? {
+                Some(lookup) => lookup,
+                None => inner
+                    .readers
+                    .send(SegmentGet { candidates, key })
+                    .await
+                    .map_err(|_| Error::Closed)??,
+            };
             Counters::add(
                 &inner.counters.bloom_filter_false_positives,
                 lookup.false_positives,

@@ -26,6 +26,23 @@ pub struct SegmentLookup {
     pub false_positives: u64,
 }
 
+/// `lookup` done only from the page cache: `Ok(None)` as soon as a block
+/// would have to come from the disk. Safe on an actor's thread.
+pub fn lookup_if_cached(candidates: &[Arc<Segment>], key: &[u8]) -> Result<Option<SegmentLookup>> {
+    let mut lookup = SegmentLookup::default();
+    for segment in candidates {
+        match segment.reader.get_if_cached(key)? {
+            None => return Ok(None),
+            Some(Lookup::Found(entry)) => {
+                lookup.entry = Some(entry);
+                return Ok(Some(lookup));
+            }
+            Some(Lookup::Absent | Lookup::FilteredOut) => lookup.false_positives += 1,
+        }
+    }
+    Ok(Some(lookup))
+}
+
 /// Reads `key` from `candidates` (newest first, as [`SegmentSet::candidates`]
 /// gives them) until one holds it. Reads data blocks: run it off actor threads.
 pub fn lookup(candidates: &[Arc<Segment>], key: &[u8]) -> Result<SegmentLookup> {
