@@ -223,15 +223,18 @@ impl MemtableActor {
 
     /// Moves every piece of queued work forward as far as it can go now.
     fn make_progress(&mut self, ctx: &mut Context<Self>) {
-        if self.wal.is_none() {
-            return; // a group or sync is in flight; its completion calls back
-        }
         if self.poisoned.is_some() {
             self.fail_pending();
         }
-        self.serve_flush_requests();
+        if self.job_in_flight() {
+            return; // its completion calls back
+        }
+        self.serve_flush_requests(ctx);
         if self.active.approximate_bytes() >= self.options.memtable_bytes && self.can_freeze() {
-            self.freeze();
+            self.freeze(ctx);
+            if self.job_in_flight() {
+                return; // the rotation's completion calls back
+            }
         }
         if self.pending.is_empty() {
             self.end_stall();
@@ -244,6 +247,12 @@ impl MemtableActor {
         }
         self.end_stall();
         self.write_group(ctx);
+    }
+
+    /// A group write, a sync or a WAL rotation holds the WAL on a blocking
+    /// thread. (A poisoned actor may have no WAL and no job.)
+    fn job_in_flight(&self) -> bool {
+        self.wal.is_none() && self.poisoned.is_none()
     }
 
     fn can_freeze(&self) -> bool {
@@ -274,7 +283,7 @@ impl MemtableActor {
         }
     }
 
-    fn serve_flush_requests(&mut self) {
+    fn serve_flush_requests(&mut self, ctx: &mut Context<Self>) {
         if self.flush_requests.is_empty() {
             return;
         }
@@ -282,7 +291,7 @@ impl MemtableActor {
             if !self.can_freeze() {
                 return;
             }
-            self.freeze();
+            self.freeze(ctx);
         }
         let requests = std::mem::take(&mut self.flush_requests);
         match self.frozen.first().map(|f| f.wal_number) {
@@ -296,22 +305,20 @@ impl MemtableActor {
     }
 
     /// Freezes the active memtable and starts a new WAL for the next one.
-    fn freeze(&mut self) {
+    /// The file work (syncing the old WAL under the interval policy,
+    /// creating the new one, syncing the directory) runs on a blocking
+    /// thread; writes wait in `pending` until the new WAL is in place.
+    fn freeze(&mut self, ctx: &mut Context<Self>) {
         if self.active.is_empty() || self.poisoned.is_some() {
             return;
         }
-        let number = self.file_numbers.allocate();
-        let wal = match self.create_wal(number) {
-            Ok(wal) => wal,
-            Err(error) => {
-                log::error!("cannot start a new WAL: {error}");
-                self.poison(error);
-                return;
-            }
+        let Some(mut old_wal) = self.wal.take() else {
+            return;
         };
-        let old_number = std::mem::replace(&mut self.wal_number, number);
-        self.wal = Some(wal);
+        let sync_old = self.wal_dirty && self.options.sync != SyncPolicy::None;
         self.wal_dirty = false;
+        let number = self.file_numbers.allocate();
+        let old_number = std::mem::replace(&mut self.wal_number, number);
         let frozen = Arc::new(FrozenMemtable {
             table: std::mem::take(&mut self.active),
             wal_number: old_number,
@@ -319,25 +326,26 @@ impl MemtableActor {
         });
         self.frozen.insert(0, frozen.clone());
         self.publish();
-        self.segment_manager.do_send(FlushMemtable { frozen });
-    }
-
-    fn create_wal(&self, number: u64) -> Result<WalWriter> {
-        let fs = &self.options.fs;
-        let path = self.options.directory.join(wal_file_name(number));
-        // A WAL written with sync=interval/none must reach the disk before
-        // its successor takes over; with sync=always it already has.
-        if let Some(wal) = self.wal.as_ref() {
-            let _ = wal;
-        }
-        let file = fs
-            .create(&path)
-            .context(|| format!("creating WAL {}", path.display()))?;
-        // IMPORTANT: the new WAL's directory entry must be durable before any
-        // write in it is acknowledged; fdatasync of the file does not do that.
-        fs.sync_dir(&self.options.directory)
-            .context(|| format!("syncing directory {}", self.options.directory.display()))?;
-        Ok(WalWriter::new(file, path))
+        let (options, lock) = (self.options.clone(), self.lock.clone());
+        let job = actix_rt::task::spawn_blocking(move || {
+            let _lock = lock;
+            if sync_old {
+                old_wal.sync()?;
+            }
+            drop(old_wal);
+            create_wal(&options, number)
+        });
+        ctx.spawn(job.into_actor(self).map(move |joined, act, ctx| {
+            match joined.unwrap_or_else(|e| Err(thread_error("WAL rotation", &e))) {
+                Ok(wal) => act.wal = Some(wal),
+                Err(error) => {
+                    log::error!("cannot start a new WAL, refusing writes until reopen: {error}");
+                    act.poison(error);
+                }
+            }
+            act.segment_manager.do_send(FlushMemtable { frozen });
+            act.make_progress(ctx);
+        }));
     }
 
     fn poison(&mut self, error: Error) {
@@ -358,6 +366,9 @@ impl MemtableActor {
 
     /// Encodes the pending writes as one group and writes it out.
     fn write_group(&mut self, ctx: &mut Context<Self>) {
+        let Some(mut wal) = self.wal.take() else {
+            return;
+        };
         let group = std::mem::take(&mut self.pending);
         let mut framed = Vec::new();
         let mut seqs = Vec::with_capacity(group.len());
@@ -369,9 +380,6 @@ impl MemtableActor {
             WalWriter::encode_record(&record, &mut framed);
         }
         Counters::add(&self.counters.wal_bytes, framed.len() as u64);
-        let Some(mut wal) = self.wal.take() else {
-            return;
-        };
         if self.options.sync != SyncPolicy::Always {
             let result = wal.append_encoded(&framed);
             self.wal = Some(wal);
@@ -509,6 +517,28 @@ impl MemtableActor {
             ctx.stop();
         }
     }
+}
+
+/// Creates WAL `number` in the database directory.
+fn create_wal(options: &Options, number: u64) -> Result<WalWriter> {
+    let fs = &options.fs;
+    let path = options.directory.join(wal_file_name(number));
+    let file = fs
+        .create(&path)
+        .context(|| format!("creating WAL {}", path.display()))?;
+    // IMPORTANT: the new WAL's directory entry must be durable before any
+    // write in it is acknowledged; fdatasync of the file does not do that.
+    fs.sync_dir(&options.directory)
+        .context(|| format!("syncing directory {}", options.directory.display()))?;
+    Ok(WalWriter::new(file, path))
+}
+
+/// A blocking thread that panicked or was cancelled, as an I/O error.
+fn thread_error(what: &str, error: &tokio::task::JoinError) -> Error {
+    Error::io(
+        format!("{what} thread"),
+        std::io::Error::other(error.to_string()),
+    )
 }
 
 /// The WAL record of one write request.
