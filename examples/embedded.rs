@@ -9,7 +9,9 @@ use naive_kv::{Db, Options, ScanRequest, SyncPolicy, WriteBatch};
 
 #[actix_rt::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let directory = std::env::args().nth(1).unwrap_or_else(|| "naive_kv_embedded".into());
+    let directory = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "naive_kv_embedded".into());
     let mut options = Options::new(&directory);
     options.sync = SyncPolicy::Always;
     let db = Db::open(options).await?;
@@ -40,7 +42,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     db.compact().await?;
     let stats = db.stats().await?;
-    for name in ["writes", "wal_syncs", "writes_per_sync", "flushes", "compactions", "live_segments"] {
+    for name in [
+        "writes",
+        "wal_syncs",
+        "writes_per_sync",
+        "flushes",
+        "compactions",
+        "live_segments",
+    ] {
         println!("{name} {}", stats.get(name));
     }
     db.close().await?;

@@ -18,6 +18,7 @@ use super::version::{SegmentSet, chain_segments};
 use crate::error::IoContext;
 use crate::format::EntryIter;
 use crate::format::sstable::TableOptions;
+use crate::fs::DirectoryLock;
 use crate::proto::storage::SegmentMeta;
 use crate::{Error, Options, Result};
 
@@ -52,6 +53,7 @@ pub struct Compactor {
     full_requests: Vec<oneshot::Sender<Result<()>>>,
     cancel: Arc<AtomicBool>,
     closing: Option<oneshot::Sender<()>>,
+    lock: Arc<dyn DirectoryLock>,
 }
 
 impl Compactor {
@@ -61,6 +63,7 @@ impl Compactor {
         numbers: Arc<FileNumbers>,
         counters: Arc<Counters>,
         segment_manager: Addr<SegmentManager>,
+        lock: Arc<dyn DirectoryLock>,
     ) -> Self {
         Compactor {
             options,
@@ -72,6 +75,7 @@ impl Compactor {
             full_requests: Vec::new(),
             cancel: Arc::new(AtomicBool::new(false)),
             closing: None,
+            lock,
         }
     }
 
@@ -115,6 +119,7 @@ impl Compactor {
             inputs: inputs_by_level(&self.latest, &task.inputs),
             task: task.clone(),
             cancel: self.cancel.clone(),
+            _lock: self.lock.clone(),
         };
         let manager = self.segment_manager.clone();
         let counters = self.counters.clone();
@@ -198,6 +203,9 @@ struct MergeJob {
     inputs: Vec<Vec<Arc<Segment>>>,
     task: CompactionTask,
     cancel: Arc<AtomicBool>,
+    /// Keeps the directory locked while the merge writes, even if the actor
+    /// is gone.
+    _lock: Arc<dyn DirectoryLock>,
 }
 
 impl MergeJob {

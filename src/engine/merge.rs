@@ -60,10 +60,10 @@ impl EntryIter for MergeIter {
         for (head, source) in self.heads.iter_mut().zip(self.sources.iter_mut()) {
             if head.as_ref().is_some_and(|entry| entry.key == key) {
                 let next = source.next_entry()?;
-                if let Some(entry) = std::mem::replace(head, next) {
-                    if winner.as_ref().is_none_or(|best| entry.seq > best.seq) {
-                        winner = Some(entry);
-                    }
+                if let Some(entry) = std::mem::replace(head, next)
+                    && winner.as_ref().is_none_or(|best| entry.seq > best.seq)
+                {
+                    winner = Some(entry);
                 }
             }
         }
@@ -105,10 +105,10 @@ impl ChainIter {
 impl EntryIter for ChainIter {
     fn next_entry(&mut self) -> Result<Option<Entry>> {
         loop {
-            if let Some(current) = self.current.as_mut() {
-                if let Some(entry) = current.next_entry()? {
-                    return Ok(Some(entry));
-                }
+            if let Some(current) = self.current.as_mut()
+                && let Some(entry) = current.next_entry()?
+            {
+                return Ok(Some(entry));
             }
             match self.pending.next() {
                 Some(make) => self.current = Some(make()),

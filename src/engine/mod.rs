@@ -33,6 +33,7 @@ use bytes::Bytes;
 use tokio::sync::oneshot;
 
 use crate::format::wal::MAX_RECORD_BYTES;
+use crate::fs::DirectoryLock;
 use crate::{Error, Options, Result};
 use compactor::{CloseCompactor, CompactAll, Compactor};
 use memtable::{
@@ -217,6 +218,7 @@ impl Db {
             .await
             .map_err(|e| Error::io("recovery thread", std::io::Error::other(e.to_string())))??;
         let counters = Arc::new(Counters::default());
+        let lock: Arc<dyn DirectoryLock> = Arc::from(recovered.lock);
         let segments_set = Arc::new(recovered.segments);
         let background = Arbiter::new();
         let foreground = Arbiter::new();
@@ -226,19 +228,23 @@ impl Db {
             flushed_seq: recovered.flushed_seq,
             file_numbers: recovered.file_numbers.clone(),
             counters: counters.clone(),
-            lock: recovered.lock,
+            lock: lock.clone(),
         };
         let segments = SegmentManager::start_in_arbiter(&background.handle(), move |_| {
             SegmentManager::new(manager_start)
         });
-        let (o, n, c, s) = (
-            options.clone(),
-            recovered.file_numbers.clone(),
-            counters.clone(),
-            segments.clone(),
-        );
-        let compactor =
-            Compactor::start_in_arbiter(&background.handle(), move |_| Compactor::new(o, n, c, s));
+        let compactor = {
+            let (o, n, c, s) = (
+                options.clone(),
+                recovered.file_numbers.clone(),
+                counters.clone(),
+                segments.clone(),
+            );
+            let l = lock.clone();
+            Compactor::start_in_arbiter(&background.handle(), move |_| {
+                Compactor::new(o, n, c, s, l)
+            })
+        };
         let memtable_start = MemtableStart {
             options: options.clone(),
             wal: recovered.wal,
@@ -248,6 +254,7 @@ impl Db {
             segment_manager: segments.clone(),
             file_numbers: recovered.file_numbers,
             counters: counters.clone(),
+            lock,
         };
         let memtable = MemtableActor::start_in_arbiter(&foreground.handle(), move |_| {
             MemtableActor::new(memtable_start)
@@ -387,7 +394,7 @@ impl Db {
             }
             total += key.len() + len + 16;
         }
-        if total > MAX_RECORD_BYTES as usize {
+        if total > MAX_RECORD_BYTES {
             return Err(Error::InvalidArgument(format!(
                 "batch of {total} bytes is larger than one WAL record may be ({MAX_RECORD_BYTES})"
             )));
@@ -454,7 +461,11 @@ impl Db {
             map.insert("memtable_bytes".into(), gauges.memtable_bytes);
             map.insert("frozen_memtables".into(), gauges.frozen_memtables);
             map.insert("live_segments".into(), segments.all().count() as u64);
-            map.insert("bytes_on_disk".into(), segments.total_bytes());
+            map.insert("segment_bytes".into(), segments.total_bytes());
+            map.insert(
+                "bytes_on_disk".into(),
+                segments.total_bytes() + gauges.wal_bytes,
+            );
             map.insert("last_sequence".into(), gauges.last_seq);
             for (level, run) in segments.levels.iter().enumerate() {
                 map.insert(format!("level_{level}_segments"), run.len() as u64);

@@ -77,7 +77,8 @@ pub struct SegmentManagerStart {
     pub flushed_seq: u64,
     pub file_numbers: Arc<FileNumbers>,
     pub counters: Arc<Counters>,
-    pub lock: Box<dyn DirectoryLock>,
+    /// The directory lock, shared with every blocking job that writes there.
+    pub lock: Arc<dyn DirectoryLock>,
 }
 
 /// Owns the segment set and the manifest. See the module doc.
@@ -91,7 +92,7 @@ pub struct SegmentManager {
     busy: bool,
     memtable: Option<Addr<MemtableActor>>,
     compactor: Option<Addr<Compactor>>,
-    lock: Option<Box<dyn DirectoryLock>>,
+    lock: Option<Arc<dyn DirectoryLock>>,
     closing: Option<oneshot::Sender<()>>,
 }
 
@@ -137,6 +138,7 @@ impl SegmentManager {
             counters: self.counters.clone(),
             set: self.set.clone(),
             flushed_seq: self.flushed_seq,
+            _lock: self.lock.clone(),
         };
         match job {
             Job::Flush(frozen) => {
@@ -237,6 +239,9 @@ struct JobContext {
     counters: Arc<Counters>,
     set: Arc<SegmentSet>,
     flushed_seq: u64,
+    /// Keeps the directory locked until the job's files are done, even if
+    /// the actor is gone (a `Db` dropped without `close`).
+    _lock: Option<Arc<dyn DirectoryLock>>,
 }
 
 impl JobContext {

@@ -50,7 +50,7 @@ impl SegmentSet {
         }
         for (number, level) in levels.iter_mut().enumerate() {
             if number == 0 {
-                level.sort_by(|a, b| b.meta.file_number.cmp(&a.meta.file_number));
+                level.sort_by_key(|s| std::cmp::Reverse(s.meta.file_number));
             } else {
                 level.sort_by(|a, b| a.meta.smallest_key.cmp(&b.meta.smallest_key));
             }

@@ -31,6 +31,7 @@ use super::version::SegmentSet;
 use crate::error::IoContext;
 use crate::format::wal::WalWriter;
 use crate::format::{Entry, KeyRange, wal_file_name};
+use crate::fs::DirectoryLock;
 use crate::proto::storage::{WalBatch, WalMutation};
 use crate::{Error, Options, Result, SyncPolicy};
 
@@ -131,6 +132,8 @@ pub struct MemtableGauges {
     pub frozen_memtables: u64,
     pub view: Arc<ReadView>,
     pub last_seq: u64,
+    /// Bytes in the active WAL.
+    pub wal_bytes: u64,
 }
 
 /// Asks for [`MemtableGauges`].
@@ -162,6 +165,7 @@ pub struct MemtableStart {
     pub segment_manager: Addr<SegmentManager>,
     pub file_numbers: Arc<FileNumbers>,
     pub counters: Arc<Counters>,
+    pub lock: Arc<dyn DirectoryLock>,
 }
 
 /// Owns the active memtable and the WAL. See the module doc.
@@ -187,6 +191,9 @@ pub struct MemtableActor {
     flush_waiters: Vec<(u64, oneshot::Sender<Result<()>>)>,
     stalled_since: Option<Instant>,
     closing: Option<oneshot::Sender<Result<()>>>,
+    /// Moved into each blocking WAL job, so the directory stays locked until
+    /// the job ends even if the actor is gone.
+    lock: Arc<dyn DirectoryLock>,
 }
 
 impl MemtableActor {
@@ -212,6 +219,7 @@ impl MemtableActor {
             flush_waiters: Vec::new(),
             stalled_since: None,
             closing: None,
+            lock: start.lock,
         }
     }
 
@@ -219,6 +227,9 @@ impl MemtableActor {
     fn make_progress(&mut self, ctx: &mut Context<Self>) {
         if self.wal.is_none() {
             return; // a group or sync is in flight; its completion calls back
+        }
+        if self.poisoned.is_some() {
+            self.fail_pending();
         }
         self.serve_flush_requests();
         if self.active.approximate_bytes() >= self.options.memtable_bytes && self.can_freeze() {
@@ -242,6 +253,9 @@ impl MemtableActor {
     }
 
     fn must_stall(&self) -> bool {
+        if self.closing.is_some() {
+            return false; // accepted writes finish; the next open flushes them
+        }
         let memtable_full = self.active.approximate_bytes() >= self.options.memtable_bytes;
         let level0 = self.view.segments.level(0).len();
         memtable_full || level0 >= self.options.l0_stall_trigger
@@ -371,27 +385,28 @@ impl MemtableActor {
             self.finish_group(result, group, seqs, false, ctx);
             return;
         }
+        let lock = self.lock.clone();
         let job = actix_rt::task::spawn_blocking(move || {
+            let _lock = lock;
             let result = wal.append_encoded(&framed).and_then(|()| wal.sync());
             (wal, result)
         });
-        let fut =
-            async move { job.await }
-                .into_actor(self)
-                .map(move |joined, act, ctx| match joined {
-                    Ok((wal, result)) => {
-                        act.wal = Some(wal);
-                        act.finish_group(result, group, seqs, true, ctx);
-                    }
-                    Err(join_error) => {
-                        let error = Error::io(
-                            "WAL writer thread",
-                            std::io::Error::other(join_error.to_string()),
-                        );
-                        act.poison(error.clone());
-                        act.fail_group(group, &error);
-                    }
-                });
+        let fut = job
+            .into_actor(self)
+            .map(move |joined, act, ctx| match joined {
+                Ok((wal, result)) => {
+                    act.wal = Some(wal);
+                    act.finish_group(result, group, seqs, true, ctx);
+                }
+                Err(join_error) => {
+                    let error = Error::io(
+                        "WAL writer thread",
+                        std::io::Error::other(join_error.to_string()),
+                    );
+                    act.poison(error.clone());
+                    act.fail_group(group, &error);
+                }
+            });
         ctx.spawn(fut);
     }
 
@@ -448,33 +463,31 @@ impl MemtableActor {
             return;
         };
         self.wal_dirty = false;
+        let lock = self.lock.clone();
         let job = actix_rt::task::spawn_blocking(move || {
+            let _lock = lock;
             let result = wal.sync();
             (wal, result)
         });
-        let fut = async move { job.await }
-            .into_actor(self)
-            .map(|joined, act, ctx| {
-                match joined {
-                    Ok((wal, result)) => {
-                        act.wal = Some(wal);
-                        match result {
-                            Ok(()) => Counters::add(&act.counters.wal_syncs, 1),
-                            Err(error) => {
-                                log::error!(
-                                    "WAL sync failed, refusing writes until reopen: {error}"
-                                );
-                                act.poison(error);
-                            }
+        let fut = job.into_actor(self).map(|joined, act, ctx| {
+            match joined {
+                Ok((wal, result)) => {
+                    act.wal = Some(wal);
+                    match result {
+                        Ok(()) => Counters::add(&act.counters.wal_syncs, 1),
+                        Err(error) => {
+                            log::error!("WAL sync failed, refusing writes until reopen: {error}");
+                            act.poison(error);
                         }
                     }
-                    Err(join_error) => act.poison(Error::io(
-                        "WAL sync thread",
-                        std::io::Error::other(join_error.to_string()),
-                    )),
                 }
-                act.make_progress(ctx);
-            });
+                Err(join_error) => act.poison(Error::io(
+                    "WAL sync thread",
+                    std::io::Error::other(join_error.to_string()),
+                )),
+            }
+            act.make_progress(ctx);
+        });
         ctx.spawn(fut);
     }
 
@@ -483,10 +496,11 @@ impl MemtableActor {
             return;
         }
         let mut result = Ok(());
-        if let Some(wal) = self.wal.as_mut() {
-            if self.wal_dirty && self.poisoned.is_none() {
-                result = wal.sync();
-            }
+        if let Some(wal) = self.wal.as_mut()
+            && self.wal_dirty
+            && self.poisoned.is_none()
+        {
+            result = wal.sync();
         }
         if let Some(reply) = self.closing.take() {
             let _ = reply.send(result);
@@ -656,6 +670,7 @@ impl Handler<Gauges> for MemtableActor {
             frozen_memtables: self.view.frozen.len() as u64,
             view: self.view.clone(),
             last_seq: self.last_seq,
+            wal_bytes: self.wal.as_ref().map_or(0, WalWriter::bytes_written),
         });
     }
 }
