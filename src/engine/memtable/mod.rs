@@ -285,6 +285,14 @@ impl MemtableActor {
                 return;
             }
             self.freeze();
+            if !self.active.is_empty() {
+                // The freeze failed (no new WAL): nothing will be flushed.
+                let error = self.refused().unwrap_or(Error::Closed);
+                for request in std::mem::take(&mut self.flush_requests) {
+                    let _ = request.send(Err(error.clone()));
+                }
+                return;
+            }
         }
         let requests = std::mem::take(&mut self.flush_requests);
         match self.view.frozen.first().map(|f| f.wal_number) {
