@@ -50,6 +50,7 @@ async fn put_acked(db: &Db, model: &mut Model, first: usize, count: usize) {
 
 /// Reopens and checks that every acknowledged write is there.
 fn assert_recovers(fs: &SimFs, model: &Model, what: &str) {
+    wait_until_unlocked(fs);
     block_on(async {
         let db = match Db::open(options(fs)).await {
             Ok(db) => db,
@@ -62,6 +63,25 @@ fn assert_recovers(fs: &SimFs, model: &Model, what: &str) {
         db.put("still-writable", "yes").await.unwrap();
         db.close().await.unwrap();
     });
+}
+
+/// Waits (up to 5 s) for the directory lock of a closed `Db` to go.
+///
+/// Known engine bug, not ours to fix here: `Db::close` answers before the
+/// memtable actor and the compactor, which hold clones of the directory
+/// lock, are dropped, so an open right after `close` can fail with
+/// `Locked`.
+fn wait_until_unlocked(fs: &SimFs) {
+    use naive_kv::fs::FileSystem;
+    for _ in 0..500 {
+        match fs.lock(Path::new("/db/LOCK")) {
+            Err(error) if error.kind() == ErrorKind::WouldBlock => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            _ => return,
+        }
+    }
+    panic!("the directory is still locked 5 s after close");
 }
 
 fn assert_io(result: naive_kv::Result<()>, what: &str) -> Arc<std::io::Error> {
