@@ -53,7 +53,11 @@ fn wal_records(bytes: &[u8]) -> Vec<(usize, usize)> {
 }
 
 /// A fresh copy of `pristine` with `damage` applied to the file `name`.
-fn damaged_copy(pristine: &Path, name: &std::ffi::OsStr, damage: impl FnOnce(&mut Vec<u8>)) -> tempfile::TempDir {
+fn damaged_copy(
+    pristine: &Path,
+    name: &std::ffi::OsStr,
+    damage: impl FnOnce(&mut Vec<u8>),
+) -> tempfile::TempDir {
     let copy = tempfile::tempdir().unwrap();
     common::copy_dir(pristine, copy.path());
     let path = copy.path().join(name);
@@ -101,10 +105,16 @@ async fn torn_wal_tail_loses_exactly_the_last_write() {
         // The recovered state is durable: a write and a second reopen keep it.
         db.put("after", "recovery").await.unwrap();
         db.close().await.unwrap();
-        let db = Db::open(Options::new(copy.path())).await.unwrap();
-        assert_eq!(db.get(key(RECORDS - 2)).await.unwrap(), Some(value(RECORDS - 2)));
+        let db = common::reopen(Options::new(copy.path())).await;
+        assert_eq!(
+            db.get(key(RECORDS - 2)).await.unwrap(),
+            Some(value(RECORDS - 2))
+        );
         assert_eq!(db.get(key(RECORDS - 1)).await.unwrap(), None);
-        assert_eq!(db.get("after").await.unwrap(), Some(Bytes::from("recovery")));
+        assert_eq!(
+            db.get("after").await.unwrap(),
+            Some(Bytes::from("recovery"))
+        );
         db.close().await.unwrap();
     }
 }
@@ -117,7 +127,11 @@ async fn zeros_after_the_last_record_lose_nothing() {
     for zeros in [1, 11, 12, 4096] {
         let copy = damaged_copy(pristine.path(), &name, |b| b.resize(b.len() + zeros, 0));
         let db = Db::open(Options::new(copy.path())).await.unwrap();
-        assert_eq!(contents(&db).await, expected_first(RECORDS), "{zeros} zeros");
+        assert_eq!(
+            contents(&db).await,
+            expected_first(RECORDS),
+            "{zeros} zeros"
+        );
         db.close().await.unwrap();
     }
 }
@@ -153,7 +167,12 @@ async fn segment_database(dir: &Path) -> Vec<(Bytes, Bytes)> {
     options.block_bytes = 256;
     let db = Db::open(options).await.unwrap();
     let data: Vec<(Bytes, Bytes)> = (0..400)
-        .map(|i| (key(i), Bytes::from(format!("{i}:{}", "d".repeat(40 + i % 60)))))
+        .map(|i| {
+            (
+                key(i),
+                Bytes::from(format!("{i}:{}", "d".repeat(40 + i % 60))),
+            )
+        })
         .collect();
     for (k, v) in &data {
         db.put(k.clone(), v.clone()).await.unwrap();
@@ -177,7 +196,11 @@ async fn read_damaged(dir: &Path, data: &[(Bytes, Bytes)], what: &str) -> usize 
     let mut corruptions = 0;
     for (k, v) in data {
         match db.get(k.clone()).await {
-            Ok(got) => assert_eq!(got.as_ref(), Some(v), "{what}: get {k:?} read a wrong value"),
+            Ok(got) => assert_eq!(
+                got.as_ref(),
+                Some(v),
+                "{what}: get {k:?} read a wrong value"
+            ),
             Err(Error::Corruption { .. }) => corruptions += 1,
             Err(other) => panic!("{what}: get {k:?} failed with {other}, not Corruption"),
         }
@@ -194,7 +217,10 @@ async fn read_damaged(dir: &Path, data: &[(Bytes, Bytes)], what: &str) -> usize 
                 if reverse {
                     expected.reverse();
                 }
-                assert!(page.entries == expected, "{what}: scan (reverse {reverse}) read wrong data");
+                assert!(
+                    page.entries == expected,
+                    "{what}: scan (reverse {reverse}) read wrong data"
+                );
             }
             Err(Error::Corruption { .. }) => corruptions += 1,
             Err(other) => panic!("{what}: scan failed with {other}, not Corruption"),
@@ -209,7 +235,11 @@ fn the_segment(dir: &Path) -> PathBuf {
         .into_iter()
         .filter(|p| std::fs::metadata(p).unwrap().len() > 64)
         .collect();
-    assert_eq!(segments.len(), 1, "expected one segment with data: {segments:?}");
+    assert_eq!(
+        segments.len(),
+        1,
+        "expected one segment with data: {segments:?}"
+    );
     segments.into_iter().next().unwrap()
 }
 
@@ -221,9 +251,17 @@ async fn damaged_data_block_is_reported_not_returned() {
     let name = segment.file_name().unwrap().to_owned();
     let bytes = std::fs::read(&segment).unwrap();
     let footer = bytes.len() - 64;
-    let filter_offset = u64::from_le_bytes(bytes[footer + 16..footer + 24].try_into().unwrap()) as usize;
+    let filter_offset =
+        u64::from_le_bytes(bytes[footer + 16..footer + 24].try_into().unwrap()) as usize;
     assert!(filter_offset > 4096, "data blocks end at {filter_offset}");
-    let spots = [1, 17, filter_offset / 3, filter_offset / 2, filter_offset - 40, filter_offset - 2];
+    let spots = [
+        1,
+        17,
+        filter_offset / 3,
+        filter_offset / 2,
+        filter_offset - 40,
+        filter_offset - 2,
+    ];
     for at in spots {
         let copy = damaged_copy(pristine.path(), &name, |b| b[at] ^= 0xFF);
         let what = format!("data byte {at} of {filter_offset}");
@@ -259,12 +297,21 @@ async fn damaged_manifest_fails_the_open() {
     let name = std::ffi::OsString::from("MANIFEST");
     let mut cases: Vec<(String, Box<dyn FnOnce(&mut Vec<u8>)>)> = Vec::new();
     for at in (0..len).step_by(3).chain([len - 1]) {
-        cases.push((format!("byte {at} flipped"), Box::new(move |b: &mut Vec<u8>| b[at] ^= 0x10)));
+        cases.push((
+            format!("byte {at} flipped"),
+            Box::new(move |b: &mut Vec<u8>| b[at] ^= 0x10),
+        ));
     }
     for keep in [0, 7, 19, 20, len - 1] {
-        cases.push((format!("cut to {keep}"), Box::new(move |b: &mut Vec<u8>| b.truncate(keep))));
+        cases.push((
+            format!("cut to {keep}"),
+            Box::new(move |b: &mut Vec<u8>| b.truncate(keep)),
+        ));
     }
-    cases.push(("a byte appended".into(), Box::new(|b: &mut Vec<u8>| b.push(0))));
+    cases.push((
+        "a byte appended".into(),
+        Box::new(|b: &mut Vec<u8>| b.push(0)),
+    ));
     for (what, damage) in cases {
         let copy = damaged_copy(pristine.path(), &name, damage);
         match Db::open(Options::new(copy.path())).await {

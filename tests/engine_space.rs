@@ -25,7 +25,10 @@ fn key(i: usize) -> Bytes {
 }
 
 fn value(i: usize, round: usize) -> Bytes {
-    Bytes::from(format!("{round}:{i}:{}", "x".repeat(100 + (i * 37 + round) % 200)))
+    Bytes::from(format!(
+        "{round}:{i}:{}",
+        "x".repeat(100 + (i * 37 + round) % 200)
+    ))
 }
 
 /// Writes every key `rounds` times, deletes the odd ones; returns the live
@@ -77,9 +80,18 @@ async fn compaction_reclaims_overwritten_and_deleted_data() {
     let on_disk = common::dir_bytes(dir.path());
     let reported = stats.get("bytes_on_disk");
     eprintln!("live {live} B, directory {on_disk} B, bytes_on_disk {reported} B, {stats:?}");
-    assert!(on_disk * 2 <= live * 3, "directory holds {on_disk} B for {live} B of live data");
-    assert!(reported * 2 <= live * 3, "bytes_on_disk {reported} for {live} B of live data");
-    assert!(reported >= live / 2, "bytes_on_disk {reported} is too small for {live} B of live data");
+    assert!(
+        on_disk * 2 <= live * 3,
+        "directory holds {on_disk} B for {live} B of live data"
+    );
+    assert!(
+        reported * 2 <= live * 3,
+        "bytes_on_disk {reported} for {live} B of live data"
+    );
+    assert!(
+        reported >= live / 2,
+        "bytes_on_disk {reported} is too small for {live} B of live data"
+    );
 
     // One sorted run split at the target size, and no file left behind.
     let segments = stats.get("live_segments");
@@ -88,15 +100,22 @@ async fn compaction_reclaims_overwritten_and_deleted_data() {
         segments <= live / TARGET_SEGMENT_BYTES + 2,
         "{segments} segments for {live} B at {TARGET_SEGMENT_BYTES} B each"
     );
-    assert_eq!(sst_count(dir.path()), segments, "obsolete segment files remain");
+    assert_eq!(
+        sst_count(dir.path()),
+        segments,
+        "obsolete segment files remain"
+    );
     assert!(common::files_ending(dir.path(), ".tmp").is_empty());
 
     // Reopening keeps both the data and the space.
     db.close().await.unwrap();
-    let db = Db::open(options(dir.path())).await.unwrap();
+    let db = common::reopen(options(dir.path())).await;
     check_contents(&db, rounds).await;
     let on_disk = common::dir_bytes(dir.path());
-    assert!(on_disk * 2 <= live * 3, "after reopen: {on_disk} B for {live} B of live data");
+    assert!(
+        on_disk * 2 <= live * 3,
+        "after reopen: {on_disk} B for {live} B of live data"
+    );
     db.close().await.unwrap();
 }
 

@@ -1,1 +1,323 @@
-//! The client library (to come).
+//! The client side: an async [`Client`] speaking the wire protocol, the
+//! shell's command parser ([`command`]) and the shell itself ([`shell`])
+//! that `run_client` wraps.
+//!
+//! [`Client`] pipelines: every request method sends its request before it
+//! returns and gives back a `'static` future of the reply, so a caller can
+//! issue many requests and await them together. Replies come back in request
+//! order.
+
+pub mod command;
+pub mod shell;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use bytes::Bytes;
+use bytes::BytesMut;
+use futures_util::StreamExt;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::codec::{Encoder, FramedRead};
+
+use crate::WriteBatch;
+use crate::proto::{self, ErrorCode, Request, Response, request::Command, response::Reply};
+use crate::server::codec::{Frame, ProtoCodec};
+
+/// Longest reply frame the client accepts (a value may be 32 MiB; a scan
+/// page about 4 MiB).
+const MAX_REPLY_BYTES: usize = 1 << 30;
+
+type Codec = ProtoCodec<Response, Request>;
+type Waiters = Arc<Mutex<VecDeque<(u64, oneshot::Sender<Result<Response, ClientError>>)>>>;
+
+/// What went wrong talking to the server.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ClientError {
+    /// No connection could be made.
+    #[error("cannot connect to {addr}: {message}")]
+    Connect { addr: String, message: String },
+    /// The server answered with an error.
+    #[error("{}: {message}", code.as_str_name())]
+    Server { code: ErrorCode, message: String },
+    /// The connection broke or was closed before the reply came.
+    #[error("connection lost: {0}")]
+    Disconnected(String),
+    /// The server sent something the protocol does not allow here.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+}
+
+/// One page of a scan.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScanPage {
+    /// Key-value pairs in the requested order.
+    pub entries: Vec<(Bytes, Bytes)>,
+    /// `None` when the range is exhausted; otherwise pass it as the next
+    /// request's `start` (forward) or `end` (reverse).
+    pub continuation: Option<Bytes>,
+}
+
+/// A connection to a NaiveKV server. Cheap to share by reference; requests
+/// from any number of callers are pipelined on the one connection.
+#[derive(Debug)]
+pub struct Client {
+    /// Frames to the writer task.
+    outgoing: mpsc::UnboundedSender<Request>,
+    /// Callers awaiting replies, in request order; the reader task pops them.
+    waiters: Waiters,
+    next_id: std::sync::atomic::AtomicU64,
+}
+
+impl Client {
+    /// Connects to `addr`. Must be called inside a tokio runtime; the
+    /// connection's reader and writer run as tasks on it.
+    ///
+    /// # Errors
+    /// [`ClientError::Connect`] if the connection cannot be made.
+    pub async fn connect(addr: SocketAddr) -> Result<Client, ClientError> {
+        let stream = TcpStream::connect(addr)
+            .await
+            .map_err(|e| ClientError::Connect {
+                addr: addr.to_string(),
+                message: e.to_string(),
+            })?;
+        let _ = stream.set_nodelay(true);
+        let (read, write) = stream.into_split();
+        let (outgoing, requests) = mpsc::unbounded_channel();
+        let waiters = Waiters::default();
+        tokio::spawn(write_requests(write, requests));
+        tokio::spawn(read_replies(read, waiters.clone()));
+        Ok(Client {
+            outgoing,
+            waiters,
+            next_id: 1.into(),
+        })
+    }
+
+    /// Sends `command` at once; the future gives the server's response.
+    pub fn request(
+        &self,
+        command: Command,
+    ) -> impl Future<Output = Result<Response, ClientError>> + 'static {
+        let id = self
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (reply, response) = oneshot::channel();
+        // The waiter is queued under the same lock as the send, so queue
+        // order is wire order even with concurrent callers.
+        let mut waiters = self.waiters.lock().unwrap_or_else(PoisonError::into_inner);
+        let sent = self.outgoing.send(Request {
+            id,
+            command: Some(command),
+        });
+        if sent.is_ok() {
+            waiters.push_back((id, reply));
+        }
+        drop(waiters);
+        async move {
+            sent.map_err(|_| ClientError::Disconnected("connection closed".into()))?;
+            response
+                .await
+                .map_err(|_| ClientError::Disconnected("connection closed".into()))?
+        }
+    }
+
+    /// Sends `command` and gives its reply, a server error as `Err`.
+    fn reply(
+        &self,
+        command: Command,
+    ) -> impl Future<Output = Result<Reply, ClientError>> + 'static {
+        let response = self.request(command);
+        async move {
+            match response.await?.reply {
+                Some(Reply::Error(e)) => Err(ClientError::Server {
+                    code: ErrorCode::try_from(e.code).unwrap_or(ErrorCode::Unknown),
+                    message: e.message,
+                }),
+                Some(reply) => Ok(reply),
+                None => Err(ClientError::Protocol("response without a reply".into())),
+            }
+        }
+    }
+
+    /// The value of `key`, `None` if absent.
+    pub fn get(
+        &self,
+        key: impl Into<Bytes>,
+    ) -> impl Future<Output = Result<Option<Bytes>, ClientError>> + 'static {
+        let reply = self.reply(Command::Get(proto::Get { key: key.into() }));
+        async move {
+            match reply.await? {
+                Reply::Value(v) => Ok(v.found.then_some(v.value)),
+                other => Err(unexpected(&other)),
+            }
+        }
+    }
+
+    /// Sets `key` to `value`.
+    pub fn put(
+        &self,
+        key: impl Into<Bytes>,
+        value: impl Into<Bytes>,
+    ) -> impl Future<Output = Result<(), ClientError>> + 'static {
+        let (key, value) = (key.into(), value.into());
+        done(self.reply(Command::Put(proto::Put { key, value })))
+    }
+
+    /// Removes `key` (absent keys included).
+    pub fn delete(
+        &self,
+        key: impl Into<Bytes>,
+    ) -> impl Future<Output = Result<(), ClientError>> + 'static {
+        done(self.reply(Command::Delete(proto::Delete { key: key.into() })))
+    }
+
+    /// Applies `batch` atomically.
+    pub fn batch(
+        &self,
+        batch: &WriteBatch,
+    ) -> impl Future<Output = Result<(), ClientError>> + 'static {
+        let mutations = batch
+            .mutations
+            .iter()
+            .map(|(key, value)| proto::Mutation {
+                op: Some(match value {
+                    Some(value) => proto::mutation::Op::Put(proto::Put {
+                        key: key.clone(),
+                        value: value.clone(),
+                    }),
+                    None => proto::mutation::Op::Delete(proto::Delete { key: key.clone() }),
+                }),
+            })
+            .collect();
+        done(self.reply(Command::Batch(proto::Batch { mutations })))
+    }
+
+    /// One page of `scan` (see `docs/PROTOCOL.md` for its fields).
+    pub fn scan(
+        &self,
+        scan: proto::Scan,
+    ) -> impl Future<Output = Result<ScanPage, ClientError>> + 'static {
+        let reply = self.reply(Command::Scan(scan));
+        async move {
+            match reply.await? {
+                Reply::Scan(page) => Ok(ScanPage {
+                    entries: page
+                        .entries
+                        .into_iter()
+                        .map(|kv| (kv.key, kv.value))
+                        .collect(),
+                    continuation: (!page.continuation.is_empty()).then_some(page.continuation),
+                }),
+                other => Err(unexpected(&other)),
+            }
+        }
+    }
+
+    /// Checks the server answers.
+    pub fn ping(&self) -> impl Future<Output = Result<(), ClientError>> + 'static {
+        let reply = self.reply(Command::Ping(proto::Ping {}));
+        async move {
+            match reply.await? {
+                Reply::Pong(_) => Ok(()),
+                other => Err(unexpected(&other)),
+            }
+        }
+    }
+
+    /// The engine's counters.
+    pub fn stats(
+        &self,
+    ) -> impl Future<Output = Result<BTreeMap<String, u64>, ClientError>> + 'static {
+        let reply = self.reply(Command::Stats(proto::Stats {}));
+        async move {
+            match reply.await? {
+                Reply::Stats(stats) => Ok(stats.counters.into_iter().collect()),
+                other => Err(unexpected(&other)),
+            }
+        }
+    }
+}
+
+async fn done(
+    reply: impl Future<Output = Result<Reply, ClientError>> + 'static,
+) -> Result<(), ClientError> {
+    match reply.await? {
+        Reply::Done(_) => Ok(()),
+        other => Err(unexpected(&other)),
+    }
+}
+
+fn unexpected(reply: &Reply) -> ClientError {
+    ClientError::Protocol(format!("unexpected reply {reply:?}"))
+}
+
+/// The writer task: sends queued requests (all that are waiting, in one
+/// write) until the client is dropped or the socket fails.
+async fn write_requests(mut write: OwnedWriteHalf, mut requests: mpsc::UnboundedReceiver<Request>) {
+    let mut codec = Codec::new(MAX_REPLY_BYTES);
+    let mut buffer = BytesMut::new();
+    while let Some(request) = requests.recv().await {
+        let mut next = Some(request);
+        while let Some(request) = next {
+            if let Err(e) = codec.encode(request, &mut buffer) {
+                log::debug!("client cannot encode a request: {e}");
+                return;
+            }
+            next = requests.try_recv().ok();
+        }
+        if let Err(e) = write.write_all(&buffer).await {
+            log::debug!("client write failed: {e}");
+            return;
+        }
+        buffer.clear();
+    }
+}
+
+/// The reader task: hands each reply to the oldest waiter; when the
+/// connection ends, fails every waiter left.
+async fn read_replies(read: OwnedReadHalf, waiters: Waiters) {
+    let mut frames = FramedRead::new(read, Codec::new(MAX_REPLY_BYTES));
+    let reason = loop {
+        let response = match frames.next().await {
+            Some(Ok(Frame::Message(response))) => response,
+            Some(Ok(Frame::Undecodable(e))) => break format!("undecodable reply: {e}"),
+            Some(Err(e)) => break e.to_string(),
+            None => break "closed by the server".to_string(),
+        };
+        let waiter = waiters
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop_front();
+        match waiter {
+            Some((id, reply)) if id == response.id => {
+                let _ = reply.send(Ok(response));
+            }
+            Some((id, reply)) => {
+                let message = format!("reply id {} for request {id}", response.id);
+                let _ = reply.send(Err(server_error_or(response, message)));
+            }
+            None => break format!("unsolicited reply {response:?}"),
+        }
+    };
+    let mut waiters = waiters.lock().unwrap_or_else(PoisonError::into_inner);
+    for (_, reply) in waiters.drain(..) {
+        let _ = reply.send(Err(ClientError::Disconnected(reason.clone())));
+    }
+}
+
+/// A connection-level server error (id 0, e.g. FRAME_TOO_LARGE) as such;
+/// anything else out of order as a protocol error.
+fn server_error_or(response: Response, message: String) -> ClientError {
+    match response.reply {
+        Some(Reply::Error(e)) if response.id == 0 => ClientError::Server {
+            code: ErrorCode::try_from(e.code).unwrap_or(ErrorCode::Unknown),
+            message: e.message,
+        },
+        _ => ClientError::Protocol(message),
+    }
+}

@@ -1,1 +1,75 @@
-//! The TCP server (to come).
+//! The TCP server: protobuf messages in length-delimited frames, one session
+//! actor per connection. The protocol is written down in `docs/PROTOCOL.md`.
+//!
+//! - [`listener`]: [`run`] accepts connections on a bound listener, spreads
+//!   sessions over worker arbiters, enforces the connection limit and shuts
+//!   down gracefully; [`serve`] binds, opens the database and runs.
+//! - [`session`]: the [`Session`] actor, one per connection: pipelining,
+//!   response order, read-your-writes, back-pressure.
+//! - [`dispatch`]: turns one request command into an engine call and its
+//!   reply (pure mapping plus the call).
+//! - [`codec`]: the frame codec shared with the client.
+
+pub mod codec;
+pub mod dispatch;
+pub mod listener;
+pub mod session;
+
+use std::time::Duration;
+
+pub use listener::{run, serve, shutdown_signal};
+pub use session::Session;
+
+/// Longest frame accepted by default (`--max-frame-bytes`): 64 MiB.
+pub const DEFAULT_MAX_FRAME_BYTES: usize = 64 << 20;
+/// Connections served at once by default (`--max-connections`).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// Requests one connection may have in flight before the server stops
+/// reading its socket.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 128;
+
+/// How the server runs; `ServerConfig::default()` gives the documented
+/// defaults, which the `run_server` flags mirror.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Arbiters (threads) the sessions are spread over, round-robin; at
+    /// least one is used. Default: the number of cores.
+    pub workers: usize,
+    /// Past this many open connections a new one gets `Error{BUSY}` and is
+    /// closed. Default 10 000.
+    pub max_connections: usize,
+    /// A frame longer than this gets `Error{FRAME_TOO_LARGE}` and the
+    /// connection is closed. Default 64 MiB.
+    pub max_frame_bytes: usize,
+    /// Requests in flight per connection before reading stops; default 128.
+    pub max_in_flight: usize,
+    /// At shutdown, how long sessions get to finish their in-flight requests
+    /// before the database is closed anyway; default 10 s.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Why the server could not start or stop cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The listening socket could not be bound or used.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    /// The database could not be opened or closed.
+    #[error("{0}")]
+    Engine(#[from] crate::Error),
+}

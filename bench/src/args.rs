@@ -1,0 +1,144 @@
+//! Command-line flags, shared by the parent (which runs every engine and
+//! workload) and the child processes it starts (one engine, one workload).
+
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+use serde::{Deserialize, Serialize};
+
+/// Runs db_bench-style workloads on NaiveKV, fjall and sled, each engine and
+/// workload in its own child process, and prints one table.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "naive_kv_bench")]
+pub struct Args {
+    /// Keys loaded or written per workload.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub num: u64,
+    /// Operations measured (default: --num). Fill workloads always write --num keys.
+    #[arg(long)]
+    pub ops: Option<u64>,
+    /// Value size in bytes (keys are 16 bytes).
+    #[arg(long, default_value_t = 100)]
+    pub value_size: usize,
+    /// Requests in flight: OS threads for fjall and sled, futures in flight
+    /// for NaiveKV.
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    /// Durability of each acknowledged write.
+    #[arg(long, value_enum, default_value_t = SyncMode::None)]
+    pub sync: SyncMode,
+    /// Workloads to run, comma-separated.
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = Workload::all())]
+    pub workloads: Vec<Workload>,
+    /// Engines to run, comma-separated.
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = EngineKind::all())]
+    pub engines: Vec<EngineKind>,
+    /// Where the databases are created (each run gets a fresh subdirectory).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Also write the results as JSON to this file ("-": stdout, and the
+    /// table goes to stderr).
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Internal: run one engine as a child process.
+    #[arg(long, hide = true)]
+    pub engine: Option<EngineKind>,
+    /// Internal: the workload the child runs.
+    #[arg(long, hide = true)]
+    pub workload: Option<Workload>,
+    /// Internal: the child only loads --num keys in order (not measured).
+    #[arg(long, hide = true)]
+    pub prefill: bool,
+}
+
+impl Args {
+    /// Operations the measured phase performs.
+    pub fn measured_ops(&self, workload: Workload) -> u64 {
+        match workload {
+            Workload::Fillseq | Workload::Fillrandom | Workload::Readseq => self.num,
+            _ => self.ops.unwrap_or(self.num),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+pub enum SyncMode {
+    /// Every acknowledged write has been fdatasync'ed.
+    Always,
+    /// No fsync on the write path; the OS writes back when it likes.
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineKind {
+    Naivekv,
+    Fjall,
+    Sled,
+}
+
+impl EngineKind {
+    pub fn all() -> Vec<EngineKind> {
+        vec![EngineKind::Naivekv, EngineKind::Fjall, EngineKind::Sled]
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            EngineKind::Naivekv => "naivekv",
+            EngineKind::Fjall => "fjall",
+            EngineKind::Sled => "sled",
+        }
+    }
+}
+
+/// The workloads, after RocksDB's db_bench.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Workload {
+    /// --num puts in ascending key order into an empty database.
+    Fillseq,
+    /// --num puts of every key once, in random order, into an empty database.
+    Fillrandom,
+    /// Puts of uniformly random existing keys.
+    Overwrite,
+    /// Gets of uniformly random existing keys (all hits).
+    Readrandom,
+    /// Gets of keys that sort between existing ones (all misses).
+    Readmissing,
+    /// One full forward scan, in pages of 1000 entries.
+    Readseq,
+    /// Random gets (--threads in flight) while one writer overwrites random keys.
+    Readwhilewriting,
+    /// Deletes of every key once, in random order.
+    Deleterandom,
+}
+
+impl Workload {
+    pub fn all() -> Vec<Workload> {
+        vec![
+            Workload::Fillseq,
+            Workload::Fillrandom,
+            Workload::Overwrite,
+            Workload::Readrandom,
+            Workload::Readmissing,
+            Workload::Readseq,
+            Workload::Readwhilewriting,
+            Workload::Deleterandom,
+        ]
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::Fillseq => "fillseq",
+            Workload::Fillrandom => "fillrandom",
+            Workload::Overwrite => "overwrite",
+            Workload::Readrandom => "readrandom",
+            Workload::Readmissing => "readmissing",
+            Workload::Readseq => "readseq",
+            Workload::Readwhilewriting => "readwhilewriting",
+            Workload::Deleterandom => "deleterandom",
+        }
+    }
+    /// True if the database is loaded (in another process) before the run.
+    pub fn needs_prefill(self) -> bool {
+        !matches!(self, Workload::Fillseq | Workload::Fillrandom)
+    }
+}

@@ -1,0 +1,61 @@
+//! A child process: one engine, one workload (or the load before it), the
+//! report printed as JSON on stdout. Running each engine in its own process
+//! keeps peak RSS and /proc/self/io counts from mixing.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::args::{Args, EngineKind, Workload};
+use crate::driver::{self, BlockingEngine};
+use crate::engines::{fjall::Fjall, naive, sled::Sled};
+use crate::keys::Values;
+use crate::measure::{Report, directory_bytes, peak_rss_bytes, process_write_bytes};
+use crate::workload::{BenchResult, Spec};
+
+/// Runs `engine` on `workload` in the database directory `dir`.
+pub fn run(args: &Args, engine: EngineKind, workload: Workload, dir: &Path) -> BenchResult<Report> {
+    let spec = Spec {
+        workload,
+        num: args.num,
+        ops: args.measured_ops(workload),
+        threads: args.threads.max(1),
+        value_size: args.value_size,
+    };
+    let mut report = match engine {
+        EngineKind::Naivekv => naive::run_child(dir, args.sync, spec, args.prefill)?,
+        EngineKind::Fjall => blocking(Arc::new(Fjall::open(dir, args.sync)?), dir, spec, args)?,
+        EngineKind::Sled => blocking(Arc::new(Sled::open(dir, args.sync)?), dir, spec, args)?,
+    };
+    report.engine = engine.name().to_string();
+    report.workload = workload.name().to_string();
+    report.sync = format!("{:?}", args.sync).to_lowercase();
+    report.threads = spec.threads;
+    report.logical_bytes_written = spec.logical_bytes_written();
+    report.logical_bytes_live = spec.logical_bytes_live();
+    report.peak_rss_bytes = peak_rss_bytes();
+    Ok(report)
+}
+
+fn blocking(
+    engine: Arc<dyn BlockingEngine>,
+    dir: &Path,
+    spec: Spec,
+    args: &Args,
+) -> BenchResult<Report> {
+    if args.prefill {
+        driver::prefill(&*engine, spec.num, &Values::new(spec.value_size))?;
+        return Ok(Report::default());
+    }
+    let written_before = process_write_bytes();
+    let label = format!(
+        "{} {}",
+        args.engine.map_or("?", |e| e.name()),
+        spec.workload.name()
+    );
+    let mut report = driver::run(engine.clone(), spec, label)?;
+    engine.flush()?;
+    drop(engine);
+    report.disk_bytes_written = process_write_bytes() - written_before;
+    report.disk_bytes_used = directory_bytes(dir);
+    Ok(report)
+}

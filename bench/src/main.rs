@@ -1,0 +1,68 @@
+//! naive_kv_bench: db_bench-style workloads on NaiveKV, fjall and sled.
+//!
+//! Module map:
+//! - [`args`]: flags, engines, workloads.
+//! - [`parent`]: runs each engine and workload in a child process of this
+//!   same binary and collects the JSON each prints.
+//! - [`child`]: one engine, one workload, in this process.
+//! - [`workload`]: the operations of each workload; [`keys`]: keys, values,
+//!   random numbers, permutations, all computed on the fly.
+//! - [`driver`]: the threaded driver for the blocking engines (fjall, sled);
+//!   [`engines`]: the three engines (NaiveKV with its in-flight driver).
+//! - [`measure`]: histograms, /proc readings, directory sizes, progress.
+//! - [`table`]: the Markdown results table.
+
+mod args;
+mod child;
+mod driver;
+mod engines;
+mod keys;
+mod measure;
+mod parent;
+mod table;
+mod workload;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use args::Args;
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("naive_kv_bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: &Args) -> workload::BenchResult<()> {
+    if let (Some(engine), Some(workload), Some(dir)) = (args.engine, args.workload, &args.dir) {
+        let report = child::run(args, engine, workload, dir)?;
+        println!("{}", serde_json::to_string(&report)?);
+        return Ok(());
+    }
+    let reports = parent::run_all(args)?;
+    let table = table::render(&reports);
+    eprintln!(
+        "num={} value_size={} threads={} sync={:?}",
+        args.num, args.value_size, args.threads, args.sync
+    );
+    match args.json.as_deref() {
+        Some(path) if path.as_os_str() == "-" => {
+            eprint!("{table}");
+            println!("{}", serde_json::to_string_pretty(&reports)?);
+        }
+        Some(path) => {
+            print!("{table}");
+            std::fs::File::create(path)?
+                .write_all(serde_json::to_string_pretty(&reports)?.as_bytes())?;
+        }
+        None => print!("{table}"),
+    }
+    Ok(())
+}

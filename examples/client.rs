@@ -1,0 +1,89 @@
+//! A client program talking to a running NaiveKV server:
+//! `cargo run --example client -- [ADDR]` (default 127.0.0.1:1024).
+//!
+//! It writes a few keys (one by one, pipelined, and as an atomic batch),
+//! reads them back, pages through a scan and prints the server's counters.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use naive_kv::WriteBatch;
+use naive_kv::client::command::escape;
+use naive_kv::client::{Client, ClientError};
+use naive_kv::proto::Scan;
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:1024".into());
+    let addr: SocketAddr = match addr.parse() {
+        Ok(addr) => addr,
+        Err(e) => {
+            eprintln!("bad address {addr}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match demo(addr).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn demo(addr: SocketAddr) -> Result<(), ClientError> {
+    let client = Client::connect(addr).await?;
+    client.ping().await?;
+    println!("connected to {addr}");
+
+    client.put("example:greeting", "hello").await?;
+    println!("greeting = {:?}", client.get("example:greeting").await?);
+
+    // Pipelining: every call sends at once; await the replies afterwards.
+    let writes: Vec<_> = (0..100)
+        .map(|i| client.put(format!("example:n{i:03}"), i.to_string()))
+        .collect();
+    for write in writes {
+        write.await?;
+    }
+
+    let mut batch = WriteBatch::new();
+    batch
+        .put("example:a", "1")
+        .put("example:b", "2")
+        .delete("example:greeting");
+    client.batch(&batch).await?;
+    println!(
+        "after batch, greeting = {:?}",
+        client.get("example:greeting").await?
+    );
+
+    // Page through [example:, example;) ten entries at a time.
+    let mut scan = Scan {
+        start: "example:".into(),
+        end: "example;".into(),
+        limit: 10,
+        reverse: false,
+    };
+    let (mut pages, mut entries) = (0, 0);
+    loop {
+        let page = client.scan(scan.clone()).await?;
+        pages += 1;
+        entries += page.entries.len();
+        if let Some((key, value)) = page.entries.first() {
+            println!("page {pages} starts at {} = {}", escape(key), escape(value));
+        }
+        match page.continuation {
+            Some(next) => scan.start = next,
+            None => break,
+        }
+    }
+    println!("{entries} entries in {pages} pages");
+
+    for (name, value) in client.stats().await? {
+        println!("{name} {value}");
+    }
+    Ok(())
+}

@@ -1,0 +1,326 @@
+//! The shell's command language, as pure functions: splitting a line into
+//! arguments, parsing arguments into a [`ShellCommand`], and showing bytes.
+//!
+//! Arguments are separated by spaces. Double quotes group words into one
+//! argument and, inside them, `\"`, `\\`, `\n` and `\xHH` are escapes.
+
+use bytes::Bytes;
+
+/// One shell command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ShellCommand {
+    /// `get KEY`
+    Get { key: Bytes },
+    /// `set KEY VALUE` (alias `put`)
+    Set { key: Bytes, value: Bytes },
+    /// `del KEY` (aliases `delete`, `remove`)
+    Del { key: Bytes },
+    /// `scan [START [END [LIMIT]]]`, or `rscan` for descending order. An
+    /// empty START or END is unbounded; no LIMIT (or 0) means all.
+    Scan {
+        start: Bytes,
+        end: Bytes,
+        limit: u64,
+        reverse: bool,
+    },
+    /// `ping`
+    Ping,
+    /// `stats`
+    Stats,
+    /// `help`
+    Help,
+    /// `quit` (alias `exit`)
+    Quit,
+}
+
+/// The shell's help text.
+pub const HELP: &str = "\
+commands:
+  get KEY                      print the value of KEY, or (nil)
+  set KEY VALUE                set KEY (alias: put)
+  del KEY                      remove KEY (aliases: delete, remove)
+  scan [START [END [LIMIT]]]   print KEY<TAB>VALUE for keys in [START, END)
+  rscan [START [END [LIMIT]]]  the same, in descending order
+  ping                         check the server answers
+  stats                        print the server's counters
+  help                         this text
+  quit                         leave (alias: exit)
+Double quotes group words; inside them \\\" \\\\ \\n and \\xHH are escapes.";
+
+/// Why a line is not a command.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    /// A double quote was opened and never closed.
+    #[error("unclosed double quote")]
+    UnclosedQuote,
+    /// A backslash escape that is not one of the four.
+    #[error("bad escape: {0}")]
+    BadEscape(String),
+    /// The first word is no command.
+    #[error("unknown command '{0}' (try help)")]
+    UnknownCommand(String),
+    /// Too few or too many arguments, or a bad number.
+    #[error("usage: {0}")]
+    Usage(&'static str),
+}
+
+/// Parses one line; `Ok(None)` for a blank line.
+///
+/// # Errors
+/// The line does not split (quotes, escapes) or is no valid command.
+pub fn parse_line(line: &str) -> Result<Option<ShellCommand>, ParseError> {
+    let words = split_args(line)?;
+    if words.is_empty() {
+        return Ok(None);
+    }
+    parse_words(words).map(Some)
+}
+
+/// Parses a command already split into words (for example, from the
+/// process's arguments).
+///
+/// # Errors
+/// Unknown command or wrong arguments.
+pub fn parse_words(words: Vec<Vec<u8>>) -> Result<ShellCommand, ParseError> {
+    let mut words = words.into_iter().map(Bytes::from);
+    let name = words.next().unwrap_or_default();
+    let args: Vec<Bytes> = words.collect();
+    let name = String::from_utf8_lossy(&name).to_lowercase();
+    match name.as_str() {
+        "get" => one_key(args, "get KEY").map(|key| ShellCommand::Get { key }),
+        "set" | "put" => match <[Bytes; 2]>::try_from(args) {
+            Ok([key, value]) => Ok(ShellCommand::Set { key, value }),
+            Err(_) => Err(ParseError::Usage("set KEY VALUE")),
+        },
+        "del" | "delete" | "remove" => {
+            one_key(args, "del KEY").map(|key| ShellCommand::Del { key })
+        }
+        "scan" => scan(args, false),
+        "rscan" => scan(args, true),
+        "ping" => no_args(args, ShellCommand::Ping, "ping"),
+        "stats" => no_args(args, ShellCommand::Stats, "stats"),
+        "help" => Ok(ShellCommand::Help),
+        "quit" | "exit" => Ok(ShellCommand::Quit),
+        _ => Err(ParseError::UnknownCommand(name)),
+    }
+}
+
+fn one_key(args: Vec<Bytes>, usage: &'static str) -> Result<Bytes, ParseError> {
+    match <[Bytes; 1]>::try_from(args) {
+        Ok([key]) => Ok(key),
+        Err(_) => Err(ParseError::Usage(usage)),
+    }
+}
+
+fn no_args(
+    args: Vec<Bytes>,
+    command: ShellCommand,
+    usage: &'static str,
+) -> Result<ShellCommand, ParseError> {
+    if args.is_empty() {
+        Ok(command)
+    } else {
+        Err(ParseError::Usage(usage))
+    }
+}
+
+fn scan(args: Vec<Bytes>, reverse: bool) -> Result<ShellCommand, ParseError> {
+    const USAGE: &str = "scan [START [END [LIMIT]]]";
+    if args.len() > 3 {
+        return Err(ParseError::Usage(USAGE));
+    }
+    let mut args = args.into_iter();
+    let start = args.next().unwrap_or_default();
+    let end = args.next().unwrap_or_default();
+    let limit = match args.next() {
+        Some(limit) => std::str::from_utf8(&limit)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or(ParseError::Usage(USAGE))?,
+        None => 0,
+    };
+    Ok(ShellCommand::Scan {
+        start,
+        end,
+        limit,
+        reverse,
+    })
+}
+
+/// Splits `line` into arguments: spaces separate, double quotes group and
+/// allow escapes.
+///
+/// # Errors
+/// An unclosed quote or a bad escape.
+pub fn split_args(line: &str) -> Result<Vec<Vec<u8>>, ParseError> {
+    let mut args = Vec::new();
+    let mut chars = line.chars().peekable();
+    loop {
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        if chars.peek().is_none() {
+            return Ok(args);
+        }
+        let mut arg = Vec::new();
+        while let Some(c) = chars.next_if(|c| !c.is_whitespace()) {
+            if c == '"' {
+                quoted(&mut chars, &mut arg)?;
+            } else {
+                push_char(&mut arg, c);
+            }
+        }
+        args.push(arg);
+    }
+}
+
+/// Reads a quoted part (after its opening quote) into `arg`.
+fn quoted(chars: &mut impl Iterator<Item = char>, arg: &mut Vec<u8>) -> Result<(), ParseError> {
+    loop {
+        match chars.next().ok_or(ParseError::UnclosedQuote)? {
+            '"' => return Ok(()),
+            '\\' => match chars.next().ok_or(ParseError::UnclosedQuote)? {
+                '"' => arg.push(b'"'),
+                '\\' => arg.push(b'\\'),
+                'n' => arg.push(b'\n'),
+                'x' => {
+                    let hex: String = chars.take(2).collect();
+                    let byte = u8::from_str_radix(&hex, 16)
+                        .ok()
+                        .filter(|_| hex.len() == 2)
+                        .ok_or_else(|| ParseError::BadEscape(format!("\\x{hex}")))?;
+                    arg.push(byte);
+                }
+                other => return Err(ParseError::BadEscape(format!("\\{other}"))),
+            },
+            c => push_char(arg, c),
+        }
+    }
+}
+
+fn push_char(arg: &mut Vec<u8>, c: char) {
+    let mut utf8 = [0; 4];
+    arg.extend_from_slice(c.encode_utf8(&mut utf8).as_bytes());
+}
+
+/// `bytes` for display: printable UTF-8 as is, a backslash as `\\`, every
+/// other byte as `\xHH`.
+pub fn escape(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                c if c.is_control() => push_hex(&mut out, c.to_string().as_bytes()),
+                c => out.push(c),
+            }
+        }
+        push_hex(&mut out, chunk.invalid());
+    }
+    out
+}
+
+fn push_hex(out: &mut String, bytes: &[u8]) {
+    for b in bytes {
+        out.push_str(&format!("\\x{b:02x}"));
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn b(s: &'static str) -> Bytes {
+        Bytes::from_static(s.as_bytes())
+    }
+
+    #[test]
+    fn splits_on_spaces_and_groups_quotes() {
+        let args = split_args(r#"  set "hello world"  x"y"z "" "#).unwrap();
+        let want: Vec<&[u8]> = vec![b"set", b"hello world", b"xyz", b""];
+        assert_eq!(args, want);
+    }
+
+    #[test]
+    fn escapes_inside_quotes() {
+        let args = split_args(r#""a\"b\\c\nd\x00\xff""#).unwrap();
+        assert_eq!(args, vec![b"a\"b\\c\nd\x00\xff".to_vec()]);
+        assert_eq!(
+            split_args(r#""\q""#),
+            Err(ParseError::BadEscape("\\q".into()))
+        );
+        assert_eq!(
+            split_args(r#""\x4""#),
+            Err(ParseError::BadEscape("\\x4\"".into()))
+        );
+        assert_eq!(split_args("\"open"), Err(ParseError::UnclosedQuote));
+    }
+
+    #[test]
+    fn commands_and_aliases() {
+        let p = |s| parse_line(s).unwrap().unwrap();
+        assert_eq!(p("get k"), ShellCommand::Get { key: b("k") });
+        assert_eq!(
+            p("SET k v"),
+            ShellCommand::Set {
+                key: b("k"),
+                value: b("v")
+            }
+        );
+        assert_eq!(p("put k v"), p("set k v"));
+        for del in ["del k", "delete k", "remove k"] {
+            assert_eq!(p(del), ShellCommand::Del { key: b("k") });
+        }
+        assert_eq!(p("exit"), ShellCommand::Quit);
+        assert_eq!(p("quit"), ShellCommand::Quit);
+        assert_eq!(p("help"), ShellCommand::Help);
+        assert_eq!(p("ping"), ShellCommand::Ping);
+        assert_eq!(p("stats"), ShellCommand::Stats);
+        assert_eq!(parse_line("   ").unwrap(), None);
+    }
+
+    #[test]
+    fn scan_arguments() {
+        let p = |s| parse_line(s).unwrap().unwrap();
+        let all = ShellCommand::Scan {
+            start: b(""),
+            end: b(""),
+            limit: 0,
+            reverse: false,
+        };
+        assert_eq!(p("scan"), all);
+        let some = ShellCommand::Scan {
+            start: b("a"),
+            end: b("z"),
+            limit: 5,
+            reverse: true,
+        };
+        assert_eq!(p("rscan a z 5"), some);
+        assert!(matches!(
+            parse_line("scan a z x"),
+            Err(ParseError::Usage(_))
+        ));
+        assert!(matches!(
+            parse_line("scan a b 1 2"),
+            Err(ParseError::Usage(_))
+        ));
+    }
+
+    #[test]
+    fn wrong_arguments_are_usage_errors() {
+        assert!(matches!(parse_line("get"), Err(ParseError::Usage(_))));
+        assert!(matches!(parse_line("set k"), Err(ParseError::Usage(_))));
+        assert!(matches!(parse_line("ping x"), Err(ParseError::Usage(_))));
+        assert_eq!(
+            parse_line("frob"),
+            Err(ParseError::UnknownCommand("frob".into()))
+        );
+    }
+
+    #[test]
+    fn escape_shows_unprintable_bytes() {
+        assert_eq!(escape(b"plain text"), "plain text");
+        assert_eq!(escape("h\u{e9}".as_bytes()), "h\u{e9}");
+        assert_eq!(escape(b"a\\b"), "a\\\\b");
+        assert_eq!(escape(b"\x00\n\xff"), "\\x00\\x0a\\xff");
+    }
+}

@@ -1,0 +1,220 @@
+//! One request command to one engine call and its reply. The mappings
+//! (scan bounds, batch, error codes) are pure functions; only
+//! [`execute`] touches the database.
+
+use std::ops::Bound;
+
+use bytes::Bytes;
+use futures_util::future::{FutureExt, LocalBoxFuture, ready};
+
+use crate::proto::{self, ErrorCode, mutation::Op, request::Command, response::Reply};
+use crate::{Db, Error, ScanPage, ScanRequest, WriteBatch};
+
+/// Entries a scan returns when the request's limit is 0.
+pub const DEFAULT_SCAN_LIMIT: usize = 1000;
+/// A scan page stops once its keys and values reach about this many bytes.
+pub const SCAN_PAGE_BYTES: usize = 4 << 20;
+
+/// How a command relates to the writes before it on its connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Changes the database: dispatched at once, in arrival order.
+    Write,
+    /// Observes the database: waits until every earlier write is acknowledged.
+    Read,
+    /// Observes nothing: answered at once.
+    Immediate,
+}
+
+/// The access kind of `command`.
+pub fn access(command: &Command) -> Access {
+    match command {
+        Command::Put(_) | Command::Delete(_) | Command::Batch(_) => Access::Write,
+        Command::Get(_) | Command::Scan(_) | Command::Stats(_) => Access::Read,
+        Command::Ping(_) => Access::Immediate,
+    }
+}
+
+/// Calls the engine for `command` (eagerly: a write is enqueued before this
+/// returns) and gives a future of the reply. Engine errors become
+/// `Reply::Error`.
+pub fn execute(db: &Db, command: Command) -> LocalBoxFuture<'static, Reply> {
+    match command {
+        Command::Get(get) => {
+            let value = db.get(get.key);
+            async move { value.await.map_or_else(|e| error_reply(&e), value_reply) }.boxed_local()
+        }
+        Command::Put(put) => done(db.put(put.key, put.value)),
+        Command::Delete(delete) => done(db.delete(delete.key)),
+        Command::Batch(batch) => match write_batch(batch) {
+            Ok(batch) => done(db.write(batch)),
+            Err(message) => ready(invalid_request(message)).boxed_local(),
+        },
+        Command::Scan(scan) => {
+            let reverse = scan.reverse;
+            let page = db.scan(scan_request(scan));
+            async move {
+                page.await
+                    .map_or_else(|e| error_reply(&e), |p| scan_reply(p, reverse))
+            }
+            .boxed_local()
+        }
+        Command::Ping(_) => ready(Reply::Pong(proto::Pong {})).boxed_local(),
+        Command::Stats(_) => {
+            let stats = db.stats();
+            async move {
+                stats.await.map_or_else(
+                    |e| error_reply(&e),
+                    |s| {
+                        Reply::Stats(proto::StatsResult {
+                            counters: s.counters.into_iter().collect(),
+                        })
+                    },
+                )
+            }
+            .boxed_local()
+        }
+    }
+}
+
+/// The reply to a write: `Done`, or the engine's error.
+fn done(
+    write: impl Future<Output = crate::Result<()>> + 'static,
+) -> LocalBoxFuture<'static, Reply> {
+    async move {
+        write
+            .await
+            .map_or_else(|e| error_reply(&e), |()| Reply::Done(proto::Done {}))
+    }
+    .boxed_local()
+}
+
+fn value_reply(value: Option<Bytes>) -> Reply {
+    Reply::Value(proto::Value {
+        found: value.is_some(),
+        value: value.unwrap_or_default(),
+    })
+}
+
+fn scan_reply(page: ScanPage, reverse: bool) -> Reply {
+    let continuation = page.continuation(reverse).unwrap_or_default();
+    Reply::Scan(proto::ScanResult {
+        entries: page
+            .entries
+            .into_iter()
+            .map(|(key, value)| proto::KeyValue { key, value })
+            .collect(),
+        continuation,
+    })
+}
+
+/// The engine's scan for a wire `Scan`: `[start, end)`, an empty `end`
+/// meaning no upper bound, limit 0 meaning [`DEFAULT_SCAN_LIMIT`].
+pub fn scan_request(scan: proto::Scan) -> ScanRequest {
+    let start = if scan.start.is_empty() {
+        Bound::Unbounded
+    } else {
+        Bound::Included(scan.start)
+    };
+    let end = if scan.end.is_empty() {
+        Bound::Unbounded
+    } else {
+        Bound::Excluded(scan.end)
+    };
+    let limit = match scan.limit {
+        0 => DEFAULT_SCAN_LIMIT,
+        n => n as usize,
+    };
+    ScanRequest {
+        start,
+        end,
+        limit,
+        reverse: scan.reverse,
+        max_bytes: SCAN_PAGE_BYTES,
+    }
+}
+
+/// The engine batch for a wire `Batch`.
+///
+/// # Errors
+/// A message if a mutation carries no operation.
+pub fn write_batch(batch: proto::Batch) -> Result<WriteBatch, String> {
+    let mut out = WriteBatch::new();
+    for (i, mutation) in batch.mutations.into_iter().enumerate() {
+        match mutation.op {
+            Some(Op::Put(put)) => out.put(put.key, put.value),
+            Some(Op::Delete(delete)) => out.delete(delete.key),
+            None => return Err(format!("batch mutation {i} has no operation")),
+        };
+    }
+    Ok(out)
+}
+
+/// The wire code for an engine error.
+pub fn error_code(error: &Error) -> ErrorCode {
+    match error {
+        Error::InvalidArgument(_) => ErrorCode::InvalidRequest,
+        Error::KeyTooLarge { .. } => ErrorCode::KeyTooLarge,
+        Error::ValueTooLarge { .. } => ErrorCode::ValueTooLarge,
+        Error::Corruption { .. } => ErrorCode::Corruption,
+        Error::Io { .. } | Error::Locked { .. } => ErrorCode::Io,
+        Error::Closed => ErrorCode::ShuttingDown,
+    }
+}
+
+/// `Reply::Error` for an engine error.
+pub fn error_reply(err: &Error) -> Reply {
+    error(error_code(err), err.to_string())
+}
+
+/// `Reply::Error{INVALID_REQUEST}` with `message`.
+pub fn invalid_request(message: impl Into<String>) -> Reply {
+    error(ErrorCode::InvalidRequest, message)
+}
+
+/// `Reply::Error` with `code` and `message`.
+pub fn error(code: ErrorCode, message: impl Into<String>) -> Reply {
+    Reply::Error(proto::Error {
+        code: code as i32,
+        message: message.into(),
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scan_bounds_and_default_limit() {
+        let r = scan_request(proto::Scan::default());
+        assert_eq!((r.start, r.end), (Bound::Unbounded, Bound::Unbounded));
+        assert_eq!(r.limit, DEFAULT_SCAN_LIMIT);
+        let r = scan_request(proto::Scan {
+            start: Bytes::from_static(b"a"),
+            end: Bytes::from_static(b"c"),
+            limit: 5,
+            reverse: true,
+        });
+        assert_eq!(r.start, Bound::Included(Bytes::from_static(b"a")));
+        assert_eq!(r.end, Bound::Excluded(Bytes::from_static(b"c")));
+        assert_eq!((r.limit, r.reverse), (5, true));
+    }
+
+    #[test]
+    fn batch_without_op_is_refused() {
+        let batch = proto::Batch {
+            mutations: vec![proto::Mutation { op: None }],
+        };
+        assert!(write_batch(batch).is_err());
+    }
+
+    #[test]
+    fn error_codes() {
+        assert_eq!(error_code(&Error::Closed), ErrorCode::ShuttingDown);
+        let e = Error::KeyTooLarge { len: 2, limit: 1 };
+        assert_eq!(error_code(&e), ErrorCode::KeyTooLarge);
+        let e = Error::Locked { path: "x".into() };
+        assert_eq!(error_code(&e), ErrorCode::Io);
+    }
+}

@@ -1,0 +1,217 @@
+//! Accepting connections: the connection limit, the worker arbiters and
+//! graceful shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use actix::Arbiter;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, watch};
+
+use super::codec::encode_frame;
+use super::dispatch;
+use super::session::{Session, SessionParams};
+use super::{ServerConfig, ServerError};
+use crate::proto::{ErrorCode, Response};
+use crate::{Db, Options};
+
+/// How long a refused connection gets to take its `BUSY` reply.
+const BUSY_REPLY_TIMEOUT: Duration = Duration::from_secs(1);
+/// Pause after a failed accept (e.g. out of file descriptors), so the loop
+/// does not spin.
+const ACCEPT_RETRY_DELAY: Duration = Duration::from_millis(50);
+
+/// The open connections, shared by the listener and the sessions.
+#[derive(Debug, Default)]
+struct Connections {
+    open: AtomicUsize,
+    /// Woken whenever a connection closes.
+    closed: Notify,
+}
+
+/// Held by a session for its lifetime; dropping it frees a connection slot.
+#[derive(Debug)]
+pub(crate) struct ConnectionGuard(Arc<Connections>);
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::SeqCst);
+        self.0.closed.notify_waiters();
+    }
+}
+
+/// Binds `addr`, opens the database and runs the server until `shutdown`
+/// completes. Must be called inside a running actix system.
+///
+/// # Errors
+/// The address cannot be bound, the database cannot be opened (locked,
+/// unwritable, corrupt) or closed.
+pub async fn serve(
+    addr: SocketAddr,
+    options: Options,
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServerError> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind {
+            addr: addr.to_string(),
+            source,
+        })?;
+    let db = Db::open(options).await?;
+    log::info!("listening on {addr}");
+    run(listener, db, config, shutdown).await
+}
+
+/// Serves connections from `listener` until `shutdown` completes, then stops
+/// accepting, lets sessions finish their in-flight requests (for at most
+/// `config.shutdown_grace`) and closes `db`. Must be called inside a running
+/// actix system; sessions run on `config.workers` new arbiters.
+///
+/// # Errors
+/// Closing the database failed.
+pub async fn run(
+    listener: TcpListener,
+    db: Db,
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServerError> {
+    let workers: Vec<Arbiter> = (0..config.workers.max(1)).map(|_| Arbiter::new()).collect();
+    let connections = Arc::new(Connections::default());
+    let (stop, stopping) = watch::channel(false);
+    let params = SessionParams {
+        db: db.clone(),
+        max_frame_bytes: config.max_frame_bytes,
+        max_in_flight: config.max_in_flight,
+        shutdown: stopping,
+    };
+    tokio::pin!(shutdown);
+    let mut next_worker = 0;
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    log::warn!("accept failed: {e}");
+                    tokio::time::sleep(ACCEPT_RETRY_DELAY).await;
+                    continue;
+                }
+            },
+        };
+        let Some(guard) = admit(&connections, config.max_connections) else {
+            log::warn!(
+                "refusing {peer}: {} connections open",
+                config.max_connections
+            );
+            actix_rt::spawn(refuse_busy(stream));
+            continue;
+        };
+        if let Some(worker) = workers.get(next_worker % workers.len()) {
+            start_session(worker, stream, params.clone(), guard);
+        }
+        next_worker = next_worker.wrapping_add(1);
+    }
+    log::info!("shutting down: no new connections, finishing in-flight requests");
+    drop(listener);
+    drop(params);
+    let _ = stop.send(true);
+    wait_for_sessions(&connections, config.shutdown_grace).await;
+    for worker in &workers {
+        worker.stop();
+    }
+    db.close().await?;
+    log::info!("database closed");
+    Ok(())
+}
+
+/// A slot for one more connection, unless `max` are open.
+fn admit(connections: &Arc<Connections>, max: usize) -> Option<ConnectionGuard> {
+    let open = &connections.open;
+    open.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+        (n < max).then_some(n + 1)
+    })
+    .ok()
+    .map(|_| ConnectionGuard(connections.clone()))
+}
+
+/// Hands `stream` to a new session on `worker`.
+fn start_session(
+    worker: &Arbiter,
+    stream: TcpStream,
+    params: SessionParams,
+    guard: ConnectionGuard,
+) {
+    let _ = stream.set_nodelay(true);
+    // A tokio socket is tied to the runtime that registered it: move the
+    // plain socket across and register it again on the worker's runtime.
+    let stream = match stream.into_std() {
+        Ok(stream) => stream,
+        Err(e) => return log::warn!("cannot hand over a connection: {e}"),
+    };
+    let sent = worker.spawn(async move {
+        match TcpStream::from_std(stream) {
+            Ok(stream) => Session::start(stream, params, guard),
+            Err(e) => log::warn!("cannot register a connection: {e}"),
+        }
+    });
+    if !sent {
+        log::warn!("worker arbiter has stopped; connection dropped");
+    }
+}
+
+/// Tells a connection over the limit `Error{BUSY}`, then closes it.
+async fn refuse_busy(mut stream: TcpStream) {
+    let busy = Response {
+        id: 0,
+        reply: Some(dispatch::error(ErrorCode::Busy, "too many connections")),
+    };
+    let frame = encode_frame(&busy);
+    let write = async {
+        stream.write_all(&frame).await?;
+        stream.shutdown().await
+    };
+    if let Err(e) = tokio::time::timeout(BUSY_REPLY_TIMEOUT, write)
+        .await
+        .unwrap_or(Ok(()))
+    {
+        log::debug!("busy reply not delivered: {e}");
+    }
+}
+
+/// Waits until every session has ended, or `grace` has passed.
+async fn wait_for_sessions(connections: &Connections, grace: Duration) {
+    let all_closed = async {
+        loop {
+            let closed = connections.closed.notified();
+            if connections.open.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            closed.await;
+        }
+    };
+    if tokio::time::timeout(grace, all_closed).await.is_err() {
+        let open = connections.open.load(Ordering::SeqCst);
+        log::warn!("{open} connections still open after {grace:?}; closing anyway");
+    }
+}
+
+/// Completes at the first SIGINT or SIGTERM.
+///
+/// # Errors
+/// The signal handlers cannot be installed.
+pub fn shutdown_signal() -> std::io::Result<impl Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => log::info!("SIGINT received"),
+            _ = terminate.recv() => log::info!("SIGTERM received"),
+        }
+    })
+}

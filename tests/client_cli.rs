@@ -1,0 +1,133 @@
+//! `run_client` as a subprocess: one-shot and stdin modes, exact output
+//! lines and exit codes, and the no-server failure.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod server_support;
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use server_support::TestServer;
+
+fn run_client(server_port: u16, args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_run_client"))
+        .args(["--ip", "127.0.0.1", "--port", &server_port.to_string()])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+#[test]
+fn one_shot_commands() {
+    let server = TestServer::start();
+    let port = server.addr.port();
+    let out = run_client(port, &["set", "k", "hello world"], "");
+    assert_eq!(
+        (stdout(&out).as_str(), out.status.code()),
+        ("OK\n", Some(0))
+    );
+    let out = run_client(port, &["get", "k"], "");
+    assert_eq!(
+        (stdout(&out).as_str(), out.status.code()),
+        ("hello world\n", Some(0))
+    );
+    let out = run_client(port, &["remove", "k"], "");
+    assert_eq!(
+        (stdout(&out).as_str(), out.status.code()),
+        ("OK\n", Some(0))
+    );
+    let out = run_client(port, &["get", "k"], "");
+    assert_eq!(
+        (stdout(&out).as_str(), out.status.code()),
+        ("(nil)\n", Some(0))
+    );
+    let out = run_client(port, &["ping"], "");
+    assert_eq!(stdout(&out), "PONG\n");
+    let out = run_client(port, &["get"], "");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with("(error) usage: get KEY"));
+}
+
+#[test]
+fn stdin_runs_one_command_per_line() {
+    let server = TestServer::start();
+    let port = server.addr.port();
+    let script = "set a 1\nput b \"two words\"\n\nget b\nset c \"\\x00\\xff\\n\"\nget c\n\
+                  scan\nrscan \"\" c\ndelete a\nscan a \"\" 1\nping\nexit\nget b\n";
+    let out = run_client(port, &[], script);
+    let want = "OK\nOK\ntwo words\nOK\n\\x00\\xff\\x0a\n\
+                a\t1\nb\ttwo words\nc\t\\x00\\xff\\x0a\n\
+                b\ttwo words\na\t1\nOK\nb\ttwo words\nPONG\n";
+    assert_eq!(stdout(&out), want);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn stats_print_name_value_lines() {
+    let server = TestServer::start();
+    let out = run_client(server.addr.port(), &["stats"], "");
+    assert_eq!(out.status.code(), Some(0));
+    let text = stdout(&out);
+    assert!(!text.is_empty());
+    for line in text.lines() {
+        let (name, value) = line.split_once(' ').unwrap();
+        assert!(!name.is_empty() && value.parse::<u64>().is_ok(), "{line}");
+    }
+}
+
+#[test]
+fn scan_follows_continuation_up_to_the_limit() {
+    let server = TestServer::start();
+    let port = server.addr.port();
+    let script: String = (0..2500).map(|i| format!("set k{i:04} v\n")).collect();
+    assert_eq!(run_client(port, &[], &script).status.code(), Some(0));
+    let out = run_client(port, &["scan"], "");
+    assert_eq!(stdout(&out).lines().count(), 2500);
+    let out = run_client(port, &["rscan", "", "", "1500"], "");
+    let text = stdout(&out);
+    assert_eq!(text.lines().count(), 1500);
+    assert_eq!(text.lines().next(), Some("k2499\tv"));
+    assert_eq!(text.lines().last(), Some("k1000\tv"));
+}
+
+#[test]
+fn a_failed_command_makes_exit_code_one() {
+    let server = TestServer::start();
+    let out = run_client(server.addr.port(), &[], "ping\nfrobnicate\nping\n");
+    assert_eq!(stdout(&out), "PONG\nPONG\n");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(stderr, "(error) unknown command 'frobnicate' (try help)\n");
+}
+
+#[test]
+fn no_server_is_one_line_and_exit_one() {
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let out = run_client(port, &["ping"], "");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("cannot connect"), "{stderr}");
+}

@@ -1,0 +1,98 @@
+//! 1000 mixed requests written without waiting: replies come back in
+//! request order with their ids, and every read sees the writes sent before
+//! it on the connection. (Writes sent after a read may already be applied
+//! when it runs, so a read may also see those: the check allows it.)
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod server_support;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use bytes::Bytes;
+use naive_kv::proto::{self, request::Command, response::Reply};
+use server_support::{TestServer, read_response, request};
+
+/// Request `i` of the mix: puts and deletes of 37 keys, gets, scans, pings.
+fn command(i: u64) -> Command {
+    let key = Bytes::from(format!("k{}", i % 37));
+    match i % 5 {
+        0 | 1 => Command::Put(proto::Put {
+            key,
+            value: Bytes::from(format!("v{i}")),
+        }),
+        2 => Command::Get(proto::Get { key }),
+        3 if i.is_multiple_of(3) => Command::Delete(proto::Delete { key }),
+        3 => Command::Scan(proto::Scan {
+            limit: 5,
+            ..proto::Scan::default()
+        }),
+        _ => Command::Ping(proto::Ping {}),
+    }
+}
+
+/// What a write does to a key: `Some(value)` or `None` for a delete.
+fn effect(command: &Command) -> Option<(Bytes, Option<Bytes>)> {
+    match command {
+        Command::Put(p) => Some((p.key.clone(), Some(p.value.clone()))),
+        Command::Delete(d) => Some((d.key.clone(), None)),
+        _ => None,
+    }
+}
+
+#[test]
+fn thousand_pipelined_requests_keep_order_and_read_your_writes() {
+    let server = TestServer::start_syncing();
+    let mut stream = server.connect();
+    let commands: Vec<Command> = (1..=1000).map(command).collect();
+    let bytes: Vec<u8> = (1..=1000)
+        .zip(&commands)
+        .flat_map(|(i, c)| request(i, c.clone()))
+        .collect();
+    let mut writer = stream.try_clone().unwrap();
+    let sender = std::thread::spawn(move || writer.write_all(&bytes).unwrap());
+
+    let mut model: BTreeMap<Bytes, Bytes> = BTreeMap::new();
+    for (index, command) in commands.iter().enumerate() {
+        let id = index as u64 + 1;
+        let response = read_response(&mut stream).expect("a response");
+        assert_eq!(response.id, id, "replies in request order");
+        let reply = response.reply.expect("a reply");
+        let later = &commands[index + 1..];
+        match command {
+            Command::Put(_) | Command::Delete(_) => {
+                assert_eq!(reply, Reply::Done(proto::Done {}), "request {id}");
+                let (key, value) = effect(command).unwrap();
+                match value {
+                    Some(value) => model.insert(key, value),
+                    None => model.remove(&key),
+                };
+            }
+            Command::Get(get) => {
+                let Reply::Value(v) = reply else {
+                    panic!("request {id}: {reply:?}")
+                };
+                let seen = v.found.then_some(v.value);
+                let now = model.get(&get.key).cloned();
+                let allowed = seen == now
+                    || later
+                        .iter()
+                        .filter_map(effect)
+                        .any(|(k, v)| k == get.key && v == seen);
+                assert!(
+                    allowed,
+                    "request {id} saw {seen:?}, earlier writes left {now:?}"
+                );
+            }
+            Command::Scan(_) => {
+                let Reply::Scan(page) = reply else {
+                    panic!("request {id}: {reply:?}")
+                };
+                assert!(page.entries.len() <= 5);
+                assert!(page.entries.windows(2).all(|w| w[0].key < w[1].key));
+            }
+            _ => assert_eq!(reply, Reply::Pong(proto::Pong {})),
+        }
+    }
+    sender.join().unwrap();
+}
