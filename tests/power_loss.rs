@@ -244,6 +244,7 @@ fn crash_case(seed: u64, actions: &[Action], step: u64, tally: &mut Tally) {
     if std::env::var_os("NAIVEKV_TRACE").is_some() {
         eprintln!("case seed {seed} step {step}");
     }
+    CASE.set(format!("NAIVEKV_SEED={seed} NAIVEKV_STEP={step}"));
     let fs = SimFs::new(seed ^ step.rotate_left(32));
     fs.power_off_at(step).unwrap();
     let run = run_workload(&fs, actions);
@@ -279,11 +280,19 @@ fn crash_case(seed: u64, actions: &[Action], step: u64, tally: &mut Tally) {
     tally.acked_writes_checked += run.acked as u64;
 }
 
+thread_local! {
+    /// The case being run, for messages from deep inside it.
+    static CASE: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
 /// Awaits `future`, panicking if it hangs: a request must always be answered.
 async fn within<T>(index: usize, what: &str, future: impl Future<Output = T>) -> T {
     match tokio::time::timeout(std::time::Duration::from_secs(10), future).await {
         Ok(output) => output,
-        Err(_) => panic!("action {index} ({what}) was not answered within 10 s"),
+        Err(_) => panic!(
+            "{}: action {index} ({what}) was not answered within 10 s",
+            CASE.with_borrow(Clone::clone)
+        ),
     }
 }
 
@@ -320,7 +329,8 @@ fn power_loss_at_every_step_of_short_workloads() {
             .and_then(|r| r.parse().ok())
             .unwrap_or(1);
         for _ in 0..repeat {
-            crash_case(seed, &workload(seed, 120), step, &mut Tally::default());
+            let actions = workload(seed, if seed >= 1000 { 400 } else { 120 });
+            crash_case(seed, &actions, step, &mut Tally::default());
         }
         return;
     }
