@@ -618,6 +618,10 @@ impl Handler<FlushFailed> for MemtableActor {
         for (_, reply) in std::mem::take(&mut self.flush_waiters) {
             let _ = reply.send(Err(msg.error.clone()));
         }
+        // Requests still waiting for room to freeze wait on this flush too.
+        for reply in std::mem::take(&mut self.flush_requests) {
+            let _ = reply.send(Err(msg.error.clone()));
+        }
     }
 }
 
