@@ -24,6 +24,13 @@ pub trait WritableFile: Send {
 pub trait ReadableFile: Send + Sync + Debug {
     /// Fills `buf` from `offset`; an `UnexpectedEof` error if the file is shorter.
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
+    /// Like `read_exact_at`, but only if the bytes can be had without
+    /// waiting for the disk (they are in the page cache): `Ok(false)` means
+    /// "would block, nothing read". The default never tries.
+    fn read_exact_at_if_cached(&self, buf: &mut [u8], offset: u64) -> io::Result<bool> {
+        let _ = (buf, offset);
+        Ok(false)
+    }
     /// The file's length when it was opened.
     fn len(&self) -> u64;
     /// True for an empty file.
@@ -72,9 +79,51 @@ impl ReadableFile for StdReadable {
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
         self.file.read_exact_at(buf, offset)
     }
+    #[cfg(target_os = "linux")]
+    fn read_exact_at_if_cached(&self, buf: &mut [u8], offset: u64) -> io::Result<bool> {
+        read_if_cached(&self.file, buf, offset)
+    }
     fn len(&self) -> u64 {
         self.len
     }
+}
+
+/// `preadv2` with `RWF_NOWAIT`: the kernel answers from the page cache or
+/// says `EAGAIN`, never waiting for the disk. Kernels or file systems without
+/// it (`EOPNOTSUPP`, `EINVAL`, `ENOSYS`) count as "would block".
+#[cfg(target_os = "linux")]
+fn read_if_cached(file: &File, mut buf: &mut [u8], mut offset: u64) -> io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    while !buf.is_empty() {
+        let iov = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
+        let at = libc::off_t::try_from(offset)
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        // SAFETY: `iov` points into `buf`, which is valid for writes of
+        // `buf.len()` bytes for the whole call; the fd is open.
+        let read = unsafe { libc::preadv2(file.as_raw_fd(), &iov, 1, at, libc::RWF_NOWAIT) };
+        match read {
+            0 => return Err(io::Error::from(io::ErrorKind::UnexpectedEof)),
+            n if n > 0 => {
+                let n = n.unsigned_abs();
+                buf = buf.get_mut(n..).unwrap_or_default();
+                offset += n as u64;
+            }
+            _ => {
+                let error = io::Error::last_os_error();
+                return match error.raw_os_error() {
+                    Some(libc::EINTR) => continue,
+                    Some(libc::EAGAIN | libc::EOPNOTSUPP | libc::EINVAL | libc::ENOSYS) => {
+                        Ok(false)
+                    }
+                    _ => Err(error),
+                };
+            }
+        }
+    }
+    Ok(true)
 }
 
 struct StdWritable(File);

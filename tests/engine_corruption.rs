@@ -105,7 +105,7 @@ async fn torn_wal_tail_loses_exactly_the_last_write() {
         // The recovered state is durable: a write and a second reopen keep it.
         db.put("after", "recovery").await.unwrap();
         db.close().await.unwrap();
-        let db = Db::open(Options::new(copy.path())).await.unwrap();
+        let db = common::reopen(Options::new(copy.path())).await;
         assert_eq!(
             db.get(key(RECORDS - 2)).await.unwrap(),
             Some(value(RECORDS - 2))

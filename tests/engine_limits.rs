@@ -101,7 +101,7 @@ async fn second_open_of_an_open_directory_is_locked() {
     // The first handle is unharmed, and close releases the lock.
     assert_eq!(db.get("k").await.unwrap(), Some(Bytes::from("v")));
     db.close().await.unwrap();
-    let again = Db::open(Options::new(dir.path())).await.unwrap();
+    let again = common::reopen(Options::new(dir.path())).await;
     assert_eq!(again.get("k").await.unwrap(), Some(Bytes::from("v")));
     again.close().await.unwrap();
 }
@@ -157,7 +157,7 @@ async fn empty_value_is_present_not_absent() {
     db.compact().await.unwrap();
     assert_eq!(db.get("empty").await.unwrap(), Some(Bytes::new()));
     db.close().await.unwrap();
-    let db = Db::open(common::tiny_options(dir.path())).await.unwrap();
+    let db = common::reopen(common::tiny_options(dir.path())).await;
     assert_eq!(db.get("empty").await.unwrap(), Some(Bytes::new()));
     let page = db.scan(ScanRequest::all()).await.unwrap();
     assert_eq!(page.entries, vec![(Bytes::from("empty"), Bytes::new())]);
@@ -183,5 +183,21 @@ async fn concurrent_writers_share_syncs() {
         let value = db.get(format!("key{i:03}")).await.unwrap();
         assert_eq!(value, Some(Bytes::from(format!("value{i}"))));
     }
+    db.close().await.unwrap();
+}
+
+/// `close` releases the directory: an open right after it succeeds.
+#[actix_rt::test]
+async fn close_releases_the_directory_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    for round in 0..100u32 {
+        let db = Db::open(common::tiny_options(dir.path()))
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: open right after close: {e}"));
+        db.put(format!("key{round}"), "v").await.unwrap();
+        db.close().await.unwrap();
+    }
+    let db = Db::open(common::tiny_options(dir.path())).await.unwrap();
+    assert_eq!(db.get("key99").await.unwrap(), Some(Bytes::from("v")));
     db.close().await.unwrap();
 }

@@ -109,7 +109,7 @@ async fn compaction_reclaims_overwritten_and_deleted_data() {
 
     // Reopening keeps both the data and the space.
     db.close().await.unwrap();
-    let db = Db::open(options(dir.path())).await.unwrap();
+    let db = common::reopen(options(dir.path())).await;
     check_contents(&db, rounds).await;
     let on_disk = common::dir_bytes(dir.path());
     assert!(

@@ -89,7 +89,10 @@ fn oversized_frame_gets_frame_too_large_then_close() {
 
 #[test]
 fn oversized_frame_reply_survives_an_unread_body() {
-    let server = TestServer::start_with(ServerConfig { max_frame_bytes: 1024, ..config() });
+    let server = TestServer::start_with(ServerConfig {
+        max_frame_bytes: 1024,
+        ..config()
+    });
     let mut stream = server.connect();
     let mut bytes = 200_000u32.to_be_bytes().to_vec();
     bytes.extend(vec![7u8; 200_000]);

@@ -76,12 +76,19 @@ fn merge_into_next(
 ) -> CompactionTask {
     let output_level = level + 1;
     let (lo, hi) = span(&upper);
-    let lower = levels
-        .get(output_level)
-        .into_iter()
-        .flatten()
-        .filter(|s| overlaps(s, &lo, &hi));
-    let inputs: Vec<u64> = upper.iter().chain(lower).map(|s| s.file_number).collect();
+    let mut merged = upper;
+    merged.extend(
+        levels
+            .get(output_level)
+            .into_iter()
+            .flatten()
+            .filter(|s| overlaps(s, &lo, &hi))
+            .cloned(),
+    );
+    let inputs: Vec<u64> = merged.iter().map(|s| s.file_number).collect();
+    // Tombstones may go only if no deeper segment overlaps ANY input: the
+    // lower inputs can span more keys than the upper ones.
+    let (lo, hi) = span(&merged);
     let deeper_overlap = levels
         .iter()
         .skip(output_level + 1)
@@ -171,6 +178,21 @@ mod tests {
         ];
         let task = pick(&levels, &options()).unwrap();
         assert!(!task.drop_tombstones);
+    }
+
+    #[test]
+    fn tombstones_kept_when_a_lower_input_reaches_a_deeper_segment() {
+        let levels = vec![
+            vec![meta(5, 0, "c", "d", 10), meta(4, 0, "c", "d", 10)],
+            vec![meta(2, 1, "a", "m", 10)],
+            vec![meta(1, 2, "k", "l", 10)],
+        ];
+        let task = pick(&levels, &options()).unwrap();
+        assert_eq!(task.inputs, vec![5, 4, 2]);
+        assert!(
+            !task.drop_tombstones,
+            "level 2 holds keys inside the level-1 input"
+        );
     }
 
     #[test]

@@ -53,7 +53,9 @@ pub struct Compactor {
     full_requests: Vec<oneshot::Sender<Result<()>>>,
     cancel: Arc<AtomicBool>,
     closing: Option<oneshot::Sender<()>>,
-    lock: Arc<dyn DirectoryLock>,
+    /// Dropped at close, before the reply, so that the directory is free
+    /// when `Db::close` returns.
+    lock: Option<Arc<dyn DirectoryLock>>,
 }
 
 impl Compactor {
@@ -75,7 +77,7 @@ impl Compactor {
             full_requests: Vec::new(),
             cancel: Arc::new(AtomicBool::new(false)),
             closing: None,
-            lock,
+            lock: Some(lock),
         }
     }
 
@@ -84,6 +86,7 @@ impl Compactor {
             return;
         }
         if let Some(reply) = self.closing.take() {
+            self.lock = None;
             let _ = reply.send(());
             ctx.stop();
             return;
@@ -205,7 +208,7 @@ struct MergeJob {
     cancel: Arc<AtomicBool>,
     /// Keeps the directory locked while the merge writes, even if the actor
     /// is gone.
-    _lock: Arc<dyn DirectoryLock>,
+    _lock: Option<Arc<dyn DirectoryLock>>,
 }
 
 impl MergeJob {

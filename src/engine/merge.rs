@@ -2,11 +2,10 @@
 //! levels) gives scans, reads and compaction from one mechanism.
 
 use std::ops::Bound;
-use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::memtable::FrozenMemtable;
+use super::memtable::MemTable;
 use crate::Result;
 use crate::format::{Entry, EntryIter, KeyRange};
 
@@ -118,18 +117,19 @@ impl EntryIter for ChainIter {
     }
 }
 
-/// Walks a frozen memtable without borrowing it: each step seeks past the
-/// last key returned.
-pub struct FrozenMemtableIter {
-    table: Arc<FrozenMemtable>,
+/// Walks a memtable snapshot without borrowing it: each step seeks past the
+/// last key returned. Cloning a `MemTable` is O(1), so the iterator owns
+/// its snapshot.
+pub struct MemTableIter {
+    table: MemTable,
     range: KeyRange,
     reverse: bool,
 }
 
-impl FrozenMemtableIter {
+impl MemTableIter {
     /// The entries of `table` in `range`.
-    pub fn new(table: Arc<FrozenMemtable>, range: KeyRange, reverse: bool) -> Self {
-        FrozenMemtableIter {
+    pub fn new(table: MemTable, range: KeyRange, reverse: bool) -> Self {
+        MemTableIter {
             table,
             range,
             reverse,
@@ -137,9 +137,9 @@ impl FrozenMemtableIter {
     }
 }
 
-impl EntryIter for FrozenMemtableIter {
+impl EntryIter for MemTableIter {
     fn next_entry(&mut self) -> Result<Option<Entry>> {
-        let next = self.table.table.range(&self.range, self.reverse).next();
+        let next = self.table.range(&self.range, self.reverse).next();
         if let Some(entry) = &next {
             let past = Bound::Excluded(entry.key.clone());
             if self.reverse {

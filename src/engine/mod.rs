@@ -27,8 +27,10 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::ops::Bound;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use actix::prelude::*;
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
@@ -36,9 +38,7 @@ use crate::format::wal::MAX_RECORD_BYTES;
 use crate::fs::DirectoryLock;
 use crate::{Error, Options, Result};
 use compactor::{CloseCompactor, CompactAll, Compactor};
-use memtable::{
-    Close, Flush, Gauges, Get, GetOutcome, MemtableActor, MemtableStart, ScanSnapshot, Write,
-};
+use memtable::{Close, Flush, Gauges, MemtableActor, MemtableStart, ReadView, Write};
 use read_pool::{RangeScan, ReadWorker, SegmentGet};
 use segments::{CloseSegments, Connect, SegmentManager, SegmentManagerStart};
 use stats::Counters;
@@ -174,6 +174,10 @@ struct DbInner {
     compactor: Addr<Compactor>,
     readers: Addr<ReadWorker>,
     counters: Arc<Counters>,
+    /// The memtable actor's latest [`ReadView`]; readers load it, no message.
+    view: Arc<ArcSwap<ReadView>>,
+    /// Set by `close`: reads, which need no actor, check it.
+    closed: AtomicBool,
     arbiters: Vec<ArbiterHandle>,
 }
 
@@ -198,6 +202,73 @@ async fn answer<T>(rx: oneshot::Receiver<Result<T>>) -> Result<T> {
     rx.await.unwrap_or(Err(Error::Closed))
 }
 
+/// Starts the actors over what recovery found. The memtable actor runs on
+/// the caller's arbiter, so that an embedding program's requests reach it
+/// without crossing threads; the segment manager and the compactor share a
+/// background arbiter; segment reads go to a pool of threads.
+fn start_actors(options: Arc<Options>, recovered: recovery::Recovered) -> DbInner {
+    let counters = Arc::new(Counters::default());
+    let lock: Arc<dyn DirectoryLock> = Arc::from(recovered.lock);
+    let segments_set = Arc::new(recovered.segments);
+    let numbers = recovered.file_numbers;
+    let background = Arbiter::new();
+    let manager_start = SegmentManagerStart {
+        options: options.clone(),
+        set: segments_set.clone(),
+        flushed_seq: recovered.flushed_seq,
+        file_numbers: numbers.clone(),
+        counters: counters.clone(),
+        lock: lock.clone(),
+    };
+    let segments = SegmentManager::start_in_arbiter(&background.handle(), move |_| {
+        SegmentManager::new(manager_start)
+    });
+    let compactor = {
+        let (o, n, c, s, l) = (
+            options.clone(),
+            numbers.clone(),
+            counters.clone(),
+            segments.clone(),
+            lock.clone(),
+        );
+        Compactor::start_in_arbiter(&background.handle(), move |_| Compactor::new(o, n, c, s, l))
+    };
+    let view = Arc::new(ArcSwap::from_pointee(ReadView {
+        segments: segments_set.clone(),
+        ..ReadView::default()
+    }));
+    let memtable = MemtableActor::new(MemtableStart {
+        options: options.clone(),
+        wal: recovered.wal,
+        wal_number: recovered.wal_number,
+        last_seq: recovered.last_seq,
+        segments: segments_set,
+        segment_manager: segments.clone(),
+        file_numbers: numbers,
+        counters: counters.clone(),
+        lock,
+        published: view.clone(),
+    })
+    .start();
+    segments.do_send(Connect {
+        memtable: memtable.clone(),
+        compactor: compactor.clone(),
+    });
+    let readers = SyncArbiter::start(options.read_threads.max(1), || ReadWorker);
+    let arbiters = vec![background.handle()];
+    DbInner {
+        options,
+        memtable,
+        segments,
+        compactor,
+        readers,
+        counters,
+        view,
+        closed: AtomicBool::new(false),
+        arbiters,
+    }
+}
+
 impl Db {
     /// Opens (creating if needed) the database in `options.directory`:
     /// recovers what the last run left and starts the actors.
@@ -217,106 +288,49 @@ impl Db {
         let recovered = actix_rt::task::spawn_blocking(move || recovery::recover(&for_recovery))
             .await
             .map_err(|e| Error::io("recovery thread", std::io::Error::other(e.to_string())))??;
-        let counters = Arc::new(Counters::default());
-        let lock: Arc<dyn DirectoryLock> = Arc::from(recovered.lock);
-        let segments_set = Arc::new(recovered.segments);
-        let background = Arbiter::new();
-        let foreground = Arbiter::new();
-        let manager_start = SegmentManagerStart {
-            options: options.clone(),
-            set: segments_set.clone(),
-            flushed_seq: recovered.flushed_seq,
-            file_numbers: recovered.file_numbers.clone(),
-            counters: counters.clone(),
-            lock: lock.clone(),
-        };
-        let segments = SegmentManager::start_in_arbiter(&background.handle(), move |_| {
-            SegmentManager::new(manager_start)
-        });
-        let compactor = {
-            let (o, n, c, s) = (
-                options.clone(),
-                recovered.file_numbers.clone(),
-                counters.clone(),
-                segments.clone(),
-            );
-            let l = lock.clone();
-            Compactor::start_in_arbiter(&background.handle(), move |_| {
-                Compactor::new(o, n, c, s, l)
-            })
-        };
-        let memtable_start = MemtableStart {
-            options: options.clone(),
-            wal: recovered.wal,
-            wal_number: recovered.wal_number,
-            last_seq: recovered.last_seq,
-            segments: segments_set,
-            segment_manager: segments.clone(),
-            file_numbers: recovered.file_numbers,
-            counters: counters.clone(),
-            lock,
-        };
-        let memtable = MemtableActor::start_in_arbiter(&foreground.handle(), move |_| {
-            MemtableActor::new(memtable_start)
-        });
-        segments.do_send(Connect {
-            memtable: memtable.clone(),
-            compactor: compactor.clone(),
-        });
-        let readers = SyncArbiter::start(options.read_threads.max(1), || ReadWorker);
-        let arbiters = vec![background.handle(), foreground.handle()];
-        let inner = DbInner {
-            options,
-            memtable,
-            segments,
-            compactor,
-            readers,
-            counters,
-            arbiters,
-        };
         Ok(Db {
-            inner: Arc::new(inner),
+            inner: Arc::new(start_actors(options, recovered)),
         })
     }
 
-    /// The value of `key`, `None` if absent.
+    /// The value of `key`, `None` if absent. Sees every write whose future
+    /// has completed.
     pub fn get(
         &self,
         key: impl Into<Bytes>,
     ) -> impl Future<Output = Result<Option<Bytes>>> + 'static {
         let key = key.into();
-        let checked = self.check_key(&key);
-        let (reply, rx) = oneshot::channel();
-        if checked.is_ok() {
-            self.inner.memtable.do_send(Get {
-                key: key.clone(),
-                reply,
-            });
-        }
+        let checked = self.check_key(&key).and_then(|()| self.check_open());
+        let view = self.inner.view.load_full();
         let inner = self.inner.clone();
         async move {
             checked?;
-            let view = match rx.await.map_err(|_| Error::Closed)? {
-                GetOutcome::Decided(value) => return Ok(value),
-                GetOutcome::Miss(view) => view,
-            };
-            for frozen in &view.frozen {
-                if let Some(entry) = frozen.table.get(&key) {
+            Counters::add(&inner.counters.gets, 1);
+            let in_memory =
+                std::iter::once(&view.active).chain(view.frozen.iter().map(|f| &f.table));
+            for table in in_memory {
+                if let Some(entry) = table.get(&key) {
                     return Ok(entry.value);
                 }
             }
-            if view.segments.all().next().is_none() {
+            // Bloom filters are in memory: a key no segment may hold is
+            // answered here, without a trip to the read pool.
+            let (candidates, filtered_out) = view.segments.candidates(&key);
+            Counters::add(&inner.counters.bloom_filter_hits, filtered_out);
+            if candidates.is_empty() {
                 return Ok(None);
             }
-            let lookup = inner
-                .readers
-                .send(SegmentGet {
-                    segments: view.segments.clone(),
-                    key,
-                })
-                .await
-                .map_err(|_| Error::Closed)??;
-            Counters::add(&inner.counters.bloom_filter_hits, lookup.filtered_out);
+            // A block in the page cache is read here (RWF_NOWAIT); only one
+            // that would wait for the disk goes to the read pool, so no
+            // caller's thread ever blocks on a disk read.
+            let lookup = match version::lookup_if_cached(&candidates, &key)? {
+                Some(lookup) => lookup,
+                None => inner
+                    .readers
+                    .send(SegmentGet { candidates, key })
+                    .await
+                    .map_err(|_| Error::Closed)??,
+            };
             Counters::add(
                 &inner.counters.bloom_filter_false_positives,
                 lookup.false_positives,
@@ -369,6 +383,13 @@ impl Db {
         }
     }
 
+    fn check_open(&self) -> Result<()> {
+        match self.inner.closed.load(Ordering::Acquire) {
+            true => Err(Error::Closed),
+            false => Ok(()),
+        }
+    }
+
     fn check_key(&self, key: &[u8]) -> Result<()> {
         let limit = self.inner.options.max_key_bytes;
         if key.is_empty() {
@@ -405,24 +426,14 @@ impl Db {
     /// Reads one page of a range; see [`ScanRequest`] and
     /// [`ScanPage::continuation`]. A page reflects one point in time.
     pub fn scan(&self, request: ScanRequest) -> impl Future<Output = Result<ScanPage>> + 'static {
-        let (reply, rx) = oneshot::channel();
-        let limit = if request.limit == 0 {
-            usize::MAX
-        } else {
-            request.limit
-        };
-        self.inner.memtable.do_send(ScanSnapshot {
-            range: (request.start.clone(), request.end.clone()),
-            reverse: request.reverse,
-            limit,
-            max_bytes: request.max_bytes,
-            reply,
-        });
+        let view = self.inner.view.load_full();
         let readers = self.inner.readers.clone();
+        let open = self.check_open();
+        Counters::add(&self.inner.counters.scans, 1);
         async move {
-            let start = rx.await.map_err(|_| Error::Closed)?;
+            open?;
             readers
-                .send(RangeScan { start, request })
+                .send(RangeScan { view, request })
                 .await
                 .map_err(|_| Error::Closed)?
         }
@@ -457,7 +468,7 @@ impl Db {
         async move {
             let gauges = rx.await.map_err(|_| Error::Closed)?;
             let mut map = counters.snapshot();
-            let segments = &gauges.view.segments;
+            let segments = &gauges.segments;
             map.insert("memtable_bytes".into(), gauges.memtable_bytes);
             map.insert("frozen_memtables".into(), gauges.frozen_memtables);
             map.insert("live_segments".into(), segments.all().count() as u64);
@@ -479,6 +490,7 @@ impl Db {
     pub fn close(&self) -> impl Future<Output = Result<()>> + 'static {
         let inner = self.inner.clone();
         async move {
+            inner.closed.store(true, Ordering::Release);
             let (reply, rx) = oneshot::channel();
             inner.compactor.do_send(CloseCompactor { reply });
             let _ = rx.await;

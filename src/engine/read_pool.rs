@@ -9,25 +9,26 @@ use bytes::Bytes;
 
 use super::ScanPage;
 use super::ScanRequest;
-use super::memtable::ScanStart;
-use super::merge::{FrozenMemtableIter, LiveIter, MergeIter};
-use super::version::{SegmentLookup, SegmentSet};
+use super::memtable::ReadView;
+use super::merge::{LiveIter, MemTableIter, MergeIter};
+use super::segment::Segment;
+use super::version::{SegmentLookup, lookup};
 use crate::Result;
-use crate::format::{EntryIter, KeyRange, VecEntryIter};
+use crate::format::{EntryIter, KeyRange};
 
-/// A point lookup in the segments.
+/// A point lookup in the segments whose bloom filters let the key through.
 #[derive(Message)]
 #[rtype(result = "Result<SegmentLookup>")]
 pub struct SegmentGet {
-    pub segments: Arc<SegmentSet>,
+    pub candidates: Vec<Arc<Segment>>,
     pub key: Bytes,
 }
 
-/// The rest of a scan, from the snapshot the memtable actor took.
+/// A scan of one view.
 #[derive(Message)]
 #[rtype(result = "Result<ScanPage>")]
 pub struct RangeScan {
-    pub start: ScanStart,
+    pub view: Arc<ReadView>,
     pub request: ScanRequest,
 }
 
@@ -42,31 +43,29 @@ impl Actor for ReadWorker {
 impl Handler<SegmentGet> for ReadWorker {
     type Result = Result<SegmentLookup>;
     fn handle(&mut self, msg: SegmentGet, _: &mut SyncContext<Self>) -> Self::Result {
-        msg.segments.get(&msg.key)
+        lookup(&msg.candidates, &msg.key)
     }
 }
 
 impl Handler<RangeScan> for ReadWorker {
     type Result = Result<ScanPage>;
     fn handle(&mut self, msg: RangeScan, _: &mut SyncContext<Self>) -> Self::Result {
-        scan_page(msg.start, &msg.request)
+        scan_page(&msg.view, &msg.request)
     }
 }
 
-/// Merges the active memtable's copy, the frozen memtables and the segments,
-/// newest first, and collects one page.
-pub fn scan_page(start: ScanStart, request: &ScanRequest) -> Result<ScanPage> {
+/// Merges the active memtable, the frozen memtables and the segments of one
+/// view, newest first, and collects one page.
+pub fn scan_page(view: &ReadView, request: &ScanRequest) -> Result<ScanPage> {
     let range: KeyRange = (request.start.clone(), request.end.clone());
     let reverse = request.reverse;
-    let mut sources: Vec<Box<dyn EntryIter>> = vec![Box::new(VecEntryIter::new(start.active))];
-    for frozen in &start.view.frozen {
-        sources.push(Box::new(FrozenMemtableIter::new(
-            frozen.clone(),
-            range.clone(),
-            reverse,
-        )));
+    let active = MemTableIter::new(view.active.clone(), range.clone(), reverse);
+    let mut sources: Vec<Box<dyn EntryIter>> = vec![Box::new(active)];
+    for frozen in &view.frozen {
+        let iter = MemTableIter::new(frozen.table.clone(), range.clone(), reverse);
+        sources.push(Box::new(iter));
     }
-    sources.extend(start.view.segments.iters(&range, reverse));
+    sources.extend(view.segments.iters(&range, reverse));
     let mut live = LiveIter(MergeIter::new(sources, reverse));
     let limit = if request.limit == 0 {
         usize::MAX

@@ -17,16 +17,46 @@ use crate::proto::storage::SegmentMeta;
 /// Levels past this one are never created.
 pub const MAX_LEVELS: usize = 7;
 
-/// The outcome of a point lookup across segments, with what the bloom
-/// filters saved.
+/// The outcome of a point lookup in candidate segments.
 #[derive(Debug, Default)]
 pub struct SegmentLookup {
     /// The newest version found, if any (maybe a tombstone).
     pub entry: Option<Entry>,
-    /// Segments whose bloom filter ruled the key out.
-    pub filtered_out: u64,
     /// Segments whose bloom filter let the key through but did not hold it.
     pub false_positives: u64,
+}
+
+/// `lookup` done only from the page cache: `Ok(None)` as soon as a block
+/// would have to come from the disk. Safe on an actor's thread.
+pub fn lookup_if_cached(candidates: &[Arc<Segment>], key: &[u8]) -> Result<Option<SegmentLookup>> {
+    let mut lookup = SegmentLookup::default();
+    for segment in candidates {
+        match segment.reader.get_if_cached(key)? {
+            None => return Ok(None),
+            Some(Lookup::Found(entry)) => {
+                lookup.entry = Some(entry);
+                return Ok(Some(lookup));
+            }
+            Some(Lookup::Absent | Lookup::FilteredOut) => lookup.false_positives += 1,
+        }
+    }
+    Ok(Some(lookup))
+}
+
+/// Reads `key` from `candidates` (newest first, as [`SegmentSet::candidates`]
+/// gives them) until one holds it. Reads data blocks: run it off actor threads.
+pub fn lookup(candidates: &[Arc<Segment>], key: &[u8]) -> Result<SegmentLookup> {
+    let mut lookup = SegmentLookup::default();
+    for segment in candidates {
+        match segment.reader.get(key)? {
+            Lookup::Found(entry) => {
+                lookup.entry = Some(entry);
+                return Ok(lookup);
+            }
+            Lookup::Absent | Lookup::FilteredOut => lookup.false_positives += 1,
+        }
+    }
+    Ok(lookup)
 }
 
 /// The live segments by level.
@@ -95,27 +125,26 @@ impl SegmentSet {
         set
     }
 
-    /// The newest version of `key` in any segment.
-    pub fn get(&self, key: &[u8]) -> Result<SegmentLookup> {
-        let mut lookup = SegmentLookup::default();
+    /// The segments that may hold `key`, newest first: key span and bloom
+    /// filter checked, both in memory. Also how many filters ruled it out.
+    pub fn candidates(&self, key: &[u8]) -> (Vec<Arc<Segment>>, u64) {
+        let mut candidates = Vec::new();
+        let mut filtered_out = 0;
         for (number, level) in self.levels.iter().enumerate() {
-            let candidates: Vec<&Arc<Segment>> = if number == 0 {
+            let in_span: Vec<&Arc<Segment>> = if number == 0 {
                 level.iter().filter(|s| s.overlaps(key, key)).collect()
             } else {
                 find_in_run(level, key).into_iter().collect()
             };
-            for segment in candidates {
-                match segment.reader.get(key)? {
-                    Lookup::Found(entry) => {
-                        lookup.entry = Some(entry);
-                        return Ok(lookup);
-                    }
-                    Lookup::Absent => lookup.false_positives += 1,
-                    Lookup::FilteredOut => lookup.filtered_out += 1,
+            for segment in in_span {
+                if segment.reader.may_contain(key) {
+                    candidates.push(segment.clone());
+                } else {
+                    filtered_out += 1;
                 }
             }
         }
-        Ok(lookup)
+        (candidates, filtered_out)
     }
 
     /// One iterator per level-0 segment and one per deeper level, newest

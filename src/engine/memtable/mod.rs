@@ -8,8 +8,12 @@
 //!
 //! When the memtable passes `memtable_bytes` it is frozen (behind an `Arc`),
 //! a new WAL is started, and the frozen table goes to the segment manager to
-//! be flushed. Readers get the frozen tables and the segment set as one
-//! immutable [`ReadView`], swapped whole when a flush lands, so that a read
+//! be flushed.
+//!
+//! Readers never message this actor: after every change it publishes a
+//! [`ReadView`] (a snapshot of the active memtable, the frozen tables and the
+//! segment set, as of one moment) into a shared `ArcSwap`, which readers
+//! load. The view is immutable; publishing swaps the whole `Arc`, so a read
 //! never sees a table both gone from memory and not yet in a segment.
 
 mod table;
@@ -18,6 +22,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use actix::prelude::*;
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use prost::Message as _;
 use tokio::sync::oneshot;
@@ -30,15 +35,17 @@ use super::stats::Counters;
 use super::version::SegmentSet;
 use crate::error::IoContext;
 use crate::format::wal::WalWriter;
-use crate::format::{Entry, KeyRange, wal_file_name};
+use crate::format::wal_file_name;
 use crate::fs::DirectoryLock;
 use crate::proto::storage::{WalBatch, WalMutation};
 use crate::{Error, Options, Result, SyncPolicy};
 
-/// What readers see below the active memtable: frozen memtables (newest
-/// first) and the segment set, as of one moment.
+/// What readers see, as of one moment: the active memtable (a snapshot),
+/// the frozen memtables (newest first) and the segment set.
 #[derive(Debug, Default)]
 pub struct ReadView {
+    /// A snapshot of the active memtable.
+    pub active: MemTable,
     /// Memtables waiting to be flushed, newest first.
     pub frozen: Vec<Arc<FrozenMemtable>>,
     /// The live segments.
@@ -54,47 +61,6 @@ pub type Mutation = (Bytes, Option<Bytes>);
 pub struct Write {
     pub mutations: Vec<Mutation>,
     pub reply: oneshot::Sender<Result<()>>,
-}
-
-/// The answer to [`Get`].
-#[derive(Debug)]
-pub enum GetOutcome {
-    /// The active memtable decided it: the value, or `None` for a tombstone.
-    Decided(Option<Bytes>),
-    /// Not in the active memtable: look in this view.
-    Miss(Arc<ReadView>),
-}
-
-/// Looks a key up in the active memtable.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Get {
-    pub key: Bytes,
-    pub reply: oneshot::Sender<GetOutcome>,
-}
-
-/// The start of a scan: the active memtable's part, and the view for the rest.
-#[derive(Debug)]
-pub struct ScanStart {
-    /// Entries of the active memtable in range, tombstones included, enough to
-    /// decide the page (see [`ScanSnapshot`]).
-    pub active: Vec<Entry>,
-    /// Frozen memtables and segments as of the same moment.
-    pub view: Arc<ReadView>,
-}
-
-/// Takes a consistent starting point for a scan.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct ScanSnapshot {
-    pub range: KeyRange,
-    pub reverse: bool,
-    /// Copy live entries until this many are taken (then one more, so the
-    /// merge can tell whether more follow)...
-    pub limit: usize,
-    /// ...or until their keys and values reach this many bytes.
-    pub max_bytes: usize,
-    pub reply: oneshot::Sender<ScanStart>,
 }
 
 /// Freezes the memtable and answers once everything written before is in
@@ -130,7 +96,7 @@ pub struct SegmentsChanged(pub Arc<SegmentSet>);
 pub struct MemtableGauges {
     pub memtable_bytes: u64,
     pub frozen_memtables: u64,
-    pub view: Arc<ReadView>,
+    pub segments: Arc<SegmentSet>,
     pub last_seq: u64,
     /// Bytes in the active WAL.
     pub wal_bytes: u64,
@@ -166,6 +132,8 @@ pub struct MemtableStart {
     pub file_numbers: Arc<FileNumbers>,
     pub counters: Arc<Counters>,
     pub lock: Arc<dyn DirectoryLock>,
+    /// Where the actor publishes its [`ReadView`] for readers.
+    pub published: Arc<ArcSwap<ReadView>>,
 }
 
 /// Owns the active memtable and the WAL. See the module doc.
@@ -179,7 +147,13 @@ pub struct MemtableActor {
     wal_dirty: bool,
     last_seq: u64,
     pending: Vec<PendingWrite>,
-    view: Arc<ReadView>,
+    /// Memtables waiting to be flushed, newest first.
+    frozen: Vec<Arc<FrozenMemtable>>,
+    segments: Arc<SegmentSet>,
+    published: Arc<ArcSwap<ReadView>>,
+    /// A `make_progress` is queued to run after the mailbox's current
+    /// messages, so that writes arriving together go out as one group.
+    progress_scheduled: bool,
     segment_manager: Addr<SegmentManager>,
     file_numbers: Arc<FileNumbers>,
     counters: Arc<Counters>,
@@ -193,7 +167,9 @@ pub struct MemtableActor {
     closing: Option<oneshot::Sender<Result<()>>>,
     /// Moved into each blocking WAL job, so the directory stays locked until
     /// the job ends even if the actor is gone.
-    lock: Arc<dyn DirectoryLock>,
+    /// Dropped at close, before the reply, so that the directory is free
+    /// when `close` returns.
+    lock: Option<Arc<dyn DirectoryLock>>,
 }
 
 impl MemtableActor {
@@ -207,10 +183,10 @@ impl MemtableActor {
             wal_dirty: false,
             last_seq: start.last_seq,
             pending: Vec::new(),
-            view: Arc::new(ReadView {
-                frozen: Vec::new(),
-                segments: start.segments,
-            }),
+            frozen: Vec::new(),
+            segments: start.segments,
+            published: start.published,
+            progress_scheduled: false,
             segment_manager: start.segment_manager,
             file_numbers: start.file_numbers,
             counters: start.counters,
@@ -219,25 +195,50 @@ impl MemtableActor {
             flush_waiters: Vec::new(),
             stalled_since: None,
             closing: None,
-            lock: start.lock,
+            lock: Some(start.lock),
         }
+    }
+
+    /// Makes the current state what readers see.
+    fn publish(&self) {
+        self.published.store(Arc::new(ReadView {
+            active: self.active.clone(),
+            frozen: self.frozen.clone(),
+            segments: self.segments.clone(),
+        }));
+    }
+
+    /// Runs `make_progress` once the messages already in the mailbox are
+    /// handled, so that writes arriving together share one WAL write.
+    fn schedule_progress(&mut self, ctx: &mut Context<Self>) {
+        if self.progress_scheduled {
+            return;
+        }
+        self.progress_scheduled = true;
+        ctx.spawn(fut::ready(()).map(|(), act: &mut Self, ctx| {
+            act.progress_scheduled = false;
+            act.make_progress(ctx);
+        }));
     }
 
     /// Moves every piece of queued work forward as far as it can go now.
     fn make_progress(&mut self, ctx: &mut Context<Self>) {
-        if self.wal.is_none() {
-            return; // a group or sync is in flight; its completion calls back
-        }
         if self.poisoned.is_some() {
             self.fail_pending();
         }
-        self.serve_flush_requests();
+        if self.job_in_flight() {
+            return; // its completion calls back
+        }
+        self.serve_flush_requests(ctx);
         if self.active.approximate_bytes() >= self.options.memtable_bytes && self.can_freeze() {
-            self.freeze();
+            self.freeze(ctx);
+            if self.job_in_flight() {
+                return; // the rotation's completion calls back
+            }
         }
         if self.pending.is_empty() {
             self.end_stall();
-            self.maybe_finish_close();
+            self.maybe_finish_close(ctx);
             return;
         }
         if self.must_stall() {
@@ -248,8 +249,14 @@ impl MemtableActor {
         self.write_group(ctx);
     }
 
+    /// A group write, a sync or a WAL rotation holds the WAL on a blocking
+    /// thread. (A poisoned actor may have no WAL and no job.)
+    fn job_in_flight(&self) -> bool {
+        self.wal.is_none() && self.poisoned.is_none()
+    }
+
     fn can_freeze(&self) -> bool {
-        self.view.frozen.len() < self.options.max_frozen_memtables.max(1)
+        self.frozen.len() < self.options.max_frozen_memtables.max(1)
     }
 
     fn must_stall(&self) -> bool {
@@ -257,7 +264,7 @@ impl MemtableActor {
             return false; // accepted writes finish; the next open flushes them
         }
         let memtable_full = self.active.approximate_bytes() >= self.options.memtable_bytes;
-        let level0 = self.view.segments.level(0).len();
+        let level0 = self.segments.level(0).len();
         memtable_full || level0 >= self.options.l0_stall_trigger
     }
 
@@ -276,7 +283,7 @@ impl MemtableActor {
         }
     }
 
-    fn serve_flush_requests(&mut self) {
+    fn serve_flush_requests(&mut self, ctx: &mut Context<Self>) {
         if self.flush_requests.is_empty() {
             return;
         }
@@ -284,10 +291,10 @@ impl MemtableActor {
             if !self.can_freeze() {
                 return;
             }
-            self.freeze();
+            self.freeze(ctx);
         }
         let requests = std::mem::take(&mut self.flush_requests);
-        match self.view.frozen.first().map(|f| f.wal_number) {
+        match self.frozen.first().map(|f| f.wal_number) {
             Some(newest) => self
                 .flush_waiters
                 .extend(requests.into_iter().map(|r| (newest, r))),
@@ -298,52 +305,47 @@ impl MemtableActor {
     }
 
     /// Freezes the active memtable and starts a new WAL for the next one.
-    fn freeze(&mut self) {
+    /// The file work (syncing the old WAL under the interval policy,
+    /// creating the new one, syncing the directory) runs on a blocking
+    /// thread; writes wait in `pending` until the new WAL is in place.
+    fn freeze(&mut self, ctx: &mut Context<Self>) {
         if self.active.is_empty() || self.poisoned.is_some() {
             return;
         }
-        let number = self.file_numbers.allocate();
-        let wal = match self.create_wal(number) {
-            Ok(wal) => wal,
-            Err(error) => {
-                log::error!("cannot start a new WAL: {error}");
-                self.poison(error);
-                return;
-            }
+        let Some(mut old_wal) = self.wal.take() else {
+            return;
         };
-        let old_number = std::mem::replace(&mut self.wal_number, number);
-        self.wal = Some(wal);
+        let sync_old = self.wal_dirty && self.options.sync != SyncPolicy::None;
         self.wal_dirty = false;
+        let number = self.file_numbers.allocate();
+        let old_number = std::mem::replace(&mut self.wal_number, number);
         let frozen = Arc::new(FrozenMemtable {
             table: std::mem::take(&mut self.active),
             wal_number: old_number,
             max_seq: self.last_seq,
         });
-        let mut frozen_list = vec![frozen.clone()];
-        frozen_list.extend(self.view.frozen.iter().cloned());
-        self.view = Arc::new(ReadView {
-            frozen: frozen_list,
-            segments: self.view.segments.clone(),
+        self.frozen.insert(0, frozen.clone());
+        self.publish();
+        let (options, lock) = (self.options.clone(), self.lock.clone());
+        let job = actix_rt::task::spawn_blocking(move || {
+            let _lock = lock;
+            if sync_old {
+                old_wal.sync()?;
+            }
+            drop(old_wal);
+            create_wal(&options, number)
         });
-        self.segment_manager.do_send(FlushMemtable { frozen });
-    }
-
-    fn create_wal(&self, number: u64) -> Result<WalWriter> {
-        let fs = &self.options.fs;
-        let path = self.options.directory.join(wal_file_name(number));
-        // A WAL written with sync=interval/none must reach the disk before
-        // its successor takes over; with sync=always it already has.
-        if let Some(wal) = self.wal.as_ref() {
-            let _ = wal;
-        }
-        let file = fs
-            .create(&path)
-            .context(|| format!("creating WAL {}", path.display()))?;
-        // IMPORTANT: the new WAL's directory entry must be durable before any
-        // write in it is acknowledged; fdatasync of the file does not do that.
-        fs.sync_dir(&self.options.directory)
-            .context(|| format!("syncing directory {}", self.options.directory.display()))?;
-        Ok(WalWriter::new(file, path))
+        ctx.spawn(job.into_actor(self).map(move |joined, act, ctx| {
+            match joined.unwrap_or_else(|e| Err(thread_error("WAL rotation", &e))) {
+                Ok(wal) => act.wal = Some(wal),
+                Err(error) => {
+                    log::error!("cannot start a new WAL, refusing writes until reopen: {error}");
+                    act.poison(error);
+                }
+            }
+            act.segment_manager.do_send(FlushMemtable { frozen });
+            act.make_progress(ctx);
+        }));
     }
 
     fn poison(&mut self, error: Error) {
@@ -364,6 +366,9 @@ impl MemtableActor {
 
     /// Encodes the pending writes as one group and writes it out.
     fn write_group(&mut self, ctx: &mut Context<Self>) {
+        let Some(mut wal) = self.wal.take() else {
+            return;
+        };
         let group = std::mem::take(&mut self.pending);
         let mut framed = Vec::new();
         let mut seqs = Vec::with_capacity(group.len());
@@ -375,9 +380,6 @@ impl MemtableActor {
             WalWriter::encode_record(&record, &mut framed);
         }
         Counters::add(&self.counters.wal_bytes, framed.len() as u64);
-        let Some(mut wal) = self.wal.take() else {
-            return;
-        };
         if self.options.sync != SyncPolicy::Always {
             let result = wal.append_encoded(&framed);
             self.wal = Some(wal);
@@ -432,12 +434,18 @@ impl MemtableActor {
             Counters::add(&self.counters.wal_synced_requests, requests);
         }
         Counters::add(&self.counters.write_requests, requests);
+        let mut replies = Vec::with_capacity(group.len());
         for (write, first_seq) in group.into_iter().zip(seqs) {
             Counters::add(&self.counters.writes, write.mutations.len() as u64);
             for (offset, (key, value)) in write.mutations.into_iter().enumerate() {
                 self.active.apply(key, first_seq + offset as u64, value);
             }
-            let _ = write.reply.send(Ok(()));
+            replies.push(write.reply);
+        }
+        // Visible before acknowledged: a read after an acknowledged write sees it.
+        self.publish();
+        for reply in replies {
+            let _ = reply.send(Ok(()));
         }
         self.make_progress(ctx);
     }
@@ -491,7 +499,7 @@ impl MemtableActor {
         ctx.spawn(fut);
     }
 
-    fn maybe_finish_close(&mut self) {
+    fn maybe_finish_close(&mut self, ctx: &mut Context<Self>) {
         if self.closing.is_none() || !self.pending.is_empty() {
             return;
         }
@@ -503,9 +511,34 @@ impl MemtableActor {
             result = wal.sync();
         }
         if let Some(reply) = self.closing.take() {
+            self.wal = None;
+            self.lock = None;
             let _ = reply.send(result);
+            ctx.stop();
         }
     }
+}
+
+/// Creates WAL `number` in the database directory.
+fn create_wal(options: &Options, number: u64) -> Result<WalWriter> {
+    let fs = &options.fs;
+    let path = options.directory.join(wal_file_name(number));
+    let file = fs
+        .create(&path)
+        .context(|| format!("creating WAL {}", path.display()))?;
+    // IMPORTANT: the new WAL's directory entry must be durable before any
+    // write in it is acknowledged; fdatasync of the file does not do that.
+    fs.sync_dir(&options.directory)
+        .context(|| format!("syncing directory {}", options.directory.display()))?;
+    Ok(WalWriter::new(file, path))
+}
+
+/// A blocking thread that panicked or was cancelled, as an I/O error.
+fn thread_error(what: &str, error: &tokio::task::JoinError) -> Error {
+    Error::io(
+        format!("{what} thread"),
+        std::io::Error::other(error.to_string()),
+    )
 }
 
 /// The WAL record of one write request.
@@ -523,31 +556,6 @@ fn encode_batch(first_seq: u64, mutations: &[Mutation]) -> Vec<u8> {
         mutations,
     }
     .encode_to_vec()
-}
-
-/// Copies the active memtable's share of a scan.
-fn copy_for_scan(table: &MemTable, msg: &ScanSnapshot) -> Vec<Entry> {
-    let mut copied = Vec::new();
-    let (mut live, mut bytes) = (0usize, 0usize);
-    let limit = if msg.limit == 0 {
-        usize::MAX
-    } else {
-        msg.limit
-    };
-    for entry in table.range(&msg.range, msg.reverse) {
-        let done = live > limit || bytes >= msg.max_bytes && live > 0;
-        if done && entry.value.is_some() {
-            // one live entry past the page tells the merge that more follow
-            copied.push(entry);
-            break;
-        }
-        if let Some(value) = &entry.value {
-            live += 1;
-            bytes += entry.key.len() + value.len();
-        }
-        copied.push(entry);
-    }
-    copied
 }
 
 impl Actor for MemtableActor {
@@ -571,31 +579,7 @@ impl Handler<Write> for MemtableActor {
             mutations: msg.mutations,
             reply: msg.reply,
         });
-        self.make_progress(ctx);
-    }
-}
-
-impl Handler<Get> for MemtableActor {
-    type Result = ();
-    fn handle(&mut self, msg: Get, _: &mut Context<Self>) {
-        Counters::add(&self.counters.gets, 1);
-        let outcome = match self.active.get(&msg.key) {
-            Some(entry) => GetOutcome::Decided(entry.value),
-            None => GetOutcome::Miss(self.view.clone()),
-        };
-        let _ = msg.reply.send(outcome);
-    }
-}
-
-impl Handler<ScanSnapshot> for MemtableActor {
-    type Result = ();
-    fn handle(&mut self, msg: ScanSnapshot, _: &mut Context<Self>) {
-        Counters::add(&self.counters.scans, 1);
-        let active = copy_for_scan(&self.active, &msg);
-        let _ = msg.reply.send(ScanStart {
-            active,
-            view: self.view.clone(),
-        });
+        self.schedule_progress(ctx);
     }
 }
 
@@ -614,17 +598,9 @@ impl Handler<Flush> for MemtableActor {
 impl Handler<FlushDone> for MemtableActor {
     type Result = ();
     fn handle(&mut self, msg: FlushDone, ctx: &mut Context<Self>) {
-        let frozen = self
-            .view
-            .frozen
-            .iter()
-            .filter(|f| f.wal_number != msg.wal_number)
-            .cloned()
-            .collect();
-        self.view = Arc::new(ReadView {
-            frozen,
-            segments: msg.segments,
-        });
+        self.frozen.retain(|f| f.wal_number != msg.wal_number);
+        self.segments = msg.segments;
+        self.publish();
         let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.flush_waiters)
             .into_iter()
             .partition(|(n, _)| *n <= msg.wal_number);
@@ -648,10 +624,8 @@ impl Handler<FlushFailed> for MemtableActor {
 impl Handler<SegmentsChanged> for MemtableActor {
     type Result = ();
     fn handle(&mut self, msg: SegmentsChanged, ctx: &mut Context<Self>) {
-        self.view = Arc::new(ReadView {
-            frozen: self.view.frozen.clone(),
-            segments: msg.0,
-        });
+        self.segments = msg.0;
+        self.publish();
         self.make_progress(ctx);
     }
 }
@@ -660,15 +634,14 @@ impl Handler<Gauges> for MemtableActor {
     type Result = ();
     fn handle(&mut self, msg: Gauges, _: &mut Context<Self>) {
         let frozen_bytes: usize = self
-            .view
             .frozen
             .iter()
             .map(|f| f.table.approximate_bytes())
             .sum();
         let _ = msg.reply.send(MemtableGauges {
             memtable_bytes: (self.active.approximate_bytes() + frozen_bytes) as u64,
-            frozen_memtables: self.view.frozen.len() as u64,
-            view: self.view.clone(),
+            frozen_memtables: self.frozen.len() as u64,
+            segments: self.segments.clone(),
             last_seq: self.last_seq,
             wal_bytes: self.wal.as_ref().map_or(0, WalWriter::bytes_written),
         });
@@ -684,50 +657,5 @@ impl Handler<Close> for MemtableActor {
         }
         self.closing = Some(msg.reply);
         self.make_progress(ctx);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::ops::Bound;
-
-    fn snapshot_request(
-        limit: usize,
-        max_bytes: usize,
-    ) -> (ScanSnapshot, oneshot::Receiver<ScanStart>) {
-        let (reply, rx) = oneshot::channel();
-        let msg = ScanSnapshot {
-            range: (Bound::Unbounded, Bound::Unbounded),
-            reverse: false,
-            limit,
-            max_bytes,
-            reply,
-        };
-        (msg, rx)
-    }
-
-    #[test]
-    fn scan_copy_takes_tombstones_and_one_live_entry_past_the_limit() {
-        let mut table = MemTable::default();
-        for (i, key) in ["a", "b", "c", "d", "e"].iter().enumerate() {
-            let value = if i == 1 {
-                None
-            } else {
-                Some(Bytes::from_static(b"v"))
-            };
-            table.apply(Bytes::copy_from_slice(key.as_bytes()), i as u64, value);
-        }
-        let (msg, _rx) = snapshot_request(2, usize::MAX);
-        let keys: Vec<_> = copy_for_scan(&table, &msg)
-            .into_iter()
-            .map(|e| e.key)
-            .collect();
-        assert_eq!(
-            keys,
-            ["a", "b", "c", "d"]
-                .map(|k| Bytes::copy_from_slice(k.as_bytes()))
-                .to_vec()
-        );
     }
 }

@@ -1,6 +1,11 @@
 //! The in-memory sorted table that takes writes before they reach a segment.
+//!
+//! It is a persistent B+ tree (`imbl::OrdMap`): cloning it is O(1) and the
+//! clone is an immutable snapshot, so the memtable actor can publish the
+//! table after every write group and readers look keys up without a message
+//! and without a lock. A write after a publish copies only the nodes on its
+//! path.
 
-use std::collections::BTreeMap;
 use std::ops::Bound;
 
 use bytes::Bytes;
@@ -12,9 +17,9 @@ use crate::format::{Entry, KeyRange};
 const ENTRY_OVERHEAD_BYTES: usize = 64;
 
 /// A sorted map from key to its newest version (value or tombstone).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct MemTable {
-    entries: BTreeMap<Bytes, (u64, Option<Bytes>)>,
+    entries: imbl::OrdMap<Bytes, (u64, Option<Bytes>)>,
     approximate_bytes: usize,
 }
 
@@ -63,7 +68,7 @@ impl MemTable {
         }
         let iter = self
             .entries
-            .range::<[u8], _>(bounds)
+            .range::<_, [u8]>(bounds)
             .map(|(key, (seq, value))| Entry {
                 key: key.clone(),
                 seq: *seq,
@@ -85,7 +90,7 @@ fn as_slice_bound(bound: &Bound<Bytes>) -> Bound<&[u8]> {
     }
 }
 
-/// `BTreeMap::range` panics on a start after the end, or on equal excluded
+/// Range iteration may panic on a start after the end, or on equal excluded
 /// bounds; such a range is simply empty.
 fn invalid_range(bounds: &(Bound<&[u8]>, Bound<&[u8]>)) -> bool {
     use Bound::{Excluded, Included};

@@ -46,10 +46,10 @@ impl SstableReader {
         let size = file.len();
         let file = TableFile { file, path, size };
         let footer = file.read_footer()?;
-        let filter = file.read_checked(footer.filter_offset, footer.filter_len)?;
+        let filter = file.read_waiting(footer.filter_offset, footer.filter_len)?;
         let filter =
             BloomFilter::decode(&filter).map_err(|m| file.corrupt(footer.filter_offset, m))?;
-        let index = file.read_checked(footer.index_offset, footer.index_len)?;
+        let index = file.read_waiting(footer.index_offset, footer.index_len)?;
         let index = Index::decode(&index, footer.filter_offset)
             .map_err(|m| file.corrupt(footer.index_offset, m))?;
         Ok(SstableReader {
@@ -60,24 +60,37 @@ impl SstableReader {
         })
     }
 
+    /// False if the bloom filter rules `key` out; reads nothing from disk.
+    pub fn may_contain(&self, key: &[u8]) -> bool {
+        self.filter.may_contain(key)
+    }
+
     /// Looks `key` up: the filter first, then at most one data block.
     /// `Corruption` if that block is bad.
     pub fn get(&self, key: &[u8]) -> Result<Lookup> {
+        self.get_with(key, Wait::Yes)?.ok_or_else(would_block)
+    }
+
+    /// Like `get`, but `Ok(None)` instead of waiting for the disk: the block
+    /// is read only if the page cache holds it.
+    pub fn get_if_cached(&self, key: &[u8]) -> Result<Option<Lookup>> {
+        self.get_with(key, Wait::No)
+    }
+
+    fn get_with(&self, key: &[u8], wait: Wait) -> Result<Option<Lookup>> {
         if !self.filter.may_contain(key) {
-            return Ok(Lookup::FilteredOut);
+            return Ok(Some(Lookup::FilteredOut));
         }
         let block = self.block_for(key);
         if block >= self.block_count() {
-            return Ok(Lookup::Absent);
+            return Ok(Some(Lookup::Absent));
         }
-        let entries = self.read_block(block)?;
-        match entries.binary_search_by(|e| e.key.as_ref().cmp(key)) {
-            Ok(found) => Ok(entries
-                .into_iter()
-                .nth(found)
-                .map_or(Lookup::Absent, Lookup::Found)),
-            Err(_) => Ok(Lookup::Absent),
-        }
+        let Some(entries) = self.read_block_with(block, wait)? else {
+            return Ok(None);
+        };
+        let found = entries.binary_search_by(|e| e.key.as_ref().cmp(key)).ok();
+        let entry = found.and_then(|at| entries.into_iter().nth(at));
+        Ok(Some(entry.map_or(Lookup::Absent, Lookup::Found)))
     }
 
     /// The entries in `range`, ascending, or descending if `reverse`. The
@@ -149,14 +162,39 @@ impl SstableReader {
 
     /// Reads, checks and decodes data block number `block`.
     pub(super) fn read_block(&self, block: usize) -> Result<Vec<Entry>> {
+        self.read_block_with(block, Wait::Yes)?
+            .ok_or_else(would_block)
+    }
+
+    /// `Ok(None)` if `wait` is `No` and the block is not in the page cache.
+    fn read_block_with(&self, block: usize, wait: Wait) -> Result<Option<Vec<Entry>>> {
         let handle: &BlockHandle = self.index.handles.get(block).ok_or_else(|| {
             Error::corruption(&self.file.path, 0, format!("no data block {block}"))
         })?;
-        let data = self.file.read_checked(handle.offset, handle.len)?;
+        let Some(data) = self.file.read_checked(handle.offset, handle.len, wait)? else {
+            return Ok(None);
+        };
         let after = block.checked_sub(1).and_then(|b| self.block_last_key(b));
         decode_block(&data, after.map(|k| k.as_ref()), &handle.last_key)
+            .map(Some)
             .map_err(|m| self.file.corrupt(handle.offset, m))
     }
+}
+
+/// A waiting read never says "would block"; if one does, it is an I/O error.
+fn would_block() -> Error {
+    Error::io(
+        "reading a table",
+        io::Error::from(io::ErrorKind::WouldBlock),
+    )
+}
+
+/// Whether a read may wait for the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wait {
+    Yes,
+    /// Only what the page cache holds; otherwise "would block".
+    No,
 }
 
 /// The table's file, its name for errors and its size when opened.
@@ -185,7 +223,14 @@ impl TableFile {
     }
 
     /// Reads `len` bytes at `offset` and the crc after them, and checks it.
-    fn read_checked(&self, offset: u64, len: u64) -> Result<Bytes> {
+    /// `read_checked` that waits for the disk.
+    fn read_waiting(&self, offset: u64, len: u64) -> Result<Bytes> {
+        self.read_checked(offset, len, Wait::Yes)?
+            .ok_or_else(would_block)
+    }
+
+    /// With `Wait::No`, `Ok(None)` if the bytes are not in the page cache.
+    fn read_checked(&self, offset: u64, len: u64, wait: Wait) -> Result<Option<Bytes>> {
         let total = len
             .checked_add(CRC_LEN)
             .filter(|&total| {
@@ -198,7 +243,14 @@ impl TableFile {
                 Error::corruption(&self.path, offset, "block past the end of the file")
             })?;
         let mut buf = vec![0u8; total];
-        self.read_at(&mut buf, offset)?;
+        if wait == Wait::No {
+            let read = self.file.read_exact_at_if_cached(&mut buf, offset);
+            if !read.map_err(|e| self.read_error(offset, e))? {
+                return Ok(None);
+            }
+        } else {
+            self.read_at(&mut buf, offset)?;
+        }
         let data_len = total - CRC_LEN as usize;
         let stored = get_u32(&buf, data_len);
         buf.truncate(data_len);
@@ -209,19 +261,23 @@ impl TableFile {
                 "block checksum mismatch",
             ));
         }
-        Ok(Bytes::from(buf))
+        Ok(Some(Bytes::from(buf)))
     }
 
     /// A positioned read; a file shorter than it claimed to be is corruption.
     fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
         self.file
             .read_exact_at(buf, offset)
-            .map_err(|e| match e.kind() {
-                io::ErrorKind::UnexpectedEof => {
-                    Error::corruption(&self.path, offset, "file shorter than expected")
-                }
-                _ => Error::io(format!("reading table {}", self.path.display()), e),
-            })
+            .map_err(|e| self.read_error(offset, e))
+    }
+
+    fn read_error(&self, offset: u64, error: io::Error) -> Error {
+        match error.kind() {
+            io::ErrorKind::UnexpectedEof => {
+                Error::corruption(&self.path, offset, "file shorter than expected")
+            }
+            _ => Error::io(format!("reading table {}", self.path.display()), error),
+        }
     }
 
     /// A `Corruption` error at `malformed.at` bytes past `base`.
