@@ -122,6 +122,7 @@ pub async fn run(
             started: Instant::now(),
             port,
         }),
+        cursors: Arc::default(),
     };
     let params = SessionParams {
         engine,

@@ -13,6 +13,7 @@
 //! - [`commands`]: parsing (pure) and execution, one file per group.
 //! - [`counter`]: the actor that serialises read-modify-writes (INCR,
 //!   SETNX, SET NX/XX, APPEND).
+//! - [`cursors`]: the table behind SCAN's numeric cursors.
 //! - [`glob`]: Redis's glob patterns for KEYS, SCAN MATCH, CONFIG GET.
 //!
 //! Not served: expiry (SET EX/PX answer an error), other data types,
@@ -21,6 +22,7 @@
 pub mod codec;
 pub mod commands;
 pub mod counter;
+pub mod cursors;
 pub mod glob;
 pub mod listener;
 pub mod reply;

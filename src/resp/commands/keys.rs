@@ -1,10 +1,8 @@
 //! Key-space commands: DEL, EXISTS, DBSIZE, SCAN, KEYS.
 //!
-//! SCAN's cursor is the next key to read, encoded as decimal digits so
-//! that clients which parse cursors as integers (redis-py) pass it back
-//! unchanged: `1` followed by each byte of the key as three digits; `0`
-//! starts and ends an iteration. A MATCH pattern with a literal prefix
-//! reads only that prefix's key range.
+//! SCAN's cursor is a number standing for the key where the scan goes on
+//! (see [`Cursors`]); `0` starts and ends an iteration. A MATCH pattern
+//! with a literal prefix reads only that prefix's key range.
 //!
 //! KEYS and DBSIZE read the whole key space in pages, each page a
 //! separate snapshot: with concurrent writes the result is approximate.
@@ -12,12 +10,14 @@
 //! (use SCAN), DBSIZE answers the bound.
 
 use std::ops::Bound;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::FutureExt;
 use futures_util::future::{LocalBoxFuture, join_all, ready};
 
 use super::{Op, Parsed, engine_error, int_arg, not_an_integer, syntax_error};
+use crate::resp::cursors::Cursors;
 use crate::resp::glob;
 use crate::resp::reply::Reply;
 use crate::{Db, ScanRequest, WriteBatch};
@@ -35,8 +35,8 @@ const MAX_COUNT: usize = 100_000;
 /// A parsed SCAN.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Scan {
-    /// The key to start at; `None` for the beginning.
-    pub from: Option<Bytes>,
+    /// The cursor: 0 for the beginning.
+    pub cursor: u64,
     pub pattern: Option<Bytes>,
     /// Keys to read (matching or not), as Redis's COUNT hint.
     pub count: usize,
@@ -61,10 +61,13 @@ pub fn parse(name: &str, args: &[Bytes]) -> Option<Parsed> {
 }
 
 fn parse_scan(args: &[Bytes]) -> Result<Scan, Reply> {
-    let cursor = args.first().map(|c| c.as_ref()).unwrap_or(b"0");
-    let from = decode_cursor(cursor).ok_or_else(|| Reply::err("invalid cursor"))?;
+    let cursor = args
+        .first()
+        .and_then(|c| std::str::from_utf8(c).ok())
+        .and_then(|c| c.parse::<u64>().ok())
+        .ok_or_else(|| Reply::err("invalid cursor"))?;
     let mut scan = Scan {
-        from,
+        cursor,
         pattern: None,
         count: DEFAULT_COUNT,
         none: false,
@@ -84,35 +87,6 @@ fn parse_scan(args: &[Bytes]) -> Result<Scan, Reply> {
         }
     }
     Ok(scan)
-}
-
-/// The cursor for a scan that goes on at `key`.
-pub fn encode_cursor(key: &[u8]) -> String {
-    let mut cursor = String::with_capacity(1 + 3 * key.len());
-    cursor.push('1');
-    for byte in key {
-        cursor.push_str(&format!("{byte:03}"));
-    }
-    cursor
-}
-
-/// The key a cursor goes on at: `Some(None)` for `0`, `None` if invalid.
-pub fn decode_cursor(cursor: &[u8]) -> Option<Option<Bytes>> {
-    if cursor == b"0" {
-        return Some(None);
-    }
-    let digits = cursor.strip_prefix(b"1")?;
-    if digits.is_empty() || digits.len() % 3 != 0 || !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    let key: Option<Vec<u8>> = digits
-        .chunks_exact(3)
-        .map(|d| {
-            let n = d.iter().fold(0u32, |n, &c| n * 10 + u32::from(c - b'0'));
-            u8::try_from(n).ok()
-        })
-        .collect();
-    key.map(|k| Some(Bytes::from(k)))
 }
 
 /// The smallest key above every key starting with `prefix`; `None` if
@@ -149,7 +123,7 @@ fn range(from: Option<Bytes>, pattern: Option<&Bytes>, limit: usize) -> ScanRequ
 }
 
 /// Runs a key-space request.
-pub fn execute(op: Op, db: &Db) -> LocalBoxFuture<'static, Reply> {
+pub fn execute(op: Op, db: &Db, cursors: &Arc<Cursors>) -> LocalBoxFuture<'static, Reply> {
     match op {
         Op::Exists(keys) => {
             let values = join_all(keys.into_iter().map(|key| db.get(key)));
@@ -166,7 +140,7 @@ pub fn execute(op: Op, db: &Db) -> LocalBoxFuture<'static, Reply> {
             .boxed_local()
         }
         Op::Del(keys) => del(db.clone(), keys).boxed_local(),
-        Op::Scan(scan) => scan_page(db, scan).boxed_local(),
+        Op::Scan(scan) => scan_page(db, scan, cursors.clone()).boxed_local(),
         Op::Keys(pattern) => keys(db.clone(), pattern).boxed_local(),
         Op::DbSize => dbsize(db.clone()).boxed_local(),
         _ => ready(Reply::err("internal error: not a key-space command")).boxed_local(),
@@ -197,16 +171,21 @@ async fn del(db: Db, keys: Vec<Bytes>) -> Reply {
     }
 }
 
-fn scan_page(db: &Db, scan: Scan) -> impl Future<Output = Reply> + 'static {
-    let page = db.scan(range(scan.from, scan.pattern.as_ref(), scan.count));
+fn scan_page(db: &Db, scan: Scan, cursors: Arc<Cursors>) -> LocalBoxFuture<'static, Reply> {
+    let from = match scan.cursor {
+        0 => None,
+        id => match cursors.resolve(id) {
+            Some(key) => Some(key),
+            None => return ready(Reply::err("invalid cursor")).boxed_local(),
+        },
+    };
+    let page = db.scan(range(from, scan.pattern.as_ref(), scan.count));
     async move {
         let page = match page.await {
             Ok(page) => page,
             Err(e) => return engine_error(&e),
         };
-        let next = page
-            .continuation(false)
-            .map_or_else(|| "0".to_string(), |key| encode_cursor(&key));
+        let next = page.continuation(false).map_or(0, |key| cursors.issue(key));
         let keys = page
             .entries
             .into_iter()
@@ -214,8 +193,9 @@ fn scan_page(db: &Db, scan: Scan) -> impl Future<Output = Reply> + 'static {
             .filter(|key| !scan.none && scan.pattern.as_ref().is_none_or(|p| glob::matches(p, key)))
             .map(Reply::Bulk)
             .collect();
-        Reply::Array(vec![Reply::text(next), Reply::Array(keys)])
+        Reply::Array(vec![Reply::text(next.to_string()), Reply::Array(keys)])
     }
+    .boxed_local()
 }
 
 /// Reads the keys `pattern` can match, page by page; `visit` sees each.
@@ -279,22 +259,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn cursors_round_trip_and_refuse_garbage() {
-        for key in [&b"a"[..], b"\x00\xff", b"user:42"] {
-            let cursor = encode_cursor(key);
-            assert!(cursor.bytes().all(|b| b.is_ascii_digit()));
-            assert_eq!(
-                decode_cursor(cursor.as_bytes()),
-                Some(Some(Bytes::copy_from_slice(key)))
-            );
-        }
-        assert_eq!(decode_cursor(b"0"), Some(None));
-        assert_eq!(decode_cursor(b"1256"), None);
-        assert_eq!(decode_cursor(b"12"), None);
-        assert_eq!(decode_cursor(b"abc"), None);
-    }
-
-    #[test]
     fn prefix_ranges() {
         assert_eq!(prefix_end(b"ab"), Some(Bytes::from_static(b"ac")));
         assert_eq!(prefix_end(b"a\xff"), Some(Bytes::from_static(b"b")));
@@ -319,7 +283,7 @@ mod tests {
         assert_eq!(
             scan,
             Ok(Scan {
-                from: None,
+                cursor: 0,
                 pattern: Some(Bytes::from_static(b"a*")),
                 count: 5,
                 none: false

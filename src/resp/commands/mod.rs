@@ -23,6 +23,7 @@ use bytes::Bytes;
 use futures_util::future::LocalBoxFuture;
 
 use super::counter::Counter;
+use super::cursors::Cursors;
 use super::reply::{Protocol, Reply};
 use crate::Db;
 
@@ -51,6 +52,8 @@ pub struct Engine {
     /// Owns every read-modify-write, one at a time.
     pub counter: Addr<Counter>,
     pub info: Arc<ServerInfo>,
+    /// SCAN's cursor table, shared by all connections.
+    pub cursors: Arc<Cursors>,
 }
 
 /// A parsed request.
@@ -138,7 +141,7 @@ pub fn execute(op: Op, engine: &Engine) -> LocalBoxFuture<'static, Reply> {
     match op {
         Op::Info(sections) => server::info(engine, sections),
         Op::Del(_) | Op::Exists(_) | Op::DbSize | Op::Scan(_) | Op::Keys(_) => {
-            keys::execute(op, &engine.db)
+            keys::execute(op, &engine.db, &engine.cursors)
         }
         other => strings::execute(other, engine),
     }
