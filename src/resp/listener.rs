@@ -16,6 +16,7 @@ use tokio::sync::{Notify, watch};
 use super::RespConfig;
 use super::commands::{Engine, ServerInfo};
 use super::counter::Counter;
+use super::cursors::Cursors;
 use super::session::{Session, SessionParams};
 use crate::server::{self, ServerConfig, ServerError};
 use crate::{Db, Options};
@@ -122,7 +123,7 @@ pub async fn run(
             started: Instant::now(),
             port,
         }),
-        cursors: Arc::default(),
+        cursors: Cursors::start(),
     };
     let params = SessionParams {
         engine,

@@ -10,7 +10,6 @@
 //! (use SCAN), DBSIZE answers the bound.
 
 use std::ops::Bound;
-use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::FutureExt;
@@ -123,7 +122,7 @@ fn range(from: Option<Bytes>, pattern: Option<&Bytes>, limit: usize) -> ScanRequ
 }
 
 /// Runs a key-space request.
-pub fn execute(op: Op, db: &Db, cursors: &Arc<Cursors>) -> LocalBoxFuture<'static, Reply> {
+pub fn execute(op: Op, db: &Db, cursors: &Cursors) -> LocalBoxFuture<'static, Reply> {
     match op {
         Op::Exists(keys) => {
             let values = join_all(keys.into_iter().map(|key| db.get(key)));
@@ -171,21 +170,27 @@ async fn del(db: Db, keys: Vec<Bytes>) -> Reply {
     }
 }
 
-fn scan_page(db: &Db, scan: Scan, cursors: Arc<Cursors>) -> LocalBoxFuture<'static, Reply> {
-    let from = match scan.cursor {
-        0 => None,
-        id => match cursors.resolve(id) {
-            Some(key) => Some(key),
-            None => return ready(Reply::err("invalid cursor")).boxed_local(),
-        },
-    };
-    let page = db.scan(range(from, scan.pattern.as_ref(), scan.count));
+fn scan_page(db: &Db, scan: Scan, cursors: Cursors) -> LocalBoxFuture<'static, Reply> {
+    let db = db.clone();
     async move {
-        let page = match page.await {
+        let from = match scan.cursor {
+            0 => None,
+            id => match cursors.resolve(id).await {
+                Some(key) => Some(key),
+                None => return Reply::err("invalid cursor"),
+            },
+        };
+        let page = match db
+            .scan(range(from, scan.pattern.as_ref(), scan.count))
+            .await
+        {
             Ok(page) => page,
             Err(e) => return engine_error(&e),
         };
-        let next = page.continuation(false).map_or(0, |key| cursors.issue(key));
+        let next = match page.continuation(false) {
+            Some(key) => cursors.issue(key).await,
+            None => 0,
+        };
         let keys = page
             .entries
             .into_iter()

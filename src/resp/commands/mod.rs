@@ -53,7 +53,7 @@ pub struct Engine {
     pub counter: Addr<Counter>,
     pub info: Arc<ServerInfo>,
     /// SCAN's cursor table, shared by all connections.
-    pub cursors: Arc<Cursors>,
+    pub cursors: Cursors,
 }
 
 /// A parsed request.
