@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
+use naive_kv::resp::{self, RespConfig};
 use naive_kv::server::{self, ServerConfig};
 use naive_kv::{Options, SyncPolicy};
 
@@ -23,6 +24,10 @@ struct Args {
     /// Port to listen on.
     #[arg(long, default_value_t = 1024)]
     port: u16,
+    /// Also serve the Redis protocol (RESP2/RESP3) on this port, same --ip
+    /// and database (off by default).
+    #[arg(long)]
+    resp_port: Option<u16>,
     /// Threads serving connections (default: the number of cores).
     #[arg(long)]
     workers: Option<usize>,
@@ -68,6 +73,18 @@ impl Args {
         options
     }
 
+    fn resp_config(&self, options: &Options) -> RespConfig {
+        let mut config = RespConfig {
+            max_bulk_bytes: options.max_value_bytes.max(options.max_key_bytes),
+            max_connections: self.max_connections,
+            ..RespConfig::default()
+        };
+        if let Some(workers) = self.workers {
+            config.workers = workers;
+        }
+        config
+    }
+
     fn config(&self) -> ServerConfig {
         let mut config = ServerConfig {
             max_frame_bytes: self.max_frame_bytes,
@@ -88,9 +105,24 @@ fn main() -> ExitCode {
     let result = actix::System::new().block_on(async {
         let shutdown =
             server::shutdown_signal().map_err(|e| format!("cannot handle signals: {e}"))?;
-        server::serve(addr, args.options(), args.config(), shutdown)
-            .await
-            .map_err(|e| e.to_string())
+        let options = args.options();
+        let served = match args.resp_port {
+            None => server::serve(addr, options, args.config(), shutdown).await,
+            Some(port) => {
+                let resp_addr = SocketAddr::new(args.ip, port);
+                let resp_config = args.resp_config(&options);
+                resp::serve_beside(
+                    addr,
+                    resp_addr,
+                    options,
+                    args.config(),
+                    resp_config,
+                    shutdown,
+                )
+                .await
+            }
+        };
+        served.map_err(|e| e.to_string())
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
