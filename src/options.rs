@@ -30,7 +30,8 @@ pub struct Options {
     /// The active memtable is frozen and flushed past this size; default 64 MiB.
     pub memtable_bytes: usize,
     /// Writers are slowed while this many frozen memtables wait to be
-    /// flushed; default 2.
+    /// flushed; default 1, so that memtables hold at most twice
+    /// `memtable_bytes` (one filling, one flushing).
     pub max_frozen_memtables: usize,
     /// Longest key accepted; default 64 KiB. Keys are at least one byte.
     pub max_key_bytes: usize,
@@ -66,7 +67,7 @@ impl Options {
             directory: directory.into(),
             sync: SyncPolicy::Always,
             memtable_bytes: 64 << 20,
-            max_frozen_memtables: 2,
+            max_frozen_memtables: 1,
             max_key_bytes: 64 << 10,
             max_value_bytes: 32 << 20,
             block_bytes: 4 << 10,
