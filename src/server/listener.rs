@@ -87,6 +87,9 @@ pub async fn run(
         db: db.clone(),
         max_frame_bytes: config.max_frame_bytes,
         max_in_flight: config.max_in_flight,
+        idle_timeout: config.idle_timeout,
+        frame_timeout: config.frame_timeout,
+        auth_token: config.auth_token.clone(),
         shutdown: stopping,
     };
     tokio::pin!(shutdown);
