@@ -63,7 +63,9 @@ pub async fn serve(
             source,
         })?;
     let db = Db::open(options).await?;
-    log::info!("listening on {addr}");
+    // The bound address: with port 0 the system chose the port.
+    let bound = listener.local_addr().unwrap_or(addr);
+    log::info!("listening on {bound}");
     run(listener, db, config, shutdown).await
 }
 
