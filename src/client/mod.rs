@@ -10,9 +10,8 @@
 pub mod command;
 pub mod shell;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
 use bytes::BytesMut;
@@ -32,7 +31,8 @@ use crate::server::codec::{Frame, ProtoCodec};
 const MAX_REPLY_BYTES: usize = 1 << 30;
 
 type Codec = ProtoCodec<Response, Request>;
-type Waiters = Arc<Mutex<VecDeque<(u64, oneshot::Sender<Result<Response, ClientError>>)>>>;
+/// Where a request's reply goes.
+type Waiter = (u64, oneshot::Sender<Result<Response, ClientError>>);
 
 /// What went wrong talking to the server.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -65,10 +65,10 @@ pub struct ScanPage {
 /// from any number of callers are pipelined on the one connection.
 #[derive(Debug)]
 pub struct Client {
-    /// Frames to the writer task.
-    outgoing: mpsc::UnboundedSender<Request>,
-    /// Callers awaiting replies, in request order; the reader task pops them.
-    waiters: Waiters,
+    /// Requests, each with where its reply goes, to the writer task. The
+    /// writer hands each waiter to the reader task before it writes the
+    /// request, so the reader's queue is in wire order: no lock is needed.
+    outgoing: mpsc::UnboundedSender<(Request, Waiter)>,
     next_id: std::sync::atomic::AtomicU64,
 }
 
@@ -88,12 +88,11 @@ impl Client {
         let _ = stream.set_nodelay(true);
         let (read, write) = stream.into_split();
         let (outgoing, requests) = mpsc::unbounded_channel();
-        let waiters = Waiters::default();
-        tokio::spawn(write_requests(write, requests));
-        tokio::spawn(read_replies(read, waiters.clone()));
+        let (waiters, waiting) = mpsc::unbounded_channel();
+        tokio::spawn(write_requests(write, requests, waiters));
+        tokio::spawn(read_replies(read, waiting));
         Ok(Client {
             outgoing,
-            waiters,
             next_id: 1.into(),
         })
     }
@@ -107,17 +106,11 @@ impl Client {
             .next_id
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let (reply, response) = oneshot::channel();
-        // The waiter is queued under the same lock as the send, so queue
-        // order is wire order even with concurrent callers.
-        let mut waiters = self.waiters.lock().unwrap_or_else(PoisonError::into_inner);
-        let sent = self.outgoing.send(Request {
+        let request = Request {
             id,
             command: Some(command),
-        });
-        if sent.is_ok() {
-            waiters.push_back((id, reply));
-        }
-        drop(waiters);
+        };
+        let sent = self.outgoing.send((request, (id, reply)));
         async move {
             sent.map_err(|_| ClientError::Disconnected("connection closed".into()))?;
             response
@@ -271,16 +264,24 @@ fn unexpected(reply: &Reply) -> ClientError {
 }
 
 /// The writer task: sends queued requests (all that are waiting, in one
-/// write) until the client is dropped or the socket fails.
-async fn write_requests(mut write: OwnedWriteHalf, mut requests: mpsc::UnboundedReceiver<Request>) {
+/// write) until the client is dropped or the socket fails. Each request's
+/// waiter goes to the reader before the request goes on the wire.
+async fn write_requests(
+    mut write: OwnedWriteHalf,
+    mut requests: mpsc::UnboundedReceiver<(Request, Waiter)>,
+    waiters: mpsc::UnboundedSender<Waiter>,
+) {
     let mut codec = Codec::new(MAX_REPLY_BYTES);
     let mut buffer = BytesMut::new();
-    while let Some(request) = requests.recv().await {
-        let mut next = Some(request);
-        while let Some(request) = next {
+    while let Some(first) = requests.recv().await {
+        let mut next = Some(first);
+        while let Some((request, waiter)) = next {
             if let Err(e) = codec.encode(request, &mut buffer) {
                 log::debug!("client cannot encode a request: {e}");
                 return;
+            }
+            if waiters.send(waiter).is_err() {
+                return; // the reader has ended: the connection is gone
             }
             next = requests.try_recv().ok();
         }
@@ -294,7 +295,7 @@ async fn write_requests(mut write: OwnedWriteHalf, mut requests: mpsc::Unbounded
 
 /// The reader task: hands each reply to the oldest waiter; when the
 /// connection ends, fails every waiter left.
-async fn read_replies(read: OwnedReadHalf, waiters: Waiters) {
+async fn read_replies(read: OwnedReadHalf, mut waiters: mpsc::UnboundedReceiver<Waiter>) {
     let mut frames = FramedRead::new(read, Codec::new(MAX_REPLY_BYTES));
     let reason = loop {
         let response = match frames.next().await {
@@ -303,11 +304,8 @@ async fn read_replies(read: OwnedReadHalf, waiters: Waiters) {
             Some(Err(e)) => break e.to_string(),
             None => break "closed by the server".to_string(),
         };
-        let waiter = waiters
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop_front();
-        match waiter {
+        // A reply's waiter was queued before its request was written.
+        match waiters.try_recv().ok() {
             Some((id, reply)) if id == response.id => {
                 let _ = reply.send(Ok(response));
             }
@@ -318,8 +316,8 @@ async fn read_replies(read: OwnedReadHalf, waiters: Waiters) {
             None => break format!("unsolicited reply {response:?}"),
         }
     };
-    let mut waiters = waiters.lock().unwrap_or_else(PoisonError::into_inner);
-    for (_, reply) in waiters.drain(..) {
+    waiters.close();
+    while let Ok((_, reply)) = waiters.try_recv() {
         let _ = reply.send(Err(ClientError::Disconnected(reason.clone())));
     }
 }

@@ -164,7 +164,11 @@ impl Compactor {
                                 log::error!("compaction failed: {error}");
                                 Counters::add(&act.counters.background_errors, 1);
                             }
-                            waiters.into_iter().for_each(|w| {
+                            // Full compactions asked for during this one would
+                            // wait for the next change of the set, which a dead
+                            // disk never brings: they fail with it.
+                            let queued = std::mem::take(&mut act.full_requests);
+                            waiters.into_iter().chain(queued).for_each(|w| {
                                 let _ = w.send(Err(error.clone()));
                             });
                             // Try again on the next change of the segment set, not at once.

@@ -12,20 +12,20 @@
 //! together (a pipelining server relies on this). A read sees every write
 //! whose future has completed.
 
+mod batch;
 mod compaction;
 mod compactor;
 mod memtable;
 mod merge;
 mod read_pool;
 mod recovery;
+mod scan;
 mod segment;
 mod segments;
 mod stats;
 mod version;
 
-use std::collections::BTreeMap;
 use std::future::Future;
-use std::ops::Bound;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -37,125 +37,14 @@ use tokio::sync::oneshot;
 use crate::format::wal::MAX_RECORD_BYTES;
 use crate::fs::DirectoryLock;
 use crate::{Error, Options, Result};
+pub use batch::WriteBatch;
 use compactor::{CloseCompactor, CompactAll, Compactor};
 use memtable::{Close, Flush, Gauges, MemtableActor, MemtableStart, ReadView, Write};
 use read_pool::{RangeScan, ReadWorker, SegmentGet};
+pub use scan::{ScanPage, ScanRequest};
 use segments::{CloseSegments, Connect, SegmentManager, SegmentManagerStart};
 use stats::Counters;
-
-/// An atomic group of writes: all are applied, or none.
-#[derive(Debug, Clone, Default)]
-pub struct WriteBatch {
-    pub(crate) mutations: Vec<(Bytes, Option<Bytes>)>,
-}
-
-impl WriteBatch {
-    /// An empty batch.
-    pub fn new() -> Self {
-        Self::default()
-    }
-    /// Adds a put.
-    pub fn put(&mut self, key: impl Into<Bytes>, value: impl Into<Bytes>) -> &mut Self {
-        self.mutations.push((key.into(), Some(value.into())));
-        self
-    }
-    /// Adds a delete.
-    pub fn delete(&mut self, key: impl Into<Bytes>) -> &mut Self {
-        self.mutations.push((key.into(), None));
-        self
-    }
-    /// Number of mutations.
-    pub fn len(&self) -> usize {
-        self.mutations.len()
-    }
-    /// True if the batch holds no mutation.
-    pub fn is_empty(&self) -> bool {
-        self.mutations.is_empty()
-    }
-}
-
-/// What a scan reads.
-#[derive(Debug, Clone)]
-pub struct ScanRequest {
-    /// Where the range starts.
-    pub start: Bound<Bytes>,
-    /// Where the range ends.
-    pub end: Bound<Bytes>,
-    /// At most this many entries (0: no limit other than `max_bytes`).
-    pub limit: usize,
-    /// Descending key order.
-    pub reverse: bool,
-    /// Stop once the entries returned reach this many bytes (keys plus values);
-    /// at least one entry is always returned if any exists.
-    pub max_bytes: usize,
-}
-
-/// One page of a scan.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ScanPage {
-    /// Key-value pairs in the requested order.
-    pub entries: Vec<(Bytes, Bytes)>,
-    /// True if the page stopped at `limit` or `max_bytes` with entries left.
-    pub more: bool,
-}
-
-impl ScanRequest {
-    /// Everything, ascending, in pages of at most 1000 entries or 4 MiB.
-    pub fn all() -> Self {
-        ScanRequest {
-            start: Bound::Unbounded,
-            end: Bound::Unbounded,
-            limit: 1000,
-            reverse: false,
-            max_bytes: 4 << 20,
-        }
-    }
-
-    /// `[start, end)`, ascending, in pages of at most 1000 entries or 4 MiB.
-    pub fn range(start: impl Into<Bytes>, end: impl Into<Bytes>) -> Self {
-        ScanRequest {
-            start: Bound::Included(start.into()),
-            end: Bound::Excluded(end.into()),
-            ..Self::all()
-        }
-    }
-}
-
-impl ScanPage {
-    /// Where the next page starts: for a forward scan the smallest key after
-    /// the last one returned (use as the next inclusive start); for a reverse
-    /// scan the last key returned (use as the next exclusive end). `None`
-    /// when the range is exhausted.
-    pub fn continuation(&self, reverse: bool) -> Option<Bytes> {
-        if !self.more {
-            return None;
-        }
-        let (last, _) = self.entries.last()?;
-        if reverse {
-            return Some(last.clone());
-        }
-        let mut next = Vec::with_capacity(last.len() + 1);
-        next.extend_from_slice(last);
-        next.push(0);
-        Some(Bytes::from(next))
-    }
-}
-
-/// Engine counters and gauges, by name: `writes`, `wal_syncs`,
-/// `writes_per_sync`, `flushes`, `compactions`, `write_stalls`,
-/// `bloom_filter_hits`, `live_segments`, `bytes_on_disk`, `memtable_bytes`,
-/// `level_N_segments` and more.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Stats {
-    pub counters: BTreeMap<String, u64>,
-}
-
-impl Stats {
-    /// A counter's value, 0 if unknown.
-    pub fn get(&self, name: &str) -> u64 {
-        self.counters.get(name).copied().unwrap_or(0)
-    }
-}
+pub use stats::Stats;
 
 /// A cheap-to-clone handle on an open database.
 ///

@@ -43,8 +43,7 @@ pub struct Recovered {
 pub fn recover(options: &Options) -> Result<Recovered> {
     let fs = options.fs.as_ref();
     let directory = options.directory.as_path();
-    fs.create_dir_all(directory)
-        .context(|| format!("creating directory {}", directory.display()))?;
+    create_directory(fs, directory)?;
     let lock = take_lock(fs, directory)?;
     let manifest = read_manifest(fs, directory)?.unwrap_or_default();
     let names = fs
@@ -92,6 +91,26 @@ pub fn recover(options: &Options) -> Result<Recovered> {
         wal_number,
         lock,
     })
+}
+
+/// Creates the database directory (and missing parents) durably.
+fn create_directory(fs: &dyn FileSystem, directory: &Path) -> Result<()> {
+    let missing: Vec<&Path> = directory
+        .ancestors()
+        .take_while(|dir| !dir.as_os_str().is_empty() && fs.list_dir(dir).is_err())
+        .collect();
+    fs.create_dir_all(directory)
+        .context(|| format!("creating directory {}", directory.display()))?;
+    // IMPORTANT: a new directory's name lives in its parent; until the parent
+    // is synced a crash can take the directory, and every acknowledged write
+    // in it, away.
+    for dir in missing.iter().rev() {
+        let parent = dir.parent().filter(|p| !p.as_os_str().is_empty());
+        let parent = parent.unwrap_or(Path::new("."));
+        fs.sync_dir(parent)
+            .context(|| format!("syncing directory {}", parent.display()))?;
+    }
+    Ok(())
 }
 
 fn take_lock(fs: &dyn FileSystem, directory: &Path) -> Result<Box<dyn DirectoryLock>> {

@@ -199,6 +199,11 @@ impl SegmentManager {
     fn publish(&mut self, done: JobResult, flushed_wal: Option<u64>) {
         self.set = done.set;
         self.flushed_seq = done.flushed_seq;
+        // The compactor first: once the memtable answers a flush, the
+        // caller's next CompactAll must find the flushed segment in the set.
+        if let Some(compactor) = &self.compactor {
+            compactor.do_send(SetChanged(self.set.clone()));
+        }
         if let Some(memtable) = &self.memtable {
             match flushed_wal {
                 Some(wal_number) => memtable.do_send(FlushDone {
@@ -207,9 +212,6 @@ impl SegmentManager {
                 }),
                 None => memtable.do_send(SegmentsChanged(self.set.clone())),
             }
-        }
-        if let Some(compactor) = &self.compactor {
-            compactor.do_send(SetChanged(self.set.clone()));
         }
     }
 

@@ -82,3 +82,19 @@ impl Counters {
         map
     }
 }
+
+/// Engine counters and gauges, by name: `writes`, `wal_syncs`,
+/// `writes_per_sync`, `flushes`, `compactions`, `write_stalls`,
+/// `bloom_filter_hits`, `live_segments`, `bytes_on_disk`, `memtable_bytes`,
+/// `level_N_segments` and more.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub counters: BTreeMap<String, u64>,
+}
+
+impl Stats {
+    /// A counter's value, 0 if unknown.
+    pub fn get(&self, name: &str) -> u64 {
+        self.counters.get(name).copied().unwrap_or(0)
+    }
+}

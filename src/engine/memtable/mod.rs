@@ -618,6 +618,22 @@ impl Handler<FlushFailed> for MemtableActor {
         for (_, reply) in std::mem::take(&mut self.flush_waiters) {
             let _ = reply.send(Err(msg.error.clone()));
         }
+        // Requests still waiting for room to freeze wait on this flush too.
+        for reply in std::mem::take(&mut self.flush_requests) {
+            let _ = reply.send(Err(msg.error.clone()));
+        }
+        // Writes held back for this flush would wait as long as the disk
+        // fails: answer them with the error (nothing of theirs was written).
+        // The flush is retried; writes that come later wait for the retry.
+        if self.stalled_since.is_some() {
+            self.end_stall();
+            let error = Error::io(
+                "flushing failed, so writes cannot be taken",
+                std::io::Error::other(msg.error.to_string()),
+            );
+            let stalled = std::mem::take(&mut self.pending);
+            self.fail_group(stalled, &error);
+        }
     }
 }
 

@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use std::io;
 use std::ops::Bound::{self, Excluded, Included, Unbounded};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::mpsc;
 
 use bytes::Bytes;
 
@@ -15,17 +16,23 @@ use crate::format::{Entry, EntryIter, KeyRange};
 use crate::fs::{FileSystem, ReadableFile, StdFs, WritableFile};
 use crate::{Error, Result};
 
-/// A writable file whose bytes the test keeps a handle to.
-#[derive(Debug, Clone, Default)]
-pub(super) struct MemFile(pub(super) Arc<Mutex<Vec<u8>>>);
+/// A writable file that sends each write to the test (no shared lock).
+#[derive(Debug)]
+pub(super) struct MemFile(mpsc::Sender<Vec<u8>>);
+
+impl MemFile {
+    /// The file, and where its writes arrive.
+    pub(super) fn new() -> (MemFile, mpsc::Receiver<Vec<u8>>) {
+        let (tx, rx) = mpsc::channel();
+        (MemFile(tx), rx)
+    }
+}
 
 impl WritableFile for MemFile {
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
         self.0
-            .lock()
-            .map_err(|_| io::Error::other("poisoned"))?
-            .extend_from_slice(buf);
-        Ok(())
+            .send(buf.to_vec())
+            .map_err(|_| io::Error::other("reader gone"))
     }
     fn sync_data(&mut self) -> io::Result<()> {
         Ok(())
@@ -82,14 +89,13 @@ pub(super) fn sample_entries(count: usize) -> Vec<Entry> {
 
 /// The bytes of a table holding `entries`.
 pub(super) fn build(entries: &[Entry], options: TableOptions) -> Result<(Vec<u8>, TableSummary)> {
-    let file = MemFile::default();
-    let mut writer = SstableWriter::new(Box::new(file.clone()), PathBuf::from("mem.sst"), options);
+    let (file, written) = MemFile::new();
+    let mut writer = SstableWriter::new(Box::new(file), PathBuf::from("mem.sst"), options);
     for e in entries {
         writer.add(e)?;
     }
     let summary = writer.finish()?;
-    let bytes = file.0.lock().map_err(|_| Error::Closed)?.clone();
-    Ok((bytes, summary))
+    Ok((written.try_iter().flatten().collect(), summary))
 }
 
 pub(super) fn open(bytes: Vec<u8>) -> Result<Arc<SstableReader>> {
@@ -267,7 +273,8 @@ fn a_value_larger_than_a_block_gets_its_own_block() -> Result<()> {
 
 #[test]
 fn keys_must_increase_and_tables_must_not_be_empty() -> Result<()> {
-    let mut writer = SstableWriter::new(Box::new(MemFile::default()), "t.sst".into(), OPTIONS);
+    let (file, _written) = MemFile::new();
+    let mut writer = SstableWriter::new(Box::new(file), "t.sst".into(), OPTIONS);
     writer.add(&entry("b", 1, None))?;
     assert!(matches!(
         writer.add(&entry("b", 2, None)),
@@ -278,14 +285,15 @@ fn keys_must_increase_and_tables_must_not_be_empty() -> Result<()> {
         Err(Error::InvalidArgument(_))
     ));
     assert_eq!(writer.entry_count(), 1);
-    let empty = SstableWriter::new(Box::new(MemFile::default()), "t.sst".into(), OPTIONS);
+    let (file, _written_too) = MemFile::new();
+    let empty = SstableWriter::new(Box::new(file), "t.sst".into(), OPTIONS);
     assert!(matches!(empty.finish(), Err(Error::InvalidArgument(_))));
     Ok(())
 }
 
 #[test]
 fn estimated_size_is_close_to_the_file_size() -> Result<()> {
-    let file = MemFile::default();
+    let (file, _written) = MemFile::new();
     let mut writer = SstableWriter::new(Box::new(file), "t.sst".into(), OPTIONS);
     for e in sample_entries(1000) {
         writer.add(&e)?;

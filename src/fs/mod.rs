@@ -3,7 +3,11 @@
 //! failing or power-loss-simulating file system in its place.
 //!
 //! [`StdFs`] is the real one. It creates directories with mode 0700 and files
-//! with mode 0600: a database's data is its owner's alone.
+//! with mode 0600: a database's data is its owner's alone. [`sim::SimFs`] is
+//! an in-memory one for tests: it tracks what is durable, simulates power
+//! loss and injects faults.
+
+pub mod sim;
 
 use std::fmt::Debug;
 use std::fs::{File, OpenOptions};
