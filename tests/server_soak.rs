@@ -248,13 +248,22 @@ fn sigkill_soak_keeps_every_acknowledged_write() {
             server.child.kill().unwrap(); // SIGKILL
             let mut out = Vec::new();
             for writer in writers {
-                let (model, acked) = writer.await.unwrap();
+                // The server is dead: every writer must see that at once.
+                let joined = tokio::time::timeout(Duration::from_secs(30), writer).await;
+                let (model, acked) = joined.expect("a writer hung after SIGKILL").unwrap();
                 acked_total += acked;
                 out.push(model);
             }
             out
         });
         server.child.wait().unwrap();
+        if (cycle + 1) % 20 == 0 {
+            let secs = started.elapsed().as_secs_f64();
+            println!(
+                "soak: {} cycles, {acked_total} acked writes, {secs:.0} s",
+                cycle + 1
+            );
+        }
     }
     let mut server = start_server(&dir);
     let (checked, losses) = runtime.block_on(verify(server.addr, &models));
