@@ -10,6 +10,8 @@
 //! - [`fs`]: the file-system layer every file access goes through.
 //! - [`server`]: the TCP server (listener, one session actor per connection,
 //!   frame codec) speaking the protocol of `docs/PROTOCOL.md`.
+//! - [`resp`]: the Redis-protocol (RESP2/RESP3) listener on the same
+//!   database, for Redis clients (`run_server --resp-port`).
 //! - [`client`]: the async client library and the shell's command parser.
 //! - [`proto`]: the protobuf messages generated from `protos/`.
 //! - [`options`], [`error`]: engine options and the engine error type.
@@ -27,6 +29,7 @@ pub mod format;
 pub mod fs;
 pub mod options;
 pub mod proto;
+pub mod resp;
 pub mod server;
 
 pub use engine::{Db, ScanPage, ScanRequest, Stats, WriteBatch};

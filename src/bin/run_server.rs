@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
+use naive_kv::resp::{self, RespConfig};
 use naive_kv::server::{self, ServerConfig, auth};
 use naive_kv::{Options, SyncPolicy};
 
@@ -23,6 +24,10 @@ struct Args {
     /// Port to listen on.
     #[arg(long, default_value_t = 1024)]
     port: u16,
+    /// Also serve the Redis protocol (RESP2/RESP3) on this port, same --ip
+    /// and database (off by default).
+    #[arg(long)]
+    resp_port: Option<u16>,
     /// Threads serving connections (default: the number of cores).
     #[arg(long)]
     workers: Option<usize>,
@@ -82,6 +87,18 @@ impl Args {
         options
     }
 
+    fn resp_config(&self, options: &Options) -> RespConfig {
+        let mut config = RespConfig {
+            max_bulk_bytes: options.max_value_bytes.max(options.max_key_bytes),
+            max_connections: self.max_connections,
+            ..RespConfig::default()
+        };
+        if let Some(workers) = self.workers {
+            config.workers = workers;
+        }
+        config
+    }
+
     /// The server configuration; loads the token file and checks the
     /// listening address is not exposed without one.
     fn config(&self) -> Result<ServerConfig, String> {
@@ -102,7 +119,15 @@ impl Args {
             }
             config.auth_token = Some(loaded.token);
         }
-        auth::check_exposure(self.ip, config.auth_token.is_some(), self.insecure)?;
+        if self.resp_port.is_some() && config.auth_token.is_some() {
+            // A token the RESP port ignores would only look like protection.
+            return Err("--auth-token-file does not protect the Redis listener \
+                        (--resp-port), which has no AUTH yet; drop one of them"
+                .to_string());
+        }
+        // The Redis listener has no AUTH: it counts as unprotected.
+        let protected = config.auth_token.is_some() && self.resp_port.is_none();
+        auth::check_exposure(self.ip, protected, self.insecure)?;
         Ok(config)
     }
 }
@@ -129,9 +154,16 @@ fn main() -> ExitCode {
     let result = actix::System::new().block_on(async {
         let shutdown =
             server::shutdown_signal().map_err(|e| format!("cannot handle signals: {e}"))?;
-        server::serve(addr, args.options(), config, shutdown)
-            .await
-            .map_err(|e| e.to_string())
+        let options = args.options();
+        let served = match args.resp_port {
+            None => server::serve(addr, options, config, shutdown).await,
+            Some(port) => {
+                let resp_addr = SocketAddr::new(args.ip, port);
+                let resp_config = args.resp_config(&options);
+                resp::serve_beside(addr, resp_addr, options, config, resp_config, shutdown).await
+            }
+        };
+        served.map_err(|e| e.to_string())
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

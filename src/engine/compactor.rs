@@ -15,9 +15,8 @@ use super::segment::{FileNumbers, Segment, SegmentBuilder};
 use super::segments::{InstallCompaction, SegmentManager};
 use super::stats::Counters;
 use super::version::{SegmentSet, chain_segments};
-use crate::error::IoContext;
-use crate::format::EntryIter;
 use crate::format::sstable::TableOptions;
+use crate::format::{Entry, EntryIter};
 use crate::fs::DirectoryLock;
 use crate::proto::storage::SegmentMeta;
 use crate::{Error, Options, Result};
@@ -219,11 +218,8 @@ impl MergeJob {
     fn run(self) -> Result<Vec<SegmentMeta>> {
         let fs = self.options.fs.as_ref();
         let directory = &self.options.directory;
-        let table_options = TableOptions {
-            block_bytes: self.options.block_bytes,
-            bloom_bits_per_key: self.options.bloom_bits_per_key,
-        };
-        let mut builder = SegmentBuilder::new(
+        let table_options = TableOptions::from(&*self.options);
+        let builder = SegmentBuilder::new(
             fs,
             directory,
             &self.numbers,
@@ -231,28 +227,21 @@ impl MergeJob {
             self.options.target_segment_bytes,
             self.task.output_level,
         );
-        if let Err(error) = self.copy_merged(&mut builder) {
-            builder.abandon();
-            return Err(error);
-        }
-        let metas = builder.finish()?;
-        // IMPORTANT: the outputs' directory entries must be durable before
-        // the manifest names them.
-        fs.sync_dir(directory)
-            .context(|| format!("syncing directory {}", directory.display()))?;
-        Ok(metas)
+        builder.write_all(&mut CompactionStream {
+            merged: self.merged_inputs(),
+            drop_tombstones: self.task.drop_tombstones,
+            cancel: &self.cancel,
+        })
     }
 
-    fn copy_merged(&self, builder: &mut SegmentBuilder<'_>) -> Result<()> {
+    /// The inputs merged, newest version of each key first.
+    fn merged_inputs(&self) -> MergeIter {
         let all = (std::ops::Bound::Unbounded, std::ops::Bound::Unbounded);
         let mut sources: Vec<Box<dyn EntryIter>> = Vec::new();
         for (level, segments) in self.inputs.iter().enumerate() {
             if level == 0 {
-                sources.extend(
-                    segments
-                        .iter()
-                        .map(|s| Box::new(s.reader.iter(all.clone(), false)) as Box<dyn EntryIter>),
-                );
+                let iters = segments.iter().map(|s| s.reader.iter(all.clone(), false));
+                sources.extend(iters.map(|iter| Box::new(iter) as Box<dyn EntryIter>));
             } else if !segments.is_empty() {
                 sources.push(Box::new(chain_segments(
                     segments.clone(),
@@ -261,17 +250,29 @@ impl MergeJob {
                 )));
             }
         }
-        let mut merged = MergeIter::new(sources, false);
-        while let Some(entry) = merged.next_entry()? {
+        MergeIter::new(sources, false)
+    }
+}
+
+/// What a compaction writes: the merged inputs, without tombstones when
+/// nothing deeper can hold the key; stops with `Closed` when cancelled.
+struct CompactionStream<'a> {
+    merged: MergeIter,
+    drop_tombstones: bool,
+    cancel: &'a AtomicBool,
+}
+
+impl EntryIter for CompactionStream<'_> {
+    fn next_entry(&mut self) -> Result<Option<Entry>> {
+        while let Some(entry) = self.merged.next_entry()? {
             if self.cancel.load(Ordering::Relaxed) {
                 return Err(Error::Closed);
             }
-            if entry.value.is_none() && self.task.drop_tombstones {
-                continue;
+            if entry.value.is_some() || !self.drop_tombstones {
+                return Ok(Some(entry));
             }
-            builder.add(&entry)?;
         }
-        Ok(())
+        Ok(None)
     }
 }
 

@@ -206,10 +206,7 @@ fn flush_recovered(
             wal_number: 0,
             max_seq: flushed_seq,
         };
-        let table_options = TableOptions {
-            block_bytes: options.block_bytes,
-            bloom_bits_per_key: options.bloom_bits_per_key,
-        };
+        let table_options = TableOptions::from(options);
         for meta in write_segments(options, numbers, table_options, &frozen)? {
             added.push(Arc::new(Segment::open(fs, &options.directory, meta)?));
         }

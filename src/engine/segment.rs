@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::Result;
 use crate::error::IoContext;
 use crate::format::sstable::{SstableReader, SstableWriter, TableOptions, TableSummary};
-use crate::format::{Entry, segment_file_name, temporary_segment_file_name};
+use crate::format::{Entry, EntryIter, segment_file_name, temporary_segment_file_name};
 use crate::fs::FileSystem;
 use crate::proto::storage::SegmentMeta;
 
@@ -146,6 +146,35 @@ impl<'a> SegmentBuilder<'a> {
     pub fn finish(mut self) -> Result<Vec<SegmentMeta>> {
         self.finish_current()?;
         Ok(std::mem::take(&mut self.finished))
+    }
+
+    /// Writes every entry of `entries`, finishes, and syncs the directory,
+    /// so that the caller may name the segments in the manifest. On any
+    /// error, removes what it wrote.
+    pub fn write_all(mut self, entries: &mut dyn EntryIter) -> Result<Vec<SegmentMeta>> {
+        let copied = loop {
+            match entries.next_entry() {
+                Ok(Some(entry)) => {
+                    if let Err(error) = self.add(&entry) {
+                        break Err(error);
+                    }
+                }
+                Ok(None) => break Ok(()),
+                Err(error) => break Err(error),
+            }
+        };
+        if let Err(error) = copied {
+            self.abandon();
+            return Err(error);
+        }
+        let (fs, directory) = (self.fs, self.directory);
+        let metas = self.finish()?;
+        // IMPORTANT: the segments' directory entries must be durable before
+        // the manifest names them, or a crash could leave a manifest naming
+        // no file.
+        fs.sync_dir(directory)
+            .context(|| format!("syncing directory {}", directory.display()))?;
+        Ok(metas)
     }
 
     /// Removes what was written, after a failure.

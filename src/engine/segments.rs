@@ -19,10 +19,10 @@ use tokio::sync::oneshot;
 use super::compaction::CompactionTask;
 use super::compactor::{Compactor, SetChanged};
 use super::memtable::{FlushDone, FlushFailed, FrozenMemtable, MemtableActor, SegmentsChanged};
+use super::merge::MemTableIter;
 use super::segment::{FileNumbers, Segment, SegmentBuilder};
 use super::stats::Counters;
 use super::version::SegmentSet;
-use crate::error::IoContext;
 use crate::format::manifest::write_manifest;
 use crate::format::sstable::TableOptions;
 use crate::format::{segment_file_name, wal_file_name};
@@ -248,10 +248,7 @@ struct JobContext {
 
 impl JobContext {
     fn table_options(&self) -> TableOptions {
-        TableOptions {
-            block_bytes: self.options.block_bytes,
-            bloom_bits_per_key: self.options.bloom_bits_per_key,
-        }
+        TableOptions::from(&*self.options)
     }
 
     /// Memtable to segment, manifest, then the WAL goes.
@@ -322,23 +319,9 @@ pub fn write_segments(
     frozen: &FrozenMemtable,
 ) -> Result<Vec<SegmentMeta>> {
     let fs = options.fs.as_ref();
-    let directory = &options.directory;
-    let mut builder = SegmentBuilder::new(fs, directory, numbers, table_options, u64::MAX, 0);
-    for entry in frozen
-        .table
-        .range(&(Bound::Unbounded, Bound::Unbounded), false)
-    {
-        if let Err(error) = builder.add(&entry) {
-            builder.abandon();
-            return Err(error);
-        }
-    }
-    let metas = builder.finish()?;
-    // IMPORTANT: the segment's directory entry must be durable before the
-    // manifest names it, or a crash could leave a manifest naming no file.
-    fs.sync_dir(directory)
-        .context(|| format!("syncing directory {}", directory.display()))?;
-    Ok(metas)
+    let builder = SegmentBuilder::new(fs, &options.directory, numbers, table_options, u64::MAX, 0);
+    let all = (Bound::Unbounded, Bound::Unbounded);
+    builder.write_all(&mut MemTableIter::new(frozen.table.clone(), all, false))
 }
 
 impl Actor for SegmentManager {

@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# NaiveKV's RESP port against redis-server with an append-only file, same
+# machine, same redis-benchmark runs (not run in CI).
+#
+# Pairs compared, each with pipelines of 1 and 16:
+#   NaiveKV --sync always              vs redis --appendonly yes --appendfsync always
+#   NaiveKV --sync interval (1000 ms)  vs redis --appendonly yes --appendfsync everysec
+# Each run: redis-benchmark -t set,get -n $N -c $CLIENTS -P {1,16} -q --csv.
+# Prints requests/s for each and NaiveKV's ratio to Redis, and the load.
+#
+# Usage: scripts/redis-bench.sh   (N=200000 CLIENTS=50 by default)
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+N=${N:-200000}
+CLIENTS=${CLIENTS:-50}
+
+for tool in redis-server redis-benchmark redis-cli; do
+    if ! command -v "$tool" >/dev/null; then
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq >/dev/null && apt-get install -y -qq redis-tools redis-server >/dev/null
+        break
+    fi
+done
+cargo build --release --quiet --bin run_server
+
+work=$(mktemp -d)
+pid=""
+port=""
+stop() {
+    if [[ -n "$pid" ]]; then
+        kill "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+        pid=""
+    fi
+}
+trap 'stop; rm -rf "$work"' EXIT
+
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+wait_ready() {
+    for _ in $(seq 100); do
+        [[ "$(redis-cli -p "$1" ping 2>/dev/null)" == "PONG" ]] && return 0
+        sleep 0.1
+    done
+    echo "server on $1 did not start" >&2
+    return 1
+}
+
+# Both start a server in the background, setting $pid and $port (not in a
+# subshell: $pid must survive for stop).
+start_naive() { # sync flags...
+    port=$(free_port)
+    rm -rf "$work/naive"
+    RUST_LOG=warn target/release/run_server --directory "$work/naive" --port "$(free_port)" \
+        --resp-port "$port" "$@" >"$work/naive.log" 2>&1 &
+    pid=$!
+    wait_ready "$port"
+}
+
+start_redis() { # appendfsync
+    port=$(free_port)
+    rm -rf "$work/redis" && mkdir -p "$work/redis"
+    redis-server --port "$port" --bind 127.0.0.1 --dir "$work/redis" --save "" \
+        --appendonly yes --appendfsync "$1" --daemonize no >"$work/redis.log" 2>&1 &
+    pid=$!
+    wait_ready "$port"
+}
+
+# requests/s of "SET" and "GET" from a CSV run, as "set get".
+bench() { # port pipeline
+    redis-benchmark -p "$1" -t set,get -n "$N" -c "$CLIENTS" -P "$2" -q --csv 2>/dev/null \
+        | awk -F'"' '$2 == "SET" { s = $4 } $2 == "GET" { g = $4 } END { print s, g }'
+}
+
+echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, $(redis-server --version | cut -d' ' -f1-3)"
+echo "# load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "# redis-benchmark -t set,get -n $N -c $CLIENTS -q --csv"
+printf '| %-44s | %-3s | %-4s | %12s | %12s | %6s |\n' durability P test "NaiveKV r/s" "Redis r/s" ratio
+printf '|%s|%s|%s|%s|%s|%s|\n' "$(printf -- '-%.0s' {1..46})" ----- ------ \
+    "$(printf -- '-%.0s' {1..14})" "$(printf -- '-%.0s' {1..14})" --------
+for pair in "always|--sync always|always" "1 s|--sync interval --sync-interval-ms 1000|everysec"; do
+    IFS='|' read -r label naive_flags redis_fsync <<<"$pair"
+    for pipeline in 1 16; do
+        # shellcheck disable=SC2086
+        start_naive $naive_flags
+        read -r naive_set naive_get < <(bench "$port" "$pipeline")
+        stop
+        start_redis "$redis_fsync"
+        read -r redis_set redis_get < <(bench "$port" "$pipeline")
+        stop
+        name="sync $label / appendfsync $redis_fsync"
+        for t in SET GET; do
+            if [[ $t == SET ]]; then a=$naive_set b=$redis_set; else a=$naive_get b=$redis_get; fi
+            ratio=$(python3 -c "print(f'{float(\"$a\") / float(\"$b\"):.2f}')" 2>/dev/null || echo "?")
+            printf '| %-44s | %-3s | %-4s | %12s | %12s | %6s |\n' "$name" "$pipeline" "$t" "$a" "$b" "$ratio"
+        done
+    done
+done
+echo "# load after: $(cut -d' ' -f1-3 /proc/loadavg)"

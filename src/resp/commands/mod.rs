@@ -1,0 +1,244 @@
+//! Commands: an argument list to a [`Parsed`] request, and an engine
+//! request to a future of its reply. Parsing is pure; only [`execute`]
+//! touches the database.
+//!
+//! - [`table`]: the command table (arity, flags) behind arity checks and
+//!   `COMMAND`.
+//! - [`strings`]: GET, SET, MGET, MSET, SETNX, INCR family, APPEND, STRLEN,
+//!   and the read-modify-write operations the [`Counter`] applies.
+//! - [`keys`]: DEL, EXISTS, DBSIZE, SCAN, KEYS.
+//! - [`server`]: PING, ECHO, SELECT, QUIT, HELLO, CLIENT, COMMAND, CONFIG,
+//!   INFO.
+
+pub mod keys;
+pub mod server;
+pub mod strings;
+pub mod table;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::Addr;
+use bytes::Bytes;
+use futures_util::future::LocalBoxFuture;
+
+use super::counter::Counter;
+use super::cursors::Cursors;
+use super::reply::{Protocol, Reply};
+use crate::Db;
+
+/// What a connection remembers between commands.
+#[derive(Debug, Clone, Default)]
+pub struct Connection {
+    /// `CLIENT ID` and `HELLO`'s `id`.
+    pub id: u64,
+    /// Set by `HELLO`.
+    pub protocol: Protocol,
+    /// Set by `CLIENT SETNAME` or `HELLO ... SETNAME`.
+    pub name: Option<Bytes>,
+}
+
+/// What the server knows about itself, for `INFO`.
+#[derive(Debug)]
+pub struct ServerInfo {
+    pub started: Instant,
+    pub port: u16,
+}
+
+/// What engine requests run against; one per server, cloned per session.
+#[derive(Clone)]
+pub struct Engine {
+    pub db: Db,
+    /// Owns every read-modify-write, one at a time.
+    pub counter: Addr<Counter>,
+    pub info: Arc<ServerInfo>,
+    /// SCAN's cursor table, shared by all connections.
+    pub cursors: Cursors,
+}
+
+/// A parsed request.
+#[derive(Debug)]
+pub enum Parsed {
+    /// Answered without the engine (errors, PING, HELLO, CLIENT ...).
+    Reply(Reply),
+    /// `QUIT`: answer `+OK` and close.
+    Quit,
+    /// Needs the database.
+    Engine(Op),
+}
+
+/// A request for the database.
+#[derive(Debug)]
+pub enum Op {
+    Get(Bytes),
+    Set(Bytes, Bytes),
+    MGet(Vec<Bytes>),
+    MSet(Vec<(Bytes, Bytes)>),
+    Exists(Vec<Bytes>),
+    Strlen(Bytes),
+    Del(Vec<Bytes>),
+    Rmw(strings::Rmw),
+    DbSize,
+    Scan(keys::Scan),
+    Keys(Bytes),
+    Info(Vec<String>),
+}
+
+/// How a request relates to the others on its connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Observes: waits until every earlier write is acknowledged.
+    Read,
+    /// Changes: sent at once, in arrival order, unless an earlier request
+    /// is held or an earlier read-modify-write is unanswered.
+    Write,
+    /// Both: waits for every earlier write, and later writes wait for it.
+    ReadWrite,
+}
+
+impl Op {
+    /// The access kind of this request.
+    pub fn access(&self) -> Access {
+        match self {
+            Op::Set(..) | Op::MSet(_) => Access::Write,
+            Op::Del(_) | Op::Rmw(_) => Access::ReadWrite,
+            Op::Get(_)
+            | Op::MGet(_)
+            | Op::Exists(_)
+            | Op::Strlen(_)
+            | Op::DbSize
+            | Op::Scan(_)
+            | Op::Keys(_)
+            | Op::Info(_) => Access::Read,
+        }
+    }
+}
+
+/// Parses one request; connection commands (HELLO, CLIENT SETNAME) update
+/// `connection`.
+pub fn parse(args: Vec<Bytes>, connection: &mut Connection) -> Parsed {
+    let Some(first) = args.first() else {
+        return Parsed::Reply(Reply::ok());
+    };
+    let name = String::from_utf8_lossy(first).to_ascii_lowercase();
+    let Some(spec) = table::find(&name) else {
+        return Parsed::Reply(unknown_command(&args));
+    };
+    if !spec.arity_ok(args.len()) {
+        return Parsed::Reply(wrong_arity(spec.name));
+    }
+    let rest = &args[1..];
+    match strings::parse(spec.name, rest) {
+        Some(parsed) => parsed,
+        None => keys::parse(spec.name, rest)
+            .unwrap_or_else(|| server::parse(spec.name, rest, connection)),
+    }
+}
+
+/// Runs an engine request; the reply future is `'static` and the request is
+/// enqueued before this returns (writes keep their order).
+pub fn execute(op: Op, engine: &Engine) -> LocalBoxFuture<'static, Reply> {
+    match op {
+        Op::Info(sections) => server::info(engine, sections),
+        Op::Del(_) | Op::Exists(_) | Op::DbSize | Op::Scan(_) | Op::Keys(_) => {
+            keys::execute(op, &engine.db, &engine.cursors)
+        }
+        other => strings::execute(other, engine),
+    }
+}
+
+/// `ERR unknown command 'foo', with args beginning with: 'a' 'b' `, as
+/// Redis 7 words it (each argument cut to fit 128 bytes in all).
+pub fn unknown_command(args: &[Bytes]) -> Reply {
+    let name = clip(args.first().map_or(&b""[..], |a| a), 128);
+    let mut listed = String::new();
+    for arg in args.iter().skip(1) {
+        if listed.len() >= 128 {
+            break;
+        }
+        listed.push_str(&format!("'{}' ", clip(arg, 128 - listed.len())));
+    }
+    Reply::err(format!(
+        "unknown command '{name}', with args beginning with: {listed}"
+    ))
+}
+
+/// `ERR wrong number of arguments for 'get' command`.
+pub fn wrong_arity(name: &str) -> Reply {
+    Reply::err(format!("wrong number of arguments for '{name}' command"))
+}
+
+/// `ERR syntax error`.
+pub fn syntax_error() -> Reply {
+    Reply::err("syntax error")
+}
+
+/// `ERR value is not an integer or out of range`.
+pub fn not_an_integer() -> Reply {
+    Reply::err("value is not an integer or out of range")
+}
+
+/// An engine error as a reply: `ERR ` and the engine's message.
+pub fn engine_error(error: &crate::Error) -> Reply {
+    Reply::err(error)
+}
+
+/// A signed integer argument, as Redis's `string2ll` reads it.
+pub fn int_arg(arg: &[u8]) -> Option<i64> {
+    std::str::from_utf8(arg)
+        .ok()
+        .filter(|s| !s.starts_with('+') && (s.len() == 1 || !s.starts_with('0')))
+        .and_then(|s| s.parse().ok())
+}
+
+/// The first `max` bytes of `arg`, lossily as text.
+fn clip(arg: &[u8], max: usize) -> String {
+    String::from_utf8_lossy(&arg[..arg.len().min(max)]).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<Bytes> {
+        list.iter()
+            .map(|w| Bytes::copy_from_slice(w.as_bytes()))
+            .collect()
+    }
+
+    fn error_of(list: &[&str]) -> String {
+        match parse(args(list), &mut Connection::default()) {
+            Parsed::Reply(Reply::Error(e)) => e,
+            other => format!("not an error: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn unknown_and_arity_errors_are_worded_as_redis() {
+        assert_eq!(
+            error_of(&["foo", "a"]),
+            "ERR unknown command 'foo', with args beginning with: 'a' "
+        );
+        assert_eq!(
+            error_of(&["foo"]),
+            "ERR unknown command 'foo', with args beginning with: "
+        );
+        assert_eq!(
+            error_of(&["GET"]),
+            "ERR wrong number of arguments for 'get' command"
+        );
+        assert_eq!(
+            error_of(&["mset", "a"]),
+            "ERR wrong number of arguments for 'mset' command"
+        );
+    }
+
+    #[test]
+    fn integers_are_strict() {
+        assert_eq!(int_arg(b"-12"), Some(-12));
+        assert_eq!(int_arg(b"0"), Some(0));
+        assert_eq!(int_arg(b"012"), None);
+        assert_eq!(int_arg(b"+1"), None);
+        assert_eq!(int_arg(b"1.5"), None);
+    }
+}

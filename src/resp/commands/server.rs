@@ -1,0 +1,318 @@
+//! Connection and server commands: PING, ECHO, SELECT, QUIT, HELLO, CLIENT,
+//! COMMAND, CONFIG (GET only), INFO. All but INFO are answered without the
+//! database.
+
+use bytes::Bytes;
+use futures_util::FutureExt;
+use futures_util::future::LocalBoxFuture;
+
+use super::{Connection, Engine, Op, Parsed, int_arg, keys, not_an_integer, syntax_error, table};
+use crate::resp::glob;
+use crate::resp::reply::{Protocol, Reply};
+
+/// The Redis version whose replies we follow; clients read it from HELLO
+/// and INFO to decide what they may send.
+pub const REDIS_VERSION: &str = "7.2.0";
+
+/// What `CONFIG GET` reports: redis-benchmark asks for `save` and
+/// `appendonly` at start-up. NaiveKV always logs writes ahead, and takes no
+/// snapshots.
+const CONFIG: &[(&str, &str)] = &[
+    ("save", ""),
+    ("appendonly", "yes"),
+    ("databases", "1"),
+    ("maxmemory", "0"),
+];
+
+/// Parses a connection or server command.
+pub fn parse(name: &str, args: &[Bytes], connection: &mut Connection) -> Parsed {
+    let reply = match name {
+        "ping" => match args {
+            [] => Reply::Status("PONG".into()),
+            [message] => Reply::Bulk(message.clone()),
+            _ => super::wrong_arity("ping"),
+        },
+        "echo" => Reply::Bulk(args.first().cloned().unwrap_or_default()),
+        "select" => match args.first().and_then(|a| int_arg(a)) {
+            Some(0) => Reply::ok(),
+            Some(_) => Reply::err("DB index is out of range"),
+            None => not_an_integer(),
+        },
+        "quit" => return Parsed::Quit,
+        "hello" => hello(args, connection),
+        "client" => client(args, connection),
+        "command" => command(args),
+        "config" => config(args),
+        "info" => {
+            let sections = args
+                .iter()
+                .map(|a| String::from_utf8_lossy(a).to_ascii_lowercase())
+                .collect();
+            return Parsed::Engine(Op::Info(sections));
+        }
+        _ => super::unknown_command(args),
+    };
+    Parsed::Reply(reply)
+}
+
+/// `HELLO [protover [AUTH user pass] [SETNAME name]]`.
+fn hello(args: &[Bytes], connection: &mut Connection) -> Reply {
+    let mut protocol = connection.protocol;
+    if let Some(version) = args.first() {
+        protocol = match int_arg(version) {
+            Some(2) => Protocol::Resp2,
+            Some(3) => Protocol::Resp3,
+            Some(_) => return Reply::Error("NOPROTO unsupported protocol version".into()),
+            None => return Reply::err("Protocol version is not an integer or out of range"),
+        };
+    }
+    let mut name = None;
+    let mut i = 1;
+    while let Some(option) = args.get(i) {
+        let option = String::from_utf8_lossy(option).to_ascii_lowercase();
+        match (option.as_str(), args.get(i + 1), args.get(i + 2)) {
+            ("auth", Some(user), Some(_)) => {
+                // No passwords are configured: the default user takes any.
+                if user.as_ref() != b"default" {
+                    return Reply::Error(
+                        "WRONGPASS invalid username-password pair or user is disabled.".into(),
+                    );
+                }
+                i += 3;
+            }
+            ("setname", Some(new), _) => {
+                if let Err(reply) = check_name(new) {
+                    return reply;
+                }
+                name = Some(new.clone());
+                i += 2;
+            }
+            _ => return Reply::err(format!("Syntax error in HELLO option '{option}'")),
+        }
+    }
+    connection.protocol = protocol;
+    if let Some(name) = name {
+        connection.name = (!name.is_empty()).then_some(name);
+    }
+    Reply::Map(vec![
+        (Reply::text("server"), Reply::text("redis")),
+        (Reply::text("version"), Reply::text(REDIS_VERSION)),
+        (Reply::text("proto"), Reply::Integer(protocol.version())),
+        (Reply::text("id"), Reply::Integer(connection.id as i64)),
+        (Reply::text("mode"), Reply::text("standalone")),
+        (Reply::text("role"), Reply::text("master")),
+        (Reply::text("modules"), Reply::Array(vec![])),
+    ])
+}
+
+fn check_name(name: &[u8]) -> Result<(), Reply> {
+    if name.iter().all(|&b| (b'!'..=b'~').contains(&b)) {
+        Ok(())
+    } else {
+        Err(Reply::err(
+            "Client names cannot contain spaces, newlines or special characters.",
+        ))
+    }
+}
+
+/// `CLIENT SETNAME | GETNAME | SETINFO | ID | INFO`.
+fn client(args: &[Bytes], connection: &mut Connection) -> Reply {
+    let sub = lower(args.first());
+    let arity_ok = match sub.as_str() {
+        "setname" => args.len() == 2,
+        "getname" | "id" | "info" => args.len() == 1,
+        "setinfo" => args.len() == 3,
+        _ => return unknown_subcommand(&sub, "CLIENT"),
+    };
+    if !arity_ok {
+        return super::wrong_arity(&format!("client|{sub}"));
+    }
+    match (sub.as_str(), args.get(1), args.get(2)) {
+        ("setname", Some(name), _) => match check_name(name) {
+            Ok(()) => {
+                connection.name = (!name.is_empty()).then(|| name.clone());
+                Reply::ok()
+            }
+            Err(reply) => reply,
+        },
+        ("getname", ..) => Reply::value(connection.name.clone()),
+        ("id", ..) => Reply::Integer(connection.id as i64),
+        ("info", ..) => Reply::text(format!(
+            "id={} name={} resp={}\n",
+            connection.id,
+            String::from_utf8_lossy(connection.name.as_deref().unwrap_or_default()),
+            connection.protocol.version()
+        )),
+        ("setinfo", Some(attribute), Some(_)) => {
+            let attribute = String::from_utf8_lossy(attribute).to_ascii_lowercase();
+            if attribute == "lib-name" || attribute == "lib-ver" {
+                Reply::ok()
+            } else {
+                Reply::err(format!("Unrecognized option '{attribute}'"))
+            }
+        }
+        _ => syntax_error(),
+    }
+}
+
+/// `COMMAND`, `COMMAND COUNT | LIST | INFO name... | DOCS [name...]`.
+fn command(args: &[Bytes]) -> Reply {
+    let all = || table::COMMANDS.iter();
+    match lower(args.first()).as_str() {
+        "" => Reply::Array(all().map(table::Spec::info).collect()),
+        "count" => Reply::Integer(table::COMMANDS.len() as i64),
+        "list" => Reply::Array(all().map(|s| Reply::text(s.name)).collect()),
+        "info" => Reply::Array(
+            args[1..]
+                .iter()
+                .map(|name| {
+                    let name = String::from_utf8_lossy(name).to_ascii_lowercase();
+                    table::find(&name).map_or(Reply::Null, table::Spec::info)
+                })
+                .collect(),
+        ),
+        // No documentation is served; redis-cli starts without hints.
+        "docs" => Reply::Map(vec![]),
+        sub => unknown_subcommand(sub, "COMMAND"),
+    }
+}
+
+/// `CONFIG GET pattern...` over [`CONFIG`]; `CONFIG RESETSTAT`.
+fn config(args: &[Bytes]) -> Reply {
+    match lower(args.first()).as_str() {
+        "get" if args.len() < 2 => super::wrong_arity("config|get"),
+        "get" => Reply::Map(
+            CONFIG
+                .iter()
+                .filter(|(name, _)| {
+                    args[1..]
+                        .iter()
+                        .any(|p| glob::matches(&p.to_ascii_lowercase(), name.as_bytes()))
+                })
+                .map(|(name, value)| (Reply::text(*name), Reply::text(*value)))
+                .collect(),
+        ),
+        "resetstat" => Reply::ok(),
+        sub => unknown_subcommand(sub, "CONFIG"),
+    }
+}
+
+fn unknown_subcommand(sub: &str, command: &str) -> Reply {
+    Reply::err(format!("unknown subcommand '{sub}'. Try {command} HELP."))
+}
+
+fn lower(arg: Option<&Bytes>) -> String {
+    arg.map(|a| String::from_utf8_lossy(a).to_ascii_lowercase())
+        .unwrap_or_default()
+}
+
+/// `INFO [section...]`: server, keyspace and engine sections (all by
+/// default, or those named; `all`, `everything` and `default` give all).
+pub fn info(engine: &Engine, sections: Vec<String>) -> LocalBoxFuture<'static, Reply> {
+    let wants = move |name: &str| {
+        sections.is_empty()
+            || sections
+                .iter()
+                .any(|s| s == name || s == "all" || s == "everything" || s == "default")
+    };
+    let stats = engine.db.stats();
+    let db = engine.db.clone();
+    let info = engine.info.clone();
+    async move {
+        let mut text = String::new();
+        if wants("server") {
+            text.push_str(&format!(
+                "# Server\r\nredis_version:{REDIS_VERSION}\r\nnaive_kv_version:{}\r\n\
+                 redis_mode:standalone\r\narch_bits:64\r\nprocess_id:{}\r\n\
+                 tcp_port:{}\r\nuptime_in_seconds:{}\r\n\r\n",
+                env!("CARGO_PKG_VERSION"),
+                std::process::id(),
+                info.port,
+                info.started.elapsed().as_secs(),
+            ));
+        }
+        if wants("keyspace") {
+            let keys = match keys::count_keys(&db).await {
+                Ok(n) => n,
+                Err(reply) => return reply,
+            };
+            text.push_str(&format!(
+                "# Keyspace\r\ndb0:keys={keys},expires=0,avg_ttl=0\r\n\r\n"
+            ));
+        }
+        if wants("engine") {
+            let stats = match stats.await {
+                Ok(stats) => stats,
+                Err(e) => return super::engine_error(&e),
+            };
+            text.push_str("# Engine\r\n");
+            for (name, value) in stats.counters {
+                text.push_str(&format!("{name}:{value}\r\n"));
+            }
+        }
+        Reply::text(text)
+    }
+    .boxed_local()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(list: &[&str], connection: &mut Connection) -> Reply {
+        let args: Vec<Bytes> = list
+            .iter()
+            .map(|s| Bytes::copy_from_slice(s.as_bytes()))
+            .collect();
+        match super::super::parse(args, connection) {
+            Parsed::Reply(reply) => reply,
+            other => Reply::err(format!("{other:?}")),
+        }
+    }
+
+    #[test]
+    fn hello_switches_protocol_and_names() {
+        let mut c = Connection {
+            id: 7,
+            ..Connection::default()
+        };
+        let reply = run(
+            &["HELLO", "3", "AUTH", "default", "x", "SETNAME", "me"],
+            &mut c,
+        );
+        assert!(matches!(&reply, Reply::Map(pairs) if pairs.len() == 7));
+        assert_eq!(c.protocol, Protocol::Resp3);
+        assert_eq!(c.name.as_deref(), Some(&b"me"[..]));
+        let nope = run(&["HELLO", "4"], &mut c);
+        assert_eq!(
+            nope,
+            Reply::Error("NOPROTO unsupported protocol version".into())
+        );
+        assert_eq!(c.protocol, Protocol::Resp3);
+        assert!(run(&["HELLO", "2", "AUTH", "u"], &mut c).is_error());
+    }
+
+    #[test]
+    fn client_select_config() {
+        let mut c = Connection::default();
+        assert_eq!(
+            run(&["client", "setinfo", "LIB-NAME", "x"], &mut c),
+            Reply::ok()
+        );
+        assert_eq!(run(&["client", "getname"], &mut c), Reply::Null);
+        assert!(run(&["client", "setname", "a b"], &mut c).is_error());
+        assert_eq!(
+            run(&["client", "nope"], &mut c),
+            Reply::Error("ERR unknown subcommand 'nope'. Try CLIENT HELP.".into())
+        );
+        assert_eq!(
+            run(&["select", "1"], &mut c),
+            Reply::err("DB index is out of range")
+        );
+        assert_eq!(
+            run(&["config", "get", "save"], &mut c),
+            Reply::Map(vec![(Reply::text("save"), Reply::text(""))])
+        );
+        assert_eq!(run(&["ping", "hi"], &mut c), Reply::text("hi"));
+    }
+}

@@ -1,0 +1,119 @@
+//! The commands served, with the arity and key positions Redis gives them:
+//! behind the arity check and the `COMMAND` replies.
+
+use super::super::reply::Reply;
+
+/// One command's entry.
+#[derive(Debug, Clone, Copy)]
+pub struct Spec {
+    /// Lower-case name.
+    pub name: &'static str,
+    /// Redis's arity: `n` exactly n arguments (the name included), `-n` at
+    /// least n.
+    pub arity: i64,
+    pub flags: &'static [&'static str],
+    /// Key positions: first, last (-1: the last argument), step.
+    pub keys: (i64, i64, i64),
+}
+
+impl Spec {
+    /// True if `len` arguments (the name included) suit the arity.
+    pub fn arity_ok(&self, len: usize) -> bool {
+        let len = len as i64;
+        if self.arity >= 0 {
+            len == self.arity
+        } else {
+            len >= -self.arity
+        }
+    }
+
+    /// The `COMMAND` entry: name, arity, flags, first key, last key, step,
+    /// ACL categories, tips, key specs, subcommands.
+    pub fn info(&self) -> Reply {
+        let words = |list: &[&'static str]| {
+            Reply::Array(list.iter().map(|w| Reply::Status((*w).into())).collect())
+        };
+        Reply::Array(vec![
+            Reply::text(self.name),
+            Reply::Integer(self.arity),
+            words(self.flags),
+            Reply::Integer(self.keys.0),
+            Reply::Integer(self.keys.1),
+            Reply::Integer(self.keys.2),
+            Reply::Array(vec![]),
+            Reply::Array(vec![]),
+            Reply::Array(vec![]),
+            Reply::Array(vec![]),
+        ])
+    }
+}
+
+const fn spec(
+    name: &'static str,
+    arity: i64,
+    flags: &'static [&'static str],
+    keys: (i64, i64, i64),
+) -> Spec {
+    Spec {
+        name,
+        arity,
+        flags,
+        keys,
+    }
+}
+
+const READ: &[&str] = &["readonly", "fast"];
+const WRITE: &[&str] = &["write", "denyoom"];
+const FAST_WRITE: &[&str] = &["write", "denyoom", "fast"];
+const CONN: &[&str] = &["fast", "loading", "stale"];
+const NONE: (i64, i64, i64) = (0, 0, 0);
+const ONE: (i64, i64, i64) = (1, 1, 1);
+const ALL: (i64, i64, i64) = (1, -1, 1);
+
+/// Every command served.
+pub const COMMANDS: &[Spec] = &[
+    spec("get", 2, READ, ONE),
+    spec("set", -3, WRITE, ONE),
+    spec("setnx", 3, FAST_WRITE, ONE),
+    spec("mget", -2, READ, ALL),
+    spec("mset", -3, WRITE, (1, -1, 2)),
+    spec("del", -2, &["write"], ALL),
+    spec("exists", -2, READ, ALL),
+    spec("incr", 2, FAST_WRITE, ONE),
+    spec("decr", 2, FAST_WRITE, ONE),
+    spec("incrby", 3, FAST_WRITE, ONE),
+    spec("decrby", 3, FAST_WRITE, ONE),
+    spec("append", 3, FAST_WRITE, ONE),
+    spec("strlen", 2, READ, ONE),
+    spec("dbsize", 1, READ, NONE),
+    spec("scan", -2, &["readonly"], NONE),
+    spec("keys", 2, &["readonly"], NONE),
+    spec("info", -1, &["loading", "stale"], NONE),
+    spec("ping", -1, CONN, NONE),
+    spec("echo", 2, CONN, NONE),
+    spec("select", 2, CONN, NONE),
+    spec("quit", -1, CONN, NONE),
+    spec("hello", -1, CONN, NONE),
+    spec("client", -2, CONN, NONE),
+    spec("command", -1, &["loading", "stale"], NONE),
+    spec("config", -2, &["admin", "loading", "stale"], NONE),
+];
+
+/// The entry for lower-case `name`.
+pub fn find(name: &str) -> Option<&'static Spec> {
+    COMMANDS.iter().find(|spec| spec.name == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arity() {
+        let get = find("get").map(|s| (s.arity_ok(2), s.arity_ok(3)));
+        assert_eq!(get, Some((true, false)));
+        let del = find("del").map(|s| (s.arity_ok(1), s.arity_ok(5)));
+        assert_eq!(del, Some((false, true)));
+        assert!(find("flushall").is_none());
+    }
+}

@@ -1,0 +1,241 @@
+//! Accepting RESP connections: the connection limit, the worker arbiters
+//! and graceful shutdown, as the native listener does; and [`run_beside`],
+//! which serves the native protocol and RESP from one database.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use actix::{Actor, Arbiter};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, watch};
+
+use super::RespConfig;
+use super::commands::{Engine, ServerInfo};
+use super::counter::Counter;
+use super::cursors::Cursors;
+use super::session::{Session, SessionParams};
+use crate::server::{self, ServerConfig, ServerError};
+use crate::{Db, Options};
+
+/// How long a refused connection gets to take its error.
+const BUSY_REPLY_TIMEOUT: Duration = Duration::from_secs(1);
+/// Pause after a failed accept (e.g. out of file descriptors).
+const ACCEPT_RETRY_DELAY: Duration = Duration::from_millis(50);
+
+/// The open connections, shared by the listener and the sessions.
+#[derive(Debug, Default)]
+struct Connections {
+    open: AtomicUsize,
+    /// Woken whenever a connection closes.
+    closed: Notify,
+}
+
+/// Held by a session for its lifetime; dropping it frees a connection slot.
+#[derive(Debug)]
+pub(crate) struct ConnectionGuard(Arc<Connections>);
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::SeqCst);
+        self.0.closed.notify_waiters();
+    }
+}
+
+/// Binds both ports, opens the database and serves the native protocol on
+/// `native_addr` and RESP on `resp_addr` until `shutdown` completes. Must be
+/// called inside a running actix system.
+///
+/// # Errors
+/// An address cannot be bound; the database cannot be opened or closed.
+pub async fn serve_beside(
+    native_addr: SocketAddr,
+    resp_addr: SocketAddr,
+    options: Options,
+    native_config: ServerConfig,
+    resp_config: RespConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServerError> {
+    let bind = |addr: SocketAddr| async move {
+        TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServerError::Bind {
+                addr: addr.to_string(),
+                source,
+            })
+    };
+    let native = bind(native_addr).await?;
+    let resp = bind(resp_addr).await?;
+    let db = Db::open(options).await?;
+    log::info!("listening on {native_addr} (native) and {resp_addr} (RESP)");
+    run_beside(native, resp, db, native_config, resp_config, shutdown).await
+}
+
+/// Serves the native protocol on `native` and RESP on `resp`, both on `db`,
+/// until `shutdown` completes. Then RESP stops accepting and drains first;
+/// then the native server does the same and closes `db` (so the native
+/// port takes new connections until RESP has drained).
+///
+/// # Errors
+/// Closing the database failed.
+pub async fn run_beside(
+    native: TcpListener,
+    resp: TcpListener,
+    db: Db,
+    native_config: ServerConfig,
+    resp_config: RespConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServerError> {
+    let (stop, stopping) = watch::channel(false);
+    let resp_done = actix_rt::spawn(run(resp, db.clone(), resp_config, async move {
+        let mut stopping = stopping;
+        let _ = stopping.wait_for(|&s| s).await;
+    }));
+    let native_shutdown = async move {
+        shutdown.await;
+        let _ = stop.send(true);
+        let _ = resp_done.await;
+    };
+    server::run(native, db, native_config, native_shutdown).await
+}
+
+/// Serves RESP connections from `listener` until `shutdown` completes, then
+/// stops accepting and lets sessions finish their in-flight requests (for
+/// at most `config.shutdown_grace`). Does not close `db`: its owner does.
+/// Must be called inside a running actix system.
+pub async fn run(
+    listener: TcpListener,
+    db: Db,
+    config: RespConfig,
+    shutdown: impl Future<Output = ()>,
+) {
+    let workers: Vec<Arbiter> = (0..config.workers.max(1)).map(|_| Arbiter::new()).collect();
+    let connections = Arc::new(Connections::default());
+    let (stop, stopping) = watch::channel(false);
+    let port = listener.local_addr().map_or(0, |a| a.port());
+    let engine = Engine {
+        counter: Counter::new(db.clone()).start(),
+        db,
+        info: Arc::new(ServerInfo {
+            started: Instant::now(),
+            port,
+        }),
+        cursors: Cursors::start(),
+    };
+    let params = SessionParams {
+        engine,
+        limits: config.limits(),
+        max_in_flight: config.max_in_flight,
+        shutdown: stopping,
+    };
+    let next_id = AtomicU64::new(1);
+    tokio::pin!(shutdown);
+    let mut next_worker = 0;
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    log::warn!("RESP accept failed: {e}");
+                    tokio::time::sleep(ACCEPT_RETRY_DELAY).await;
+                    continue;
+                }
+            },
+        };
+        let Some(guard) = admit(&connections, config.max_connections) else {
+            log::warn!(
+                "refusing RESP {peer}: {} connections open",
+                config.max_connections
+            );
+            actix_rt::spawn(refuse_busy(stream));
+            continue;
+        };
+        if let Some(worker) = workers.get(next_worker % workers.len()) {
+            let id = next_id.fetch_add(1, Ordering::Relaxed);
+            start_session(worker, stream, id, params.clone(), guard);
+        }
+        next_worker = next_worker.wrapping_add(1);
+    }
+    log::info!("RESP: no new connections, finishing in-flight requests");
+    drop(listener);
+    drop(params);
+    let _ = stop.send(true);
+    wait_for_sessions(&connections, config.shutdown_grace).await;
+    for worker in &workers {
+        worker.stop();
+    }
+}
+
+/// A slot for one more connection, unless `max` are open.
+fn admit(connections: &Arc<Connections>, max: usize) -> Option<ConnectionGuard> {
+    connections
+        .open
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+            (n < max).then_some(n + 1)
+        })
+        .ok()
+        .map(|_| ConnectionGuard(connections.clone()))
+}
+
+/// Hands `stream` to a new session on `worker`.
+fn start_session(
+    worker: &Arbiter,
+    stream: TcpStream,
+    id: u64,
+    params: SessionParams,
+    guard: ConnectionGuard,
+) {
+    let _ = stream.set_nodelay(true);
+    // A tokio socket is tied to the runtime that registered it: move the
+    // plain socket across and register it again on the worker's runtime.
+    let stream = match stream.into_std() {
+        Ok(stream) => stream,
+        Err(e) => return log::warn!("cannot hand over a RESP connection: {e}"),
+    };
+    let sent = worker.spawn(async move {
+        match TcpStream::from_std(stream) {
+            Ok(stream) => Session::start(stream, id, params, guard),
+            Err(e) => log::warn!("cannot register a RESP connection: {e}"),
+        }
+    });
+    if !sent {
+        log::warn!("worker arbiter has stopped; RESP connection dropped");
+    }
+}
+
+/// Tells a connection over the limit what Redis says, then closes it.
+async fn refuse_busy(mut stream: TcpStream) {
+    let write = async {
+        stream
+            .write_all(b"-ERR max number of clients reached\r\n")
+            .await?;
+        stream.shutdown().await
+    };
+    if let Err(e) = tokio::time::timeout(BUSY_REPLY_TIMEOUT, write)
+        .await
+        .unwrap_or(Ok(()))
+    {
+        log::debug!("busy reply not delivered: {e}");
+    }
+}
+
+/// Waits until every session has ended, or `grace` has passed.
+async fn wait_for_sessions(connections: &Connections, grace: Duration) {
+    let all_closed = async {
+        loop {
+            let closed = connections.closed.notified();
+            if connections.open.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            closed.await;
+        }
+    };
+    if tokio::time::timeout(grace, all_closed).await.is_err() {
+        let open = connections.open.load(Ordering::SeqCst);
+        log::warn!("{open} RESP connections still open after {grace:?}");
+    }
+}

@@ -1,0 +1,98 @@
+//! The Redis protocol (RESP2, and RESP3 after `HELLO 3`) in front of the
+//! same database as the native server: `run_server --resp-port PORT`.
+//! Redis clients (redis-cli, redis-benchmark, redis-py, redis-rs) can
+//! store and read strings; the commands served are in [`commands::table`].
+//!
+//! - [`listener`]: [`run`] accepts connections (limit, worker arbiters,
+//!   graceful shutdown); [`run_beside`] and [`serve_beside`] serve it next
+//!   to the native protocol on one `Db`.
+//! - [`session`]: the [`Session`] actor, one per connection: pipelining,
+//!   reply order, read-your-writes, back-pressure, per-connection protocol.
+//! - [`codec`]: the RESP request decoder (multibulk and inline) and reply
+//!   encoder; [`reply`]: replies and their RESP2/RESP3 forms.
+//! - [`commands`]: parsing (pure) and execution, one file per group.
+//! - [`counter`]: the actor that serialises read-modify-writes (INCR,
+//!   SETNX, SET NX/XX, APPEND).
+//! - [`cursors`]: the table behind SCAN's numeric cursors.
+//! - [`glob`]: Redis's glob patterns for KEYS, SCAN MATCH, CONFIG GET.
+//!
+//! Not served: expiry (SET EX/PX answer an error), other data types,
+//! transactions, pub/sub, AUTH with passwords, databases other than 0.
+
+pub mod codec;
+pub mod commands;
+pub mod counter;
+pub mod cursors;
+pub mod glob;
+pub mod listener;
+pub mod reply;
+pub mod session;
+
+use std::time::Duration;
+
+pub use listener::{run, run_beside, serve_beside};
+pub use session::Session;
+
+use crate::server::{DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_IN_FLIGHT};
+
+/// Longest bulk argument by default: the engine's default value limit,
+/// 32 MiB (`run_server` uses the engine's actual limit).
+pub const DEFAULT_MAX_BULK_BYTES: usize = 32 << 20;
+/// Most bytes of arguments in one request by default: 64 MiB.
+pub const DEFAULT_MAX_REQUEST_BYTES: usize = 64 << 20;
+/// Most arguments in one request (Redis: 1024 * 1024).
+pub const DEFAULT_MAX_ARGS: usize = 1024 * 1024;
+/// Longest inline request line (Redis: 64 KiB).
+pub const DEFAULT_MAX_INLINE_BYTES: usize = 64 << 10;
+
+/// How the RESP listener runs; `RespConfig::default()` gives the
+/// documented defaults.
+#[derive(Debug, Clone)]
+pub struct RespConfig {
+    /// Arbiters (threads) the sessions are spread over. Default: the number
+    /// of cores.
+    pub workers: usize,
+    /// Past this many open connections a new one gets
+    /// `-ERR max number of clients reached`. Default 10 000.
+    pub max_connections: usize,
+    /// Requests in flight per connection before reading stops; default 128.
+    pub max_in_flight: usize,
+    /// A bulk declared longer than this is refused
+    /// (`-ERR Protocol error: invalid bulk length`) before it is read.
+    pub max_bulk_bytes: usize,
+    /// A request whose arguments add up to more is refused.
+    pub max_request_bytes: usize,
+    /// Most arguments in one request.
+    pub max_args: usize,
+    /// Longest inline request line.
+    pub max_inline_bytes: usize,
+    /// At shutdown, how long sessions get to finish; default 10 s.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for RespConfig {
+    fn default() -> Self {
+        RespConfig {
+            workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            max_bulk_bytes: DEFAULT_MAX_BULK_BYTES,
+            max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
+            max_args: DEFAULT_MAX_ARGS,
+            max_inline_bytes: DEFAULT_MAX_INLINE_BYTES,
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+impl RespConfig {
+    /// The decoder's limits.
+    pub fn limits(&self) -> codec::Limits {
+        codec::Limits {
+            max_bulk_bytes: self.max_bulk_bytes,
+            max_args: self.max_args,
+            max_request_bytes: self.max_request_bytes,
+            max_inline_bytes: self.max_inline_bytes,
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! Replies and how they are written in RESP2 or RESP3.
+//!
+//! A connection starts in RESP2; `HELLO 3` switches it to RESP3. The two
+//! differ here only where a client can tell: a null is `$-1` in RESP2 and
+//! `_` in RESP3 (redis-py drops a RESP3 connection that gets `$-1`), and a
+//! map is a flat array of keys and values in RESP2 and `%` in RESP3.
+
+use std::borrow::Cow;
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+/// The protocol a connection speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Protocol {
+    /// The default, until `HELLO 3`.
+    #[default]
+    Resp2,
+    /// After `HELLO 3`.
+    Resp3,
+}
+
+impl Protocol {
+    /// The version number `HELLO` reports.
+    pub fn version(self) -> i64 {
+        match self {
+            Protocol::Resp2 => 2,
+            Protocol::Resp3 => 3,
+        }
+    }
+}
+
+/// One reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// `+text`: a status such as `OK` or `PONG`.
+    Status(Cow<'static, str>),
+    /// `-text`: the text starts with the error's kind, e.g. `ERR ...`.
+    Error(String),
+    /// `:n`.
+    Integer(i64),
+    /// `$len` and the bytes.
+    Bulk(Bytes),
+    /// No value: `$-1` (RESP2) or `_` (RESP3).
+    Null,
+    /// `*n` and the elements.
+    Array(Vec<Reply>),
+    /// `%n` (RESP3) or a flat array of 2n elements (RESP2).
+    Map(Vec<(Reply, Reply)>),
+}
+
+impl Reply {
+    /// `+OK`.
+    pub const fn ok() -> Reply {
+        Reply::Status(Cow::Borrowed("OK"))
+    }
+
+    /// `-ERR message`.
+    pub fn err(message: impl std::fmt::Display) -> Reply {
+        Reply::Error(format!("ERR {message}"))
+    }
+
+    /// A bulk string of `text`.
+    pub fn text(text: impl Into<String>) -> Reply {
+        Reply::Bulk(Bytes::from(text.into()))
+    }
+
+    /// `Bulk` for a value, `Null` for none.
+    pub fn value(value: Option<Bytes>) -> Reply {
+        value.map_or(Reply::Null, Reply::Bulk)
+    }
+
+    /// True for an error reply.
+    pub fn is_error(&self) -> bool {
+        matches!(self, Reply::Error(_))
+    }
+
+    /// Appends the reply's bytes in `protocol` to `out`.
+    pub fn encode(&self, protocol: Protocol, out: &mut BytesMut) {
+        match self {
+            Reply::Status(text) => line(out, b'+', text.as_bytes()),
+            Reply::Error(text) => line(out, b'-', text.as_bytes()),
+            Reply::Integer(n) => header(out, b':', *n),
+            Reply::Bulk(bytes) => {
+                header(out, b'$', bytes.len() as i64);
+                out.reserve(bytes.len() + 2);
+                out.put_slice(bytes);
+                out.put_slice(b"\r\n");
+            }
+            Reply::Null => match protocol {
+                Protocol::Resp2 => out.put_slice(b"$-1\r\n"),
+                Protocol::Resp3 => out.put_slice(b"_\r\n"),
+            },
+            Reply::Array(items) => {
+                header(out, b'*', items.len() as i64);
+                for item in items {
+                    item.encode(protocol, out);
+                }
+            }
+            Reply::Map(pairs) => {
+                match protocol {
+                    Protocol::Resp2 => header(out, b'*', 2 * pairs.len() as i64),
+                    Protocol::Resp3 => header(out, b'%', pairs.len() as i64),
+                }
+                for (key, value) in pairs {
+                    key.encode(protocol, out);
+                    value.encode(protocol, out);
+                }
+            }
+        }
+    }
+}
+
+/// `kind` then `n` then CRLF.
+fn header(out: &mut BytesMut, kind: u8, n: i64) {
+    out.put_u8(kind);
+    out.put_slice(n.to_string().as_bytes());
+    out.put_slice(b"\r\n");
+}
+
+/// A one-line reply; CR and LF would end the line early, so they become
+/// spaces (Redis does the same to error texts).
+fn line(out: &mut BytesMut, kind: u8, text: &[u8]) {
+    out.put_u8(kind);
+    out.extend(
+        text.iter()
+            .map(|&b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
+    );
+    out.put_slice(b"\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bytes(reply: &Reply, protocol: Protocol) -> Vec<u8> {
+        let mut out = BytesMut::new();
+        reply.encode(protocol, &mut out);
+        out.to_vec()
+    }
+
+    #[test]
+    fn nulls_and_maps_depend_on_the_protocol() {
+        assert_eq!(bytes(&Reply::Null, Protocol::Resp2), b"$-1\r\n");
+        assert_eq!(bytes(&Reply::Null, Protocol::Resp3), b"_\r\n");
+        let map = Reply::Map(vec![(Reply::text("a"), Reply::Integer(1))]);
+        assert_eq!(bytes(&map, Protocol::Resp2), b"*2\r\n$1\r\na\r\n:1\r\n");
+        assert_eq!(bytes(&map, Protocol::Resp3), b"%1\r\n$1\r\na\r\n:1\r\n");
+    }
+
+    #[test]
+    fn scalars_and_line_breaks_in_errors() {
+        assert_eq!(bytes(&Reply::ok(), Protocol::Resp2), b"+OK\r\n");
+        assert_eq!(bytes(&Reply::Integer(-3), Protocol::Resp2), b":-3\r\n");
+        let e = Reply::err("a\r\nb");
+        assert_eq!(bytes(&e, Protocol::Resp2), b"-ERR a  b\r\n");
+        let array = Reply::Array(vec![Reply::Bulk(Bytes::from_static(b"x")), Reply::Null]);
+        assert_eq!(bytes(&array, Protocol::Resp2), b"*2\r\n$1\r\nx\r\n$-1\r\n");
+    }
+}
