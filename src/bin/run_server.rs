@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use naive_kv::resp::{self, RespConfig};
-use naive_kv::server::{self, ServerConfig};
+use naive_kv::server::{self, ServerConfig, auth};
 use naive_kv::{Options, SyncPolicy};
 
 /// Serves a NaiveKV database over TCP (protocol: docs/PROTOCOL.md).
@@ -46,6 +46,20 @@ struct Args {
     /// Connections served at once; past it new ones get BUSY.
     #[arg(long, default_value_t = server::DEFAULT_MAX_CONNECTIONS)]
     max_connections: usize,
+    /// Seconds a connection may send nothing before it is closed.
+    #[arg(long, default_value_t = server::DEFAULT_IDLE_TIMEOUT.as_secs_f64())]
+    idle_timeout: f64,
+    /// Seconds a half-sent request frame may take to complete before the
+    /// connection is closed.
+    #[arg(long, default_value_t = server::DEFAULT_FRAME_TIMEOUT.as_secs_f64())]
+    frame_timeout: f64,
+    /// A file holding the token every connection must send (Auth) first;
+    /// trailing newlines are ignored.
+    #[arg(long)]
+    auth_token_file: Option<PathBuf>,
+    /// Allow listening on a non-loopback --ip without --auth-token-file.
+    #[arg(long)]
+    insecure: bool,
 }
 
 /// `--sync` values.
@@ -85,41 +99,68 @@ impl Args {
         config
     }
 
-    fn config(&self) -> ServerConfig {
+    /// The server configuration; loads the token file and checks the
+    /// listening address is not exposed without one.
+    fn config(&self) -> Result<ServerConfig, String> {
         let mut config = ServerConfig {
             max_frame_bytes: self.max_frame_bytes,
             max_connections: self.max_connections,
+            idle_timeout: seconds(self.idle_timeout, "--idle-timeout")?,
+            frame_timeout: seconds(self.frame_timeout, "--frame-timeout")?,
             ..ServerConfig::default()
         };
         if let Some(workers) = self.workers {
             config.workers = workers;
         }
-        config
+        if let Some(path) = &self.auth_token_file {
+            let loaded = auth::read_token_file(path).map_err(|e| e.to_string())?;
+            if let Some(warning) = loaded.warning {
+                log::warn!("{warning}");
+            }
+            config.auth_token = Some(loaded.token);
+        }
+        if self.resp_port.is_some() && config.auth_token.is_some() {
+            // A token the RESP port ignores would only look like protection.
+            return Err("--auth-token-file does not protect the Redis listener \
+                        (--resp-port), which has no AUTH yet; drop one of them"
+                .to_string());
+        }
+        // The Redis listener has no AUTH: it counts as unprotected.
+        let protected = config.auth_token.is_some() && self.resp_port.is_none();
+        auth::check_exposure(self.ip, protected, self.insecure)?;
+        Ok(config)
     }
+}
+
+/// A positive number of seconds as a duration.
+fn seconds(value: f64, flag: &str) -> Result<Duration, String> {
+    Duration::try_from_secs_f64(value)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| format!("{flag} must be a positive number of seconds"))
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let addr = SocketAddr::new(args.ip, args.port);
+    let config = match args.config() {
+        Ok(config) => config,
+        Err(message) => {
+            eprintln!("run_server: {message}");
+            return ExitCode::FAILURE;
+        }
+    };
     let result = actix::System::new().block_on(async {
         let shutdown =
             server::shutdown_signal().map_err(|e| format!("cannot handle signals: {e}"))?;
         let options = args.options();
         let served = match args.resp_port {
-            None => server::serve(addr, options, args.config(), shutdown).await,
+            None => server::serve(addr, options, config, shutdown).await,
             Some(port) => {
                 let resp_addr = SocketAddr::new(args.ip, port);
                 let resp_config = args.resp_config(&options);
-                resp::serve_beside(
-                    addr,
-                    resp_addr,
-                    options,
-                    args.config(),
-                    resp_config,
-                    shutdown,
-                )
-                .await
+                resp::serve_beside(addr, resp_addr, options, config, resp_config, shutdown).await
             }
         };
         served.map_err(|e| e.to_string())

@@ -25,6 +25,8 @@ pub enum ShellCommand {
     },
     /// `ping`
     Ping,
+    /// `auth TOKEN`
+    Auth { token: String },
     /// `stats`
     Stats,
     /// `help`
@@ -42,6 +44,7 @@ commands:
   scan [START [END [LIMIT]]]   print KEY<TAB>VALUE for keys in [START, END)
   rscan [START [END [LIMIT]]]  the same, in descending order
   ping                         check the server answers
+  auth TOKEN                   authenticate (servers with --auth-token-file)
   stats                        print the server's counters
   help                         this text
   quit                         leave (alias: exit)
@@ -98,6 +101,11 @@ pub fn parse_words(words: Vec<Vec<u8>>) -> Result<ShellCommand, ParseError> {
         "scan" => scan(args, false),
         "rscan" => scan(args, true),
         "ping" => no_args(args, ShellCommand::Ping, "ping"),
+        "auth" => one_key(args, "auth TOKEN").and_then(|token| {
+            String::from_utf8(token.to_vec())
+                .map(|token| ShellCommand::Auth { token })
+                .map_err(|_| ParseError::Usage("auth TOKEN (UTF-8)"))
+        }),
         "stats" => no_args(args, ShellCommand::Stats, "stats"),
         "help" => Ok(ShellCommand::Help),
         "quit" | "exit" => Ok(ShellCommand::Quit),
@@ -274,6 +282,8 @@ mod tests {
         assert_eq!(p("quit"), ShellCommand::Quit);
         assert_eq!(p("help"), ShellCommand::Help);
         assert_eq!(p("ping"), ShellCommand::Ping);
+        let token = "s3cret".to_string();
+        assert_eq!(p("auth s3cret"), ShellCommand::Auth { token });
         assert_eq!(p("stats"), ShellCommand::Stats);
         assert_eq!(parse_line("   ").unwrap(), None);
     }

@@ -211,6 +211,20 @@ impl Client {
         }
     }
 
+    /// Presents `token` to a server started with `--auth-token-file`; until
+    /// it is accepted, every other request gets `UNAUTHENTICATED`. Requests
+    /// sent after this one are served only if it succeeds.
+    ///
+    /// # Errors
+    /// [`ClientError::Server`] with `UNAUTHENTICATED` for a wrong token.
+    pub fn auth(
+        &self,
+        token: impl Into<String>,
+    ) -> impl Future<Output = Result<(), ClientError>> + 'static {
+        let token = token.into();
+        done(self.reply(Command::Auth(proto::Auth { token })))
+    }
+
     /// Checks the server answers.
     pub fn ping(&self) -> impl Future<Output = Result<(), ClientError>> + 'static {
         let reply = self.reply(Command::Ping(proto::Ping {}));

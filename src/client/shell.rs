@@ -60,6 +60,10 @@ pub async fn execute(
         } => {
             scan(client, start, end, limit, reverse, out).await?;
         }
+        ShellCommand::Auth { token } => {
+            client.auth(token).await?;
+            writeln!(out, "OK")?;
+        }
         ShellCommand::Ping => {
             client.ping().await?;
             writeln!(out, "PONG")?;
@@ -142,6 +146,14 @@ impl Shell {
             client,
             addr,
         })
+    }
+
+    /// Sends `token` (see [`Client::auth`]) before any command.
+    ///
+    /// # Errors
+    /// The server refused the token or the connection failed.
+    pub fn authenticate(&self, token: String) -> Result<(), ClientError> {
+        self.runtime.block_on(self.client.auth(token))
     }
 
     /// Runs one command given as words; false if it failed.

@@ -46,6 +46,13 @@ impl<In, Out> ProtoCodec<In, Out> {
     }
 }
 
+impl<In, Out> ProtoCodec<In, Out> {
+    /// Changes the longest incoming frame accepted from the next frame on.
+    pub fn set_max_frame_bytes(&mut self, max_frame_bytes: usize) {
+        self.frames.set_max_frame_length(max_frame_bytes);
+    }
+}
+
 impl<In, Out> Clone for ProtoCodec<In, Out> {
     fn clone(&self) -> Self {
         ProtoCodec {

@@ -31,7 +31,7 @@ pub fn access(command: &Command) -> Access {
     match command {
         Command::Put(_) | Command::Delete(_) | Command::Batch(_) => Access::Write,
         Command::Get(_) | Command::Scan(_) | Command::Stats(_) => Access::Read,
-        Command::Ping(_) => Access::Immediate,
+        Command::Ping(_) | Command::Auth(_) => Access::Immediate,
     }
 }
 
@@ -60,6 +60,9 @@ pub fn execute(db: &Db, command: Command) -> LocalBoxFuture<'static, Reply> {
             .boxed_local()
         }
         Command::Ping(_) => ready(Reply::Pong(proto::Pong {})).boxed_local(),
+        // The session answers `Auth` itself: it changes the connection,
+        // not the database.
+        Command::Auth(_) => ready(invalid_request("Auth is answered by the session")).boxed_local(),
         Command::Stats(_) => {
             let stats = db.stats();
             async move {

@@ -63,7 +63,9 @@ pub async fn serve(
             source,
         })?;
     let db = Db::open(options).await?;
-    log::info!("listening on {addr}");
+    // The bound address: with port 0 the system chose the port.
+    let bound = listener.local_addr().unwrap_or(addr);
+    log::info!("listening on {bound}");
     run(listener, db, config, shutdown).await
 }
 
@@ -87,6 +89,9 @@ pub async fn run(
         db: db.clone(),
         max_frame_bytes: config.max_frame_bytes,
         max_in_flight: config.max_in_flight,
+        idle_timeout: config.idle_timeout,
+        frame_timeout: config.frame_timeout,
+        auth_token: config.auth_token.clone(),
         shutdown: stopping,
     };
     tokio::pin!(shutdown);

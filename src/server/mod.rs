@@ -9,11 +9,16 @@
 //! - [`dispatch`]: turns one request command into an engine call and its
 //!   reply (pure mapping plus the call).
 //! - [`codec`]: the frame codec shared with the client.
+//! - [`auth`]: the token, the per-connection gate, and the refusal to
+//!   listen openly with no token.
+//! - [`timeouts`]: idle and half-sent-frame deadlines on a socket's reads.
 
+pub mod auth;
 pub mod codec;
 pub mod dispatch;
 pub mod listener;
 pub mod session;
+pub mod timeouts;
 
 use std::time::Duration;
 
@@ -27,6 +32,11 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 /// Requests one connection may have in flight before the server stops
 /// reading its socket.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 128;
+/// A connection that sends nothing this long is closed (`--idle-timeout`).
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// A frame not completed this long after its first byte closes the
+/// connection (`--frame-timeout`).
+pub const DEFAULT_FRAME_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How the server runs; `ServerConfig::default()` gives the documented
 /// defaults, which the `run_server` flags mirror.
@@ -46,6 +56,15 @@ pub struct ServerConfig {
     /// At shutdown, how long sessions get to finish their in-flight requests
     /// before the database is closed anyway; default 10 s.
     pub shutdown_grace: Duration,
+    /// A connection silent this long (while the server waits for a
+    /// request) is closed; default 300 s.
+    pub idle_timeout: Duration,
+    /// A frame still incomplete this long after its first byte closes the
+    /// connection (slow or stalled senders); default 10 s.
+    pub frame_timeout: Duration,
+    /// With a token, every connection must send `Auth{token}` before
+    /// anything else is served. Default: none.
+    pub auth_token: Option<auth::AuthToken>,
 }
 
 impl Default for ServerConfig {
@@ -56,6 +75,9 @@ impl Default for ServerConfig {
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             shutdown_grace: Duration::from_secs(10),
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            frame_timeout: DEFAULT_FRAME_TIMEOUT,
+            auth_token: None,
         }
     }
 }

@@ -62,14 +62,20 @@ impl TestServer {
     }
 
     fn start_synced(dir: &Path, config: ServerConfig, sync: SyncPolicy) -> TestServer {
+        let mut options = Options::new(dir);
+        options.sync = sync;
+        Self::start_with_options(options, config)
+    }
+
+    /// A server with `config` on a database opened with `options` (its
+    /// directory is kept after the server stops).
+    pub fn start_with_options(options: Options, config: ServerConfig) -> TestServer {
+        let dir = options.directory.clone();
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (stop, stopped) = oneshot::channel::<()>();
-        let directory = dir.to_path_buf();
         let thread = std::thread::spawn(move || {
             actix::System::new().block_on(async move {
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                let mut options = Options::new(directory);
-                options.sync = sync;
                 let db = match Db::open(options).await {
                     Ok(db) => db,
                     Err(e) => {
@@ -89,7 +95,7 @@ impl TestServer {
         let addr = addr_rx.recv().unwrap().expect("server starts");
         TestServer {
             addr,
-            dir: dir.to_path_buf(),
+            dir,
             _tempdir: None,
             stop: Some(stop),
             thread: Some(thread),
