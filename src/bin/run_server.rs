@@ -119,15 +119,8 @@ impl Args {
             }
             config.auth_token = Some(loaded.token);
         }
-        if self.resp_port.is_some() && config.auth_token.is_some() {
-            // A token the RESP port ignores would only look like protection.
-            return Err("--auth-token-file does not protect the Redis listener \
-                        (--resp-port), which has no AUTH yet; drop one of them"
-                .to_string());
-        }
-        // The Redis listener has no AUTH: it counts as unprotected.
-        let protected = config.auth_token.is_some() && self.resp_port.is_none();
-        auth::check_exposure(self.ip, protected, self.insecure)?;
+        // The Redis listener takes the same token through AUTH.
+        auth::check_exposure(self.ip, config.auth_token.is_some(), self.insecure)?;
         Ok(config)
     }
 }
@@ -159,7 +152,8 @@ fn main() -> ExitCode {
             None => server::serve(addr, options, config, shutdown).await,
             Some(port) => {
                 let resp_addr = SocketAddr::new(args.ip, port);
-                let resp_config = args.resp_config(&options);
+                let mut resp_config = args.resp_config(&options);
+                resp_config.auth_token = config.auth_token.clone();
                 resp::serve_beside(addr, resp_addr, options, config, resp_config, shutdown).await
             }
         };

@@ -130,6 +130,7 @@ pub async fn run(
         limits: config.limits(),
         max_in_flight: config.max_in_flight,
         shutdown: stopping,
+        auth_token: config.auth_token.clone(),
     };
     let next_id = AtomicU64::new(1);
     tokio::pin!(shutdown);

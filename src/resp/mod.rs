@@ -19,6 +19,7 @@
 //! Not served: expiry (SET EX/PX answer an error), other data types,
 //! transactions, pub/sub, AUTH with passwords, databases other than 0.
 
+pub mod auth;
 pub mod codec;
 pub mod commands;
 pub mod counter;
@@ -68,6 +69,9 @@ pub struct RespConfig {
     pub max_inline_bytes: usize,
     /// At shutdown, how long sessions get to finish; default 10 s.
     pub shutdown_grace: Duration,
+    /// The token clients must send with AUTH first (the native protocol's
+    /// `--auth-token-file`); `None`: no AUTH needed. Default `None`.
+    pub auth_token: Option<crate::server::auth::AuthToken>,
 }
 
 impl Default for RespConfig {
@@ -81,6 +85,7 @@ impl Default for RespConfig {
             max_args: DEFAULT_MAX_ARGS,
             max_inline_bytes: DEFAULT_MAX_INLINE_BYTES,
             shutdown_grace: Duration::from_secs(10),
+            auth_token: None,
         }
     }
 }

@@ -31,10 +31,12 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio_util::codec::FramedRead;
 
+use super::auth::{self, Gated};
 use super::codec::{Limits, RespCodec, protocol_error};
 use super::commands::{self, Access, Connection, Engine, Op, Parsed};
 use super::listener::ConnectionGuard;
 use super::reply::{Protocol, Reply};
+use crate::server::auth::{AuthGate, AuthToken};
 
 /// What the socket stream yields: a request (or the read error that ends
 /// the stream) with the in-flight permit taken for it.
@@ -57,6 +59,8 @@ pub(crate) struct SessionParams {
     pub max_in_flight: usize,
     /// Turns true when the server shuts down: sessions stop reading.
     pub shutdown: watch::Receiver<bool>,
+    /// The token AUTH must present, if the server has one.
+    pub auth_token: Option<AuthToken>,
 }
 
 /// The actor serving one RESP connection.
@@ -78,6 +82,10 @@ pub struct Session {
     reading_done: bool,
     /// Set to true to stop reading the socket (QUIT).
     stop_reading: watch::Sender<bool>,
+    /// Whether this connection has authenticated (open if no token is set).
+    gate: AuthGate,
+    /// The server has a token: AUTH checks against it.
+    auth_configured: bool,
     /// Counts this connection against the server's limit while it lives.
     _guard: ConnectionGuard,
 }
@@ -110,6 +118,8 @@ impl Session {
                 held: VecDeque::new(),
                 reading_done: false,
                 stop_reading,
+                auth_configured: params.auth_token.is_some(),
+                gate: AuthGate::new(params.auth_token.clone()),
                 _guard: guard,
             }
         });
@@ -118,6 +128,19 @@ impl Session {
     /// Takes a request: answers it, or queues its slot and dispatches or
     /// holds it.
     fn accept(&mut self, args: Vec<Bytes>, permit: OwnedSemaphorePermit, ctx: &mut Context<Self>) {
+        match auth::check(&args, &mut self.gate, self.auth_configured) {
+            Gated::Pass => {}
+            Gated::Answer(reply) => {
+                self.push_slot(Some(reply), permit);
+                return;
+            }
+            Gated::AnswerAndClose(reply) => {
+                self.push_slot(Some(reply), permit);
+                self.reading_done = true;
+                let _ = self.stop_reading.send(true);
+                return;
+            }
+        }
         match commands::parse(args, &mut self.connection) {
             Parsed::Reply(reply) => {
                 self.push_slot(Some(reply), permit);

@@ -31,6 +31,12 @@ impl RespServer {
 
     /// The same, with `sync` as the database's sync policy.
     pub fn start_with(sync: SyncPolicy) -> RespServer {
+        Self::start_configured(sync, None)
+    }
+
+    /// The same, requiring AUTH with `token` if given.
+    pub fn start_configured(sync: SyncPolicy, token: Option<&str>) -> RespServer {
+        let auth_token = token.and_then(naive_kv::server::auth::AuthToken::new);
         let tempdir = tempfile::tempdir().unwrap();
         let directory = tempdir.path().to_path_buf();
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
@@ -51,6 +57,7 @@ impl RespServer {
                 let resp_config = RespConfig {
                     workers: 2,
                     max_bulk_bytes: 1 << 20,
+                    auth_token,
                     ..RespConfig::default()
                 };
                 let shutdown = async move {
