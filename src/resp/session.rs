@@ -34,9 +34,9 @@ use tokio_util::codec::FramedRead;
 use super::auth::{self, Gated};
 use super::codec::{Limits, RespCodec, protocol_error};
 use super::commands::{self, Access, Connection, Engine, Op, Parsed};
-use super::listener::ConnectionGuard;
 use super::reply::{Protocol, Reply};
 use crate::server::auth::{AuthGate, AuthToken};
+use crate::server::connections::ConnectionGuard;
 
 /// What the socket stream yields: a request (or the read error that ends
 /// the stream) with the in-flight permit taken for it.

@@ -4,45 +4,21 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
 use actix::Arbiter;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 
 use super::codec::encode_frame;
 use super::dispatch;
 use super::session::{Session, SessionParams};
 use super::{ServerConfig, ServerError};
 use crate::proto::{ErrorCode, Response};
+use crate::server::connections::{
+    ACCEPT_RETRY_DELAY, BUSY_REPLY_TIMEOUT, ConnectionGuard, Connections,
+};
 use crate::{Db, Options};
-
-/// How long a refused connection gets to take its `BUSY` reply.
-const BUSY_REPLY_TIMEOUT: Duration = Duration::from_secs(1);
-/// Pause after a failed accept (e.g. out of file descriptors), so the loop
-/// does not spin.
-const ACCEPT_RETRY_DELAY: Duration = Duration::from_millis(50);
-
-/// The open connections, shared by the listener and the sessions.
-#[derive(Debug, Default)]
-struct Connections {
-    open: AtomicUsize,
-    /// Woken whenever a connection closes.
-    closed: Notify,
-}
-
-/// Held by a session for its lifetime; dropping it frees a connection slot.
-#[derive(Debug)]
-pub(crate) struct ConnectionGuard(Arc<Connections>);
-
-impl Drop for ConnectionGuard {
-    fn drop(&mut self) {
-        self.0.open.fetch_sub(1, Ordering::SeqCst);
-        self.0.closed.notify_waiters();
-    }
-}
 
 /// Binds `addr`, opens the database and runs the server until `shutdown`
 /// completes. Must be called inside a running actix system.
@@ -108,7 +84,7 @@ pub async fn run(
                 }
             },
         };
-        let Some(guard) = admit(&connections, config.max_connections) else {
+        let Some(guard) = connections.admit(config.max_connections) else {
             log::warn!(
                 "refusing {peer}: {} connections open",
                 config.max_connections
@@ -125,23 +101,15 @@ pub async fn run(
     drop(listener);
     drop(params);
     let _ = stop.send(true);
-    wait_for_sessions(&connections, config.shutdown_grace).await;
+    connections
+        .wait_for_all(config.shutdown_grace, "native")
+        .await;
     for worker in &workers {
         worker.stop();
     }
     db.close().await?;
     log::info!("database closed");
     Ok(())
-}
-
-/// A slot for one more connection, unless `max` are open.
-fn admit(connections: &Arc<Connections>, max: usize) -> Option<ConnectionGuard> {
-    let open = &connections.open;
-    open.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
-        (n < max).then_some(n + 1)
-    })
-    .ok()
-    .map(|_| ConnectionGuard(connections.clone()))
 }
 
 /// Hands `stream` to a new session on `worker`.
@@ -185,23 +153,6 @@ async fn refuse_busy(mut stream: TcpStream) {
         .unwrap_or(Ok(()))
     {
         log::debug!("busy reply not delivered: {e}");
-    }
-}
-
-/// Waits until every session has ended, or `grace` has passed.
-async fn wait_for_sessions(connections: &Connections, grace: Duration) {
-    let all_closed = async {
-        loop {
-            let closed = connections.closed.notified();
-            if connections.open.load(Ordering::SeqCst) == 0 {
-                return;
-            }
-            closed.await;
-        }
-    };
-    if tokio::time::timeout(grace, all_closed).await.is_err() {
-        let open = connections.open.load(Ordering::SeqCst);
-        log::warn!("{open} connections still open after {grace:?}; closing anyway");
     }
 }
 

@@ -15,6 +15,7 @@
 
 pub mod auth;
 pub mod codec;
+pub(crate) mod connections;
 pub mod dispatch;
 pub mod listener;
 pub mod session;

@@ -41,10 +41,10 @@ use tokio_util::codec::{Encoder, FramedRead};
 use super::auth::{AuthGate, AuthOutcome, AuthToken};
 use super::codec::{Frame, ProtoCodec, is_frame_too_large};
 use super::dispatch::{self, Access};
-use super::listener::ConnectionGuard;
 use super::timeouts::TimedRead;
 use crate::Db;
 use crate::proto::{ErrorCode, Request, Response, request::Command, response::Reply};
+use crate::server::connections::ConnectionGuard;
 
 type Codec = ProtoCodec<Request, Response>;
 

@@ -1,0 +1,63 @@
+//! Counting open connections against a limit, for both listeners (native
+//! and RESP): a slot is taken when a connection is admitted and freed when
+//! its session's [`ConnectionGuard`] drops; shutdown waits for all of them.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+/// How long a refused connection gets to take its "busy" reply.
+pub(crate) const BUSY_REPLY_TIMEOUT: Duration = Duration::from_secs(1);
+/// Pause after a failed accept (e.g. out of file descriptors), so the accept
+/// loop does not spin.
+pub(crate) const ACCEPT_RETRY_DELAY: Duration = Duration::from_millis(50);
+
+/// The open connections of one listener, shared with its sessions.
+#[derive(Debug, Default)]
+pub(crate) struct Connections {
+    open: AtomicUsize,
+    /// Woken whenever a connection closes.
+    closed: Notify,
+}
+
+/// Held by a session for its lifetime; dropping it frees a connection slot.
+#[derive(Debug)]
+pub(crate) struct ConnectionGuard(Arc<Connections>);
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::SeqCst);
+        self.0.closed.notify_waiters();
+    }
+}
+
+impl Connections {
+    /// A slot for one more connection, unless `max` are open.
+    pub(crate) fn admit(self: &Arc<Self>, max: usize) -> Option<ConnectionGuard> {
+        let open = &self.open;
+        open.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+            (n < max).then_some(n + 1)
+        })
+        .ok()
+        .map(|_| ConnectionGuard(self.clone()))
+    }
+
+    /// Waits until every connection has closed, or `grace` has passed.
+    pub(crate) async fn wait_for_all(&self, grace: Duration, what: &str) {
+        let all_closed = async {
+            loop {
+                let closed = self.closed.notified();
+                if self.open.load(Ordering::SeqCst) == 0 {
+                    return;
+                }
+                closed.await;
+            }
+        };
+        if tokio::time::timeout(grace, all_closed).await.is_err() {
+            let open = self.open.load(Ordering::SeqCst);
+            log::warn!("{open} {what} connections still open after {grace:?}; closing anyway");
+        }
+    }
+}
