@@ -16,6 +16,7 @@
 //! load. The view is immutable; publishing swaps the whole `Arc`, so a read
 //! never sees a table both gone from memory and not yet in a segment.
 
+mod messages;
 mod table;
 
 use std::sync::Arc;
@@ -23,10 +24,12 @@ use std::time::Instant;
 
 use actix::prelude::*;
 use arc_swap::ArcSwap;
-use bytes::Bytes;
 use prost::Message as _;
 use tokio::sync::oneshot;
 
+pub use messages::{
+    Close, Flush, FlushDone, FlushFailed, Gauges, MemtableGauges, Mutation, SegmentsChanged, Write,
+};
 pub use table::{FrozenMemtable, MemTable};
 
 use super::segment::FileNumbers;
@@ -50,70 +53,6 @@ pub struct ReadView {
     pub frozen: Vec<Arc<FrozenMemtable>>,
     /// The live segments.
     pub segments: Arc<SegmentSet>,
-}
-
-/// One mutation: a value, or `None` for a delete.
-pub type Mutation = (Bytes, Option<Bytes>);
-
-/// Applies mutations atomically. Answered once durable.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Write {
-    pub mutations: Vec<Mutation>,
-    pub reply: oneshot::Sender<Result<()>>,
-}
-
-/// Freezes the memtable and answers once everything written before is in
-/// segments.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Flush {
-    pub reply: oneshot::Sender<Result<()>>,
-}
-
-/// From the segment manager: a frozen memtable is now in `segments`.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct FlushDone {
-    pub wal_number: u64,
-    pub segments: Arc<SegmentSet>,
-}
-
-/// From the segment manager: flushing failed (it will retry).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct FlushFailed {
-    pub error: Error,
-}
-
-/// From the segment manager: the segment set changed (a compaction landed).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct SegmentsChanged(pub Arc<SegmentSet>);
-
-/// Gauges only this actor knows, for `Db::stats`.
-#[derive(Debug)]
-pub struct MemtableGauges {
-    pub memtable_bytes: u64,
-    pub frozen_memtables: u64,
-    pub segments: Arc<SegmentSet>,
-    pub last_seq: u64,
-    /// Bytes in the active WAL.
-    pub wal_bytes: u64,
-}
-
-/// Asks for [`MemtableGauges`].
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Gauges {
-    pub reply: oneshot::Sender<MemtableGauges>,
-}
-
-/// Finishes accepted writes, syncs the WAL and stops the actor.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Close {
-    pub reply: oneshot::Sender<Result<()>>,
 }
 
 struct PendingWrite {

@@ -1,0 +1,74 @@
+//! The messages the memtable actor handles, and what it answers with.
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+use bytes::Bytes;
+use tokio::sync::oneshot;
+
+use crate::engine::version::SegmentSet;
+use crate::{Error, Result};
+
+/// One mutation: a value, or `None` for a delete.
+pub type Mutation = (Bytes, Option<Bytes>);
+
+/// Applies mutations atomically. Answered once durable.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Write {
+    pub mutations: Vec<Mutation>,
+    pub reply: oneshot::Sender<Result<()>>,
+}
+
+/// Freezes the memtable and answers once everything written before is in
+/// segments.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Flush {
+    pub reply: oneshot::Sender<Result<()>>,
+}
+
+/// From the segment manager: a frozen memtable is now in `segments`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct FlushDone {
+    pub wal_number: u64,
+    pub segments: Arc<SegmentSet>,
+}
+
+/// From the segment manager: flushing failed (it will retry).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct FlushFailed {
+    pub error: Error,
+}
+
+/// From the segment manager: the segment set changed (a compaction landed).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SegmentsChanged(pub Arc<SegmentSet>);
+
+/// Gauges only this actor knows, for `Db::stats`.
+#[derive(Debug)]
+pub struct MemtableGauges {
+    pub memtable_bytes: u64,
+    pub frozen_memtables: u64,
+    pub segments: Arc<SegmentSet>,
+    pub last_seq: u64,
+    /// Bytes in the active WAL.
+    pub wal_bytes: u64,
+}
+
+/// Asks for [`MemtableGauges`].
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Gauges {
+    pub reply: oneshot::Sender<MemtableGauges>,
+}
+
+/// Finishes accepted writes, syncs the WAL and stops the actor.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Close {
+    pub reply: oneshot::Sender<Result<()>>,
+}
