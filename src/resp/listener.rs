@@ -18,9 +18,7 @@ use super::commands::{Engine, ServerInfo};
 use super::counter::Counter;
 use super::cursors::Cursors;
 use super::session::{Session, SessionParams};
-use crate::server::connections::{
-    ACCEPT_RETRY_DELAY, BUSY_REPLY_TIMEOUT, ConnectionGuard, Connections,
-};
+use crate::server::connections::{BUSY_REPLY_TIMEOUT, ConnectionGuard, Connections, accept_until};
 use crate::server::{self, ServerConfig, ServerError};
 use crate::{Db, Options};
 
@@ -112,34 +110,25 @@ pub async fn run(
         auth_token: config.auth_token.clone(),
     };
     let next_id = AtomicU64::new(1);
-    tokio::pin!(shutdown);
-    let mut next_worker = 0;
-    loop {
-        let (stream, peer) = tokio::select! {
-            () = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    log::warn!("RESP accept failed: {e}");
-                    tokio::time::sleep(ACCEPT_RETRY_DELAY).await;
-                    continue;
-                }
-            },
-        };
-        let Some(guard) = connections.admit(config.max_connections) else {
-            log::warn!(
-                "refusing RESP {peer}: {} connections open",
-                config.max_connections
-            );
-            actix_rt::spawn(refuse_busy(stream));
-            continue;
-        };
+    let mut next_worker = 0usize;
+    let serve = |stream, guard| {
         if let Some(worker) = workers.get(next_worker % workers.len()) {
             let id = next_id.fetch_add(1, Ordering::Relaxed);
             start_session(worker, stream, id, params.clone(), guard);
         }
         next_worker = next_worker.wrapping_add(1);
-    }
+    };
+    let max = config.max_connections;
+    accept_until(
+        &listener,
+        shutdown,
+        &connections,
+        max,
+        "RESP",
+        refuse_busy,
+        serve,
+    )
+    .await;
     log::info!("RESP: no new connections, finishing in-flight requests");
     drop(listener);
     drop(params);

@@ -2,10 +2,12 @@
 //! and RESP): a slot is taken when a connection is admitted and freed when
 //! its session's [`ConnectionGuard`] drops; shutdown waits for all of them.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 
 /// How long a refused connection gets to take its "busy" reply.
@@ -58,6 +60,42 @@ impl Connections {
         if tokio::time::timeout(grace, all_closed).await.is_err() {
             let open = self.open.load(Ordering::SeqCst);
             log::warn!("{open} {what} connections still open after {grace:?}; closing anyway");
+        }
+    }
+}
+
+/// Accepts connections on `listener` until `shutdown` completes. A
+/// connection past `max` open ones goes to `refuse` (which answers "busy"
+/// on a task of its own); every other one goes to `serve` with its slot.
+/// `what` names the listener in logs.
+pub(crate) async fn accept_until<R: Future<Output = ()> + 'static>(
+    listener: &TcpListener,
+    shutdown: impl Future<Output = ()>,
+    connections: &Arc<Connections>,
+    max: usize,
+    what: &str,
+    refuse: impl Fn(TcpStream) -> R,
+    mut serve: impl FnMut(TcpStream, ConnectionGuard),
+) {
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = &mut shutdown => return,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    log::warn!("{what} accept failed: {e}");
+                    tokio::time::sleep(ACCEPT_RETRY_DELAY).await;
+                    continue;
+                }
+            },
+        };
+        match connections.admit(max) {
+            Some(guard) => serve(stream, guard),
+            None => {
+                log::warn!("refusing {what} connection from {peer}: {max} connections open");
+                actix_rt::spawn(refuse(stream));
+            }
         }
     }
 }

@@ -15,9 +15,7 @@ use super::dispatch;
 use super::session::{Session, SessionParams};
 use super::{ServerConfig, ServerError};
 use crate::proto::{ErrorCode, Response};
-use crate::server::connections::{
-    ACCEPT_RETRY_DELAY, BUSY_REPLY_TIMEOUT, ConnectionGuard, Connections,
-};
+use crate::server::connections::{BUSY_REPLY_TIMEOUT, ConnectionGuard, Connections, accept_until};
 use crate::{Db, Options};
 
 /// Binds `addr`, opens the database and runs the server until `shutdown`
@@ -70,33 +68,24 @@ pub async fn run(
         auth_token: config.auth_token.clone(),
         shutdown: stopping,
     };
-    tokio::pin!(shutdown);
-    let mut next_worker = 0;
-    loop {
-        let (stream, peer) = tokio::select! {
-            () = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    log::warn!("accept failed: {e}");
-                    tokio::time::sleep(ACCEPT_RETRY_DELAY).await;
-                    continue;
-                }
-            },
-        };
-        let Some(guard) = connections.admit(config.max_connections) else {
-            log::warn!(
-                "refusing {peer}: {} connections open",
-                config.max_connections
-            );
-            actix_rt::spawn(refuse_busy(stream));
-            continue;
-        };
+    let mut next_worker = 0usize;
+    let serve = |stream, guard| {
         if let Some(worker) = workers.get(next_worker % workers.len()) {
             start_session(worker, stream, params.clone(), guard);
         }
         next_worker = next_worker.wrapping_add(1);
-    }
+    };
+    let max = config.max_connections;
+    accept_until(
+        &listener,
+        shutdown,
+        &connections,
+        max,
+        "native",
+        refuse_busy,
+        serve,
+    )
+    .await;
     log::info!("shutting down: no new connections, finishing in-flight requests");
     drop(listener);
     drop(params);
