@@ -39,6 +39,10 @@ pub struct Options {
     pub max_value_bytes: usize,
     /// Target size of an SSTable data block before compression; default 4 KiB.
     pub block_bytes: usize,
+    /// Memory for data blocks kept checked and indexed for point lookups,
+    /// shared by all segments; default 32 MiB. 0 turns the cache off (every
+    /// get then reads its block, usually from the OS page cache).
+    pub block_cache_bytes: usize,
     /// Bloom filter bits per key; default 10 (about 1% false positives).
     pub bloom_bits_per_key: usize,
     /// Compaction splits its output into segments of about this size;
@@ -71,6 +75,7 @@ impl Options {
             max_key_bytes: 64 << 10,
             max_value_bytes: 32 << 20,
             block_bytes: 4 << 10,
+            block_cache_bytes: 32 << 20,
             bloom_bits_per_key: 10,
             target_segment_bytes: 32 << 20,
             l0_compaction_trigger: 4,

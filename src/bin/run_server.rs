@@ -40,6 +40,9 @@ struct Args {
     /// Memtable size that triggers a flush (default 64 MiB).
     #[arg(long)]
     memtable_bytes: Option<usize>,
+    /// Memory for cached data blocks (default 32 MiB; 0 turns it off).
+    #[arg(long)]
+    block_cache_bytes: Option<usize>,
     /// Longest request frame accepted.
     #[arg(long, default_value_t = server::DEFAULT_MAX_FRAME_BYTES)]
     max_frame_bytes: usize,
@@ -83,6 +86,9 @@ impl Args {
         };
         if let Some(bytes) = self.memtable_bytes {
             options.memtable_bytes = bytes;
+        }
+        if let Some(bytes) = self.block_cache_bytes {
+            options.block_cache_bytes = bytes;
         }
         options
     }

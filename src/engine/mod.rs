@@ -34,6 +34,7 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
+use crate::format::sstable::BlockCache;
 use crate::format::wal::MAX_RECORD_BYTES;
 use crate::fs::DirectoryLock;
 use crate::{Error, Options, Result};
@@ -62,6 +63,8 @@ struct DbInner {
     segments: Addr<SegmentManager>,
     compactor: Addr<Compactor>,
     readers: Addr<ReadWorker>,
+    /// Checked data blocks for point lookups, shared by every table.
+    cache: Arc<BlockCache>,
     counters: Arc<Counters>,
     /// The memtable actor's latest [`ReadView`]; readers load it, no message.
     view: Arc<ArcSwap<ReadView>>,
@@ -143,7 +146,14 @@ fn start_actors(options: Arc<Options>, recovered: recovery::Recovered) -> DbInne
         memtable: memtable.clone(),
         compactor: compactor.clone(),
     });
-    let readers = SyncArbiter::start(options.read_threads.max(1), || ReadWorker);
+    let cache = Arc::new(BlockCache::new(
+        options.block_cache_bytes,
+        options.block_bytes,
+    ));
+    let for_readers = cache.clone();
+    let readers = SyncArbiter::start(options.read_threads.max(1), move || ReadWorker {
+        cache: for_readers.clone(),
+    });
     let arbiters = vec![background.handle()];
     DbInner {
         options,
@@ -151,6 +161,7 @@ fn start_actors(options: Arc<Options>, recovered: recovery::Recovered) -> DbInne
         segments,
         compactor,
         readers,
+        cache,
         counters,
         view,
         closed: AtomicBool::new(false),
@@ -209,10 +220,10 @@ impl Db {
             if candidates.is_empty() {
                 return Ok(None);
             }
-            // A block in the page cache is read here (RWF_NOWAIT); only one
-            // that would wait for the disk goes to the read pool, so no
-            // caller's thread ever blocks on a disk read.
-            let lookup = match version::lookup_if_cached(&candidates, &key)? {
+            // A block in the block cache or the page cache (RWF_NOWAIT) is
+            // read here; only one that would wait for the disk goes to the
+            // read pool, so no caller's thread ever blocks on a disk read.
+            let lookup = match version::lookup_if_cached(&candidates, &key, &inner.cache)? {
                 Some(lookup) => lookup,
                 None => inner
                     .readers
@@ -354,6 +365,7 @@ impl Db {
         let (reply, rx) = oneshot::channel();
         self.inner.memtable.do_send(Gauges { reply });
         let counters = self.inner.counters.clone();
+        let cache = self.inner.cache.clone();
         async move {
             let gauges = rx.await.map_err(|_| Error::Closed)?;
             let mut map = counters.snapshot();
@@ -367,6 +379,10 @@ impl Db {
                 segments.total_bytes() + gauges.wal_bytes,
             );
             map.insert("last_sequence".into(), gauges.last_seq);
+            let cache = cache.stats();
+            map.insert("block_cache_hits".into(), cache.hits);
+            map.insert("block_cache_misses".into(), cache.misses);
+            map.insert("block_cache_bytes".into(), cache.bytes);
             for (level, run) in segments.levels.iter().enumerate() {
                 map.insert(format!("level_{level}_segments"), run.len() as u64);
             }

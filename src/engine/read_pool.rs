@@ -14,6 +14,7 @@ use super::merge::{LiveIter, MemTableIter, MergeIter};
 use super::segment::Segment;
 use super::version::{SegmentLookup, lookup};
 use crate::Result;
+use crate::format::sstable::BlockCache;
 use crate::format::{EntryIter, KeyRange};
 
 /// A point lookup in the segments whose bloom filters let the key through.
@@ -33,8 +34,11 @@ pub struct RangeScan {
 }
 
 /// One reader thread.
-#[derive(Debug, Default)]
-pub struct ReadWorker;
+#[derive(Debug)]
+pub struct ReadWorker {
+    /// The database's block cache, which point lookups read through.
+    pub cache: Arc<BlockCache>,
+}
 
 impl Actor for ReadWorker {
     type Context = SyncContext<Self>;
@@ -43,7 +47,7 @@ impl Actor for ReadWorker {
 impl Handler<SegmentGet> for ReadWorker {
     type Result = Result<SegmentLookup>;
     fn handle(&mut self, msg: SegmentGet, _: &mut SyncContext<Self>) -> Self::Result {
-        lookup(&msg.candidates, &msg.key)
+        lookup(&msg.candidates, &msg.key, &self.cache)
     }
 }
 

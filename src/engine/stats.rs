@@ -85,7 +85,8 @@ impl Counters {
 
 /// Engine counters and gauges, by name: `writes`, `wal_syncs`,
 /// `writes_per_sync`, `flushes`, `compactions`, `write_stalls`,
-/// `bloom_filter_hits`, `live_segments`, `bytes_on_disk`, `memtable_bytes`,
+/// `bloom_filter_hits`, `block_cache_hits`, `block_cache_misses`,
+/// `block_cache_bytes`, `live_segments`, `bytes_on_disk`, `memtable_bytes`,
 /// `level_N_segments` and more.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Stats {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use super::merge::ChainIter;
 use super::segment::Segment;
 use crate::Result;
-use crate::format::sstable::Lookup;
+use crate::format::sstable::{BlockCache, Lookup};
 use crate::format::{Entry, EntryIter, KeyRange};
 use crate::proto::storage::SegmentMeta;
 
@@ -26,12 +26,17 @@ pub struct SegmentLookup {
     pub false_positives: u64,
 }
 
-/// `lookup` done only from the page cache: `Ok(None)` as soon as a block
-/// would have to come from the disk. Safe on an actor's thread.
-pub fn lookup_if_cached(candidates: &[Arc<Segment>], key: &[u8]) -> Result<Option<SegmentLookup>> {
+/// `lookup` done only from the block cache and the page cache: `Ok(None)`
+/// as soon as a block would have to come from the disk. Safe on an actor's
+/// thread.
+pub fn lookup_if_cached(
+    candidates: &[Arc<Segment>],
+    key: &[u8],
+    cache: &BlockCache,
+) -> Result<Option<SegmentLookup>> {
     let mut lookup = SegmentLookup::default();
     for segment in candidates {
-        match segment.reader.get_if_cached(key)? {
+        match segment.reader.get_if_cached(key, cache)? {
             None => return Ok(None),
             Some(Lookup::Found(entry)) => {
                 lookup.entry = Some(entry);
@@ -45,10 +50,14 @@ pub fn lookup_if_cached(candidates: &[Arc<Segment>], key: &[u8]) -> Result<Optio
 
 /// Reads `key` from `candidates` (newest first, as [`SegmentSet::candidates`]
 /// gives them) until one holds it. Reads data blocks: run it off actor threads.
-pub fn lookup(candidates: &[Arc<Segment>], key: &[u8]) -> Result<SegmentLookup> {
+pub fn lookup(
+    candidates: &[Arc<Segment>],
+    key: &[u8],
+    cache: &BlockCache,
+) -> Result<SegmentLookup> {
     let mut lookup = SegmentLookup::default();
     for segment in candidates {
-        match segment.reader.get(key)? {
+        match segment.reader.get_cached(key, cache)? {
             Lookup::Found(entry) => {
                 lookup.entry = Some(entry);
                 return Ok(lookup);

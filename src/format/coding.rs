@@ -12,7 +12,14 @@ pub fn put_varint(buf: &mut Vec<u8>, mut value: u64) {
 }
 
 /// Decodes a varint from the front of `input`: the value and bytes used.
+#[inline]
 pub fn get_varint(input: &[u8]) -> Option<(u64, usize)> {
+    // Most lengths fit one byte.
+    if let Some(&byte) = input.first()
+        && byte < 0x80
+    {
+        return Some((u64::from(byte), 1));
+    }
     let mut value = 0u64;
     for (i, &byte) in input.iter().enumerate().take(10) {
         let bits = u64::from(byte & 0x7f);

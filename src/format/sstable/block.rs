@@ -1,6 +1,8 @@
 //! Data blocks: encoding one entry, decoding a whole block, and the bounds-
 //! checked cursor every decoder in this module reads with.
 
+use std::cmp::Ordering;
+
 use bytes::Bytes;
 
 use super::Malformed;
@@ -44,23 +46,99 @@ pub(super) fn decode_block(
     after: Option<&[u8]>,
     last_key: &[u8],
 ) -> Result<Vec<Entry>, Malformed> {
+    let mut entries = Vec::new();
+    walk_block(data, after, last_key, |_, entry| entries.push(entry))?;
+    Ok(entries)
+}
+
+/// Checks a whole block as `decode_block` does, handing each entry and its
+/// offset in the block to `visit`.
+fn walk_block(
+    data: &Bytes,
+    after: Option<&[u8]>,
+    last_key: &[u8],
+    mut visit: impl FnMut(usize, Entry),
+) -> Result<(), Malformed> {
     let mut cursor = Cursor::new(data);
-    let mut entries: Vec<Entry> = Vec::new();
+    let mut previous: Option<Bytes> = None;
     while !cursor.at_end() {
         let at = cursor.pos();
         let entry = decode_entry(&mut cursor)?;
-        let previous = entries.last().map(|e| e.key.as_ref()).or(after);
-        if previous.is_some_and(|p| entry.key.as_ref() <= p) {
+        let before = previous.as_deref().or(after);
+        if before.is_some_and(|p| entry.key.as_ref() <= p) {
             return Err(Malformed::new(at, "keys out of order"));
         }
-        entries.push(entry);
+        previous = Some(entry.key.clone());
+        visit(at, entry);
     }
-    match entries.last() {
+    match previous {
         None => Err(Malformed::new(0, "empty data block")),
-        Some(last) if last.key.as_ref() != last_key => {
+        Some(last) if last.as_ref() != last_key => {
             Err(Malformed::new(0, "block's last key differs from the index"))
         }
-        Some(_) => Ok(entries),
+        Some(_) => Ok(()),
+    }
+}
+
+/// A checked data block kept whole, with where each entry starts, so that a
+/// point lookup binary-searches it without decoding every entry. What the
+/// block cache holds.
+#[derive(Debug)]
+pub struct Block {
+    data: Bytes,
+    /// Offset of each entry in `data`, ascending (so by key too).
+    offsets: Vec<u32>,
+}
+
+impl Block {
+    /// Checks `data` as `decode_block` does and indexes its entries.
+    pub(super) fn decode(
+        data: Bytes,
+        after: Option<&[u8]>,
+        last_key: &[u8],
+    ) -> Result<Block, Malformed> {
+        if u32::try_from(data.len()).is_err() {
+            return Err(Malformed::new(0, "block larger than 4 GiB"));
+        }
+        let mut offsets = Vec::new();
+        walk_block(&data, after, last_key, |at, _| offsets.push(at as u32))?;
+        Ok(Block { data, offsets })
+    }
+
+    /// The entry for `key`, if the block holds one.
+    pub fn get(&self, key: &[u8]) -> Option<Entry> {
+        // `decode` parsed every offset, so `key_at` cannot fail here; were it
+        // to, the search would just miss.
+        let found = self
+            .offsets
+            .binary_search_by(|&at| self.key_at(at).map_or(Ordering::Less, |k| k.cmp(key)));
+        let at = *self.offsets.get(found.ok()?)?;
+        let mut cursor = Cursor::new(&self.data);
+        cursor.pos = at as usize;
+        decode_entry(&mut cursor)
+            .ok()
+            .filter(|entry| entry.key.as_ref() == key)
+    }
+
+    /// Memory the block holds: its bytes and its offsets.
+    pub fn memory_bytes(&self) -> usize {
+        self.data.len() + self.offsets.len() * std::mem::size_of::<u32>()
+    }
+
+    /// The key of the entry at `at`, borrowed from the block.
+    fn key_at(&self, at: u32) -> Option<&[u8]> {
+        let rest = self.data.get(at as usize..)?;
+        let (key_len, mut used) = get_varint(rest)?;
+        let kind = *rest.get(used)?;
+        used += 1;
+        let (_seq, seq_len) = get_varint(rest.get(used..)?)?;
+        used += seq_len;
+        if kind == KIND_PUT {
+            let (_value_len, len) = get_varint(rest.get(used..)?)?;
+            used += len;
+        }
+        let end = used.checked_add(usize::try_from(key_len).ok()?)?;
+        rest.get(used..end)
     }
 }
 
@@ -184,6 +262,28 @@ mod tests {
                 "len {len}"
             );
         }
+    }
+
+    #[test]
+    fn block_lookup_finds_every_key_and_only_those() {
+        let entries: Vec<Entry> = (0..50u64)
+            .map(|i| {
+                let key = format!("k{:03}", i * 2);
+                let value = (i % 3 != 0).then(|| format!("v{i}"));
+                entry(&key, 100 + i, value.as_deref())
+            })
+            .collect();
+        let data = encode(&entries);
+        let block = Block::decode(data.clone(), Some(b"a"), b"k098").unwrap();
+        for e in &entries {
+            assert_eq!(block.get(&e.key).as_ref(), Some(e));
+        }
+        for i in 0..50u64 {
+            assert_eq!(block.get(format!("k{:03}", i * 2 + 1).as_bytes()), None);
+        }
+        assert_eq!(block.get(b"a"), None);
+        assert_eq!(block.get(b"z"), None);
+        assert!(Block::decode(data, Some(b"k000"), b"k098").is_err());
     }
 
     #[test]

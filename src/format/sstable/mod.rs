@@ -107,10 +107,13 @@
 //!   failed returns the same error on every later call.
 //!
 //! The reader keeps the index (one key and two numbers per block) and the
-//! filter's bits in memory; data blocks are read on demand and not cached.
+//! filter's bits in memory; data blocks are read on demand. Point lookups
+//! may keep checked blocks in a [`BlockCache`] shared by a database's tables
+//! (see `cache.rs`); scans and compaction read around it.
 
 mod block;
 mod bloom;
+mod cache;
 mod footer;
 mod index;
 mod iter;
@@ -122,6 +125,8 @@ mod corruption_tests;
 #[cfg(test)]
 mod tests;
 
+pub use block::Block;
+pub use cache::{BlockCache, BlockCacheStats, CachedBlock};
 pub use iter::SstableIter;
 pub use reader::{Lookup, SstableReader};
 pub use writer::{SstableWriter, TableSummary};

@@ -4,11 +4,13 @@
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 
-use super::block::decode_block;
+use super::block::{Block, decode_block};
 use super::bloom::BloomFilter;
+use super::cache::BlockCache;
 use super::footer::{FOOTER_LEN, Footer};
 use super::index::{BlockHandle, Index};
 use super::iter::SstableIter;
@@ -17,6 +19,9 @@ use crate::format::coding::{get_u32, masked_crc};
 use crate::format::{Entry, KeyRange};
 use crate::fs::ReadableFile;
 use crate::{Error, Result};
+
+/// Hands out [`SstableReader`] ids.
+static NEXT_TABLE_ID: AtomicU64 = AtomicU64::new(0);
 
 /// The outcome of a point lookup in one table.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +37,8 @@ pub enum Lookup {
 /// An open table: footer, index and filter in memory, blocks read on demand.
 #[derive(Debug)]
 pub struct SstableReader {
+    /// Names this table in the block cache; unique in the process.
+    id: u64,
     file: TableFile,
     index: Index,
     filter: BloomFilter,
@@ -53,6 +60,7 @@ impl SstableReader {
         let index = Index::decode(&index, footer.filter_offset)
             .map_err(|m| file.corrupt(footer.index_offset, m))?;
         Ok(SstableReader {
+            id: NEXT_TABLE_ID.fetch_add(1, Ordering::Relaxed),
             file,
             index,
             filter,
@@ -68,16 +76,28 @@ impl SstableReader {
     /// Looks `key` up: the filter first, then at most one data block.
     /// `Corruption` if that block is bad.
     pub fn get(&self, key: &[u8]) -> Result<Lookup> {
-        self.get_with(key, Wait::Yes)?.ok_or_else(would_block)
+        self.get_with(key, Wait::Yes, None)?.ok_or_else(would_block)
     }
 
-    /// Like `get`, but `Ok(None)` instead of waiting for the disk: the block
-    /// is read only if the page cache holds it.
-    pub fn get_if_cached(&self, key: &[u8]) -> Result<Option<Lookup>> {
-        self.get_with(key, Wait::No)
+    /// Like `get`, taking the block from `cache` if it is there and leaving
+    /// it there if it was read.
+    pub fn get_cached(&self, key: &[u8], cache: &BlockCache) -> Result<Lookup> {
+        self.get_with(key, Wait::Yes, Some(cache))?
+            .ok_or_else(would_block)
     }
 
-    fn get_with(&self, key: &[u8], wait: Wait) -> Result<Option<Lookup>> {
+    /// Like `get_cached`, but `Ok(None)` instead of waiting for the disk:
+    /// the block is read only if `cache` or the page cache holds it.
+    pub fn get_if_cached(&self, key: &[u8], cache: &BlockCache) -> Result<Option<Lookup>> {
+        self.get_with(key, Wait::No, Some(cache))
+    }
+
+    fn get_with(
+        &self,
+        key: &[u8],
+        wait: Wait,
+        cache: Option<&BlockCache>,
+    ) -> Result<Option<Lookup>> {
         if !self.filter.may_contain(key) {
             return Ok(Some(Lookup::FilteredOut));
         }
@@ -85,12 +105,21 @@ impl SstableReader {
         if block >= self.block_count() {
             return Ok(Some(Lookup::Absent));
         }
-        let Some(entries) = self.read_block_with(block, wait)? else {
+        let found = |entry: Option<Entry>| Some(entry.map_or(Lookup::Absent, Lookup::Found));
+        let cache = cache.zip(u32::try_from(block).ok());
+        if let Some((cache, index)) = cache
+            && let Some(cached) = cache.get(self.id, index)
+        {
+            return Ok(found(cached.block.get(key)));
+        }
+        let Some(data) = self.read_block_data(block, wait)? else {
             return Ok(None);
         };
-        let found = entries.binary_search_by(|e| e.key.as_ref().cmp(key)).ok();
-        let entry = found.and_then(|at| entries.into_iter().nth(at));
-        Ok(Some(entry.map_or(Lookup::Absent, Lookup::Found)))
+        let decoded = self.check_block(block, data)?;
+        Ok(match cache {
+            Some((cache, index)) => found(cache.insert(self.id, index, decoded).block.get(key)),
+            None => found(decoded.get(key)),
+        })
     }
 
     /// The entries in `range`, ascending, or descending if `reverse`. The
@@ -168,16 +197,35 @@ impl SstableReader {
 
     /// `Ok(None)` if `wait` is `No` and the block is not in the page cache.
     fn read_block_with(&self, block: usize, wait: Wait) -> Result<Option<Vec<Entry>>> {
-        let handle: &BlockHandle = self.index.handles.get(block).ok_or_else(|| {
-            Error::corruption(&self.file.path, 0, format!("no data block {block}"))
-        })?;
-        let Some(data) = self.file.read_checked(handle.offset, handle.len, wait)? else {
+        let Some(data) = self.read_block_data(block, wait)? else {
             return Ok(None);
         };
-        let after = block.checked_sub(1).and_then(|b| self.block_last_key(b));
-        decode_block(&data, after.map(|k| k.as_ref()), &handle.last_key)
+        let (handle, after) = self.handle_and_previous(block)?;
+        decode_block(&data, after, &handle.last_key)
             .map(Some)
             .map_err(|m| self.file.corrupt(handle.offset, m))
+    }
+
+    /// The checked bytes of data block number `block`, without its crc.
+    fn read_block_data(&self, block: usize, wait: Wait) -> Result<Option<Bytes>> {
+        let (handle, _) = self.handle_and_previous(block)?;
+        self.file.read_checked(handle.offset, handle.len, wait)
+    }
+
+    /// Checks and indexes data block number `block`, read as `data`.
+    fn check_block(&self, block: usize, data: Bytes) -> Result<Block> {
+        let (handle, after) = self.handle_and_previous(block)?;
+        Block::decode(data, after, &handle.last_key)
+            .map_err(|m| self.file.corrupt(handle.offset, m))
+    }
+
+    /// Block `block`'s handle and the last key of the block before it.
+    fn handle_and_previous(&self, block: usize) -> Result<(&BlockHandle, Option<&[u8]>)> {
+        let handle = self.index.handles.get(block).ok_or_else(|| {
+            Error::corruption(&self.file.path, 0, format!("no data block {block}"))
+        })?;
+        let after = block.checked_sub(1).and_then(|b| self.block_last_key(b));
+        Ok((handle, after.map(|k| k.as_ref())))
     }
 }
 

@@ -1,0 +1,295 @@
+//! The block cache: checked, indexed data blocks ([`Block`]) shared by every
+//! reader of a database, so that a hot block is read from the file, checked
+//! and indexed once rather than on every get.
+//!
+//! It takes no lock. The cache is a fixed array of slots, each an
+//! `ArcSwapOption` holding one immutable cached block; a lookup loads the
+//! slots of the key's set (4 ways, chosen by a hash of table and block) and
+//! clones the `Arc` of a match. An insert stores into a free or unreferenced
+//! way of the set (second chance: a hit sets the block's `referenced` bit).
+//! Whoever swaps a block out of a slot subtracts its charge, so the byte count
+//! stays exact under races; while it is over capacity, a clock hand sweeps the
+//! slots, clearing referenced bits and evicting unreferenced blocks.
+//!
+//! The bound: the blocks in the slots charge at most `capacity` bytes, except
+//! for the moment between one insert and its own eviction sweep (at most one
+//! block per inserting thread over). A block a reader still holds stays in
+//! memory until that reader drops it. Blocks larger than an eighth of the
+//! capacity are not cached. Blocks of a deleted table are not looked up
+//! again and go first, being unreferenced.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+use arc_swap::ArcSwapOption;
+
+use super::block::Block;
+
+/// Ways per set.
+const WAYS: usize = 4;
+
+/// Bytes charged per cached block beyond [`Block::memory_bytes`]: the
+/// `CachedBlock`, its `Arc` header, the block's buffer header and the
+/// allocator's rounding, roughly.
+const BLOCK_OVERHEAD_BYTES: usize = 128;
+
+/// One cached block, immutable except for its second-chance bit.
+#[derive(Debug)]
+pub struct CachedBlock {
+    table: u64,
+    index: u32,
+    /// The block.
+    pub block: Block,
+    charge: usize,
+    referenced: AtomicBool,
+}
+
+/// A lock-free cache of data blocks, shared by the tables of one database.
+#[derive(Debug)]
+pub struct BlockCache {
+    slots: Box<[ArcSwapOption<CachedBlock>]>,
+    /// A hash of what each slot holds, so that a lookup dereferences only a
+    /// slot that may match (a hint: a racing insert can leave it stale, so a
+    /// match is always checked against the block itself).
+    tags: Box<[AtomicU64]>,
+    capacity: usize,
+    charged: AtomicUsize,
+    hand: AtomicUsize,
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+/// What the cache holds and how it has done.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BlockCacheStats {
+    pub hits: u64,
+    pub misses: u64,
+    /// Bytes charged by the blocks held now.
+    pub bytes: u64,
+}
+
+impl BlockCache {
+    /// A cache of about `capacity` bytes for blocks of about `block_bytes`
+    /// (which sets the number of slots: four per expected block, so that
+    /// bytes, not slots, are what runs out). `capacity` 0 caches nothing.
+    pub fn new(capacity: usize, block_bytes: usize) -> BlockCache {
+        let expected = block_bytes.max(256) + BLOCK_OVERHEAD_BYTES;
+        let sets = match capacity {
+            0 => 0,
+            _ => (4 * capacity / expected).div_ceil(WAYS).max(1),
+        };
+        let slots = (0..sets * WAYS).map(|_| ArcSwapOption::empty()).collect();
+        let tags = (0..sets * WAYS).map(|_| AtomicU64::new(0)).collect();
+        BlockCache {
+            slots,
+            tags,
+            capacity,
+            charged: AtomicUsize::new(0),
+            hand: AtomicUsize::new(0),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+        }
+    }
+
+    /// Block `index` of table `table`, if cached.
+    pub fn get(&self, table: u64, index: u32) -> Option<Arc<CachedBlock>> {
+        let (set, tags, tag) = self.set(table, index);
+        for (slot, hint) in set.iter().zip(tags) {
+            if hint.load(Ordering::Relaxed) != tag {
+                continue;
+            }
+            let held = slot.load();
+            if let Some(cached) = held.as_ref()
+                && cached.table == table
+                && cached.index == index
+            {
+                if !cached.referenced.load(Ordering::Relaxed) {
+                    cached.referenced.store(true, Ordering::Relaxed);
+                }
+                self.hits.fetch_add(1, Ordering::Relaxed);
+                return Some(Arc::clone(cached));
+            }
+        }
+        self.misses.fetch_add(1, Ordering::Relaxed);
+        None
+    }
+
+    /// Caches `block` as block `index` of table `table` and returns it.
+    pub fn insert(&self, table: u64, index: u32, block: Block) -> Arc<CachedBlock> {
+        let charge = block.memory_bytes() + BLOCK_OVERHEAD_BYTES;
+        let cached = Arc::new(CachedBlock {
+            table,
+            index,
+            block,
+            charge,
+            referenced: AtomicBool::new(false),
+        });
+        let (set, tags, tag) = self.set(table, index);
+        if set.is_empty() || charge > self.capacity / 8 {
+            return cached;
+        }
+        let empty = set.iter().position(|slot| slot.load().is_none());
+        let victim = empty
+            .or_else(|| {
+                set.iter().position(|slot| {
+                    slot.load()
+                        .as_ref()
+                        .is_none_or(|held| !held.referenced.load(Ordering::Relaxed))
+                })
+            })
+            .unwrap_or(index as usize % WAYS);
+        if let (Some(slot), Some(hint)) = (set.get(victim), tags.get(victim)) {
+            self.charged.fetch_add(charge, Ordering::Relaxed);
+            self.uncharge(slot.swap(Some(Arc::clone(&cached))));
+            hint.store(tag, Ordering::Relaxed);
+            self.evict_while_over();
+        }
+        cached
+    }
+
+    /// Hits, misses and bytes held.
+    pub fn stats(&self) -> BlockCacheStats {
+        BlockCacheStats {
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+            bytes: self.charged.load(Ordering::Relaxed) as u64,
+        }
+    }
+
+    /// The ways of the set that block `index` of `table` maps to, their
+    /// tags, and the block's tag.
+    fn set(&self, table: u64, index: u32) -> (&[ArcSwapOption<CachedBlock>], &[AtomicU64], u64) {
+        let hash = (table.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ u64::from(index))
+            .wrapping_mul(0xff51_afd7_ed55_8ccd);
+        let sets = self.slots.len() / WAYS;
+        if sets == 0 {
+            return (&[], &[], hash);
+        }
+        let ways = ((hash >> 32) as usize % sets) * WAYS..((hash >> 32) as usize % sets + 1) * WAYS;
+        let slots = self.slots.get(ways.clone()).unwrap_or(&[]);
+        let tags = self.tags.get(ways).unwrap_or(&[]);
+        (slots, tags, hash)
+    }
+
+    fn uncharge(&self, evicted: Option<Arc<CachedBlock>>) {
+        if let Some(evicted) = evicted {
+            self.charged.fetch_sub(evicted.charge, Ordering::Relaxed);
+        }
+    }
+
+    /// The clock: while over capacity, give referenced blocks a second chance
+    /// and evict the others. Two turns of the hand at most.
+    fn evict_while_over(&self) {
+        let mut steps = 2 * self.slots.len();
+        while self.charged.load(Ordering::Relaxed) > self.capacity && steps > 0 {
+            steps -= 1;
+            let at = self.hand.fetch_add(1, Ordering::Relaxed) % self.slots.len();
+            let Some(slot) = self.slots.get(at) else {
+                return;
+            };
+            let held = slot.load();
+            match held.as_ref() {
+                None => {}
+                Some(cached) if cached.referenced.swap(false, Ordering::Relaxed) => {}
+                Some(_) => self.uncharge(slot.swap(None)),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::format::Entry;
+    use crate::format::sstable::block::encode_entry;
+
+    /// A block of one entry with a value of `value_len` bytes.
+    fn block(key: &str, value_len: usize) -> Block {
+        let entry = Entry {
+            key: Bytes::copy_from_slice(key.as_bytes()),
+            seq: 1,
+            value: Some(Bytes::from(vec![7u8; value_len])),
+        };
+        let mut data = Vec::new();
+        encode_entry(&entry, &mut data);
+        Block::decode(Bytes::from(data), None, key.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn a_cached_block_is_found_until_evicted() {
+        let cache = BlockCache::new(64 << 10, 1024);
+        assert!(cache.get(1, 0).is_none());
+        cache.insert(1, 0, block("a", 1000));
+        let hit = cache.get(1, 0).unwrap();
+        assert_eq!(hit.block.get(b"a").unwrap().value.unwrap().len(), 1000);
+        assert!(cache.get(1, 1).is_none());
+        assert!(cache.get(2, 0).is_none());
+        let stats = cache.stats();
+        assert_eq!((stats.hits, stats.misses), (1, 3));
+    }
+
+    #[test]
+    fn bytes_stay_within_capacity() {
+        let capacity = 64 << 10;
+        let cache = BlockCache::new(capacity, 1024);
+        for index in 0..1000 {
+            cache.insert(7, index, block("k", 1000));
+            assert!(cache.stats().bytes as usize <= capacity);
+        }
+        let held = (0..1000).filter(|&i| cache.get(7, i).is_some()).count();
+        // Roughly capacity / (1 KiB + overhead) blocks fit.
+        assert!((40..=64).contains(&held), "{held} blocks held");
+    }
+
+    #[test]
+    fn referenced_blocks_survive_a_sweep() {
+        let cache = BlockCache::new(64 << 10, 1024);
+        cache.insert(1, 0, block("hot", 1000));
+        for index in 0..2000 {
+            assert!(cache.get(1, 0).is_some(), "hot block lost at {index}");
+            cache.insert(2, index, block("cold", 1000));
+        }
+    }
+
+    #[test]
+    fn oversized_and_zero_capacity_are_not_cached() {
+        let cache = BlockCache::new(64 << 10, 1024);
+        cache.insert(1, 0, block("big", 9 << 10));
+        assert!(cache.get(1, 0).is_none());
+        let none = BlockCache::new(0, 4096);
+        none.insert(1, 0, block("a", 10));
+        assert!(none.get(1, 0).is_none());
+        assert_eq!(none.stats().bytes, 0);
+    }
+
+    #[test]
+    fn concurrent_readers_and_inserters_keep_the_count_exact() {
+        let cache = Arc::new(BlockCache::new(256 << 10, 1024));
+        let threads: Vec<_> = (0..4u64)
+            .map(|t| {
+                let cache = Arc::clone(&cache);
+                std::thread::spawn(move || {
+                    for i in 0..3000u32 {
+                        let index = i % 700;
+                        if cache.get(t % 2, index).is_none() {
+                            cache.insert(t % 2, index, block("k", 1000));
+                        }
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        let held: usize = cache
+            .slots
+            .iter()
+            .filter_map(|slot| slot.load_full())
+            .map(|cached| cached.charge)
+            .sum();
+        assert_eq!(held as u64, cache.stats().bytes);
+        assert!(held <= 256 << 10);
+    }
+}

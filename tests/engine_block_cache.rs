@@ -1,0 +1,113 @@
+//! The block cache seen from `Db`: gets answered from cached blocks agree
+//! with what was written, repeated gets hit the cache, the cache holds no
+//! more than its budget, and overwrites, deletes and compaction are never
+//! hidden by a block cached before them.
+
+use naive_kv::{Db, Options, Stats};
+
+const KEYS: u32 = 4000;
+
+fn key(i: u32) -> String {
+    format!("key{i:06}")
+}
+
+fn value(i: u32, round: u32) -> String {
+    format!("value-{i}-{round}-{}", "x".repeat((i % 40) as usize))
+}
+
+async fn open(dir: &std::path::Path, cache_bytes: usize) -> Db {
+    let mut options = Options::new(dir);
+    options.sync = naive_kv::SyncPolicy::None;
+    options.block_cache_bytes = cache_bytes;
+    options.memtable_bytes = 64 << 10;
+    Db::open(options).await.unwrap()
+}
+
+async fn fill(db: &Db, round: u32) {
+    for i in 0..KEYS {
+        db.put(key(i), value(i, round)).await.unwrap();
+    }
+    db.flush().await.unwrap();
+}
+
+async fn check_all(db: &Db, round: u32) {
+    for i in 0..KEYS {
+        let got = db.get(key(i)).await.unwrap();
+        assert_eq!(got.as_deref(), Some(value(i, round).as_bytes()), "{i}");
+        let missing = format!("{}-", key(i));
+        assert_eq!(db.get(missing).await.unwrap(), None);
+    }
+}
+
+async fn stats(db: &Db) -> Stats {
+    db.stats().await.unwrap()
+}
+
+#[actix_rt::test]
+async fn repeated_gets_hit_the_cache_and_agree_with_the_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path(), 8 << 20).await;
+    fill(&db, 0).await;
+    check_all(&db, 0).await;
+    let first = stats(&db).await;
+    check_all(&db, 0).await;
+    let second = stats(&db).await;
+    let hits = second.get("block_cache_hits") - first.get("block_cache_hits");
+    let misses = second.get("block_cache_misses") - first.get("block_cache_misses");
+    // Every block fits: the second pass reads nothing from the files.
+    assert_eq!(misses, 0, "second pass missed {misses} times");
+    assert!(hits >= u64::from(KEYS), "{hits} hits");
+    assert!(second.get("block_cache_bytes") > 0);
+    assert!(second.get("block_cache_bytes") <= 8 << 20);
+    db.close().await.unwrap();
+}
+
+#[actix_rt::test]
+async fn a_small_cache_stays_within_its_budget_and_stays_correct() {
+    let dir = tempfile::tempdir().unwrap();
+    let budget = 32 << 10;
+    let db = open(dir.path(), budget).await;
+    fill(&db, 0).await;
+    check_all(&db, 0).await;
+    check_all(&db, 0).await;
+    let stats = stats(&db).await;
+    assert!(stats.get("block_cache_bytes") <= budget as u64);
+    assert!(stats.get("block_cache_misses") > 0, "the data cannot all fit");
+    db.close().await.unwrap();
+}
+
+#[actix_rt::test]
+async fn no_cache_reads_every_block_from_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path(), 0).await;
+    fill(&db, 0).await;
+    check_all(&db, 0).await;
+    let stats = stats(&db).await;
+    assert_eq!(stats.get("block_cache_bytes"), 0);
+    assert_eq!(stats.get("block_cache_hits"), 0);
+    db.close().await.unwrap();
+}
+
+#[actix_rt::test]
+async fn writes_after_a_block_was_cached_are_seen() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path(), 8 << 20).await;
+    fill(&db, 0).await;
+    check_all(&db, 0).await;
+    // Overwrite everything, flushed into newer segments, then compact so the
+    // cached blocks' tables are gone.
+    fill(&db, 1).await;
+    check_all(&db, 1).await;
+    db.compact().await.unwrap();
+    check_all(&db, 1).await;
+    for i in (0..KEYS).step_by(3) {
+        db.delete(key(i)).await.unwrap();
+    }
+    db.flush().await.unwrap();
+    for i in 0..KEYS {
+        let got = db.get(key(i)).await.unwrap();
+        let expected = (i % 3 != 0).then(|| value(i, 1));
+        assert_eq!(got.as_deref(), expected.as_deref().map(str::as_bytes));
+    }
+    db.close().await.unwrap();
+}
