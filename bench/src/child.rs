@@ -22,7 +22,9 @@ pub fn run(args: &Args, engine: EngineKind, workload: Workload, dir: &Path) -> B
         value_size: args.value_size,
     };
     let mut report = match engine {
-        EngineKind::Naivekv => naive::run_child(dir, args.sync, spec, args.prefill)?,
+        EngineKind::Naivekv => {
+            naive::run_child(dir, args.sync, spec, args.prefill, args.naive_in_flight)?
+        }
         EngineKind::Fjall => blocking(Arc::new(Fjall::open(dir, args.sync)?), dir, spec, args)?,
         EngineKind::Sled => blocking(Arc::new(Sled::open(dir, args.sync)?), dir, spec, args)?,
     };
