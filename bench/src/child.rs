@@ -32,6 +32,10 @@ pub fn run(args: &Args, engine: EngineKind, workload: Workload, dir: &Path) -> B
     report.workload = workload.name().to_string();
     report.sync = format!("{:?}", args.sync).to_lowercase();
     report.threads = spec.threads;
+    report.in_flight_per_thread = match engine {
+        EngineKind::Naivekv => args.naive_in_flight.max(1),
+        EngineKind::Fjall | EngineKind::Sled => 1,
+    };
     report.logical_bytes_written = spec.logical_bytes_written();
     report.logical_bytes_live = spec.logical_bytes_live();
     report.peak_rss_bytes = peak_rss_bytes();
