@@ -20,10 +20,16 @@ pub struct Args {
     /// Value size in bytes (keys are 16 bytes).
     #[arg(long, default_value_t = 100)]
     pub value_size: usize,
-    /// Requests in flight: OS threads for fjall and sled, futures in flight
-    /// for NaiveKV.
+    /// OS threads issuing requests, for every engine: a fjall or sled thread
+    /// has one request in flight, a NaiveKV thread --naive-in-flight.
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
+    /// Requests each NaiveKV thread keeps in flight (each thread runs its
+    /// own actix system; more than 1 is what an async caller can do, which
+    /// the blocking peers cannot). NaiveKV has --threads times this many
+    /// requests in flight in all.
+    #[arg(long, default_value_t = 1)]
+    pub naive_in_flight: usize,
     /// Durability of each acknowledged write.
     #[arg(long, value_enum, default_value_t = SyncMode::None)]
     pub sync: SyncMode,
@@ -106,7 +112,7 @@ pub enum Workload {
     Readmissing,
     /// One full forward scan, in pages of 1000 entries.
     Readseq,
-    /// Random gets (--threads in flight) while one writer overwrites random keys.
+    /// Random gets (from --threads threads) while one writer overwrites random keys.
     Readwhilewriting,
     /// Deletes of every key once, in random order.
     Deleterandom,

@@ -22,7 +22,9 @@ pub fn run(args: &Args, engine: EngineKind, workload: Workload, dir: &Path) -> B
         value_size: args.value_size,
     };
     let mut report = match engine {
-        EngineKind::Naivekv => naive::run_child(dir, args.sync, spec, args.prefill)?,
+        EngineKind::Naivekv => {
+            naive::run_child(dir, args.sync, spec, args.prefill, args.naive_in_flight)?
+        }
         EngineKind::Fjall => blocking(Arc::new(Fjall::open(dir, args.sync)?), dir, spec, args)?,
         EngineKind::Sled => blocking(Arc::new(Sled::open(dir, args.sync)?), dir, spec, args)?,
     };
@@ -30,6 +32,10 @@ pub fn run(args: &Args, engine: EngineKind, workload: Workload, dir: &Path) -> B
     report.workload = workload.name().to_string();
     report.sync = format!("{:?}", args.sync).to_lowercase();
     report.threads = spec.threads;
+    report.in_flight_per_thread = match engine {
+        EngineKind::Naivekv => args.naive_in_flight.max(1),
+        EngineKind::Fjall | EngineKind::Sled => 1,
+    };
     report.logical_bytes_written = spec.logical_bytes_written();
     report.logical_bytes_live = spec.logical_bytes_live();
     report.peak_rss_bytes = peak_rss_bytes();

@@ -1,15 +1,19 @@
-//! The threaded driver for engines with a blocking API (fjall, sled):
-//! `--threads` OS threads take operation numbers from a shared counter, each
-//! records its latencies in its own histogram, merged at the end.
+//! The threaded driver: `--threads` OS threads take operation numbers from a
+//! shared counter, each records its latencies in its own histogram, merged at
+//! the end; readwhilewriting's writer has a thread of its own.
+//!
+//! What a thread does with its operations is the engine's: a blocking engine
+//! (fjall, sled) calls its API once per operation; NaiveKV runs an actix
+//! system on each thread (see `engines::naive`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
 use crate::args::Workload;
-use crate::keys::{KEY_BYTES, Values, present_key};
+use crate::keys::{KEY_BYTES, Permutation, Rng, Values, present_key};
 use crate::measure::{Progress, Report, new_histogram, record, summarize};
 use crate::workload::{BenchResult, Op, PAGE_ENTRIES, Spec, worker_rng};
 
@@ -29,6 +33,38 @@ pub trait BlockingEngine: Send + Sync {
     fn flush(&self) -> BenchResult<()>;
 }
 
+/// What the driver runs on each of its threads.
+pub trait ThreadedEngine: Send + Sync {
+    /// One worker thread: performs operations from `ops` until it has none.
+    fn work(&self, ops: &mut Ops) -> BenchResult<()>;
+    /// readwhilewriting's writer: performs the writes of `writes` until it
+    /// has none.
+    fn write(&self, writes: &mut Writes) -> BenchResult<()>;
+}
+
+/// A blocking engine performs one operation at a time on each thread.
+impl<E: BlockingEngine + ?Sized> ThreadedEngine for E {
+    fn work(&self, ops: &mut Ops) -> BenchResult<()> {
+        while let Some(op) = ops.next_op() {
+            let start = Instant::now();
+            let found = match op {
+                Op::Put(key, v) => self.put(&key, ops.value(v)).map(|()| false)?,
+                Op::Get(key) => self.get(&key)?,
+                Op::Delete(key) => self.delete(&key).map(|()| false)?,
+            };
+            ops.completed(start.elapsed(), found);
+        }
+        Ok(())
+    }
+
+    fn write(&self, writes: &mut Writes) -> BenchResult<()> {
+        while let Some((key, value)) = writes.next_write() {
+            self.put(&key, value)?;
+        }
+        Ok(())
+    }
+}
+
 /// Loads keys `0..num` in order in batches of `PAGE_ENTRIES`, then flushes.
 pub fn prefill(engine: &dyn BlockingEngine, num: u64, values: &Values) -> BenchResult<()> {
     let mut batch = Vec::with_capacity(PAGE_ENTRIES);
@@ -44,7 +80,6 @@ pub fn prefill(engine: &dyn BlockingEngine, num: u64, values: &Values) -> BenchR
 
 /// Runs the measured phase of `spec` and fills the timing fields of a report.
 pub fn run(engine: Arc<dyn BlockingEngine>, spec: Spec, label: String) -> BenchResult<Report> {
-    let values = Arc::new(Values::new(spec.value_size));
     let progress = Progress::start(label, spec.ops);
     let mut report = Report {
         ops: spec.ops,
@@ -61,30 +96,45 @@ pub fn run(engine: Arc<dyn BlockingEngine>, spec: Spec, label: String) -> BenchR
         })?;
         histogram
     } else {
-        run_workers(&engine, spec, &values, &progress, &mut report)?
+        run_threads(engine, spec, progress.done.clone(), &mut report)?
     };
     let elapsed = start.elapsed();
     summarize(&mut report, &histogram, elapsed);
     Ok(report)
 }
 
-fn run_workers(
-    engine: &Arc<dyn BlockingEngine>,
+/// Runs `spec.threads` worker threads (and, for readwhilewriting, the
+/// writer's thread) until the operations are done; fills `report.found` and
+/// `report.background_writes` and returns the merged latencies. Blocks the
+/// calling thread until then.
+pub fn run_threads<E: ThreadedEngine + ?Sized + 'static>(
+    engine: Arc<E>,
     spec: Spec,
-    values: &Arc<Values>,
-    progress: &Progress,
+    done: Arc<AtomicU64>,
     report: &mut Report,
 ) -> BenchResult<Histogram<u64>> {
-    let next = Arc::new(AtomicU64::new(0));
-    let found = Arc::new(AtomicU64::new(0));
+    let shared = Arc::new(Shared {
+        spec,
+        values: Values::new(spec.value_size),
+        next: AtomicU64::new(0),
+        found: AtomicU64::new(0),
+        done,
+    });
     let stop = Arc::new(AtomicBool::new(false));
-    let writer = (spec.workload == Workload::Readwhilewriting)
-        .then(|| spawn_writer(engine.clone(), spec, values.clone(), stop.clone()));
+    let writer = (spec.workload == Workload::Readwhilewriting).then(|| {
+        let (engine, shared, stop) = (engine.clone(), shared.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut writes = Writes::new(shared, stop);
+            engine.write(&mut writes).map(|()| writes.written)
+        })
+    });
     let workers: Vec<_> = (0..spec.threads.max(1))
         .map(|w| {
-            let (engine, next, found) = (engine.clone(), next.clone(), found.clone());
-            let (values, done) = (values.clone(), progress.done.clone());
-            std::thread::spawn(move || worker(&*engine, spec, w, &next, &found, &values, &done))
+            let (engine, shared) = (engine.clone(), shared.clone());
+            std::thread::spawn(move || {
+                let mut ops = Ops::new(shared, w);
+                engine.work(&mut ops).map(|()| ops.histogram)
+            })
         })
         .collect();
     let mut histogram = new_histogram();
@@ -103,55 +153,88 @@ fn run_workers(
     if let Some(e) = failure {
         return Err(e);
     }
-    report.found = found.load(Ordering::Relaxed);
+    report.found = shared.found.load(Ordering::Relaxed);
     Ok(histogram)
 }
 
-fn worker(
-    engine: &dyn BlockingEngine,
+/// What the threads of one run share.
+struct Shared {
     spec: Spec,
-    id: usize,
-    next: &AtomicU64,
-    found: &AtomicU64,
-    values: &Values,
-    done: &AtomicU64,
-) -> BenchResult<Histogram<u64>> {
-    let permutation = spec.permutation();
-    let mut rng = worker_rng(id);
-    let mut histogram = new_histogram();
-    loop {
-        let i = next.fetch_add(1, Ordering::Relaxed);
-        if i >= spec.ops {
-            return Ok(histogram);
+    values: Values,
+    /// The number of the next operation to take.
+    next: AtomicU64,
+    /// Gets that found their key.
+    found: AtomicU64,
+    /// Operations completed (the progress line reads it).
+    done: Arc<AtomicU64>,
+}
+
+/// One worker thread's operations: it takes their numbers from the counter
+/// all threads share and records their latencies in its own histogram.
+pub struct Ops {
+    shared: Arc<Shared>,
+    permutation: Permutation,
+    rng: Rng,
+    histogram: Histogram<u64>,
+}
+
+impl Ops {
+    fn new(shared: Arc<Shared>, worker: usize) -> Ops {
+        Ops {
+            permutation: shared.spec.permutation(),
+            shared,
+            rng: worker_rng(worker),
+            histogram: new_histogram(),
         }
-        let op = spec.op(&permutation, i, &mut rng);
-        let start = Instant::now();
-        let hit = match op {
-            Op::Put(key, v) => engine.put(&key, values.get(v)).map(|()| false)?,
-            Op::Get(key) => engine.get(&key)?,
-            Op::Delete(key) => engine.delete(&key).map(|()| false)?,
-        };
-        record(&mut histogram, start.elapsed());
-        found.fetch_add(u64::from(hit), Ordering::Relaxed);
-        done.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The next operation to perform, `None` once all have been taken.
+    pub fn next_op(&mut self) -> Option<Op> {
+        let i = self.shared.next.fetch_add(1, Ordering::Relaxed);
+        (i < self.shared.spec.ops).then(|| self.shared.spec.op(&self.permutation, i, &mut self.rng))
+    }
+
+    /// Value number `v` of a put.
+    pub fn value(&self, v: u64) -> &[u8] {
+        self.shared.values.get(v)
+    }
+
+    /// Counts an operation done after `latency`; `found`: a get found its key.
+    pub fn completed(&mut self, latency: Duration, found: bool) {
+        record(&mut self.histogram, latency);
+        self.shared
+            .found
+            .fetch_add(u64::from(found), Ordering::Relaxed);
+        self.shared.done.fetch_add(1, Ordering::Relaxed);
     }
 }
 
-/// readwhilewriting's writer: overwrites random keys until told to stop.
-fn spawn_writer(
-    engine: Arc<dyn BlockingEngine>,
-    spec: Spec,
-    values: Arc<Values>,
+/// readwhilewriting's writes: overwrites of random keys until told to stop.
+pub struct Writes {
+    shared: Arc<Shared>,
     stop: Arc<AtomicBool>,
-) -> std::thread::JoinHandle<BenchResult<u64>> {
-    std::thread::spawn(move || {
-        let mut rng = worker_rng(usize::MAX);
-        let mut written = 0u64;
-        while !stop.load(Ordering::Relaxed) {
-            let key = present_key(rng.below(spec.num.max(1)));
-            engine.put(&key, values.get(written))?;
-            written += 1;
+    rng: Rng,
+    written: u64,
+}
+
+impl Writes {
+    fn new(shared: Arc<Shared>, stop: Arc<AtomicBool>) -> Writes {
+        Writes {
+            shared,
+            stop,
+            rng: worker_rng(usize::MAX),
+            written: 0,
         }
-        Ok(written)
-    })
+    }
+
+    /// The next key and value to put, `None` once the readers are done.
+    pub fn next_write(&mut self) -> Option<([u8; KEY_BYTES], &[u8])> {
+        if self.stop.load(Ordering::Relaxed) {
+            return None;
+        }
+        let key = present_key(self.rng.below(self.shared.spec.num.max(1)));
+        let value = self.shared.values.get(self.written);
+        self.written += 1;
+        Some((key, value))
+    }
 }

@@ -7,8 +7,9 @@
 //! - [`child`]: one engine, one workload, in this process.
 //! - [`workload`]: the operations of each workload; [`keys`]: keys, values,
 //!   random numbers, permutations, all computed on the fly.
-//! - [`driver`]: the threaded driver for the blocking engines (fjall, sled);
-//!   [`engines`]: the three engines (NaiveKV with its in-flight driver).
+//! - [`driver`]: the threaded driver every engine runs under (`--threads` OS
+//!   threads); [`engines`]: the three engines (NaiveKV with an actix system
+//!   on each thread).
 //! - [`measure`]: histograms, /proc readings, directory sizes, progress.
 //! - [`table`]: the Markdown results table.
 
@@ -49,8 +50,8 @@ fn run(args: &Args) -> workload::BenchResult<()> {
     let reports = parent::run_all(args)?;
     let table = table::render(&reports);
     eprintln!(
-        "num={} value_size={} threads={} sync={:?}",
-        args.num, args.value_size, args.threads, args.sync
+        "num={} value_size={} threads={} naive_in_flight={} sync={:?}",
+        args.num, args.value_size, args.threads, args.naive_in_flight, args.sync
     );
     match args.json.as_deref() {
         Some(path) if path.as_os_str() == "-" => {

@@ -18,6 +18,10 @@ pub struct Report {
     pub workload: String,
     pub sync: String,
     pub threads: usize,
+    /// Requests each thread kept in flight (--naive-in-flight for NaiveKV,
+    /// 1 for the blocking peers).
+    #[serde(default)]
+    pub in_flight_per_thread: usize,
     pub ops: u64,
     pub seconds: f64,
     pub ops_per_sec: f64,

@@ -61,6 +61,7 @@ fn run_child(
         .args(["--num", &args.num.to_string()])
         .args(["--value-size", &args.value_size.to_string()])
         .args(["--threads", &args.threads.to_string()])
+        .args(["--naive-in-flight", &args.naive_in_flight.to_string()])
         .args([
             "--sync",
             if args.sync == crate::args::SyncMode::Always {

@@ -1,5 +1,5 @@
-//! What each workload does, as a stream of operations both drivers (the
-//! threaded one for fjall and sled, the in-flight one for NaiveKV) draw from.
+//! What each workload does, as a stream of operations the driver's threads
+//! draw from.
 
 use crate::args::Workload;
 use crate::keys::{KEY_BYTES, Permutation, Rng, missing_key, present_key};
@@ -28,7 +28,7 @@ pub struct Spec {
     pub num: u64,
     /// Operations measured.
     pub ops: u64,
-    /// Requests in flight.
+    /// Worker threads issuing requests.
     pub threads: usize,
     pub value_size: usize,
 }

@@ -6,29 +6,41 @@
 //! once, never synced). Other options are the defaults (64 MiB memtable,
 //! 4 KiB blocks, no compression, no block cache, read threads = cores).
 //!
-//! Concurrency: `--threads` requests are kept in flight from one task (the
-//! request methods enqueue eagerly and return 'static futures), rather than
-//! `--threads` OS threads as for the blocking peers.
+//! Concurrency: as for the blocking peers, `--threads` OS threads issue the
+//! requests, taking operation numbers from one shared counter, each with its
+//! own latency histogram (the driver's `run_threads`). Each worker thread
+//! runs its own `actix_rt::System` (a single-threaded executor, as a program
+//! embedding NaiveKV would) and keeps `--naive-in-flight` requests in flight
+//! (default 1: one at a time, like a peer's thread; more through a
+//! `FuturesUnordered`, as an async caller could). readwhilewriting's writer
+//! is one more OS thread with its own system, one put at a time. A get
+//! answered from a memtable, a bloom filter or a block in the page cache
+//! completes on the worker's thread (other gets and scans go to the read
+//! pool's threads); a put or delete is a message to the memtable actor,
+//! which lives on the system that opened the database: this process's main
+//! thread, which opens, loads, flushes and closes the database, runs readseq
+//! (one page at a time) and keeps running its arbiter while the workers run
+//! (it awaits them through `spawn_blocking`).
 
 use std::future::Future;
 use std::path::Path;
-use std::pin::Pin;
-use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures_util::StreamExt;
+use futures_util::future::Either;
 use futures_util::stream::FuturesUnordered;
+use futures_util::{FutureExt, StreamExt};
 use naive_kv::{Db, Options, ScanRequest, SyncPolicy, WriteBatch};
 
 use crate::args::{SyncMode, Workload};
+use crate::driver::{self, Ops, ThreadedEngine, Writes};
 use crate::keys::{Values, present_key};
 use crate::measure::{
     Progress, Report, directory_bytes, new_histogram, process_write_bytes, record, summarize,
 };
-use crate::workload::{BenchResult, Op, PAGE_ENTRIES, Spec, worker_rng};
+use crate::workload::{BenchResult, Op, PAGE_ENTRIES, Spec};
 
 /// Counters of `Db::stats` copied into the report.
 const STATS: [&str; 7] = [
@@ -41,10 +53,15 @@ const STATS: [&str; 7] = [
     "bloom_filter_hits",
 ];
 
-type Pending = Pin<Box<dyn Future<Output = (naive_kv::Result<bool>, Duration)>>>;
-
-/// Opens the database in `dir` and runs the prefill or the measured phase.
-pub fn run_child(dir: &Path, sync: SyncMode, spec: Spec, prefill: bool) -> BenchResult<Report> {
+/// Opens the database in `dir` and runs the prefill or the measured phase,
+/// with `in_flight` requests in flight on each worker thread.
+pub fn run_child(
+    dir: &Path,
+    sync: SyncMode,
+    spec: Spec,
+    prefill: bool,
+    in_flight: usize,
+) -> BenchResult<Report> {
     let mut options = Options::new(dir);
     options.sync = match sync {
         SyncMode::Always => SyncPolicy::Always,
@@ -59,7 +76,7 @@ pub fn run_child(dir: &Path, sync: SyncMode, spec: Spec, prefill: bool) -> Bench
             return Ok(Report::default());
         }
         let written_before = process_write_bytes();
-        let mut report = measure(&db, spec).await?;
+        let mut report = measure(&db, spec, in_flight).await?;
         db.flush().await?;
         let stats = db.stats().await?;
         report.engine_stats = STATS
@@ -94,77 +111,105 @@ async fn load(db: &Db, spec: Spec) -> BenchResult<()> {
     Ok(())
 }
 
-async fn measure(db: &Db, spec: Spec) -> BenchResult<Report> {
+async fn measure(db: &Db, spec: Spec, in_flight: usize) -> BenchResult<Report> {
     let label = format!("naivekv {}", spec.workload.name());
     let progress = Progress::start(label, spec.ops);
     let mut report = Report {
         ops: spec.ops,
         ..Report::default()
     };
-    let stop = Rc::new(AtomicBool::new(false));
-    let writer = (spec.workload == Workload::Readwhilewriting)
-        .then(|| actix_rt::spawn(background_writer(db.clone(), spec, stop.clone())));
     let start = Instant::now();
     let histogram = if spec.workload == Workload::Readseq {
         scan_all(db, &progress, &mut report).await?
     } else {
-        keep_in_flight(db, spec, &progress, &mut report).await?
+        let engine = Arc::new(Threads {
+            db: db.clone(),
+            in_flight: in_flight.max(1),
+        });
+        let done = progress.done.clone();
+        // Waits for the threads on a blocking-pool thread, so that this
+        // thread goes on running the memtable actor meanwhile.
+        let (histogram, measured) = actix_rt::task::spawn_blocking(move || {
+            driver::run_threads(engine, spec, done, &mut report).map(|h| (h, report))
+        })
+        .await
+        .map_err(|e| e.to_string())??;
+        report = measured;
+        histogram
     };
     let elapsed = start.elapsed();
-    stop.store(true, Ordering::Relaxed);
-    if let Some(writer) = writer {
-        report.background_writes = writer.await.map_err(|e| e.to_string())??;
-    }
     summarize(&mut report, &histogram, elapsed);
     Ok(report)
 }
 
-async fn keep_in_flight(
-    db: &Db,
-    spec: Spec,
-    progress: &Progress,
-    report: &mut Report,
-) -> BenchResult<hdrhistogram::Histogram<u64>> {
-    let values = Arc::new(Values::new(spec.value_size));
-    let permutation = spec.permutation();
-    let mut rng = worker_rng(0);
-    let mut histogram = new_histogram();
-    let mut in_flight = FuturesUnordered::<Pending>::new();
-    let mut next = 0u64;
-    while next < spec.ops || !in_flight.is_empty() {
-        while in_flight.len() < spec.threads.max(1) && next < spec.ops {
-            in_flight.push(issue(db, spec.op(&permutation, next, &mut rng), &values));
-            next += 1;
-        }
-        if let Some((outcome, latency)) = in_flight.next().await {
-            report.found += u64::from(outcome?);
-            record(&mut histogram, latency);
-            progress.done.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-    Ok(histogram)
+/// What each driver thread runs: an actix system of its own, with requests
+/// on the shared database.
+struct Threads {
+    db: Db,
+    /// Requests each worker thread keeps in flight.
+    in_flight: usize,
 }
 
-/// Sends one request now; the future yields whether a get found its key.
-fn issue(db: &Db, op: Op, values: &Values) -> Pending {
+impl ThreadedEngine for Threads {
+    fn work(&self, ops: &mut Ops) -> BenchResult<()> {
+        actix_rt::System::new().block_on(async {
+            if self.in_flight == 1 {
+                while let Some(op) = ops.next_op() {
+                    let (outcome, latency) = issue(&self.db, op, ops).await;
+                    ops.completed(latency, outcome?);
+                }
+                return Ok(());
+            }
+            let mut pending = FuturesUnordered::new();
+            loop {
+                while pending.len() < self.in_flight
+                    && let Some(op) = ops.next_op()
+                {
+                    pending.push(issue(&self.db, op, ops));
+                }
+                match pending.next().await {
+                    Some((outcome, latency)) => ops.completed(latency, outcome?),
+                    None => return Ok(()),
+                }
+            }
+        })
+    }
+
+    fn write(&self, writes: &mut Writes) -> BenchResult<()> {
+        actix_rt::System::new().block_on(async {
+            while let Some((key, value)) = writes.next_write() {
+                let (key, value) = (Bytes::copy_from_slice(&key), Bytes::copy_from_slice(value));
+                self.db.put(key, value).await?;
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Sends one request now; the future yields whether a get found its key,
+/// and the request's latency.
+fn issue(
+    db: &Db,
+    op: Op,
+    ops: &Ops,
+) -> impl Future<Output = (naive_kv::Result<bool>, Duration)> + 'static {
     let start = Instant::now();
-    match op {
+    let done = match op {
         Op::Put(key, v) => {
-            let done = db.put(
-                Bytes::copy_from_slice(&key),
-                Bytes::copy_from_slice(values.get(v)),
-            );
-            Box::pin(async move { (done.await.map(|()| false), start.elapsed()) })
+            let value = Bytes::copy_from_slice(ops.value(v));
+            let put = db.put(Bytes::copy_from_slice(&key), value);
+            Either::Left(put.map(|done| done.map(|()| false)))
         }
         Op::Get(key) => {
-            let done = db.get(Bytes::copy_from_slice(&key));
-            Box::pin(async move { (done.await.map(|v| v.is_some()), start.elapsed()) })
+            let get = db.get(Bytes::copy_from_slice(&key));
+            Either::Right(Either::Left(get.map(|found| found.map(|v| v.is_some()))))
         }
         Op::Delete(key) => {
-            let done = db.delete(Bytes::copy_from_slice(&key));
-            Box::pin(async move { (done.await.map(|()| false), start.elapsed()) })
+            let delete = db.delete(Bytes::copy_from_slice(&key));
+            Either::Right(Either::Right(delete.map(|done| done.map(|()| false))))
         }
-    }
+    };
+    done.map(move |outcome| (outcome, start.elapsed()))
 }
 
 /// readseq: every key, one page of `PAGE_ENTRIES` at a time.
@@ -189,21 +234,4 @@ async fn scan_all(
             None => return Ok(histogram),
         }
     }
-}
-
-/// readwhilewriting's writer: one put at a time until told to stop.
-async fn background_writer(db: Db, spec: Spec, stop: Rc<AtomicBool>) -> BenchResult<u64> {
-    let values = Values::new(spec.value_size);
-    let mut rng = worker_rng(usize::MAX);
-    let mut written = 0u64;
-    while !stop.load(Ordering::Relaxed) {
-        let key = present_key(rng.below(spec.num.max(1)));
-        db.put(
-            Bytes::copy_from_slice(&key),
-            Bytes::copy_from_slice(values.get(written)),
-        )
-        .await?;
-        written += 1;
-    }
-    Ok(written)
 }
