@@ -72,7 +72,10 @@ async fn a_small_cache_stays_within_its_budget_and_stays_correct() {
     check_all(&db, 0).await;
     let stats = stats(&db).await;
     assert!(stats.get("block_cache_bytes") <= budget as u64);
-    assert!(stats.get("block_cache_misses") > 0, "the data cannot all fit");
+    assert!(
+        stats.get("block_cache_misses") > 0,
+        "the data cannot all fit"
+    );
     db.close().await.unwrap();
 }
 

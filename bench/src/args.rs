@@ -78,18 +78,30 @@ pub enum SyncMode {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EngineKind {
+    /// NaiveKV, requests from --threads OS threads (as for the peers).
     Naivekv,
+    /// NaiveKV, --threads requests in flight on the database's own actix
+    /// system (one thread, where the memtable actor runs).
+    #[value(name = "naivekv-1sys")]
+    #[serde(rename = "naivekv-1sys")]
+    Naivekv1sys,
     Fjall,
     Sled,
 }
 
 impl EngineKind {
     pub fn all() -> Vec<EngineKind> {
-        vec![EngineKind::Naivekv, EngineKind::Fjall, EngineKind::Sled]
+        vec![
+            EngineKind::Naivekv,
+            EngineKind::Naivekv1sys,
+            EngineKind::Fjall,
+            EngineKind::Sled,
+        ]
     }
     pub fn name(self) -> &'static str {
         match self {
             EngineKind::Naivekv => "naivekv",
+            EngineKind::Naivekv1sys => "naivekv-1sys",
             EngineKind::Fjall => "fjall",
             EngineKind::Sled => "sled",
         }

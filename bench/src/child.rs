@@ -23,7 +23,13 @@ pub fn run(args: &Args, engine: EngineKind, workload: Workload, dir: &Path) -> B
     };
     let mut report = match engine {
         EngineKind::Naivekv => {
-            naive::run_child(dir, args.sync, spec, args.prefill, args.naive_in_flight)?
+            let in_flight = args.naive_in_flight;
+            let concurrency = naive::Concurrency::Threads { in_flight };
+            naive::run_child(dir, args.sync, spec, args.prefill, concurrency)?
+        }
+        EngineKind::Naivekv1sys => {
+            let concurrency = naive::Concurrency::OneSystem;
+            naive::run_child(dir, args.sync, spec, args.prefill, concurrency)?
         }
         EngineKind::Fjall => blocking(Arc::new(Fjall::open(dir, args.sync)?), dir, spec, args)?,
         EngineKind::Sled => blocking(Arc::new(Sled::open(dir, args.sync)?), dir, spec, args)?,
@@ -31,9 +37,13 @@ pub fn run(args: &Args, engine: EngineKind, workload: Workload, dir: &Path) -> B
     report.engine = engine.name().to_string();
     report.workload = workload.name().to_string();
     report.sync = format!("{:?}", args.sync).to_lowercase();
-    report.threads = spec.threads;
+    report.threads = match engine {
+        EngineKind::Naivekv1sys => 1,
+        _ => spec.threads,
+    };
     report.in_flight_per_thread = match engine {
         EngineKind::Naivekv => args.naive_in_flight.max(1),
+        EngineKind::Naivekv1sys => spec.threads,
         EngineKind::Fjall | EngineKind::Sled => 1,
     };
     report.logical_bytes_written = spec.logical_bytes_written();

@@ -157,6 +157,46 @@ pub fn run_threads<E: ThreadedEngine + ?Sized + 'static>(
     Ok(histogram)
 }
 
+/// A run whose requests all come from the calling thread (an async engine
+/// keeping several in flight): its operations and, for readwhilewriting, the
+/// writer's writes, which the caller runs as a task beside them.
+pub struct InlineRun {
+    pub ops: Ops,
+    pub writes: Option<Writes>,
+    stop: Arc<AtomicBool>,
+}
+
+impl InlineRun {
+    pub fn new(spec: Spec, done: Arc<AtomicU64>) -> InlineRun {
+        let shared = Arc::new(Shared {
+            spec,
+            values: Values::new(spec.value_size),
+            next: AtomicU64::new(0),
+            found: AtomicU64::new(0),
+            done,
+        });
+        let stop = Arc::new(AtomicBool::new(false));
+        let writes = (spec.workload == Workload::Readwhilewriting)
+            .then(|| Writes::new(shared.clone(), stop.clone()));
+        InlineRun {
+            ops: Ops::new(shared, 0),
+            writes,
+            stop,
+        }
+    }
+
+    /// Tells the writer to stop: the operations are done.
+    pub fn stop_writer(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
+    /// Fills `report.found` and returns the latencies.
+    pub fn finish(self, report: &mut Report) -> Histogram<u64> {
+        report.found = self.ops.shared.found.load(Ordering::Relaxed);
+        self.ops.histogram
+    }
+}
+
 /// What the threads of one run share.
 struct Shared {
     spec: Spec,
@@ -214,7 +254,8 @@ pub struct Writes {
     shared: Arc<Shared>,
     stop: Arc<AtomicBool>,
     rng: Rng,
-    written: u64,
+    /// Writes taken so far.
+    pub written: u64,
 }
 
 impl Writes {

@@ -35,7 +35,7 @@ use futures_util::{FutureExt, StreamExt};
 use naive_kv::{Db, Options, ScanRequest, SyncPolicy, WriteBatch};
 
 use crate::args::{SyncMode, Workload};
-use crate::driver::{self, Ops, ThreadedEngine, Writes};
+use crate::driver::{self, InlineRun, Ops, ThreadedEngine, Writes};
 use crate::keys::{Values, present_key};
 use crate::measure::{
     Progress, Report, directory_bytes, new_histogram, process_write_bytes, record, summarize,
@@ -53,14 +53,25 @@ const STATS: [&str; 7] = [
     "bloom_filter_hits",
 ];
 
-/// Opens the database in `dir` and runs the prefill or the measured phase,
-/// with `in_flight` requests in flight on each worker thread.
+/// Where NaiveKV's requests come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Concurrency {
+    /// `--threads` OS threads, each its own actix system with this many
+    /// requests in flight (engine `naivekv`).
+    Threads { in_flight: usize },
+    /// `--threads` requests in flight from one task on the actix system that
+    /// opened the database, where the memtable actor runs (engine
+    /// `naivekv-1sys`).
+    OneSystem,
+}
+
+/// Opens the database in `dir` and runs the prefill or the measured phase.
 pub fn run_child(
     dir: &Path,
     sync: SyncMode,
     spec: Spec,
     prefill: bool,
-    in_flight: usize,
+    concurrency: Concurrency,
 ) -> BenchResult<Report> {
     let mut options = Options::new(dir);
     options.sync = match sync {
@@ -76,7 +87,7 @@ pub fn run_child(
             return Ok(Report::default());
         }
         let written_before = process_write_bytes();
-        let mut report = measure(&db, spec, in_flight).await?;
+        let mut report = measure(&db, spec, concurrency).await?;
         db.flush().await?;
         let stats = db.stats().await?;
         report.engine_stats = STATS
@@ -111,7 +122,7 @@ async fn load(db: &Db, spec: Spec) -> BenchResult<()> {
     Ok(())
 }
 
-async fn measure(db: &Db, spec: Spec, in_flight: usize) -> BenchResult<Report> {
+async fn measure(db: &Db, spec: Spec, concurrency: Concurrency) -> BenchResult<Report> {
     let label = format!("naivekv {}", spec.workload.name());
     let progress = Progress::start(label, spec.ops);
     let mut report = Report {
@@ -119,23 +130,40 @@ async fn measure(db: &Db, spec: Spec, in_flight: usize) -> BenchResult<Report> {
         ..Report::default()
     };
     let start = Instant::now();
-    let histogram = if spec.workload == Workload::Readseq {
-        scan_all(db, &progress, &mut report).await?
-    } else {
-        let engine = Arc::new(Threads {
-            db: db.clone(),
-            in_flight: in_flight.max(1),
-        });
-        let done = progress.done.clone();
-        // Waits for the threads on a blocking-pool thread, so that this
-        // thread goes on running the memtable actor meanwhile.
-        let (histogram, measured) = actix_rt::task::spawn_blocking(move || {
-            driver::run_threads(engine, spec, done, &mut report).map(|h| (h, report))
-        })
-        .await
-        .map_err(|e| e.to_string())??;
-        report = measured;
-        histogram
+    let histogram = match concurrency {
+        _ if spec.workload == Workload::Readseq => scan_all(db, &progress, &mut report).await?,
+        Concurrency::OneSystem => {
+            let mut run = InlineRun::new(spec, progress.done.clone());
+            let writer = run.writes.take().map(|mut writes| {
+                let db = db.clone();
+                actix_rt::spawn(async move {
+                    write_all(&db, &mut writes).await.map(|()| writes.written)
+                })
+            });
+            let done = keep_in_flight(db, &mut run.ops, spec.threads.max(1)).await;
+            run.stop_writer();
+            if let Some(writer) = writer {
+                report.background_writes = writer.await.map_err(|e| e.to_string())??;
+            }
+            done?;
+            run.finish(&mut report)
+        }
+        Concurrency::Threads { in_flight } => {
+            let engine = Arc::new(Threads {
+                db: db.clone(),
+                in_flight: in_flight.max(1),
+            });
+            let done = progress.done.clone();
+            // Waits for the threads on a blocking-pool thread, so that this
+            // thread goes on running the memtable actor meanwhile.
+            let (histogram, measured) = actix_rt::task::spawn_blocking(move || {
+                driver::run_threads(engine, spec, done, &mut report).map(|h| (h, report))
+            })
+            .await
+            .map_err(|e| e.to_string())??;
+            report = measured;
+            histogram
+        }
     };
     let elapsed = start.elapsed();
     summarize(&mut report, &histogram, elapsed);
@@ -152,38 +180,45 @@ struct Threads {
 
 impl ThreadedEngine for Threads {
     fn work(&self, ops: &mut Ops) -> BenchResult<()> {
-        actix_rt::System::new().block_on(async {
-            if self.in_flight == 1 {
-                while let Some(op) = ops.next_op() {
-                    let (outcome, latency) = issue(&self.db, op, ops).await;
-                    ops.completed(latency, outcome?);
-                }
-                return Ok(());
-            }
-            let mut pending = FuturesUnordered::new();
-            loop {
-                while pending.len() < self.in_flight
-                    && let Some(op) = ops.next_op()
-                {
-                    pending.push(issue(&self.db, op, ops));
-                }
-                match pending.next().await {
-                    Some((outcome, latency)) => ops.completed(latency, outcome?),
-                    None => return Ok(()),
-                }
-            }
-        })
+        actix_rt::System::new().block_on(keep_in_flight(&self.db, ops, self.in_flight))
     }
 
     fn write(&self, writes: &mut Writes) -> BenchResult<()> {
-        actix_rt::System::new().block_on(async {
-            while let Some((key, value)) = writes.next_write() {
-                let (key, value) = (Bytes::copy_from_slice(&key), Bytes::copy_from_slice(value));
-                self.db.put(key, value).await?;
-            }
-            Ok(())
-        })
+        actix_rt::System::new().block_on(write_all(&self.db, writes))
     }
+}
+
+/// Performs `ops` with `in_flight` requests in flight. Every so often it
+/// yields to the other tasks of its thread: gets answered from memory
+/// complete at once, and would otherwise starve them (the memtable actor,
+/// readwhilewriting's writer).
+async fn keep_in_flight(db: &Db, ops: &mut Ops, in_flight: usize) -> BenchResult<()> {
+    let mut pending = FuturesUnordered::new();
+    let mut completed = 0u64;
+    loop {
+        while pending.len() < in_flight
+            && let Some(op) = ops.next_op()
+        {
+            pending.push(issue(db, op, ops));
+        }
+        match pending.next().await {
+            Some((outcome, latency)) => ops.completed(latency, outcome?),
+            None => return Ok(()),
+        }
+        completed += 1;
+        if completed % 64 == 0 {
+            actix_rt::task::yield_now().await;
+        }
+    }
+}
+
+/// readwhilewriting's writer: one put at a time until the readers are done.
+async fn write_all(db: &Db, writes: &mut Writes) -> BenchResult<()> {
+    while let Some((key, value)) = writes.next_write() {
+        let (key, value) = (Bytes::copy_from_slice(&key), Bytes::copy_from_slice(value));
+        db.put(key, value).await?;
+    }
+    Ok(())
 }
 
 /// Sends one request now; the future yields whether a get found its key,
