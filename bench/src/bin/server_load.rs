@@ -68,10 +68,10 @@ async fn prefill(
     let mut in_flight = FuturesUnordered::new();
     for i in 0..keys {
         in_flight.push(client.put(key(i), value.clone()));
-        if in_flight.len() >= 256 {
-            if let Some(result) = in_flight.next().await {
-                result?;
-            }
+        if in_flight.len() >= 256
+            && let Some(result) = in_flight.next().await
+        {
+            result?;
         }
     }
     while let Some(result) = in_flight.next().await {

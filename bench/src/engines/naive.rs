@@ -206,7 +206,7 @@ async fn keep_in_flight(db: &Db, ops: &mut Ops, in_flight: usize) -> BenchResult
             None => return Ok(()),
         }
         completed += 1;
-        if completed % 64 == 0 {
+        if completed.is_multiple_of(64) {
             actix_rt::task::yield_now().await;
         }
     }
