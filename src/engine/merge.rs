@@ -1,6 +1,7 @@
 //! Iterators that compose: a merge of sorted sources (memtables, segments,
 //! levels) gives scans, reads and compaction from one mechanism.
 
+use std::collections::VecDeque;
 use std::ops::Bound;
 
 use bytes::Bytes;
@@ -117,13 +118,24 @@ impl EntryIter for ChainIter {
     }
 }
 
-/// Walks a memtable snapshot without borrowing it: each step seeks past the
-/// last key returned. Cloning a `MemTable` is O(1), so the iterator owns
-/// its snapshot.
+/// Entries a [`MemTableIter`] takes at its first seek; each later seek takes
+/// twice as many, up to [`MEMTABLE_BATCH_MAX`]. A short scan copies little
+/// it does not use; a long one (a flush) seeks rarely.
+const MEMTABLE_BATCH_MIN: usize = 16;
+const MEMTABLE_BATCH_MAX: usize = 1024;
+
+/// Walks a memtable snapshot without borrowing it: each seek takes a batch
+/// of entries into a buffer and moves the range past the last of them.
+/// Cloning a `MemTable` is O(1), so the iterator owns its snapshot; the
+/// snapshot never changes, so seeking again sees what one walk would.
 pub struct MemTableIter {
     table: MemTable,
     range: KeyRange,
     reverse: bool,
+    buffered: VecDeque<Entry>,
+    batch: usize,
+    /// The last seek found fewer entries than it asked for.
+    exhausted: bool,
 }
 
 impl MemTableIter {
@@ -133,22 +145,34 @@ impl MemTableIter {
             table,
             range,
             reverse,
+            buffered: VecDeque::new(),
+            batch: MEMTABLE_BATCH_MIN,
+            exhausted: false,
         }
     }
-}
 
-impl EntryIter for MemTableIter {
-    fn next_entry(&mut self) -> Result<Option<Entry>> {
-        let next = self.table.range(&self.range, self.reverse).next();
-        if let Some(entry) = &next {
-            let past = Bound::Excluded(entry.key.clone());
+    fn refill(&mut self) {
+        let batch = self.table.range(&self.range, self.reverse).take(self.batch);
+        self.buffered.extend(batch);
+        self.exhausted = self.buffered.len() < self.batch;
+        self.batch = (self.batch * 2).min(MEMTABLE_BATCH_MAX);
+        if let Some(last) = self.buffered.back() {
+            let past = Bound::Excluded(last.key.clone());
             if self.reverse {
                 self.range.1 = past;
             } else {
                 self.range.0 = past;
             }
         }
-        Ok(next)
+    }
+}
+
+impl EntryIter for MemTableIter {
+    fn next_entry(&mut self) -> Result<Option<Entry>> {
+        if self.buffered.is_empty() && !self.exhausted {
+            self.refill();
+        }
+        Ok(self.buffered.pop_front())
     }
 }
 
@@ -207,6 +231,37 @@ mod tests {
             live,
             vec![entry("b", 2, Some("b")), entry("a", 5, Some("new"))]
         );
+    }
+
+    #[test]
+    fn memtable_iter_walks_past_its_batches_and_ignores_later_writes() {
+        let mut table = MemTable::default();
+        let key = |i: usize| Bytes::from(format!("k{i:05}"));
+        for i in 0..3000 {
+            table.apply(key(i), 2 * i as u64 + 1, Some(Bytes::from("old")));
+            table.apply(key(i), 2 * i as u64 + 2, (i % 3 != 0).then(|| key(i)));
+        }
+        let snapshot = table.clone();
+        let range: KeyRange = (Bound::Excluded(key(7)), Bound::Included(key(2990)));
+        for reverse in [false, true] {
+            let mut iter = MemTableIter::new(snapshot.clone(), range.clone(), reverse);
+            let first = iter.next_entry().unwrap();
+            // Writes after the snapshot, inside and outside what is buffered.
+            let seq = 10_000 + 10 * u64::from(reverse);
+            table.apply(key(9), seq, None);
+            table.apply(key(2500), seq + 1, None);
+            table.apply(Bytes::from(format!("k01000{reverse}")), seq + 2, None);
+            let mut walked: Vec<Entry> = first.into_iter().collect();
+            walked.extend(drain(iter));
+            let expected: Vec<Entry> = snapshot.range(&range, reverse).collect();
+            assert_eq!(walked.len(), 2990 - 7);
+            assert_eq!(walked, expected);
+            assert!(
+                walked
+                    .iter()
+                    .all(|e| e.seq <= 6000 && e.value != Some(Bytes::from("old")))
+            );
+        }
     }
 
     #[test]

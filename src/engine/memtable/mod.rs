@@ -15,6 +15,11 @@
 //! segment set, as of one moment) into a shared `ArcSwap`, which readers
 //! load. The view is immutable; publishing swaps the whole `Arc`, so a read
 //! never sees a table both gone from memory and not yet in a segment.
+//! The active memtable's snapshot shares the skip list the actor keeps
+//! inserting into, but sees only sequence numbers up to the last one applied
+//! when it was taken, and the actor takes it only after a whole group is
+//! applied; so it is immutable too, and never shows half a group (see
+//! `table.rs`).
 
 mod messages;
 mod table;
@@ -381,7 +386,9 @@ impl MemtableActor {
             }
             replies.push(write.reply);
         }
-        // Visible before acknowledged: a read after an acknowledged write sees it.
+        // The whole group is applied; only now does the published bound
+        // move past it. Visible before acknowledged: a read after an
+        // acknowledged write sees it.
         self.publish();
         for reply in replies {
             let _ = reply.send(Ok(()));

@@ -1,107 +1,356 @@
 //! The in-memory sorted table that takes writes before they reach a segment.
 //!
-//! It is a persistent B+ tree (`imbl::OrdMap`): cloning it is O(1) and the
-//! clone is an immutable snapshot, so the memtable actor can publish the
-//! table after every write group and readers look keys up without a message
-//! and without a lock. A write after a publish copies only the nodes on its
-//! path.
+//! It is a lock-free skip list (`crossbeam_skiplist::SkipMap`) of versions:
+//! each write adds an entry keyed by (user key ascending, sequence number
+//! descending) whose value is the written value, or `None` for a tombstone.
+//! An overwrite is a new entry; no entry is ever changed or removed.
+//!
+//! The map lives behind an `Arc` and the memtable actor is its only writer.
+//! A [`MemTable`] is that `Arc` plus a visibility bound, `visible_seq`: it
+//! ignores entries with a higher sequence number and, for each user key,
+//! shows only the newest version at or below the bound.
+//!
+//! Why a clone is an immutable snapshot, so that readers need no lock and
+//! no message: the actor applies a whole write group to its own `MemTable`
+//! (whose bound follows its inserts) and only then clones it into the
+//! `ReadView` it publishes. A clone keeps the bound of that moment. Every
+//! later insert carries a higher sequence number (the actor hands them out
+//! in increasing order), so the clone ignores it; and what lies at or below
+//! the bound is never changed or removed. So what a clone shows never
+//! changes, though the map under it grows: the project rule "what others
+//! read is an immutable `Arc` snapshot or a message" holds. The skip list's
+//! lock-free insert makes walking it during an insert safe; the bound makes
+//! what a walk returns consistent. A reader never sees half a group or half
+//! a batch, because the published bound moves only after the whole group is
+//! applied.
+//!
+//! The price: superseded versions stay in memory until the table is flushed
+//! (they are counted in [`MemTable::approximate_bytes`]), and a walk steps
+//! over older and not yet visible versions.
 
+use std::borrow::Borrow;
+use std::cmp::Ordering;
+use std::fmt;
 use std::ops::Bound;
+use std::sync::Arc;
 
 use bytes::Bytes;
+use crossbeam_skiplist::SkipMap;
+use crossbeam_skiplist::map::{Entry as Version, Range};
 
 use crate::format::{Entry, KeyRange};
 
-/// Bytes counted per entry beyond its key and value: its slot in a tree
-/// node (72 bytes: two `Bytes` handles and the sequence number), the shared
-/// headers and allocator overhead of the key's and value's buffers, and the
-/// node's unused slots. Measured: a 10M-key fill of 16-byte keys and
-/// 100-byte values held about 1.4x the key and value bytes with 64 here.
-const ENTRY_OVERHEAD_BYTES: usize = 128;
+/// Bytes counted per entry beyond its key and value.
+///
+/// Measured: 1M and 2M puts of random 16-byte keys with 100-byte values
+/// through `Db::put` (sync none, 4 in flight, a memtable too large to
+/// freeze) grew the process's RSS by 316.0 bytes per entry both times:
+/// 116 of key and value and 200 of overhead. Where the 200 go (glibc
+/// malloc, whose chunks are the request plus 8, rounded up to 16):
+/// - the skip-list node, value (`Option<Bytes>`, 32) + key (`Bytes` 32 +
+///   seq 8) + reference count and height (8) + a tower of 8-byte links
+///   (two on average): 96 bytes, about 112 as chunks;
+/// - the key's and value's buffers as chunks: 16 + 12 more than their bytes;
+/// - a `Bytes` shared header (24, a 32-byte chunk) for each of the two
+///   buffers, made when the WAL encoder clones the handles.
+///
+/// Larger values add only their own rounding, so this is about right for
+/// any entry; tiny entries are undercounted by a few bytes.
+const ENTRY_OVERHEAD_BYTES: usize = 200;
 
-/// A sorted map from key to its newest version (value or tombstone).
-#[derive(Debug, Default, Clone)]
+/// The versions, ordered by [`InternalKey`].
+type Versions = SkipMap<InternalKey, Option<Bytes>>;
+
+/// One version of a user key. Ordered by key ascending, then by sequence
+/// number descending, so that a key's newest version comes first.
+struct InternalKey {
+    key: Bytes,
+    seq: u64,
+}
+
+/// What the ordering looks at: lets a lookup search with a borrowed key
+/// ([`Probe`]) instead of building an [`InternalKey`].
+trait VersionKey {
+    fn user_key(&self) -> &[u8];
+    fn seq(&self) -> u64;
+}
+
+fn version_order(a: &dyn VersionKey, b: &dyn VersionKey) -> Ordering {
+    a.user_key()
+        .cmp(b.user_key())
+        .then_with(|| b.seq().cmp(&a.seq()))
+}
+
+impl VersionKey for InternalKey {
+    fn user_key(&self) -> &[u8] {
+        &self.key
+    }
+    fn seq(&self) -> u64 {
+        self.seq
+    }
+}
+
+/// A borrowed key and sequence number to search for.
+struct Probe<'a> {
+    key: &'a [u8],
+    seq: u64,
+}
+
+impl VersionKey for Probe<'_> {
+    fn user_key(&self) -> &[u8] {
+        self.key
+    }
+    fn seq(&self) -> u64 {
+        self.seq
+    }
+}
+
+impl<'a> Borrow<dyn VersionKey + 'a> for InternalKey {
+    fn borrow(&self) -> &(dyn VersionKey + 'a) {
+        self
+    }
+}
+
+impl PartialEq for dyn VersionKey + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        version_order(self, other) == Ordering::Equal
+    }
+}
+
+impl Eq for dyn VersionKey + '_ {}
+
+impl PartialOrd for dyn VersionKey + '_ {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for dyn VersionKey + '_ {
+    fn cmp(&self, other: &Self) -> Ordering {
+        version_order(self, other)
+    }
+}
+
+impl PartialEq for InternalKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for InternalKey {}
+
+impl PartialOrd for InternalKey {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for InternalKey {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.key
+            .cmp(&other.key)
+            .then_with(|| other.seq.cmp(&self.seq))
+    }
+}
+
+/// A memtable snapshot: the shared version map and the highest sequence
+/// number this snapshot sees. Cloning is O(1) and the clone is immutable
+/// (see the module doc).
+#[derive(Clone, Default)]
 pub struct MemTable {
-    entries: imbl::OrdMap<Bytes, (u64, Option<Bytes>)>,
+    versions: Arc<Versions>,
+    /// Entries with a higher sequence number are not part of this snapshot.
+    visible_seq: u64,
+    /// Versions at or below `visible_seq`, superseded ones included.
+    entries: usize,
     approximate_bytes: usize,
 }
 
+impl fmt::Debug for MemTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemTable")
+            .field("visible_seq", &self.visible_seq)
+            .field("entries", &self.entries)
+            .field("approximate_bytes", &self.approximate_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
 impl MemTable {
-    /// Records `value` (or a tombstone) for `key` at sequence `seq`.
+    /// Records `value` (or a tombstone) for `key` at sequence `seq`, and
+    /// makes it visible to this table (not to clones taken before).
+    ///
+    /// Only the owner of the table may call this, with sequence numbers
+    /// higher than any this map's clones see; a write group is applied
+    /// whole before the table is cloned for readers.
     pub fn apply(&mut self, key: Bytes, seq: u64, value: Option<Bytes>) {
-        let added = key.len() + value.as_ref().map_or(0, Bytes::len) + ENTRY_OVERHEAD_BYTES;
-        let old = self.entries.insert(key.clone(), (seq, value));
-        self.approximate_bytes += added;
-        if let Some((_, old_value)) = old {
-            let freed = key.len() + old_value.map_or(0, |v| v.len()) + ENTRY_OVERHEAD_BYTES;
-            self.approximate_bytes = self.approximate_bytes.saturating_sub(freed);
-        }
+        self.approximate_bytes +=
+            key.len() + value.as_ref().map_or(0, Bytes::len) + ENTRY_OVERHEAD_BYTES;
+        self.versions.insert(InternalKey { key, seq }, value);
+        self.entries += 1;
+        self.visible_seq = self.visible_seq.max(seq);
     }
 
-    /// The newest version of `key`, if this table holds one.
+    /// The newest visible version of `key`, if this table holds one.
     pub fn get(&self, key: &[u8]) -> Option<Entry> {
-        self.entries
-            .get_key_value(key)
-            .map(|(key, (seq, value))| Entry {
-                key: key.clone(),
-                seq: *seq,
-                value: value.clone(),
-            })
+        let probe = Probe {
+            key,
+            seq: self.visible_seq,
+        };
+        // The first version at or after (key, visible_seq) is key's newest
+        // visible version, if it is a version of key at all.
+        let found = self
+            .versions
+            .lower_bound(Bound::Included(&probe as &dyn VersionKey))?;
+        (found.key().key == key).then(|| to_entry(&found))
     }
 
-    /// Roughly how much memory the table holds.
+    /// Roughly how much memory the table holds, superseded versions included.
     pub fn approximate_bytes(&self) -> usize {
         self.approximate_bytes
     }
 
     /// True if the table holds nothing.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.entries == 0
     }
 
-    /// Entries in `range`, ascending or descending, tombstones included.
-    pub fn range<'a>(
-        &'a self,
-        range: &KeyRange,
-        reverse: bool,
-    ) -> Box<dyn Iterator<Item = Entry> + 'a> {
-        let bounds = (as_slice_bound(&range.0), as_slice_bound(&range.1));
-        if invalid_range(&bounds) {
+    /// The newest visible version of each key in `range`, ascending or
+    /// descending, tombstones included.
+    pub fn range(&self, range: &KeyRange, reverse: bool) -> Box<dyn Iterator<Item = Entry> + '_> {
+        if invalid_range(range) {
             return Box::new(std::iter::empty());
         }
-        let iter = self
-            .entries
-            .range::<_, [u8]>(bounds)
-            .map(|(key, (seq, value))| Entry {
-                key: key.clone(),
-                seq: *seq,
-                value: value.clone(),
-            });
+        let versions = self.versions.range((lower(&range.0), upper(&range.1)));
+        let visible_seq = self.visible_seq;
         if reverse {
-            Box::new(iter.rev())
+            Box::new(NewestBackward {
+                versions,
+                visible_seq,
+                candidate: None,
+            })
         } else {
-            Box::new(iter)
+            Box::new(NewestForward {
+                versions,
+                visible_seq,
+                last: None,
+            })
         }
     }
 }
 
-fn as_slice_bound(bound: &Bound<Bytes>) -> Bound<&[u8]> {
+fn to_entry(version: &Version<'_, InternalKey, Option<Bytes>>) -> Entry {
+    Entry {
+        key: version.key().key.clone(),
+        seq: version.key().seq,
+        value: version.value().clone(),
+    }
+}
+
+/// The internal-key bound that starts at (or after) every version of a
+/// user key: a key's first version is the one with the highest seq.
+fn lower(bound: &Bound<Bytes>) -> Bound<InternalKey> {
     match bound {
-        Bound::Included(key) => Bound::Included(key.as_ref()),
-        Bound::Excluded(key) => Bound::Excluded(key.as_ref()),
+        Bound::Included(key) => Bound::Included(InternalKey {
+            key: key.clone(),
+            seq: u64::MAX,
+        }),
+        Bound::Excluded(key) => Bound::Excluded(InternalKey {
+            key: key.clone(),
+            seq: 0,
+        }),
         Bound::Unbounded => Bound::Unbounded,
     }
 }
 
-/// Range iteration may panic on a start after the end, or on equal excluded
-/// bounds; such a range is simply empty.
-fn invalid_range(bounds: &(Bound<&[u8]>, Bound<&[u8]>)) -> bool {
+/// The internal-key bound that ends at (or before) every version of a user
+/// key: a key's last version is the one with the lowest seq.
+fn upper(bound: &Bound<Bytes>) -> Bound<InternalKey> {
+    match bound {
+        Bound::Included(key) => Bound::Included(InternalKey {
+            key: key.clone(),
+            seq: 0,
+        }),
+        Bound::Excluded(key) => Bound::Excluded(InternalKey {
+            key: key.clone(),
+            seq: u64::MAX,
+        }),
+        Bound::Unbounded => Bound::Unbounded,
+    }
+}
+
+/// A start after the end, or equal bounds not both included: an empty range.
+fn invalid_range(range: &KeyRange) -> bool {
     use Bound::{Excluded, Included};
-    match *bounds {
+    match (&range.0, &range.1) {
         (Included(s), Included(e)) => s > e,
-        (Included(s), Excluded(e)) | (Excluded(s), Included(e)) => s >= e,
-        (Excluded(s), Excluded(e)) => s >= e,
+        (Included(s) | Excluded(s), Excluded(e)) | (Excluded(s), Included(e)) => s >= e,
         _ => false,
+    }
+}
+
+type VersionRange<'a> =
+    Range<'a, InternalKey, (Bound<InternalKey>, Bound<InternalKey>), InternalKey, Option<Bytes>>;
+
+/// Walks versions forward: a key's versions come newest first, so the first
+/// visible one is returned and the rest of that key's versions are skipped.
+struct NewestForward<'a> {
+    versions: VersionRange<'a>,
+    visible_seq: u64,
+    /// The version returned last; older versions of its key are skipped.
+    last: Option<Version<'a, InternalKey, Option<Bytes>>>,
+}
+
+impl Iterator for NewestForward<'_> {
+    type Item = Entry;
+
+    fn next(&mut self) -> Option<Entry> {
+        loop {
+            let version = self.versions.next()?;
+            if version.key().seq > self.visible_seq {
+                continue;
+            }
+            if let Some(last) = &self.last
+                && last.key().key == version.key().key
+            {
+                continue;
+            }
+            let entry = to_entry(&version);
+            self.last = Some(version);
+            return Some(entry);
+        }
+    }
+}
+
+/// Walks versions backward: a key's versions come oldest first, so the
+/// newest visible one is known only when the walk reaches another key.
+struct NewestBackward<'a> {
+    versions: VersionRange<'a>,
+    visible_seq: u64,
+    /// The newest visible version seen so far of the key being walked.
+    candidate: Option<Version<'a, InternalKey, Option<Bytes>>>,
+}
+
+impl Iterator for NewestBackward<'_> {
+    type Item = Entry;
+
+    fn next(&mut self) -> Option<Entry> {
+        loop {
+            let Some(version) = self.versions.next_back() else {
+                return self.candidate.take().map(|c| to_entry(&c));
+            };
+            let visible = version.key().seq <= self.visible_seq;
+            if let Some(candidate) = &self.candidate
+                && candidate.key().key != version.key().key
+            {
+                let entry = to_entry(candidate);
+                self.candidate = visible.then_some(version);
+                return Some(entry);
+            }
+            if visible {
+                self.candidate = Some(version);
+            }
+        }
     }
 }
 
@@ -124,38 +373,162 @@ mod tests {
         Bytes::copy_from_slice(s.as_bytes())
     }
 
+    fn all() -> KeyRange {
+        (Bound::Unbounded, Bound::Unbounded)
+    }
+
+    /// (key, seq, value) of each entry of `table.range(range, reverse)`.
+    fn listed(
+        table: &MemTable,
+        range: &KeyRange,
+        reverse: bool,
+    ) -> Vec<(Bytes, u64, Option<Bytes>)> {
+        table
+            .range(range, reverse)
+            .map(|e| (e.key, e.seq, e.value))
+            .collect()
+    }
+
     #[test]
-    fn newest_version_wins_and_size_tracks_overwrites() {
+    fn newest_version_wins_and_every_version_is_counted() {
         let mut table = MemTable::default();
+        assert!(table.is_empty());
         table.apply(b("k"), 1, Some(b("first")));
         let size_one = table.approximate_bytes();
         table.apply(b("k"), 2, Some(b("again")));
-        assert_eq!(table.approximate_bytes(), size_one);
+        assert_eq!(table.approximate_bytes(), 2 * size_one);
         table.apply(b("k"), 3, None);
+        assert!(!table.is_empty());
         let entry = table.get(b"k").unwrap();
         assert_eq!((entry.seq, entry.value), (3, None));
+        assert_eq!(table.get(b"j"), None);
+        assert_eq!(table.get(b"kk"), None);
+        assert_eq!(listed(&table, &all(), false), vec![(b("k"), 3, None)]);
+    }
+
+    #[test]
+    fn snapshot_does_not_see_later_writes() {
+        let mut table = MemTable::default();
+        let empty = table.clone();
+        table.apply(b("a"), 1, Some(b("1")));
+        table.apply(b("b"), 2, Some(b("2")));
+        let snapshot = table.clone();
+        table.apply(b("a"), 3, Some(b("3")));
+        table.apply(b("c"), 4, Some(b("4")));
+        table.apply(b("b"), 5, None);
+
+        assert!(empty.is_empty());
+        assert_eq!(empty.get(b"a"), None);
+        assert_eq!(empty.range(&all(), false).count(), 0);
+        assert_eq!(empty.range(&all(), true).count(), 0);
+
+        assert_eq!(snapshot.get(b"a").unwrap().value, Some(b("1")));
+        assert_eq!(snapshot.get(b"b").unwrap().value, Some(b("2")));
+        assert_eq!(snapshot.get(b"c"), None);
+        let expected = vec![(b("a"), 1, Some(b("1"))), (b("b"), 2, Some(b("2")))];
+        assert_eq!(listed(&snapshot, &all(), false), expected);
+        let reversed: Vec<_> = expected.into_iter().rev().collect();
+        assert_eq!(listed(&snapshot, &all(), true), reversed);
+
+        assert_eq!(table.get(b"a").unwrap().value, Some(b("3")));
+        assert_eq!(table.get(b"b").unwrap().value, None);
+    }
+
+    #[test]
+    fn snapshot_sees_its_newest_version_even_a_tombstone() {
+        let mut table = MemTable::default();
+        table.apply(b("k"), 1, Some(b("1")));
+        table.apply(b("k"), 2, None);
+        let deleted = table.clone();
+        table.apply(b("k"), 3, Some(b("3")));
+        let entry = deleted.get(b"k").unwrap();
+        assert_eq!((entry.seq, entry.value), (2, None));
+        assert_eq!(listed(&deleted, &all(), false), vec![(b("k"), 2, None)]);
+        assert_eq!(listed(&deleted, &all(), true), vec![(b("k"), 2, None)]);
+        assert_eq!(table.get(b"k").unwrap().value, Some(b("3")));
+    }
+
+    #[test]
+    fn reverse_walk_returns_newest_visible_version_of_each_key() {
+        let mut table = MemTable::default();
+        let mut seq = 0;
+        for round in 0..3 {
+            for key in ["a", "b", "c"] {
+                seq += 1;
+                table.apply(b(key), seq, Some(b(&format!("{key}{round}"))));
+            }
+        }
+        // a: 1, 4, 7; b: 2, 5, 8; c: 3, 6, 9. See through seq 5.
+        let mut snapshot = table.clone();
+        snapshot.visible_seq = 5;
+        let backward = listed(&snapshot, &all(), true);
+        assert_eq!(
+            backward,
+            vec![
+                (b("c"), 3, Some(b("c0"))),
+                (b("b"), 5, Some(b("b1"))),
+                (b("a"), 4, Some(b("a1"))),
+            ]
+        );
+        let mut forward = listed(&snapshot, &all(), false);
+        forward.reverse();
+        assert_eq!(forward, backward);
+        let latest = listed(&table, &all(), true);
+        let seqs: Vec<_> = latest.iter().map(|(_, seq, _)| *seq).collect();
+        assert_eq!(seqs, vec![9, 8, 7]);
+    }
+
+    #[test]
+    fn batch_putting_a_key_twice_keeps_the_later_mutation() {
+        // The actor gives mutation i of a batch the sequence first_seq + i.
+        let mut table = MemTable::default();
+        let batch = [("k", Some("old")), ("j", None), ("k", Some("new"))];
+        for (offset, (key, value)) in batch.iter().enumerate() {
+            table.apply(b(key), 10 + offset as u64, value.map(b));
+        }
+        assert_eq!(table.get(b"k").unwrap().value, Some(b("new")));
+        let expected = vec![(b("j"), 11, None), (b("k"), 12, Some(b("new")))];
+        assert_eq!(listed(&table, &all(), false), expected);
+        let reversed: Vec<_> = expected.into_iter().rev().collect();
+        assert_eq!(listed(&table, &all(), true), reversed);
     }
 
     #[test]
     fn range_honours_bounds_and_direction() {
         let mut table = MemTable::default();
         for (i, key) in ["a", "b", "c", "d"].iter().enumerate() {
-            table.apply(b(key), i as u64, Some(b(key)));
+            table.apply(b(key), i as u64 + 1, Some(b(key)));
+            table.apply(b(key), i as u64 + 10, Some(b(key)));
         }
-        let range = (Bound::Included(b("b")), Bound::Excluded(b("d")));
-        let keys: Vec<_> = table.range(&range, false).map(|e| e.key).collect();
-        assert_eq!(keys, vec![b("b"), b("c")]);
-        let keys: Vec<_> = table.range(&range, true).map(|e| e.key).collect();
-        assert_eq!(keys, vec![b("c"), b("b")]);
+        let keys = |range: KeyRange, reverse: bool| -> Vec<Bytes> {
+            table.range(&range, reverse).map(|e| e.key).collect()
+        };
+        let (inc, exc) = (|s| Bound::Included(b(s)), |s| Bound::Excluded(b(s)));
+        assert_eq!(keys((inc("b"), exc("d")), false), vec![b("b"), b("c")]);
+        assert_eq!(keys((inc("b"), exc("d")), true), vec![b("c"), b("b")]);
+        assert_eq!(keys((exc("b"), inc("d")), false), vec![b("c"), b("d")]);
+        assert_eq!(keys((exc("b"), inc("d")), true), vec![b("d"), b("c")]);
+        assert_eq!(keys((inc("c"), inc("c")), true), vec![b("c")]);
+        assert_eq!(keys((Bound::Unbounded, exc("b")), true), vec![b("a")]);
+        assert_eq!(keys((exc("c"), Bound::Unbounded), false), vec![b("d")]);
     }
 
     #[test]
     fn inverted_range_is_empty_not_a_panic() {
         let mut table = MemTable::default();
         table.apply(b("a"), 1, Some(b("1")));
-        let range = (Bound::Included(b("z")), Bound::Excluded(b("a")));
-        assert_eq!(table.range(&range, false).count(), 0);
-        let range = (Bound::Excluded(b("a")), Bound::Excluded(b("a")));
-        assert_eq!(table.range(&range, true).count(), 0);
+        table.apply(b("z"), 2, Some(b("1")));
+        for reverse in [false, true] {
+            let range = (Bound::Included(b("z")), Bound::Excluded(b("a")));
+            assert_eq!(table.range(&range, reverse).count(), 0);
+            let range = (Bound::Included(b("z")), Bound::Included(b("a")));
+            assert_eq!(table.range(&range, reverse).count(), 0);
+            let range = (Bound::Excluded(b("a")), Bound::Excluded(b("a")));
+            assert_eq!(table.range(&range, reverse).count(), 0);
+            let range = (Bound::Included(b("a")), Bound::Excluded(b("a")));
+            assert_eq!(table.range(&range, reverse).count(), 0);
+            let range = (Bound::Excluded(b("a")), Bound::Included(b("a")));
+            assert_eq!(table.range(&range, reverse).count(), 0);
+        }
     }
 }
