@@ -29,7 +29,6 @@ use std::time::Instant;
 
 use actix::prelude::*;
 use arc_swap::ArcSwap;
-use prost::Message as _;
 use tokio::sync::oneshot;
 
 pub use messages::{
@@ -37,6 +36,7 @@ pub use messages::{
 };
 pub use table::{FrozenMemtable, MemTable};
 
+use super::batch::encode_wal_batch;
 use super::segment::FileNumbers;
 use super::segments::{FlushMemtable, SegmentManager};
 use super::stats::Counters;
@@ -45,7 +45,6 @@ use crate::error::IoContext;
 use crate::format::wal::WalWriter;
 use crate::format::wal_file_name;
 use crate::fs::DirectoryLock;
-use crate::proto::storage::{WalBatch, WalMutation};
 use crate::{Error, Options, Result, SyncPolicy};
 
 /// What readers see, as of one moment: the active memtable (a snapshot),
@@ -114,6 +113,8 @@ pub struct MemtableActor {
     /// Dropped at close, before the reply, so that the directory is free
     /// when `close` returns.
     lock: Option<Arc<dyn DirectoryLock>>,
+    /// Reused to encode each write's WAL payload.
+    record_scratch: Vec<u8>,
 }
 
 impl MemtableActor {
@@ -140,6 +141,7 @@ impl MemtableActor {
             stalled_since: None,
             closing: None,
             lock: Some(start.lock),
+            record_scratch: Vec::new(),
         }
     }
 
@@ -316,13 +318,16 @@ impl MemtableActor {
         let group = std::mem::take(&mut self.pending);
         let mut framed = Vec::new();
         let mut seqs = Vec::with_capacity(group.len());
+        let mut record = std::mem::take(&mut self.record_scratch);
         for write in &group {
             let first_seq = self.last_seq + 1;
             self.last_seq += write.mutations.len() as u64;
             seqs.push(first_seq);
-            let record = encode_batch(first_seq, &write.mutations);
+            record.clear();
+            encode_wal_batch(first_seq, &write.mutations, &mut record);
             WalWriter::encode_record(&record, &mut framed);
         }
+        self.record_scratch = record;
         Counters::add(&self.counters.wal_bytes, framed.len() as u64);
         if self.options.sync != SyncPolicy::Always {
             let result = wal.append_encoded(&framed);
@@ -485,23 +490,6 @@ fn thread_error(what: &str, error: &tokio::task::JoinError) -> Error {
         format!("{what} thread"),
         std::io::Error::other(error.to_string()),
     )
-}
-
-/// The WAL record of one write request.
-fn encode_batch(first_seq: u64, mutations: &[Mutation]) -> Vec<u8> {
-    let mutations = mutations
-        .iter()
-        .map(|(key, value)| WalMutation {
-            key: key.clone(),
-            delete: value.is_none(),
-            value: value.clone().unwrap_or_default(),
-        })
-        .collect();
-    WalBatch {
-        first_seq,
-        mutations,
-    }
-    .encode_to_vec()
 }
 
 impl Actor for MemtableActor {
