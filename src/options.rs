@@ -27,11 +27,14 @@ pub struct Options {
     pub directory: PathBuf,
     /// WAL durability; default [`SyncPolicy::Always`].
     pub sync: SyncPolicy,
-    /// The active memtable is frozen and flushed past this size; default 64 MiB.
+    /// Memory for all memtables together, the active one and the frozen
+    /// ones waiting to be flushed; default 64 MiB. The active memtable is
+    /// frozen and flushed past [`Options::memtable_freeze_bytes`]:
+    /// `memtable_bytes / (1 + max_frozen_memtables)`, 32 MiB by default.
     pub memtable_bytes: usize,
-    /// Writers are slowed while this many frozen memtables wait to be
-    /// flushed; default 1, so that memtables hold at most twice
-    /// `memtable_bytes` (one filling, one flushing).
+    /// Frozen memtables that may wait to be flushed (at least 1 is used);
+    /// default 1 (one filling, one flushing). While this many wait and the
+    /// active memtable is full, writers are slowed.
     pub max_frozen_memtables: usize,
     /// Longest key accepted; default 64 KiB. Keys are at least one byte.
     pub max_key_bytes: usize,
@@ -85,5 +88,28 @@ impl Options {
             read_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             fs: Arc::new(StdFs),
         }
+    }
+
+    /// The size at which the active memtable is frozen: `memtable_bytes`
+    /// shared by the active memtable and up to `max_frozen_memtables`
+    /// frozen ones, so that together they stay within `memtable_bytes`.
+    pub fn memtable_freeze_bytes(&self) -> usize {
+        let memtables = self.max_frozen_memtables.max(1).saturating_add(1);
+        self.memtable_bytes / memtables
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memtable_budget_is_shared_by_active_and_frozen_memtables() {
+        let mut options = Options::new("unused");
+        assert_eq!(options.memtable_freeze_bytes(), 32 << 20);
+        options.max_frozen_memtables = 3;
+        assert_eq!(options.memtable_freeze_bytes(), 16 << 20);
+        options.max_frozen_memtables = 0; // treated as 1
+        assert_eq!(options.memtable_freeze_bytes(), 32 << 20);
     }
 }

@@ -37,7 +37,8 @@ struct Args {
     /// With --sync interval: milliseconds between WAL syncs.
     #[arg(long, default_value_t = 100)]
     sync_interval_ms: u64,
-    /// Memtable size that triggers a flush (default 64 MiB).
+    /// Memory for all memtables together (default 64 MiB); the active one
+    /// is flushed at half of it, its share beside one frozen memtable.
     #[arg(long)]
     memtable_bytes: Option<usize>,
     /// Memory for cached data blocks (default 32 MiB; 0 turns it off).

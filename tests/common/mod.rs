@@ -9,7 +9,8 @@ use naive_kv::Options;
 /// writes already cause flushes and compactions.
 pub fn tiny_options(dir: &Path) -> Options {
     let mut options = Options::new(dir);
-    options.memtable_bytes = 4 << 10;
+    // Shared by the active memtable and one frozen one: 4 KiB each.
+    options.memtable_bytes = 8 << 10;
     options.l0_compaction_trigger = 2;
     options.level1_bytes = 16 << 10;
     options.level_size_multiplier = 4;

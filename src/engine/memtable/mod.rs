@@ -6,9 +6,12 @@
 //! is applied to the memtable, and so becomes visible to readers, only once
 //! it is durable under the sync policy; then its writer is answered.
 //!
-//! When the memtable passes `memtable_bytes` it is frozen (behind an `Arc`),
+//! When the memtable passes its share of the memtable budget
+//! (`Options::memtable_freeze_bytes`: `memtable_bytes` split between it and
+//! up to `max_frozen_memtables` frozen ones) it is frozen (behind an `Arc`),
 //! a new WAL is started, and the frozen table goes to the segment manager to
-//! be flushed.
+//! be flushed. While the frozen ones are all waiting and the active one is
+//! full, writes wait (a stall).
 //!
 //! Readers never message this actor: after every change it publishes a
 //! [`ReadView`] (a snapshot of the active memtable, the frozen tables and the
@@ -176,7 +179,7 @@ impl MemtableActor {
             return; // its completion calls back
         }
         self.serve_flush_requests(ctx);
-        if self.active.approximate_bytes() >= self.options.memtable_bytes && self.can_freeze() {
+        if self.memtable_full() && self.can_freeze() {
             self.freeze(ctx);
             if self.job_in_flight() {
                 return; // the rotation's completion calls back
@@ -209,9 +212,13 @@ impl MemtableActor {
         if self.closing.is_some() {
             return false; // accepted writes finish; the next open flushes them
         }
-        let memtable_full = self.active.approximate_bytes() >= self.options.memtable_bytes;
         let level0 = self.segments.level(0).len();
-        memtable_full || level0 >= self.options.l0_stall_trigger
+        self.memtable_full() || level0 >= self.options.l0_stall_trigger
+    }
+
+    /// The active memtable has used its share of the memtable budget.
+    fn memtable_full(&self) -> bool {
+        self.active.approximate_bytes() >= self.options.memtable_freeze_bytes()
     }
 
     fn begin_stall(&mut self) {
