@@ -3,24 +3,31 @@
 //! Durability: sync=always opens with `SyncPolicy::Always` (a write is
 //! answered after fdatasync of the WAL; writers waiting meanwhile share the
 //! next sync); sync=none opens with `SyncPolicy::None` (the WAL is written at
-//! once, never synced). Other options are the defaults (64 MiB memtable,
-//! 4 KiB blocks, no compression, no block cache, read threads = cores).
+//! once, never synced). Other options are the defaults: 64 MiB for all
+//! memtables (the active one is flushed at 32 MiB, beside one frozen one),
+//! 4 KiB blocks, no compression, a 32 MiB block cache, read threads = cores.
 //!
-//! Concurrency: as for the blocking peers, `--threads` OS threads issue the
-//! requests, taking operation numbers from one shared counter, each with its
-//! own latency histogram (the driver's `run_threads`). Each worker thread
-//! runs its own `actix_rt::System` (a single-threaded executor, as a program
-//! embedding NaiveKV would) and keeps `--naive-in-flight` requests in flight
-//! (default 1: one at a time, like a peer's thread; more through a
-//! `FuturesUnordered`, as an async caller could). readwhilewriting's writer
-//! is one more OS thread with its own system, one put at a time. A get
-//! answered from a memtable, a bloom filter or a block in the page cache
-//! completes on the worker's thread (other gets and scans go to the read
-//! pool's threads); a put or delete is a message to the memtable actor,
-//! which lives on the system that opened the database: this process's main
-//! thread, which opens, loads, flushes and closes the database, runs readseq
-//! (one page at a time) and keeps running its arbiter while the workers run
-//! (it awaits them through `spawn_blocking`).
+//! Concurrency, two ways (two rows of the table):
+//! - `naivekv`: as for the blocking peers, `--threads` OS threads issue the
+//!   requests, taking operation numbers from one shared counter, each with
+//!   its own latency histogram (the driver's `run_threads`). Each worker
+//!   thread runs its own `actix_rt::System` and keeps `--naive-in-flight`
+//!   requests in flight (default 1, like a peer's thread). readwhilewriting's
+//!   writer is one more OS thread with its own system.
+//! - `naivekv-1sys`: `--threads` requests in flight from one task on the
+//!   system that opened the database, where the memtable actor runs: an
+//!   actix program embedding NaiveKV in its own system. The writer is a
+//!   task beside it; the requests yield every 64 completions so it runs.
+//!
+//! A get answered from a memtable, a bloom filter, the block cache or the
+//! page cache completes on the calling thread (other gets and scans go to
+//! the read pool's threads); a put or delete is a message to the memtable
+//! actor, which lives on the system that opened the database: this
+//! process's main thread, which opens, loads, flushes and closes the
+//! database, runs readseq (one page at a time) and keeps running its arbiter
+//! while `naivekv`'s workers run (it awaits them through `spawn_blocking`).
+//! With `naivekv`, every put therefore crosses from a worker thread to the
+//! main thread and back.
 
 use std::future::Future;
 use std::path::Path;
@@ -123,7 +130,7 @@ async fn load(db: &Db, spec: Spec) -> BenchResult<()> {
 }
 
 async fn measure(db: &Db, spec: Spec, concurrency: Concurrency) -> BenchResult<Report> {
-    let label = format!("naivekv {}", spec.workload.name());
+    let label = format!("naivekv {} {:?}", spec.workload.name(), concurrency);
     let progress = Progress::start(label, spec.ops);
     let mut report = Report {
         ops: spec.ops,
