@@ -113,13 +113,7 @@ pub fn run_threads<E: ThreadedEngine + ?Sized + 'static>(
     done: Arc<AtomicU64>,
     report: &mut Report,
 ) -> BenchResult<Histogram<u64>> {
-    let shared = Arc::new(Shared {
-        spec,
-        values: Values::new(spec.value_size),
-        next: AtomicU64::new(0),
-        found: AtomicU64::new(0),
-        done,
-    });
+    let shared = Shared::new(spec, done);
     let stop = Arc::new(AtomicBool::new(false));
     let writer = (spec.workload == Workload::Readwhilewriting).then(|| {
         let (engine, shared, stop) = (engine.clone(), shared.clone(), stop.clone());
@@ -168,13 +162,7 @@ pub struct InlineRun {
 
 impl InlineRun {
     pub fn new(spec: Spec, done: Arc<AtomicU64>) -> InlineRun {
-        let shared = Arc::new(Shared {
-            spec,
-            values: Values::new(spec.value_size),
-            next: AtomicU64::new(0),
-            found: AtomicU64::new(0),
-            done,
-        });
+        let shared = Shared::new(spec, done);
         let stop = Arc::new(AtomicBool::new(false));
         let writes = (spec.workload == Workload::Readwhilewriting)
             .then(|| Writes::new(shared.clone(), stop.clone()));
@@ -207,6 +195,18 @@ struct Shared {
     found: AtomicU64,
     /// Operations completed (the progress line reads it).
     done: Arc<AtomicU64>,
+}
+
+impl Shared {
+    fn new(spec: Spec, done: Arc<AtomicU64>) -> Arc<Shared> {
+        Arc::new(Shared {
+            spec,
+            values: Values::new(spec.value_size),
+            next: AtomicU64::new(0),
+            found: AtomicU64::new(0),
+            done,
+        })
+    }
 }
 
 /// One worker thread's operations: it takes their numbers from the counter
