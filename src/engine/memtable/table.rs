@@ -52,9 +52,13 @@ use crate::format::{Entry, KeyRange};
 ///   (two on average): 96 bytes, about 112 as chunks;
 /// - the key's and value's buffers as chunks: 16 + 12 more than their bytes;
 /// - a `Bytes` shared header (24, a 32-byte chunk) for each of the two
-///   buffers, made when the WAL encoder cloned the handles; it no longer
-///   clones them (`encode_wal_batch` borrows), so that 64 is gone unless a
-///   reader clones the entry later.
+///   buffers, made when the WAL encoder cloned the handles. It no longer
+///   clones them (`encode_wal_batch` borrows), so these 64 bytes appear only
+///   when an entry is first cloned: by a get, a scan, or the flush, which
+///   clones every entry of a frozen memtable while writing it. The frozen
+///   memtable being flushed can therefore hold up to 64 bytes per entry more
+///   than counted; the 10M-key fill's peak RSS (134 MB, docs/BENCHMARKS.md)
+///   includes it.
 ///
 /// Larger values add only their own rounding, so this is about right for
 /// any entry; tiny entries are undercounted by a few bytes.
