@@ -18,7 +18,9 @@ use super::commands::{Engine, ServerInfo};
 use super::counter::Counter;
 use super::cursors::Cursors;
 use super::session::{Session, SessionParams};
-use crate::server::connections::{BUSY_REPLY_TIMEOUT, ConnectionGuard, Connections, accept_until};
+use crate::server::connections::{
+    BUSY_REPLY_TIMEOUT, ConnectionGuard, Connections, accept_until, hand_over,
+};
 use crate::server::{self, ServerConfig, ServerError};
 use crate::{Db, Options};
 
@@ -149,22 +151,9 @@ fn start_session(
     params: SessionParams,
     guard: ConnectionGuard,
 ) {
-    let _ = stream.set_nodelay(true);
-    // A tokio socket is tied to the runtime that registered it: move the
-    // plain socket across and register it again on the worker's runtime.
-    let stream = match stream.into_std() {
-        Ok(stream) => stream,
-        Err(e) => return log::warn!("cannot hand over a RESP connection: {e}"),
-    };
-    let sent = worker.spawn(async move {
-        match TcpStream::from_std(stream) {
-            Ok(stream) => Session::start(stream, id, params, guard),
-            Err(e) => log::warn!("cannot register a RESP connection: {e}"),
-        }
+    hand_over(worker, stream, "RESP", move |stream| {
+        Session::start(stream, id, params, guard)
     });
-    if !sent {
-        log::warn!("worker arbiter has stopped; RESP connection dropped");
-    }
 }
 
 /// Tells a connection over the limit what Redis says, then closes it.

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use actix::Arbiter;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 
@@ -97,5 +98,32 @@ pub(crate) async fn accept_until<R: Future<Output = ()> + 'static>(
                 actix_rt::spawn(refuse(stream));
             }
         }
+    }
+}
+
+/// Moves an accepted `stream` to `worker` and calls `start` with it there.
+/// A tokio socket is tied to the runtime that registered it, so the plain
+/// socket crosses and is registered again on the worker's runtime. `what`
+/// names the listener in the warnings logged when the hand-over fails (the
+/// connection is then dropped).
+pub fn hand_over(
+    worker: &Arbiter,
+    stream: TcpStream,
+    what: &'static str,
+    start: impl FnOnce(TcpStream) + Send + 'static,
+) {
+    let _ = stream.set_nodelay(true);
+    let stream = match stream.into_std() {
+        Ok(stream) => stream,
+        Err(e) => return log::warn!("cannot hand over a {what} connection: {e}"),
+    };
+    let sent = worker.spawn(async move {
+        match TcpStream::from_std(stream) {
+            Ok(stream) => start(stream),
+            Err(e) => log::warn!("cannot register a {what} connection: {e}"),
+        }
+    });
+    if !sent {
+        log::warn!("worker arbiter has stopped; {what} connection dropped");
     }
 }

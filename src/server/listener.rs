@@ -15,7 +15,9 @@ use super::dispatch;
 use super::session::{Session, SessionParams};
 use super::{ServerConfig, ServerError};
 use crate::proto::{ErrorCode, Response};
-use crate::server::connections::{BUSY_REPLY_TIMEOUT, ConnectionGuard, Connections, accept_until};
+use crate::server::connections::{
+    BUSY_REPLY_TIMEOUT, ConnectionGuard, Connections, accept_until, hand_over,
+};
 use crate::{Db, Options};
 
 /// Binds `addr`, opens the database and runs the server until `shutdown`
@@ -108,22 +110,9 @@ fn start_session(
     params: SessionParams,
     guard: ConnectionGuard,
 ) {
-    let _ = stream.set_nodelay(true);
-    // A tokio socket is tied to the runtime that registered it: move the
-    // plain socket across and register it again on the worker's runtime.
-    let stream = match stream.into_std() {
-        Ok(stream) => stream,
-        Err(e) => return log::warn!("cannot hand over a connection: {e}"),
-    };
-    let sent = worker.spawn(async move {
-        match TcpStream::from_std(stream) {
-            Ok(stream) => Session::start(stream, params, guard),
-            Err(e) => log::warn!("cannot register a connection: {e}"),
-        }
+    hand_over(worker, stream, "native", move |stream| {
+        Session::start(stream, params, guard)
     });
-    if !sent {
-        log::warn!("worker arbiter has stopped; connection dropped");
-    }
 }
 
 /// Tells a connection over the limit `Error{BUSY}`, then closes it.
