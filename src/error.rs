@@ -54,6 +54,21 @@ impl Error {
         }
     }
 
+    /// The message for someone outside the machine (a client, a report):
+    /// the database directory's path is taken out, so file names are
+    /// relative to it. The server's log keeps the full message.
+    pub fn to_client_message(&self, directory: &std::path::Path) -> String {
+        let message = self.to_string();
+        let directory = directory.to_string_lossy();
+        let directory = directory.trim_end_matches('/');
+        if directory.is_empty() {
+            return message;
+        }
+        message
+            .replace(&format!("{directory}/"), "")
+            .replace(directory, ".")
+    }
+
     /// A corruption error at `offset` of `path`.
     pub fn corruption(path: impl Into<PathBuf>, offset: u64, detail: impl Into<String>) -> Self {
         Error::Corruption {
@@ -73,5 +88,23 @@ pub trait IoContext<T> {
 impl<T> IoContext<T> for std::io::Result<T> {
     fn context(self, what: impl FnOnce() -> String) -> Result<T> {
         self.map_err(|e| Error::io(what(), e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_messages_name_files_relative_to_the_directory() {
+        let error = Error::corruption("/srv/db/000007.sst", 12, "bad block");
+        let message = error.to_client_message(std::path::Path::new("/srv/db/"));
+        assert_eq!(
+            message,
+            "corruption in 000007.sst: bad block (at offset 12)"
+        );
+        let error = Error::io("listing /srv/db", std::io::Error::other("gone"));
+        let message = error.to_client_message(std::path::Path::new("/srv/db"));
+        assert!(!message.contains("/srv"), "{message}");
     }
 }

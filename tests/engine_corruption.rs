@@ -12,6 +12,9 @@ use naive_kv::{Db, Error, Options, ScanRequest};
 
 const RECORDS: usize = 20;
 
+/// A change made to a copy of a file.
+type Damage = Box<dyn FnOnce(&mut Vec<u8>)>;
+
 fn key(i: usize) -> Bytes {
     Bytes::from(format!("key{i:04}"))
 }
@@ -250,7 +253,7 @@ async fn damaged_data_block_is_reported_not_returned() {
     let segment = the_segment(pristine.path());
     let name = segment.file_name().unwrap().to_owned();
     let bytes = std::fs::read(&segment).unwrap();
-    let footer = bytes.len() - 64;
+    let footer = bytes.len() - 80; // a version 2 footer
     let filter_offset =
         u64::from_le_bytes(bytes[footer + 16..footer + 24].try_into().unwrap()) as usize;
     assert!(filter_offset > 4096, "data blocks end at {filter_offset}");
@@ -295,7 +298,7 @@ async fn damaged_manifest_fails_the_open() {
     let len = std::fs::metadata(&manifest).unwrap().len() as usize;
     assert!(len > 20, "manifest of {len} bytes");
     let name = std::ffi::OsString::from("MANIFEST");
-    let mut cases: Vec<(String, Box<dyn FnOnce(&mut Vec<u8>)>)> = Vec::new();
+    let mut cases: Vec<(String, Damage)> = Vec::new();
     for at in (0..len).step_by(3).chain([len - 1]) {
         cases.push((
             format!("byte {at} flipped"),

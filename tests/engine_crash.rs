@@ -184,10 +184,10 @@ fn run_child(dir: &Path, round: u64, run_for: Duration, knowledge: &mut Knowledg
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
             // libtest may print "test crash_child ... " before the first line.
-            if let Some(at) = line.find("NKV ") {
-                if tx.send(line[at + 4..].to_string()).is_err() {
-                    break;
-                }
+            if let Some(at) = line.find("NKV ")
+                && tx.send(line[at + 4..].to_string()).is_err()
+            {
+                break;
             }
         }
     });

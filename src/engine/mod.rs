@@ -13,12 +13,16 @@
 //! whose future has completed.
 
 mod batch;
+mod check;
 mod compaction;
 mod compactor;
+mod inventory;
 mod memtable;
 mod merge;
 mod read_pool;
 mod recovery;
+mod repair;
+mod replay;
 mod scan;
 mod segment;
 mod segments;
@@ -39,9 +43,11 @@ use crate::format::wal::MAX_RECORD_BYTES;
 use crate::fs::DirectoryLock;
 use crate::{Error, Options, Result};
 pub use batch::WriteBatch;
+pub use check::{CheckReport, Finding, check_database};
 use compactor::{CloseCompactor, CompactAll, Compactor};
 use memtable::{Close, Flush, Gauges, MemtableActor, MemtableStart, ReadView, Write};
 use read_pool::{RangeScan, ReadWorker, SegmentGet};
+pub use repair::{LOST_DIRECTORY, RepairReport, repair_database};
 pub use scan::{ScanPage, ScanRequest};
 use segments::{CloseSegments, Connect, SegmentManager, SegmentManagerStart};
 use stats::Counters;
@@ -108,6 +114,7 @@ fn start_actors(options: Arc<Options>, recovered: recovery::Recovered) -> DbInne
         options: options.clone(),
         set: segments_set.clone(),
         flushed_seq: recovered.flushed_seq,
+        oldest_live_wal: recovered.wal_number,
         file_numbers: numbers.clone(),
         counters: counters.clone(),
         lock: lock.clone(),

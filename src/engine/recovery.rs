@@ -1,28 +1,35 @@
-//! Opening a database: lock the directory, read the manifest, remove files an
-//! interrupted flush or compaction left behind, open the live segments,
-//! replay the WALs into a memtable and flush it, then start a fresh WAL.
+//! Opening a database: lock the directory, read the manifest, open the
+//! segments it names (each checked against what the manifest says of it),
+//! replay the WALs (checked against the manifest's sequence numbers, see
+//! [`super::replay`]), and only when every file agrees remove what an
+//! interrupted flush or compaction left (see [`super::inventory`]); then
+//! flush what was replayed, start a fresh WAL and write a manifest naming it.
 //!
-//! WAL records whose sequence numbers are at or below the manifest's
-//! `flushed_seq` are already in segments and are skipped. A torn last record
-//! is dropped with a warning (by the WAL reader); a bad record followed by
-//! good data fails the open with the file and offset.
+//! Open never deletes what it cannot prove is garbage: a missing manifest
+//! beside data, a segment that does not match its manifest record, a hole in
+//! the WAL sequence or a segment newer than the manifest is refused with
+//! [`Error::Corruption`] naming the file, and the files are left as they are
+//! for `naivekv-check` to examine or repair.
+//!
+//! A torn last WAL record is dropped with a warning (by the WAL reader); a
+//! bad record followed by good data fails the open with the file and offset.
 
 use std::path::Path;
 use std::sync::Arc;
 
-use prost::Message as _;
-
+use super::inventory::DirectoryFiles;
 use super::memtable::{FrozenMemtable, MemTable};
-use super::segment::{FileNumbers, Segment};
+use super::replay::replay_wals;
+use super::segment::{FileNumbers, Segment, new_database_id};
 use super::segments::write_segments;
 use super::version::SegmentSet;
 use crate::error::IoContext;
 use crate::format::manifest::{read_manifest, write_manifest};
 use crate::format::sstable::TableOptions;
-use crate::format::wal::{WalWriter, read_wal};
-use crate::format::{FileKind, parse_file_name, wal_file_name};
+use crate::format::wal::WalWriter;
+use crate::format::wal_file_name;
 use crate::fs::{DirectoryLock, FileSystem};
-use crate::proto::storage::{Manifest, WalBatch};
+use crate::proto::storage::Manifest;
 use crate::{Error, Options, Result};
 
 /// The lock file's name.
@@ -40,57 +47,122 @@ pub struct Recovered {
 }
 
 /// Opens (creating if needed) the database in `options.directory`.
+///
+/// # Errors
+///
+/// [`Error::Corruption`] naming the file when the directory's files disagree
+/// with each other (see the module doc); nothing has been deleted then.
 pub fn recover(options: &Options) -> Result<Recovered> {
     let fs = options.fs.as_ref();
     let directory = options.directory.as_path();
     create_directory(fs, directory)?;
     let lock = take_lock(fs, directory)?;
-    let manifest = read_manifest(fs, directory)?.unwrap_or_default();
-    let names = fs
-        .list_dir(directory)
-        .context(|| format!("listing {}", directory.display()))?;
-    let (wals, highest_number) = remove_leftovers(fs, directory, &names, &manifest);
-    let file_numbers = Arc::new(FileNumbers::starting_at(
-        manifest.next_file_number.max(highest_number + 1).max(1),
-    ));
+    let files = DirectoryFiles::list(fs, directory)?;
+    let manifest = match read_manifest(fs, directory)? {
+        Some(manifest) => manifest,
+        None => {
+            files.refuse_if_not_new(directory)?;
+            Manifest::default()
+        }
+    };
     let segments = manifest
         .segments
         .iter()
-        .map(|meta| Segment::open(fs, directory, meta.clone()).map(Arc::new))
+        .map(|meta| Segment::open(fs, directory, meta.clone(), manifest.database_id).map(Arc::new))
         .collect::<Result<Vec<_>>>()?;
-    let mut segments = SegmentSet::from_segments(segments);
-    let mut flushed_seq = manifest.flushed_seq;
-    let max_segment_seq = segments.all().map(|s| s.meta.max_seq).max().unwrap_or(0);
-    let (memtable, replayed_seq) = replay_wals(fs, directory, &wals, flushed_seq)?;
-    let last_seq = flushed_seq.max(replayed_seq).max(max_segment_seq);
-    if !memtable.is_empty() || !wals.is_empty() || manifest.segments.is_empty() {
-        flushed_seq = last_seq;
-        segments = flush_recovered(options, &file_numbers, memtable, segments, flushed_seq)?;
-        for number in &wals {
-            let path = directory.join(wal_file_name(*number));
-            fs.remove_file(&path)
-                .context(|| format!("removing replayed WAL {}", path.display()))?;
-        }
-    }
-    let wal_number = file_numbers.allocate();
-    let wal_path = directory.join(wal_file_name(wal_number));
-    let file = fs
-        .create(&wal_path)
-        .context(|| format!("creating WAL {}", wal_path.display()))?;
-    // IMPORTANT: the new WAL's directory entry must be durable before any
-    // write in it is acknowledged.
-    fs.sync_dir(directory)
-        .context(|| format!("syncing directory {}", directory.display()))?;
-    let wal = WalWriter::new(file, wal_path);
+    let replayed = replay_wals(fs, directory, &files.wals, &manifest)?;
+    let max_segment_seq = segments.iter().map(|s| s.meta.max_seq).max().unwrap_or(0);
+    let last_seq = manifest
+        .flushed_seq
+        .max(replayed.last_seq)
+        .max(max_segment_seq);
+    let unnamed = files.unnamed_segments(fs, directory, &manifest, last_seq)?;
+    // Every piece of evidence agrees: only now is anything removed.
+    remove_all(
+        fs,
+        directory,
+        &files.temporaries,
+        "left by an interrupted write",
+    );
+    remove_all(
+        fs,
+        directory,
+        &unnamed,
+        "left by an interrupted flush or compaction",
+    );
+    let obsolete: Vec<String> = replayed
+        .obsolete
+        .iter()
+        .map(|n| wal_file_name(*n))
+        .collect();
+    remove_all(
+        fs,
+        directory,
+        &obsolete,
+        "a WAL flushed before the last shutdown",
+    );
+    let database_id = match manifest.database_id {
+        0 => new_database_id(),
+        id => id,
+    };
+    let file_numbers = Arc::new(FileNumbers::starting_at(
+        database_id,
+        manifest
+            .next_file_number
+            .max(files.highest_number + 1)
+            .max(1),
+    ));
+    let segments = SegmentSet::from_segments(segments);
+    let segments = flush_recovered(
+        options,
+        &file_numbers,
+        replayed.memtable,
+        segments,
+        last_seq,
+    )?;
+    let (wal, wal_number) = create_wal(fs, directory, &file_numbers)?;
+    let manifest = Manifest {
+        next_file_number: file_numbers.peek(),
+        flushed_seq: last_seq,
+        segments: segments.metas(),
+        oldest_live_wal: wal_number,
+        database_id,
+    };
+    write_manifest(fs, directory, &manifest)?;
+    let replayed_names: Vec<String> = replayed.live.iter().map(|n| wal_file_name(*n)).collect();
+    remove_all(
+        fs,
+        directory,
+        &replayed_names,
+        "a replayed WAL, now flushed",
+    );
     Ok(Recovered {
         segments,
-        flushed_seq,
+        flushed_seq: last_seq,
         last_seq,
         file_numbers,
         wal,
         wal_number,
         lock,
     })
+}
+
+/// Creates the next WAL and makes its directory entry durable.
+fn create_wal(
+    fs: &dyn FileSystem,
+    directory: &Path,
+    numbers: &FileNumbers,
+) -> Result<(WalWriter, u64)> {
+    let wal_number = numbers.allocate();
+    let wal_path = directory.join(wal_file_name(wal_number));
+    let file = fs
+        .create(&wal_path)
+        .context(|| format!("creating WAL {}", wal_path.display()))?;
+    // IMPORTANT: the new WAL's directory entry must be durable before the
+    // manifest names it and before any write in it is acknowledged.
+    fs.sync_dir(directory)
+        .context(|| format!("syncing directory {}", directory.display()))?;
+    Ok((WalWriter::new(file, wal_path), wal_number))
 }
 
 /// Creates the database directory (and missing parents) durably.
@@ -123,74 +195,8 @@ fn take_lock(fs: &dyn FileSystem, directory: &Path) -> Result<Box<dyn DirectoryL
     })
 }
 
-/// Removes temporary files and segments the manifest does not name; returns
-/// the WAL numbers (ascending) and the highest file number seen.
-fn remove_leftovers(
-    fs: &dyn FileSystem,
-    directory: &Path,
-    names: &[String],
-    manifest: &Manifest,
-) -> (Vec<u64>, u64) {
-    let live: Vec<u64> = manifest.segments.iter().map(|s| s.file_number).collect();
-    let mut wals = Vec::new();
-    let mut highest = 0;
-    for name in names {
-        let leftover = match parse_file_name(name) {
-            Some(FileKind::Wal(number)) => {
-                wals.push(number);
-                highest = highest.max(number);
-                false
-            }
-            Some(FileKind::Segment(number)) => {
-                highest = highest.max(number);
-                !live.contains(&number)
-            }
-            Some(FileKind::Temporary) => true,
-            _ => false,
-        };
-        if leftover {
-            log::info!("removing {name}, left by an interrupted flush or compaction");
-            if let Err(error) = fs.remove_file(&directory.join(name)) {
-                log::warn!("could not remove {name}: {error}");
-            }
-        }
-    }
-    wals.sort_unstable();
-    (wals, highest)
-}
-
-/// Replays WALs in order into a memtable, skipping what is already flushed.
-fn replay_wals(
-    fs: &dyn FileSystem,
-    directory: &Path,
-    wals: &[u64],
-    flushed_seq: u64,
-) -> Result<(MemTable, u64)> {
-    let mut memtable = MemTable::default();
-    let mut last_seq = 0;
-    for number in wals {
-        let path = directory.join(wal_file_name(*number));
-        let contents = read_wal(fs, &path)?;
-        for (index, record) in contents.records.iter().enumerate() {
-            let batch = WalBatch::decode(record.as_slice()).map_err(|e| {
-                Error::corruption(&path, 0, format!("record {index} is not a WAL batch: {e}"))
-            })?;
-            for (offset, mutation) in batch.mutations.into_iter().enumerate() {
-                let seq = batch.first_seq + offset as u64;
-                last_seq = last_seq.max(seq);
-                if seq <= flushed_seq {
-                    continue;
-                }
-                let value = (!mutation.delete).then_some(mutation.value);
-                memtable.apply(mutation.key, seq, value);
-            }
-        }
-    }
-    Ok((memtable, last_seq))
-}
-
-/// Writes the replayed memtable (if any) as a level-0 segment and records it
-/// and `flushed_seq` in a new manifest.
+/// Writes the replayed memtable (if any) as a level-0 segment; the caller
+/// names it in the next manifest.
 fn flush_recovered(
     options: &Options,
     numbers: &FileNumbers,
@@ -198,25 +204,31 @@ fn flush_recovered(
     segments: SegmentSet,
     flushed_seq: u64,
 ) -> Result<SegmentSet> {
+    if memtable.is_empty() {
+        return Ok(segments);
+    }
     let fs = options.fs.as_ref();
+    let frozen = FrozenMemtable {
+        table: memtable,
+        wal_number: 0,
+        max_seq: flushed_seq,
+    };
+    let table_options = TableOptions::from(options);
     let mut added = Vec::new();
-    if !memtable.is_empty() {
-        let frozen = FrozenMemtable {
-            table: memtable,
-            wal_number: 0,
-            max_seq: flushed_seq,
-        };
-        let table_options = TableOptions::from(options);
-        for meta in write_segments(options, numbers, table_options, &frozen)? {
-            added.push(Arc::new(Segment::open(fs, &options.directory, meta)?));
+    for meta in write_segments(options, numbers, table_options, &frozen)? {
+        let segment = Segment::open(fs, &options.directory, meta, numbers.database_id())?;
+        added.push(Arc::new(segment));
+    }
+    Ok(segments.edited(&[], added))
+}
+
+/// Removes `names` from `directory`, saying why at INFO; a failure is a
+/// warning (the file is removed on a later open).
+fn remove_all(fs: &dyn FileSystem, directory: &Path, names: &[String], why: &str) {
+    for name in names {
+        log::info!("removing {name}: {why}");
+        if let Err(error) = fs.remove_file(&directory.join(name)) {
+            log::warn!("could not remove {name}: {error}");
         }
     }
-    let segments = segments.edited(&[], added);
-    let manifest = Manifest {
-        next_file_number: numbers.peek(),
-        flushed_seq,
-        segments: segments.metas(),
-    };
-    write_manifest(fs, &options.directory, &manifest)?;
-    Ok(segments)
 }

@@ -10,12 +10,17 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::Result;
+use std::io;
+
+use super::inventory::REPAIR_HINT;
 use crate::error::IoContext;
-use crate::format::sstable::{SstableReader, SstableWriter, TableOptions, TableSummary};
+use crate::format::sstable::{
+    SstableReader, SstableWriter, TableIdentity, TableOptions, TableSummary,
+};
 use crate::format::{Entry, EntryIter, segment_file_name, temporary_segment_file_name};
 use crate::fs::FileSystem;
 use crate::proto::storage::SegmentMeta;
+use crate::{Error, Result};
 
 /// A live segment: its manifest record and its open reader.
 #[derive(Debug)]
@@ -27,13 +32,39 @@ pub struct Segment {
 }
 
 impl Segment {
-    /// Opens segment `meta.file_number` in `directory`.
-    pub fn open(fs: &dyn FileSystem, directory: &Path, meta: SegmentMeta) -> Result<Segment> {
+    /// Opens segment `meta.file_number` in `directory` and checks that the
+    /// file is the one the manifest describes.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Corruption`] naming the file if it is missing, damaged, or
+    /// disagrees with `meta` (size, entry count, key span or highest
+    /// sequence number: a file renamed, swapped or from another database);
+    /// [`Error::Io`] if it cannot be read. `database_id` 0 skips the
+    /// database check (a manifest from before ids were recorded).
+    pub fn open(
+        fs: &dyn FileSystem,
+        directory: &Path,
+        meta: SegmentMeta,
+        database_id: u64,
+    ) -> Result<Segment> {
         let path = directory.join(segment_file_name(meta.file_number));
-        let file = fs
-            .open(&path)
-            .context(|| format!("opening segment {}", path.display()))?;
-        let reader = SstableReader::open(file, path)?;
+        let file = fs.open(&path).map_err(|error| match error.kind() {
+            io::ErrorKind::NotFound => Error::corruption(
+                &path,
+                0,
+                format!("named by the MANIFEST but missing; {REPAIR_HINT}"),
+            ),
+            _ => Error::io(format!("opening segment {}", path.display()), error),
+        })?;
+        let reader = SstableReader::open(file, path.clone())?;
+        if let Some(detail) = mismatch(&reader, &meta, database_id) {
+            return Err(Error::corruption(
+                &path,
+                0,
+                format!("does not match the MANIFEST: {detail}; {REPAIR_HINT}"),
+            ));
+        }
         Ok(Segment {
             meta,
             reader: Arc::new(reader),
@@ -52,23 +83,48 @@ impl Segment {
     }
 }
 
-/// Hands out file numbers, shared by everything that creates files.
+/// Hands out file numbers in one database, shared by everything that
+/// creates files there.
 #[derive(Debug)]
-pub struct FileNumbers(AtomicU64);
+pub struct FileNumbers {
+    next: AtomicU64,
+    /// The database's id (its manifest's), written into every segment.
+    database_id: u64,
+}
 
 impl FileNumbers {
-    /// Numbers start at `next`.
-    pub fn starting_at(next: u64) -> Self {
-        FileNumbers(AtomicU64::new(next))
+    /// Numbers for database `database_id` start at `next`.
+    pub fn starting_at(database_id: u64, next: u64) -> Self {
+        FileNumbers {
+            next: AtomicU64::new(next),
+            database_id,
+        }
     }
     /// A number never handed out before.
     pub fn allocate(&self) -> u64 {
-        self.0.fetch_add(1, Ordering::Relaxed)
+        self.next.fetch_add(1, Ordering::Relaxed)
     }
     /// The next number that would be handed out (for the manifest).
     pub fn peek(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
+        self.next.load(Ordering::Relaxed)
     }
+    /// The database's id.
+    pub fn database_id(&self) -> u64 {
+        self.database_id
+    }
+}
+
+/// A fresh database id: random, never 0 (which means "not recorded").
+pub fn new_database_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    hasher.write_u32(std::process::id());
+    hasher.finish().max(1)
 }
 
 /// Writes a sorted stream of entries into one or more segments, starting a
@@ -115,7 +171,12 @@ impl<'a> SegmentBuilder<'a> {
                 .fs
                 .create(&path)
                 .context(|| format!("creating {}", path.display()))?;
-            self.current = Some((number, SstableWriter::new(file, path, self.table_options)));
+            let identity = TableIdentity {
+                file_number: number,
+                database_id: self.numbers.database_id(),
+            };
+            let writer = SstableWriter::new(file, path, self.table_options).with_identity(identity);
+            self.current = Some((number, writer));
         }
         if let Some((_, writer)) = self.current.as_mut() {
             writer.add(entry)?;
@@ -190,6 +251,42 @@ impl<'a> SegmentBuilder<'a> {
             let _ = self.fs.remove_file(&path);
         }
     }
+}
+
+/// How an open table differs from its manifest record, if it does.
+fn mismatch(reader: &SstableReader, meta: &SegmentMeta, database_id: u64) -> Option<String> {
+    if let Some(identity) = reader.identity() {
+        if identity.file_number != meta.file_number {
+            return Some(format!(
+                "the file was written as segment {}, not {}",
+                identity.file_number, meta.file_number
+            ));
+        }
+        if database_id != 0 && identity.database_id != database_id {
+            return Some(format!(
+                "the file belongs to database {:016x}, this one is {database_id:016x}",
+                identity.database_id
+            ));
+        }
+    }
+    let numbers = [
+        ("bytes", reader.file_size(), meta.file_size),
+        ("entries", reader.entry_count(), meta.entry_count),
+        ("highest sequence", reader.max_seq(), meta.max_seq),
+    ];
+    for (what, found, recorded) in numbers {
+        if found != recorded {
+            return Some(format!(
+                "the file has {what} {found}, the MANIFEST says {recorded}"
+            ));
+        }
+    }
+    if reader.smallest_key()[..] != meta.smallest_key[..]
+        || reader.largest_key()[..] != meta.largest_key[..]
+    {
+        return Some("the file's key span is not the one the MANIFEST records".into());
+    }
+    None
 }
 
 fn meta_from_summary(number: u64, level: u32, summary: TableSummary) -> SegmentMeta {

@@ -18,6 +18,7 @@ use tokio::sync::oneshot;
 
 use super::compaction::CompactionTask;
 use super::compactor::{Compactor, SetChanged};
+use super::inventory::DirectoryFiles;
 use super::memtable::{FlushDone, FlushFailed, FrozenMemtable, MemtableActor, SegmentsChanged};
 use super::merge::MemTableIter;
 use super::segment::{FileNumbers, Segment, SegmentBuilder};
@@ -75,6 +76,8 @@ pub struct SegmentManagerStart {
     pub options: Arc<Options>,
     pub set: Arc<SegmentSet>,
     pub flushed_seq: u64,
+    /// The WAL recovery started; WALs below it are gone.
+    pub oldest_live_wal: u64,
     pub file_numbers: Arc<FileNumbers>,
     pub counters: Arc<Counters>,
     /// The directory lock, shared with every blocking job that writes there.
@@ -86,6 +89,8 @@ pub struct SegmentManager {
     options: Arc<Options>,
     set: Arc<SegmentSet>,
     flushed_seq: u64,
+    /// WALs numbered below this are flushed; recorded in the manifest.
+    oldest_live_wal: u64,
     file_numbers: Arc<FileNumbers>,
     counters: Arc<Counters>,
     jobs: VecDeque<Job>,
@@ -100,6 +105,7 @@ pub struct SegmentManager {
 struct JobResult {
     set: Arc<SegmentSet>,
     flushed_seq: u64,
+    oldest_live_wal: u64,
 }
 
 impl SegmentManager {
@@ -109,6 +115,7 @@ impl SegmentManager {
             options: start.options,
             set: start.set,
             flushed_seq: start.flushed_seq,
+            oldest_live_wal: start.oldest_live_wal,
             file_numbers: start.file_numbers,
             counters: start.counters,
             jobs: VecDeque::new(),
@@ -138,6 +145,7 @@ impl SegmentManager {
             counters: self.counters.clone(),
             set: self.set.clone(),
             flushed_seq: self.flushed_seq,
+            oldest_live_wal: self.oldest_live_wal,
             _lock: self.lock.clone(),
         };
         match job {
@@ -199,6 +207,7 @@ impl SegmentManager {
     fn publish(&mut self, done: JobResult, flushed_wal: Option<u64>) {
         self.set = done.set;
         self.flushed_seq = done.flushed_seq;
+        self.oldest_live_wal = done.oldest_live_wal;
         // The compactor first: once the memtable answers a flush, the
         // caller's next CompactAll must find the flushed segment in the set.
         if let Some(compactor) = &self.compactor {
@@ -241,6 +250,7 @@ struct JobContext {
     counters: Arc<Counters>,
     set: Arc<SegmentSet>,
     flushed_seq: u64,
+    oldest_live_wal: u64,
     /// Keeps the directory locked until the job's files are done, even if
     /// the actor is gone (a `Db` dropped without `close`).
     _lock: Option<Arc<dyn DirectoryLock>>,
@@ -251,27 +261,47 @@ impl JobContext {
         TableOptions::from(&*self.options)
     }
 
-    /// Memtable to segment, manifest, then the WAL goes.
+    /// Memtable to segment, manifest, then the flushed WALs go.
+    ///
+    /// The manifest's `oldest_live_wal` moves past the frozen memtable's WAL
+    /// only once a newer WAL exists (the memtable actor may have failed to
+    /// create one): a database always keeps a WAL at or above that number,
+    /// which is how open tells a deleted live WAL from a flushed one.
     fn flush(&self, frozen: &FrozenMemtable) -> Result<JobResult> {
         let metas = write_segments(&self.options, &self.numbers, self.table_options(), frozen)?;
         let bytes: u64 = metas.iter().map(|m| m.file_size).sum();
         let flushed_seq = self.flushed_seq.max(frozen.max_seq);
-        let set = self.commit(metas, &[], flushed_seq)?;
-        let wal = self
-            .options
-            .directory
-            .join(wal_file_name(frozen.wal_number));
-        if let Err(error) = self.options.fs.remove_file(&wal) {
-            log::warn!("could not remove flushed WAL {}: {error}", wal.display());
+        let wals = DirectoryFiles::list(self.options.fs.as_ref(), &self.options.directory)?.wals;
+        let newer_wal_exists = wals.iter().any(|n| *n > frozen.wal_number);
+        let oldest_live_wal = if newer_wal_exists {
+            self.oldest_live_wal.max(frozen.wal_number + 1)
+        } else {
+            self.oldest_live_wal
+        };
+        let set = self.commit(metas, &[], flushed_seq, oldest_live_wal)?;
+        for number in wals.iter().filter(|n| **n < oldest_live_wal) {
+            let wal = self.options.directory.join(wal_file_name(*number));
+            if let Err(error) = self.options.fs.remove_file(&wal) {
+                log::warn!("could not remove flushed WAL {}: {error}", wal.display());
+            }
         }
         Counters::add(&self.counters.flushes, 1);
         Counters::add(&self.counters.flush_bytes, bytes);
-        Ok(JobResult { set, flushed_seq })
+        Ok(JobResult {
+            set,
+            flushed_seq,
+            oldest_live_wal,
+        })
     }
 
     /// Manifest with the outputs in and the inputs out, then the inputs go.
     fn install(&self, task: &CompactionTask, outputs: Vec<SegmentMeta>) -> Result<JobResult> {
-        let set = self.commit(outputs, &task.inputs, self.flushed_seq)?;
+        let set = self.commit(
+            outputs,
+            &task.inputs,
+            self.flushed_seq,
+            self.oldest_live_wal,
+        )?;
         for number in &task.inputs {
             let path = self.options.directory.join(segment_file_name(*number));
             if let Err(error) = self.options.fs.remove_file(&path) {
@@ -284,6 +314,7 @@ impl JobContext {
         Ok(JobResult {
             set,
             flushed_seq: self.flushed_seq,
+            oldest_live_wal: self.oldest_live_wal,
         })
     }
 
@@ -293,18 +324,22 @@ impl JobContext {
         added: Vec<SegmentMeta>,
         removed: &[u64],
         flushed_seq: u64,
+        oldest_live_wal: u64,
     ) -> Result<Arc<SegmentSet>> {
         let fs = self.options.fs.as_ref();
         let directory = &self.options.directory;
+        let database_id = self.numbers.database_id();
         let opened = added
             .into_iter()
-            .map(|meta| Segment::open(fs, directory, meta).map(Arc::new))
+            .map(|meta| Segment::open(fs, directory, meta, database_id).map(Arc::new))
             .collect::<Result<Vec<_>>>()?;
         let set = self.set.edited(removed, opened);
         let manifest = Manifest {
             next_file_number: self.numbers.peek(),
             flushed_seq,
             segments: set.metas(),
+            oldest_live_wal,
+            database_id,
         };
         write_manifest(fs, directory, &manifest)?;
         Ok(Arc::new(set))

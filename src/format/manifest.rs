@@ -24,7 +24,9 @@
 //! has no torn-tail case: [`read_manifest`] reports anything malformed (too
 //! short, bad magic, unknown version, length not matching the file, bad
 //! checksum, undecodable payload) as [`Error::Corruption`] with the file and
-//! offset. A missing `MANIFEST` is a new database, `Ok(None)`.
+//! offset. A missing `MANIFEST` is `Ok(None)`: a new database if the
+//! directory holds no segment and no WAL, and otherwise a refusal to open
+//! (see `engine/inventory.rs`).
 use std::io;
 use std::path::Path;
 
@@ -170,6 +172,8 @@ mod tests {
                     max_seq: 900 + i,
                 })
                 .collect(),
+            oldest_live_wal: 40,
+            database_id: 0x5eed,
         }
     }
 
@@ -279,6 +283,8 @@ mod tests {
             next_file_number: 7,
             flushed_seq: 3,
             segments: Vec::new(),
+            oldest_live_wal: 6,
+            database_id: 0x5eed,
         };
         write_manifest(&StdFs, dir.path(), &newer)?;
         assert_eq!(read_manifest(&StdFs, dir.path())?, Some(newer));

@@ -126,6 +126,8 @@ impl WalWriter {
 pub struct WalContents {
     /// The payloads of the intact records, in order.
     pub records: Vec<Vec<u8>>,
+    /// Where each record of `records` starts in the file.
+    pub record_offsets: Vec<u64>,
     /// Where a torn last record began, if one was dropped.
     pub torn_tail_at: Option<u64>,
 }
@@ -147,15 +149,39 @@ enum Step<'a> {
 /// [`Error::Io`] if the file cannot be read, [`Error::Corruption`] for damage
 /// that is not a torn tail (see the module documentation).
 pub fn read_wal(fs: &dyn FileSystem, path: &Path) -> Result<WalContents> {
+    match read_wal_salvaging(fs, path)? {
+        (_, Some(error)) => Err(error),
+        (contents, None) => Ok(contents),
+    }
+}
+
+/// Like [`read_wal`], but on corruption returns the intact records before
+/// it together with the corruption error, for repair.
+///
+/// # Errors
+///
+/// [`Error::Io`] if the file cannot be read.
+pub fn read_wal_salvaging(
+    fs: &dyn FileSystem,
+    path: &Path,
+) -> Result<(WalContents, Option<Error>)> {
     let data = fs
         .read(path)
         .context(|| format!("reading WAL {}", path.display()))?;
     let mut contents = WalContents::default();
     let mut offset = 0usize;
     while let Some(rest) = data.get(offset..).filter(|rest| !rest.is_empty()) {
-        match read_record(rest).map_err(|detail| Error::corruption(path, offset as u64, detail))? {
+        let step = match read_record(rest) {
+            Ok(step) => step,
+            Err(detail) => {
+                let error = Error::corruption(path, offset as u64, detail);
+                return Ok((contents, Some(error)));
+            }
+        };
+        match step {
             Step::Record(payload, framed_len) => {
                 contents.records.push(payload.to_vec());
+                contents.record_offsets.push(offset as u64);
                 offset += framed_len;
             }
             Step::Torn => {
@@ -169,7 +195,7 @@ pub fn read_wal(fs: &dyn FileSystem, path: &Path) -> Result<WalContents> {
             }
         }
     }
-    Ok(contents)
+    Ok((contents, None))
 }
 
 /// Decodes the record at the front of `rest` (the file from the record's start

@@ -178,6 +178,7 @@ fn random_table(rng: &mut Rng, plausible: bool) -> Vec<u8> {
         filter_len: filter.len() as u64,
         entry_count: rng.below(5) + u64::from(plausible),
         max_seq: rng.next(),
+        identity: None,
     };
     file.extend_from_slice(&footer.encode());
     file

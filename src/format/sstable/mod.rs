@@ -18,7 +18,7 @@
 //! [data block N-1][crc]
 //! [filter block][crc]
 //! [index block][crc]
-//! [footer: 64 bytes]
+//! [footer: 80 bytes (64 in version 1)]
 //! ```
 //!
 //! Sections follow each other with no gaps: the first data block starts at
@@ -74,7 +74,7 @@
 //!   length:         varint, the block's length without its crc
 //! ```
 //!
-//! ## Footer (64 bytes, at `file_size - 64`)
+//! ## Footer (80 bytes, at `file_size - 80`; version 1: 64 bytes)
 //!
 //! ```text
 //!  0  index_offset   u64
@@ -83,10 +83,19 @@
 //! 24  filter_length  u64   without the crc
 //! 32  entry_count    u64   entries (puts and tombstones) in the table
 //! 40  max_seq        u64   the largest seq of any entry
-//! 48  version        u32   1
-//! 52  footer_crc     u32   masked CRC32C of bytes 0..52
-//! 56  magic          u64   bytes "NaiveSST"
+//! 48  file_number    u64   the number in the file's name when written
+//! 56  database_id    u64   the id in the manifest of the database written for
+//! 64  version        u32   2
+//! 68  footer_crc     u32   masked CRC32C of bytes 0..68
+//! 72  magic          u64   bytes "NaiveSST"
 //! ```
+//!
+//! Version 1 (written before file_number and database_id existed) has no
+//! bytes 48..64: version at 48, crc of 0..52 at 52, magic at 56. Both end
+//! with version, crc and magic, so the reader reads the last 16 bytes, takes
+//! the footer length from the version, and then reads the footer. Version 1
+//! tables still open; open checks the identity of version 2 tables against
+//! the manifest (a renamed, swapped or foreign file is refused).
 //!
 //! # Checks and what a bad one means
 //!
@@ -127,6 +136,7 @@ mod tests;
 
 pub use block::Block;
 pub use cache::{BlockCache, BlockCacheStats, CachedBlock};
+pub use footer::TableIdentity;
 pub use iter::SstableIter;
 pub use reader::{Lookup, SstableReader};
 pub use writer::{SstableWriter, TableSummary};

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use super::block::{Block, decode_block};
 use super::bloom::BloomFilter;
 use super::cache::BlockCache;
-use super::footer::{FOOTER_LEN, Footer};
+use super::footer::{Footer, TableIdentity};
 use super::index::{BlockHandle, Index};
 use super::iter::SstableIter;
 use super::{CRC_LEN, Malformed};
@@ -143,6 +143,12 @@ impl SstableReader {
         self.footer.max_seq
     }
 
+    /// The file and database the table was written as (`None` for a table
+    /// written before tables recorded it).
+    pub fn identity(&self) -> Option<TableIdentity> {
+        self.footer.identity
+    }
+
     /// The file's size in bytes.
     pub fn file_size(&self) -> u64 {
         self.file.size
@@ -256,14 +262,19 @@ struct TableFile {
 impl TableFile {
     /// Reads the footer and checks it and the layout it describes.
     fn read_footer(&self) -> Result<Footer> {
-        let at = self.size.checked_sub(FOOTER_LEN).ok_or_else(|| {
+        let too_short = || {
             Error::corruption(
                 &self.path,
                 0,
                 format!("{} bytes is too short for a table", self.size),
             )
-        })?;
-        let mut buf = vec![0u8; FOOTER_LEN as usize];
+        };
+        let tail_at = self.size.checked_sub(16).ok_or_else(too_short)?;
+        let mut tail = [0u8; 16];
+        self.read_at(&mut tail, tail_at)?;
+        let len = Footer::len_from_tail(&tail).map_err(|m| self.corrupt(tail_at, m))?;
+        let at = self.size.checked_sub(len).ok_or_else(too_short)?;
+        let mut buf = vec![0u8; len as usize];
         self.read_at(&mut buf, at)?;
         let footer = Footer::decode(&buf).map_err(|m| self.corrupt(at, m))?;
         check_layout(&footer, at).map_err(|detail| Error::corruption(&self.path, at, detail))?;

@@ -7,7 +7,7 @@ use bytes::Bytes;
 
 use super::block::{encode_entry, encoded_len};
 use super::bloom::{build_filter, key_hash};
-use super::footer::{FOOTER_LEN, Footer};
+use super::footer::{FOOTER_LEN, Footer, TableIdentity};
 use super::index::{BlockHandle, encode_handle, encode_smallest_key};
 use super::{CRC_LEN, TableOptions};
 use crate::error::IoContext;
@@ -50,6 +50,8 @@ pub struct SstableWriter {
     last_key: Option<Bytes>,
     entry_count: u64,
     max_seq: u64,
+    /// Recorded in the footer.
+    identity: TableIdentity,
 }
 
 impl SstableWriter {
@@ -67,7 +69,14 @@ impl SstableWriter {
             last_key: None,
             entry_count: 0,
             max_seq: 0,
+            identity: TableIdentity::default(),
         }
+    }
+
+    /// Records in the footer which file and database this table is.
+    pub fn with_identity(mut self, identity: TableIdentity) -> Self {
+        self.identity = identity;
+        self
     }
 
     /// Adds an entry; its key must be greater than the last one added
@@ -142,6 +151,7 @@ impl SstableWriter {
             filter_len: filter.len() as u64,
             entry_count: self.entry_count,
             max_seq: self.max_seq,
+            identity: Some(self.identity),
         };
         self.write(&footer.encode())?;
         let path = &self.path;

@@ -1,0 +1,262 @@
+//! `naivekv-check`: verifies every file of a closed database without
+//! changing anything, the counterpart of RocksDB's `sst_dump --command=verify`
+//! and `ldb checkconsistency`.
+//!
+//! It takes the directory's lock (so it refuses a database that is open),
+//! then checks: the manifest decodes; each segment it names exists, matches
+//! its manifest record and reads back whole (every block's checksum, keys
+//! in order, as many entries as recorded); deeper levels do not overlap;
+//! each WAL reads back (a torn tail is a note, not a problem) and the WALs
+//! continue the manifest's sequence numbers; files the manifest does not
+//! name are leftovers open would remove, or a problem if they hold writes
+//! nothing else accounts for.
+
+use std::ops::Bound;
+use std::path::Path;
+use std::sync::Arc;
+
+use super::inventory::DirectoryFiles;
+use super::recovery::LOCK_FILE;
+use super::replay::replay_wals;
+use super::segment::Segment;
+use crate::format::manifest::{MANIFEST_FILE, read_manifest};
+use crate::format::sstable::SstableReader;
+use crate::format::wal::read_wal;
+use crate::format::{EntryIter, segment_file_name, wal_file_name};
+use crate::fs::FileSystem;
+use crate::proto::storage::{Manifest, SegmentMeta};
+use crate::{Error, Result};
+
+/// What a check found.
+#[derive(Debug, Default)]
+pub struct CheckReport {
+    /// Damage or disagreement: the database would be refused or serve wrong data.
+    pub problems: Vec<Finding>,
+    /// Worth knowing, harmless (leftovers open removes, torn WAL tails).
+    pub notes: Vec<Finding>,
+    /// Segments read whole.
+    pub segments_checked: usize,
+    /// Entries read from them.
+    pub entries_checked: u64,
+    /// WALs read.
+    pub wals_checked: usize,
+}
+
+/// One finding about one file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// The file's name inside the database directory.
+    pub file: String,
+    /// What is wrong or worth knowing.
+    pub detail: String,
+}
+
+impl CheckReport {
+    /// True if nothing is wrong.
+    pub fn is_clean(&self) -> bool {
+        self.problems.is_empty()
+    }
+
+    fn problem(&mut self, file: impl Into<String>, detail: impl Into<String>) {
+        self.problems.push(Finding {
+            file: file.into(),
+            detail: detail.into(),
+        });
+    }
+
+    fn note(&mut self, file: impl Into<String>, detail: impl Into<String>) {
+        self.notes.push(Finding {
+            file: file.into(),
+            detail: detail.into(),
+        });
+    }
+}
+
+/// Checks the closed database in `directory`.
+///
+/// # Errors
+///
+/// [`Error::Locked`] if it is open; [`Error::Io`] if the directory cannot be
+/// listed. Everything found in the files is in the report, not an error.
+pub fn check_database(fs: &dyn FileSystem, directory: &Path) -> Result<CheckReport> {
+    let _lock = fs
+        .lock(&directory.join(LOCK_FILE))
+        .map_err(|error| match error.kind() {
+            std::io::ErrorKind::WouldBlock => Error::Locked {
+                path: directory.to_path_buf(),
+            },
+            _ => Error::io(format!("locking {}", directory.display()), error),
+        })?;
+    let files = DirectoryFiles::list(fs, directory)?;
+    let mut report = CheckReport::default();
+    let manifest = match read_manifest(fs, directory) {
+        Ok(Some(manifest)) => manifest,
+        Ok(None) => {
+            if let Err(error) = files.refuse_if_not_new(directory) {
+                report.problem(MANIFEST_FILE, error_detail(&error, directory));
+            }
+            Manifest::default()
+        }
+        Err(error) => {
+            report.problem(MANIFEST_FILE, error_detail(&error, directory));
+            Manifest::default()
+        }
+    };
+    check_named_segments(fs, directory, &manifest, &mut report);
+    check_levels(&manifest, &mut report);
+    let wal_last_seq = check_wals(fs, directory, &files, &manifest, &mut report);
+    let last_seq = manifest.flushed_seq.max(wal_last_seq);
+    check_unnamed_segments(fs, directory, &files, &manifest, last_seq, &mut report);
+    for name in &files.temporaries {
+        report.note(
+            name,
+            "temporary file left by an interrupted write; open removes it",
+        );
+    }
+    Ok(report)
+}
+
+fn check_named_segments(
+    fs: &dyn FileSystem,
+    directory: &Path,
+    manifest: &Manifest,
+    report: &mut CheckReport,
+) {
+    for meta in &manifest.segments {
+        let name = segment_file_name(meta.file_number);
+        let checked = Segment::open(fs, directory, meta.clone(), manifest.database_id)
+            .and_then(|segment| read_whole(&segment.reader));
+        match checked {
+            Ok(entries) if entries != meta.entry_count => report.problem(
+                &name,
+                format!(
+                    "holds {entries} entries, the MANIFEST says {}",
+                    meta.entry_count
+                ),
+            ),
+            Ok(entries) => {
+                report.segments_checked += 1;
+                report.entries_checked += entries;
+            }
+            Err(error) => report.problem(&name, error_detail(&error, directory)),
+        }
+    }
+}
+
+/// Reads every entry of a table, checking each block; the entry count.
+pub fn read_whole(reader: &Arc<SstableReader>) -> Result<u64> {
+    let mut iter = reader.iter((Bound::Unbounded, Bound::Unbounded), false);
+    let mut entries = 0;
+    while iter.next_entry()?.is_some() {
+        entries += 1;
+    }
+    Ok(entries)
+}
+
+/// Deeper levels must be sorted runs: no two segments' key spans overlap.
+fn check_levels(manifest: &Manifest, report: &mut CheckReport) {
+    let mut by_level: Vec<Vec<&SegmentMeta>> = Vec::new();
+    for meta in &manifest.segments {
+        let level = meta.level as usize;
+        if by_level.len() <= level {
+            by_level.resize(level + 1, Vec::new());
+        }
+        if let Some(slot) = by_level.get_mut(level) {
+            slot.push(meta);
+        }
+    }
+    for (level, mut run) in by_level.into_iter().enumerate().skip(1) {
+        run.sort_by(|a, b| a.smallest_key.cmp(&b.smallest_key));
+        for pair in run.windows(2) {
+            if let [a, b] = pair
+                && b.smallest_key <= a.largest_key
+            {
+                report.problem(
+                    segment_file_name(b.file_number),
+                    format!(
+                        "overlaps segment {} in level {level}, where segments must not overlap",
+                        a.file_number
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// Reads each WAL, then checks the chain; returns the last sequence number
+/// the WALs account for.
+fn check_wals(
+    fs: &dyn FileSystem,
+    directory: &Path,
+    files: &DirectoryFiles,
+    manifest: &Manifest,
+    report: &mut CheckReport,
+) -> u64 {
+    let mut readable = Vec::new();
+    for number in &files.wals {
+        let name = wal_file_name(*number);
+        match read_wal(fs, &directory.join(&name)) {
+            Ok(contents) => {
+                report.wals_checked += 1;
+                readable.push(*number);
+                if let Some(at) = contents.torn_tail_at {
+                    report.note(&name, format!("torn last record at offset {at}, dropped"));
+                }
+            }
+            Err(error) => report.problem(&name, error_detail(&error, directory)),
+        }
+    }
+    match replay_wals(fs, directory, &readable, manifest) {
+        Ok(replayed) => replayed.last_seq,
+        Err(error) => {
+            report.problem(error_file(&error), error_detail(&error, directory));
+            0
+        }
+    }
+}
+
+fn check_unnamed_segments(
+    fs: &dyn FileSystem,
+    directory: &Path,
+    files: &DirectoryFiles,
+    manifest: &Manifest,
+    last_seq: u64,
+    report: &mut CheckReport,
+) {
+    let named = |number: &u64| manifest.segments.iter().any(|s| s.file_number == *number);
+    for number in files.segments.iter().filter(|n| !named(n)) {
+        let name = segment_file_name(*number);
+        let path = directory.join(&name);
+        let opened = fs
+            .open(&path)
+            .map_err(|e| Error::io(format!("opening {name}"), e))
+            .and_then(|file| SstableReader::open(file, path.clone()).map(Arc::new));
+        match opened.and_then(|reader| read_whole(&reader).map(|_| reader.max_seq())) {
+            Ok(max_seq) if max_seq > last_seq => report.problem(
+                &name,
+                format!(
+                    "not named by the MANIFEST, and holds writes up to sequence {max_seq} \
+                     that nothing else holds (the rest ends at {last_seq})"
+                ),
+            ),
+            Ok(_) => report.note(&name, "not named by the MANIFEST; a leftover open removes"),
+            Err(error) => report.problem(&name, error_detail(&error, directory)),
+        }
+    }
+}
+
+/// The file an error names, relative to `directory`'s listing.
+fn error_file(error: &Error) -> String {
+    match error {
+        Error::Corruption { path, .. } => path
+            .file_name()
+            .map(|name| name.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        _ => String::new(),
+    }
+}
+
+/// An error's message with the directory's path taken out.
+fn error_detail(error: &Error, directory: &Path) -> String {
+    error.to_client_message(directory)
+}

@@ -1,0 +1,276 @@
+//! `naivekv-check --repair`: rebuilds a database that open refuses, the
+//! counterpart of LevelDB's and RocksDB's `RepairDB`.
+//!
+//! 1. Every segment is read whole; one that cannot be read (or any block of
+//!    it) is moved to `lost/`, never deleted.
+//! 2. Every WAL is read up to its first damaged record; the intact records
+//!    before it are kept, and a damaged WAL is moved to `lost/`.
+//! 3. Everything kept is merged, the newest version of each key by sequence
+//!    number winning, into a fresh sorted run of segments in level 1
+//!    (deletes are applied and dropped: nothing older is left below them).
+//! 4. A new empty WAL and a manifest naming the new segments are written and
+//!    synced; only then are the old segments and WALs removed (their data is
+//!    in the new run) and a damaged old manifest moved to `lost/`.
+//!
+//! A crash anywhere before step 4's manifest leaves the old files in place
+//! (and maybe new unnamed segments, which hold nothing new): run it again.
+//!
+//! Limits: a segment a compaction had already replaced, left behind by a
+//! crash, is merged like any other; if the compaction had dropped a delete
+//! of one of its keys, that key's older value comes back. Writes held only
+//! by a file moved to `lost/` are gone from the repaired database.
+
+use std::ops::Bound;
+use std::path::Path;
+use std::sync::Arc;
+
+use prost::Message as _;
+
+use super::check::read_whole;
+use super::inventory::DirectoryFiles;
+use super::memtable::MemTable;
+use super::merge::{LiveIter, MemTableIter, MergeIter};
+use super::recovery::LOCK_FILE;
+use super::segment::{FileNumbers, SegmentBuilder, new_database_id};
+use crate::error::IoContext;
+use crate::format::manifest::{MANIFEST_FILE, read_manifest, write_manifest};
+use crate::format::sstable::{SstableReader, TableOptions};
+use crate::format::wal::read_wal_salvaging;
+use crate::format::{EntryIter, segment_file_name, wal_file_name};
+use crate::fs::FileSystem;
+use crate::proto::storage::{Manifest, WalBatch};
+use crate::{Error, Options, Result};
+
+/// Where repair puts the files it could not read.
+pub const LOST_DIRECTORY: &str = "lost";
+
+/// The level the repaired run is written to.
+const REPAIRED_LEVEL: u32 = 1;
+
+/// What a repair did.
+#[derive(Debug, Default)]
+pub struct RepairReport {
+    /// Segments read whole and merged.
+    pub segments_kept: usize,
+    /// WAL records merged.
+    pub wal_records_kept: u64,
+    /// Keys in the repaired database.
+    pub keys: u64,
+    /// Segments written.
+    pub segments_written: usize,
+    /// Files moved to `lost/`, with why.
+    pub lost: Vec<(String, String)>,
+}
+
+/// Repairs the closed database in `options.directory`; see the module doc.
+///
+/// # Errors
+///
+/// [`Error::Locked`] if it is open; [`Error::Io`] if a file cannot be
+/// listed, moved or written (nothing is removed before the new manifest is
+/// durable).
+pub fn repair_database(options: &Options) -> Result<RepairReport> {
+    let fs = options.fs.as_ref();
+    let directory = options.directory.as_path();
+    let _lock = fs
+        .lock(&directory.join(LOCK_FILE))
+        .map_err(|error| match error.kind() {
+            std::io::ErrorKind::WouldBlock => Error::Locked {
+                path: directory.to_path_buf(),
+            },
+            _ => Error::io(format!("locking {}", directory.display()), error),
+        })?;
+    let files = DirectoryFiles::list(fs, directory)?;
+    let mut report = RepairReport::default();
+    let readers = readable_segments(fs, directory, &files, &mut report)?;
+    let (memtable, damaged_wals) = salvage_wals(fs, directory, &files, &mut report)?;
+    let max_seq = readers
+        .iter()
+        .map(|reader| reader.max_seq())
+        .chain(std::iter::once(memtable_max_seq(&memtable)))
+        .max()
+        .unwrap_or(0);
+    let database_id = match read_manifest(fs, directory) {
+        Ok(Some(manifest)) if manifest.database_id != 0 => manifest.database_id,
+        _ => new_database_id(),
+    };
+    let numbers = FileNumbers::starting_at(database_id, files.highest_number + 1);
+    let outputs = write_merged(options, &numbers, &readers, memtable)?;
+    report.segments_written = outputs.len();
+    report.keys = outputs.iter().map(|meta| meta.entry_count).sum();
+    let wal_number = numbers.allocate();
+    let wal_path = directory.join(wal_file_name(wal_number));
+    fs.create(&wal_path)
+        .context(|| format!("creating {}", wal_path.display()))?;
+    fs.sync_dir(directory)
+        .context(|| format!("syncing {}", directory.display()))?;
+    if read_manifest(fs, directory).is_err() {
+        move_to_lost(
+            fs,
+            directory,
+            MANIFEST_FILE,
+            "unreadable manifest",
+            &mut report,
+        )?;
+    }
+    let manifest = Manifest {
+        next_file_number: numbers.peek(),
+        flushed_seq: max_seq,
+        segments: outputs,
+        oldest_live_wal: wal_number,
+        database_id,
+    };
+    write_manifest(fs, directory, &manifest)?;
+    for name in damaged_wals {
+        move_to_lost(
+            fs,
+            directory,
+            &name,
+            "damaged WAL (intact records kept)",
+            &mut report,
+        )?;
+    }
+    remove_merged(fs, directory, &files, &readers, wal_number);
+    Ok(report)
+}
+
+/// Opens and reads every segment; those that fail go to `lost/`.
+fn readable_segments(
+    fs: &dyn FileSystem,
+    directory: &Path,
+    files: &DirectoryFiles,
+    report: &mut RepairReport,
+) -> Result<Vec<Arc<SstableReader>>> {
+    let mut readers = Vec::new();
+    for number in &files.segments {
+        let name = segment_file_name(*number);
+        let path = directory.join(&name);
+        let opened = fs
+            .open(&path)
+            .map_err(|e| Error::io(format!("opening {name}"), e))
+            .and_then(|file| SstableReader::open(file, path.clone()).map(Arc::new));
+        match opened.and_then(|reader| read_whole(&reader).map(|_| reader)) {
+            Ok(reader) => {
+                report.segments_kept += 1;
+                readers.push(reader);
+            }
+            Err(error) => {
+                let why = error.to_client_message(directory);
+                move_to_lost(fs, directory, &name, &why, report)?;
+            }
+        }
+    }
+    Ok(readers)
+}
+
+/// Every intact WAL record, in a memtable; and the names of damaged WALs.
+fn salvage_wals(
+    fs: &dyn FileSystem,
+    directory: &Path,
+    files: &DirectoryFiles,
+    report: &mut RepairReport,
+) -> Result<(MemTable, Vec<String>)> {
+    let mut memtable = MemTable::default();
+    let mut damaged = Vec::new();
+    for number in &files.wals {
+        let name = wal_file_name(*number);
+        let (contents, error) = read_wal_salvaging(fs, &directory.join(&name))?;
+        let mut broken = error.is_some();
+        for record in &contents.records {
+            let Ok(batch) = WalBatch::decode(record.as_slice()) else {
+                broken = true;
+                break;
+            };
+            report.wal_records_kept += 1;
+            for (offset, mutation) in batch.mutations.into_iter().enumerate() {
+                let seq = batch.first_seq.saturating_add(offset as u64);
+                let value = (!mutation.delete).then_some(mutation.value);
+                memtable.apply(mutation.key, seq, value);
+            }
+        }
+        if broken {
+            damaged.push(name);
+        }
+    }
+    Ok((memtable, damaged))
+}
+
+/// The highest sequence number in a memtable (0 if empty).
+fn memtable_max_seq(memtable: &MemTable) -> u64 {
+    let all = (Bound::Unbounded, Bound::Unbounded);
+    memtable
+        .range(&all, false)
+        .map(|e| e.seq)
+        .max()
+        .unwrap_or(0)
+}
+
+/// Merges everything kept into a new level-1 run, deletes applied.
+fn write_merged(
+    options: &Options,
+    numbers: &FileNumbers,
+    readers: &[Arc<SstableReader>],
+    memtable: MemTable,
+) -> Result<Vec<crate::proto::storage::SegmentMeta>> {
+    let all = (Bound::Unbounded, Bound::Unbounded);
+    let mut sources: Vec<Box<dyn EntryIter>> = readers
+        .iter()
+        .map(|reader| Box::new(reader.iter(all.clone(), false)) as Box<dyn EntryIter>)
+        .collect();
+    sources.push(Box::new(MemTableIter::new(memtable, all, false)));
+    let mut merged = LiveIter(MergeIter::new(sources, false));
+    let builder = SegmentBuilder::new(
+        options.fs.as_ref(),
+        &options.directory,
+        numbers,
+        TableOptions::from(options),
+        options.target_segment_bytes,
+        REPAIRED_LEVEL,
+    );
+    builder.write_all(&mut merged)
+}
+
+/// Moves `name` into `lost/` (created if needed) and records why.
+fn move_to_lost(
+    fs: &dyn FileSystem,
+    directory: &Path,
+    name: &str,
+    why: &str,
+    report: &mut RepairReport,
+) -> Result<()> {
+    let lost = directory.join(LOST_DIRECTORY);
+    fs.create_dir_all(&lost)
+        .context(|| format!("creating {}", lost.display()))?;
+    let from = directory.join(name);
+    fs.rename(&from, &lost.join(name))
+        .context(|| format!("moving {} to {}", from.display(), lost.display()))?;
+    fs.sync_dir(directory)
+        .context(|| format!("syncing {}", directory.display()))?;
+    report.lost.push((name.to_string(), why.to_string()));
+    Ok(())
+}
+
+/// Removes the old segments and WALs whose data the new run holds.
+fn remove_merged(
+    fs: &dyn FileSystem,
+    directory: &Path,
+    files: &DirectoryFiles,
+    readers: &[Arc<SstableReader>],
+    new_wal: u64,
+) {
+    let old_segments = readers.iter().map(|r| r.path().to_path_buf());
+    let old_wals = files
+        .wals
+        .iter()
+        .filter(|n| **n != new_wal)
+        .map(|n| directory.join(wal_file_name(*n)));
+    let temporaries = files.temporaries.iter().map(|name| directory.join(name));
+    for path in old_segments.chain(old_wals).chain(temporaries) {
+        // A damaged WAL was moved to lost/ already; NotFound is expected.
+        if let Err(error) = fs.remove_file(&path)
+            && error.kind() != std::io::ErrorKind::NotFound
+        {
+            log::warn!("could not remove {}: {error}", path.display());
+        }
+    }
+}

@@ -1,0 +1,319 @@
+//! Replaying the WALs at open, and the evidence they give about what the
+//! manifest says.
+//!
+//! The WALs present in the directory must agree with the manifest:
+//!
+//! - A WAL numbered below the manifest's `oldest_live_wal` was flushed
+//!   before the manifest was written; its writes must all be at or below
+//!   the manifest's `flushed_seq`. One that holds a later write is not
+//!   obsolete, and the manifest is not the one that goes with it.
+//! - The live WALs (the rest), read in file-number order, must continue the
+//!   sequence exactly where `flushed_seq` ends: every write past it belongs
+//!   to a record whose first sequence number is the one after the last
+//!   write before it. A jump means a WAL (or records of one) is missing.
+//! - Since a database always keeps a WAL open, a manifest with an
+//!   `oldest_live_wal` and no WAL at or above that number means the live
+//!   WAL was deleted.
+//!
+//! Any disagreement is refused with [`Error::Corruption`] naming the file,
+//! so that open never serves a database with a hole in it.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use prost::Message as _;
+
+use super::memtable::MemTable;
+use crate::format::wal::read_wal;
+use crate::format::wal_file_name;
+use crate::fs::FileSystem;
+use crate::proto::storage::{Manifest, WalBatch};
+use crate::{Error, Result};
+
+/// How often a long replay says how far it got.
+const PROGRESS_EVERY: Duration = Duration::from_secs(3);
+
+/// What replaying the WALs gave.
+#[derive(Debug, Default)]
+pub struct Replayed {
+    /// Every write past the manifest's `flushed_seq`.
+    pub memtable: MemTable,
+    /// The highest sequence number in any live WAL (0 if none).
+    pub last_seq: u64,
+    /// WALs that hold only flushed writes and that the manifest calls obsolete.
+    pub obsolete: Vec<u64>,
+    /// The live WALs, whose writes are now in `memtable`.
+    pub live: Vec<u64>,
+}
+
+/// The sequence-number checks, over one record at a time, with no I/O.
+#[derive(Debug)]
+pub struct SeqChain {
+    flushed_seq: u64,
+    /// The sequence number the next write past `flushed_seq` must have.
+    expected: u64,
+}
+
+/// What to do with one WAL record.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RecordFate {
+    /// Every write in it is already in a segment.
+    Flushed,
+    /// Apply its writes numbered past `flushed_seq`.
+    Apply,
+}
+
+impl SeqChain {
+    /// A chain that continues after `flushed_seq`.
+    pub fn after(flushed_seq: u64) -> Self {
+        SeqChain {
+            flushed_seq,
+            expected: flushed_seq.saturating_add(1),
+        }
+    }
+
+    /// Checks a record of `count` writes starting at `first_seq` from a
+    /// live WAL; `Err` says what is wrong.
+    pub fn live_record(&mut self, first_seq: u64, count: u64) -> Result<RecordFate, String> {
+        let Some(last_seq) = record_last_seq(first_seq, count)? else {
+            return Ok(RecordFate::Flushed);
+        };
+        if last_seq <= self.flushed_seq {
+            return Ok(RecordFate::Flushed);
+        }
+        if first_seq > self.expected {
+            return Err(format!(
+                "writes {}..={} are missing: this record starts at {first_seq} \
+                 (a WAL between the MANIFEST and this one was deleted or renamed)",
+                self.expected,
+                first_seq - 1
+            ));
+        }
+        if first_seq < self.expected && first_seq > self.flushed_seq {
+            return Err(format!(
+                "record starts at sequence {first_seq}, but the writes before it \
+                 already reached {} (WALs out of order or duplicated)",
+                self.expected - 1
+            ));
+        }
+        self.expected = last_seq + 1;
+        Ok(RecordFate::Apply)
+    }
+
+    /// Checks a record from a WAL the manifest calls obsolete.
+    pub fn obsolete_record(&self, first_seq: u64, count: u64) -> Result<(), String> {
+        match record_last_seq(first_seq, count)? {
+            Some(last_seq) if last_seq > self.flushed_seq => Err(format!(
+                "this WAL is older than the MANIFEST's oldest live WAL but holds \
+                 write {last_seq}, past the MANIFEST's flushed sequence {}: the \
+                 MANIFEST does not belong with this WAL",
+                self.flushed_seq
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// The highest sequence number applied so far (`flushed_seq` if none).
+    pub fn last_seq(&self) -> u64 {
+        self.expected - 1
+    }
+}
+
+/// The last sequence number of a record, `None` for an empty one.
+fn record_last_seq(first_seq: u64, count: u64) -> Result<Option<u64>, String> {
+    if count == 0 {
+        return Ok(None);
+    }
+    if first_seq == 0 {
+        return Err("record has sequence number 0".into());
+    }
+    first_seq
+        .checked_add(count - 1)
+        .map(Some)
+        .ok_or_else(|| "record's sequence numbers overflow".into())
+}
+
+/// Replays `wals` (ascending numbers) against `manifest`; see the module doc.
+pub fn replay_wals(
+    fs: &dyn FileSystem,
+    directory: &Path,
+    wals: &[u64],
+    manifest: &Manifest,
+) -> Result<Replayed> {
+    let mut replayed = Replayed::default();
+    let mut chain = SeqChain::after(manifest.flushed_seq);
+    let mut progress = Progress::new(fs, directory, wals);
+    for &number in wals {
+        let path = directory.join(wal_file_name(number));
+        let obsolete = number < manifest.oldest_live_wal;
+        let contents = read_wal(fs, &path)?;
+        for (index, record) in contents.records.iter().enumerate() {
+            let offset = contents.record_offsets.get(index).copied().unwrap_or(0);
+            let batch = WalBatch::decode(record.as_slice())
+                .map_err(|e| Error::corruption(&path, offset, format!("not a WAL batch: {e}")))?;
+            let count = batch.mutations.len() as u64;
+            let corrupt = |detail: String| Error::corruption(&path, offset, detail);
+            if obsolete {
+                chain
+                    .obsolete_record(batch.first_seq, count)
+                    .map_err(corrupt)?;
+            } else if chain.live_record(batch.first_seq, count).map_err(corrupt)?
+                == RecordFate::Apply
+            {
+                apply(&mut replayed.memtable, batch, manifest.flushed_seq);
+            }
+            progress.record_done(record.len());
+        }
+        if obsolete {
+            replayed.obsolete.push(number);
+        } else {
+            replayed.live.push(number);
+        }
+    }
+    if manifest.oldest_live_wal > 0 && replayed.live.is_empty() {
+        return Err(Error::corruption(
+            directory.join(wal_file_name(manifest.oldest_live_wal)),
+            0,
+            format!(
+                "missing: the MANIFEST says WAL {} or a later one is live, and no such \
+                 WAL exists (writes after sequence {} may be lost)",
+                manifest.oldest_live_wal, manifest.flushed_seq
+            ),
+        ));
+    }
+    progress.finish();
+    replayed.last_seq = chain.last_seq();
+    Ok(replayed)
+}
+
+/// Puts a batch's writes past `flushed_seq` into `memtable`.
+fn apply(memtable: &mut MemTable, batch: WalBatch, flushed_seq: u64) {
+    for (offset, mutation) in batch.mutations.into_iter().enumerate() {
+        let seq = batch.first_seq + offset as u64;
+        if seq > flushed_seq {
+            let value = (!mutation.delete).then_some(mutation.value);
+            memtable.apply(mutation.key, seq, value);
+        }
+    }
+}
+
+/// Logs how far a replay got, at INFO, every few seconds and at the end.
+struct Progress {
+    total_bytes: u64,
+    done_bytes: u64,
+    records: u64,
+    started: Instant,
+    last_report: Instant,
+    directory: PathBuf,
+}
+
+impl Progress {
+    fn new(fs: &dyn FileSystem, directory: &Path, wals: &[u64]) -> Self {
+        let size = |n: &u64| {
+            let path = directory.join(wal_file_name(*n));
+            fs.open(&path).map_or(0, |file| file.len())
+        };
+        let total_bytes = wals.iter().map(size).sum();
+        if total_bytes > 0 {
+            log::info!(
+                "replaying {} WAL(s), {} bytes, in {}",
+                wals.len(),
+                total_bytes,
+                directory.display()
+            );
+        }
+        let now = Instant::now();
+        Progress {
+            total_bytes,
+            done_bytes: 0,
+            records: 0,
+            started: now,
+            last_report: now,
+            directory: directory.to_path_buf(),
+        }
+    }
+
+    fn record_done(&mut self, bytes: usize) {
+        self.done_bytes += bytes as u64;
+        self.records += 1;
+        if self.last_report.elapsed() >= PROGRESS_EVERY {
+            self.last_report = Instant::now();
+            log::info!(
+                "replayed {} of {} WAL bytes ({} records) in {}",
+                self.done_bytes,
+                self.total_bytes,
+                self.records,
+                self.directory.display()
+            );
+        }
+    }
+
+    fn finish(&self) {
+        if self.records > 0 {
+            log::info!(
+                "replayed {} WAL records ({} bytes) in {:.1?}",
+                self.records,
+                self.done_bytes,
+                self.started.elapsed()
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_continue_the_flushed_sequence() {
+        let mut chain = SeqChain::after(10);
+        assert_eq!(chain.live_record(5, 3), Ok(RecordFate::Flushed));
+        assert_eq!(chain.live_record(11, 2), Ok(RecordFate::Apply));
+        assert_eq!(chain.live_record(13, 1), Ok(RecordFate::Apply));
+        assert_eq!(chain.live_record(14, 0), Ok(RecordFate::Flushed));
+        assert_eq!(chain.last_seq(), 13);
+    }
+
+    #[test]
+    fn a_gap_after_the_flushed_sequence_is_refused() {
+        let mut chain = SeqChain::after(10);
+        let error = chain.live_record(15, 1).unwrap_err();
+        assert!(error.contains("11..=14 are missing"), "{error}");
+    }
+
+    #[test]
+    fn a_gap_between_records_is_refused() {
+        let mut chain = SeqChain::after(0);
+        assert_eq!(chain.live_record(1, 4), Ok(RecordFate::Apply));
+        assert!(chain.live_record(9, 1).is_err());
+    }
+
+    #[test]
+    fn records_out_of_order_are_refused() {
+        let mut chain = SeqChain::after(0);
+        assert_eq!(chain.live_record(1, 4), Ok(RecordFate::Apply));
+        assert!(chain.live_record(3, 1).is_err());
+    }
+
+    #[test]
+    fn a_record_straddling_the_flushed_sequence_applies() {
+        let mut chain = SeqChain::after(10);
+        assert_eq!(chain.live_record(9, 4), Ok(RecordFate::Apply));
+        assert_eq!(chain.last_seq(), 12);
+    }
+
+    #[test]
+    fn obsolete_wals_may_hold_only_flushed_writes() {
+        let chain = SeqChain::after(10);
+        assert!(chain.obsolete_record(1, 10).is_ok());
+        assert!(chain.obsolete_record(8, 5).is_err());
+        assert!(chain.obsolete_record(0, 0).is_ok());
+    }
+
+    #[test]
+    fn sequence_zero_and_overflow_are_refused() {
+        let mut chain = SeqChain::after(0);
+        assert!(chain.live_record(0, 1).is_err());
+        assert!(chain.live_record(u64::MAX, 2).is_err());
+    }
+}

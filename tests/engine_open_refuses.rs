@@ -1,0 +1,276 @@
+//! Open refuses, never destroys: files that disagree with each other (a lost
+//! manifest, swapped, truncated or foreign segments, a deleted or renumbered
+//! WAL, a manifest from an older state) make open fail with `Corruption`
+//! naming the file, and leave every file where it was. `naivekv-check`
+//! reports each case, and `--repair` brings back every key still readable.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use naive_kv::engine::{check_database, repair_database};
+use naive_kv::{Db, Error, Options, ScanRequest};
+
+fn key(i: usize) -> Bytes {
+    Bytes::from(format!("key{i:05}"))
+}
+
+fn value(i: usize, round: usize) -> Bytes {
+    Bytes::from(format!("value-{i}-{round}"))
+}
+
+/// Writes keys `range` with `round`'s values, then flushes if asked.
+async fn write(db: &Db, range: std::ops::Range<usize>, round: usize, flush: bool) {
+    for i in range {
+        db.put(key(i), value(i, round)).await.unwrap();
+    }
+    if flush {
+        db.flush().await.unwrap();
+    }
+}
+
+/// A closed database with two flushed segments and writes still in a WAL:
+/// keys 0..300, the first 100 overwritten in round 1, 250..300 only in the WAL.
+async fn populated(dir: &Path) {
+    let db = Db::open(Options::new(dir)).await.unwrap();
+    write(&db, 0..150, 0, true).await;
+    write(&db, 150..250, 0, false).await;
+    write(&db, 0..100, 1, true).await;
+    write(&db, 250..300, 0, false).await;
+    db.close().await.unwrap();
+}
+
+fn expected(i: usize) -> Bytes {
+    value(i, if i < 100 { 1 } else { 0 })
+}
+
+async fn all_entries(db: &Db) -> Vec<(Bytes, Bytes)> {
+    let request = ScanRequest {
+        limit: 0,
+        ..ScanRequest::all()
+    };
+    db.scan(request).await.unwrap().entries
+}
+
+fn names(dir: &Path) -> Vec<String> {
+    common::files(dir)
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect()
+}
+
+fn segments(dir: &Path) -> Vec<PathBuf> {
+    common::files_ending(dir, ".sst")
+}
+
+/// Opens `dir`, expects `Corruption` naming a file whose name ends with
+/// `file_suffix` and whose message holds `words`, and checks that no file
+/// was removed or changed.
+async fn assert_refused(dir: &Path, file_suffix: &str, words: &str) {
+    let before: Vec<(String, Vec<u8>)> = names(dir)
+        .into_iter()
+        .map(|n| (n.clone(), std::fs::read(dir.join(&n)).unwrap()))
+        .collect();
+    match Db::open(Options::new(dir)).await {
+        Err(Error::Corruption { path, detail, .. }) => {
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            assert!(name.ends_with(file_suffix), "named {name}: {detail}");
+            assert!(detail.contains(words), "{name}: {detail}");
+        }
+        other => panic!("expected a refusal naming *{file_suffix}, got {other:?}"),
+    }
+    let after: Vec<(String, Vec<u8>)> = names(dir)
+        .into_iter()
+        .filter(|n| n != "LOCK")
+        .map(|n| (n.clone(), std::fs::read(dir.join(&n)).unwrap()))
+        .collect();
+    let before: Vec<_> = before.into_iter().filter(|(n, _)| n != "LOCK").collect();
+    assert_eq!(before, after, "a refused open changed the directory");
+}
+
+/// `naivekv-check` finds at least one problem, one of them in `file_suffix`.
+fn assert_check_reports(dir: &Path, file_suffix: &str) {
+    let report = check_database(&naive_kv::fs::StdFs, dir).unwrap();
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.file.ends_with(file_suffix)),
+        "check missed *{file_suffix}: {:?}",
+        report.problems
+    );
+}
+
+#[actix_rt::test]
+async fn a_clean_database_reopens_and_checks_clean() {
+    let dir = tempfile::tempdir().unwrap();
+    populated(dir.path()).await;
+    let report = check_database(&naive_kv::fs::StdFs, dir.path()).unwrap();
+    assert!(report.is_clean(), "{:?}", report.problems);
+    assert!(report.segments_checked >= 2);
+    let db = common::reopen(Options::new(dir.path())).await;
+    assert_eq!(all_entries(&db).await.len(), 300);
+    db.close().await.unwrap();
+}
+
+#[actix_rt::test]
+async fn a_missing_manifest_is_refused_not_a_new_database() {
+    let dir = tempfile::tempdir().unwrap();
+    populated(dir.path()).await;
+    std::fs::remove_file(dir.path().join("MANIFEST")).unwrap();
+    assert_refused(dir.path(), "MANIFEST", "naivekv-check --repair").await;
+    assert_check_reports(dir.path(), "MANIFEST");
+}
+
+#[actix_rt::test]
+async fn swapped_segments_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    populated(dir.path()).await;
+    let sst = segments(dir.path());
+    assert!(sst.len() >= 2, "{sst:?}");
+    let (a, b) = (&sst[0], &sst[1]);
+    let swap = dir.path().join("swap");
+    std::fs::rename(a, &swap).unwrap();
+    std::fs::rename(b, a).unwrap();
+    std::fs::rename(&swap, b).unwrap();
+    assert_refused(dir.path(), ".sst", "does not match the MANIFEST").await;
+    assert_check_reports(dir.path(), ".sst");
+}
+
+#[actix_rt::test]
+async fn a_truncated_segment_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    populated(dir.path()).await;
+    let sst = &segments(dir.path())[0];
+    let bytes = std::fs::read(sst).unwrap();
+    std::fs::write(sst, &bytes[..bytes.len() / 2]).unwrap();
+    assert_refused(dir.path(), ".sst", "").await;
+    assert_check_reports(dir.path(), ".sst");
+}
+
+#[actix_rt::test]
+async fn a_segment_from_another_database_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let other = tempfile::tempdir().unwrap();
+    populated(dir.path()).await;
+    {
+        let db = Db::open(Options::new(other.path())).await.unwrap();
+        write(&db, 0..150, 7, true).await;
+        db.close().await.unwrap();
+    }
+    let foreign = &segments(other.path())[0];
+    std::fs::copy(foreign, &segments(dir.path())[0]).unwrap();
+    assert_refused(dir.path(), ".sst", "does not match the MANIFEST").await;
+}
+
+#[actix_rt::test]
+async fn a_missing_named_segment_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    populated(dir.path()).await;
+    std::fs::remove_file(&segments(dir.path())[0]).unwrap();
+    assert_refused(dir.path(), ".sst", "missing").await;
+}
+
+#[actix_rt::test]
+async fn a_deleted_live_wal_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    populated(dir.path()).await;
+    for wal in common::files_ending(dir.path(), ".wal") {
+        std::fs::remove_file(wal).unwrap();
+    }
+    assert_refused(dir.path(), ".wal", "missing").await;
+    assert_check_reports(dir.path(), ".wal");
+}
+
+#[actix_rt::test]
+async fn a_wal_renumbered_below_the_manifest_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    populated(dir.path()).await;
+    let wals = common::files_ending(dir.path(), ".wal");
+    let live = wals.last().unwrap();
+    // Numbered below every file the manifest knows: open would call it
+    // obsolete, but it holds writes no segment has.
+    std::fs::rename(live, dir.path().join("000000.wal")).unwrap();
+    assert_refused(dir.path(), ".wal", "").await;
+}
+
+#[actix_rt::test]
+async fn a_manifest_from_an_older_state_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(Options::new(dir.path())).await.unwrap();
+    write(&db, 0..100, 0, true).await;
+    let old_manifest = std::fs::read(dir.path().join("MANIFEST")).unwrap();
+    write(&db, 100..200, 0, true).await;
+    write(&db, 200..300, 0, true).await;
+    db.close().await.unwrap();
+    std::fs::write(dir.path().join("MANIFEST"), old_manifest).unwrap();
+    assert_refused(dir.path(), "", "").await;
+    let report = check_database(&naive_kv::fs::StdFs, dir.path()).unwrap();
+    assert!(!report.is_clean());
+}
+
+#[actix_rt::test]
+async fn leftovers_of_interrupted_writes_are_still_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    populated(dir.path()).await;
+    std::fs::write(dir.path().join("000999.sst.tmp"), b"half a segment").unwrap();
+    std::fs::write(dir.path().join("MANIFEST.tmp"), b"half a manifest").unwrap();
+    let db = common::reopen(Options::new(dir.path())).await;
+    assert_eq!(all_entries(&db).await.len(), 300);
+    db.close().await.unwrap();
+    assert!(!dir.path().join("000999.sst.tmp").exists());
+    assert!(!dir.path().join("MANIFEST.tmp").exists());
+}
+
+async fn assert_repaired_holds_everything(dir: &Path) {
+    let db = common::reopen(Options::new(dir)).await;
+    let entries = all_entries(&db).await;
+    assert_eq!(entries.len(), 300);
+    for (i, (k, v)) in entries.iter().enumerate() {
+        assert_eq!((k, v), (&key(i), &expected(i)), "entry {i}");
+    }
+    db.put("after", "repair").await.unwrap();
+    db.close().await.unwrap();
+    let report = check_database(&naive_kv::fs::StdFs, dir).unwrap();
+    assert!(report.is_clean(), "{:?}", report.problems);
+}
+
+#[actix_rt::test]
+async fn repair_rebuilds_a_lost_manifest_with_every_key() {
+    let dir = tempfile::tempdir().unwrap();
+    populated(dir.path()).await;
+    std::fs::remove_file(dir.path().join("MANIFEST")).unwrap();
+    let report = repair_database(&Options::new(dir.path())).unwrap();
+    assert!(report.lost.is_empty(), "{:?}", report.lost);
+    assert_eq!(report.keys, 300);
+    assert_repaired_holds_everything(dir.path()).await;
+}
+
+#[actix_rt::test]
+async fn repair_moves_an_unreadable_segment_to_lost_and_keeps_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    populated(dir.path()).await;
+    // The newest segment holds round 1 of keys 0..100 (and the recovery
+    // flush of the WAL at the last close holds 150..300 or is not written
+    // yet); damage the oldest, which holds round 0 of 0..150.
+    let oldest = segments(dir.path())[0].clone();
+    let bytes = std::fs::read(&oldest).unwrap();
+    std::fs::write(&oldest, &bytes[..bytes.len() - 10]).unwrap();
+    let report = repair_database(&Options::new(dir.path())).unwrap();
+    assert_eq!(report.lost.len(), 1, "{:?}", report.lost);
+    let name = oldest.file_name().unwrap();
+    assert!(dir.path().join("lost").join(name).exists());
+    let db = common::reopen(Options::new(dir.path())).await;
+    let entries = all_entries(&db).await;
+    // Keys 100..150 lived only in the damaged segment.
+    let keys: Vec<&Bytes> = entries.iter().map(|(k, _)| k).collect();
+    for i in (0..100).chain(150..300) {
+        assert!(keys.contains(&&key(i)), "key {i} lost");
+    }
+    for (k, v) in &entries {
+        let i: usize = std::str::from_utf8(&k[3..]).unwrap().parse().unwrap();
+        assert_eq!(v, &expected(i));
+    }
+    db.close().await.unwrap();
+}
