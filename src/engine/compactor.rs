@@ -158,6 +158,17 @@ impl Compactor {
                             });
                             act.maybe_start(ctx);
                         }
+                        Err(error) if is_refused_for_space(&error) => {
+                            log::warn!("compaction postponed: {error}");
+                            Counters::add(&act.counters.compactions_refused_for_space, 1);
+                            let queued = std::mem::take(&mut act.full_requests);
+                            waiters.into_iter().chain(queued).for_each(|w| {
+                                let _ = w.send(Err(error.clone()));
+                            });
+                            if act.closing.is_some() {
+                                act.maybe_start(ctx);
+                            }
+                        }
                         Err(error) => {
                             if act.closing.is_none() {
                                 log::error!("compaction failed: {error}");
@@ -186,6 +197,12 @@ impl Compactor {
             self.latest = set;
         }
     }
+}
+
+/// True for the error `MergeJob::check_space` returns.
+fn is_refused_for_space(error: &Error) -> bool {
+    matches!(error, Error::Io { context, source }
+        if source.kind() == std::io::ErrorKind::StorageFull && context.starts_with("compaction needs"))
 }
 
 /// The input segments, grouped by level, each level in the set's order.
@@ -218,6 +235,7 @@ impl MergeJob {
     fn run(self) -> Result<Vec<SegmentMeta>> {
         let fs = self.options.fs.as_ref();
         let directory = &self.options.directory;
+        self.check_space()?;
         let table_options = TableOptions::from(&*self.options);
         let builder = SegmentBuilder::new(
             fs,
@@ -232,6 +250,26 @@ impl MergeJob {
             drop_tombstones: self.task.drop_tombstones,
             cancel: &self.cancel,
         })
+    }
+
+    /// Refuses to start when the disk has less free space than the inputs
+    /// take (a merge writes at most that much before it deletes them):
+    /// better no compaction than one that fills the disk and fails.
+    fn check_space(&self) -> Result<()> {
+        let needed: u64 = self.inputs.iter().flatten().map(|s| s.meta.file_size).sum();
+        let directory = &self.options.directory;
+        let available = self
+            .options
+            .fs
+            .available_bytes(directory)
+            .map_err(|e| Error::io(format!("free space of {}", directory.display()), e))?;
+        match available {
+            Some(free) if free < needed => Err(Error::io(
+                format!("compaction needs up to {needed} bytes, {free} are free"),
+                std::io::Error::from(std::io::ErrorKind::StorageFull),
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// The inputs merged, newest version of each key first.

@@ -62,7 +62,7 @@ pub fn recover(options: &Options) -> Result<Recovered> {
         Some(manifest) => manifest,
         None => {
             files.refuse_if_not_new(directory)?;
-            Manifest::default()
+            create_manifest(fs, directory)?
         }
     };
     let segments = manifest
@@ -145,6 +145,20 @@ pub fn recover(options: &Options) -> Result<Recovered> {
         wal_number,
         lock,
     })
+}
+
+/// A new database's first manifest, written before any other file so that
+/// a crash never leaves a WAL with no manifest beside it. It names no WAL
+/// (`oldest_live_wal` 0): the one open creates next is named by the
+/// manifest written after it.
+fn create_manifest(fs: &dyn FileSystem, directory: &Path) -> Result<Manifest> {
+    let manifest = Manifest {
+        next_file_number: 1,
+        database_id: new_database_id(),
+        ..Manifest::default()
+    };
+    write_manifest(fs, directory, &manifest)?;
+    Ok(manifest)
 }
 
 /// Creates the next WAL and makes its directory entry durable.

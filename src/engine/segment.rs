@@ -202,13 +202,6 @@ impl<'a> SegmentBuilder<'a> {
         Ok(())
     }
 
-    /// Finishes the last file and returns the segments written. The caller
-    /// must sync the directory before naming them in the manifest.
-    pub fn finish(mut self) -> Result<Vec<SegmentMeta>> {
-        self.finish_current()?;
-        Ok(std::mem::take(&mut self.finished))
-    }
-
     /// Writes every entry of `entries`, finishes, and syncs the directory,
     /// so that the caller may name the segments in the manifest. On any
     /// error, removes what it wrote.
@@ -224,18 +217,22 @@ impl<'a> SegmentBuilder<'a> {
                 Err(error) => break Err(error),
             }
         };
-        if let Err(error) = copied {
-            self.abandon();
-            return Err(error);
-        }
-        let (fs, directory) = (self.fs, self.directory);
-        let metas = self.finish()?;
+        // A full disk fails here as often as in the copy: either way what
+        // was written goes, so that a retry starts with the space it had.
+        let finished = copied.and_then(|()| self.finish_current());
         // IMPORTANT: the segments' directory entries must be durable before
         // the manifest names them, or a crash could leave a manifest naming
         // no file.
-        fs.sync_dir(directory)
-            .context(|| format!("syncing directory {}", directory.display()))?;
-        Ok(metas)
+        let synced = finished.and_then(|()| {
+            self.fs
+                .sync_dir(self.directory)
+                .context(|| format!("syncing directory {}", self.directory.display()))
+        });
+        if let Err(error) = synced {
+            self.abandon();
+            return Err(error);
+        }
+        Ok(std::mem::take(&mut self.finished))
     }
 
     /// Removes what was written, after a failure.

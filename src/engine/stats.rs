@@ -38,6 +38,9 @@ pub struct Counters {
     pub scans: AtomicU64,
     /// Background errors (failed flushes or compactions, retried later).
     pub background_errors: AtomicU64,
+    /// Compactions not started because the disk had less free space than
+    /// their output could need (tried again on the next change).
+    pub compactions_refused_for_space: AtomicU64,
 }
 
 impl Counters {
@@ -69,6 +72,10 @@ impl Counters {
             ),
             ("scans", &self.scans),
             ("background_errors", &self.background_errors),
+            (
+                "compactions_refused_for_space",
+                &self.compactions_refused_for_space,
+            ),
         ];
         let mut map: BTreeMap<String, u64> = pairs
             .iter()

@@ -67,6 +67,13 @@ pub trait FileSystem: Send + Sync + Debug + 'static {
     /// Takes an exclusive lock on `path` (created if missing); `WouldBlock`
     /// if another holder has it.
     fn lock(&self, path: &Path) -> io::Result<Box<dyn DirectoryLock>>;
+    /// Bytes free for new data on the file system holding directory `path`;
+    /// `Ok(None)` if this file system cannot tell (then nothing is refused
+    /// for lack of space in advance).
+    fn available_bytes(&self, path: &Path) -> io::Result<Option<u64>> {
+        let _ = path;
+        Ok(None)
+    }
 }
 
 /// The operating system's file system.
@@ -207,5 +214,23 @@ impl FileSystem for StdFs {
             std::fs::TryLockError::Error(e) => e,
         })?;
         Ok(Box::new(StdLock(file)))
+    }
+
+    fn available_bytes(&self, path: &Path) -> io::Result<Option<u64>> {
+        use std::os::unix::ffi::OsStrExt;
+        let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let mut stat = std::mem::MaybeUninit::<libc::statvfs>::zeroed();
+        // SAFETY: `c_path` is a NUL-terminated string that outlives the
+        // call, and `stat` points to writable memory of the right type.
+        let rc = unsafe { libc::statvfs(c_path.as_ptr(), stat.as_mut_ptr()) };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: statvfs returned 0, so it filled `stat` in.
+        let stat = unsafe { stat.assume_init() };
+        Ok(Some(
+            u64::from(stat.f_bavail).saturating_mul(u64::from(stat.f_frsize)),
+        ))
     }
 }
