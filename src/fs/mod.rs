@@ -229,8 +229,6 @@ impl FileSystem for StdFs {
         }
         // SAFETY: statvfs returned 0, so it filled `stat` in.
         let stat = unsafe { stat.assume_init() };
-        Ok(Some(
-            u64::from(stat.f_bavail).saturating_mul(u64::from(stat.f_frsize)),
-        ))
+        Ok(Some(stat.f_bavail.saturating_mul(stat.f_frsize)))
     }
 }
