@@ -253,8 +253,13 @@ impl JobContext {
 
     /// Memtable to segment, manifest, then the WAL goes.
     fn flush(&self, frozen: &FrozenMemtable) -> Result<JobResult> {
+        let started = std::time::Instant::now();
         let metas = write_segments(&self.options, &self.numbers, self.table_options(), frozen)?;
         let bytes: u64 = metas.iter().map(|m| m.file_size).sum();
+        let (keys, segments) = (
+            metas.iter().map(|m| m.entry_count).sum::<u64>(),
+            metas.len(),
+        );
         let flushed_seq = self.flushed_seq.max(frozen.max_seq);
         let set = self.commit(metas, &[], flushed_seq)?;
         let wal = self
@@ -266,6 +271,11 @@ impl JobContext {
         }
         Counters::add(&self.counters.flushes, 1);
         Counters::add(&self.counters.flush_bytes, bytes);
+        let ms = started.elapsed().as_millis();
+        log::info!(
+            "flushed WAL {}: {keys} entries, {bytes} bytes in {segments} segment(s), {ms} ms",
+            frozen.wal_number
+        );
         Ok(JobResult { set, flushed_seq })
     }
 
