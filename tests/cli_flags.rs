@@ -103,3 +103,25 @@ fn sigint_stops_the_server_cleanly() {
     let closed = server.wait_for_log("database closed");
     assert!(closed.is_some(), "no 'database closed' after SIGINT");
 }
+
+#[test]
+fn a_config_file_sets_flags_and_the_command_line_overrides_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("naivekv.toml");
+    let text = "# a service\nport = 0\nresp_port = 0\nsync = \"none\"\nmemtable-bytes = '4MiB'\n";
+    std::fs::write(&config, text).unwrap();
+    let config_arg = config.to_str().unwrap();
+    let args = ["--config", config_arg, "--sync", "always"];
+    let server = ServerProcess::start(&dir.path().join("db"), &args);
+    let banner = server.startup.first().unwrap().clone();
+    assert!(banner.contains("sync always"), "{banner}");
+    assert!(banner.contains("memtable budget 4.0 MiB"), "{banner}");
+    assert!(server.listening.contains("(RESP)"), "{}", server.listening);
+    assert!(server.stop().success());
+
+    std::fs::write(&config, "port = 0\nworkerz = 2\n").unwrap();
+    let out = refused(&["--config", config_arg]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("line 2: unknown key `workerz`"), "{stderr}");
+}

@@ -1,6 +1,7 @@
 //! `run_server`: the NaiveKV TCP server. Argument parsing and wiring only;
 //! the server is `naive_kv::server`.
 
+use std::ffi::OsString;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -21,8 +22,13 @@ use tokio::sync::oneshot;
 /// Sizes take units: 65536, 4KiB, 64MiB, 1GiB (or K, M, G; KB, MB, GB are
 /// powers of 1000). Operating guide: docs/OPERATIONS.md.
 #[derive(Debug, Parser)]
-#[command(name = "run_server", version, about)]
+#[command(name = "run_server", version, about, args_override_self = true)]
 struct Args {
+    /// A file of `flag = value` lines (TOML: `port = 1024`,
+    /// `directory = "/var/lib/naivekv"`, `insecure = true`); flags given
+    /// on the command line override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
     /// The database directory (created if missing).
     #[arg(long, default_value = "./naive_kv_data")]
     directory: PathBuf,
@@ -325,8 +331,131 @@ async fn next_signal(interrupt: &mut Signal, terminate: &mut Signal) -> (&'stati
     }
 }
 
+/// The process's arguments with those of the `--config` file, if any,
+/// inserted before them (so that the command line overrides the file).
+fn arguments_with_config_file() -> Result<Vec<OsString>, String> {
+    let mut arguments: Vec<OsString> = std::env::args_os().collect();
+    let Some(path) = config_path(&arguments) else {
+        return Ok(arguments);
+    };
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read --config {}: {e}", path.display()))?;
+    let known: Vec<String> = Args::command()
+        .get_arguments()
+        .filter_map(|arg| arg.get_long().map(str::to_string))
+        .collect();
+    let from_file =
+        config_arguments(&text, &known).map_err(|e| format!("--config {}: {e}", path.display()))?;
+    let at = arguments.len().min(1);
+    arguments.splice(at..at, from_file.into_iter().map(OsString::from));
+    Ok(arguments)
+}
+
+/// The value of `--config PATH` or `--config=PATH` in raw arguments.
+fn config_path(arguments: &[OsString]) -> Option<PathBuf> {
+    let mut words = arguments.iter().skip(1);
+    while let Some(word) = words.next() {
+        if word == "--config" {
+            return words.next().map(PathBuf::from);
+        }
+        if let Some(path) = word.to_str().and_then(|w| w.strip_prefix("--config=")) {
+            return Some(PathBuf::from(path));
+        }
+    }
+    None
+}
+
+/// A config file's lines as flags: `key = value` becomes `--key value`
+/// (`_` in keys read as `-`), `key = true` becomes `--key`, `key = false`
+/// nothing. Blank lines and `#` comments are skipped. Values are TOML
+/// scalars: integers, decimals, booleans, "basic" and 'literal' strings.
+fn config_arguments(text: &str, known: &[String]) -> Result<Vec<String>, String> {
+    let mut flags = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        let at = |message: String| format!("line {}: {message}", index + 1);
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (key, value) = line
+            .split_once('=')
+            .ok_or_else(|| at(format!("expected `key = value`, not `{line}`")))?;
+        let key = key.trim().replace('_', "-");
+        if key == "config" || !known.contains(&key) {
+            return Err(at(format!("unknown key `{key}` (keys are the flags)")));
+        }
+        match toml_scalar(value.trim()).map_err(at)? {
+            Scalar::Bool(true) => flags.push(format!("--{key}")),
+            Scalar::Bool(false) => {}
+            Scalar::Text(value) => flags.extend([format!("--{key}"), value]),
+        }
+    }
+    Ok(flags)
+}
+
+/// A config value.
+#[derive(Debug, PartialEq)]
+enum Scalar {
+    Bool(bool),
+    Text(String),
+}
+
+/// Parses a TOML scalar with an optional `# comment` after it.
+fn toml_scalar(value: &str) -> Result<Scalar, String> {
+    let mut chars = value.chars();
+    let (text, rest) = match chars.next() {
+        Some('"') => basic_string(&mut chars)?,
+        Some('\'') => {
+            let body = chars.as_str();
+            let end = body.find('\'').ok_or("unclosed ' string")?;
+            (body[..end].to_string(), &body[end + 1..])
+        }
+        _ => {
+            let end = value.find('#').unwrap_or(value.len());
+            let bare = value[..end].trim();
+            return match bare {
+                "true" => Ok(Scalar::Bool(true)),
+                "false" => Ok(Scalar::Bool(false)),
+                _ if !bare.is_empty() && bare.parse::<f64>().is_ok() => {
+                    Ok(Scalar::Text(bare.replace('_', "")))
+                }
+                _ => Err(format!(
+                    "`{bare}` is not a number, boolean or quoted string"
+                )),
+            };
+        }
+    };
+    let rest = rest.trim();
+    if !rest.is_empty() && !rest.starts_with('#') {
+        return Err(format!("unexpected `{rest}` after the value"));
+    }
+    Ok(Scalar::Text(text))
+}
+
+/// The rest of a "basic" string after its opening quote, and what follows.
+fn basic_string<'a>(chars: &mut std::str::Chars<'a>) -> Result<(String, &'a str), String> {
+    let mut text = String::new();
+    loop {
+        match chars.next().ok_or("unclosed \" string")? {
+            '"' => return Ok((text, chars.as_str())),
+            '\\' => match chars.next() {
+                Some('"') => text.push('"'),
+                Some('\\') => text.push('\\'),
+                Some('n') => text.push('\n'),
+                Some('t') => text.push('\t'),
+                other => return Err(format!("unsupported escape \\{}", other.unwrap_or(' '))),
+            },
+            c => text.push(c),
+        }
+    }
+}
+
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let arguments = match arguments_with_config_file() {
+        Ok(arguments) => arguments,
+        Err(message) => Args::command().error(ErrorKind::Io, message).exit(),
+    };
+    let args = Args::parse_from(arguments);
     if let Err(message) = args.validate() {
         Args::command()
             .error(ErrorKind::ValueValidation, message)
@@ -346,5 +475,63 @@ fn main() -> ExitCode {
             eprintln!("run_server: {message}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn known() -> Vec<String> {
+        ["port", "directory", "insecure", "memtable-bytes", "config"]
+            .map(String::from)
+            .to_vec()
+    }
+
+    #[test]
+    fn config_lines_become_flags() {
+        let text = "# NaiveKV\n\nport = 1025  # the native port\n\
+                    directory = \"/var/lib/naive \\\"kv\\\"\"\n\
+                    memtable_bytes = '64MiB'\ninsecure = true\n";
+        let flags = config_arguments(text, &known()).unwrap();
+        let want = [
+            "--port",
+            "1025",
+            "--directory",
+            "/var/lib/naive \"kv\"",
+            "--memtable-bytes",
+            "64MiB",
+            "--insecure",
+        ];
+        assert_eq!(flags, want);
+        assert!(
+            config_arguments("insecure = false", &known())
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn bad_config_lines_say_where() {
+        let error = |text| config_arguments(text, &known()).unwrap_err();
+        assert_eq!(
+            error("\nportt = 1"),
+            "line 2: unknown key `portt` (keys are the flags)"
+        );
+        assert!(error("config = 'x'").contains("unknown key"));
+        assert!(error("[server]").contains("expected `key = value`"));
+        assert!(error("port = ten").contains("is not a number"));
+        assert!(error("directory = \"x").contains("unclosed"));
+        assert!(error("directory = 'x' y").contains("unexpected `y`"));
+    }
+
+    #[test]
+    fn the_config_path_is_found_in_both_spellings() {
+        let words = |w: &[&str]| w.iter().map(OsString::from).collect::<Vec<_>>();
+        let path = config_path(&words(&["run_server", "--port", "1", "--config", "a.toml"]));
+        assert_eq!(path, Some(PathBuf::from("a.toml")));
+        let path = config_path(&words(&["run_server", "--config=b.toml"]));
+        assert_eq!(path, Some(PathBuf::from("b.toml")));
+        assert_eq!(config_path(&words(&["run_server", "--port", "1"])), None);
     }
 }
