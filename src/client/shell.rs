@@ -267,14 +267,19 @@ impl Shell {
     /// Runs `command`, reconnecting first if the connection was lost, and
     /// once more after reconnecting if it finds the connection gone.
     fn run(&mut self, command: ShellCommand) -> (bool, Flow) {
-        let mut result = self.attempt(command.clone());
-        if let Err(ShellError::Client(ClientError::Disconnected(reason))) = &result {
+        let (mut result, printed) = self.attempt(command.clone());
+        // A connection that broke after output was printed broke during
+        // the command (a scan's later page): sending it again would print
+        // that output twice.
+        if let Err(ShellError::Client(ClientError::Disconnected(reason))) = &result
+            && !printed
+        {
             eprintln!(
                 "(connection lost: {reason}; reconnecting to {})",
                 self.target.addr
             );
             self.client = None;
-            result = self.attempt(command);
+            result = self.attempt(command).0;
         }
         if let Err(ShellError::Client(ClientError::Disconnected(_) | ClientError::Connect { .. })) =
             &result
@@ -287,20 +292,46 @@ impl Shell {
         }
     }
 
-    fn attempt(&mut self, command: ShellCommand) -> Result<Flow, ShellError> {
+    /// Runs `command` once, connecting first if needed; its result, and
+    /// whether it printed anything.
+    fn attempt(&mut self, command: ShellCommand) -> (Result<Flow, ShellError>, bool) {
         if command == ShellCommand::Quit {
-            return Ok(Flow::Quit);
+            return (Ok(Flow::Quit), false);
         }
-        if self.client.is_none() {
-            self.reconnect()?;
+        if self.client.is_none()
+            && let Err(e) = self.reconnect()
+        {
+            return (Err(e.into()), false);
         }
         let Some(client) = &self.client else {
-            return Err(ClientError::Disconnected("not connected".into()).into());
+            let lost = ClientError::Disconnected("not connected".into());
+            return (Err(lost.into()), false);
         };
-        let mut out = io::stdout().lock();
+        let mut out = Counted {
+            inner: io::stdout().lock(),
+            bytes: 0,
+        };
         let result = self.runtime.block_on(execute(client, command, &mut out));
         let _ = out.flush();
-        result
+        (result, out.bytes > 0)
+    }
+}
+
+/// A writer that counts the bytes written through it.
+struct Counted<W> {
+    inner: W,
+    bytes: usize,
+}
+
+impl<W: Write> Write for Counted<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let written = self.inner.write(buf)?;
+        self.bytes += written;
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
     }
 }
 
@@ -335,6 +366,17 @@ mod tests {
         assert!(!remembered(" \t "));
         assert!(!remembered("auth s3cret"));
         assert!(!remembered("AUTH s3cret"));
+    }
+
+    #[test]
+    fn counted_counts_what_it_writes() {
+        let mut out = Counted {
+            inner: Vec::new(),
+            bytes: 0,
+        };
+        write!(out, "OK").unwrap();
+        writeln!(out).unwrap();
+        assert_eq!((out.bytes, out.inner.as_slice()), (3, &b"OK\n"[..]));
     }
 
     #[test]
