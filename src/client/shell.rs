@@ -6,9 +6,9 @@
 //!
 //! Like redis-cli, a shell whose connection was lost (the server restarted,
 //! or closed an idle connection) reconnects on the next command: a command
-//! that finds the connection gone reconnects, says so on stderr, and is
-//! sent again once. Every shell command is idempotent, so sending one again
-//! is safe.
+//! that finds the connection gone, before it printed anything, reconnects,
+//! says so on stderr, and is sent again once. Every shell command is
+//! idempotent, so sending one again is safe.
 
 use std::io::{self, BufRead, Write};
 use std::net::SocketAddr;
