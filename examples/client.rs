@@ -1,5 +1,6 @@
 //! A client program talking to a running NaiveKV server:
-//! `cargo run --example client -- [ADDR]` (default 127.0.0.1:1024).
+//! `cargo run --release --example client -- [HOST:PORT]` (default
+//! 127.0.0.1:1024; `localhost:1024` works too).
 //!
 //! It writes a few keys (one by one, pipelined, and as an atomic batch),
 //! reads them back, pages through a scan and prints the server's counters.
@@ -10,6 +11,7 @@ use std::process::ExitCode;
 use naive_kv::WriteBatch;
 use naive_kv::client::command::escape;
 use naive_kv::client::{Client, ClientError};
+use naive_kv::options::parse_host;
 use naive_kv::proto::Scan;
 
 #[tokio::main(flavor = "current_thread")]
@@ -17,7 +19,7 @@ async fn main() -> ExitCode {
     let addr = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:1024".into());
-    let addr: SocketAddr = match addr.parse() {
+    let addr = match resolve(&addr) {
         Ok(addr) => addr,
         Err(e) => {
             eprintln!("bad address {addr}: {e}");
@@ -31,6 +33,14 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `HOST:PORT`, the host an address or a name.
+fn resolve(addr: &str) -> Result<SocketAddr, String> {
+    let (host, port) = addr.rsplit_once(':').ok_or("expected HOST:PORT")?;
+    let port = port.parse().map_err(|_| format!("bad port '{port}'"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    Ok(SocketAddr::new(parse_host(host)?, port))
 }
 
 async fn demo(addr: SocketAddr) -> Result<(), ClientError> {

@@ -1,14 +1,27 @@
 //! NaiveKV embedded in your own actix system: open a database, write, read,
 //! scan page by page, look at the counters, close.
 //!
-//! Run with: `cargo run --example embedded -- /tmp/naive_kv_embedded`
+//! Run with: `cargo run --release --example embedded -- /tmp/naive_kv_embedded`
 
 use std::ops::Bound;
+use std::process::ExitCode;
 
 use naive_kv::{Db, Options, ScanRequest, SyncPolicy, WriteBatch};
 
 #[actix_rt::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> ExitCode {
+    match demo().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // Display, not Debug: "database directory ... is locked by
+            // another process", not `Locked { path: ... }`.
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn demo() -> Result<(), naive_kv::Error> {
     let directory = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "naive_kv_embedded".into());

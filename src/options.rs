@@ -1,11 +1,17 @@
 //! Engine options, one struct with documented defaults. The server's clap
 //! flags mirror the ones an operator tunes.
 
+use std::net::{IpAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::error::{Error, Result};
 use crate::fs::{FileSystem, StdFs};
+
+/// The smallest memtable budget [`Options::validate`] accepts: below it the
+/// active memtable's share cannot hold a large value.
+pub const MIN_MEMTABLE_BYTES: usize = 1 << 20;
 
 /// When an acknowledged write reaches the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,6 +103,122 @@ impl Options {
         let memtables = self.max_frozen_memtables.max(1).saturating_add(1);
         self.memtable_bytes / memtables
     }
+
+    /// Checks every value is in its documented range: a sync interval of at
+    /// least 1 ms, a memtable budget of at least [`MIN_MEMTABLE_BYTES`],
+    /// keys and values of at least one byte, at least one read thread, a
+    /// block of at least 256 bytes, compaction triggers of at least 1 with
+    /// the stall trigger above the compaction trigger, and levels that grow
+    /// (multiplier at least 2).
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] naming the first option out of range.
+    pub fn validate(&self) -> Result<()> {
+        if let SyncPolicy::Interval(interval) = self.sync {
+            at_least(interval.as_millis(), 1, "sync interval (ms)")?;
+        }
+        at_least(self.memtable_bytes, MIN_MEMTABLE_BYTES, "memtable_bytes")?;
+        at_least(self.max_key_bytes, 1, "max_key_bytes")?;
+        at_least(self.max_value_bytes, 1, "max_value_bytes")?;
+        at_least(self.block_bytes, 256, "block_bytes")?;
+        at_least(self.target_segment_bytes, 1 << 16, "target_segment_bytes")?;
+        at_least(self.l0_compaction_trigger, 1, "l0_compaction_trigger")?;
+        at_least(
+            self.l0_stall_trigger,
+            self.l0_compaction_trigger.saturating_add(1),
+            "l0_stall_trigger (above l0_compaction_trigger)",
+        )?;
+        at_least(self.level1_bytes, 1 << 20, "level1_bytes")?;
+        at_least(self.level_size_multiplier, 2, "level_size_multiplier")?;
+        at_least(self.read_threads, 1, "read_threads")?;
+        Ok(())
+    }
+}
+
+fn at_least<T: PartialOrd + std::fmt::Display>(value: T, min: T, what: &str) -> Result<()> {
+    if value < min {
+        return Err(Error::InvalidArgument(format!(
+            "{what} must be at least {min}, not {value}"
+        )));
+    }
+    Ok(())
+}
+
+/// Parses a size flag: a whole number of bytes with an optional unit, `K`,
+/// `KiB`, `M`, `MiB`, `G`, `GiB`, `T`, `TiB` (powers of 1024) or `KB`, `MB`,
+/// `GB`, `TB` (powers of 1000), case-insensitive, `B` for bytes; `64MiB`,
+/// `4k`, `1GB`, `65536`.
+///
+/// # Errors
+/// A message saying what is wrong: no number, an unknown unit, or a size
+/// that does not fit in `usize`.
+pub fn parse_size(text: &str) -> std::result::Result<usize, String> {
+    let text = text.trim();
+    let digits = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits);
+    let number: usize = number
+        .parse()
+        .map_err(|_| format!("'{text}' is not a size (e.g. 65536, 4KiB, 64MiB, 1GB)"))?;
+    let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "t" | "tib" => 1 << 40,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "tb" => 1_000_000_000_000,
+        other => {
+            return Err(format!(
+                "unknown size unit '{other}' (use K, KiB, M, MiB, G, GiB, KB, MB, GB)"
+            ));
+        }
+    };
+    usize::try_from(multiplier)
+        .ok()
+        .and_then(|m| number.checked_mul(m))
+        .ok_or_else(|| format!("'{text}' is too large"))
+}
+
+/// `bytes` for people: `512 B`, `4.0 KiB`, `64.0 MiB`, `1.5 GiB`.
+pub fn display_size(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS.get(unit).unwrap_or(&"TiB"))
+}
+
+/// Parses a host flag: an IP address, or a name (`localhost`) resolved by
+/// the system, its first IPv4 address preferred (so that a server and a
+/// client given the same name meet on the same address).
+///
+/// # Errors
+/// A message when the name does not resolve.
+pub fn parse_host(host: &str) -> std::result::Result<IpAddr, String> {
+    if let Ok(ip) = host.parse() {
+        return Ok(ip);
+    }
+    let addrs: Vec<IpAddr> = (host, 0)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve host '{host}': {e}"))?
+        .map(|addr| addr.ip())
+        .collect();
+    addrs
+        .iter()
+        .find(|ip| ip.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(|| format!("host '{host}' has no address"))
 }
 
 #[cfg(test)]
@@ -111,5 +233,72 @@ mod tests {
         assert_eq!(options.memtable_freeze_bytes(), 16 << 20);
         options.max_frozen_memtables = 0; // treated as 1
         assert_eq!(options.memtable_freeze_bytes(), 32 << 20);
+    }
+
+    #[test]
+    fn validate_accepts_the_defaults_and_names_a_bad_value() {
+        let options = Options::new("unused");
+        assert!(options.validate().is_ok());
+        let refused = |change: fn(&mut Options)| {
+            let mut options = Options::new("unused");
+            change(&mut options);
+            match options.validate() {
+                Err(Error::InvalidArgument(message)) => message,
+                other => panic!("accepted: {other:?}"),
+            }
+        };
+        let message = refused(|o| o.sync = SyncPolicy::Interval(Duration::ZERO));
+        assert!(message.starts_with("sync interval"), "{message}");
+        let message = refused(|o| o.memtable_bytes = 1);
+        assert_eq!(message, "memtable_bytes must be at least 1048576, not 1");
+        let message = refused(|o| o.l0_stall_trigger = o.l0_compaction_trigger);
+        assert!(message.starts_with("l0_stall_trigger"), "{message}");
+        let message = refused(|o| o.read_threads = 0);
+        assert!(message.starts_with("read_threads"), "{message}");
+    }
+
+    #[test]
+    fn sizes_take_units() {
+        assert_eq!(parse_size("65536"), Ok(65536));
+        assert_eq!(parse_size("4KiB"), Ok(4096));
+        assert_eq!(parse_size("4k"), Ok(4096));
+        assert_eq!(parse_size("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_size("64 M"), Ok(64 << 20));
+        assert_eq!(parse_size("1GB"), Ok(1_000_000_000));
+        assert_eq!(parse_size("2gib"), Ok(2 << 30));
+        assert_eq!(parse_size("10B"), Ok(10));
+        assert!(parse_size("MiB").unwrap_err().contains("not a size"));
+        assert!(parse_size("-1").unwrap_err().contains("not a size"));
+        assert!(
+            parse_size("1.5GiB")
+                .unwrap_err()
+                .contains("unknown size unit")
+        );
+        assert!(
+            parse_size("3furlongs")
+                .unwrap_err()
+                .contains("unknown size unit")
+        );
+        assert!(
+            parse_size("99999999999TiB")
+                .unwrap_err()
+                .contains("too large")
+        );
+    }
+
+    #[test]
+    fn sizes_display_in_binary_units() {
+        assert_eq!(display_size(512), "512 B");
+        assert_eq!(display_size(4096), "4.0 KiB");
+        assert_eq!(display_size(64 << 20), "64.0 MiB");
+        assert_eq!(display_size(3 << 29), "1.5 GiB");
+    }
+
+    #[test]
+    fn hosts_are_addresses_or_resolved_names() {
+        assert_eq!(parse_host("10.1.2.3"), Ok("10.1.2.3".parse().unwrap()));
+        assert_eq!(parse_host("::1"), Ok("::1".parse().unwrap()));
+        assert!(parse_host("localhost").unwrap().is_loopback());
+        assert!(parse_host("no-such-host.invalid").is_err());
     }
 }

@@ -131,3 +131,36 @@ fn no_server_is_one_line_and_exit_one() {
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("cannot connect"), "{stderr}");
 }
+
+#[test]
+fn short_flags_and_host_names_as_in_redis_cli() {
+    let server = TestServer::start();
+    let port = server.addr.port().to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_run_client"))
+        .args(["-h", "localhost", "-p", &port, "ping"])
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&out), "PONG\n", "{out:?}");
+    let help = Command::new(env!("CARGO_BIN_EXE_run_client"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert_eq!(help.status.code(), Some(0));
+    assert!(stdout(&help).contains("-h, --ip <IP>"), "{}", stdout(&help));
+}
+
+#[test]
+fn single_quotes_empty_values_and_comments() {
+    let server = TestServer::start();
+    let port = server.addr.port();
+    let script = "# a comment\n  # another\nset 'two words' ''\nget 'two words'\n\
+                  set k 'it\\'s'\nget k\nscan 't' 'u'\n";
+    let out = run_client(port, &[], script);
+    assert_eq!(stdout(&out), "OK\n\"\"\nOK\nit's\ntwo words\t\"\"\n");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -86,7 +86,7 @@ fn start_server(dir: &Path) -> Server {
         .arg("--directory")
         .arg(dir)
         .args(["--port", "0", "--sync", "always", "--workers", "2"])
-        .args(["--memtable-bytes", "65536"])
+        .args(["--memtable-bytes", "1MiB"])
         .env("RUST_LOG", "info")
         .stderr(Stdio::piped())
         .spawn()
@@ -97,7 +97,8 @@ fn start_server(dir: &Path) -> Server {
         for line in BufReader::new(stderr).lines() {
             let Ok(line) = line else { return };
             if let Some(addr) = line.split("listening on ").nth(1) {
-                let _ = tx.send(addr.trim().parse::<SocketAddr>().unwrap());
+                let addr = addr.split_whitespace().next().unwrap_or_default();
+                let _ = tx.send(addr.parse::<SocketAddr>().unwrap());
             }
         }
     });

@@ -1,25 +1,39 @@
 //! `run_server`: the NaiveKV TCP server. Argument parsing and wiring only;
 //! the server is `naive_kv::server`.
 
+use std::ffi::OsString;
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use clap::{Parser, ValueEnum};
+use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser, ValueEnum};
+use naive_kv::options::{MIN_MEMTABLE_BYTES, display_size, parse_host, parse_size};
 use naive_kv::resp::{self, RespConfig};
-use naive_kv::server::{self, ServerConfig, auth};
-use naive_kv::{Options, SyncPolicy};
+use naive_kv::server::{self, ServerConfig, auth, metrics};
+use naive_kv::{Db, Options, SyncPolicy};
+use tokio::net::TcpListener;
+use tokio::signal::unix::{Signal, SignalKind, signal};
+use tokio::sync::oneshot;
 
 /// Serves a NaiveKV database over TCP (protocol: docs/PROTOCOL.md).
+/// Sizes take units: 65536, 4KiB, 64MiB, 1GiB (or K, M, G; KB, MB, GB are
+/// powers of 1000). Operating guide: docs/OPERATIONS.md.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(name = "run_server", version, about, args_override_self = true)]
 struct Args {
+    /// A file of `flag = value` lines (TOML: `port = 1024`,
+    /// `directory = "/var/lib/naivekv"`, `insecure = true`); flags given
+    /// on the command line override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
     /// The database directory (created if missing).
     #[arg(long, default_value = "./naive_kv_data")]
     directory: PathBuf,
-    /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1")]
+    /// Address or host name to listen on (`localhost` resolves).
+    #[arg(long, default_value = "127.0.0.1", value_parser = parse_host)]
     ip: IpAddr,
     /// Port to listen on.
     #[arg(long, default_value_t = 1024)]
@@ -28,26 +42,34 @@ struct Args {
     /// and database (off by default).
     #[arg(long)]
     resp_port: Option<u16>,
-    /// Threads serving connections (default: the number of cores).
+    /// Serve Prometheus metrics at http://METRICS_IP:PORT/metrics (off by
+    /// default).
+    #[arg(long)]
+    metrics_port: Option<u16>,
+    /// Address the metrics endpoint listens on.
+    #[arg(long, default_value = "127.0.0.1", value_parser = parse_host)]
+    metrics_ip: IpAddr,
+    /// Threads serving connections, at least 1 (default: the number of cores).
     #[arg(long)]
     workers: Option<usize>,
     /// When acknowledged writes reach the disk.
     #[arg(long, value_enum, default_value_t = Sync::Always)]
     sync: Sync,
-    /// With --sync interval: milliseconds between WAL syncs.
+    /// With --sync interval: milliseconds between WAL syncs, at least 1.
     #[arg(long, default_value_t = 100)]
     sync_interval_ms: u64,
-    /// Memory for all memtables together (default 64 MiB); the active one
-    /// is flushed at half of it, its share beside one frozen memtable.
-    #[arg(long)]
+    /// Memory for all memtables together, at least 1MiB (default 64MiB);
+    /// the active one is flushed at half of it, its share beside one frozen
+    /// memtable.
+    #[arg(long, value_parser = parse_size)]
     memtable_bytes: Option<usize>,
-    /// Memory for cached data blocks (default 32 MiB; 0 turns it off).
-    #[arg(long)]
+    /// Memory for cached data blocks (default 32MiB; 0 turns it off).
+    #[arg(long, value_parser = parse_size)]
     block_cache_bytes: Option<usize>,
-    /// Longest request frame accepted.
-    #[arg(long, default_value_t = server::DEFAULT_MAX_FRAME_BYTES)]
+    /// Longest request frame accepted, at least 1KiB (default 64MiB).
+    #[arg(long, default_value_t = server::DEFAULT_MAX_FRAME_BYTES, value_parser = parse_size)]
     max_frame_bytes: usize,
-    /// Connections served at once; past it new ones get BUSY.
+    /// Connections served at once, at least 1; past it new ones get BUSY.
     #[arg(long, default_value_t = server::DEFAULT_MAX_CONNECTIONS)]
     max_connections: usize,
     /// Seconds a connection may send nothing before it is closed.
@@ -77,7 +99,55 @@ enum Sync {
     None,
 }
 
+/// The smallest `--max-frame-bytes`: room for a request's header and a key.
+const MIN_FRAME_BYTES: usize = 1 << 10;
+
 impl Args {
+    /// Checks the values their types do not: ranges, and one port per
+    /// listener. The message names the flag.
+    fn validate(&self) -> Result<(), String> {
+        let at_least = |value: usize, min: usize, flag: &str, min_text: &str| {
+            if value < min {
+                return Err(format!("{flag} must be at least {min_text}, not {value}"));
+            }
+            Ok(())
+        };
+        at_least(self.workers.unwrap_or(1), 1, "--workers", "1")?;
+        at_least(self.max_connections, 1, "--max-connections", "1")?;
+        let (frame, memtable) = (self.max_frame_bytes, self.memtable_bytes);
+        at_least(frame, MIN_FRAME_BYTES, "--max-frame-bytes", "1KiB")?;
+        let memtable = memtable.unwrap_or(MIN_MEMTABLE_BYTES);
+        at_least(memtable, MIN_MEMTABLE_BYTES, "--memtable-bytes", "1MiB")?;
+        if self.sync_interval_ms == 0 {
+            return Err("--sync-interval-ms must be at least 1".into());
+        }
+        self.check_ports()?;
+        self.options().validate().map_err(|e| e.to_string())
+    }
+
+    /// Two listeners on one port would fail with "Address already in use"
+    /// about the server's own port; say what is wrong instead.
+    fn check_ports(&self) -> Result<(), String> {
+        let ports = [
+            ("--port", Some(self.port)),
+            ("--resp-port", self.resp_port),
+            ("--metrics-port", self.metrics_port),
+        ];
+        for (i, (flag, port)) in ports.iter().enumerate() {
+            for (other, other_port) in ports.iter().skip(i + 1) {
+                if let (Some(port), Some(other_port)) = (port, other_port)
+                    && port == other_port
+                    && *port != 0
+                {
+                    return Err(format!(
+                        "{flag} and {other} are both {port}: each listener needs a port of its own"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn options(&self) -> Options {
         let mut options = Options::new(&self.directory);
         options.sync = match self.sync {
@@ -130,6 +200,27 @@ impl Args {
         auth::check_exposure(self.ip, config.auth_token.is_some(), self.insecure)?;
         Ok(config)
     }
+
+    /// The startup line: what runs, on what, where.
+    fn banner(&self, options: &Options) -> String {
+        let sync = match options.sync {
+            SyncPolicy::Always => "always".to_string(),
+            SyncPolicy::Interval(every) => format!("every {} ms", every.as_millis()),
+            SyncPolicy::None => "none".to_string(),
+        };
+        let port = |port: Option<u16>| port.map_or("off".to_string(), |p| p.to_string());
+        format!(
+            "NaiveKV {} starting: directory {}, sync {sync}, memtable budget {}, \
+             block cache {}, native port {}, RESP port {}, metrics port {}",
+            env!("CARGO_PKG_VERSION"),
+            options.directory.display(),
+            display_size(options.memtable_bytes as u64),
+            display_size(options.block_cache_bytes as u64),
+            self.port,
+            port(self.resp_port),
+            port(self.metrics_port),
+        )
+    }
 }
 
 /// A positive number of seconds as a duration.
@@ -140,31 +231,243 @@ fn seconds(value: f64, flag: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("{flag} must be a positive number of seconds"))
 }
 
-fn main() -> ExitCode {
-    let args = Args::parse();
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let addr = SocketAddr::new(args.ip, args.port);
-    let config = match args.config() {
-        Ok(config) => config,
-        Err(message) => {
-            eprintln!("run_server: {message}");
-            return ExitCode::FAILURE;
+/// Binds `addr`, saying which listener could not.
+async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, String> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr} ({what}): {e}"))
+}
+
+/// The bound address of `listener` (the chosen port for port 0).
+fn bound(listener: &TcpListener, fallback: SocketAddr) -> SocketAddr {
+    listener.local_addr().unwrap_or(fallback)
+}
+
+/// Binds every listener, opens the database and serves until `shutdown`.
+async fn serve(
+    args: &Args,
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), String> {
+    let options = args.options();
+    log::info!("{}", args.banner(&options));
+    let native_addr = SocketAddr::new(args.ip, args.port);
+    let native = bind(native_addr, "native").await?;
+    let mut listening = format!("{} (native)", bound(&native, native_addr));
+    let resp = match args.resp_port {
+        Some(port) => {
+            let addr = SocketAddr::new(args.ip, port);
+            let listener = bind(addr, "RESP").await?;
+            listening.push_str(&format!(", {} (RESP)", bound(&listener, addr)));
+            Some(listener)
+        }
+        None => None,
+    };
+    let metrics_listener = match args.metrics_port {
+        Some(port) => {
+            let addr = SocketAddr::new(args.metrics_ip, port);
+            let listener = bind(addr, "metrics").await?;
+            listening.push_str(&format!(", http://{}/metrics", bound(&listener, addr)));
+            Some(listener)
+        }
+        None => None,
+    };
+    let resp_config = args.resp_config(&options);
+    log::info!("opening the database (replaying its WAL)");
+    let opening = Instant::now();
+    let db = Db::open(options).await.map_err(|e| e.to_string())?;
+    let seconds = opening.elapsed().as_secs_f64();
+    log::info!("database open in {seconds:.1} s; listening on {listening}");
+    if let Some(listener) = metrics_listener {
+        actix_rt::spawn(metrics::serve(listener, db.clone()));
+    }
+    let served = match resp {
+        None => server::run(native, db, config, shutdown).await,
+        Some(resp) => {
+            let resp_config = RespConfig {
+                auth_token: config.auth_token.clone(),
+                ..resp_config
+            };
+            resp::run_beside(native, resp, db, config, resp_config, shutdown).await
         }
     };
-    let result = actix::System::new().block_on(async {
-        let shutdown =
-            server::shutdown_signal().map_err(|e| format!("cannot handle signals: {e}"))?;
-        let options = args.options();
-        let served = match args.resp_port {
-            None => server::serve(addr, options, config, shutdown).await,
-            Some(port) => {
-                let resp_addr = SocketAddr::new(args.ip, port);
-                let mut resp_config = args.resp_config(&options);
-                resp_config.auth_token = config.auth_token.clone();
-                resp::serve_beside(addr, resp_addr, options, config, resp_config, shutdown).await
-            }
+    served.map_err(|e| e.to_string())
+}
+
+/// Watches SIGINT and SIGTERM on a thread of its own, so that they are seen
+/// however busy the server's threads are: the first completes the returned
+/// receiver (a graceful shutdown), a second exits the process at once.
+fn watch_signals() -> std::io::Result<oneshot::Receiver<()>> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (mut interrupt, mut terminate) = {
+        let _entered = runtime.enter();
+        (
+            signal(SignalKind::interrupt())?,
+            signal(SignalKind::terminate())?,
+        )
+    };
+    let (stop, stopped) = oneshot::channel();
+    let watch = async move {
+        let (name, _) = next_signal(&mut interrupt, &mut terminate).await;
+        log::info!("{name} received: shutting down (a second signal exits at once)");
+        let _ = stop.send(());
+        let (name, number) = next_signal(&mut interrupt, &mut terminate).await;
+        log::warn!("second signal ({name}): exiting without a clean shutdown");
+        std::process::exit(128 + number);
+    };
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || runtime.block_on(watch))?;
+    Ok(stopped)
+}
+
+/// The next SIGINT or SIGTERM: its name and number.
+async fn next_signal(interrupt: &mut Signal, terminate: &mut Signal) -> (&'static str, i32) {
+    tokio::select! {
+        _ = interrupt.recv() => ("SIGINT", libc::SIGINT),
+        _ = terminate.recv() => ("SIGTERM", libc::SIGTERM),
+    }
+}
+
+/// The process's arguments with those of the `--config` file, if any,
+/// inserted before them (so that the command line overrides the file).
+fn arguments_with_config_file() -> Result<Vec<OsString>, String> {
+    let mut arguments: Vec<OsString> = std::env::args_os().collect();
+    let Some(path) = config_path(&arguments) else {
+        return Ok(arguments);
+    };
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read --config {}: {e}", path.display()))?;
+    let known: Vec<String> = Args::command()
+        .get_arguments()
+        .filter_map(|arg| arg.get_long().map(str::to_string))
+        .collect();
+    let from_file =
+        config_arguments(&text, &known).map_err(|e| format!("--config {}: {e}", path.display()))?;
+    let at = arguments.len().min(1);
+    arguments.splice(at..at, from_file.into_iter().map(OsString::from));
+    Ok(arguments)
+}
+
+/// The value of `--config PATH` or `--config=PATH` in raw arguments.
+fn config_path(arguments: &[OsString]) -> Option<PathBuf> {
+    let mut words = arguments.iter().skip(1);
+    while let Some(word) = words.next() {
+        if word == "--config" {
+            return words.next().map(PathBuf::from);
+        }
+        if let Some(path) = word.to_str().and_then(|w| w.strip_prefix("--config=")) {
+            return Some(PathBuf::from(path));
+        }
+    }
+    None
+}
+
+/// A config file's lines as flags: `key = value` becomes `--key value`
+/// (`_` in keys read as `-`), `key = true` becomes `--key`, `key = false`
+/// nothing. Blank lines and `#` comments are skipped. Values are TOML
+/// scalars: integers, decimals, booleans, "basic" and 'literal' strings.
+fn config_arguments(text: &str, known: &[String]) -> Result<Vec<String>, String> {
+    let mut flags = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        let at = |message: String| format!("line {}: {message}", index + 1);
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (key, value) = line
+            .split_once('=')
+            .ok_or_else(|| at(format!("expected `key = value`, not `{line}`")))?;
+        let key = key.trim().replace('_', "-");
+        if key == "config" || !known.contains(&key) {
+            return Err(at(format!("unknown key `{key}` (keys are the flags)")));
+        }
+        match toml_scalar(value.trim()).map_err(at)? {
+            Scalar::Bool(true) => flags.push(format!("--{key}")),
+            Scalar::Bool(false) => {}
+            Scalar::Text(value) => flags.extend([format!("--{key}"), value]),
+        }
+    }
+    Ok(flags)
+}
+
+/// A config value.
+#[derive(Debug, PartialEq)]
+enum Scalar {
+    Bool(bool),
+    Text(String),
+}
+
+/// Parses a TOML scalar with an optional `# comment` after it.
+fn toml_scalar(value: &str) -> Result<Scalar, String> {
+    let mut chars = value.chars();
+    let (text, rest) = match chars.next() {
+        Some('"') => basic_string(&mut chars)?,
+        Some('\'') => {
+            let body = chars.as_str();
+            let end = body.find('\'').ok_or("unclosed ' string")?;
+            (body[..end].to_string(), &body[end + 1..])
+        }
+        _ => {
+            let end = value.find('#').unwrap_or(value.len());
+            let bare = value[..end].trim();
+            return match bare {
+                "true" => Ok(Scalar::Bool(true)),
+                "false" => Ok(Scalar::Bool(false)),
+                _ if !bare.is_empty() && bare.parse::<f64>().is_ok() => {
+                    Ok(Scalar::Text(bare.replace('_', "")))
+                }
+                _ => Err(format!(
+                    "`{bare}` is not a number, boolean or quoted string"
+                )),
+            };
+        }
+    };
+    let rest = rest.trim();
+    if !rest.is_empty() && !rest.starts_with('#') {
+        return Err(format!("unexpected `{rest}` after the value"));
+    }
+    Ok(Scalar::Text(text))
+}
+
+/// The rest of a "basic" string after its opening quote, and what follows.
+fn basic_string<'a>(chars: &mut std::str::Chars<'a>) -> Result<(String, &'a str), String> {
+    let mut text = String::new();
+    loop {
+        match chars.next().ok_or("unclosed \" string")? {
+            '"' => return Ok((text, chars.as_str())),
+            '\\' => match chars.next() {
+                Some('"') => text.push('"'),
+                Some('\\') => text.push('\\'),
+                Some('n') => text.push('\n'),
+                Some('t') => text.push('\t'),
+                other => return Err(format!("unsupported escape \\{}", other.unwrap_or(' '))),
+            },
+            c => text.push(c),
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let arguments = match arguments_with_config_file() {
+        Ok(arguments) => arguments,
+        Err(message) => Args::command().error(ErrorKind::Io, message).exit(),
+    };
+    let args = Args::parse_from(arguments);
+    if let Err(message) = args.validate() {
+        Args::command()
+            .error(ErrorKind::ValueValidation, message)
+            .exit();
+    }
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let result = args.config().and_then(|config| {
+        let stopped = watch_signals().map_err(|e| format!("cannot handle signals: {e}"))?;
+        let shutdown = async move {
+            let _ = stopped.await;
         };
-        served.map_err(|e| e.to_string())
+        actix::System::new().block_on(serve(&args, config, shutdown))
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -172,5 +475,63 @@ fn main() -> ExitCode {
             eprintln!("run_server: {message}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn known() -> Vec<String> {
+        ["port", "directory", "insecure", "memtable-bytes", "config"]
+            .map(String::from)
+            .to_vec()
+    }
+
+    #[test]
+    fn config_lines_become_flags() {
+        let text = "# NaiveKV\n\nport = 1025  # the native port\n\
+                    directory = \"/var/lib/naive \\\"kv\\\"\"\n\
+                    memtable_bytes = '64MiB'\ninsecure = true\n";
+        let flags = config_arguments(text, &known()).unwrap();
+        let want = [
+            "--port",
+            "1025",
+            "--directory",
+            "/var/lib/naive \"kv\"",
+            "--memtable-bytes",
+            "64MiB",
+            "--insecure",
+        ];
+        assert_eq!(flags, want);
+        assert!(
+            config_arguments("insecure = false", &known())
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn bad_config_lines_say_where() {
+        let error = |text| config_arguments(text, &known()).unwrap_err();
+        assert_eq!(
+            error("\nportt = 1"),
+            "line 2: unknown key `portt` (keys are the flags)"
+        );
+        assert!(error("config = 'x'").contains("unknown key"));
+        assert!(error("[server]").contains("expected `key = value`"));
+        assert!(error("port = ten").contains("is not a number"));
+        assert!(error("directory = \"x").contains("unclosed"));
+        assert!(error("directory = 'x' y").contains("unexpected `y`"));
+    }
+
+    #[test]
+    fn the_config_path_is_found_in_both_spellings() {
+        let words = |w: &[&str]| w.iter().map(OsString::from).collect::<Vec<_>>();
+        let path = config_path(&words(&["run_server", "--port", "1", "--config", "a.toml"]));
+        assert_eq!(path, Some(PathBuf::from("a.toml")));
+        let path = config_path(&words(&["run_server", "--config=b.toml"]));
+        assert_eq!(path, Some(PathBuf::from("b.toml")));
+        assert_eq!(config_path(&words(&["run_server", "--port", "1"])), None);
     }
 }

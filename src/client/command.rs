@@ -3,6 +3,8 @@
 //!
 //! Arguments are separated by spaces. Double quotes group words into one
 //! argument and, inside them, `\"`, `\\`, `\n` and `\xHH` are escapes.
+//! Single quotes group words too, with `\'` the only escape (as in
+//! redis-cli). A line whose first non-blank character is `#` is a comment.
 
 use bytes::Bytes;
 
@@ -48,13 +50,15 @@ commands:
   stats                        print the server's counters
   help                         this text
   quit                         leave (alias: exit)
-Double quotes group words; inside them \\\" \\\\ \\n and \\xHH are escapes.";
+Double quotes group words; inside them \\\" \\\\ \\n and \\xHH are escapes.
+Single quotes group words; inside them \\' is the only escape.
+Lines starting with # are comments.";
 
 /// Why a line is not a command.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ParseError {
-    /// A double quote was opened and never closed.
-    #[error("unclosed double quote")]
+    /// A quote was opened and never closed.
+    #[error("unclosed quote")]
     UnclosedQuote,
     /// A backslash escape that is not one of the four.
     #[error("bad escape: {0}")]
@@ -67,11 +71,14 @@ pub enum ParseError {
     Usage(&'static str),
 }
 
-/// Parses one line; `Ok(None)` for a blank line.
+/// Parses one line; `Ok(None)` for a blank line or a `#` comment.
 ///
 /// # Errors
 /// The line does not split (quotes, escapes) or is no valid command.
 pub fn parse_line(line: &str) -> Result<Option<ShellCommand>, ParseError> {
+    if line.trim_start().starts_with('#') {
+        return Ok(None);
+    }
     let words = split_args(line)?;
     if words.is_empty() {
         return Ok(None);
@@ -172,6 +179,8 @@ pub fn split_args(line: &str) -> Result<Vec<Vec<u8>>, ParseError> {
         while let Some(c) = chars.next_if(|c| !c.is_whitespace()) {
             if c == '"' {
                 quoted(&mut chars, &mut arg)?;
+            } else if c == '\'' {
+                single_quoted(&mut chars, &mut arg)?;
             } else {
                 push_char(&mut arg, c);
             }
@@ -199,6 +208,21 @@ fn quoted(chars: &mut impl Iterator<Item = char>, arg: &mut Vec<u8>) -> Result<(
                 }
                 other => return Err(ParseError::BadEscape(format!("\\{other}"))),
             },
+            c => push_char(arg, c),
+        }
+    }
+}
+
+/// Reads a single-quoted part (after its opening quote) into `arg`: every
+/// character as is, except `\'` for a quote.
+fn single_quoted(
+    chars: &mut std::iter::Peekable<impl Iterator<Item = char>>,
+    arg: &mut Vec<u8>,
+) -> Result<(), ParseError> {
+    loop {
+        match chars.next().ok_or(ParseError::UnclosedQuote)? {
+            '\'' => return Ok(()),
+            '\\' if chars.next_if_eq(&'\'').is_some() => arg.push(b'\''),
             c => push_char(arg, c),
         }
     }
@@ -246,6 +270,22 @@ mod tests {
         let args = split_args(r#"  set "hello world"  x"y"z "" "#).unwrap();
         let want: Vec<&[u8]> = vec![b"set", b"hello world", b"xyz", b""];
         assert_eq!(args, want);
+    }
+
+    #[test]
+    fn single_quotes_group_words_and_keep_backslashes() {
+        let args = split_args(r#"set 'hello world' 'it\'s' 'a\nb' x'y z'"#).unwrap();
+        let want: Vec<&[u8]> = vec![b"set", b"hello world", b"it's", b"a\\nb", b"xy z"];
+        assert_eq!(args, want);
+        assert_eq!(split_args("'open"), Err(ParseError::UnclosedQuote));
+    }
+
+    #[test]
+    fn comments_are_skipped() {
+        assert_eq!(parse_line("# set k v").unwrap(), None);
+        assert_eq!(parse_line("   #").unwrap(), None);
+        let get = ShellCommand::Get { key: b("#k") };
+        assert_eq!(parse_line("get #k").unwrap(), Some(get));
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod shell;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use bytes::Bytes;
 use bytes::BytesMut;
@@ -95,6 +96,44 @@ impl Client {
             outgoing,
             next_id: 1.into(),
         })
+    }
+
+    /// Connects to `addr` and checks that a NaiveKV server answers, both
+    /// within `timeout`: `token`, if any, is presented with Auth; otherwise
+    /// a Ping is sent (a server that wants a token still answers it, with
+    /// `UNAUTHENTICATED`, which shows it speaks the protocol). A peer that
+    /// speaks another protocol (a RESP port, an HTTP server) or nothing at
+    /// all fails here instead of hanging the caller.
+    ///
+    /// # Errors
+    /// [`ClientError::Connect`] with a hint when nothing that speaks the
+    /// native protocol answers in time; [`ClientError::Server`] when the
+    /// token is refused.
+    pub async fn connect_checked(
+        addr: SocketAddr,
+        timeout: Duration,
+        token: Option<&str>,
+    ) -> Result<Client, ClientError> {
+        let seconds = timeout.as_secs_f64();
+        let client = tokio::time::timeout(timeout, Client::connect(addr))
+            .await
+            .map_err(|_| ClientError::Connect {
+                addr: addr.to_string(),
+                message: format!("no connection within {seconds:.1} s"),
+            })??;
+        let answered = match token {
+            Some(token) => tokio::time::timeout(timeout, client.auth(token)).await,
+            None => match tokio::time::timeout(timeout, client.ping()).await {
+                Ok(Err(ClientError::Server { .. })) => Ok(Ok(())),
+                other => other,
+            },
+        };
+        match answered {
+            Ok(Ok(())) => Ok(client),
+            Ok(Err(e @ ClientError::Server { .. })) => Err(e),
+            Ok(Err(e)) => Err(not_native(addr, e.to_string())),
+            Err(_) => Err(not_native(addr, format!("no reply within {seconds:.1} s"))),
+        }
     }
 
     /// Sends `command` at once; the future gives the server's response.
@@ -247,6 +286,17 @@ impl Client {
                 other => Err(unexpected(&other)),
             }
         }
+    }
+}
+
+/// A connection that did not answer as a NaiveKV server should.
+fn not_native(addr: SocketAddr, reason: String) -> ClientError {
+    ClientError::Connect {
+        addr: addr.to_string(),
+        message: format!(
+            "{reason}; is this a NaiveKV native port (run_server --port), \
+             not the RESP port or another service?"
+        ),
     }
 }
 

@@ -1,10 +1,19 @@
 //! The shell behind `run_client`: runs [`ShellCommand`]s against a server
 //! and prints one line per result (errors as `(error) MESSAGE` on stderr).
 //! Three modes: one command from the process's arguments, one command per
-//! line of a non-terminal stdin, or an interactive prompt.
+//! line of a non-terminal stdin, or an interactive prompt with a history
+//! file.
+//!
+//! Like redis-cli, a shell whose connection was lost (the server restarted,
+//! or closed an idle connection) reconnects on the next command: a command
+//! that finds the connection gone, before it printed anything, reconnects,
+//! says so on stderr, and is sent again once. Every shell command is
+//! idempotent, so sending one again is safe.
 
 use std::io::{self, BufRead, Write};
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use bytes::Bytes;
 
@@ -41,7 +50,7 @@ pub async fn execute(
 ) -> Result<Flow, ShellError> {
     match command {
         ShellCommand::Get { key } => match client.get(key).await? {
-            Some(value) => writeln!(out, "{}", escape(&value))?,
+            Some(value) => writeln!(out, "{}", show(&value))?,
             None => writeln!(out, "(nil)")?,
         },
         ShellCommand::Set { key, value } => {
@@ -104,7 +113,7 @@ async fn scan(
         };
         let page = client.scan(request).await?;
         for (key, value) in &page.entries {
-            writeln!(out, "{}\t{}", escape(key), escape(value))?;
+            writeln!(out, "{}\t{}", show(key), show(value))?;
         }
         remaining = remaining.saturating_sub(page.entries.len() as u64);
         match page.continuation {
@@ -120,44 +129,73 @@ async fn scan(
     }
 }
 
-/// A connected shell with its own single-threaded runtime.
+/// Bytes for display, `""` for none (as redis-cli shows an empty string).
+fn show(bytes: &[u8]) -> String {
+    if bytes.is_empty() {
+        "\"\"".to_string()
+    } else {
+        escape(bytes)
+    }
+}
+
+/// Where and how the shell connects.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The server's address.
+    pub addr: SocketAddr,
+    /// Presented with Auth on every connection, if set.
+    pub token: Option<String>,
+    /// For the connection and the first reply (see
+    /// [`Client::connect_checked`]).
+    pub timeout: Duration,
+}
+
+/// A shell with its own single-threaded runtime and, while connected, a
+/// client.
 pub struct Shell {
     runtime: tokio::runtime::Runtime,
-    client: Client,
-    addr: SocketAddr,
+    /// `None` after a lost connection, until the next command reconnects.
+    client: Option<Client>,
+    target: Target,
 }
 
 impl Shell {
-    /// Connects to `addr`.
+    /// Connects to `target` and checks the server answers.
     ///
     /// # Errors
-    /// The runtime cannot start or the server cannot be reached.
-    pub fn connect(addr: SocketAddr) -> Result<Shell, ClientError> {
+    /// The runtime cannot start, the server cannot be reached, does not
+    /// answer in time, or refuses the token.
+    pub fn connect(target: Target) -> Result<Shell, ClientError> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|e| ClientError::Connect {
-                addr: addr.to_string(),
+                addr: target.addr.to_string(),
                 message: e.to_string(),
             })?;
-        let client = runtime.block_on(Client::connect(addr))?;
-        Ok(Shell {
+        let mut shell = Shell {
             runtime,
-            client,
-            addr,
-        })
+            client: None,
+            target,
+        };
+        shell.reconnect()?;
+        Ok(shell)
     }
 
-    /// Sends `token` (see [`Client::auth`]) before any command.
-    ///
-    /// # Errors
-    /// The server refused the token or the connection failed.
-    pub fn authenticate(&self, token: String) -> Result<(), ClientError> {
-        self.runtime.block_on(self.client.auth(token))
+    fn reconnect(&mut self) -> Result<(), ClientError> {
+        let Target {
+            addr,
+            token,
+            timeout,
+        } = &self.target;
+        let connecting = Client::connect_checked(*addr, *timeout, token.as_deref());
+        let client = self.runtime.block_on(connecting)?;
+        self.client = Some(client);
+        Ok(())
     }
 
     /// Runs one command given as words; false if it failed.
-    pub fn run_words(&self, words: Vec<Vec<u8>>) -> bool {
+    pub fn run_words(&mut self, words: Vec<Vec<u8>>) -> bool {
         match parse_words(words) {
             Ok(command) => self.run(command).0,
             Err(e) => report(&e),
@@ -165,8 +203,8 @@ impl Shell {
     }
 
     /// Runs one command per line of `input` until its end or `quit`; false
-    /// if any command failed.
-    pub fn run_lines(&self, input: impl BufRead) -> bool {
+    /// if any command failed. Blank lines and `#` comments are skipped.
+    pub fn run_lines(&mut self, input: impl BufRead) -> bool {
         let mut ok = true;
         for line in input.lines() {
             let line = match line {
@@ -182,30 +220,43 @@ impl Shell {
         ok
     }
 
-    /// The interactive prompt with line editing and history, until `quit`
-    /// or end of input. False if the terminal could not be used.
-    pub fn run_interactive(&self) -> bool {
+    /// The interactive prompt with line editing, until `quit` or end of
+    /// input; history is read from and saved to `history` if given. False
+    /// if the terminal could not be used.
+    pub fn run_interactive(&mut self, history: Option<&Path>) -> bool {
         let mut editor = match rustyline::DefaultEditor::new() {
             Ok(editor) => editor,
             Err(e) => return report(&e),
         };
-        let prompt = format!("naivekv {}> ", self.addr);
-        loop {
+        if let Some(path) = history {
+            // A missing file is the first session's normal state.
+            let _ = editor.load_history(path);
+        }
+        let prompt = format!("naivekv {}> ", self.target.addr);
+        let ok = loop {
             match editor.readline(&prompt) {
                 Ok(line) => {
-                    let _ = editor.add_history_entry(line.as_str());
+                    if remembered(&line) {
+                        let _ = editor.add_history_entry(line.as_str());
+                    }
                     if self.run_line(&line).1 == Flow::Quit {
-                        return true;
+                        break true;
                     }
                 }
                 Err(rustyline::error::ReadlineError::Interrupted) => continue,
-                Err(rustyline::error::ReadlineError::Eof) => return true,
-                Err(e) => return report(&e),
+                Err(rustyline::error::ReadlineError::Eof) => break true,
+                Err(e) => break report(&e),
             }
+        };
+        if let Some(path) = history
+            && let Err(e) = editor.save_history(path)
+        {
+            eprintln!("(warning) history not saved to {}: {e}", path.display());
         }
+        ok
     }
 
-    fn run_line(&self, line: &str) -> (bool, Flow) {
+    fn run_line(&mut self, line: &str) -> (bool, Flow) {
         match parse_line(line) {
             Ok(Some(command)) => self.run(command),
             Ok(None) => (true, Flow::Continue),
@@ -213,21 +264,124 @@ impl Shell {
         }
     }
 
-    fn run(&self, command: ShellCommand) -> (bool, Flow) {
-        let mut out = io::stdout().lock();
-        let result = self
-            .runtime
-            .block_on(execute(&self.client, command, &mut out));
-        let _ = out.flush();
+    /// Runs `command`, reconnecting first if the connection was lost, and
+    /// once more after reconnecting if it finds the connection gone.
+    fn run(&mut self, command: ShellCommand) -> (bool, Flow) {
+        let (mut result, printed) = self.attempt(command.clone());
+        // A connection that broke after output was printed broke during
+        // the command (a scan's later page): sending it again would print
+        // that output twice.
+        if let Err(ShellError::Client(ClientError::Disconnected(reason))) = &result
+            && !printed
+        {
+            eprintln!(
+                "(connection lost: {reason}; reconnecting to {})",
+                self.target.addr
+            );
+            self.client = None;
+            result = self.attempt(command).0;
+        }
+        if let Err(ShellError::Client(ClientError::Disconnected(_) | ClientError::Connect { .. })) =
+            &result
+        {
+            self.client = None;
+        }
         match result {
             Ok(flow) => (true, flow),
             Err(e) => (report(&e), Flow::Continue),
         }
     }
+
+    /// Runs `command` once, connecting first if needed; its result, and
+    /// whether it printed anything.
+    fn attempt(&mut self, command: ShellCommand) -> (Result<Flow, ShellError>, bool) {
+        if command == ShellCommand::Quit {
+            return (Ok(Flow::Quit), false);
+        }
+        if self.client.is_none()
+            && let Err(e) = self.reconnect()
+        {
+            return (Err(e.into()), false);
+        }
+        let Some(client) = &self.client else {
+            let lost = ClientError::Disconnected("not connected".into());
+            return (Err(lost.into()), false);
+        };
+        let mut out = Counted {
+            inner: io::stdout().lock(),
+            bytes: 0,
+        };
+        let result = self.runtime.block_on(execute(client, command, &mut out));
+        let _ = out.flush();
+        (result, out.bytes > 0)
+    }
+}
+
+/// A writer that counts the bytes written through it.
+struct Counted<W> {
+    inner: W,
+    bytes: usize,
+}
+
+impl<W: Write> Write for Counted<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let written = self.inner.write(buf)?;
+        self.bytes += written;
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Whether an interactive line goes into the history: not blank, and not an
+/// `auth` line (its token would be written to the history file).
+pub fn remembered(line: &str) -> bool {
+    let first = line.split_whitespace().next().unwrap_or_default();
+    !first.is_empty() && !first.eq_ignore_ascii_case("auth")
+}
+
+/// The history file: `~/.naivekv_history`, `None` when `HOME` is not set.
+pub fn default_history_file() -> Option<PathBuf> {
+    let home = std::env::var_os("HOME").filter(|home| !home.is_empty())?;
+    Some(PathBuf::from(home).join(".naivekv_history"))
 }
 
 /// Prints `(error) MESSAGE` on stderr; always false (the command failed).
 fn report(error: &dyn std::fmt::Display) -> bool {
     eprintln!("(error) {error}");
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blank_and_auth_lines_are_not_remembered() {
+        assert!(remembered("get k"));
+        assert!(remembered("  set k v"));
+        assert!(!remembered(""));
+        assert!(!remembered(" \t "));
+        assert!(!remembered("auth s3cret"));
+        assert!(!remembered("AUTH s3cret"));
+    }
+
+    #[test]
+    fn counted_counts_what_it_writes() {
+        let mut out = Counted {
+            inner: Vec::new(),
+            bytes: 0,
+        };
+        write!(out, "OK").unwrap();
+        writeln!(out).unwrap();
+        assert_eq!((out.bytes, out.inner.as_slice()), (3, &b"OK\n"[..]));
+    }
+
+    #[test]
+    fn empty_values_show_as_two_quotes() {
+        assert_eq!(show(b""), "\"\"");
+        assert_eq!(show(b"v"), "v");
+    }
 }

@@ -125,6 +125,17 @@ impl Compactor {
         };
         let manager = self.segment_manager.clone();
         let counters = self.counters.clone();
+        let bytes_in: u64 = merge
+            .inputs
+            .iter()
+            .flatten()
+            .map(|s| s.meta.file_size)
+            .sum();
+        let (started, inputs, level) = (
+            std::time::Instant::now(),
+            task.inputs.len(),
+            task.output_level,
+        );
         let work = async move {
             let outputs = actix_rt::task::spawn_blocking(move || merge.run())
                 .await
@@ -144,6 +155,10 @@ impl Compactor {
             let set = installed.await.unwrap_or(Err(Error::Closed))?;
             Counters::add(&counters.compactions, 1);
             Counters::add(&counters.compaction_bytes, bytes);
+            let ms = started.elapsed().as_millis();
+            log::info!(
+                "compacted {inputs} segment(s) into level {level}: {bytes_in} bytes in, {bytes} bytes out, {ms} ms"
+            );
             Ok(set)
         };
         ctx.spawn(

@@ -268,8 +268,13 @@ impl JobContext {
     /// create one): a database always keeps a WAL at or above that number,
     /// which is how open tells a deleted live WAL from a flushed one.
     fn flush(&self, frozen: &FrozenMemtable) -> Result<JobResult> {
+        let started = std::time::Instant::now();
         let metas = write_segments(&self.options, &self.numbers, self.table_options(), frozen)?;
         let bytes: u64 = metas.iter().map(|m| m.file_size).sum();
+        let (keys, segments) = (
+            metas.iter().map(|m| m.entry_count).sum::<u64>(),
+            metas.len(),
+        );
         let flushed_seq = self.flushed_seq.max(frozen.max_seq);
         let wals = DirectoryFiles::list(self.options.fs.as_ref(), &self.options.directory)?.wals;
         let newer_wal_exists = wals.iter().any(|n| *n > frozen.wal_number);
@@ -287,6 +292,11 @@ impl JobContext {
         }
         Counters::add(&self.counters.flushes, 1);
         Counters::add(&self.counters.flush_bytes, bytes);
+        let ms = started.elapsed().as_millis();
+        log::info!(
+            "flushed WAL {}: {keys} entries, {bytes} bytes in {segments} segment(s), {ms} ms",
+            frozen.wal_number
+        );
         Ok(JobResult {
             set,
             flushed_seq,

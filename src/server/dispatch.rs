@@ -167,6 +167,9 @@ pub fn error_code(error: &Error) -> ErrorCode {
 
 /// `Reply::Error` for an engine error.
 pub fn error_reply(err: &Error) -> Reply {
+    if let Error::Corruption { .. } = err {
+        log::error!("a read hit corruption, replied CORRUPTION: {err}");
+    }
     error(error_code(err), err.to_string())
 }
 

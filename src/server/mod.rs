@@ -18,6 +18,7 @@ pub mod codec;
 pub(crate) mod connections;
 pub mod dispatch;
 pub mod listener;
+pub mod metrics;
 pub mod session;
 pub mod timeouts;
 

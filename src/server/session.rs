@@ -295,7 +295,7 @@ impl StreamHandler<Inbound> for Session {
                 self.reading_done = true;
             }
             Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
-                log::info!("closing a connection: {e}");
+                log::debug!("closing a connection: {e}");
                 self.reading_done = true;
             }
             Err(e) => {

@@ -180,6 +180,9 @@ pub fn not_an_integer() -> Reply {
 
 /// An engine error as a reply: `ERR ` and the engine's message.
 pub fn engine_error(error: &crate::Error) -> Reply {
+    if let crate::Error::Corruption { .. } = error {
+        log::error!("a read hit corruption, replied an error to a RESP client: {error}");
+    }
     Reply::err(error)
 }
 

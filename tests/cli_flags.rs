@@ -1,0 +1,118 @@
+//! `run_server`'s flags: bad values are refused at start with one clear
+//! error and exit code 2; sizes take units and hosts are names; a config
+//! file sets flags, the command line overrides it.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod cli_support;
+
+use cli_support::{ServerProcess, refused};
+
+#[test]
+fn bad_values_are_refused_with_the_flag_named() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["--workers", "0"], "--workers must be at least 1"),
+        (
+            &["--sync", "interval", "--sync-interval-ms", "0"],
+            "--sync-interval-ms must be at least 1",
+        ),
+        (
+            &["--memtable-bytes", "1"],
+            "--memtable-bytes must be at least 1MiB",
+        ),
+        (&["--memtable-bytes", "64 parsecs"], "unknown size unit"),
+        (
+            &["--max-frame-bytes", "10"],
+            "--max-frame-bytes must be at least",
+        ),
+        (
+            &["--max-connections", "0"],
+            "--max-connections must be at least 1",
+        ),
+        (
+            &["--port", "1029", "--resp-port", "1029"],
+            "--port and --resp-port are both 1029",
+        ),
+        (
+            &["--resp-port", "7000", "--metrics-port", "7000"],
+            "--resp-port and --metrics-port are both 7000",
+        ),
+        (&["--ip", "no-such-host.invalid"], "cannot resolve host"),
+    ];
+    for (args, message) in cases {
+        let out = refused(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        let first = stderr.lines().next().unwrap_or_default();
+        assert!(first.starts_with("error: "), "{args:?}: {stderr}");
+        assert!(first.contains(message), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn sizes_with_units_and_host_names_are_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "--ip",
+        "localhost",
+        "--port",
+        "0",
+        "--memtable-bytes",
+        "4MiB",
+        "--block-cache-bytes",
+        "1M",
+        "--max-frame-bytes",
+        "1GB",
+        "--sync",
+        "interval",
+        "--sync-interval-ms",
+        "1",
+    ];
+    let server = ServerProcess::start(&dir.path().join("db"), &args);
+    assert!(server.native().ip().is_loopback(), "{}", server.listening);
+    assert!(server.stop().success());
+}
+
+#[test]
+fn the_startup_line_says_version_directory_sync_and_ports() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    let args = ["--port", "0", "--sync", "none", "--resp-port", "0"];
+    let server = ServerProcess::start(&db, &args);
+    let banner = server.startup.first().unwrap().clone();
+    let version = format!("NaiveKV {} starting", env!("CARGO_PKG_VERSION"));
+    for part in [
+        version.as_str(),
+        &format!("directory {}", db.display()),
+        "sync none",
+        "memtable budget 64.0 MiB",
+        "native port 0",
+        "RESP port 0",
+        "metrics port off",
+    ] {
+        assert!(banner.contains(part), "{part} missing from {banner}");
+    }
+    assert!(server.listening.contains("(RESP)"), "{}", server.listening);
+    assert!(server.stop().success());
+}
+
+#[test]
+fn a_config_file_sets_flags_and_the_command_line_overrides_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("naivekv.toml");
+    let text = "# a service\nport = 0\nresp_port = 0\nsync = \"none\"\nmemtable-bytes = '4MiB'\n";
+    std::fs::write(&config, text).unwrap();
+    let config_arg = config.to_str().unwrap();
+    let args = ["--config", config_arg, "--sync", "always"];
+    let server = ServerProcess::start(&dir.path().join("db"), &args);
+    let banner = server.startup.first().unwrap().clone();
+    assert!(banner.contains("sync always"), "{banner}");
+    assert!(banner.contains("memtable budget 4.0 MiB"), "{banner}");
+    assert!(server.listening.contains("(RESP)"), "{}", server.listening);
+    assert!(server.stop().success());
+
+    std::fs::write(&config, "port = 0\nworkerz = 2\n").unwrap();
+    let out = refused(&["--config", config_arg]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("line 2: unknown key `workerz`"), "{stderr}");
+}

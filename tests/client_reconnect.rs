@@ -1,0 +1,132 @@
+//! `run_client` reconnects on the next command after the server restarted
+//! or closed an idle connection, and fails within its timeout, with a hint,
+//! when pointed at a port that does not speak the native protocol.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod cli_support;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{Receiver, channel};
+use std::time::{Duration, Instant};
+
+use cli_support::{PATIENCE, ServerProcess, wait_for};
+
+/// A `run_client` in stdin mode, fed and read line by line.
+struct Shell {
+    child: Child,
+    input: ChildStdin,
+    output: Receiver<String>,
+}
+
+impl Shell {
+    fn start(port: u16) -> Shell {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_run_client"))
+            .args(["-p", &port.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let input = child.stdin.take().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, output) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                if tx.send(line.unwrap()).is_err() {
+                    return;
+                }
+            }
+        });
+        Shell {
+            child,
+            input,
+            output,
+        }
+    }
+
+    /// Sends `line` and gives the next line of output.
+    fn send(&mut self, line: &str) -> String {
+        writeln!(self.input, "{line}").unwrap();
+        self.output.recv_timeout(PATIENCE).expect("an answer")
+    }
+
+    /// Ends the input; the exit code and stderr.
+    fn finish(mut self) -> (Option<i32>, String) {
+        drop(self.input);
+        let status = wait_for(&mut self.child);
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut self.child.stderr.take().unwrap(), &mut stderr).unwrap();
+        (status.code(), stderr)
+    }
+}
+
+#[test]
+fn the_shell_reconnects_after_a_server_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    let server = ServerProcess::start(&db, &["--port", "0", "--sync", "none"]);
+    let port = server.native().port();
+    let mut shell = Shell::start(port);
+    assert_eq!(shell.send("set a 1"), "OK");
+    assert!(server.stop().success());
+    let port_arg = port.to_string();
+    let _server = ServerProcess::start(&db, &["--port", &port_arg, "--sync", "none"]);
+    assert_eq!(shell.send("get a"), "1");
+    assert_eq!(shell.send("ping"), "PONG");
+    let (code, stderr) = shell.finish();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("reconnecting"), "{stderr}");
+}
+
+#[test]
+fn the_shell_reconnects_after_an_idle_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["--port", "0", "--sync", "none", "--idle-timeout", "0.2"];
+    let server = ServerProcess::start(&dir.path().join("db"), &args);
+    let mut shell = Shell::start(server.native().port());
+    assert_eq!(shell.send("set k v"), "OK");
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(shell.send("get k"), "v");
+    let (code, stderr) = shell.finish();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("reconnecting"), "{stderr}");
+}
+
+/// Runs `run_client --timeout 1 -p PORT ping`: exit code, stderr and time.
+fn ping_with_timeout(port: u16) -> (Option<i32>, String, Duration) {
+    let started = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_run_client"))
+        .args(["--timeout", "1", "-p", &port.to_string(), "ping"])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let status = wait_for(&mut child);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (status.code(), stderr, started.elapsed())
+}
+
+#[test]
+fn a_silent_port_fails_within_the_timeout_with_a_hint() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let (code, stderr, took) = ping_with_timeout(silent.local_addr().unwrap().port());
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+    assert!(stderr.contains("no reply within 1.0 s"), "{stderr}");
+    assert!(stderr.contains("NaiveKV native port"), "{stderr}");
+}
+
+#[test]
+fn the_resp_port_fails_with_a_hint() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["--port", "0", "--resp-port", "0", "--sync", "none"];
+    let server = ServerProcess::start(&dir.path().join("db"), &args);
+    let (code, stderr, took) = ping_with_timeout(server.resp().port());
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("NaiveKV native port"), "{stderr}");
+}

@@ -1,0 +1,96 @@
+//! `run_server --metrics-port`: `GET /metrics` in the Prometheus text
+//! format, with values that move as the server works.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod cli_support;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::Command;
+use std::time::Duration;
+
+use cli_support::ServerProcess;
+
+/// The raw HTTP response to `request`.
+fn http(addr: SocketAddr, request: &str) -> String {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
+/// The value of the sample line `name value` in a scrape.
+fn sample(scrape: &str, name: &str) -> u64 {
+    let line = scrape
+        .lines()
+        .find(|line| line.split(' ').next() == Some(name))
+        .unwrap_or_else(|| panic!("{name} missing from:\n{scrape}"));
+    line.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+fn scrape(addr: SocketAddr) -> String {
+    let response = http(addr, "GET /metrics HTTP/1.1\r\nHost: test\r\n\r\n");
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+    assert!(
+        head.contains("Content-Type: text/plain; version=0.0.4"),
+        "{head}"
+    );
+    body.to_string()
+}
+
+#[test]
+fn a_scrape_shows_counters_that_move() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["--port", "0", "--metrics-port", "0", "--sync", "none"];
+    let server = ServerProcess::start(&dir.path().join("db"), &args);
+    assert!(server.metrics().ip().is_loopback(), "loopback by default");
+    let before = scrape(server.metrics());
+    assert!(
+        before.contains("# TYPE naivekv_writes_total counter"),
+        "{before}"
+    );
+    assert!(
+        before.contains("# TYPE naivekv_memtable_bytes gauge"),
+        "{before}"
+    );
+    assert_eq!(sample(&before, "naivekv_writes_total"), 0);
+    assert_eq!(sample(&before, "naivekv_gets_total"), 0);
+    assert!(sample(&before, "process_resident_memory_bytes") > 0);
+
+    let port = server.native().port().to_string();
+    let script = "set a 1\nset b 2\nset c 3\nget a\n";
+    let mut client = Command::new(env!("CARGO_BIN_EXE_run_client"))
+        .args(["--port", &port])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    client
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    assert!(client.wait().unwrap().success());
+
+    let after = scrape(server.metrics());
+    assert_eq!(sample(&after, "naivekv_writes_total"), 3);
+    assert_eq!(sample(&after, "naivekv_gets_total"), 1);
+    assert!(sample(&after, "naivekv_memtable_bytes") > 0);
+    assert!(server.stop().success());
+}
+
+#[test]
+fn other_paths_and_methods_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["--port", "0", "--metrics-port", "0", "--sync", "none"];
+    let server = ServerProcess::start(&dir.path().join("db"), &args);
+    let response = http(server.metrics(), "GET / HTTP/1.1\r\n\r\n");
+    assert!(response.starts_with("HTTP/1.1 404"), "{response}");
+    let response = http(server.metrics(), "POST /metrics HTTP/1.1\r\n\r\n");
+    assert!(response.starts_with("HTTP/1.1 405"), "{response}");
+}
