@@ -20,7 +20,7 @@ use tokio::sync::oneshot;
 
 /// Serves a NaiveKV database over TCP (protocol: docs/PROTOCOL.md).
 /// Sizes take units: 65536, 4KiB, 64MiB, 1GiB (or K, M, G; KB, MB, GB are
-/// powers of 1000). Operating guide: docs/OPERATIONS.md.
+/// powers of 1000). Operating guide: docs/OPERATING.md.
 #[derive(Debug, Parser)]
 #[command(name = "run_server", version, about, args_override_self = true)]
 struct Args {

@@ -93,12 +93,12 @@ pub fn check_database(fs: &dyn FileSystem, directory: &Path) -> Result<CheckRepo
         Ok(Some(manifest)) => manifest,
         Ok(None) => {
             if let Err(error) = files.refuse_if_not_new(directory) {
-                report.problem(MANIFEST_FILE, error_detail(&error, directory));
+                report.problem(MANIFEST_FILE, error.client_message());
             }
             Manifest::default()
         }
         Err(error) => {
-            report.problem(MANIFEST_FILE, error_detail(&error, directory));
+            report.problem(MANIFEST_FILE, error.client_message());
             Manifest::default()
         }
     };
@@ -138,7 +138,7 @@ fn check_named_segments(
                 report.segments_checked += 1;
                 report.entries_checked += entries;
             }
-            Err(error) => report.problem(&name, error_detail(&error, directory)),
+            Err(error) => report.problem(&name, error.client_message()),
         }
     }
 }
@@ -203,13 +203,13 @@ fn check_wals(
                     report.note(&name, format!("torn last record at offset {at}, dropped"));
                 }
             }
-            Err(error) => report.problem(&name, error_detail(&error, directory)),
+            Err(error) => report.problem(&name, error.client_message()),
         }
     }
     match replay_wals(fs, directory, &readable, manifest) {
         Ok(replayed) => replayed.last_seq,
         Err(error) => {
-            report.problem(error_file(&error), error_detail(&error, directory));
+            report.problem(error_file(&error), error.client_message());
             0
         }
     }
@@ -240,7 +240,7 @@ fn check_unnamed_segments(
                 ),
             ),
             Ok(_) => report.note(&name, "not named by the MANIFEST; a leftover open removes"),
-            Err(error) => report.problem(&name, error_detail(&error, directory)),
+            Err(error) => report.problem(&name, error.client_message()),
         }
     }
 }
@@ -254,9 +254,4 @@ fn error_file(error: &Error) -> String {
             .unwrap_or_default(),
         _ => String::new(),
     }
-}
-
-/// An error's message with the directory's path taken out.
-fn error_detail(error: &Error, directory: &Path) -> String {
-    error.to_client_message(directory)
 }

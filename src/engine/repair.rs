@@ -155,7 +155,7 @@ fn readable_segments(
                 readers.push(reader);
             }
             Err(error) => {
-                let why = error.to_client_message(directory);
+                let why = error.client_message();
                 move_to_lost(fs, directory, &name, &why, report)?;
             }
         }

@@ -1,7 +1,7 @@
 //! The Prometheus endpoint (`run_server --metrics-port`): a tiny HTTP/1.x
 //! responder that answers `GET /metrics` with the engine's statistics
 //! ([`Db::stats`]) and two process gauges in the Prometheus text format
-//! (version 0.0.4). Every metric is listed in `docs/OPERATIONS.md`.
+//! (version 0.0.4). Every metric is listed in `docs/OPERATING.md`.
 //!
 //! One request per connection, answered and closed; a request must arrive
 //! within [`REQUEST_TIMEOUT`] and fit in [`MAX_REQUEST_BYTES`].
