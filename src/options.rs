@@ -4,6 +4,8 @@
 use std::net::{IpAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::Arc;
+
+pub use crate::format::sstable::Compression;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
@@ -54,6 +56,11 @@ pub struct Options {
     pub block_cache_bytes: usize,
     /// Bloom filter bits per key; default 10 (about 1% false positives).
     pub bloom_bits_per_key: usize,
+    /// How new SSTable data blocks are compressed; default
+    /// [`Compression::None`]. Each block records how it is stored, so
+    /// tables written with different settings are read alike, and a block
+    /// that compression would not shrink is stored raw.
+    pub compression: Compression,
     /// Compaction splits its output into segments of about this size;
     /// default 32 MiB.
     pub target_segment_bytes: u64,
@@ -86,6 +93,7 @@ impl Options {
             block_bytes: 4 << 10,
             block_cache_bytes: 32 << 20,
             bloom_bits_per_key: 10,
+            compression: Compression::None,
             target_segment_bytes: 32 << 20,
             l0_compaction_trigger: 4,
             l0_stall_trigger: 12,

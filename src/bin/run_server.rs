@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser, ValueEnum};
+use naive_kv::options::Compression;
 use naive_kv::options::{MIN_MEMTABLE_BYTES, display_size, parse_host, parse_size};
 use naive_kv::resp::{self, RespConfig};
 use naive_kv::server::{self, ServerConfig, auth, metrics};
@@ -66,6 +67,10 @@ struct Args {
     /// Memory for cached data blocks (default 32MiB; 0 turns it off).
     #[arg(long, value_parser = parse_size)]
     block_cache_bytes: Option<usize>,
+    /// How new segment data blocks are compressed (existing files keep
+    /// theirs).
+    #[arg(long, value_enum, default_value_t = BlockCompression::None)]
+    compression: BlockCompression,
     /// Longest request frame accepted, at least 1KiB (default 64MiB).
     #[arg(long, default_value_t = server::DEFAULT_MAX_FRAME_BYTES, value_parser = parse_size)]
     max_frame_bytes: usize,
@@ -97,6 +102,15 @@ enum Sync {
     Interval,
     /// Never fdatasync; leave it to the operating system.
     None,
+}
+
+/// `--compression` values.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum BlockCompression {
+    /// Blocks stored raw.
+    None,
+    /// LZ4, for blocks it shrinks by at least an eighth.
+    Lz4,
 }
 
 /// The smallest `--max-frame-bytes`: room for a request's header and a key.
@@ -161,6 +175,10 @@ impl Args {
         if let Some(bytes) = self.block_cache_bytes {
             options.block_cache_bytes = bytes;
         }
+        options.compression = match self.compression {
+            BlockCompression::None => Compression::None,
+            BlockCompression::Lz4 => Compression::Lz4,
+        };
         options
     }
 

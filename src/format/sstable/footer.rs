@@ -43,16 +43,20 @@ pub struct TableIdentity {
 }
 
 impl Footer {
-    /// The footer's bytes, in the version this code writes.
+    /// The footer's bytes: version 2 with an identity, version 1 without
+    /// (what tests use to make version-1 tables).
     pub(super) fn encode(&self) -> Vec<u8> {
         let mut buf = Vec::with_capacity(FOOTER_LEN as usize);
-        let identity = self.identity.unwrap_or_default();
         for field in self.fields() {
             put_u64(&mut buf, field);
         }
-        put_u64(&mut buf, identity.file_number);
-        put_u64(&mut buf, identity.database_id);
-        put_u32(&mut buf, FORMAT_VERSION);
+        if let Some(identity) = self.identity {
+            put_u64(&mut buf, identity.file_number);
+            put_u64(&mut buf, identity.database_id);
+            put_u32(&mut buf, FORMAT_VERSION);
+        } else {
+            put_u32(&mut buf, 1);
+        }
         let crc = masked_crc(&buf);
         put_u32(&mut buf, crc);
         put_u64(&mut buf, MAGIC);
@@ -144,15 +148,11 @@ mod tests {
 
     /// A version 1 footer, as tables written before version 2 end.
     fn version_1(footer: &Footer) -> Vec<u8> {
-        let mut buf = Vec::new();
-        for field in footer.fields() {
-            put_u64(&mut buf, field);
+        Footer {
+            identity: None,
+            ..*footer
         }
-        put_u32(&mut buf, 1);
-        let crc = masked_crc(&buf);
-        put_u32(&mut buf, crc);
-        put_u64(&mut buf, MAGIC);
-        buf
+        .encode()
     }
 
     #[test]

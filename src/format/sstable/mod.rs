@@ -45,6 +45,13 @@
 //!
 //! Keys are strictly increasing within a block and across blocks.
 //!
+//! In a version-2 table each data block's bytes (what its crc and its index
+//! length cover) are the entries stored one of two ways, named by a last
+//! byte (see `compression.rs`): `[entries][0]` raw, or `[raw_len u32][LZ4
+//! block][1]` when `TableOptions::compression` is LZ4 and it saves at least
+//! an eighth. Block size limits apply to the entries before compression. A
+//! version-1 table's blocks are the entries alone.
+//!
 //! ## Filter block
 //!
 //! A bloom filter over every key in the table:
@@ -123,6 +130,7 @@
 mod block;
 mod bloom;
 mod cache;
+mod compression;
 mod footer;
 mod index;
 mod iter;
@@ -148,6 +156,19 @@ pub struct TableOptions {
     pub block_bytes: usize,
     /// Bloom filter bits per key.
     pub bloom_bits_per_key: usize,
+    /// How data blocks are compressed.
+    pub compression: Compression,
+}
+
+/// How SSTable data blocks are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Compression {
+    /// Raw.
+    #[default]
+    None,
+    /// LZ4 block compression (`lz4_flex`, pure Rust), for blocks it shrinks
+    /// by at least an eighth.
+    Lz4,
 }
 
 impl From<&crate::Options> for TableOptions {
@@ -156,6 +177,7 @@ impl From<&crate::Options> for TableOptions {
         TableOptions {
             block_bytes: options.block_bytes,
             bloom_bits_per_key: options.bloom_bits_per_key,
+            compression: options.compression,
         }
     }
 }

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use super::block::{Block, decode_block};
 use super::bloom::BloomFilter;
 use super::cache::BlockCache;
+use super::compression::decode_block as decode_stored_block;
 use super::footer::{Footer, TableIdentity};
 use super::index::{BlockHandle, Index};
 use super::iter::SstableIter;
@@ -213,9 +214,18 @@ impl SstableReader {
     }
 
     /// The checked bytes of data block number `block`, without its crc.
+    /// (Decompressed, for a version-2 table.)
     fn read_block_data(&self, block: usize, wait: Wait) -> Result<Option<Bytes>> {
         let (handle, _) = self.handle_and_previous(block)?;
-        self.file.read_checked(handle.offset, handle.len, wait)
+        let Some(stored) = self.file.read_checked(handle.offset, handle.len, wait)? else {
+            return Ok(None);
+        };
+        if self.footer.identity.is_none() {
+            return Ok(Some(stored));
+        }
+        decode_stored_block(stored)
+            .map(Some)
+            .map_err(|m| self.file.corrupt(handle.offset, m))
     }
 
     /// Checks and indexes data block number `block`, read as `data`.

@@ -61,6 +61,7 @@ impl ReadableFile for MemReadable {
 pub(super) const OPTIONS: TableOptions = TableOptions {
     block_bytes: 256,
     bloom_bits_per_key: 10,
+    compression: Compression::None,
 };
 
 pub(super) fn entry(key: impl Into<Vec<u8>>, seq: u64, value: Option<&[u8]>) -> Entry {
@@ -332,4 +333,43 @@ fn readers_can_be_shared_between_threads() {
     shared::<SstableReader>();
     fn sendable<T: Send>() {}
     sendable::<SstableIter>();
+}
+
+#[test]
+fn lz4_tables_are_smaller_and_read_back_the_same() -> Result<()> {
+    let entries: Vec<Entry> = (0..300)
+        .map(|i| {
+            let value = format!("{{\"id\":{i},\"name\":\"user name\",\"active\":true}}");
+            entry(format!("user:{i:06}"), i + 1, Some(value.as_bytes()))
+        })
+        .collect();
+    let lz4 = TableOptions {
+        block_bytes: 4096,
+        compression: Compression::Lz4,
+        ..OPTIONS
+    };
+    let (compressed, _) = build(&entries, lz4)?;
+    let raw = TableOptions {
+        compression: Compression::None,
+        ..lz4
+    };
+    let (plain, _) = build(&entries, raw)?;
+    assert!(
+        compressed.len() * 2 < plain.len(),
+        "{} vs {} bytes",
+        compressed.len(),
+        plain.len()
+    );
+    let table = open(compressed)?;
+    for e in &entries {
+        assert_eq!(table.get(&e.key)?, Lookup::Found(e.clone()));
+    }
+    let mut iter = table.iter((Unbounded, Unbounded), true);
+    let mut back = Vec::new();
+    while let Some(e) = iter.next_entry()? {
+        back.push(e);
+    }
+    back.reverse();
+    assert_eq!(back, entries);
+    Ok(())
 }

@@ -7,6 +7,7 @@ use bytes::Bytes;
 
 use super::block::{encode_entry, encoded_len};
 use super::bloom::{build_filter, key_hash};
+use super::compression::encode_block;
 use super::footer::{FOOTER_LEN, Footer, TableIdentity};
 use super::index::{BlockHandle, encode_handle, encode_smallest_key};
 use super::{CRC_LEN, TableOptions};
@@ -176,12 +177,13 @@ impl SstableWriter {
             return Ok(());
         }
         let block = std::mem::take(&mut self.block);
+        let stored = encode_block(&block, self.options.compression);
         let handle = BlockHandle {
             last_key,
             offset: self.offset,
-            len: block.len() as u64,
+            len: stored.len() as u64,
         };
-        self.write_checksummed(&block)?;
+        self.write_checksummed(&stored)?;
         encode_handle(&handle, &mut self.index);
         // Reuse the buffer unless one huge entry grew it.
         if block.capacity() <= 2 * self.options.block_bytes {
