@@ -14,6 +14,7 @@
 
 mod batch;
 mod check;
+mod checkpoint;
 mod compaction;
 mod compactor;
 mod inventory;
@@ -44,6 +45,7 @@ use crate::fs::DirectoryLock;
 use crate::{Error, Options, Result};
 pub use batch::WriteBatch;
 pub use check::{CheckReport, Finding, check_database};
+pub use checkpoint::Checkpointed;
 use compactor::{CloseCompactor, CompactAll, Compactor};
 use memtable::{Close, Flush, Gauges, MemtableActor, MemtableStart, ReadView, Write};
 use read_pool::{RangeScan, ReadWorker, SegmentGet};

@@ -10,12 +10,14 @@
 
 use std::collections::VecDeque;
 use std::ops::Bound;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
+use super::checkpoint::{Checkpointed, write_checkpoint};
 use super::compaction::CompactionTask;
 use super::compactor::{Compactor, SetChanged};
 use super::inventory::DirectoryFiles;
@@ -66,9 +68,19 @@ pub struct CloseSegments {
     pub reply: oneshot::Sender<()>,
 }
 
+/// Writes a checkpoint of the current segment set (see `checkpoint.rs`);
+/// queued behind running jobs, so no segment it links is removed under it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CheckpointSegments {
+    pub target: PathBuf,
+    pub reply: oneshot::Sender<Result<Checkpointed>>,
+}
+
 enum Job {
     Flush(Arc<FrozenMemtable>),
     Install(InstallCompaction),
+    Checkpoint(CheckpointSegments),
 }
 
 /// What the manager starts from, as recovery left it.
@@ -156,6 +168,16 @@ impl SegmentManager {
                 ctx.spawn(fut.into_actor(self).map(move |result, act, ctx| {
                     act.busy = false;
                     act.flush_finished(result, frozen, ctx);
+                    act.run_next(ctx);
+                }));
+            }
+            Job::Checkpoint(request) => {
+                let target = request.target;
+                let work = actix_rt::task::spawn_blocking(move || context.checkpoint(&target));
+                let fut = async move { joined(work.await) };
+                ctx.spawn(fut.into_actor(self).map(move |result, act, ctx| {
+                    act.busy = false;
+                    let _ = request.reply.send(result);
                     act.run_next(ctx);
                 }));
             }
@@ -304,6 +326,18 @@ impl JobContext {
         })
     }
 
+    /// The live segments linked into `target` with a manifest of their own.
+    fn checkpoint(&self, target: &Path) -> Result<Checkpointed> {
+        write_checkpoint(
+            self.options.fs.as_ref(),
+            &self.options.directory,
+            &self.set,
+            self.flushed_seq,
+            &self.numbers,
+            target,
+        )
+    }
+
     /// Manifest with the outputs in and the inputs out, then the inputs go.
     fn install(&self, task: &CompactionTask, outputs: Vec<SegmentMeta>) -> Result<JobResult> {
         let set = self.commit(
@@ -398,6 +432,18 @@ impl Handler<InstallCompaction> for SegmentManager {
             return;
         }
         self.jobs.push_back(Job::Install(msg));
+        self.run_next(ctx);
+    }
+}
+
+impl Handler<CheckpointSegments> for SegmentManager {
+    type Result = ();
+    fn handle(&mut self, msg: CheckpointSegments, ctx: &mut Context<Self>) {
+        if self.closing.is_some() {
+            let _ = msg.reply.send(Err(Error::Closed));
+            return;
+        }
+        self.jobs.push_back(Job::Checkpoint(msg));
         self.run_next(ctx);
     }
 }

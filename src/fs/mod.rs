@@ -67,6 +67,15 @@ pub trait FileSystem: Send + Sync + Debug + 'static {
     /// Takes an exclusive lock on `path` (created if missing); `WouldBlock`
     /// if another holder has it.
     fn lock(&self, path: &Path) -> io::Result<Box<dyn DirectoryLock>>;
+    /// Makes `to` name the same data as `from` (a hard link), or, where the
+    /// file system cannot link (another device, no links), a synced copy.
+    /// `to` must not exist.
+    fn link_or_copy(&self, from: &Path, to: &Path) -> io::Result<()> {
+        let data = self.read(from)?;
+        let mut file = self.create(to)?;
+        file.write_all(&data)?;
+        file.sync_data()
+    }
     /// Bytes free for new data on the file system holding directory `path`;
     /// `Ok(None)` if this file system cannot tell (then nothing is refused
     /// for lack of space in advance).
@@ -214,6 +223,21 @@ impl FileSystem for StdFs {
             std::fs::TryLockError::Error(e) => e,
         })?;
         Ok(Box::new(StdLock(file)))
+    }
+
+    fn link_or_copy(&self, from: &Path, to: &Path) -> io::Result<()> {
+        match std::fs::hard_link(from, to) {
+            Err(e) if e.kind() == io::ErrorKind::CrossesDevices => {
+                let mut file = OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(to)?;
+                io::copy(&mut File::open(from)?, &mut file)?;
+                file.sync_data()
+            }
+            other => other,
+        }
     }
 
     fn available_bytes(&self, path: &Path) -> io::Result<Option<u64>> {
