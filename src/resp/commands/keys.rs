@@ -15,6 +15,7 @@ use bytes::Bytes;
 use futures_util::FutureExt;
 use futures_util::future::{LocalBoxFuture, join_all, ready};
 
+use super::rmw::Rmw;
 use super::{Op, Parsed, engine_error, int_arg, not_an_integer, syntax_error};
 use crate::resp::cursors::Cursors;
 use crate::resp::glob;
@@ -47,7 +48,13 @@ pub struct Scan {
 pub fn parse(name: &str, args: &[Bytes]) -> Option<Parsed> {
     let op = match name {
         "del" => Op::Del(args.to_vec()),
-        "exists" => Op::Exists(args.to_vec()),
+        "exists" | "touch" => Op::Exists(args.to_vec()),
+        "rename" | "renamenx" => Op::Rmw(Rmw::Rename {
+            from: args.first().cloned().unwrap_or_default(),
+            to: args.get(1).cloned().unwrap_or_default(),
+            only_if_absent: name == "renamenx",
+        }),
+        "copy" => return Some(parse_copy(args)),
         "dbsize" => Op::DbSize,
         "keys" => Op::Keys(args.first().cloned().unwrap_or_default()),
         "scan" => match parse_scan(args) {
@@ -57,6 +64,25 @@ pub fn parse(name: &str, args: &[Bytes]) -> Option<Parsed> {
         _ => return None,
     };
     Some(Parsed::Engine(op))
+}
+
+/// `COPY source destination [DB 0] [REPLACE]`.
+fn parse_copy(args: &[Bytes]) -> Parsed {
+    let mut replace = false;
+    let mut options = args.iter().skip(2);
+    while let Some(option) = options.next() {
+        match option.to_ascii_uppercase().as_slice() {
+            b"REPLACE" => replace = true,
+            b"DB" if options.next().is_some_and(|db| db.as_ref() == b"0") => {}
+            b"DB" => return Parsed::Reply(Reply::err("databases other than 0 are not supported")),
+            _ => return Parsed::Reply(syntax_error()),
+        }
+    }
+    Parsed::Engine(Op::Rmw(Rmw::Copy {
+        from: args.first().cloned().unwrap_or_default(),
+        to: args.get(1).cloned().unwrap_or_default(),
+        replace,
+    }))
 }
 
 fn parse_scan(args: &[Bytes]) -> Result<Scan, Reply> {

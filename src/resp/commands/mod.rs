@@ -11,6 +11,7 @@
 //!   INFO.
 
 pub mod keys;
+pub mod rmw;
 pub mod server;
 pub mod strings;
 pub mod table;
@@ -77,6 +78,8 @@ pub enum Op {
     Exists(Vec<Bytes>),
     Strlen(Bytes),
     Del(Vec<Bytes>),
+    GetRange(Bytes, i64, i64),
+    GetBit(Bytes, usize),
     Rmw(strings::Rmw),
     DbSize,
     Scan(keys::Scan),
@@ -103,6 +106,8 @@ impl Op {
             Op::Set(..) | Op::MSet(_) => Access::Write,
             Op::Del(_) | Op::Rmw(_) => Access::ReadWrite,
             Op::Get(_)
+            | Op::GetRange(..)
+            | Op::GetBit(..)
             | Op::MGet(_)
             | Op::Exists(_)
             | Op::Strlen(_)

@@ -25,6 +25,17 @@ const CONFIG: &[(&str, &str)] = &[
 ];
 
 /// Parses a connection or server command.
+/// `TIME`: seconds and microseconds since the Unix epoch.
+fn time() -> Reply {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    Reply::Array(vec![
+        Reply::text(now.as_secs().to_string()),
+        Reply::text(now.subsec_micros().to_string()),
+    ])
+}
+
 pub fn parse(name: &str, args: &[Bytes], connection: &mut Connection) -> Parsed {
     let reply = match name {
         "ping" => match args {
@@ -39,6 +50,7 @@ pub fn parse(name: &str, args: &[Bytes], connection: &mut Connection) -> Parsed 
             None => not_an_integer(),
         },
         "quit" => return Parsed::Quit,
+        "time" => time(),
         "hello" => hello(args, connection),
         "client" => client(args, connection),
         "command" => command(args),

@@ -1,5 +1,6 @@
-//! String commands: GET, SET, SETNX, MGET, MSET, INCR, DECR, INCRBY,
-//! DECRBY, APPEND, STRLEN.
+//! String commands: GET, SET, SETNX, GETSET, GETDEL, MGET, MSET, MSETNX,
+//! INCR, DECR, INCRBY, DECRBY, INCRBYFLOAT, APPEND, STRLEN, GETRANGE (SUBSTR),
+//! SETRANGE, GETBIT, SETBIT. The read-modify-writes are in [`super::rmw`].
 //!
 //! A read-modify-write (SET with NX, XX or GET; SETNX; the INCR family;
 //! APPEND) is an [`Rmw`]: [`Rmw::apply`] is the pure step from the old
@@ -11,108 +12,15 @@
 //!
 //! [`Counter`]: crate::resp::counter::Counter
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::FutureExt;
 use futures_util::future::{LocalBoxFuture, join_all, ready};
 
+pub use super::rmw::{Condition, Rmw, SetReply, float_arg};
 use super::{Engine, Op, Parsed, engine_error, int_arg, not_an_integer, syntax_error};
 use crate::WriteBatch;
 use crate::resp::counter::Apply;
 use crate::resp::reply::Reply;
-
-/// SET's condition.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Condition {
-    /// Only if the key is absent.
-    Nx,
-    /// Only if the key is present.
-    Xx,
-}
-
-/// How a conditional set answers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SetReply {
-    /// SET: `+OK`, or a null if the condition failed.
-    Status,
-    /// SETNX: `:1` if set, `:0` if not.
-    Flag,
-}
-
-/// A read-modify-write of one key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Rmw {
-    IncrBy {
-        key: Bytes,
-        by: i64,
-    },
-    Append {
-        key: Bytes,
-        value: Bytes,
-    },
-    Set {
-        key: Bytes,
-        value: Bytes,
-        condition: Option<Condition>,
-        /// SET ... GET: answer the old value.
-        get: bool,
-        reply: SetReply,
-    },
-}
-
-impl Rmw {
-    /// The key read and written.
-    pub fn key(&self) -> &Bytes {
-        match self {
-            Rmw::IncrBy { key, .. } | Rmw::Append { key, .. } | Rmw::Set { key, .. } => key,
-        }
-    }
-
-    /// From the key's current value: the value to write (`None`: write
-    /// nothing) and the reply.
-    pub fn apply(self, old: Option<Bytes>) -> (Option<Bytes>, Reply) {
-        match self {
-            Rmw::IncrBy { by, .. } => {
-                let current = match old {
-                    None => Some(0),
-                    Some(bytes) => int_arg(&bytes),
-                };
-                let Some(current) = current else {
-                    return (None, not_an_integer());
-                };
-                match current.checked_add(by) {
-                    Some(n) => (Some(Bytes::from(n.to_string())), Reply::Integer(n)),
-                    None => (None, Reply::err("increment or decrement would overflow")),
-                }
-            }
-            Rmw::Append { value, .. } => {
-                let mut joined = BytesMut::from(old.unwrap_or_default().as_ref());
-                joined.extend_from_slice(&value);
-                let len = joined.len() as i64;
-                (Some(joined.freeze()), Reply::Integer(len))
-            }
-            Rmw::Set {
-                value,
-                condition,
-                get,
-                reply,
-                ..
-            } => {
-                let allowed = match condition {
-                    None => true,
-                    Some(Condition::Nx) => old.is_none(),
-                    Some(Condition::Xx) => old.is_some(),
-                };
-                let answer = match (get, reply, allowed) {
-                    (true, _, _) => Reply::value(old),
-                    (false, SetReply::Flag, set) => Reply::Integer(i64::from(set)),
-                    (false, SetReply::Status, true) => Reply::ok(),
-                    (false, SetReply::Status, false) => Reply::Null,
-                };
-                (allowed.then_some(value), answer)
-            }
-        }
-    }
-}
 
 /// Parses a string command; `None` if `name` is not one.
 pub fn parse(name: &str, args: &[Bytes]) -> Option<Parsed> {
@@ -156,9 +64,87 @@ pub fn parse(name: &str, args: &[Bytes]) -> Option<Parsed> {
             key: key(),
             value: second(),
         }),
+        "getset" => Op::Rmw(Rmw::Set {
+            key: key(),
+            value: second(),
+            condition: None,
+            get: true,
+            reply: SetReply::Status,
+        }),
+        "getdel" => Op::Rmw(Rmw::GetDel { key: key() }),
+        "incrbyfloat" => match float_arg(&second()) {
+            Some(by) => Op::Rmw(Rmw::IncrByFloat { key: key(), by }),
+            None => return Some(Parsed::Reply(Reply::err("value is not a valid float"))),
+        },
+        "setrange" => match offset_arg(&second()) {
+            Some(offset) => Op::Rmw(Rmw::SetRange {
+                key: key(),
+                offset,
+                value: args.get(2).cloned().unwrap_or_default(),
+            }),
+            None => return Some(Parsed::Reply(Reply::err("offset is out of range"))),
+        },
+        "setbit" => return Some(parse_setbit(args)),
+        "getbit" => match offset_arg(&second()) {
+            Some(offset) => Op::GetBit(key(), offset),
+            None => return Some(Parsed::Reply(bit_offset_error())),
+        },
+        "getrange" | "substr" => match (
+            int_arg(&second()),
+            int_arg(&args.get(2).cloned().unwrap_or_default()),
+        ) {
+            (Some(start), Some(end)) => Op::GetRange(key(), start, end),
+            _ => return Some(Parsed::Reply(not_an_integer())),
+        },
+        "msetnx" if !args.len().is_multiple_of(2) => {
+            return Some(Parsed::Reply(super::wrong_arity("msetnx")));
+        }
+        "msetnx" => Op::Rmw(Rmw::MSetNx(
+            args.chunks_exact(2)
+                .map(|pair| (pair[0].clone(), pair[1].clone()))
+                .collect(),
+        )),
         _ => return None,
     };
     Some(Parsed::Engine(op))
+}
+
+/// A non-negative offset argument.
+fn offset_arg(arg: &[u8]) -> Option<usize> {
+    int_arg(arg).and_then(|n| usize::try_from(n).ok())
+}
+
+fn bit_offset_error() -> Reply {
+    Reply::err("bit offset is not an integer or out of range")
+}
+
+/// `SETBIT key offset 0|1`.
+fn parse_setbit(args: &[Bytes]) -> Parsed {
+    let Some(offset) = args.get(1).and_then(|a| offset_arg(a)) else {
+        return Parsed::Reply(bit_offset_error());
+    };
+    let bit = match args.get(2).map(|a| a.as_ref()) {
+        Some(b"0") => false,
+        Some(b"1") => true,
+        _ => return Parsed::Reply(Reply::err("bit is not an integer or out of range")),
+    };
+    Parsed::Engine(Op::Rmw(Rmw::SetBit {
+        key: args.first().cloned().unwrap_or_default(),
+        offset,
+        bit,
+    }))
+}
+
+/// GETRANGE's slice of `value`: negative indexes count from the end, both
+/// ends inclusive and clamped, as Redis does.
+pub fn range_of(value: &[u8], start: i64, end: i64) -> &[u8] {
+    let len = value.len() as i64;
+    let clamp = |i: i64| if i < 0 { (len + i).max(0) } else { i };
+    let (start, end) = (clamp(start), clamp(end).min(len - 1));
+    if len == 0 || start > end {
+        return &[];
+    }
+    value.get(start as usize..=end as usize).unwrap_or_default()
 }
 
 fn incr(key: Bytes, by: i64) -> Op {
@@ -222,6 +208,32 @@ pub fn execute(op: Op, engine: &Engine) -> LocalBoxFuture<'static, Reply> {
             }
             .boxed_local()
         }
+        Op::GetRange(key, start, end) => {
+            let value = db.get(key);
+            async move {
+                match value.await {
+                    Ok(value) => {
+                        let value = value.unwrap_or_default();
+                        Reply::Bulk(Bytes::copy_from_slice(range_of(&value, start, end)))
+                    }
+                    Err(e) => engine_error(&e),
+                }
+            }
+            .boxed_local()
+        }
+        Op::GetBit(key, offset) => {
+            let value = db.get(key);
+            async move {
+                match value.await {
+                    Ok(value) => {
+                        let byte = value.and_then(|v| v.get(offset / 8).copied()).unwrap_or(0);
+                        Reply::Integer(i64::from(byte & (0x80 >> (offset % 8)) != 0))
+                    }
+                    Err(e) => engine_error(&e),
+                }
+            }
+            .boxed_local()
+        }
         Op::Set(key, value) => done(db.put(key, value)),
         Op::MSet(pairs) => {
             let mut batch = WriteBatch::new();
@@ -274,53 +286,8 @@ mod tests {
         Bytes::copy_from_slice(s.as_bytes())
     }
 
-    fn incr(by: i64, old: Option<&str>) -> (Option<Bytes>, Reply) {
-        Rmw::IncrBy { key: b("k"), by }.apply(old.map(b))
-    }
-
     #[test]
-    fn incr_counts_refuses_text_and_overflow() {
-        assert_eq!(incr(1, None), (Some(b("1")), Reply::Integer(1)));
-        assert_eq!(incr(-5, Some("3")), (Some(b("-2")), Reply::Integer(-2)));
-        assert_eq!(incr(1, Some("x")).1, not_an_integer());
-        let overflow = incr(1, Some(&i64::MAX.to_string()));
-        assert_eq!(overflow.0, None);
-        assert_eq!(
-            overflow.1,
-            Reply::Error("ERR increment or decrement would overflow".into())
-        );
-    }
-
-    #[test]
-    fn conditional_sets() {
-        let set = |condition, get, reply| Rmw::Set {
-            key: b("k"),
-            value: b("v"),
-            condition,
-            get,
-            reply,
-        };
-        let nx = set(Some(Condition::Nx), false, SetReply::Status);
-        assert_eq!(nx.clone().apply(None), (Some(b("v")), Reply::ok()));
-        assert_eq!(nx.apply(Some(b("old"))), (None, Reply::Null));
-        let xx = set(Some(Condition::Xx), false, SetReply::Status);
-        assert_eq!(xx.apply(None), (None, Reply::Null));
-        let setnx = set(Some(Condition::Nx), false, SetReply::Flag);
-        assert_eq!(setnx.apply(Some(b("o"))), (None, Reply::Integer(0)));
-        let get = set(None, true, SetReply::Status);
-        assert_eq!(get.apply(Some(b("o"))), (Some(b("v")), Reply::Bulk(b("o"))));
-    }
-
-    #[test]
-    fn append_and_set_options() {
-        let append = Rmw::Append {
-            key: b("k"),
-            value: b("de"),
-        };
-        assert_eq!(
-            append.apply(Some(b("abc"))),
-            (Some(b("abcde")), Reply::Integer(5))
-        );
+    fn set_options() {
         let parsed = |list: &[&str]| parse("set", &list.iter().map(|s| b(s)).collect::<Vec<_>>());
         assert!(matches!(
             parsed(&["k", "v"]),
@@ -338,5 +305,22 @@ mod tests {
             parsed(&["k", "v", "EX"]),
             Some(Parsed::Reply(Reply::Error(e))) if e == "ERR syntax error"
         ));
+    }
+}
+
+#[cfg(test)]
+mod range_tests {
+    use super::range_of;
+
+    #[test]
+    fn getrange_counts_like_redis() {
+        let v = b"This is a string";
+        assert_eq!(range_of(v, 0, 3), b"This");
+        assert_eq!(range_of(v, -3, -1), b"ing");
+        assert_eq!(range_of(v, 0, -1), v);
+        assert_eq!(range_of(v, 10, 100), b"string");
+        assert_eq!(range_of(v, 5, 3), b"");
+        assert_eq!(range_of(b"", 0, -1), b"");
+        assert_eq!(range_of(v, -100, 2), b"Thi");
     }
 }

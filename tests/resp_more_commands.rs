@@ -1,0 +1,97 @@
+//! The string and keyspace commands added for Redis's own test suite
+//! (GETSET, GETDEL, INCRBYFLOAT, GETRANGE/SUBSTR, SETRANGE, GETBIT, SETBIT,
+//! MSETNX, RENAME, RENAMENX, COPY, TOUCH, TIME) through redis-rs, values
+//! read back.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod resp_support;
+
+use redis::{Value, cmd};
+use resp_support::RespServer;
+
+fn q<T: redis::FromRedisValue>(con: &mut redis::Connection, args: &[&str]) -> T {
+    let mut c = cmd(args[0]);
+    for a in &args[1..] {
+        c.arg(*a);
+    }
+    c.query(con).unwrap_or_else(|e| panic!("{args:?}: {e}"))
+}
+
+fn fails(con: &mut redis::Connection, args: &[&str]) -> String {
+    let mut c = cmd(args[0]);
+    for a in &args[1..] {
+        c.arg(*a);
+    }
+    match c.query::<Value>(con) {
+        Err(e) => e.to_string(),
+        Ok(v) => panic!("{args:?} answered {v:?}"),
+    }
+}
+
+fn get(con: &mut redis::Connection, key: &str) -> Option<Vec<u8>> {
+    q(con, &["GET", key])
+}
+
+#[test]
+fn string_read_modify_writes() {
+    let server = RespServer::start();
+    let mut con = server.redis();
+    assert_eq!(q::<Option<String>>(&mut con, &["GETSET", "k", "a"]), None);
+    assert_eq!(q::<String>(&mut con, &["GETSET", "k", "b"]), "a");
+    assert_eq!(q::<String>(&mut con, &["GETDEL", "k"]), "b");
+    assert_eq!(get(&mut con, "k"), None);
+    assert_eq!(q::<Option<String>>(&mut con, &["GETDEL", "k"]), None);
+
+    assert_eq!(q::<String>(&mut con, &["INCRBYFLOAT", "f", "10.5"]), "10.5");
+    assert_eq!(q::<String>(&mut con, &["INCRBYFLOAT", "f", "0.1"]), "10.6");
+    assert!(fails(&mut con, &["INCRBYFLOAT", "f", "x"]).contains("not a valid float"));
+
+    q::<String>(&mut con, &["SET", "s", "Hello World"]);
+    assert_eq!(q::<i64>(&mut con, &["SETRANGE", "s", "6", "Redis"]), 11);
+    assert_eq!(q::<String>(&mut con, &["GET", "s"]), "Hello Redis");
+    assert_eq!(
+        q::<String>(&mut con, &["GETRANGE", "s", "-5", "-1"]),
+        "Redis"
+    );
+    assert_eq!(q::<String>(&mut con, &["SUBSTR", "s", "0", "4"]), "Hello");
+    assert_eq!(q::<i64>(&mut con, &["SETRANGE", "pad", "3", "x"]), 4);
+    assert_eq!(get(&mut con, "pad"), Some(b"\0\0\0x".to_vec()));
+    assert!(fails(&mut con, &["SETRANGE", "s", "-1", "x"]).contains("out of range"));
+
+    assert_eq!(q::<i64>(&mut con, &["SETBIT", "bits", "7", "1"]), 0);
+    assert_eq!(q::<i64>(&mut con, &["SETBIT", "bits", "7", "0"]), 1);
+    assert_eq!(q::<i64>(&mut con, &["SETBIT", "bits", "1", "1"]), 0);
+    assert_eq!(q::<i64>(&mut con, &["GETBIT", "bits", "1"]), 1);
+    assert_eq!(q::<i64>(&mut con, &["GETBIT", "bits", "100"]), 0);
+    assert_eq!(get(&mut con, "bits"), Some(vec![0x40]));
+    assert!(fails(&mut con, &["SETBIT", "bits", "1", "2"]).contains("out of range"));
+
+    assert_eq!(q::<i64>(&mut con, &["MSETNX", "m1", "1", "m2", "2"]), 1);
+    assert_eq!(q::<i64>(&mut con, &["MSETNX", "m2", "x", "m3", "3"]), 0);
+    assert_eq!(get(&mut con, "m3"), None);
+    assert_eq!(get(&mut con, "m2"), Some(b"2".to_vec()));
+}
+
+#[test]
+fn keyspace_commands() {
+    let server = RespServer::start();
+    let mut con = server.redis();
+    q::<String>(&mut con, &["MSET", "a", "1", "b", "2"]);
+    assert_eq!(q::<String>(&mut con, &["RENAME", "a", "c"]), "OK");
+    assert_eq!(get(&mut con, "a"), None);
+    assert_eq!(get(&mut con, "c"), Some(b"1".to_vec()));
+    assert!(fails(&mut con, &["RENAME", "nope", "x"]).contains("no such key"));
+    assert_eq!(q::<i64>(&mut con, &["RENAMENX", "c", "b"]), 0);
+    assert_eq!(q::<i64>(&mut con, &["RENAMENX", "c", "d"]), 1);
+
+    assert_eq!(q::<i64>(&mut con, &["COPY", "d", "b"]), 0);
+    assert_eq!(q::<i64>(&mut con, &["COPY", "d", "b", "REPLACE"]), 1);
+    assert_eq!(get(&mut con, "b"), Some(b"1".to_vec()));
+    assert_eq!(get(&mut con, "d"), Some(b"1".to_vec()));
+    assert!(fails(&mut con, &["COPY", "d", "e", "DB", "3"]).contains("not supported"));
+
+    assert_eq!(q::<i64>(&mut con, &["TOUCH", "b", "d", "zzz"]), 2);
+    let time: Vec<String> = q(&mut con, &["TIME"]);
+    assert!(time[0].parse::<u64>().unwrap() > 1_700_000_000, "{time:?}");
+    assert!(time[1].parse::<u64>().unwrap() < 1_000_000, "{time:?}");
+}
