@@ -95,3 +95,41 @@ fn keyspace_commands() {
     assert!(time[0].parse::<u64>().unwrap() > 1_700_000_000, "{time:?}");
     assert!(time[1].parse::<u64>().unwrap() < 1_000_000, "{time:?}");
 }
+
+#[test]
+fn flushall_empties_the_database() {
+    let server = RespServer::start();
+    let mut con = server.redis();
+    for i in 0..2500 {
+        q::<String>(&mut con, &["SET", &format!("key:{i}"), "v"]);
+    }
+    assert_eq!(q::<i64>(&mut con, &["DBSIZE"]), 2500);
+    assert_eq!(q::<String>(&mut con, &["FLUSHALL"]), "OK");
+    assert_eq!(q::<i64>(&mut con, &["DBSIZE"]), 0);
+    q::<String>(&mut con, &["SET", "after", "1"]);
+    assert_eq!(q::<String>(&mut con, &["FLUSHDB", "SYNC"]), "OK");
+    assert_eq!(get(&mut con, "after"), None);
+    assert!(fails(&mut con, &["FLUSHALL", "LATER"]).contains("syntax error"));
+}
+
+#[test]
+fn command_introspection() {
+    let server = RespServer::start();
+    let mut con = server.redis();
+    let keys: Vec<String> = q(
+        &mut con,
+        &["COMMAND", "GETKEYS", "MSET", "a", "1", "b", "2"],
+    );
+    assert_eq!(keys, ["a", "b"]);
+    let keys: Vec<String> = q(&mut con, &["COMMAND", "GETKEYS", "RENAME", "x", "y"]);
+    assert_eq!(keys, ["x", "y"]);
+    assert!(fails(&mut con, &["COMMAND", "GETKEYS", "PING"]).contains("no key arguments"));
+    let names: Vec<String> = q(
+        &mut con,
+        &["COMMAND", "LIST", "FILTERBY", "PATTERN", "incr*"],
+    );
+    assert_eq!(names, ["incr", "incrby", "incrbyfloat"]);
+    let none: Vec<String> = q(&mut con, &["COMMAND", "LIST", "FILTERBY", "ACLCAT", "hash"]);
+    assert!(none.is_empty());
+    assert!(fails(&mut con, &["COMMAND", "LIST", "bad_arg"]).contains("syntax error"));
+}

@@ -56,6 +56,11 @@ pub fn parse(name: &str, args: &[Bytes]) -> Option<Parsed> {
         }),
         "copy" => return Some(parse_copy(args)),
         "dbsize" => Op::DbSize,
+        "flushall" | "flushdb" => match args.first().map(|a| a.to_ascii_uppercase()) {
+            None => Op::FlushAll,
+            Some(mode) if mode == b"SYNC" || mode == b"ASYNC" => Op::FlushAll,
+            Some(_) => return Some(Parsed::Reply(syntax_error())),
+        },
         "keys" => Op::Keys(args.first().cloned().unwrap_or_default()),
         "scan" => match parse_scan(args) {
             Ok(scan) => Op::Scan(scan),
@@ -168,7 +173,30 @@ pub fn execute(op: Op, db: &Db, cursors: &Cursors) -> LocalBoxFuture<'static, Re
         Op::Scan(scan) => scan_page(db, scan, cursors.clone()).boxed_local(),
         Op::Keys(pattern) => keys(db.clone(), pattern).boxed_local(),
         Op::DbSize => dbsize(db.clone()).boxed_local(),
+        Op::FlushAll => flush_all(db.clone()).boxed_local(),
         _ => ready(Reply::err("internal error: not a key-space command")).boxed_local(),
+    }
+}
+
+/// FLUSHALL / FLUSHDB: deletes every key, a page at a time (one batch per
+/// page). Not atomic: a key written by another connection meanwhile may
+/// survive, as it would had it been written just after.
+async fn flush_all(db: Db) -> Reply {
+    loop {
+        let page = match db.scan(range(None, None, PAGE_KEYS)).await {
+            Ok(page) => page,
+            Err(e) => return engine_error(&e),
+        };
+        if page.entries.is_empty() {
+            return Reply::ok();
+        }
+        let mut batch = WriteBatch::new();
+        for (key, _) in page.entries {
+            batch.delete(key);
+        }
+        if let Err(e) = db.write(batch).await {
+            return engine_error(&e);
+        }
     }
 }
 

@@ -82,6 +82,7 @@ pub enum Op {
     GetBit(Bytes, usize),
     Rmw(strings::Rmw),
     DbSize,
+    FlushAll,
     Scan(keys::Scan),
     Keys(Bytes),
     Info(Vec<String>),
@@ -104,7 +105,7 @@ impl Op {
     pub fn access(&self) -> Access {
         match self {
             Op::Set(..) | Op::MSet(_) => Access::Write,
-            Op::Del(_) | Op::Rmw(_) => Access::ReadWrite,
+            Op::Del(_) | Op::Rmw(_) | Op::FlushAll => Access::ReadWrite,
             Op::Get(_)
             | Op::GetRange(..)
             | Op::GetBit(..)
@@ -145,7 +146,7 @@ pub fn parse(args: Vec<Bytes>, connection: &mut Connection) -> Parsed {
 pub fn execute(op: Op, engine: &Engine) -> LocalBoxFuture<'static, Reply> {
     match op {
         Op::Info(sections) => server::info(engine, sections),
-        Op::Del(_) | Op::Exists(_) | Op::DbSize | Op::Scan(_) | Op::Keys(_) => {
+        Op::Del(_) | Op::Exists(_) | Op::DbSize | Op::FlushAll | Op::Scan(_) | Op::Keys(_) => {
             keys::execute(op, &engine.db, &engine.cursors)
         }
         other => strings::execute(other, engine),

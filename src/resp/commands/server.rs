@@ -173,7 +173,8 @@ fn command(args: &[Bytes]) -> Reply {
     match lower(args.first()).as_str() {
         "" => Reply::Array(all().map(table::Spec::info).collect()),
         "count" => Reply::Integer(table::COMMANDS.len() as i64),
-        "list" => Reply::Array(all().map(|s| Reply::text(s.name)).collect()),
+        "list" => command_list(&args[1..]),
+        "getkeys" => command_getkeys(&args[1..]),
         "info" => Reply::Array(
             args[1..]
                 .iter()
@@ -187,6 +188,54 @@ fn command(args: &[Bytes]) -> Reply {
         "docs" => Reply::Map(vec![]),
         sub => unknown_subcommand(sub, "COMMAND"),
     }
+}
+
+/// `COMMAND LIST [FILTERBY MODULE m | ACLCAT c | PATTERN p]`: no module
+/// or ACL category holds any of ours.
+fn command_list(args: &[Bytes]) -> Reply {
+    let names = table::COMMANDS.iter().map(|s| s.name);
+    match args {
+        [] => Reply::Array(names.map(Reply::text).collect()),
+        [filterby, kind, value] if filterby.eq_ignore_ascii_case(b"filterby") => {
+            match lower(Some(kind)).as_str() {
+                "pattern" => Reply::Array(
+                    names
+                        .filter(|n| glob::matches(&value.to_ascii_lowercase(), n.as_bytes()))
+                        .map(Reply::text)
+                        .collect(),
+                ),
+                "module" | "aclcat" => Reply::Array(vec![]),
+                _ => super::syntax_error(),
+            }
+        }
+        _ => super::syntax_error(),
+    }
+}
+
+/// `COMMAND GETKEYS command args...`: the key arguments, from the table's
+/// key positions.
+fn command_getkeys(args: &[Bytes]) -> Reply {
+    let Some(spec) = args.first().and_then(|n| table::find(&lower(Some(n)))) else {
+        return Reply::err("Invalid command specified");
+    };
+    if !spec.arity_ok(args.len()) {
+        return Reply::err("Invalid number of arguments specified for command");
+    }
+    let (first, last, step) = spec.keys;
+    if first <= 0 || step <= 0 {
+        return Reply::err("The command has no key arguments");
+    }
+    let last = if last < 0 {
+        args.len() as i64 + last
+    } else {
+        last
+    };
+    let keys = (first..=last)
+        .step_by(step as usize)
+        .filter_map(|i| args.get(i as usize).cloned())
+        .map(Reply::Bulk)
+        .collect();
+    Reply::Array(keys)
 }
 
 /// `CONFIG GET pattern...` over [`CONFIG`]; `CONFIG RESETSTAT`.

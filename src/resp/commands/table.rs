@@ -97,6 +97,8 @@ pub const COMMANDS: &[Spec] = &[
     spec("renamenx", 3, FAST_WRITE, (1, 2, 1)),
     spec("copy", -3, WRITE, (1, 2, 1)),
     spec("touch", -2, READ, ALL),
+    spec("flushall", -1, &["write"], NONE),
+    spec("flushdb", -1, &["write"], NONE),
     spec("time", 1, &["random", "loading", "stale", "fast"], NONE),
     spec("strlen", 2, READ, ONE),
     spec("dbsize", 1, READ, NONE),
