@@ -16,7 +16,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::inventory::DirectoryFiles;
-use super::recovery::LOCK_FILE;
+use super::recovery::take_lock;
 use super::replay::replay_wals;
 use super::segment::Segment;
 use crate::format::manifest::{MANIFEST_FILE, read_manifest};
@@ -79,14 +79,7 @@ impl CheckReport {
 /// [`Error::Locked`] if it is open; [`Error::Io`] if the directory cannot be
 /// listed. Everything found in the files is in the report, not an error.
 pub fn check_database(fs: &dyn FileSystem, directory: &Path) -> Result<CheckReport> {
-    let _lock = fs
-        .lock(&directory.join(LOCK_FILE))
-        .map_err(|error| match error.kind() {
-            std::io::ErrorKind::WouldBlock => Error::Locked {
-                path: directory.to_path_buf(),
-            },
-            _ => Error::io(format!("locking {}", directory.display()), error),
-        })?;
+    let _lock = take_lock(fs, directory)?;
     let files = DirectoryFiles::list(fs, directory)?;
     let mut report = CheckReport::default();
     let manifest = match read_manifest(fs, directory) {

@@ -199,7 +199,8 @@ fn create_directory(fs: &dyn FileSystem, directory: &Path) -> Result<()> {
     Ok(())
 }
 
-fn take_lock(fs: &dyn FileSystem, directory: &Path) -> Result<Box<dyn DirectoryLock>> {
+/// Takes the directory's lock: [`Error::Locked`] if another holder has it.
+pub(super) fn take_lock(fs: &dyn FileSystem, directory: &Path) -> Result<Box<dyn DirectoryLock>> {
     let path = directory.join(LOCK_FILE);
     fs.lock(&path).map_err(|e| match e.kind() {
         std::io::ErrorKind::WouldBlock => Error::Locked {

@@ -30,7 +30,7 @@ use super::check::read_whole;
 use super::inventory::DirectoryFiles;
 use super::memtable::MemTable;
 use super::merge::{LiveIter, MemTableIter, MergeIter};
-use super::recovery::LOCK_FILE;
+use super::recovery::take_lock;
 use super::segment::{FileNumbers, SegmentBuilder, new_database_id};
 use crate::error::IoContext;
 use crate::format::manifest::{MANIFEST_FILE, read_manifest, write_manifest};
@@ -72,14 +72,7 @@ pub struct RepairReport {
 pub fn repair_database(options: &Options) -> Result<RepairReport> {
     let fs = options.fs.as_ref();
     let directory = options.directory.as_path();
-    let _lock = fs
-        .lock(&directory.join(LOCK_FILE))
-        .map_err(|error| match error.kind() {
-            std::io::ErrorKind::WouldBlock => Error::Locked {
-                path: directory.to_path_buf(),
-            },
-            _ => Error::io(format!("locking {}", directory.display()), error),
-        })?;
+    let _lock = take_lock(fs, directory)?;
     let files = DirectoryFiles::list(fs, directory)?;
     let mut report = RepairReport::default();
     let readers = readable_segments(fs, directory, &files, &mut report)?;
