@@ -130,6 +130,7 @@ mod tests {
         assert_eq!(get, Some((true, false)));
         let del = find("del").map(|s| (s.arity_ok(1), s.arity_ok(5)));
         assert_eq!(del, Some((false, true)));
-        assert!(find("flushall").is_none());
+        assert!(find("flushall").is_some());
+        assert!(find("hset").is_none());
     }
 }
