@@ -37,10 +37,12 @@ use tokio::sync::oneshot;
 use crate::format::sstable::BlockCache;
 use crate::format::wal::MAX_RECORD_BYTES;
 use crate::fs::DirectoryLock;
-use crate::{Error, Options, Result};
+use crate::{Error, Options, Result, SyncPolicy};
 pub use batch::WriteBatch;
 use compactor::{CloseCompactor, CompactAll, Compactor};
-use memtable::{Close, Flush, Gauges, MemtableActor, MemtableStart, ReadView, Write};
+use memtable::{
+    Close, Completion, Flush, Gauges, MemtableActor, MemtableStart, ReadView, Submissions, Write,
+};
 use read_pool::{RangeScan, ReadWorker, SegmentGet};
 pub use scan::{ScanPage, ScanRequest};
 use segments::{CloseSegments, Connect, SegmentManager, SegmentManagerStart};
@@ -60,6 +62,8 @@ pub struct Db {
 struct DbInner {
     options: Arc<Options>,
     memtable: Addr<MemtableActor>,
+    /// The memtable actor's write queue: puts, deletes and batches go here.
+    submissions: Arc<Submissions>,
     segments: Addr<SegmentManager>,
     compactor: Addr<Compactor>,
     readers: Addr<ReadWorker>,
@@ -75,6 +79,7 @@ struct DbInner {
 
 impl Drop for DbInner {
     fn drop(&mut self) {
+        self.submissions.disconnect();
         for arbiter in &self.arbiters {
             arbiter.stop();
         }
@@ -129,6 +134,7 @@ fn start_actors(options: Arc<Options>, recovered: recovery::Recovered) -> DbInne
         segments: segments_set.clone(),
         ..ReadView::default()
     }));
+    let submissions = Arc::new(Submissions::on_this_thread());
     let memtable = MemtableActor::new(MemtableStart {
         options: options.clone(),
         wal: recovered.wal,
@@ -140,6 +146,7 @@ fn start_actors(options: Arc<Options>, recovered: recovery::Recovered) -> DbInne
         counters: counters.clone(),
         lock,
         published: view.clone(),
+        submissions: submissions.clone(),
     })
     .start();
     segments.do_send(Connect {
@@ -158,6 +165,7 @@ fn start_actors(options: Arc<Options>, recovered: recovery::Recovered) -> DbInne
     DbInner {
         options,
         memtable,
+        submissions,
         segments,
         compactor,
         readers,
@@ -271,15 +279,24 @@ impl Db {
         let checked = self.check_mutations(&mutations);
         let (reply, rx) = oneshot::channel();
         let send = checked.is_ok() && !mutations.is_empty();
+        let submissions = &self.inner.submissions;
+        let remote = !submissions.is_local();
         if send {
-            self.inner.memtable.do_send(Write { mutations, reply });
+            submissions.submit(Write {
+                mutations,
+                reply,
+                remote,
+            });
         }
+        // A durable write waits for an fdatasync: not worth spinning for.
+        let spin = remote && self.inner.options.sync != SyncPolicy::Always;
+        let done = Completion::new(rx, spin);
         async move {
             checked?;
             if !send {
                 return Ok(());
             }
-            answer(rx).await
+            done.await
         }
     }
 
