@@ -6,6 +6,9 @@
 //! - [`read_pool`]: threads that read segments for gets and scans.
 //! - [`recovery`]: what `Db::open` does before the actors start.
 //!
+//! `docs/ARCHITECTURE.md` draws the actors, what each owns, the thread each
+//! runs on and every message between them.
+//!
 //! Every request method enqueues its message when it is called, not when
 //! the returned future is first polled: requests made one after another from
 //! one task are applied in that order, even if their futures are awaited
