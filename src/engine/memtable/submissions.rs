@@ -212,3 +212,75 @@ impl Future for Completion {
             .map(|answer| answer.unwrap_or(Err(Error::Closed)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicUsize;
+    use std::task::{Wake, Waker};
+
+    use super::*;
+
+    /// Counts its wake-ups.
+    #[derive(Default)]
+    struct CountingWaker(AtomicUsize);
+
+    impl Wake for CountingWaker {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn write() -> (Write, oneshot::Receiver<Result<()>>) {
+        let (reply, rx) = oneshot::channel();
+        let mutations = vec![("k".into(), Some("v".into()))];
+        let write = Write {
+            mutations,
+            reply,
+            remote: true,
+        };
+        (write, rx)
+    }
+
+    #[test]
+    fn a_parked_actor_is_woken_once_and_a_busy_one_not_at_all() {
+        let submissions = Submissions::on_this_thread();
+        let counter = Arc::new(CountingWaker::default());
+        let waker = Waker::from(counter.clone());
+        submissions.submit(write().0); // not parked: no wake-up
+        assert_eq!(counter.0.load(Ordering::SeqCst), 0);
+        assert!(!submissions.park(&waker), "a queued write keeps it working");
+        while submissions.pop().is_some() {}
+        assert!(submissions.park(&waker));
+        submissions.submit(write().0);
+        submissions.submit(write().0);
+        assert_eq!(counter.0.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn writes_submitted_after_close_are_answered_closed() {
+        let submissions = Submissions::on_this_thread();
+        let (queued, queued_rx) = write();
+        submissions.submit(queued);
+        submissions.close();
+        let (late, late_rx) = write();
+        submissions.submit(late);
+        assert!(submissions.pop().is_none());
+        for rx in [queued_rx, late_rx] {
+            let answer = futures_util::FutureExt::now_or_never(Completion::new(rx, false));
+            assert!(matches!(answer, Some(Err(Error::Closed))), "{answer:?}");
+        }
+    }
+
+    #[test]
+    fn a_spinning_caller_sees_an_answer_or_a_dropped_reply() {
+        let (reply, rx) = oneshot::channel();
+        reply.send(Ok(())).unwrap();
+        let answer = futures_util::FutureExt::now_or_never(Completion::new(rx, true));
+        assert!(matches!(answer, Some(Ok(()))), "{answer:?}");
+        let (reply, rx) = oneshot::channel::<Result<()>>();
+        drop(reply);
+        let answer = futures_util::FutureExt::now_or_never(Completion::new(rx, true));
+        assert!(matches!(answer, Some(Err(Error::Closed))), "{answer:?}");
+    }
+}
