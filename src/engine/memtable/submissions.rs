@@ -1,5 +1,5 @@
 //! How writes reach the memtable actor: a lock-free submission queue the
-//! actor drains in batches, with spin-then-park on both sides.
+//! actor drains in batches, with poll-then-park on both sides.
 //!
 //! A put from another thread used to be an actix message: the actor's thread
 //! was woken for it (a futex and a context switch, tens of microseconds on a
@@ -8,7 +8,10 @@
 //! while writes have arrived recently, polls that queue instead of sleeping;
 //! the writer in turn polls its answer for a while before it parks
 //! ([`Completion`]). A hop between two running threads is a cache-line
-//! transfer, well under a microsecond. When traffic stops both sides park
+//! transfer, well under a microsecond. Between two looks each side yields
+//! its core (`sched_yield`): on a busy machine the writer and the actor
+//! often share one, and a side that spins without yielding holds up the
+//! other (measured in `docs/BENCHMARKS.md`). When traffic stops both sides park
 //! within [`ACTOR_SPIN`] and [`CALLER_SPIN`], so an idle database burns no
 //! CPU.
 //!
