@@ -11,6 +11,8 @@
 //!   threads); [`engines`]: the three engines (NaiveKV with an actix system
 //!   on each thread).
 //! - [`measure`]: histograms, /proc readings, directory sizes, progress.
+//! - [`machine`]: the load average and one raw fdatasync, measured in the
+//!   same run.
 //! - [`table`]: the Markdown results table.
 
 mod args;
@@ -18,6 +20,7 @@ mod child;
 mod driver;
 mod engines;
 mod keys;
+mod machine;
 mod measure;
 mod parent;
 mod table;
@@ -47,12 +50,22 @@ fn run(args: &Args) -> workload::BenchResult<()> {
         println!("{}", serde_json::to_string(&report)?);
         return Ok(());
     }
+    let load_before = machine::load_average();
     let reports = parent::run_all(args)?;
     let table = table::render(&reports);
     eprintln!(
         "num={} value_size={} threads={} naive_in_flight={} sync={:?}",
         args.num, args.value_size, args.threads, args.naive_in_flight, args.sync
     );
+    eprintln!(
+        "load average: {load_before} before, {} after",
+        machine::load_average()
+    );
+    if args.sync == args::SyncMode::Always {
+        let dir = args.dir.clone().unwrap_or_else(std::env::temp_dir);
+        let (p50, p99) = machine::raw_fdatasync(&dir)?;
+        eprintln!("raw 4 KiB append + fdatasync: p50 {p50:.0} us, p99 {p99:.0} us");
+    }
     match args.json.as_deref() {
         Some(path) if path.as_os_str() == "-" => {
             eprint!("{table}");

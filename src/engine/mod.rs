@@ -6,6 +6,9 @@
 //! - [`read_pool`]: threads that read segments for gets and scans.
 //! - [`recovery`]: what `Db::open` does before the actors start.
 //!
+//! `docs/ARCHITECTURE.md` draws the actors, what each owns, the thread each
+//! runs on and every message between them.
+//!
 //! Every request method enqueues its message when it is called, not when
 //! the returned future is first polled: requests made one after another from
 //! one task are applied in that order, even if their futures are awaited
@@ -42,12 +45,14 @@ use tokio::sync::oneshot;
 use crate::format::sstable::BlockCache;
 use crate::format::wal::MAX_RECORD_BYTES;
 use crate::fs::DirectoryLock;
-use crate::{Error, Options, Result};
+use crate::{Error, Options, Result, SyncPolicy};
 pub use batch::WriteBatch;
 pub use check::{CheckReport, Finding, check_database};
 pub use checkpoint::Checkpointed;
 use compactor::{CloseCompactor, CompactAll, Compactor};
-use memtable::{Close, Flush, Gauges, MemtableActor, MemtableStart, ReadView, Write};
+use memtable::{
+    Close, Completion, Flush, Gauges, MemtableActor, MemtableStart, ReadView, Submissions, Write,
+};
 use read_pool::{RangeScan, ReadWorker, SegmentGet};
 pub use repair::{LOST_DIRECTORY, RepairReport, repair_database};
 pub use scan::{ScanPage, ScanRequest};
@@ -68,6 +73,8 @@ pub struct Db {
 struct DbInner {
     options: Arc<Options>,
     memtable: Addr<MemtableActor>,
+    /// The memtable actor's write queue: puts, deletes and batches go here.
+    submissions: Arc<Submissions>,
     segments: Addr<SegmentManager>,
     compactor: Addr<Compactor>,
     readers: Addr<ReadWorker>,
@@ -83,6 +90,7 @@ struct DbInner {
 
 impl Drop for DbInner {
     fn drop(&mut self) {
+        self.submissions.disconnect();
         for arbiter in &self.arbiters {
             arbiter.stop();
         }
@@ -138,6 +146,7 @@ fn start_actors(options: Arc<Options>, recovered: recovery::Recovered) -> DbInne
         segments: segments_set.clone(),
         ..ReadView::default()
     }));
+    let submissions = Arc::new(Submissions::on_this_thread());
     let memtable = MemtableActor::new(MemtableStart {
         options: options.clone(),
         wal: recovered.wal,
@@ -149,6 +158,7 @@ fn start_actors(options: Arc<Options>, recovered: recovery::Recovered) -> DbInne
         counters: counters.clone(),
         lock,
         published: view.clone(),
+        submissions: submissions.clone(),
     })
     .start();
     segments.do_send(Connect {
@@ -167,6 +177,7 @@ fn start_actors(options: Arc<Options>, recovered: recovery::Recovered) -> DbInne
     DbInner {
         options,
         memtable,
+        submissions,
         segments,
         compactor,
         readers,
@@ -280,15 +291,24 @@ impl Db {
         let checked = self.check_mutations(&mutations);
         let (reply, rx) = oneshot::channel();
         let send = checked.is_ok() && !mutations.is_empty();
+        let submissions = &self.inner.submissions;
+        let remote = !submissions.is_local();
         if send {
-            self.inner.memtable.do_send(Write { mutations, reply });
+            submissions.submit(Write {
+                mutations,
+                reply,
+                remote,
+            });
         }
+        // A durable write waits for an fdatasync: not worth spinning for.
+        let spin = remote && self.inner.options.sync != SyncPolicy::Always;
+        let done = Completion::new(rx, spin);
         async move {
             checked?;
             if !send {
                 return Ok(());
             }
-            answer(rx).await
+            done.await
         }
     }
 

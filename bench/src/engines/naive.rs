@@ -27,7 +27,9 @@
 //! database, runs readseq (one page at a time) and keeps running its arbiter
 //! while `naivekv`'s workers run (it awaits them through `spawn_blocking`).
 //! With `naivekv`, every put therefore crosses from a worker thread to the
-//! main thread and back.
+//! main thread and back: through the engine's submission queue, which the
+//! actor polls and whose answer the worker polls while writes keep coming
+//! (`src/engine/memtable/submissions.rs`).
 
 use std::future::Future;
 use std::path::Path;

@@ -12,12 +12,15 @@ use crate::{Error, Result};
 /// One mutation: a value, or `None` for a delete.
 pub type Mutation = (Bytes, Option<Bytes>);
 
-/// Applies mutations atomically. Answered once durable.
-#[derive(Message)]
-#[rtype(result = "()")]
+/// Applies mutations atomically. Answered once durable. Not an actix
+/// message: it goes through the actor's submission queue
+/// (`submissions.rs`).
 pub struct Write {
     pub mutations: Vec<Mutation>,
     pub reply: oneshot::Sender<Result<()>>,
+    /// Sent from another thread than the actor's: the actor keeps polling
+    /// for the next one for a while.
+    pub remote: bool,
 }
 
 /// Freezes the memtable and answers once everything written before is in

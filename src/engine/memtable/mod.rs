@@ -1,5 +1,10 @@
 //! The memtable actor: owns the active memtable and the WAL that guards it.
 //!
+//! Writes reach the actor through a lock-free submission queue, not its
+//! mailbox (`submissions.rs`: spin-then-park on both sides, so a write from
+//! another thread costs no wake-up while traffic flows); `intake.rs` takes
+//! them into `pending`. See `docs/ARCHITECTURE.md` for the actors around it.
+//!
 //! Writes are grouped: while one group is being written and fdatasynced on a
 //! blocking thread, new writes wait in `pending`; when the sync returns they
 //! all go out as the next group and share one sync (group commit). A write
@@ -24,7 +29,9 @@
 //! applied; so it is immutable too, and never shows half a group (see
 //! `table.rs`).
 
+mod intake;
 mod messages;
+mod submissions;
 mod table;
 
 use std::sync::Arc;
@@ -37,6 +44,7 @@ use tokio::sync::oneshot;
 pub use messages::{
     Close, Flush, FlushDone, FlushFailed, Gauges, MemtableGauges, Mutation, SegmentsChanged, Write,
 };
+pub use submissions::{Completion, Submissions};
 pub use table::{FrozenMemtable, MemTable};
 
 use super::batch::encode_wal_batch;
@@ -49,6 +57,8 @@ use crate::format::wal::WalWriter;
 use crate::format::wal_file_name;
 use crate::fs::DirectoryLock;
 use crate::{Error, Options, Result, SyncPolicy};
+use intake::Intake;
+use submissions::ActorSpin;
 
 /// What readers see, as of one moment: the active memtable (a snapshot),
 /// the frozen memtables (newest first) and the segment set.
@@ -80,6 +90,8 @@ pub struct MemtableStart {
     pub lock: Arc<dyn DirectoryLock>,
     /// Where the actor publishes its [`ReadView`] for readers.
     pub published: Arc<ArcSwap<ReadView>>,
+    /// Where writers queue their writes for the actor.
+    pub submissions: Arc<Submissions>,
 }
 
 /// Owns the active memtable and the WAL. See the module doc.
@@ -97,9 +109,10 @@ pub struct MemtableActor {
     frozen: Vec<Arc<FrozenMemtable>>,
     segments: Arc<SegmentSet>,
     published: Arc<ArcSwap<ReadView>>,
-    /// A `make_progress` is queued to run after the mailbox's current
-    /// messages, so that writes arriving together go out as one group.
-    progress_scheduled: bool,
+    /// Writes queued by callers, taken by [`Intake`].
+    submissions: Arc<Submissions>,
+    /// When to keep polling `submissions` instead of parking.
+    spin: ActorSpin,
     segment_manager: Addr<SegmentManager>,
     file_numbers: Arc<FileNumbers>,
     counters: Arc<Counters>,
@@ -134,7 +147,8 @@ impl MemtableActor {
             frozen: Vec::new(),
             segments: start.segments,
             published: start.published,
-            progress_scheduled: false,
+            submissions: start.submissions,
+            spin: ActorSpin::default(),
             segment_manager: start.segment_manager,
             file_numbers: start.file_numbers,
             counters: start.counters,
@@ -157,20 +171,9 @@ impl MemtableActor {
         }));
     }
 
-    /// Runs `make_progress` once the messages already in the mailbox are
-    /// handled, so that writes arriving together share one WAL write.
-    fn schedule_progress(&mut self, ctx: &mut Context<Self>) {
-        if self.progress_scheduled {
-            return;
-        }
-        self.progress_scheduled = true;
-        ctx.spawn(fut::ready(()).map(|(), act: &mut Self, ctx| {
-            act.progress_scheduled = false;
-            act.make_progress(ctx);
-        }));
-    }
-
     /// Moves every piece of queued work forward as far as it can go now.
+    /// (It does not take new submissions: [`Intake`] does, between groups,
+    /// so that a steady stream of writes cannot make this recurse.)
     fn make_progress(&mut self, ctx: &mut Context<Self>) {
         if self.poisoned.is_some() {
             self.fail_pending();
@@ -506,27 +509,19 @@ impl Actor for MemtableActor {
         if let SyncPolicy::Interval(every) = self.options.sync {
             ctx.run_interval(every, |act, ctx| act.sync_now(ctx));
         }
+        ctx.spawn(Intake);
     }
-}
 
-impl Handler<Write> for MemtableActor {
-    type Result = ();
-    fn handle(&mut self, msg: Write, ctx: &mut Context<Self>) {
-        if let Some(error) = self.refused() {
-            let _ = msg.reply.send(Err(error));
-            return;
-        }
-        self.pending.push(PendingWrite {
-            mutations: msg.mutations,
-            reply: msg.reply,
-        });
-        self.schedule_progress(ctx);
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        // Writes queued from now on are dropped: their callers see `Closed`.
+        self.submissions.close();
     }
 }
 
 impl Handler<Flush> for MemtableActor {
     type Result = ();
     fn handle(&mut self, msg: Flush, ctx: &mut Context<Self>) {
+        self.take_submissions(); // writes made before the flush are in it
         if let Some(error) = self.refused() {
             let _ = msg.reply.send(Err(error));
             return;
@@ -608,6 +603,7 @@ impl Handler<Gauges> for MemtableActor {
 impl Handler<Close> for MemtableActor {
     type Result = ();
     fn handle(&mut self, msg: Close, ctx: &mut Context<Self>) {
+        self.take_submissions(); // writes made before close are finished
         if self.closing.is_some() {
             let _ = msg.reply.send(Err(Error::Closed));
             return;

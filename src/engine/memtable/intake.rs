@@ -1,0 +1,66 @@
+//! The memtable actor's side of the submission queue: [`Intake`], a future
+//! that lives in the actor's context for as long as the actor does, takes
+//! every queued write into `pending` in one go, and then polls the queue
+//! (while writes from other threads keep coming) or parks.
+
+use std::pin::Pin;
+use std::task::Poll;
+
+use actix::prelude::*;
+
+use super::{MemtableActor, PendingWrite};
+
+/// Drains the submission queue into the actor. See the module doc.
+pub struct Intake;
+
+impl ActorFuture<MemtableActor> for Intake {
+    type Output = ();
+
+    fn poll(
+        self: Pin<&mut Self>,
+        act: &mut MemtableActor,
+        ctx: &mut Context<MemtableActor>,
+        task: &mut std::task::Context<'_>,
+    ) -> Poll<()> {
+        if act.take_submissions() {
+            act.make_progress(ctx);
+            // Lets the mailbox and finished jobs run, then comes back.
+            task.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        if act.submissions.is_disconnected() {
+            return Poll::Ready(()); // no handle can submit any more
+        }
+        // While a group is being written, new writes wait for it anyway:
+        // the job's completion takes them.
+        let keep_polling = !act.job_in_flight() && act.spin.wait(&act.submissions);
+        if keep_polling || !act.submissions.park(task.waker()) {
+            task.waker().wake_by_ref();
+        }
+        Poll::Pending
+    }
+}
+
+impl MemtableActor {
+    /// Moves every queued write into `pending` (or answers it at once if
+    /// writes are refused). True if there was any.
+    pub(super) fn take_submissions(&mut self) -> bool {
+        let (mut any, mut remote) = (false, false);
+        while let Some(write) = self.submissions.pop() {
+            any = true;
+            remote |= write.remote;
+            if let Some(error) = self.refused() {
+                let _ = write.reply.send(Err(error));
+                continue;
+            }
+            self.pending.push(PendingWrite {
+                mutations: write.mutations,
+                reply: write.reply,
+            });
+        }
+        if remote {
+            self.spin.remote_arrived();
+        }
+        any
+    }
+}
