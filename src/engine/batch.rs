@@ -95,10 +95,13 @@ mod tests {
         .encode_to_vec()
     }
 
+    /// A first sequence number and its mutations (`None`: a delete).
+    type Case = (u64, Vec<(Bytes, Option<Bytes>)>);
+
     #[test]
     fn wal_batch_bytes_are_prosts() {
         let big = Bytes::from(vec![b'v'; 300]);
-        let cases: Vec<(u64, Vec<(Bytes, Option<Bytes>)>)> = vec![
+        let cases: Vec<Case> = vec![
             (1, vec![]),
             (0, vec![(Bytes::from("k"), Some(Bytes::from("v")))]),
             (7, vec![(Bytes::from("k"), None)]),
