@@ -50,6 +50,11 @@ struct Args {
     /// Connections served at once; past it new ones get BUSY.
     #[arg(long, default_value_t = server::DEFAULT_MAX_CONNECTIONS)]
     max_connections: usize,
+    /// Bytes of unanswered requests and unsent replies one connection may
+    /// hold before the server stops reading it (one larger reply is still
+    /// sent, alone).
+    #[arg(long, default_value_t = server::DEFAULT_MAX_REPLY_BYTES)]
+    max_reply_bytes: usize,
     /// Seconds a connection may send nothing before it is closed.
     #[arg(long, default_value_t = server::DEFAULT_IDLE_TIMEOUT.as_secs_f64())]
     idle_timeout: f64,
@@ -112,6 +117,7 @@ impl Args {
         let mut config = ServerConfig {
             max_frame_bytes: self.max_frame_bytes,
             max_connections: self.max_connections,
+            max_reply_bytes: self.max_reply_bytes,
             idle_timeout: seconds(self.idle_timeout, "--idle-timeout")?,
             frame_timeout: seconds(self.frame_timeout, "--frame-timeout")?,
             ..ServerConfig::default()
@@ -160,7 +166,7 @@ fn main() -> ExitCode {
             Some(port) => {
                 let resp_addr = SocketAddr::new(args.ip, port);
                 let mut resp_config = args.resp_config(&options);
-                resp_config.auth_token = config.auth_token.clone();
+                resp_config.share_connection_limits(&config);
                 resp::serve_beside(addr, resp_addr, options, config, resp_config, shutdown).await
             }
         };
