@@ -14,7 +14,6 @@
 //!   connection closed; QUIT is answered `+OK` and the connection closed.
 
 use bytes::{Bytes, BytesMut};
-use futures_util::FutureExt;
 use futures_util::future::LocalBoxFuture;
 use tokio::net::TcpStream;
 
@@ -79,27 +78,29 @@ impl Session {
 
 impl pipeline::Protocol for Session {
     type Decoder = RespCodec;
-    type Op = (Protocol, Op);
-    type Reply = (Protocol, Reply);
+    /// The protocol the connection spoke when the request arrived.
+    type Tag = Protocol;
+    type Op = Op;
+    type Reply = Reply;
 
     fn accept(&mut self, args: Vec<Bytes>) -> Accepted<Self> {
         let protocol = self.connection.protocol;
         match auth::check(&args, &mut self.gate, self.auth_configured) {
             Gated::Pass => {}
-            Gated::Answer(reply) => return Accepted::Answer((protocol, reply)),
-            Gated::AnswerAndClose(reply) => return Accepted::AnswerAndClose((protocol, reply)),
+            Gated::Answer(reply) => return Accepted::Answer(protocol, reply),
+            Gated::AnswerAndClose(reply) => return Accepted::AnswerAndClose(protocol, reply),
         }
         let parsed = commands::parse(args, &mut self.connection);
         // HELLO answers in the protocol it switches to.
         let protocol = self.connection.protocol;
         match parsed {
-            Parsed::Reply(reply) => Accepted::Answer((protocol, reply)),
-            Parsed::Quit => Accepted::AnswerAndClose((protocol, Reply::ok())),
-            Parsed::Engine(op) => Accepted::Engine((protocol, op)),
+            Parsed::Reply(reply) => Accepted::Answer(protocol, reply),
+            Parsed::Quit => Accepted::AnswerAndClose(protocol, Reply::ok()),
+            Parsed::Engine(op) => Accepted::Engine(protocol, op),
         }
     }
 
-    fn access((_, op): &(Protocol, Op)) -> Access {
+    fn access(op: &Op) -> Access {
         match op.access() {
             commands::Access::Read => Access::Read,
             commands::Access::Write => Access::Write,
@@ -107,18 +108,14 @@ impl pipeline::Protocol for Session {
         }
     }
 
-    fn execute(
-        &self,
-        (protocol, op): (Protocol, Op),
-    ) -> LocalBoxFuture<'static, (Protocol, Reply)> {
+    fn execute(&self, op: Op) -> LocalBoxFuture<'static, Reply> {
         commands::execute(op, &self.engine)
-            .map(move |reply| (protocol, reply))
-            .boxed_local()
     }
 
     fn encode(
         &mut self,
-        (protocol, reply): (Protocol, Reply),
+        protocol: Protocol,
+        reply: Reply,
         out: &mut BytesMut,
     ) -> std::io::Result<()> {
         reply.encode(protocol, out);

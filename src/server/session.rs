@@ -12,7 +12,6 @@
 //!   ([`super::dispatch`]).
 
 use bytes::BytesMut;
-use futures_util::FutureExt;
 use futures_util::future::LocalBoxFuture;
 use tokio::net::TcpStream;
 use tokio_util::codec::Encoder;
@@ -80,37 +79,28 @@ impl Session {
     /// tokens the connection closes once the reply is written.
     fn authenticate(&mut self, id: u64, token: &[u8]) -> Accepted<Self> {
         match self.gate.attempt(token) {
-            AuthOutcome::Accepted => Accepted::Answer(response(id, done())),
-            AuthOutcome::Refused => Accepted::Answer(response(
+            AuthOutcome::Accepted => Accepted::Answer(id, Reply::Done(crate::proto::Done {})),
+            AuthOutcome::Refused => Accepted::Answer(
                 id,
                 dispatch::error(ErrorCode::Unauthenticated, "wrong token"),
-            )),
+            ),
             AuthOutcome::TooManyFailures => {
                 log::warn!("closing a connection after repeated wrong tokens");
-                Accepted::AnswerAndClose(response(
+                Accepted::AnswerAndClose(
                     id,
                     dispatch::error(ErrorCode::Unauthenticated, "wrong token; closing"),
-                ))
+                )
             }
         }
     }
 }
 
-fn response(id: u64, reply: Reply) -> Response {
-    Response {
-        id,
-        reply: Some(reply),
-    }
-}
-
-fn done() -> Reply {
-    Reply::Done(crate::proto::Done {})
-}
-
 impl Protocol for Session {
     type Decoder = Codec;
-    type Op = (u64, Command);
-    type Reply = Response;
+    /// The request's id, echoed in the reply.
+    type Tag = u64;
+    type Op = Command;
+    type Reply = Reply;
 
     fn accept(&mut self, frame: Frame<Request>) -> Accepted<Self> {
         let request = match frame {
@@ -118,45 +108,42 @@ impl Protocol for Session {
             Frame::Undecodable(e) => {
                 log::debug!("undecodable frame: {e}");
                 let reply = dispatch::invalid_request(format!("not a valid Request: {e}"));
-                return Accepted::Answer(response(0, reply));
+                return Accepted::Answer(0, reply);
             }
         };
         let id = request.id;
         match request.command {
-            None => Accepted::Answer(response(
-                id,
-                dispatch::invalid_request("request has no command"),
-            )),
+            None => Accepted::Answer(id, dispatch::invalid_request("request has no command")),
             Some(Command::Auth(auth)) => self.authenticate(id, auth.token.as_bytes()),
-            Some(_) if !self.gate.is_open() => Accepted::Answer(response(
+            Some(_) if !self.gate.is_open() => Accepted::Answer(
                 id,
                 dispatch::error(ErrorCode::Unauthenticated, "send Auth first"),
-            )),
-            Some(Command::Ping(_)) => {
-                Accepted::Answer(response(id, Reply::Pong(crate::proto::Pong {})))
-            }
-            Some(command) => Accepted::Engine((id, command)),
+            ),
+            Some(Command::Ping(_)) => Accepted::Answer(id, Reply::Pong(crate::proto::Pong {})),
+            Some(command) => Accepted::Engine(id, command),
         }
     }
 
-    fn access((_, command): &(u64, Command)) -> Access {
+    fn access(command: &Command) -> Access {
         dispatch::access(command)
     }
 
-    fn execute(&self, (id, command): (u64, Command)) -> LocalBoxFuture<'static, Response> {
+    fn execute(&self, command: Command) -> LocalBoxFuture<'static, Reply> {
         dispatch::execute(&self.db, command)
-            .map(move |reply| response(id, reply))
-            .boxed_local()
     }
 
-    fn encode(&mut self, reply: Response, out: &mut BytesMut) -> std::io::Result<()> {
-        self.encoder.encode(reply, out)
+    fn encode(&mut self, id: u64, reply: Reply, out: &mut BytesMut) -> std::io::Result<()> {
+        let response = Response {
+            id,
+            reply: Some(reply),
+        };
+        self.encoder.encode(response, out)
     }
 
-    fn read_error(&mut self, e: &std::io::Error) -> Option<Response> {
+    fn read_error(&mut self, e: &std::io::Error) -> Option<(u64, Reply)> {
         if is_frame_too_large(e) {
             let reply = dispatch::error(ErrorCode::FrameTooLarge, e.to_string());
-            return Some(response(0, reply));
+            return Some((0, reply));
         }
         if e.kind() == std::io::ErrorKind::TimedOut {
             log::info!("closing a connection: {e}");

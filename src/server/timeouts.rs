@@ -100,8 +100,10 @@ pub struct TimedRead<R> {
     idle_timeout: Duration,
     frame_timeout: Duration,
     progress: Rc<RequestProgress>,
-    /// The running deadline; `None` until the reader next waits for bytes.
-    timer: Option<Pin<Box<Sleep>>>,
+    /// The deadline, reused from wait to wait (no allocation per wait).
+    timer: Pin<Box<Sleep>>,
+    /// `timer` is set for the current wait for bytes.
+    armed: bool,
 }
 
 impl<R> TimedRead<R> {
@@ -117,7 +119,8 @@ impl<R> TimedRead<R> {
             idle_timeout,
             frame_timeout,
             progress,
-            timer: None,
+            timer: Box::pin(tokio::time::sleep(idle_timeout)),
+            armed: false,
         }
     }
 
@@ -150,21 +153,18 @@ impl<R: AsyncRead + Unpin> AsyncRead for TimedRead<R> {
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
                 if buf.filled().len() > before {
-                    this.timer = None;
+                    this.armed = false;
                 }
                 Poll::Ready(Ok(()))
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => {
-                let timer = match &mut this.timer {
-                    Some(timer) => timer,
-                    None => {
-                        let deadline = this.deadline(Instant::now());
-                        this.timer
-                            .insert(Box::pin(tokio::time::sleep_until(deadline)))
-                    }
-                };
-                match timer.as_mut().poll(cx) {
+                if !this.armed {
+                    let deadline = this.deadline(Instant::now());
+                    this.timer.as_mut().reset(deadline);
+                    this.armed = true;
+                }
+                match this.timer.as_mut().poll(cx) {
                     Poll::Ready(()) => Poll::Ready(Err(this.timed_out())),
                     Poll::Pending => Poll::Pending,
                 }

@@ -60,12 +60,12 @@ impl<P: Protocol> ActorFuture<Connection<P>> for Reader<P> {
         task: &mut TaskContext<'_>,
     ) -> Poll<()> {
         let this = self.get_mut();
+        if this.shutdown.as_mut().poll(task).is_ready() {
+            connection.on_end_of_requests(ctx);
+            return Poll::Ready(());
+        }
         loop {
             if connection.reading_done {
-                return Poll::Ready(());
-            }
-            if this.shutdown.as_mut().poll(task).is_ready() {
-                connection.on_end_of_requests(ctx);
                 return Poll::Ready(());
             }
             if !connection.may_read() {

@@ -64,9 +64,12 @@ const KEPT_BUFFER_BYTES: usize = 256 << 10;
 pub trait Protocol: Sized + Unpin + 'static {
     /// Splits the byte stream into requests.
     type Decoder: Decoder<Error = std::io::Error> + Unpin + 'static;
+    /// What a reply's encoding needs from its request (an id, the
+    /// protocol version the connection spoke then); kept in its slot.
+    type Tag: Copy + Unpin + 'static;
     /// A request for the engine.
     type Op: Unpin + 'static;
-    /// One reply, with whatever its encoding needs.
+    /// One reply.
     type Reply: Unpin + 'static;
 
     /// Answers a request or turns it into an engine request.
@@ -75,13 +78,18 @@ pub trait Protocol: Sized + Unpin + 'static {
     fn access(op: &Self::Op) -> Access;
     /// Calls the engine (eagerly: a write is enqueued before this returns).
     fn execute(&self, op: Self::Op) -> LocalBoxFuture<'static, Self::Reply>;
-    /// Appends `reply`'s bytes to `out`.
+    /// Appends the bytes of `reply` to the request tagged `tag` to `out`.
     ///
     /// # Errors
     /// The reply cannot be encoded; the connection is closed.
-    fn encode(&mut self, reply: Self::Reply, out: &mut BytesMut) -> std::io::Result<()>;
+    fn encode(
+        &mut self,
+        tag: Self::Tag,
+        reply: Self::Reply,
+        out: &mut BytesMut,
+    ) -> std::io::Result<()>;
     /// The reply to send before closing after the decoder failed, if any.
-    fn read_error(&mut self, error: &std::io::Error) -> Option<Self::Reply>;
+    fn read_error(&mut self, error: &std::io::Error) -> Option<(Self::Tag, Self::Reply)>;
     /// True once the client may use the server fully.
     fn authenticated(&self) -> bool;
     /// Raises the decoder's limits from the pre-authentication ones.
@@ -91,11 +99,11 @@ pub trait Protocol: Sized + Unpin + 'static {
 /// What [`Protocol::accept`] decided.
 pub enum Accepted<P: Protocol> {
     /// Answer this at once.
-    Answer(P::Reply),
+    Answer(P::Tag, P::Reply),
     /// Answer this, then read no more and close once every reply is out.
-    AnswerAndClose(P::Reply),
+    AnswerAndClose(P::Tag, P::Reply),
     /// Run this in the engine.
-    Engine(P::Op),
+    Engine(P::Tag, P::Op),
 }
 
 /// How connections run; one per listener, cloned into each connection.
@@ -117,9 +125,9 @@ pub struct PipelineConfig {
 }
 
 /// One reply position, in request order.
-enum Slot {
+enum Slot<Tag> {
     /// Not answered yet; its request holds this many bytes.
-    Waiting { request_bytes: usize },
+    Waiting { request_bytes: usize, tag: Tag },
     /// Answered (behind an earlier unanswered one): the encoded reply.
     Encoded(BytesMut),
 }
@@ -129,7 +137,7 @@ pub struct Connection<P: Protocol> {
     protocol: P,
     /// Replies not yet sent to the writer; `slots[0]` has sequence number
     /// `first_seq`.
-    slots: VecDeque<Slot>,
+    slots: VecDeque<Slot<P::Tag>>,
     first_seq: u64,
     next_seq: u64,
     /// Unanswered and held engine requests.
@@ -231,13 +239,13 @@ impl<P: Protocol> Connection<P> {
         ctx: &mut Context<Self>,
     ) {
         match self.protocol.accept(request) {
-            Accepted::Answer(reply) => self.answer_at_once(reply, ctx),
-            Accepted::AnswerAndClose(reply) => {
+            Accepted::Answer(tag, reply) => self.answer_at_once(tag, reply, ctx),
+            Accepted::AnswerAndClose(tag, reply) => {
                 self.reading_done = true;
-                self.answer_at_once(reply, ctx);
+                self.answer_at_once(tag, reply, ctx);
             }
-            Accepted::Engine(op) => {
-                let seq = self.push_slot(bytes);
+            Accepted::Engine(tag, op) => {
+                let seq = self.push_slot(bytes, tag);
                 let access = P::access(&op);
                 if let Some(op) = self.order.admit(seq, access, op, self.reads_blocked()) {
                     self.dispatch(seq, access, op, ctx);
@@ -247,8 +255,8 @@ impl<P: Protocol> Connection<P> {
         }
     }
 
-    fn answer_at_once(&mut self, reply: P::Reply, ctx: &mut Context<Self>) {
-        let seq = self.push_slot(0);
+    fn answer_at_once(&mut self, tag: P::Tag, reply: P::Reply, ctx: &mut Context<Self>) {
+        let seq = self.push_slot(0, tag);
         self.fill(seq, reply, ctx);
         self.pump(ctx);
     }
@@ -257,7 +265,7 @@ impl<P: Protocol> Connection<P> {
     fn on_read_error(&mut self, error: &std::io::Error, ctx: &mut Context<Self>) {
         self.reading_done = true;
         match self.protocol.read_error(error) {
-            Some(reply) => self.answer_at_once(reply, ctx),
+            Some((tag, reply)) => self.answer_at_once(tag, reply, ctx),
             None => self.pump(ctx),
         }
     }
@@ -274,8 +282,8 @@ impl<P: Protocol> Connection<P> {
         self.pump(ctx);
     }
 
-    fn push_slot(&mut self, request_bytes: usize) -> u64 {
-        self.slots.push_back(Slot::Waiting { request_bytes });
+    fn push_slot(&mut self, request_bytes: usize, tag: P::Tag) -> u64 {
+        self.slots.push_back(Slot::Waiting { request_bytes, tag });
         self.request_bytes += request_bytes;
         let seq = self.next_seq;
         self.next_seq += 1;
@@ -309,22 +317,20 @@ impl<P: Protocol> Connection<P> {
         let Some(index) = seq.checked_sub(self.first_seq).map(|i| i as usize) else {
             return;
         };
-        if index >= self.slots.len() {
+        let Some(&Slot::Waiting { request_bytes, tag }) = self.slots.get(index) else {
             return;
-        }
-        if let Some(Slot::Waiting { request_bytes }) = self.slots.get(index) {
-            self.request_bytes -= *request_bytes;
-        }
+        };
+        self.request_bytes -= request_bytes;
         let encoded = if index == 0 {
             self.slots.pop_front();
             self.first_seq += 1;
             let before = self.outbox.len();
-            let encoded = self.protocol.encode(reply, &mut self.outbox);
+            let encoded = self.protocol.encode(tag, reply, &mut self.outbox);
             self.reply_bytes += self.outbox.len() - before;
             encoded
         } else {
             let mut own = BytesMut::new();
-            let encoded = self.protocol.encode(reply, &mut own);
+            let encoded = self.protocol.encode(tag, reply, &mut own);
             self.reply_bytes += own.len();
             if let Some(slot) = self.slots.get_mut(index) {
                 *slot = Slot::Encoded(own);
