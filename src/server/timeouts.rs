@@ -29,8 +29,11 @@ use tokio_util::codec::Decoder;
 pub struct RequestProgress {
     /// Bytes of a request not yet complete have arrived.
     midway: Cell<bool>,
-    /// When the request in progress began (approximately: when the decoder
-    /// first saw its bytes).
+    /// A request began since `started` was last taken: the reader takes the
+    /// time when it next waits for bytes (one clock read per wait, not one
+    /// per request; the frame clock starts at most one wait late).
+    began: Cell<bool>,
+    /// When the request in progress began.
     started: Cell<Instant>,
 }
 
@@ -38,14 +41,19 @@ impl Default for RequestProgress {
     fn default() -> Self {
         RequestProgress {
             midway: Cell::new(false),
+            began: Cell::new(false),
             started: Cell::new(Instant::now()),
         }
     }
 }
 
 impl RequestProgress {
-    /// Since when a request has been in progress, if one is.
-    pub fn midway_since(&self) -> Option<Instant> {
+    /// Since when a request has been in progress, if one is; `now` is the
+    /// start of a request that began since the last call.
+    pub fn midway_since(&self, now: Instant) -> Option<Instant> {
+        if self.began.replace(false) {
+            self.started.set(now);
+        }
         self.midway.get().then(|| self.started.get())
     }
 }
@@ -87,7 +95,7 @@ impl<D: Decoder> Decoder for Tracked<D> {
         self.taken += before - src.len();
         let midway = self.taken > 0 && decoded.is_none() || !src.is_empty();
         if midway && (!was_midway || decoded.is_some()) {
-            self.progress.started.set(Instant::now());
+            self.progress.began.set(true);
         }
         self.progress.midway.set(midway);
         Ok(decoded.map(|item| (std::mem::take(&mut self.taken), item)))
@@ -127,14 +135,14 @@ impl<R> TimedRead<R> {
     /// When a wait for bytes that starts `now` must end.
     fn deadline(&self, now: Instant) -> Instant {
         let idle = now + self.idle_timeout;
-        match self.progress.midway_since() {
+        match self.progress.midway_since(now) {
             None => idle,
             Some(started) => idle.min(started + self.frame_timeout),
         }
     }
 
     fn timed_out(&self) -> io::Error {
-        let what = match self.progress.midway_since() {
+        let what = match self.progress.midway_since(Instant::now()) {
             None => format!("no request for {:?}", self.idle_timeout),
             Some(_) => format!("request not completed in {:?}", self.frame_timeout),
         };
@@ -184,15 +192,19 @@ mod tests {
         let progress = Rc::new(RequestProgress::default());
         let mut lines = Tracked::new(LinesCodec::new(), progress.clone());
         let mut buf = BytesMut::from(&b"ab"[..]);
+        let now = Instant::now();
         assert_eq!(lines.decode(&mut buf).unwrap(), None);
-        assert!(progress.midway_since().is_some());
+        assert_eq!(progress.midway_since(now), Some(now));
         buf.extend_from_slice(b"c\nd");
         assert_eq!(lines.decode(&mut buf).unwrap(), Some((4, "abc".into())));
-        // The next request has begun.
-        assert!(progress.midway_since().is_some());
+        // The next request has begun: its clock starts at the next wait.
+        let later = now + Duration::from_secs(1);
+        assert_eq!(progress.midway_since(later), Some(later));
+        let much_later = later + Duration::from_secs(1);
+        assert_eq!(progress.midway_since(much_later), Some(later));
         buf.extend_from_slice(b"\n");
         assert_eq!(lines.decode(&mut buf).unwrap(), Some((2, "d".into())));
         assert_eq!(lines.decode(&mut buf).unwrap(), None);
-        assert!(progress.midway_since().is_none());
+        assert_eq!(progress.midway_since(now), None);
     }
 }
