@@ -10,7 +10,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use naive_kv::SyncPolicy;
-use resp_support::{RespServer, expect, request, rss_kib};
+use resp_support::{RespServer, exchange, expect, request, rss_kib};
 
 const VALUE_BYTES: usize = 512 << 10;
 
@@ -71,4 +71,25 @@ fn never_reading_clients_of_large_gets_stay_within_the_budget() {
         expect(&mut stream, &bulk(k));
     }
     expect(&mut stream, &bulk(2));
+}
+
+#[test]
+fn a_large_reply_behind_a_held_read_does_not_stall_it() {
+    // Durable writes: the GET is held until the SET is acknowledged, and
+    // meanwhile the ECHO (answered at once) fills the budget behind it.
+    let server = RespServer::start_tuned(SyncPolicy::Always, None, |c| {
+        c.max_reply_bytes = 64 << 10;
+    });
+    let mut s = server.connect();
+    let echo = vec![b'e'; 512 << 10];
+    let mut pipeline = request(&[b"SET", b"k", b"v"]);
+    pipeline.extend(request(&[b"GET", b"k"]));
+    pipeline.extend(request(&[b"ECHO", &echo]));
+    s.write_all(&pipeline).unwrap();
+    expect(&mut s, b"+OK\r\n$1\r\nv\r\n");
+    let mut bulk = format!("${}\r\n", echo.len()).into_bytes();
+    bulk.extend_from_slice(&echo);
+    bulk.extend_from_slice(b"\r\n");
+    expect(&mut s, &bulk);
+    exchange(&mut s, &request(&[b"PING"]), b"+PONG\r\n");
 }

@@ -144,8 +144,12 @@ pub struct Connection<P: Protocol> {
     order: Order<P::Op>,
     /// Encoded replies, in order, for the writer to take.
     outbox: BytesMut,
-    /// Reply bytes encoded and not yet taken by the socket.
+    /// Reply bytes encoded and not yet taken by the socket (in slots, in
+    /// the outbox or being written).
     reply_bytes: usize,
+    /// The part of `reply_bytes` handed to the writer: these drain as the
+    /// client reads, whatever else the connection waits for.
+    queued_bytes: usize,
     /// Bytes of requests not yet answered.
     request_bytes: usize,
     /// A read the engine did not answer at once (it went to the disk).
@@ -196,6 +200,7 @@ pub(crate) fn start<P: Protocol>(
             order: Order::default(),
             outbox: BytesMut::new(),
             reply_bytes: 0,
+            queued_bytes: 0,
             request_bytes: 0,
             waiting_read: None,
             max_in_flight: config.max_in_flight.max(1),
@@ -225,10 +230,12 @@ impl<P: Protocol> Connection<P> {
             && self.request_bytes + self.reply_bytes < self.budget()
     }
 
-    /// True if reads must wait: replies fill the budget, or a read that
-    /// went to the disk is still in flight.
+    /// True if reads must wait: replies handed to the writer fill the
+    /// budget, or a read that went to the disk is still in flight. (Replies
+    /// kept in slots behind a held read do not count here: they cannot
+    /// drain before it, so waiting for them would never end.)
     fn reads_blocked(&self) -> bool {
-        self.waiting_read.is_some() || self.reply_bytes >= self.budget()
+        self.waiting_read.is_some() || self.queued_bytes >= self.budget()
     }
 
     /// Takes one decoded request of `bytes` wire bytes.
@@ -279,6 +286,7 @@ impl<P: Protocol> Connection<P> {
     /// The socket took `bytes` reply bytes.
     fn on_written(&mut self, bytes: usize, ctx: &mut Context<Self>) {
         self.reply_bytes = self.reply_bytes.saturating_sub(bytes);
+        self.queued_bytes = self.queued_bytes.saturating_sub(bytes);
         self.pump(ctx);
     }
 
@@ -327,6 +335,7 @@ impl<P: Protocol> Connection<P> {
             let before = self.outbox.len();
             let encoded = self.protocol.encode(tag, reply, &mut self.outbox);
             self.reply_bytes += self.outbox.len() - before;
+            self.queued_bytes += self.outbox.len() - before;
             encoded
         } else {
             let mut own = BytesMut::new();
@@ -353,6 +362,7 @@ impl<P: Protocol> Connection<P> {
         while let Some(Slot::Encoded(_)) = self.slots.front() {
             if let Some(Slot::Encoded(reply)) = self.slots.pop_front() {
                 self.outbox.extend_from_slice(&reply);
+                self.queued_bytes += reply.len();
             }
             self.first_seq += 1;
         }
