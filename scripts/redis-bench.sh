@@ -5,14 +5,19 @@
 # Pairs compared, each with pipelines of 1 and 16:
 #   NaiveKV --sync always              vs redis --appendonly yes --appendfsync always
 #   NaiveKV --sync interval (1000 ms)  vs redis --appendonly yes --appendfsync everysec
-# Each run: redis-benchmark -t set,get -n $N -c $CLIENTS -P {1,16} -q --csv.
-# Prints requests/s for each and NaiveKV's ratio to Redis, and the load.
+# Each run: redis-benchmark -t set,get -n $N -c $CLIENTS -P {1,16} -q --csv,
+# then one client without pipelining (-c 1 -P 1 -n $N1) for latency.
+# Prints requests/s (p50 latency in ms for the -c 1 rows) for each and
+# NaiveKV's ratio to Redis (for latency: Redis's p50 over NaiveKV's, so
+# above 1.0 means NaiveKV is faster), and the load.
 #
-# Usage: scripts/redis-bench.sh   (N=200000 CLIENTS=50 by default)
+# Usage: scripts/redis-bench.sh   (N=200000 N1=20000 CLIENTS=50 by default;
+# NAIVE_BIN=path runs that server binary instead of building run_server)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 N=${N:-200000}
+N1=${N1:-20000}
 CLIENTS=${CLIENTS:-50}
 
 for tool in redis-server redis-benchmark redis-cli; do
@@ -22,7 +27,11 @@ for tool in redis-server redis-benchmark redis-cli; do
         break
     fi
 done
-cargo build --release --quiet --bin run_server
+NAIVE_BIN=${NAIVE_BIN:-}
+if [[ -z "$NAIVE_BIN" ]]; then
+    cargo build --release --quiet --bin run_server
+    NAIVE_BIN=target/release/run_server
+fi
 
 work=$(mktemp -d)
 pid=""
@@ -54,7 +63,7 @@ wait_ready() {
 start_naive() { # sync flags...
     port=$(free_port)
     rm -rf "$work/naive"
-    RUST_LOG=warn target/release/run_server --directory "$work/naive" --port "$(free_port)" \
+    RUST_LOG=warn "$NAIVE_BIN" --directory "$work/naive" --port "$(free_port)" \
         --resp-port "$port" "$@" >"$work/naive.log" 2>&1 &
     pid=$!
     wait_ready "$port"
@@ -75,14 +84,31 @@ bench() { # port pipeline
         | awk -F'"' '$2 == "SET" { s = $4 } $2 == "GET" { g = $4 } END { print s, g }'
 }
 
+# p50 latency in ms of "SET" and "GET" with one client, no pipelining.
+bench_p50() { # port
+    redis-benchmark -p "$1" -t set,get -n "$N1" -c 1 -P 1 -q --csv 2>/dev/null \
+        | awk -F'"' '$2 == "SET" { s = $10 } $2 == "GET" { g = $10 } END { print s, g }'
+}
+
+row() { # name pipeline test naive redis [inverse]
+    local ratio
+    if [[ -n "${6:-}" ]]; then
+        ratio=$(python3 -c "print(f'{float(\"$5\") / float(\"$4\"):.2f}')" 2>/dev/null || echo "?")
+    else
+        ratio=$(python3 -c "print(f'{float(\"$4\") / float(\"$5\"):.2f}')" 2>/dev/null || echo "?")
+    fi
+    printf '| %-44s | %-7s | %-4s | %12s | %12s | %6s |\n' "$1" "$2" "$3" "$4" "$5" "$ratio"
+}
+
 echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, $(redis-server --version | cut -d' ' -f1-3)"
 echo "# load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "# redis-benchmark -t set,get -n $N -c $CLIENTS -q --csv"
-printf '| %-44s | %-3s | %-4s | %12s | %12s | %6s |\n' durability P test "NaiveKV r/s" "Redis r/s" ratio
-printf '|%s|%s|%s|%s|%s|%s|\n' "$(printf -- '-%.0s' {1..46})" ----- ------ \
+printf '| %-44s | %-7s | %-4s | %12s | %12s | %6s |\n' durability P test NaiveKV Redis ratio
+printf '|%s|%s|%s|%s|%s|%s|\n' "$(printf -- '-%.0s' {1..46})" --------- ------ \
     "$(printf -- '-%.0s' {1..14})" "$(printf -- '-%.0s' {1..14})" --------
 for pair in "always|--sync always|always" "1 s|--sync interval --sync-interval-ms 1000|everysec"; do
     IFS='|' read -r label naive_flags redis_fsync <<<"$pair"
+    name="sync $label / appendfsync $redis_fsync"
     for pipeline in 1 16; do
         # shellcheck disable=SC2086
         start_naive $naive_flags
@@ -91,12 +117,17 @@ for pair in "always|--sync always|always" "1 s|--sync interval --sync-interval-m
         start_redis "$redis_fsync"
         read -r redis_set redis_get < <(bench "$port" "$pipeline")
         stop
-        name="sync $label / appendfsync $redis_fsync"
-        for t in SET GET; do
-            if [[ $t == SET ]]; then a=$naive_set b=$redis_set; else a=$naive_get b=$redis_get; fi
-            ratio=$(python3 -c "print(f'{float(\"$a\") / float(\"$b\"):.2f}')" 2>/dev/null || echo "?")
-            printf '| %-44s | %-3s | %-4s | %12s | %12s | %6s |\n' "$name" "$pipeline" "$t" "$a" "$b" "$ratio"
-        done
+        row "$name" "$pipeline" SET "$naive_set" "$redis_set"
+        row "$name" "$pipeline" GET "$naive_get" "$redis_get"
     done
+    # shellcheck disable=SC2086
+    start_naive $naive_flags
+    read -r naive_set naive_get < <(bench_p50 "$port")
+    stop
+    start_redis "$redis_fsync"
+    read -r redis_set redis_get < <(bench_p50 "$port")
+    stop
+    row "$name" "c1 p50" SET "$naive_set" "$redis_set" inverse
+    row "$name" "c1 p50" GET "$naive_get" "$redis_get" inverse
 done
 echo "# load after: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -77,6 +77,11 @@ struct Args {
     /// Connections served at once, at least 1; past it new ones get BUSY.
     #[arg(long, default_value_t = server::DEFAULT_MAX_CONNECTIONS)]
     max_connections: usize,
+    /// Bytes of unanswered requests and unsent replies one connection may
+    /// hold before the server stops reading it (one larger reply is still
+    /// sent, alone).
+    #[arg(long, default_value_t = server::DEFAULT_MAX_REPLY_BYTES)]
+    max_reply_bytes: usize,
     /// Seconds a connection may send nothing before it is closed.
     #[arg(long, default_value_t = server::DEFAULT_IDLE_TIMEOUT.as_secs_f64())]
     idle_timeout: f64,
@@ -200,6 +205,7 @@ impl Args {
         let mut config = ServerConfig {
             max_frame_bytes: self.max_frame_bytes,
             max_connections: self.max_connections,
+            max_reply_bytes: self.max_reply_bytes,
             idle_timeout: seconds(self.idle_timeout, "--idle-timeout")?,
             frame_timeout: seconds(self.frame_timeout, "--frame-timeout")?,
             ..ServerConfig::default()
@@ -302,10 +308,8 @@ async fn serve(
     let served = match resp {
         None => server::run(native, db, config, shutdown).await,
         Some(resp) => {
-            let resp_config = RespConfig {
-                auth_token: config.auth_token.clone(),
-                ..resp_config
-            };
+            let mut resp_config = resp_config;
+            resp_config.share_connection_limits(&config);
             resp::run_beside(native, resp, db, config, resp_config, shutdown).await
         }
     };

@@ -29,23 +29,25 @@ for the default user. Are you sure your configuration is correct?";
 /// Checks `args` against the connection's gate; `configured` says whether the
 /// server has a token at all.
 pub fn check(args: &[Bytes], gate: &mut AuthGate, configured: bool) -> Gated {
-    let name = args
-        .first()
-        .map(|n| n.to_ascii_lowercase())
-        .unwrap_or_default();
-    match name.as_slice() {
-        b"auth" => auth(args, gate, configured),
-        b"hello" => match hello_password(args) {
+    let name: &[u8] = args.first().map_or(b"", |n| n);
+    let is = |command: &str| name.eq_ignore_ascii_case(command.as_bytes());
+    if is("auth") {
+        return auth(args, gate, configured);
+    }
+    if is("hello") {
+        return match hello_password(args) {
             Some(password) => match attempt(gate, password) {
                 Gated::Pass => Gated::Pass,
                 refused => refused,
             },
             None if gate.is_open() => Gated::Pass,
             None => Gated::Answer(Reply::Error(NOAUTH.into())),
-        },
-        b"quit" => Gated::Pass,
-        _ if gate.is_open() => Gated::Pass,
-        _ => Gated::Answer(Reply::Error(NOAUTH.into())),
+        };
+    }
+    if gate.is_open() || is("quit") {
+        Gated::Pass
+    } else {
+        Gated::Answer(Reply::Error(NOAUTH.into()))
     }
 }
 

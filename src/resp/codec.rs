@@ -33,6 +33,21 @@ pub struct Limits {
     pub max_inline_bytes: usize,
 }
 
+impl Limits {
+    /// The limits before authentication: nothing an AUTH or HELLO needs is
+    /// longer than [`crate::server::pipeline::PRE_AUTH_MAX_BYTES`] or has
+    /// more than 16 arguments.
+    pub fn pre_auth(self) -> Limits {
+        let small = crate::server::pipeline::PRE_AUTH_MAX_BYTES;
+        Limits {
+            max_bulk_bytes: self.max_bulk_bytes.min(small),
+            max_args: self.max_args.min(16),
+            max_request_bytes: self.max_request_bytes.min(small),
+            max_inline_bytes: self.max_inline_bytes.min(small),
+        }
+    }
+}
+
 /// Input that is not RESP; `Display` gives the text after `ERR `.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("Protocol error: {0}")]
@@ -64,6 +79,11 @@ impl RespCodec {
             limits,
             partial: None,
         }
+    }
+
+    /// Changes the limits from the next request on.
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
     }
 
     /// Reads a multibulk header; `None` until the whole line is there.

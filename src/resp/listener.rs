@@ -107,9 +107,8 @@ pub async fn run(
     let params = SessionParams {
         engine,
         limits: config.limits(),
-        max_in_flight: config.max_in_flight,
-        shutdown: stopping,
         auth_token: config.auth_token.clone(),
+        pipeline: config.pipeline(stopping),
     };
     let next_id = AtomicU64::new(1);
     let mut next_worker = 0usize;

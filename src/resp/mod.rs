@@ -6,8 +6,10 @@
 //! - [`listener`]: [`run`] accepts connections (limit, worker arbiters,
 //!   graceful shutdown); [`run_beside`] and [`serve_beside`] serve it next
 //!   to the native protocol on one `Db`.
-//! - [`session`]: the [`Session`] actor, one per connection: pipelining,
-//!   reply order, read-your-writes, back-pressure, per-connection protocol.
+//! - [`session`]: RESP on a connection ([`Session`]): the decoder, AUTH,
+//!   the command mapping and the reply's protocol; pipelining, order, the
+//!   byte budget and timeouts are [`crate::server::pipeline`]'s, shared with
+//!   the native protocol.
 //! - [`codec`]: the RESP request decoder (multibulk and inline) and reply
 //!   encoder; [`reply`]: replies and their RESP2/RESP3 forms.
 //! - [`commands`]: parsing (pure) and execution, one file per group.
@@ -34,7 +36,13 @@ use std::time::Duration;
 pub use listener::{run, run_beside, serve_beside};
 pub use session::Session;
 
-use crate::server::{DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_IN_FLIGHT};
+use tokio::sync::watch;
+
+use crate::server::pipeline::PipelineConfig;
+use crate::server::{
+    DEFAULT_AUTH_TIMEOUT, DEFAULT_FRAME_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_REPLY_BYTES, ServerConfig,
+};
 
 /// Longest bulk argument by default: the engine's default value limit,
 /// 32 MiB (`run_server` uses the engine's actual limit).
@@ -58,6 +66,17 @@ pub struct RespConfig {
     pub max_connections: usize,
     /// Requests in flight per connection before reading stops; default 128.
     pub max_in_flight: usize,
+    /// Byte budget per connection of unanswered requests and unsent
+    /// replies, as [`ServerConfig::max_reply_bytes`]; default 4 MiB.
+    pub max_reply_bytes: usize,
+    /// A connection silent this long is closed; default 300 s.
+    pub idle_timeout: Duration,
+    /// A request still incomplete this long after its first byte closes
+    /// the connection; default 10 s.
+    pub frame_timeout: Duration,
+    /// With a token, a connection not authenticated this long after it
+    /// opened is closed; default 10 s.
+    pub auth_timeout: Duration,
     /// A bulk declared longer than this is refused
     /// (`-ERR Protocol error: invalid bulk length`) before it is read.
     pub max_bulk_bytes: usize,
@@ -80,6 +99,10 @@ impl Default for RespConfig {
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            max_reply_bytes: DEFAULT_MAX_REPLY_BYTES,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            frame_timeout: DEFAULT_FRAME_TIMEOUT,
+            auth_timeout: DEFAULT_AUTH_TIMEOUT,
             max_bulk_bytes: DEFAULT_MAX_BULK_BYTES,
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
             max_args: DEFAULT_MAX_ARGS,
@@ -91,6 +114,30 @@ impl Default for RespConfig {
 }
 
 impl RespConfig {
+    /// Takes the per-connection limits and timeouts of the native
+    /// listener's configuration (one set of flags serves both ports):
+    /// in-flight limit, byte budget, idle, frame and auth timeouts, token.
+    pub fn share_connection_limits(&mut self, native: &ServerConfig) {
+        self.max_in_flight = native.max_in_flight;
+        self.max_reply_bytes = native.max_reply_bytes;
+        self.idle_timeout = native.idle_timeout;
+        self.frame_timeout = native.frame_timeout;
+        self.auth_timeout = native.auth_timeout;
+        self.auth_token = native.auth_token.clone();
+    }
+
+    /// The connection settings, with `shutdown` as the stop signal.
+    pub(crate) fn pipeline(&self, shutdown: watch::Receiver<bool>) -> PipelineConfig {
+        PipelineConfig {
+            max_in_flight: self.max_in_flight,
+            max_reply_bytes: self.max_reply_bytes,
+            idle_timeout: self.idle_timeout,
+            frame_timeout: self.frame_timeout,
+            auth_timeout: self.auth_timeout,
+            shutdown,
+        }
+    }
+
     /// The decoder's limits.
     pub fn limits(&self) -> codec::Limits {
         codec::Limits {

@@ -110,10 +110,26 @@ impl Reply {
     }
 }
 
-/// `kind` then `n` then CRLF.
+/// `kind` then `n` in decimal then CRLF, formatted without allocating.
 fn header(out: &mut BytesMut, kind: u8, n: i64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut rest = n.unsigned_abs();
+    loop {
+        at -= 1;
+        if let Some(d) = digits.get_mut(at) {
+            *d = b'0' + (rest % 10) as u8;
+        }
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
     out.put_u8(kind);
-    out.put_slice(n.to_string().as_bytes());
+    if n < 0 {
+        out.put_u8(b'-');
+    }
+    out.put_slice(digits.get(at..).unwrap_or_default());
     out.put_slice(b"\r\n");
 }
 
@@ -151,6 +167,12 @@ mod tests {
     fn scalars_and_line_breaks_in_errors() {
         assert_eq!(bytes(&Reply::ok(), Protocol::Resp2), b"+OK\r\n");
         assert_eq!(bytes(&Reply::Integer(-3), Protocol::Resp2), b":-3\r\n");
+        assert_eq!(bytes(&Reply::Integer(0), Protocol::Resp2), b":0\r\n");
+        let min = format!(":{}\r\n", i64::MIN);
+        assert_eq!(
+            bytes(&Reply::Integer(i64::MIN), Protocol::Resp2),
+            min.as_bytes()
+        );
         let e = Reply::err("a\r\nb");
         assert_eq!(bytes(&e, Protocol::Resp2), b"-ERR a  b\r\n");
         let array = Reply::Array(vec![Reply::Bulk(Bytes::from_static(b"x")), Reply::Null]);

@@ -7,6 +7,7 @@ use std::ops::Bound;
 use bytes::Bytes;
 use futures_util::future::{FutureExt, LocalBoxFuture, ready};
 
+use super::pipeline::Access;
 use crate::proto::{self, ErrorCode, mutation::Op, request::Command, response::Reply};
 use crate::{Db, Error, ScanPage, ScanRequest, WriteBatch};
 
@@ -15,23 +16,18 @@ pub const DEFAULT_SCAN_LIMIT: usize = 1000;
 /// A scan page stops once its keys and values reach about this many bytes.
 pub const SCAN_PAGE_BYTES: usize = 4 << 20;
 
-/// How a command relates to the writes before it on its connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
-    /// Changes the database: dispatched at once, in arrival order.
-    Write,
-    /// Observes the database: waits until every earlier write is acknowledged.
-    Read,
-    /// Observes nothing: answered at once.
-    Immediate,
-}
-
-/// The access kind of `command`.
+/// How `command` relates to the other requests on its connection (see
+/// [`super::pipeline::order`]).
 pub fn access(command: &Command) -> Access {
     match command {
         Command::Put(_) | Command::Delete(_) | Command::Batch(_) => Access::Write,
-        Command::Get(_) | Command::Scan(_) | Command::Stats(_) => Access::Read,
-        Command::Ping(_) | Command::Auth(_) => Access::Immediate,
+        // Ping and Auth are answered by the session; as reads they would
+        // only wait for earlier writes.
+        Command::Get(_)
+        | Command::Scan(_)
+        | Command::Stats(_)
+        | Command::Ping(_)
+        | Command::Auth(_) => Access::Read,
     }
 }
 

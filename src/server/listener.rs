@@ -64,11 +64,8 @@ pub async fn run(
     let params = SessionParams {
         db: db.clone(),
         max_frame_bytes: config.max_frame_bytes,
-        max_in_flight: config.max_in_flight,
-        idle_timeout: config.idle_timeout,
-        frame_timeout: config.frame_timeout,
         auth_token: config.auth_token.clone(),
-        shutdown: stopping,
+        pipeline: config.pipeline(stopping),
     };
     let mut next_worker = 0usize;
     let serve = |stream, guard| {

@@ -4,14 +4,17 @@
 //! - [`listener`]: [`run`] accepts connections on a bound listener, spreads
 //!   sessions over worker arbiters, enforces the connection limit and shuts
 //!   down gracefully; [`serve`] binds, opens the database and runs.
-//! - [`session`]: the [`Session`] actor, one per connection: pipelining,
-//!   response order, read-your-writes, back-pressure.
+//! - [`pipeline`]: the [`pipeline::Connection`] actor, one per connection
+//!   of either protocol: pipelining, reply order, strict per-connection
+//!   order, the byte budget, timeouts, pre-authentication limits.
+//! - [`session`]: the native protocol on a connection ([`Session`]): frame
+//!   codec, `Auth`, commands.
 //! - [`dispatch`]: turns one request command into an engine call and its
 //!   reply (pure mapping plus the call).
 //! - [`codec`]: the frame codec shared with the client.
 //! - [`auth`]: the token, the per-connection gate, and the refusal to
 //!   listen openly with no token.
-//! - [`timeouts`]: idle and half-sent-frame deadlines on a socket's reads.
+//! - [`timeouts`]: idle and half-sent-request deadlines on a socket's reads.
 
 pub mod auth;
 pub mod codec;
@@ -19,10 +22,13 @@ pub(crate) mod connections;
 pub mod dispatch;
 pub mod listener;
 pub mod metrics;
+pub mod pipeline;
 pub mod session;
 pub mod timeouts;
 
 use std::time::Duration;
+
+use tokio::sync::watch;
 
 pub use listener::{run, serve, shutdown_signal};
 pub use session::Session;
@@ -39,6 +45,7 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 /// A frame not completed this long after its first byte closes the
 /// connection (`--frame-timeout`).
 pub const DEFAULT_FRAME_TIMEOUT: Duration = Duration::from_secs(10);
+pub use pipeline::{DEFAULT_AUTH_TIMEOUT, DEFAULT_MAX_REPLY_BYTES};
 
 /// How the server runs; `ServerConfig::default()` gives the documented
 /// defaults, which the `run_server` flags mirror.
@@ -55,6 +62,10 @@ pub struct ServerConfig {
     pub max_frame_bytes: usize,
     /// Requests in flight per connection before reading stops; default 128.
     pub max_in_flight: usize,
+    /// Byte budget per connection of unanswered requests and replies the
+    /// socket has not taken (`--max-reply-bytes`); reading stops while it
+    /// is full. One larger reply is still sent, alone. Default 4 MiB.
+    pub max_reply_bytes: usize,
     /// At shutdown, how long sessions get to finish their in-flight requests
     /// before the database is closed anyway; default 10 s.
     pub shutdown_grace: Duration,
@@ -64,6 +75,9 @@ pub struct ServerConfig {
     /// A frame still incomplete this long after its first byte closes the
     /// connection (slow or stalled senders); default 10 s.
     pub frame_timeout: Duration,
+    /// With a token, a connection not authenticated this long after it
+    /// opened is closed; default 10 s.
+    pub auth_timeout: Duration,
     /// With a token, every connection must send `Auth{token}` before
     /// anything else is served. Default: none.
     pub auth_token: Option<auth::AuthToken>,
@@ -76,10 +90,27 @@ impl Default for ServerConfig {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            max_reply_bytes: DEFAULT_MAX_REPLY_BYTES,
             shutdown_grace: Duration::from_secs(10),
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             frame_timeout: DEFAULT_FRAME_TIMEOUT,
+            auth_timeout: DEFAULT_AUTH_TIMEOUT,
             auth_token: None,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// The connection settings both protocols share, with `shutdown` as
+    /// the stop signal.
+    pub(crate) fn pipeline(&self, shutdown: watch::Receiver<bool>) -> pipeline::PipelineConfig {
+        pipeline::PipelineConfig {
+            max_in_flight: self.max_in_flight,
+            max_reply_bytes: self.max_reply_bytes,
+            idle_timeout: self.idle_timeout,
+            frame_timeout: self.frame_timeout,
+            auth_timeout: self.auth_timeout,
+            shutdown,
         }
     }
 }

@@ -1,82 +1,104 @@
-//! Read deadlines for a connection: [`TimedRead`] wraps the socket's read
-//! half and fails a read with `TimedOut` when the client sends nothing for
-//! the idle timeout, or leaves a frame half-sent for the frame timeout.
+//! Read deadlines for a connection, for any protocol: [`TimedRead`] wraps
+//! the socket's read half and fails a read with `TimedOut` when the client
+//! sends nothing for the idle timeout, or leaves a request half-sent for the
+//! frame timeout.
 //!
-//! It follows the frame boundaries itself (4-byte length, then the body) so
-//! that it knows, byte by byte, whether a frame is in progress. A deadline
-//! only runs while the server is waiting for bytes: when the session stops
-//! reading (requests in flight at the cap) the clock is not held against
+//! Whether a request is in progress is told by the decoder, through
+//! [`Tracked`]: it wraps the protocol's decoder, counts the bytes each
+//! request took off the wire (the session's memory accounting uses that
+//! too), and records in a shared [`RequestProgress`] whether bytes of an
+//! unfinished request have been taken or are buffered, and since when. A
+//! deadline only runs while the server is waiting for bytes: when the
+//! session stops reading (its budget is full) the clock is not held against
 //! the client.
 
+use std::cell::Cell;
 use std::io;
 use std::pin::Pin;
+use std::rc::Rc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::BytesMut;
 use tokio::io::{AsyncRead, ReadBuf};
 use tokio::time::{Instant, Sleep};
+use tokio_util::codec::Decoder;
 
-/// Size of the frame length prefix.
-const LENGTH_BYTES: usize = 4;
-
-/// Where the byte stream stands relative to frame boundaries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FrameState {
-    /// Between frames.
-    Idle,
-    /// `have` bytes of the length prefix seen.
-    Header {
-        have: usize,
-        len: [u8; LENGTH_BYTES],
-    },
-    /// `left` bytes of the body still to come.
-    Body { left: u64 },
+/// Where the byte stream stands, shared by the decoder and the reader.
+#[derive(Debug)]
+pub struct RequestProgress {
+    /// Bytes of a request not yet complete have arrived.
+    midway: Cell<bool>,
+    /// A request began since `started` was last taken: the reader takes the
+    /// time when it next waits for bytes (one clock read per wait, not one
+    /// per request; the frame clock starts at most one wait late).
+    began: Cell<bool>,
+    /// When the request in progress began.
+    started: Cell<Instant>,
 }
 
-impl FrameState {
-    /// The state after `bytes` more of the stream, and whether a frame
-    /// ended within them.
-    pub fn advance(mut self, mut bytes: &[u8]) -> (FrameState, bool) {
-        let mut ended = false;
-        while let Some((&byte, rest)) = bytes.split_first() {
-            self = match self {
-                FrameState::Idle => FrameState::Header {
-                    have: 1,
-                    len: [byte, 0, 0, 0],
-                },
-                FrameState::Header { have, mut len } => {
-                    if let Some(slot) = len.get_mut(have) {
-                        *slot = byte;
-                    }
-                    if have + 1 < LENGTH_BYTES {
-                        FrameState::Header {
-                            have: have + 1,
-                            len,
-                        }
-                    } else {
-                        Self::body(u64::from(u32::from_be_bytes(len)))
-                    }
-                }
-                FrameState::Body { left } => {
-                    let take = usize::try_from(left).unwrap_or(usize::MAX).min(bytes.len());
-                    bytes = bytes.get(take..).unwrap_or_default();
-                    self = Self::body(left - take as u64);
-                    ended |= self == FrameState::Idle;
-                    continue;
-                }
-            };
-            ended |= self == FrameState::Idle;
-            bytes = rest;
+impl Default for RequestProgress {
+    fn default() -> Self {
+        RequestProgress {
+            midway: Cell::new(false),
+            began: Cell::new(false),
+            started: Cell::new(Instant::now()),
         }
-        (self, ended)
+    }
+}
+
+impl RequestProgress {
+    /// Since when a request has been in progress, if one is; `now` is the
+    /// start of a request that began since the last call.
+    pub fn midway_since(&self, now: Instant) -> Option<Instant> {
+        if self.began.replace(false) {
+            self.started.set(now);
+        }
+        self.midway.get().then(|| self.started.get())
+    }
+}
+
+/// A decoder that reports progress and sizes: yields each request with the
+/// number of bytes it took off the wire.
+#[derive(Debug)]
+pub struct Tracked<D> {
+    inner: D,
+    progress: Rc<RequestProgress>,
+    /// Bytes taken from the buffer since the last request was yielded.
+    taken: usize,
+}
+
+impl<D> Tracked<D> {
+    /// `inner`, reporting into `progress`.
+    pub fn new(inner: D, progress: Rc<RequestProgress>) -> Self {
+        Tracked {
+            inner,
+            progress,
+            taken: 0,
+        }
     }
 
-    fn body(left: u64) -> FrameState {
-        if left == 0 {
-            FrameState::Idle
-        } else {
-            FrameState::Body { left }
+    /// The protocol's decoder (to change its limits).
+    pub fn inner_mut(&mut self) -> &mut D {
+        &mut self.inner
+    }
+}
+
+impl<D: Decoder> Decoder for Tracked<D> {
+    type Item = (usize, D::Item);
+    type Error = D::Error;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Self::Item>, D::Error> {
+        let before = src.len();
+        let was_midway = self.progress.midway.get();
+        let decoded = self.inner.decode(src)?;
+        self.taken += before - src.len();
+        let midway = self.taken > 0 && decoded.is_none() || !src.is_empty();
+        if midway && (!was_midway || decoded.is_some()) {
+            self.progress.began.set(true);
         }
+        self.progress.midway.set(midway);
+        Ok(decoded.map(|item| (std::mem::take(&mut self.taken), item)))
     }
 }
 
@@ -85,39 +107,44 @@ pub struct TimedRead<R> {
     inner: R,
     idle_timeout: Duration,
     frame_timeout: Duration,
-    state: FrameState,
-    /// When the first byte of the frame in progress arrived.
-    frame_started: Instant,
-    /// The running deadline; `None` until the reader next waits for bytes.
-    timer: Option<Pin<Box<Sleep>>>,
+    progress: Rc<RequestProgress>,
+    /// The deadline, reused from wait to wait (no allocation per wait).
+    timer: Pin<Box<Sleep>>,
+    /// `timer` is set for the current wait for bytes.
+    armed: bool,
 }
 
 impl<R> TimedRead<R> {
-    /// `inner` with the given deadlines.
-    pub fn new(inner: R, idle_timeout: Duration, frame_timeout: Duration) -> Self {
+    /// `inner` with the given deadlines; `progress` is the decoder's.
+    pub fn new(
+        inner: R,
+        idle_timeout: Duration,
+        frame_timeout: Duration,
+        progress: Rc<RequestProgress>,
+    ) -> Self {
         TimedRead {
             inner,
             idle_timeout,
             frame_timeout,
-            state: FrameState::Idle,
-            frame_started: Instant::now(),
-            timer: None,
+            progress,
+            timer: Box::pin(tokio::time::sleep(idle_timeout)),
+            armed: false,
         }
     }
 
     /// When a wait for bytes that starts `now` must end.
     fn deadline(&self, now: Instant) -> Instant {
         let idle = now + self.idle_timeout;
-        match self.state {
-            FrameState::Idle => idle,
-            _ => idle.min(self.frame_started + self.frame_timeout),
+        match self.progress.midway_since(now) {
+            None => idle,
+            Some(started) => idle.min(started + self.frame_timeout),
         }
     }
 
     fn timed_out(&self) -> io::Error {
-        let what = match self.state {
-            FrameState::Idle => format!("no request for {:?}", self.idle_timeout),
-            _ => format!("frame not completed in {:?}", self.frame_timeout),
+        let what = match self.progress.midway_since(Instant::now()) {
+            None => format!("no request for {:?}", self.idle_timeout),
+            Some(_) => format!("request not completed in {:?}", self.frame_timeout),
         };
         io::Error::new(io::ErrorKind::TimedOut, what)
     }
@@ -133,30 +160,19 @@ impl<R: AsyncRead + Unpin> AsyncRead for TimedRead<R> {
         let before = buf.filled().len();
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
-                let read = buf.filled().get(before..).unwrap_or_default();
-                if !read.is_empty() {
-                    let was_idle = this.state == FrameState::Idle;
-                    let (state, ended) = this.state.advance(read);
-                    if was_idle || ended {
-                        // This read began the frame now in progress.
-                        this.frame_started = Instant::now();
-                    }
-                    this.state = state;
-                    this.timer = None;
+                if buf.filled().len() > before {
+                    this.armed = false;
                 }
                 Poll::Ready(Ok(()))
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => {
-                let timer = match &mut this.timer {
-                    Some(timer) => timer,
-                    None => {
-                        let deadline = this.deadline(Instant::now());
-                        this.timer
-                            .insert(Box::pin(tokio::time::sleep_until(deadline)))
-                    }
-                };
-                match timer.as_mut().poll(cx) {
+                if !this.armed {
+                    let deadline = this.deadline(Instant::now());
+                    this.timer.as_mut().reset(deadline);
+                    this.armed = true;
+                }
+                match this.timer.as_mut().poll(cx) {
                     Poll::Ready(()) => Poll::Ready(Err(this.timed_out())),
                     Poll::Pending => Poll::Pending,
                 }
@@ -169,22 +185,26 @@ impl<R: AsyncRead + Unpin> AsyncRead for TimedRead<R> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use tokio_util::codec::LinesCodec;
 
     #[test]
-    fn follows_frame_boundaries() {
-        let s = FrameState::Idle;
-        let header = FrameState::Header {
-            have: 2,
-            len: [0, 0, 0, 0],
-        };
-        assert_eq!(s.advance(&[0, 0]), (header, false));
-        assert_eq!(s.advance(&[0, 0, 0, 0]), (FrameState::Idle, true));
-        let body = FrameState::Body { left: 2 };
-        assert_eq!(s.advance(&[0, 0, 0, 3, 1]), (body, false));
-        assert_eq!(s.advance(&[0, 0, 0, 3, 1, 2, 3]), (FrameState::Idle, true));
-        let two = [0, 0, 0, 1, 9, 0, 0, 0, 2, 7];
-        assert_eq!(s.advance(&two), (FrameState::Body { left: 1 }, true));
-        let split = s.advance(&[0, 0, 1]).0.advance(&[0]).0.advance(&[5; 255]);
-        assert_eq!(split, (FrameState::Body { left: 1 }, false));
+    fn tracks_requests_in_progress_and_their_sizes() {
+        let progress = Rc::new(RequestProgress::default());
+        let mut lines = Tracked::new(LinesCodec::new(), progress.clone());
+        let mut buf = BytesMut::from(&b"ab"[..]);
+        let now = Instant::now();
+        assert_eq!(lines.decode(&mut buf).unwrap(), None);
+        assert_eq!(progress.midway_since(now), Some(now));
+        buf.extend_from_slice(b"c\nd");
+        assert_eq!(lines.decode(&mut buf).unwrap(), Some((4, "abc".into())));
+        // The next request has begun: its clock starts at the next wait.
+        let later = now + Duration::from_secs(1);
+        assert_eq!(progress.midway_since(later), Some(later));
+        let much_later = later + Duration::from_secs(1);
+        assert_eq!(progress.midway_since(much_later), Some(later));
+        buf.extend_from_slice(b"\n");
+        assert_eq!(lines.decode(&mut buf).unwrap(), Some((2, "d".into())));
+        assert_eq!(lines.decode(&mut buf).unwrap(), None);
+        assert_eq!(progress.midway_since(now), None);
     }
 }

@@ -36,6 +36,15 @@ impl RespServer {
 
     /// The same, requiring AUTH with `token` if given.
     pub fn start_configured(sync: SyncPolicy, token: Option<&str>) -> RespServer {
+        Self::start_tuned(sync, token, |_| {})
+    }
+
+    /// The same, with `tune` applied to the RESP configuration last.
+    pub fn start_tuned(
+        sync: SyncPolicy,
+        token: Option<&str>,
+        tune: impl FnOnce(&mut RespConfig) + Send + 'static,
+    ) -> RespServer {
         let auth_token = token.and_then(naive_kv::server::auth::AuthToken::new);
         let tempdir = tempfile::tempdir().unwrap();
         let directory = tempdir.path().to_path_buf();
@@ -54,12 +63,13 @@ impl RespServer {
                     workers: 2,
                     ..ServerConfig::default()
                 };
-                let resp_config = RespConfig {
+                let mut resp_config = RespConfig {
                     workers: 2,
                     max_bulk_bytes: 1 << 20,
                     auth_token,
                     ..RespConfig::default()
                 };
+                tune(&mut resp_config);
                 let shutdown = async move {
                     let _ = stopped.await;
                 };
@@ -149,6 +159,16 @@ pub fn closed(stream: &mut TcpStream) -> bool {
             std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted
         ),
     }
+}
+
+/// This process's resident set size in KiB (the server runs in it).
+pub fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
 }
 
 /// `args` as a RESP multibulk request.

@@ -1,0 +1,394 @@
+//! One pipelined connection, for any protocol: the [`Connection`] actor.
+//! The native session and the RESP session are each a [`Protocol`] (a
+//! decoder, a command mapping and a reply encoder); everything else about a
+//! connection lives here, once:
+//! - **order**: replies leave in request order (a queue of slots, filled as
+//!   engine calls finish, written from the front); a request observes every
+//!   write sent before it on the connection and none after ([`order`]);
+//! - **memory bounded in bytes**: the bytes of unanswered requests and of
+//!   replies the socket has not yet taken count against a budget
+//!   (`max_reply_bytes`; 64 KiB before authentication); the socket is not
+//!   read while the budget is full, and reads wait while the replies alone
+//!   fill it. A budget's bytes are released when the socket takes them, not
+//!   when they enter a buffer. A read the engine cannot answer at once (it
+//!   waits for the disk) is dispatched only when no other such read is in
+//!   flight, so at most one reply larger than the budget is ever held. The
+//!   worst case per connection is written in docs/PROTOCOL.md ("Limits");
+//! - **in-flight limit**: at most `max_in_flight` requests unanswered;
+//! - **timeouts**: idle and half-sent requests ([`super::timeouts`]), and a
+//!   connection that has not authenticated within `auth_timeout`;
+//! - **pre-authentication limits**: small requests and a small budget until
+//!   the protocol says the client has authenticated.
+//!
+//! The reader and the writer ([`io`]) are futures the actor runs in its own
+//! context, so they and the actor share its state with no lock and no
+//! message; the actor, its reads and its writes all run on one worker
+//! thread.
+
+mod io;
+pub mod order;
+
+use std::collections::VecDeque;
+use std::task::Waker;
+use std::time::Duration;
+
+use actix::prelude::*;
+use bytes::BytesMut;
+use futures_util::FutureExt;
+use futures_util::future::LocalBoxFuture;
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio_util::codec::Decoder;
+
+pub use order::Access;
+use order::Order;
+
+use crate::server::connections::ConnectionGuard;
+
+/// Most bytes of requests and replies an unauthenticated connection may
+/// make the server hold; its requests are refused above this size too.
+pub const PRE_AUTH_MAX_BYTES: usize = 64 << 10;
+/// A connection that has not authenticated this long after it opened is
+/// closed (`--auth-timeout` has no flag: the default is what clients need).
+pub const DEFAULT_AUTH_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default byte budget of one connection's unanswered requests and unsent
+/// replies (`--max-reply-bytes`).
+pub const DEFAULT_MAX_REPLY_BYTES: usize = 4 << 20;
+/// The write buffer is not kept past this capacity once it is empty.
+const KEPT_BUFFER_BYTES: usize = 256 << 10;
+
+/// What one protocol supplies: its decoder, its command mapping and its
+/// reply encoding. Requests that change only the connection (AUTH, HELLO,
+/// PING ...) are answered by [`Protocol::accept`]; the rest become `Op`s,
+/// run by [`Protocol::execute`] when [`order`] allows.
+pub trait Protocol: Sized + Unpin + 'static {
+    /// Splits the byte stream into requests.
+    type Decoder: Decoder<Error = std::io::Error> + Unpin + 'static;
+    /// What a reply's encoding needs from its request (an id, the
+    /// protocol version the connection spoke then); kept in its slot.
+    type Tag: Copy + Unpin + 'static;
+    /// A request for the engine.
+    type Op: Unpin + 'static;
+    /// One reply.
+    type Reply: Unpin + 'static;
+
+    /// Answers a request or turns it into an engine request.
+    fn accept(&mut self, request: <Self::Decoder as Decoder>::Item) -> Accepted<Self>;
+    /// How `op` relates to the other requests on the connection.
+    fn access(op: &Self::Op) -> Access;
+    /// Calls the engine (eagerly: a write is enqueued before this returns).
+    fn execute(&self, op: Self::Op) -> LocalBoxFuture<'static, Self::Reply>;
+    /// Appends the bytes of `reply` to the request tagged `tag` to `out`.
+    ///
+    /// # Errors
+    /// The reply cannot be encoded; the connection is closed.
+    fn encode(
+        &mut self,
+        tag: Self::Tag,
+        reply: Self::Reply,
+        out: &mut BytesMut,
+    ) -> std::io::Result<()>;
+    /// The reply to send before closing after the decoder failed, if any.
+    fn read_error(&mut self, error: &std::io::Error) -> Option<(Self::Tag, Self::Reply)>;
+    /// True once the client may use the server fully.
+    fn authenticated(&self) -> bool;
+    /// Raises the decoder's limits from the pre-authentication ones.
+    fn raise_limits(&self, decoder: &mut Self::Decoder);
+}
+
+/// What [`Protocol::accept`] decided.
+pub enum Accepted<P: Protocol> {
+    /// Answer this at once.
+    Answer(P::Tag, P::Reply),
+    /// Answer this, then read no more and close once every reply is out.
+    AnswerAndClose(P::Tag, P::Reply),
+    /// Run this in the engine.
+    Engine(P::Tag, P::Op),
+}
+
+/// How connections run; one per listener, cloned into each connection.
+#[derive(Clone, Debug)]
+pub struct PipelineConfig {
+    /// Requests in flight before reading stops.
+    pub max_in_flight: usize,
+    /// The byte budget of unanswered requests and unsent replies.
+    pub max_reply_bytes: usize,
+    /// A connection silent this long is closed.
+    pub idle_timeout: Duration,
+    /// A request still incomplete this long after its first byte closes
+    /// the connection.
+    pub frame_timeout: Duration,
+    /// A connection not authenticated this long after it opened is closed.
+    pub auth_timeout: Duration,
+    /// Turns true when the server shuts down: connections stop reading.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// One reply position, in request order.
+enum Slot<Tag> {
+    /// Not answered yet; its request holds this many bytes.
+    Waiting { request_bytes: usize, tag: Tag },
+    /// Answered (behind an earlier unanswered one): the encoded reply.
+    Encoded(BytesMut),
+}
+
+/// The actor serving one connection in protocol `P`.
+pub struct Connection<P: Protocol> {
+    protocol: P,
+    /// Replies not yet sent to the writer; `slots[0]` has sequence number
+    /// `first_seq`.
+    slots: VecDeque<Slot<P::Tag>>,
+    first_seq: u64,
+    next_seq: u64,
+    /// Unanswered and held engine requests.
+    order: Order<P::Op>,
+    /// Encoded replies, in order, for the writer to take.
+    outbox: BytesMut,
+    /// Reply bytes encoded and not yet taken by the socket (in slots, in
+    /// the outbox or being written).
+    reply_bytes: usize,
+    /// The part of `reply_bytes` handed to the writer: these drain as the
+    /// client reads, whatever else the connection waits for.
+    queued_bytes: usize,
+    /// Bytes of requests not yet answered.
+    request_bytes: usize,
+    /// A read the engine did not answer at once (it went to the disk).
+    waiting_read: Option<u64>,
+    max_in_flight: usize,
+    max_reply_bytes: usize,
+    /// No more requests will be read (EOF, error, QUIT, shutdown).
+    reading_done: bool,
+    /// Woken when the budget lets the socket be read again.
+    reader: Option<Waker>,
+    /// Woken when there is something to write, or to close.
+    writer: Option<Waker>,
+    /// Counts this connection against the server's limit while it lives.
+    _guard: ConnectionGuard,
+}
+
+impl<P: Protocol> Actor for Connection<P> {
+    type Context = Context<Self>;
+}
+
+/// Starts a connection actor for `stream` on the current arbiter.
+pub(crate) fn start<P: Protocol>(
+    stream: TcpStream,
+    protocol: P,
+    decoder: P::Decoder,
+    config: &PipelineConfig,
+    guard: ConnectionGuard,
+) {
+    let (read, write) = stream.into_split();
+    let reader = io::Reader::<P>::new(read, decoder, config);
+    let auth_timeout = config.auth_timeout;
+    Connection::create(move |ctx| {
+        ctx.spawn(reader);
+        ctx.spawn(io::Writer::new(write));
+        if !protocol.authenticated() {
+            ctx.run_later(auth_timeout, |connection, ctx| {
+                if !connection.protocol.authenticated() {
+                    log::debug!("closing a connection that did not authenticate in time");
+                    ctx.stop();
+                }
+            });
+        }
+        Connection {
+            protocol,
+            slots: VecDeque::new(),
+            first_seq: 0,
+            next_seq: 0,
+            order: Order::default(),
+            outbox: BytesMut::new(),
+            reply_bytes: 0,
+            queued_bytes: 0,
+            request_bytes: 0,
+            waiting_read: None,
+            max_in_flight: config.max_in_flight.max(1),
+            max_reply_bytes: config.max_reply_bytes.max(1),
+            reading_done: false,
+            reader: None,
+            writer: None,
+            _guard: guard,
+        }
+    });
+}
+
+impl<P: Protocol> Connection<P> {
+    /// The byte budget now: small until the client has authenticated.
+    fn budget(&self) -> usize {
+        if self.protocol.authenticated() {
+            self.max_reply_bytes
+        } else {
+            self.max_reply_bytes.min(PRE_AUTH_MAX_BYTES)
+        }
+    }
+
+    /// True if the socket may be read for one more request.
+    fn may_read(&self) -> bool {
+        !self.reading_done
+            && self.slots.len() < self.max_in_flight
+            && self.request_bytes + self.reply_bytes < self.budget()
+    }
+
+    /// True if reads must wait: replies handed to the writer fill the
+    /// budget, or a read that went to the disk is still in flight. (Replies
+    /// kept in slots behind a held read do not count here: they cannot
+    /// drain before it, so waiting for them would never end.)
+    fn reads_blocked(&self) -> bool {
+        self.waiting_read.is_some() || self.queued_bytes >= self.budget()
+    }
+
+    /// Takes one decoded request of `bytes` wire bytes.
+    fn on_request(
+        &mut self,
+        bytes: usize,
+        request: <P::Decoder as Decoder>::Item,
+        ctx: &mut Context<Self>,
+    ) {
+        match self.protocol.accept(request) {
+            Accepted::Answer(tag, reply) => self.answer_at_once(tag, reply, ctx),
+            Accepted::AnswerAndClose(tag, reply) => {
+                self.reading_done = true;
+                self.answer_at_once(tag, reply, ctx);
+            }
+            Accepted::Engine(tag, op) => {
+                let seq = self.push_slot(bytes, tag);
+                let access = P::access(&op);
+                if let Some(op) = self.order.admit(seq, access, op, self.reads_blocked()) {
+                    self.dispatch(seq, access, op, ctx);
+                }
+                self.pump(ctx);
+            }
+        }
+    }
+
+    fn answer_at_once(&mut self, tag: P::Tag, reply: P::Reply, ctx: &mut Context<Self>) {
+        let seq = self.push_slot(0, tag);
+        self.fill(seq, reply, ctx);
+        self.pump(ctx);
+    }
+
+    /// The decoder failed: answer what the protocol says, read no more.
+    fn on_read_error(&mut self, error: &std::io::Error, ctx: &mut Context<Self>) {
+        self.reading_done = true;
+        match self.protocol.read_error(error) {
+            Some((tag, reply)) => self.answer_at_once(tag, reply, ctx),
+            None => self.pump(ctx),
+        }
+    }
+
+    /// The socket gave its last request: answer what is in flight, close.
+    fn on_end_of_requests(&mut self, ctx: &mut Context<Self>) {
+        self.reading_done = true;
+        self.pump(ctx);
+    }
+
+    /// The socket took `bytes` reply bytes.
+    fn on_written(&mut self, bytes: usize, ctx: &mut Context<Self>) {
+        self.reply_bytes = self.reply_bytes.saturating_sub(bytes);
+        self.queued_bytes = self.queued_bytes.saturating_sub(bytes);
+        self.pump(ctx);
+    }
+
+    fn push_slot(&mut self, request_bytes: usize, tag: P::Tag) -> u64 {
+        self.slots.push_back(Slot::Waiting { request_bytes, tag });
+        self.request_bytes += request_bytes;
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        seq
+    }
+
+    /// Calls the engine for request `seq`; an answer ready at once (a value
+    /// in memory, a cached block) is taken without a task.
+    fn dispatch(&mut self, seq: u64, access: Access, op: P::Op, ctx: &mut Context<Self>) {
+        let mut reply = self.protocol.execute(op);
+        if let Some(reply) = (&mut reply).now_or_never() {
+            self.order.answered(seq);
+            return self.fill(seq, reply, ctx);
+        }
+        if access != Access::Write {
+            self.waiting_read = Some(seq);
+        }
+        ctx.spawn(reply.into_actor(self).map(move |reply, connection, ctx| {
+            if connection.waiting_read == Some(seq) {
+                connection.waiting_read = None;
+            }
+            connection.order.answered(seq);
+            connection.fill(seq, reply, ctx);
+            connection.pump(ctx);
+        }));
+    }
+
+    /// Records the reply to request `seq`: encoded straight for the writer
+    /// if every earlier reply has gone, else kept in its slot.
+    fn fill(&mut self, seq: u64, reply: P::Reply, ctx: &mut Context<Self>) {
+        let Some(index) = seq.checked_sub(self.first_seq).map(|i| i as usize) else {
+            return;
+        };
+        let Some(&Slot::Waiting { request_bytes, tag }) = self.slots.get(index) else {
+            return;
+        };
+        self.request_bytes -= request_bytes;
+        let encoded = if index == 0 {
+            self.slots.pop_front();
+            self.first_seq += 1;
+            let before = self.outbox.len();
+            let encoded = self.protocol.encode(tag, reply, &mut self.outbox);
+            self.reply_bytes += self.outbox.len() - before;
+            self.queued_bytes += self.outbox.len() - before;
+            encoded
+        } else {
+            let mut own = BytesMut::new();
+            let encoded = self.protocol.encode(tag, reply, &mut own);
+            self.reply_bytes += own.len();
+            if let Some(slot) = self.slots.get_mut(index) {
+                *slot = Slot::Encoded(own);
+            }
+            encoded
+        };
+        if let Err(e) = encoded {
+            log::warn!("closing a connection: a reply cannot be encoded: {e}");
+            ctx.stop();
+        }
+    }
+
+    /// Dispatches every held request now allowed, moves replies now in
+    /// order to the writer, and wakes the reader and the writer as needed.
+    fn pump(&mut self, ctx: &mut Context<Self>) {
+        while let Some((seq, op)) = self.order.next_ready(self.reads_blocked()) {
+            let access = P::access(&op);
+            self.dispatch(seq, access, op, ctx);
+        }
+        while let Some(Slot::Encoded(_)) = self.slots.front() {
+            if let Some(Slot::Encoded(reply)) = self.slots.pop_front() {
+                self.outbox.extend_from_slice(&reply);
+                self.queued_bytes += reply.len();
+            }
+            self.first_seq += 1;
+        }
+        if (!self.outbox.is_empty() || self.closing())
+            && let Some(writer) = self.writer.take()
+        {
+            writer.wake();
+        }
+        if self.may_read()
+            && let Some(reader) = self.reader.take()
+        {
+            reader.wake();
+        }
+    }
+
+    /// True once nothing more will be written: the writer then closes.
+    fn closing(&self) -> bool {
+        self.reading_done && self.slots.is_empty()
+    }
+
+    /// Hands the writer the encoded replies, keeping `spare`'s buffer.
+    fn take_outbox(&mut self, mut spare: BytesMut) -> BytesMut {
+        spare.clear();
+        if spare.capacity() > KEPT_BUFFER_BYTES {
+            spare = BytesMut::new();
+        }
+        std::mem::replace(&mut self.outbox, spare)
+    }
+}

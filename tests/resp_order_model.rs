@@ -1,0 +1,135 @@
+//! Strict per-connection order on the Redis port: long randomized pipelines
+//! of SET, GET, DEL, MSET, MGET, INCR and EXISTS over a few keys, written
+//! without waiting, are checked reply by reply against a model of
+//! sequential execution. Values are unique, so a read that saw a later
+//! write or missed an earlier one fails. The database syncs every write.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod resp_support;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+
+use naive_kv::SyncPolicy;
+use resp_support::{RespServer, request};
+
+type Model = BTreeMap<String, String>;
+
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+/// A request and the reply sequential execution gives, in RESP bytes.
+fn step(rng: &mut Rng, model: &mut Model, i: u64) -> (Vec<u8>, Vec<u8>) {
+    let key = |rng: &mut Rng| format!("k{}", rng.below(4));
+    let bulk = |v: Option<&String>| match v {
+        Some(v) => format!("${}\r\n{v}\r\n", v.len()),
+        None => "$-1\r\n".into(),
+    };
+    match rng.below(20) {
+        0..=5 => {
+            let (k, v) = (key(rng), format!("v{i}"));
+            let req = request(&[b"SET", k.as_bytes(), v.as_bytes()]);
+            model.insert(k, v);
+            (req, b"+OK\r\n".to_vec())
+        }
+        6..=10 => {
+            let k = key(rng);
+            let reply = bulk(model.get(&k));
+            (request(&[b"GET", k.as_bytes()]), reply.into_bytes())
+        }
+        11..=12 => {
+            let (a, b) = (key(rng), key(rng));
+            let mut removed = usize::from(model.remove(&a).is_some());
+            removed += usize::from(model.remove(&b).is_some());
+            let req = request(&[b"DEL", a.as_bytes(), b.as_bytes()]);
+            (req, format!(":{removed}\r\n").into_bytes())
+        }
+        13..=14 => {
+            let (a, b) = (key(rng), key(rng));
+            let (va, vb) = (format!("v{i}a"), format!("v{i}b"));
+            let req = request(&[
+                b"MSET",
+                a.as_bytes(),
+                va.as_bytes(),
+                b.as_bytes(),
+                vb.as_bytes(),
+            ]);
+            model.insert(a, va);
+            model.insert(b, vb);
+            (req, b"+OK\r\n".to_vec())
+        }
+        15..=16 => {
+            let keys: Vec<String> = (0..3).map(|_| key(rng)).collect();
+            let mut reply = "*3\r\n".to_string();
+            for k in &keys {
+                reply.push_str(&bulk(model.get(k)));
+            }
+            let mut args: Vec<&[u8]> = vec![b"MGET"];
+            args.extend(keys.iter().map(|k| k.as_bytes()));
+            (request(&args), reply.into_bytes())
+        }
+        17..=18 => {
+            let k = format!("n{}", rng.below(2));
+            let n: i64 = model.get(&k).map_or(0, |v| v.parse().unwrap()) + 1;
+            model.insert(k.clone(), n.to_string());
+            (
+                request(&[b"INCR", k.as_bytes()]),
+                format!(":{n}\r\n").into_bytes(),
+            )
+        }
+        _ => {
+            let k = key(rng);
+            let n = usize::from(model.contains_key(&k));
+            (
+                request(&[b"EXISTS", k.as_bytes()]),
+                format!(":{n}\r\n").into_bytes(),
+            )
+        }
+    }
+}
+
+#[test]
+fn randomized_pipelines_match_sequential_execution() {
+    let server = RespServer::start_with(SyncPolicy::Always);
+    let stream = server.connect();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut model = Model::new();
+    let mut i = 0;
+    for seed in 1..=4u64 {
+        let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+        let steps: Vec<(Vec<u8>, Vec<u8>)> = (0..1500)
+            .map(|_| {
+                i += 1;
+                step(&mut rng, &mut model, i)
+            })
+            .collect();
+        let bytes: Vec<u8> = steps.iter().flat_map(|(req, _)| req.clone()).collect();
+        let mut writer = stream.try_clone().unwrap();
+        let sender = std::thread::spawn(move || writer.write_all(&bytes).unwrap());
+        for (n, (req, want)) in steps.iter().enumerate() {
+            let mut got = vec![0u8; want.len()];
+            reader.read_exact(&mut got).unwrap();
+            assert_eq!(
+                String::from_utf8_lossy(&got),
+                String::from_utf8_lossy(want),
+                "request {n} of seed {seed}: {}",
+                String::from_utf8_lossy(req)
+            );
+        }
+        sender.join().unwrap();
+    }
+    // Nothing more came.
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_millis(100)))
+        .unwrap();
+    let mut rest = String::new();
+    assert!(reader.read_line(&mut rest).is_err() || rest.is_empty());
+}

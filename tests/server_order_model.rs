@@ -1,0 +1,143 @@
+//! Strict per-connection order on the native port: long randomized
+//! pipelines of puts, gets, deletes, batches and scans over a few keys,
+//! written without waiting, are checked reply by reply against a model of
+//! sequential execution. Every value is unique, so a read that saw a write
+//! sent after it, or missed one sent before it, fails the check. The
+//! database syncs every write, so acknowledgements come late and reads are
+//! held often.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod server_support;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use bytes::Bytes;
+use naive_kv::proto::{self, mutation::Op, request::Command, response::Reply};
+use server_support::{TestServer, read_response, request};
+
+type Model = BTreeMap<Bytes, Bytes>;
+
+/// A xorshift generator: the same pipeline for the same seed.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+fn key(rng: &mut Rng) -> Bytes {
+    Bytes::from(format!("k{}", rng.below(4)))
+}
+
+fn random_command(rng: &mut Rng, i: u64) -> Command {
+    let value = || Bytes::from(format!("v{i}"));
+    match rng.below(20) {
+        0..=5 => Command::Put(proto::Put {
+            key: key(rng),
+            value: value(),
+        }),
+        6..=10 => Command::Get(proto::Get { key: key(rng) }),
+        11..=12 => Command::Delete(proto::Delete { key: key(rng) }),
+        13..=15 => {
+            let mutations = (0..1 + rng.below(3))
+                .map(|m| {
+                    let key = key(rng);
+                    let op = if rng.below(3) == 0 {
+                        Op::Delete(proto::Delete { key })
+                    } else {
+                        let value = Bytes::from(format!("v{i}.{m}"));
+                        Op::Put(proto::Put { key, value })
+                    };
+                    proto::Mutation { op: Some(op) }
+                })
+                .collect();
+            Command::Batch(proto::Batch { mutations })
+        }
+        _ => Command::Scan(proto::Scan {
+            reverse: rng.below(2) == 0,
+            ..proto::Scan::default()
+        }),
+    }
+}
+
+/// Applies `command` to the model and gives the reply sequential execution
+/// would give.
+fn expected(model: &mut Model, command: &Command) -> Reply {
+    let done = Reply::Done(proto::Done {});
+    match command {
+        Command::Put(p) => {
+            model.insert(p.key.clone(), p.value.clone());
+            done
+        }
+        Command::Delete(d) => {
+            model.remove(&d.key);
+            done
+        }
+        Command::Batch(b) => {
+            for m in &b.mutations {
+                match &m.op {
+                    Some(Op::Put(p)) => model.insert(p.key.clone(), p.value.clone()),
+                    Some(Op::Delete(d)) => model.remove(&d.key),
+                    None => None,
+                };
+            }
+            done
+        }
+        Command::Get(g) => Reply::Value(proto::Value {
+            found: model.contains_key(&g.key),
+            value: model.get(&g.key).cloned().unwrap_or_default(),
+        }),
+        Command::Scan(s) => {
+            let mut entries: Vec<_> = model
+                .iter()
+                .map(|(key, value)| proto::KeyValue {
+                    key: key.clone(),
+                    value: value.clone(),
+                })
+                .collect();
+            if s.reverse {
+                entries.reverse();
+            }
+            Reply::Scan(proto::ScanResult {
+                entries,
+                continuation: Bytes::new(),
+            })
+        }
+        other => panic!("not generated: {other:?}"),
+    }
+}
+
+#[test]
+fn randomized_pipelines_match_sequential_execution() {
+    let server = TestServer::start_syncing();
+    let mut stream = server.connect();
+    let mut model = Model::new();
+    let mut id = 0;
+    for seed in 1..=4u64 {
+        let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+        let commands: Vec<(u64, Command)> = (0..1500)
+            .map(|_| {
+                id += 1;
+                (id, random_command(&mut rng, id))
+            })
+            .collect();
+        let bytes: Vec<u8> = commands
+            .iter()
+            .flat_map(|(id, c)| request(*id, c.clone()))
+            .collect();
+        let mut writer = stream.try_clone().unwrap();
+        let sender = std::thread::spawn(move || writer.write_all(&bytes).unwrap());
+        for (id, command) in &commands {
+            let response = read_response(&mut stream).expect("a reply");
+            assert_eq!(response.id, *id, "replies in request order");
+            let want = expected(&mut model, command);
+            assert_eq!(response.reply, Some(want), "request {id}: {command:?}");
+        }
+        sender.join().unwrap();
+    }
+}
