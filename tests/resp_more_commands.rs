@@ -133,3 +133,46 @@ fn command_introspection() {
     assert!(none.is_empty());
     assert!(fails(&mut con, &["COMMAND", "LIST", "bad_arg"]).contains("syntax error"));
 }
+
+#[test]
+fn multi_exec_runs_the_queue_once_and_answers_every_reply() {
+    let server = RespServer::start();
+    let mut con = server.redis();
+    // redis-rs's atomic pipeline sends MULTI ... EXEC, as redis-py's
+    // default pipeline does.
+    let (set, incr, value): (String, i64, String) = redis::pipe()
+        .atomic()
+        .cmd("SET")
+        .arg("t")
+        .arg("1")
+        .cmd("INCRBY")
+        .arg("t")
+        .arg("5")
+        .cmd("GET")
+        .arg("t")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!((set.as_str(), incr, value.as_str()), ("OK", 6, "6"));
+    assert_eq!(q::<i64>(&mut con, &["GET", "t"]), 6, "applied once");
+
+    assert_eq!(q::<String>(&mut con, &["MULTI"]), "OK");
+    assert_eq!(q::<String>(&mut con, &["SET", "t", "9"]), "QUEUED");
+    assert!(fails(&mut con, &["NOSUCHCOMMAND"]).contains("unknown command"));
+    let aborted = fails(&mut con, &["EXEC"]);
+    assert!(
+        aborted.contains("discarded because of previous errors"),
+        "{aborted}"
+    );
+    assert_eq!(
+        q::<i64>(&mut con, &["GET", "t"]),
+        6,
+        "an aborted EXEC writes nothing"
+    );
+
+    assert_eq!(q::<String>(&mut con, &["MULTI"]), "OK");
+    assert_eq!(q::<String>(&mut con, &["DEL", "t"]), "QUEUED");
+    assert_eq!(q::<String>(&mut con, &["DISCARD"]), "OK");
+    assert_eq!(q::<i64>(&mut con, &["GET", "t"]), 6);
+    assert!(fails(&mut con, &["EXEC"]).contains("without MULTI"));
+    assert!(fails(&mut con, &["WATCH", "t"]).contains("not supported"));
+}

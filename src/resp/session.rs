@@ -19,6 +19,7 @@ use tokio::net::TcpStream;
 
 use super::auth::{self, Gated};
 use super::codec::{Limits, RespCodec, protocol_error};
+use super::commands::transaction::{self, Step, Transaction};
 use super::commands::{self, Connection, Engine, Op, Parsed};
 use super::reply::{Protocol, Reply};
 use crate::server::auth::{AuthGate, AuthToken};
@@ -45,6 +46,8 @@ pub struct Session {
     auth_configured: bool,
     /// The decoder's limits once authenticated.
     limits: Limits,
+    /// Open after MULTI, until EXEC or DISCARD.
+    transaction: Option<Transaction>,
 }
 
 impl Session {
@@ -65,6 +68,7 @@ impl Session {
             auth_configured: params.auth_token.is_some(),
             gate,
             limits: params.limits,
+            transaction: None,
         };
         pipeline::start(
             stream,
@@ -90,7 +94,11 @@ impl pipeline::Protocol for Session {
             Gated::Answer(reply) => return Accepted::Answer(protocol, reply),
             Gated::AnswerAndClose(reply) => return Accepted::AnswerAndClose(protocol, reply),
         }
-        let parsed = commands::parse(args, &mut self.connection);
+        let parsed = match transaction::step(args, &mut self.transaction, &mut self.connection) {
+            Step::Pass(parsed) => parsed,
+            Step::Answer(reply) => return Accepted::Answer(protocol, reply),
+            Step::Exec(ops) => Parsed::Engine(Op::Exec(ops)),
+        };
         // HELLO answers in the protocol it switches to.
         let protocol = self.connection.protocol;
         match parsed {

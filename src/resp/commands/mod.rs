@@ -15,12 +15,14 @@ pub mod rmw;
 pub mod server;
 pub mod strings;
 pub mod table;
+pub mod transaction;
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use actix::Addr;
 use bytes::Bytes;
+use futures_util::FutureExt;
 use futures_util::future::LocalBoxFuture;
 
 use super::counter::Counter;
@@ -86,6 +88,10 @@ pub enum Op {
     Scan(keys::Scan),
     Keys(Bytes),
     Info(Vec<String>),
+    /// A reply known when the request was queued (PING inside MULTI).
+    Ready(Reply),
+    /// EXEC: the queued requests, run one after the other.
+    Exec(Vec<Op>),
 }
 
 /// How a request relates to the others on its connection.
@@ -115,7 +121,9 @@ impl Op {
             | Op::DbSize
             | Op::Scan(_)
             | Op::Keys(_)
-            | Op::Info(_) => Access::Read,
+            | Op::Info(_)
+            | Op::Ready(_) => Access::Read,
+            Op::Exec(_) => Access::ReadWrite,
         }
     }
 }
@@ -146,6 +154,8 @@ pub fn parse(args: Vec<Bytes>, connection: &mut Connection) -> Parsed {
 pub fn execute(op: Op, engine: &Engine) -> LocalBoxFuture<'static, Reply> {
     match op {
         Op::Info(sections) => server::info(engine, sections),
+        Op::Ready(reply) => futures_util::future::ready(reply).boxed_local(),
+        Op::Exec(ops) => transaction::exec(ops, engine.clone()),
         Op::Del(_) | Op::Exists(_) | Op::DbSize | Op::FlushAll | Op::Scan(_) | Op::Keys(_) => {
             keys::execute(op, &engine.db, &engine.cursors)
         }
