@@ -163,10 +163,13 @@ pub fn error_code(error: &Error) -> ErrorCode {
 
 /// `Reply::Error` for an engine error.
 pub fn error_reply(err: &Error) -> Reply {
-    if let Error::Corruption { .. } = err {
-        log::error!("a read hit corruption, replied CORRUPTION: {err}");
+    match err {
+        Error::Corruption { .. } => log::error!("a read hit corruption, replied CORRUPTION: {err}"),
+        Error::Io { .. } => log::warn!("replied an I/O error: {err}"),
+        _ => {}
     }
-    error(error_code(err), err.to_string())
+    // The client learns which file, not where the server keeps its data.
+    error(error_code(err), err.client_message())
 }
 
 /// `Reply::Error{INVALID_REQUEST}` with `message`.

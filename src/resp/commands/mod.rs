@@ -196,10 +196,15 @@ pub fn not_an_integer() -> Reply {
 
 /// An engine error as a reply: `ERR ` and the engine's message.
 pub fn engine_error(error: &crate::Error) -> Reply {
-    if let crate::Error::Corruption { .. } = error {
-        log::error!("a read hit corruption, replied an error to a RESP client: {error}");
+    match error {
+        crate::Error::Corruption { .. } => {
+            log::error!("a read hit corruption, replied an error to a RESP client: {error}");
+        }
+        crate::Error::Io { .. } => log::warn!("replied an I/O error to a RESP client: {error}"),
+        _ => {}
     }
-    Reply::err(error)
+    // The client learns which file, not where the server keeps its data.
+    Reply::err(error.client_message())
 }
 
 /// A signed integer argument, as Redis's `string2ll` reads it.
