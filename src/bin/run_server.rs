@@ -13,7 +13,7 @@ use clap::{CommandFactory, Parser, ValueEnum};
 use naive_kv::options::Compression;
 use naive_kv::options::{MIN_MEMTABLE_BYTES, display_size, parse_host, parse_size};
 use naive_kv::resp::{self, RespConfig};
-use naive_kv::server::{self, ServerConfig, auth, metrics};
+use naive_kv::server::{self, ServerConfig, auth, loading, metrics};
 use naive_kv::{Db, Options, SyncPolicy};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{Signal, SignalKind, signal};
@@ -299,7 +299,14 @@ async fn serve(
     let resp_config = args.resp_config(&options);
     log::info!("opening the database (replaying its WAL)");
     let opening = Instant::now();
-    let db = Db::open(options).await.map_err(|e| e.to_string())?;
+    let db = {
+        let opening = Db::open(options);
+        // Connections made meanwhile are told so (LOADING), not left waiting.
+        tokio::select! {
+            db = opening => db.map_err(|e| e.to_string())?,
+            never = loading::answer_loading(&native, resp.as_ref()) => match never {},
+        }
+    };
     let seconds = opening.elapsed().as_secs_f64();
     log::info!("database open in {seconds:.1} s; listening on {listening}");
     if let Some(listener) = metrics_listener {

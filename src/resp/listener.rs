@@ -9,7 +9,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use actix::{Actor, Arbiter};
-use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
@@ -18,9 +17,7 @@ use super::commands::{Engine, ServerInfo};
 use super::counter::Counter;
 use super::cursors::Cursors;
 use super::session::{Session, SessionParams};
-use crate::server::connections::{
-    BUSY_REPLY_TIMEOUT, ConnectionGuard, Connections, accept_until, hand_over,
-};
+use crate::server::connections::{ConnectionGuard, Connections, accept_until, hand_over, refuse};
 use crate::server::{self, ServerConfig, ServerError};
 use crate::{Db, Options};
 
@@ -156,17 +153,6 @@ fn start_session(
 }
 
 /// Tells a connection over the limit what Redis says, then closes it.
-async fn refuse_busy(mut stream: TcpStream) {
-    let write = async {
-        stream
-            .write_all(b"-ERR max number of clients reached\r\n")
-            .await?;
-        stream.shutdown().await
-    };
-    if let Err(e) = tokio::time::timeout(BUSY_REPLY_TIMEOUT, write)
-        .await
-        .unwrap_or(Ok(()))
-    {
-        log::debug!("busy reply not delivered: {e}");
-    }
+async fn refuse_busy(stream: TcpStream) {
+    refuse(stream, b"-ERR max number of clients reached\r\n", "busy").await;
 }

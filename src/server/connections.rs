@@ -101,6 +101,23 @@ pub(crate) async fn accept_until<R: Future<Output = ()> + 'static>(
     }
 }
 
+/// Writes `reply` to a connection that will not be served (over the limit,
+/// or the database still opening) and closes it, giving it
+/// [`BUSY_REPLY_TIMEOUT`] to take the bytes. `why` names it in the log.
+pub(crate) async fn refuse(mut stream: TcpStream, reply: &[u8], why: &str) {
+    use tokio::io::AsyncWriteExt;
+    let write = async {
+        stream.write_all(reply).await?;
+        stream.shutdown().await
+    };
+    if let Err(e) = tokio::time::timeout(BUSY_REPLY_TIMEOUT, write)
+        .await
+        .unwrap_or(Ok(()))
+    {
+        log::debug!("{why} reply not delivered: {e}");
+    }
+}
+
 /// Moves an accepted `stream` to `worker` and calls `start` with it there.
 /// A tokio socket is tied to the runtime that registered it, so the plain
 /// socket crosses and is registered again on the worker's runtime. `what`

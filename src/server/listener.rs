@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use actix::Arbiter;
-use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
@@ -15,9 +14,7 @@ use super::dispatch;
 use super::session::{Session, SessionParams};
 use super::{ServerConfig, ServerError};
 use crate::proto::{ErrorCode, Response};
-use crate::server::connections::{
-    BUSY_REPLY_TIMEOUT, ConnectionGuard, Connections, accept_until, hand_over,
-};
+use crate::server::connections::{ConnectionGuard, Connections, accept_until, hand_over, refuse};
 use crate::{Db, Options};
 
 /// Binds `addr`, opens the database and runs the server until `shutdown`
@@ -113,22 +110,12 @@ fn start_session(
 }
 
 /// Tells a connection over the limit `Error{BUSY}`, then closes it.
-async fn refuse_busy(mut stream: TcpStream) {
+async fn refuse_busy(stream: TcpStream) {
     let busy = Response {
         id: 0,
         reply: Some(dispatch::error(ErrorCode::Busy, "too many connections")),
     };
-    let frame = encode_frame(&busy);
-    let write = async {
-        stream.write_all(&frame).await?;
-        stream.shutdown().await
-    };
-    if let Err(e) = tokio::time::timeout(BUSY_REPLY_TIMEOUT, write)
-        .await
-        .unwrap_or(Ok(()))
-    {
-        log::debug!("busy reply not delivered: {e}");
-    }
+    refuse(stream, &encode_frame(&busy), "busy").await;
 }
 
 /// Completes at the first SIGINT or SIGTERM.

@@ -21,6 +21,7 @@ pub mod codec;
 pub(crate) mod connections;
 pub mod dispatch;
 pub mod listener;
+pub mod loading;
 pub mod metrics;
 pub mod pipeline;
 pub mod session;
