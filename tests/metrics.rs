@@ -81,6 +81,16 @@ fn a_scrape_shows_counters_that_move() {
     assert_eq!(sample(&after, "naivekv_writes_total"), 3);
     assert_eq!(sample(&after, "naivekv_gets_total"), 1);
     assert!(sample(&after, "naivekv_memtable_bytes") > 0);
+    // Per-command counts and latency histograms, by protocol.
+    let puts = r#"naivekv_request_duration_seconds_count{protocol="native",command="put"}"#;
+    let gets = r#"naivekv_request_duration_seconds_count{protocol="native",command="get"}"#;
+    assert_eq!(sample(&after, puts), 3);
+    assert_eq!(sample(&after, gets), 1);
+    let all_puts =
+        r#"naivekv_request_duration_seconds_bucket{protocol="native",command="put",le="+Inf"}"#;
+    assert_eq!(sample(&after, all_puts), 3);
+    assert!(after.contains("# TYPE naivekv_request_duration_seconds histogram"));
+    assert!(after.contains(r#"naivekv_connections{protocol="native"}"#));
     assert!(server.stop().success());
 }
 

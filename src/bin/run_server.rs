@@ -310,7 +310,11 @@ async fn serve(
     let seconds = opening.elapsed().as_secs_f64();
     log::info!("database open in {seconds:.1} s; listening on {listening}");
     if let Some(listener) = metrics_listener {
-        actix_rt::spawn(metrics::serve(listener, db.clone()));
+        let mut requests = vec![config.request_stats.clone()];
+        if resp.is_some() {
+            requests.push(resp_config.request_stats.clone());
+        }
+        actix_rt::spawn(metrics::serve(listener, db.clone(), requests));
     }
     let served = match resp {
         None => server::run(native, db, config, shutdown).await,

@@ -31,6 +31,7 @@ pub mod listener;
 pub mod reply;
 pub mod session;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use listener::{run, run_beside, serve_beside};
@@ -39,6 +40,7 @@ pub use session::Session;
 use tokio::sync::watch;
 
 use crate::server::pipeline::PipelineConfig;
+use crate::server::request_stats::RequestStats;
 use crate::server::{
     DEFAULT_AUTH_TIMEOUT, DEFAULT_FRAME_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_REPLY_BYTES, ServerConfig,
@@ -91,6 +93,8 @@ pub struct RespConfig {
     /// The token clients must send with AUTH first (the native protocol's
     /// `--auth-token-file`); `None`: no AUTH needed. Default `None`.
     pub auth_token: Option<crate::server::auth::AuthToken>,
+    /// Connections and per-command latencies, for `/metrics`.
+    pub request_stats: Arc<RequestStats>,
 }
 
 impl Default for RespConfig {
@@ -109,6 +113,7 @@ impl Default for RespConfig {
             max_inline_bytes: DEFAULT_MAX_INLINE_BYTES,
             shutdown_grace: Duration::from_secs(10),
             auth_token: None,
+            request_stats: Arc::new(RequestStats::new("resp", commands::STATS_NAMES)),
         }
     }
 }
@@ -135,6 +140,7 @@ impl RespConfig {
             frame_timeout: self.frame_timeout,
             auth_timeout: self.auth_timeout,
             shutdown,
+            request_stats: self.request_stats.clone(),
         }
     }
 

@@ -116,6 +116,10 @@ impl pipeline::Protocol for Session {
         }
     }
 
+    fn command_index(op: &Op) -> usize {
+        op.stats_index()
+    }
+
     fn execute(&self, op: Op) -> LocalBoxFuture<'static, Reply> {
         commands::execute(op, &self.engine)
     }

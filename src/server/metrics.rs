@@ -8,11 +8,13 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use super::request_stats::{RequestStats, render_headers};
 use crate::Db;
 
 /// How long a scraper may take to send its request.
@@ -135,11 +137,13 @@ const METRICS: &[(&str, Kind, &str)] = &[
 
 /// Serves scrapes from `listener` until the task is dropped (with the
 /// actix system). Must run inside a tokio runtime.
-pub async fn serve(listener: TcpListener, db: Db) {
+/// `requests` are the listeners' connection and per-command statistics.
+pub async fn serve(listener: TcpListener, db: Db, requests: Vec<Arc<RequestStats>>) {
+    let requests: Arc<[Arc<RequestStats>]> = requests.into();
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
-                tokio::task::spawn_local(answer(stream, db.clone()));
+                tokio::task::spawn_local(answer(stream, db.clone(), requests.clone()));
             }
             Err(e) => {
                 log::warn!("metrics accept failed: {e}");
@@ -150,10 +154,10 @@ pub async fn serve(listener: TcpListener, db: Db) {
 }
 
 /// Reads one request from `stream` and answers it.
-async fn answer(mut stream: TcpStream, db: Db) {
+async fn answer(mut stream: TcpStream, db: Db, requests: Arc<[Arc<RequestStats>]>) {
     let head = tokio::time::timeout(REQUEST_TIMEOUT, read_head(&mut stream)).await;
     let response = match head {
-        Ok(Ok(head)) => respond(&head, &db).await,
+        Ok(Ok(head)) => respond(&head, &db, &requests).await,
         Ok(Err(e)) => return log::debug!("metrics request not read: {e}"),
         Err(_) => return log::debug!("metrics request not sent within {REQUEST_TIMEOUT:?}"),
     };
@@ -178,7 +182,7 @@ async fn read_head(stream: &mut TcpStream) -> std::io::Result<Vec<u8>> {
 }
 
 /// The whole HTTP response to a request head.
-async fn respond(head: &[u8], db: &Db) -> Vec<u8> {
+async fn respond(head: &[u8], db: &Db, requests: &[Arc<RequestStats>]) -> Vec<u8> {
     let line = head
         .split(|&b| b == b'\r' || b == b'\n')
         .next()
@@ -189,7 +193,14 @@ async fn respond(head: &[u8], db: &Db) -> Vec<u8> {
     let path = target.split('?').next().unwrap_or("");
     match (method, path) {
         ("GET", "/metrics") => match db.stats().await {
-            Ok(stats) => http(200, "OK", &render(&stats.counters, &process_gauges())),
+            Ok(stats) => {
+                let mut body = render(&stats.counters, &process_gauges());
+                if !requests.is_empty() {
+                    render_headers(&mut body);
+                    requests.iter().for_each(|r| r.render_samples(&mut body));
+                }
+                http(200, "OK", &body)
+            }
             Err(e) => http(503, "Service Unavailable", &format!("{e}\n")),
         },
         ("GET", _) => http(404, "Not Found", "try /metrics\n"),

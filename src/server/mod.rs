@@ -24,9 +24,11 @@ pub mod listener;
 pub mod loading;
 pub mod metrics;
 pub mod pipeline;
+pub mod request_stats;
 pub mod session;
 pub mod timeouts;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -82,6 +84,8 @@ pub struct ServerConfig {
     /// With a token, every connection must send `Auth{token}` before
     /// anything else is served. Default: none.
     pub auth_token: Option<auth::AuthToken>,
+    /// Connections and per-command latencies, for `/metrics`.
+    pub request_stats: Arc<request_stats::RequestStats>,
 }
 
 impl Default for ServerConfig {
@@ -97,6 +101,10 @@ impl Default for ServerConfig {
             frame_timeout: DEFAULT_FRAME_TIMEOUT,
             auth_timeout: DEFAULT_AUTH_TIMEOUT,
             auth_token: None,
+            request_stats: Arc::new(request_stats::RequestStats::new(
+                "native",
+                session::COMMANDS,
+            )),
         }
     }
 }
@@ -112,6 +120,7 @@ impl ServerConfig {
             frame_timeout: self.frame_timeout,
             auth_timeout: self.auth_timeout,
             shutdown,
+            request_stats: self.request_stats.clone(),
         }
     }
 }

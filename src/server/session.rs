@@ -24,6 +24,9 @@ use crate::Db;
 use crate::proto::{ErrorCode, Request, Response, request::Command, response::Reply};
 use crate::server::connections::ConnectionGuard;
 
+/// The native requests counted in `/metrics` (see `command_index`).
+pub const COMMANDS: &[&str] = &["get", "put", "delete", "scan", "batch", "stats", "other"];
+
 type Codec = ProtoCodec<Request, Response>;
 
 /// Longest frame read from a connection that has not yet authenticated: an
@@ -126,6 +129,18 @@ impl Protocol for Session {
 
     fn access(command: &Command) -> Access {
         dispatch::access(command)
+    }
+
+    fn command_index(command: &Command) -> usize {
+        match command {
+            Command::Get(_) => 0,
+            Command::Put(_) => 1,
+            Command::Delete(_) => 2,
+            Command::Scan(_) => 3,
+            Command::Batch(_) => 4,
+            Command::Stats(_) => 5,
+            Command::Ping(_) | Command::Auth(_) => 6,
+        }
     }
 
     fn execute(&self, command: Command) -> LocalBoxFuture<'static, Reply> {

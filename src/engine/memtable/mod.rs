@@ -228,7 +228,7 @@ impl MemtableActor {
         if self.stalled_since.is_none() {
             self.stalled_since = Some(Instant::now());
             Counters::add(&self.counters.write_stalls, 1);
-            log::debug!("writes stalled: flushing or compaction is behind");
+            log::info!("writes stalled: flushing or compaction is behind");
         }
     }
 
@@ -236,6 +236,7 @@ impl MemtableActor {
         if let Some(since) = self.stalled_since.take() {
             let micros = u64::try_from(since.elapsed().as_micros()).unwrap_or(u64::MAX);
             Counters::add(&self.counters.write_stall_micros, micros);
+            log::info!("writes resumed after {} ms", micros / 1000);
         }
     }
 

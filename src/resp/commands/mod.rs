@@ -94,6 +94,13 @@ pub enum Op {
     Exec(Vec<Op>),
 }
 
+/// The engine requests counted in `/metrics`, as [`Op::stats_index`]
+/// numbers them.
+pub const STATS_NAMES: &[&str] = &[
+    "get", "set", "mget", "mset", "exists", "strlen", "del", "rmw", "dbsize", "flushall", "scan",
+    "keys", "info", "getrange", "getbit", "exec", "other",
+];
+
 /// How a request relates to the others on its connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
@@ -107,6 +114,29 @@ pub enum Access {
 }
 
 impl Op {
+    /// Which of [`STATS_NAMES`] this request is.
+    pub fn stats_index(&self) -> usize {
+        match self {
+            Op::Get(_) => 0,
+            Op::Set(..) => 1,
+            Op::MGet(_) => 2,
+            Op::MSet(_) => 3,
+            Op::Exists(_) => 4,
+            Op::Strlen(_) => 5,
+            Op::Del(_) => 6,
+            Op::Rmw(_) => 7,
+            Op::DbSize => 8,
+            Op::FlushAll => 9,
+            Op::Scan(_) => 10,
+            Op::Keys(_) => 11,
+            Op::Info(_) => 12,
+            Op::GetRange(..) => 13,
+            Op::GetBit(..) => 14,
+            Op::Exec(_) => 15,
+            Op::Ready(_) => 16,
+        }
+    }
+
     /// The access kind of this request.
     pub fn access(&self) -> Access {
         match self {

@@ -29,8 +29,9 @@ mod io;
 pub mod order;
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::task::Waker;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use bytes::BytesMut;
@@ -44,6 +45,7 @@ pub use order::Access;
 use order::Order;
 
 use crate::server::connections::ConnectionGuard;
+use crate::server::request_stats::RequestStats;
 
 /// Most bytes of requests and replies an unauthenticated connection may
 /// make the server hold; its requests are refused above this size too.
@@ -76,6 +78,9 @@ pub trait Protocol: Sized + Unpin + 'static {
     fn accept(&mut self, request: <Self::Decoder as Decoder>::Item) -> Accepted<Self>;
     /// How `op` relates to the other requests on the connection.
     fn access(op: &Self::Op) -> Access;
+    /// Which of the listener's counted commands `op` is (an index into
+    /// the names its [`RequestStats`] was made with).
+    fn command_index(op: &Self::Op) -> usize;
     /// Calls the engine (eagerly: a write is enqueued before this returns).
     fn execute(&self, op: Self::Op) -> LocalBoxFuture<'static, Self::Reply>;
     /// Appends the bytes of `reply` to the request tagged `tag` to `out`.
@@ -122,6 +127,8 @@ pub struct PipelineConfig {
     pub auth_timeout: Duration,
     /// Turns true when the server shuts down: connections stop reading.
     pub shutdown: watch::Receiver<bool>,
+    /// The listener's connection count and per-command latencies.
+    pub request_stats: Arc<RequestStats>,
 }
 
 /// One reply position, in request order.
@@ -164,6 +171,8 @@ pub struct Connection<P: Protocol> {
     writer: Option<Waker>,
     /// Counts this connection against the server's limit while it lives.
     _guard: ConnectionGuard,
+    /// Where its requests' latencies and its own life are counted.
+    stats: Arc<RequestStats>,
 }
 
 impl<P: Protocol> Actor for Connection<P> {
@@ -181,6 +190,8 @@ pub(crate) fn start<P: Protocol>(
     let (read, write) = stream.into_split();
     let reader = io::Reader::<P>::new(read, decoder, config);
     let auth_timeout = config.auth_timeout;
+    let stats = config.request_stats.clone();
+    stats.connection(true);
     Connection::create(move |ctx| {
         ctx.spawn(reader);
         ctx.spawn(io::Writer::new(write));
@@ -209,8 +220,15 @@ pub(crate) fn start<P: Protocol>(
             reader: None,
             writer: None,
             _guard: guard,
+            stats,
         }
     });
+}
+
+impl<P: Protocol> Drop for Connection<P> {
+    fn drop(&mut self) {
+        self.stats.connection(false);
+    }
 }
 
 impl<P: Protocol> Connection<P> {
@@ -301,8 +319,10 @@ impl<P: Protocol> Connection<P> {
     /// Calls the engine for request `seq`; an answer ready at once (a value
     /// in memory, a cached block) is taken without a task.
     fn dispatch(&mut self, seq: u64, access: Access, op: P::Op, ctx: &mut Context<Self>) {
+        let (command, started) = (P::command_index(&op), Instant::now());
         let mut reply = self.protocol.execute(op);
         if let Some(reply) = (&mut reply).now_or_never() {
+            self.stats.record(command, started.elapsed());
             self.order.answered(seq);
             return self.fill(seq, reply, ctx);
         }
@@ -310,6 +330,7 @@ impl<P: Protocol> Connection<P> {
             self.waiting_read = Some(seq);
         }
         ctx.spawn(reply.into_actor(self).map(move |reply, connection, ctx| {
+            connection.stats.record(command, started.elapsed());
             if connection.waiting_read == Some(seq) {
                 connection.waiting_read = None;
             }
