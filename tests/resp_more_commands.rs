@@ -176,3 +176,23 @@ fn multi_exec_runs_the_queue_once_and_answers_every_reply() {
     assert!(fails(&mut con, &["EXEC"]).contains("without MULTI"));
     assert!(fails(&mut con, &["WATCH", "t"]).contains("not supported"));
 }
+
+#[test]
+fn type_and_randomkey() {
+    let server = RespServer::start();
+    let mut con = server.redis();
+    assert_eq!(q::<Option<String>>(&mut con, &["RANDOMKEY"]), None);
+    q::<String>(&mut con, &["SET", "only", "1"]);
+    assert_eq!(q::<String>(&mut con, &["TYPE", "only"]), "string");
+    assert_eq!(q::<String>(&mut con, &["TYPE", "missing"]), "none");
+    assert_eq!(q::<String>(&mut con, &["RANDOMKEY"]), "only");
+    for i in 0..50 {
+        q::<String>(&mut con, &["SET", &format!("k{i}"), "v"]);
+    }
+    let key: String = q(&mut con, &["RANDOMKEY"]);
+    assert_eq!(q::<i64>(&mut con, &["EXISTS", &key]), 1, "{key}");
+    let error = fails(&mut con, &["INCRBYFLOAT", "f", "+inf"]);
+    assert!(error.contains("would produce NaN or Infinity"), "{error}");
+    let error = fails(&mut con, &["COPY", "only", "x", "DB", "notanumber"]);
+    assert!(error.contains("not an integer"), "{error}");
+}

@@ -49,6 +49,8 @@ pub fn parse(name: &str, args: &[Bytes]) -> Option<Parsed> {
     let op = match name {
         "del" => Op::Del(args.to_vec()),
         "exists" | "touch" => Op::Exists(args.to_vec()),
+        "type" => Op::Type(args.first().cloned().unwrap_or_default()),
+        "randomkey" => Op::RandomKey,
         "rename" | "renamenx" => Op::Rmw(Rmw::Rename {
             from: args.first().cloned().unwrap_or_default(),
             to: args.get(1).cloned().unwrap_or_default(),
@@ -78,8 +80,14 @@ fn parse_copy(args: &[Bytes]) -> Parsed {
     while let Some(option) = options.next() {
         match option.to_ascii_uppercase().as_slice() {
             b"REPLACE" => replace = true,
-            b"DB" if options.next().is_some_and(|db| db.as_ref() == b"0") => {}
-            b"DB" => return Parsed::Reply(Reply::err("databases other than 0 are not supported")),
+            b"DB" => match options.next().map(|db| int_arg(db)) {
+                Some(Some(0)) => {}
+                Some(Some(_)) => {
+                    return Parsed::Reply(Reply::err("databases other than 0 are not supported"));
+                }
+                Some(None) => return Parsed::Reply(not_an_integer()),
+                None => return Parsed::Reply(syntax_error()),
+            },
             _ => return Parsed::Reply(syntax_error()),
         }
     }
@@ -173,6 +181,18 @@ pub fn execute(op: Op, db: &Db, cursors: &Cursors) -> LocalBoxFuture<'static, Re
         Op::Scan(scan) => scan_page(db, scan, cursors.clone()).boxed_local(),
         Op::Keys(pattern) => keys(db.clone(), pattern).boxed_local(),
         Op::DbSize => dbsize(db.clone()).boxed_local(),
+        Op::Type(key) => {
+            let value = db.get(key);
+            async move {
+                match value.await {
+                    Ok(Some(_)) => Reply::Status("string".into()),
+                    Ok(None) => Reply::Status("none".into()),
+                    Err(e) => engine_error(&e),
+                }
+            }
+            .boxed_local()
+        }
+        Op::RandomKey => random_key(db.clone()).boxed_local(),
         Op::FlushAll => flush_all(db.clone()).boxed_local(),
         _ => ready(Reply::err("internal error: not a key-space command")).boxed_local(),
     }
@@ -198,6 +218,31 @@ async fn flush_all(db: Db) -> Reply {
             return engine_error(&e);
         }
     }
+}
+
+/// RANDOMKEY: the first key at or after a random one (wrapping to the first
+/// key), so keys after a long gap are likelier; null when empty.
+async fn random_key(db: Db) -> Reply {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(0);
+    let start = Bytes::copy_from_slice(&hasher.finish().to_be_bytes());
+    for from in [Some(start), None] {
+        let request = ScanRequest {
+            start: from.map_or(Bound::Unbounded, Bound::Included),
+            limit: 1,
+            ..ScanRequest::all()
+        };
+        match db.scan(request).await {
+            Ok(page) => {
+                if let Some((key, _)) = page.entries.into_iter().next() {
+                    return Reply::Bulk(key);
+                }
+            }
+            Err(e) => return engine_error(&e),
+        }
+    }
+    Reply::Null
 }
 
 /// Counts the keys that exist, then deletes them all in one batch.

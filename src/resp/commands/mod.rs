@@ -85,6 +85,8 @@ pub enum Op {
     Rmw(strings::Rmw),
     DbSize,
     FlushAll,
+    Type(Bytes),
+    RandomKey,
     Scan(keys::Scan),
     Keys(Bytes),
     Info(Vec<String>),
@@ -133,7 +135,7 @@ impl Op {
             Op::GetRange(..) => 13,
             Op::GetBit(..) => 14,
             Op::Exec(_) => 15,
-            Op::Ready(_) => 16,
+            Op::Ready(_) | Op::Type(_) | Op::RandomKey => 16,
         }
     }
 
@@ -152,6 +154,8 @@ impl Op {
             | Op::Scan(_)
             | Op::Keys(_)
             | Op::Info(_)
+            | Op::Type(_)
+            | Op::RandomKey
             | Op::Ready(_) => Access::Read,
             Op::Exec(_) => Access::ReadWrite,
         }
@@ -186,9 +190,14 @@ pub fn execute(op: Op, engine: &Engine) -> LocalBoxFuture<'static, Reply> {
         Op::Info(sections) => server::info(engine, sections),
         Op::Ready(reply) => futures_util::future::ready(reply).boxed_local(),
         Op::Exec(ops) => transaction::exec(ops, engine.clone()),
-        Op::Del(_) | Op::Exists(_) | Op::DbSize | Op::FlushAll | Op::Scan(_) | Op::Keys(_) => {
-            keys::execute(op, &engine.db, &engine.cursors)
-        }
+        Op::Del(_)
+        | Op::Exists(_)
+        | Op::DbSize
+        | Op::FlushAll
+        | Op::Type(_)
+        | Op::RandomKey
+        | Op::Scan(_)
+        | Op::Keys(_) => keys::execute(op, &engine.db, &engine.cursors),
         other => strings::execute(other, engine),
     }
 }

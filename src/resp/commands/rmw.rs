@@ -212,13 +212,14 @@ fn incr_float(old: Option<Bytes>, by: f64) -> (Option<Option<Bytes>>, Reply) {
     (Some(Some(text.clone())), Reply::Bulk(text))
 }
 
-/// A float argument as Redis reads one: finite, no surrounding spaces.
+/// A float argument as Redis reads one: no surrounding spaces, not NaN
+/// (an infinity parses; INCRBYFLOAT then refuses the infinite result).
 pub fn float_arg(arg: &[u8]) -> Option<f64> {
     let text = std::str::from_utf8(arg).ok()?;
     if text.is_empty() || text.trim() != text {
         return None;
     }
-    text.parse::<f64>().ok().filter(|f| f.is_finite())
+    text.parse::<f64>().ok().filter(|f| !f.is_nan())
 }
 
 /// A float as INCRBYFLOAT prints it: no exponent, no trailing zeros.
@@ -364,6 +365,15 @@ mod tests {
             Reply::Error(_)
         ));
         assert_eq!(float_arg(b" 1"), None);
+        assert_eq!(float_arg(b"nan"), None);
+        let inf = one(
+            Rmw::IncrByFloat {
+                key: b("k"),
+                by: f64::INFINITY,
+            },
+            None,
+        );
+        assert!(matches!(inf.1, Reply::Error(e) if e.contains("would produce NaN or Infinity")));
         assert_eq!(float_arg(b"1e3"), Some(1000.0));
     }
 

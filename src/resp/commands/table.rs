@@ -97,6 +97,8 @@ pub const COMMANDS: &[Spec] = &[
     spec("renamenx", 3, FAST_WRITE, (1, 2, 1)),
     spec("copy", -3, WRITE, (1, 2, 1)),
     spec("touch", -2, READ, ALL),
+    spec("type", 2, READ, ONE),
+    spec("randomkey", 1, &["readonly"], NONE),
     spec("multi", 1, &["noscript", "loading", "stale", "fast"], NONE),
     spec(
         "exec",
