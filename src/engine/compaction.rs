@@ -56,6 +56,24 @@ pub fn pick(levels: &[Vec<SegmentMeta>], options: &Options) -> Option<Compaction
     None
 }
 
+/// Compaction debt: bytes the policy still has to move down before no level
+/// is over its trigger — all of level 0 once it holds
+/// `l0_compaction_trigger` segments, plus each deeper level's bytes past
+/// its budget. 0 when compaction has caught up.
+pub fn debt_bytes(levels: &[Vec<SegmentMeta>], options: &Options) -> u64 {
+    let bytes = |segments: &[SegmentMeta]| segments.iter().map(|s| s.file_size).sum::<u64>();
+    let level0 = levels.first().map_or(&[][..], Vec::as_slice);
+    let mut debt = if level0.len() >= options.l0_compaction_trigger.max(1) {
+        bytes(level0)
+    } else {
+        0
+    };
+    for (level, segments) in levels.iter().enumerate().skip(1) {
+        debt += bytes(segments).saturating_sub(level_budget(options, level));
+    }
+    debt
+}
+
 /// Everything into one sorted run on the deepest level in use (at least 1),
 /// dropping tombstones: what `Db::compact` asks for. `None` if there is
 /// nothing to merge.
@@ -124,6 +142,23 @@ fn overlaps(segment: &SegmentMeta, lo: &Bytes, hi: &Bytes) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debt_counts_a_full_level_0_and_bytes_over_budgets() {
+        let mut options = Options::new("/unused");
+        options.l0_compaction_trigger = 2;
+        options.level1_bytes = 100;
+        options.level_size_multiplier = 10;
+        let l0 = vec![meta(9, 0, "a", "z", 30)];
+        let l1 = vec![meta(1, 1, "a", "m", 80), meta(2, 1, "n", "z", 70)];
+        assert_eq!(debt_bytes(&[l0.clone(), l1.clone()], &options), 50);
+        let l0_full = vec![meta(9, 0, "a", "z", 30), meta(10, 0, "a", "z", 5)];
+        assert_eq!(debt_bytes(&[l0_full, l1], &options), 85);
+        assert_eq!(
+            debt_bytes(&[l0, vec![meta(1, 1, "a", "z", 100)]], &options),
+            0
+        );
+    }
 
     fn meta(number: u64, level: u32, lo: &str, hi: &str, size: u64) -> SegmentMeta {
         SegmentMeta {

@@ -395,9 +395,12 @@ impl Db {
         self.inner.memtable.do_send(Gauges { reply });
         let counters = self.inner.counters.clone();
         let cache = self.inner.cache.clone();
+        let options = self.inner.options.clone();
         async move {
             let gauges = rx.await.map_err(|_| Error::Closed)?;
             let mut map = counters.snapshot();
+            let debt = compaction::debt_bytes(&gauges.segments.meta_levels(), &options);
+            map.insert("compaction_debt_bytes".into(), debt);
             let segments = &gauges.segments;
             map.insert("memtable_bytes".into(), gauges.memtable_bytes);
             map.insert("frozen_memtables".into(), gauges.frozen_memtables);

@@ -94,6 +94,7 @@ impl Counters {
 /// `writes_per_sync`, `flushes`, `compactions`, `write_stalls`,
 /// `bloom_filter_hits`, `block_cache_hits`, `block_cache_misses`,
 /// `block_cache_bytes`, `live_segments`, `bytes_on_disk`, `memtable_bytes`,
+/// `compaction_debt_bytes`, `compactions_refused_for_space`,
 /// `level_N_segments` and more.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Stats {

@@ -133,6 +133,16 @@ const METRICS: &[(&str, Kind, &str)] = &[
         Kind::Gauge,
         "Bytes held by the block cache.",
     ),
+    (
+        "compaction_debt_bytes",
+        Kind::Gauge,
+        "Bytes compaction must still move before no level is over its trigger.",
+    ),
+    (
+        "compactions_refused_for_space",
+        Kind::Counter,
+        "Compactions not started for lack of free disk space.",
+    ),
 ];
 
 /// Serves scrapes from `listener` until the task is dropped (with the
