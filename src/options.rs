@@ -76,6 +76,12 @@ pub struct Options {
     pub level_size_multiplier: u64,
     /// Threads that read segments for gets and scans; default: the number of cores.
     pub read_threads: usize,
+    /// Whether a writer on another thread than the memtable actor polls for
+    /// its (unsynced) write's answer for a few microseconds before parking;
+    /// default `true`. It saves a wake-up per write for a program writing
+    /// from its own threads; a server whose threads each serve many
+    /// connections turns it off, since the poll holds up the others.
+    pub writers_spin: bool,
     /// The file system; default the operating system's ([`StdFs`]).
     pub fs: Arc<dyn FileSystem>,
 }
@@ -100,6 +106,7 @@ impl Options {
             level1_bytes: 64 << 20,
             level_size_multiplier: 10,
             read_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            writers_spin: true,
             fs: Arc::new(StdFs),
         }
     }

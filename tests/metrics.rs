@@ -82,7 +82,10 @@ fn a_scrape_shows_counters_that_move() {
     assert_eq!(sample(&after, "naivekv_gets_total"), 1);
     assert!(sample(&after, "naivekv_memtable_bytes") > 0);
     assert_eq!(sample(&after, "naivekv_compaction_debt_bytes"), 0);
-    assert_eq!(sample(&after, "naivekv_compactions_refused_for_space_total"), 0);
+    assert_eq!(
+        sample(&after, "naivekv_compactions_refused_for_space_total"),
+        0
+    );
     // Per-command counts and latency histograms, by protocol.
     let puts = r#"naivekv_request_duration_seconds_count{protocol="native",command="put"}"#;
     let gets = r#"naivekv_request_duration_seconds_count{protocol="native",command="get"}"#;

@@ -180,6 +180,9 @@ impl Args {
         if let Some(bytes) = self.block_cache_bytes {
             options.block_cache_bytes = bytes;
         }
+        // Each worker thread serves many connections: a write must not poll
+        // for its answer while the others wait.
+        options.writers_spin = false;
         options.compression = match self.compression {
             BlockCompression::None => Compression::None,
             BlockCompression::Lz4 => Compression::Lz4,

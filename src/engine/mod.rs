@@ -301,7 +301,9 @@ impl Db {
             });
         }
         // A durable write waits for an fdatasync: not worth spinning for.
-        let spin = remote && self.inner.options.sync != SyncPolicy::Always;
+        let spin = remote
+            && self.inner.options.writers_spin
+            && self.inner.options.sync != SyncPolicy::Always;
         let done = Completion::new(rx, spin);
         async move {
             checked?;
