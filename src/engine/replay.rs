@@ -11,6 +11,12 @@
 //!   sequence exactly where `flushed_seq` ends: every write past it belongs
 //!   to a record whose first sequence number is the one after the last
 //!   write before it. A jump means a WAL (or records of one) is missing.
+//! - An empty record is a *resume marker*, written first in the WAL the
+//!   engine starts after the disk was full under the old one (see
+//!   `engine/memtable/wal_full.rs`): its `first_seq` is the first number no
+//!   acknowledged write has. Every write before it must be present; the
+//!   numbers from it up to the next record's were burned by the failed
+//!   group, so that one jump is allowed.
 //! - Since a database always keeps a WAL open, a manifest with an
 //!   `oldest_live_wal` and no WAL at or above that number means the live
 //!   WAL was deleted.
@@ -52,6 +58,8 @@ pub struct SeqChain {
     flushed_seq: u64,
     /// The sequence number the next write past `flushed_seq` must have.
     expected: u64,
+    /// A resume marker was just read: the next record may start later.
+    may_jump: bool,
 }
 
 /// What to do with one WAL record.
@@ -69,6 +77,7 @@ impl SeqChain {
         SeqChain {
             flushed_seq,
             expected: flushed_seq.saturating_add(1),
+            may_jump: false,
         }
     }
 
@@ -76,12 +85,13 @@ impl SeqChain {
     /// live WAL; `Err` says what is wrong.
     pub fn live_record(&mut self, first_seq: u64, count: u64) -> Result<RecordFate, String> {
         let Some(last_seq) = record_last_seq(first_seq, count)? else {
-            return Ok(RecordFate::Flushed);
+            return self.marker(first_seq);
         };
+        let may_jump = std::mem::take(&mut self.may_jump);
         if last_seq <= self.flushed_seq {
             return Ok(RecordFate::Flushed);
         }
-        if first_seq > self.expected {
+        if first_seq > self.expected && !may_jump {
             return Err(format!(
                 "writes {}..={} are missing: this record starts at {first_seq} \
                  (a WAL between the MANIFEST and this one was deleted or renamed)",
@@ -98,6 +108,20 @@ impl SeqChain {
         }
         self.expected = last_seq + 1;
         Ok(RecordFate::Apply)
+    }
+
+    /// A resume marker: every write before `first_seq` must be present.
+    fn marker(&mut self, first_seq: u64) -> Result<RecordFate, String> {
+        if first_seq > self.expected {
+            return Err(format!(
+                "writes {}..={} are missing before a resume marker \
+                 (a WAL before this one was deleted or renamed)",
+                self.expected,
+                first_seq - 1
+            ));
+        }
+        self.may_jump = true;
+        Ok(RecordFate::Flushed)
     }
 
     /// Checks a record from a WAL the manifest calls obsolete.
@@ -279,6 +303,20 @@ mod tests {
         let mut chain = SeqChain::after(10);
         let error = chain.live_record(15, 1).unwrap_err();
         assert!(error.contains("11..=14 are missing"), "{error}");
+    }
+
+    #[test]
+    fn a_resume_marker_allows_one_jump_over_burned_numbers() {
+        let mut chain = SeqChain::after(0);
+        assert_eq!(chain.live_record(1, 4), Ok(RecordFate::Apply));
+        // The group 5..=7 failed (maybe half written); the new WAL says so.
+        assert_eq!(chain.live_record(5, 0), Ok(RecordFate::Flushed));
+        assert_eq!(chain.live_record(8, 2), Ok(RecordFate::Apply));
+        assert!(chain.live_record(20, 1).is_err(), "only one jump");
+        // A marker past what is present means a WAL is missing.
+        let mut chain = SeqChain::after(0);
+        assert_eq!(chain.live_record(1, 4), Ok(RecordFate::Apply));
+        assert!(chain.live_record(9, 0).is_err());
     }
 
     #[test]

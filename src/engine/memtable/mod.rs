@@ -33,6 +33,7 @@ mod intake;
 mod messages;
 mod submissions;
 mod table;
+mod wal_full;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -118,6 +119,8 @@ pub struct MemtableActor {
     counters: Arc<Counters>,
     /// Set after a failed WAL write or sync: the WAL is not trusted again.
     poisoned: Option<Error>,
+    /// Set while the disk is full under the WAL (see `wal_full.rs`).
+    wal_full: Option<wal_full::WalFull>,
     /// Flush requests waiting for a freeze.
     flush_requests: Vec<oneshot::Sender<Result<()>>>,
     /// Flush requests waiting for WAL number `.0` to be flushed.
@@ -153,6 +156,7 @@ impl MemtableActor {
             file_numbers: start.file_numbers,
             counters: start.counters,
             poisoned: None,
+            wal_full: None,
             flush_requests: Vec::new(),
             flush_waiters: Vec::new(),
             stalled_since: None,
@@ -175,7 +179,7 @@ impl MemtableActor {
     /// (It does not take new submissions: [`Intake`] does, between groups,
     /// so that a steady stream of writes cannot make this recurse.)
     fn make_progress(&mut self, ctx: &mut Context<Self>) {
-        if self.poisoned.is_some() {
+        if self.poisoned.is_some() || self.wal_full.is_some() {
             self.fail_pending();
         }
         if self.job_in_flight() {
@@ -204,7 +208,7 @@ impl MemtableActor {
     /// A group write, a sync or a WAL rotation holds the WAL on a blocking
     /// thread. (A poisoned actor may have no WAL and no job.)
     fn job_in_flight(&self) -> bool {
-        self.wal.is_none() && self.poisoned.is_none()
+        self.wal.is_none() && self.poisoned.is_none() && self.wal_full.is_none()
     }
 
     fn can_freeze(&self) -> bool {
@@ -242,6 +246,13 @@ impl MemtableActor {
 
     fn serve_flush_requests(&mut self, ctx: &mut Context<Self>) {
         if self.flush_requests.is_empty() {
+            return;
+        }
+        if let Some(error) = self.wal_full_error() {
+            // No WAL to freeze behind: the active memtable cannot be flushed.
+            for request in std::mem::take(&mut self.flush_requests) {
+                let _ = request.send(Err(error.clone()));
+            }
             return;
         }
         if !self.active.is_empty() {
@@ -295,6 +306,10 @@ impl MemtableActor {
         ctx.spawn(job.into_actor(self).map(move |joined, act, ctx| {
             match joined.unwrap_or_else(|e| Err(thread_error("WAL rotation", &e))) {
                 Ok(wal) => act.wal = Some(wal),
+                Err(error) if wal_full::is_disk_full(&error) => {
+                    let resume_from = act.last_seq + 1;
+                    act.enter_wal_full(error, resume_from, ctx);
+                }
                 Err(error) => {
                     log::error!("cannot start a new WAL, refusing writes until reopen: {error}");
                     act.poison(error);
@@ -313,12 +328,13 @@ impl MemtableActor {
         if self.closing.is_some() {
             return Some(Error::Closed);
         }
-        self.poisoned.as_ref().map(|e| {
+        let poisoned = self.poisoned.as_ref().map(|e| {
             Error::io(
                 "the WAL failed earlier; reopen the database",
                 std::io::Error::other(e.to_string()),
             )
-        })
+        });
+        poisoned.or_else(|| self.wal_full_error())
     }
 
     /// Encodes the pending writes as one group and writes it out.
@@ -381,6 +397,13 @@ impl MemtableActor {
         ctx: &mut Context<Self>,
     ) {
         if let Err(error) = result {
+            if wal_full::is_disk_full(&error) {
+                let resume_from = seqs.first().copied().unwrap_or(self.last_seq + 1);
+                self.fail_group(group, &error);
+                self.enter_wal_full(error, resume_from, ctx);
+                self.make_progress(ctx);
+                return;
+            }
             log::error!("WAL write failed, refusing writes until reopen: {error}");
             self.poison(error.clone());
             self.fail_group(group, &error);
@@ -445,6 +468,10 @@ impl MemtableActor {
                     act.wal = Some(wal);
                     match result {
                         Ok(()) => Counters::add(&act.counters.wal_syncs, 1),
+                        Err(error) if wal_full::is_disk_full(&error) => {
+                            let resume_from = act.last_seq + 1;
+                            act.enter_wal_full(error, resume_from, ctx);
+                        }
                         Err(error) => {
                             log::error!("WAL sync failed, refusing writes until reopen: {error}");
                             act.poison(error);

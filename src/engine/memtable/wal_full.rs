@@ -1,0 +1,154 @@
+//! A full disk under the WAL: fail, then resume by itself.
+//!
+//! When appending to or syncing the WAL fails because the disk is full
+//! (`StorageFull`), or the next WAL cannot be created for that reason, the
+//! writes of that group fail and so does every write until the WAL is back;
+//! reads go on. Nothing acknowledged is lost: a write is acknowledged only
+//! once its record is written (and synced, as the policy says).
+//!
+//! The old WAL's tail is unknown after a failed append (part of the group may
+//! be in it), so the actor does not write to it again. It retries, with
+//! backoff, to create a new WAL whose first record is a *resume marker*: an
+//! empty batch whose `first_seq` is the first sequence number of the failed
+//! group. The numbers of the failed group are never used again; the next
+//! write gets the number after them. At open, the marker tells the sequence
+//! check in `engine/replay.rs` that the jump after it is these burned
+//! numbers, not a lost WAL. A failed group's records that did reach the old
+//! WAL whole may reappear after a restart: a write that failed has an
+//! unknown outcome, as in every database.
+//!
+//! Any other WAL error still poisons the actor until the database is
+//! reopened (after a failed fsync the kernel may have dropped the data; the
+//! PostgreSQL lesson).
+
+use std::time::Duration;
+
+use actix::prelude::*;
+
+use super::{MemtableActor, create_wal, thread_error};
+use crate::engine::batch::encode_wal_batch;
+use crate::format::wal::WalWriter;
+use crate::{Error, Result};
+
+/// The first wait before trying to create a new WAL again.
+const FIRST_RETRY: Duration = Duration::from_millis(200);
+/// The longest wait between tries.
+const LONGEST_RETRY: Duration = Duration::from_secs(10);
+
+/// The actor's state while the disk is full under the WAL.
+#[derive(Debug)]
+pub(super) struct WalFull {
+    /// What writes are refused with meanwhile.
+    error: Error,
+    /// The first sequence number not acknowledged: the marker's `first_seq`.
+    resume_from: u64,
+    /// The wait before the next try.
+    next_retry: Duration,
+}
+
+/// True for an error that a full disk caused.
+pub(super) fn is_disk_full(error: &Error) -> bool {
+    matches!(error, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::StorageFull)
+}
+
+impl MemtableActor {
+    /// Stops writing to the current WAL after `error` (a full disk) and
+    /// schedules the first try at a new one. `resume_from` is the first
+    /// sequence number no acknowledged write has.
+    pub(super) fn enter_wal_full(
+        &mut self,
+        error: Error,
+        resume_from: u64,
+        ctx: &mut Context<Self>,
+    ) {
+        log::error!(
+            "the disk is full under the WAL, refusing writes until a new WAL can be written \
+             (retrying): {error}"
+        );
+        self.wal = None;
+        self.wal_dirty = false;
+        let refusal = Error::io(
+            "the disk is full; writes resume by themselves once space is freed",
+            std::io::Error::new(std::io::ErrorKind::StorageFull, error.to_string()),
+        );
+        self.wal_full = Some(WalFull {
+            error: refusal,
+            resume_from,
+            next_retry: FIRST_RETRY,
+        });
+        ctx.run_later(FIRST_RETRY, |act, ctx| act.retry_wal(ctx));
+    }
+
+    /// The error writes get while the disk is full, if it is.
+    pub(super) fn wal_full_error(&self) -> Option<Error> {
+        self.wal_full.as_ref().map(|full| full.error.clone())
+    }
+
+    /// Tries to create a new WAL that starts with the resume marker.
+    fn retry_wal(&mut self, ctx: &mut Context<Self>) {
+        let Some(full) = self.wal_full.as_ref() else {
+            return;
+        };
+        if self.closing.is_some() || self.poisoned.is_some() {
+            return;
+        }
+        let resume_from = full.resume_from;
+        let number = self.file_numbers.allocate();
+        let (options, lock) = (self.options.clone(), self.lock.clone());
+        let job = actix_rt::task::spawn_blocking(move || {
+            let _lock = lock;
+            start_wal_with_marker(&options, number, resume_from)
+        });
+        ctx.spawn(job.into_actor(self).map(move |joined, act, ctx| {
+            match joined.unwrap_or_else(|e| Err(thread_error("WAL retry", &e))) {
+                Ok(wal) => act.resume(wal, number),
+                Err(error) if is_disk_full(&error) => act.retry_later(ctx),
+                Err(error) => {
+                    log::error!("cannot start a new WAL, refusing writes until reopen: {error}");
+                    act.wal_full = None;
+                    act.poison(error);
+                }
+            }
+            act.make_progress(ctx);
+        }));
+    }
+
+    fn retry_later(&mut self, ctx: &mut Context<Self>) {
+        let Some(full) = self.wal_full.as_mut() else {
+            return;
+        };
+        let wait = full.next_retry;
+        full.next_retry = (wait * 2).min(LONGEST_RETRY);
+        log::debug!("the disk is still full; next WAL try in {wait:?}");
+        ctx.run_later(wait, |act, ctx| act.retry_wal(ctx));
+    }
+
+    fn resume(&mut self, wal: WalWriter, number: u64) {
+        log::info!("writes resumed: new WAL {number} after the disk was full");
+        self.wal = Some(wal);
+        self.wal_number = number;
+        self.wal_full = None;
+    }
+}
+
+/// Creates WAL `number`, writes the resume marker and syncs it.
+fn start_wal_with_marker(
+    options: &crate::Options,
+    number: u64,
+    resume_from: u64,
+) -> Result<WalWriter> {
+    let mut wal = create_wal(options, number)?;
+    let mut payload = Vec::new();
+    encode_wal_batch(resume_from, &[], &mut payload);
+    let mut framed = Vec::new();
+    WalWriter::encode_record(&payload, &mut framed);
+    let written = wal.append_encoded(&framed).and_then(|()| wal.sync());
+    if let Err(error) = written {
+        // Holds no write: a retry starts from a new file, with the space back.
+        let path = wal.path().to_path_buf();
+        drop(wal);
+        let _ = options.fs.remove_file(&path);
+        return Err(error);
+    }
+    Ok(wal)
+}
