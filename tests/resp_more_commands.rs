@@ -6,27 +6,7 @@
 
 mod resp_support;
 
-use redis::{Value, cmd};
-use resp_support::RespServer;
-
-fn q<T: redis::FromRedisValue>(con: &mut redis::Connection, args: &[&str]) -> T {
-    let mut c = cmd(args[0]);
-    for a in &args[1..] {
-        c.arg(*a);
-    }
-    c.query(con).unwrap_or_else(|e| panic!("{args:?}: {e}"))
-}
-
-fn fails(con: &mut redis::Connection, args: &[&str]) -> String {
-    let mut c = cmd(args[0]);
-    for a in &args[1..] {
-        c.arg(*a);
-    }
-    match c.query::<Value>(con) {
-        Err(e) => e.to_string(),
-        Ok(v) => panic!("{args:?} answered {v:?}"),
-    }
-}
+use resp_support::{RespServer, fails, q};
 
 fn get(con: &mut redis::Connection, key: &str) -> Option<Vec<u8>> {
     q(con, &["GET", key])

@@ -136,6 +136,16 @@ fn check_named_segments(
     }
 }
 
+/// Opens the table at `path` and reads it whole (every block checked).
+pub fn read_table_whole(fs: &dyn FileSystem, path: &Path) -> Result<Arc<SstableReader>> {
+    let file = fs
+        .open(path)
+        .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+    let reader = Arc::new(SstableReader::open(file, path.to_path_buf())?);
+    read_whole(&reader)?;
+    Ok(reader)
+}
+
 /// Reads every entry of a table, checking each block; the entry count.
 pub fn read_whole(reader: &Arc<SstableReader>) -> Result<u64> {
     let mut iter = reader.iter((Bound::Unbounded, Bound::Unbounded), false);
@@ -219,12 +229,8 @@ fn check_unnamed_segments(
     let named = |number: &u64| manifest.segments.iter().any(|s| s.file_number == *number);
     for number in files.segments.iter().filter(|n| !named(n)) {
         let name = segment_file_name(*number);
-        let path = directory.join(&name);
-        let opened = fs
-            .open(&path)
-            .map_err(|e| Error::io(format!("opening {name}"), e))
-            .and_then(|file| SstableReader::open(file, path.clone()).map(Arc::new));
-        match opened.and_then(|reader| read_whole(&reader).map(|_| reader.max_seq())) {
+        let opened = read_table_whole(fs, &directory.join(&name));
+        match opened.map(|reader| reader.max_seq()) {
             Ok(max_seq) if max_seq > last_seq => report.problem(
                 &name,
                 format!(

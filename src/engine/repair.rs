@@ -26,7 +26,7 @@ use std::sync::Arc;
 
 use prost::Message as _;
 
-use super::check::read_whole;
+use super::check::read_table_whole;
 use super::inventory::DirectoryFiles;
 use super::memtable::MemTable;
 use super::merge::{LiveIter, MemTableIter, MergeIter};
@@ -39,7 +39,7 @@ use crate::format::wal::read_wal_salvaging;
 use crate::format::{EntryIter, segment_file_name, wal_file_name};
 use crate::fs::FileSystem;
 use crate::proto::storage::{Manifest, WalBatch};
-use crate::{Error, Options, Result};
+use crate::{Options, Result};
 
 /// Where repair puts the files it could not read.
 pub const LOST_DIRECTORY: &str = "lost";
@@ -137,12 +137,7 @@ fn readable_segments(
     let mut readers = Vec::new();
     for number in &files.segments {
         let name = segment_file_name(*number);
-        let path = directory.join(&name);
-        let opened = fs
-            .open(&path)
-            .map_err(|e| Error::io(format!("opening {name}"), e))
-            .and_then(|file| SstableReader::open(file, path.clone()).map(Arc::new));
-        match opened.and_then(|reader| read_whole(&reader).map(|_| reader)) {
+        match read_table_whole(fs, &directory.join(&name)) {
             Ok(reader) => {
                 report.segments_kept += 1;
                 readers.push(reader);

@@ -181,3 +181,24 @@ pub fn request(args: &[&[u8]]) -> Vec<u8> {
     }
     out
 }
+
+/// Runs `args` (the command first) and converts the reply; panics on error.
+pub fn q<T: redis::FromRedisValue>(con: &mut redis::Connection, args: &[&str]) -> T {
+    let mut c = redis::cmd(args[0]);
+    for a in &args[1..] {
+        c.arg(*a);
+    }
+    c.query(con).unwrap_or_else(|e| panic!("{args:?}: {e}"))
+}
+
+/// Runs `args`, which must fail; the error's text.
+pub fn fails(con: &mut redis::Connection, args: &[&str]) -> String {
+    let mut c = redis::cmd(args[0]);
+    for a in &args[1..] {
+        c.arg(*a);
+    }
+    match c.query::<redis::Value>(con) {
+        Err(e) => e.to_string(),
+        Ok(v) => panic!("{args:?} answered {v:?}"),
+    }
+}
