@@ -274,3 +274,107 @@ async fn repair_moves_an_unreadable_segment_to_lost_and_keeps_the_rest() {
     }
     db.close().await.unwrap();
 }
+
+fn sim_options(fs: &naive_kv::fs::sim::SimFs) -> Options {
+    let mut options = Options::new("/db");
+    options.fs = std::sync::Arc::new(fs.clone());
+    options
+}
+
+/// A database on the simulated file system with segments and a live WAL,
+/// closed and then through a power loss.
+fn populated_sim() -> naive_kv::fs::sim::SimFs {
+    let fs = naive_kv::fs::sim::SimFs::new(5);
+    actix_rt::System::new().block_on(async {
+        let db = Db::open(sim_options(&fs)).await.unwrap();
+        write(&db, 0..150, 0, true).await;
+        write(&db, 150..200, 0, false).await;
+        db.close().await.unwrap();
+    });
+    fs.crash().unwrap()
+}
+
+/// Removes `/db/NAME` durably, then cuts the power.
+fn remove_durably(fs: naive_kv::fs::sim::SimFs, names: &[String]) -> naive_kv::fs::sim::SimFs {
+    use naive_kv::fs::FileSystem;
+    for name in names {
+        fs.remove_file(&Path::new("/db").join(name)).unwrap();
+    }
+    fs.sync_dir(Path::new("/db")).unwrap();
+    fs.crash().unwrap()
+}
+
+fn assert_sim_refused(fs: &naive_kv::fs::sim::SimFs, file: &str) {
+    let before = fs.names(Path::new("/db")).unwrap();
+    match actix_rt::System::new().block_on(Db::open(sim_options(fs))) {
+        Err(Error::Corruption { path, .. }) => {
+            assert!(path.to_string_lossy().ends_with(file), "{path:?}");
+        }
+        other => panic!("expected a refusal naming {file}, got {other:?}"),
+    }
+    let after = fs.names(Path::new("/db")).unwrap();
+    let data =
+        |names: Vec<String>| -> Vec<String> { names.into_iter().filter(|n| n != "LOCK").collect() };
+    assert_eq!(
+        data(before),
+        data(after),
+        "a refused open changed the directory"
+    );
+}
+
+/// The same refusals on the simulated file system, after a power loss.
+#[test]
+fn refusals_hold_on_the_simulated_file_system_after_a_power_loss() {
+    let fs = populated_sim();
+    let wals: Vec<String> = fs
+        .names(Path::new("/db"))
+        .unwrap()
+        .into_iter()
+        .filter(|n| n.ends_with(".wal"))
+        .collect();
+    assert!(!wals.is_empty());
+    assert_sim_refused(&remove_durably(fs, &wals), ".wal");
+    let fs = remove_durably(populated_sim(), &["MANIFEST".to_string()]);
+    assert_sim_refused(&fs, "MANIFEST");
+}
+
+/// After a repair the database behaves like a map: random puts, deletes and
+/// reopens checked against a `BTreeMap`.
+#[actix_rt::test]
+async fn a_repaired_database_passes_a_model_run() {
+    let dir = tempfile::tempdir().unwrap();
+    populated(dir.path()).await;
+    std::fs::remove_file(dir.path().join("MANIFEST")).unwrap();
+    repair_database(&Options::new(dir.path())).unwrap();
+    let mut model: std::collections::BTreeMap<Bytes, Bytes> =
+        (0..300).map(|i| (key(i), expected(i))).collect();
+    let mut db = common::reopen(common::tiny_options(dir.path())).await;
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    for step in 0..1500 {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let k = key((state % 400) as usize);
+        match state % 10 {
+            0..=5 => {
+                let v = Bytes::from(format!("v{step}"));
+                db.put(k.clone(), v.clone()).await.unwrap();
+                model.insert(k, v);
+            }
+            6..=8 => {
+                db.delete(k.clone()).await.unwrap();
+                model.remove(&k);
+            }
+            _ if step % 300 == 9 => {
+                db.close().await.unwrap();
+                db = common::reopen(common::tiny_options(dir.path())).await;
+            }
+            _ => {}
+        }
+    }
+    let expected: Vec<(Bytes, Bytes)> = model.into_iter().collect();
+    assert_eq!(all_entries(&db).await, expected);
+    db.close().await.unwrap();
+    let report = check_database(&naive_kv::fs::StdFs, dir.path()).unwrap();
+    assert!(report.is_clean(), "{:?}", report.problems);
+}
