@@ -4,13 +4,15 @@
 //! byte budget plus one reply larger than it.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod non_reading;
 mod resp_support;
 
 use std::io::Write;
 use std::time::Duration;
 
 use naive_kv::SyncPolicy;
-use resp_support::{RespServer, exchange, expect, request, rss_kib};
+use non_reading::{flood, rss_kib};
+use resp_support::{RespServer, exchange, expect, request};
 
 const VALUE_BYTES: usize = 512 << 10;
 
@@ -35,23 +37,9 @@ fn never_reading_clients_of_large_gets_stay_within_the_budget() {
             .unwrap();
     }
     let before = rss_kib();
-    let mut greedy = Vec::new();
-    let mut sent = 0;
-    for _ in 0..4 {
-        let mut stream = server.connect();
-        stream
-            .set_write_timeout(Some(Duration::from_millis(500)))
-            .unwrap();
-        // 400 requests of 1.25 MiB of replies on average: 500 MiB per
-        // connection if the server queued them all.
-        for i in 0..400 {
-            if stream.write_all(&command(i)).is_err() {
-                break; // the server stopped reading
-            }
-            sent += 1;
-        }
-        greedy.push(stream);
-    }
+    // 400 requests of 1.25 MiB of replies on average: 500 MiB per
+    // connection if the server queued them all.
+    let (mut greedy, sent) = flood(|| server.connect(), command, 4, 400);
     std::thread::sleep(Duration::from_millis(500));
     let grown_mib = rss_kib().saturating_sub(before) / 1024;
     println!("non-reading clients: {sent} requests sent, server RSS grew {grown_mib} MiB");

@@ -5,16 +5,17 @@
 //! requests sent here would queue gigabytes of replies.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod non_reading;
 mod server_support;
 
-use std::io::Write;
 use std::time::Duration;
 
 use bytes::Bytes;
 use naive_kv::client::Client;
 use naive_kv::proto::{self, request::Command, response::Reply};
 use naive_kv::server::ServerConfig;
-use server_support::{TestServer, read_response, request, rss_kib, runtime};
+use non_reading::{flood, rss_kib};
+use server_support::{TestServer, read_response, request, runtime};
 
 const VALUE_BYTES: usize = 512 << 10;
 const KEYS: usize = 8;
@@ -44,23 +45,10 @@ fn never_reading_clients_of_large_gets_and_scans_stay_within_the_budget() {
         }
     });
     let before = rss_kib();
-    let mut greedy = Vec::new();
-    let mut sent = 0;
-    for _ in 0..4 {
-        let mut stream = server.connect();
-        stream
-            .set_write_timeout(Some(Duration::from_millis(500)))
-            .unwrap();
-        // 400 requests of 2.25 MiB of replies on average: 900 MiB per
-        // connection if the server queued them all.
-        for i in 0..400 {
-            if stream.write_all(&request(i, command(i))).is_err() {
-                break; // the server stopped reading
-            }
-            sent += 1;
-        }
-        greedy.push(stream);
-    }
+    // 400 requests of 2.25 MiB of replies on average: 900 MiB per
+    // connection if the server queued them all.
+    let send = |i: usize| request(i as u64, command(i as u64));
+    let (mut greedy, sent) = flood(|| server.connect(), send, 4, 400);
     std::thread::sleep(Duration::from_millis(500));
     let grown_mib = rss_kib().saturating_sub(before) / 1024;
     println!("non-reading clients: {sent} requests sent, server RSS grew {grown_mib} MiB");

@@ -161,16 +161,6 @@ pub fn closed(stream: &mut TcpStream) -> bool {
     }
 }
 
-/// This process's resident set size in KiB (the server runs in it).
-pub fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
-
 /// `args` as a RESP multibulk request.
 pub fn request(args: &[&[u8]]) -> Vec<u8> {
     let mut out = format!("*{}\r\n", args.len()).into_bytes();

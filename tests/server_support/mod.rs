@@ -172,16 +172,6 @@ pub fn read_response(stream: &mut TcpStream) -> Option<Response> {
     Some(Response::decode(&body[..]).unwrap())
 }
 
-/// This process's resident set size in KiB (the server runs in it).
-pub fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
-
 /// Sends `bytes` and reads one response.
 pub fn round_trip(stream: &mut TcpStream, bytes: &[u8]) -> Response {
     stream.write_all(bytes).unwrap();
