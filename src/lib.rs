@@ -14,6 +14,7 @@
 //!   database, for Redis clients (`run_server --resp-port`).
 //! - [`client`]: the async client library and the shell's command parser.
 //! - [`proto`]: the protobuf messages generated from `protos/`.
+//! - [`keyspace`]: which keys are NaiveKV's own (reserved prefixes).
 //! - [`options`], [`error`]: engine options and the engine error type.
 
 // Unit tests may unwrap: a panic there is a failed test, not a crash.
@@ -27,6 +28,7 @@ pub mod engine;
 pub mod error;
 pub mod format;
 pub mod fs;
+pub mod keyspace;
 pub mod options;
 pub mod proto;
 pub mod resp;
