@@ -40,6 +40,11 @@ pub enum Error {
     /// The database was closed, or its actors have stopped.
     #[error("database is closed")]
     Closed,
+    /// A conditional write ([`crate::WriteBatch::require_unchanged`]) was
+    /// not applied: a key it depends on was written after it was read.
+    /// Nothing of the batch was written; read again and retry.
+    #[error("conflict: a key the write depends on changed after it was read")]
+    Conflict,
 }
 
 /// The engine's result type.

@@ -3,9 +3,46 @@
 use bytes::Bytes;
 
 /// An atomic group of writes: all are applied, or none.
+///
+/// A batch may also be conditional ([`WriteBatch::require_unchanged`]): it
+/// is applied only if none of the keys it names was written after the read
+/// that gave its [`ReadVersion`], and fails with
+/// [`crate::Error::Conflict`] otherwise. This is optimistic concurrency
+/// control: a read-modify-write reads with [`crate::Db::get_versioned`],
+/// computes, and writes conditionally, retrying on a conflict. The check
+/// runs in the memtable actor when the batch is given its sequence numbers,
+/// so conditional batches join group commit like any other write.
 #[derive(Debug, Clone, Default)]
 pub struct WriteBatch {
     pub(crate) mutations: Vec<(Bytes, Option<Bytes>)>,
+    pub(crate) requirements: Vec<Requirement>,
+}
+
+/// What a read of one key saw, for a conditional write: the sequence number
+/// of the version it found (0 when the key never existed or was compacted
+/// away) and how far the database had applied writes when it read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ReadVersion {
+    /// The sequence number of the version the read found.
+    pub seq: u64,
+    /// Every write up to this sequence number was visible to the read.
+    pub read_at: u64,
+}
+
+/// A value as one read saw it, with the version a conditional write names.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Versioned {
+    /// The value, `None` if the key is absent.
+    pub value: Option<Bytes>,
+    /// Pass to [`WriteBatch::require_unchanged`].
+    pub version: ReadVersion,
+}
+
+/// One condition of a conditional batch: `key` is as `version` saw it.
+#[derive(Debug, Clone)]
+pub(crate) struct Requirement {
+    pub key: Bytes,
+    pub version: ReadVersion,
 }
 
 impl WriteBatch {
@@ -21,6 +58,16 @@ impl WriteBatch {
     /// Adds a delete.
     pub fn delete(&mut self, key: impl Into<Bytes>) -> &mut Self {
         self.mutations.push((key.into(), None));
+        self
+    }
+    /// Makes the batch conditional: it is applied only if `key` has not been
+    /// written since the read that returned `version` (see the type's doc).
+    /// A key may be named once per batch.
+    pub fn require_unchanged(&mut self, key: impl Into<Bytes>, version: ReadVersion) -> &mut Self {
+        self.requirements.push(Requirement {
+            key: key.into(),
+            version,
+        });
         self
     }
     /// Number of mutations.

@@ -46,7 +46,8 @@ use crate::format::sstable::BlockCache;
 use crate::format::wal::MAX_RECORD_BYTES;
 use crate::fs::DirectoryLock;
 use crate::{Error, Options, Result, SyncPolicy};
-pub use batch::WriteBatch;
+use batch::Requirement;
+pub use batch::{ReadVersion, Versioned, WriteBatch};
 pub use check::{CheckReport, Finding, check_database};
 pub use checkpoint::Checkpointed;
 use compactor::{CloseCompactor, CompactAll, Compactor};
@@ -144,6 +145,8 @@ fn start_actors(options: Arc<Options>, recovered: recovery::Recovered) -> DbInne
     };
     let view = Arc::new(ArcSwap::from_pointee(ReadView {
         segments: segments_set.clone(),
+        // Recovery leaves everything it replayed in segments.
+        applied_seq: recovered.last_seq,
         ..ReadView::default()
     }));
     let submissions = Arc::new(Submissions::on_this_thread());
@@ -189,6 +192,44 @@ fn start_actors(options: Arc<Options>, recovered: recovery::Recovered) -> DbInne
     }
 }
 
+/// The newest version of `key` in `view` (a tombstone included), looking in
+/// the memtables first, then in the segments the bloom filters let through.
+async fn newest_version(
+    inner: &DbInner,
+    view: &ReadView,
+    key: Bytes,
+) -> Result<Option<crate::format::Entry>> {
+    let in_memory = std::iter::once(&view.active).chain(view.frozen.iter().map(|f| &f.table));
+    for table in in_memory {
+        if let Some(entry) = table.get(&key) {
+            return Ok(Some(entry));
+        }
+    }
+    // Bloom filters are in memory: a key no segment may hold is answered
+    // here, without a trip to the read pool.
+    let (candidates, filtered_out) = view.segments.candidates(&key);
+    Counters::add(&inner.counters.bloom_filter_hits, filtered_out);
+    if candidates.is_empty() {
+        return Ok(None);
+    }
+    // A block in the block cache or the page cache (RWF_NOWAIT) is read
+    // here; only one that would wait for the disk goes to the read pool, so
+    // no caller's thread ever blocks on a disk read.
+    let lookup = match version::lookup_if_cached(&candidates, &key, &inner.cache)? {
+        Some(lookup) => lookup,
+        None => inner
+            .readers
+            .send(SegmentGet { candidates, key })
+            .await
+            .map_err(|_| Error::Closed)??,
+    };
+    Counters::add(
+        &inner.counters.bloom_filter_false_positives,
+        lookup.false_positives,
+    );
+    Ok(lookup.entry)
+}
+
 impl Db {
     /// Opens (creating if needed) the database in `options.directory`:
     /// recovers what the last run left and starts the actors.
@@ -219,6 +260,17 @@ impl Db {
         &self,
         key: impl Into<Bytes>,
     ) -> impl Future<Output = Result<Option<Bytes>>> + 'static {
+        let versioned = self.get_versioned(key);
+        async move { Ok(versioned.await?.value) }
+    }
+
+    /// The value of `key` with the version a conditional write names
+    /// ([`WriteBatch::require_unchanged`]): read, compute, write
+    /// conditionally, and retry on [`Error::Conflict`].
+    pub fn get_versioned(
+        &self,
+        key: impl Into<Bytes>,
+    ) -> impl Future<Output = Result<Versioned>> + 'static {
         let key = key.into();
         let checked = self.check_key(&key).and_then(|()| self.check_open());
         let view = self.inner.view.load_full();
@@ -226,36 +278,15 @@ impl Db {
         async move {
             checked?;
             Counters::add(&inner.counters.gets, 1);
-            let in_memory =
-                std::iter::once(&view.active).chain(view.frozen.iter().map(|f| &f.table));
-            for table in in_memory {
-                if let Some(entry) = table.get(&key) {
-                    return Ok(entry.value);
-                }
-            }
-            // Bloom filters are in memory: a key no segment may hold is
-            // answered here, without a trip to the read pool.
-            let (candidates, filtered_out) = view.segments.candidates(&key);
-            Counters::add(&inner.counters.bloom_filter_hits, filtered_out);
-            if candidates.is_empty() {
-                return Ok(None);
-            }
-            // A block in the block cache or the page cache (RWF_NOWAIT) is
-            // read here; only one that would wait for the disk goes to the
-            // read pool, so no caller's thread ever blocks on a disk read.
-            let lookup = match version::lookup_if_cached(&candidates, &key, &inner.cache)? {
-                Some(lookup) => lookup,
-                None => inner
-                    .readers
-                    .send(SegmentGet { candidates, key })
-                    .await
-                    .map_err(|_| Error::Closed)??,
-            };
-            Counters::add(
-                &inner.counters.bloom_filter_false_positives,
-                lookup.false_positives,
-            );
-            Ok(lookup.entry.and_then(|entry| entry.value))
+            let read_at = view.applied_seq;
+            let entry = newest_version(&inner, &view, key).await?;
+            Ok(Versioned {
+                version: ReadVersion {
+                    seq: entry.as_ref().map_or(0, |e| e.seq),
+                    read_at,
+                },
+                value: entry.and_then(|e| e.value),
+            })
         }
     }
 
@@ -281,12 +312,20 @@ impl Db {
     /// Applies a batch atomically: after a crash either all of it is there
     /// or none. An empty batch succeeds at once.
     pub fn write(&self, batch: WriteBatch) -> impl Future<Output = Result<()>> + 'static {
-        self.submit(batch.mutations)
+        self.submit_conditional(batch.mutations, batch.requirements)
     }
 
     fn submit(
         &self,
         mutations: Vec<(Bytes, Option<Bytes>)>,
+    ) -> impl Future<Output = Result<()>> + 'static {
+        self.submit_conditional(mutations, Vec::new())
+    }
+
+    fn submit_conditional(
+        &self,
+        mutations: Vec<(Bytes, Option<Bytes>)>,
+        requirements: Vec<Requirement>,
     ) -> impl Future<Output = Result<()>> + 'static {
         let checked = self.check_mutations(&mutations);
         let (reply, rx) = oneshot::channel();
@@ -296,6 +335,7 @@ impl Db {
         if send {
             submissions.submit(Write {
                 mutations,
+                requirements,
                 reply,
                 remote,
             });

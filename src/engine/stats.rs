@@ -41,6 +41,8 @@ pub struct Counters {
     /// Compactions not started because the disk had less free space than
     /// their output could need (tried again on the next change).
     pub compactions_refused_for_space: AtomicU64,
+    /// Conditional writes refused because a key they read had changed.
+    pub write_conflicts: AtomicU64,
 }
 
 impl Counters {
@@ -76,6 +78,7 @@ impl Counters {
                 "compactions_refused_for_space",
                 &self.compactions_refused_for_space,
             ),
+            ("write_conflicts", &self.write_conflicts),
         ];
         let mut map: BTreeMap<String, u64> = pairs
             .iter()

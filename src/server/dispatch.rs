@@ -158,6 +158,7 @@ pub fn error_code(error: &Error) -> ErrorCode {
         Error::Corruption { .. } => ErrorCode::Corruption,
         Error::Io { .. } | Error::Locked { .. } => ErrorCode::Io,
         Error::Closed => ErrorCode::ShuttingDown,
+        Error::Conflict => ErrorCode::Conflict,
     }
 }
 

@@ -55,6 +55,7 @@ impl MemtableActor {
             }
             self.pending.push(PendingWrite {
                 mutations: write.mutations,
+                requirements: write.requirements,
                 reply: write.reply,
             });
         }

@@ -6,6 +6,7 @@ use actix::prelude::*;
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
+use crate::engine::batch::Requirement;
 use crate::engine::version::SegmentSet;
 use crate::{Error, Result};
 
@@ -17,6 +18,9 @@ pub type Mutation = (Bytes, Option<Bytes>);
 /// (`submissions.rs`).
 pub struct Write {
     pub mutations: Vec<Mutation>,
+    /// Conditions checked before sequence numbers are given (see
+    /// `WriteBatch::require_unchanged`); empty for a plain write.
+    pub requirements: Vec<Requirement>,
     pub reply: oneshot::Sender<Result<()>>,
     /// Sent from another thread than the actor's: the actor keeps polling
     /// for the next one for a while.

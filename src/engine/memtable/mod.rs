@@ -29,6 +29,7 @@
 //! applied; so it is immutable too, and never shows half a group (see
 //! `table.rs`).
 
+mod conditions;
 mod intake;
 mod messages;
 mod submissions;
@@ -48,7 +49,7 @@ pub use messages::{
 pub use submissions::{Completion, Submissions};
 pub use table::{FrozenMemtable, MemTable};
 
-use super::batch::encode_wal_batch;
+use super::batch::{Requirement, encode_wal_batch};
 use super::segment::FileNumbers;
 use super::segments::{FlushMemtable, SegmentManager};
 use super::stats::Counters;
@@ -58,6 +59,7 @@ use crate::format::wal::WalWriter;
 use crate::format::wal_file_name;
 use crate::fs::DirectoryLock;
 use crate::{Error, Options, Result, SyncPolicy};
+use conditions::GroupConditions;
 use intake::Intake;
 use submissions::ActorSpin;
 
@@ -71,10 +73,13 @@ pub struct ReadView {
     pub frozen: Vec<Arc<FrozenMemtable>>,
     /// The live segments.
     pub segments: Arc<SegmentSet>,
+    /// Every write up to this sequence number is in the view.
+    pub applied_seq: u64,
 }
 
 struct PendingWrite {
     mutations: Vec<Mutation>,
+    requirements: Vec<Requirement>,
     reply: oneshot::Sender<Result<()>>,
 }
 
@@ -105,6 +110,12 @@ pub struct MemtableActor {
     /// Bytes written to the WAL since its last sync (interval policy).
     wal_dirty: bool,
     last_seq: u64,
+    /// Every write up to this sequence number is applied to a memtable (it
+    /// trails `last_seq` while a group is being written).
+    applied_seq: u64,
+    /// The highest sequence number in any memtable flushed and dropped (see
+    /// `conditions.rs`).
+    dropped_through: u64,
     pending: Vec<PendingWrite>,
     /// Memtables waiting to be flushed, newest first.
     frozen: Vec<Arc<FrozenMemtable>>,
@@ -146,6 +157,9 @@ impl MemtableActor {
             wal_number: start.wal_number,
             wal_dirty: false,
             last_seq: start.last_seq,
+            // Recovery leaves everything it replayed in segments.
+            applied_seq: start.last_seq,
+            dropped_through: start.last_seq,
             pending: Vec::new(),
             frozen: Vec::new(),
             segments: start.segments,
@@ -172,6 +186,7 @@ impl MemtableActor {
             active: self.active.clone(),
             frozen: self.frozen.clone(),
             segments: self.segments.clone(),
+            applied_seq: self.applied_seq,
         }));
     }
 
@@ -339,10 +354,18 @@ impl MemtableActor {
 
     /// Encodes the pending writes as one group and writes it out.
     fn write_group(&mut self, ctx: &mut Context<Self>) {
+        if self.wal.is_none() {
+            return;
+        }
+        let pending = std::mem::take(&mut self.pending);
+        let group = self.admit(pending);
+        if group.is_empty() {
+            self.make_progress(ctx);
+            return;
+        }
         let Some(mut wal) = self.wal.take() else {
             return;
         };
-        let group = std::mem::take(&mut self.pending);
         let mut framed = Vec::new();
         let mut seqs = Vec::with_capacity(group.len());
         let mut record = std::mem::take(&mut self.record_scratch);
@@ -388,6 +411,31 @@ impl MemtableActor {
         ctx.spawn(fut);
     }
 
+    /// The writes of `group` whose conditions hold, in order; the others are
+    /// answered `Conflict` and dropped (nothing of theirs is written).
+    fn admit(&self, group: Vec<PendingWrite>) -> Vec<PendingWrite> {
+        if group.iter().all(|w| w.requirements.is_empty()) {
+            return group;
+        }
+        let mut conditions = GroupConditions {
+            active: &self.active,
+            frozen: &self.frozen,
+            dropped_through: self.dropped_through,
+            written: Default::default(),
+        };
+        let mut admitted = Vec::with_capacity(group.len());
+        for write in group {
+            if !conditions.hold(&write.requirements) {
+                Counters::add(&self.counters.write_conflicts, 1);
+                let _ = write.reply.send(Err(Error::Conflict));
+                continue;
+            }
+            conditions.admit(write.mutations.iter().map(|(key, _)| key));
+            admitted.push(write);
+        }
+        admitted
+    }
+
     fn finish_group(
         &mut self,
         result: Result<()>,
@@ -425,6 +473,7 @@ impl MemtableActor {
             }
             replies.push(write.reply);
         }
+        self.applied_seq = self.last_seq;
         // The whole group is applied; only now does the published bound
         // move past it. Visible before acknowledged: a read after an
         // acknowledged write sees it.
@@ -562,6 +611,13 @@ impl Handler<Flush> for MemtableActor {
 impl Handler<FlushDone> for MemtableActor {
     type Result = ();
     fn handle(&mut self, msg: FlushDone, ctx: &mut Context<Self>) {
+        for flushed in self
+            .frozen
+            .iter()
+            .filter(|f| f.wal_number == msg.wal_number)
+        {
+            self.dropped_through = self.dropped_through.max(flushed.max_seq);
+        }
         self.frozen.retain(|f| f.wal_number != msg.wal_number);
         self.segments = msg.segments;
         self.publish();

@@ -237,6 +237,7 @@ mod tests {
         let mutations = vec![("k".into(), Some("v".into()))];
         let write = Write {
             mutations,
+            requirements: Vec::new(),
             reply,
             remote: true,
         };
