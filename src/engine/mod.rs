@@ -290,6 +290,13 @@ impl Db {
         }
     }
 
+    /// Every write up to this sequence number is visible to a read made now;
+    /// a write acknowledged later has a higher one. (Redis's WATCH records
+    /// it, and a key whose newest version is newer has changed since.)
+    pub fn visible_seq(&self) -> u64 {
+        self.inner.view.load().applied_seq
+    }
+
     /// Sets `key` to `value`. Answered once durable under the sync policy.
     ///
     /// # Errors

@@ -1,32 +1,98 @@
 //! The counter: the one actor per server that runs every read-modify-write
-//! (see [`super::commands::rmw`]). The `Db` API has no
-//! read-modify-write primitive, so two INCRs of one key from two
-//! connections could both read 5 and both write 6. The counter takes them
-//! one at a time: get the keys, [`Rmw::apply`], write the writes as one
-//! atomic batch, and only when it is acknowledged the next one, so each
-//! sees the one before.
+//! (see [`super::commands::rmw`]) and every EXEC, each as one isolated,
+//! atomic unit.
 //!
-//! The cost: these commands are serial across the server, each waiting for
-//! its write to be durable (one WAL sync each under `--sync always`).
+//! A unit reads its keys with [`Db::get_versioned`], computes its writes
+//! with the pure [`KeyOp::apply`] and writes them as one batch that
+//! requires every key it read to be unchanged
+//! ([`WriteBatch::require_unchanged`]). If another connection wrote one of
+//! them in between (a plain SET does not come through here), the engine
+//! refuses the batch with `Conflict` and the unit is run again from fresh
+//! reads. So no update is lost and an EXEC sees no other connection's write
+//! between its commands.
+//!
+//! Units are grouped: while one round is being committed, the units that
+//! arrive wait, and the next round takes them all (up to
+//! [`MAX_UNITS_PER_ROUND`]), runs them one after the other against its own
+//! view of the keys (each sees the writes of those before it) and commits
+//! them as one batch: one WAL write, and one sync under `--sync always`,
+//! for the whole round. A round that fails for another reason than a
+//! conflict (a value too large, say) is redone one unit at a time, so one
+//! unit's error is not another's.
+//!
+//! WATCH: an EXEC carries the keys its connection watched, each with the
+//! sequence number the database had applied when WATCH ran. A key whose
+//! newest version is newer than that (or that an earlier unit of the round
+//! wrote) was changed: the EXEC answers a null array and writes nothing.
+
+use std::collections::{HashMap, HashSet};
 
 use actix::prelude::*;
+use bytes::Bytes;
+use futures_util::future::join_all;
+use tokio::sync::oneshot;
 
 use super::commands::engine_error;
-use super::commands::strings::Rmw;
+use super::commands::keyop::KeyOp;
 use super::reply::Reply;
-use futures_util::future::join_all;
+use crate::{Db, Error, ReadVersion, Result, WriteBatch};
 
-use crate::{Db, WriteBatch};
+/// The most units one round takes.
+pub const MAX_UNITS_PER_ROUND: usize = 256;
+/// How often a round is redone after conflicts before its units are
+/// answered with the conflict.
+const MAX_ATTEMPTS: usize = 64;
 
-/// Runs `Rmw`s one at a time.
+/// Runs [`Unit`]s; see the module doc.
 pub struct Counter {
     db: Db,
+    /// Units waiting for the next round.
+    queue: Vec<Queued>,
+    /// A round is being run.
+    running: bool,
+}
+
+struct Queued {
+    unit: Unit,
+    reply: oneshot::Sender<Reply>,
+}
+
+/// What the counter runs as one.
+#[derive(Debug, Clone)]
+pub enum Unit {
+    /// One read-modify-write command.
+    Rmw(super::commands::rmw::Rmw),
+    /// EXEC: the queued commands in order, answered as an array, or a null
+    /// array when a watched key changed.
+    Exec {
+        ops: Vec<KeyOp>,
+        /// Each watched key with the sequence number applied at WATCH.
+        watched: Vec<(Bytes, u64)>,
+    },
 }
 
 impl Counter {
     /// A counter over `db`.
     pub fn new(db: Db) -> Self {
-        Counter { db }
+        Counter {
+            db,
+            queue: Vec::new(),
+            running: false,
+        }
+    }
+
+    fn start_round(&mut self, ctx: &mut Context<Self>) {
+        if self.running || self.queue.is_empty() {
+            return;
+        }
+        self.running = true;
+        let take = self.queue.len().min(MAX_UNITS_PER_ROUND);
+        let round: Vec<Queued> = self.queue.drain(..take).collect();
+        let work = run_round(self.db.clone(), round);
+        ctx.spawn(work.into_actor(self).map(|(), act, ctx| {
+            act.running = false;
+            act.start_round(ctx);
+        }));
     }
 }
 
@@ -34,42 +100,189 @@ impl Actor for Counter {
     type Context = Context<Self>;
 }
 
-/// Apply one read-modify-write; answers its reply.
+/// Run one unit; answers its reply.
 #[derive(Debug, Message)]
 #[rtype(result = "Reply")]
-pub struct Apply(pub Rmw);
+pub struct Apply(pub Unit);
 
 impl Handler<Apply> for Counter {
-    /// Atomic: the actor takes no other message until this one is done.
-    type Result = AtomicResponse<Self, Reply>;
+    type Result = ResponseFuture<Reply>;
 
-    fn handle(&mut self, Apply(rmw): Apply, _ctx: &mut Context<Self>) -> Self::Result {
-        let db = self.db.clone();
-        let work = async move {
-            let reads = rmw.keys().into_iter().map(|key| db.get(key));
-            let mut olds = Vec::new();
-            for read in join_all(reads).await {
-                match read {
-                    Ok(old) => olds.push(old),
-                    Err(e) => return engine_error(&e),
+    fn handle(&mut self, Apply(unit): Apply, ctx: &mut Context<Self>) -> Self::Result {
+        let (reply, answer) = oneshot::channel();
+        self.queue.push(Queued { unit, reply });
+        self.start_round(ctx);
+        Box::pin(async move {
+            answer
+                .await
+                .unwrap_or_else(|_| engine_error(&Error::Closed))
+        })
+    }
+}
+
+/// Runs a round and answers each unit in it.
+async fn run_round(db: Db, round: Vec<Queued>) {
+    let (units, replies): (Vec<Unit>, Vec<_>) =
+        round.into_iter().map(|q| (q.unit, q.reply)).unzip();
+    let answers = match commit_together(&db, &units).await {
+        Ok(answers) => answers,
+        Err(_) if units.len() > 1 => {
+            let mut answers = Vec::with_capacity(units.len());
+            for unit in units {
+                let alone = commit_together(&db, std::slice::from_ref(&unit)).await;
+                answers.push(alone.map_or_else(|e| engine_error(&e), |mut a| a.remove(0)));
+            }
+            answers
+        }
+        Err(e) => vec![engine_error(&e)],
+    };
+    for (reply, answer) in replies.into_iter().zip(answers) {
+        let _ = reply.send(answer);
+    }
+}
+
+/// Runs `units` as one, redoing them after conflicts: their answers, in
+/// order, once their writes are acknowledged.
+async fn commit_together(db: &Db, units: &[Unit]) -> Result<Vec<Reply>> {
+    let mut last = Error::Conflict;
+    for _ in 0..MAX_ATTEMPTS {
+        match attempt(db, units).await {
+            Err(Error::Conflict) => last = Error::Conflict,
+            other => return other,
+        }
+    }
+    Err(last)
+}
+
+async fn attempt(db: &Db, units: &[Unit]) -> Result<Vec<Reply>> {
+    let mut view = RoundView::default();
+    let mut answers = Vec::with_capacity(units.len());
+    for unit in units {
+        let answer = match unit {
+            Unit::Rmw(rmw) => view.run(db, KeyOp::Rmw(rmw.clone())).await?,
+            Unit::Exec { ops, watched } => {
+                if view.changed(db, watched).await? {
+                    answers.push(Reply::NullArray);
+                    continue;
                 }
-            }
-            let (writes, reply) = rmw.apply(olds);
-            if writes.is_empty() {
-                return reply;
-            }
-            let mut batch = WriteBatch::new();
-            for (key, value) in writes {
-                match value {
-                    Some(value) => batch.put(key, value),
-                    None => batch.delete(key),
-                };
-            }
-            match db.write(batch).await {
-                Ok(()) => reply,
-                Err(e) => engine_error(&e),
+                let mut replies = Vec::with_capacity(ops.len());
+                for op in ops {
+                    replies.push(view.run(db, op.clone()).await?);
+                }
+                Reply::Array(replies)
             }
         };
-        AtomicResponse::new(Box::pin(work.into_actor(self)))
+        answers.push(answer);
+    }
+    view.commit(db).await?;
+    Ok(answers)
+}
+
+/// What one attempt of a round sees and has written: each key's value as
+/// the units before left it, the version of every key read from the
+/// engine, and the keys written in the order first written.
+#[derive(Default)]
+struct RoundView {
+    values: HashMap<Bytes, Option<Bytes>>,
+    read: Vec<(Bytes, ReadVersion)>,
+    written: Vec<Bytes>,
+    written_set: HashSet<Bytes>,
+}
+
+impl RoundView {
+    /// The values of `keys`, reading from the engine those not seen yet.
+    async fn values_of(&mut self, db: &Db, keys: &[Bytes]) -> Result<Vec<Option<Bytes>>> {
+        let mut missing: Vec<Bytes> = keys
+            .iter()
+            .filter(|k| !self.values.contains_key(*k))
+            .cloned()
+            .collect();
+        missing.sort();
+        missing.dedup();
+        let reads = join_all(missing.iter().map(|key| db.get_versioned(key.clone()))).await;
+        for (key, read) in missing.into_iter().zip(reads) {
+            let read = read?;
+            self.read.push((key.clone(), read.version));
+            self.values.insert(key, read.value);
+        }
+        Ok(keys
+            .iter()
+            .map(|k| self.values.get(k).cloned().flatten())
+            .collect())
+    }
+
+    /// Runs one operation against the view.
+    async fn run(&mut self, db: &Db, op: KeyOp) -> Result<Reply> {
+        let olds = self.values_of(db, &op.keys()).await?;
+        let (writes, reply) = op.apply(olds);
+        for (key, value) in writes {
+            if self.written_set.insert(key.clone()) {
+                self.written.push(key.clone());
+            }
+            self.values.insert(key, value);
+        }
+        Ok(reply)
+    }
+
+    /// Whether a watched key changed since WATCH: written earlier in this
+    /// round, or newer in the engine than the sequence number at WATCH.
+    async fn changed(&mut self, db: &Db, watched: &[(Bytes, u64)]) -> Result<bool> {
+        for (key, since) in watched {
+            if self.written_set.contains(key) {
+                return Ok(true);
+            }
+            let version = match self.read.iter().find(|(k, _)| k == key) {
+                Some((_, version)) => *version,
+                None => {
+                    self.values_of(db, std::slice::from_ref(key)).await?;
+                    match self.read.iter().find(|(k, _)| k == key) {
+                        Some((_, version)) => *version,
+                        None => return Ok(true),
+                    }
+                }
+            };
+            if version.seq > *since {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Writes what the round wrote, as one batch requiring every key read
+    /// to be unchanged. A round that wrote nothing but read several keys
+    /// reads their versions again: all unchanged means they held together.
+    async fn commit(self, db: &Db) -> Result<()> {
+        if self.written.is_empty() {
+            return self.confirm_reads(db).await;
+        }
+        let mut batch = WriteBatch::new();
+        for (key, version) in &self.read {
+            batch.require_unchanged(key.clone(), *version);
+        }
+        for key in self.written {
+            match self.values.get(&key).cloned().flatten() {
+                Some(value) => batch.put(key, value),
+                None => batch.delete(key),
+            };
+        }
+        db.write(batch).await
+    }
+
+    async fn confirm_reads(&self, db: &Db) -> Result<()> {
+        if self.read.len() < 2 {
+            return Ok(());
+        }
+        let again = join_all(
+            self.read
+                .iter()
+                .map(|(key, _)| db.get_versioned(key.clone())),
+        )
+        .await;
+        for ((_, first), again) in self.read.iter().zip(again) {
+            if again?.version.seq != first.seq {
+                return Err(Error::Conflict);
+            }
+        }
+        Ok(())
     }
 }

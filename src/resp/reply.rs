@@ -42,6 +42,9 @@ pub enum Reply {
     Bulk(Bytes),
     /// No value: `$-1` (RESP2) or `_` (RESP3).
     Null,
+    /// No array: `*-1` (RESP2) or `_` (RESP3), as EXEC answers when a
+    /// watched key changed.
+    NullArray,
     /// `*n` and the elements.
     Array(Vec<Reply>),
     /// `%n` (RESP3) or a flat array of 2n elements (RESP2).
@@ -88,6 +91,10 @@ impl Reply {
             }
             Reply::Null => match protocol {
                 Protocol::Resp2 => out.put_slice(b"$-1\r\n"),
+                Protocol::Resp3 => out.put_slice(b"_\r\n"),
+            },
+            Reply::NullArray => match protocol {
+                Protocol::Resp2 => out.put_slice(b"*-1\r\n"),
                 Protocol::Resp3 => out.put_slice(b"_\r\n"),
             },
             Reply::Array(items) => {

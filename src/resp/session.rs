@@ -97,7 +97,7 @@ impl pipeline::Protocol for Session {
         let parsed = match transaction::step(args, &mut self.transaction, &mut self.connection) {
             Step::Pass(parsed) => parsed,
             Step::Answer(reply) => return Accepted::Answer(protocol, reply),
-            Step::Exec(ops) => Parsed::Engine(Op::Exec(ops)),
+            Step::Exec(ops, watched) => Parsed::Engine(Op::Exec(ops, watched)),
         };
         // HELLO answers in the protocol it switches to.
         let protocol = self.connection.protocol;

@@ -13,8 +13,9 @@ use std::ops::Bound;
 
 use bytes::Bytes;
 use futures_util::FutureExt;
-use futures_util::future::{LocalBoxFuture, join_all, ready};
+use futures_util::future::{LocalBoxFuture, ready};
 
+use super::keyop::{self, KeyOp};
 use super::rmw::Rmw;
 use super::{Op, Parsed, engine_error, int_arg, not_an_integer, syntax_error};
 use crate::resp::cursors::Cursors;
@@ -163,35 +164,13 @@ fn range(from: Option<Bytes>, pattern: Option<&Bytes>, limit: usize) -> ScanRequ
 /// Runs a key-space request.
 pub fn execute(op: Op, db: &Db, cursors: &Cursors) -> LocalBoxFuture<'static, Reply> {
     match op {
-        Op::Exists(keys) => {
-            let values = join_all(keys.into_iter().map(|key| db.get(key)));
-            async move {
-                let mut found = 0;
-                for value in values.await {
-                    match value {
-                        Ok(value) => found += i64::from(value.is_some()),
-                        Err(e) => return engine_error(&e),
-                    }
-                }
-                Reply::Integer(found)
-            }
-            .boxed_local()
-        }
-        Op::Del(keys) => del(db.clone(), keys).boxed_local(),
+        Op::Exists(_) | Op::Del(_) | Op::Type(_) => match KeyOp::from_op(op) {
+            Ok(op) => keyop::run(op, db.clone()).boxed_local(),
+            Err(_) => ready(Reply::err("internal error: not a key operation")).boxed_local(),
+        },
         Op::Scan(scan) => scan_page(db, scan, cursors.clone()).boxed_local(),
         Op::Keys(pattern) => keys(db.clone(), pattern).boxed_local(),
         Op::DbSize => dbsize(db.clone()).boxed_local(),
-        Op::Type(key) => {
-            let value = db.get(key);
-            async move {
-                match value.await {
-                    Ok(Some(_)) => Reply::Status("string".into()),
-                    Ok(None) => Reply::Status("none".into()),
-                    Err(e) => engine_error(&e),
-                }
-            }
-            .boxed_local()
-        }
         Op::RandomKey => random_key(db.clone()).boxed_local(),
         Op::FlushAll => flush_all(db.clone()).boxed_local(),
         _ => ready(Reply::err("internal error: not a key-space command")).boxed_local(),
@@ -243,30 +222,6 @@ async fn random_key(db: Db) -> Reply {
         }
     }
     Reply::Null
-}
-
-/// Counts the keys that exist, then deletes them all in one batch.
-async fn del(db: Db, keys: Vec<Bytes>) -> Reply {
-    let mut unique = keys;
-    unique.sort();
-    unique.dedup();
-    let values = join_all(unique.iter().map(|key| db.get(key.clone()))).await;
-    let mut batch = WriteBatch::new();
-    let mut found = 0;
-    for (key, value) in unique.into_iter().zip(values) {
-        match value {
-            Ok(Some(_)) => {
-                found += 1;
-                batch.delete(key);
-            }
-            Ok(None) => {}
-            Err(e) => return engine_error(&e),
-        }
-    }
-    match db.write(batch).await {
-        Ok(()) => Reply::Integer(found),
-        Err(e) => engine_error(&e),
-    }
 }
 
 fn scan_page(db: &Db, scan: Scan, cursors: Cursors) -> LocalBoxFuture<'static, Reply> {

@@ -10,6 +10,7 @@
 //! - [`server`]: PING, ECHO, SELECT, QUIT, HELLO, CLIENT, COMMAND, CONFIG,
 //!   INFO.
 
+pub mod keyop;
 pub mod keys;
 pub mod rmw;
 pub mod server;
@@ -39,7 +40,17 @@ pub struct Connection {
     pub protocol: Protocol,
     /// Set by `CLIENT SETNAME` or `HELLO ... SETNAME`.
     pub name: Option<Bytes>,
+    /// Keys watched (WATCH) until EXEC, DISCARD or UNWATCH, each with the
+    /// point its WATCH recorded (see [`Op::WatchPoint`]).
+    pub watched: Vec<(Bytes, WatchPoint)>,
 }
+
+/// The sequence number the database had applied when a WATCH ran: set
+/// when the WATCH request runs (after every earlier write of the
+/// connection is acknowledged), read when EXEC runs. Requests of one
+/// connection run on its thread in arrival order, so EXEC reads it after
+/// it is set.
+pub type WatchPoint = std::rc::Rc<std::cell::Cell<u64>>;
 
 /// What the server knows about itself, for `INFO`.
 #[derive(Debug)]
@@ -92,8 +103,10 @@ pub enum Op {
     Info(Vec<String>),
     /// A reply known when the request was queued (PING inside MULTI).
     Ready(Reply),
-    /// EXEC: the queued requests, run one after the other.
-    Exec(Vec<Op>),
+    /// EXEC: the queued requests, and the keys watched.
+    Exec(Vec<Op>, Vec<(Bytes, WatchPoint)>),
+    /// WATCH: record the point the keys are watched from.
+    WatchPoint(WatchPoint),
 }
 
 /// The engine requests counted in `/metrics`, as [`Op::stats_index`]
@@ -134,8 +147,8 @@ impl Op {
             Op::Info(_) => 12,
             Op::GetRange(..) => 13,
             Op::GetBit(..) => 14,
-            Op::Exec(_) => 15,
-            Op::Ready(_) | Op::Type(_) | Op::RandomKey => 16,
+            Op::Exec(..) => 15,
+            Op::Ready(_) | Op::Type(_) | Op::RandomKey | Op::WatchPoint(_) => 16,
         }
     }
 
@@ -156,8 +169,9 @@ impl Op {
             | Op::Info(_)
             | Op::Type(_)
             | Op::RandomKey
+            | Op::WatchPoint(_)
             | Op::Ready(_) => Access::Read,
-            Op::Exec(_) => Access::ReadWrite,
+            Op::Exec(..) => Access::ReadWrite,
         }
     }
 }
@@ -189,7 +203,11 @@ pub fn execute(op: Op, engine: &Engine) -> LocalBoxFuture<'static, Reply> {
     match op {
         Op::Info(sections) => server::info(engine, sections),
         Op::Ready(reply) => futures_util::future::ready(reply).boxed_local(),
-        Op::Exec(ops) => transaction::exec(ops, engine.clone()),
+        Op::Exec(ops, watched) => transaction::exec(ops, watched, engine.clone()),
+        Op::WatchPoint(point) => {
+            point.set(engine.db.visible_seq());
+            futures_util::future::ready(Reply::ok()).boxed_local()
+        }
         Op::Del(_)
         | Op::Exists(_)
         | Op::DbSize

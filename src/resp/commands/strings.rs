@@ -2,24 +2,24 @@
 //! INCR, DECR, INCRBY, DECRBY, INCRBYFLOAT, APPEND, STRLEN, GETRANGE (SUBSTR),
 //! SETRANGE, GETBIT, SETBIT. The read-modify-writes are in [`super::rmw`].
 //!
-//! A read-modify-write (SET with NX, XX or GET; SETNX; the INCR family;
-//! APPEND) is an [`Rmw`]: [`Rmw::apply`] is the pure step from the old
-//! value to the new one and the reply, and the [`Counter`] actor runs each
-//! one as get, apply, put, one at a time for the whole server, so no update
-//! is lost between them. A plain SET, MSET or DEL does not go through the
-//! counter: racing one against an INCR of the same key from another
-//! connection is last-writer-wins, as in Redis without MULTI.
+//! Every command here is a [`KeyOp`] (see `keyop.rs`). A read-modify-write
+//! (SET with NX, XX or GET; SETNX; the INCR family; APPEND ...) is an
+//! [`Rmw`]: [`Rmw::apply`] is the pure step from the old value to the new
+//! one and the reply, and the [`Counter`] actor runs it as a read and a
+//! conditional write, so no update is lost, not even to a plain SET of the
+//! same key from another connection: the write is refused and redone if
+//! the key changed in between.
 //!
 //! [`Counter`]: crate::resp::counter::Counter
 
 use bytes::Bytes;
 use futures_util::FutureExt;
-use futures_util::future::{LocalBoxFuture, join_all, ready};
+use futures_util::future::{LocalBoxFuture, ready};
 
+use super::keyop::{self, KeyOp};
 pub use super::rmw::{Condition, Rmw, SetReply, float_arg};
 use super::{Engine, Op, Parsed, engine_error, int_arg, not_an_integer, syntax_error};
-use crate::WriteBatch;
-use crate::resp::counter::Apply;
+use crate::resp::counter::{Apply, Unit};
 use crate::resp::reply::Reply;
 
 /// Parses a string command; `None` if `name` is not one.
@@ -192,69 +192,9 @@ fn parse_set(args: &[Bytes]) -> Parsed {
 /// Runs a string request (GET, SET, MGET, MSET, STRLEN, or a
 /// read-modify-write through the counter).
 pub fn execute(op: Op, engine: &Engine) -> LocalBoxFuture<'static, Reply> {
-    let db = &engine.db;
-    match op {
-        Op::Get(key) => {
-            let value = db.get(key);
-            async move { value.await.map_or_else(|e| engine_error(&e), Reply::value) }.boxed_local()
-        }
-        Op::Strlen(key) => {
-            let value = db.get(key);
-            async move {
-                match value.await {
-                    Ok(value) => Reply::Integer(value.map_or(0, |v| v.len() as i64)),
-                    Err(e) => engine_error(&e),
-                }
-            }
-            .boxed_local()
-        }
-        Op::GetRange(key, start, end) => {
-            let value = db.get(key);
-            async move {
-                match value.await {
-                    Ok(value) => {
-                        let value = value.unwrap_or_default();
-                        Reply::Bulk(Bytes::copy_from_slice(range_of(&value, start, end)))
-                    }
-                    Err(e) => engine_error(&e),
-                }
-            }
-            .boxed_local()
-        }
-        Op::GetBit(key, offset) => {
-            let value = db.get(key);
-            async move {
-                match value.await {
-                    Ok(value) => {
-                        let byte = value.and_then(|v| v.get(offset / 8).copied()).unwrap_or(0);
-                        Reply::Integer(i64::from(byte & (0x80 >> (offset % 8)) != 0))
-                    }
-                    Err(e) => engine_error(&e),
-                }
-            }
-            .boxed_local()
-        }
-        Op::Set(key, value) => done(db.put(key, value)),
-        Op::MSet(pairs) => {
-            let mut batch = WriteBatch::new();
-            for (key, value) in pairs {
-                batch.put(key, value);
-            }
-            done(db.write(batch))
-        }
-        Op::MGet(keys) => {
-            let values = join_all(keys.into_iter().map(|key| db.get(key)));
-            async move {
-                let values = values.await.into_iter().map(|value| match value {
-                    Ok(value) => Reply::value(value),
-                    Err(e) => engine_error(&e),
-                });
-                Reply::Array(values.collect())
-            }
-            .boxed_local()
-        }
-        Op::Rmw(rmw) => {
-            let answer = engine.counter.send(Apply(rmw));
+    match KeyOp::from_op(op) {
+        Ok(KeyOp::Rmw(rmw)) => {
+            let answer = engine.counter.send(Apply(Unit::Rmw(rmw)));
             async move {
                 answer
                     .await
@@ -262,20 +202,9 @@ pub fn execute(op: Op, engine: &Engine) -> LocalBoxFuture<'static, Reply> {
             }
             .boxed_local()
         }
-        _ => ready(Reply::err("internal error: not a string command")).boxed_local(),
+        Ok(op) => keyop::run(op, engine.db.clone()).boxed_local(),
+        Err(_) => ready(Reply::err("internal error: not a string command")).boxed_local(),
     }
-}
-
-/// `+OK` once a write is acknowledged, or the engine's error.
-fn done(
-    write: impl Future<Output = crate::Result<()>> + 'static,
-) -> LocalBoxFuture<'static, Reply> {
-    async move {
-        write
-            .await
-            .map_or_else(|e| engine_error(&e), |()| Reply::ok())
-    }
-    .boxed_local()
 }
 
 #[cfg(test)]

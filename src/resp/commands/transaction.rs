@@ -2,21 +2,31 @@
 //!
 //! After MULTI a connection's commands are checked (name, arity, syntax)
 //! and queued, each answered `+QUEUED`; one that fails the check is
-//! answered with its error and makes EXEC answer `-EXECABORT`. EXEC runs the
-//! queue one command after the other, each seeing the ones before, and
-//! answers an array of their replies; DISCARD drops it.
+//! answered with its error and makes EXEC answer `-EXECABORT`. DISCARD
+//! drops the queue.
 //!
-//! What differs from Redis: commands of other connections may run between
-//! two commands of an EXEC (the engine has no multi-key isolation; each
-//! command keeps its own atomicity, and a read-modify-write still runs
-//! alone), and WATCH is refused, since no key can be watched; UNWATCH is
-//! accepted (nothing is watched).
+//! EXEC of key commands (GET, SET, DEL, INCR ... every
+//! [`KeyOp`](super::keyop::KeyOp)) goes to the counter as one unit: the
+//! commands run in order, each seeing the ones before, no other
+//! connection's write lands between them, and their writes are one atomic
+//! batch (see `counter.rs`). WATCH records, per key, the sequence number the
+//! database had applied; EXEC answers a null array and runs nothing if a
+//! watched key has a newer version (any write, even of the same value, or
+//! a write of this connection after WATCH). EXEC, DISCARD and UNWATCH
+//! forget the watched keys.
+//!
+//! What differs from Redis: a transaction that also holds a command over
+//! the whole key space (KEYS, SCAN, DBSIZE, FLUSHALL, RANDOMKEY, INFO) runs
+//! its commands one after the other, each atomic on its own, not as one
+//! isolated unit; its watched keys are checked before it starts.
 
 use bytes::Bytes;
 use futures_util::FutureExt;
 use futures_util::future::LocalBoxFuture;
 
-use super::{Connection, Engine, Op, Parsed, execute};
+use super::keyop::{self, KeyOp};
+use super::{Connection, Engine, Op, Parsed, WatchPoint, engine_error, execute};
+use crate::resp::counter::{Apply, Unit};
 use crate::resp::reply::Reply;
 
 /// A connection's open transaction.
@@ -34,8 +44,8 @@ pub enum Step {
     Pass(Parsed),
     /// Answer this.
     Answer(Reply),
-    /// EXEC: run these.
-    Exec(Vec<Op>),
+    /// EXEC: run these, unless a watched key changed.
+    Exec(Vec<Op>, Vec<(Bytes, WatchPoint)>),
 }
 
 /// Routes one request through the transaction state `open`.
@@ -54,22 +64,34 @@ pub fn step(args: Vec<Bytes>, open: &mut Option<Transaction>, connection: &mut C
             "{} without MULTI",
             name.to_ascii_uppercase()
         ))),
-        ("exec", Some(_)) => match open.take() {
-            Some(t) if t.failed => Step::Answer(Reply::Error(
-                "EXECABORT Transaction discarded because of previous errors.".into(),
-            )),
-            Some(t) => Step::Exec(t.queued),
-            None => Step::Answer(Reply::err("EXEC without MULTI")),
-        },
+        ("exec", Some(_)) => {
+            let watched = std::mem::take(&mut connection.watched);
+            match open.take() {
+                Some(t) if t.failed => Step::Answer(Reply::Error(
+                    "EXECABORT Transaction discarded because of previous errors.".into(),
+                )),
+                Some(t) => Step::Exec(t.queued, watched),
+                None => Step::Answer(Reply::err("EXEC without MULTI")),
+            }
+        }
         ("discard", Some(_)) => {
             *open = None;
+            connection.watched.clear();
             Step::Answer(Reply::ok())
         }
         ("watch", Some(_)) => Step::Answer(Reply::err("WATCH inside MULTI is not allowed")),
-        ("watch", None) => Step::Answer(Reply::err(
-            "WATCH is not supported by NaiveKV: keys cannot be watched",
-        )),
-        ("unwatch", _) => Step::Answer(Reply::ok()),
+        ("watch", None) if args.len() < 2 => Step::Answer(super::wrong_arity("watch")),
+        ("watch", None) => {
+            let point = WatchPoint::default();
+            for key in args.into_iter().skip(1) {
+                connection.watched.push((key, point.clone()));
+            }
+            Step::Pass(Parsed::Engine(Op::WatchPoint(point)))
+        }
+        ("unwatch", None) => {
+            connection.watched.clear();
+            Step::Answer(Reply::ok())
+        }
         (_, Some(transaction)) => Step::Answer(queue(transaction, args, connection)),
         (_, None) => Step::Pass(super::parse(args, connection)),
     }
@@ -101,14 +123,51 @@ fn queued() -> Reply {
     Reply::Status("QUEUED".into())
 }
 
-/// Runs `ops` in order, each once the one before has answered.
-pub fn exec(ops: Vec<Op>, engine: Engine) -> LocalBoxFuture<'static, Reply> {
+/// Runs an EXEC: as one unit on the counter when every command is a key
+/// command, else one command after the other (see the module doc).
+pub fn exec(
+    ops: Vec<Op>,
+    watched: Vec<(Bytes, WatchPoint)>,
+    engine: Engine,
+) -> LocalBoxFuture<'static, Reply> {
+    let watched: Vec<(Bytes, u64)> = watched.into_iter().map(|(k, p)| (k, p.get())).collect();
+    let ops: Vec<Result<KeyOp, Op>> = ops.into_iter().map(KeyOp::from_op).collect();
+    if ops.iter().all(Result::is_ok) {
+        let ops = ops.into_iter().flatten().collect();
+        return on_counter(&engine, Unit::Exec { ops, watched });
+    }
     async move {
+        let check = on_counter(
+            &engine,
+            Unit::Exec {
+                ops: Vec::new(),
+                watched,
+            },
+        );
+        if check.await == Reply::NullArray {
+            return Reply::NullArray;
+        }
         let mut replies = Vec::with_capacity(ops.len());
         for op in ops {
-            replies.push(execute(op, &engine).await);
+            let reply = match op {
+                Ok(KeyOp::Rmw(rmw)) => on_counter(&engine, Unit::Rmw(rmw)).await,
+                Ok(op) => keyop::run(op, engine.db.clone()).await,
+                Err(op) => execute(op, &engine).await,
+            };
+            replies.push(reply);
         }
         Reply::Array(replies)
+    }
+    .boxed_local()
+}
+
+/// Runs `unit` on the counter.
+fn on_counter(engine: &Engine, unit: Unit) -> LocalBoxFuture<'static, Reply> {
+    let answer = engine.counter.send(Apply(unit));
+    async move {
+        answer
+            .await
+            .unwrap_or_else(|_| engine_error(&crate::Error::Closed))
     }
     .boxed_local()
 }
@@ -142,7 +201,7 @@ mod tests {
             Step::Answer(Reply::Error(_))
         ));
         match run(&mut open, &["EXEC"]) {
-            Step::Exec(ops) => assert_eq!(ops.len(), 2),
+            Step::Exec(ops, _) => assert_eq!(ops.len(), 2),
             other => panic!("{other:?}"),
         }
         assert!(open.is_none());
@@ -172,9 +231,27 @@ mod tests {
             matches!(run(&mut open, &["DISCARD"]), Step::Answer(Reply::Status(s)) if s == "OK")
         );
         assert!(open.is_none());
+    }
+
+    #[test]
+    fn watch_records_its_keys_until_exec_or_unwatch() {
+        let (mut open, mut connection) = (None, Connection::default());
+        let step = |list: &[&str], open: &mut Option<Transaction>, c: &mut Connection| {
+            super::step(args(list), open, c)
+        };
         assert!(matches!(
-            run(&mut open, &["WATCH", "k"]),
-            Step::Answer(Reply::Error(_))
+            step(&["WATCH", "a", "b"], &mut open, &mut connection),
+            Step::Pass(Parsed::Engine(Op::WatchPoint(_)))
         ));
+        assert_eq!(connection.watched.len(), 2);
+        step(&["UNWATCH"], &mut open, &mut connection);
+        assert!(connection.watched.is_empty());
+        step(&["WATCH", "a"], &mut open, &mut connection);
+        step(&["MULTI"], &mut open, &mut connection);
+        assert!(matches!(
+            step(&["EXEC"], &mut open, &mut connection),
+            Step::Exec(ops, watched) if ops.is_empty() && watched.len() == 1
+        ));
+        assert!(connection.watched.is_empty());
     }
 }

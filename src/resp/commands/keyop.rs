@@ -1,0 +1,216 @@
+//! Key operations: the commands whose reply and writes are a pure function
+//! of the current values of the keys they name (GET, STRLEN, GETRANGE,
+//! GETBIT, MGET, EXISTS, TYPE, SET, MSET, DEL, and every read-modify-write).
+//!
+//! [`KeyOp::keys`] names what an operation reads and [`KeyOp::apply`] turns
+//! those values into its writes and its reply, touching nothing. Run alone
+//! ([`run`]) an operation reads the engine and writes its writes as one
+//! batch; inside EXEC the [`Counter`](crate::resp::counter::Counter) runs a
+//! transaction's operations one after the other against its own view of the
+//! keys, so each sees the ones before, and commits them together.
+
+use bytes::Bytes;
+use futures_util::future::join_all;
+
+use super::rmw::{Rmw, Writes};
+use super::strings::range_of;
+use super::{Op, engine_error};
+use crate::resp::reply::Reply;
+use crate::{Db, WriteBatch};
+
+/// An operation on named keys. See the module doc.
+#[derive(Debug, Clone)]
+pub enum KeyOp {
+    Get(Bytes),
+    Strlen(Bytes),
+    GetRange(Bytes, i64, i64),
+    GetBit(Bytes, usize),
+    MGet(Vec<Bytes>),
+    /// EXISTS and TOUCH: how many of the keys (repeats counted) exist.
+    Exists(Vec<Bytes>),
+    Type(Bytes),
+    Set(Bytes, Bytes),
+    MSet(Vec<(Bytes, Bytes)>),
+    /// DEL and UNLINK: deletes the keys that exist, answers how many.
+    Del(Vec<Bytes>),
+    Rmw(Rmw),
+    /// A reply known in advance (PING inside MULTI).
+    Ready(Reply),
+}
+
+impl KeyOp {
+    /// The key operation `op` is, or `op` back if it is not one (scans,
+    /// DBSIZE, FLUSHALL, INFO ...).
+    pub fn from_op(op: Op) -> Result<KeyOp, Op> {
+        Ok(match op {
+            Op::Get(key) => KeyOp::Get(key),
+            Op::Strlen(key) => KeyOp::Strlen(key),
+            Op::GetRange(key, start, end) => KeyOp::GetRange(key, start, end),
+            Op::GetBit(key, offset) => KeyOp::GetBit(key, offset),
+            Op::MGet(keys) => KeyOp::MGet(keys),
+            Op::Exists(keys) => KeyOp::Exists(keys),
+            Op::Type(key) => KeyOp::Type(key),
+            Op::Set(key, value) => KeyOp::Set(key, value),
+            Op::MSet(pairs) => KeyOp::MSet(pairs),
+            Op::Del(keys) => KeyOp::Del(keys),
+            Op::Rmw(rmw) => KeyOp::Rmw(rmw),
+            Op::Ready(reply) => KeyOp::Ready(reply),
+            other => return Err(other),
+        })
+    }
+
+    /// The keys read, in the order [`KeyOp::apply`] takes their values.
+    pub fn keys(&self) -> Vec<Bytes> {
+        match self {
+            KeyOp::Get(key)
+            | KeyOp::Strlen(key)
+            | KeyOp::GetRange(key, ..)
+            | KeyOp::GetBit(key, _)
+            | KeyOp::Type(key) => vec![key.clone()],
+            KeyOp::MGet(keys) | KeyOp::Exists(keys) => keys.clone(),
+            KeyOp::Del(keys) => unique(keys.clone()),
+            KeyOp::Rmw(rmw) => rmw.keys(),
+            KeyOp::Set(..) | KeyOp::MSet(_) | KeyOp::Ready(_) => Vec::new(),
+        }
+    }
+
+    /// From the keys' values (as [`KeyOp::keys`] orders them): the writes
+    /// and the reply.
+    pub fn apply(self, olds: Vec<Option<Bytes>>) -> (Writes, Reply) {
+        let first = || olds.first().cloned().flatten();
+        match self {
+            KeyOp::Get(_) => (Vec::new(), Reply::value(first())),
+            KeyOp::Strlen(_) => (
+                Vec::new(),
+                Reply::Integer(first().map_or(0, |v| v.len() as i64)),
+            ),
+            KeyOp::GetRange(_, start, end) => {
+                let value = first().unwrap_or_default();
+                let range = Bytes::copy_from_slice(range_of(&value, start, end));
+                (Vec::new(), Reply::Bulk(range))
+            }
+            KeyOp::GetBit(_, offset) => {
+                let byte = first()
+                    .and_then(|v| v.get(offset / 8).copied())
+                    .unwrap_or(0);
+                let bit = byte & (0x80 >> (offset % 8)) != 0;
+                (Vec::new(), Reply::Integer(i64::from(bit)))
+            }
+            KeyOp::MGet(_) => (
+                Vec::new(),
+                Reply::Array(olds.into_iter().map(Reply::value).collect()),
+            ),
+            KeyOp::Exists(_) => {
+                let found = olds.iter().filter(|v| v.is_some()).count();
+                (Vec::new(), Reply::Integer(found as i64))
+            }
+            KeyOp::Type(_) => {
+                let name = if first().is_some() { "string" } else { "none" };
+                (Vec::new(), Reply::Status(name.into()))
+            }
+            KeyOp::Set(key, value) => (vec![(key, Some(value))], Reply::ok()),
+            KeyOp::MSet(pairs) => (
+                pairs.into_iter().map(|(k, v)| (k, Some(v))).collect(),
+                Reply::ok(),
+            ),
+            KeyOp::Del(keys) => {
+                let present: Writes = unique(keys)
+                    .into_iter()
+                    .zip(olds)
+                    .filter(|(_, old)| old.is_some())
+                    .map(|(key, _)| (key, None))
+                    .collect();
+                let count = present.len() as i64;
+                (present, Reply::Integer(count))
+            }
+            KeyOp::Rmw(rmw) => rmw.apply(olds),
+            KeyOp::Ready(reply) => (Vec::new(), reply),
+        }
+    }
+}
+
+/// Sorted, each key once.
+fn unique(mut keys: Vec<Bytes>) -> Vec<Bytes> {
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+/// Runs `op` alone: reads its keys, then writes its writes as one batch and
+/// answers once they are acknowledged. Not for read-modify-writes, whose
+/// read and write must not be split by another connection's write (they go
+/// through the counter).
+pub async fn run(op: KeyOp, db: Db) -> Reply {
+    let reads = join_all(op.keys().into_iter().map(|key| db.get(key))).await;
+    let mut olds = Vec::with_capacity(reads.len());
+    for read in reads {
+        match read {
+            Ok(value) => olds.push(value),
+            Err(e) => return engine_error(&e),
+        }
+    }
+    let (writes, reply) = op.apply(olds);
+    if writes.is_empty() {
+        return reply;
+    }
+    match db.write(batch_of(writes)).await {
+        Ok(()) => reply,
+        Err(e) => engine_error(&e),
+    }
+}
+
+/// The writes as one batch.
+pub fn batch_of(writes: Writes) -> WriteBatch {
+    let mut batch = WriteBatch::new();
+    for (key, value) in writes {
+        match value {
+            Some(value) => batch.put(key, value),
+            None => batch.delete(key),
+        };
+    }
+    batch
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b(s: &str) -> Bytes {
+        Bytes::copy_from_slice(s.as_bytes())
+    }
+
+    #[test]
+    fn reads_answer_from_the_values_given() {
+        let (writes, reply) = KeyOp::GetRange(b("k"), 1, -2).apply(vec![Some(b("hello"))]);
+        assert!(writes.is_empty());
+        assert_eq!(reply, Reply::Bulk(b("ell")));
+        let (_, reply) = KeyOp::Exists(vec![b("a"), b("a"), b("b")]).apply(vec![
+            Some(b("1")),
+            Some(b("1")),
+            None,
+        ]);
+        assert_eq!(reply, Reply::Integer(2));
+        let (_, reply) = KeyOp::GetBit(b("k"), 1).apply(vec![Some(Bytes::from_static(&[0x40]))]);
+        assert_eq!(reply, Reply::Integer(1));
+        let (_, reply) = KeyOp::Type(b("k")).apply(vec![None]);
+        assert_eq!(reply, Reply::Status("none".into()));
+    }
+
+    #[test]
+    fn del_counts_each_present_key_once() {
+        let op = KeyOp::Del(vec![b("b"), b("a"), b("b"), b("c")]);
+        assert_eq!(op.keys(), vec![b("a"), b("b"), b("c")]);
+        let (writes, reply) = op.apply(vec![Some(b("1")), None, Some(b("3"))]);
+        assert_eq!(writes, vec![(b("a"), None), (b("c"), None)]);
+        assert_eq!(reply, Reply::Integer(2));
+    }
+
+    #[test]
+    fn writes_read_nothing() {
+        let op = KeyOp::MSet(vec![(b("a"), b("1")), (b("b"), b("2"))]);
+        assert!(op.keys().is_empty());
+        let (writes, reply) = op.apply(Vec::new());
+        assert_eq!(writes.len(), 2);
+        assert_eq!(reply, Reply::ok());
+    }
+}

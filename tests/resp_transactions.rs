@@ -1,0 +1,213 @@
+//! Transactions and read-modify-writes on the Redis port, as a Redis user
+//! relies on them: WATCH aborts an EXEC when a watched key changed (by
+//! anyone, the watcher included), an EXEC's commands are isolated from
+//! other connections, optimistic-locking loops and INCRs lose no update,
+//! and concurrent read-modify-writes share WAL syncs under `--sync always`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod resp_support;
+
+use naive_kv::SyncPolicy;
+use resp_support::{RespServer, fails, q};
+
+fn exec(con: &mut redis::Connection) -> redis::Value {
+    redis::cmd("EXEC").query(con).unwrap()
+}
+
+#[test]
+fn watch_aborts_exec_when_a_watched_key_changed() {
+    let server = RespServer::start();
+    let (mut con, mut other) = (server.redis(), server.redis());
+    q::<String>(&mut con, &["SET", "w", "1"]);
+
+    // Changed by another connection: EXEC answers nil and writes nothing.
+    assert_eq!(q::<String>(&mut con, &["WATCH", "w", "absent"]), "OK");
+    q::<String>(&mut other, &["SET", "w", "1"]);
+    q::<String>(&mut con, &["MULTI"]);
+    q::<String>(&mut con, &["SET", "x", "from-exec"]);
+    assert_eq!(exec(&mut con), redis::Value::Nil);
+    assert_eq!(q::<Option<String>>(&mut con, &["GET", "x"]), None);
+
+    // Unchanged: EXEC runs (the watch ended with the last EXEC).
+    q::<String>(&mut con, &["WATCH", "w"]);
+    q::<String>(&mut con, &["MULTI"]);
+    q::<String>(&mut con, &["SET", "x", "1"]);
+    assert_ne!(exec(&mut con), redis::Value::Nil);
+    assert_eq!(q::<String>(&mut con, &["GET", "x"]), "1");
+
+    // A key created after WATCH counts as changed; so does the watcher's
+    // own write after WATCH.
+    q::<String>(&mut con, &["WATCH", "absent"]);
+    q::<String>(&mut other, &["SET", "absent", "now"]);
+    q::<String>(&mut con, &["MULTI"]);
+    assert_eq!(exec(&mut con), redis::Value::Nil);
+    q::<String>(&mut con, &["WATCH", "w"]);
+    q::<String>(&mut con, &["SET", "w", "2"]);
+    q::<String>(&mut con, &["MULTI"]);
+    q::<String>(&mut con, &["SET", "x", "2"]);
+    assert_eq!(exec(&mut con), redis::Value::Nil);
+    assert_eq!(q::<String>(&mut con, &["GET", "x"]), "1");
+
+    // UNWATCH and DISCARD forget the watched keys.
+    q::<String>(&mut con, &["WATCH", "w"]);
+    q::<String>(&mut other, &["SET", "w", "3"]);
+    assert_eq!(q::<String>(&mut con, &["UNWATCH"]), "OK");
+    q::<String>(&mut con, &["MULTI"]);
+    q::<String>(&mut con, &["SET", "x", "3"]);
+    assert_ne!(exec(&mut con), redis::Value::Nil);
+    q::<String>(&mut con, &["WATCH", "w"]);
+    q::<String>(&mut other, &["SET", "w", "4"]);
+    q::<String>(&mut con, &["MULTI"]);
+    q::<String>(&mut con, &["DISCARD"]);
+    q::<String>(&mut con, &["MULTI"]);
+    q::<String>(&mut con, &["SET", "x", "4"]);
+    assert_ne!(exec(&mut con), redis::Value::Nil);
+    assert_eq!(q::<String>(&mut con, &["GET", "x"]), "4");
+
+    assert!(fails(&mut con, &["WATCH"]).contains("wrong number of arguments"));
+    q::<String>(&mut con, &["MULTI"]);
+    assert!(fails(&mut con, &["WATCH", "w"]).contains("inside MULTI is not allowed"));
+    q::<String>(&mut con, &["DISCARD"]);
+    server.stop().unwrap();
+}
+
+/// The classic optimistic-locking loop: GET, MULTI, SET, EXEC, retried
+/// while EXEC answers nil. Four clients, no increment lost.
+#[test]
+fn optimistic_increments_through_watch_lose_nothing() {
+    let server = RespServer::start();
+    let (clients, each) = (4, 40);
+    let threads: Vec<_> = (0..clients)
+        .map(|_| {
+            let mut con = server.redis();
+            std::thread::spawn(move || {
+                let mut retries = 0;
+                for _ in 0..each {
+                    loop {
+                        q::<String>(&mut con, &["WATCH", "n"]);
+                        let n: i64 = q::<Option<i64>>(&mut con, &["GET", "n"]).unwrap_or(0);
+                        q::<String>(&mut con, &["MULTI"]);
+                        q::<String>(&mut con, &["SET", "n", &(n + 1).to_string()]);
+                        if exec(&mut con) != redis::Value::Nil {
+                            break;
+                        }
+                        retries += 1;
+                    }
+                }
+                retries
+            })
+        })
+        .collect();
+    let retries: i32 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    let mut con = server.redis();
+    assert_eq!(q::<i64>(&mut con, &["GET", "n"]), (clients * each) as i64);
+    eprintln!("{retries} EXECs aborted by WATCH and retried");
+    server.stop().unwrap();
+}
+
+/// A reader's EXEC of two GETs never sees half of a writer's EXEC of two
+/// INCRs, and plain SETs racing INCRs of the same key lose no increment
+/// that was acknowledged after them.
+#[test]
+fn exec_is_isolated_from_other_connections() {
+    let server = RespServer::start();
+    let rounds = 300;
+    let writer = {
+        let mut con = server.redis();
+        std::thread::spawn(move || {
+            for _ in 0..rounds {
+                let _: () = redis::pipe()
+                    .atomic()
+                    .cmd("INCR")
+                    .arg("a")
+                    .ignore()
+                    .cmd("INCR")
+                    .arg("b")
+                    .ignore()
+                    .query(&mut con)
+                    .unwrap();
+            }
+        })
+    };
+    let mut reader = server.redis();
+    let mut seen = 0;
+    let mut writer_done = false;
+    while seen < rounds {
+        assert!(!writer_done, "writer ended at {seen}");
+        writer_done = writer.is_finished();
+        let (a, b): (Option<i64>, Option<i64>) = redis::pipe()
+            .atomic()
+            .cmd("GET")
+            .arg("a")
+            .cmd("GET")
+            .arg("b")
+            .query(&mut reader)
+            .unwrap();
+        assert_eq!(a, b, "an EXEC saw half of another");
+        seen = a.unwrap_or(0);
+    }
+    writer.join().unwrap();
+    server.stop().unwrap();
+}
+
+fn info_counter(con: &mut redis::Connection, name: &str) -> u64 {
+    let info: String = q(con, &["INFO", "engine"]);
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}:")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in INFO"))
+}
+
+#[test]
+fn concurrent_incrs_share_wal_syncs_and_lose_no_update_to_plain_sets() {
+    let server = RespServer::start_with(SyncPolicy::Always);
+    let mut con = server.redis();
+    let syncs_before = info_counter(&mut con, "wal_syncs");
+    let (clients, each) = (8, 40);
+    let threads: Vec<_> = (0..clients)
+        .map(|i| {
+            let mut con = server.redis();
+            std::thread::spawn(move || {
+                for _ in 0..each {
+                    q::<i64>(&mut con, &["INCR", "hot"]);
+                    // Plain writes of another key from the same clients.
+                    q::<String>(&mut con, &["SET", &format!("plain{i}"), "x"]);
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    assert_eq!(q::<i64>(&mut con, &["GET", "hot"]), (clients * each) as i64);
+    let syncs = info_counter(&mut con, "wal_syncs") - syncs_before;
+    let writes = (2 * clients * each) as u64;
+    assert!(
+        syncs < writes,
+        "{syncs} syncs for {writes} durable writes: INCRs did not share syncs"
+    );
+
+    // An INCR racing plain SETs of its own key: every INCR reply is one more
+    // than the value it saw, so the last SET plus the INCRs acknowledged
+    // after it make the final value.
+    let setter = {
+        let mut con = server.redis();
+        std::thread::spawn(move || {
+            for _ in 0..100 {
+                q::<String>(&mut con, &["SET", "raced", "1000"]);
+            }
+        })
+    };
+    let mut replies = Vec::new();
+    for _ in 0..100 {
+        replies.push(q::<i64>(&mut con, &["INCR", "raced"]));
+    }
+    setter.join().unwrap();
+    let last = *replies.last().unwrap();
+    let after_set = q::<i64>(&mut con, &["GET", "raced"]);
+    assert!(
+        after_set == last || after_set == 1000,
+        "{after_set} after {last}"
+    );
+    server.stop().unwrap();
+}
