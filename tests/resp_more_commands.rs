@@ -175,3 +175,88 @@ fn type_and_randomkey() {
     let error = fails(&mut con, &["COPY", "only", "x", "DB", "notanumber"]);
     assert!(error.contains("not an integer"), "{error}");
 }
+
+#[test]
+fn info_sections_carry_real_figures_and_commandstats_count_calls() {
+    let server = RespServer::start();
+    let mut con = server.redis();
+    q::<String>(&mut con, &["SET", "a", "1"]);
+    q::<String>(&mut con, &["GET", "a"]);
+    assert!(fails(&mut con, &["INCR", "a", "extra"]).contains("wrong number of arguments"));
+    q::<String>(&mut con, &["SET", "t", "text"]);
+    assert!(fails(&mut con, &["INCR", "t"]).contains("not an integer"));
+
+    let default: String = q(&mut con, &["INFO"]);
+    for field in [
+        "redis_version:",
+        "used_cpu_user:",
+        "used_memory:",
+        "connected_clients:",
+        "role:master",
+    ] {
+        assert!(default.contains(field), "{field} missing from {default}");
+    }
+    assert!(!default.contains("rejected_calls"));
+    let cpu: String = q(&mut con, &["INFO", "cpu", "sentinel"]);
+    assert!(
+        cpu.contains("used_cpu_user") && !cpu.contains("used_memory"),
+        "{cpu}"
+    );
+    let stats: String = q(&mut con, &["INFO", "commandSTATS"]);
+    assert!(stats.contains("cmdstat_get:calls=1,"), "{stats}");
+    assert!(stats.contains("cmdstat_set:calls=2,"), "{stats}");
+    assert!(stats.contains("rejected_calls=1,failed_calls=1"), "{stats}");
+    let errors: String = q(&mut con, &["INFO", "errorstats"]);
+    assert!(errors.contains("errorstat_ERR:count=2"), "{errors}");
+    let memory: String = q(&mut con, &["INFO", "memory"]);
+    let used: u64 = memory
+        .lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap();
+    assert!(used > 1 << 20, "{memory}");
+
+    assert_eq!(q::<String>(&mut con, &["CONFIG", "RESETSTAT"]), "OK");
+    let stats: String = q(&mut con, &["INFO", "commandstats"]);
+    assert!(!stats.contains("cmdstat_get"), "{stats}");
+    assert_eq!(
+        q::<String>(&mut con, &["CONFIG", "SET", "appendonly", "yes"]),
+        "OK"
+    );
+    assert!(fails(&mut con, &["CONFIG", "SET", "appendonly", "no"]).contains("CONFIG SET failed"));
+    assert!(fails(&mut con, &["CONFIG", "SET", "nosuch", "1"]).contains("Unknown option"));
+    server.stop().unwrap();
+}
+
+#[test]
+fn help_reset_debug_lcs_and_getkeysandflags() {
+    let server = RespServer::start();
+    let mut con = server.redis();
+    for command in ["CLIENT", "COMMAND", "CONFIG"] {
+        let help: Vec<String> = q(&mut con, &[command, "HELP"]);
+        assert!(
+            help[0].starts_with(&format!("{command} <subcommand>")),
+            "{help:?}"
+        );
+    }
+    assert!(fails(&mut con, &["DEBUG", "SLEEP", "0"]).contains("not supported"));
+    q::<String>(&mut con, &["MULTI"]);
+    q::<String>(&mut con, &["SET", "r", "1"]);
+    assert_eq!(q::<String>(&mut con, &["RESET"]), "RESET");
+    assert!(fails(&mut con, &["EXEC"]).contains("without MULTI"));
+    assert_eq!(get(&mut con, "r"), None);
+
+    q::<String>(&mut con, &["MSET", "x", "ohmytext", "y", "mynewtext"]);
+    assert_eq!(q::<String>(&mut con, &["LCS", "x", "y"]), "mytext");
+    assert_eq!(q::<i64>(&mut con, &["LCS", "x", "y", "LEN"]), 6);
+    let flags: redis::Value = q(&mut con, &["COMMAND", "GETKEYSANDFLAGS", "SET", "k1", "v1"]);
+    let expected = redis::Value::Array(vec![redis::Value::Array(vec![
+        redis::Value::BulkString(b"k1".to_vec()),
+        redis::Value::Array(vec![
+            redis::Value::SimpleString("OW".into()),
+            redis::Value::SimpleString("update".into()),
+        ]),
+    ])]);
+    assert_eq!(flags, expected);
+    server.stop().unwrap();
+}

@@ -13,6 +13,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use super::RespConfig;
+use super::command_stats::CommandStats;
 use super::commands::{Engine, ServerInfo};
 use super::counter::Counter;
 use super::cursors::Cursors;
@@ -100,6 +101,8 @@ pub async fn run(
             port,
         }),
         cursors: Cursors::start(),
+        commands: Arc::new(CommandStats::default()),
+        requests: config.request_stats.clone(),
     };
     let params = SessionParams {
         engine,

@@ -23,6 +23,7 @@
 
 pub mod auth;
 pub mod codec;
+pub mod command_stats;
 pub mod commands;
 pub mod counter;
 pub mod cursors;

@@ -13,7 +13,10 @@
 //! - malformed input is answered `-ERR Protocol error: ...` and the
 //!   connection closed; QUIT is answered `+OK` and the connection closed.
 
+use std::time::{Duration, Instant};
+
 use bytes::{Bytes, BytesMut};
+use futures_util::FutureExt;
 use futures_util::future::LocalBoxFuture;
 use tokio::net::TcpStream;
 
@@ -25,6 +28,14 @@ use super::reply::{Protocol, Reply};
 use crate::server::auth::{AuthGate, AuthToken};
 use crate::server::connections::ConnectionGuard;
 use crate::server::pipeline::{self, Accepted, Access, PipelineConfig};
+
+/// A request for the engine, with the command it came from (its index in
+/// the command table, for `INFO commandstats`).
+#[derive(Debug)]
+pub struct Request {
+    command: Option<usize>,
+    op: Op,
+}
 
 /// How a session is set up; one per server, cloned into each session.
 #[derive(Clone)]
@@ -80,48 +91,108 @@ impl Session {
     }
 }
 
-impl pipeline::Protocol for Session {
-    type Decoder = RespCodec;
-    /// The protocol the connection spoke when the request arrived.
-    type Tag = Protocol;
-    type Op = Op;
-    type Reply = Reply;
-
-    fn accept(&mut self, args: Vec<Bytes>) -> Accepted<Self> {
+impl Session {
+    /// Routes one request: an answer now, or a request for the engine.
+    fn route(&mut self, args: Vec<Bytes>) -> Routed {
         let protocol = self.connection.protocol;
         match auth::check(&args, &mut self.gate, self.auth_configured) {
             Gated::Pass => {}
-            Gated::Answer(reply) => return Accepted::Answer(protocol, reply),
-            Gated::AnswerAndClose(reply) => return Accepted::AnswerAndClose(protocol, reply),
+            Gated::Answer(reply) => return Routed::Answer(protocol, reply),
+            Gated::AnswerAndClose(reply) => return Routed::AnswerAndClose(protocol, reply),
         }
         let parsed = match transaction::step(args, &mut self.transaction, &mut self.connection) {
             Step::Pass(parsed) => parsed,
-            Step::Answer(reply) => return Accepted::Answer(protocol, reply),
+            Step::Answer(reply) => return Routed::Answer(protocol, reply),
             Step::Exec(ops, watched) => Parsed::Engine(Op::Exec(ops, watched)),
         };
         // HELLO answers in the protocol it switches to.
         let protocol = self.connection.protocol;
         match parsed {
-            Parsed::Reply(reply) => Accepted::Answer(protocol, reply),
-            Parsed::Quit => Accepted::AnswerAndClose(protocol, Reply::ok()),
-            Parsed::Engine(op) => Accepted::Engine(protocol, op),
+            Parsed::Reply(reply) => Routed::Answer(protocol, reply),
+            Parsed::Quit => Routed::AnswerAndClose(protocol, Reply::ok()),
+            Parsed::Engine(op) => Routed::Engine(protocol, op),
         }
     }
 
-    fn access(op: &Op) -> Access {
-        match op.access() {
+    /// Counts a request answered without the engine.
+    fn count_answer(&self, command: Option<usize>, reply: &Reply) {
+        let stats = &self.engine.commands;
+        match (command, reply) {
+            (Some(i), Reply::Error(e)) if e.starts_with("ERR wrong number of arguments") => {
+                stats.record_rejected(i, e);
+            }
+            (Some(i), reply) => stats.record(i, Duration::ZERO, error_text(reply)),
+            (None, Reply::Error(e)) => stats.record_error(e),
+            (None, _) => {}
+        }
+    }
+}
+
+/// Where a request goes: [`Accepted`] before the command is attached.
+enum Routed {
+    Answer(Protocol, Reply),
+    AnswerAndClose(Protocol, Reply),
+    Engine(Protocol, Op),
+}
+
+/// The text of an error reply.
+fn error_text(reply: &Reply) -> Option<&str> {
+    match reply {
+        Reply::Error(e) => Some(e),
+        _ => None,
+    }
+}
+
+impl pipeline::Protocol for Session {
+    type Decoder = RespCodec;
+    /// The protocol the connection spoke when the request arrived.
+    type Tag = Protocol;
+    type Op = Request;
+    type Reply = Reply;
+
+    fn accept(&mut self, args: Vec<Bytes>) -> Accepted<Self> {
+        let command = args
+            .first()
+            .and_then(|name| commands::table::position(name));
+        let routed = self.route(args);
+        if let Routed::Answer(_, reply) | Routed::AnswerAndClose(_, reply) = &routed {
+            self.count_answer(command, reply);
+        }
+        match routed {
+            Routed::Engine(protocol, op) => Accepted::Engine(protocol, Request { command, op }),
+            Routed::Answer(protocol, reply) => Accepted::Answer(protocol, reply),
+            Routed::AnswerAndClose(protocol, reply) => Accepted::AnswerAndClose(protocol, reply),
+        }
+    }
+
+    fn access(request: &Request) -> Access {
+        match request.op.access() {
             commands::Access::Read => Access::Read,
             commands::Access::Write => Access::Write,
             commands::Access::ReadWrite => Access::ReadWrite,
         }
     }
 
-    fn command_index(op: &Op) -> usize {
-        op.stats_index()
+    fn command_index(request: &Request) -> usize {
+        request.op.stats_index()
     }
 
-    fn execute(&self, op: Op) -> LocalBoxFuture<'static, Reply> {
-        commands::execute(op, &self.engine)
+    fn execute(&self, request: Request) -> LocalBoxFuture<'static, Reply> {
+        let reply = commands::execute(request.op, &self.engine);
+        let (stats, started) = (self.engine.commands.clone(), Instant::now());
+        async move {
+            let reply = reply.await;
+            match request.command {
+                Some(i) => stats.record(i, started.elapsed(), error_text(&reply)),
+                None => {
+                    if let Reply::Error(e) = &reply {
+                        stats.record_error(e);
+                    }
+                }
+            }
+            reply
+        }
+        .boxed_local()
     }
 
     fn encode(

@@ -67,6 +67,11 @@ impl RequestStats {
         }
     }
 
+    /// Connections open now.
+    pub fn open_connections(&self) -> u64 {
+        self.connections.load(Ordering::Relaxed)
+    }
+
     /// Requests of command `index` so far.
     pub fn count(&self, index: usize) -> u64 {
         self.commands.get(index).map_or(0, |c| {

@@ -12,6 +12,7 @@
 use bytes::Bytes;
 use futures_util::future::join_all;
 
+use super::lcs::{LcsOptions, lcs};
 use super::rmw::{Rmw, Writes};
 use super::strings::range_of;
 use super::{Op, engine_error};
@@ -34,6 +35,8 @@ pub enum KeyOp {
     /// DEL and UNLINK: deletes the keys that exist, answers how many.
     Del(Vec<Bytes>),
     Rmw(Rmw),
+    /// LCS of two keys' values.
+    Lcs(Bytes, Bytes, LcsOptions),
     /// A reply known in advance (PING inside MULTI).
     Ready(Reply),
 }
@@ -54,6 +57,7 @@ impl KeyOp {
             Op::MSet(pairs) => KeyOp::MSet(pairs),
             Op::Del(keys) => KeyOp::Del(keys),
             Op::Rmw(rmw) => KeyOp::Rmw(rmw),
+            Op::Lcs(a, b, options) => KeyOp::Lcs(a, b, options),
             Op::Ready(reply) => KeyOp::Ready(reply),
             other => return Err(other),
         })
@@ -70,6 +74,7 @@ impl KeyOp {
             KeyOp::MGet(keys) | KeyOp::Exists(keys) => keys.clone(),
             KeyOp::Del(keys) => unique(keys.clone()),
             KeyOp::Rmw(rmw) => rmw.keys(),
+            KeyOp::Lcs(a, b, _) => vec![a.clone(), b.clone()],
             KeyOp::Set(..) | KeyOp::MSet(_) | KeyOp::Ready(_) => Vec::new(),
         }
     }
@@ -124,6 +129,10 @@ impl KeyOp {
                 (present, Reply::Integer(count))
             }
             KeyOp::Rmw(rmw) => rmw.apply(olds),
+            KeyOp::Lcs(_, _, options) => {
+                let value = |i: usize| olds.get(i).cloned().flatten().unwrap_or_default();
+                (Vec::new(), lcs(&value(0), &value(1), options))
+            }
             KeyOp::Ready(reply) => (Vec::new(), reply),
         }
     }

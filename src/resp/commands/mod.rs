@@ -10,8 +10,10 @@
 //! - [`server`]: PING, ECHO, SELECT, QUIT, HELLO, CLIENT, COMMAND, CONFIG,
 //!   INFO.
 
+pub mod info;
 pub mod keyop;
 pub mod keys;
+pub mod lcs;
 pub mod rmw;
 pub mod server;
 pub mod strings;
@@ -26,10 +28,12 @@ use bytes::Bytes;
 use futures_util::FutureExt;
 use futures_util::future::LocalBoxFuture;
 
+use super::command_stats::CommandStats;
 use super::counter::Counter;
 use super::cursors::Cursors;
 use super::reply::{Protocol, Reply};
 use crate::Db;
+use crate::server::request_stats::RequestStats;
 
 /// What a connection remembers between commands.
 #[derive(Debug, Clone, Default)]
@@ -68,6 +72,10 @@ pub struct Engine {
     pub info: Arc<ServerInfo>,
     /// SCAN's cursor table, shared by all connections.
     pub cursors: Cursors,
+    /// `INFO commandstats` and `errorstats`.
+    pub commands: Arc<CommandStats>,
+    /// The listener's request statistics (open connections).
+    pub requests: Arc<RequestStats>,
 }
 
 /// A parsed request.
@@ -93,6 +101,7 @@ pub enum Op {
     Del(Vec<Bytes>),
     GetRange(Bytes, i64, i64),
     GetBit(Bytes, usize),
+    Lcs(Bytes, Bytes, lcs::LcsOptions),
     Rmw(strings::Rmw),
     DbSize,
     FlushAll,
@@ -107,6 +116,8 @@ pub enum Op {
     Exec(Vec<Op>, Vec<(Bytes, WatchPoint)>),
     /// WATCH: record the point the keys are watched from.
     WatchPoint(WatchPoint),
+    /// CONFIG RESETSTAT.
+    ResetStats,
 }
 
 /// The engine requests counted in `/metrics`, as [`Op::stats_index`]
@@ -146,9 +157,9 @@ impl Op {
             Op::Keys(_) => 11,
             Op::Info(_) => 12,
             Op::GetRange(..) => 13,
-            Op::GetBit(..) => 14,
+            Op::GetBit(..) | Op::Lcs(..) => 14,
             Op::Exec(..) => 15,
-            Op::Ready(_) | Op::Type(_) | Op::RandomKey | Op::WatchPoint(_) => 16,
+            Op::Ready(_) | Op::Type(_) | Op::RandomKey | Op::WatchPoint(_) | Op::ResetStats => 16,
         }
     }
 
@@ -160,6 +171,7 @@ impl Op {
             Op::Get(_)
             | Op::GetRange(..)
             | Op::GetBit(..)
+            | Op::Lcs(..)
             | Op::MGet(_)
             | Op::Exists(_)
             | Op::Strlen(_)
@@ -170,6 +182,7 @@ impl Op {
             | Op::Type(_)
             | Op::RandomKey
             | Op::WatchPoint(_)
+            | Op::ResetStats
             | Op::Ready(_) => Access::Read,
             Op::Exec(..) => Access::ReadWrite,
         }
@@ -201,9 +214,13 @@ pub fn parse(args: Vec<Bytes>, connection: &mut Connection) -> Parsed {
 /// enqueued before this returns (writes keep their order).
 pub fn execute(op: Op, engine: &Engine) -> LocalBoxFuture<'static, Reply> {
     match op {
-        Op::Info(sections) => server::info(engine, sections),
+        Op::Info(sections) => info::info(engine, sections),
         Op::Ready(reply) => futures_util::future::ready(reply).boxed_local(),
         Op::Exec(ops, watched) => transaction::exec(ops, watched, engine.clone()),
+        Op::ResetStats => {
+            engine.commands.reset();
+            futures_util::future::ready(Reply::ok()).boxed_local()
+        }
         Op::WatchPoint(point) => {
             point.set(engine.db.visible_seq());
             futures_util::future::ready(Reply::ok()).boxed_local()

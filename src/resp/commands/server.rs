@@ -1,12 +1,10 @@
 //! Connection and server commands: PING, ECHO, SELECT, QUIT, HELLO, CLIENT,
-//! COMMAND, CONFIG (GET only), INFO. All but INFO are answered without the
-//! database.
+//! COMMAND, CONFIG, DEBUG, INFO (in `info.rs`). All but INFO and CONFIG
+//! RESETSTAT are answered without the database.
 
 use bytes::Bytes;
-use futures_util::FutureExt;
-use futures_util::future::LocalBoxFuture;
 
-use super::{Connection, Engine, Op, Parsed, int_arg, keys, not_an_integer, syntax_error, table};
+use super::{Connection, Op, Parsed, int_arg, not_an_integer, syntax_error, table};
 use crate::resp::glob;
 use crate::resp::reply::{Protocol, Reply};
 
@@ -54,7 +52,11 @@ pub fn parse(name: &str, args: &[Bytes], connection: &mut Connection) -> Parsed 
         "hello" => hello(args, connection),
         "client" => client(args, connection),
         "command" => command(args),
+        "config" if lower(args.first()) == "resetstat" => return Parsed::Engine(Op::ResetStats),
         "config" => config(args),
+        "debug" => {
+            Reply::err("DEBUG is not supported by NaiveKV (it has no Redis internals to debug)")
+        }
         "info" => {
             let sections = args
                 .iter()
@@ -131,6 +133,7 @@ fn check_name(name: &[u8]) -> Result<(), Reply> {
 fn client(args: &[Bytes], connection: &mut Connection) -> Reply {
     let sub = lower(args.first());
     let arity_ok = match sub.as_str() {
+        "help" => return help("CLIENT", CLIENT_HELP),
         "setname" => args.len() == 2,
         "getname" | "id" | "info" => args.len() == 1,
         "setinfo" => args.len() == 3,
@@ -172,7 +175,9 @@ fn command(args: &[Bytes]) -> Reply {
     let all = || table::COMMANDS.iter();
     match lower(args.first()).as_str() {
         "" => Reply::Array(all().map(table::Spec::info).collect()),
+        "help" => help("COMMAND", COMMAND_HELP),
         "count" => Reply::Integer(table::COMMANDS.len() as i64),
+        "getkeysandflags" => command_getkeys_and_flags(&args[1..]),
         "list" => command_list(&args[1..]),
         "getkeys" => command_getkeys(&args[1..]),
         "info" => Reply::Array(
@@ -212,6 +217,30 @@ fn command_list(args: &[Bytes]) -> Reply {
     }
 }
 
+/// `COMMAND GETKEYSANDFLAGS command args...`: each key argument with its
+/// key-spec flags (`RO access` for reads, `OW update` for plain writes,
+/// `RW access update` for read-modify-writes, `RW access delete` for
+/// deletes).
+fn command_getkeys_and_flags(args: &[Bytes]) -> Reply {
+    let keys = match command_getkeys(args) {
+        Reply::Array(keys) => keys,
+        error => return error,
+    };
+    let name = lower(args.first());
+    let flags: &[&str] = match table::find(&name).map(|s| s.flags) {
+        Some(flags) if flags.contains(&"readonly") => &["RO", "access"],
+        _ if matches!(name.as_str(), "del" | "unlink" | "getdel") => &["RW", "access", "delete"],
+        _ if matches!(name.as_str(), "set" | "mset" | "setex" | "psetex") => &["OW", "update"],
+        _ => &["RW", "access", "update"],
+    };
+    let flags = Reply::Array(flags.iter().map(|f| Reply::Status((*f).into())).collect());
+    Reply::Array(
+        keys.into_iter()
+            .map(|key| Reply::Array(vec![key, flags.clone()]))
+            .collect(),
+    )
+}
+
 /// `COMMAND GETKEYS command args...`: the key arguments, from the table's
 /// key positions.
 fn command_getkeys(args: &[Bytes]) -> Reply {
@@ -238,9 +267,15 @@ fn command_getkeys(args: &[Bytes]) -> Reply {
     Reply::Array(keys)
 }
 
-/// `CONFIG GET pattern...` over [`CONFIG`]; `CONFIG RESETSTAT`.
+/// `CONFIG GET pattern...` over [`CONFIG`]; `CONFIG SET name value ...`
+/// accepts a setting's current value and refuses every change (none of
+/// NaiveKV's settings can change at run time); `CONFIG RESETSTAT` is an
+/// engine request (it clears `INFO commandstats`).
 fn config(args: &[Bytes]) -> Reply {
     match lower(args.first()).as_str() {
+        "help" => help("CONFIG", CONFIG_HELP),
+        "set" if args.len() < 3 || args.len().is_multiple_of(2) => super::wrong_arity("config|set"),
+        "set" => config_set(&args[1..]),
         "get" if args.len() < 2 => super::wrong_arity("config|get"),
         "get" => Reply::Map(
             CONFIG
@@ -253,9 +288,80 @@ fn config(args: &[Bytes]) -> Reply {
                 .map(|(name, value)| (Reply::text(*name), Reply::text(*value)))
                 .collect(),
         ),
-        "resetstat" => Reply::ok(),
         sub => unknown_subcommand(sub, "CONFIG"),
     }
+}
+
+/// `CONFIG SET` of `name value` pairs: all or nothing.
+fn config_set(pairs: &[Bytes]) -> Reply {
+    for pair in pairs.chunks(2) {
+        let (name, value) = (lower(pair.first()), pair.get(1).map(|v| v.as_ref()));
+        match CONFIG.iter().find(|(n, _)| *n == name) {
+            None => {
+                return Reply::err(format!(
+                    "Unknown option or number of arguments for CONFIG SET - '{name}'"
+                ));
+            }
+            Some((_, current)) if Some(current.as_bytes()) == value => {}
+            Some(_) => {
+                return Reply::err(format!(
+                    "CONFIG SET failed (possibly related to argument '{name}') - \
+                     NaiveKV cannot change it at run time"
+                ));
+            }
+        }
+    }
+    Reply::ok()
+}
+
+const CLIENT_HELP: &[&str] = &[
+    "GETNAME",
+    "    Return the name of the current connection.",
+    "ID",
+    "    Return the ID of the current connection.",
+    "INFO",
+    "    Return information about the current client connection.",
+    "SETINFO <LIB-NAME|LIB-VER> <value>",
+    "    Set client meta attributes.",
+    "SETNAME <name>",
+    "    Assign the name <name> to the current connection.",
+];
+
+const COMMAND_HELP: &[&str] = &[
+    "(no subcommand)",
+    "    Return details about all commands.",
+    "COUNT",
+    "    Return the total number of commands in this server.",
+    "LIST [FILTERBY (MODULE <module-name>|ACLCAT <category>|PATTERN <pattern>)]",
+    "    Return a list of all commands in this server.",
+    "INFO [<command-name> ...]",
+    "    Return details about the given commands.",
+    "DOCS [<command-name> ...]",
+    "    Return documentation details about commands (none are served).",
+    "GETKEYS <full-command>",
+    "    Return the keys from a full command.",
+    "GETKEYSANDFLAGS <full-command>",
+    "    Return the keys and the access flags from a full command.",
+];
+
+const CONFIG_HELP: &[&str] = &[
+    "GET <pattern>",
+    "    Return parameters matching the glob-like <pattern> and their values.",
+    "SET <directive> <value>",
+    "    Accepted only with the current value: NaiveKV's settings are fixed at start.",
+    "RESETSTAT",
+    "    Reset statistics reported by the INFO command.",
+];
+
+/// `<COMMAND> HELP`: the subcommands, as Redis lists them.
+fn help(command: &str, lines: &[&str]) -> Reply {
+    let mut all = vec![format!(
+        "{command} <subcommand> [<arg> [value] [opt] ...]. Subcommands are:"
+    )];
+    all.extend(lines.iter().map(|l| (*l).to_string()));
+    all.push("HELP".into());
+    all.push("    Print this help.".into());
+    Reply::Array(all.into_iter().map(|l| Reply::Status(l.into())).collect())
 }
 
 fn unknown_subcommand(sub: &str, command: &str) -> Reply {
@@ -265,55 +371,6 @@ fn unknown_subcommand(sub: &str, command: &str) -> Reply {
 fn lower(arg: Option<&Bytes>) -> String {
     arg.map(|a| String::from_utf8_lossy(a).to_ascii_lowercase())
         .unwrap_or_default()
-}
-
-/// `INFO [section...]`: server, keyspace and engine sections (all by
-/// default, or those named; `all`, `everything` and `default` give all).
-pub fn info(engine: &Engine, sections: Vec<String>) -> LocalBoxFuture<'static, Reply> {
-    let wants = move |name: &str| {
-        sections.is_empty()
-            || sections
-                .iter()
-                .any(|s| s == name || s == "all" || s == "everything" || s == "default")
-    };
-    let stats = engine.db.stats();
-    let db = engine.db.clone();
-    let info = engine.info.clone();
-    async move {
-        let mut text = String::new();
-        if wants("server") {
-            text.push_str(&format!(
-                "# Server\r\nredis_version:{REDIS_VERSION}\r\nnaive_kv_version:{}\r\n\
-                 redis_mode:standalone\r\narch_bits:64\r\nprocess_id:{}\r\n\
-                 tcp_port:{}\r\nuptime_in_seconds:{}\r\n\r\n",
-                env!("CARGO_PKG_VERSION"),
-                std::process::id(),
-                info.port,
-                info.started.elapsed().as_secs(),
-            ));
-        }
-        if wants("keyspace") {
-            let keys = match keys::count_keys(&db).await {
-                Ok(n) => n,
-                Err(reply) => return reply,
-            };
-            text.push_str(&format!(
-                "# Keyspace\r\ndb0:keys={keys},expires=0,avg_ttl=0\r\n\r\n"
-            ));
-        }
-        if wants("engine") {
-            let stats = match stats.await {
-                Ok(stats) => stats,
-                Err(e) => return super::engine_error(&e),
-            };
-            text.push_str("# Engine\r\n");
-            for (name, value) in stats.counters {
-                text.push_str(&format!("{name}:{value}\r\n"));
-            }
-        }
-        Reply::text(text)
-    }
-    .boxed_local()
 }
 
 #[cfg(test)]

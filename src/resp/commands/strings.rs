@@ -30,6 +30,10 @@ pub fn parse(name: &str, args: &[Bytes]) -> Option<Parsed> {
         "get" => Op::Get(key()),
         "strlen" => Op::Strlen(key()),
         "mget" => Op::MGet(args.to_vec()),
+        "lcs" => match super::lcs::parse_options(args.get(2..).unwrap_or_default()) {
+            Ok(options) => Op::Lcs(key(), second(), options),
+            Err(reply) => return Some(Parsed::Reply(reply)),
+        },
         "set" => return Some(parse_set(args)),
         "setnx" => Op::Rmw(Rmw::Set {
             key: key(),

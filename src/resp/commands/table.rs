@@ -76,6 +76,7 @@ pub const COMMANDS: &[Spec] = &[
     spec("set", -3, WRITE, ONE),
     spec("setnx", 3, FAST_WRITE, ONE),
     spec("mget", -2, READ, ALL),
+    spec("lcs", -3, &["readonly"], (1, 2, 1)),
     spec("mset", -3, WRITE, (1, -1, 2)),
     spec("del", -2, &["write"], ALL),
     spec("exists", -2, READ, ALL),
@@ -135,11 +136,25 @@ pub const COMMANDS: &[Spec] = &[
     spec("client", -2, CONN, NONE),
     spec("command", -1, &["loading", "stale"], NONE),
     spec("config", -2, &["admin", "loading", "stale"], NONE),
+    spec(
+        "debug",
+        -2,
+        &["admin", "noscript", "loading", "stale"],
+        NONE,
+    ),
+    spec("reset", 1, &["noscript", "loading", "stale", "fast"], NONE),
 ];
 
 /// The entry for lower-case `name`.
 pub fn find(name: &str) -> Option<&'static Spec> {
     COMMANDS.iter().find(|spec| spec.name == name)
+}
+
+/// Where the command named `name` (any case) is in [`COMMANDS`].
+pub fn position(name: &[u8]) -> Option<usize> {
+    COMMANDS
+        .iter()
+        .position(|spec| spec.name.as_bytes().eq_ignore_ascii_case(name))
 }
 
 #[cfg(test)]

@@ -88,6 +88,17 @@ pub fn step(args: Vec<Bytes>, open: &mut Option<Transaction>, connection: &mut C
             }
             Step::Pass(Parsed::Engine(Op::WatchPoint(point)))
         }
+        ("reset", _) => {
+            *open = None;
+            connection.watched.clear();
+            connection.protocol = Default::default();
+            connection.name = None;
+            Step::Answer(Reply::Status("RESET".into()))
+        }
+        ("unwatch", Some(transaction)) => {
+            transaction.queued.push(Op::Ready(Reply::ok()));
+            Step::Answer(queued())
+        }
         ("unwatch", None) => {
             connection.watched.clear();
             Step::Answer(Reply::ok())

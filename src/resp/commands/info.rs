@@ -1,0 +1,212 @@
+//! `INFO [section ...]`: Redis's sections with NaiveKV's real figures.
+//!
+//! Sections: `server clients memory persistence stats replication cpu
+//! commandstats errorstats keyspace engine` (the last is NaiveKV's own:
+//! every engine counter). No argument, `default`: all but `commandstats`;
+//! `all` and `everything`: all of them. Names are case-insensitive; a
+//! section named twice is given once; an unknown name gives nothing.
+//!
+//! `used_memory` is the process's resident set (NaiveKV does not count its
+//! allocations); `used_cpu_*` come from `getrusage`.
+
+use std::fmt::Write as _;
+
+use futures_util::FutureExt;
+use futures_util::future::LocalBoxFuture;
+
+use super::server::REDIS_VERSION;
+use super::{Engine, keys};
+use crate::resp::reply::Reply;
+
+/// Every section, in the order Redis prints them.
+const SECTIONS: &[&str] = &[
+    "server",
+    "clients",
+    "memory",
+    "persistence",
+    "stats",
+    "replication",
+    "cpu",
+    "commandstats",
+    "errorstats",
+    "keyspace",
+    "engine",
+];
+
+/// The sections `names` ask for, in [`SECTIONS`] order.
+fn wanted(names: &[String]) -> Vec<&'static str> {
+    let default = names.is_empty() || names.iter().any(|n| n == "default");
+    let all = names.iter().any(|n| n == "all" || n == "everything");
+    SECTIONS
+        .iter()
+        .copied()
+        .filter(|s| all || (default && *s != "commandstats") || names.iter().any(|n| n == s))
+        .collect()
+}
+
+/// Answers `INFO` with `sections` (lower-cased arguments).
+pub fn info(engine: &Engine, sections: Vec<String>) -> LocalBoxFuture<'static, Reply> {
+    let engine = engine.clone();
+    async move {
+        let mut text = String::new();
+        for section in wanted(&sections) {
+            if let Err(reply) = write_section(&engine, section, &mut text).await {
+                return reply;
+            }
+        }
+        Reply::text(text)
+    }
+    .boxed_local()
+}
+
+async fn write_section(engine: &Engine, section: &str, out: &mut String) -> Result<(), Reply> {
+    let title = format!("{}{}", section[..1].to_ascii_uppercase(), &section[1..]);
+    let _ = write!(out, "# {title}\r\n");
+    let info = &engine.info;
+    let stats = &engine.commands;
+    let lines = match section {
+        "server" => format!(
+            "redis_version:{REDIS_VERSION}\r\nnaive_kv_version:{}\r\nredis_mode:standalone\r\n\
+             os:{} {}\r\narch_bits:64\r\nmultiplexing_api:epoll\r\nprocess_id:{}\r\n\
+             tcp_port:{}\r\nuptime_in_seconds:{}\r\nuptime_in_days:{}\r\n",
+            env!("CARGO_PKG_VERSION"),
+            std::env::consts::OS,
+            std::env::consts::ARCH,
+            std::process::id(),
+            info.port,
+            info.started.elapsed().as_secs(),
+            info.started.elapsed().as_secs() / 86_400,
+        ),
+        "clients" => format!(
+            "connected_clients:{}\r\nblocked_clients:0\r\ntracking_clients:0\r\n",
+            engine.requests.open_connections()
+        ),
+        "memory" => {
+            let rss = resident_bytes();
+            format!(
+                "used_memory:{rss}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\n\
+                 maxmemory:0\r\nmaxmemory_policy:noeviction\r\nmem_allocator:libc\r\n",
+                human(rss)
+            )
+        }
+        "persistence" => "loading:0\r\nasync_loading:0\r\nrdb_bgsave_in_progress:0\r\n\
+                          aof_enabled:1\r\naof_rewrite_in_progress:0\r\n"
+            .to_string(),
+        "stats" => format!(
+            "total_commands_processed:{}\r\ntotal_error_replies:{}\r\n",
+            stats.total_calls(),
+            stats.total_errors()
+        ),
+        "replication" => "role:master\r\nconnected_slaves:0\r\nmaster_repl_offset:0\r\n\
+                          second_repl_offset:-1\r\nrepl_backlog_active:0\r\n"
+            .to_string(),
+        "cpu" => cpu_lines(),
+        "commandstats" => {
+            let mut lines = String::new();
+            stats.render_commands(&mut lines);
+            lines
+        }
+        "errorstats" => {
+            let mut lines = String::new();
+            stats.render_errors(&mut lines);
+            lines
+        }
+        "keyspace" => {
+            let keys = keys::count_keys(&engine.db).await?;
+            match keys {
+                0 => String::new(),
+                n => format!("db0:keys={n},expires=0,avg_ttl=0\r\n"),
+            }
+        }
+        _ => engine_lines(engine).await?,
+    };
+    out.push_str(&lines);
+    out.push_str("\r\n");
+    Ok(())
+}
+
+async fn engine_lines(engine: &Engine) -> Result<String, Reply> {
+    let stats = engine
+        .db
+        .stats()
+        .await
+        .map_err(|e| super::engine_error(&e))?;
+    let mut lines = String::new();
+    for (name, value) in stats.counters {
+        let _ = write!(lines, "{name}:{value}\r\n");
+    }
+    Ok(lines)
+}
+
+/// The process's resident set size, from `/proc/self/statm` (0 where
+/// there is none).
+fn resident_bytes() -> u64 {
+    let pages = std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+fn human(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1 << 30 => format!("{:.2}G", b as f64 / f64::from(1u32 << 30)),
+        b if b >= 1 << 20 => format!("{:.2}M", b as f64 / f64::from(1u32 << 20)),
+        b if b >= 1 << 10 => format!("{:.2}K", b as f64 / 1024.0),
+        b => format!("{b}B"),
+    }
+}
+
+/// `used_cpu_sys`, `used_cpu_user` and their `_children` twins, in seconds.
+fn cpu_lines() -> String {
+    let seconds = |who| {
+        let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+        // SAFETY: getrusage writes a whole rusage into the pointer it is
+        // given and reads nothing from it.
+        let rc = unsafe { libc::getrusage(who, usage.as_mut_ptr()) };
+        if rc != 0 {
+            return (0.0, 0.0);
+        }
+        // SAFETY: zeroed is a valid rusage, and getrusage filled it.
+        let usage = unsafe { usage.assume_init() };
+        let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+        (secs(usage.ru_stime), secs(usage.ru_utime))
+    };
+    let (sys, user) = seconds(libc::RUSAGE_SELF);
+    let (sys_children, user_children) = seconds(libc::RUSAGE_CHILDREN);
+    format!(
+        "used_cpu_sys:{sys:.6}\r\nused_cpu_user:{user:.6}\r\n\
+         used_cpu_sys_children:{sys_children:.6}\r\nused_cpu_user_children:{user_children:.6}\r\n"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| (*s).to_string()).collect()
+    }
+
+    #[test]
+    fn sections_are_chosen_as_redis_chooses_them() {
+        let default = wanted(&[]);
+        assert!(default.contains(&"cpu") && default.contains(&"memory"));
+        assert!(!default.contains(&"commandstats"));
+        assert_eq!(wanted(&names(&["cpu"])), vec!["cpu"]);
+        assert_eq!(wanted(&names(&["cpu", "sentinel"])), vec!["cpu"]);
+        assert_eq!(wanted(&names(&["cpu", "all"])), SECTIONS.to_vec());
+        assert_eq!(wanted(&names(&["cpu", "default"])), default);
+        assert_eq!(wanted(&names(&["commandstats"])), vec!["commandstats"]);
+        assert!(wanted(&names(&["everything"])).contains(&"commandstats"));
+    }
+
+    #[test]
+    fn cpu_and_memory_carry_figures() {
+        assert!(resident_bytes() > 0);
+        let cpu = cpu_lines();
+        assert!(cpu.starts_with("used_cpu_sys:"), "{cpu}");
+        assert_eq!(cpu.matches("used_cpu_user_children").count(), 1);
+        assert_eq!(human(3 << 20), "3.00M");
+    }
+}
