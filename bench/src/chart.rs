@@ -140,7 +140,9 @@ fn against_size(rows: &[&SizedReport], metric: Metric, workload: &str, path: &Pa
         chart
             .draw_series(LineSeries::new(points.clone(), colour.stroke_width(2)))?
             .label(engine.clone())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2)));
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2))
+            });
         chart.draw_series(points.iter().map(|&p| Circle::new(p, 4, colour.filled())))?;
     }
     chart
@@ -277,5 +279,4 @@ mod tests {
         assert!(svg.contains("ycsb-a") && svg.contains("ycsb-b") && svg.contains("fjall"));
         std::fs::remove_dir_all(&dir).unwrap();
     }
-
 }

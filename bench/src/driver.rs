@@ -16,7 +16,7 @@ use crate::args::Workload;
 use crate::keys::{KEY_BYTES, Permutation, Rng, Values, present_key};
 use crate::measure::{Progress, Report, new_histogram, record, summarize};
 use crate::workload::{BenchResult, Op, PAGE_ENTRIES, Spec, worker_rng};
-use crate::ycsb::{Chooser, Mix};
+use crate::ycsb::{Chooser, Inserts, Mix};
 
 /// An engine with a blocking API. Writes include the durability step the
 /// sync mode asks for; dropping the engine closes it.
@@ -54,6 +54,11 @@ impl<E: BlockingEngine + ?Sized> ThreadedEngine for E {
                 Op::Put(key, v) => self.put(&key, ops.value(v)).map(|()| false)?,
                 Op::Get(key) => self.get(&key)?,
                 Op::Delete(key) => self.delete(&key).map(|()| false)?,
+                Op::Insert(key, v, n) => {
+                    self.put(&key, ops.value(v))?;
+                    ops.inserts().acknowledge(n);
+                    false
+                }
                 Op::Scan(key, limit) => self.scan(&key, limit)? > 0,
                 Op::ReadModifyWrite(key, v) => {
                     let found = self.get(&key)?;
@@ -204,8 +209,8 @@ struct Shared {
     found: AtomicU64,
     /// Operations completed (the progress line reads it).
     done: Arc<AtomicU64>,
-    /// Records a YCSB run has inserted (taken ids) so far.
-    inserts: Arc<AtomicU64>,
+    /// The inserts of a YCSB run.
+    inserts: Arc<Inserts>,
 }
 
 impl Shared {
@@ -216,7 +221,7 @@ impl Shared {
             next: AtomicU64::new(0),
             found: AtomicU64::new(0),
             done,
-            inserts: Arc::new(AtomicU64::new(0)),
+            inserts: Arc::new(Inserts::default()),
         })
     }
 }
@@ -258,6 +263,11 @@ impl Ops {
             Some(chooser) => chooser.op(i),
             None => self.shared.spec.op(&self.permutation, i, &mut self.rng),
         })
+    }
+
+    /// The inserts of a YCSB run (to acknowledge one once done).
+    pub fn inserts(&self) -> &Arc<Inserts> {
+        &self.shared.inserts
     }
 
     /// Value number `v` of a put.

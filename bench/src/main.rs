@@ -109,7 +109,8 @@ fn run_sweep(args: &Args, load_before: &str) -> workload::BenchResult<()> {
             args.value_size,
             args.threads,
             args.sync,
-            args.distribution.map_or("each workload's own", |d| d.name()),
+            args.distribution
+                .map_or("each workload's own", |d| d.name()),
         );
         print!("{}", table::render(&sweep::at_size(&results, keys)));
     }

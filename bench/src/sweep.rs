@@ -235,8 +235,14 @@ mod tests {
             ..Report::default()
         };
         let results = vec![
-            SizedReport { keys: 200_000, report: report.clone() },
-            SizedReport { keys: 2_000_000, report },
+            SizedReport {
+                keys: 200_000,
+                report: report.clone(),
+            },
+            SizedReport {
+                keys: 2_000_000,
+                report,
+            },
         ];
         let text = csv(&results);
         let lines: Vec<&str> = text.lines().collect();

@@ -19,6 +19,9 @@ pub enum Op {
     Put([u8; KEY_BYTES], u64),
     Get([u8; KEY_BYTES]),
     Delete([u8; KEY_BYTES]),
+    /// Put a new record with value number `.1`: YCSB insert number `.2`,
+    /// acknowledged to the run's `ycsb::Inserts` once done.
+    Insert([u8; KEY_BYTES], u64, u64),
     /// Read up to `.1` entries from the key on (YCSB E).
     Scan([u8; KEY_BYTES], usize),
     /// Get the key, then put it with value number `.1` (YCSB F); timed as one.
@@ -86,7 +89,8 @@ impl Spec {
     /// Bytes of keys and values live once the workload is done.
     pub fn logical_bytes_live(&self) -> u64 {
         let entry = (KEY_BYTES + self.value_size) as u64;
-        let inserted = Mix::of(self.workload).map_or(0, |mix| (self.ops as f64 * mix.insert) as u64);
+        let inserted =
+            Mix::of(self.workload).map_or(0, |mix| (self.ops as f64 * mix.insert) as u64);
         match self.workload {
             Workload::Deleterandom => 0,
             _ => (self.num + inserted) * entry,

@@ -25,11 +25,15 @@
 //!   (YCSB's default `readallfields=true`).
 //! - Operation `i` draws its random numbers from a generator seeded by `i`,
 //!   so every engine gets the same sequence of operations whatever thread
-//!   takes it; only the "latest" key of D (which depends on how many inserts
-//!   have been issued) may differ between threads' interleavings.
+//!   takes it; only the keys that depend on how many inserts have completed
+//!   (D's latest, the range of E) may differ between threads' interleavings.
+//! - As in YCSB (its acknowledged counter), reads and scans choose among the
+//!   loaded records and the inserts that have *completed* with every earlier
+//!   insert, never an insert still in flight: a read of a record not yet
+//!   written would be a miss that flatters or penalises one engine.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use clap::ValueEnum;
 use serde::{Deserialize, Serialize};
@@ -88,8 +92,16 @@ impl Mix {
             distribution: Distribution::Zipfian,
         };
         Some(match workload {
-            Workload::YcsbA => Mix { read: 0.5, update: 0.5, ..none },
-            Workload::YcsbB => Mix { read: 0.95, update: 0.05, ..none },
+            Workload::YcsbA => Mix {
+                read: 0.5,
+                update: 0.5,
+                ..none
+            },
+            Workload::YcsbB => Mix {
+                read: 0.95,
+                update: 0.05,
+                ..none
+            },
             Workload::YcsbC => Mix { read: 1.0, ..none },
             Workload::YcsbD => Mix {
                 read: 0.95,
@@ -97,8 +109,16 @@ impl Mix {
                 distribution: Distribution::Latest,
                 ..none
             },
-            Workload::YcsbE => Mix { scan: 0.95, insert: 0.05, ..none },
-            Workload::YcsbF => Mix { read: 0.5, read_modify_write: 0.5, ..none },
+            Workload::YcsbE => Mix {
+                scan: 0.95,
+                insert: 0.05,
+                ..none
+            },
+            Workload::YcsbF => Mix {
+                read: 0.5,
+                read_modify_write: 0.5,
+                ..none
+            },
             _ => return None,
         })
     }
@@ -109,8 +129,62 @@ impl Mix {
     }
 }
 
-/// Draws the operations of one YCSB run for one driver thread. The count of
-/// inserts issued is shared by all threads of the run.
+/// The inserts of one run, shared by its threads: numbers handed out, and
+/// how many have completed in order (every insert below that number done).
+#[derive(Debug)]
+pub struct Inserts {
+    taken: AtomicU64,
+    acknowledged: AtomicU64,
+    /// `done[n % len]`: insert `n` completed and is not yet acknowledged. A
+    /// slot is reused by insert `n + len`: the window is far larger than the
+    /// inserts ever in flight at once.
+    done: Box<[AtomicBool]>,
+}
+
+impl Default for Inserts {
+    fn default() -> Self {
+        Inserts {
+            taken: AtomicU64::new(0),
+            acknowledged: AtomicU64::new(0),
+            done: (0..1 << 16).map(|_| AtomicBool::new(false)).collect(),
+        }
+    }
+}
+
+impl Inserts {
+    /// The number of the next insert.
+    fn take(&self) -> u64 {
+        self.taken.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Inserts `0..n` have all completed.
+    pub fn acknowledged(&self) -> u64 {
+        self.acknowledged.load(Ordering::Acquire)
+    }
+
+    /// Insert `n` has completed.
+    pub fn acknowledge(&self, n: u64) {
+        let slot = |n: u64| &self.done[(n % self.done.len() as u64) as usize];
+        slot(n).store(true, Ordering::Release);
+        loop {
+            let next = self.acknowledged.load(Ordering::Acquire);
+            if !slot(next).load(Ordering::Acquire) {
+                return;
+            }
+            let advance = self.acknowledged.compare_exchange(
+                next,
+                next + 1,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            );
+            if advance.is_ok() {
+                slot(next).store(false, Ordering::Release);
+            }
+        }
+    }
+}
+
+/// Draws the operations of one YCSB run for one driver thread.
 #[derive(Debug, Clone)]
 pub struct Chooser {
     mix: Mix,
@@ -123,7 +197,7 @@ pub struct Chooser {
     zipfian: ScrambledZipfian,
     /// Ranks by recency for "latest", grown as records are inserted.
     latest: Zipfian,
-    inserts: Arc<AtomicU64>,
+    inserts: Arc<Inserts>,
 }
 
 impl Chooser {
@@ -134,7 +208,7 @@ impl Chooser {
         distribution: Option<Distribution>,
         loaded: u64,
         ops: u64,
-        inserts: Arc<AtomicU64>,
+        inserts: Arc<Inserts>,
     ) -> Chooser {
         let loaded = loaded.max(1);
         let expected_inserts = (ops as f64 * mix.insert * 2.0) as u64;
@@ -163,8 +237,8 @@ impl Chooser {
         } else if pick < mix.read + mix.update + mix.scan + mix.read_modify_write {
             Op::ReadModifyWrite(self.existing_key(&mut rng), i)
         } else {
-            let id = self.loaded + self.inserts.fetch_add(1, Ordering::Relaxed);
-            Op::Put(present_key(id), i)
+            let n = self.inserts.take();
+            Op::Insert(present_key(self.loaded + n), i, n)
         }
     }
 
@@ -174,7 +248,7 @@ impl Chooser {
     }
 
     fn existing_id(&mut self, rng: &mut Rng) -> u64 {
-        let records = self.loaded + self.inserts.load(Ordering::Relaxed);
+        let records = self.loaded + self.inserts.acknowledged();
         match self.distribution {
             Distribution::Uniform => rng.below(records),
             Distribution::Zipfian => loop {
@@ -202,7 +276,13 @@ mod tests {
 
     fn chooser(workload: Workload, distribution: Option<Distribution>) -> Chooser {
         let mix = Mix::of(workload).unwrap();
-        Chooser::new(mix, distribution, 10_000, 20_000, Arc::new(AtomicU64::new(0)))
+        Chooser::new(
+            mix,
+            distribution,
+            10_000,
+            20_000,
+            Arc::new(Inserts::default()),
+        )
     }
 
     fn id_of(key: &[u8; KEY_BYTES]) -> u64 {
@@ -224,6 +304,10 @@ mod tests {
             match c.op(i) {
                 Op::Get(_) => counts.gets += 1,
                 Op::Put(..) => counts.puts += 1,
+                Op::Insert(_, _, n) => {
+                    counts.puts += 1;
+                    c.inserts.acknowledge(n);
+                }
                 Op::Scan(_, length) => {
                     assert!((1..=MAX_SCAN_LENGTH as usize).contains(&length));
                     counts.scans += 1;
@@ -257,7 +341,10 @@ mod tests {
 
     #[test]
     fn operation_i_is_the_same_whoever_draws_it() {
-        let (mut one, mut two) = (chooser(Workload::YcsbA, None), chooser(Workload::YcsbA, None));
+        let (mut one, mut two) = (
+            chooser(Workload::YcsbA, None),
+            chooser(Workload::YcsbA, None),
+        );
         let forward: Vec<String> = (0..100).map(|i| format!("{:?}", one.op(i))).collect();
         let backward: Vec<String> = (0..100).rev().map(|i| format!("{:?}", two.op(i))).collect();
         assert_eq!(forward, backward.into_iter().rev().collect::<Vec<_>>());
@@ -269,7 +356,10 @@ mod tests {
         let (mut inserted, mut recent_reads, mut reads) = (Vec::new(), 0u64, 0u64);
         for i in 0..20_000 {
             match d.op(i) {
-                Op::Put(key, _) => inserted.push(id_of(&key)),
+                Op::Insert(key, _, n) => {
+                    inserted.push(id_of(&key));
+                    d.inserts.acknowledge(n);
+                }
                 Op::Get(key) => {
                     let id = id_of(&key);
                     let records = 10_000 + inserted.len() as u64;
@@ -285,6 +375,33 @@ mod tests {
         // Under Zipf(0.99) the 100 newest of ~10,500 records take about half
         // of the reads; uniform would give them 1%.
         assert!(recent_reads * 3 > reads, "{recent_reads} of {reads}");
+    }
+
+    #[test]
+    fn reads_see_only_inserts_completed_in_order() {
+        let inserts = Arc::new(Inserts::default());
+        let mix = Mix::of(Workload::YcsbD).unwrap();
+        let mut d = Chooser::new(mix, None, 100, 1000, inserts.clone());
+        let mut taken = Vec::new();
+        for i in 0.. {
+            if let Op::Insert(_, _, n) = d.op(i) {
+                taken.push(n);
+                if taken.len() == 3 {
+                    break;
+                }
+            }
+        }
+        assert_eq!(taken, [0, 1, 2]);
+        inserts.acknowledge(2);
+        inserts.acknowledge(1);
+        assert_eq!(inserts.acknowledged(), 0, "insert 0 is still in flight");
+        for i in 0..2000 {
+            if let Op::Get(key) = d.op(10_000 + i) {
+                assert!(id_of(&key) < 100, "read of an unacknowledged insert");
+            }
+        }
+        inserts.acknowledge(0);
+        assert_eq!(inserts.acknowledged(), 3);
     }
 
     #[test]

@@ -161,7 +161,10 @@ mod tests {
         for n in [1u64, 2, 10_000, 10_001, 123_457, 2_000_000] {
             let exact: f64 = (1..=n).map(|i| term(i, THETA)).sum();
             let fast = zeta(n, THETA);
-            assert!((exact - fast).abs() < 1e-9 * exact, "n={n}: {exact} vs {fast}");
+            assert!(
+                (exact - fast).abs() < 1e-9 * exact,
+                "n={n}: {exact} vs {fast}"
+            );
         }
     }
 
@@ -185,7 +188,10 @@ mod tests {
         // Ranks 0 and 1 are exact in Gray et al.'s method...
         for k in [0usize, 1] {
             let got = counts[k] as f64;
-            assert!((got - expected(k)).abs() < 0.05 * expected(k), "rank {k}: {got}");
+            assert!(
+                (got - expected(k)).abs() < 0.05 * expected(k),
+                "rank {k}: {got}"
+            );
         }
         // ...the rest follow a continuous approximation: check the mass of
         // the head and of a decade further out.

@@ -254,7 +254,17 @@ fn issue(
                 delete.map(|done| done.map(|()| false)),
             )))
         }
-        // Boxed: the two YCSB-only operations, so that the others' futures
+        Op::Insert(key, v, n) => {
+            let inserts = ops.inserts().clone();
+            let value = Bytes::copy_from_slice(ops.value(v));
+            let put = db.put(Bytes::copy_from_slice(&key), value);
+            let insert = put.map(move |done| {
+                inserts.acknowledge(n);
+                done.map(|()| false)
+            });
+            Either::Right(Either::Right(Either::Right(insert.boxed_local())))
+        }
+        // Boxed: the YCSB-only operations, so that the others' futures
         // stay as they were.
         Op::Scan(key, limit) => {
             let mut request = ScanRequest::all();
