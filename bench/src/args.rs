@@ -65,6 +65,10 @@ pub struct Args {
     /// File name prefix of the sweep's CSV and charts in --out.
     #[arg(long)]
     pub out_name: Option<String>,
+    /// Runs nothing: redraws the CSV and charts in --out from the JSON a
+    /// sweep wrote with --json.
+    #[arg(long)]
+    pub charts_from: Option<PathBuf>,
     /// Internal: run one engine as a child process.
     #[arg(long, hide = true)]
     pub engine: Option<EngineKind>,

@@ -37,7 +37,34 @@ impl Metric {
     fn axis(self) -> &'static str {
         match self {
             Metric::OpsPerSec => "ops/s",
-            Metric::P99 => "p99 latency (us)",
+            Metric::P99 => "p99 latency (us, log scale)",
+        }
+    }
+    /// Latencies span microseconds to tens of milliseconds between engines:
+    /// they are drawn on a log scale (log10 of the value on a linear axis).
+    fn plotted(self, r: &SizedReport) -> f64 {
+        match self {
+            Metric::OpsPerSec => self.of(r),
+            Metric::P99 => self.of(r).max(1.0).log10(),
+        }
+    }
+    /// The plotted range for the values of `rows`.
+    fn range<'a>(self, rows: impl Iterator<Item = &'a SizedReport>) -> std::ops::Range<f64> {
+        let plotted: Vec<f64> = rows.map(|r| self.plotted(r)).collect();
+        let top = plotted.iter().copied().fold(0.0, f64::max);
+        match self {
+            Metric::OpsPerSec => 0.0..(top * 1.15).max(1.0),
+            Metric::P99 => {
+                let low = plotted.iter().copied().fold(f64::INFINITY, f64::min);
+                low.floor().min(top)..top.ceil().max(low.floor() + 1.0) + 0.3
+            }
+        }
+    }
+    /// The axis label at plotted value `y`.
+    fn label(self, y: f64) -> String {
+        match self {
+            Metric::OpsPerSec => format!("{y:.0}"),
+            Metric::P99 => format!("{:.0}", 10f64.powf(y)),
         }
     }
 }
@@ -101,7 +128,7 @@ fn against_size(rows: &[&SizedReport], metric: Metric, workload: &str, path: &Pa
     sizes.dedup();
     let x = |keys: u64| (keys.max(1) as f64).log10();
     let (low, high) = (x(sizes[0]) - 0.15, x(sizes[sizes.len() - 1]) + 0.15);
-    let top = rows.iter().map(|r| metric.of(r)).fold(0.0, f64::max) * 1.15;
+    let y_range = metric.range(rows.iter().copied());
     let root = SVGBackend::new(path, (720, 420)).into_drawing_area();
     root.fill(&WHITE)?;
     let caption = format!("{workload}: {} against data size", metric.axis());
@@ -110,17 +137,17 @@ fn against_size(rows: &[&SizedReport], metric: Metric, workload: &str, path: &Pa
         .margin(12)
         .x_label_area_size(48)
         .y_label_area_size(80)
-        .build_cartesian_2d(low..high, 0.0..top.max(1.0))?;
+        .build_cartesian_2d(low..high, y_range.clone())?;
     chart
         .configure_mesh()
         .disable_x_mesh()
         .x_labels(0)
-        .x_desc("keys loaded (log scale)")
+        .x_desc("keys in the database (log scale)")
         .y_desc(metric.axis())
-        .y_label_formatter(&|y| format!("{y:.0}"))
+        .y_label_formatter(&|y| metric.label(*y))
         .draw()?;
     for &keys in &sizes {
-        let (px, py) = chart.backend_coord(&(x(keys), 0.0));
+        let (px, py) = chart.backend_coord(&(x(keys), y_range.start));
         root.draw(&PathElement::new(vec![(px, py), (px, py + 5)], BLACK))?;
         let label = size_label(keys);
         let left = px - 4 * label.len() as i32;
@@ -134,7 +161,7 @@ fn against_size(rows: &[&SizedReport], metric: Metric, workload: &str, path: &Pa
             .filter_map(|&k| {
                 rows.iter()
                     .find(|r| r.keys == k && r.report.engine == engine)
-                    .map(|r| (x(k), metric.of(r)))
+                    .map(|r| (x(k), metric.plotted(r)))
             })
             .collect();
         chart
@@ -159,7 +186,7 @@ fn against_size(rows: &[&SizedReport], metric: Metric, workload: &str, path: &Pa
 fn per_workload(results: &[SizedReport], metric: Metric, title: &str, path: &Path) -> DrawResult {
     let workloads = workloads_of(results);
     let engines = engines_of(results);
-    let top = results.iter().map(|r| metric.of(r)).fold(0.0, f64::max) * 1.15;
+    let y_range = metric.range(results.iter());
     let root = SVGBackend::new(path, (760, 420)).into_drawing_area();
     root.fill(&WHITE)?;
     let groups = workloads.len() as f64;
@@ -168,7 +195,7 @@ fn per_workload(results: &[SizedReport], metric: Metric, title: &str, path: &Pat
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(80)
-        .build_cartesian_2d(-0.5..groups - 0.5, 0.0..top.max(1.0))?;
+        .build_cartesian_2d(-0.5..groups - 0.5, y_range.clone())?;
     let names = workloads.clone();
     chart
         .configure_mesh()
@@ -182,7 +209,7 @@ fn per_workload(results: &[SizedReport], metric: Metric, title: &str, path: &Pat
             }
         })
         .y_desc(metric.axis())
-        .y_label_formatter(&|y| format!("{y:.0}"))
+        .y_label_formatter(&|y| metric.label(*y))
         .draw()?;
     let width = 0.8 / engines.len().max(1) as f64;
     for (e, engine) in engines.iter().enumerate() {
@@ -196,7 +223,10 @@ fn per_workload(results: &[SizedReport], metric: Metric, title: &str, path: &Pat
                     .find(|r| &r.report.workload == workload && &r.report.engine == engine)?;
                 let left = w as f64 - 0.4 + e as f64 * width;
                 Some(Rectangle::new(
-                    [(left, 0.0), (left + width * 0.9, metric.of(r))],
+                    [
+                        (left, y_range.start),
+                        (left + width * 0.9, metric.plotted(r)),
+                    ],
                     colour.filled(),
                 ))
             })

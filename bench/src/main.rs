@@ -61,6 +61,15 @@ fn run(args: &Args) -> workload::BenchResult<()> {
         println!("{}", serde_json::to_string(&report)?);
         return Ok(());
     }
+    if let Some(json) = &args.charts_from {
+        let results: Vec<sweep::SizedReport> = serde_json::from_slice(&std::fs::read(json)?)?;
+        let out = args.out.clone().unwrap_or_else(|| ".".into());
+        let name = args.out_name.as_deref().unwrap_or("sweep");
+        for path in sweep::write_outputs(&results, &out, name)? {
+            eprintln!("wrote {}", path.display());
+        }
+        return Ok(());
+    }
     let load_before = machine::load_average();
     if sweep::wanted(args) {
         return run_sweep(args, &load_before);
@@ -103,14 +112,17 @@ fn run_sweep(args: &Args, load_before: &str) -> workload::BenchResult<()> {
     sizes.dedup();
     let load_after = machine::load_average();
     for &keys in &sizes {
+        let distribution = match args.distribution {
+            _ if !args.workloads.iter().any(|w| w.is_ycsb()) => String::new(),
+            Some(d) => format!(", distribution {}", d.name()),
+            None => ", each workload's own distribution".to_string(),
+        };
         println!(
-            "\n### {} keys, value {} bytes, threads {}, sync {:?}, distribution {}\n",
+            "\n### {} keys, value {} bytes, threads {}, sync {:?}{distribution}\n",
             sweep::size_label(keys),
             args.value_size,
             args.threads,
             args.sync,
-            args.distribution
-                .map_or("each workload's own", |d| d.name()),
         );
         print!("{}", table::render(&sweep::at_size(&results, keys)));
     }

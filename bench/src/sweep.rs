@@ -8,7 +8,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::args::{Args, EngineKind};
 use crate::measure::Report;
@@ -16,7 +16,7 @@ use crate::parent::run_child;
 use crate::workload::BenchResult;
 
 /// One engine's result on one workload at one data size.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SizedReport {
     /// Keys loaded (or written, for a fill) at this size.
     pub keys: u64,
