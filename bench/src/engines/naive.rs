@@ -254,6 +254,8 @@ fn issue(
                 delete.map(|done| done.map(|()| false)),
             )))
         }
+        // Boxed: the YCSB-only operations, so that the others' futures
+        // stay as they were.
         Op::Insert(key, v, n) => {
             let inserts = ops.inserts().clone();
             let value = Bytes::copy_from_slice(ops.value(v));
@@ -264,8 +266,6 @@ fn issue(
             });
             Either::Right(Either::Right(Either::Right(insert.boxed_local())))
         }
-        // Boxed: the YCSB-only operations, so that the others' futures
-        // stay as they were.
         Op::Scan(key, limit) => {
             let mut request = ScanRequest::all();
             request.start = std::ops::Bound::Included(Bytes::copy_from_slice(&key));
