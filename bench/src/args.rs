@@ -46,6 +46,29 @@ pub struct Args {
     /// table goes to stderr).
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Data sizes to sweep, in keys (e.g. `200k,2M,10M`): every workload at
+    /// each size for every engine, each size loaded once per engine. Without
+    /// it the sweep has one size, --num.
+    #[arg(long, value_delimiter = ',', value_parser = crate::sweep::parse_size)]
+    pub sizes: Vec<u64>,
+    /// YCSB record size: `1kb` is a 1000-byte value (YCSB's 10 fields of 100
+    /// bytes, as one value); sets --value-size.
+    #[arg(long, value_enum)]
+    pub record: Option<Record>,
+    /// YCSB request distribution for every YCSB workload (default: each
+    /// workload's own, latest for D and zipfian for the others).
+    #[arg(long, value_enum)]
+    pub distribution: Option<crate::ycsb::Distribution>,
+    /// Directory where a sweep writes its CSV and SVG charts.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// File name prefix of the sweep's CSV and charts in --out.
+    #[arg(long)]
+    pub out_name: Option<String>,
+    /// Runs nothing: redraws the CSV and charts in --out from the JSON a
+    /// sweep wrote with --json.
+    #[arg(long)]
+    pub charts_from: Option<PathBuf>,
     /// Internal: run one engine as a child process.
     #[arg(long, hide = true)]
     pub engine: Option<EngineKind>,
@@ -63,6 +86,23 @@ impl Args {
         match workload {
             Workload::Fillseq | Workload::Fillrandom | Workload::Readseq => self.num,
             _ => self.ops.unwrap_or(self.num),
+        }
+    }
+}
+
+/// YCSB record sizes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Record {
+    /// One 1000-byte value (YCSB's default record is 10 fields of 100 bytes).
+    #[value(name = "1kb")]
+    OneKb,
+}
+
+impl Record {
+    /// The value size of the record.
+    pub fn value_size(self) -> usize {
+        match self {
+            Record::OneKb => 1000,
         }
     }
 }
@@ -128,6 +168,30 @@ pub enum Workload {
     Readwhilewriting,
     /// Deletes of every key once, in random order.
     Deleterandom,
+    /// YCSB A: 50% reads, 50% updates, zipfian.
+    #[value(name = "ycsb-a")]
+    #[serde(rename = "ycsb-a")]
+    YcsbA,
+    /// YCSB B: 95% reads, 5% updates, zipfian.
+    #[value(name = "ycsb-b")]
+    #[serde(rename = "ycsb-b")]
+    YcsbB,
+    /// YCSB C: reads only, zipfian.
+    #[value(name = "ycsb-c")]
+    #[serde(rename = "ycsb-c")]
+    YcsbC,
+    /// YCSB D: 95% reads of the latest records, 5% inserts.
+    #[value(name = "ycsb-d")]
+    #[serde(rename = "ycsb-d")]
+    YcsbD,
+    /// YCSB E: 95% short scans (1..=100 entries), 5% inserts, zipfian.
+    #[value(name = "ycsb-e")]
+    #[serde(rename = "ycsb-e")]
+    YcsbE,
+    /// YCSB F: 50% reads, 50% read-modify-writes, zipfian.
+    #[value(name = "ycsb-f")]
+    #[serde(rename = "ycsb-f")]
+    YcsbF,
 }
 
 impl Workload {
@@ -153,7 +217,17 @@ impl Workload {
             Workload::Readseq => "readseq",
             Workload::Readwhilewriting => "readwhilewriting",
             Workload::Deleterandom => "deleterandom",
+            Workload::YcsbA => "ycsb-a",
+            Workload::YcsbB => "ycsb-b",
+            Workload::YcsbC => "ycsb-c",
+            Workload::YcsbD => "ycsb-d",
+            Workload::YcsbE => "ycsb-e",
+            Workload::YcsbF => "ycsb-f",
         }
+    }
+    /// True for YCSB's core workloads.
+    pub fn is_ycsb(self) -> bool {
+        crate::ycsb::Mix::of(self).is_some()
     }
     /// True if the database is loaded (in another process) before the run.
     pub fn needs_prefill(self) -> bool {

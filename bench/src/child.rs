@@ -20,6 +20,7 @@ pub fn run(args: &Args, engine: EngineKind, workload: Workload, dir: &Path) -> B
         ops: args.measured_ops(workload),
         threads: args.threads.max(1),
         value_size: args.value_size,
+        distribution: args.distribution,
     };
     let mut report = match engine {
         EngineKind::Naivekv => {

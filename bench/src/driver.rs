@@ -16,6 +16,7 @@ use crate::args::Workload;
 use crate::keys::{KEY_BYTES, Permutation, Rng, Values, present_key};
 use crate::measure::{Progress, Report, new_histogram, record, summarize};
 use crate::workload::{BenchResult, Op, PAGE_ENTRIES, Spec, worker_rng};
+use crate::ycsb::{Chooser, Inserts, Mix};
 
 /// An engine with a blocking API. Writes include the durability step the
 /// sync mode asks for; dropping the engine closes it.
@@ -24,6 +25,8 @@ pub trait BlockingEngine: Send + Sync {
     /// True if the key was found.
     fn get(&self, key: &[u8]) -> BenchResult<bool>;
     fn delete(&self, key: &[u8]) -> BenchResult<()>;
+    /// Reads up to `limit` entries from `start` on; returns how many.
+    fn scan(&self, start: &[u8], limit: usize) -> BenchResult<usize>;
     /// Writes a batch atomically (used only to load the database).
     fn put_batch(&self, entries: &[([u8; KEY_BYTES], &[u8])]) -> BenchResult<()>;
     /// Scans every key in order, calling `on_page` every `PAGE_ENTRIES`
@@ -51,6 +54,17 @@ impl<E: BlockingEngine + ?Sized> ThreadedEngine for E {
                 Op::Put(key, v) => self.put(&key, ops.value(v)).map(|()| false)?,
                 Op::Get(key) => self.get(&key)?,
                 Op::Delete(key) => self.delete(&key).map(|()| false)?,
+                Op::Insert(key, v, n) => {
+                    self.put(&key, ops.value(v))?;
+                    ops.inserts().acknowledge(n);
+                    false
+                }
+                Op::Scan(key, limit) => self.scan(&key, limit)? > 0,
+                Op::ReadModifyWrite(key, v) => {
+                    let found = self.get(&key)?;
+                    self.put(&key, ops.value(v))?;
+                    found
+                }
             };
             ops.completed(start.elapsed(), found);
         }
@@ -195,6 +209,8 @@ struct Shared {
     found: AtomicU64,
     /// Operations completed (the progress line reads it).
     done: Arc<AtomicU64>,
+    /// The inserts of a YCSB run.
+    inserts: Arc<Inserts>,
 }
 
 impl Shared {
@@ -205,6 +221,7 @@ impl Shared {
             next: AtomicU64::new(0),
             found: AtomicU64::new(0),
             done,
+            inserts: Arc::new(Inserts::default()),
         })
     }
 }
@@ -215,13 +232,21 @@ pub struct Ops {
     shared: Arc<Shared>,
     permutation: Permutation,
     rng: Rng,
+    /// Draws the operations of a YCSB workload (`None`: `Spec::op` does).
+    ycsb: Option<Chooser>,
     histogram: Histogram<u64>,
 }
 
 impl Ops {
     fn new(shared: Arc<Shared>, worker: usize) -> Ops {
+        let spec = shared.spec;
+        let ycsb = Mix::of(spec.workload).map(|mix| {
+            let inserts = shared.inserts.clone();
+            Chooser::new(mix, spec.distribution, spec.num, spec.ops, inserts)
+        });
         Ops {
-            permutation: shared.spec.permutation(),
+            permutation: spec.permutation(),
+            ycsb,
             shared,
             rng: worker_rng(worker),
             histogram: new_histogram(),
@@ -231,7 +256,18 @@ impl Ops {
     /// The next operation to perform, `None` once all have been taken.
     pub fn next_op(&mut self) -> Option<Op> {
         let i = self.shared.next.fetch_add(1, Ordering::Relaxed);
-        (i < self.shared.spec.ops).then(|| self.shared.spec.op(&self.permutation, i, &mut self.rng))
+        if i >= self.shared.spec.ops {
+            return None;
+        }
+        Some(match &mut self.ycsb {
+            Some(chooser) => chooser.op(i),
+            None => self.shared.spec.op(&self.permutation, i, &mut self.rng),
+        })
+    }
+
+    /// The inserts of a YCSB run (to acknowledge one once done).
+    pub fn inserts(&self) -> &Arc<Inserts> {
+        &self.shared.inserts
     }
 
     /// Value number `v` of a put.

@@ -48,7 +48,7 @@ pub fn run_all(args: &Args) -> BenchResult<Vec<Report>> {
     Ok(reports)
 }
 
-fn run_child(
+pub fn run_child(
     args: &Args,
     engine: EngineKind,
     workload: Workload,
@@ -72,6 +72,9 @@ fn run_child(
         ])
         .arg("--dir")
         .arg(PathBuf::from(dir));
+    if let Some(distribution) = args.distribution {
+        command.args(["--distribution", distribution.name()]);
+    }
     if let Some(ops) = args.ops {
         command.args(["--ops", &ops.to_string()]);
     }

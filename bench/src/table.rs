@@ -97,7 +97,7 @@ fn amplification(disk: f64, logical: u64) -> String {
 
 fn notes(r: &Report) -> String {
     let mut notes = Vec::new();
-    if r.workload.starts_with("read") {
+    if r.workload.starts_with("read") || r.workload.starts_with("ycsb") {
         notes.push(format!("found {}", r.found));
     }
     if r.background_writes > 0 {

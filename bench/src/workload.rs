@@ -3,6 +3,7 @@
 
 use crate::args::Workload;
 use crate::keys::{KEY_BYTES, Permutation, Rng, missing_key, present_key};
+use crate::ycsb::{Distribution, Mix};
 
 /// Errors from any engine, boxed: the benchmark only reports them.
 pub type BenchError = Box<dyn std::error::Error + Send + Sync>;
@@ -18,6 +19,13 @@ pub enum Op {
     Put([u8; KEY_BYTES], u64),
     Get([u8; KEY_BYTES]),
     Delete([u8; KEY_BYTES]),
+    /// Put a new record with value number `.1`: YCSB insert number `.2`,
+    /// acknowledged to the run's `ycsb::Inserts` once done.
+    Insert([u8; KEY_BYTES], u64, u64),
+    /// Read up to `.1` entries from the key on (YCSB E).
+    Scan([u8; KEY_BYTES], usize),
+    /// Get the key, then put it with value number `.1` (YCSB F); timed as one.
+    ReadModifyWrite([u8; KEY_BYTES], u64),
 }
 
 /// The parameters of one measured run.
@@ -31,6 +39,8 @@ pub struct Spec {
     /// Worker threads issuing requests.
     pub threads: usize,
     pub value_size: usize,
+    /// YCSB request distribution overriding the workload's own.
+    pub distribution: Option<Distribution>,
 }
 
 impl Spec {
@@ -46,6 +56,14 @@ impl Spec {
             }
             Workload::Readmissing => Op::Get(missing_key(rng.below(num))),
             Workload::Deleterandom => Op::Delete(present_key(permutation.at(i))),
+            // Drawn by `ycsb::Chooser` (see `driver::Ops`), which keeps the
+            // state a YCSB run needs; a uniform read stands in here.
+            Workload::YcsbA
+            | Workload::YcsbB
+            | Workload::YcsbC
+            | Workload::YcsbD
+            | Workload::YcsbE
+            | Workload::YcsbF => Op::Get(present_key(rng.below(num))),
         }
     }
 
@@ -54,9 +72,13 @@ impl Spec {
         Permutation::new(self.num.max(1), 0xB5AD_4ECE_DA1C_E2A9)
     }
 
-    /// Bytes of keys and values the workload asks to write.
+    /// Bytes of keys and values the workload asks to write (YCSB: the
+    /// expected share of writing operations).
     pub fn logical_bytes_written(&self) -> u64 {
         let entry = (KEY_BYTES + self.value_size) as u64;
+        if let Some(mix) = Mix::of(self.workload) {
+            return (self.ops as f64 * mix.write_fraction()) as u64 * entry;
+        }
         match self.workload {
             Workload::Fillseq | Workload::Fillrandom | Workload::Overwrite => self.ops * entry,
             Workload::Deleterandom => self.ops * KEY_BYTES as u64,
@@ -67,9 +89,11 @@ impl Spec {
     /// Bytes of keys and values live once the workload is done.
     pub fn logical_bytes_live(&self) -> u64 {
         let entry = (KEY_BYTES + self.value_size) as u64;
+        let inserted =
+            Mix::of(self.workload).map_or(0, |mix| (self.ops as f64 * mix.insert) as u64);
         match self.workload {
             Workload::Deleterandom => 0,
-            _ => self.num * entry,
+            _ => (self.num + inserted) * entry,
         }
     }
 }

@@ -52,6 +52,15 @@ impl BlockingEngine for Fjall {
         self.persist()
     }
 
+    fn scan(&self, start: &[u8], limit: usize) -> BenchResult<usize> {
+        let mut seen = 0;
+        for guard in self.keyspace.range(start..).take(limit) {
+            let (_key, _value) = guard.into_inner()?;
+            seen += 1;
+        }
+        Ok(seen)
+    }
+
     fn put_batch(&self, entries: &[([u8; KEY_BYTES], &[u8])]) -> BenchResult<()> {
         let mut batch = self.db.batch();
         for (key, value) in entries {

@@ -52,6 +52,15 @@ impl BlockingEngine for Sled {
         self.persist()
     }
 
+    fn scan(&self, start: &[u8], limit: usize) -> BenchResult<usize> {
+        let mut seen = 0;
+        for entry in self.db.range(start..).take(limit) {
+            let (_key, _value) = entry?;
+            seen += 1;
+        }
+        Ok(seen)
+    }
+
     fn put_batch(&self, entries: &[([u8; KEY_BYTES], &[u8])]) -> BenchResult<()> {
         let mut batch = sled::Batch::default();
         for (key, value) in entries {
