@@ -20,6 +20,7 @@ mod check;
 mod checkpoint;
 mod compaction;
 mod compactor;
+mod expiry;
 mod inventory;
 mod memtable;
 mod merge;
@@ -42,14 +43,16 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
+use crate::format::Entry;
 use crate::format::sstable::BlockCache;
 use crate::format::wal::MAX_RECORD_BYTES;
 use crate::fs::DirectoryLock;
 use crate::{Error, Options, Result, SyncPolicy};
-pub use batch::WriteBatch;
+pub use batch::{Mutation, WriteBatch};
 pub use check::{CheckReport, Finding, check_database};
 pub use checkpoint::Checkpointed;
 use compactor::{CloseCompactor, CompactAll, Compactor};
+pub use expiry::{ReadVersion, Ttl};
 use memtable::{
     Close, Completion, Flush, Gauges, MemtableActor, MemtableStart, ReadView, Submissions, Write,
 };
@@ -219,44 +222,61 @@ impl Db {
         &self,
         key: impl Into<Bytes>,
     ) -> impl Future<Output = Result<Option<Bytes>>> + 'static {
-        let key = key.into();
+        let read = self.read_newest(key.into());
+        let clock = self.inner.options.clock.clone();
+        async move {
+            let (entry, _view) = read.await?;
+            Ok(entry.and_then(|entry| entry.live_value(clock.now_ms())))
+        }
+    }
+
+    /// The newest version of `key` (a tombstone and an expired put
+    /// included), with the view it was read from.
+    fn read_newest(
+        &self,
+        key: Bytes,
+    ) -> impl Future<Output = Result<(Option<Entry>, Arc<ReadView>)>> + 'static {
         let checked = self.check_key(&key).and_then(|()| self.check_open());
         let view = self.inner.view.load_full();
         let inner = self.inner.clone();
         async move {
             checked?;
-            Counters::add(&inner.counters.gets, 1);
-            let in_memory =
-                std::iter::once(&view.active).chain(view.frozen.iter().map(|f| &f.table));
-            for table in in_memory {
-                if let Some(entry) = table.get(&key) {
-                    return Ok(entry.value);
-                }
-            }
-            // Bloom filters are in memory: a key no segment may hold is
-            // answered here, without a trip to the read pool.
-            let (candidates, filtered_out) = view.segments.candidates(&key);
-            Counters::add(&inner.counters.bloom_filter_hits, filtered_out);
-            if candidates.is_empty() {
-                return Ok(None);
-            }
-            // A block in the block cache or the page cache (RWF_NOWAIT) is
-            // read here; only one that would wait for the disk goes to the
-            // read pool, so no caller's thread ever blocks on a disk read.
-            let lookup = match version::lookup_if_cached(&candidates, &key, &inner.cache)? {
-                Some(lookup) => lookup,
-                None => inner
-                    .readers
-                    .send(SegmentGet { candidates, key })
-                    .await
-                    .map_err(|_| Error::Closed)??,
-            };
-            Counters::add(
-                &inner.counters.bloom_filter_false_positives,
-                lookup.false_positives,
-            );
-            Ok(lookup.entry.and_then(|entry| entry.value))
+            let entry = Self::newest_in(&inner, &view, key).await?;
+            Ok((entry, view))
         }
+    }
+
+    async fn newest_in(inner: &DbInner, view: &ReadView, key: Bytes) -> Result<Option<Entry>> {
+        Counters::add(&inner.counters.gets, 1);
+        let in_memory = std::iter::once(&view.active).chain(view.frozen.iter().map(|f| &f.table));
+        for table in in_memory {
+            if let Some(entry) = table.get(&key) {
+                return Ok(Some(entry));
+            }
+        }
+        // Bloom filters are in memory: a key no segment may hold is
+        // answered here, without a trip to the read pool.
+        let (candidates, filtered_out) = view.segments.candidates(&key);
+        Counters::add(&inner.counters.bloom_filter_hits, filtered_out);
+        if candidates.is_empty() {
+            return Ok(None);
+        }
+        // A block in the block cache or the page cache (RWF_NOWAIT) is
+        // read here; only one that would wait for the disk goes to the
+        // read pool, so no caller's thread ever blocks on a disk read.
+        let lookup = match version::lookup_if_cached(&candidates, &key, &inner.cache)? {
+            Some(lookup) => lookup,
+            None => inner
+                .readers
+                .send(SegmentGet { candidates, key })
+                .await
+                .map_err(|_| Error::Closed)??,
+        };
+        Counters::add(
+            &inner.counters.bloom_filter_false_positives,
+            lookup.false_positives,
+        );
+        Ok(lookup.entry)
     }
 
     /// Sets `key` to `value`. Answered once durable under the sync policy.
@@ -270,23 +290,24 @@ impl Db {
         key: impl Into<Bytes>,
         value: impl Into<Bytes>,
     ) -> impl Future<Output = Result<()>> + 'static {
-        self.submit(vec![(key.into(), Some(value.into()))])
+        self.submit(vec![Mutation::new(key.into(), Some(value.into()))], None)
     }
 
     /// Removes `key`; removing an absent key succeeds.
     pub fn delete(&self, key: impl Into<Bytes>) -> impl Future<Output = Result<()>> + 'static {
-        self.submit(vec![(key.into(), None)])
+        self.submit(vec![Mutation::new(key.into(), None)], None)
     }
 
     /// Applies a batch atomically: after a crash either all of it is there
     /// or none. An empty batch succeeds at once.
     pub fn write(&self, batch: WriteBatch) -> impl Future<Output = Result<()>> + 'static {
-        self.submit(batch.mutations)
+        self.submit(batch.mutations, None)
     }
 
     fn submit(
         &self,
-        mutations: Vec<(Bytes, Option<Bytes>)>,
+        mutations: Vec<Mutation>,
+        guard: Option<memtable::Guard>,
     ) -> impl Future<Output = Result<()>> + 'static {
         let checked = self.check_mutations(&mutations);
         let (reply, rx) = oneshot::channel();
@@ -298,6 +319,7 @@ impl Db {
                 mutations,
                 reply,
                 remote,
+                guard,
             });
         }
         // A durable write waits for an fdatasync: not worth spinning for.
@@ -335,10 +357,10 @@ impl Db {
         Ok(())
     }
 
-    fn check_mutations(&self, mutations: &[(Bytes, Option<Bytes>)]) -> Result<()> {
+    fn check_mutations(&self, mutations: &[Mutation]) -> Result<()> {
         let limit = self.inner.options.max_value_bytes;
         let mut total = 0usize;
-        for (key, value) in mutations {
+        for Mutation { key, value, .. } in mutations {
             self.check_key(key)?;
             let len = value.as_ref().map_or(0, Bytes::len);
             if len > limit {
@@ -360,11 +382,16 @@ impl Db {
         let view = self.inner.view.load_full();
         let readers = self.inner.readers.clone();
         let open = self.check_open();
+        let now_ms = self.inner.options.clock.now_ms();
         Counters::add(&self.inner.counters.scans, 1);
         async move {
             open?;
             readers
-                .send(RangeScan { view, request })
+                .send(RangeScan {
+                    view,
+                    request,
+                    now_ms,
+                })
                 .await
                 .map_err(|_| Error::Closed)?
         }

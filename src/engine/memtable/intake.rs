@@ -56,6 +56,7 @@ impl MemtableActor {
             self.pending.push(PendingWrite {
                 mutations: write.mutations,
                 reply: write.reply,
+                guard: write.guard,
             });
         }
         if remote {

@@ -9,8 +9,7 @@ use tokio::sync::oneshot;
 use crate::engine::version::SegmentSet;
 use crate::{Error, Result};
 
-/// One mutation: a value, or `None` for a delete.
-pub type Mutation = (Bytes, Option<Bytes>);
+pub use crate::engine::batch::Mutation;
 
 /// Applies mutations atomically. Answered once durable. Not an actix
 /// message: it goes through the actor's submission queue
@@ -21,6 +20,26 @@ pub struct Write {
     /// Sent from another thread than the actor's: the actor keeps polling
     /// for the next one for a while.
     pub remote: bool,
+    /// A condition the write depends on; `None` for a plain write.
+    pub guard: Option<Guard>,
+}
+
+/// An optimistic condition on a write (a read-modify-write's write): the
+/// newest version of each key read is still the one the caller read. The actor
+/// checks it where writes are ordered, just before the write's group goes
+/// to the WAL; if it no longer holds, the write is dropped, `applied`
+/// stays false and the reply is still `Ok`, and the caller reads again.
+pub struct Guard {
+    /// Each key read and the sequence number of the version read (`None`
+    /// if there was none).
+    pub seen: Vec<(Bytes, Option<u64>)>,
+    /// The segment set of the view the caller read from. A flush or a
+    /// compaction since then may have moved a newer version out of the
+    /// memtables, so a different set counts as a conflict (a retry, never
+    /// a wrong answer).
+    pub segments: Arc<SegmentSet>,
+    /// Set by the actor when the write went to the WAL.
+    pub applied: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Freezes the memtable and answers once everything written before is in

@@ -43,7 +43,8 @@ use arc_swap::ArcSwap;
 use tokio::sync::oneshot;
 
 pub use messages::{
-    Close, Flush, FlushDone, FlushFailed, Gauges, MemtableGauges, Mutation, SegmentsChanged, Write,
+    Close, Flush, FlushDone, FlushFailed, Gauges, Guard, MemtableGauges, Mutation, SegmentsChanged,
+    Write,
 };
 pub use submissions::{Completion, Submissions};
 pub use table::{FrozenMemtable, MemTable};
@@ -76,6 +77,7 @@ pub struct ReadView {
 struct PendingWrite {
     mutations: Vec<Mutation>,
     reply: oneshot::Sender<Result<()>>,
+    guard: Option<Guard>,
 }
 
 /// What the actor starts from, as recovery left it.
@@ -342,7 +344,12 @@ impl MemtableActor {
         let Some(mut wal) = self.wal.take() else {
             return;
         };
-        let group = std::mem::take(&mut self.pending);
+        let pending = std::mem::take(&mut self.pending);
+        let group = self.drop_conflicts(pending);
+        if group.is_empty() {
+            self.wal = Some(wal);
+            return;
+        }
         let mut framed = Vec::new();
         let mut seqs = Vec::with_capacity(group.len());
         let mut record = std::mem::take(&mut self.record_scratch);
@@ -388,6 +395,47 @@ impl MemtableActor {
         ctx.spawn(fut);
     }
 
+    /// Answers and removes each guarded write whose guard no longer holds
+    /// (see [`Guard`]); marks the others applied. Writes earlier in the
+    /// group are not in the memtable yet, so a guarded key written by one
+    /// of them is a conflict too.
+    fn drop_conflicts(&self, group: Vec<PendingWrite>) -> Vec<PendingWrite> {
+        if group.iter().all(|write| write.guard.is_none()) {
+            return group;
+        }
+        let mut kept = Vec::with_capacity(group.len());
+        let mut written: std::collections::HashSet<bytes::Bytes> = Default::default();
+        for write in group {
+            if let Some(guard) = &write.guard {
+                let touched = guard.seen.iter().any(|(key, _)| written.contains(key));
+                if touched || !self.guard_holds(guard) {
+                    let _ = write.reply.send(Ok(()));
+                    continue;
+                }
+                guard
+                    .applied
+                    .store(true, std::sync::atomic::Ordering::Release);
+            }
+            written.extend(write.mutations.iter().map(|m| m.key.clone()));
+            kept.push(write);
+        }
+        kept
+    }
+
+    /// True if the newest version of each of the guard's keys is still the
+    /// one seen.
+    fn guard_holds(&self, guard: &Guard) -> bool {
+        let same_segments = Arc::ptr_eq(&self.segments, &guard.segments);
+        guard.seen.iter().all(|(key, seen_seq)| {
+            let mut in_memory =
+                std::iter::once(&self.active).chain(self.frozen.iter().map(|f| &f.table));
+            match in_memory.find_map(|table| table.get(key)) {
+                Some(entry) => *seen_seq == Some(entry.seq),
+                None => same_segments,
+            }
+        })
+    }
+
     fn finish_group(
         &mut self,
         result: Result<()>,
@@ -420,8 +468,10 @@ impl MemtableActor {
         let mut replies = Vec::with_capacity(group.len());
         for (write, first_seq) in group.into_iter().zip(seqs) {
             Counters::add(&self.counters.writes, write.mutations.len() as u64);
-            for (offset, (key, value)) in write.mutations.into_iter().enumerate() {
-                self.active.apply(key, first_seq + offset as u64, value);
+            for (offset, m) in write.mutations.into_iter().enumerate() {
+                let seq = first_seq + offset as u64;
+                self.active
+                    .apply_expiring(m.key, seq, m.value, m.expire_at_ms);
             }
             replies.push(write.reply);
         }
