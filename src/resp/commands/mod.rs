@@ -7,9 +7,12 @@
 //! - [`strings`]: GET, SET, MGET, MSET, SETNX, INCR family, APPEND, STRLEN,
 //!   and the read-modify-write operations the [`Counter`] applies.
 //! - [`keys`]: DEL, EXISTS, DBSIZE, SCAN, KEYS.
+//! - [`expire`]: EXPIRE family, PERSIST, GETEX, SETEX, PSETEX, TTL family,
+//!   and SET's expiry options.
 //! - [`server`]: PING, ECHO, SELECT, QUIT, HELLO, CLIENT, COMMAND, CONFIG,
 //!   INFO.
 
+pub mod expire;
 pub mod keys;
 pub mod rmw;
 pub mod server;
@@ -89,6 +92,8 @@ pub enum Op {
     RandomKey,
     Scan(keys::Scan),
     Keys(Bytes),
+    /// TTL, PTTL, EXPIRETIME, PEXPIRETIME.
+    Ttl(Bytes, expire::TtlReply),
     Info(Vec<String>),
     /// A reply known when the request was queued (PING inside MULTI).
     Ready(Reply),
@@ -135,7 +140,7 @@ impl Op {
             Op::GetRange(..) => 13,
             Op::GetBit(..) => 14,
             Op::Exec(_) => 15,
-            Op::Ready(_) | Op::Type(_) | Op::RandomKey => 16,
+            Op::Ready(_) | Op::Type(_) | Op::RandomKey | Op::Ttl(..) => 16,
         }
     }
 
@@ -156,6 +161,7 @@ impl Op {
             | Op::Info(_)
             | Op::Type(_)
             | Op::RandomKey
+            | Op::Ttl(..)
             | Op::Ready(_) => Access::Read,
             Op::Exec(_) => Access::ReadWrite,
         }
@@ -176,7 +182,7 @@ pub fn parse(args: Vec<Bytes>, connection: &mut Connection) -> Parsed {
         return Parsed::Reply(wrong_arity(spec.name));
     }
     let rest = &args[1..];
-    match strings::parse(spec.name, rest) {
+    match strings::parse(spec.name, rest).or_else(|| expire::parse(spec.name, rest)) {
         Some(parsed) => parsed,
         None => keys::parse(spec.name, rest)
             .unwrap_or_else(|| server::parse(spec.name, rest, connection)),
@@ -190,6 +196,7 @@ pub fn execute(op: Op, engine: &Engine) -> LocalBoxFuture<'static, Reply> {
         Op::Info(sections) => server::info(engine, sections),
         Op::Ready(reply) => futures_util::future::ready(reply).boxed_local(),
         Op::Exec(ops) => transaction::exec(ops, engine.clone()),
+        Op::Ttl(key, kind) => expire::execute_ttl(&engine.db, key, kind),
         Op::Del(_)
         | Op::Exists(_)
         | Op::DbSize
