@@ -406,7 +406,7 @@ impl Db {
     }
 
     /// Flushes, then merges every segment into one sorted run, dropping
-    /// overwritten versions and tombstones.
+    /// overwritten versions, tombstones and expired entries.
     pub fn compact(&self) -> impl Future<Output = Result<()>> + 'static {
         let flushed = self.flush();
         let compactor = self.inner.compactor.clone();

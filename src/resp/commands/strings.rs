@@ -7,8 +7,9 @@
 //! value to the new one and the reply, and the [`Counter`] actor runs each
 //! one as get, apply, put, one at a time for the whole server, so no update
 //! is lost between them. A plain SET, MSET or DEL does not go through the
-//! counter: racing one against an INCR of the same key from another
-//! connection is last-writer-wins, as in Redis without MULTI.
+//! counter, but the counter's write is conditional (`Db::write_if_unchanged`):
+//! an INCR whose key a plain SET changed after the INCR read it reads again,
+//! so the two act as if one ran before the other.
 //!
 //! [`Counter`]: crate::resp::counter::Counter
 
