@@ -34,6 +34,6 @@ pub mod proto;
 pub mod resp;
 pub mod server;
 
-pub use engine::{Db, ReadVersion, ScanPage, ScanRequest, Stats, Versioned, WriteBatch};
+pub use engine::{Db, ReadVersion, ScanPage, ScanRequest, Stats, Ttl, Versioned, WriteBatch};
 pub use error::{Error, Result};
-pub use options::{Options, SyncPolicy};
+pub use options::{Clock, ManualClock, Options, SyncPolicy, SystemClock};

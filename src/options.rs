@@ -84,6 +84,60 @@ pub struct Options {
     pub writers_spin: bool,
     /// The file system; default the operating system's ([`StdFs`]).
     pub fs: Arc<dyn FileSystem>,
+    /// What "now" is when deciding whether an entry has expired; default
+    /// the system clock ([`SystemClock`]). Tests inject a [`ManualClock`].
+    pub clock: Arc<dyn Clock>,
+}
+
+/// The time expiries are compared with.
+pub trait Clock: Send + Sync + std::fmt::Debug {
+    /// Milliseconds since the Unix epoch.
+    fn now_ms(&self) -> u64;
+}
+
+/// The operating system's wall clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> u64 {
+        let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+        // A clock set before 1970 reads as the epoch: nothing has expired.
+        since_epoch.map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+}
+
+/// A clock that moves only when told to: deterministic expiry in tests.
+#[derive(Debug, Default)]
+pub struct ManualClock {
+    now_ms: std::sync::atomic::AtomicU64,
+}
+
+impl ManualClock {
+    /// A clock reading `now_ms`.
+    pub fn new(now_ms: u64) -> Self {
+        ManualClock {
+            now_ms: now_ms.into(),
+        }
+    }
+
+    /// Sets the time.
+    pub fn set(&self, now_ms: u64) {
+        self.now_ms
+            .store(now_ms, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Moves the time forward by `ms`.
+    pub fn advance(&self, ms: u64) {
+        self.now_ms
+            .fetch_add(ms, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_ms(&self) -> u64 {
+        self.now_ms.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 impl Options {
@@ -108,6 +162,7 @@ impl Options {
             read_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             writers_spin: true,
             fs: Arc::new(StdFs),
+            clock: Arc::new(SystemClock),
         }
     }
 

@@ -164,3 +164,42 @@ fn single_quotes_empty_values_and_comments() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn expiry_commands() {
+    let server = TestServer::start();
+    let port = server.addr.port();
+    let script = "set k v ex 60\nttl missing\nset p v\nttl p\nexpire missing 5\nexpire p 100\n\
+                  persist p\npersist p\nttl p\nset gone v px 1\n";
+    let out = run_client(port, &[], script);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<String> = stdout(&out).lines().map(String::from).collect();
+    assert_eq!(lines[0], "OK");
+    assert_eq!(
+        lines[1..].to_vec(),
+        [
+            "(nil)",
+            "OK",
+            "(no expiry)",
+            "0",
+            "1",
+            "1",
+            "0",
+            "(no expiry)",
+            "OK"
+        ]
+    );
+    let out = run_client(port, &["ttl", "k"], "");
+    let ms: u64 = stdout(&out).trim().trim_end_matches(" ms").parse().unwrap();
+    assert!((50_000..=60_000).contains(&ms), "{ms}");
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let out = run_client(port, &["get", "gone"], "");
+    assert_eq!(stdout(&out), "(nil)\n");
+    let out = run_client(port, &["set", "k", "v", "ex"], "");
+    assert_eq!(out.status.code(), Some(1));
+}

@@ -3,6 +3,9 @@
 //! segments make flushes and background compactions happen all the time, so
 //! reads are checked while the segment set changes under them.
 //!
+//! Expiring puts, `expire`, `persist` and a manual clock that moves forward
+//! are part of the mix: the model holds only live keys.
+//!
 //! `NAIVEKV_LONG_TESTS=1` runs more and longer cases.
 
 mod common;
@@ -12,7 +15,11 @@ use std::ops::Bound;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
-use naive_kv::{Db, Error, Options, ScanRequest, Stats, SyncPolicy, WriteBatch};
+use std::sync::Arc;
+
+use naive_kv::{
+    Clock, Db, Error, ManualClock, Options, ScanRequest, Stats, SyncPolicy, WriteBatch,
+};
 use proptest::prelude::*;
 
 type Model = BTreeMap<Bytes, Bytes>;
@@ -49,6 +56,13 @@ enum Op {
     Reopen,
     /// Drop every handle without `close`, then open again.
     DropReopen,
+    /// A put that expires `.2` ms from now.
+    PutExpiring(u16, ValueSpec, u64),
+    /// `Db::expire` to `.1` ms from now (0: now, which deletes).
+    Expire(u16, u64),
+    Persist(u16),
+    /// Moves the clock forward.
+    Advance(u64),
 }
 
 #[derive(Debug, Clone)]
@@ -110,6 +124,10 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         1 => Just(Op::Compact),
         1 => Just(Op::Reopen),
         1 => Just(Op::DropReopen),
+        8 => (0..KEYS, value_strategy(), 1u64..50).prop_map(|(k, v, ttl)| Op::PutExpiring(k, v, ttl)),
+        4 => (0..KEYS, 0u64..50).prop_map(|(k, ttl)| Op::Expire(k, ttl)),
+        2 => (0..KEYS).prop_map(Op::Persist),
+        4 => (1u64..40).prop_map(Op::Advance),
     ]
 }
 
@@ -258,12 +276,28 @@ async fn record_stats(db: &Db) {
     COMPACTIONS.fetch_add(stats.get("compactions"), Ordering::Relaxed);
 }
 
+/// The time the model's clock starts at.
+const START_MS: u64 = 1_700_000_000_000;
+
 async fn run_case(ops: Vec<Op>, sync: bool) {
     let dir = tempfile::tempdir().unwrap();
-    let options = options(dir.path(), sync);
+    let clock = Arc::new(ManualClock::new(START_MS));
+    let mut options = options(dir.path(), sync);
+    options.clock = clock.clone();
     let mut db = open(options.clone()).await;
     let mut model = Model::new();
+    // The expiry of each live key that has one; `model` holds only live keys.
+    let mut expiries: BTreeMap<Bytes, u64> = BTreeMap::new();
     for (step, op) in ops.iter().enumerate() {
+        let now = clock.now_ms();
+        if let Op::Put(k, _) | Op::Delete(k) = op {
+            expiries.remove(&key(*k));
+        }
+        if let Op::Batch(mutations) | Op::Pipelined(mutations) = op {
+            for (k, _) in mutations {
+                expiries.remove(&key(*k));
+            }
+        }
         match op {
             Op::Put(k, v) => {
                 db.put(key(*k), v.bytes()).await.unwrap();
@@ -272,6 +306,43 @@ async fn run_case(ops: Vec<Op>, sync: bool) {
             Op::Delete(k) => {
                 db.delete(key(*k)).await.unwrap();
                 model.remove(&key(*k));
+            }
+            Op::PutExpiring(k, v, ttl) => {
+                db.put_with_expiry(key(*k), v.bytes(), now + ttl)
+                    .await
+                    .unwrap();
+                model.insert(key(*k), v.bytes());
+                expiries.insert(key(*k), now + ttl);
+            }
+            Op::Expire(k, ttl) => {
+                let done = db.expire(key(*k), now + ttl).await.unwrap();
+                assert_eq!(
+                    done,
+                    model.contains_key(&key(*k)),
+                    "step {step}: expire {k}"
+                );
+                if done && *ttl == 0 {
+                    model.remove(&key(*k));
+                    expiries.remove(&key(*k));
+                } else if done {
+                    expiries.insert(key(*k), now + ttl);
+                }
+            }
+            Op::Persist(k) => {
+                let done = db.persist(key(*k)).await.unwrap();
+                let had = expiries.remove(&key(*k)).is_some();
+                assert_eq!(done, had, "step {step}: persist {k}");
+            }
+            Op::Advance(ms) => {
+                clock.advance(*ms);
+                let now = clock.now_ms();
+                expiries.retain(|k, at| {
+                    let live = *at > now;
+                    if !live {
+                        model.remove(k);
+                    }
+                    live
+                });
             }
             Op::Batch(mutations) => {
                 let mut batch = WriteBatch::new();

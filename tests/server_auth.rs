@@ -91,6 +91,7 @@ fn a_large_frame_before_auth_is_refused() {
         Command::Put(proto::Put {
             key: "k".into(),
             value: vec![0u8; 100 << 10].into(),
+            ..Default::default()
         }),
     );
     let _ = stream.write_all(&put);

@@ -117,6 +117,7 @@ fn half_closed_client_still_gets_its_replies() {
         Command::Put(proto::Put {
             key: "h".into(),
             value: "v".into(),
+            ..Default::default()
         }),
     );
     stream.write_all(&put).unwrap();

@@ -40,6 +40,7 @@ fn random_command(rng: &mut Rng, i: u64) -> Command {
         0..=5 => Command::Put(proto::Put {
             key: key(rng),
             value: value(),
+            ..Default::default()
         }),
         6..=10 => Command::Get(proto::Get { key: key(rng) }),
         11..=12 => Command::Delete(proto::Delete { key: key(rng) }),
@@ -51,7 +52,11 @@ fn random_command(rng: &mut Rng, i: u64) -> Command {
                         Op::Delete(proto::Delete { key })
                     } else {
                         let value = Bytes::from(format!("v{i}.{m}"));
-                        Op::Put(proto::Put { key, value })
+                        Op::Put(proto::Put {
+                            key,
+                            value,
+                            ..Default::default()
+                        })
                     };
                     proto::Mutation { op: Some(op) }
                 })

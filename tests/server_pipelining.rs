@@ -20,6 +20,7 @@ fn command(i: u64) -> Command {
         0 | 1 => Command::Put(proto::Put {
             key,
             value: Bytes::from(format!("v{i}")),
+            ..Default::default()
         }),
         2 => Command::Get(proto::Get { key }),
         3 if i.is_multiple_of(3) => Command::Delete(proto::Delete { key }),

@@ -32,6 +32,7 @@ fn restart_keeps_data_and_shutdown_answers_in_flight_requests() {
         let put = proto::Put {
             key: format!("p{id}").into(),
             value: "v".into(),
+            ..Default::default()
         };
         bytes.extend(request(id, Command::Put(put)));
     }

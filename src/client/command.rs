@@ -13,8 +13,19 @@ use bytes::Bytes;
 pub enum ShellCommand {
     /// `get KEY`
     Get { key: Bytes },
-    /// `set KEY VALUE` (alias `put`)
-    Set { key: Bytes, value: Bytes },
+    /// `set KEY VALUE [ex SECONDS | px MILLISECONDS]` (alias `put`); a
+    /// `ttl_ms` of 0 never expires.
+    Set {
+        key: Bytes,
+        value: Bytes,
+        ttl_ms: u64,
+    },
+    /// `ttl KEY`
+    Ttl { key: Bytes },
+    /// `expire KEY SECONDS`
+    Expire { key: Bytes, ttl_ms: u64 },
+    /// `persist KEY`
+    Persist { key: Bytes },
     /// `del KEY` (aliases `delete`, `remove`)
     Del { key: Bytes },
     /// `scan [START [END [LIMIT]]]`, or `rscan` for descending order. An
@@ -41,7 +52,10 @@ pub enum ShellCommand {
 pub const HELP: &str = "\
 commands:
   get KEY                      print the value of KEY, or (nil)
-  set KEY VALUE                set KEY (alias: put)
+  set KEY VALUE [ex S|px MS]   set KEY, expiring in S seconds or MS ms (alias: put)
+  ttl KEY                      print how long KEY has to live
+  expire KEY SECONDS           make KEY expire in SECONDS (1: done, 0: no such key)
+  persist KEY                  remove KEY's expiry (1: removed, 0: none to remove)
   del KEY                      remove KEY (aliases: delete, remove)
   scan [START [END [LIMIT]]]   print KEY<TAB>VALUE for keys in [START, END)
   rscan [START [END [LIMIT]]]  the same, in descending order
@@ -98,9 +112,15 @@ pub fn parse_words(words: Vec<Vec<u8>>) -> Result<ShellCommand, ParseError> {
     let name = String::from_utf8_lossy(&name).to_lowercase();
     match name.as_str() {
         "get" => one_key(args, "get KEY").map(|key| ShellCommand::Get { key }),
-        "set" | "put" => match <[Bytes; 2]>::try_from(args) {
-            Ok([key, value]) => Ok(ShellCommand::Set { key, value }),
-            Err(_) => Err(ParseError::Usage("set KEY VALUE")),
+        "set" | "put" => set(args),
+        "ttl" => one_key(args, "ttl KEY").map(|key| ShellCommand::Ttl { key }),
+        "persist" => one_key(args, "persist KEY").map(|key| ShellCommand::Persist { key }),
+        "expire" => match <[Bytes; 2]>::try_from(args) {
+            Ok([key, seconds]) => match duration_ms(&seconds, 1000) {
+                Some(ttl_ms) => Ok(ShellCommand::Expire { key, ttl_ms }),
+                None => Err(ParseError::Usage("expire KEY SECONDS (a positive integer)")),
+            },
+            Err(_) => Err(ParseError::Usage("expire KEY SECONDS")),
         },
         "del" | "delete" | "remove" => {
             one_key(args, "del KEY").map(|key| ShellCommand::Del { key })
@@ -118,6 +138,35 @@ pub fn parse_words(words: Vec<Vec<u8>>) -> Result<ShellCommand, ParseError> {
         "quit" | "exit" => Ok(ShellCommand::Quit),
         _ => Err(ParseError::UnknownCommand(name)),
     }
+}
+
+const SET_USAGE: &str = "set KEY VALUE [ex SECONDS | px MILLISECONDS]";
+
+fn set(args: Vec<Bytes>) -> Result<ShellCommand, ParseError> {
+    let usage = ParseError::Usage(SET_USAGE);
+    let mut args = args.into_iter();
+    let (Some(key), Some(value)) = (args.next(), args.next()) else {
+        return Err(usage);
+    };
+    let ttl_ms = match (args.next(), args.next(), args.next()) {
+        (None, _, _) => 0,
+        (Some(unit), Some(amount), None) => {
+            let scale = match unit.to_ascii_lowercase().as_slice() {
+                b"ex" => 1000,
+                b"px" => 1,
+                _ => return Err(usage),
+            };
+            duration_ms(&amount, scale).ok_or(usage)?
+        }
+        _ => return Err(usage),
+    };
+    Ok(ShellCommand::Set { key, value, ttl_ms })
+}
+
+/// A positive whole number of units of `scale` ms, in ms.
+fn duration_ms(text: &[u8], scale: u64) -> Option<u64> {
+    let amount: u64 = std::str::from_utf8(text).ok()?.parse().ok()?;
+    amount.checked_mul(scale).filter(|ms| *ms > 0)
 }
 
 fn one_key(args: Vec<Bytes>, usage: &'static str) -> Result<Bytes, ParseError> {
@@ -311,10 +360,41 @@ mod tests {
             p("SET k v"),
             ShellCommand::Set {
                 key: b("k"),
-                value: b("v")
+                value: b("v"),
+                ttl_ms: 0,
             }
         );
         assert_eq!(p("put k v"), p("set k v"));
+        let expiring = |ttl_ms| ShellCommand::Set {
+            key: b("k"),
+            value: b("v"),
+            ttl_ms,
+        };
+        assert_eq!(p("set k v ex 60"), expiring(60_000));
+        assert_eq!(p("set k v PX 1500"), expiring(1500));
+        for bad in [
+            "set k v ex",
+            "set k v ex 0",
+            "set k v ex -1",
+            "set k v zz 5",
+            "set k v ex 5 x",
+        ] {
+            assert!(
+                matches!(parse_line(bad), Err(ParseError::Usage(_))),
+                "{bad}"
+            );
+        }
+        assert_eq!(p("ttl k"), ShellCommand::Ttl { key: b("k") });
+        assert_eq!(p("persist k"), ShellCommand::Persist { key: b("k") });
+        let expire = ShellCommand::Expire {
+            key: b("k"),
+            ttl_ms: 60_000,
+        };
+        assert_eq!(p("expire k 60"), expire);
+        assert!(matches!(
+            parse_line("expire k soon"),
+            Err(ParseError::Usage(_))
+        ));
         for del in ["del k", "delete k", "remove k"] {
             assert_eq!(p(del), ShellCommand::Del { key: b("k") });
         }

@@ -23,9 +23,9 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::{Encoder, FramedRead};
 
-use crate::WriteBatch;
 use crate::proto::{self, ErrorCode, Request, Response, request::Command, response::Reply};
 use crate::server::codec::{Frame, ProtoCodec};
+use crate::{Ttl, WriteBatch};
 
 /// Longest reply frame the client accepts (a value may be 32 MiB; a scan
 /// page about 4 MiB).
@@ -196,8 +196,101 @@ impl Client {
         key: impl Into<Bytes>,
         value: impl Into<Bytes>,
     ) -> impl Future<Output = Result<(), ClientError>> + 'static {
+        self.put_with_ttl(key, value, 0)
+    }
+
+    /// Sets `key` to `value`, expiring `ttl_ms` milliseconds after the
+    /// server receives it (0: never).
+    pub fn put_with_ttl(
+        &self,
+        key: impl Into<Bytes>,
+        value: impl Into<Bytes>,
+        ttl_ms: u64,
+    ) -> impl Future<Output = Result<(), ClientError>> + 'static {
         let (key, value) = (key.into(), value.into());
-        done(self.reply(Command::Put(proto::Put { key, value })))
+        let put = proto::Put {
+            key,
+            value,
+            ttl_ms,
+            ..Default::default()
+        };
+        done(self.reply(Command::Put(put)))
+    }
+
+    /// Sets `key` to `value`, expiring at `expire_at_ms` (Unix
+    /// milliseconds; 0: never).
+    pub fn put_with_expiry(
+        &self,
+        key: impl Into<Bytes>,
+        value: impl Into<Bytes>,
+        expire_at_ms: u64,
+    ) -> impl Future<Output = Result<(), ClientError>> + 'static {
+        let (key, value) = (key.into(), value.into());
+        let put = proto::Put {
+            key,
+            value,
+            expire_at_ms,
+            ..Default::default()
+        };
+        done(self.reply(Command::Put(put)))
+    }
+
+    /// Makes `key` expire `ttl_ms` milliseconds from the server's now (a
+    /// positive number). False if there is no such key.
+    pub fn expire_in(
+        &self,
+        key: impl Into<Bytes>,
+        ttl_ms: u64,
+    ) -> impl Future<Output = Result<bool, ClientError>> + 'static {
+        let expire = proto::Expire {
+            key: key.into(),
+            ttl_ms,
+            ..Default::default()
+        };
+        flag(self.reply(Command::Expire(expire)))
+    }
+
+    /// Makes `key` expire at `expire_at_ms` (Unix milliseconds, not 0; a
+    /// time past deletes it). False if there is no such key.
+    pub fn expire_at(
+        &self,
+        key: impl Into<Bytes>,
+        expire_at_ms: u64,
+    ) -> impl Future<Output = Result<bool, ClientError>> + 'static {
+        let expire = proto::Expire {
+            key: key.into(),
+            expire_at_ms,
+            ..Default::default()
+        };
+        flag(self.reply(Command::Expire(expire)))
+    }
+
+    /// Removes `key`'s expiry. True if it had one.
+    pub fn persist(
+        &self,
+        key: impl Into<Bytes>,
+    ) -> impl Future<Output = Result<bool, ClientError>> + 'static {
+        let persist = proto::Persist { key: key.into() };
+        flag(self.reply(Command::Persist(persist)))
+    }
+
+    /// How long `key` has to live.
+    pub fn ttl(
+        &self,
+        key: impl Into<Bytes>,
+    ) -> impl Future<Output = Result<Ttl, ClientError>> + 'static {
+        let reply = self.reply(Command::Ttl(proto::GetTtl { key: key.into() }));
+        async move {
+            match reply.await? {
+                Reply::Ttl(t) if !t.found => Ok(Ttl::Absent),
+                Reply::Ttl(t) if t.expire_at_ms == 0 => Ok(Ttl::Never),
+                Reply::Ttl(t) => Ok(Ttl::At {
+                    at_ms: t.expire_at_ms,
+                    remaining_ms: t.remaining_ms,
+                }),
+                other => Err(unexpected(&other)),
+            }
+        }
     }
 
     /// Removes `key` (absent keys included).
@@ -214,15 +307,17 @@ impl Client {
         batch: &WriteBatch,
     ) -> impl Future<Output = Result<(), ClientError>> + 'static {
         let mutations = batch
-            .mutations
+            .mutations()
             .iter()
-            .map(|(key, value)| proto::Mutation {
-                op: Some(match value {
+            .map(|m| proto::Mutation {
+                op: Some(match &m.value {
                     Some(value) => proto::mutation::Op::Put(proto::Put {
-                        key: key.clone(),
+                        key: m.key.clone(),
                         value: value.clone(),
+                        expire_at_ms: m.expire_at_ms,
+                        ttl_ms: 0,
                     }),
-                    None => proto::mutation::Op::Delete(proto::Delete { key: key.clone() }),
+                    None => proto::mutation::Op::Delete(proto::Delete { key: m.key.clone() }),
                 }),
             })
             .collect();
@@ -305,6 +400,15 @@ async fn done(
 ) -> Result<(), ClientError> {
     match reply.await? {
         Reply::Done(_) => Ok(()),
+        other => Err(unexpected(&other)),
+    }
+}
+
+async fn flag(
+    reply: impl Future<Output = Result<Reply, ClientError>> + 'static,
+) -> Result<bool, ClientError> {
+    match reply.await? {
+        Reply::Flag(flag) => Ok(flag.value),
         other => Err(unexpected(&other)),
     }
 }

@@ -19,6 +19,7 @@ use bytes::Bytes;
 
 use super::command::{HELP, ShellCommand, escape, parse_line, parse_words};
 use super::{Client, ClientError};
+use crate::Ttl;
 use crate::proto;
 
 /// Whether the shell goes on after a command.
@@ -53,9 +54,22 @@ pub async fn execute(
             Some(value) => writeln!(out, "{}", show(&value))?,
             None => writeln!(out, "(nil)")?,
         },
-        ShellCommand::Set { key, value } => {
-            client.put(key, value).await?;
+        ShellCommand::Set { key, value, ttl_ms } => {
+            client.put_with_ttl(key, value, ttl_ms).await?;
             writeln!(out, "OK")?;
+        }
+        ShellCommand::Ttl { key } => match client.ttl(key).await? {
+            Ttl::Absent => writeln!(out, "(nil)")?,
+            Ttl::Never => writeln!(out, "(no expiry)")?,
+            Ttl::At { remaining_ms, .. } => writeln!(out, "{remaining_ms} ms")?,
+        },
+        ShellCommand::Expire { key, ttl_ms } => {
+            let set = client.expire_in(key, ttl_ms).await?;
+            writeln!(out, "{}", u8::from(set))?;
+        }
+        ShellCommand::Persist { key } => {
+            let removed = client.persist(key).await?;
+            writeln!(out, "{}", u8::from(removed))?;
         }
         ShellCommand::Del { key } => {
             client.delete(key).await?;

@@ -2,6 +2,28 @@
 
 use bytes::Bytes;
 
+/// One write of a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mutation {
+    pub key: Bytes,
+    /// The value, or `None` for a delete.
+    pub value: Option<Bytes>,
+    /// When a put expires, in Unix milliseconds; 0: never (always 0 on a
+    /// delete).
+    pub expire_at_ms: u64,
+}
+
+impl Mutation {
+    /// A put that never expires, or a delete (`value` `None`).
+    pub fn new(key: Bytes, value: Option<Bytes>) -> Self {
+        Mutation {
+            key,
+            value,
+            expire_at_ms: 0,
+        }
+    }
+}
+
 /// An atomic group of writes: all are applied, or none.
 ///
 /// A batch may also be conditional ([`WriteBatch::require_unchanged`]): it
@@ -14,7 +36,7 @@ use bytes::Bytes;
 /// so conditional batches join group commit like any other write.
 #[derive(Debug, Clone, Default)]
 pub struct WriteBatch {
-    pub(crate) mutations: Vec<(Bytes, Option<Bytes>)>,
+    pub(crate) mutations: Vec<Mutation>,
     pub(crate) requirements: Vec<Requirement>,
 }
 
@@ -32,8 +54,10 @@ pub struct ReadVersion {
 /// A value as one read saw it, with the version a conditional write names.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Versioned {
-    /// The value, `None` if the key is absent.
+    /// The value, `None` if the key is absent or expired.
     pub value: Option<Bytes>,
+    /// When the value expires (Unix milliseconds); 0: never, or no value.
+    pub expire_at_ms: u64,
     /// Pass to [`WriteBatch::require_unchanged`].
     pub version: ReadVersion,
 }
@@ -52,12 +76,29 @@ impl WriteBatch {
     }
     /// Adds a put.
     pub fn put(&mut self, key: impl Into<Bytes>, value: impl Into<Bytes>) -> &mut Self {
-        self.mutations.push((key.into(), Some(value.into())));
+        self.mutations
+            .push(Mutation::new(key.into(), Some(value.into())));
+        self
+    }
+    /// Adds a put that expires at `expire_at_ms` (Unix milliseconds; 0:
+    /// never). At and after that time the key reads as absent; a time
+    /// already past makes the put hide the key at once, like a delete.
+    pub fn put_with_expiry(
+        &mut self,
+        key: impl Into<Bytes>,
+        value: impl Into<Bytes>,
+        expire_at_ms: u64,
+    ) -> &mut Self {
+        self.mutations.push(Mutation {
+            key: key.into(),
+            value: Some(value.into()),
+            expire_at_ms,
+        });
         self
     }
     /// Adds a delete.
     pub fn delete(&mut self, key: impl Into<Bytes>) -> &mut Self {
-        self.mutations.push((key.into(), None));
+        self.mutations.push(Mutation::new(key.into(), None));
         self
     }
     /// Makes the batch conditional: it is applied only if `key` has not been
@@ -69,6 +110,10 @@ impl WriteBatch {
             version,
         });
         self
+    }
+    /// The mutations, in the order they were added.
+    pub fn mutations(&self) -> &[Mutation] {
+        &self.mutations
     }
     /// Number of mutations.
     pub fn len(&self) -> usize {
@@ -85,24 +130,30 @@ impl WriteBatch {
 /// `protos/storage.proto`), written from borrowed keys and values. Building
 /// the message first would clone every key and value handle, which for a
 /// `Bytes` made from a `Vec` means an allocation each.
-pub(crate) fn encode_wal_batch(
-    first_seq: u64,
-    mutations: &[(Bytes, Option<Bytes>)],
-    out: &mut Vec<u8>,
-) {
+pub(crate) fn encode_wal_batch(first_seq: u64, mutations: &[Mutation], out: &mut Vec<u8>) {
     use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint, key_len};
     if first_seq != 0 {
         encode_key(1, WireType::Varint, out);
         encode_varint(first_seq, out);
     }
-    for (key, value) in mutations {
+    for mutation in mutations {
+        let (key, value) = (&mutation.key, &mutation.value);
+        let expire_at_ms = if value.is_some() {
+            mutation.expire_at_ms
+        } else {
+            0
+        };
         let bytes_field = |len: usize| match len {
             0 => 0,
             _ => key_len(1) + encoded_len_varint(len as u64) + len,
         };
         let value_bytes = value.as_deref().unwrap_or_default();
         let delete_len = if value.is_none() { key_len(3) + 1 } else { 0 };
-        let len = bytes_field(key.len()) + bytes_field(value_bytes.len()) + delete_len;
+        let expiry_len = match expire_at_ms {
+            0 => 0,
+            at => key_len(4) + encoded_len_varint(at),
+        };
+        let len = bytes_field(key.len()) + bytes_field(value_bytes.len()) + delete_len + expiry_len;
         encode_key(2, WireType::LengthDelimited, out);
         encode_varint(len as u64, out);
         for (field, bytes) in [(1, key.as_ref()), (2, value_bytes)] {
@@ -116,6 +167,10 @@ pub(crate) fn encode_wal_batch(
             encode_key(3, WireType::Varint, out);
             out.push(1);
         }
+        if expire_at_ms != 0 {
+            encode_key(4, WireType::Varint, out);
+            encode_varint(expire_at_ms, out);
+        }
     }
 }
 
@@ -126,13 +181,14 @@ mod tests {
     use super::*;
     use crate::proto::storage::{WalBatch, WalMutation};
 
-    fn prost_encoding(first_seq: u64, mutations: &[(Bytes, Option<Bytes>)]) -> Vec<u8> {
+    fn prost_encoding(first_seq: u64, mutations: &[Mutation]) -> Vec<u8> {
         let mutations = mutations
             .iter()
-            .map(|(key, value)| WalMutation {
-                key: key.clone(),
-                delete: value.is_none(),
-                value: value.clone().unwrap_or_default(),
+            .map(|m| WalMutation {
+                key: m.key.clone(),
+                delete: m.value.is_none(),
+                value: m.value.clone().unwrap_or_default(),
+                expire_at_ms: if m.value.is_some() { m.expire_at_ms } else { 0 },
             })
             .collect();
         WalBatch {
@@ -143,23 +199,50 @@ mod tests {
     }
 
     /// A first sequence number and its mutations (`None`: a delete).
-    type Case = (u64, Vec<(Bytes, Option<Bytes>)>);
+    type Case = (u64, Vec<Mutation>);
+
+    fn m(key: impl Into<Bytes>, value: Option<Bytes>) -> Mutation {
+        Mutation::new(key.into(), value)
+    }
+
+    fn expiring(key: &str, value: &str, expire_at_ms: u64) -> Mutation {
+        Mutation {
+            expire_at_ms,
+            ..m(
+                Bytes::copy_from_slice(key.as_bytes()),
+                Some(Bytes::copy_from_slice(value.as_bytes())),
+            )
+        }
+    }
 
     #[test]
     fn wal_batch_bytes_are_prosts() {
         let big = Bytes::from(vec![b'v'; 300]);
         let cases: Vec<Case> = vec![
             (1, vec![]),
-            (0, vec![(Bytes::from("k"), Some(Bytes::from("v")))]),
-            (7, vec![(Bytes::from("k"), None)]),
-            (u64::MAX, vec![(Bytes::from("k"), Some(Bytes::new()))]),
+            (0, vec![m("k", Some(Bytes::from("v")))]),
+            (7, vec![m("k", None)]),
+            (u64::MAX, vec![m("k", Some(Bytes::new()))]),
             (
                 300,
                 vec![
-                    (Bytes::from(vec![b'k'; 200]), Some(big.clone())),
-                    (Bytes::from("gone"), None),
-                    (Bytes::new(), Some(big)),
-                    (Bytes::from("x"), Some(Bytes::from("y"))),
+                    m(vec![b'k'; 200], Some(big.clone())),
+                    m("gone", None),
+                    m(Bytes::new(), Some(big)),
+                    m("x", Some(Bytes::from("y"))),
+                ],
+            ),
+            (
+                9,
+                vec![
+                    expiring("a", "b", 1_700_000_000_000),
+                    expiring("c", "", u64::MAX),
+                    expiring("d", "e", 1),
+                    // A delete never carries an expiry.
+                    Mutation {
+                        expire_at_ms: 5,
+                        ..m("f", None)
+                    },
                 ],
             ),
         ];
@@ -169,6 +252,14 @@ mod tests {
             assert_eq!(ours[1..], prost_encoding(first_seq, &mutations)[..]);
             let decoded = WalBatch::decode(&ours[1..]).unwrap();
             assert_eq!(decoded.mutations.len(), mutations.len());
+            for (decoded, sent) in decoded.mutations.iter().zip(&mutations) {
+                let expected = if sent.value.is_some() {
+                    sent.expire_at_ms
+                } else {
+                    0
+                };
+                assert_eq!(decoded.expire_at_ms, expected);
+            }
         }
     }
 }

@@ -10,7 +10,7 @@ use actix::prelude::*;
 use tokio::sync::oneshot;
 
 use super::compaction::{self, CompactionTask};
-use super::merge::MergeIter;
+use super::merge::{ExpiredAsTombstones, MergeIter};
 use super::segment::{FileNumbers, Segment, SegmentBuilder};
 use super::segments::{InstallCompaction, SegmentManager};
 use super::stats::Counters;
@@ -260,8 +260,9 @@ impl MergeJob {
             self.options.target_segment_bytes,
             self.task.output_level,
         );
+        let now_ms = self.options.clock.now_ms();
         builder.write_all(&mut CompactionStream {
-            merged: self.merged_inputs(),
+            merged: ExpiredAsTombstones(self.merged_inputs(), now_ms),
             drop_tombstones: self.task.drop_tombstones,
             cancel: &self.cancel,
         })
@@ -307,10 +308,11 @@ impl MergeJob {
     }
 }
 
-/// What a compaction writes: the merged inputs, without tombstones when
-/// nothing deeper can hold the key; stops with `Closed` when cancelled.
+/// What a compaction writes: the merged inputs with expired entries made
+/// tombstones, without tombstones when nothing deeper can hold the key;
+/// stops with `Closed` when cancelled.
 struct CompactionStream<'a> {
-    merged: MergeIter,
+    merged: ExpiredAsTombstones<MergeIter>,
     drop_tombstones: bool,
     cancel: &'a AtomicBool,
 }

@@ -71,17 +71,39 @@ impl EntryIter for MergeIter {
     }
 }
 
-/// Skips tombstones: what a reader sees.
-pub struct LiveIter<I>(pub I);
+/// Skips tombstones and entries expired at `.1` (Unix milliseconds; 0
+/// treats nothing as expired): what a reader sees.
+pub struct LiveIter<I>(pub I, pub u64);
 
 impl<I: EntryIter> EntryIter for LiveIter<I> {
     fn next_entry(&mut self) -> Result<Option<Entry>> {
         while let Some(entry) = self.0.next_entry()? {
-            if entry.value.is_some() {
+            if entry.value.is_some() && !entry.is_expired_at(self.1) {
                 return Ok(Some(entry));
             }
         }
         Ok(None)
+    }
+}
+
+/// Turns each entry expired at `.1` (Unix milliseconds) into a tombstone
+/// with the same key and sequence number: what a flush or a compaction
+/// writes, so that the value's bytes go but the key still hides older
+/// versions below it (a compaction with nothing deeper then drops the
+/// tombstone too).
+pub struct ExpiredAsTombstones<I>(pub I, pub u64);
+
+impl<I: EntryIter> EntryIter for ExpiredAsTombstones<I> {
+    fn next_entry(&mut self) -> Result<Option<Entry>> {
+        let entry = self.0.next_entry()?;
+        Ok(entry.map(|entry| match entry.is_expired_at(self.1) {
+            true => Entry {
+                value: None,
+                expire_at_ms: 0,
+                ..entry
+            },
+            false => entry,
+        }))
     }
 }
 
@@ -183,6 +205,7 @@ mod tests {
 
     fn entry(key: &str, seq: u64, value: Option<&str>) -> Entry {
         Entry {
+            expire_at_ms: 0,
             key: Bytes::copy_from_slice(key.as_bytes()),
             seq,
             value: value.map(|v| Bytes::copy_from_slice(v.as_bytes())),
@@ -226,7 +249,7 @@ mod tests {
                 entry("c", 6, None)
             ]
         );
-        let live = drain(LiveIter(MergeIter::new(sources(true), true)));
+        let live = drain(LiveIter(MergeIter::new(sources(true), true), 0));
         assert_eq!(
             live,
             vec![entry("b", 2, Some("b")), entry("a", 5, Some("new"))]

@@ -20,6 +20,7 @@ mod check;
 mod checkpoint;
 mod compaction;
 mod compactor;
+mod expiry;
 mod inventory;
 mod memtable;
 mod merge;
@@ -47,10 +48,11 @@ use crate::format::wal::MAX_RECORD_BYTES;
 use crate::fs::DirectoryLock;
 use crate::{Error, Options, Result, SyncPolicy};
 use batch::Requirement;
-pub use batch::{ReadVersion, Versioned, WriteBatch};
+pub use batch::{Mutation, ReadVersion, Versioned, WriteBatch};
 pub use check::{CheckReport, Finding, check_database};
 pub use checkpoint::Checkpointed;
 use compactor::{CloseCompactor, CompactAll, Compactor};
+pub use expiry::Ttl;
 use memtable::{
     Close, Completion, Flush, Gauges, MemtableActor, MemtableStart, ReadView, Submissions, Write,
 };
@@ -275,17 +277,19 @@ impl Db {
         let checked = self.check_key(&key).and_then(|()| self.check_open());
         let view = self.inner.view.load_full();
         let inner = self.inner.clone();
+        let clock = self.inner.options.clock.clone();
         async move {
             checked?;
             Counters::add(&inner.counters.gets, 1);
             let read_at = view.applied_seq;
             let entry = newest_version(&inner, &view, key).await?;
+            let seq = entry.as_ref().map_or(0, |e| e.seq);
+            let expire_at_ms = entry.as_ref().map_or(0, |e| e.expire_at_ms);
+            let value = entry.and_then(|e| e.live_value(clock.now_ms()));
             Ok(Versioned {
-                version: ReadVersion {
-                    seq: entry.as_ref().map_or(0, |e| e.seq),
-                    read_at,
-                },
-                value: entry.and_then(|e| e.value),
+                version: ReadVersion { seq, read_at },
+                expire_at_ms: if value.is_some() { expire_at_ms } else { 0 },
+                value,
             })
         }
     }
@@ -308,12 +312,12 @@ impl Db {
         key: impl Into<Bytes>,
         value: impl Into<Bytes>,
     ) -> impl Future<Output = Result<()>> + 'static {
-        self.submit(vec![(key.into(), Some(value.into()))])
+        self.submit(vec![Mutation::new(key.into(), Some(value.into()))])
     }
 
     /// Removes `key`; removing an absent key succeeds.
     pub fn delete(&self, key: impl Into<Bytes>) -> impl Future<Output = Result<()>> + 'static {
-        self.submit(vec![(key.into(), None)])
+        self.submit(vec![Mutation::new(key.into(), None)])
     }
 
     /// Applies a batch atomically: after a crash either all of it is there
@@ -322,16 +326,13 @@ impl Db {
         self.submit_conditional(batch.mutations, batch.requirements)
     }
 
-    fn submit(
-        &self,
-        mutations: Vec<(Bytes, Option<Bytes>)>,
-    ) -> impl Future<Output = Result<()>> + 'static {
+    fn submit(&self, mutations: Vec<Mutation>) -> impl Future<Output = Result<()>> + 'static {
         self.submit_conditional(mutations, Vec::new())
     }
 
     fn submit_conditional(
         &self,
-        mutations: Vec<(Bytes, Option<Bytes>)>,
+        mutations: Vec<Mutation>,
         requirements: Vec<Requirement>,
     ) -> impl Future<Output = Result<()>> + 'static {
         let checked = self.check_mutations(&mutations);
@@ -382,10 +383,10 @@ impl Db {
         Ok(())
     }
 
-    fn check_mutations(&self, mutations: &[(Bytes, Option<Bytes>)]) -> Result<()> {
+    fn check_mutations(&self, mutations: &[Mutation]) -> Result<()> {
         let limit = self.inner.options.max_value_bytes;
         let mut total = 0usize;
-        for (key, value) in mutations {
+        for Mutation { key, value, .. } in mutations {
             self.check_key(key)?;
             let len = value.as_ref().map_or(0, Bytes::len);
             if len > limit {
@@ -407,11 +408,16 @@ impl Db {
         let view = self.inner.view.load_full();
         let readers = self.inner.readers.clone();
         let open = self.check_open();
+        let now_ms = self.inner.options.clock.now_ms();
         Counters::add(&self.inner.counters.scans, 1);
         async move {
             open?;
             readers
-                .send(RangeScan { view, request })
+                .send(RangeScan {
+                    view,
+                    request,
+                    now_ms,
+                })
                 .await
                 .map_err(|_| Error::Closed)?
         }
@@ -426,7 +432,7 @@ impl Db {
     }
 
     /// Flushes, then merges every segment into one sorted run, dropping
-    /// overwritten versions and tombstones.
+    /// overwritten versions, tombstones and expired entries.
     pub fn compact(&self) -> impl Future<Output = Result<()>> + 'static {
         let flushed = self.flush();
         let compactor = self.inner.compactor.clone();

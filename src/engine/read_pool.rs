@@ -31,6 +31,8 @@ pub struct SegmentGet {
 pub struct RangeScan {
     pub view: Arc<ReadView>,
     pub request: ScanRequest,
+    /// The time entries' expiries are compared with.
+    pub now_ms: u64,
 }
 
 /// One reader thread.
@@ -54,13 +56,13 @@ impl Handler<SegmentGet> for ReadWorker {
 impl Handler<RangeScan> for ReadWorker {
     type Result = Result<ScanPage>;
     fn handle(&mut self, msg: RangeScan, _: &mut SyncContext<Self>) -> Self::Result {
-        scan_page(&msg.view, &msg.request)
+        scan_page(&msg.view, &msg.request, msg.now_ms)
     }
 }
 
 /// Merges the active memtable, the frozen memtables and the segments of one
 /// view, newest first, and collects one page.
-pub fn scan_page(view: &ReadView, request: &ScanRequest) -> Result<ScanPage> {
+pub fn scan_page(view: &ReadView, request: &ScanRequest, now_ms: u64) -> Result<ScanPage> {
     let range: KeyRange = (request.start.clone(), request.end.clone());
     let reverse = request.reverse;
     let active = MemTableIter::new(view.active.clone(), range.clone(), reverse);
@@ -70,7 +72,7 @@ pub fn scan_page(view: &ReadView, request: &ScanRequest) -> Result<ScanPage> {
         sources.push(Box::new(iter));
     }
     sources.extend(view.segments.iters(&range, reverse));
-    let mut live = LiveIter(MergeIter::new(sources, reverse));
+    let mut live = LiveIter(MergeIter::new(sources, reverse), now_ms);
     let limit = if request.limit == 0 {
         usize::MAX
     } else {

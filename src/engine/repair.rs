@@ -173,7 +173,7 @@ fn salvage_wals(
             for (offset, mutation) in batch.mutations.into_iter().enumerate() {
                 let seq = batch.first_seq.saturating_add(offset as u64);
                 let value = (!mutation.delete).then_some(mutation.value);
-                memtable.apply(mutation.key, seq, value);
+                memtable.apply_expiring(mutation.key, seq, value, mutation.expire_at_ms);
             }
         }
         if broken {
@@ -206,7 +206,8 @@ fn write_merged(
         .map(|reader| Box::new(reader.iter(all.clone(), false)) as Box<dyn EntryIter>)
         .collect();
     sources.push(Box::new(MemTableIter::new(memtable, all, false)));
-    let mut merged = LiveIter(MergeIter::new(sources, false));
+    // Expiries are kept as written (0: nothing counts as expired here).
+    let mut merged = LiveIter(MergeIter::new(sources, false), 0);
     let builder = SegmentBuilder::new(
         options.fs.as_ref(),
         &options.directory,

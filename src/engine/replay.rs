@@ -216,7 +216,7 @@ fn apply(memtable: &mut MemTable, batch: WalBatch, flushed_seq: u64) {
         let seq = batch.first_seq + offset as u64;
         if seq > flushed_seq {
             let value = (!mutation.delete).then_some(mutation.value);
-            memtable.apply(mutation.key, seq, value);
+            memtable.apply_expiring(mutation.key, seq, value, mutation.expire_at_ms);
         }
     }
 }

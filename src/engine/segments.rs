@@ -22,7 +22,7 @@ use super::compaction::CompactionTask;
 use super::compactor::{Compactor, SetChanged};
 use super::inventory::DirectoryFiles;
 use super::memtable::{FlushDone, FlushFailed, FrozenMemtable, MemtableActor, SegmentsChanged};
-use super::merge::MemTableIter;
+use super::merge::{ExpiredAsTombstones, MemTableIter};
 use super::segment::{FileNumbers, Segment, SegmentBuilder};
 use super::stats::Counters;
 use super::version::SegmentSet;
@@ -400,7 +400,12 @@ pub fn write_segments(
     let fs = options.fs.as_ref();
     let builder = SegmentBuilder::new(fs, &options.directory, numbers, table_options, u64::MAX, 0);
     let all = (Bound::Unbounded, Bound::Unbounded);
-    builder.write_all(&mut MemTableIter::new(frozen.table.clone(), all, false))
+    // Expired entries go out as tombstones: their values take no space.
+    let now_ms = options.clock.now_ms();
+    builder.write_all(&mut ExpiredAsTombstones(
+        MemTableIter::new(frozen.table.clone(), all, false),
+        now_ms,
+    ))
 }
 
 impl Actor for SegmentManager {

@@ -19,6 +19,25 @@ pub struct Entry {
     pub seq: u64,
     /// The value, or `None` for a delete (a tombstone).
     pub value: Option<Bytes>,
+    /// When the value expires, in Unix milliseconds; 0: never. At or past
+    /// it the entry reads as absent. Always 0 on a tombstone.
+    pub expire_at_ms: u64,
+}
+
+impl Entry {
+    /// True if the entry carries an expiry that `now_ms` has reached.
+    pub fn is_expired_at(&self, now_ms: u64) -> bool {
+        self.expire_at_ms != 0 && now_ms >= self.expire_at_ms
+    }
+
+    /// The value a reader sees at `now_ms`: `None` for a tombstone or an
+    /// expired put.
+    pub fn live_value(self, now_ms: u64) -> Option<Bytes> {
+        match self.is_expired_at(now_ms) {
+            true => None,
+            false => self.value,
+        }
+    }
 }
 
 /// A sorted stream of entries, ascending or descending by key, at most one

@@ -2,8 +2,11 @@
 //! (see [`super::commands::rmw`]) and every EXEC, each as one isolated,
 //! atomic unit.
 //!
-//! A unit reads its keys with [`Db::get_versioned`], computes its writes
-//! with the pure [`KeyOp::apply`] and writes them as one batch that
+//! A unit reads its keys with [`Db::get_versioned`] (values with their
+//! expiries), computes its writes with the pure [`KeyOp::apply`] (the
+//! expiry a put carries from [`Rmw::expiry_of_write`]: a plain SET clears
+//! it, INCR and APPEND keep it, RENAME carries it; the EXPIRE family from
+//! [`ExpireOp::apply`]) and writes them as one batch that
 //! requires every key it read to be unchanged
 //! ([`WriteBatch::require_unchanged`]). If another connection wrote one of
 //! them in between (a plain SET does not come through here), the engine
@@ -33,8 +36,11 @@ use futures_util::future::join_all;
 use tokio::sync::oneshot;
 
 use super::commands::engine_error;
+use super::commands::expire::ExpireOp;
 use super::commands::keyop::KeyOp;
+use super::commands::rmw::{Rmw, Writes};
 use super::reply::Reply;
+use crate::engine::Mutation;
 use crate::{Db, Error, ReadVersion, Result, WriteBatch};
 
 /// The most units one round takes.
@@ -61,7 +67,7 @@ struct Queued {
 #[derive(Debug, Clone)]
 pub enum Unit {
     /// One read-modify-write command.
-    Rmw(super::commands::rmw::Rmw),
+    Rmw(Rmw),
     /// EXEC: the queued commands in order, answered as an array, or a null
     /// array when a watched key changed.
     Exec {
@@ -178,12 +184,15 @@ async fn attempt(db: &Db, units: &[Unit]) -> Result<Vec<Reply>> {
     Ok(answers)
 }
 
+/// A key's value and its expiry (Unix milliseconds, 0: never).
+type Current = Option<(Bytes, u64)>;
+
 /// What one attempt of a round sees and has written: each key's value as
 /// the units before left it, the version of every key read from the
 /// engine, and the keys written in the order first written.
 #[derive(Default)]
 struct RoundView {
-    values: HashMap<Bytes, Option<Bytes>>,
+    values: HashMap<Bytes, Current>,
     read: Vec<(Bytes, ReadVersion)>,
     written: Vec<Bytes>,
     written_set: HashSet<Bytes>,
@@ -191,7 +200,7 @@ struct RoundView {
 
 impl RoundView {
     /// The values of `keys`, reading from the engine those not seen yet.
-    async fn values_of(&mut self, db: &Db, keys: &[Bytes]) -> Result<Vec<Option<Bytes>>> {
+    async fn values_of(&mut self, db: &Db, keys: &[Bytes]) -> Result<Vec<Current>> {
         let mut missing: Vec<Bytes> = keys
             .iter()
             .filter(|k| !self.values.contains_key(*k))
@@ -203,7 +212,9 @@ impl RoundView {
         for (key, read) in missing.into_iter().zip(reads) {
             let read = read?;
             self.read.push((key.clone(), read.version));
-            self.values.insert(key, read.value);
+            let expire_at_ms = read.expire_at_ms;
+            self.values
+                .insert(key, read.value.map(|v| (v, expire_at_ms)));
         }
         Ok(keys
             .iter()
@@ -213,13 +224,17 @@ impl RoundView {
 
     /// Runs one operation against the view.
     async fn run(&mut self, db: &Db, op: KeyOp) -> Result<Reply> {
-        let olds = self.values_of(db, &op.keys()).await?;
-        let (writes, reply) = op.apply(olds);
-        for (key, value) in writes {
-            if self.written_set.insert(key.clone()) {
-                self.written.push(key.clone());
+        let current = self.values_of(db, &op.keys()).await?;
+        let now_ms = db.now_ms();
+        let (writes, reply) = apply(op, current, now_ms);
+        for write in writes {
+            if self.written_set.insert(write.key.clone()) {
+                self.written.push(write.key.clone());
             }
-            self.values.insert(key, value);
+            let expired = write.expire_at_ms != 0 && write.expire_at_ms <= now_ms;
+            let value = write.value.filter(|_| !expired);
+            self.values
+                .insert(write.key, value.map(|v| (v, write.expire_at_ms)));
         }
         Ok(reply)
     }
@@ -261,7 +276,7 @@ impl RoundView {
         }
         for key in self.written {
             match self.values.get(&key).cloned().flatten() {
-                Some(value) => batch.put(key, value),
+                Some((value, expire_at_ms)) => batch.put_with_expiry(key, value, expire_at_ms),
                 None => batch.delete(key),
             };
         }
@@ -285,4 +300,43 @@ impl RoundView {
         }
         Ok(())
     }
+}
+
+/// One operation's writes (with the expiry each put carries) and reply,
+/// from the current values of its keys.
+fn apply(op: KeyOp, current: Vec<Current>, now_ms: u64) -> (Vec<Mutation>, Reply) {
+    let values = |current: Vec<Current>| current.into_iter().map(|c| c.map(|(v, _)| v)).collect();
+    match op {
+        KeyOp::Rmw(Rmw::Expiry(op)) => expire(op, current, now_ms),
+        KeyOp::Rmw(rmw) => {
+            let expiries: Vec<u64> = current
+                .iter()
+                .map(|c| c.as_ref().map_or(0, |c| c.1))
+                .collect();
+            let expire_at_ms = rmw.expiry_of_write(&expiries, now_ms);
+            let (writes, reply) = rmw.apply(values(current));
+            (with_expiry(writes, expire_at_ms), reply)
+        }
+        // Plain writes (SET, MSET, DEL) leave no expiry.
+        op => {
+            let (writes, reply) = op.apply(values(current));
+            (with_expiry(writes, 0), reply)
+        }
+    }
+}
+
+fn expire(op: ExpireOp, current: Vec<Current>, now_ms: u64) -> (Vec<Mutation>, Reply) {
+    op.apply(current.into_iter().next().flatten(), now_ms)
+}
+
+/// `writes` as mutations, each put expiring at `expire_at_ms`.
+fn with_expiry(writes: Writes, expire_at_ms: u64) -> Vec<Mutation> {
+    writes
+        .into_iter()
+        .map(|(key, value)| Mutation {
+            expire_at_ms: if value.is_some() { expire_at_ms } else { 0 },
+            key,
+            value,
+        })
+        .collect()
 }

@@ -9,7 +9,7 @@ use futures_util::future::{FutureExt, LocalBoxFuture, ready};
 
 use super::pipeline::Access;
 use crate::proto::{self, ErrorCode, mutation::Op, request::Command, response::Reply};
-use crate::{Db, Error, ScanPage, ScanRequest, WriteBatch};
+use crate::{Db, Error, ScanPage, ScanRequest, Ttl, WriteBatch};
 
 /// Entries a scan returns when the request's limit is 0.
 pub const DEFAULT_SCAN_LIMIT: usize = 1000;
@@ -20,12 +20,17 @@ pub const SCAN_PAGE_BYTES: usize = 4 << 20;
 /// [`super::pipeline::order`]).
 pub fn access(command: &Command) -> Access {
     match command {
-        Command::Put(_) | Command::Delete(_) | Command::Batch(_) => Access::Write,
+        Command::Put(_)
+        | Command::Delete(_)
+        | Command::Batch(_)
+        | Command::Expire(_)
+        | Command::Persist(_) => Access::Write,
         // Ping and Auth are answered by the session; as reads they would
         // only wait for earlier writes.
         Command::Get(_)
         | Command::Scan(_)
         | Command::Stats(_)
+        | Command::Ttl(_)
         | Command::Ping(_)
         | Command::Auth(_) => Access::Read,
     }
@@ -40,7 +45,36 @@ pub fn execute(db: &Db, command: Command) -> LocalBoxFuture<'static, Reply> {
             let value = db.get(get.key);
             async move { value.await.map_or_else(|e| error_reply(&e), value_reply) }.boxed_local()
         }
-        Command::Put(put) => done(db.put(put.key, put.value)),
+        Command::Put(put) => {
+            let at = expire_at(db, put.expire_at_ms, put.ttl_ms);
+            done(db.put_with_expiry(put.key, put.value, at))
+        }
+        Command::Expire(expire) => {
+            let at = expire_at(db, expire.expire_at_ms, expire.ttl_ms);
+            let db = db.clone();
+            async move {
+                if at == 0 {
+                    return invalid_request("Expire needs expire_at_ms or ttl_ms");
+                }
+                db.expire(expire.key, at)
+                    .await
+                    .map_or_else(|e| error_reply(&e), flag_reply)
+            }
+            .boxed_local()
+        }
+        Command::Persist(persist) => {
+            let db = db.clone();
+            async move {
+                db.persist(persist.key)
+                    .await
+                    .map_or_else(|e| error_reply(&e), flag_reply)
+            }
+            .boxed_local()
+        }
+        Command::Ttl(ttl) => {
+            let ttl = db.ttl(ttl.key);
+            async move { ttl.await.map_or_else(|e| error_reply(&e), ttl_reply) }.boxed_local()
+        }
         Command::Delete(delete) => done(db.delete(delete.key)),
         Command::Batch(batch) => match write_batch(batch) {
             Ok(batch) => done(db.write(batch)),
@@ -86,6 +120,36 @@ fn done(
             .map_or_else(|e| error_reply(&e), |()| Reply::Done(proto::Done {}))
     }
     .boxed_local()
+}
+
+/// A wire expiry as Unix milliseconds: `expire_at_ms` if set, else
+/// `ttl_ms` from the database's now, else 0 (never).
+fn expire_at(db: &Db, expire_at_ms: u64, ttl_ms: u64) -> u64 {
+    match (expire_at_ms, ttl_ms) {
+        (0, 0) => 0,
+        (0, ttl) => db.now_ms().saturating_add(ttl),
+        (at, _) => at,
+    }
+}
+
+fn flag_reply(value: bool) -> Reply {
+    Reply::Flag(proto::Flag { value })
+}
+
+fn ttl_reply(ttl: Ttl) -> Reply {
+    let (found, expire_at_ms, remaining_ms) = match ttl {
+        Ttl::Absent => (false, 0, 0),
+        Ttl::Never => (true, 0, 0),
+        Ttl::At {
+            at_ms,
+            remaining_ms,
+        } => (true, at_ms, remaining_ms),
+    };
+    Reply::Ttl(proto::TtlResult {
+        found,
+        expire_at_ms,
+        remaining_ms,
+    })
 }
 
 fn value_reply(value: Option<Bytes>) -> Reply {
@@ -141,7 +205,12 @@ pub fn write_batch(batch: proto::Batch) -> Result<WriteBatch, String> {
     let mut out = WriteBatch::new();
     for (i, mutation) in batch.mutations.into_iter().enumerate() {
         match mutation.op {
-            Some(Op::Put(put)) => out.put(put.key, put.value),
+            Some(Op::Put(put)) if put.ttl_ms != 0 => {
+                return Err(format!(
+                    "batch mutation {i}: a put in a batch takes expire_at_ms, not ttl_ms"
+                ));
+            }
+            Some(Op::Put(put)) => out.put_with_expiry(put.key, put.value, put.expire_at_ms),
             Some(Op::Delete(delete)) => out.delete(delete.key),
             None => return Err(format!("batch mutation {i} has no operation")),
         };

@@ -139,7 +139,11 @@ impl Protocol for Session {
             Command::Scan(_) => 3,
             Command::Batch(_) => 4,
             Command::Stats(_) => 5,
-            Command::Ping(_) | Command::Auth(_) => 6,
+            Command::Ping(_)
+            | Command::Auth(_)
+            | Command::Expire(_)
+            | Command::Persist(_)
+            | Command::Ttl(_) => 6,
         }
     }
 

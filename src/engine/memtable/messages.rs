@@ -3,15 +3,13 @@
 use std::sync::Arc;
 
 use actix::prelude::*;
-use bytes::Bytes;
 use tokio::sync::oneshot;
 
 use crate::engine::batch::Requirement;
 use crate::engine::version::SegmentSet;
 use crate::{Error, Result};
 
-/// One mutation: a value, or `None` for a delete.
-pub type Mutation = (Bytes, Option<Bytes>);
+pub use crate::engine::batch::Mutation;
 
 /// Applies mutations atomically. Answered once durable. Not an actix
 /// message: it goes through the actor's submission queue

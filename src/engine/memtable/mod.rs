@@ -430,7 +430,7 @@ impl MemtableActor {
                 let _ = write.reply.send(Err(Error::Conflict));
                 continue;
             }
-            conditions.admit(write.mutations.iter().map(|(key, _)| key));
+            conditions.admit(write.mutations.iter().map(|m| &m.key));
             admitted.push(write);
         }
         admitted
@@ -468,8 +468,10 @@ impl MemtableActor {
         let mut replies = Vec::with_capacity(group.len());
         for (write, first_seq) in group.into_iter().zip(seqs) {
             Counters::add(&self.counters.writes, write.mutations.len() as u64);
-            for (offset, (key, value)) in write.mutations.into_iter().enumerate() {
-                self.active.apply(key, first_seq + offset as u64, value);
+            for (offset, m) in write.mutations.into_iter().enumerate() {
+                let seq = first_seq + offset as u64;
+                self.active
+                    .apply_expiring(m.key, seq, m.value, m.expire_at_ms);
             }
             replies.push(write.reply);
         }

@@ -234,7 +234,10 @@ mod tests {
 
     fn write() -> (Write, oneshot::Receiver<Result<()>>) {
         let (reply, rx) = oneshot::channel();
-        let mutations = vec![("k".into(), Some("v".into()))];
+        let mutations = vec![crate::engine::batch::Mutation::new(
+            "k".into(),
+            Some("v".into()),
+        )];
         let write = Write {
             mutations,
             requirements: Vec::new(),

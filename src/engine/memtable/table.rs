@@ -61,11 +61,21 @@ use crate::format::{Entry, KeyRange};
 ///   includes it.
 ///
 /// Larger values add only their own rounding, so this is about right for
-/// any entry; tiny entries are undercounted by a few bytes.
-const ENTRY_OVERHEAD_BYTES: usize = 136;
+/// any entry; tiny entries are undercounted by a few bytes. The expiry
+/// (8 bytes beside the value in the node) came after the measurement and is
+/// added to it.
+const ENTRY_OVERHEAD_BYTES: usize = 144;
 
 /// The versions, ordered by [`InternalKey`].
-type Versions = SkipMap<InternalKey, Option<Bytes>>;
+type Versions = SkipMap<InternalKey, Stored>;
+
+/// What a version holds: the value (`None` for a tombstone) and when it
+/// expires (Unix milliseconds, 0: never). Expired versions stay until the
+/// flush, which writes them as tombstones (see `merge::ExpiredAsTombstones`).
+struct Stored {
+    value: Option<Bytes>,
+    expire_at_ms: u64,
+}
 
 /// One version of a user key. Ordered by key ascending, then by sequence
 /// number descending, so that a key's newest version comes first.
@@ -203,10 +213,28 @@ impl MemTable {
     /// Only the owner of the table may call this, with sequence numbers
     /// higher than any this map's clones see; a write group is applied
     /// whole before the table is cloned for readers.
+    #[cfg(test)]
     pub fn apply(&mut self, key: Bytes, seq: u64, value: Option<Bytes>) {
+        self.apply_expiring(key, seq, value, 0);
+    }
+
+    /// As [`MemTable::apply`], for a put that expires at `expire_at_ms`
+    /// (Unix milliseconds; 0: never; ignored for a tombstone).
+    pub fn apply_expiring(
+        &mut self,
+        key: Bytes,
+        seq: u64,
+        value: Option<Bytes>,
+        expire_at_ms: u64,
+    ) {
         self.approximate_bytes +=
             key.len() + value.as_ref().map_or(0, Bytes::len) + ENTRY_OVERHEAD_BYTES;
-        self.versions.insert(InternalKey { key, seq }, value);
+        let expire_at_ms = if value.is_some() { expire_at_ms } else { 0 };
+        let stored = Stored {
+            value,
+            expire_at_ms,
+        };
+        self.versions.insert(InternalKey { key, seq }, stored);
         self.entries += 1;
         self.visible_seq = self.visible_seq.max(seq);
     }
@@ -259,11 +287,13 @@ impl MemTable {
     }
 }
 
-fn to_entry(version: &Version<'_, InternalKey, Option<Bytes>>) -> Entry {
+fn to_entry(version: &Version<'_, InternalKey, Stored>) -> Entry {
+    let stored = version.value();
     Entry {
         key: version.key().key.clone(),
         seq: version.key().seq,
-        value: version.value().clone(),
+        value: stored.value.clone(),
+        expire_at_ms: stored.expire_at_ms,
     }
 }
 
@@ -310,7 +340,7 @@ fn invalid_range(range: &KeyRange) -> bool {
 }
 
 type VersionRange<'a> =
-    Range<'a, InternalKey, (Bound<InternalKey>, Bound<InternalKey>), InternalKey, Option<Bytes>>;
+    Range<'a, InternalKey, (Bound<InternalKey>, Bound<InternalKey>), InternalKey, Stored>;
 
 /// Walks versions forward: a key's versions come newest first, so the first
 /// visible one is returned and the rest of that key's versions are skipped.
@@ -318,7 +348,7 @@ struct NewestForward<'a> {
     versions: VersionRange<'a>,
     visible_seq: u64,
     /// The version returned last; older versions of its key are skipped.
-    last: Option<Version<'a, InternalKey, Option<Bytes>>>,
+    last: Option<Version<'a, InternalKey, Stored>>,
 }
 
 impl Iterator for NewestForward<'_> {
@@ -348,7 +378,7 @@ struct NewestBackward<'a> {
     versions: VersionRange<'a>,
     visible_seq: u64,
     /// The newest visible version seen so far of the key being walked.
-    candidate: Option<Version<'a, InternalKey, Option<Bytes>>>,
+    candidate: Option<Version<'a, InternalKey, Stored>>,
 }
 
 impl Iterator for NewestBackward<'_> {
@@ -429,6 +459,20 @@ mod tests {
             .range(range, reverse)
             .map(|e| (e.key, e.seq, e.value))
             .collect()
+    }
+
+    #[test]
+    fn expiries_are_kept_with_their_version() {
+        let mut table = MemTable::default();
+        table.apply_expiring(b("k"), 1, Some(b("v")), 500);
+        table.apply_expiring(b("gone"), 2, None, 700);
+        assert_eq!(table.get(b"k").unwrap().expire_at_ms, 500);
+        // A tombstone carries no expiry.
+        assert_eq!(table.get(b"gone").unwrap().expire_at_ms, 0);
+        table.apply(b("k"), 3, Some(b("w")));
+        assert_eq!(table.get(b"k").unwrap().expire_at_ms, 0);
+        let expiries: Vec<u64> = table.range(&all(), true).map(|e| e.expire_at_ms).collect();
+        assert_eq!(expiries, vec![0, 0]);
     }
 
     #[test]

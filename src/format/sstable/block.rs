@@ -11,6 +11,7 @@ use crate::format::coding::{get_varint, put_varint};
 
 const KIND_TOMBSTONE: u8 = 0;
 const KIND_PUT: u8 = 1;
+const KIND_PUT_EXPIRING: u8 = 2;
 
 /// Appends `entry` in the data block encoding (see the module doc).
 pub(super) fn encode_entry(entry: &Entry, out: &mut Vec<u8>) {
@@ -19,6 +20,12 @@ pub(super) fn encode_entry(entry: &Entry, out: &mut Vec<u8>) {
         None => {
             out.push(KIND_TOMBSTONE);
             put_varint(out, entry.seq);
+        }
+        Some(value) if entry.expire_at_ms != 0 => {
+            out.push(KIND_PUT_EXPIRING);
+            put_varint(out, entry.seq);
+            put_varint(out, entry.expire_at_ms);
+            put_varint(out, value.len() as u64);
         }
         Some(value) => {
             out.push(KIND_PUT);
@@ -35,7 +42,8 @@ pub(super) fn encode_entry(entry: &Entry, out: &mut Vec<u8>) {
 /// Bytes `encode_entry` would append for `entry`.
 pub(super) fn encoded_len(entry: &Entry) -> usize {
     let value_len = entry.value.as_ref().map_or(0, |v| 10 + v.len());
-    10 + 1 + 10 + entry.key.len() + value_len
+    let expiry_len = if entry.expire_at_ms != 0 { 10 } else { 0 };
+    10 + 1 + 10 + expiry_len + entry.key.len() + value_len
 }
 
 /// Decodes every entry of a block whose crc was checked. Keys must be
@@ -133,7 +141,11 @@ impl Block {
         used += 1;
         let (_seq, seq_len) = get_varint(rest.get(used..)?)?;
         used += seq_len;
-        if kind == KIND_PUT {
+        if kind == KIND_PUT_EXPIRING {
+            let (_expire_at_ms, len) = get_varint(rest.get(used..)?)?;
+            used += len;
+        }
+        if kind == KIND_PUT || kind == KIND_PUT_EXPIRING {
             let (_value_len, len) = get_varint(rest.get(used..)?)?;
             used += len;
         }
@@ -146,9 +158,13 @@ fn decode_entry(cursor: &mut Cursor<'_>) -> Result<Entry, Malformed> {
     let key_len = cursor.varint()?;
     let kind = cursor.byte()?;
     let seq = cursor.varint()?;
+    let expire_at_ms = match kind {
+        KIND_PUT_EXPIRING => cursor.varint()?,
+        _ => 0,
+    };
     let value_len = match kind {
         KIND_TOMBSTONE => None,
-        KIND_PUT => Some(cursor.varint()?),
+        KIND_PUT | KIND_PUT_EXPIRING => Some(cursor.varint()?),
         _ => {
             return Err(Malformed::new(
                 cursor.pos().saturating_sub(1),
@@ -158,7 +174,12 @@ fn decode_entry(cursor: &mut Cursor<'_>) -> Result<Entry, Malformed> {
     };
     let key = cursor.bytes(key_len)?;
     let value = value_len.map(|len| cursor.bytes(len)).transpose()?;
-    Ok(Entry { key, seq, value })
+    Ok(Entry {
+        key,
+        seq,
+        value,
+        expire_at_ms,
+    })
 }
 
 /// Reads a block front to back; every read is bounds-checked and fails with
@@ -219,6 +240,14 @@ mod tests {
             key: Bytes::copy_from_slice(key.as_bytes()),
             seq,
             value: value.map(|v| Bytes::copy_from_slice(v.as_bytes())),
+            expire_at_ms: 0,
+        }
+    }
+
+    fn expiring(key: &str, seq: u64, value: &str, expire_at_ms: u64) -> Entry {
+        Entry {
+            expire_at_ms,
+            ..entry(key, seq, Some(value))
         }
     }
 
@@ -241,6 +270,36 @@ mod tests {
         ];
         let data = encode(&entries);
         assert_eq!(decode_block(&data, None, b"c"), Ok(entries));
+    }
+
+    #[test]
+    fn expiring_entries_round_trip_beside_old_kinds() {
+        let entries = vec![
+            entry("a", 1, Some("x")),
+            expiring("b", 2, "y", 1_700_000_000_123),
+            entry("c", 3, None),
+            expiring("d", 300, "", 1),
+            expiring("e", 301, "z", u64::MAX),
+        ];
+        let data = encode(&entries);
+        assert_eq!(decode_block(&data, None, b"e"), Ok(entries.clone()));
+        let block = Block::decode(data.clone(), None, b"e").unwrap();
+        for e in &entries {
+            assert_eq!(block.get(&e.key).as_ref(), Some(e));
+        }
+        // kind 2 is the byte after the key length; the expiry follows seq.
+        let mut one = Vec::new();
+        encode_entry(&expiring("k", 5, "v", 300), &mut one);
+        assert_eq!(one, [1, KIND_PUT_EXPIRING, 5, 0xAC, 0x02, 1, b'k', b'v']);
+        // An entry without an expiry is still written as kind 1, byte for
+        // byte what older versions wrote.
+        let mut plain = Vec::new();
+        encode_entry(&entry("k", 5, Some("v")), &mut plain);
+        assert_eq!(plain, [1, KIND_PUT, 5, 1, b'k', b'v']);
+        for len in 0..one.len() {
+            let cut = Bytes::copy_from_slice(&one[..len]);
+            assert!(decode_block(&cut, None, b"k").is_err(), "len {len}");
+        }
     }
 
     #[test]

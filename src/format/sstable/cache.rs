@@ -217,6 +217,7 @@ mod tests {
             key: Bytes::copy_from_slice(key.as_bytes()),
             seq: 1,
             value: Some(Bytes::from(vec![7u8; value_len])),
+            expire_at_ms: 0,
         };
         let mut data = Vec::new();
         encode_entry(&entry, &mut data);

@@ -35,13 +35,21 @@
 //! up to 32 MiB make one big block). Each entry is:
 //!
 //! ```text
-//! key_len:   varint
-//! kind:      u8        0 = tombstone (delete), 1 = put
-//! seq:       varint    sequence number of the write
-//! value_len: varint    present only when kind = 1
-//! key:       key_len bytes
-//! value:     value_len bytes, present only when kind = 1
+//! key_len:      varint
+//! kind:         u8        0 = tombstone (delete), 1 = put,
+//!                         2 = put with an expiry
+//! seq:          varint    sequence number of the write
+//! expire_at_ms: varint    present only when kind = 2: Unix milliseconds at
+//!                         and after which the entry reads as absent (never 0)
+//! value_len:    varint    present only when kind = 1 or 2
+//! key:          key_len bytes
+//! value:        value_len bytes, present only when kind = 1 or 2
 //! ```
+//!
+//! Kind 2 came later: a put without an expiry is still written as kind 1,
+//! so tables written before it (which never hold kind 2) read as before,
+//! and a table without expiring entries is byte for byte what older
+//! versions wrote. An older reader refuses a kind-2 entry as malformed.
 //!
 //! Keys are strictly increasing within a block and across blocks.
 //!

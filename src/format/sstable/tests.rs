@@ -69,6 +69,7 @@ pub(super) fn entry(key: impl Into<Vec<u8>>, seq: u64, value: Option<&[u8]>) -> 
         key: Bytes::from(key.into()),
         seq,
         value: value.map(Bytes::copy_from_slice),
+        expire_at_ms: 0,
     }
 }
 
@@ -83,7 +84,12 @@ pub(super) fn sample_entries(count: usize) -> Vec<Entry> {
             } else {
                 Some(value.as_bytes())
             };
-            entry(format!("key{:05}", 2 * i), i as u64 + 1, value)
+            let mut entry = entry(format!("key{:05}", 2 * i), i as u64 + 1, value);
+            // Every fifth put expires (kind 2 beside kinds 0 and 1).
+            if entry.value.is_some() && i % 5 == 1 {
+                entry.expire_at_ms = 1_700_000_000_000 + i as u64;
+            }
+            entry
         })
         .collect()
 }

@@ -7,9 +7,12 @@
 //! - [`strings`]: GET, SET, MGET, MSET, SETNX, INCR family, APPEND, STRLEN,
 //!   and the read-modify-write operations the [`Counter`] applies.
 //! - [`keys`]: DEL, EXISTS, DBSIZE, SCAN, KEYS.
+//! - [`expire`]: EXPIRE family, PERSIST, GETEX, SETEX, PSETEX, TTL family,
+//!   and SET's expiry options.
 //! - [`server`]: PING, ECHO, SELECT, QUIT, HELLO, CLIENT, COMMAND, CONFIG,
 //!   INFO.
 
+pub mod expire;
 pub mod info;
 pub mod keyop;
 pub mod keys;
@@ -109,6 +112,8 @@ pub enum Op {
     RandomKey,
     Scan(keys::Scan),
     Keys(Bytes),
+    /// TTL, PTTL, EXPIRETIME, PEXPIRETIME.
+    Ttl(Bytes, expire::TtlReply),
     Info(Vec<String>),
     /// A reply known when the request was queued (PING inside MULTI).
     Ready(Reply),
@@ -159,7 +164,12 @@ impl Op {
             Op::GetRange(..) => 13,
             Op::GetBit(..) | Op::Lcs(..) => 14,
             Op::Exec(..) => 15,
-            Op::Ready(_) | Op::Type(_) | Op::RandomKey | Op::WatchPoint(_) | Op::ResetStats => 16,
+            Op::Ready(_)
+            | Op::Type(_)
+            | Op::RandomKey
+            | Op::WatchPoint(_)
+            | Op::ResetStats
+            | Op::Ttl(..) => 16,
         }
     }
 
@@ -183,6 +193,7 @@ impl Op {
             | Op::RandomKey
             | Op::WatchPoint(_)
             | Op::ResetStats
+            | Op::Ttl(..)
             | Op::Ready(_) => Access::Read,
             Op::Exec(..) => Access::ReadWrite,
         }
@@ -203,7 +214,7 @@ pub fn parse(args: Vec<Bytes>, connection: &mut Connection) -> Parsed {
         return Parsed::Reply(wrong_arity(spec.name));
     }
     let rest = &args[1..];
-    match strings::parse(spec.name, rest) {
+    match strings::parse(spec.name, rest).or_else(|| expire::parse(spec.name, rest)) {
         Some(parsed) => parsed,
         None => keys::parse(spec.name, rest)
             .unwrap_or_else(|| server::parse(spec.name, rest, connection)),
@@ -225,6 +236,7 @@ pub fn execute(op: Op, engine: &Engine) -> LocalBoxFuture<'static, Reply> {
             point.set(engine.db.visible_seq());
             futures_util::future::ready(Reply::ok()).boxed_local()
         }
+        Op::Ttl(key, kind) => expire::execute_ttl(&engine.db, key, kind),
         Op::Del(_)
         | Op::Exists(_)
         | Op::DbSize

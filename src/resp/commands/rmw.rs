@@ -9,6 +9,7 @@
 
 use bytes::{Bytes, BytesMut};
 
+use super::expire::{ExpireOp, SetTtl};
 use super::{int_arg, not_an_integer};
 use crate::resp::reply::Reply;
 
@@ -59,6 +60,8 @@ pub enum Rmw {
         /// SET ... GET (and GETSET): answer the old value.
         get: bool,
         reply: SetReply,
+        /// What the write does to the key's expiry (plain SET: clears it).
+        ttl: SetTtl,
     },
     GetDel {
         key: Bytes,
@@ -86,6 +89,9 @@ pub enum Rmw {
         to: Bytes,
         replace: bool,
     },
+    /// EXPIRE family, PERSIST, GETEX: changes a key's expiry (the counter
+    /// calls [`ExpireOp::apply`] with the expiry, not `Rmw::apply`).
+    Expiry(ExpireOp),
 }
 
 impl Rmw {
@@ -100,6 +106,7 @@ impl Rmw {
             | Rmw::SetRange { key, .. }
             | Rmw::SetBit { key, .. } => vec![key.clone()],
             Rmw::MSetNx(pairs) => pairs.iter().map(|(key, _)| key.clone()).collect(),
+            Rmw::Expiry(op) => vec![op.key().clone()],
             Rmw::Rename { from, to, .. } | Rmw::Copy { from, to, .. } => {
                 vec![from.clone(), to.clone()]
             }
@@ -128,6 +135,20 @@ impl Rmw {
                 let (write, reply) = single.apply_one(first);
                 (write.map(|w| vec![(key, w)]).unwrap_or_default(), reply)
             }
+        }
+    }
+
+    /// The expiry a put made by this command carries, given the
+    /// expiries of the keys read (as `keys` orders them; 0: none) and now.
+    /// As Redis: a plain SET clears it, KEEPTTL and in-place changes
+    /// (INCR, APPEND, SETRANGE, SETBIT) keep it, RENAME and COPY carry the
+    /// source's.
+    pub fn expiry_of_write(&self, expiries: &[u64], now_ms: u64) -> u64 {
+        let first = expiries.first().copied().unwrap_or(0);
+        match self {
+            Rmw::Set { ttl, .. } => ttl.resolve(first, now_ms),
+            Rmw::MSetNx(_) | Rmw::GetDel { .. } => 0,
+            _ => first,
         }
     }
 
@@ -182,7 +203,7 @@ impl Rmw {
             Rmw::GetDel { .. } => (old.as_ref().map(|_| None), Reply::value(old)),
             Rmw::SetRange { offset, value, .. } => set_range(old, offset, &value),
             Rmw::SetBit { offset, bit, .. } => set_bit(old, offset, bit),
-            Rmw::MSetNx(_) | Rmw::Rename { .. } | Rmw::Copy { .. } => {
+            Rmw::MSetNx(_) | Rmw::Rename { .. } | Rmw::Copy { .. } | Rmw::Expiry(_) => {
                 (None, Reply::err("internal error: not a one-key command"))
             }
         }
@@ -380,6 +401,7 @@ mod tests {
     #[test]
     fn conditional_sets_and_getdel() {
         let set = |condition, get, reply| Rmw::Set {
+            ttl: SetTtl::Clear,
             key: b("k"),
             value: b("v"),
             condition,

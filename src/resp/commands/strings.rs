@@ -5,7 +5,8 @@
 //! Every command here is a [`KeyOp`] (see `keyop.rs`). A read-modify-write
 //! (SET with NX, XX or GET; SETNX; the INCR family; APPEND ...) is an
 //! [`Rmw`]: [`Rmw::apply`] is the pure step from the old value to the new
-//! one and the reply, and the [`Counter`] actor runs it as a read and a
+//! one and the reply (and [`Rmw::expiry_of_write`] the expiry its put
+//! carries), and the [`Counter`] actor runs it as a read and a
 //! conditional write, so no update is lost, not even to a plain SET of the
 //! same key from another connection: the write is refused and redone if
 //! the key changed in between.
@@ -16,6 +17,7 @@ use bytes::Bytes;
 use futures_util::FutureExt;
 use futures_util::future::{LocalBoxFuture, ready};
 
+use super::expire::{SetTtl, expiry_option, is_expiry_unit};
 use super::keyop::{self, KeyOp};
 pub use super::rmw::{Condition, Rmw, SetReply, float_arg};
 use super::{Engine, Op, Parsed, engine_error, int_arg, not_an_integer, syntax_error};
@@ -41,6 +43,7 @@ pub fn parse(name: &str, args: &[Bytes]) -> Option<Parsed> {
             condition: Some(Condition::Nx),
             get: false,
             reply: SetReply::Flag,
+            ttl: SetTtl::Clear,
         }),
         "mset" if !args.len().is_multiple_of(2) => {
             return Some(Parsed::Reply(super::wrong_arity("mset")));
@@ -74,6 +77,7 @@ pub fn parse(name: &str, args: &[Bytes]) -> Option<Parsed> {
             condition: None,
             get: true,
             reply: SetReply::Status,
+            ttl: SetTtl::Clear,
         }),
         "getdel" => Op::Rmw(Rmw::GetDel { key: key() }),
         "incrbyfloat" => match float_arg(&second()) {
@@ -155,15 +159,16 @@ fn incr(key: Bytes, by: i64) -> Op {
     Op::Rmw(Rmw::IncrBy { key, by })
 }
 
-/// `SET key value [NX|XX] [GET] [KEEPTTL]`; EX, PX, EXAT and PXAT are
-/// refused with a clear error: NaiveKV has no expiry.
+/// `SET key value [NX|XX] [GET] [EX s|PX ms|EXAT t|PXAT t|KEEPTTL]`, with
+/// Redis 7.0's errors. A SET with nothing but the key and value is a plain
+/// put (which clears any expiry); the others go through the counter.
 fn parse_set(args: &[Bytes]) -> Parsed {
     let (Some(key), Some(value)) = (args.first(), args.get(1)) else {
         return Parsed::Reply(super::wrong_arity("set"));
     };
     let mut condition = None;
     let mut get = false;
-    let mut expiry = false;
+    let mut ttl = None;
     let mut options = args[2..].iter();
     while let Some(option) = options.next() {
         match option.to_ascii_uppercase().as_slice() {
@@ -171,17 +176,20 @@ fn parse_set(args: &[Bytes]) -> Parsed {
             b"NX" => condition = Some(Condition::Nx),
             b"XX" => condition = Some(Condition::Xx),
             b"GET" => get = true,
-            b"KEEPTTL" => {}
-            b"EX" | b"PX" | b"EXAT" | b"PXAT" if options.next().is_some() => expiry = true,
+            b"KEEPTTL" if ttl.is_none() => ttl = Some(SetTtl::Keep),
+            unit if is_expiry_unit(unit) && ttl.is_none() => {
+                let Some(amount) = options.next() else {
+                    return Parsed::Reply(syntax_error());
+                };
+                match expiry_option(unit, amount, "set") {
+                    Ok(parsed) => ttl = Some(parsed),
+                    Err(reply) => return Parsed::Reply(reply),
+                }
+            }
             _ => return Parsed::Reply(syntax_error()),
         }
     }
-    if expiry {
-        return Parsed::Reply(Reply::err(
-            "expiry (EX, PX, EXAT, PXAT) is not supported by NaiveKV: keys do not expire",
-        ));
-    }
-    if condition.is_none() && !get {
+    if condition.is_none() && !get && ttl.is_none() {
         return Parsed::Engine(Op::Set(key.clone(), value.clone()));
     }
     Parsed::Engine(Op::Rmw(Rmw::Set {
@@ -190,6 +198,7 @@ fn parse_set(args: &[Bytes]) -> Parsed {
         condition,
         get,
         reply: SetReply::Status,
+        ttl: ttl.unwrap_or(SetTtl::Clear),
     }))
 }
 
@@ -232,7 +241,31 @@ mod tests {
         ));
         assert!(matches!(
             parsed(&["k", "v", "EX", "10"]),
-            Some(Parsed::Reply(Reply::Error(e))) if e.contains("not supported")
+            Some(Parsed::Engine(Op::Rmw(Rmw::Set {
+                ttl: SetTtl::InMs(10_000),
+                ..
+            })))
+        ));
+        assert!(matches!(
+            parsed(&["k", "v", "keepttl", "nx", "get"]),
+            Some(Parsed::Engine(Op::Rmw(Rmw::Set {
+                ttl: SetTtl::Keep,
+                get: true,
+                ..
+            })))
+        ));
+        for bad in [
+            &["k", "v", "EX", "10", "PX", "5"][..],
+            &["k", "v", "KEEPTTL", "EX", "1"],
+        ] {
+            assert!(matches!(
+                parsed(bad),
+                Some(Parsed::Reply(Reply::Error(e))) if e == "ERR syntax error"
+            ));
+        }
+        assert!(matches!(
+            parsed(&["k", "v", "PX", "0"]),
+            Some(Parsed::Reply(Reply::Error(e))) if e == "ERR invalid expire time in 'set' command"
         ));
         assert!(matches!(
             parsed(&["k", "v", "EX"]),
