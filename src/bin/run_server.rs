@@ -67,10 +67,10 @@ struct Args {
     /// Memory for cached data blocks (default 32MiB; 0 turns it off).
     #[arg(long, value_parser = parse_size)]
     block_cache_bytes: Option<usize>,
-    /// How new segment data blocks are compressed (existing files keep
-    /// theirs).
-    #[arg(long, value_enum, default_value_t = BlockCompression::None)]
-    compression: BlockCompression,
+    /// How new segment data blocks are compressed: none, lz4, zstd or
+    /// zstd:LEVEL (1-22, default 3). Existing files keep theirs.
+    #[arg(long, default_value_t = Compression::None)]
+    compression: Compression,
     /// Longest request frame accepted, at least 1KiB (default 64MiB).
     #[arg(long, default_value_t = server::DEFAULT_MAX_FRAME_BYTES, value_parser = parse_size)]
     max_frame_bytes: usize,
@@ -107,15 +107,6 @@ enum Sync {
     Interval,
     /// Never fdatasync; leave it to the operating system.
     None,
-}
-
-/// `--compression` values.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum BlockCompression {
-    /// Blocks stored raw.
-    None,
-    /// LZ4, for blocks it shrinks by at least an eighth.
-    Lz4,
 }
 
 /// The smallest `--max-frame-bytes`: room for a request's header and a key.
@@ -183,10 +174,7 @@ impl Args {
         // Each worker thread serves many connections: a write must not poll
         // for its answer while the others wait.
         options.writers_spin = false;
-        options.compression = match self.compression {
-            BlockCompression::None => Compression::None,
-            BlockCompression::Lz4 => Compression::Lz4,
-        };
+        options.compression = self.compression;
         options
     }
 
