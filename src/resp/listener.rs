@@ -100,6 +100,7 @@ pub async fn run(
             port,
         }),
         cursors: Cursors::start(),
+        checkpoints: config.checkpoints.clone(),
     };
     let params = SessionParams {
         engine,

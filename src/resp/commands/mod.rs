@@ -7,10 +7,12 @@
 //! - [`strings`]: GET, SET, MGET, MSET, SETNX, INCR family, APPEND, STRLEN,
 //!   and the read-modify-write operations the [`Counter`] applies.
 //! - [`keys`]: DEL, EXISTS, DBSIZE, SCAN, KEYS.
+//! - [`persistence`]: SAVE, BGSAVE, LASTSAVE (checkpoints).
 //! - [`server`]: PING, ECHO, SELECT, QUIT, HELLO, CLIENT, COMMAND, CONFIG,
 //!   INFO.
 
 pub mod keys;
+pub mod persistence;
 pub mod rmw;
 pub mod server;
 pub mod strings;
@@ -57,6 +59,8 @@ pub struct Engine {
     pub info: Arc<ServerInfo>,
     /// SCAN's cursor table, shared by all connections.
     pub cursors: Cursors,
+    /// Where SAVE and BGSAVE write checkpoints.
+    pub checkpoints: Arc<crate::server::checkpoints::CheckpointRoot>,
 }
 
 /// A parsed request.
@@ -90,6 +94,8 @@ pub enum Op {
     Scan(keys::Scan),
     Keys(Bytes),
     Info(Vec<String>),
+    /// SAVE, BGSAVE, LASTSAVE.
+    Persistence(persistence::Persistence),
     /// A reply known when the request was queued (PING inside MULTI).
     Ready(Reply),
     /// EXEC: the queued requests, run one after the other.
@@ -135,7 +141,7 @@ impl Op {
             Op::GetRange(..) => 13,
             Op::GetBit(..) => 14,
             Op::Exec(_) => 15,
-            Op::Ready(_) | Op::Type(_) | Op::RandomKey => 16,
+            Op::Ready(_) | Op::Type(_) | Op::RandomKey | Op::Persistence(_) => 16,
         }
     }
 
@@ -157,6 +163,8 @@ impl Op {
             | Op::Type(_)
             | Op::RandomKey
             | Op::Ready(_) => Access::Read,
+            // A checkpoint holds the connection's earlier writes.
+            Op::Persistence(_) => Access::Read,
             Op::Exec(_) => Access::ReadWrite,
         }
     }
@@ -179,6 +187,7 @@ pub fn parse(args: Vec<Bytes>, connection: &mut Connection) -> Parsed {
     match strings::parse(spec.name, rest) {
         Some(parsed) => parsed,
         None => keys::parse(spec.name, rest)
+            .or_else(|| persistence::parse(spec.name, rest))
             .unwrap_or_else(|| server::parse(spec.name, rest, connection)),
     }
 }
@@ -190,6 +199,7 @@ pub fn execute(op: Op, engine: &Engine) -> LocalBoxFuture<'static, Reply> {
         Op::Info(sections) => server::info(engine, sections),
         Op::Ready(reply) => futures_util::future::ready(reply).boxed_local(),
         Op::Exec(ops) => transaction::exec(ops, engine.clone()),
+        Op::Persistence(command) => persistence::execute(command, engine),
         Op::Del(_)
         | Op::Exists(_)
         | Op::DbSize

@@ -279,6 +279,8 @@ pub fn info(engine: &Engine, sections: Vec<String>) -> LocalBoxFuture<'static, R
     let stats = engine.db.stats();
     let db = engine.db.clone();
     let info = engine.info.clone();
+    let persistence =
+        wants("persistence").then(|| super::persistence::info_section(&engine.checkpoints));
     async move {
         let mut text = String::new();
         if wants("server") {
@@ -301,6 +303,7 @@ pub fn info(engine: &Engine, sections: Vec<String>) -> LocalBoxFuture<'static, R
                 "# Keyspace\r\ndb0:keys={keys},expires=0,avg_ttl=0\r\n\r\n"
             ));
         }
+        text.push_str(persistence.as_deref().unwrap_or_default());
         if wants("engine") {
             let stats = match stats.await {
                 Ok(stats) => stats,
