@@ -100,8 +100,8 @@ fn all_written() -> Vec<(String, Option<Vec<u8>>)> {
 
 /// Writes [`CRASH_KEYS`] keys into /db (some flushed to segments, the rest
 /// in the WAL), cuts the power `cut_after` mutating steps into a
-/// checkpoint to /ckpt (never, if `None`), and returns the steps the
-/// checkpoint took.
+/// checkpoint to /ckpt (never, if `None`), and returns the steps taken
+/// while the checkpoint ran.
 fn checkpoint_with_power_cut(fs: &SimFs, cut_after: Option<u64>) -> u64 {
     actix_rt::System::new().block_on(async {
         let db = Db::open(sim_options(fs, "/db")).await.unwrap();
@@ -116,7 +116,9 @@ fn checkpoint_with_power_cut(fs: &SimFs, cut_after: Option<u64>) -> u64 {
             fs.power_off_at(before + cut).unwrap();
         }
         let taken = db.checkpoint("/ckpt").await;
-        assert_eq!(taken.is_ok(), cut_after.is_none(), "{taken:?}");
+        // Background flushes and compactions take steps too, so a cut
+        // meant for the checkpoint may land after it: then it succeeded.
+        assert!(cut_after.is_some() || taken.is_ok(), "{taken:?}");
         let steps = fs.steps().unwrap() - before;
         drop(db); // no close: the power is off
         steps

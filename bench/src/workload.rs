@@ -3,6 +3,7 @@
 
 use crate::args::Workload;
 use crate::keys::{KEY_BYTES, Permutation, Rng, missing_key, present_key};
+use crate::values::ValueKind;
 
 /// Errors from any engine, boxed: the benchmark only reports them.
 pub type BenchError = Box<dyn std::error::Error + Send + Sync>;
@@ -31,6 +32,7 @@ pub struct Spec {
     /// Worker threads issuing requests.
     pub threads: usize,
     pub value_size: usize,
+    pub value_kind: ValueKind,
 }
 
 impl Spec {
