@@ -194,3 +194,25 @@ async fn a_damaged_zstd_block_with_a_good_crc_is_corruption() {
     assert_eq!(last.as_deref(), Some(json(2999).as_bytes()));
     db.close().await.unwrap();
 }
+
+#[actix_rt::test]
+async fn the_block_cache_holds_blocks_decompressed() {
+    let dir = tempfile::tempdir().unwrap();
+    let on_disk = fill(dir.path(), Compression::Zstd(3)).await;
+    let mut options = Options::new(dir.path());
+    options.block_cache_bytes = 64 << 20;
+    let db = common::reopen(options).await;
+    for round in 0..2 {
+        for i in 0..3000 {
+            let value = db.get(format!("user:{i:06}")).await.unwrap();
+            assert_eq!(value.as_deref(), Some(json(i).as_bytes()), "round {round}");
+        }
+    }
+    let stats = db.stats().await.unwrap();
+    // The second round is served from the cache, whose blocks take the
+    // room of the raw entries: more than the compressed files.
+    assert!(stats.get("block_cache_hits") >= 3000, "{stats:?}");
+    let cached = stats.get("block_cache_bytes");
+    assert!(cached > on_disk * 2, "cache {cached} bytes, files {on_disk} bytes");
+    db.close().await.unwrap();
+}
