@@ -111,7 +111,7 @@ async fn segments_of_every_codec_live_in_one_database_and_merge() {
             .enumerate()
             .filter(|(n, _)| (n * 500..n * 500 + 1000).contains(&i))
             .map(|(_, c)| *c)
-            .last()
+            .next_back()
             .unwrap();
         format!("{newest}{}", json(i))
     };
