@@ -54,6 +54,8 @@ async fn assert_reads_back(dir: &Path, compression: Compression) {
 #[actix_rt::test]
 async fn lz4_shrinks_compressible_data_and_reads_it_back() {
     let (plain, packed) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    // LZ4 is what a database gets unless told otherwise.
+    assert_eq!(Options::new(plain.path()).compression, Compression::Lz4);
     let plain_bytes = fill(plain.path(), Compression::None).await;
     let packed_bytes = fill(packed.path(), Compression::Lz4).await;
     assert!(
@@ -213,6 +215,9 @@ async fn the_block_cache_holds_blocks_decompressed() {
     // room of the raw entries: more than the compressed files.
     assert!(stats.get("block_cache_hits") >= 3000, "{stats:?}");
     let cached = stats.get("block_cache_bytes");
-    assert!(cached > on_disk * 2, "cache {cached} bytes, files {on_disk} bytes");
+    assert!(
+        cached > on_disk * 2,
+        "cache {cached} bytes, files {on_disk} bytes"
+    );
     db.close().await.unwrap();
 }

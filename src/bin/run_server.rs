@@ -71,7 +71,7 @@ struct Args {
     block_cache_bytes: Option<usize>,
     /// How new segment data blocks are compressed: none, lz4, zstd or
     /// zstd:LEVEL (1-22, default 3). Existing files keep theirs.
-    #[arg(long, default_value_t = Compression::None)]
+    #[arg(long, default_value_t = Compression::Lz4)]
     compression: Compression,
     /// The only directory under which clients may write checkpoints
     /// (native `Checkpoint NAME`, RESP `SAVE`/`BGSAVE`), created if

@@ -176,10 +176,10 @@ pub struct TableOptions {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Compression {
     /// Raw.
-    #[default]
     None,
     /// LZ4 block compression (`lz4_flex`, pure Rust), for blocks it shrinks
-    /// by at least an eighth.
+    /// by at least an eighth; the engine's default.
+    #[default]
     Lz4,
     /// zstd at this level (libzstd through the `zstd` crate; 1 is fastest,
     /// 3 is zstd's default, up to 22; out-of-range levels are clamped), for
