@@ -57,9 +57,12 @@ pub struct Options {
     /// Bloom filter bits per key; default 10 (about 1% false positives).
     pub bloom_bits_per_key: usize,
     /// How new SSTable data blocks are compressed; default
-    /// [`Compression::None`]. Each block records how it is stored, so
-    /// tables written with different settings are read alike, and a block
-    /// that compression would not shrink is stored raw.
+    /// [`Compression::Lz4`] (docs/BENCHMARKS.md, "Compression": it halves
+    /// the files of JSON-like values, and incompressible blocks are stored
+    /// raw, so random values cost only the attempt at flush time).
+    /// [`Compression::Zstd`] shrinks text further at more CPU per block.
+    /// Each block records how it is stored, so tables written with
+    /// different settings are read alike.
     pub compression: Compression,
     /// Compaction splits its output into segments of about this size;
     /// default 32 MiB.
@@ -153,7 +156,7 @@ impl Options {
             block_bytes: 4 << 10,
             block_cache_bytes: 32 << 20,
             bloom_bits_per_key: 10,
-            compression: Compression::None,
+            compression: Compression::Lz4,
             target_segment_bytes: 32 << 20,
             l0_compaction_trigger: 4,
             l0_stall_trigger: 12,

@@ -137,7 +137,10 @@ async fn expiry_changes_are_atomic_against_concurrent_writes() {
     let mut batch = WriteBatch::new();
     batch.put_with_expiry("k", "0", NOW + 50);
     batch.require_unchanged("k", read.version);
-    assert!(matches!(db.write(batch).await, Err(naive_kv::Error::Conflict)));
+    assert!(matches!(
+        db.write(batch).await,
+        Err(naive_kv::Error::Conflict)
+    ));
     assert_eq!(
         db.get_with_expiry("k").await.unwrap(),
         Some(("1".into(), 0))

@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use bytes::Bytes;
 use std::sync::Arc;
 
+use naive_kv::options::Compression;
 use naive_kv::{
     Clock, Db, Error, ManualClock, Options, ScanRequest, Stats, SyncPolicy, WriteBatch,
 };
@@ -284,6 +285,9 @@ async fn run_case(ops: Vec<Op>, sync: bool) {
     let clock = Arc::new(ManualClock::new(START_MS));
     let mut options = options(dir.path(), sync);
     options.clock = clock.clone();
+    // Cases take turns at each block codec (the values compress well).
+    options.compression =
+        [Compression::None, Compression::Lz4, Compression::Zstd(1)][ops.len() % 3];
     let mut db = open(options.clone()).await;
     let mut model = Model::new();
     // The expiry of each live key that has one; `model` holds only live keys.

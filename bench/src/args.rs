@@ -4,7 +4,10 @@
 use std::path::PathBuf;
 
 use clap::{Parser, ValueEnum};
+use naive_kv::options::Compression;
 use serde::{Deserialize, Serialize};
+
+use crate::values::ValueKind;
 
 /// Runs db_bench-style workloads on NaiveKV, fjall and sled, each engine and
 /// workload in its own child process, and prints one table.
@@ -20,6 +23,17 @@ pub struct Args {
     /// Value size in bytes (keys are 16 bytes).
     #[arg(long, default_value_t = 100)]
     pub value_size: usize,
+    /// What values are made of: random bytes or JSON-like text.
+    #[arg(long, value_enum, default_value_t = ValueKind::Random)]
+    pub value_kind: ValueKind,
+    /// NaiveKV block compression settings to run, comma-separated (none,
+    /// lz4, zstd, zstd:LEVEL): one NaiveKV row per setting. Default: the
+    /// engine's default only.
+    #[arg(long, value_delimiter = ',')]
+    pub naive_compression: Vec<Compression>,
+    /// Internal: the child's NaiveKV compression.
+    #[arg(long, hide = true)]
+    pub compression: Option<Compression>,
     /// OS threads issuing requests, for every engine: a fjall or sled thread
     /// has one request in flight, a NaiveKV thread --naive-in-flight.
     #[arg(long, default_value_t = 1)]

@@ -21,21 +21,28 @@ pub fn run(args: &Args, engine: EngineKind, workload: Workload, dir: &Path) -> B
         threads: args.threads.max(1),
         value_size: args.value_size,
         distribution: args.distribution,
+        value_kind: args.value_kind,
     };
     let mut report = match engine {
         EngineKind::Naivekv => {
             let in_flight = args.naive_in_flight;
             let concurrency = naive::Concurrency::Threads { in_flight };
-            naive::run_child(dir, args.sync, spec, args.prefill, concurrency)?
+            naive::run_child(dir, args, spec, concurrency)?
         }
         EngineKind::Naivekv1sys => {
             let concurrency = naive::Concurrency::OneSystem;
-            naive::run_child(dir, args.sync, spec, args.prefill, concurrency)?
+            naive::run_child(dir, args, spec, concurrency)?
         }
         EngineKind::Fjall => blocking(Arc::new(Fjall::open(dir, args.sync)?), dir, spec, args)?,
         EngineKind::Sled => blocking(Arc::new(Sled::open(dir, args.sync)?), dir, spec, args)?,
     };
-    report.engine = engine.name().to_string();
+    report.engine = match (engine, args.compression) {
+        (EngineKind::Naivekv | EngineKind::Naivekv1sys, Some(c)) => {
+            format!("{}+{c}", engine.name())
+        }
+        _ => engine.name().to_string(),
+    };
+    report.value_kind = args.value_kind.name().to_string();
     report.workload = workload.name().to_string();
     report.sync = format!("{:?}", args.sync).to_lowercase();
     report.threads = match engine {
@@ -60,7 +67,11 @@ fn blocking(
     args: &Args,
 ) -> BenchResult<Report> {
     if args.prefill {
-        driver::prefill(&*engine, spec.num, &Values::new(spec.value_size))?;
+        driver::prefill(
+            &*engine,
+            spec.num,
+            &Values::new(spec.value_size, spec.value_kind),
+        )?;
         return Ok(Report::default());
     }
     let written_before = process_write_bytes();

@@ -217,7 +217,7 @@ impl Shared {
     fn new(spec: Spec, done: Arc<AtomicU64>) -> Arc<Shared> {
         Arc::new(Shared {
             spec,
-            values: Values::new(spec.value_size),
+            values: Values::new(spec.value_size, spec.value_kind),
             next: AtomicU64::new(0),
             found: AtomicU64::new(0),
             done,

@@ -5,6 +5,8 @@
 //! are the odd numbers, so they sort between existing keys and no engine can
 //! reject them by key range alone.
 
+use crate::values::ValueKind;
+
 /// Key length in bytes.
 pub const KEY_BYTES: usize = 16;
 
@@ -92,8 +94,9 @@ impl Permutation {
     }
 }
 
-/// Values: slices of one random (incompressible) buffer at varying offsets,
-/// like db_bench's RandomGenerator with compression ratio 1.
+/// Values: slices of one buffer at varying offsets, like db_bench's
+/// RandomGenerator; the buffer is random (incompressible) bytes or
+/// JSON-like text (see [`crate::values`]).
 #[derive(Debug, Clone)]
 pub struct Values {
     buffer: Vec<u8>,
@@ -101,10 +104,9 @@ pub struct Values {
 }
 
 impl Values {
-    pub fn new(size: usize) -> Self {
-        let mut rng = Rng::new(42);
+    pub fn new(size: usize, kind: ValueKind) -> Self {
         let len = size.max(1) + (1 << 20);
-        let buffer = (0..len).map(|_| rng.next_u64() as u8).collect();
+        let buffer = kind.buffer(len, 42);
         Values { buffer, size }
     }
     /// The value written by operation `i`.

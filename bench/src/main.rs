@@ -6,7 +6,8 @@
 //!   same binary and collects the JSON each prints.
 //! - [`child`]: one engine, one workload, in this process.
 //! - [`workload`]: the operations of each workload; [`keys`]: keys, values,
-//!   random numbers, permutations, all computed on the fly.
+//!   random numbers, permutations, all computed on the fly; [`values`]:
+//!   random or JSON-like text values (`--value-kind`).
 //! - [`driver`]: the threaded driver every engine runs under (`--threads` OS
 //!   threads); [`engines`]: the three engines (NaiveKV with an actix system
 //!   on each thread).
@@ -30,6 +31,7 @@ mod measure;
 mod parent;
 mod sweep;
 mod table;
+mod values;
 mod workload;
 mod ycsb;
 mod zipf;
@@ -77,8 +79,13 @@ fn run(args: &Args) -> workload::BenchResult<()> {
     let reports = parent::run_all(args)?;
     let table = table::render(&reports);
     eprintln!(
-        "num={} value_size={} threads={} naive_in_flight={} sync={:?}",
-        args.num, args.value_size, args.threads, args.naive_in_flight, args.sync
+        "num={} value_size={} value_kind={} threads={} naive_in_flight={} sync={:?}",
+        args.num,
+        args.value_size,
+        args.value_kind.name(),
+        args.threads,
+        args.naive_in_flight,
+        args.sync
     );
     eprintln!(
         "load average: {load_before} before, {} after",

@@ -16,6 +16,9 @@ use serde::{Deserialize, Serialize};
 pub struct Report {
     pub engine: String,
     pub workload: String,
+    /// `--value-kind` of the run.
+    #[serde(default)]
+    pub value_kind: String,
     pub sync: String,
     pub threads: usize,
     /// Requests each thread kept in flight (--naive-in-flight for NaiveKV,

@@ -5,6 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use naive_kv::options::Compression;
+
 use crate::args::{Args, EngineKind, Workload};
 use crate::measure::Report;
 use crate::workload::BenchResult;
@@ -17,8 +19,12 @@ pub fn run_all(args: &Args) -> BenchResult<Vec<Report>> {
         .unwrap_or_else(|| std::env::temp_dir().join("naive_kv_bench"));
     let mut reports = Vec::new();
     for &workload in &args.workloads {
-        for &engine in &args.engines {
-            let dir = base.join(format!("{}-{}", engine.name(), workload.name()));
+        for (engine, compression) in runs(args) {
+            let label = match compression {
+                Some(c) => format!("{}+{c}", engine.name()),
+                None => engine.name().to_string(),
+            };
+            let dir = base.join(format!("{}-{}", label.replace(':', "-"), workload.name()));
             if dir.exists() {
                 std::fs::remove_dir_all(&dir)?;
             }
@@ -30,13 +36,12 @@ pub fn run_all(args: &Args) -> BenchResult<Vec<Report>> {
                     workload.name(),
                     args.num
                 );
-                run_child(args, engine, workload, &dir, true)?;
+                run_child(args, (engine, compression), workload, &dir, true)?;
             }
-            eprintln!("{} {}: running", engine.name(), workload.name());
-            let report = run_child(args, engine, workload, &dir, false)?;
+            eprintln!("{label} {}: running", workload.name());
+            let report = run_child(args, (engine, compression), workload, &dir, false)?;
             eprintln!(
-                "{} {}: {:.0} ops/s, p99 {:.1} us",
-                engine.name(),
+                "{label} {}: {:.0} ops/s, p99 {:.1} us",
                 workload.name(),
                 report.ops_per_sec,
                 report.p99_us
@@ -48,9 +53,23 @@ pub fn run_all(args: &Args) -> BenchResult<Vec<Report>> {
     Ok(reports)
 }
 
+/// Each engine once, NaiveKV once per `--naive-compression` setting.
+fn runs(args: &Args) -> Vec<(EngineKind, Option<Compression>)> {
+    let mut runs = Vec::new();
+    for &engine in &args.engines {
+        let naive = matches!(engine, EngineKind::Naivekv | EngineKind::Naivekv1sys);
+        if naive && !args.naive_compression.is_empty() {
+            runs.extend(args.naive_compression.iter().map(|c| (engine, Some(*c))));
+        } else {
+            runs.push((engine, None));
+        }
+    }
+    runs
+}
+
 pub fn run_child(
     args: &Args,
-    engine: EngineKind,
+    (engine, compression): (EngineKind, Option<Compression>),
     workload: Workload,
     dir: &Path,
     prefill: bool,
@@ -58,6 +77,7 @@ pub fn run_child(
     let mut command = Command::new(std::env::current_exe()?);
     command
         .args(["--engine", engine.name(), "--workload", workload.name()])
+        .args(["--value-kind", args.value_kind.name()])
         .args(["--num", &args.num.to_string()])
         .args(["--value-size", &args.value_size.to_string()])
         .args(["--threads", &args.threads.to_string()])
@@ -80,6 +100,9 @@ pub fn run_child(
     }
     if prefill {
         command.arg("--prefill");
+    }
+    if let Some(compression) = compression {
+        command.args(["--compression", &compression.to_string()]);
     }
     let output = command.stderr(Stdio::inherit()).output()?;
     if !output.status.success() {

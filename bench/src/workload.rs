@@ -3,6 +3,7 @@
 
 use crate::args::Workload;
 use crate::keys::{KEY_BYTES, Permutation, Rng, missing_key, present_key};
+use crate::values::ValueKind;
 use crate::ycsb::{Distribution, Mix};
 
 /// Errors from any engine, boxed: the benchmark only reports them.
@@ -41,6 +42,7 @@ pub struct Spec {
     pub value_size: usize,
     /// YCSB request distribution overriding the workload's own.
     pub distribution: Option<Distribution>,
+    pub value_kind: ValueKind,
 }
 
 impl Spec {

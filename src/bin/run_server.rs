@@ -6,6 +6,7 @@ use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::error::ErrorKind;
@@ -13,6 +14,7 @@ use clap::{CommandFactory, Parser, ValueEnum};
 use naive_kv::options::Compression;
 use naive_kv::options::{MIN_MEMTABLE_BYTES, display_size, parse_host, parse_size};
 use naive_kv::resp::{self, RespConfig};
+use naive_kv::server::checkpoints::CheckpointRoot;
 use naive_kv::server::{self, ServerConfig, auth, loading, metrics};
 use naive_kv::{Db, Options, SyncPolicy};
 use tokio::net::TcpListener;
@@ -67,10 +69,16 @@ struct Args {
     /// Memory for cached data blocks (default 32MiB; 0 turns it off).
     #[arg(long, value_parser = parse_size)]
     block_cache_bytes: Option<usize>,
-    /// How new segment data blocks are compressed (existing files keep
-    /// theirs).
-    #[arg(long, value_enum, default_value_t = BlockCompression::None)]
-    compression: BlockCompression,
+    /// How new segment data blocks are compressed: none, lz4, zstd or
+    /// zstd:LEVEL (1-22, default 3). Existing files keep theirs.
+    #[arg(long, default_value_t = Compression::Lz4)]
+    compression: Compression,
+    /// The only directory under which clients may write checkpoints
+    /// (native `Checkpoint NAME`, RESP `SAVE`/`BGSAVE`), created if
+    /// missing; without it they are refused. Restore: run_server
+    /// --directory DIR/NAME.
+    #[arg(long)]
+    checkpoint_dir: Option<PathBuf>,
     /// Longest request frame accepted, at least 1KiB (default 64MiB).
     #[arg(long, default_value_t = server::DEFAULT_MAX_FRAME_BYTES, value_parser = parse_size)]
     max_frame_bytes: usize,
@@ -107,15 +115,6 @@ enum Sync {
     Interval,
     /// Never fdatasync; leave it to the operating system.
     None,
-}
-
-/// `--compression` values.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum BlockCompression {
-    /// Blocks stored raw.
-    None,
-    /// LZ4, for blocks it shrinks by at least an eighth.
-    Lz4,
 }
 
 /// The smallest `--max-frame-bytes`: room for a request's header and a key.
@@ -183,10 +182,7 @@ impl Args {
         // Each worker thread serves many connections: a write must not poll
         // for its answer while the others wait.
         options.writers_spin = false;
-        options.compression = match self.compression {
-            BlockCompression::None => Compression::None,
-            BlockCompression::Lz4 => Compression::Lz4,
-        };
+        options.compression = self.compression;
         options
     }
 
@@ -225,6 +221,12 @@ impl Args {
         }
         // The Redis listener takes the same token through AUTH.
         auth::check_exposure(self.ip, config.auth_token.is_some(), self.insecure)?;
+        if let Some(dir) = &self.checkpoint_dir {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                format!("--checkpoint-dir {}: cannot create it: {e}", dir.display())
+            })?;
+            config.checkpoints = Arc::new(CheckpointRoot::new(Some(dir.clone())));
+        }
         Ok(config)
     }
 

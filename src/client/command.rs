@@ -42,6 +42,9 @@ pub enum ShellCommand {
     Auth { token: String },
     /// `stats`
     Stats,
+    /// `checkpoint NAME`: a checkpoint in NAME under the server's
+    /// `--checkpoint-dir`.
+    Checkpoint { name: String },
     /// `help`
     Help,
     /// `quit` (alias `exit`)
@@ -62,6 +65,7 @@ commands:
   ping                         check the server answers
   auth TOKEN                   authenticate (servers with --auth-token-file)
   stats                        print the server's counters
+  checkpoint NAME              write a checkpoint NAME under the server's --checkpoint-dir
   help                         this text
   quit                         leave (alias: exit)
 Double quotes group words; inside them \\\" \\\\ \\n and \\xHH are escapes.
@@ -134,6 +138,11 @@ pub fn parse_words(words: Vec<Vec<u8>>) -> Result<ShellCommand, ParseError> {
                 .map_err(|_| ParseError::Usage("auth TOKEN (UTF-8)"))
         }),
         "stats" => no_args(args, ShellCommand::Stats, "stats"),
+        "checkpoint" => one_key(args, "checkpoint NAME").and_then(|name| {
+            String::from_utf8(name.to_vec())
+                .map(|name| ShellCommand::Checkpoint { name })
+                .map_err(|_| ParseError::Usage("checkpoint NAME (UTF-8)"))
+        }),
         "help" => Ok(ShellCommand::Help),
         "quit" | "exit" => Ok(ShellCommand::Quit),
         _ => Err(ParseError::UnknownCommand(name)),
@@ -405,6 +414,8 @@ mod tests {
         let token = "s3cret".to_string();
         assert_eq!(p("auth s3cret"), ShellCommand::Auth { token });
         assert_eq!(p("stats"), ShellCommand::Stats);
+        let name = "daily".to_string();
+        assert_eq!(p("checkpoint daily"), ShellCommand::Checkpoint { name });
         assert_eq!(parse_line("   ").unwrap(), None);
     }
 

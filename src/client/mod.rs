@@ -370,6 +370,28 @@ impl Client {
         }
     }
 
+    /// Asks the server to write a checkpoint called `name` under its
+    /// `--checkpoint-dir`: a directory that opens as a database holding
+    /// every write acknowledged before this call. Answers where it is and
+    /// the sequence number of its last write.
+    ///
+    /// # Errors
+    /// [`ClientError::Server`] with `INVALID_REQUEST` when the server has
+    /// no `--checkpoint-dir` or the name is not one plain new name.
+    pub fn checkpoint(
+        &self,
+        name: impl Into<String>,
+    ) -> impl Future<Output = Result<proto::CheckpointResult, ClientError>> + 'static {
+        let name = name.into();
+        let reply = self.reply(Command::Checkpoint(proto::Checkpoint { name }));
+        async move {
+            match reply.await? {
+                Reply::Checkpoint(result) => Ok(result),
+                other => Err(unexpected(&other)),
+            }
+        }
+    }
+
     /// The engine's counters.
     pub fn stats(
         &self,

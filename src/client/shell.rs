@@ -96,6 +96,10 @@ pub async fn execute(
                 writeln!(out, "{name} {value}")?;
             }
         }
+        ShellCommand::Checkpoint { name } => {
+            let written = client.checkpoint(name).await?;
+            writeln!(out, "{} seq {}", written.path, written.seq)?;
+        }
         ShellCommand::Help => writeln!(out, "{HELP}")?,
         ShellCommand::Quit => return Ok(Flow::Quit),
     }

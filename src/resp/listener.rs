@@ -103,6 +103,7 @@ pub async fn run(
         cursors: Cursors::start(),
         commands: Arc::new(CommandStats::default()),
         requests: config.request_stats.clone(),
+        checkpoints: config.checkpoints.clone(),
     };
     let params = SessionParams {
         engine,

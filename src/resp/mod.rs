@@ -96,6 +96,9 @@ pub struct RespConfig {
     pub auth_token: Option<crate::server::auth::AuthToken>,
     /// Connections and per-command latencies, for `/metrics`.
     pub request_stats: Arc<RequestStats>,
+    /// Where SAVE and BGSAVE write (`--checkpoint-dir`); default nowhere
+    /// (refused).
+    pub checkpoints: Arc<crate::server::checkpoints::CheckpointRoot>,
 }
 
 impl Default for RespConfig {
@@ -115,6 +118,7 @@ impl Default for RespConfig {
             shutdown_grace: Duration::from_secs(10),
             auth_token: None,
             request_stats: Arc::new(RequestStats::new("resp", commands::STATS_NAMES)),
+            checkpoints: Arc::default(),
         }
     }
 }
@@ -122,7 +126,8 @@ impl Default for RespConfig {
 impl RespConfig {
     /// Takes the per-connection limits and timeouts of the native
     /// listener's configuration (one set of flags serves both ports):
-    /// in-flight limit, byte budget, idle, frame and auth timeouts, token.
+    /// in-flight limit, byte budget, idle, frame and auth timeouts, token,
+    /// and where checkpoints may be written.
     pub fn share_connection_limits(&mut self, native: &ServerConfig) {
         self.max_in_flight = native.max_in_flight;
         self.max_reply_bytes = native.max_reply_bytes;
@@ -130,6 +135,7 @@ impl RespConfig {
         self.frame_timeout = native.frame_timeout;
         self.auth_timeout = native.auth_timeout;
         self.auth_token = native.auth_token.clone();
+        self.checkpoints = native.checkpoints.clone();
     }
 
     /// The connection settings, with `shutdown` as the stop signal.

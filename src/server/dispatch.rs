@@ -3,10 +3,12 @@
 //! [`execute`] touches the database.
 
 use std::ops::Bound;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::future::{FutureExt, LocalBoxFuture, ready};
 
+use super::checkpoints::{CheckpointRefused, CheckpointRoot};
 use super::pipeline::Access;
 use crate::proto::{self, ErrorCode, mutation::Op, request::Command, response::Reply};
 use crate::{Db, Error, ScanPage, ScanRequest, Ttl, WriteBatch};
@@ -33,14 +35,21 @@ pub fn access(command: &Command) -> Access {
         | Command::Ttl(_)
         | Command::Ping(_)
         | Command::Auth(_) => Access::Read,
+        // Waits for the connection's earlier writes, which it then holds.
+        Command::Checkpoint(_) => Access::Read,
     }
 }
 
 /// Calls the engine for `command` (eagerly: a write is enqueued before this
 /// returns) and gives a future of the reply. Engine errors become
-/// `Reply::Error`.
-pub fn execute(db: &Db, command: Command) -> LocalBoxFuture<'static, Reply> {
+/// `Reply::Error`. Checkpoints go under `checkpoints`' root.
+pub fn execute(
+    db: &Db,
+    checkpoints: &Arc<CheckpointRoot>,
+    command: Command,
+) -> LocalBoxFuture<'static, Reply> {
     match command {
+        Command::Checkpoint(request) => checkpoint(db, checkpoints, &request.name),
         Command::Get(get) => {
             let value = db.get(get.key);
             async move { value.await.map_or_else(|e| error_reply(&e), value_reply) }.boxed_local()
@@ -108,6 +117,25 @@ pub fn execute(db: &Db, command: Command) -> LocalBoxFuture<'static, Reply> {
             .boxed_local()
         }
     }
+}
+
+/// `CheckpointResult`, or `INVALID_REQUEST` when the server has no root or
+/// the name is not allowed.
+fn checkpoint(db: &Db, root: &Arc<CheckpointRoot>, name: &str) -> LocalBoxFuture<'static, Reply> {
+    let saved = root.save(db, name);
+    async move {
+        match saved.await {
+            Ok(saved) => Reply::Checkpoint(proto::CheckpointResult {
+                path: saved.path.display().to_string(),
+                seq: saved.checkpoint.seq,
+                segments: saved.checkpoint.segments as u64,
+                bytes: saved.checkpoint.bytes,
+            }),
+            Err(CheckpointRefused::Request(message)) => invalid_request(message),
+            Err(CheckpointRefused::Engine(e)) => error_reply(&e),
+        }
+    }
+    .boxed_local()
 }
 
 /// The reply to a write: `Done`, or the engine's error.

@@ -12,11 +12,14 @@
 //! - [`dispatch`]: turns one request command into an engine call and its
 //!   reply (pure mapping plus the call).
 //! - [`codec`]: the frame codec shared with the client.
+//! - [`checkpoints`]: the root client-asked checkpoints are written under,
+//!   and the checks on their names.
 //! - [`auth`]: the token, the per-connection gate, and the refusal to
 //!   listen openly with no token.
 //! - [`timeouts`]: idle and half-sent-request deadlines on a socket's reads.
 
 pub mod auth;
+pub mod checkpoints;
 pub mod codec;
 pub(crate) mod connections;
 pub mod dispatch;
@@ -86,6 +89,9 @@ pub struct ServerConfig {
     pub auth_token: Option<auth::AuthToken>,
     /// Connections and per-command latencies, for `/metrics`.
     pub request_stats: Arc<request_stats::RequestStats>,
+    /// Where `Checkpoint` requests may write (`--checkpoint-dir`); shared
+    /// with the RESP listener. Default: nowhere (refused).
+    pub checkpoints: Arc<checkpoints::CheckpointRoot>,
 }
 
 impl Default for ServerConfig {
@@ -105,6 +111,7 @@ impl Default for ServerConfig {
                 "native",
                 session::COMMANDS,
             )),
+            checkpoints: Arc::default(),
         }
     }
 }

@@ -11,12 +11,15 @@
 //! - `Ping` is answered at once; the other commands go to the engine
 //!   ([`super::dispatch`]).
 
+use std::sync::Arc;
+
 use bytes::BytesMut;
 use futures_util::future::LocalBoxFuture;
 use tokio::net::TcpStream;
 use tokio_util::codec::Encoder;
 
 use super::auth::{AuthGate, AuthOutcome, AuthToken};
+use super::checkpoints::CheckpointRoot;
 use super::codec::{Frame, ProtoCodec, is_frame_too_large};
 use super::dispatch;
 use super::pipeline::{self, Accepted, Access, PipelineConfig, Protocol};
@@ -42,11 +45,15 @@ pub(crate) struct SessionParams {
     /// The token clients must send first, if any.
     pub auth_token: Option<AuthToken>,
     pub pipeline: PipelineConfig,
+    /// Where `Checkpoint` requests may write.
+    pub checkpoints: Arc<CheckpointRoot>,
 }
 
 /// The native protocol's state on one connection.
 pub struct Session {
     db: Db,
+    /// Where `Checkpoint` requests may write.
+    checkpoints: Arc<CheckpointRoot>,
     /// Whether this connection has authenticated.
     gate: AuthGate,
     max_frame_bytes: usize,
@@ -65,6 +72,7 @@ impl Session {
         };
         let session = Session {
             db: params.db,
+            checkpoints: params.checkpoints,
             gate,
             max_frame_bytes: params.max_frame_bytes,
             encoder: Codec::new(0),
@@ -143,12 +151,13 @@ impl Protocol for Session {
             | Command::Auth(_)
             | Command::Expire(_)
             | Command::Persist(_)
-            | Command::Ttl(_) => 6,
+            | Command::Ttl(_)
+            | Command::Checkpoint(_) => 6,
         }
     }
 
     fn execute(&self, command: Command) -> LocalBoxFuture<'static, Reply> {
-        dispatch::execute(&self.db, command)
+        dispatch::execute(&self.db, &self.checkpoints, command)
     }
 
     fn encode(&mut self, id: u64, reply: Reply, out: &mut BytesMut) -> std::io::Result<()> {

@@ -43,7 +43,7 @@ use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};
 use naive_kv::{Db, Options, ScanRequest, SyncPolicy, WriteBatch};
 
-use crate::args::{SyncMode, Workload};
+use crate::args::{Args, SyncMode, Workload};
 use crate::driver::{self, InlineRun, Ops, ThreadedEngine, Writes};
 use crate::keys::{Values, present_key};
 use crate::measure::{
@@ -77,16 +77,19 @@ pub enum Concurrency {
 /// Opens the database in `dir` and runs the prefill or the measured phase.
 pub fn run_child(
     dir: &Path,
-    sync: SyncMode,
+    args: &Args,
     spec: Spec,
-    prefill: bool,
     concurrency: Concurrency,
 ) -> BenchResult<Report> {
+    let prefill = args.prefill;
     let mut options = Options::new(dir);
-    options.sync = match sync {
+    options.sync = match args.sync {
         SyncMode::Always => SyncPolicy::Always,
         SyncMode::None => SyncPolicy::None,
     };
+    if let Some(compression) = args.compression {
+        options.compression = compression;
+    }
     let dir = dir.to_path_buf();
     actix_rt::System::new().block_on(async move {
         let db = Db::open(options).await?;
@@ -113,7 +116,7 @@ pub fn run_child(
 
 /// Writes keys `0..num` in order, in batches, then flushes the memtable.
 async fn load(db: &Db, spec: Spec) -> BenchResult<()> {
-    let values = Values::new(spec.value_size);
+    let values = Values::new(spec.value_size, spec.value_kind);
     let mut pending = FuturesUnordered::new();
     let mut batch = WriteBatch::new();
     for id in 0..spec.num {

@@ -54,11 +54,23 @@
 //! Keys are strictly increasing within a block and across blocks.
 //!
 //! In a version-2 table each data block's bytes (what its crc and its index
-//! length cover) are the entries stored one of two ways, named by a last
-//! byte (see `compression.rs`): `[entries][0]` raw, or `[raw_len u32][LZ4
-//! block][1]` when `TableOptions::compression` is LZ4 and it saves at least
-//! an eighth. Block size limits apply to the entries before compression. A
-//! version-1 table's blocks are the entries alone.
+//! length cover) are the entries stored one of three ways, named by a last
+//! byte (see `compression.rs`):
+//!
+//! ```text
+//! type 0: [entries][0]                            raw
+//! type 1: [raw_len: u32][LZ4 block][1]            TableOptions::compression = Lz4
+//! type 2: [raw_len: u32][zstd frame][2]           TableOptions::compression = Zstd(level)
+//! ```
+//!
+//! A block is compressed only when that saves at least an eighth of it;
+//! otherwise it is stored raw, so one table (and one database) mixes types
+//! freely. `raw_len` is the entries' length; a reader refuses one above
+//! 33 MiB before allocating and a block that does not decompress to exactly
+//! it (reported as corruption). Type 2 was added within version 2: a reader
+//! that predates it reports such a block as corrupt, never misreads it.
+//! Block size limits apply to the entries before compression. A version-1
+//! table's blocks are the entries alone.
 //!
 //! ## Filter block
 //!
@@ -172,11 +184,15 @@ pub struct TableOptions {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Compression {
     /// Raw.
-    #[default]
     None,
     /// LZ4 block compression (`lz4_flex`, pure Rust), for blocks it shrinks
-    /// by at least an eighth.
+    /// by at least an eighth; the engine's default.
+    #[default]
     Lz4,
+    /// zstd at this level (libzstd through the `zstd` crate; 1 is fastest,
+    /// 3 is zstd's default, up to 22; out-of-range levels are clamped), for
+    /// blocks it shrinks by at least an eighth.
+    Zstd(i32),
 }
 
 impl From<&crate::Options> for TableOptions {

@@ -89,9 +89,7 @@ async fn write_section(engine: &Engine, section: &str, out: &mut String) -> Resu
                 human(rss)
             )
         }
-        "persistence" => "loading:0\r\nasync_loading:0\r\nrdb_bgsave_in_progress:0\r\n\
-                          aof_enabled:1\r\naof_rewrite_in_progress:0\r\n"
-            .to_string(),
+        "persistence" => super::persistence::info_section(&engine.checkpoints),
         "stats" => format!(
             "total_commands_processed:{}\r\ntotal_error_replies:{}\r\n",
             stats.total_calls(),

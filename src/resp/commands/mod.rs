@@ -9,6 +9,7 @@
 //! - [`keys`]: DEL, EXISTS, DBSIZE, SCAN, KEYS.
 //! - [`expire`]: EXPIRE family, PERSIST, GETEX, SETEX, PSETEX, TTL family,
 //!   and SET's expiry options.
+//! - [`persistence`]: SAVE, BGSAVE, LASTSAVE (checkpoints).
 //! - [`server`]: PING, ECHO, SELECT, QUIT, HELLO, CLIENT, COMMAND, CONFIG,
 //!   INFO.
 
@@ -17,6 +18,7 @@ pub mod info;
 pub mod keyop;
 pub mod keys;
 pub mod lcs;
+pub mod persistence;
 pub mod rmw;
 pub mod server;
 pub mod strings;
@@ -79,6 +81,8 @@ pub struct Engine {
     pub commands: Arc<CommandStats>,
     /// The listener's request statistics (open connections).
     pub requests: Arc<RequestStats>,
+    /// Where SAVE and BGSAVE write checkpoints.
+    pub checkpoints: Arc<crate::server::checkpoints::CheckpointRoot>,
 }
 
 /// A parsed request.
@@ -115,6 +119,8 @@ pub enum Op {
     /// TTL, PTTL, EXPIRETIME, PEXPIRETIME.
     Ttl(Bytes, expire::TtlReply),
     Info(Vec<String>),
+    /// SAVE, BGSAVE, LASTSAVE.
+    Persistence(persistence::Persistence),
     /// A reply known when the request was queued (PING inside MULTI).
     Ready(Reply),
     /// EXEC: the queued requests, and the keys watched.
@@ -169,7 +175,8 @@ impl Op {
             | Op::RandomKey
             | Op::WatchPoint(_)
             | Op::ResetStats
-            | Op::Ttl(..) => 16,
+            | Op::Ttl(..)
+            | Op::Persistence(_) => 16,
         }
     }
 
@@ -195,6 +202,8 @@ impl Op {
             | Op::ResetStats
             | Op::Ttl(..)
             | Op::Ready(_) => Access::Read,
+            // A checkpoint holds the connection's earlier writes.
+            Op::Persistence(_) => Access::Read,
             Op::Exec(..) => Access::ReadWrite,
         }
     }
@@ -217,6 +226,7 @@ pub fn parse(args: Vec<Bytes>, connection: &mut Connection) -> Parsed {
     match strings::parse(spec.name, rest).or_else(|| expire::parse(spec.name, rest)) {
         Some(parsed) => parsed,
         None => keys::parse(spec.name, rest)
+            .or_else(|| persistence::parse(spec.name, rest))
             .unwrap_or_else(|| server::parse(spec.name, rest, connection)),
     }
 }
@@ -237,6 +247,7 @@ pub fn execute(op: Op, engine: &Engine) -> LocalBoxFuture<'static, Reply> {
             futures_util::future::ready(Reply::ok()).boxed_local()
         }
         Op::Ttl(key, kind) => expire::execute_ttl(&engine.db, key, kind),
+        Op::Persistence(command) => persistence::execute(command, engine),
         Op::Del(_)
         | Op::Exists(_)
         | Op::DbSize
