@@ -140,11 +140,15 @@ impl SegmentSet {
         let mut candidates = Vec::new();
         let mut filtered_out = 0;
         for (number, level) in self.levels.iter().enumerate() {
-            let in_span: Vec<&Arc<Segment>> = if number == 0 {
-                level.iter().filter(|s| s.overlaps(key, key)).collect()
+            // Level 0's segments may overlap; a deeper level has at most one
+            // segment whose span holds the key. (No Vec per level: this runs
+            // on every get that misses the memtables.)
+            let (all, one) = if number == 0 {
+                (&level[..], None)
             } else {
-                find_in_run(level, key).into_iter().collect()
+                (&[][..], find_in_run(level, key))
             };
+            let in_span = all.iter().filter(|s| s.overlaps(key, key)).chain(one);
             for segment in in_span {
                 if segment.reader.may_contain(key) {
                     candidates.push(segment.clone());
