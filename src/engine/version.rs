@@ -10,7 +10,7 @@ use std::sync::Arc;
 use super::merge::ChainIter;
 use super::segment::Segment;
 use crate::Result;
-use crate::format::sstable::{BlockCache, Lookup};
+use crate::format::sstable::{BlockCache, Lookup, compare_keys};
 use crate::format::{Entry, EntryIter, KeyRange};
 use crate::proto::storage::SegmentMeta;
 
@@ -200,9 +200,9 @@ pub fn chain_segments(run: Vec<Arc<Segment>>, range: KeyRange, reverse: bool) ->
 
 /// The one segment of a sorted run that may hold `key`.
 fn find_in_run<'a>(run: &'a [Arc<Segment>], key: &[u8]) -> Option<&'a Arc<Segment>> {
-    let index = run.partition_point(|s| s.meta.largest_key.as_ref() < key);
+    let index = run.partition_point(|s| compare_keys(&s.meta.largest_key, key).is_lt());
     run.get(index)
-        .filter(|s| s.meta.smallest_key.as_ref() <= key)
+        .filter(|s| compare_keys(&s.meta.smallest_key, key).is_le())
 }
 
 /// True if a segment's key span meets `range`.

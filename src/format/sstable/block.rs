@@ -6,7 +6,7 @@ use std::cmp::Ordering;
 
 use bytes::Bytes;
 
-use super::Malformed;
+use super::{Malformed, compare_keys};
 use crate::format::Entry;
 use crate::format::coding::{get_u32, get_varint, put_u32, put_varint};
 
@@ -15,7 +15,7 @@ const KIND_PUT: u8 = 1;
 
 /// Entries from one restart point to the next in a version-3 block: a lookup
 /// binary-searches the restart points, then reads at most this many keys.
-pub(super) const RESTART_INTERVAL: usize = 16;
+pub(super) const RESTART_INTERVAL: usize = 8;
 
 /// How a data block's bytes (after decompression) are laid out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -277,7 +277,7 @@ impl Block {
             let mid = lo + (hi - lo) / 2;
             let at = restarts.offset(data, mid).ok_or_else(bad_array)?;
             let mut cursor = Cursor::at(data, at);
-            if decode_entry_ref(&mut cursor)?.key <= key {
+            if compare_keys(decode_entry_ref(&mut cursor)?.key, key).is_le() {
                 lo = mid + 1;
             } else {
                 hi = mid;
@@ -293,10 +293,10 @@ impl Block {
         while cursor.pos() < end {
             let at = cursor.pos();
             let entry = decode_entry_ref(&mut cursor)?;
-            if previous.is_some_and(|p| entry.key <= p) {
+            if previous.is_some_and(|p| compare_keys(entry.key, p).is_le()) {
                 return Err(Malformed::new(at, "keys out of order"));
             }
-            match entry.key.cmp(key) {
+            match compare_keys(entry.key, key) {
                 Ordering::Equal => return Ok(Some(entry.to_entry(data))),
                 Ordering::Greater => return Ok(None),
                 Ordering::Less => previous = Some(entry.key),
@@ -556,7 +556,7 @@ mod restart_tests {
 
     #[test]
     fn restart_lookup_finds_every_key_and_only_those() {
-        for count in [1, 15, 16, 17, 50] {
+        for count in [1, 7, 8, 9, 16, 17, 50] {
             let (data, entries) = restart_block(count);
             let last = entries.last().unwrap().key.clone();
             let block = Block::decode(
@@ -598,12 +598,13 @@ mod restart_tests {
         // More restarts than fit, none, a first one not at 0, two out of order.
         assert_eq!(decode(set(count_at, 1000)), (false, false));
         assert_eq!(decode(set(count_at, 0)), (false, false));
-        let array_at = count_at - 3 * 4;
+        let array_at = count_at - 40usize.div_ceil(RESTART_INTERVAL) * 4;
         assert_eq!(decode(set(array_at, 1)), (false, false));
         assert_eq!(decode(set(array_at + 8, 2)), (false, false));
-        // A restart inside an entry: the whole-block check sees it.
-        let (_, whole) = decode(set(array_at + 4, 3));
-        assert!(!whole);
+        // A restart inside an entry, still in order: the whole-block check
+        // sees it.
+        let second = u32::from_le_bytes(data[array_at + 4..array_at + 8].try_into().unwrap());
+        assert_eq!(decode(set(array_at + 4, second + 1)), (true, false));
         assert!(!decode(Vec::new()).0 && !decode(vec![0, 0]).1);
     }
 

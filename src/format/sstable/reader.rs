@@ -15,7 +15,7 @@ use super::compression::decode_block as decode_stored_block;
 use super::footer::{Footer, TableIdentity};
 use super::index::{BlockHandle, Index};
 use super::iter::SstableIter;
-use super::{CRC_LEN, Malformed};
+use super::{CRC_LEN, Malformed, compare_keys};
 use crate::format::coding::{get_u32, masked_crc};
 use crate::format::{Entry, KeyRange};
 use crate::fs::ReadableFile;
@@ -208,14 +208,14 @@ impl SstableReader {
     pub(super) fn block_for(&self, key: &[u8]) -> usize {
         self.index
             .handles
-            .partition_point(|h| h.last_key.as_ref() < key)
+            .partition_point(|h| compare_keys(&h.last_key, key).is_lt())
     }
 
     /// The first block whose last key is `> key`.
     pub(super) fn block_after(&self, key: &[u8]) -> usize {
         self.index
             .handles
-            .partition_point(|h| h.last_key.as_ref() <= key)
+            .partition_point(|h| compare_keys(&h.last_key, key).is_le())
     }
 
     /// Reads, checks and decodes data block number `block`.
