@@ -73,7 +73,9 @@ async fn compaction_waits_for_space_and_resumes_when_it_is_back() {
     // without a byte written, which needs no space).
     for i in 0..400 {
         let key = (i * 37) % 400;
-        db.put(format!("key{key:05}"), "x".repeat(60)).await.unwrap();
+        db.put(format!("key{key:05}"), "x".repeat(60))
+            .await
+            .unwrap();
     }
     db.flush().await.unwrap();
 
