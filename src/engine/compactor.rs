@@ -92,7 +92,16 @@ impl Compactor {
         }
         let levels = self.latest.meta_levels();
         let (task, waiters) = if self.full_requests.is_empty() {
-            (compaction::pick(&levels, &self.options), Vec::new())
+            let task = compaction::pick(&levels, &self.options);
+            let moved = task
+                .as_ref()
+                .and_then(|t| compaction::trivial_move(&levels, t));
+            if let (Some(task), Some(moved)) = (task.clone(), moved) {
+                self.running = true;
+                self.run(task, Some(moved), Vec::new(), ctx);
+                return;
+            }
+            (task, Vec::new())
         } else {
             (
                 compaction::full(&levels),
@@ -106,12 +115,15 @@ impl Compactor {
             return;
         };
         self.running = true;
-        self.run(task, waiters, ctx);
+        self.run(task, None, waiters, ctx);
     }
 
+    /// Runs `task`: installs `moved` (the inputs relabelled to the output
+    /// level) if given, else merges the inputs into new segments.
     fn run(
         &mut self,
         task: CompactionTask,
+        moved: Option<Vec<SegmentMeta>>,
         waiters: Vec<oneshot::Sender<Result<()>>>,
         ctx: &mut Context<Self>,
     ) {
@@ -120,6 +132,7 @@ impl Compactor {
             numbers: self.numbers.clone(),
             inputs: inputs_by_level(&self.latest, &task.inputs),
             task: task.clone(),
+            moved,
             cancel: self.cancel.clone(),
             _lock: self.lock.clone(),
         };
@@ -145,7 +158,12 @@ impl Compactor {
                         std::io::Error::other(e.to_string()),
                     ))
                 })?;
-            let bytes: u64 = outputs.iter().map(|m| m.file_size).sum();
+            let (outputs, moved) = outputs;
+            let bytes: u64 = if moved {
+                0
+            } else {
+                outputs.iter().map(|m| m.file_size).sum()
+            };
             let (reply, installed) = oneshot::channel();
             manager.do_send(InstallCompaction {
                 task,
@@ -240,6 +258,9 @@ struct MergeJob {
     numbers: Arc<FileNumbers>,
     inputs: Vec<Vec<Arc<Segment>>>,
     task: CompactionTask,
+    /// The inputs relabelled to the output level, when the task moves them
+    /// instead of merging (see `compaction::trivial_move`).
+    moved: Option<Vec<SegmentMeta>>,
     cancel: Arc<AtomicBool>,
     /// Keeps the directory locked while the merge writes, even if the actor
     /// is gone.
@@ -247,7 +268,15 @@ struct MergeJob {
 }
 
 impl MergeJob {
-    fn run(self) -> Result<Vec<SegmentMeta>> {
+    /// The output segments, and whether they are the inputs moved.
+    fn run(self) -> Result<(Vec<SegmentMeta>, bool)> {
+        if let Some(moved) = self.moved {
+            return Ok((moved, true));
+        }
+        self.merge().map(|outputs| (outputs, false))
+    }
+
+    fn merge(self) -> Result<Vec<SegmentMeta>> {
         let fs = self.options.fs.as_ref();
         let directory = &self.options.directory;
         self.check_space()?;

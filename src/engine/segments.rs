@@ -340,13 +340,15 @@ impl JobContext {
 
     /// Manifest with the outputs in and the inputs out, then the inputs go.
     fn install(&self, task: &CompactionTask, outputs: Vec<SegmentMeta>) -> Result<JobResult> {
+        // An input moved to a deeper level without a rewrite is an output too.
+        let kept: Vec<u64> = outputs.iter().map(|m| m.file_number).collect();
         let set = self.commit(
             outputs,
             &task.inputs,
             self.flushed_seq,
             self.oldest_live_wal,
         )?;
-        for number in &task.inputs {
+        for number in task.inputs.iter().filter(|n| !kept.contains(n)) {
             let path = self.options.directory.join(segment_file_name(*number));
             if let Err(error) = self.options.fs.remove_file(&path) {
                 log::warn!(

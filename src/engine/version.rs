@@ -10,7 +10,7 @@ use std::sync::Arc;
 use super::merge::ChainIter;
 use super::segment::Segment;
 use crate::Result;
-use crate::format::sstable::{BlockCache, Lookup};
+use crate::format::sstable::{BlockCache, Lookup, compare_keys};
 use crate::format::{Entry, EntryIter, KeyRange};
 use crate::proto::storage::SegmentMeta;
 
@@ -140,11 +140,15 @@ impl SegmentSet {
         let mut candidates = Vec::new();
         let mut filtered_out = 0;
         for (number, level) in self.levels.iter().enumerate() {
-            let in_span: Vec<&Arc<Segment>> = if number == 0 {
-                level.iter().filter(|s| s.overlaps(key, key)).collect()
+            // Level 0's segments may overlap; a deeper level has at most one
+            // segment whose span holds the key. (No Vec per level: this runs
+            // on every get that misses the memtables.)
+            let (all, one) = if number == 0 {
+                (&level[..], None)
             } else {
-                find_in_run(level, key).into_iter().collect()
+                (&[][..], find_in_run(level, key))
             };
+            let in_span = all.iter().filter(|s| s.overlaps(key, key)).chain(one);
             for segment in in_span {
                 if segment.reader.may_contain(key) {
                     candidates.push(segment.clone());
@@ -196,9 +200,9 @@ pub fn chain_segments(run: Vec<Arc<Segment>>, range: KeyRange, reverse: bool) ->
 
 /// The one segment of a sorted run that may hold `key`.
 fn find_in_run<'a>(run: &'a [Arc<Segment>], key: &[u8]) -> Option<&'a Arc<Segment>> {
-    let index = run.partition_point(|s| s.meta.largest_key.as_ref() < key);
+    let index = run.partition_point(|s| compare_keys(&s.meta.largest_key, key).is_lt());
     run.get(index)
-        .filter(|s| s.meta.smallest_key.as_ref() <= key)
+        .filter(|s| compare_keys(&s.meta.smallest_key, key).is_le())
 }
 
 /// True if a segment's key span meets `range`.

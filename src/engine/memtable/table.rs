@@ -38,6 +38,7 @@ use bytes::Bytes;
 use crossbeam_skiplist::SkipMap;
 use crossbeam_skiplist::map::{Entry as Version, Range};
 
+use crate::format::sstable::compare_keys;
 use crate::format::{Entry, KeyRange};
 
 /// Bytes counted per entry beyond its key and value.
@@ -93,24 +94,6 @@ trait VersionKey {
 
 fn version_order(a: &dyn VersionKey, b: &dyn VersionKey) -> Ordering {
     compare_keys(a.user_key(), b.user_key()).then_with(|| b.seq().cmp(&a.seq()))
-}
-
-/// Byte-wise key order, as `<[u8]>::cmp`, eight bytes at a time: short keys
-/// are compared without a call to `memcmp`, which a skip-list search makes
-/// dozens of per insert.
-#[inline]
-fn compare_keys(a: &[u8], b: &[u8]) -> Ordering {
-    let mut a_words = a.chunks_exact(8);
-    let mut b_words = b.chunks_exact(8);
-    for (x, y) in a_words.by_ref().zip(b_words.by_ref()) {
-        let x = u64::from_be_bytes(x.try_into().unwrap_or_default());
-        let y = u64::from_be_bytes(y.try_into().unwrap_or_default());
-        if x != y {
-            return x.cmp(&y);
-        }
-    }
-    let done = a.len().min(b.len()) / 8 * 8;
-    a.get(done..).cmp(&b.get(done..))
 }
 
 impl VersionKey for InternalKey {

@@ -1,17 +1,31 @@
-//! Data blocks: encoding one entry, decoding a whole block, and the bounds-
-//! checked cursor every decoder in this module reads with.
+//! Data blocks: encoding one entry, decoding a whole block, looking a key up
+//! in a cached block, and the bounds-checked cursor every decoder in this
+//! module reads with.
 
 use std::cmp::Ordering;
 
 use bytes::Bytes;
 
-use super::Malformed;
+use super::{Malformed, compare_keys};
 use crate::format::Entry;
-use crate::format::coding::{get_varint, put_varint};
+use crate::format::coding::{get_u32, get_varint, put_u32, put_varint};
 
 const KIND_TOMBSTONE: u8 = 0;
 const KIND_PUT: u8 = 1;
 const KIND_PUT_EXPIRING: u8 = 2;
+
+/// Entries from one restart point to the next in a version-3 block: a lookup
+/// binary-searches the restart points, then reads at most this many keys.
+pub(super) const RESTART_INTERVAL: usize = 8;
+
+/// How a data block's bytes (after decompression) are laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum BlockLayout {
+    /// Tables of version 1 and 2: the entries alone.
+    Entries,
+    /// Version 3: the entries, then the restart array and its length.
+    Restarts,
+}
 
 /// Appends `entry` in the data block encoding (see the module doc).
 pub(super) fn encode_entry(entry: &Entry, out: &mut Vec<u8>) {
@@ -46,21 +60,51 @@ pub(super) fn encoded_len(entry: &Entry) -> usize {
     10 + 1 + 10 + expiry_len + entry.key.len() + value_len
 }
 
+/// Appends a version-3 block's restart array: each restart point's offset
+/// in the block, then how many there are.
+pub(super) fn encode_restarts(restarts: &[u32], out: &mut Vec<u8>) {
+    for &restart in restarts {
+        put_u32(out, restart);
+    }
+    put_u32(out, u32::try_from(restarts.len()).unwrap_or(u32::MAX));
+}
+
 /// Decodes every entry of a block whose crc was checked. Keys must be
 /// strictly increasing, greater than `after` (the previous block's last key)
-/// and end with `last_key` (the index's word for this block).
+/// and end with `last_key` (the index's word for this block); a version-3
+/// block's restart points must each be where an entry starts.
 pub(super) fn decode_block(
     data: &Bytes,
+    layout: BlockLayout,
     after: Option<&[u8]>,
     last_key: &[u8],
 ) -> Result<Vec<Entry>, Malformed> {
     let mut entries = Vec::new();
-    walk_block(data, after, last_key, |_, entry| entries.push(entry))?;
+    match layout {
+        BlockLayout::Entries => walk_block(data, after, last_key, |_, entry| entries.push(entry))?,
+        BlockLayout::Restarts => {
+            let restarts = RestartArray::decode(data)?;
+            let mut next_restart = 0;
+            let region = data.slice(..restarts.entries_end);
+            walk_block(&region, after, last_key, |at, entry| {
+                if restarts.offset(data, next_restart) == Some(at) {
+                    next_restart += 1;
+                }
+                entries.push(entry);
+            })?;
+            if next_restart != restarts.count {
+                return Err(Malformed::new(
+                    restarts.entries_end,
+                    "a restart point is not where an entry starts",
+                ));
+            }
+        }
+    }
     Ok(entries)
 }
 
-/// Checks a whole block as `decode_block` does, handing each entry and its
-/// offset in the block to `visit`.
+/// Checks a whole run of entries as `decode_block` does, handing each entry
+/// and its offset in the block to `visit`.
 fn walk_block(
     data: &Bytes,
     after: Option<&[u8]>,
@@ -88,39 +132,138 @@ fn walk_block(
     }
 }
 
-/// A checked data block kept whole, with where each entry starts, so that a
-/// point lookup binary-searches it without decoding every entry. What the
-/// block cache holds.
+/// The restart array at the end of a version-3 block, checked: at least one
+/// restart point, the first at 0, strictly increasing, all inside the
+/// entries. The offsets stay in the block's bytes.
+#[derive(Debug, Clone, Copy)]
+struct RestartArray {
+    /// Where the entries end and the array starts.
+    entries_end: usize,
+    count: usize,
+}
+
+impl RestartArray {
+    fn decode(data: &[u8]) -> Result<RestartArray, Malformed> {
+        let count_at = data
+            .len()
+            .checked_sub(4)
+            .ok_or(Malformed::new(0, "block too short for its restart count"))?;
+        let count = get_u32(data, count_at).unwrap_or(0) as usize;
+        let entries_end = count
+            .checked_mul(4)
+            .and_then(|len| count_at.checked_sub(len))
+            .ok_or(Malformed::new(count_at, "more restart points than fit"))?;
+        let array = RestartArray { entries_end, count };
+        let mut previous = None;
+        for i in 0..count {
+            let restart = array.offset(data, i).unwrap_or(usize::MAX);
+            let in_order = previous.map_or(restart == 0, |p| restart > p);
+            if !in_order || restart >= entries_end {
+                return Err(Malformed::new(
+                    entries_end + 4 * i,
+                    "restart point out of order or past the entries",
+                ));
+            }
+            previous = Some(restart);
+        }
+        if count == 0 {
+            return Err(Malformed::new(count_at, "block with no restart point"));
+        }
+        Ok(array)
+    }
+
+    /// Where restart point `i` starts.
+    fn offset(&self, data: &[u8], i: usize) -> Option<usize> {
+        get_u32(data, self.entries_end.checked_add(i.checked_mul(4)?)?).map(|at| at as usize)
+    }
+
+    /// Where the run of entries from restart point `i` ends.
+    fn run_end(&self, data: &[u8], i: usize) -> Option<usize> {
+        if i + 1 < self.count {
+            self.offset(data, i + 1)
+        } else {
+            Some(self.entries_end)
+        }
+    }
+}
+
+/// A checked data block kept whole with what a point lookup needs to
+/// binary-search it without decoding every entry. What the block cache
+/// holds.
 #[derive(Debug)]
 pub struct Block {
     data: Bytes,
-    /// Offset of each entry in `data`, ascending (so by key too).
-    offsets: Vec<u32>,
+    search: Search,
+}
+
+/// How a lookup finds its way in a block.
+#[derive(Debug)]
+enum Search {
+    /// Version 1 and 2 blocks: where each entry starts, ascending (so by key
+    /// too), found by decoding and checking the whole block.
+    Offsets(Vec<u32>),
+    /// Version 3 blocks: the block's own restart array. Only the array and
+    /// the first key are checked up front; a lookup checks the entries it
+    /// reads.
+    Restarts(RestartArray),
 }
 
 impl Block {
-    /// Checks `data` as `decode_block` does and indexes its entries.
+    /// Checks `data` as `decode_block` does (for a version-3 block, only its
+    /// restart array and first key) and indexes its entries.
     pub(super) fn decode(
         data: Bytes,
+        layout: BlockLayout,
         after: Option<&[u8]>,
         last_key: &[u8],
     ) -> Result<Block, Malformed> {
         if u32::try_from(data.len()).is_err() {
             return Err(Malformed::new(0, "block larger than 4 GiB"));
         }
-        let mut offsets = Vec::new();
-        walk_block(&data, after, last_key, |at, _| offsets.push(at as u32))?;
-        Ok(Block { data, offsets })
+        let search = match layout {
+            BlockLayout::Entries => {
+                let mut offsets = Vec::new();
+                walk_block(&data, after, last_key, |at, _| offsets.push(at as u32))?;
+                Search::Offsets(offsets)
+            }
+            BlockLayout::Restarts => {
+                let restarts = RestartArray::decode(&data)?;
+                let first = decode_entry_ref(&mut Cursor::new(&data))?;
+                if after.is_some_and(|a| first.key <= a) {
+                    return Err(Malformed::new(0, "keys out of order"));
+                }
+                Search::Restarts(restarts)
+            }
+        };
+        Ok(Block { data, search })
     }
 
-    /// The entry for `key`, if the block holds one.
-    pub fn get(&self, key: &[u8]) -> Option<Entry> {
+    /// The entry for `key`, if the block holds one; `Malformed` if an entry
+    /// the lookup read is bad (only possible in a version-3 block).
+    pub(super) fn get(&self, key: &[u8]) -> Result<Option<Entry>, Malformed> {
+        match &self.search {
+            Search::Offsets(offsets) => Ok(self.get_by_offsets(offsets, key)),
+            Search::Restarts(restarts) => self.get_by_restarts(restarts, key),
+        }
+    }
+
+    /// Memory the block holds: its bytes and its offsets.
+    pub fn memory_bytes(&self) -> usize {
+        let offsets = match &self.search {
+            Search::Offsets(offsets) => offsets.len() * std::mem::size_of::<u32>(),
+            Search::Restarts(_) => 0,
+        };
+        self.data.len() + offsets
+    }
+
+    fn get_by_offsets(&self, offsets: &[u32], key: &[u8]) -> Option<Entry> {
         // `decode` parsed every offset, so `key_at` cannot fail here; were it
         // to, the search would just miss.
-        let found = self
-            .offsets
-            .binary_search_by(|&at| self.key_at(at).map_or(Ordering::Less, |k| k.cmp(key)));
-        let at = *self.offsets.get(found.ok()?)?;
+        let found = offsets.binary_search_by(|&at| {
+            self.key_at(at as usize)
+                .map_or(Ordering::Less, |k| k.cmp(key))
+        });
+        let at = *offsets.get(found.ok()?)?;
         let mut cursor = Cursor::new(&self.data);
         cursor.pos = at as usize;
         decode_entry(&mut cursor)
@@ -128,33 +271,87 @@ impl Block {
             .filter(|entry| entry.key.as_ref() == key)
     }
 
-    /// Memory the block holds: its bytes and its offsets.
-    pub fn memory_bytes(&self) -> usize {
-        self.data.len() + self.offsets.len() * std::mem::size_of::<u32>()
+    /// Binary search over the restart points for the last one at or below
+    /// `key`, then a scan of its run, checking the order of what it reads.
+    fn get_by_restarts(
+        &self,
+        restarts: &RestartArray,
+        key: &[u8],
+    ) -> Result<Option<Entry>, Malformed> {
+        let data = &self.data;
+        let bad_array = || Malformed::new(restarts.entries_end, "bad restart array");
+        let (mut lo, mut hi) = (0, restarts.count);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let at = restarts.offset(data, mid).ok_or_else(bad_array)?;
+            let mut cursor = Cursor::at(data, at);
+            if compare_keys(decode_entry_ref(&mut cursor)?.key, key).is_le() {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        let Some(run) = lo.checked_sub(1) else {
+            return Ok(None);
+        };
+        let start = restarts.offset(data, run).ok_or_else(bad_array)?;
+        let end = restarts.run_end(data, run).ok_or_else(bad_array)?;
+        let mut cursor = Cursor::at(data, start);
+        let mut previous: Option<&[u8]> = None;
+        while cursor.pos() < end {
+            let at = cursor.pos();
+            let entry = decode_entry_ref(&mut cursor)?;
+            if previous.is_some_and(|p| compare_keys(entry.key, p).is_le()) {
+                return Err(Malformed::new(at, "keys out of order"));
+            }
+            match compare_keys(entry.key, key) {
+                Ordering::Equal => return Ok(Some(entry.to_entry(data))),
+                Ordering::Greater => return Ok(None),
+                Ordering::Less => previous = Some(entry.key),
+            }
+        }
+        if cursor.pos() != end {
+            return Err(Malformed::new(end, "an entry runs over a restart point"));
+        }
+        Ok(None)
     }
 
     /// The key of the entry at `at`, borrowed from the block.
-    fn key_at(&self, at: u32) -> Option<&[u8]> {
-        let rest = self.data.get(at as usize..)?;
-        let (key_len, mut used) = get_varint(rest)?;
-        let kind = *rest.get(used)?;
-        used += 1;
-        let (_seq, seq_len) = get_varint(rest.get(used..)?)?;
-        used += seq_len;
-        if kind == KIND_PUT_EXPIRING {
-            let (_expire_at_ms, len) = get_varint(rest.get(used..)?)?;
-            used += len;
-        }
-        if kind == KIND_PUT || kind == KIND_PUT_EXPIRING {
-            let (_value_len, len) = get_varint(rest.get(used..)?)?;
-            used += len;
-        }
-        let end = used.checked_add(usize::try_from(key_len).ok()?)?;
-        rest.get(used..end)
+    fn key_at(&self, at: usize) -> Option<&[u8]> {
+        decode_entry_ref(&mut Cursor::at(&self.data, at))
+            .ok()
+            .map(|entry| entry.key)
     }
 }
 
-fn decode_entry(cursor: &mut Cursor<'_>) -> Result<Entry, Malformed> {
+/// An entry read in place: its key and value borrowed from the block.
+struct EntryRef<'a> {
+    key: &'a [u8],
+    seq: u64,
+    value: Option<&'a [u8]>,
+    /// When a put expires (Unix milliseconds); 0: never.
+    expire_at_ms: u64,
+    /// Where the key starts in the block; the value follows it.
+    key_at: usize,
+}
+
+impl EntryRef<'_> {
+    /// The entry, sharing the block's buffer.
+    fn to_entry(&self, data: &Bytes) -> Entry {
+        let value_at = self.key_at + self.key.len();
+        Entry {
+            key: data.slice(self.key_at..value_at),
+            seq: self.seq,
+            value: self
+                .value
+                .map(|value| data.slice(value_at..value_at + value.len())),
+            expire_at_ms: self.expire_at_ms,
+        }
+    }
+}
+
+/// Reads one entry (the one decoder of the entry encoding).
+fn decode_entry_ref<'a>(cursor: &mut Cursor<'a>) -> Result<EntryRef<'a>, Malformed> {
     let key_len = cursor.varint()?;
     let kind = cursor.byte()?;
     let seq = cursor.varint()?;
@@ -172,14 +369,21 @@ fn decode_entry(cursor: &mut Cursor<'_>) -> Result<Entry, Malformed> {
             ));
         }
     };
-    let key = cursor.bytes(key_len)?;
-    let value = value_len.map(|len| cursor.bytes(len)).transpose()?;
-    Ok(Entry {
+    let key_at = cursor.pos();
+    let key = cursor.slice(key_len)?;
+    let value = value_len.map(|len| cursor.slice(len)).transpose()?;
+    Ok(EntryRef {
         key,
         seq,
         value,
         expire_at_ms,
+        key_at,
     })
+}
+
+fn decode_entry(cursor: &mut Cursor<'_>) -> Result<Entry, Malformed> {
+    let data = cursor.data;
+    decode_entry_ref(cursor).map(|entry| entry.to_entry(data))
 }
 
 /// Reads a block front to back; every read is bounds-checked and fails with
@@ -192,6 +396,10 @@ pub(super) struct Cursor<'a> {
 impl<'a> Cursor<'a> {
     pub(super) fn new(data: &'a Bytes) -> Self {
         Cursor { data, pos: 0 }
+    }
+
+    fn at(data: &'a Bytes, pos: usize) -> Self {
+        Cursor { data, pos }
     }
 
     pub(super) fn pos(&self) -> usize {
@@ -220,14 +428,20 @@ impl<'a> Cursor<'a> {
 
     /// The next `len` bytes, sharing the block's buffer.
     pub(super) fn bytes(&mut self, len: u64) -> Result<Bytes, Malformed> {
-        let end = usize::try_from(len)
+        let start = self.pos;
+        let end = start + self.slice(len)?.len();
+        Ok(self.data.slice(start..end))
+    }
+
+    /// The next `len` bytes, borrowed.
+    fn slice(&mut self, len: u64) -> Result<&'a [u8], Malformed> {
+        let data: &'a [u8] = self.data;
+        let slice = usize::try_from(len)
             .ok()
-            .and_then(|len| self.pos.checked_add(len))
-            .filter(|&end| end <= self.data.len())
+            .and_then(|len| data.get(self.pos..self.pos.checked_add(len)?))
             .ok_or(Malformed::new(self.pos, "length past the end of the block"))?;
-        let bytes = self.data.slice(self.pos..end);
-        self.pos = end;
-        Ok(bytes)
+        self.pos += slice.len();
+        Ok(slice)
     }
 }
 
@@ -269,7 +483,10 @@ mod tests {
             entry("c", 300, Some("")),
         ];
         let data = encode(&entries);
-        assert_eq!(decode_block(&data, None, b"c"), Ok(entries));
+        assert_eq!(
+            decode_block(&data, BlockLayout::Entries, None, b"c"),
+            Ok(entries)
+        );
     }
 
     #[test]
@@ -282,10 +499,13 @@ mod tests {
             expiring("e", 301, "z", u64::MAX),
         ];
         let data = encode(&entries);
-        assert_eq!(decode_block(&data, None, b"e"), Ok(entries.clone()));
-        let block = Block::decode(data.clone(), None, b"e").unwrap();
+        assert_eq!(
+            decode_block(&data, BlockLayout::Entries, None, b"e"),
+            Ok(entries.clone())
+        );
+        let block = Block::decode(data.clone(), BlockLayout::Entries, None, b"e").unwrap();
         for e in &entries {
-            assert_eq!(block.get(&e.key).as_ref(), Some(e));
+            assert_eq!(block.get(&e.key), Ok(Some(e.clone())));
         }
         // kind 2 is the byte after the key length; the expiry follows seq.
         let mut one = Vec::new();
@@ -298,18 +518,21 @@ mod tests {
         assert_eq!(plain, [1, KIND_PUT, 5, 1, b'k', b'v']);
         for len in 0..one.len() {
             let cut = Bytes::copy_from_slice(&one[..len]);
-            assert!(decode_block(&cut, None, b"k").is_err(), "len {len}");
+            assert!(
+                decode_block(&cut, BlockLayout::Entries, None, b"k").is_err(),
+                "len {len}"
+            );
         }
     }
 
     #[test]
     fn order_and_last_key_are_checked() {
         let data = encode(&[entry("b", 1, None), entry("a", 1, None)]);
-        assert!(decode_block(&data, None, b"a").is_err());
+        assert!(decode_block(&data, BlockLayout::Entries, None, b"a").is_err());
         let data = encode(&[entry("a", 1, None)]);
-        assert!(decode_block(&data, Some(b"a"), b"a").is_err());
-        assert!(decode_block(&data, None, b"b").is_err());
-        assert!(decode_block(&Bytes::new(), None, b"").is_err());
+        assert!(decode_block(&data, BlockLayout::Entries, Some(b"a"), b"a").is_err());
+        assert!(decode_block(&data, BlockLayout::Entries, None, b"b").is_err());
+        assert!(decode_block(&Bytes::new(), BlockLayout::Entries, None, b"").is_err());
     }
 
     #[test]
@@ -317,7 +540,7 @@ mod tests {
         let data = encode(&[entry("key", 5, Some("value")), entry("last", 6, None)]);
         for len in 0..data.len() {
             assert!(
-                decode_block(&data.slice(..len), None, b"last").is_err(),
+                decode_block(&data.slice(..len), BlockLayout::Entries, None, b"last").is_err(),
                 "len {len}"
             );
         }
@@ -333,16 +556,16 @@ mod tests {
             })
             .collect();
         let data = encode(&entries);
-        let block = Block::decode(data.clone(), Some(b"a"), b"k098").unwrap();
+        let block = Block::decode(data.clone(), BlockLayout::Entries, Some(b"a"), b"k098").unwrap();
         for e in &entries {
-            assert_eq!(block.get(&e.key).as_ref(), Some(e));
+            assert_eq!(block.get(&e.key).unwrap().as_ref(), Some(e));
         }
         for i in 0..50u64 {
-            assert_eq!(block.get(format!("k{:03}", i * 2 + 1).as_bytes()), None);
+            assert_eq!(block.get(format!("k{:03}", i * 2 + 1).as_bytes()), Ok(None));
         }
-        assert_eq!(block.get(b"a"), None);
-        assert_eq!(block.get(b"z"), None);
-        assert!(Block::decode(data, Some(b"k000"), b"k098").is_err());
+        assert_eq!(block.get(b"a"), Ok(None));
+        assert_eq!(block.get(b"z"), Ok(None));
+        assert!(Block::decode(data, BlockLayout::Entries, Some(b"k000"), b"k098").is_err());
     }
 
     #[test]
@@ -351,7 +574,120 @@ mod tests {
         put_varint(&mut buf, u64::MAX);
         buf.push(KIND_TOMBSTONE);
         put_varint(&mut buf, 1);
-        assert!(decode_block(&Bytes::from(buf), None, b"").is_err());
-        assert!(decode_block(&Bytes::from_static(&[1, 9, 0, b'a']), None, b"a").is_err());
+        assert!(decode_block(&Bytes::from(buf), BlockLayout::Entries, None, b"").is_err());
+        assert!(
+            decode_block(
+                &Bytes::from_static(&[1, 9, 0, b'a']),
+                BlockLayout::Entries,
+                None,
+                b"a"
+            )
+            .is_err()
+        );
+    }
+}
+
+#[cfg(test)]
+mod restart_tests {
+    use super::*;
+
+    fn entry(i: u64) -> Entry {
+        Entry {
+            key: Bytes::from(format!("k{:03}", i * 2)),
+            seq: 100 + i,
+            value: (!i.is_multiple_of(3)).then(|| Bytes::from(format!("v{i}"))),
+            // Some puts expire, so runs mix the entry kinds.
+            expire_at_ms: if i % 3 == 2 { 1_700_000_000_000 + i } else { 0 },
+        }
+    }
+
+    /// A version-3 block of `count` entries as the writer lays it out, and
+    /// where each entry starts.
+    fn restart_block(count: u64) -> (Vec<u8>, Vec<Entry>) {
+        let entries: Vec<Entry> = (0..count).map(entry).collect();
+        let (mut data, mut restarts) = (Vec::new(), Vec::new());
+        for (i, e) in entries.iter().enumerate() {
+            if i.is_multiple_of(RESTART_INTERVAL) {
+                restarts.push(data.len() as u32);
+            }
+            encode_entry(e, &mut data);
+        }
+        encode_restarts(&restarts, &mut data);
+        (data, entries)
+    }
+
+    #[test]
+    fn restart_lookup_finds_every_key_and_only_those() {
+        for count in [1, 7, 8, 9, 16, 17, 50] {
+            let (data, entries) = restart_block(count);
+            let last = entries.last().unwrap().key.clone();
+            let block = Block::decode(
+                Bytes::from(data.clone()),
+                BlockLayout::Restarts,
+                Some(b"a"),
+                &last,
+            )
+            .unwrap();
+            for (i, e) in entries.iter().enumerate() {
+                assert_eq!(block.get(&e.key), Ok(Some(e.clone())));
+                let missing = format!("k{:03}", i * 2 + 1);
+                assert_eq!(block.get(missing.as_bytes()), Ok(None));
+            }
+            assert_eq!(block.get(b"a"), Ok(None));
+            assert_eq!(block.get(b"z"), Ok(None));
+            let whole = decode_block(&Bytes::from(data), BlockLayout::Restarts, None, &last);
+            assert_eq!(whole, Ok(entries));
+        }
+    }
+
+    #[test]
+    fn restart_arrays_are_checked() {
+        let (data, _) = restart_block(40);
+        let last = b"k078";
+        let decode = |bytes: Vec<u8>| {
+            let bytes = Bytes::from(bytes);
+            let cached = Block::decode(bytes.clone(), BlockLayout::Restarts, None, last);
+            let whole = decode_block(&bytes, BlockLayout::Restarts, None, last);
+            (cached.is_ok(), whole.is_ok())
+        };
+        assert_eq!(decode(data.clone()), (true, true));
+        let count_at = data.len() - 4;
+        let set = |at: usize, value: u32| {
+            let mut bad = data.clone();
+            bad[at..at + 4].copy_from_slice(&value.to_le_bytes());
+            bad
+        };
+        // More restarts than fit, none, a first one not at 0, two out of order.
+        assert_eq!(decode(set(count_at, 1000)), (false, false));
+        assert_eq!(decode(set(count_at, 0)), (false, false));
+        let array_at = count_at - 40usize.div_ceil(RESTART_INTERVAL) * 4;
+        assert_eq!(decode(set(array_at, 1)), (false, false));
+        assert_eq!(decode(set(array_at + 8, 2)), (false, false));
+        // A restart inside an entry, still in order: the whole-block check
+        // sees it.
+        let second = u32::from_le_bytes(data[array_at + 4..array_at + 8].try_into().unwrap());
+        assert_eq!(decode(set(array_at + 4, second + 1)), (true, false));
+        assert!(!decode(Vec::new()).0 && !decode(vec![0, 0]).1);
+    }
+
+    #[test]
+    fn a_lookup_reports_the_bad_entries_it_reads() {
+        let (data, entries) = restart_block(40);
+        let count_at = data.len() - 4;
+        // Point the second restart inside an entry: lookups in the first run
+        // cross it, those in the second decode garbage or keys out of order.
+        let mut bad = data.clone();
+        let second = count_at - 2 * 4;
+        let inside = u32::from_le_bytes(bad[second..second + 4].try_into().unwrap()) + 2;
+        bad[second..second + 4].copy_from_slice(&inside.to_le_bytes());
+        let block = Block::decode(Bytes::from(bad), BlockLayout::Restarts, None, b"k078").unwrap();
+        let mut errors = 0;
+        for e in &entries {
+            match block.get(&e.key) {
+                Ok(found) => assert!(found.is_none() || found.as_ref() == Some(e)),
+                Err(_) => errors += 1,
+            }
+        }
+        assert!(errors > 0);
     }
 }

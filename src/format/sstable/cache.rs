@@ -209,7 +209,7 @@ mod tests {
 
     use super::*;
     use crate::format::Entry;
-    use crate::format::sstable::block::encode_entry;
+    use crate::format::sstable::block::{BlockLayout, encode_entry};
 
     /// A block of one entry with a value of `value_len` bytes.
     fn block(key: &str, value_len: usize) -> Block {
@@ -221,7 +221,13 @@ mod tests {
         };
         let mut data = Vec::new();
         encode_entry(&entry, &mut data);
-        Block::decode(Bytes::from(data), None, key.as_bytes()).unwrap()
+        Block::decode(
+            Bytes::from(data),
+            BlockLayout::Entries,
+            None,
+            key.as_bytes(),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -230,7 +236,10 @@ mod tests {
         assert!(cache.get(1, 0).is_none());
         cache.insert(1, 0, block("a", 1000));
         let hit = cache.get(1, 0).unwrap();
-        assert_eq!(hit.block.get(b"a").unwrap().value.unwrap().len(), 1000);
+        assert_eq!(
+            hit.block.get(b"a").unwrap().unwrap().value.unwrap().len(),
+            1000
+        );
         assert!(cache.get(1, 1).is_none());
         assert!(cache.get(2, 0).is_none());
         let stats = cache.stats();

@@ -1,17 +1,18 @@
 //! The fixed-size footer at the end of every table. Version 2 (80 bytes)
 //! adds the table's file number and its database's id to version 1's 64
-//! bytes; both end with version, crc and magic, so the last 16 bytes of a
-//! file say which one it has.
+//! bytes; all end with version, crc and magic, so the last 16 bytes of a
+//! file say which one it has. Version 3 has version 2's footer; its data
+//! blocks end with restart points.
 
 use super::Malformed;
 use crate::format::coding::{get_u32, get_u64, masked_crc, put_u32, put_u64};
 
-/// Bytes of the footer this code writes (version 2).
+/// Bytes of the footer this code writes (versions 2 and 3).
 pub(super) const FOOTER_LEN: u64 = 80;
 /// Bytes of a version 1 footer, still read.
 pub(super) const FOOTER_V1_LEN: u64 = 64;
 /// The format version this code writes.
-pub(super) const FORMAT_VERSION: u32 = 2;
+pub(super) const FORMAT_VERSION: u32 = 3;
 /// The last eight bytes of every table.
 pub(super) const MAGIC: u64 = u64::from_le_bytes(*b"NaiveSST");
 
@@ -30,6 +31,9 @@ pub(super) struct Footer {
     /// Which file and database the table was written as; `None` in a
     /// version 1 table.
     pub(super) identity: Option<TableIdentity>,
+    /// The table's format version: 1, 2 or 3 (restart points in data
+    /// blocks).
+    pub(super) version: u32,
 }
 
 /// What a table was written as, so that a file renamed, swapped or copied
@@ -43,17 +47,17 @@ pub struct TableIdentity {
 }
 
 impl Footer {
-    /// The footer's bytes: version 2 with an identity, version 1 without
-    /// (what tests use to make version-1 tables).
+    /// The footer's bytes: `version` 2 or 3 with an identity, version 1
+    /// without one (what tests use to make version-1 tables).
     pub(super) fn encode(&self) -> Vec<u8> {
         let mut buf = Vec::with_capacity(FOOTER_LEN as usize);
         for field in self.fields() {
             put_u64(&mut buf, field);
         }
-        if let Some(identity) = self.identity {
+        if let Some(identity) = self.identity.filter(|_| self.version >= 2) {
             put_u64(&mut buf, identity.file_number);
             put_u64(&mut buf, identity.database_id);
-            put_u32(&mut buf, FORMAT_VERSION);
+            put_u32(&mut buf, self.version);
         } else {
             put_u32(&mut buf, 1);
         }
@@ -83,7 +87,7 @@ impl Footer {
         }
         match get_u32(tail, at) {
             Some(1) => Ok(FOOTER_V1_LEN),
-            Some(2) => Ok(FOOTER_LEN),
+            Some(2 | FORMAT_VERSION) => Ok(FOOTER_LEN),
             _ => Err(Malformed::new(at, "unknown format version")),
         }
     }
@@ -101,6 +105,7 @@ impl Footer {
             return Err(Malformed::new(crc_at, "footer checksum mismatch"));
         }
         let field = |i: usize| get_u64(buf, i * 8).ok_or(Malformed::new(i * 8, "truncated"));
+        let version = get_u32(buf, buf.len() - 16).unwrap_or(1);
         let identity = if len == FOOTER_LEN {
             Some(TableIdentity {
                 file_number: field(6)?,
@@ -117,6 +122,7 @@ impl Footer {
             entry_count: field(4)?,
             max_seq: field(5)?,
             identity,
+            version,
         })
     }
 }
@@ -136,6 +142,7 @@ mod tests {
             file_number: 6,
             database_id: 7,
         }),
+        version: FORMAT_VERSION,
     };
 
     #[test]
@@ -150,6 +157,7 @@ mod tests {
     fn version_1(footer: &Footer) -> Vec<u8> {
         Footer {
             identity: None,
+            version: 1,
             ..*footer
         }
         .encode()
@@ -165,6 +173,23 @@ mod tests {
         let mut bad = buf.clone();
         bad[3] ^= 1;
         assert!(Footer::decode(&bad).is_err());
+    }
+
+    #[test]
+    fn version_2_footers_still_decode() {
+        let buf = Footer {
+            version: 2,
+            ..FOOTER
+        }
+        .encode();
+        let decoded = Footer::decode(&buf).unwrap();
+        assert_eq!(decoded.version, 2);
+        assert_eq!(decoded.identity, FOOTER.identity);
+        let unknown = Footer {
+            version: FORMAT_VERSION + 1,
+            ..FOOTER
+        };
+        assert!(Footer::decode(&unknown.encode()).is_err());
     }
 
     #[test]

@@ -8,14 +8,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 
-use super::block::{Block, decode_block};
+use super::block::{Block, BlockLayout, decode_block};
 use super::bloom::BloomFilter;
 use super::cache::BlockCache;
 use super::compression::decode_block as decode_stored_block;
 use super::footer::{Footer, TableIdentity};
 use super::index::{BlockHandle, Index};
 use super::iter::SstableIter;
-use super::{CRC_LEN, Malformed};
+use super::{CRC_LEN, Malformed, compare_keys};
 use crate::format::coding::{get_u32, masked_crc};
 use crate::format::{Entry, KeyRange};
 use crate::fs::ReadableFile;
@@ -106,21 +106,43 @@ impl SstableReader {
         if block >= self.block_count() {
             return Ok(Some(Lookup::Absent));
         }
-        let found = |entry: Option<Entry>| Some(entry.map_or(Lookup::Absent, Lookup::Found));
         let cache = cache.zip(u32::try_from(block).ok());
         if let Some((cache, index)) = cache
             && let Some(cached) = cache.get(self.id, index)
         {
-            return Ok(found(cached.block.get(key)));
+            return self.lookup_in(block, &cached.block, key).map(Some);
         }
         let Some(data) = self.read_block_data(block, wait)? else {
             return Ok(None);
         };
         let decoded = self.check_block(block, data)?;
-        Ok(match cache {
-            Some((cache, index)) => found(cache.insert(self.id, index, decoded).block.get(key)),
-            None => found(decoded.get(key)),
-        })
+        match cache {
+            Some((cache, index)) => {
+                let cached = cache.insert(self.id, index, decoded);
+                self.lookup_in(block, &cached.block, key).map(Some)
+            }
+            None => self.lookup_in(block, &decoded, key).map(Some),
+        }
+    }
+
+    /// Looks `key` up in `decoded`, data block number `block`.
+    fn lookup_in(&self, block: usize, decoded: &Block, key: &[u8]) -> Result<Lookup> {
+        match decoded.get(key) {
+            Ok(entry) => Ok(entry.map_or(Lookup::Absent, Lookup::Found)),
+            Err(malformed) => {
+                let offset = self.index.handles.get(block).map_or(0, |h| h.offset);
+                Err(self.file.corrupt(offset, malformed))
+            }
+        }
+    }
+
+    /// How this table's data blocks are laid out.
+    fn layout(&self) -> BlockLayout {
+        if self.footer.version >= 3 {
+            BlockLayout::Restarts
+        } else {
+            BlockLayout::Entries
+        }
     }
 
     /// The entries in `range`, ascending, or descending if `reverse`. The
@@ -186,14 +208,14 @@ impl SstableReader {
     pub(super) fn block_for(&self, key: &[u8]) -> usize {
         self.index
             .handles
-            .partition_point(|h| h.last_key.as_ref() < key)
+            .partition_point(|h| compare_keys(&h.last_key, key).is_lt())
     }
 
     /// The first block whose last key is `> key`.
     pub(super) fn block_after(&self, key: &[u8]) -> usize {
         self.index
             .handles
-            .partition_point(|h| h.last_key.as_ref() <= key)
+            .partition_point(|h| compare_keys(&h.last_key, key).is_le())
     }
 
     /// Reads, checks and decodes data block number `block`.
@@ -208,7 +230,7 @@ impl SstableReader {
             return Ok(None);
         };
         let (handle, after) = self.handle_and_previous(block)?;
-        decode_block(&data, after, &handle.last_key)
+        decode_block(&data, self.layout(), after, &handle.last_key)
             .map(Some)
             .map_err(|m| self.file.corrupt(handle.offset, m))
     }
@@ -231,7 +253,7 @@ impl SstableReader {
     /// Checks and indexes data block number `block`, read as `data`.
     fn check_block(&self, block: usize, data: Bytes) -> Result<Block> {
         let (handle, after) = self.handle_and_previous(block)?;
-        Block::decode(data, after, &handle.last_key)
+        Block::decode(data, self.layout(), after, &handle.last_key)
             .map_err(|m| self.file.corrupt(handle.offset, m))
     }
 

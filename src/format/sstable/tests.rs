@@ -379,3 +379,70 @@ fn lz4_tables_are_smaller_and_read_back_the_same() -> Result<()> {
     assert_eq!(back, entries);
     Ok(())
 }
+
+/// Gets every entry of `table` and the keys between them, through `cache`.
+fn check_lookups(table: &SstableReader, entries: &[Entry], cache: &BlockCache) -> Result<()> {
+    for e in entries {
+        assert_eq!(table.get(&e.key)?, Lookup::Found(e.clone()));
+        assert_eq!(table.get_cached(&e.key, cache)?, Lookup::Found(e.clone()));
+        let mut between = e.key.to_vec();
+        between.push(b'!');
+        assert!(matches!(
+            table.get_cached(&between, cache)?,
+            Lookup::Absent | Lookup::FilteredOut
+        ));
+    }
+    Ok(())
+}
+
+#[test]
+fn large_blocks_with_many_restart_points_find_every_key() -> Result<()> {
+    let entries = sample_entries(3000);
+    let options = TableOptions {
+        block_bytes: 4096,
+        ..OPTIONS
+    };
+    let (bytes, _) = build(&entries, options)?;
+    let table = open(bytes)?;
+    assert!(
+        table.block_count() < 3000 / 32,
+        "{} blocks",
+        table.block_count()
+    );
+    check_lookups(&table, &entries, &BlockCache::new(1 << 20, 4096))?;
+    assert_eq!(collect(table.iter(full(), false))?, entries);
+    Ok(())
+}
+
+#[test]
+fn version_2_tables_without_restart_points_still_read() -> Result<()> {
+    let entries = sample_entries(2000);
+    for compression in [Compression::None, Compression::Lz4] {
+        let options = TableOptions {
+            block_bytes: 4096,
+            compression,
+            ..OPTIONS
+        };
+        let (file, written) = MemFile::new();
+        let mut writer =
+            SstableWriter::new(Box::new(file), PathBuf::from("v2.sst"), options).with_version_2();
+        for e in &entries {
+            writer.add(e)?;
+        }
+        writer.finish()?;
+        let bytes: Vec<u8> = written.try_iter().flatten().collect();
+        let (v3, _) = build(&entries, options)?;
+        assert!(bytes.len() < v3.len(), "version 2 has no restart arrays");
+        let version_at = bytes.len() - 16;
+        assert_eq!(
+            bytes.get(version_at..version_at + 4),
+            Some(&2u32.to_le_bytes()[..])
+        );
+        let table = open(bytes)?;
+        check_lookups(&table, &entries, &BlockCache::new(1 << 20, 4096))?;
+        let mut reversed = entries.clone();
+        reversed.reverse();
+        assert_eq!(collect(table.iter(full(), true))?, reversed);
+    }
+    Ok(())
+}

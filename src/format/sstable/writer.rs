@@ -5,10 +5,10 @@ use std::path::PathBuf;
 
 use bytes::Bytes;
 
-use super::block::{encode_entry, encoded_len};
+use super::block::{BlockLayout, RESTART_INTERVAL, encode_entry, encode_restarts, encoded_len};
 use super::bloom::{build_filter, key_hash};
 use super::compression::encode_block;
-use super::footer::{FOOTER_LEN, Footer, TableIdentity};
+use super::footer::{FOOTER_LEN, FORMAT_VERSION, Footer, TableIdentity};
 use super::index::{BlockHandle, encode_handle, encode_smallest_key};
 use super::{CRC_LEN, TableOptions};
 use crate::error::IoContext;
@@ -40,6 +40,14 @@ pub struct SstableWriter {
     options: TableOptions,
     /// Entries of the block being filled, encoded.
     block: Vec<u8>,
+    /// Offsets in `block` of its restart points (every `RESTART_INTERVAL`th
+    /// entry, from the first).
+    restarts: Vec<u32>,
+    /// Entries in `block`.
+    block_entries: usize,
+    /// Restart points (version 3) or the entries alone (version 2, kept so
+    /// that tests can write tables as older code did).
+    layout: BlockLayout,
     /// Index block so far: smallest key, then a handle per written block.
     index: Vec<u8>,
     /// Hashes of every key added, for the filter.
@@ -63,6 +71,9 @@ impl SstableWriter {
             path,
             options,
             block: Vec::new(),
+            restarts: Vec::new(),
+            block_entries: 0,
+            layout: BlockLayout::Restarts,
             index: Vec::new(),
             key_hashes: Vec::new(),
             offset: 0,
@@ -80,6 +91,14 @@ impl SstableWriter {
         self
     }
 
+    /// Writes a version-2 table (no restart points), as code before version
+    /// 3 did: for tests that older tables still read.
+    #[cfg(test)]
+    pub(super) fn with_version_2(mut self) -> Self {
+        self.layout = BlockLayout::Entries;
+        self
+    }
+
     /// Adds an entry; its key must be greater than the last one added
     /// (`InvalidArgument` otherwise). May write a full block to the file
     /// (`Io` on failure).
@@ -93,11 +112,19 @@ impl SstableWriter {
             )));
         }
         if !self.block.is_empty()
-            && self.block.len() + encoded_len(entry) > self.options.block_bytes
+            && self.block_len() + encoded_len(entry) + 4 > self.options.block_bytes
         {
             self.flush_block()?;
         }
+        if self.layout == BlockLayout::Restarts
+            && self.block_entries.is_multiple_of(RESTART_INTERVAL)
+        {
+            let at = u32::try_from(self.block.len())
+                .map_err(|_| Error::InvalidArgument("data block past 4 GiB".into()))?;
+            self.restarts.push(at);
+        }
         encode_entry(entry, &mut self.block);
+        self.block_entries += 1;
         if self.smallest_key.is_none() {
             encode_smallest_key(&entry.key, &mut self.index);
             self.smallest_key = Some(entry.key.clone());
@@ -116,7 +143,7 @@ impl SstableWriter {
         let open_block = if self.block.is_empty() {
             0
         } else {
-            self.block.len() + 64
+            self.block_len() + 64
         };
         let tail = open_block + filter + self.index.len() + 2 * CRC_LEN as usize;
         self.offset + tail as u64 + FOOTER_LEN
@@ -153,6 +180,10 @@ impl SstableWriter {
             entry_count: self.entry_count,
             max_seq: self.max_seq,
             identity: Some(self.identity),
+            version: match self.layout {
+                BlockLayout::Restarts => FORMAT_VERSION,
+                BlockLayout::Entries => 2,
+            },
         };
         self.write(&footer.encode())?;
         let path = &self.path;
@@ -176,7 +207,12 @@ impl SstableWriter {
         if self.block.is_empty() {
             return Ok(());
         }
-        let block = std::mem::take(&mut self.block);
+        let mut block = std::mem::take(&mut self.block);
+        if self.layout == BlockLayout::Restarts {
+            encode_restarts(&self.restarts, &mut block);
+        }
+        self.restarts.clear();
+        self.block_entries = 0;
         let stored = encode_block(&block, self.options.compression);
         let handle = BlockHandle {
             last_key,
@@ -191,6 +227,14 @@ impl SstableWriter {
             self.block.clear();
         }
         Ok(())
+    }
+
+    /// Bytes of the open block as it would be written, restart array included.
+    fn block_len(&self) -> usize {
+        match self.layout {
+            BlockLayout::Restarts => self.block.len() + 4 * (self.restarts.len() + 1),
+            BlockLayout::Entries => self.block.len(),
+        }
     }
 
     /// Writes `data` followed by its masked crc.
