@@ -6,6 +6,8 @@ use bytes::Bytes;
 #[derive(Debug, Clone, Default)]
 pub struct WriteBatch {
     pub(crate) mutations: Vec<(Bytes, Option<Bytes>)>,
+    /// `[start, end)` ranges to delete, applied after `mutations`.
+    pub(crate) range_deletes: Vec<(Bytes, Bytes)>,
 }
 
 impl WriteBatch {
@@ -23,13 +25,20 @@ impl WriteBatch {
         self.mutations.push((key.into(), None));
         self
     }
-    /// Number of mutations.
+    /// Adds a range delete of `[start, end)` (an empty `end`: to the end of
+    /// the key space). A batch's range deletes apply after its puts and
+    /// deletes, whatever order they were added in; see [`crate::Db::delete_range`].
+    pub fn delete_range(&mut self, start: impl Into<Bytes>, end: impl Into<Bytes>) -> &mut Self {
+        self.range_deletes.push((start.into(), end.into()));
+        self
+    }
+    /// Number of mutations (range deletes included).
     pub fn len(&self) -> usize {
-        self.mutations.len()
+        self.mutations.len() + self.range_deletes.len()
     }
     /// True if the batch holds no mutation.
     pub fn is_empty(&self) -> bool {
-        self.mutations.is_empty()
+        self.mutations.is_empty() && self.range_deletes.is_empty()
     }
 }
 
@@ -86,6 +95,7 @@ mod tests {
                 key: key.clone(),
                 delete: value.is_none(),
                 value: value.clone().unwrap_or_default(),
+                ..Default::default()
             })
             .collect();
         WalBatch {

@@ -11,6 +11,7 @@ use tokio::sync::oneshot;
 
 use super::compaction::{self, CompactionTask};
 use super::merge::MergeIter;
+use super::range_delete::{self, InstalledTombstone, Uncovered};
 use super::segment::{FileNumbers, Segment, SegmentBuilder};
 use super::segments::{InstallCompaction, SegmentManager};
 use super::stats::Counters;
@@ -92,7 +93,9 @@ impl Compactor {
         }
         let levels = self.latest.meta_levels();
         let (task, waiters) = if self.full_requests.is_empty() {
-            (compaction::pick(&levels, &self.options), Vec::new())
+            let picked = compaction::pick(&levels, &self.options);
+            let reclaim = || range_delete::reclaim_task(&levels, &self.latest);
+            (picked.or_else(reclaim), Vec::new())
         } else {
             (
                 compaction::full(&levels),
@@ -119,12 +122,15 @@ impl Compactor {
             options: self.options.clone(),
             numbers: self.numbers.clone(),
             inputs: inputs_by_level(&self.latest, &task.inputs),
+            tombstones: self.latest.range_tombstones.clone(),
             task: task.clone(),
             cancel: self.cancel.clone(),
             _lock: self.lock.clone(),
         };
         let manager = self.segment_manager.clone();
         let counters = self.counters.clone();
+        let known_tombstones = self.latest.range_tombstones.iter();
+        let known_tombstones: Vec<u64> = known_tombstones.map(|t| t.tombstone.seq).collect();
         let bytes_in: u64 = merge
             .inputs
             .iter()
@@ -150,6 +156,7 @@ impl Compactor {
             manager.do_send(InstallCompaction {
                 task,
                 outputs,
+                known_tombstones,
                 reply,
             });
             let set = installed.await.unwrap_or(Err(Error::Closed))?;
@@ -239,6 +246,8 @@ struct MergeJob {
     options: Arc<Options>,
     numbers: Arc<FileNumbers>,
     inputs: Vec<Vec<Arc<Segment>>>,
+    /// The installed range deletes, whose victims the merge drops.
+    tombstones: Arc<Vec<InstalledTombstone>>,
     task: CompactionTask,
     cancel: Arc<AtomicBool>,
     /// Keeps the directory locked while the merge writes, even if the actor
@@ -260,8 +269,9 @@ impl MergeJob {
             self.options.target_segment_bytes,
             self.task.output_level,
         );
+        let tombstones = self.tombstones.iter().map(|t| t.tombstone.clone());
         builder.write_all(&mut CompactionStream {
-            merged: self.merged_inputs(),
+            merged: Uncovered::new(self.merged_inputs(), tombstones.collect()),
             drop_tombstones: self.task.drop_tombstones,
             cancel: &self.cancel,
         })
@@ -310,7 +320,7 @@ impl MergeJob {
 /// What a compaction writes: the merged inputs, without tombstones when
 /// nothing deeper can hold the key; stops with `Closed` when cancelled.
 struct CompactionStream<'a> {
-    merged: MergeIter,
+    merged: Uncovered<MergeIter>,
     drop_tombstones: bool,
     cancel: &'a AtomicBool,
 }

@@ -23,6 +23,7 @@ mod compactor;
 mod inventory;
 mod memtable;
 mod merge;
+mod range_delete;
 mod read_pool;
 mod recovery;
 mod repair;
@@ -53,6 +54,7 @@ use compactor::{CloseCompactor, CompactAll, Compactor};
 use memtable::{
     Close, Completion, Flush, Gauges, MemtableActor, MemtableStart, ReadView, Submissions, Write,
 };
+use range_delete::RangeDelete;
 use read_pool::{RangeScan, ReadWorker, SegmentGet};
 pub use repair::{LOST_DIRECTORY, RepairReport, repair_database};
 pub use scan::{ScanPage, ScanRequest};
@@ -230,7 +232,7 @@ impl Db {
                 std::iter::once(&view.active).chain(view.frozen.iter().map(|f| &f.table));
             for table in in_memory {
                 if let Some(entry) = table.get(&key) {
-                    return Ok(entry.value);
+                    return Ok(range_delete::visible(&view, entry));
                 }
             }
             // Bloom filters are in memory: a key no segment may hold is
@@ -255,7 +257,9 @@ impl Db {
                 &inner.counters.bloom_filter_false_positives,
                 lookup.false_positives,
             );
-            Ok(lookup.entry.and_then(|entry| entry.value))
+            Ok(lookup
+                .entry
+                .and_then(|entry| range_delete::visible(&view, entry)))
         }
     }
 
@@ -270,32 +274,52 @@ impl Db {
         key: impl Into<Bytes>,
         value: impl Into<Bytes>,
     ) -> impl Future<Output = Result<()>> + 'static {
-        self.submit(vec![(key.into(), Some(value.into()))])
+        self.submit(vec![(key.into(), Some(value.into()))], Vec::new())
     }
 
     /// Removes `key`; removing an absent key succeeds.
     pub fn delete(&self, key: impl Into<Bytes>) -> impl Future<Output = Result<()>> + 'static {
-        self.submit(vec![(key.into(), None)])
+        self.submit(vec![(key.into(), None)], Vec::new())
+    }
+
+    /// Removes every key in `[start, end)` with one write, whatever the
+    /// number of keys; an empty `end` means to the end of the key space.
+    /// Later writes to keys in the range are kept. The space comes back by
+    /// compaction, which starts soon after (see `engine/range_delete.rs`).
+    ///
+    /// # Errors
+    /// `InvalidArgument` if `end` is not empty and not after `start`;
+    /// `KeyTooLarge`; otherwise as [`Db::put`].
+    pub fn delete_range(
+        &self,
+        start: impl Into<Bytes>,
+        end: impl Into<Bytes>,
+    ) -> impl Future<Output = Result<()>> + 'static {
+        self.submit(Vec::new(), vec![(start.into(), end.into())])
     }
 
     /// Applies a batch atomically: after a crash either all of it is there
     /// or none. An empty batch succeeds at once.
     pub fn write(&self, batch: WriteBatch) -> impl Future<Output = Result<()>> + 'static {
-        self.submit(batch.mutations)
+        self.submit(batch.mutations, batch.range_deletes)
     }
 
     fn submit(
         &self,
         mutations: Vec<(Bytes, Option<Bytes>)>,
+        range_deletes: Vec<RangeDelete>,
     ) -> impl Future<Output = Result<()>> + 'static {
-        let checked = self.check_mutations(&mutations);
+        let checked = self
+            .check_mutations(&mutations)
+            .and_then(|()| self.check_range_deletes(&range_deletes));
         let (reply, rx) = oneshot::channel();
-        let send = checked.is_ok() && !mutations.is_empty();
+        let send = checked.is_ok() && !(mutations.is_empty() && range_deletes.is_empty());
         let submissions = &self.inner.submissions;
         let remote = !submissions.is_local();
         if send {
             submissions.submit(Write {
                 mutations,
+                range_deletes,
                 reply,
                 remote,
             });
@@ -350,6 +374,24 @@ impl Db {
             return Err(Error::InvalidArgument(format!(
                 "batch of {total} bytes is larger than one WAL record may be ({MAX_RECORD_BYTES})"
             )));
+        }
+        Ok(())
+    }
+
+    fn check_range_deletes(&self, ranges: &[RangeDelete]) -> Result<()> {
+        let limit = self.inner.options.max_key_bytes;
+        for (start, end) in ranges {
+            for bound in [start, end] {
+                if bound.len() > limit {
+                    let len = bound.len();
+                    return Err(Error::KeyTooLarge { len, limit });
+                }
+            }
+            if !end.is_empty() && end <= start {
+                return Err(Error::InvalidArgument(
+                    "a range delete's end must be after its start".into(),
+                ));
+            }
         }
         Ok(())
     }

@@ -55,6 +55,7 @@ impl MemtableActor {
             }
             self.pending.push(PendingWrite {
                 mutations: write.mutations,
+                range_deletes: write.range_deletes,
                 reply: write.reply,
             });
         }

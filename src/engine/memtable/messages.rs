@@ -6,6 +6,7 @@ use actix::prelude::*;
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
+use crate::engine::range_delete::RangeDelete;
 use crate::engine::version::SegmentSet;
 use crate::{Error, Result};
 
@@ -17,6 +18,8 @@ pub type Mutation = (Bytes, Option<Bytes>);
 /// (`submissions.rs`).
 pub struct Write {
     pub mutations: Vec<Mutation>,
+    /// Range deletes, applied after `mutations` (see `range_delete.rs`).
+    pub range_deletes: Vec<RangeDelete>,
     pub reply: oneshot::Sender<Result<()>>,
     /// Sent from another thread than the actor's: the actor keeps polling
     /// for the next one for a while.

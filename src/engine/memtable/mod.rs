@@ -49,6 +49,9 @@ pub use submissions::{Completion, Submissions};
 pub use table::{FrozenMemtable, MemTable};
 
 use super::batch::encode_wal_batch;
+use super::range_delete::{
+    RangeDelete, RangeTombstone, RangeTombstones, encode_wal_range_deletes,
+};
 use super::segment::FileNumbers;
 use super::segments::{FlushMemtable, SegmentManager};
 use super::stats::Counters;
@@ -71,10 +74,13 @@ pub struct ReadView {
     pub frozen: Vec<Arc<FrozenMemtable>>,
     /// The live segments.
     pub segments: Arc<SegmentSet>,
+    /// Range deletes not yet flushed (those installed are in `segments`).
+    pub range_tombstones: RangeTombstones,
 }
 
 struct PendingWrite {
     mutations: Vec<Mutation>,
+    range_deletes: Vec<RangeDelete>,
     reply: oneshot::Sender<Result<()>>,
 }
 
@@ -134,6 +140,14 @@ pub struct MemtableActor {
     lock: Option<Arc<dyn DirectoryLock>>,
     /// Reused to encode each write's WAL payload.
     record_scratch: Vec<u8>,
+    /// Range deletes applied to the active memtable.
+    active_tombstones: Vec<RangeTombstone>,
+    /// Those and the frozen memtables': what readers apply besides the
+    /// installed ones. Rebuilt only when it changes.
+    unflushed_tombstones: RangeTombstones,
+    /// A range delete was applied: freeze soon, so that its flush installs
+    /// it and compaction can give the space back.
+    freeze_soon: bool,
 }
 
 impl MemtableActor {
@@ -163,7 +177,22 @@ impl MemtableActor {
             closing: None,
             lock: Some(start.lock),
             record_scratch: Vec::new(),
+            active_tombstones: Vec::new(),
+            unflushed_tombstones: RangeTombstones::default(),
+            freeze_soon: false,
         }
+    }
+
+    /// Rebuilds the list readers see after the unflushed tombstones changed.
+    fn refresh_tombstones(&mut self) {
+        let frozen = self.frozen.iter().flat_map(|f| f.range_tombstones.iter());
+        let all = self.active_tombstones.iter().chain(frozen).cloned();
+        self.unflushed_tombstones = RangeTombstones::new(all.collect());
+    }
+
+    /// No write since the last freeze: no version and no range delete.
+    fn active_is_empty(&self) -> bool {
+        self.active.is_empty() && self.active_tombstones.is_empty()
     }
 
     /// Makes the current state what readers see.
@@ -172,6 +201,7 @@ impl MemtableActor {
             active: self.active.clone(),
             frozen: self.frozen.clone(),
             segments: self.segments.clone(),
+            range_tombstones: self.unflushed_tombstones.clone(),
         }));
     }
 
@@ -186,7 +216,8 @@ impl MemtableActor {
             return; // its completion calls back
         }
         self.serve_flush_requests(ctx);
-        if self.memtable_full() && self.can_freeze() {
+        let freeze_soon = self.freeze_soon && self.closing.is_none();
+        if (self.memtable_full() || freeze_soon) && self.can_freeze() {
             self.freeze(ctx);
             if self.job_in_flight() {
                 return; // the rotation's completion calls back
@@ -255,7 +286,7 @@ impl MemtableActor {
             }
             return;
         }
-        if !self.active.is_empty() {
+        if !self.active_is_empty() {
             if !self.can_freeze() {
                 return;
             }
@@ -277,7 +308,7 @@ impl MemtableActor {
     /// creating the new one, syncing the directory) runs on a blocking
     /// thread; writes wait in `pending` until the new WAL is in place.
     fn freeze(&mut self, ctx: &mut Context<Self>) {
-        if self.active.is_empty() || self.poisoned.is_some() {
+        if self.active_is_empty() || self.poisoned.is_some() {
             return;
         }
         let Some(mut old_wal) = self.wal.take() else {
@@ -291,7 +322,9 @@ impl MemtableActor {
             table: std::mem::take(&mut self.active),
             wal_number: old_number,
             max_seq: self.last_seq,
+            range_tombstones: std::mem::take(&mut self.active_tombstones),
         });
+        self.freeze_soon = false;
         self.frozen.insert(0, frozen.clone());
         self.publish();
         let (options, lock) = (self.options.clone(), self.lock.clone());
@@ -348,10 +381,11 @@ impl MemtableActor {
         let mut record = std::mem::take(&mut self.record_scratch);
         for write in &group {
             let first_seq = self.last_seq + 1;
-            self.last_seq += write.mutations.len() as u64;
+            self.last_seq += (write.mutations.len() + write.range_deletes.len()) as u64;
             seqs.push(first_seq);
             record.clear();
             encode_wal_batch(first_seq, &write.mutations, &mut record);
+            encode_wal_range_deletes(&write.range_deletes, &mut record);
             WalWriter::encode_record(&record, &mut framed);
         }
         self.record_scratch = record;
@@ -420,10 +454,20 @@ impl MemtableActor {
         let mut replies = Vec::with_capacity(group.len());
         for (write, first_seq) in group.into_iter().zip(seqs) {
             Counters::add(&self.counters.writes, write.mutations.len() as u64);
+            let points = write.mutations.len() as u64;
             for (offset, (key, value)) in write.mutations.into_iter().enumerate() {
                 self.active.apply(key, first_seq + offset as u64, value);
             }
+            for (offset, (start, end)) in write.range_deletes.into_iter().enumerate() {
+                let seq = first_seq + points + offset as u64;
+                self.active_tombstones
+                    .push(RangeTombstone { start, end, seq });
+                self.freeze_soon = true;
+            }
             replies.push(write.reply);
+        }
+        if self.freeze_soon {
+            self.refresh_tombstones();
         }
         // The whole group is applied; only now does the published bound
         // move past it. Visible before acknowledged: a read after an
@@ -563,6 +607,7 @@ impl Handler<FlushDone> for MemtableActor {
     type Result = ();
     fn handle(&mut self, msg: FlushDone, ctx: &mut Context<Self>) {
         self.frozen.retain(|f| f.wal_number != msg.wal_number);
+        self.refresh_tombstones();
         self.segments = msg.segments;
         self.publish();
         let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.flush_waiters)

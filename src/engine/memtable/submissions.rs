@@ -237,6 +237,7 @@ mod tests {
         let mutations = vec![("k".into(), Some("v".into()))];
         let write = Write {
             mutations,
+            range_deletes: Vec::new(),
             reply,
             remote: true,
         };
