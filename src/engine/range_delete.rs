@@ -416,7 +416,7 @@ mod tests {
             vec![meta(5, "a", "z")],
         ];
         let task = reclaim_task(&levels, &set).unwrap();
-        assert_eq!((task.inputs, task.output_level), (vec![9, 8, 3], 1));
+        assert_eq!((task.inputs, task.output_level), (vec![9, 8, 3, 4], 1));
         assert!(!task.drop_tombstones, "level 2 meets the inputs");
         set.range_tombstones = Arc::new(Vec::new());
         assert_eq!(reclaim_task(&levels, &set), None);
