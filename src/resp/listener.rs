@@ -100,6 +100,7 @@ pub async fn run(
             port,
         }),
         cursors: Cursors::start(),
+        databases: config.databases.max(1),
     };
     let params = SessionParams {
         engine,

@@ -16,16 +16,18 @@
 //! - [`counter`]: the actor that serialises read-modify-writes (INCR,
 //!   SETNX, SET NX/XX, APPEND).
 //! - [`cursors`]: the table behind SCAN's numeric cursors.
+//! - [`database`]: `SELECT n`: the Redis databases as key ranges.
 //! - [`glob`]: Redis's glob patterns for KEYS, SCAN MATCH, CONFIG GET.
 //!
 //! Not served: expiry (SET EX/PX answer an error), other data types,
-//! transactions, pub/sub, AUTH with passwords, databases other than 0.
+//! transactions, pub/sub, AUTH with passwords, SWAPDB.
 
 pub mod auth;
 pub mod codec;
 pub mod commands;
 pub mod counter;
 pub mod cursors;
+pub mod database;
 pub mod glob;
 pub mod listener;
 pub mod reply;
@@ -95,6 +97,8 @@ pub struct RespConfig {
     pub auth_token: Option<crate::server::auth::AuthToken>,
     /// Connections and per-command latencies, for `/metrics`.
     pub request_stats: Arc<RequestStats>,
+    /// Databases `SELECT` can pick (`0..databases`); default 16.
+    pub databases: u32,
 }
 
 impl Default for RespConfig {
@@ -114,6 +118,7 @@ impl Default for RespConfig {
             shutdown_grace: Duration::from_secs(10),
             auth_token: None,
             request_stats: Arc::new(RequestStats::new("resp", commands::STATS_NAMES)),
+            databases: database::DEFAULT_DATABASES,
         }
     }
 }

@@ -6,7 +6,7 @@
 //!   `COMMAND`.
 //! - [`strings`]: GET, SET, MGET, MSET, SETNX, INCR family, APPEND, STRLEN,
 //!   and the read-modify-write operations the [`Counter`] applies.
-//! - [`keys`]: DEL, EXISTS, DBSIZE, SCAN, KEYS.
+//! - [`keys`]: DEL, EXISTS, DBSIZE, SCAN, KEYS, FLUSHDB, FLUSHALL, MOVE.
 //! - [`server`]: PING, ECHO, SELECT, QUIT, HELLO, CLIENT, COMMAND, CONFIG,
 //!   INFO.
 
@@ -27,6 +27,7 @@ use futures_util::future::LocalBoxFuture;
 
 use super::counter::Counter;
 use super::cursors::Cursors;
+use super::database::Database;
 use super::reply::{Protocol, Reply};
 use crate::Db;
 
@@ -39,6 +40,8 @@ pub struct Connection {
     pub protocol: Protocol,
     /// Set by `CLIENT SETNAME` or `HELLO ... SETNAME`.
     pub name: Option<Bytes>,
+    /// Set by `SELECT`; keys are mapped into it when parsed.
+    pub database: Database,
 }
 
 /// What the server knows about itself, for `INFO`.
@@ -57,6 +60,8 @@ pub struct Engine {
     pub info: Arc<ServerInfo>,
     /// SCAN's cursor table, shared by all connections.
     pub cursors: Cursors,
+    /// How many databases `SELECT` can pick.
+    pub databases: u32,
 }
 
 /// A parsed request.
@@ -83,12 +88,16 @@ pub enum Op {
     GetRange(Bytes, i64, i64),
     GetBit(Bytes, usize),
     Rmw(strings::Rmw),
-    DbSize,
-    FlushAll,
+    DbSize(Database),
+    /// FLUSHDB (`all` false) or FLUSHALL: range deletes.
+    Flush {
+        all: bool,
+        database: Database,
+    },
     Type(Bytes),
-    RandomKey,
-    Scan(keys::Scan),
-    Keys(Bytes),
+    RandomKey(Database),
+    Scan(Database, keys::Scan),
+    Keys(Database, Bytes),
     Info(Vec<String>),
     /// A reply known when the request was queued (PING inside MULTI).
     Ready(Reply),
@@ -127,15 +136,15 @@ impl Op {
             Op::Strlen(_) => 5,
             Op::Del(_) => 6,
             Op::Rmw(_) => 7,
-            Op::DbSize => 8,
-            Op::FlushAll => 9,
-            Op::Scan(_) => 10,
-            Op::Keys(_) => 11,
+            Op::DbSize(_) => 8,
+            Op::Flush { .. } => 9,
+            Op::Scan(..) => 10,
+            Op::Keys(..) => 11,
             Op::Info(_) => 12,
             Op::GetRange(..) => 13,
             Op::GetBit(..) => 14,
             Op::Exec(_) => 15,
-            Op::Ready(_) | Op::Type(_) | Op::RandomKey => 16,
+            Op::Ready(_) | Op::Type(_) | Op::RandomKey(_) => 16,
         }
     }
 
@@ -143,19 +152,19 @@ impl Op {
     pub fn access(&self) -> Access {
         match self {
             Op::Set(..) | Op::MSet(_) => Access::Write,
-            Op::Del(_) | Op::Rmw(_) | Op::FlushAll => Access::ReadWrite,
+            Op::Del(_) | Op::Rmw(_) | Op::Flush { .. } => Access::ReadWrite,
             Op::Get(_)
             | Op::GetRange(..)
             | Op::GetBit(..)
             | Op::MGet(_)
             | Op::Exists(_)
             | Op::Strlen(_)
-            | Op::DbSize
-            | Op::Scan(_)
-            | Op::Keys(_)
+            | Op::DbSize(_)
+            | Op::Scan(..)
+            | Op::Keys(..)
             | Op::Info(_)
             | Op::Type(_)
-            | Op::RandomKey
+            | Op::RandomKey(_)
             | Op::Ready(_) => Access::Read,
             Op::Exec(_) => Access::ReadWrite,
         }
@@ -175,10 +184,14 @@ pub fn parse(args: Vec<Bytes>, connection: &mut Connection) -> Parsed {
     if !spec.arity_ok(args.len()) {
         return Parsed::Reply(wrong_arity(spec.name));
     }
+    let args = match connection.database.map_args(spec, args) {
+        Ok(args) => args,
+        Err(reply) => return Parsed::Reply(reply),
+    };
     let rest = &args[1..];
     match strings::parse(spec.name, rest) {
         Some(parsed) => parsed,
-        None => keys::parse(spec.name, rest)
+        None => keys::parse(spec.name, rest, connection.database)
             .unwrap_or_else(|| server::parse(spec.name, rest, connection)),
     }
 }
@@ -192,12 +205,12 @@ pub fn execute(op: Op, engine: &Engine) -> LocalBoxFuture<'static, Reply> {
         Op::Exec(ops) => transaction::exec(ops, engine.clone()),
         Op::Del(_)
         | Op::Exists(_)
-        | Op::DbSize
-        | Op::FlushAll
+        | Op::DbSize(_)
+        | Op::Flush { .. }
         | Op::Type(_)
-        | Op::RandomKey
-        | Op::Scan(_)
-        | Op::Keys(_) => keys::execute(op, &engine.db, &engine.cursors),
+        | Op::RandomKey(_)
+        | Op::Scan(..)
+        | Op::Keys(..) => keys::execute(op, &engine.db, &engine.cursors),
         other => strings::execute(other, engine),
     }
 }

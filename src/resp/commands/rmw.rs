@@ -86,6 +86,9 @@ pub enum Rmw {
         to: Bytes,
         replace: bool,
     },
+    /// MOVE: `from` to `to` (the same key in another database) if `to` is
+    /// absent; 1 if moved, else 0.
+    Move { from: Bytes, to: Bytes },
 }
 
 impl Rmw {
@@ -100,7 +103,7 @@ impl Rmw {
             | Rmw::SetRange { key, .. }
             | Rmw::SetBit { key, .. } => vec![key.clone()],
             Rmw::MSetNx(pairs) => pairs.iter().map(|(key, _)| key.clone()).collect(),
-            Rmw::Rename { from, to, .. } | Rmw::Copy { from, to, .. } => {
+            Rmw::Rename { from, to, .. } | Rmw::Copy { from, to, .. } | Rmw::Move { from, to } => {
                 vec![from.clone(), to.clone()]
             }
         }
@@ -123,6 +126,10 @@ impl Rmw {
                 only_if_absent,
             } => rename(from, to, first, second.is_some(), only_if_absent),
             Rmw::Copy { to, replace, .. } => copy(to, first, second.is_some(), replace),
+            Rmw::Move { from, to } => match (first, second) {
+                (Some(value), None) => (vec![(from, None), (to, Some(value))], Reply::Integer(1)),
+                _ => (Vec::new(), Reply::Integer(0)),
+            },
             single => {
                 let key = single.keys().swap_remove(0);
                 let (write, reply) = single.apply_one(first);
@@ -182,7 +189,7 @@ impl Rmw {
             Rmw::GetDel { .. } => (old.as_ref().map(|_| None), Reply::value(old)),
             Rmw::SetRange { offset, value, .. } => set_range(old, offset, &value),
             Rmw::SetBit { offset, bit, .. } => set_bit(old, offset, bit),
-            Rmw::MSetNx(_) | Rmw::Rename { .. } | Rmw::Copy { .. } => {
+            Rmw::MSetNx(_) | Rmw::Rename { .. } | Rmw::Copy { .. } | Rmw::Move { .. } => {
                 (None, Reply::err("internal error: not a one-key command"))
             }
         }

@@ -6,7 +6,8 @@ use bytes::Bytes;
 use futures_util::FutureExt;
 use futures_util::future::LocalBoxFuture;
 
-use super::{Connection, Engine, Op, Parsed, int_arg, keys, not_an_integer, syntax_error, table};
+use super::{Connection, Engine, Op, Parsed, int_arg, keys, syntax_error, table};
+use crate::resp::database::Database;
 use crate::resp::glob;
 use crate::resp::reply::{Protocol, Reply};
 
@@ -44,17 +45,25 @@ pub fn parse(name: &str, args: &[Bytes], connection: &mut Connection) -> Parsed 
             _ => super::wrong_arity("ping"),
         },
         "echo" => Reply::Bulk(args.first().cloned().unwrap_or_default()),
-        "select" => match args.first().and_then(|a| int_arg(a)) {
-            Some(0) => Reply::ok(),
-            Some(_) => Reply::err("DB index is out of range"),
-            None => not_an_integer(),
+        "select" => match connection.database.select(args.first().and_then(|a| int_arg(a))) {
+            Ok(database) => {
+                connection.database = database;
+                Reply::ok()
+            }
+            Err(reply) => reply,
         },
+        "reset" => {
+            connection.database = Database::first_of(connection.database.count);
+            connection.protocol = Protocol::default();
+            connection.name = None;
+            Reply::Status("RESET".into())
+        }
         "quit" => return Parsed::Quit,
         "time" => time(),
         "hello" => hello(args, connection),
         "client" => client(args, connection),
         "command" => command(args),
-        "config" => config(args),
+        "config" => config(args, connection.database.count),
         "info" => {
             let sections = args
                 .iter()
@@ -239,7 +248,7 @@ fn command_getkeys(args: &[Bytes]) -> Reply {
 }
 
 /// `CONFIG GET pattern...` over [`CONFIG`]; `CONFIG RESETSTAT`.
-fn config(args: &[Bytes]) -> Reply {
+fn config(args: &[Bytes], databases: u32) -> Reply {
     match lower(args.first()).as_str() {
         "get" if args.len() < 2 => super::wrong_arity("config|get"),
         "get" => Reply::Map(
@@ -250,7 +259,10 @@ fn config(args: &[Bytes]) -> Reply {
                         .iter()
                         .any(|p| glob::matches(&p.to_ascii_lowercase(), name.as_bytes()))
                 })
-                .map(|(name, value)| (Reply::text(*name), Reply::text(*value)))
+                .map(|(name, value)| match *name {
+                    "databases" => (Reply::text(*name), Reply::text(databases.to_string())),
+                    _ => (Reply::text(*name), Reply::text(*value)),
+                })
                 .collect(),
         ),
         "resetstat" => Reply::ok(),
@@ -279,6 +291,7 @@ pub fn info(engine: &Engine, sections: Vec<String>) -> LocalBoxFuture<'static, R
     let stats = engine.db.stats();
     let db = engine.db.clone();
     let info = engine.info.clone();
+    let databases = engine.databases;
     async move {
         let mut text = String::new();
         if wants("server") {
@@ -293,13 +306,21 @@ pub fn info(engine: &Engine, sections: Vec<String>) -> LocalBoxFuture<'static, R
             ));
         }
         if wants("keyspace") {
-            let keys = match keys::count_keys(&db).await {
-                Ok(n) => n,
-                Err(reply) => return reply,
-            };
-            text.push_str(&format!(
-                "# Keyspace\r\ndb0:keys={keys},expires=0,avg_ttl=0\r\n\r\n"
-            ));
+            text.push_str("# Keyspace\r\n");
+            for index in 0..databases {
+                let database = Database {
+                    index,
+                    count: databases,
+                };
+                let keys = match keys::count_keys(&db, database).await {
+                    Ok(n) => n,
+                    Err(reply) => return reply,
+                };
+                if keys > 0 {
+                    text.push_str(&format!("db{index}:keys={keys},expires=0,avg_ttl=0\r\n"));
+                }
+            }
+            text.push_str("\r\n");
         }
         if wants("engine") {
             let stats = match stats.await {

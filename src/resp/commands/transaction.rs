@@ -70,6 +70,10 @@ pub fn step(args: Vec<Bytes>, open: &mut Option<Transaction>, connection: &mut C
             "WATCH is not supported by NaiveKV: keys cannot be watched",
         )),
         ("unwatch", _) => Step::Answer(Reply::ok()),
+        ("reset", _) => {
+            *open = None;
+            Step::Pass(super::parse(args, connection))
+        }
         (_, Some(transaction)) => Step::Answer(queue(transaction, args, connection)),
         (_, None) => Step::Pass(super::parse(args, connection)),
     }
