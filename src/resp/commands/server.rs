@@ -387,10 +387,14 @@ mod tests {
             run(&["client", "nope"], &mut c),
             Reply::Error("ERR unknown subcommand 'nope'. Try CLIENT HELP.".into())
         );
+        assert_eq!(run(&["select", "1"], &mut c), Reply::ok());
+        assert_eq!(c.database.index, 1);
         assert_eq!(
-            run(&["select", "1"], &mut c),
+            run(&["select", "16"], &mut c),
             Reply::err("DB index is out of range")
         );
+        assert_eq!(run(&["reset"], &mut c), Reply::Status("RESET".into()));
+        assert_eq!(c.database.index, 0);
         assert_eq!(
             run(&["config", "get", "save"], &mut c),
             Reply::Map(vec![(Reply::text("save"), Reply::text(""))])
