@@ -199,7 +199,10 @@ async fn compaction_gives_the_space_back_without_new_writes() {
         .iter()
         .map(|p| std::fs::metadata(p).unwrap().len())
         .sum();
-    assert!(on_disk * 20 < before, "{on_disk} bytes of .sst files left of {before}");
+    assert!(
+        on_disk * 20 < before,
+        "{on_disk} bytes of .sst files left of {before}"
+    );
     let left = all(&db, false).await;
     let expected: Vec<(Bytes, Bytes)> = (1990..2000).map(|i| (key(i), value(i, 2))).collect();
     assert!(left == expected);

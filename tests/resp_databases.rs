@@ -86,7 +86,11 @@ fn flushdb_empties_only_its_database_and_flushall_every_one() {
     assert_eq!(q::<String>(&mut con, &["FLUSHDB"]), "OK");
     assert_eq!(q::<i64>(&mut con, &["DBSIZE"]), 0);
     q::<String>(&mut con, &["SET", "after", "1"]);
-    assert_eq!(get(&mut con, "after"), Some("1".into()), "writes after FLUSHDB stay");
+    assert_eq!(
+        get(&mut con, "after"),
+        Some("1".into()),
+        "writes after FLUSHDB stay"
+    );
     q::<String>(&mut con, &["SELECT", "2"]);
     assert_eq!(q::<i64>(&mut con, &["DBSIZE"]), 50);
     q::<String>(&mut con, &["SELECT", "0"]);
@@ -94,7 +98,11 @@ fn flushdb_empties_only_its_database_and_flushall_every_one() {
     assert_eq!(q::<String>(&mut con, &["FLUSHDB", "ASYNC"]), "OK");
     assert_eq!(q::<i64>(&mut con, &["DBSIZE"]), 0);
     q::<String>(&mut con, &["SELECT", "2"]);
-    assert_eq!(q::<i64>(&mut con, &["DBSIZE"]), 50, "FLUSHDB in 0 keeps db 2");
+    assert_eq!(
+        q::<i64>(&mut con, &["DBSIZE"]),
+        50,
+        "FLUSHDB in 0 keeps db 2"
+    );
     assert_eq!(q::<String>(&mut con, &["FLUSHALL", "SYNC"]), "OK");
     for db in ["0", "1", "2"] {
         q::<String>(&mut con, &["SELECT", db]);
@@ -112,7 +120,9 @@ fn flushall_keeps_reserved_keys_that_are_not_databases() {
     // NaiveKV feature (the cluster's, say) there.
     let reserved = [naive_kv::keyspace::INTERNAL_PREFIX, b"raft/term"].concat();
     actix::System::new().block_on(async {
-        let client = naive_kv::client::Client::connect(server.native_addr).await.unwrap();
+        let client = naive_kv::client::Client::connect(server.native_addr)
+            .await
+            .unwrap();
         client.put(reserved.clone(), b"7".to_vec()).await.unwrap();
         assert_eq!(q::<i64>(&mut con, &["DBSIZE"]), 1, "db 0 does not count it");
         assert_eq!(q::<String>(&mut con, &["FLUSHALL"]), "OK");
@@ -177,4 +187,65 @@ fn the_number_of_databases_is_configurable() {
     let mut con = server.redis();
     assert_eq!(q::<String>(&mut con, &["SELECT", "1"]), "OK");
     assert!(fails(&mut con, &["SELECT", "2"]).contains("DB index is out of range"));
+}
+
+/// `segment_bytes` from `INFO engine`.
+fn segment_bytes(con: &mut redis::Connection) -> u64 {
+    let info: String = q(con, &["INFO", "engine"]);
+    info.lines()
+        .find_map(|line| line.strip_prefix("segment_bytes:"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no segment_bytes in {info}"))
+}
+
+/// FLUSHALL of 1M keys: one range delete, then compaction gives the space
+/// back. Prints the figures; `NAIVEKV_LONG_TESTS=1` runs it (use
+/// `--release` for figures worth reporting).
+#[test]
+fn flushall_of_a_million_keys() {
+    if std::env::var_os("NAIVEKV_LONG_TESTS").is_none_or(|v| v == "0" || v.is_empty()) {
+        return;
+    }
+    const KEYS: usize = 1_000_000;
+    let server = RespServer::start();
+    let mut con = server.redis();
+    let loading = std::time::Instant::now();
+    for chunk in 0..KEYS / 1000 {
+        let mut mset = redis::cmd("MSET");
+        for i in chunk * 1000..(chunk + 1) * 1000 {
+            mset.arg(format!("key:{i:09}"))
+                .arg(format!("value-{i:09}-{}", "x".repeat(40)));
+        }
+        mset.query::<()>(&mut con).unwrap();
+    }
+    let loaded = loading.elapsed();
+    let started = std::time::Instant::now();
+    while segment_bytes(&mut con) == 0 && started.elapsed().as_secs() < 60 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let before = segment_bytes(&mut con);
+    let flushing = std::time::Instant::now();
+    assert_eq!(q::<String>(&mut con, &["FLUSHALL"]), "OK");
+    let flushed = flushing.elapsed();
+    assert_eq!(q::<i64>(&mut con, &["DBSIZE"]), 0);
+    assert_eq!(
+        q::<Option<String>>(&mut con, &["GET", "key:000000001"]),
+        None
+    );
+    let reclaiming = std::time::Instant::now();
+    let mut after = segment_bytes(&mut con);
+    while after * 10 > before && reclaiming.elapsed().as_secs() < 120 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        after = segment_bytes(&mut con);
+    }
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    eprintln!(
+        "{KEYS} keys loaded in {loaded:?}; FLUSHALL answered in {flushed:?}; segments \
+         {before} B before, {after} B {:?} after it; load average {load}",
+        reclaiming.elapsed()
+    );
+    assert!(
+        after * 10 <= before,
+        "space not back after 120 s: {after} of {before} B"
+    );
 }

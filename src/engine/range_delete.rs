@@ -142,7 +142,11 @@ impl<I: EntryIter> Uncovered<I> {
 impl<I: EntryIter> EntryIter for Uncovered<I> {
     fn next_entry(&mut self) -> Result<Option<Entry>> {
         while let Some(entry) = self.inner.next_entry()? {
-            if !self.tombstones.iter().any(|t| t.covers(&entry.key, entry.seq)) {
+            if !self
+                .tombstones
+                .iter()
+                .any(|t| t.covers(&entry.key, entry.seq))
+            {
                 return Ok(Some(entry));
             }
         }
@@ -153,7 +157,9 @@ impl<I: EntryIter> EntryIter for Uncovered<I> {
 /// Every tombstone a reader of `set` and `unflushed` must apply.
 pub fn all_tombstones(set: &SegmentSet, unflushed: &RangeTombstones) -> Vec<RangeTombstone> {
     let installed = set.range_tombstones.iter().map(|t| t.tombstone.clone());
-    installed.chain(unflushed.as_slice().iter().cloned()).collect()
+    installed
+        .chain(unflushed.as_slice().iter().cloned())
+        .collect()
 }
 
 /// The installed list after a flush put `added` segments (already filtered
@@ -353,7 +359,10 @@ mod tests {
         let t = tombstone("b", "d", 10);
         assert!(t.covers(b"b", 9));
         assert!(t.covers(b"c\xff", 1));
-        assert!(!t.covers(b"c", 10), "its own sequence number and later stay");
+        assert!(
+            !t.covers(b"c", 10),
+            "its own sequence number and later stay"
+        );
         assert!(!t.covers(b"d", 1), "the end is exclusive");
         assert!(!t.covers(b"a", 1));
         let to_end = tombstone("b", "", 10);
@@ -397,11 +406,13 @@ mod tests {
 
     #[test]
     fn the_reclaim_task_rewrites_level_zero_into_one_and_deeper_levels_in_place() {
-        let mut set = SegmentSet::default();
-        set.range_tombstones = Arc::new(vec![InstalledTombstone {
-            tombstone: tombstone("a", "z", 5),
-            dirty: vec![4],
-        }]);
+        let mut set = SegmentSet {
+            range_tombstones: Arc::new(vec![InstalledTombstone {
+                tombstone: tombstone("a", "z", 5),
+                dirty: vec![4],
+            }]),
+            ..SegmentSet::default()
+        };
         let levels = vec![vec![], vec![meta(3, "a", "c"), meta(4, "d", "f")], vec![]];
         let task = reclaim_task(&levels, &set).unwrap();
         assert_eq!((task.inputs, task.output_level), (vec![4], 1));

@@ -187,9 +187,8 @@ impl SegmentManager {
             Job::Install(install) => {
                 let (task, outputs) = (install.task.clone(), install.outputs.clone());
                 let known = install.known_tombstones.clone();
-                let work = actix_rt::task::spawn_blocking(move || {
-                    context.install(&task, outputs, &known)
-                });
+                let work =
+                    actix_rt::task::spawn_blocking(move || context.install(&task, outputs, &known));
                 let fut = async move { joined(work.await) };
                 ctx.spawn(fut.into_actor(self).map(move |result, act, ctx| {
                     act.busy = false;

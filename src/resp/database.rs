@@ -157,7 +157,11 @@ impl Database {
             return Ok(args);
         }
         let len = args.len() as i64;
-        let last = if last < 0 { len + last } else { last.min(len - 1) };
+        let last = if last < 0 {
+            len + last
+        } else {
+            last.min(len - 1)
+        };
         let mut position = first;
         while position <= last {
             if let Some(arg) = usize::try_from(position).ok().and_then(|p| args.get_mut(p)) {
@@ -206,9 +210,10 @@ mod tests {
         for d in 0..16 {
             for other in 0..16 {
                 let k = key(other, "some-key");
-                let inside = db(d).ranges().iter().any(|(start, end)| {
-                    k >= *start && (end.is_empty() || k < *end)
-                });
+                let inside = db(d)
+                    .ranges()
+                    .iter()
+                    .any(|(start, end)| k >= *start && (end.is_empty() || k < *end));
                 assert_eq!(inside, d == other, "key of db {other} in ranges of db {d}");
                 assert_eq!(db(d).user_key(k).is_some(), d == other);
             }
@@ -235,7 +240,9 @@ mod tests {
     #[test]
     fn keys_are_mapped_at_the_table_positions() {
         let mset = table::find("mset").unwrap();
-        let mapped = db(2).map_args(mset, args(&["mset", "a", "1", "b", "2"])).unwrap();
+        let mapped = db(2)
+            .map_args(mset, args(&["mset", "a", "1", "b", "2"]))
+            .unwrap();
         assert_eq!(mapped[1], db(2).key(b"a"));
         assert_eq!(mapped[2], Bytes::from("1"));
         assert_eq!(mapped[3], db(2).key(b"b"));

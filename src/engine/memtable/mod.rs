@@ -49,9 +49,7 @@ pub use submissions::{Completion, Submissions};
 pub use table::{FrozenMemtable, MemTable};
 
 use super::batch::encode_wal_batch;
-use super::range_delete::{
-    RangeDelete, RangeTombstone, RangeTombstones, encode_wal_range_deletes,
-};
+use super::range_delete::{RangeDelete, RangeTombstone, RangeTombstones, encode_wal_range_deletes};
 use super::segment::FileNumbers;
 use super::segments::{FlushMemtable, SegmentManager};
 use super::stats::Counters;

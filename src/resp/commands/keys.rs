@@ -78,7 +78,10 @@ pub fn parse(name: &str, args: &[Bytes], database: Database) -> Option<Parsed> {
             let all = name == "flushall";
             match args {
                 [] => Op::Flush { all, database },
-                [mode] if mode.eq_ignore_ascii_case(b"SYNC") || mode.eq_ignore_ascii_case(b"ASYNC") => {
+                [mode]
+                    if mode.eq_ignore_ascii_case(b"SYNC")
+                        || mode.eq_ignore_ascii_case(b"ASYNC") =>
+                {
                     Op::Flush { all, database }
                 }
                 _ => return Some(Parsed::Reply(syntax_error())),
@@ -364,7 +367,11 @@ async fn walk(
             .await
             .map_err(|e| engine_error(&e))?;
         from = page.continuation(false);
-        for key in page.entries.into_iter().filter_map(|(key, _)| database.user_key(key)) {
+        for key in page
+            .entries
+            .into_iter()
+            .filter_map(|(key, _)| database.user_key(key))
+        {
             read += 1;
             visit(key);
         }

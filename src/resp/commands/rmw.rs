@@ -88,7 +88,10 @@ pub enum Rmw {
     },
     /// MOVE: `from` to `to` (the same key in another database) if `to` is
     /// absent; 1 if moved, else 0.
-    Move { from: Bytes, to: Bytes },
+    Move {
+        from: Bytes,
+        to: Bytes,
+    },
 }
 
 impl Rmw {

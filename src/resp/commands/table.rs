@@ -138,6 +138,7 @@ pub const COMMANDS: &[Spec] = &[
     spec("client", -2, CONN, NONE),
     spec("command", -1, &["loading", "stale"], NONE),
     spec("config", -2, &["admin", "loading", "stale"], NONE),
+    spec("function", -2, &["noscript"], NONE),
 ];
 
 /// The entry for lower-case `name`.
