@@ -181,8 +181,12 @@ async fn compaction_gives_the_space_back_without_new_writes() {
     let options = compaction_options(dir.path());
     let db = Db::open(options.clone()).await.unwrap();
     for round in 0..3 {
-        for i in 0..2000 {
-            db.put(key(i), value(i, round)).await.unwrap();
+        for chunk in 0..20 {
+            let mut batch = WriteBatch::new();
+            for i in chunk * 100..(chunk + 1) * 100 {
+                batch.put(key(i), value(i, round));
+            }
+            db.write(batch).await.unwrap();
         }
     }
     db.flush().await.unwrap();
