@@ -5,6 +5,8 @@
 //! - [`compactor`]: the compactor actor; [`compaction`] is its pure policy.
 //! - [`read_pool`]: threads that read segments for gets and scans.
 //! - [`recovery`]: what `Db::open` does before the actors start.
+//! - [`range_delete`]: range tombstones (`Db::delete_range`): how reads,
+//!   flushes and compaction apply them and when they are retired.
 //!
 //! `docs/ARCHITECTURE.md` draws the actors, what each owns, the thread each
 //! runs on and every message between them.
