@@ -11,6 +11,10 @@
 /// The first bytes of every key NaiveKV keeps for itself.
 pub const INTERNAL_PREFIX: &[u8] = b"\xff\x00naivekv/";
 
+/// Where the Redis databases other than 0 keep their keys (see
+/// `resp/database.rs`): `DB_PREFIX + n + "/" + key`.
+pub const DB_PREFIX: &[u8] = b"\xff\x00naivekv/db/";
+
 /// Whether `key` is one of NaiveKV's own (under [`INTERNAL_PREFIX`]).
 pub fn is_internal(key: &[u8]) -> bool {
     key.starts_with(INTERNAL_PREFIX)
@@ -26,5 +30,6 @@ mod tests {
         assert!(!is_internal(b"\xff\x00naivekv"));
         assert!(!is_internal(b"user-key"));
         assert!(!is_internal(b"\xff\x01naivekv/x"));
+        assert!(DB_PREFIX.starts_with(INTERNAL_PREFIX));
     }
 }

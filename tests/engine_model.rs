@@ -49,6 +49,8 @@ enum Op {
     /// Writes issued one after another without awaiting, then joined:
     /// they must apply in issue order.
     Pipelined(Vec<(u16, Option<ValueSpec>)>),
+    /// `delete_range(key(start), key(end))`, or to the end of the key space.
+    DeleteRange(u16, Option<u16>),
     Get(u16),
     Scan(ScanSpec),
     Flush,
@@ -119,6 +121,9 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         10 => (0..KEYS).prop_map(Op::Delete),
         6 => prop::collection::vec(mutation_strategy(), 1..8).prop_map(Op::Batch),
         3 => prop::collection::vec(mutation_strategy(), 1..12).prop_map(Op::Pipelined),
+        1 => (0..KEYS, prop::option::weighted(0.9, 0..KEYS + 5))
+            .prop_filter("a range ends after it starts", |(s, e)| e.is_none_or(|e| e > *s))
+            .prop_map(|(s, e)| Op::DeleteRange(s, e)),
         20 => (0..KEYS).prop_map(Op::Get),
         10 => scan_strategy().prop_map(Op::Scan),
         2 => Just(Op::Flush),
@@ -371,6 +376,11 @@ async fn run_case(ops: Vec<Op>, sync: bool) {
                     result.unwrap();
                 }
                 apply(&mut model, mutations);
+            }
+            Op::DeleteRange(start, end) => {
+                let end_key = end.map(key).unwrap_or_default();
+                db.delete_range(key(*start), end_key.clone()).await.unwrap();
+                model.retain(|k, _| *k < key(*start) || (end.is_some() && *k >= end_key));
             }
             Op::Get(k) => {
                 let got = db.get(key(*k)).await.unwrap();

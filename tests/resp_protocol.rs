@@ -30,7 +30,7 @@ fn error_replies_are_worded_as_redis() {
     );
     exchange(
         &mut s,
-        &request(&[b"SELECT", b"3"]),
+        &request(&[b"SELECT", b"16"]),
         b"-ERR DB index is out of range\r\n",
     );
     exchange(

@@ -45,6 +45,9 @@ struct Args {
     /// and database (off by default).
     #[arg(long)]
     resp_port: Option<u16>,
+    /// Redis databases SELECT can pick on the RESP port (0..N), 1 to 10000.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    databases: u32,
     /// Serve Prometheus metrics at http://METRICS_IP:PORT/metrics (off by
     /// default).
     #[arg(long)]
@@ -190,6 +193,7 @@ impl Args {
         let mut config = RespConfig {
             max_bulk_bytes: options.max_value_bytes.max(options.max_key_bytes),
             max_connections: self.max_connections,
+            databases: self.databases,
             ..RespConfig::default()
         };
         if let Some(workers) = self.workers {

@@ -38,6 +38,8 @@ impl Mutation {
 pub struct WriteBatch {
     pub(crate) mutations: Vec<Mutation>,
     pub(crate) requirements: Vec<Requirement>,
+    /// `[start, end)` ranges to delete, applied after `mutations`.
+    pub(crate) range_deletes: Vec<(Bytes, Bytes)>,
 }
 
 /// What a read of one key saw, for a conditional write: the sequence number
@@ -115,13 +117,20 @@ impl WriteBatch {
     pub fn mutations(&self) -> &[Mutation] {
         &self.mutations
     }
-    /// Number of mutations.
+    /// Adds a range delete of `[start, end)` (an empty `end`: to the end of
+    /// the key space). A batch's range deletes apply after its puts and
+    /// deletes, whatever order they were added in; see [`crate::Db::delete_range`].
+    pub fn delete_range(&mut self, start: impl Into<Bytes>, end: impl Into<Bytes>) -> &mut Self {
+        self.range_deletes.push((start.into(), end.into()));
+        self
+    }
+    /// Number of mutations (range deletes included).
     pub fn len(&self) -> usize {
-        self.mutations.len()
+        self.mutations.len() + self.range_deletes.len()
     }
     /// True if the batch holds no mutation.
     pub fn is_empty(&self) -> bool {
-        self.mutations.is_empty()
+        self.mutations.is_empty() && self.range_deletes.is_empty()
     }
 }
 
@@ -189,6 +198,7 @@ mod tests {
                 delete: m.value.is_none(),
                 value: m.value.clone().unwrap_or_default(),
                 expire_at_ms: if m.value.is_some() { m.expire_at_ms } else { 0 },
+                ..Default::default()
             })
             .collect();
         WalBatch {

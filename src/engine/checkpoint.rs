@@ -100,6 +100,7 @@ pub fn write_checkpoint(
         segments: set.metas(),
         oldest_live_wal: wal_number,
         database_id: numbers.database_id(),
+        range_tombstones: super::range_delete::to_manifest(&set.range_tombstones),
     };
     write_manifest(fs, target, &manifest)?;
     Ok(Checkpointed {

@@ -11,6 +11,7 @@ use tokio::sync::oneshot;
 
 use super::compaction::{self, CompactionTask};
 use super::merge::{ExpiredAsTombstones, MergeIter};
+use super::range_delete::{self, InstalledTombstone, Uncovered};
 use super::segment::{FileNumbers, Segment, SegmentBuilder};
 use super::segments::{InstallCompaction, SegmentManager};
 use super::stats::Counters;
@@ -101,7 +102,8 @@ impl Compactor {
                 self.run(task, Some(moved), Vec::new(), ctx);
                 return;
             }
-            (task, Vec::new())
+            let reclaim = || range_delete::reclaim_task(&levels, &self.latest);
+            (task.or_else(reclaim), Vec::new())
         } else {
             (
                 compaction::full(&levels),
@@ -118,6 +120,12 @@ impl Compactor {
         self.run(task, None, waiters, ctx);
     }
 
+    /// The same, starting from the segment set `latest` (the recovered one).
+    pub fn starting_from(mut self, latest: Arc<SegmentSet>) -> Self {
+        self.latest = latest;
+        self
+    }
+
     /// Runs `task`: installs `moved` (the inputs relabelled to the output
     /// level) if given, else merges the inputs into new segments.
     fn run(
@@ -131,6 +139,7 @@ impl Compactor {
             options: self.options.clone(),
             numbers: self.numbers.clone(),
             inputs: inputs_by_level(&self.latest, &task.inputs),
+            tombstones: self.latest.range_tombstones.clone(),
             task: task.clone(),
             moved,
             cancel: self.cancel.clone(),
@@ -138,6 +147,17 @@ impl Compactor {
         };
         let manager = self.segment_manager.clone();
         let counters = self.counters.clone();
+        // A move rewrites nothing, so it applies no range tombstone: the
+        // moved segments stay dirty for every one they were dirty for.
+        let known_tombstones: Vec<u64> = match merge.moved {
+            Some(_) => Vec::new(),
+            None => self
+                .latest
+                .range_tombstones
+                .iter()
+                .map(|t| t.tombstone.seq)
+                .collect(),
+        };
         let bytes_in: u64 = merge
             .inputs
             .iter()
@@ -168,6 +188,7 @@ impl Compactor {
             manager.do_send(InstallCompaction {
                 task,
                 outputs,
+                known_tombstones,
                 reply,
             });
             let set = installed.await.unwrap_or(Err(Error::Closed))?;
@@ -257,6 +278,8 @@ struct MergeJob {
     options: Arc<Options>,
     numbers: Arc<FileNumbers>,
     inputs: Vec<Vec<Arc<Segment>>>,
+    /// The installed range deletes, whose victims the merge drops.
+    tombstones: Arc<Vec<InstalledTombstone>>,
     task: CompactionTask,
     /// The inputs relabelled to the output level, when the task moves them
     /// instead of merging (see `compaction::trivial_move`).
@@ -290,8 +313,12 @@ impl MergeJob {
             self.task.output_level,
         );
         let now_ms = self.options.clock.now_ms();
+        let tombstones = self.tombstones.iter().map(|t| t.tombstone.clone());
         builder.write_all(&mut CompactionStream {
-            merged: ExpiredAsTombstones(self.merged_inputs(), now_ms),
+            merged: ExpiredAsTombstones(
+                Uncovered::new(self.merged_inputs(), tombstones.collect()),
+                now_ms,
+            ),
             drop_tombstones: self.task.drop_tombstones,
             cancel: &self.cancel,
         })
@@ -341,7 +368,7 @@ impl MergeJob {
 /// tombstones, without tombstones when nothing deeper can hold the key;
 /// stops with `Closed` when cancelled.
 struct CompactionStream<'a> {
-    merged: ExpiredAsTombstones<MergeIter>,
+    merged: ExpiredAsTombstones<Uncovered<MergeIter>>,
     drop_tombstones: bool,
     cancel: &'a AtomicBool,
 }

@@ -5,6 +5,8 @@
 //! - [`compactor`]: the compactor actor; [`compaction`] is its pure policy.
 //! - [`read_pool`]: threads that read segments for gets and scans.
 //! - [`recovery`]: what `Db::open` does before the actors start.
+//! - [`range_delete`]: range tombstones (`Db::delete_range`): how reads,
+//!   flushes and compaction apply them and when they are retired.
 //!
 //! `docs/ARCHITECTURE.md` draws the actors, what each owns, the thread each
 //! runs on and every message between them.
@@ -24,6 +26,7 @@ mod expiry;
 mod inventory;
 mod memtable;
 mod merge;
+mod range_delete;
 mod read_pool;
 mod recovery;
 mod repair;
@@ -56,6 +59,7 @@ pub use expiry::Ttl;
 use memtable::{
     Close, Completion, Flush, Gauges, MemtableActor, MemtableStart, ReadView, Submissions, Write,
 };
+use range_delete::RangeDelete;
 use read_pool::{RangeScan, ReadWorker, SegmentGet};
 pub use repair::{LOST_DIRECTORY, RepairReport, repair_database};
 pub use scan::{ScanPage, ScanRequest};
@@ -143,7 +147,12 @@ fn start_actors(options: Arc<Options>, recovered: recovery::Recovered) -> DbInne
             segments.clone(),
             lock.clone(),
         );
-        Compactor::start_in_arbiter(&background.handle(), move |_| Compactor::new(o, n, c, s, l))
+        // It starts from the recovered set, so a `compact` made before the
+        // segment manager's first `SetChanged` sees every segment.
+        let set = segments_set.clone();
+        Compactor::start_in_arbiter(&background.handle(), move |_| {
+            Compactor::new(o, n, c, s, l).starting_from(set)
+        })
     };
     let view = Arc::new(ArcSwap::from_pointee(ReadView {
         segments: segments_set.clone(),
@@ -283,7 +292,12 @@ impl Db {
             Counters::add(&inner.counters.gets, 1);
             let read_at = view.applied_seq;
             let entry = newest_version(&inner, &view, key).await?;
-            let seq = entry.as_ref().map_or(0, |e| e.seq);
+            // A range delete over the version found is its newest change.
+            let deleted_at = entry
+                .as_ref()
+                .and_then(|e| range_delete::deleted_at(&view, e));
+            let entry = entry.filter(|_| deleted_at.is_none());
+            let seq = deleted_at.or(entry.as_ref().map(|e| e.seq)).unwrap_or(0);
             let expire_at_ms = entry.as_ref().map_or(0, |e| e.expire_at_ms);
             let value = entry.and_then(|e| e.live_value(clock.now_ms()));
             Ok(Versioned {
@@ -320,30 +334,50 @@ impl Db {
         self.submit(vec![Mutation::new(key.into(), None)])
     }
 
+    /// Removes every key in `[start, end)` with one write, whatever the
+    /// number of keys; an empty `end` means to the end of the key space.
+    /// Later writes to keys in the range are kept. The space comes back by
+    /// compaction, which starts soon after (see `engine/range_delete.rs`).
+    ///
+    /// # Errors
+    /// `InvalidArgument` if `end` is not empty and not after `start`;
+    /// `KeyTooLarge`; otherwise as [`Db::put`].
+    pub fn delete_range(
+        &self,
+        start: impl Into<Bytes>,
+        end: impl Into<Bytes>,
+    ) -> impl Future<Output = Result<()>> + 'static {
+        self.submit_all(Vec::new(), Vec::new(), vec![(start.into(), end.into())])
+    }
+
     /// Applies a batch atomically: after a crash either all of it is there
     /// or none. An empty batch succeeds at once.
     pub fn write(&self, batch: WriteBatch) -> impl Future<Output = Result<()>> + 'static {
-        self.submit_conditional(batch.mutations, batch.requirements)
+        self.submit_all(batch.mutations, batch.requirements, batch.range_deletes)
     }
 
     fn submit(&self, mutations: Vec<Mutation>) -> impl Future<Output = Result<()>> + 'static {
-        self.submit_conditional(mutations, Vec::new())
+        self.submit_all(mutations, Vec::new(), Vec::new())
     }
 
-    fn submit_conditional(
+    fn submit_all(
         &self,
         mutations: Vec<Mutation>,
         requirements: Vec<Requirement>,
+        range_deletes: Vec<RangeDelete>,
     ) -> impl Future<Output = Result<()>> + 'static {
-        let checked = self.check_mutations(&mutations);
+        let checked = self
+            .check_mutations(&mutations)
+            .and_then(|()| self.check_range_deletes(&range_deletes));
         let (reply, rx) = oneshot::channel();
-        let send = checked.is_ok() && !mutations.is_empty();
+        let send = checked.is_ok() && !(mutations.is_empty() && range_deletes.is_empty());
         let submissions = &self.inner.submissions;
         let remote = !submissions.is_local();
         if send {
             submissions.submit(Write {
                 mutations,
                 requirements,
+                range_deletes,
                 reply,
                 remote,
             });
@@ -398,6 +432,24 @@ impl Db {
             return Err(Error::InvalidArgument(format!(
                 "batch of {total} bytes is larger than one WAL record may be ({MAX_RECORD_BYTES})"
             )));
+        }
+        Ok(())
+    }
+
+    fn check_range_deletes(&self, ranges: &[RangeDelete]) -> Result<()> {
+        let limit = self.inner.options.max_key_bytes;
+        for (start, end) in ranges {
+            for bound in [start, end] {
+                if bound.len() > limit {
+                    let len = bound.len();
+                    return Err(Error::KeyTooLarge { len, limit });
+                }
+            }
+            if !end.is_empty() && end <= start {
+                return Err(Error::InvalidArgument(
+                    "a range delete's end must be after its start".into(),
+                ));
+            }
         }
         Ok(())
     }

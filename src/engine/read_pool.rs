@@ -11,6 +11,7 @@ use super::ScanPage;
 use super::ScanRequest;
 use super::memtable::ReadView;
 use super::merge::{LiveIter, MemTableIter, MergeIter};
+use super::range_delete::{Uncovered, all_tombstones};
 use super::segment::Segment;
 use super::version::{SegmentLookup, lookup};
 use crate::Result;
@@ -72,7 +73,9 @@ pub fn scan_page(view: &ReadView, request: &ScanRequest, now_ms: u64) -> Result<
         sources.push(Box::new(iter));
     }
     sources.extend(view.segments.iters(&range, reverse));
-    let mut live = LiveIter(MergeIter::new(sources, reverse), now_ms);
+    let merged = MergeIter::new(sources, reverse);
+    let tombstones = all_tombstones(&view.segments, &view.range_tombstones);
+    let mut live = LiveIter(Uncovered::new(merged, tombstones), now_ms);
     let limit = if request.limit == 0 {
         usize::MAX
     } else {

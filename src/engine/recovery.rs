@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use super::inventory::DirectoryFiles;
 use super::memtable::{FrozenMemtable, MemTable};
+use super::range_delete::{self, RangeTombstone};
 use super::replay::replay_wals;
 use super::segment::{FileNumbers, Segment, new_database_id};
 use super::segments::write_segments;
@@ -112,11 +113,13 @@ pub fn recover(options: &Options) -> Result<Recovered> {
             .max(files.highest_number + 1)
             .max(1),
     ));
-    let segments = SegmentSet::from_segments(segments);
+    let mut segments = SegmentSet::from_segments(segments);
+    segments.range_tombstones = Arc::new(range_delete::from_manifest(&manifest));
     let segments = flush_recovered(
         options,
         &file_numbers,
         replayed.memtable,
+        replayed.range_tombstones,
         segments,
         last_seq,
     )?;
@@ -127,6 +130,7 @@ pub fn recover(options: &Options) -> Result<Recovered> {
         segments: segments.metas(),
         oldest_live_wal: wal_number,
         database_id,
+        range_tombstones: range_delete::to_manifest(&segments.range_tombstones),
     };
     write_manifest(fs, directory, &manifest)?;
     let replayed_names: Vec<String> = replayed.live.iter().map(|n| wal_file_name(*n)).collect();
@@ -216,10 +220,11 @@ fn flush_recovered(
     options: &Options,
     numbers: &FileNumbers,
     memtable: MemTable,
+    range_tombstones: Vec<RangeTombstone>,
     segments: SegmentSet,
     flushed_seq: u64,
 ) -> Result<SegmentSet> {
-    if memtable.is_empty() {
+    if memtable.is_empty() && range_tombstones.is_empty() {
         return Ok(segments);
     }
     let fs = options.fs.as_ref();
@@ -227,6 +232,7 @@ fn flush_recovered(
         table: memtable,
         wal_number: 0,
         max_seq: flushed_seq,
+        range_tombstones,
     };
     let table_options = TableOptions::from(options);
     let mut added = Vec::new();
@@ -234,7 +240,10 @@ fn flush_recovered(
         let segment = Segment::open(fs, &options.directory, meta, numbers.database_id())?;
         added.push(Arc::new(segment));
     }
-    Ok(segments.edited(&[], added))
+    let numbers: Vec<u64> = added.iter().map(|s| s.meta.file_number).collect();
+    let mut set = segments.edited(&[], added);
+    set.range_tombstones = range_delete::install_flushed(&set, &numbers, &frozen.range_tombstones);
+    Ok(set)
 }
 
 /// Removes `names` from `directory`, saying why at INFO; a failure is a

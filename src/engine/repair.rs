@@ -112,6 +112,9 @@ pub fn repair_database(options: &Options) -> Result<RepairReport> {
         segments: outputs,
         oldest_live_wal: wal_number,
         database_id,
+        // A repair keeps what it can read; range deletes not yet compacted
+        // away are not carried over (the manifest may be the damaged file).
+        range_tombstones: Vec::new(),
     };
     write_manifest(fs, directory, &manifest)?;
     for name in damaged_wals {

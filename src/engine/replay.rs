@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 use prost::Message as _;
 
 use super::memtable::MemTable;
+use super::range_delete::RangeTombstone;
 use crate::format::wal::read_wal;
 use crate::format::wal_file_name;
 use crate::fs::FileSystem;
@@ -50,6 +51,8 @@ pub struct Replayed {
     pub obsolete: Vec<u64>,
     /// The live WALs, whose writes are now in `memtable`.
     pub live: Vec<u64>,
+    /// The range deletes past the manifest's `flushed_seq`.
+    pub range_tombstones: Vec<RangeTombstone>,
 }
 
 /// The sequence-number checks, over one record at a time, with no I/O.
@@ -184,7 +187,7 @@ pub fn replay_wals(
             } else if chain.live_record(batch.first_seq, count).map_err(corrupt)?
                 == RecordFate::Apply
             {
-                apply(&mut replayed.memtable, batch, manifest.flushed_seq);
+                apply(&mut replayed, batch, manifest.flushed_seq);
             }
             progress.record_done(record.len());
         }
@@ -210,14 +213,26 @@ pub fn replay_wals(
     Ok(replayed)
 }
 
-/// Puts a batch's writes past `flushed_seq` into `memtable`.
-fn apply(memtable: &mut MemTable, batch: WalBatch, flushed_seq: u64) {
+/// Puts a batch's writes past `flushed_seq` into the replayed memtable and
+/// its range deletes into the replayed list.
+fn apply(replayed: &mut Replayed, batch: WalBatch, flushed_seq: u64) {
     for (offset, mutation) in batch.mutations.into_iter().enumerate() {
         let seq = batch.first_seq + offset as u64;
-        if seq > flushed_seq {
-            let value = (!mutation.delete).then_some(mutation.value);
-            memtable.apply_expiring(mutation.key, seq, value, mutation.expire_at_ms);
+        if seq <= flushed_seq {
+            continue;
         }
+        if mutation.range_delete {
+            replayed.range_tombstones.push(RangeTombstone {
+                start: mutation.key,
+                end: mutation.range_end,
+                seq,
+            });
+            continue;
+        }
+        let value = (!mutation.delete).then_some(mutation.value);
+        replayed
+            .memtable
+            .apply_expiring(mutation.key, seq, value, mutation.expire_at_ms);
     }
 }
 

@@ -23,6 +23,7 @@ use super::compactor::{Compactor, SetChanged};
 use super::inventory::DirectoryFiles;
 use super::memtable::{FlushDone, FlushFailed, FrozenMemtable, MemtableActor, SegmentsChanged};
 use super::merge::{ExpiredAsTombstones, MemTableIter};
+use super::range_delete::{self, RangeTombstone, Uncovered};
 use super::segment::{FileNumbers, Segment, SegmentBuilder};
 use super::stats::Counters;
 use super::version::SegmentSet;
@@ -58,6 +59,8 @@ pub struct FlushMemtable {
 pub struct InstallCompaction {
     pub task: CompactionTask,
     pub outputs: Vec<SegmentMeta>,
+    /// Sequence numbers of the range tombstones the merge applied.
+    pub known_tombstones: Vec<u64>,
     pub reply: oneshot::Sender<Result<Arc<SegmentSet>>>,
 }
 
@@ -183,7 +186,9 @@ impl SegmentManager {
             }
             Job::Install(install) => {
                 let (task, outputs) = (install.task.clone(), install.outputs.clone());
-                let work = actix_rt::task::spawn_blocking(move || context.install(&task, outputs));
+                let known = install.known_tombstones.clone();
+                let work =
+                    actix_rt::task::spawn_blocking(move || context.install(&task, outputs, &known));
                 let fut = async move { joined(work.await) };
                 ctx.spawn(fut.into_actor(self).map(move |result, act, ctx| {
                     act.busy = false;
@@ -305,7 +310,8 @@ impl JobContext {
         } else {
             self.oldest_live_wal
         };
-        let set = self.commit(metas, &[], flushed_seq, oldest_live_wal)?;
+        let edit = TombstoneEdit::Flushed(&frozen.range_tombstones);
+        let set = self.commit(metas, &[], edit, flushed_seq, oldest_live_wal)?;
         for number in wals.iter().filter(|n| **n < oldest_live_wal) {
             let wal = self.options.directory.join(wal_file_name(*number));
             if let Err(error) = self.options.fs.remove_file(&wal) {
@@ -339,12 +345,18 @@ impl JobContext {
     }
 
     /// Manifest with the outputs in and the inputs out, then the inputs go.
-    fn install(&self, task: &CompactionTask, outputs: Vec<SegmentMeta>) -> Result<JobResult> {
+    fn install(
+        &self,
+        task: &CompactionTask,
+        outputs: Vec<SegmentMeta>,
+        known_tombstones: &[u64],
+    ) -> Result<JobResult> {
         // An input moved to a deeper level without a rewrite is an output too.
         let kept: Vec<u64> = outputs.iter().map(|m| m.file_number).collect();
         let set = self.commit(
             outputs,
             &task.inputs,
+            TombstoneEdit::Compacted(known_tombstones),
             self.flushed_seq,
             self.oldest_live_wal,
         )?;
@@ -369,6 +381,7 @@ impl JobContext {
         &self,
         added: Vec<SegmentMeta>,
         removed: &[u64],
+        tombstones: TombstoneEdit<'_>,
         flushed_seq: u64,
         oldest_live_wal: u64,
     ) -> Result<Arc<SegmentSet>> {
@@ -379,20 +392,37 @@ impl JobContext {
             .into_iter()
             .map(|meta| Segment::open(fs, directory, meta, database_id).map(Arc::new))
             .collect::<Result<Vec<_>>>()?;
-        let set = self.set.edited(removed, opened);
+        let added: Vec<u64> = opened.iter().map(|s| s.meta.file_number).collect();
+        let mut set = self.set.edited(removed, opened);
+        set.range_tombstones = match tombstones {
+            TombstoneEdit::Flushed(flushed) => range_delete::install_flushed(&set, &added, flushed),
+            TombstoneEdit::Compacted(known) => {
+                range_delete::after_compaction(&set.range_tombstones, removed, &added, known)
+            }
+        };
         let manifest = Manifest {
             next_file_number: self.numbers.peek(),
             flushed_seq,
             segments: set.metas(),
             oldest_live_wal,
             database_id,
+            range_tombstones: range_delete::to_manifest(&set.range_tombstones),
         };
         write_manifest(fs, directory, &manifest)?;
         Ok(Arc::new(set))
     }
 }
 
-/// Writes a frozen memtable as level-0 segment(s) and syncs the directory.
+/// How a commit changes the installed range tombstones.
+enum TombstoneEdit<'a> {
+    /// A flush installs the memtable's range tombstones (it applied them).
+    Flushed(&'a [RangeTombstone]),
+    /// A compaction applied the installed tombstones with these numbers.
+    Compacted(&'a [u64]),
+}
+
+/// Writes a frozen memtable as level-0 segment(s) and syncs the directory,
+/// without the versions its own range tombstones delete.
 pub fn write_segments(
     options: &Options,
     numbers: &FileNumbers,
@@ -404,8 +434,10 @@ pub fn write_segments(
     let all = (Bound::Unbounded, Bound::Unbounded);
     // Expired entries go out as tombstones: their values take no space.
     let now_ms = options.clock.now_ms();
+    let entries = MemTableIter::new(frozen.table.clone(), all, false);
+    let tombstones = frozen.range_tombstones.clone();
     builder.write_all(&mut ExpiredAsTombstones(
-        MemTableIter::new(frozen.table.clone(), all, false),
+        Uncovered::new(entries, tombstones),
         now_ms,
     ))
 }

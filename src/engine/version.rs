@@ -8,6 +8,7 @@
 use std::sync::Arc;
 
 use super::merge::ChainIter;
+use super::range_delete::InstalledTombstone;
 use super::segment::Segment;
 use crate::Result;
 use crate::format::sstable::{BlockCache, Lookup, compare_keys};
@@ -75,6 +76,8 @@ pub struct SegmentSet {
     pub levels: Vec<Vec<Arc<Segment>>>,
     /// Grows by one with each edit, so that a holder can tell newer from older.
     pub version: u64,
+    /// Installed range deletes (see `range_delete.rs`); in the manifest.
+    pub range_tombstones: Arc<Vec<InstalledTombstone>>,
 }
 
 impl SegmentSet {
@@ -94,7 +97,11 @@ impl SegmentSet {
                 level.sort_by(|a, b| a.meta.smallest_key.cmp(&b.meta.smallest_key));
             }
         }
-        SegmentSet { levels, version: 0 }
+        SegmentSet {
+            levels,
+            version: 0,
+            range_tombstones: Arc::default(),
+        }
     }
 
     /// Every live segment, level by level.
@@ -123,7 +130,8 @@ impl SegmentSet {
         self.all().map(|s| s.meta.file_size).sum()
     }
 
-    /// A new set: `removed` file numbers gone, `added` segments in.
+    /// A new set: `removed` file numbers gone, `added` segments in. The
+    /// range tombstones are carried over as they are: the caller updates them.
     pub fn edited(&self, removed: &[u64], added: Vec<Arc<Segment>>) -> SegmentSet {
         let kept = self
             .all()
@@ -131,6 +139,7 @@ impl SegmentSet {
             .cloned();
         let mut set = SegmentSet::from_segments(kept.chain(added));
         set.version = self.version + 1;
+        set.range_tombstones = self.range_tombstones.clone();
         set
     }
 

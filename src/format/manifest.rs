@@ -7,11 +7,19 @@
 //!
 //! ```text
 //! offset  0: magic        8 bytes  b"NKVMANI1"
-//! offset  8: version      u32 LE   1
+//! offset  8: version      u32 LE   1, or 2 when it holds range tombstones
 //! offset 12: payload_len  u32 LE   bytes after the header
 //! offset 16: payload_crc  u32 LE   masked CRC32C of the payload
 //! offset 20: payload      the prost-encoded `naivekv.storage.Manifest`
 //! ```
+//!
+//! Field 6 of the payload, `range_tombstones`, lists the installed range
+//! deletes (start, end (empty: the end of the key space), sequence number,
+//! and the live segments that may still hold versions they delete; see
+//! `engine/range_delete.rs`). A manifest that holds any is written as
+//! version 2, so that a build that predates range deletes refuses it
+//! instead of opening it without them and showing deleted keys again; one
+//! without any is still version 1, and both versions are read.
 //!
 //! # Updates and recovery
 //!
@@ -47,8 +55,11 @@ const TEMPORARY_MANIFEST_FILE: &str = "MANIFEST.tmp";
 /// Identifies a NaiveKV manifest.
 const MAGIC: &[u8; 8] = b"NKVMANI1";
 
-/// The format version this code writes and reads.
+/// The format version of a manifest without range tombstones.
 const VERSION: u32 = 1;
+
+/// The format version of a manifest with range tombstones (field 6).
+const VERSION_WITH_RANGE_TOMBSTONES: u32 = 2;
 
 /// Magic, version, payload length, payload CRC.
 const HEADER_BYTES: usize = 20;
@@ -105,7 +116,11 @@ fn encode(manifest: &Manifest) -> Vec<u8> {
     let payload = manifest.encode_to_vec();
     let mut out = Vec::with_capacity(HEADER_BYTES + payload.len());
     out.extend_from_slice(MAGIC);
-    put_u32(&mut out, VERSION);
+    let version = match manifest.range_tombstones.is_empty() {
+        true => VERSION,
+        false => VERSION_WITH_RANGE_TOMBSTONES,
+    };
+    put_u32(&mut out, version);
     // A manifest lists segments, not data: far below 4 GiB.
     put_u32(&mut out, payload.len() as u32);
     put_u32(&mut out, masked_crc(&payload));
@@ -130,7 +145,7 @@ fn decode(data: &[u8]) -> Result<Manifest, (u64, String)> {
     if magic != MAGIC {
         return Err((0, "bad magic number".to_string()));
     }
-    if version != VERSION {
+    if version != VERSION && version != VERSION_WITH_RANGE_TOMBSTONES {
         return Err((8, format!("unknown manifest version {version}")));
     }
     if payload_len as usize != payload.len() {
@@ -174,6 +189,7 @@ mod tests {
                 .collect(),
             oldest_live_wal: 40,
             database_id: 0x5eed,
+            range_tombstones: Vec::new(),
         }
     }
 
@@ -247,13 +263,38 @@ mod tests {
         write_manifest(&StdFs, dir.path(), &sample())?;
         let path = dir.path().join(MANIFEST_FILE);
         let mut data = std::fs::read(&path)?;
-        data[8..12].copy_from_slice(&2u32.to_le_bytes());
+        data[8..12].copy_from_slice(&3u32.to_le_bytes());
         std::fs::write(&path, &data)?;
         let result = read_manifest(&StdFs, dir.path());
         assert!(
             matches!(result, Err(Error::Corruption { offset: 8, .. })),
             "{result:?}"
         );
+        Ok(())
+    }
+
+    #[test]
+    fn range_tombstones_make_a_version_2_manifest_and_version_1_still_reads() -> TestResult {
+        use crate::proto::storage::RangeTombstone;
+        let dir = tempfile::tempdir()?;
+        let plain = sample();
+        write_manifest(&StdFs, dir.path(), &plain)?;
+        let data = std::fs::read(dir.path().join(MANIFEST_FILE))?;
+        assert_eq!(get_u32(&data, 8), Some(1), "no tombstone: the old version");
+        assert_eq!(read_manifest(&StdFs, dir.path())?, Some(plain.clone()));
+        let with = Manifest {
+            range_tombstones: vec![RangeTombstone {
+                start: "a".into(),
+                end: "".into(),
+                seq: 9,
+                dirty_segments: vec![3],
+            }],
+            ..plain
+        };
+        write_manifest(&StdFs, dir.path(), &with)?;
+        let data = std::fs::read(dir.path().join(MANIFEST_FILE))?;
+        assert_eq!(get_u32(&data, 8), Some(2));
+        assert_eq!(read_manifest(&StdFs, dir.path())?, Some(with));
         Ok(())
     }
 
@@ -285,6 +326,7 @@ mod tests {
             segments: Vec::new(),
             oldest_live_wal: 6,
             database_id: 0x5eed,
+            range_tombstones: Vec::new(),
         };
         write_manifest(&StdFs, dir.path(), &newer)?;
         assert_eq!(read_manifest(&StdFs, dir.path())?, Some(newer));

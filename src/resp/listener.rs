@@ -104,6 +104,7 @@ pub async fn run(
         commands: Arc::new(CommandStats::default()),
         requests: config.request_stats.clone(),
         checkpoints: config.checkpoints.clone(),
+        databases: config.databases.max(1),
     };
     let params = SessionParams {
         engine,

@@ -16,10 +16,11 @@
 //! - [`counter`]: the actor that serialises read-modify-writes (INCR,
 //!   SETNX, SET NX/XX, APPEND).
 //! - [`cursors`]: the table behind SCAN's numeric cursors.
+//! - [`database`]: `SELECT n`: the Redis databases as key ranges.
 //! - [`glob`]: Redis's glob patterns for KEYS, SCAN MATCH, CONFIG GET.
 //!
 //! Not served: expiry (SET EX/PX answer an error), other data types,
-//! transactions, pub/sub, AUTH with passwords, databases other than 0.
+//! transactions, pub/sub, AUTH with passwords, SWAPDB.
 
 pub mod auth;
 pub mod codec;
@@ -27,6 +28,7 @@ pub mod command_stats;
 pub mod commands;
 pub mod counter;
 pub mod cursors;
+pub mod database;
 pub mod glob;
 pub mod listener;
 pub mod reply;
@@ -99,6 +101,8 @@ pub struct RespConfig {
     /// Where SAVE and BGSAVE write (`--checkpoint-dir`); default nowhere
     /// (refused).
     pub checkpoints: Arc<crate::server::checkpoints::CheckpointRoot>,
+    /// Databases `SELECT` can pick (`0..databases`); default 16.
+    pub databases: u32,
 }
 
 impl Default for RespConfig {
@@ -119,6 +123,7 @@ impl Default for RespConfig {
             auth_token: None,
             request_stats: Arc::new(RequestStats::new("resp", commands::STATS_NAMES)),
             checkpoints: Arc::default(),
+            databases: database::DEFAULT_DATABASES,
         }
     }
 }

@@ -24,6 +24,7 @@ use super::auth::{self, Gated};
 use super::codec::{Limits, RespCodec, protocol_error};
 use super::commands::transaction::{self, Step, Transaction};
 use super::commands::{self, Connection, Engine, Op, Parsed};
+use super::database::Database;
 use super::reply::{Protocol, Reply};
 use crate::server::auth::{AuthGate, AuthToken};
 use crate::server::connections::ConnectionGuard;
@@ -70,10 +71,12 @@ impl Session {
         } else {
             params.limits.pre_auth()
         };
+        let databases = params.engine.databases;
         let session = Session {
             engine: params.engine,
             connection: Connection {
                 id,
+                database: Database::first_of(databases),
                 ..Connection::default()
             },
             auth_configured: params.auth_token.is_some(),

@@ -17,6 +17,13 @@
 //!   refuses (a conflict the caller retries; flushes are rare next to
 //!   writes, so this costs a retry now and then).
 //!
+//! - A range delete not yet flushed counts as a write of every key in its
+//!   range: a key in a memtable has, as its newest change, the newest range
+//!   delete over its version there, if newer (readers report that sequence
+//!   number, see `Db::get_versioned`); a key in no memtable has changed if a
+//!   range delete over it is newer than the read. A range delete earlier in
+//!   the same group changes every key in its range.
+//!
 //! Groups are formed only when no group is in flight, so every write given
 //! a sequence number before is already applied to the memtable the check
 //! looks at.
@@ -28,6 +35,7 @@ use bytes::Bytes;
 
 use super::table::{FrozenMemtable, MemTable};
 use crate::engine::batch::Requirement;
+use crate::engine::range_delete::RangeTombstone;
 
 /// What the conditions of one group are checked against.
 pub(super) struct GroupConditions<'a> {
@@ -35,8 +43,12 @@ pub(super) struct GroupConditions<'a> {
     pub frozen: &'a [Arc<FrozenMemtable>],
     /// The highest sequence number of any memtable flushed and dropped.
     pub dropped_through: u64,
+    /// Range deletes of the active memtable (the frozen ones carry theirs).
+    pub active_tombstones: &'a [RangeTombstone],
     /// Keys written by the group's writes admitted so far.
     pub written: HashSet<Bytes>,
+    /// Ranges deleted by the group's writes admitted so far.
+    pub deleted: Vec<(Bytes, Bytes)>,
 }
 
 impl GroupConditions<'_> {
@@ -46,21 +58,42 @@ impl GroupConditions<'_> {
     }
 
     fn holds(&self, requirement: &Requirement) -> bool {
-        if self.written.contains(&requirement.key) {
+        let key = &requirement.key;
+        let deleted_in_group = self
+            .deleted
+            .iter()
+            .any(|(start, end)| key >= start && (end.is_empty() || key < end));
+        if deleted_in_group || self.written.contains(key) {
             return false;
         }
+        // The newest unflushed range delete over `key`, if any.
+        let frozen = self.frozen.iter().flat_map(|f| f.range_tombstones.iter());
+        let deleted_at = self
+            .active_tombstones
+            .iter()
+            .chain(frozen)
+            .filter(|t| t.contains(key))
+            .map(|t| t.seq)
+            .max();
         let in_memory = std::iter::once(self.active).chain(self.frozen.iter().map(|f| &f.table));
         for table in in_memory {
-            if let Some(entry) = table.get(&requirement.key) {
-                return entry.seq == requirement.version.seq;
+            if let Some(entry) = table.get(key) {
+                let newest = deleted_at.filter(|&d| d > entry.seq).unwrap_or(entry.seq);
+                return newest == requirement.version.seq;
             }
         }
-        self.dropped_through <= requirement.version.read_at
+        let read_at = requirement.version.read_at;
+        self.dropped_through <= read_at && deleted_at.is_none_or(|d| d <= read_at)
     }
 
-    /// Records that an admitted write writes `keys`.
-    pub fn admit<'k>(&mut self, keys: impl Iterator<Item = &'k Bytes>) {
+    /// Records that an admitted write writes `keys` and deletes `ranges`.
+    pub fn admit<'k>(
+        &mut self,
+        keys: impl Iterator<Item = &'k Bytes>,
+        ranges: impl Iterator<Item = &'k (Bytes, Bytes)>,
+    ) {
         self.written.extend(keys.cloned());
+        self.deleted.extend(ranges.cloned());
     }
 }
 
@@ -84,7 +117,9 @@ mod tests {
             active: &active,
             frozen: &[],
             dropped_through: 0,
+            active_tombstones: &[],
             written: HashSet::new(),
+            deleted: Vec::new(),
         };
         assert!(conditions.hold(&[requirement(b"k", 7, 7)]));
         assert!(!conditions.hold(&[requirement(b"k", 3, 5)]));
@@ -99,13 +134,16 @@ mod tests {
             table,
             wal_number: 1,
             max_seq: 4,
+            range_tombstones: Vec::new(),
         })];
         let active = MemTable::default();
         let conditions = GroupConditions {
             active: &active,
             frozen: &frozen,
             dropped_through: 0,
+            active_tombstones: &[],
             written: HashSet::new(),
+            deleted: Vec::new(),
         };
         assert!(conditions.hold(&[requirement(b"k", 4, 4)]));
         assert!(!conditions.hold(&[requirement(b"k", 2, 3)]));
@@ -118,13 +156,59 @@ mod tests {
             active: &active,
             frozen: &[],
             dropped_through: 10,
+            active_tombstones: &[],
             written: HashSet::new(),
+            deleted: Vec::new(),
         };
         assert!(conditions.hold(&[requirement(b"k", 5, 10)]));
         assert!(conditions.hold(&[requirement(b"k", 0, 12)]));
         assert!(!conditions.hold(&[requirement(b"k", 5, 9)]));
-        conditions.admit([Bytes::from_static(b"k")].iter());
+        conditions.admit([Bytes::from_static(b"k")].iter(), [].iter());
         assert!(!conditions.hold(&[requirement(b"k", 5, 12)]));
         assert!(conditions.hold(&[requirement(b"other", 0, 12)]));
+    }
+}
+
+#[cfg(test)]
+mod range_delete_tests {
+    use super::*;
+    use crate::engine::batch::ReadVersion;
+
+    fn requirement(key: &'static [u8], seq: u64, read_at: u64) -> Requirement {
+        Requirement {
+            key: Bytes::from_static(key),
+            version: ReadVersion { seq, read_at },
+        }
+    }
+
+    #[test]
+    fn an_unflushed_range_delete_is_the_newest_change_of_the_keys_it_covers() {
+        let mut active = MemTable::default();
+        active.apply(Bytes::from_static(b"k"), 3, Some(Bytes::from_static(b"v")));
+        let tombstones = [RangeTombstone {
+            start: Bytes::from_static(b"a"),
+            end: Bytes::from_static(b"m"),
+            seq: 5,
+        }];
+        let mut conditions = GroupConditions {
+            active: &active,
+            frozen: &[],
+            dropped_through: 0,
+            active_tombstones: &tombstones,
+            written: HashSet::new(),
+            deleted: Vec::new(),
+        };
+        // Read before the range delete: changed. Read after it (reported
+        // at the range delete's number): unchanged.
+        assert!(!conditions.hold(&[requirement(b"k", 3, 4)]));
+        assert!(conditions.hold(&[requirement(b"k", 5, 5)]));
+        // A key only in segments: changed unless read after the delete.
+        assert!(!conditions.hold(&[requirement(b"b", 1, 4)]));
+        assert!(conditions.hold(&[requirement(b"b", 5, 5)]));
+        assert!(conditions.hold(&[requirement(b"x", 1, 4)]));
+        // A range delete earlier in the group.
+        let range = (Bytes::from_static(b"w"), Bytes::new());
+        conditions.admit([].iter(), [range].iter());
+        assert!(!conditions.hold(&[requirement(b"x", 1, 9)]));
     }
 }

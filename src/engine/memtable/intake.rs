@@ -56,6 +56,7 @@ impl MemtableActor {
             self.pending.push(PendingWrite {
                 mutations: write.mutations,
                 requirements: write.requirements,
+                range_deletes: write.range_deletes,
                 reply: write.reply,
             });
         }

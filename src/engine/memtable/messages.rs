@@ -6,6 +6,7 @@ use actix::prelude::*;
 use tokio::sync::oneshot;
 
 use crate::engine::batch::Requirement;
+use crate::engine::range_delete::RangeDelete;
 use crate::engine::version::SegmentSet;
 use crate::{Error, Result};
 
@@ -19,6 +20,8 @@ pub struct Write {
     /// Conditions checked before sequence numbers are given (see
     /// `WriteBatch::require_unchanged`); empty for a plain write.
     pub requirements: Vec<Requirement>,
+    /// Range deletes, applied after `mutations` (see `range_delete.rs`).
+    pub range_deletes: Vec<RangeDelete>,
     pub reply: oneshot::Sender<Result<()>>,
     /// Sent from another thread than the actor's: the actor keeps polling
     /// for the next one for a while.

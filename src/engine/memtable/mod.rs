@@ -50,6 +50,7 @@ pub use submissions::{Completion, Submissions};
 pub use table::{FrozenMemtable, MemTable};
 
 use super::batch::{Requirement, encode_wal_batch};
+use super::range_delete::{RangeDelete, RangeTombstone, RangeTombstones, encode_wal_range_deletes};
 use super::segment::FileNumbers;
 use super::segments::{FlushMemtable, SegmentManager};
 use super::stats::Counters;
@@ -75,11 +76,14 @@ pub struct ReadView {
     pub segments: Arc<SegmentSet>,
     /// Every write up to this sequence number is in the view.
     pub applied_seq: u64,
+    /// Range deletes not yet flushed (those installed are in `segments`).
+    pub range_tombstones: RangeTombstones,
 }
 
 struct PendingWrite {
     mutations: Vec<Mutation>,
     requirements: Vec<Requirement>,
+    range_deletes: Vec<RangeDelete>,
     reply: oneshot::Sender<Result<()>>,
 }
 
@@ -145,6 +149,14 @@ pub struct MemtableActor {
     lock: Option<Arc<dyn DirectoryLock>>,
     /// Reused to encode each write's WAL payload.
     record_scratch: Vec<u8>,
+    /// Range deletes applied to the active memtable.
+    active_tombstones: Vec<RangeTombstone>,
+    /// Those and the frozen memtables': what readers apply besides the
+    /// installed ones. Rebuilt only when it changes.
+    unflushed_tombstones: RangeTombstones,
+    /// A range delete was applied: freeze soon, so that its flush installs
+    /// it and compaction can give the space back.
+    freeze_soon: bool,
 }
 
 impl MemtableActor {
@@ -177,7 +189,22 @@ impl MemtableActor {
             closing: None,
             lock: Some(start.lock),
             record_scratch: Vec::new(),
+            active_tombstones: Vec::new(),
+            unflushed_tombstones: RangeTombstones::default(),
+            freeze_soon: false,
         }
+    }
+
+    /// Rebuilds the list readers see after the unflushed tombstones changed.
+    fn refresh_tombstones(&mut self) {
+        let frozen = self.frozen.iter().flat_map(|f| f.range_tombstones.iter());
+        let all = self.active_tombstones.iter().chain(frozen).cloned();
+        self.unflushed_tombstones = RangeTombstones::new(all.collect());
+    }
+
+    /// No write since the last freeze: no version and no range delete.
+    fn active_is_empty(&self) -> bool {
+        self.active.is_empty() && self.active_tombstones.is_empty()
     }
 
     /// Makes the current state what readers see.
@@ -187,6 +214,7 @@ impl MemtableActor {
             frozen: self.frozen.clone(),
             segments: self.segments.clone(),
             applied_seq: self.applied_seq,
+            range_tombstones: self.unflushed_tombstones.clone(),
         }));
     }
 
@@ -201,7 +229,8 @@ impl MemtableActor {
             return; // its completion calls back
         }
         self.serve_flush_requests(ctx);
-        if self.memtable_full() && self.can_freeze() {
+        let freeze_soon = self.freeze_soon && self.closing.is_none();
+        if (self.memtable_full() || freeze_soon) && self.can_freeze() {
             self.freeze(ctx);
             if self.job_in_flight() {
                 return; // the rotation's completion calls back
@@ -270,7 +299,7 @@ impl MemtableActor {
             }
             return;
         }
-        if !self.active.is_empty() {
+        if !self.active_is_empty() {
             if !self.can_freeze() {
                 return;
             }
@@ -292,7 +321,7 @@ impl MemtableActor {
     /// creating the new one, syncing the directory) runs on a blocking
     /// thread; writes wait in `pending` until the new WAL is in place.
     fn freeze(&mut self, ctx: &mut Context<Self>) {
-        if self.active.is_empty() || self.poisoned.is_some() {
+        if self.active_is_empty() || self.poisoned.is_some() {
             return;
         }
         let Some(mut old_wal) = self.wal.take() else {
@@ -306,7 +335,9 @@ impl MemtableActor {
             table: std::mem::take(&mut self.active),
             wal_number: old_number,
             max_seq: self.last_seq,
+            range_tombstones: std::mem::take(&mut self.active_tombstones),
         });
+        self.freeze_soon = false;
         self.frozen.insert(0, frozen.clone());
         self.publish();
         let (options, lock) = (self.options.clone(), self.lock.clone());
@@ -371,10 +402,11 @@ impl MemtableActor {
         let mut record = std::mem::take(&mut self.record_scratch);
         for write in &group {
             let first_seq = self.last_seq + 1;
-            self.last_seq += write.mutations.len() as u64;
+            self.last_seq += (write.mutations.len() + write.range_deletes.len()) as u64;
             seqs.push(first_seq);
             record.clear();
             encode_wal_batch(first_seq, &write.mutations, &mut record);
+            encode_wal_range_deletes(&write.range_deletes, &mut record);
             WalWriter::encode_record(&record, &mut framed);
         }
         self.record_scratch = record;
@@ -421,7 +453,9 @@ impl MemtableActor {
             active: &self.active,
             frozen: &self.frozen,
             dropped_through: self.dropped_through,
+            active_tombstones: &self.active_tombstones,
             written: Default::default(),
+            deleted: Vec::new(),
         };
         let mut admitted = Vec::with_capacity(group.len());
         for write in group {
@@ -430,7 +464,10 @@ impl MemtableActor {
                 let _ = write.reply.send(Err(Error::Conflict));
                 continue;
             }
-            conditions.admit(write.mutations.iter().map(|m| &m.key));
+            conditions.admit(
+                write.mutations.iter().map(|m| &m.key),
+                write.range_deletes.iter(),
+            );
             admitted.push(write);
         }
         admitted
@@ -468,14 +505,24 @@ impl MemtableActor {
         let mut replies = Vec::with_capacity(group.len());
         for (write, first_seq) in group.into_iter().zip(seqs) {
             Counters::add(&self.counters.writes, write.mutations.len() as u64);
+            let points = write.mutations.len() as u64;
             for (offset, m) in write.mutations.into_iter().enumerate() {
                 let seq = first_seq + offset as u64;
                 self.active
                     .apply_expiring(m.key, seq, m.value, m.expire_at_ms);
             }
+            for (offset, (start, end)) in write.range_deletes.into_iter().enumerate() {
+                let seq = first_seq + points + offset as u64;
+                self.active_tombstones
+                    .push(RangeTombstone { start, end, seq });
+                self.freeze_soon = true;
+            }
             replies.push(write.reply);
         }
         self.applied_seq = self.last_seq;
+        if self.freeze_soon {
+            self.refresh_tombstones();
+        }
         // The whole group is applied; only now does the published bound
         // move past it. Visible before acknowledged: a read after an
         // acknowledged write sees it.
@@ -621,6 +668,7 @@ impl Handler<FlushDone> for MemtableActor {
             self.dropped_through = self.dropped_through.max(flushed.max_seq);
         }
         self.frozen.retain(|f| f.wal_number != msg.wal_number);
+        self.refresh_tombstones();
         self.segments = msg.segments;
         self.publish();
         let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.flush_waiters)

@@ -241,6 +241,7 @@ mod tests {
         let write = Write {
             mutations,
             requirements: Vec::new(),
+            range_deletes: Vec::new(),
             reply,
             remote: true,
         };

@@ -38,6 +38,7 @@ use bytes::Bytes;
 use crossbeam_skiplist::SkipMap;
 use crossbeam_skiplist::map::{Entry as Version, Range};
 
+use crate::engine::range_delete::RangeTombstone;
 use crate::format::sstable::compare_keys;
 use crate::format::{Entry, KeyRange};
 
@@ -396,6 +397,8 @@ pub struct FrozenMemtable {
     pub wal_number: u64,
     /// The highest sequence number in the table.
     pub max_seq: u64,
+    /// The range deletes written into this memtable (see `range_delete.rs`).
+    pub range_tombstones: Vec<RangeTombstone>,
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ use futures_util::future::LocalBoxFuture;
 
 use super::server::REDIS_VERSION;
 use super::{Engine, keys};
+use crate::resp::database::Database;
 use crate::resp::reply::Reply;
 
 /// Every section, in the order Redis prints them.
@@ -110,11 +111,20 @@ async fn write_section(engine: &Engine, section: &str, out: &mut String) -> Resu
             lines
         }
         "keyspace" => {
-            let keys = keys::count_keys(&engine.db).await?;
-            match keys {
-                0 => String::new(),
-                n => format!("db0:keys={n},expires=0,avg_ttl=0\r\n"),
+            let mut lines = String::new();
+            for index in 0..engine.databases {
+                let database = Database {
+                    index,
+                    count: engine.databases,
+                };
+                match keys::count_keys(&engine.db, database).await? {
+                    0 => {}
+                    n => {
+                        let _ = write!(lines, "db{index}:keys={n},expires=0,avg_ttl=0\r\n");
+                    }
+                }
             }
+            lines
         }
         _ => engine_lines(engine).await?,
     };

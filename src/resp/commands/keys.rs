@@ -1,4 +1,9 @@
-//! Key-space commands: DEL, EXISTS, DBSIZE, SCAN, KEYS.
+//! Key-space commands: DEL, EXISTS, DBSIZE, SCAN, KEYS, FLUSHDB, FLUSHALL,
+//! MOVE. Keys arrive already mapped into the session's database (see
+//! `resp/database.rs`); the commands that walk keys read only its range.
+//!
+//! FLUSHDB and FLUSHALL are range deletes (`Db::delete_range`): one write,
+//! whatever the number of keys; compaction gives the space back.
 //!
 //! SCAN's cursor is a number standing for the key where the scan goes on
 //! (see [`Cursors`]); `0` starts and ends an iteration. A MATCH pattern
@@ -9,6 +14,7 @@
 //! Both stop after [`MAX_KEYS_SCANNED`] keys: KEYS then answers an error
 //! (use SCAN), DBSIZE answers the bound.
 
+use std::future::Future;
 use std::ops::Bound;
 
 use bytes::Bytes;
@@ -19,6 +25,9 @@ use super::keyop::{self, KeyOp};
 use super::rmw::Rmw;
 use super::{Op, Parsed, engine_error, int_arg, not_an_integer, syntax_error};
 use crate::resp::cursors::Cursors;
+use crate::resp::database::Database;
+#[cfg(test)]
+use crate::resp::database::prefix_end;
 use crate::resp::glob;
 use crate::resp::reply::Reply;
 use crate::{Db, ScanRequest, WriteBatch};
@@ -45,28 +54,43 @@ pub struct Scan {
     pub none: bool,
 }
 
-/// Parses a key-space command; `None` if `name` is not one.
-pub fn parse(name: &str, args: &[Bytes]) -> Option<Parsed> {
+/// Parses a key-space command of a session on `database`; `None` if
+/// `name` is not one.
+pub fn parse(name: &str, args: &[Bytes], database: Database) -> Option<Parsed> {
     let op = match name {
         "del" => Op::Del(args.to_vec()),
         "exists" | "touch" => Op::Exists(args.to_vec()),
         "type" => Op::Type(args.first().cloned().unwrap_or_default()),
-        "randomkey" => Op::RandomKey,
+        "randomkey" => Op::RandomKey(database),
+        "move" => return Some(parse_move(args, database)),
+        "swapdb" => {
+            return Some(Parsed::Reply(Reply::err(
+                "SWAPDB is not supported by NaiveKV: databases are key ranges of one engine",
+            )));
+        }
         "rename" | "renamenx" => Op::Rmw(Rmw::Rename {
             from: args.first().cloned().unwrap_or_default(),
             to: args.get(1).cloned().unwrap_or_default(),
             only_if_absent: name == "renamenx",
         }),
-        "copy" => return Some(parse_copy(args)),
-        "dbsize" => Op::DbSize,
-        "flushall" | "flushdb" => match args.first().map(|a| a.to_ascii_uppercase()) {
-            None => Op::FlushAll,
-            Some(mode) if mode == b"SYNC" || mode == b"ASYNC" => Op::FlushAll,
-            Some(_) => return Some(Parsed::Reply(syntax_error())),
-        },
-        "keys" => Op::Keys(args.first().cloned().unwrap_or_default()),
+        "copy" => return Some(parse_copy(args, database)),
+        "dbsize" => Op::DbSize(database),
+        "flushall" | "flushdb" => {
+            let all = name == "flushall";
+            match args {
+                [] => Op::Flush { all, database },
+                [mode]
+                    if mode.eq_ignore_ascii_case(b"SYNC")
+                        || mode.eq_ignore_ascii_case(b"ASYNC") =>
+                {
+                    Op::Flush { all, database }
+                }
+                _ => return Some(Parsed::Reply(syntax_error())),
+            }
+        }
+        "keys" => Op::Keys(database, args.first().cloned().unwrap_or_default()),
         "scan" => match parse_scan(args) {
-            Ok(scan) => Op::Scan(scan),
+            Ok(scan) => Op::Scan(database, scan),
             Err(reply) => return Some(Parsed::Reply(reply)),
         },
         _ => return None,
@@ -74,29 +98,43 @@ pub fn parse(name: &str, args: &[Bytes]) -> Option<Parsed> {
     Some(Parsed::Engine(op))
 }
 
-/// `COPY source destination [DB 0] [REPLACE]`.
-fn parse_copy(args: &[Bytes]) -> Parsed {
+/// `COPY source destination [DB n] [REPLACE]`.
+fn parse_copy(args: &[Bytes], database: Database) -> Parsed {
     let mut replace = false;
+    let mut target = database;
     let mut options = args.iter().skip(2);
     while let Some(option) = options.next() {
         match option.to_ascii_uppercase().as_slice() {
             b"REPLACE" => replace = true,
-            b"DB" => match options.next().map(|db| int_arg(db)) {
-                Some(Some(0)) => {}
-                Some(Some(_)) => {
-                    return Parsed::Reply(Reply::err("databases other than 0 are not supported"));
-                }
-                Some(None) => return Parsed::Reply(not_an_integer()),
+            b"DB" => match options.next().map(|db| database.select(int_arg(db))) {
+                Some(Ok(chosen)) => target = chosen,
+                Some(Err(reply)) => return Parsed::Reply(reply),
                 None => return Parsed::Reply(syntax_error()),
             },
             _ => return Parsed::Reply(syntax_error()),
         }
     }
+    let to = args.get(1).cloned().unwrap_or_default();
     Parsed::Engine(Op::Rmw(Rmw::Copy {
         from: args.first().cloned().unwrap_or_default(),
-        to: args.get(1).cloned().unwrap_or_default(),
+        to: database.rebase(&to, target),
         replace,
     }))
+}
+
+/// `MOVE key db`: the key (already in the session's database) to the same
+/// key of database `db`, only if it is absent there.
+fn parse_move(args: &[Bytes], database: Database) -> Parsed {
+    let target = match database.select(args.get(1).and_then(|a| int_arg(a))) {
+        Ok(target) => target,
+        Err(reply) => return Parsed::Reply(reply),
+    };
+    if target == database {
+        return Parsed::Reply(Reply::err("source and destination objects are the same"));
+    }
+    let from = args.first().cloned().unwrap_or_default();
+    let to = database.rebase(&from, target);
+    Parsed::Engine(Op::Rmw(Rmw::Move { from, to }))
 }
 
 fn parse_scan(args: &[Bytes]) -> Result<Scan, Reply> {
@@ -128,33 +166,28 @@ fn parse_scan(args: &[Bytes]) -> Result<Scan, Reply> {
     Ok(scan)
 }
 
-/// The smallest key above every key starting with `prefix`; `None` if
-/// there is none (the prefix is empty or all `0xff`).
-fn prefix_end(prefix: &[u8]) -> Option<Bytes> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return Some(Bytes::from(end));
-        }
-    }
-    None
-}
-
-/// The range holding every key that `pattern` can match, from `from` on.
-fn range(from: Option<Bytes>, pattern: Option<&Bytes>, limit: usize) -> ScanRequest {
-    let prefix = Bytes::from(pattern.map(|p| glob::literal_prefix(p)).unwrap_or_default());
+/// The range of `database` holding every key that `pattern` can match,
+/// from engine key `from` on (past the reserved keys in database 0).
+fn range(
+    database: Database,
+    from: Option<Bytes>,
+    pattern: Option<&Bytes>,
+    limit: usize,
+) -> ScanRequest {
+    let literal = pattern.map(|p| glob::literal_prefix(p)).unwrap_or_default();
+    let (prefix, end) = database.scan_range(&literal);
     let start = match from {
         Some(from) if from > prefix => from,
-        _ => prefix.clone(),
+        _ => prefix,
     };
+    let start = database.skip_reserved(start);
     ScanRequest {
         start: if start.is_empty() {
             Bound::Unbounded
         } else {
             Bound::Included(start)
         },
-        end: prefix_end(&prefix).map_or(Bound::Unbounded, Bound::Excluded),
+        end: end.map_or(Bound::Unbounded, Bound::Excluded),
         limit,
         reverse: false,
         max_bytes: PAGE_BYTES,
@@ -168,63 +201,79 @@ pub fn execute(op: Op, db: &Db, cursors: &Cursors) -> LocalBoxFuture<'static, Re
             Ok(op) => keyop::run(op, db.clone()).boxed_local(),
             Err(_) => ready(Reply::err("internal error: not a key operation")).boxed_local(),
         },
-        Op::Scan(scan) => scan_page(db, scan, cursors.clone()).boxed_local(),
-        Op::Keys(pattern) => keys(db.clone(), pattern).boxed_local(),
-        Op::DbSize => dbsize(db.clone()).boxed_local(),
-        Op::RandomKey => random_key(db.clone()).boxed_local(),
-        Op::FlushAll => flush_all(db.clone()).boxed_local(),
+        Op::Scan(database, scan) => scan_page(db, database, scan, cursors.clone()).boxed_local(),
+        Op::Keys(database, pattern) => keys(db.clone(), database, pattern).boxed_local(),
+        Op::DbSize(database) => dbsize(db.clone(), database).boxed_local(),
+        Op::RandomKey(database) => random_key(db.clone(), database).boxed_local(),
+        Op::Flush { all, database } => flush(db, all, database).boxed_local(),
         _ => ready(Reply::err("internal error: not a key-space command")).boxed_local(),
     }
 }
 
-/// FLUSHALL / FLUSHDB: deletes every key, a page at a time (one batch per
-/// page). Not atomic: a key written by another connection meanwhile may
-/// survive, as it would had it been written just after.
-async fn flush_all(db: Db) -> Reply {
-    loop {
-        let page = match db.scan(range(None, None, PAGE_KEYS)).await {
-            Ok(page) => page,
-            Err(e) => return engine_error(&e),
-        };
-        if page.entries.is_empty() {
-            return Reply::ok();
-        }
-        let mut batch = WriteBatch::new();
-        for (key, _) in page.entries {
-            batch.delete(key);
-        }
-        if let Err(e) = db.write(batch).await {
-            return engine_error(&e);
+/// FLUSHDB (the session's database) or FLUSHALL (every database): one
+/// atomic batch of range deletes. SYNC and ASYNC both answer once the range
+/// deletes are written; the space comes back by compaction afterwards.
+fn flush(db: &Db, all: bool, database: Database) -> impl Future<Output = Reply> + 'static {
+    let ranges = if all {
+        database.all_ranges()
+    } else {
+        database.ranges()
+    };
+    let mut batch = WriteBatch::new();
+    for (start, end) in ranges {
+        batch.delete_range(start, end);
+    }
+    let written = db.write(batch);
+    async move {
+        match written.await {
+            Ok(()) => Reply::ok(),
+            Err(e) => engine_error(&e),
         }
     }
 }
 
 /// RANDOMKEY: the first key at or after a random one (wrapping to the first
 /// key), so keys after a long gap are likelier; null when empty.
-async fn random_key(db: Db) -> Reply {
+async fn random_key(db: Db, database: Database) -> Reply {
     use std::hash::{BuildHasher, Hasher};
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
     hasher.write_u64(0);
-    let start = Bytes::copy_from_slice(&hasher.finish().to_be_bytes());
-    for from in [Some(start), None] {
-        let request = ScanRequest {
-            start: from.map_or(Bound::Unbounded, Bound::Included),
-            limit: 1,
-            ..ScanRequest::all()
-        };
-        match db.scan(request).await {
-            Ok(page) => {
-                if let Some((key, _)) = page.entries.into_iter().next() {
-                    return Reply::Bulk(key);
-                }
-            }
+    let random = Bytes::copy_from_slice(&hasher.finish().to_be_bytes());
+    for from in [Some(database.key(&random)), None] {
+        match first_key(&db, database, from).await {
+            Ok(Some(key)) => return Reply::Bulk(key),
+            Ok(None) => {}
             Err(e) => return engine_error(&e),
         }
     }
     Reply::Null
 }
 
-fn scan_page(db: &Db, scan: Scan, cursors: Cursors) -> LocalBoxFuture<'static, Reply> {
+/// The first key of `database` at or after engine key `from`.
+async fn first_key(
+    db: &Db,
+    database: Database,
+    mut from: Option<Bytes>,
+) -> crate::Result<Option<Bytes>> {
+    loop {
+        let page = db.scan(range(database, from.clone(), None, 1)).await?;
+        let Some((key, _)) = page.entries.into_iter().next() else {
+            return Ok(None);
+        };
+        match database.user_key(key.clone()) {
+            Some(user) => return Ok(Some(user)),
+            None if from.as_ref() == Some(&key) => return Ok(None),
+            None => from = Some(key),
+        }
+    }
+}
+
+fn scan_page(
+    db: &Db,
+    database: Database,
+    scan: Scan,
+    cursors: Cursors,
+) -> LocalBoxFuture<'static, Reply> {
     let db = db.clone();
     async move {
         let from = match scan.cursor {
@@ -235,7 +284,7 @@ fn scan_page(db: &Db, scan: Scan, cursors: Cursors) -> LocalBoxFuture<'static, R
             },
         };
         let page = match db
-            .scan(range(from, scan.pattern.as_ref(), scan.count))
+            .scan(range(database, from, scan.pattern.as_ref(), scan.count))
             .await
         {
             Ok(page) => page,
@@ -248,7 +297,7 @@ fn scan_page(db: &Db, scan: Scan, cursors: Cursors) -> LocalBoxFuture<'static, R
         let keys = page
             .entries
             .into_iter()
-            .map(|(key, _)| key)
+            .filter_map(|(key, _)| database.user_key(key))
             .filter(|key| !scan.none && scan.pattern.as_ref().is_none_or(|p| glob::matches(p, key)))
             .map(Reply::Bulk)
             .collect();
@@ -261,6 +310,7 @@ fn scan_page(db: &Db, scan: Scan, cursors: Cursors) -> LocalBoxFuture<'static, R
 /// Returns the number read, or an error reply past the bound.
 async fn walk(
     db: &Db,
+    database: Database,
     pattern: Option<&Bytes>,
     mut visit: impl FnMut(Bytes),
 ) -> Result<usize, Reply> {
@@ -268,12 +318,18 @@ async fn walk(
     let mut read = 0;
     loop {
         let page = db
-            .scan(range(from, pattern, PAGE_KEYS))
+            .scan(range(database, from, pattern, PAGE_KEYS))
             .await
             .map_err(|e| engine_error(&e))?;
         from = page.continuation(false);
-        read += page.entries.len();
-        page.entries.into_iter().for_each(|(key, _)| visit(key));
+        for key in page
+            .entries
+            .into_iter()
+            .filter_map(|(key, _)| database.user_key(key))
+        {
+            read += 1;
+            visit(key);
+        }
         if from.is_none() {
             return Ok(read);
         }
@@ -285,9 +341,9 @@ async fn walk(
     }
 }
 
-async fn keys(db: Db, pattern: Bytes) -> Reply {
+async fn keys(db: Db, database: Database, pattern: Bytes) -> Reply {
     let mut found = Vec::new();
-    let walked = walk(&db, Some(&pattern), |key| {
+    let walked = walk(&db, database, Some(&pattern), |key| {
         if glob::matches(&pattern, &key) {
             found.push(Reply::Bulk(key));
         }
@@ -299,16 +355,16 @@ async fn keys(db: Db, pattern: Bytes) -> Reply {
     }
 }
 
-/// The number of keys, up to [`MAX_KEYS_SCANNED`].
-pub async fn count_keys(db: &Db) -> Result<usize, Reply> {
-    match walk(db, None, |_| {}).await {
+/// The number of keys of `database`, up to [`MAX_KEYS_SCANNED`].
+pub async fn count_keys(db: &Db, database: Database) -> Result<usize, Reply> {
+    match walk(db, database, None, |_| {}).await {
         Err(Reply::Error(e)) if e.contains("more than") => Ok(MAX_KEYS_SCANNED),
         other => other,
     }
 }
 
-async fn dbsize(db: Db) -> Reply {
-    count_keys(&db)
+async fn dbsize(db: Db, database: Database) -> Reply {
+    count_keys(&db, database)
         .await
         .map_or_else(|reply| reply, |n| Reply::Integer(n as i64))
 }
@@ -323,6 +379,7 @@ mod tests {
         assert_eq!(prefix_end(b"a\xff"), Some(Bytes::from_static(b"b")));
         assert_eq!(prefix_end(b"\xff"), None);
         let r = range(
+            Database::default(),
             Some(Bytes::from_static(b"a")),
             Some(&Bytes::from_static(b"u:*")),
             5,

@@ -6,7 +6,7 @@
 //!   `COMMAND`.
 //! - [`strings`]: GET, SET, MGET, MSET, SETNX, INCR family, APPEND, STRLEN,
 //!   and the read-modify-write operations the [`Counter`] applies.
-//! - [`keys`]: DEL, EXISTS, DBSIZE, SCAN, KEYS.
+//! - [`keys`]: DEL, EXISTS, DBSIZE, SCAN, KEYS, FLUSHDB, FLUSHALL, MOVE.
 //! - [`expire`]: EXPIRE family, PERSIST, GETEX, SETEX, PSETEX, TTL family,
 //!   and SET's expiry options.
 //! - [`persistence`]: SAVE, BGSAVE, LASTSAVE (checkpoints).
@@ -36,6 +36,7 @@ use futures_util::future::LocalBoxFuture;
 use super::command_stats::CommandStats;
 use super::counter::Counter;
 use super::cursors::Cursors;
+use super::database::Database;
 use super::reply::{Protocol, Reply};
 use crate::Db;
 use crate::server::request_stats::RequestStats;
@@ -52,6 +53,8 @@ pub struct Connection {
     /// Keys watched (WATCH) until EXEC, DISCARD or UNWATCH, each with the
     /// point its WATCH recorded (see [`Op::WatchPoint`]).
     pub watched: Vec<(Bytes, WatchPoint)>,
+    /// Set by `SELECT`; keys are mapped into it when parsed.
+    pub database: Database,
 }
 
 /// The sequence number the database had applied when a WATCH ran: set
@@ -83,6 +86,8 @@ pub struct Engine {
     pub requests: Arc<RequestStats>,
     /// Where SAVE and BGSAVE write checkpoints.
     pub checkpoints: Arc<crate::server::checkpoints::CheckpointRoot>,
+    /// How many databases `SELECT` can pick.
+    pub databases: u32,
 }
 
 /// A parsed request.
@@ -110,12 +115,16 @@ pub enum Op {
     GetBit(Bytes, usize),
     Lcs(Bytes, Bytes, lcs::LcsOptions),
     Rmw(strings::Rmw),
-    DbSize,
-    FlushAll,
+    DbSize(Database),
+    /// FLUSHDB (`all` false) or FLUSHALL: range deletes.
+    Flush {
+        all: bool,
+        database: Database,
+    },
     Type(Bytes),
-    RandomKey,
-    Scan(keys::Scan),
-    Keys(Bytes),
+    RandomKey(Database),
+    Scan(Database, keys::Scan),
+    Keys(Database, Bytes),
     /// TTL, PTTL, EXPIRETIME, PEXPIRETIME.
     Ttl(Bytes, expire::TtlReply),
     Info(Vec<String>),
@@ -162,17 +171,17 @@ impl Op {
             Op::Strlen(_) => 5,
             Op::Del(_) => 6,
             Op::Rmw(_) => 7,
-            Op::DbSize => 8,
-            Op::FlushAll => 9,
-            Op::Scan(_) => 10,
-            Op::Keys(_) => 11,
+            Op::DbSize(_) => 8,
+            Op::Flush { .. } => 9,
+            Op::Scan(..) => 10,
+            Op::Keys(..) => 11,
             Op::Info(_) => 12,
             Op::GetRange(..) => 13,
             Op::GetBit(..) | Op::Lcs(..) => 14,
             Op::Exec(..) => 15,
             Op::Ready(_)
             | Op::Type(_)
-            | Op::RandomKey
+            | Op::RandomKey(_)
             | Op::WatchPoint(_)
             | Op::ResetStats
             | Op::Ttl(..)
@@ -184,7 +193,7 @@ impl Op {
     pub fn access(&self) -> Access {
         match self {
             Op::Set(..) | Op::MSet(_) => Access::Write,
-            Op::Del(_) | Op::Rmw(_) | Op::FlushAll => Access::ReadWrite,
+            Op::Del(_) | Op::Rmw(_) | Op::Flush { .. } => Access::ReadWrite,
             Op::Get(_)
             | Op::GetRange(..)
             | Op::GetBit(..)
@@ -192,12 +201,12 @@ impl Op {
             | Op::MGet(_)
             | Op::Exists(_)
             | Op::Strlen(_)
-            | Op::DbSize
-            | Op::Scan(_)
-            | Op::Keys(_)
+            | Op::DbSize(_)
+            | Op::Scan(..)
+            | Op::Keys(..)
             | Op::Info(_)
             | Op::Type(_)
-            | Op::RandomKey
+            | Op::RandomKey(_)
             | Op::WatchPoint(_)
             | Op::ResetStats
             | Op::Ttl(..)
@@ -222,10 +231,14 @@ pub fn parse(args: Vec<Bytes>, connection: &mut Connection) -> Parsed {
     if !spec.arity_ok(args.len()) {
         return Parsed::Reply(wrong_arity(spec.name));
     }
+    let args = match connection.database.map_args(spec, args) {
+        Ok(args) => args,
+        Err(reply) => return Parsed::Reply(reply),
+    };
     let rest = &args[1..];
     match strings::parse(spec.name, rest).or_else(|| expire::parse(spec.name, rest)) {
         Some(parsed) => parsed,
-        None => keys::parse(spec.name, rest)
+        None => keys::parse(spec.name, rest, connection.database)
             .or_else(|| persistence::parse(spec.name, rest))
             .unwrap_or_else(|| server::parse(spec.name, rest, connection)),
     }
@@ -250,12 +263,12 @@ pub fn execute(op: Op, engine: &Engine) -> LocalBoxFuture<'static, Reply> {
         Op::Persistence(command) => persistence::execute(command, engine),
         Op::Del(_)
         | Op::Exists(_)
-        | Op::DbSize
-        | Op::FlushAll
+        | Op::DbSize(_)
+        | Op::Flush { .. }
         | Op::Type(_)
-        | Op::RandomKey
-        | Op::Scan(_)
-        | Op::Keys(_) => keys::execute(op, &engine.db, &engine.cursors),
+        | Op::RandomKey(_)
+        | Op::Scan(..)
+        | Op::Keys(..) => keys::execute(op, &engine.db, &engine.cursors),
         other => strings::execute(other, engine),
     }
 }

@@ -92,6 +92,12 @@ pub enum Rmw {
     /// EXPIRE family, PERSIST, GETEX: changes a key's expiry (the counter
     /// calls [`ExpireOp::apply`] with the expiry, not `Rmw::apply`).
     Expiry(ExpireOp),
+    /// MOVE: `from` to `to` (the same key in another database) if `to` is
+    /// absent; 1 if moved, else 0.
+    Move {
+        from: Bytes,
+        to: Bytes,
+    },
 }
 
 impl Rmw {
@@ -107,7 +113,7 @@ impl Rmw {
             | Rmw::SetBit { key, .. } => vec![key.clone()],
             Rmw::MSetNx(pairs) => pairs.iter().map(|(key, _)| key.clone()).collect(),
             Rmw::Expiry(op) => vec![op.key().clone()],
-            Rmw::Rename { from, to, .. } | Rmw::Copy { from, to, .. } => {
+            Rmw::Rename { from, to, .. } | Rmw::Copy { from, to, .. } | Rmw::Move { from, to } => {
                 vec![from.clone(), to.clone()]
             }
         }
@@ -130,6 +136,10 @@ impl Rmw {
                 only_if_absent,
             } => rename(from, to, first, second.is_some(), only_if_absent),
             Rmw::Copy { to, replace, .. } => copy(to, first, second.is_some(), replace),
+            Rmw::Move { from, to } => match (first, second) {
+                (Some(value), None) => (vec![(from, None), (to, Some(value))], Reply::Integer(1)),
+                _ => (Vec::new(), Reply::Integer(0)),
+            },
             single => {
                 let key = single.keys().swap_remove(0);
                 let (write, reply) = single.apply_one(first);
@@ -203,9 +213,11 @@ impl Rmw {
             Rmw::GetDel { .. } => (old.as_ref().map(|_| None), Reply::value(old)),
             Rmw::SetRange { offset, value, .. } => set_range(old, offset, &value),
             Rmw::SetBit { offset, bit, .. } => set_bit(old, offset, bit),
-            Rmw::MSetNx(_) | Rmw::Rename { .. } | Rmw::Copy { .. } | Rmw::Expiry(_) => {
-                (None, Reply::err("internal error: not a one-key command"))
-            }
+            Rmw::MSetNx(_)
+            | Rmw::Rename { .. }
+            | Rmw::Copy { .. }
+            | Rmw::Move { .. }
+            | Rmw::Expiry(_) => (None, Reply::err("internal error: not a one-key command")),
         }
     }
 }

@@ -4,7 +4,8 @@
 
 use bytes::Bytes;
 
-use super::{Connection, Op, Parsed, int_arg, not_an_integer, syntax_error, table};
+use super::{Connection, Op, Parsed, int_arg, syntax_error, table};
+use crate::resp::database::Database;
 use crate::resp::glob;
 use crate::resp::reply::{Protocol, Reply};
 
@@ -42,21 +43,33 @@ pub fn parse(name: &str, args: &[Bytes], connection: &mut Connection) -> Parsed 
             _ => super::wrong_arity("ping"),
         },
         "echo" => Reply::Bulk(args.first().cloned().unwrap_or_default()),
-        "select" => match args.first().and_then(|a| int_arg(a)) {
-            Some(0) => Reply::ok(),
-            Some(_) => Reply::err("DB index is out of range"),
-            None => not_an_integer(),
+        "select" => match connection
+            .database
+            .select(args.first().and_then(|a| int_arg(a)))
+        {
+            Ok(database) => {
+                connection.database = database;
+                Reply::ok()
+            }
+            Err(reply) => reply,
         },
+        "reset" => {
+            connection.database = Database::first_of(connection.database.count);
+            connection.protocol = Protocol::default();
+            connection.name = None;
+            Reply::Status("RESET".into())
+        }
         "quit" => return Parsed::Quit,
         "time" => time(),
         "hello" => hello(args, connection),
         "client" => client(args, connection),
         "command" => command(args),
         "config" if lower(args.first()) == "resetstat" => return Parsed::Engine(Op::ResetStats),
-        "config" => config(args),
+        "config" => config(args, connection.database.count),
         "debug" => {
             Reply::err("DEBUG is not supported by NaiveKV (it has no Redis internals to debug)")
         }
+        "function" => function(args),
         "info" => {
             let sections = args
                 .iter()
@@ -271,7 +284,7 @@ fn command_getkeys(args: &[Bytes]) -> Reply {
 /// accepts a setting's current value and refuses every change (none of
 /// NaiveKV's settings can change at run time); `CONFIG RESETSTAT` is an
 /// engine request (it clears `INFO commandstats`).
-fn config(args: &[Bytes]) -> Reply {
+fn config(args: &[Bytes], databases: u32) -> Reply {
     match lower(args.first()).as_str() {
         "help" => help("CONFIG", CONFIG_HELP),
         "set" if args.len() < 3 || args.len().is_multiple_of(2) => super::wrong_arity("config|set"),
@@ -285,7 +298,10 @@ fn config(args: &[Bytes]) -> Reply {
                         .iter()
                         .any(|p| glob::matches(&p.to_ascii_lowercase(), name.as_bytes()))
                 })
-                .map(|(name, value)| (Reply::text(*name), Reply::text(*value)))
+                .map(|(name, value)| match *name {
+                    "databases" => (Reply::text(*name), Reply::text(databases.to_string())),
+                    _ => (Reply::text(*name), Reply::text(*value)),
+                })
                 .collect(),
         ),
         sub => unknown_subcommand(sub, "CONFIG"),
@@ -364,6 +380,28 @@ fn help(command: &str, lines: &[&str]) -> Reply {
     Reply::Array(all.into_iter().map(|l| Reply::Status(l.into())).collect())
 }
 
+/// `FUNCTION FLUSH [ASYNC|SYNC]`: NaiveKV has no functions, so there is
+/// nothing to flush (Redis's test harness sends it before each group).
+/// Other subcommands are refused.
+fn function(args: &[Bytes]) -> Reply {
+    match (
+        lower(args.first()).as_str(),
+        args.get(1..).unwrap_or_default(),
+    ) {
+        ("flush", []) => Reply::ok(),
+        ("flush", [mode])
+            if mode.eq_ignore_ascii_case(b"async") || mode.eq_ignore_ascii_case(b"sync") =>
+        {
+            Reply::ok()
+        }
+        ("flush", _) => syntax_error(),
+        (sub, _) => Reply::err(format!(
+            "FUNCTION {} is not supported by NaiveKV: it has no functions",
+            sub.to_ascii_uppercase()
+        )),
+    }
+}
+
 fn unknown_subcommand(sub: &str, command: &str) -> Reply {
     Reply::err(format!("unknown subcommand '{sub}'. Try {command} HELP."))
 }
@@ -423,14 +461,21 @@ mod tests {
             run(&["client", "nope"], &mut c),
             Reply::Error("ERR unknown subcommand 'nope'. Try CLIENT HELP.".into())
         );
+        assert_eq!(run(&["select", "1"], &mut c), Reply::ok());
+        assert_eq!(c.database.index, 1);
         assert_eq!(
-            run(&["select", "1"], &mut c),
+            run(&["select", "16"], &mut c),
             Reply::err("DB index is out of range")
         );
+        assert_eq!(run(&["reset"], &mut c), Reply::Status("RESET".into()));
+        assert_eq!(c.database.index, 0);
         assert_eq!(
             run(&["config", "get", "save"], &mut c),
             Reply::Map(vec![(Reply::text("save"), Reply::text(""))])
         );
         assert_eq!(run(&["ping", "hi"], &mut c), Reply::text("hi"));
+        assert_eq!(run(&["function", "flush"], &mut c), Reply::ok());
+        assert_eq!(run(&["function", "flush", "sync"], &mut c), Reply::ok());
+        assert!(run(&["function", "list"], &mut c).is_error());
     }
 }

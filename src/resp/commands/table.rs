@@ -120,6 +120,9 @@ pub const COMMANDS: &[Spec] = &[
         &["noscript", "loading", "stale", "fast"],
         NONE,
     ),
+    spec("move", 3, FAST_WRITE, ONE),
+    spec("swapdb", 3, &["write", "fast"], NONE),
+    spec("reset", 1, &["noscript", "loading", "stale", "fast"], NONE),
     spec("flushall", -1, &["write"], NONE),
     spec("flushdb", -1, &["write"], NONE),
     spec("time", 1, &["random", "loading", "stale", "fast"], NONE),
@@ -162,7 +165,7 @@ pub const COMMANDS: &[Spec] = &[
         &["admin", "noscript", "loading", "stale"],
         NONE,
     ),
-    spec("reset", 1, &["noscript", "loading", "stale", "fast"], NONE),
+    spec("function", -2, &["noscript"], NONE),
 ];
 
 /// The entry for lower-case `name`.

@@ -83,7 +83,8 @@ pub fn step(args: Vec<Bytes>, open: &mut Option<Transaction>, connection: &mut C
         ("watch", None) if args.len() < 2 => Step::Answer(super::wrong_arity("watch")),
         ("watch", None) => {
             let point = WatchPoint::default();
-            for key in args.into_iter().skip(1) {
+            for key in args.iter().skip(1) {
+                let key = connection.database.key(key);
                 connection.watched.push((key, point.clone()));
             }
             Step::Pass(Parsed::Engine(Op::WatchPoint(point)))
@@ -91,9 +92,7 @@ pub fn step(args: Vec<Bytes>, open: &mut Option<Transaction>, connection: &mut C
         ("reset", _) => {
             *open = None;
             connection.watched.clear();
-            connection.protocol = Default::default();
-            connection.name = None;
-            Step::Answer(Reply::Status("RESET".into()))
+            Step::Pass(super::parse(args, connection))
         }
         ("unwatch", Some(transaction)) => {
             transaction.queued.push(Op::Ready(Reply::ok()));
