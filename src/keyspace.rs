@@ -11,6 +11,11 @@
 /// The first bytes of every key NaiveKV keeps for itself.
 pub const INTERNAL_PREFIX: &[u8] = b"\xff\x00naivekv/";
 
+/// The prefix of a cluster node's replication state in its engine (the last
+/// applied log id and membership, see `cluster::state_machine`):
+/// [`INTERNAL_PREFIX`] + `"raft/"`.
+pub const RAFT_PREFIX: &[u8] = b"\xff\x00naivekv/raft/";
+
 /// Whether `key` is one of NaiveKV's own (under [`INTERNAL_PREFIX`]).
 pub fn is_internal(key: &[u8]) -> bool {
     key.starts_with(INTERNAL_PREFIX)
@@ -26,5 +31,7 @@ mod tests {
         assert!(!is_internal(b"\xff\x00naivekv"));
         assert!(!is_internal(b"user-key"));
         assert!(!is_internal(b"\xff\x01naivekv/x"));
+        assert!(is_internal(RAFT_PREFIX));
+        assert!(RAFT_PREFIX.starts_with(INTERNAL_PREFIX));
     }
 }

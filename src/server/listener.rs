@@ -63,6 +63,7 @@ pub async fn run(
         max_frame_bytes: config.max_frame_bytes,
         auth_token: config.auth_token.clone(),
         pipeline: config.pipeline(stopping),
+        cluster: config.cluster.clone(),
     };
     let mut next_worker = 0usize;
     let serve = |stream, guard| {

@@ -86,6 +86,9 @@ pub struct ServerConfig {
     pub auth_token: Option<auth::AuthToken>,
     /// Connections and per-command latencies, for `/metrics`.
     pub request_stats: Arc<request_stats::RequestStats>,
+    /// With `--cluster`: this node, through which writes and reads go
+    /// (see `crate::cluster::dispatch`). Default: none, a single node.
+    pub cluster: Option<crate::cluster::ClusterNode>,
 }
 
 impl Default for ServerConfig {
@@ -105,6 +108,7 @@ impl Default for ServerConfig {
                 "native",
                 session::COMMANDS,
             )),
+            cluster: None,
         }
     }
 }

@@ -21,6 +21,7 @@ use super::codec::{Frame, ProtoCodec, is_frame_too_large};
 use super::dispatch;
 use super::pipeline::{self, Accepted, Access, PipelineConfig, Protocol};
 use crate::Db;
+use crate::cluster::ClusterNode;
 use crate::proto::{ErrorCode, Request, Response, request::Command, response::Reply};
 use crate::server::connections::ConnectionGuard;
 
@@ -42,6 +43,8 @@ pub(crate) struct SessionParams {
     /// The token clients must send first, if any.
     pub auth_token: Option<AuthToken>,
     pub pipeline: PipelineConfig,
+    /// This node's cluster, when the server runs with `--cluster`.
+    pub cluster: Option<ClusterNode>,
 }
 
 /// The native protocol's state on one connection.
@@ -52,6 +55,8 @@ pub struct Session {
     max_frame_bytes: usize,
     /// Encodes replies (its decoding half is unused).
     encoder: Codec,
+    /// With `--cluster`, commands go through the cluster instead.
+    cluster: Option<ClusterNode>,
 }
 
 impl Session {
@@ -68,6 +73,7 @@ impl Session {
             gate,
             max_frame_bytes: params.max_frame_bytes,
             encoder: Codec::new(0),
+            cluster: params.cluster,
         };
         pipeline::start(
             stream,
@@ -144,6 +150,9 @@ impl Protocol for Session {
     }
 
     fn execute(&self, command: Command) -> LocalBoxFuture<'static, Reply> {
+        if let Some(cluster) = &self.cluster {
+            return crate::cluster::dispatch::execute(cluster, command);
+        }
         dispatch::execute(&self.db, command)
     }
 
