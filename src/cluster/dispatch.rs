@@ -13,7 +13,7 @@
 
 use futures_util::future::{FutureExt, LocalBoxFuture, ready};
 
-use super::{ClusterError, ClusterNode, ClusterRequest};
+use super::{ClusterError, ClusterNode, ClusterRequest, Mutations};
 use crate::proto::{self, ErrorCode, request::Command, response::Reply};
 use crate::server::dispatch;
 
@@ -40,10 +40,7 @@ pub fn execute(cluster: &ClusterNode, command: Command) -> LocalBoxFuture<'stati
     }
 }
 
-fn write(
-    cluster: &ClusterNode,
-    mutations: Vec<(Vec<u8>, Option<Vec<u8>>)>,
-) -> LocalBoxFuture<'static, Reply> {
+fn write(cluster: &ClusterNode, mutations: Mutations) -> LocalBoxFuture<'static, Reply> {
     let request = ClusterRequest { mutations };
     if let Err(e) = cluster.check(&request) {
         return ready(dispatch::error_reply(&e)).boxed_local();
@@ -59,7 +56,7 @@ fn write(
 }
 
 /// The mutations of a wire `Batch`.
-fn mutations(batch: proto::Batch) -> Result<Vec<(Vec<u8>, Option<Vec<u8>>)>, String> {
+fn mutations(batch: proto::Batch) -> Result<Mutations, String> {
     use proto::mutation::Op;
     let mut out = Vec::with_capacity(batch.mutations.len());
     for (i, mutation) in batch.mutations.into_iter().enumerate() {

@@ -46,12 +46,16 @@ openraft::declare_raft_types!(
         SnapshotData = tokio::fs::File,
 );
 
+/// One write's mutations: `(key, Some(value))` sets, `(key, None)`
+/// deletes, in order.
+pub type Mutations = Vec<(Vec<u8>, Option<Vec<u8>>)>;
+
 /// A log entry's command: the mutations of one client write, applied
 /// atomically (one engine write batch) on every node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterRequest {
-    /// `(key, Some(value))` sets, `(key, None)` deletes, in order.
-    pub mutations: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    /// The mutations, applied in order as one batch.
+    pub mutations: Mutations,
 }
 
 /// What applying a [`ClusterRequest`] answers the client.

@@ -337,21 +337,20 @@ impl ClusterNode {
                 if self.raft.ensure_linearizable().await.is_ok() {
                     return Ok(());
                 }
-            } else if let Some(addr) = leader.and_then(|l| self.members.get(&l)) {
-                if let Some(PeerReply::ReadIndex(Ok(index))) =
+            } else if let Some(addr) = leader.and_then(|l| self.members.get(&l))
+                && let Some(PeerReply::ReadIndex(Ok(index))) =
                     self.ask(addr, &PeerRequest::ReadIndex, deadline).await
+            {
+                let Some(index) = index else { return Ok(()) };
+                let left = deadline.saturating_duration_since(Instant::now());
+                let waited = self.raft.wait(Some(left));
+                return match waited
+                    .applied_index_at_least(Some(index.index), "read")
+                    .await
                 {
-                    let Some(index) = index else { return Ok(()) };
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    let waited = self.raft.wait(Some(left));
-                    return match waited
-                        .applied_index_at_least(Some(index.index), "read")
-                        .await
-                    {
-                        Ok(_) => Ok(()),
-                        Err(_) => Err(self.unavailable()),
-                    };
-                }
+                    Ok(_) => Ok(()),
+                    Err(_) => Err(self.unavailable()),
+                };
             }
             self.pause_or_give_up(deadline).await?;
         }
