@@ -48,6 +48,6 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, TempDir> for Builder {
 }
 
 #[test]
-fn openraft_storage_suite_passes() -> Result<(), StorageError> {
-    Suite::test_all(Builder)
+fn openraft_storage_suite_passes() -> Result<(), Box<StorageError>> {
+    Suite::test_all(Builder).map_err(Box::new)
 }
