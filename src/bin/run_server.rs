@@ -346,6 +346,10 @@ async fn serve(
         );
         config.cluster = Some(node.clone());
         let db = Db::clone(&node.engine());
+        if let Some(listener) = metrics_listener {
+            let requests = vec![config.request_stats.clone()];
+            actix_rt::spawn(metrics::serve(listener, db.clone(), requests));
+        }
         let served = server::run(native, db, config, shutdown).await;
         let stopped = node.shutdown().await;
         served.map_err(|e| e.to_string())?;
