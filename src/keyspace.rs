@@ -14,6 +14,10 @@ pub const INTERNAL_PREFIX: &[u8] = b"\xff\x00naivekv/";
 /// Where the Redis databases other than 0 keep their keys (see
 /// `resp/database.rs`): `DB_PREFIX + n + "/" + key`.
 pub const DB_PREFIX: &[u8] = b"\xff\x00naivekv/db/";
+/// The prefix of a cluster node's replication state in its engine (the last
+/// applied log id and membership, see `cluster::state_machine`):
+/// [`INTERNAL_PREFIX`] + `"raft/"`.
+pub const RAFT_PREFIX: &[u8] = b"\xff\x00naivekv/raft/";
 
 /// Whether `key` is one of NaiveKV's own (under [`INTERNAL_PREFIX`]).
 pub fn is_internal(key: &[u8]) -> bool {
@@ -31,5 +35,7 @@ mod tests {
         assert!(!is_internal(b"user-key"));
         assert!(!is_internal(b"\xff\x01naivekv/x"));
         assert!(DB_PREFIX.starts_with(INTERNAL_PREFIX));
+        assert!(is_internal(RAFT_PREFIX));
+        assert!(RAFT_PREFIX.starts_with(INTERNAL_PREFIX));
     }
 }

@@ -12,6 +12,8 @@
 //!   frame codec) speaking the protocol of `docs/PROTOCOL.md`.
 //! - [`resp`]: the Redis-protocol (RESP2/RESP3) listener on the same
 //!   database, for Redis clients (`run_server --resp-port`).
+//! - [`cluster`]: replication on openraft: the Raft log, the engine as the
+//!   state machine, snapshots, the peer network and a node's wiring.
 //! - [`client`]: the async client library and the shell's command parser.
 //! - [`proto`]: the protobuf messages generated from `protos/`.
 //! - [`keyspace`]: which keys are NaiveKV's own (reserved prefixes).
@@ -24,6 +26,7 @@
 )]
 
 pub mod client;
+pub mod cluster;
 pub mod engine;
 pub mod error;
 pub mod format;

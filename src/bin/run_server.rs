@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser, ValueEnum};
+use naive_kv::cluster::node::parse_members;
+use naive_kv::cluster::{ClusterConfig, ClusterNode};
 use naive_kv::options::Compression;
 use naive_kv::options::{MIN_MEMTABLE_BYTES, display_size, parse_host, parse_size};
 use naive_kv::resp::{self, RespConfig};
@@ -107,6 +109,17 @@ struct Args {
     /// Allow listening on a non-loopback --ip without --auth-token-file.
     #[arg(long)]
     insecure: bool,
+    // Cluster flags (docs/CLUSTER.md): all three together, or none.
+    /// This node's id in the cluster (with --cluster).
+    #[arg(long)]
+    node_id: Option<u64>,
+    /// Port for node-to-node Raft traffic, on --ip (with --cluster).
+    #[arg(long)]
+    peer_port: Option<u16>,
+    /// Every member as ID=HOST:PEER_PORT, comma-separated, the same list on
+    /// every node; a fresh cluster forms once a majority is up.
+    #[arg(long)]
+    cluster: Option<String>,
 }
 
 /// `--sync` values.
@@ -143,7 +156,25 @@ impl Args {
             return Err("--sync-interval-ms must be at least 1".into());
         }
         self.check_ports()?;
+        self.cluster_config()?;
         self.options().validate().map_err(|e| e.to_string())
+    }
+
+    /// The cluster this node joins, if `--cluster` is given.
+    fn cluster_config(&self) -> Result<Option<ClusterConfig>, String> {
+        let (id, port, list) = match (self.node_id, self.peer_port, &self.cluster) {
+            (None, None, None) => return Ok(None),
+            (Some(id), Some(port), Some(list)) => (id, port, list),
+            _ => return Err("--node-id, --peer-port and --cluster go together".into()),
+        };
+        if self.resp_port.is_some() {
+            return Err("--resp-port is not routed through the cluster yet: \
+                        run cluster nodes without it"
+                .into());
+        }
+        let members = parse_members(list)?;
+        let peer_listen = SocketAddr::new(self.ip, port).to_string();
+        Ok(Some(ClusterConfig::new(id, peer_listen, members)))
     }
 
     /// Two listeners on one port would fail with "Address already in use"
@@ -308,6 +339,28 @@ async fn serve(
     let resp_config = args.resp_config(&options);
     log::info!("opening the database (replaying its WAL)");
     let opening = Instant::now();
+    let mut config = config;
+    if let Some(cluster) = args.cluster_config()? {
+        let node = ClusterNode::start(cluster, &args.directory, options.clone());
+        let node = tokio::select! {
+            node = node => node.map_err(|e| e.to_string())?,
+            never = loading::answer_loading(&native, resp.as_ref()) => match never {},
+        };
+        log::info!(
+            "cluster node {} started; listening on {listening}",
+            node.id()
+        );
+        config.cluster = Some(node.clone());
+        let db = Db::clone(&node.engine());
+        if let Some(listener) = metrics_listener {
+            let requests = vec![config.request_stats.clone()];
+            actix_rt::spawn(metrics::serve(listener, db.clone(), requests));
+        }
+        let served = server::run(native, db, config, shutdown).await;
+        let stopped = node.shutdown().await;
+        served.map_err(|e| e.to_string())?;
+        return stopped.or_else(closed_is_fine).map_err(|e| e.to_string());
+    }
     let db = {
         let opening = Db::open(options);
         // Connections made meanwhile are told so (LOADING), not left waiting.
@@ -334,6 +387,15 @@ async fn serve(
         }
     };
     served.map_err(|e| e.to_string())
+}
+
+/// `server::run` closes the engine it was given; the cluster's shutdown
+/// closing it again finds it closed.
+fn closed_is_fine(error: naive_kv::Error) -> Result<(), naive_kv::Error> {
+    match error {
+        naive_kv::Error::Closed => Ok(()),
+        other => Err(other),
+    }
 }
 
 /// Watches SIGINT and SIGTERM on a thread of its own, so that they are seen

@@ -64,6 +64,7 @@ pub async fn run(
         auth_token: config.auth_token.clone(),
         pipeline: config.pipeline(stopping),
         checkpoints: config.checkpoints.clone(),
+        cluster: config.cluster.clone(),
     };
     let mut next_worker = 0usize;
     let serve = |stream, guard| {

@@ -92,6 +92,9 @@ pub struct ServerConfig {
     /// Where `Checkpoint` requests may write (`--checkpoint-dir`); shared
     /// with the RESP listener. Default: nowhere (refused).
     pub checkpoints: Arc<checkpoints::CheckpointRoot>,
+    /// With `--cluster`: this node, through which writes and reads go
+    /// (see `crate::cluster::dispatch`). Default: none, a single node.
+    pub cluster: Option<crate::cluster::ClusterNode>,
 }
 
 impl Default for ServerConfig {
@@ -112,6 +115,7 @@ impl Default for ServerConfig {
                 session::COMMANDS,
             )),
             checkpoints: Arc::default(),
+            cluster: None,
         }
     }
 }

@@ -24,6 +24,7 @@ use super::codec::{Frame, ProtoCodec, is_frame_too_large};
 use super::dispatch;
 use super::pipeline::{self, Accepted, Access, PipelineConfig, Protocol};
 use crate::Db;
+use crate::cluster::ClusterNode;
 use crate::proto::{ErrorCode, Request, Response, request::Command, response::Reply};
 use crate::server::connections::ConnectionGuard;
 
@@ -47,6 +48,8 @@ pub(crate) struct SessionParams {
     pub pipeline: PipelineConfig,
     /// Where `Checkpoint` requests may write.
     pub checkpoints: Arc<CheckpointRoot>,
+    /// This node's cluster, when the server runs with `--cluster`.
+    pub cluster: Option<ClusterNode>,
 }
 
 /// The native protocol's state on one connection.
@@ -59,6 +62,8 @@ pub struct Session {
     max_frame_bytes: usize,
     /// Encodes replies (its decoding half is unused).
     encoder: Codec,
+    /// With `--cluster`, commands go through the cluster instead.
+    cluster: Option<ClusterNode>,
 }
 
 impl Session {
@@ -76,6 +81,7 @@ impl Session {
             gate,
             max_frame_bytes: params.max_frame_bytes,
             encoder: Codec::new(0),
+            cluster: params.cluster,
         };
         pipeline::start(
             stream,
@@ -157,6 +163,9 @@ impl Protocol for Session {
     }
 
     fn execute(&self, command: Command) -> LocalBoxFuture<'static, Reply> {
+        if let Some(cluster) = &self.cluster {
+            return crate::cluster::dispatch::execute(cluster, &self.checkpoints, command);
+        }
         dispatch::execute(&self.db, &self.checkpoints, command)
     }
 

@@ -1,0 +1,71 @@
+//! Replication: a NaiveKV cluster on openraft (issue 19).
+//!
+//! Module map:
+//! - [`log_store`]: the Raft log and vote on disk (`DIR/raft/log`,
+//!   `DIR/raft/vote`), framed and checksummed like the WAL.
+//! - [`state_machine`]: the NaiveKV engine as openraft's state machine; the
+//!   last applied log id and membership are written in the same batch as the
+//!   data they describe.
+//! - [`snapshot`]: snapshots as engine checkpoints, packed into one archive
+//!   file for the wire and unpacked on the receiving node.
+//! - [`network`]: node-to-node RPC over TCP (length-prefixed postcard
+//!   frames), the client side (`RaftNetworkFactory`) and the peer listener.
+//! - [`dispatch`]: the server's routing point for native commands on a
+//!   cluster node (writes through the leader, reads after a read index).
+//! - [`node`]: starting a node from `--node-id/--peer-port/--cluster`,
+//!   forming the cluster, and the handle the server uses for writes and
+//!   linearizable reads.
+//!
+//! The flow between these parts is in `docs/CLUSTER.md`.
+
+pub mod dispatch;
+pub mod log_store;
+pub mod network;
+pub mod node;
+pub mod snapshot;
+pub mod state_machine;
+
+use openraft::BasicNode;
+use serde::{Deserialize, Serialize};
+
+pub use log_store::LogStore;
+pub use node::{ClusterConfig, ClusterError, ClusterNode, ClusterStatus};
+pub use state_machine::StateMachine;
+
+/// A node's id in the cluster (`--node-id`).
+pub type NodeId = u64;
+
+openraft::declare_raft_types!(
+    /// The openraft type configuration of a NaiveKV cluster.
+    pub TypeConfig:
+        D = ClusterRequest,
+        R = ClusterResponse,
+        NodeId = NodeId,
+        Node = BasicNode,
+        Entry = openraft::Entry<TypeConfig>,
+        SnapshotData = tokio::fs::File,
+);
+
+/// One write's mutations: `(key, Some(value))` sets, `(key, None)`
+/// deletes, in order.
+pub type Mutations = Vec<(Vec<u8>, Option<Vec<u8>>)>;
+
+/// A log entry's command: the mutations of one client write, applied
+/// atomically (one engine write batch) on every node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterRequest {
+    /// The mutations, applied in order as one batch.
+    pub mutations: Mutations,
+}
+
+/// What applying a [`ClusterRequest`] answers the client.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterResponse {}
+
+/// Storage errors as openraft wants them.
+pub type StorageError = openraft::StorageError<NodeId>;
+
+/// A decode or encode failure of a record as an I/O error.
+fn codec_error(error: postcard::Error) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, error)
+}

@@ -1,0 +1,315 @@
+//! Node-to-node RPC over TCP: openraft's AppendEntries, Vote and
+//! InstallSnapshot, plus the cluster's own requests (a follower forwarding
+//! a write or asking for a read index, a node probing another's state).
+//!
+//! # Wire format
+//!
+//! A connection carries frames in both directions: a 4-byte big-endian
+//! length, then that many bytes of a postcard-encoded [`PeerRequest`]
+//! (client to server) or [`PeerReply`] (server to client), one reply per
+//! request, in order. Frames longer than [`MAX_FRAME_BYTES`] are refused
+//! by both sides (the connection is closed). postcard, not protobuf: the
+//! messages are openraft's own serde types, encoded compactly with no
+//! hand-written mapping that could drift from them; peers must run the same
+//! NaiveKV version.
+//!
+//! # Tasks
+//!
+//! The listener and one task per accepted connection run on the cluster's
+//! arbiter (see [`super::node`]); each request is handed to the `Raft`
+//! handle, whose core task owns the Raft state. The client side is one
+//! connection per target, owned by the `PeerClient` openraft keeps per
+//! replication stream; a failed call drops the connection and the next call
+//! reconnects.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use openraft::error::{
+    CheckIsLeaderError, ClientWriteError, InstallSnapshotError, NetworkError, RPCError, RaftError,
+    RemoteError, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use openraft::{BasicNode, LogId, Raft};
+use serde::{Deserialize, Serialize};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::codec::{Framed, LengthDelimitedCodec};
+
+use super::{ClusterRequest, ClusterResponse, NodeId, TypeConfig, codec_error};
+
+/// The longest frame either side accepts: 256 MiB (openraft sends at most
+/// `max_payload_entries` entries per AppendEntries, each within a WAL
+/// record's 65 MiB).
+pub const MAX_FRAME_BYTES: usize = 256 << 20;
+
+/// How long a connection attempt may take before the peer counts as
+/// unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// A request from one node to another.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum PeerRequest {
+    AppendEntries(AppendEntriesRequest<TypeConfig>),
+    Vote(VoteRequest<NodeId>),
+    InstallSnapshot(InstallSnapshotRequest<TypeConfig>),
+    /// A follower forwards a client's write to the leader.
+    ClientWrite(ClusterRequest),
+    /// A follower asks the leader for a read index (see
+    /// [`super::node::ClusterNode::linearizable_barrier`]).
+    ReadIndex,
+    /// Whether the node has Raft state (used before forming a cluster).
+    Initialized,
+}
+
+/// Errors a forwarded write can meet on the leader.
+pub type WriteError = RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>;
+/// Errors a read-index request can meet on the leader.
+pub type ReadIndexError = RaftError<NodeId, CheckIsLeaderError<NodeId, BasicNode>>;
+
+/// The answer to a [`PeerRequest`] of the same kind.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum PeerReply {
+    AppendEntries(Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>),
+    Vote(Result<VoteResponse<NodeId>, RaftError<NodeId>>),
+    InstallSnapshot(
+        Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>,
+    ),
+    ClientWrite(Result<(LogId<NodeId>, ClusterResponse), WriteError>),
+    ReadIndex(Result<Option<LogId<NodeId>>, ReadIndexError>),
+    Initialized(bool),
+}
+
+fn codec() -> LengthDelimitedCodec {
+    LengthDelimitedCodec::builder()
+        .max_frame_length(MAX_FRAME_BYTES)
+        .new_codec()
+}
+
+/// One connection to a peer, made on first use.
+pub struct PeerConnection {
+    addr: String,
+    framed: Option<Framed<TcpStream, LengthDelimitedCodec>>,
+}
+
+impl PeerConnection {
+    /// A connection to `addr` (`HOST:PORT`), not yet made.
+    pub fn new(addr: String) -> Self {
+        PeerConnection { addr, framed: None }
+    }
+
+    /// Sends `request` and waits for its reply within `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// `Unreachable` if no connection could be made; `Network` if the
+    /// exchange failed or timed out (the connection is dropped).
+    pub async fn call(
+        &mut self,
+        request: &PeerRequest,
+        timeout: Duration,
+    ) -> Result<PeerReply, CallError> {
+        if self.framed.is_none() {
+            let connect = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&self.addr));
+            let stream = match connect.await {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(e)) => return Err(CallError::Unreachable(e)),
+                Err(_) => return Err(CallError::Unreachable(std::io::ErrorKind::TimedOut.into())),
+            };
+            let _ = stream.set_nodelay(true);
+            self.framed = Some(Framed::new(stream, codec()));
+        }
+        let result = match tokio::time::timeout(timeout, self.exchange(request)).await {
+            Ok(result) => result,
+            Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
+        };
+        result.map_err(|e| {
+            self.framed = None;
+            CallError::Network(e)
+        })
+    }
+
+    async fn exchange(&mut self, request: &PeerRequest) -> std::io::Result<PeerReply> {
+        let framed = self
+            .framed
+            .as_mut()
+            .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotConnected))?;
+        let payload = postcard::to_stdvec(request).map_err(codec_error)?;
+        framed.send(bytes::Bytes::from(payload)).await?;
+        let frame = framed
+            .next()
+            .await
+            .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::UnexpectedEof))??;
+        postcard::from_bytes(&frame).map_err(codec_error)
+    }
+}
+
+/// Why a call to a peer failed.
+#[derive(Debug)]
+pub enum CallError {
+    /// No connection could be made: back off before retrying.
+    Unreachable(std::io::Error),
+    /// The exchange failed: retry.
+    Network(std::io::Error),
+}
+
+impl CallError {
+    fn into_rpc<E: std::error::Error>(self) -> RPCError<NodeId, BasicNode, E> {
+        match self {
+            CallError::Unreachable(e) => RPCError::Unreachable(Unreachable::new(&e)),
+            CallError::Network(e) => RPCError::Network(NetworkError::new(&e)),
+        }
+    }
+}
+
+fn unexpected<E: std::error::Error>(reply: &PeerReply) -> RPCError<NodeId, BasicNode, E> {
+    let e = std::io::Error::other(format!("unexpected peer reply {reply:?}"));
+    RPCError::Network(NetworkError::new(&e))
+}
+
+/// Makes a [`PeerClient`] per target for openraft.
+#[derive(Clone, Default)]
+pub struct PeerNetwork;
+
+impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
+    type Network = PeerClient;
+
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerClient {
+        PeerClient {
+            target,
+            connection: PeerConnection::new(node.addr.clone()),
+        }
+    }
+}
+
+/// openraft's client of one peer.
+pub struct PeerClient {
+    target: NodeId,
+    connection: PeerConnection,
+}
+
+impl PeerClient {
+    async fn call<E: std::error::Error>(
+        &mut self,
+        request: PeerRequest,
+        option: &RPCOption,
+    ) -> Result<PeerReply, RPCError<NodeId, BasicNode, E>> {
+        self.connection
+            .call(&request, option.hard_ttl())
+            .await
+            .map_err(CallError::into_rpc)
+    }
+
+    fn remote<E: std::error::Error>(&self, e: E) -> RPCError<NodeId, BasicNode, E> {
+        RPCError::RemoteError(RemoteError::new(self.target, e))
+    }
+}
+
+impl RaftNetwork<TypeConfig> for PeerClient {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        match self.call(PeerRequest::AppendEntries(rpc), &option).await? {
+            PeerReply::AppendEntries(reply) => reply.map_err(|e| self.remote(e)),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<
+        InstallSnapshotResponse<NodeId>,
+        RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>,
+    > {
+        match self
+            .call(PeerRequest::InstallSnapshot(rpc), &option)
+            .await?
+        {
+            PeerReply::InstallSnapshot(reply) => reply.map_err(|e| self.remote(e)),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        match self.call(PeerRequest::Vote(rpc), &option).await? {
+            PeerReply::Vote(reply) => reply.map_err(|e| self.remote(e)),
+            other => Err(unexpected(&other)),
+        }
+    }
+}
+
+/// Accepts peer connections on `listener` until the process stops, each
+/// served by a task of its own on the current arbiter.
+pub async fn serve_peers(listener: TcpListener, raft: Raft<TypeConfig>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                let _ = stream.set_nodelay(true);
+                tokio::spawn(serve_connection(stream, raft.clone()));
+            }
+            Err(e) => {
+                log::warn!("accepting a peer connection: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// Answers the requests of one peer connection, in order.
+async fn serve_connection(stream: TcpStream, raft: Raft<TypeConfig>) {
+    let mut framed = Framed::new(stream, codec());
+    while let Some(Ok(frame)) = framed.next().await {
+        let request: PeerRequest = match postcard::from_bytes(&frame) {
+            Ok(request) => request,
+            Err(e) => {
+                log::warn!("a peer sent an undecodable request: {e}");
+                return;
+            }
+        };
+        let reply = answer(&raft, request).await;
+        let encoded = match postcard::to_stdvec(&reply) {
+            Ok(encoded) => encoded,
+            Err(e) => {
+                log::warn!("encoding a peer reply: {e}");
+                return;
+            }
+        };
+        if framed.send(bytes::Bytes::from(encoded)).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn answer(raft: &Raft<TypeConfig>, request: PeerRequest) -> PeerReply {
+    match request {
+        PeerRequest::AppendEntries(rpc) => PeerReply::AppendEntries(raft.append_entries(rpc).await),
+        PeerRequest::Vote(rpc) => PeerReply::Vote(raft.vote(rpc).await),
+        PeerRequest::InstallSnapshot(rpc) => {
+            PeerReply::InstallSnapshot(raft.install_snapshot(rpc).await)
+        }
+        PeerRequest::ClientWrite(request) => PeerReply::ClientWrite(
+            raft.client_write(request)
+                .await
+                .map(|written| (written.log_id, written.data)),
+        ),
+        PeerRequest::ReadIndex => PeerReply::ReadIndex(
+            raft.get_read_log_id()
+                .await
+                .map(|(read_log_id, _applied)| read_log_id),
+        ),
+        PeerRequest::Initialized => {
+            PeerReply::Initialized(raft.is_initialized().await.unwrap_or(true))
+        }
+    }
+}

@@ -1,0 +1,473 @@
+//! One cluster node: its Raft instance, how a fresh cluster forms, and the
+//! handle the server uses for writes and linearizable reads.
+//!
+//! # Threads
+//!
+//! [`ClusterNode::start`] runs inside the server's actix system. The engine
+//! stays on the caller's arbiter (as in a single-node server); openraft's
+//! core task, its replication tasks, the log store's fsyncs and the peer
+//! listener run on an arbiter of their own, so a log fsync never stalls a
+//! client session. The [`ClusterNode`] handle is a cloneable `Raft` handle
+//! plus the published live engine: no lock anywhere.
+//!
+//! # Forming a cluster
+//!
+//! Every node is started with the same member list. The node with the
+//! lowest id, while it has no Raft state, asks the others whether they have
+//! any; once a majority (itself included) answers and none has state, it
+//! calls openraft's `initialize` with the whole list. A node that restarts
+//! with its directory has state and never initializes again; neither does a
+//! node that learns another member already has state (it is caught up by
+//! the leader instead). `initialize` on a node with state is refused by
+//! openraft (`NotAllowed`), which is treated as success.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::{Arbiter, ArbiterHandle};
+use arc_swap::ArcSwap;
+use openraft::error::{ClientWriteError, InitializeError, RaftError};
+use openraft::{BasicNode, Config, Raft, ServerState};
+use tokio::sync::oneshot;
+
+use super::network::{PeerConnection, PeerNetwork, PeerReply, PeerRequest, serve_peers};
+use super::state_machine::EngineHost;
+use super::{ClusterRequest, LogStore, NodeId, StateMachine, TypeConfig};
+use crate::{Db, Error, Options};
+
+/// How a node takes part in a cluster (`run_server --node-id --peer-port
+/// --cluster`).
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// This node's id; must be a key of `members`.
+    pub node_id: NodeId,
+    /// Where this node accepts peer connections (`HOST:PORT`).
+    pub peer_listen: String,
+    /// Every member's id and peer address (`HOST:PORT`).
+    pub members: BTreeMap<NodeId, String>,
+    /// Leader heartbeat interval; default 250 ms.
+    pub heartbeat: Duration,
+    /// A follower that hears no leader for a random time in
+    /// `[election_timeout, 2 * election_timeout)` starts an election;
+    /// default 1 s (loaded machines miss shorter heartbeats).
+    pub election_timeout: Duration,
+    /// How long a request waits for a leader before it is answered
+    /// [`ClusterError::Unavailable`]; default 5 s.
+    pub request_timeout: Duration,
+}
+
+impl ClusterConfig {
+    /// A configuration with the documented defaults.
+    pub fn new(node_id: NodeId, peer_listen: String, members: BTreeMap<NodeId, String>) -> Self {
+        ClusterConfig {
+            node_id,
+            peer_listen,
+            members,
+            heartbeat: Duration::from_millis(250),
+            election_timeout: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(5),
+        }
+    }
+
+    fn raft_config(&self) -> Result<Config, String> {
+        let millis = |d: Duration| d.as_millis() as u64;
+        Config {
+            cluster_name: "naivekv".into(),
+            heartbeat_interval: millis(self.heartbeat),
+            election_timeout_min: millis(self.election_timeout),
+            election_timeout_max: 2 * millis(self.election_timeout),
+            max_payload_entries: 64,
+            ..Config::default()
+        }
+        .validate()
+        .map_err(|e| e.to_string())
+    }
+}
+
+/// Parses `1=HOST:P1,2=HOST:P2,...` (the `--cluster` flag).
+///
+/// # Errors
+///
+/// A message naming the malformed member.
+pub fn parse_members(text: &str) -> Result<BTreeMap<NodeId, String>, String> {
+    let mut members = BTreeMap::new();
+    for member in text.split(',').filter(|m| !m.trim().is_empty()) {
+        let (id, addr) = member
+            .split_once('=')
+            .ok_or_else(|| format!("cluster member {member:?} is not ID=HOST:PORT"))?;
+        let id: NodeId = id
+            .trim()
+            .parse()
+            .map_err(|e| format!("cluster member {member:?}: bad id: {e}"))?;
+        if !addr.contains(':') {
+            return Err(format!("cluster member {member:?} has no port"));
+        }
+        if members.insert(id, addr.trim().to_string()).is_some() {
+            return Err(format!("cluster member {id} is listed twice"));
+        }
+    }
+    if members.is_empty() {
+        return Err("the cluster has no members".into());
+    }
+    Ok(members)
+}
+
+/// Why the cluster could not serve a request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClusterError {
+    /// No leader answered within the request timeout.
+    #[error("no cluster leader available{}", leader_hint(.leader))]
+    Unavailable {
+        /// The last known leader's peer address, if any.
+        leader: Option<String>,
+    },
+    /// The node's Raft instance stopped (a storage failure); see the log.
+    #[error("the cluster node has stopped: {0}")]
+    Stopped(String),
+}
+
+fn leader_hint(leader: &Option<String>) -> String {
+    match leader {
+        Some(addr) => format!(" (last known leader at {addr})"),
+        None => String::new(),
+    }
+}
+
+/// One node's view of the cluster, for `cluster status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterStatus {
+    pub node_id: NodeId,
+    pub leader: Option<NodeId>,
+    pub term: u64,
+    /// `leader`, `follower`, `candidate` or `learner`.
+    pub role: String,
+    pub last_log_index: Option<u64>,
+    pub last_applied_index: Option<u64>,
+    /// Each member's id, peer address and, on the leader, matched index.
+    pub members: Vec<(NodeId, String, Option<u64>)>,
+}
+
+/// The server's handle on this node (cheap to clone).
+#[derive(Clone)]
+pub struct ClusterNode {
+    id: NodeId,
+    raft: Raft<TypeConfig>,
+    engine: Arc<ArcSwap<Db>>,
+    members: Arc<BTreeMap<NodeId, String>>,
+    request_timeout: Duration,
+    /// The engine's key and value limits, checked before a write is
+    /// proposed (an entry the engine refuses would stop every node).
+    limits: (usize, usize),
+    /// The arbiter running openraft's tasks and the peer listener.
+    arbiter: ArbiterHandle,
+}
+
+impl std::fmt::Debug for ClusterNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterNode").field("id", &self.id).finish()
+    }
+}
+
+impl ClusterNode {
+    /// Opens the log and the engine under `directory/raft`, binds the peer
+    /// port and starts Raft; the cluster forms by itself (module doc).
+    ///
+    /// # Errors
+    ///
+    /// The engine's and the log's open errors; `InvalidArgument` for a bad
+    /// configuration; `Io` if the peer port cannot be bound.
+    pub async fn start(
+        config: ClusterConfig,
+        directory: &Path,
+        options: Options,
+    ) -> crate::Result<Self> {
+        if !config.members.contains_key(&config.node_id) {
+            return Err(Error::InvalidArgument(format!(
+                "node {} is not in the cluster list",
+                config.node_id
+            )));
+        }
+        let raft_config = Arc::new(config.raft_config().map_err(Error::InvalidArgument)?);
+        let raft_dir = directory.join("raft");
+        let limits = (options.max_key_bytes, options.max_value_bytes);
+        let log = LogStore::open(&raft_dir)?;
+        let host = EngineHost::new(Arbiter::current(), options);
+        let state_machine = StateMachine::open(&raft_dir, host).await?;
+        let engine = state_machine.engine();
+        let listener = std::net::TcpListener::bind(&config.peer_listen)
+            .map_err(|e| Error::io(format!("binding peer port {}", config.peer_listen), e))?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| Error::io("peer listener", e))?;
+        let arbiter = Arbiter::new().handle();
+        let (reply, rx) = oneshot::channel();
+        let (id, members) = (config.node_id, config.members.clone());
+        let started = arbiter.spawn(async move {
+            let raft = Raft::new(id, raft_config, PeerNetwork, log, state_machine).await;
+            if let Ok(raft) = &raft
+                && let Ok(listener) = tokio::net::TcpListener::from_std(listener)
+            {
+                tokio::spawn(serve_peers(listener, raft.clone()));
+                tokio::spawn(form_cluster(raft.clone(), id, members));
+            }
+            let _ = reply.send(raft.map_err(|e| e.to_string()));
+        });
+        let raft = match (started, rx.await) {
+            (true, Ok(Ok(raft))) => raft,
+            (_, Ok(Err(e))) => return Err(Error::InvalidArgument(format!("starting Raft: {e}"))),
+            _ => return Err(Error::Closed),
+        };
+        Ok(ClusterNode {
+            id,
+            raft,
+            engine,
+            members: Arc::new(config.members),
+            request_timeout: config.request_timeout,
+            limits,
+            arbiter,
+        })
+    }
+
+    /// The live engine (changes when a snapshot is installed): load it per
+    /// request.
+    pub fn engine(&self) -> Arc<Db> {
+        self.engine.load_full()
+    }
+
+    /// The openraft handle, for tests and metrics.
+    pub fn raft(&self) -> &Raft<TypeConfig> {
+        &self.raft
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// Checks `request` against the engine's limits, as the engine would.
+    ///
+    /// # Errors
+    ///
+    /// The engine's error for the first mutation it would refuse.
+    pub fn check(&self, request: &ClusterRequest) -> crate::Result<()> {
+        let (max_key, max_value) = self.limits;
+        let mut total = 0usize;
+        for (key, value) in &request.mutations {
+            if key.is_empty() {
+                return Err(Error::InvalidArgument("keys must not be empty".into()));
+            }
+            if key.len() > max_key {
+                return Err(Error::KeyTooLarge {
+                    len: key.len(),
+                    limit: max_key,
+                });
+            }
+            let len = value.as_ref().map_or(0, Vec::len);
+            if len > max_value {
+                return Err(Error::ValueTooLarge {
+                    len,
+                    limit: max_value,
+                });
+            }
+            total += key.len() + len + 16;
+        }
+        if total > MAX_BATCH_BYTES {
+            return Err(Error::InvalidArgument(format!(
+                "batch of {total} bytes is larger than one log entry may be ({MAX_BATCH_BYTES})"
+            )));
+        }
+        Ok(())
+    }
+
+    fn leader_addr(&self) -> Option<String> {
+        let leader = self.raft.metrics().borrow().current_leader?;
+        self.members.get(&leader).cloned()
+    }
+
+    fn unavailable(&self) -> ClusterError {
+        ClusterError::Unavailable {
+            leader: self.leader_addr(),
+        }
+    }
+
+    /// Commits `request` through the leader (this node, or forwarded to
+    /// it) and returns once it is applied on the leader, waiting up to the
+    /// request timeout for a leader.
+    ///
+    /// # Errors
+    ///
+    /// [`ClusterError::Unavailable`] if no leader committed it in time (it
+    /// may still commit later); [`ClusterError::Stopped`] if Raft stopped.
+    pub async fn write(&self, request: ClusterRequest) -> Result<(), ClusterError> {
+        let deadline = Instant::now() + self.request_timeout;
+        loop {
+            let leader = match self.raft.client_write(request.clone()).await {
+                Ok(_) => return Ok(()),
+                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => f.leader_id,
+                Err(RaftError::APIError(e)) => return Err(ClusterError::Stopped(e.to_string())),
+                Err(RaftError::Fatal(e)) => return Err(ClusterError::Stopped(e.to_string())),
+            };
+            if let Some(addr) = leader.and_then(|l| self.members.get(&l)) {
+                let forwarded = PeerRequest::ClientWrite(request.clone());
+                if let Some(PeerReply::ClientWrite(Ok(_))) =
+                    self.ask(addr, &forwarded, deadline).await
+                {
+                    return Ok(());
+                }
+            }
+            self.pause_or_give_up(deadline).await?;
+        }
+    }
+
+    /// Returns once this node's engine reflects every write committed
+    /// before the call (a read index: the leader confirms its leadership
+    /// with a majority and names its commit index; this node waits until it
+    /// has applied that far). A read after it is linearizable.
+    ///
+    /// # Errors
+    ///
+    /// [`ClusterError::Unavailable`] if no leader confirmed in time.
+    pub async fn linearizable_barrier(&self) -> Result<(), ClusterError> {
+        let deadline = Instant::now() + self.request_timeout;
+        loop {
+            let leader = self.raft.metrics().borrow().current_leader;
+            if leader == Some(self.id) {
+                if self.raft.ensure_linearizable().await.is_ok() {
+                    return Ok(());
+                }
+            } else if let Some(addr) = leader.and_then(|l| self.members.get(&l))
+                && let Some(PeerReply::ReadIndex(Ok(index))) =
+                    self.ask(addr, &PeerRequest::ReadIndex, deadline).await
+            {
+                let Some(index) = index else { return Ok(()) };
+                let left = deadline.saturating_duration_since(Instant::now());
+                let waited = self.raft.wait(Some(left));
+                return match waited
+                    .applied_index_at_least(Some(index.index), "read")
+                    .await
+                {
+                    Ok(_) => Ok(()),
+                    Err(_) => Err(self.unavailable()),
+                };
+            }
+            self.pause_or_give_up(deadline).await?;
+        }
+    }
+
+    /// Sends `request` to `addr` on a connection of its own.
+    async fn ask(&self, addr: &str, request: &PeerRequest, deadline: Instant) -> Option<PeerReply> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let mut connection = PeerConnection::new(addr.to_string());
+        connection.call(request, left).await.ok()
+    }
+
+    async fn pause_or_give_up(&self, deadline: Instant) -> Result<(), ClusterError> {
+        if Instant::now() >= deadline {
+            return Err(self.unavailable());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        Ok(())
+    }
+
+    /// This node's view of the cluster.
+    pub fn status(&self) -> ClusterStatus {
+        let metrics = self.raft.metrics().borrow().clone();
+        let matched = metrics.replication.clone().unwrap_or_default();
+        let members = self
+            .members
+            .iter()
+            .map(|(id, addr)| {
+                let index = matched.get(id).copied().flatten().map(|l| l.index);
+                (*id, addr.clone(), index)
+            })
+            .collect();
+        let role = match metrics.state {
+            ServerState::Leader => "leader",
+            ServerState::Follower => "follower",
+            ServerState::Candidate => "candidate",
+            ServerState::Learner => "learner",
+            ServerState::Shutdown => "shutdown",
+        };
+        ClusterStatus {
+            node_id: self.id,
+            leader: metrics.current_leader,
+            term: metrics.current_term,
+            role: role.into(),
+            last_log_index: metrics.last_log_index,
+            last_applied_index: metrics.last_applied.map(|l| l.index),
+            members,
+        }
+    }
+
+    /// Stops Raft and the peer listener, then closes the engine.
+    ///
+    /// # Errors
+    ///
+    /// The engine's close error.
+    pub async fn shutdown(&self) -> crate::Result<()> {
+        let _ = self.raft.shutdown().await;
+        self.arbiter.stop();
+        self.engine().close().await
+    }
+}
+
+/// The largest write one log entry carries (keys, values and 16 bytes of
+/// framing each): the WAL's record limit less room for the entry's own
+/// framing and the applied log id.
+const MAX_BATCH_BYTES: usize = crate::format::wal::MAX_RECORD_BYTES - (64 << 10);
+
+/// How often the lowest node re-probes the others while forming.
+const FORM_RETRY: Duration = Duration::from_millis(300);
+
+/// The lowest id initializes a fresh cluster once a majority is reachable
+/// and fresh (module doc); other nodes wait for a leader.
+async fn form_cluster(raft: Raft<TypeConfig>, id: NodeId, members: BTreeMap<NodeId, String>) {
+    if members.keys().next() != Some(&id) {
+        return;
+    }
+    loop {
+        if raft.is_initialized().await.unwrap_or(true) {
+            return;
+        }
+        let mut fresh = 1;
+        for (peer, addr) in members.iter().filter(|(peer, _)| **peer != id) {
+            let mut connection = PeerConnection::new(addr.clone());
+            match connection.call(&PeerRequest::Initialized, FORM_RETRY).await {
+                Ok(PeerReply::Initialized(true)) => {
+                    log::info!("node {peer} already has Raft state: not initializing");
+                    return;
+                }
+                Ok(PeerReply::Initialized(false)) => fresh += 1,
+                _ => {}
+            }
+        }
+        if fresh > members.len() / 2 {
+            let nodes: BTreeMap<NodeId, BasicNode> = members
+                .iter()
+                .map(|(id, addr)| (*id, BasicNode::new(addr)))
+                .collect();
+            match raft.initialize(nodes).await {
+                Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => return,
+                Err(e) => log::warn!("initializing the cluster: {e}"),
+            }
+        }
+        tokio::time::sleep(FORM_RETRY).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn members_parse_and_refuse_bad_lists() {
+        let members = parse_members("1=h:7001, 2=h:7002,3=h:7003").unwrap();
+        assert_eq!(members.len(), 3);
+        assert_eq!(members[&2], "h:7002");
+        for bad in ["", "1", "x=h:1", "1=h", "1=h:1,1=h:2"] {
+            assert!(parse_members(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! Three real `run_server` processes on loopback ports form a cluster;
+//! writes go through every node; node 1 (the node that formed the cluster,
+//! usually the first leader) is SIGKILLed; the others serve writes again
+//! within a few election timeouts; node 1 restarts from its directory and
+//! every acknowledged write is read back on every node.
+//!
+//! Runs only with NAIVEKV_CLUSTER_TESTS=1 (it takes several seconds).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use naive_kv::client::{Client, ClientError};
+
+fn enabled() -> bool {
+    std::env::var("NAIVEKV_CLUSTER_TESTS").is_ok_and(|v| v == "1")
+}
+
+fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<_> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect()
+}
+
+struct Cluster {
+    dirs: Vec<tempfile::TempDir>,
+    client_ports: Vec<u16>,
+    peer_ports: Vec<u16>,
+    children: BTreeMap<usize, Child>,
+}
+
+impl Cluster {
+    fn list(&self) -> String {
+        let members: Vec<String> = (0..3)
+            .map(|i| format!("{}=127.0.0.1:{}", i + 1, self.peer_ports[i]))
+            .collect();
+        members.join(",")
+    }
+
+    fn start(&mut self, i: usize) {
+        let child = Command::new(env!("CARGO_BIN_EXE_run_server"))
+            .arg("--directory")
+            .arg(self.dirs[i].path())
+            .args(["--port", &self.client_ports[i].to_string()])
+            .args(["--node-id", &(i + 1).to_string()])
+            .args(["--peer-port", &self.peer_ports[i].to_string()])
+            .args(["--cluster", &self.list()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.children.insert(i, child);
+    }
+
+    fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.children.remove(&i) {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    fn addr(&self, i: usize) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.client_ports[i]))
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for i in 0..3 {
+            self.kill(i);
+        }
+    }
+}
+
+/// Retries `put` through node `i` until it is acknowledged or `within`
+/// passes; returns whether it was.
+async fn put_until(cluster: &Cluster, i: usize, key: &str, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if let Ok(client) = Client::connect(cluster.addr(i)).await {
+            let done: Result<(), ClientError> = client.put(key.to_string(), key.to_string()).await;
+            if done.is_ok() {
+                return true;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+#[test]
+fn three_processes_survive_a_killed_node() {
+    if !enabled() {
+        eprintln!("skipped: set NAIVEKV_CLUSTER_TESTS=1");
+        return;
+    }
+    let ports = free_ports(6);
+    let mut cluster = Cluster {
+        dirs: (0..3).map(|_| tempfile::tempdir().unwrap()).collect(),
+        client_ports: ports[..3].to_vec(),
+        peer_ports: ports[3..].to_vec(),
+        children: BTreeMap::new(),
+    };
+    for i in 0..3 {
+        cluster.start(i);
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut acknowledged = Vec::new();
+        for n in 0..30 {
+            let key = format!("before-{n}");
+            assert!(put_until(&cluster, n % 3, &key, Duration::from_secs(20)).await);
+            acknowledged.push(key);
+        }
+        cluster.kill(0);
+        let killed = Instant::now();
+        assert!(put_until(&cluster, 1, "after-kill", Duration::from_secs(15)).await);
+        eprintln!("writes served again {:?} after SIGKILL", killed.elapsed());
+        acknowledged.push("after-kill".into());
+        for n in 0..20 {
+            let key = format!("during-{n}");
+            assert!(put_until(&cluster, 1 + n % 2, &key, Duration::from_secs(10)).await);
+            acknowledged.push(key);
+        }
+        cluster.start(0);
+        for i in 0..3 {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            let client = loop {
+                match Client::connect(cluster.addr(i)).await {
+                    Ok(client) => break client,
+                    Err(e) => assert!(Instant::now() < deadline, "node {i}: {e}"),
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            };
+            for key in &acknowledged {
+                let mut got = client.get(key.clone()).await;
+                while got.is_err() && Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    got = client.get(key.clone()).await;
+                }
+                assert_eq!(got.unwrap(), Some(Bytes::from(key.clone())), "node {i}");
+            }
+        }
+    });
+}
