@@ -206,17 +206,21 @@ mod tests {
         assert_eq!(decode_block(Bytes::from(stored)).unwrap(), entries);
     }
 
-    #[test]
-    fn blocks_that_do_not_shrink_are_stored_raw() {
-        let mut state = 0x9E37_79B9_7F4A_7C15u64;
-        let noise: Vec<u8> = (0..4096)
+    /// 4 KiB of xorshift noise from `state`: bytes no codec shrinks.
+    fn noise(mut state: u64) -> Vec<u8> {
+        (0..4096)
             .map(|_| {
                 state ^= state << 13;
                 state ^= state >> 7;
                 state ^= state << 17;
                 (state >> 24) as u8
             })
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn blocks_that_do_not_shrink_are_stored_raw() {
+        let noise = noise(0x9E37_79B9_7F4A_7C15);
         let stored = encode_block(&noise, Compression::Lz4);
         assert_eq!(stored.last(), Some(&RAW));
         assert_eq!(decode_block(Bytes::from(stored)).unwrap(), noise);
@@ -241,15 +245,7 @@ mod tests {
 
     #[test]
     fn incompressible_blocks_are_raw_under_zstd_too() {
-        let mut state = 0x2545_F491_4F6C_DD1Du64;
-        let noise: Vec<u8> = (0..4096)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                (state >> 24) as u8
-            })
-            .collect();
+        let noise = noise(0x2545_F491_4F6C_DD1D);
         let stored = encode_block(&noise, Compression::Zstd(3));
         assert_eq!(stored.last(), Some(&RAW));
         assert_eq!(decode_block(Bytes::from(stored)).unwrap(), noise);
