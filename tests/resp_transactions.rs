@@ -64,6 +64,19 @@ fn watch_aborts_exec_when_a_watched_key_changed() {
     assert_ne!(exec(&mut con), redis::Value::Nil);
     assert_eq!(q::<String>(&mut con, &["GET", "x"]), "4");
 
+    // FLUSHALL touches a watched key that exists, not one that does not.
+    q::<String>(&mut con, &["WATCH", "w"]);
+    q::<String>(&mut other, &["FLUSHALL"]);
+    q::<String>(&mut con, &["MULTI"]);
+    q::<String>(&mut con, &["SET", "x", "5"]);
+    assert_eq!(exec(&mut con), redis::Value::Nil);
+    q::<String>(&mut con, &["WATCH", "w"]);
+    q::<String>(&mut other, &["FLUSHDB"]);
+    q::<String>(&mut con, &["MULTI"]);
+    q::<String>(&mut con, &["SET", "x", "6"]);
+    assert_ne!(exec(&mut con), redis::Value::Nil);
+    assert_eq!(q::<String>(&mut con, &["GET", "x"]), "6");
+
     assert!(fails(&mut con, &["WATCH"]).contains("wrong number of arguments"));
     q::<String>(&mut con, &["MULTI"]);
     assert!(fails(&mut con, &["WATCH", "w"]).contains("inside MULTI is not allowed"));

@@ -292,9 +292,11 @@ impl Db {
             Counters::add(&inner.counters.gets, 1);
             let read_at = view.applied_seq;
             let entry = newest_version(&inner, &view, key).await?;
-            // A range delete over the version found is its newest change.
+            // A range delete over the value found is its newest change
+            // (deleting a deleted key changes nothing).
             let deleted_at = entry
                 .as_ref()
+                .filter(|e| e.value.is_some())
                 .and_then(|e| range_delete::deleted_at(&view, e));
             let entry = entry.filter(|_| deleted_at.is_none());
             let seq = deleted_at.or(entry.as_ref().map(|e| e.seq)).unwrap_or(0);

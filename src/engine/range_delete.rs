@@ -106,8 +106,9 @@ pub struct InstalledTombstone {
     pub dirty: Vec<u64>,
 }
 
-/// The sequence number of the newest range delete in `view` that deletes
-/// `entry` (the newest version of its key), if one does.
+/// The sequence number of the range delete in `view` that deleted `entry`
+/// (the newest version of its key), if one did: the oldest that covers it
+/// (later ones deleted nothing more).
 pub fn deleted_at(view: &ReadView, entry: &Entry) -> Option<u64> {
     let unflushed = view.range_tombstones.as_slice().iter();
     let installed = view.segments.range_tombstones.iter().map(|t| &t.tombstone);
@@ -115,7 +116,7 @@ pub fn deleted_at(view: &ReadView, entry: &Entry) -> Option<u64> {
         .chain(installed)
         .filter(|t| t.covers(&entry.key, entry.seq))
         .map(|t| t.seq)
-        .max()
+        .min()
 }
 
 /// Passes on the entries of a sorted stream that no tombstone deletes. The

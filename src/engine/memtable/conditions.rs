@@ -19,7 +19,7 @@
 //!
 //! - A range delete not yet flushed counts as a write of every key in its
 //!   range: a key in a memtable has, as its newest change, the newest range
-//!   delete over its version there, if newer (readers report that sequence
+//!   delete over its value there, if newer (readers report that sequence
 //!   number, see `Db::get_versioned`); a key in no memtable has changed if a
 //!   range delete over it is newer than the read. A range delete earlier in
 //!   the same group changes every key in its range.
@@ -66,24 +66,29 @@ impl GroupConditions<'_> {
         if deleted_in_group || self.written.contains(key) {
             return false;
         }
-        // The newest unflushed range delete over `key`, if any.
+        // The unflushed range deletes over `key`.
         let frozen = self.frozen.iter().flat_map(|f| f.range_tombstones.iter());
-        let deleted_at = self
+        let over_key: Vec<u64> = self
             .active_tombstones
             .iter()
             .chain(frozen)
             .filter(|t| t.contains(key))
             .map(|t| t.seq)
-            .max();
+            .collect();
         let in_memory = std::iter::once(self.active).chain(self.frozen.iter().map(|f| &f.table));
         for table in in_memory {
             if let Some(entry) = table.get(key) {
-                let newest = deleted_at.filter(|&d| d > entry.seq).unwrap_or(entry.seq);
+                // As `Db::get_versioned` reports it: the range delete that
+                // deleted the value, if one did (the oldest newer than it).
+                let deleted_at = over_key.iter().copied().filter(|&d| d > entry.seq).min();
+                let newest = deleted_at
+                    .filter(|_| entry.value.is_some())
+                    .unwrap_or(entry.seq);
                 return newest == requirement.version.seq;
             }
         }
         let read_at = requirement.version.read_at;
-        self.dropped_through <= read_at && deleted_at.is_none_or(|d| d <= read_at)
+        self.dropped_through <= read_at && over_key.iter().all(|&d| d <= read_at)
     }
 
     /// Records that an admitted write writes `keys` and deletes `ranges`.

@@ -109,6 +109,14 @@ pub fn step(args: Vec<Bytes>, open: &mut Option<Transaction>, connection: &mut C
 
 /// Checks and queues one command inside MULTI.
 fn queue(transaction: &mut Transaction, args: Vec<Bytes>, connection: &mut Connection) -> Reply {
+    // As in Redis: a checkpoint (SAVE) is not a transaction's business.
+    if args
+        .first()
+        .is_some_and(|name| name.eq_ignore_ascii_case(b"save"))
+    {
+        transaction.failed = true;
+        return Reply::err("Command not allowed inside a transaction");
+    }
     match super::parse(args, connection) {
         Parsed::Reply(Reply::Error(error)) => {
             transaction.failed = true;
@@ -241,6 +249,14 @@ mod tests {
             matches!(run(&mut open, &["DISCARD"]), Step::Answer(Reply::Status(s)) if s == "OK")
         );
         assert!(open.is_none());
+        run(&mut open, &["MULTI"]);
+        assert!(matches!(
+            run(&mut open, &["SAVE"]),
+            Step::Answer(Reply::Error(e)) if e.contains("not allowed inside a transaction")
+        ));
+        assert!(
+            matches!(run(&mut open, &["EXEC"]), Step::Answer(Reply::Error(e)) if e.starts_with("EXECABORT"))
+        );
     }
 
     #[test]
