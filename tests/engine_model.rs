@@ -380,7 +380,9 @@ async fn run_case(ops: Vec<Op>, sync: bool) {
             Op::DeleteRange(start, end) => {
                 let end_key = end.map(key).unwrap_or_default();
                 db.delete_range(key(*start), end_key.clone()).await.unwrap();
-                model.retain(|k, _| *k < key(*start) || (end.is_some() && *k >= end_key));
+                let outside = |k: &Bytes| *k < key(*start) || (end.is_some() && *k >= end_key);
+                model.retain(|k, _| outside(k));
+                expiries.retain(|k, _| outside(k));
             }
             Op::Get(k) => {
                 let got = db.get(key(*k)).await.unwrap();

@@ -236,6 +236,9 @@ pub fn reclaim_task(levels: &[Vec<SegmentMeta>], set: &SegmentSet) -> Option<Com
         .iter()
         .enumerate()
         .find(|(_, segments)| segments.iter().any(|s| dirty.contains(&s.file_number)))?;
+    // Below level 0 one segment is rewritten in place at a time: two dirty
+    // segments merged together could write a segment spanning a clean one
+    // between them, and a level's segments must not overlap.
     let mut inputs: Vec<&SegmentMeta> = match level {
         0 => levels.first().into_iter().flatten().collect(),
         _ => levels
@@ -243,6 +246,7 @@ pub fn reclaim_task(levels: &[Vec<SegmentMeta>], set: &SegmentSet) -> Option<Com
             .into_iter()
             .flatten()
             .filter(|s| dirty.contains(&s.file_number))
+            .take(1)
             .collect(),
     };
     let output_level = level.max(1);
@@ -427,6 +431,23 @@ mod tests {
         assert!(!task.drop_tombstones, "level 2 meets the inputs");
         set.range_tombstones = Arc::new(Vec::new());
         assert_eq!(reclaim_task(&levels, &set), None);
+    }
+
+    #[test]
+    fn the_reclaim_task_never_merges_across_a_clean_segment() {
+        let set = SegmentSet {
+            range_tombstones: Arc::new(vec![InstalledTombstone {
+                tombstone: tombstone("a", "z", 5),
+                dirty: vec![3, 5],
+            }]),
+            ..SegmentSet::default()
+        };
+        let levels = vec![
+            vec![],
+            vec![meta(3, "a", "c"), meta(4, "d", "f"), meta(5, "g", "i")],
+        ];
+        let task = reclaim_task(&levels, &set).unwrap();
+        assert_eq!((task.inputs, task.output_level), (vec![3], 1));
     }
 
     #[test]

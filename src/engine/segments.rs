@@ -394,6 +394,14 @@ impl JobContext {
             .collect::<Result<Vec<_>>>()?;
         let added: Vec<u64> = opened.iter().map(|s| s.meta.file_number).collect();
         let mut set = self.set.edited(removed, opened);
+        // Never installed: a bug upstream must fail the job, not the reads.
+        if let Some((level, a, b)) = set.overlap_in_a_level() {
+            return Err(Error::corruption(
+                directory.join(segment_file_name(b)),
+                0,
+                format!("would overlap segment {a} in level {level}; not installed"),
+            ));
+        }
         set.range_tombstones = match tombstones {
             TombstoneEdit::Flushed(flushed) => range_delete::install_flushed(&set, &added, flushed),
             TombstoneEdit::Compacted(known) => {

@@ -104,6 +104,24 @@ impl SegmentSet {
         }
     }
 
+    /// Two segments of one deeper level whose key spans overlap, as
+    /// (level, file number, file number): a broken invariant that would make
+    /// reads of that level return keys out of order.
+    pub fn overlap_in_a_level(&self) -> Option<(usize, u64, u64)> {
+        self.levels
+            .iter()
+            .enumerate()
+            .skip(1)
+            .find_map(|(number, level)| {
+                level.windows(2).find_map(|pair| match pair {
+                    [a, b] if b.meta.smallest_key <= a.meta.largest_key => {
+                        Some((number, a.meta.file_number, b.meta.file_number))
+                    }
+                    _ => None,
+                })
+            })
+    }
+
     /// Every live segment, level by level.
     pub fn all(&self) -> impl Iterator<Item = &Arc<Segment>> {
         self.levels.iter().flatten()
