@@ -1,8 +1,11 @@
 //! Strict per-connection order on the Redis port: long randomized pipelines
-//! of SET, GET, DEL, MSET, MGET, INCR and EXISTS over a few keys, written
+//! of SET, GET, DEL, MSET, MGET, INCR, EXISTS and DBSIZE over a few keys,
+//! written
 //! without waiting, are checked reply by reply against a model of
 //! sequential execution. Values are unique, so a read that saw a later
-//! write or missed an earlier one fails. The database syncs every write.
+//! write or missed an earlier one fails. The database syncs every write,
+//! so reads of keys no earlier write touches overtake those writes often,
+//! and a read that overtook a write of its own key would fail.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod resp_support;
@@ -33,7 +36,7 @@ fn step(rng: &mut Rng, model: &mut Model, i: u64) -> (Vec<u8>, Vec<u8>) {
         Some(v) => format!("${}\r\n{v}\r\n", v.len()),
         None => "$-1\r\n".into(),
     };
-    match rng.below(20) {
+    match rng.below(22) {
         0..=5 => {
             let (k, v) = (key(rng), format!("v{i}"));
             let req = request(&[b"SET", k.as_bytes(), v.as_bytes()]);
@@ -85,7 +88,7 @@ fn step(rng: &mut Rng, model: &mut Model, i: u64) -> (Vec<u8>, Vec<u8>) {
                 format!(":{n}\r\n").into_bytes(),
             )
         }
-        _ => {
+        19 => {
             let k = key(rng);
             let n = usize::from(model.contains_key(&k));
             (
@@ -93,7 +96,49 @@ fn step(rng: &mut Rng, model: &mut Model, i: u64) -> (Vec<u8>, Vec<u8>) {
                 format!(":{n}\r\n").into_bytes(),
             )
         }
+        _ => (
+            request(&[b"DBSIZE"]),
+            format!(":{}\r\n", model.len()).into_bytes(),
+        ),
     }
+}
+
+#[test]
+fn a_read_sees_the_write_of_its_key_sent_before_it_and_none_after() {
+    let server = RespServer::start_with(SyncPolicy::Always);
+    let mut stream = server.connect();
+    let steps: &[(&[&[u8]], &[u8])] = &[
+        (&[b"SET", b"a", b"1"], b"+OK\r\n"),
+        (&[b"GET", b"b"], b"$-1\r\n"),
+        (&[b"GET", b"a"], b"$1\r\n1\r\n"),
+        (&[b"SET", b"a", b"2"], b"+OK\r\n"),
+        (&[b"EXISTS", b"b"], b":0\r\n"),
+        (&[b"GET", b"a"], b"$1\r\n2\r\n"),
+        (&[b"SET", b"b", b"3"], b"+OK\r\n"),
+        (
+            &[b"MGET", b"c", b"b", b"a"],
+            b"*3\r\n$-1\r\n$1\r\n3\r\n$1\r\n2\r\n",
+        ),
+        (&[b"DEL", b"a"], b":1\r\n"),
+        (&[b"DBSIZE"], b":1\r\n"),
+        (&[b"GET", b"a"], b"$-1\r\n"),
+        (&[b"DEL", b"b"], b":1\r\n"),
+    ];
+    let mut pipeline = Vec::new();
+    let mut want = Vec::new();
+    for _ in 0..20 {
+        for (args, reply) in steps {
+            pipeline.extend(request(args));
+            want.extend_from_slice(reply);
+        }
+    }
+    stream.write_all(&pipeline).unwrap();
+    let mut got = vec![0u8; want.len()];
+    stream.read_exact(&mut got).unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&got),
+        String::from_utf8_lossy(&want)
+    );
 }
 
 #[test]

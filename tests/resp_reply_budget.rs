@@ -1,20 +1,27 @@
 //! A Redis client that pipelines large GETs and MGETs and never reads its
 //! replies keeps the server's memory within the documented bound
 //! (docs/PROTOCOL.md, "Limits"), as on the native port: per connection, the
-//! byte budget plus one reply larger than it.
+//! byte budget plus one reply larger than it; an MGET whose reply would
+//! pass the largest reply is refused before it is built; and many such
+//! clients together stay under the server-wide budget.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod non_reading;
 mod resp_support;
 
 use std::io::Write;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use naive_kv::SyncPolicy;
+use naive_kv::server::pipeline::ServerReplyBudget;
 use non_reading::{flood, rss_kib};
 use resp_support::{RespServer, exchange, expect, request};
 
 const VALUE_BYTES: usize = 512 << 10;
+
+/// The tests measure the process's memory: one at a time.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 fn command(i: usize) -> Vec<u8> {
     if i.is_multiple_of(2) {
@@ -26,7 +33,12 @@ fn command(i: usize) -> Vec<u8> {
 
 #[test]
 fn never_reading_clients_of_large_gets_stay_within_the_budget() {
-    let server = RespServer::start_tuned(SyncPolicy::None, None, |c| c.max_reply_bytes = 1 << 20);
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    // MGETs of 2 MiB are allowed: the largest value is 4 MiB here.
+    let server = RespServer::start_tuned(SyncPolicy::None, None, |c| {
+        c.max_reply_bytes = 1 << 20;
+        c.max_bulk_bytes = 4 << 20;
+    });
     let mut setter = server.redis();
     for k in 0..8u8 {
         let value = vec![b'a' + k; VALUE_BYTES];
@@ -63,6 +75,7 @@ fn never_reading_clients_of_large_gets_stay_within_the_budget() {
 
 #[test]
 fn a_large_reply_behind_a_held_read_does_not_stall_it() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     // Durable writes: the GET is held until the SET is acknowledged, and
     // meanwhile the ECHO (answered at once) fills the budget behind it.
     let server = RespServer::start_tuned(SyncPolicy::Always, None, |c| {
@@ -80,4 +93,100 @@ fn a_large_reply_behind_a_held_read_does_not_stall_it() {
     bulk.extend_from_slice(b"\r\n");
     expect(&mut s, &bulk);
     exchange(&mut s, &request(&[b"PING"]), b"+PONG\r\n");
+}
+
+/// `MGET` naming `big0` `times` times.
+fn mget_repeated(times: usize) -> Vec<u8> {
+    let mut args: Vec<&[u8]> = vec![b"MGET"];
+    args.extend(std::iter::repeat_n(&b"big0"[..], times));
+    request(&args)
+}
+
+#[test]
+fn an_mget_past_the_largest_reply_is_refused_before_it_is_built() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    // The largest reply: the 1 MiB value limit (above the 256 KiB budget).
+    let server = RespServer::start_tuned(SyncPolicy::None, None, |c| {
+        c.max_reply_bytes = 256 << 10;
+    });
+    let mut setter = server.redis();
+    redis::cmd("SET")
+        .arg("big0")
+        .arg(vec![b'a'; VALUE_BYTES])
+        .exec(&mut setter)
+        .unwrap();
+    let before = rss_kib();
+    // Each MGET would be a 32 MiB reply: 4 connections would hold 128 MiB
+    // if the server built one each.
+    let (mut greedy, sent) = flood(|| server.connect(), |_| mget_repeated(64), 4, 100);
+    std::thread::sleep(Duration::from_millis(500));
+    let grown_mib = rss_kib().saturating_sub(before) / 1024;
+    println!("non-reading MGET clients: {sent} requests sent, server RSS grew {grown_mib} MiB");
+    assert!(grown_mib < 24, "RSS grew {grown_mib} MiB");
+    expect(
+        &mut greedy[0],
+        b"-ERR MGET reply exceeds 1048576 bytes (the server's largest reply); ask for fewer keys\r\n",
+    );
+    // Within the bound, MGET answers as before.
+    let mut s = server.connect();
+    let mut want = format!("*1\r\n${VALUE_BYTES}\r\n").into_bytes();
+    want.extend(vec![b'a'; VALUE_BYTES]);
+    want.extend_from_slice(b"\r\n");
+    s.write_all(&mget_repeated(1)).unwrap();
+    let mut got = vec![0u8; want.len()];
+    std::io::Read::read_exact(&mut s, &mut got).unwrap();
+    assert!(got == want, "MGET of one 512 KiB value");
+}
+
+#[test]
+fn many_non_reading_clients_together_stay_under_the_server_budget() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    // 4 MiB per connection, 16 connections: 64 MiB held without the
+    // server-wide budget of 8 MiB. A socket that takes nothing for 0.5 s
+    // is closed, which frees the budget for a client that reads.
+    let budget = Arc::new(ServerReplyBudget::new(8 << 20));
+    let shared = budget.clone();
+    let server = RespServer::start_tuned(SyncPolicy::None, None, move |c| {
+        c.max_reply_bytes = 4 << 20;
+        c.server_budget = shared;
+        c.idle_timeout = Duration::from_millis(500);
+    });
+    let mut setter = server.redis();
+    for k in 0..8u8 {
+        redis::cmd("SET")
+            .arg(format!("big{k}"))
+            .arg(vec![b'a' + k; VALUE_BYTES])
+            .exec(&mut setter)
+            .unwrap();
+    }
+    drop(setter);
+    let before = rss_kib();
+    let get = |i: usize| request(&[b"GET", format!("big{}", i % 8).as_bytes()]);
+    let (greedy, sent) = flood(|| server.connect(), get, 16, 200);
+    std::thread::sleep(Duration::from_millis(300));
+    let grown_mib = rss_kib().saturating_sub(before) / 1024;
+    let held_mib = budget.held() >> 20;
+    println!(
+        "16 non-reading clients: {sent} requests sent, {held_mib} MiB held, server RSS grew {grown_mib} MiB"
+    );
+    // The cap, passed by at most the replies under way when it was reached.
+    assert!(held_mib < 12, "{held_mib} MiB held");
+    assert!(grown_mib < 40, "RSS grew {grown_mib} MiB");
+    // The greedy clients are closed once their sockets stall for 0.5 s;
+    // then a client that reads is served.
+    let started = std::time::Instant::now();
+    let mut s = server.connect();
+    exchange(
+        &mut s,
+        &request(&[b"STRLEN", b"big1"]),
+        format!(":{VALUE_BYTES}\r\n").as_bytes(),
+    );
+    println!("a reading client waited {:?}", started.elapsed());
+    drop((greedy, s));
+    // Every closed connection gave its share back.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while budget.held() != 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(budget.held(), 0);
 }

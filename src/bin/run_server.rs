@@ -17,6 +17,7 @@ use naive_kv::options::Compression;
 use naive_kv::options::{MIN_MEMTABLE_BYTES, display_size, parse_host, parse_size};
 use naive_kv::resp::{self, RespConfig};
 use naive_kv::server::checkpoints::CheckpointRoot;
+use naive_kv::server::pipeline::ServerReplyBudget;
 use naive_kv::server::{self, ServerConfig, auth, loading, metrics};
 use naive_kv::{Db, Options, SyncPolicy};
 use tokio::net::TcpListener;
@@ -95,6 +96,11 @@ struct Args {
     /// sent, alone).
     #[arg(long, default_value_t = server::DEFAULT_MAX_REPLY_BYTES)]
     max_reply_bytes: usize,
+    /// Bytes of unanswered requests and unsent replies all connections (both
+    /// ports) may hold together before every connection stops reading and
+    /// starting reads until some drain.
+    #[arg(long, default_value_t = server::DEFAULT_MAX_SERVER_REPLY_BYTES, value_parser = parse_size)]
+    max_server_reply_bytes: usize,
     /// Seconds a connection may send nothing before it is closed.
     #[arg(long, default_value_t = server::DEFAULT_IDLE_TIMEOUT.as_secs_f64())]
     idle_timeout: f64,
@@ -240,6 +246,7 @@ impl Args {
             max_frame_bytes: self.max_frame_bytes,
             max_connections: self.max_connections,
             max_reply_bytes: self.max_reply_bytes,
+            server_budget: Arc::new(ServerReplyBudget::new(self.max_server_reply_bytes)),
             idle_timeout: seconds(self.idle_timeout, "--idle-timeout")?,
             frame_timeout: seconds(self.frame_timeout, "--frame-timeout")?,
             ..ServerConfig::default()

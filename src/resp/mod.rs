@@ -74,6 +74,10 @@ pub struct RespConfig {
     /// Byte budget per connection of unanswered requests and unsent
     /// replies, as [`ServerConfig::max_reply_bytes`]; default 4 MiB.
     pub max_reply_bytes: usize,
+    /// What all connections hold together, against its cap, as
+    /// [`ServerConfig::server_budget`] (shared with the native listener by
+    /// [`RespConfig::share_connection_limits`]).
+    pub server_budget: Arc<crate::server::pipeline::ServerReplyBudget>,
     /// A connection silent this long is closed; default 300 s.
     pub idle_timeout: Duration,
     /// A request still incomplete this long after its first byte closes
@@ -112,6 +116,7 @@ impl Default for RespConfig {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             max_reply_bytes: DEFAULT_MAX_REPLY_BYTES,
+            server_budget: Arc::default(),
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             frame_timeout: DEFAULT_FRAME_TIMEOUT,
             auth_timeout: DEFAULT_AUTH_TIMEOUT,
@@ -131,11 +136,13 @@ impl Default for RespConfig {
 impl RespConfig {
     /// Takes the per-connection limits and timeouts of the native
     /// listener's configuration (one set of flags serves both ports):
-    /// in-flight limit, byte budget, idle, frame and auth timeouts, token,
+    /// in-flight limit, byte budget and the server-wide one (the same
+    /// counter), idle, frame and auth timeouts, token,
     /// and where checkpoints may be written.
     pub fn share_connection_limits(&mut self, native: &ServerConfig) {
         self.max_in_flight = native.max_in_flight;
         self.max_reply_bytes = native.max_reply_bytes;
+        self.server_budget = native.server_budget.clone();
         self.idle_timeout = native.idle_timeout;
         self.frame_timeout = native.frame_timeout;
         self.auth_timeout = native.auth_timeout;
@@ -153,6 +160,7 @@ impl RespConfig {
             auth_timeout: self.auth_timeout,
             shutdown,
             request_stats: self.request_stats.clone(),
+            server_budget: self.server_budget.clone(),
         }
     }
 

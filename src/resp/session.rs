@@ -24,11 +24,11 @@ use super::auth::{self, Gated};
 use super::codec::{Limits, RespCodec, protocol_error};
 use super::commands::transaction::{self, Step, Transaction};
 use super::commands::{self, Connection, Engine, Op, Parsed};
-use super::database::Database;
+use super::database::{Database, prefix_end};
 use super::reply::{Protocol, Reply};
 use crate::server::auth::{AuthGate, AuthToken};
 use crate::server::connections::ConnectionGuard;
-use crate::server::pipeline::{self, Accepted, Access, PipelineConfig};
+use crate::server::pipeline::{self, Accepted, Access, Footprint, PipelineConfig};
 
 /// A request for the engine, with the command it came from (its index in
 /// the command table, for `INFO commandstats`).
@@ -60,6 +60,9 @@ pub struct Session {
     limits: Limits,
     /// Open after MULTI, until EXEC or DISCARD.
     transaction: Option<Transaction>,
+    /// The largest reply MGET may build: the largest value or the byte
+    /// budget, whichever is larger (see [`commands::strings::mget_within`]).
+    largest_reply: usize,
 }
 
 impl Session {
@@ -83,6 +86,10 @@ impl Session {
             gate,
             limits: params.limits,
             transaction: None,
+            largest_reply: params
+                .limits
+                .max_bulk_bytes
+                .max(params.pipeline.max_reply_bytes),
         };
         pipeline::start(
             stream,
@@ -138,6 +145,48 @@ enum Routed {
     Engine(Protocol, Op),
 }
 
+/// The keys `op` reads or writes (engine keys: mapped into the database
+/// when parsed), for the connection's ordering rule.
+fn footprint_of(op: &Op) -> Footprint {
+    match op {
+        Op::Get(key)
+        | Op::Set(key, _)
+        | Op::Strlen(key)
+        | Op::GetRange(key, ..)
+        | Op::GetBit(key, _)
+        | Op::Type(key)
+        | Op::Ttl(key, _) => Footprint::Key(key.clone()),
+        Op::MGet(keys) | Op::Exists(keys) | Op::Del(keys) => Footprint::Keys(keys.clone()),
+        Op::MSet(pairs) => Footprint::Keys(pairs.iter().map(|(key, _)| key.clone()).collect()),
+        Op::Lcs(a, b, _) => Footprint::Keys(vec![a.clone(), b.clone()]),
+        Op::Rmw(rmw) => Footprint::Keys(rmw.keys()),
+        Op::DbSize(database)
+        | Op::RandomKey(database)
+        | Op::Keys(database, _)
+        | Op::Scan(database, _)
+        | Op::Flush {
+            all: false,
+            database,
+        } => database_range(*database),
+        Op::Ready(_) | Op::ResetStats => Footprint::Nothing,
+        // FLUSHALL, INFO's key counts, checkpoints, transactions, and the
+        // point WATCH records: everything.
+        Op::Flush { all: true, .. }
+        | Op::Info(_)
+        | Op::Persistence(_)
+        | Op::Exec(..)
+        | Op::WatchPoint(_) => Footprint::All,
+    }
+}
+
+/// Every engine key of `database` (database 0's range is the whole key
+/// space: a superset is safe).
+fn database_range(database: Database) -> Footprint {
+    let prefix = database.prefix();
+    let end = prefix_end(&prefix);
+    Footprint::Range(prefix, end)
+}
+
 /// The text of an error reply.
 fn error_text(reply: &Reply) -> Option<&str> {
     match reply {
@@ -176,12 +225,22 @@ impl pipeline::Protocol for Session {
         }
     }
 
+    fn footprint(request: &Request) -> Footprint {
+        footprint_of(&request.op)
+    }
+
     fn command_index(request: &Request) -> usize {
         request.op.stats_index()
     }
 
     fn execute(&self, request: Request) -> LocalBoxFuture<'static, Reply> {
-        let reply = commands::execute(request.op, &self.engine);
+        let reply = match request.op {
+            Op::MGet(keys) => {
+                let db = self.engine.db.clone();
+                commands::strings::mget_within(keys, db, self.largest_reply).boxed_local()
+            }
+            op => commands::execute(op, &self.engine),
+        };
         let (stats, started) = (self.engine.commands.clone(), Instant::now());
         async move {
             let reply = reply.await;

@@ -51,6 +51,7 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 /// A frame not completed this long after its first byte closes the
 /// connection (`--frame-timeout`).
 pub const DEFAULT_FRAME_TIMEOUT: Duration = Duration::from_secs(10);
+pub use pipeline::budget::DEFAULT_MAX_SERVER_REPLY_BYTES;
 pub use pipeline::{DEFAULT_AUTH_TIMEOUT, DEFAULT_MAX_REPLY_BYTES};
 
 /// How the server runs; `ServerConfig::default()` gives the documented
@@ -72,6 +73,12 @@ pub struct ServerConfig {
     /// socket has not taken (`--max-reply-bytes`); reading stops while it
     /// is full. One larger reply is still sent, alone. Default 4 MiB.
     pub max_reply_bytes: usize,
+    /// What all connections together (both listeners, when the RESP
+    /// listener shares this configuration's limits) may hold of
+    /// unanswered requests and unsent replies before every connection
+    /// stops reading and starting reads (`--max-server-reply-bytes`,
+    /// default 1 GiB). The counter is shared: clone the `Arc` to share it.
+    pub server_budget: Arc<pipeline::ServerReplyBudget>,
     /// At shutdown, how long sessions get to finish their in-flight requests
     /// before the database is closed anyway; default 10 s.
     pub shutdown_grace: Duration,
@@ -105,6 +112,7 @@ impl Default for ServerConfig {
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             max_reply_bytes: DEFAULT_MAX_REPLY_BYTES,
+            server_budget: Arc::default(),
             shutdown_grace: Duration::from_secs(10),
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             frame_timeout: DEFAULT_FRAME_TIMEOUT,
@@ -132,6 +140,7 @@ impl ServerConfig {
             auth_timeout: self.auth_timeout,
             shutdown,
             request_stats: self.request_stats.clone(),
+            server_budget: self.server_budget.clone(),
         }
     }
 }

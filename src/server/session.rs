@@ -22,9 +22,10 @@ use super::auth::{AuthGate, AuthOutcome, AuthToken};
 use super::checkpoints::CheckpointRoot;
 use super::codec::{Frame, ProtoCodec, is_frame_too_large};
 use super::dispatch;
-use super::pipeline::{self, Accepted, Access, PipelineConfig, Protocol};
+use super::pipeline::{self, Accepted, Access, Footprint, PipelineConfig, Protocol};
 use crate::Db;
 use crate::cluster::ClusterNode;
+use crate::proto::mutation::Op as MutationOp;
 use crate::proto::{ErrorCode, Request, Response, request::Command, response::Reply};
 use crate::server::connections::ConnectionGuard;
 
@@ -145,6 +146,10 @@ impl Protocol for Session {
         dispatch::access(command)
     }
 
+    fn footprint(command: &Command) -> Footprint {
+        footprint_of(command)
+    }
+
     fn command_index(command: &Command) -> usize {
         match command {
             Command::Get(_) => 0,
@@ -196,5 +201,35 @@ impl Protocol for Session {
 
     fn raise_limits(&self, decoder: &mut Codec) {
         decoder.set_max_frame_bytes(self.max_frame_bytes);
+    }
+}
+
+/// The keys `command` reads or writes, for the connection's ordering rule.
+fn footprint_of(command: &Command) -> Footprint {
+    match command {
+        Command::Get(get) => Footprint::Key(get.key.clone()),
+        Command::Put(put) => Footprint::Key(put.key.clone()),
+        Command::Delete(delete) => Footprint::Key(delete.key.clone()),
+        Command::Expire(expire) => Footprint::Key(expire.key.clone()),
+        Command::Persist(persist) => Footprint::Key(persist.key.clone()),
+        Command::Ttl(ttl) => Footprint::Key(ttl.key.clone()),
+        Command::Scan(scan) => {
+            let end = (!scan.end.is_empty()).then(|| scan.end.clone());
+            Footprint::Range(scan.start.clone(), end)
+        }
+        Command::Batch(batch) => Footprint::Keys(
+            batch
+                .mutations
+                .iter()
+                .map(|mutation| match &mutation.op {
+                    Some(MutationOp::Put(put)) => put.key.clone(),
+                    Some(MutationOp::Delete(delete)) => delete.key.clone(),
+                    None => bytes::Bytes::new(),
+                })
+                .collect(),
+        ),
+        Command::Ping(_) | Command::Auth(_) => Footprint::Nothing,
+        // Counters of the whole database; a checkpoint holds every write.
+        Command::Stats(_) | Command::Checkpoint(_) => Footprint::All,
     }
 }

@@ -220,6 +220,40 @@ pub fn execute(op: Op, engine: &Engine) -> LocalBoxFuture<'static, Reply> {
     }
 }
 
+/// Bytes of framing counted per MGET element (`$<len>\r\n` and `\r\n`).
+const MGET_FRAMING_BYTES: usize = 16;
+
+/// MGET with its reply bounded: every key's read is taken at once (one
+/// snapshot, as before), but the reads are awaited one at a time and the
+/// request is answered `-ERR MGET reply exceeds N bytes ...` as soon as
+/// the values found (and their framing) pass `max_reply_bytes`, so the
+/// server holds at most that plus one value for it, however many keys it
+/// names (Redis has no such limit; see docs/PROTOCOL.md, "Limits").
+pub async fn mget_within(keys: Vec<Bytes>, db: crate::Db, max_reply_bytes: usize) -> Reply {
+    let reads: Vec<_> = keys.into_iter().map(|key| db.get(key)).collect();
+    let mut values = Vec::with_capacity(reads.len());
+    let mut bytes = 0usize;
+    for read in reads {
+        let value = match read.await {
+            Ok(value) => value,
+            Err(e) => return engine_error(&e),
+        };
+        bytes += MGET_FRAMING_BYTES + value.as_ref().map_or(0, |v| v.len());
+        if bytes > max_reply_bytes {
+            return mget_too_large(max_reply_bytes);
+        }
+        values.push(Reply::value(value));
+    }
+    Reply::Array(values)
+}
+
+/// The refusal of an MGET whose reply would pass `max_reply_bytes`.
+pub fn mget_too_large(max_reply_bytes: usize) -> Reply {
+    Reply::err(format!(
+        "MGET reply exceeds {max_reply_bytes} bytes (the server's largest reply); ask for fewer keys"
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,6 +6,7 @@
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context as TaskContext, Poll};
+use std::time::Duration;
 
 use actix::ActorFuture;
 use bytes::{Buf, BytesMut};
@@ -13,6 +14,7 @@ use futures_util::StreamExt;
 use futures_util::future::LocalBoxFuture;
 use tokio::io::AsyncWrite;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::time::{Instant, Sleep};
 use tokio_util::codec::FramedRead;
 
 use super::{Connection, PipelineConfig, Protocol};
@@ -69,7 +71,7 @@ impl<P: Protocol> ActorFuture<Connection<P>> for Reader<P> {
                 return Poll::Ready(());
             }
             if !connection.may_read() {
-                connection.reader = Some(task.waker().clone());
+                connection.park_reader(task.waker().clone(), ctx);
                 return Poll::Pending;
             }
             if !this.raised && connection.protocol.authenticated() {
@@ -98,19 +100,49 @@ impl<P: Protocol> ActorFuture<Connection<P>> for Reader<P> {
 /// Writes the connection's encoded replies as they come, releasing budget
 /// as the socket takes bytes; shuts the socket's write side once the
 /// connection is closing and everything is written, then stops the actor.
+/// A socket that takes no byte for `stall_timeout` while replies wait
+/// ends the connection (`TimedOut`).
 pub(super) struct Writer {
     socket: OwnedWriteHalf,
     /// Bytes taken from the outbox and not yet written.
     chunk: BytesMut,
     shut: bool,
+    stall_timeout: Duration,
+    /// Set while the socket refuses bytes; made at the first stall.
+    stall: Option<Pin<Box<Sleep>>>,
+    /// `stall` is set for the current stall.
+    stalled: bool,
 }
 
 impl Writer {
-    pub(super) fn new(socket: OwnedWriteHalf) -> Self {
+    pub(super) fn new(socket: OwnedWriteHalf, stall_timeout: Duration) -> Self {
         Writer {
             socket,
             chunk: BytesMut::new(),
             shut: false,
+            stall_timeout,
+            stall: None,
+            stalled: false,
+        }
+    }
+
+    /// The socket refused bytes: starts the stall clock if it is not
+    /// running; `Ready` once it has run out.
+    fn poll_stall(&mut self, task: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
+        let deadline = Instant::now() + self.stall_timeout;
+        let stall = self
+            .stall
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if !self.stalled {
+            stall.as_mut().reset(deadline);
+            self.stalled = true;
+        }
+        match stall.as_mut().poll(task) {
+            Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the client read no reply for the idle timeout",
+            ))),
+            Poll::Pending => Poll::Pending,
         }
     }
 
@@ -140,11 +172,12 @@ impl Writer {
                     return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
                 }
                 Poll::Ready(Ok(n)) => {
+                    self.stalled = false;
                     self.chunk.advance(n);
                     connection.on_written(n, ctx);
                 }
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => return self.poll_stall(task),
             }
         }
     }

@@ -14,6 +14,12 @@
 //!   waits for the disk) is dispatched only when no other such read is in
 //!   flight, so at most one reply larger than the budget is ever held. The
 //!   worst case per connection is written in docs/PROTOCOL.md ("Limits");
+//! - **a server-wide byte budget**: the same bytes of every connection add
+//!   up in one atomic counter ([`budget`]); while it is at its cap no
+//!   connection reads or starts a read;
+//! - **write stalls**: a connection whose socket takes no reply byte for
+//!   the idle timeout while replies wait is closed (a client that never
+//!   reads cannot hold its budget, or the server's, for ever);
 //! - **in-flight limit**: at most `max_in_flight` requests unanswered;
 //! - **timeouts**: idle and half-sent requests ([`super::timeouts`]), and a
 //!   connection that has not authenticated within `auth_timeout`;
@@ -25,6 +31,7 @@
 //! message; the actor, its reads and its writes all run on one worker
 //! thread.
 
+pub mod budget;
 mod io;
 pub mod order;
 
@@ -41,8 +48,9 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_util::codec::Decoder;
 
-pub use order::Access;
+pub use budget::ServerReplyBudget;
 use order::Order;
+pub use order::{Access, Footprint};
 
 use crate::server::connections::ConnectionGuard;
 use crate::server::request_stats::RequestStats;
@@ -78,6 +86,11 @@ pub trait Protocol: Sized + Unpin + 'static {
     fn accept(&mut self, request: <Self::Decoder as Decoder>::Item) -> Accepted<Self>;
     /// How `op` relates to the other requests on the connection.
     fn access(op: &Self::Op) -> Access;
+    /// What `op` reads or writes: a read waits only for earlier writes
+    /// whose footprint overlaps its own. `All` unless told otherwise.
+    fn footprint(_op: &Self::Op) -> Footprint {
+        Footprint::All
+    }
     /// Which of the listener's counted commands `op` is (an index into
     /// the names its [`RequestStats`] was made with).
     fn command_index(op: &Self::Op) -> usize;
@@ -129,6 +142,8 @@ pub struct PipelineConfig {
     pub shutdown: watch::Receiver<bool>,
     /// The listener's connection count and per-command latencies.
     pub request_stats: Arc<RequestStats>,
+    /// What all connections of the server hold together, and its cap.
+    pub server_budget: Arc<ServerReplyBudget>,
 }
 
 /// One reply position, in request order.
@@ -169,6 +184,12 @@ pub struct Connection<P: Protocol> {
     reader: Option<Waker>,
     /// Woken when there is something to write, or to close.
     writer: Option<Waker>,
+    /// The server-wide budget, and this connection's share of it as last
+    /// reported (`request_bytes + reply_bytes` then).
+    server_budget: Arc<ServerReplyBudget>,
+    charged: usize,
+    /// A look at the server-wide budget is scheduled.
+    recheck_armed: bool,
     /// Counts this connection against the server's limit while it lives.
     _guard: ConnectionGuard,
     /// Where its requests' latencies and its own life are counted.
@@ -189,12 +210,13 @@ pub(crate) fn start<P: Protocol>(
 ) {
     let (read, write) = stream.into_split();
     let reader = io::Reader::<P>::new(read, decoder, config);
+    let writer = io::Writer::new(write, config.idle_timeout);
     let auth_timeout = config.auth_timeout;
     let stats = config.request_stats.clone();
     stats.connection(true);
     Connection::create(move |ctx| {
         ctx.spawn(reader);
-        ctx.spawn(io::Writer::new(write));
+        ctx.spawn(writer);
         if !protocol.authenticated() {
             ctx.run_later(auth_timeout, |connection, ctx| {
                 if !connection.protocol.authenticated() {
@@ -219,6 +241,9 @@ pub(crate) fn start<P: Protocol>(
             reading_done: false,
             reader: None,
             writer: None,
+            server_budget: config.server_budget.clone(),
+            charged: 0,
+            recheck_armed: false,
             _guard: guard,
             stats,
         }
@@ -227,6 +252,7 @@ pub(crate) fn start<P: Protocol>(
 
 impl<P: Protocol> Drop for Connection<P> {
     fn drop(&mut self) {
+        self.server_budget.settle(self.charged, 0);
         self.stats.connection(false);
     }
 }
@@ -241,19 +267,51 @@ impl<P: Protocol> Connection<P> {
         }
     }
 
+    /// Bytes this connection holds: its share of the server's budget.
+    fn held_bytes(&self) -> usize {
+        self.request_bytes + self.reply_bytes
+    }
+
     /// True if the socket may be read for one more request.
     fn may_read(&self) -> bool {
         !self.reading_done
             && self.slots.len() < self.max_in_flight
-            && self.request_bytes + self.reply_bytes < self.budget()
+            && self.held_bytes() < self.budget()
+            && !self.server_full(self.held_bytes())
     }
 
     /// True if reads must wait: replies handed to the writer fill the
-    /// budget, or a read that went to the disk is still in flight. (Replies
-    /// kept in slots behind a held read do not count here: they cannot
-    /// drain before it, so waiting for them would never end.)
+    /// budget (the connection's, or the server's with everyone else's
+    /// bytes), or a read that went to the disk is still in flight.
+    /// (Replies kept in slots behind a held read do not count here: they
+    /// cannot drain before it, so waiting for them would never end.)
     fn reads_blocked(&self) -> bool {
-        self.waiting_read.is_some() || self.queued_bytes >= self.budget()
+        self.waiting_read.is_some()
+            || self.queued_bytes >= self.budget()
+            || self.server_full(self.queued_bytes)
+    }
+
+    /// True if the other connections' bytes and `own` reach the server's cap.
+    fn server_full(&self, own: usize) -> bool {
+        self.server_budget.full_with(self.charged, own)
+    }
+
+    /// Reports this connection's bytes to the server's budget; if the
+    /// server's cap is what keeps it from reading or from starting a held
+    /// read, looks again shortly (nothing else would wake it).
+    fn settle_server_budget(&mut self, ctx: &mut Context<Self>) {
+        let held = self.held_bytes();
+        self.server_budget.settle(self.charged, held);
+        self.charged = held;
+        let blocked = self.reader.is_some() && self.server_full(held)
+            || self.order.holds_any() && self.server_full(self.queued_bytes);
+        if blocked && !self.recheck_armed {
+            self.recheck_armed = true;
+            ctx.run_later(budget::RECHECK_INTERVAL, |connection, ctx| {
+                connection.recheck_armed = false;
+                connection.pump(ctx);
+            });
+        }
     }
 
     /// Takes one decoded request of `bytes` wire bytes.
@@ -271,8 +329,9 @@ impl<P: Protocol> Connection<P> {
             }
             Accepted::Engine(tag, op) => {
                 let seq = self.push_slot(bytes, tag);
-                let access = P::access(&op);
-                if let Some(op) = self.order.admit(seq, access, op, self.reads_blocked()) {
+                let (access, footprint) = (P::access(&op), P::footprint(&op));
+                let blocked = self.reads_blocked();
+                if let Some(op) = self.order.admit(seq, access, footprint, op, blocked) {
                     self.dispatch(seq, access, op, ctx);
                 }
                 self.pump(ctx);
@@ -397,6 +456,14 @@ impl<P: Protocol> Connection<P> {
         {
             reader.wake();
         }
+        self.settle_server_budget(ctx);
+    }
+
+    /// The reader found it may not read: keeps its waker and, if the
+    /// server's cap is the reason, schedules a look.
+    fn park_reader(&mut self, waker: Waker, ctx: &mut Context<Self>) {
+        self.reader = Some(waker);
+        self.settle_server_budget(ctx);
     }
 
     /// True once nothing more will be written: the writer then closes.

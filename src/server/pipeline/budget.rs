@@ -1,0 +1,93 @@
+//! The server-wide byte budget: what every connection's unanswered
+//! requests and unsent replies hold, together, in one atomic counter.
+//!
+//! Each connection adds its own bytes (the same ones its per-connection
+//! budget counts) and takes them back as they drain; no lock, no message.
+//! While the total is at the cap (`--max-server-reply-bytes`) a connection
+//! reads no request and starts no read, except that a connection's own
+//! replies kept behind one of its held reads never block that read (they
+//! cannot drain before it). Connections blocked only by the server-wide
+//! cap look again every [`RECHECK_INTERVAL`] (nothing wakes them: another
+//! connection's bytes drain on another thread).
+//!
+//! The cap is checked before a request is read and before a read is
+//! started, with the reply's size not yet known: replies of reads already
+//! started still arrive. docs/PROTOCOL.md ("Limits") gives the worst case.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+/// Default cap of all connections' unanswered requests and unsent replies
+/// together (`--max-server-reply-bytes`): 1 GiB.
+pub const DEFAULT_MAX_SERVER_REPLY_BYTES: usize = 1 << 30;
+/// How often a connection blocked only by the server-wide cap looks again.
+pub const RECHECK_INTERVAL: Duration = Duration::from_millis(5);
+
+/// The bytes all connections of a server hold, against a cap; shared by
+/// both listeners.
+#[derive(Debug)]
+pub struct ServerReplyBudget {
+    held: AtomicUsize,
+    max: usize,
+}
+
+impl Default for ServerReplyBudget {
+    fn default() -> Self {
+        ServerReplyBudget::new(DEFAULT_MAX_SERVER_REPLY_BYTES)
+    }
+}
+
+impl ServerReplyBudget {
+    /// An empty budget of `max` bytes (at least 1).
+    pub fn new(max: usize) -> Self {
+        ServerReplyBudget {
+            held: AtomicUsize::new(0),
+            max: max.max(1),
+        }
+    }
+
+    /// The cap.
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
+    /// Bytes held now by all connections, as each last reported them.
+    pub fn held(&self) -> usize {
+        self.held.load(Ordering::Relaxed)
+    }
+
+    /// Moves a connection's share from `was` to `now` bytes.
+    pub(super) fn settle(&self, was: usize, now: usize) {
+        if now > was {
+            self.held.fetch_add(now - was, Ordering::Relaxed);
+        } else if was > now {
+            self.held.fetch_sub(was - now, Ordering::Relaxed);
+        }
+    }
+
+    /// True if bytes `own` added to what the others hold (`charged` is the
+    /// caller's reported share) reach the cap.
+    pub(super) fn full_with(&self, charged: usize, own: usize) -> bool {
+        self.held().saturating_sub(charged).saturating_add(own) >= self.max
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shares_add_up_and_release() {
+        let budget = ServerReplyBudget::new(100);
+        budget.settle(0, 60);
+        budget.settle(0, 30);
+        assert_eq!(budget.held(), 90);
+        // The first connection, at 60, with 10 more of its own: full.
+        assert!(budget.full_with(60, 70));
+        assert!(!budget.full_with(60, 69));
+        budget.settle(60, 0);
+        assert_eq!(budget.held(), 30);
+        assert!(!budget.full_with(0, 69));
+        assert!(budget.full_with(0, 70));
+    }
+}
