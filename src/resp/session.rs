@@ -22,8 +22,9 @@ use tokio::net::TcpStream;
 
 use super::auth::{self, Gated};
 use super::codec::{Limits, RespCodec, protocol_error};
+use super::command_stats::CommandStats;
 use super::commands::transaction::{self, Step, Transaction};
-use super::commands::{self, Connection, Engine, Op, Parsed};
+use super::commands::{self, Connection, Engine, Op, Parsed, engine_error};
 use super::database::{Database, prefix_end};
 use super::reply::{Protocol, Reply};
 use crate::server::auth::{AuthGate, AuthToken};
@@ -187,6 +188,20 @@ fn database_range(database: Database) -> Footprint {
     Footprint::Range(prefix, end)
 }
 
+/// Counts `reply` to `command` (its index in the command table, if it
+/// has one) for `INFO commandstats` and `errorstats`; gives it back.
+fn record(stats: &CommandStats, command: Option<usize>, started: Instant, reply: Reply) -> Reply {
+    match command {
+        Some(i) => stats.record(i, started.elapsed(), error_text(&reply)),
+        None => {
+            if let Reply::Error(e) = &reply {
+                stats.record_error(e);
+            }
+        }
+    }
+    reply
+}
+
 /// The text of an error reply.
 fn error_text(reply: &Reply) -> Option<&str> {
     match reply {
@@ -234,27 +249,43 @@ impl pipeline::Protocol for Session {
     }
 
     fn execute(&self, request: Request) -> LocalBoxFuture<'static, Reply> {
-        let reply = match request.op {
-            Op::MGet(keys) => {
-                let db = self.engine.db.clone();
-                commands::strings::mget_within(keys, db, self.largest_reply).boxed_local()
-            }
-            op => commands::execute(op, &self.engine),
-        };
-        let (stats, started) = (self.engine.commands.clone(), Instant::now());
-        async move {
-            let reply = reply.await;
-            match request.command {
-                Some(i) => stats.record(i, started.elapsed(), error_text(&reply)),
-                None => {
-                    if let Reply::Error(e) = &reply {
-                        stats.record_error(e);
-                    }
+        let (stats, started, command) = (
+            self.engine.commands.clone(),
+            Instant::now(),
+            request.command,
+        );
+        let db = &self.engine.db;
+        // GET and SET, most of the traffic, go straight to the engine: one
+        // boxed future per request, no key or write vectors (the general
+        // path, `commands::execute`, reads and writes through `KeyOp`s).
+        match request.op {
+            Op::Get(key) => {
+                let read = db.get(key);
+                async move {
+                    let reply = read.await.map_or_else(|e| engine_error(&e), Reply::value);
+                    record(&stats, command, started, reply)
                 }
+                .boxed_local()
             }
-            reply
+            Op::Set(key, value) => {
+                let write = db.put(key, value);
+                async move {
+                    let reply = write
+                        .await
+                        .map_or_else(|e| engine_error(&e), |()| Reply::ok());
+                    record(&stats, command, started, reply)
+                }
+                .boxed_local()
+            }
+            Op::MGet(keys) => {
+                let reply = commands::strings::mget_within(keys, db.clone(), self.largest_reply);
+                async move { record(&stats, command, started, reply.await) }.boxed_local()
+            }
+            op => {
+                let reply = commands::execute(op, &self.engine);
+                async move { record(&stats, command, started, reply.await) }.boxed_local()
+            }
         }
-        .boxed_local()
     }
 
     fn encode(
