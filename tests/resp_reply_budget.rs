@@ -169,9 +169,11 @@ fn many_non_reading_clients_together_stay_under_the_server_budget() {
     println!(
         "16 non-reading clients: {sent} requests sent, {held_mib} MiB held, server RSS grew {grown_mib} MiB"
     );
-    // The cap, passed by at most the replies under way when it was reached.
+    // The cap, passed by at most the replies under way when it was reached
+    // (without it: 64 MiB). RSS also counts the allocator's slack and the
+    // arenas of the other tests' servers.
     assert!(held_mib < 12, "{held_mib} MiB held");
-    assert!(grown_mib < 40, "RSS grew {grown_mib} MiB");
+    assert!(grown_mib < 48, "RSS grew {grown_mib} MiB");
     // The greedy clients are closed once their sockets stall for 0.5 s;
     // then a client that reads is served.
     let started = std::time::Instant::now();

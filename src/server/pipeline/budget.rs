@@ -3,6 +3,12 @@
 //!
 //! Each connection adds its own bytes (the same ones its per-connection
 //! budget counts) and takes them back as they drain; no lock, no message.
+//! It reports them rounded up to [`GRANULE`] bytes, so that a pipeline of
+//! small requests touches the shared counter when the connection starts and
+//! stops being busy, not at every request (an atomic add on a cache line
+//! two worker threads share costs about as much as the rest of the
+//! server's work on a small request). The counter therefore overstates
+//! what is held by less than one granule per busy connection.
 //! While the total is at the cap (`--max-server-reply-bytes`) a connection
 //! reads no request and starts no read, except that a connection's own
 //! replies kept behind one of its held reads never block that read (they
@@ -20,6 +26,15 @@ use std::time::Duration;
 /// Default cap of all connections' unanswered requests and unsent replies
 /// together (`--max-server-reply-bytes`): 1 GiB.
 pub const DEFAULT_MAX_SERVER_REPLY_BYTES: usize = 1 << 30;
+/// The unit connections report their bytes in.
+pub const GRANULE: usize = 16 << 10;
+
+/// `bytes` rounded up to whole granules: what a connection holding them
+/// reports.
+pub fn granules(bytes: usize) -> usize {
+    bytes.div_ceil(GRANULE).saturating_mul(GRANULE)
+}
+
 /// How often a connection blocked only by the server-wide cap looks again.
 pub const RECHECK_INTERVAL: Duration = Duration::from_millis(5);
 
@@ -75,6 +90,14 @@ impl ServerReplyBudget {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shares_are_reported_in_whole_granules() {
+        assert_eq!(granules(0), 0);
+        assert_eq!(granules(1), GRANULE);
+        assert_eq!(granules(GRANULE), GRANULE);
+        assert_eq!(granules(GRANULE + 1), 2 * GRANULE);
+    }
 
     #[test]
     fn shares_add_up_and_release() {

@@ -185,7 +185,7 @@ pub struct Connection<P: Protocol> {
     /// Woken when there is something to write, or to close.
     writer: Option<Waker>,
     /// The server-wide budget, and this connection's share of it as last
-    /// reported (`request_bytes + reply_bytes` then).
+    /// reported (`request_bytes + reply_bytes` then, in whole granules).
     server_budget: Arc<ServerReplyBudget>,
     charged: usize,
     /// A look at the server-wide budget is scheduled.
@@ -301,8 +301,11 @@ impl<P: Protocol> Connection<P> {
     /// read, looks again shortly (nothing else would wake it).
     fn settle_server_budget(&mut self, ctx: &mut Context<Self>) {
         let held = self.held_bytes();
-        self.server_budget.settle(self.charged, held);
-        self.charged = held;
+        let share = budget::granules(held);
+        if share != self.charged {
+            self.server_budget.settle(self.charged, share);
+            self.charged = share;
+        }
         let blocked = self.reader.is_some() && self.server_full(held)
             || self.order.holds_any() && self.server_full(self.queued_bytes);
         if blocked && !self.recheck_armed {
