@@ -129,12 +129,13 @@ impl Writer {
     /// The socket refused bytes: starts the stall clock if it is not
     /// running; `Ready` once it has run out.
     fn poll_stall(&mut self, task: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
-        let deadline = Instant::now() + self.stall_timeout;
+        let timeout = self.stall_timeout;
         let stall = self
             .stall
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
         if !self.stalled {
-            stall.as_mut().reset(deadline);
+            // One clock read per stall, not per refused write.
+            stall.as_mut().reset(Instant::now() + timeout);
             self.stalled = true;
         }
         match stall.as_mut().poll(task) {
