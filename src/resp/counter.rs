@@ -24,9 +24,10 @@
 //! unit's error is not another's.
 //!
 //! WATCH: an EXEC carries the keys its connection watched, each with the
-//! sequence number the database had applied when WATCH ran. A key whose
-//! newest version is newer than that (or that an earlier unit of the round
-//! wrote) was changed: the EXEC answers a null array and writes nothing.
+//! sequence number the database had applied and the time when WATCH ran
+//! ([`WatchMark`]). A key whose newest version is newer than that (or that
+//! an earlier unit of the round wrote), or that expired after the WATCH,
+//! was changed: the EXEC answers a null array and writes nothing.
 
 use std::collections::{HashMap, HashSet};
 
@@ -35,10 +36,10 @@ use bytes::Bytes;
 use futures_util::future::join_all;
 use tokio::sync::oneshot;
 
-use super::commands::engine_error;
 use super::commands::expire::ExpireOp;
 use super::commands::keyop::KeyOp;
 use super::commands::rmw::{Rmw, Writes};
+use super::commands::{WatchMark, engine_error};
 use super::reply::Reply;
 use crate::engine::Mutation;
 use crate::{Db, Error, ReadVersion, Result, WriteBatch};
@@ -72,8 +73,8 @@ pub enum Unit {
     /// array when a watched key changed.
     Exec {
         ops: Vec<KeyOp>,
-        /// Each watched key with the sequence number applied at WATCH.
-        watched: Vec<(Bytes, u64)>,
+        /// Each watched key with where its WATCH ran.
+        watched: Vec<(Bytes, WatchMark)>,
     },
 }
 
@@ -189,11 +190,12 @@ type Current = Option<(Bytes, u64)>;
 
 /// What one attempt of a round sees and has written: each key's value as
 /// the units before left it, the version of every key read from the
-/// engine, and the keys written in the order first written.
+/// engine (with its expiry, live or past), and the keys written in the
+/// order first written.
 #[derive(Default)]
 struct RoundView {
     values: HashMap<Bytes, Current>,
-    read: Vec<(Bytes, ReadVersion)>,
+    read: Vec<(Bytes, ReadVersion, u64)>,
     written: Vec<Bytes>,
     written_set: HashSet<Bytes>,
 }
@@ -211,8 +213,8 @@ impl RoundView {
         let reads = join_all(missing.iter().map(|key| db.get_versioned(key.clone()))).await;
         for (key, read) in missing.into_iter().zip(reads) {
             let read = read?;
-            self.read.push((key.clone(), read.version));
             let expire_at_ms = read.expire_at_ms;
+            self.read.push((key.clone(), read.version, expire_at_ms));
             self.values
                 .insert(key, read.value.map(|v| (v, expire_at_ms)));
         }
@@ -240,23 +242,21 @@ impl RoundView {
     }
 
     /// Whether a watched key changed since WATCH: written earlier in this
-    /// round, or newer in the engine than the sequence number at WATCH.
-    async fn changed(&mut self, db: &Db, watched: &[(Bytes, u64)]) -> Result<bool> {
-        for (key, since) in watched {
+    /// round, newer in the engine than the sequence number at WATCH, or
+    /// expired since the WATCH.
+    async fn changed(&mut self, db: &Db, watched: &[(Bytes, WatchMark)]) -> Result<bool> {
+        let now_ms = db.now_ms();
+        for (key, mark) in watched {
             if self.written_set.contains(key) {
                 return Ok(true);
             }
-            let version = match self.read.iter().find(|(k, _)| k == key) {
-                Some((_, version)) => *version,
-                None => {
-                    self.values_of(db, std::slice::from_ref(key)).await?;
-                    match self.read.iter().find(|(k, _)| k == key) {
-                        Some((_, version)) => *version,
-                        None => return Ok(true),
-                    }
-                }
+            if !self.read.iter().any(|(k, ..)| k == key) {
+                self.values_of(db, std::slice::from_ref(key)).await?;
+            }
+            let Some((_, version, expire_at_ms)) = self.read.iter().find(|(k, ..)| k == key) else {
+                return Ok(true);
             };
-            if version.seq > *since {
+            if watch_broken(*mark, version.seq, *expire_at_ms, now_ms) {
                 return Ok(true);
             }
         }
@@ -271,7 +271,7 @@ impl RoundView {
             return self.confirm_reads(db).await;
         }
         let mut batch = WriteBatch::new();
-        for (key, version) in &self.read {
+        for (key, version, _) in &self.read {
             batch.require_unchanged(key.clone(), *version);
         }
         for key in self.written {
@@ -290,16 +290,25 @@ impl RoundView {
         let again = join_all(
             self.read
                 .iter()
-                .map(|(key, _)| db.get_versioned(key.clone())),
+                .map(|(key, ..)| db.get_versioned(key.clone())),
         )
         .await;
-        for ((_, first), again) in self.read.iter().zip(again) {
+        for ((_, first, _), again) in self.read.iter().zip(again) {
             if again?.version.seq != first.seq {
                 return Err(Error::Conflict);
             }
         }
         Ok(())
     }
+}
+
+/// Whether a key watched at `mark`, whose newest version is `seq` and
+/// expires at `expire_at_ms` (0: never), changed by `now_ms`: a newer
+/// version, or an expiry that passed after the WATCH (a key already
+/// expired when watched is absent both times: unchanged).
+fn watch_broken(mark: WatchMark, seq: u64, expire_at_ms: u64, now_ms: u64) -> bool {
+    let expired_since = expire_at_ms != 0 && mark.at_ms < expire_at_ms && expire_at_ms <= now_ms;
+    seq > mark.seq || expired_since
 }
 
 /// One operation's writes (with the expiry each put carries) and reply,
@@ -339,4 +348,25 @@ fn with_expiry(writes: Writes, expire_at_ms: u64) -> Vec<Mutation> {
             value,
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_watched_key_breaks_on_a_newer_version_or_an_expiry_after_watch() {
+        let mark = WatchMark {
+            seq: 10,
+            at_ms: 1_000,
+        };
+        assert!(!watch_broken(mark, 10, 0, 5_000));
+        assert!(watch_broken(mark, 11, 0, 5_000));
+        // Expires after WATCH: changed once the expiry has passed.
+        assert!(!watch_broken(mark, 10, 2_000, 1_500));
+        assert!(watch_broken(mark, 10, 2_000, 2_000));
+        // Already expired when watched: absent then and now, unchanged.
+        assert!(!watch_broken(mark, 10, 900, 5_000));
+        assert!(!watch_broken(mark, 10, 1_000, 5_000));
+    }
 }

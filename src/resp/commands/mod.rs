@@ -57,12 +57,21 @@ pub struct Connection {
     pub database: Database,
 }
 
-/// The sequence number the database had applied when a WATCH ran: set
-/// when the WATCH request runs (after every earlier write of the
-/// connection is acknowledged), read when EXEC runs. Requests of one
-/// connection run on its thread in arrival order, so EXEC reads it after
-/// it is set.
-pub type WatchPoint = std::rc::Rc<std::cell::Cell<u64>>;
+/// Where a WATCH ran: set when the WATCH request runs (after every earlier
+/// write of the connection is acknowledged), read when EXEC runs. Requests
+/// of one connection run on its thread in arrival order, so EXEC reads it
+/// after it is set.
+pub type WatchPoint = std::rc::Rc<std::cell::Cell<WatchMark>>;
+
+/// What a WATCH records: the sequence number the database had applied and
+/// the time (by the database's clock). A watched key changed if it has a
+/// newer version, or if it expired after `at_ms` (as in Redis, a key that
+/// expires while watched counts as changed; one already expired does not).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WatchMark {
+    pub seq: u64,
+    pub at_ms: u64,
+}
 
 /// What the server knows about itself, for `INFO`.
 #[derive(Debug)]
@@ -256,7 +265,10 @@ pub fn execute(op: Op, engine: &Engine) -> LocalBoxFuture<'static, Reply> {
             futures_util::future::ready(Reply::ok()).boxed_local()
         }
         Op::WatchPoint(point) => {
-            point.set(engine.db.visible_seq());
+            point.set(WatchMark {
+                seq: engine.db.visible_seq(),
+                at_ms: engine.db.now_ms(),
+            });
             futures_util::future::ready(Reply::ok()).boxed_local()
         }
         Op::Ttl(key, kind) => expire::execute_ttl(&engine.db, key, kind),
