@@ -83,7 +83,7 @@ declare -A REASONS=(
     [swapdb]="needs SWAPDB (databases are key ranges of one engine; refused)"
     [clients]="needs MONITOR, pub/sub, ACL users, CLIENT TRACKING or CLIENT LIST (NaiveKV keeps no table of connections)"
     [cluster]="needs Redis Cluster's CLUSTER command and CONFIG REWRITE"
-    [collateral]="depends on the cleanup (FLUSHDB) at the end of an excluded test"
+    [collateral]="depends on an excluded test: the FLUSHDB that ends it, or the key the test before moved"
 )
 
 # unit|reason|test name (the exact name the runner prints).
@@ -105,6 +105,7 @@ keyspace|types|COPY basic usage for hashtable hash
 keyspace|types|COPY basic usage for stream
 keyspace|types|COPY basic usage for stream-cgroups
 keyspace|collateral|MOVE basic usage
+keyspace|collateral|MOVE against key existing in the target DB
 expire|types|EXPIRE - write on expire should work
 scan|types|SSCAN with encoding intset
 scan|types|SSCAN with encoding hashtable

@@ -24,10 +24,11 @@
 //! unit's error is not another's.
 //!
 //! WATCH: an EXEC carries the keys its connection watched, each with the
-//! sequence number the database had applied and the time when WATCH ran
-//! ([`WatchMark`]). A key whose newest version is newer than that (or that
-//! an earlier unit of the round wrote), or that expired after the WATCH,
-//! was changed: the EXEC answers a null array and writes nothing.
+//! sequence number the database had applied when WATCH ran and the expiry
+//! WATCH read ([`WatchMark`]). A key whose newest version is newer than
+//! that (or that an earlier unit of the round wrote), or whose expiry has
+//! passed since, was changed: the EXEC answers a null array and writes
+//! nothing.
 
 use std::collections::{HashMap, HashSet};
 
@@ -190,12 +191,11 @@ type Current = Option<(Bytes, u64)>;
 
 /// What one attempt of a round sees and has written: each key's value as
 /// the units before left it, the version of every key read from the
-/// engine (with its expiry, live or past), and the keys written in the
-/// order first written.
+/// engine, and the keys written in the order first written.
 #[derive(Default)]
 struct RoundView {
     values: HashMap<Bytes, Current>,
-    read: Vec<(Bytes, ReadVersion, u64)>,
+    read: Vec<(Bytes, ReadVersion)>,
     written: Vec<Bytes>,
     written_set: HashSet<Bytes>,
 }
@@ -213,8 +213,8 @@ impl RoundView {
         let reads = join_all(missing.iter().map(|key| db.get_versioned(key.clone()))).await;
         for (key, read) in missing.into_iter().zip(reads) {
             let read = read?;
+            self.read.push((key.clone(), read.version));
             let expire_at_ms = read.expire_at_ms;
-            self.read.push((key.clone(), read.version, expire_at_ms));
             self.values
                 .insert(key, read.value.map(|v| (v, expire_at_ms)));
         }
@@ -253,10 +253,10 @@ impl RoundView {
             if !self.read.iter().any(|(k, ..)| k == key) {
                 self.values_of(db, std::slice::from_ref(key)).await?;
             }
-            let Some((_, version, expire_at_ms)) = self.read.iter().find(|(k, ..)| k == key) else {
+            let Some((_, version)) = self.read.iter().find(|(k, _)| k == key) else {
                 return Ok(true);
             };
-            if watch_broken(*mark, version.seq, *expire_at_ms, now_ms) {
+            if watch_broken(*mark, version.seq, now_ms) {
                 return Ok(true);
             }
         }
@@ -271,7 +271,7 @@ impl RoundView {
             return self.confirm_reads(db).await;
         }
         let mut batch = WriteBatch::new();
-        for (key, version, _) in &self.read {
+        for (key, version) in &self.read {
             batch.require_unchanged(key.clone(), *version);
         }
         for key in self.written {
@@ -293,7 +293,7 @@ impl RoundView {
                 .map(|(key, ..)| db.get_versioned(key.clone())),
         )
         .await;
-        for ((_, first, _), again) in self.read.iter().zip(again) {
+        for ((_, first), again) in self.read.iter().zip(again) {
             if again?.version.seq != first.seq {
                 return Err(Error::Conflict);
             }
@@ -302,12 +302,12 @@ impl RoundView {
     }
 }
 
-/// Whether a key watched at `mark`, whose newest version is `seq` and
-/// expires at `expire_at_ms` (0: never), changed by `now_ms`: a newer
-/// version, or an expiry that passed after the WATCH (a key already
-/// expired when watched is absent both times: unchanged).
-fn watch_broken(mark: WatchMark, seq: u64, expire_at_ms: u64, now_ms: u64) -> bool {
-    let expired_since = expire_at_ms != 0 && mark.at_ms < expire_at_ms && expire_at_ms <= now_ms;
+/// Whether a key watched at `mark`, whose newest version is now `seq`,
+/// changed by `now_ms`: a newer version, or the value WATCH saw has
+/// expired since (a key already expired when watched had no value then,
+/// and no expiry to pass).
+fn watch_broken(mark: WatchMark, seq: u64, now_ms: u64) -> bool {
+    let expired_since = mark.expire_at_ms != 0 && mark.expire_at_ms <= now_ms;
     seq > mark.seq || expired_since
 }
 
@@ -355,18 +355,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_watched_key_breaks_on_a_newer_version_or_an_expiry_after_watch() {
-        let mark = WatchMark {
+    fn a_watched_key_breaks_on_a_newer_version_or_when_its_expiry_passes() {
+        let never = WatchMark {
             seq: 10,
-            at_ms: 1_000,
+            expire_at_ms: 0,
         };
-        assert!(!watch_broken(mark, 10, 0, 5_000));
-        assert!(watch_broken(mark, 11, 0, 5_000));
-        // Expires after WATCH: changed once the expiry has passed.
-        assert!(!watch_broken(mark, 10, 2_000, 1_500));
-        assert!(watch_broken(mark, 10, 2_000, 2_000));
-        // Already expired when watched: absent then and now, unchanged.
-        assert!(!watch_broken(mark, 10, 900, 5_000));
-        assert!(!watch_broken(mark, 10, 1_000, 5_000));
+        assert!(!watch_broken(never, 10, 5_000));
+        assert!(watch_broken(never, 11, 5_000));
+        // Live with an expiry at WATCH: changed once the expiry has passed.
+        let expiring = WatchMark {
+            seq: 10,
+            expire_at_ms: 2_000,
+        };
+        assert!(!watch_broken(expiring, 10, 1_999));
+        assert!(watch_broken(expiring, 10, 2_000));
     }
 }

@@ -63,14 +63,15 @@ pub struct Connection {
 /// after it is set.
 pub type WatchPoint = std::rc::Rc<std::cell::Cell<WatchMark>>;
 
-/// What a WATCH records: the sequence number the database had applied and
-/// the time (by the database's clock). A watched key changed if it has a
-/// newer version, or if it expired after `at_ms` (as in Redis, a key that
-/// expires while watched counts as changed; one already expired does not).
+/// What a WATCH records for one key: the sequence number the database had
+/// applied, and when the key's value expired as WATCH read it (0: never,
+/// or no value). A watched key changed if it has a newer version, or if
+/// that expiry has passed (as in Redis, a key that expires while watched
+/// counts as changed; one already expired when watched does not).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct WatchMark {
     pub seq: u64,
-    pub at_ms: u64,
+    pub expire_at_ms: u64,
 }
 
 /// What the server knows about itself, for `INFO`.
@@ -143,8 +144,8 @@ pub enum Op {
     Ready(Reply),
     /// EXEC: the queued requests, and the keys watched.
     Exec(Vec<Op>, Vec<(Bytes, WatchPoint)>),
-    /// WATCH: record the point the keys are watched from.
-    WatchPoint(WatchPoint),
+    /// WATCH: record where each key is watched from.
+    WatchPoint(Vec<(Bytes, WatchPoint)>),
     /// CONFIG RESETSTAT.
     ResetStats,
 }
@@ -264,13 +265,7 @@ pub fn execute(op: Op, engine: &Engine) -> LocalBoxFuture<'static, Reply> {
             engine.commands.reset();
             futures_util::future::ready(Reply::ok()).boxed_local()
         }
-        Op::WatchPoint(point) => {
-            point.set(WatchMark {
-                seq: engine.db.visible_seq(),
-                at_ms: engine.db.now_ms(),
-            });
-            futures_util::future::ready(Reply::ok()).boxed_local()
-        }
+        Op::WatchPoint(keys) => transaction::watch(keys, &engine.db),
         Op::Ttl(key, kind) => expire::execute_ttl(&engine.db, key, kind),
         Op::Persistence(command) => persistence::execute(command, engine),
         Op::Del(_)

@@ -131,12 +131,13 @@ pub fn step(args: Vec<Bytes>, open: &mut Option<Transaction>, connection: &mut C
         ("watch", Some(_)) => Step::Answer(Reply::err("WATCH inside MULTI is not allowed")),
         ("watch", None) if args.len() < 2 => Step::Answer(super::wrong_arity("watch")),
         ("watch", None) => {
-            let point = WatchPoint::default();
-            for key in args.iter().skip(1) {
-                let key = connection.database.key(key);
-                connection.watched.push((key, point.clone()));
-            }
-            Step::Pass(Parsed::Engine(Op::WatchPoint(point)))
+            let keys: Vec<(Bytes, WatchPoint)> = args
+                .iter()
+                .skip(1)
+                .map(|key| (connection.database.key(key), WatchPoint::default()))
+                .collect();
+            connection.watched.extend(keys.iter().cloned());
+            Step::Pass(Parsed::Engine(Op::WatchPoint(keys)))
         }
         ("reset", _) => {
             *open = None;
@@ -187,6 +188,31 @@ fn queue(transaction: &mut Transaction, args: Vec<Bytes>) -> Reply {
 
 fn queued() -> Reply {
     Reply::Status("QUEUED".into())
+}
+
+/// Runs a WATCH: records, for each key, the sequence number the database
+/// has applied (every earlier write of the connection is acknowledged) and
+/// the expiry of the key's value.
+pub fn watch(keys: Vec<(Bytes, WatchPoint)>, db: &crate::Db) -> LocalBoxFuture<'static, Reply> {
+    let seq = db.visible_seq();
+    let reads = futures_util::future::join_all(
+        keys.iter()
+            .map(|(key, _)| db.get_versioned(key.clone()))
+            .collect::<Vec<_>>(),
+    );
+    async move {
+        for ((_, point), read) in keys.iter().zip(reads.await) {
+            match read {
+                Ok(read) => point.set(WatchMark {
+                    seq,
+                    expire_at_ms: read.expire_at_ms,
+                }),
+                Err(e) => return engine_error(&e),
+            }
+        }
+        Reply::ok()
+    }
+    .boxed_local()
 }
 
 /// Runs an EXEC: as one unit on the counter when every command is a key
