@@ -41,7 +41,7 @@
 # failing test and its error, server.log).
 #
 # Usage: scripts/redis-suite.sh [unit/NAME ...]   (from anywhere)
-# The eleven units take about 40 s on a 2-core VM once the release build and
+# The eleven units take about 30 s on a 2-core VM once the release build and
 # the download (about 3 MB) are done. Needs root (or sudo) only to install
 # tcl or fetch the source.
 set -uo pipefail
