@@ -24,9 +24,11 @@
 //! unit's error is not another's.
 //!
 //! WATCH: an EXEC carries the keys its connection watched, each with the
-//! sequence number the database had applied when WATCH ran. A key whose
-//! newest version is newer than that (or that an earlier unit of the round
-//! wrote) was changed: the EXEC answers a null array and writes nothing.
+//! sequence number the database had applied when WATCH ran and the expiry
+//! WATCH read ([`WatchMark`]). A key whose newest version is newer than
+//! that (or that an earlier unit of the round wrote), or whose expiry has
+//! passed since, was changed: the EXEC answers a null array and writes
+//! nothing.
 
 use std::collections::{HashMap, HashSet};
 
@@ -35,10 +37,10 @@ use bytes::Bytes;
 use futures_util::future::join_all;
 use tokio::sync::oneshot;
 
-use super::commands::engine_error;
 use super::commands::expire::ExpireOp;
 use super::commands::keyop::KeyOp;
 use super::commands::rmw::{Rmw, Writes};
+use super::commands::{WatchMark, engine_error};
 use super::reply::Reply;
 use crate::engine::Mutation;
 use crate::{Db, Error, ReadVersion, Result, WriteBatch};
@@ -72,8 +74,8 @@ pub enum Unit {
     /// array when a watched key changed.
     Exec {
         ops: Vec<KeyOp>,
-        /// Each watched key with the sequence number applied at WATCH.
-        watched: Vec<(Bytes, u64)>,
+        /// Each watched key with where its WATCH ran.
+        watched: Vec<(Bytes, WatchMark)>,
     },
 }
 
@@ -240,23 +242,21 @@ impl RoundView {
     }
 
     /// Whether a watched key changed since WATCH: written earlier in this
-    /// round, or newer in the engine than the sequence number at WATCH.
-    async fn changed(&mut self, db: &Db, watched: &[(Bytes, u64)]) -> Result<bool> {
-        for (key, since) in watched {
+    /// round, newer in the engine than the sequence number at WATCH, or
+    /// expired since the WATCH.
+    async fn changed(&mut self, db: &Db, watched: &[(Bytes, WatchMark)]) -> Result<bool> {
+        let now_ms = db.now_ms();
+        for (key, mark) in watched {
             if self.written_set.contains(key) {
                 return Ok(true);
             }
-            let version = match self.read.iter().find(|(k, _)| k == key) {
-                Some((_, version)) => *version,
-                None => {
-                    self.values_of(db, std::slice::from_ref(key)).await?;
-                    match self.read.iter().find(|(k, _)| k == key) {
-                        Some((_, version)) => *version,
-                        None => return Ok(true),
-                    }
-                }
+            if !self.read.iter().any(|(k, ..)| k == key) {
+                self.values_of(db, std::slice::from_ref(key)).await?;
+            }
+            let Some((_, version)) = self.read.iter().find(|(k, _)| k == key) else {
+                return Ok(true);
             };
-            if version.seq > *since {
+            if watch_broken(*mark, version.seq, now_ms) {
                 return Ok(true);
             }
         }
@@ -290,7 +290,7 @@ impl RoundView {
         let again = join_all(
             self.read
                 .iter()
-                .map(|(key, _)| db.get_versioned(key.clone())),
+                .map(|(key, ..)| db.get_versioned(key.clone())),
         )
         .await;
         for ((_, first), again) in self.read.iter().zip(again) {
@@ -300,6 +300,15 @@ impl RoundView {
         }
         Ok(())
     }
+}
+
+/// Whether a key watched at `mark`, whose newest version is now `seq`,
+/// changed by `now_ms`: a newer version, or the value WATCH saw has
+/// expired since (a key already expired when watched had no value then,
+/// and no expiry to pass).
+fn watch_broken(mark: WatchMark, seq: u64, now_ms: u64) -> bool {
+    let expired_since = mark.expire_at_ms != 0 && mark.expire_at_ms <= now_ms;
+    seq > mark.seq || expired_since
 }
 
 /// One operation's writes (with the expiry each put carries) and reply,
@@ -339,4 +348,26 @@ fn with_expiry(writes: Writes, expire_at_ms: u64) -> Vec<Mutation> {
             value,
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_watched_key_breaks_on_a_newer_version_or_when_its_expiry_passes() {
+        let never = WatchMark {
+            seq: 10,
+            expire_at_ms: 0,
+        };
+        assert!(!watch_broken(never, 10, 5_000));
+        assert!(watch_broken(never, 11, 5_000));
+        // Live with an expiry at WATCH: changed once the expiry has passed.
+        let expiring = WatchMark {
+            seq: 10,
+            expire_at_ms: 2_000,
+        };
+        assert!(!watch_broken(expiring, 10, 1_999));
+        assert!(watch_broken(expiring, 10, 2_000));
+    }
 }

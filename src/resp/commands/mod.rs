@@ -57,12 +57,22 @@ pub struct Connection {
     pub database: Database,
 }
 
-/// The sequence number the database had applied when a WATCH ran: set
-/// when the WATCH request runs (after every earlier write of the
-/// connection is acknowledged), read when EXEC runs. Requests of one
-/// connection run on its thread in arrival order, so EXEC reads it after
-/// it is set.
-pub type WatchPoint = std::rc::Rc<std::cell::Cell<u64>>;
+/// Where a WATCH ran: set when the WATCH request runs (after every earlier
+/// write of the connection is acknowledged), read when EXEC runs. Requests
+/// of one connection run on its thread in arrival order, so EXEC reads it
+/// after it is set.
+pub type WatchPoint = std::rc::Rc<std::cell::Cell<WatchMark>>;
+
+/// What a WATCH records for one key: the sequence number the database had
+/// applied, and when the key's value expired as WATCH read it (0: never,
+/// or no value). A watched key changed if it has a newer version, or if
+/// that expiry has passed (as in Redis, a key that expires while watched
+/// counts as changed; one already expired when watched does not).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WatchMark {
+    pub seq: u64,
+    pub expire_at_ms: u64,
+}
 
 /// What the server knows about itself, for `INFO`.
 #[derive(Debug)]
@@ -134,8 +144,8 @@ pub enum Op {
     Ready(Reply),
     /// EXEC: the queued requests, and the keys watched.
     Exec(Vec<Op>, Vec<(Bytes, WatchPoint)>),
-    /// WATCH: record the point the keys are watched from.
-    WatchPoint(WatchPoint),
+    /// WATCH: record where each key is watched from.
+    WatchPoint(Vec<(Bytes, WatchPoint)>),
     /// CONFIG RESETSTAT.
     ResetStats,
 }
@@ -255,10 +265,7 @@ pub fn execute(op: Op, engine: &Engine) -> LocalBoxFuture<'static, Reply> {
             engine.commands.reset();
             futures_util::future::ready(Reply::ok()).boxed_local()
         }
-        Op::WatchPoint(point) => {
-            point.set(engine.db.visible_seq());
-            futures_util::future::ready(Reply::ok()).boxed_local()
-        }
+        Op::WatchPoint(keys) => transaction::watch(keys, &engine.db),
         Op::Ttl(key, kind) => expire::execute_ttl(&engine.db, key, kind),
         Op::Persistence(command) => persistence::execute(command, engine),
         Op::Del(_)

@@ -1,9 +1,20 @@
 //! MULTI, EXEC, DISCARD, WATCH and UNWATCH.
 //!
-//! After MULTI a connection's commands are checked (name, arity, syntax)
-//! and queued, each answered `+QUEUED`; one that fails the check is
-//! answered with its error and makes EXEC answer `-EXECABORT`. DISCARD
-//! drops the queue.
+//! After MULTI a connection's commands are checked and queued, each
+//! answered `+QUEUED`. As in Redis, only an unknown command or subcommand,
+//! a wrong number of arguments, or a command not allowed in a transaction
+//! (SAVE, SHUTDOWN) is refused at once and makes EXEC answer
+//! `-EXECABORT`; any other error (a syntax error, a bad `CONFIG SET`) is
+//! queued and is that command's reply in EXEC's array. DISCARD drops the
+//! queue.
+//!
+//! Commands that change the connection (SELECT, CLIENT SETNAME, HELLO) are
+//! queued against a copy of it, so later commands of the transaction see
+//! their effect (a key after `SELECT 1` is in database 1); the copy becomes
+//! the connection's state when EXEC runs, and is dropped by DISCARD or an
+//! aborted EXEC. One difference from Redis: an EXEC that answers nil
+//! because a watched key changed still keeps the queued SELECT (the next
+//! requests are parsed before the EXEC has checked its keys).
 //!
 //! EXEC of key commands (GET, SET, DEL, INCR ... every
 //! [`KeyOp`](super::keyop::KeyOp)) goes to the counter as one unit: the
@@ -25,16 +36,51 @@ use futures_util::FutureExt;
 use futures_util::future::LocalBoxFuture;
 
 use super::keyop::{self, KeyOp};
-use super::{Connection, Engine, Op, Parsed, WatchPoint, engine_error, execute};
+use super::{Connection, Engine, Op, Parsed, WatchMark, WatchPoint, engine_error, execute};
 use crate::resp::counter::{Apply, Unit};
 use crate::resp::reply::Reply;
 
 /// A connection's open transaction.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Transaction {
     queued: Vec<Op>,
     /// A queued command failed its check: EXEC aborts.
     failed: bool,
+    /// The connection as the queued commands leave it (SELECT ...): what
+    /// later commands are parsed against, and the connection after EXEC.
+    connection: Connection,
+}
+
+impl Transaction {
+    /// A transaction opened on `connection`.
+    fn open(connection: &Connection) -> Self {
+        Transaction {
+            queued: Vec::new(),
+            failed: false,
+            connection: Connection {
+                watched: Vec::new(),
+                ..connection.clone()
+            },
+        }
+    }
+}
+
+/// Commands Redis refuses inside MULTI (its `no-multi` flag) that NaiveKV
+/// knows or that the harness tries: a checkpoint or a shutdown is not a
+/// transaction's business.
+const NOT_IN_MULTI: &[&str] = &["save", "shutdown"];
+
+/// Whether a parse error is one Redis gives when queueing (the command is
+/// not known, or has the wrong number of arguments), which aborts the
+/// transaction, rather than when running it.
+fn refused_when_queued(error: &str) -> bool {
+    [
+        "ERR unknown command",
+        "ERR unknown subcommand",
+        "ERR wrong number of arguments",
+    ]
+    .iter()
+    .any(|prefix| error.starts_with(prefix))
 }
 
 /// What a request means to the transaction state.
@@ -57,7 +103,7 @@ pub fn step(args: Vec<Bytes>, open: &mut Option<Transaction>, connection: &mut C
     match (name.as_str(), open.as_mut()) {
         ("multi", Some(_)) => Step::Answer(Reply::err("MULTI calls can not be nested")),
         ("multi", None) if args.len() == 1 => {
-            *open = Some(Transaction::default());
+            *open = Some(Transaction::open(connection));
             Step::Answer(Reply::ok())
         }
         ("exec" | "discard", None) => Step::Answer(Reply::err(format!(
@@ -70,7 +116,10 @@ pub fn step(args: Vec<Bytes>, open: &mut Option<Transaction>, connection: &mut C
                 Some(t) if t.failed => Step::Answer(Reply::Error(
                     "EXECABORT Transaction discarded because of previous errors.".into(),
                 )),
-                Some(t) => Step::Exec(t.queued, watched),
+                Some(t) => {
+                    *connection = t.connection;
+                    Step::Exec(t.queued, watched)
+                }
                 None => Step::Answer(Reply::err("EXEC without MULTI")),
             }
         }
@@ -82,12 +131,13 @@ pub fn step(args: Vec<Bytes>, open: &mut Option<Transaction>, connection: &mut C
         ("watch", Some(_)) => Step::Answer(Reply::err("WATCH inside MULTI is not allowed")),
         ("watch", None) if args.len() < 2 => Step::Answer(super::wrong_arity("watch")),
         ("watch", None) => {
-            let point = WatchPoint::default();
-            for key in args.iter().skip(1) {
-                let key = connection.database.key(key);
-                connection.watched.push((key, point.clone()));
-            }
-            Step::Pass(Parsed::Engine(Op::WatchPoint(point)))
+            let keys: Vec<(Bytes, WatchPoint)> = args
+                .iter()
+                .skip(1)
+                .map(|key| (connection.database.key(key), WatchPoint::default()))
+                .collect();
+            connection.watched.extend(keys.iter().cloned());
+            Step::Pass(Parsed::Engine(Op::WatchPoint(keys)))
         }
         ("reset", _) => {
             *open = None;
@@ -102,23 +152,22 @@ pub fn step(args: Vec<Bytes>, open: &mut Option<Transaction>, connection: &mut C
             connection.watched.clear();
             Step::Answer(Reply::ok())
         }
-        (_, Some(transaction)) => Step::Answer(queue(transaction, args, connection)),
+        (_, Some(transaction)) => Step::Answer(queue(transaction, args)),
         (_, None) => Step::Pass(super::parse(args, connection)),
     }
 }
 
 /// Checks and queues one command inside MULTI.
-fn queue(transaction: &mut Transaction, args: Vec<Bytes>, connection: &mut Connection) -> Reply {
-    // As in Redis: a checkpoint (SAVE) is not a transaction's business.
-    if args
+fn queue(transaction: &mut Transaction, args: Vec<Bytes>) -> Reply {
+    let name = args
         .first()
-        .is_some_and(|name| name.eq_ignore_ascii_case(b"save"))
-    {
+        .map(|a| String::from_utf8_lossy(a).to_ascii_lowercase());
+    if name.is_some_and(|name| NOT_IN_MULTI.contains(&name.as_str())) {
         transaction.failed = true;
         return Reply::err("Command not allowed inside a transaction");
     }
-    match super::parse(args, connection) {
-        Parsed::Reply(Reply::Error(error)) => {
+    match super::parse(args, &mut transaction.connection) {
+        Parsed::Reply(Reply::Error(error)) if refused_when_queued(&error) => {
             transaction.failed = true;
             Reply::Error(error)
         }
@@ -141,6 +190,31 @@ fn queued() -> Reply {
     Reply::Status("QUEUED".into())
 }
 
+/// Runs a WATCH: records, for each key, the sequence number the database
+/// has applied (every earlier write of the connection is acknowledged) and
+/// the expiry of the key's value.
+pub fn watch(keys: Vec<(Bytes, WatchPoint)>, db: &crate::Db) -> LocalBoxFuture<'static, Reply> {
+    let seq = db.visible_seq();
+    let reads = futures_util::future::join_all(
+        keys.iter()
+            .map(|(key, _)| db.get_versioned(key.clone()))
+            .collect::<Vec<_>>(),
+    );
+    async move {
+        for ((_, point), read) in keys.iter().zip(reads.await) {
+            match read {
+                Ok(read) => point.set(WatchMark {
+                    seq,
+                    expire_at_ms: read.expire_at_ms,
+                }),
+                Err(e) => return engine_error(&e),
+            }
+        }
+        Reply::ok()
+    }
+    .boxed_local()
+}
+
 /// Runs an EXEC: as one unit on the counter when every command is a key
 /// command, else one command after the other (see the module doc).
 pub fn exec(
@@ -148,7 +222,7 @@ pub fn exec(
     watched: Vec<(Bytes, WatchPoint)>,
     engine: Engine,
 ) -> LocalBoxFuture<'static, Reply> {
-    let watched: Vec<(Bytes, u64)> = watched.into_iter().map(|(k, p)| (k, p.get())).collect();
+    let watched: Vec<(Bytes, WatchMark)> = watched.into_iter().map(|(k, p)| (k, p.get())).collect();
     let ops: Vec<Result<KeyOp, Op>> = ops.into_iter().map(KeyOp::from_op).collect();
     if ops.iter().all(Result::is_ok) {
         let ops = ops.into_iter().flatten().collect();
@@ -193,6 +267,7 @@ fn on_counter(engine: &Engine, unit: Unit) -> LocalBoxFuture<'static, Reply> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::resp::database::Database;
 
     fn args(list: &[&str]) -> Vec<Bytes> {
         list.iter()
@@ -257,6 +332,81 @@ mod tests {
         assert!(
             matches!(run(&mut open, &["EXEC"]), Step::Answer(Reply::Error(e)) if e.starts_with("EXECABORT"))
         );
+    }
+
+    #[test]
+    fn only_unknown_commands_and_bad_arity_abort_other_errors_are_queued() {
+        let mut open = None;
+        run(&mut open, &["MULTI"]);
+        for queued_error in [
+            &["SET", "k", "v", "NX", "XX"][..],
+            &["SELECT", "99"],
+            &["CONFIG", "SET", "maxmemory", "bla"],
+        ] {
+            assert!(
+                matches!(run(&mut open, queued_error), Step::Answer(Reply::Status(s)) if s == "QUEUED"),
+                "{queued_error:?}"
+            );
+        }
+        match run(&mut open, &["EXEC"]) {
+            Step::Exec(ops, _) => {
+                assert_eq!(ops.len(), 3);
+                assert!(
+                    ops.iter()
+                        .all(|op| matches!(op, Op::Ready(Reply::Error(_))))
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        for aborts in [
+            &["GET"][..],
+            &["NOSUCH", "x"],
+            &["CLIENT", "NOSUCH"],
+            &["SHUTDOWN"],
+        ] {
+            run(&mut open, &["MULTI"]);
+            assert!(
+                matches!(run(&mut open, aborts), Step::Answer(Reply::Error(_))),
+                "{aborts:?}"
+            );
+            assert!(
+                matches!(run(&mut open, &["EXEC"]), Step::Answer(Reply::Error(e)) if e.starts_with("EXECABORT")),
+                "{aborts:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn select_inside_multi_takes_effect_at_exec_in_order() {
+        let (mut open, mut connection) = (None, Connection::default());
+        let mut step = |list: &[&str], c: &mut Connection| super::step(args(list), &mut open, c);
+        step(&["MULTI"], &mut connection);
+        step(&["SET", "k", "0"], &mut connection);
+        step(&["SELECT", "1"], &mut connection);
+        step(&["SET", "k", "1"], &mut connection);
+        // Queued, not applied: the connection is still on database 0.
+        assert_eq!(connection.database.index, 0);
+        match step(&["EXEC"], &mut connection) {
+            Step::Exec(ops, _) => match &ops[..] {
+                [Op::Set(k0, _), Op::Ready(_), Op::Set(k1, _)] => {
+                    assert_eq!(k0, &Database::default().key(b"k"));
+                    assert_eq!(k1, &Database::default().select(Some(1)).unwrap().key(b"k"));
+                }
+                other => panic!("{other:?}"),
+            },
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(connection.database.index, 1);
+        // DISCARD and an aborted EXEC drop a queued SELECT.
+        step(&["MULTI"], &mut connection);
+        step(&["SELECT", "2"], &mut connection);
+        step(&["DISCARD"], &mut connection);
+        assert_eq!(connection.database.index, 1);
+        step(&["MULTI"], &mut connection);
+        step(&["SELECT", "2"], &mut connection);
+        step(&["NOSUCH"], &mut connection);
+        step(&["EXEC"], &mut connection);
+        assert_eq!(connection.database.index, 1);
     }
 
     #[test]
