@@ -66,7 +66,10 @@ async fn the_leader_is_killed_under_load_on_a_lossy_network() {
         let killed_at = Instant::now();
         let next = cluster.leader(Duration::from_secs(5)).await;
         assert_ne!(next, leader);
-        println!("leader {leader} stopped; {next} leads after {:?}", killed_at.elapsed());
+        println!(
+            "leader {leader} stopped; {next} leads after {:?}",
+            killed_at.elapsed()
+        );
         tokio::time::sleep(phase()).await;
         assert!(
             acknowledged_since(&recorder, killed_at, start) > 0,
@@ -94,7 +97,11 @@ async fn a_partitioned_leader_steps_aside_and_rejoins_when_healed() {
     tokio::time::sleep(phase()).await;
     for _ in 0..rounds() {
         let leader = cluster.leader(Duration::from_secs(5)).await;
-        let rest: Vec<_> = cluster.ids().into_iter().filter(|id| *id != leader).collect();
+        let rest: Vec<_> = cluster
+            .ids()
+            .into_iter()
+            .filter(|id| *id != leader)
+            .collect();
         cluster.faults.partition(&[leader], &rest);
         let cut_at = Instant::now();
         // The majority elects a leader of its own and serves writes.

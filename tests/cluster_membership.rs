@@ -62,7 +62,10 @@ async fn a_node_is_added_and_another_removed_under_load() {
         .await
         .unwrap();
     cluster.stop_node(removed).await;
-    let rest: Vec<u64> = [1, 2, 3, 4].into_iter().filter(|id| *id != removed).collect();
+    let rest: Vec<u64> = [1, 2, 3, 4]
+        .into_iter()
+        .filter(|id| *id != removed)
+        .collect();
     let leader = cluster.leader(Duration::from_secs(5)).await;
     assert_ne!(leader, removed);
     voters_become(&cluster.node(leader), &rest).await;
@@ -131,10 +134,15 @@ async fn run_client_shows_status_adds_and_removes_nodes() {
     let first = format!("node {leader} leader term ");
     assert!(status.starts_with(&first), "{status}");
     for id in 1..=3 {
-        assert!(status.contains(&format!("member {id} 127.0.0.1:")), "{status}");
+        assert!(
+            status.contains(&format!("member {id} 127.0.0.1:")),
+            "{status}"
+        );
     }
     assert!(status.contains(" voter matched "), "{status}");
-    let status = run_client(on_follower, &["cluster", "status"]).await.unwrap();
+    let status = run_client(on_follower, &["cluster", "status"])
+        .await
+        .unwrap();
     assert!(status.contains("follower term"), "{status}");
     assert!(status.contains(&format!("leader {leader} ")), "{status}");
 
@@ -146,7 +154,10 @@ async fn run_client_shows_status_adds_and_removes_nodes() {
         .unwrap();
     assert!(added.contains(&format!("member 4 {addr} voter")), "{added}");
     let stats = run_client(on_leader, &["stats"]).await.unwrap();
-    assert!(stats.contains(&format!("cluster_leader {leader}\n")), "{stats}");
+    assert!(
+        stats.contains(&format!("cluster_leader {leader}\n")),
+        "{stats}"
+    );
     assert!(stats.contains("cluster_members 4\n"), "{stats}");
     assert!(stats.contains("cluster_member_4_voter 1\n"), "{stats}");
     assert!(stats.contains("cluster_member_4_lag "), "{stats}");

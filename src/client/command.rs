@@ -173,7 +173,12 @@ fn cluster(args: Vec<Bytes>) -> Result<ClusterCommand, ParseError> {
         .map(|a| String::from_utf8(a.to_vec()).map_err(|_| usage.clone()))
         .collect::<Result<_, _>>()?;
     let id = |word: &str| word.parse::<u64>().ok().filter(|id| *id > 0);
-    match words.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+    match words
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
         [] | ["status"] => Ok(ClusterCommand::Status),
         ["add", node, addr] if addr.contains(':') => match id(node) {
             Some(id) => Ok(ClusterCommand::Add {
@@ -182,7 +187,9 @@ fn cluster(args: Vec<Bytes>) -> Result<ClusterCommand, ParseError> {
             }),
             None => Err(usage),
         },
-        ["remove", node] => id(node).map(|id| ClusterCommand::Remove { id }).ok_or(usage),
+        ["remove", node] => id(node)
+            .map(|id| ClusterCommand::Remove { id })
+            .ok_or(usage),
         _ => Err(usage),
     }
 }
@@ -452,7 +459,10 @@ mod tests {
         let token = "s3cret".to_string();
         assert_eq!(p("auth s3cret"), ShellCommand::Auth { token });
         assert_eq!(p("stats"), ShellCommand::Stats);
-        assert_eq!(p("cluster status"), ShellCommand::Cluster(ClusterCommand::Status));
+        assert_eq!(
+            p("cluster status"),
+            ShellCommand::Cluster(ClusterCommand::Status)
+        );
         assert_eq!(
             p("cluster add 4 h:7004"),
             ShellCommand::Cluster(ClusterCommand::Add {
@@ -501,8 +511,16 @@ mod tests {
         assert!(matches!(parse_line("get"), Err(ParseError::Usage(_))));
         assert!(matches!(parse_line("set k"), Err(ParseError::Usage(_))));
         assert!(matches!(parse_line("ping x"), Err(ParseError::Usage(_))));
-        for bad in ["cluster add 0 h:1", "cluster add 4 h", "cluster remove x", "cluster x"] {
-            assert!(matches!(parse_line(bad), Err(ParseError::Usage(_))), "{bad}");
+        for bad in [
+            "cluster add 0 h:1",
+            "cluster add 4 h",
+            "cluster remove x",
+            "cluster x",
+        ] {
+            assert!(
+                matches!(parse_line(bad), Err(ParseError::Usage(_))),
+                "{bad}"
+            );
         }
         assert_eq!(
             parse_line("frob"),

@@ -153,7 +153,10 @@ impl ClusterNode {
 
 /// Answers a `ClusterAdmin` request with the node's status (after the
 /// change, for add and remove).
-pub fn execute(cluster: &ClusterNode, admin: proto::ClusterAdmin) -> LocalBoxFuture<'static, Reply> {
+pub fn execute(
+    cluster: &ClusterNode,
+    admin: proto::ClusterAdmin,
+) -> LocalBoxFuture<'static, Reply> {
     let change = match admin.op {
         None | Some(Op::Status(_)) => {
             return ready(Reply::Cluster(status_reply(&cluster.status()))).boxed_local();

@@ -34,8 +34,8 @@ pub mod state_machine;
 use openraft::BasicNode;
 use serde::{Deserialize, Serialize};
 
-pub use log_store::LogStore;
 pub use admin::MemberChange;
+pub use log_store::LogStore;
 pub use node::{ClusterConfig, ClusterError, ClusterNode, ClusterStatus, MemberStatus};
 pub use state_machine::StateMachine;
 

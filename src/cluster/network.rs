@@ -144,7 +144,10 @@ impl PeerConnection {
         timeout: Duration,
     ) -> Result<PeerReply, CallError> {
         let fate = self.link.as_ref().map(|link| {
-            let duplicable = matches!(request, PeerRequest::AppendEntries(_) | PeerRequest::Vote(_));
+            let duplicable = matches!(
+                request,
+                PeerRequest::AppendEntries(_) | PeerRequest::Vote(_)
+            );
             link.faults.fate(link.from, link.to, duplicable)
         });
         match fate {

@@ -270,7 +270,11 @@ mod tests {
         let unseen = [put("a", 0, 1), failed.clone(), get(Some("a"), 100, 101)];
         assert!(check(&unseen).is_ok());
         // ... but not before it was invoked.
-        let early = [put("a", 0, 1), get(Some("x"), 1, 2), op(Action::Put("x".into()), 3, None)];
+        let early = [
+            put("a", 0, 1),
+            get(Some("x"), 1, 2),
+            op(Action::Put("x".into()), 3, None),
+        ];
         assert!(check(&early).is_err());
     }
 

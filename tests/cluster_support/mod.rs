@@ -74,7 +74,9 @@ impl TestCluster {
             .collect();
         let cluster = TestCluster {
             members,
-            dirs: (1..=n).map(|id| (id, tempfile::tempdir().unwrap())).collect(),
+            dirs: (1..=n)
+                .map(|id| (id, tempfile::tempdir().unwrap()))
+                .collect(),
             nodes: Rc::new(RefCell::new(BTreeMap::new())),
             faults: NetworkFaults::new(seed),
             snapshot_every,
@@ -91,7 +93,11 @@ impl TestCluster {
         // The founders list each other; a spare lists everyone (itself
         // included, as `--cluster` must) but never forms a cluster.
         let members = match id <= self.initial {
-            true => self.members.range(..=self.initial).map(|(i, a)| (*i, a.clone())).collect(),
+            true => self
+                .members
+                .range(..=self.initial)
+                .map(|(i, a)| (*i, a.clone()))
+                .collect(),
             false => self.members.clone(),
         };
         let mut config = ClusterConfig::new(id, self.members[&id].clone(), members);
@@ -166,7 +172,12 @@ impl TestCluster {
     }
 
     pub async fn shutdown(&self) {
-        let nodes: Vec<_> = self.nodes.borrow_mut().split_off(&0).into_values().collect();
+        let nodes: Vec<_> = self
+            .nodes
+            .borrow_mut()
+            .split_off(&0)
+            .into_values()
+            .collect();
         for node in nodes {
             node.shutdown().await.unwrap();
         }
