@@ -61,10 +61,10 @@ async fn the_leader_is_killed_under_load_on_a_lossy_network() {
     tokio::time::sleep(phase()).await;
     let mut stopped = Vec::new();
     for _ in 0..rounds() {
-        let leader = cluster.leader(Duration::from_secs(5)).await;
+        let (leader, term) = cluster.leader_after(0, Duration::from_secs(10)).await;
         cluster.stop_node(leader).await;
         let killed_at = Instant::now();
-        let next = cluster.leader(Duration::from_secs(5)).await;
+        let (next, _) = cluster.leader_after(term, Duration::from_secs(10)).await;
         assert_ne!(next, leader);
         println!(
             "leader {leader} stopped; {next} leads after {:?}",
@@ -96,7 +96,7 @@ async fn a_partitioned_leader_steps_aside_and_rejoins_when_healed() {
     let clients = Clients::spawn(CLIENTS, &cluster.nodes, &recorder);
     tokio::time::sleep(phase()).await;
     for _ in 0..rounds() {
-        let leader = cluster.leader(Duration::from_secs(5)).await;
+        let leader = cluster.leader(Duration::from_secs(10)).await;
         let rest: Vec<_> = cluster
             .ids()
             .into_iter()
@@ -105,7 +105,7 @@ async fn a_partitioned_leader_steps_aside_and_rejoins_when_healed() {
         cluster.faults.partition(&[leader], &rest);
         let cut_at = Instant::now();
         // The majority elects a leader of its own and serves writes.
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let now_leading = rest.iter().find(|id| {
                 let status = cluster.node(**id).status();
@@ -123,7 +123,7 @@ async fn a_partitioned_leader_steps_aside_and_rejoins_when_healed() {
             "the majority acknowledged no write while the leader was cut off"
         );
         cluster.faults.heal();
-        cluster.caught_up(leader, Duration::from_secs(5)).await;
+        cluster.caught_up(leader, Duration::from_secs(10)).await;
         tokio::time::sleep(phase() / 2).await;
     }
     clients.stop().await;
@@ -143,7 +143,7 @@ async fn a_follower_restarted_from_its_directory_catches_up() {
     let clients = Clients::spawn(CLIENTS, &cluster.nodes, &recorder);
     tokio::time::sleep(phase() / 2).await;
     for _ in 0..rounds() {
-        let leader = cluster.leader(Duration::from_secs(5)).await;
+        let leader = cluster.leader(Duration::from_secs(10)).await;
         let follower = cluster.ids().into_iter().find(|id| *id != leader).unwrap();
         cluster.stop_node(follower).await;
         let before = cluster.node(leader).status().last_log_index;
@@ -169,7 +169,7 @@ async fn a_wiped_node_is_removed_re_added_and_catches_up_by_snapshot() {
     let clients = Clients::spawn(CLIENTS, &cluster.nodes, &recorder);
     tokio::time::sleep(phase() / 2).await;
     for _ in 0..rounds() {
-        let leader = cluster.leader(Duration::from_secs(5)).await;
+        let leader = cluster.leader(Duration::from_secs(10)).await;
         let follower = cluster.ids().into_iter().find(|id| *id != leader).unwrap();
         // A wiped node has lost its vote: it must leave the membership
         // and join again as a new node, never vote with an empty log.
@@ -178,7 +178,7 @@ async fn a_wiped_node_is_removed_re_added_and_catches_up_by_snapshot() {
         let remove = MemberChange::Remove { id: follower };
         cluster.node(leader).change_members(remove).await.unwrap();
         tokio::time::sleep(phase()).await;
-        let leader = cluster.leader(Duration::from_secs(5)).await;
+        let leader = cluster.leader(Duration::from_secs(10)).await;
         let purged = cluster.node(leader).raft().metrics().borrow().purged;
         assert!(
             purged.is_some_and(|p| p.index > 20),

@@ -91,53 +91,104 @@ pub fn check(history: &[Operation]) -> Result<(), Violation> {
 /// Whether one key's operations have a legal order (starting from an
 /// absent key).
 pub fn check_key(operations: &[Operation]) -> bool {
-    let mut search = Search {
-        operations,
-        placed: vec![false; operations.len()],
-        seen: HashSet::new(),
-    };
-    search.from(None)
+    let mut operations = operations.to_vec();
+    operations.sort_by_key(|op| op.invoked);
+    Search::new(&operations).run()
 }
 
+/// The search's state: which operations are placed (a bitset), the
+/// register's value, and the stack of choices made (explicit, so long
+/// histories do not overflow the thread's stack).
 struct Search<'a> {
+    /// Sorted by invocation time.
     operations: &'a [Operation],
-    placed: Vec<bool>,
-    seen: HashSet<(Vec<bool>, Option<String>)>,
+    placed: Vec<u64>,
+    state: Option<String>,
+    /// Each choice: the operation placed and the state before it.
+    choices: Vec<(usize, Option<String>)>,
+    seen: HashSet<(Vec<u64>, Option<String>)>,
 }
 
-impl Search<'_> {
-    fn from(&mut self, state: Option<String>) -> bool {
-        let unplaced = || {
-            self.operations
-                .iter()
-                .zip(&self.placed)
-                .filter(|(_, placed)| !**placed)
-                .map(|(op, _)| op)
-        };
-        let Some(earliest_return) = unplaced().filter_map(|op| op.returned).min() else {
-            return true; // every completed operation is placed
-        };
-        if !self.seen.insert((self.placed.clone(), state.clone())) {
-            return false;
+impl<'a> Search<'a> {
+    fn new(operations: &'a [Operation]) -> Self {
+        Search {
+            operations,
+            placed: vec![0; operations.len().div_ceil(64)],
+            state: None,
+            choices: Vec::new(),
+            seen: HashSet::new(),
         }
-        for i in 0..self.operations.len() {
+    }
+
+    fn is_placed(&self, i: usize) -> bool {
+        self.placed[i / 64] & (1 << (i % 64)) != 0
+    }
+
+    fn flip(&mut self, i: usize) {
+        self.placed[i / 64] ^= 1 << (i % 64);
+    }
+
+    /// The earliest return among unplaced completed operations; `None`
+    /// when every completed operation is placed (success).
+    fn earliest_return(&self) -> Option<u64> {
+        (0..self.operations.len())
+            .filter(|i| !self.is_placed(*i))
+            .filter_map(|i| self.operations[i].returned)
+            .min()
+    }
+
+    /// The first operation from `from` on that may come next and is legal
+    /// in the current state, with the state after it.
+    fn next_choice(&self, from: usize, earliest_return: u64) -> Option<(usize, Option<String>)> {
+        for i in from..self.operations.len() {
             let op = &self.operations[i];
-            if self.placed[i] || op.invoked >= earliest_return {
+            if op.invoked >= earliest_return {
+                return None; // sorted by invocation: none later can either
+            }
+            if self.is_placed(i) {
                 continue;
             }
-            let next = match &op.action {
-                Action::Put(value) => Some(value.clone()),
-                Action::Delete => None,
-                Action::Get(read) if *read == state => state.clone(),
-                Action::Get(_) => continue,
-            };
-            self.placed[i] = true;
-            if self.from(next) {
-                return true;
+            match &op.action {
+                Action::Put(value) => return Some((i, Some(value.clone()))),
+                Action::Delete => return Some((i, None)),
+                Action::Get(read) if *read == self.state => return Some((i, self.state.clone())),
+                Action::Get(_) => {}
             }
-            self.placed[i] = false;
         }
-        false
+        None
+    }
+
+    fn run(&mut self) -> bool {
+        // `resume_at`: where to look for the next choice at this level
+        // (0 on entering a new level, past the undone choice on return).
+        let mut resume_at = 0;
+        loop {
+            let Some(earliest_return) = self.earliest_return() else {
+                return true;
+            };
+            let fresh = resume_at == 0;
+            let visited = fresh && !self.seen.insert((self.placed.clone(), self.state.clone()));
+            let choice = match visited {
+                true => None,
+                false => self.next_choice(resume_at, earliest_return),
+            };
+            match choice {
+                Some((i, next)) => {
+                    self.flip(i);
+                    let before = std::mem::replace(&mut self.state, next);
+                    self.choices.push((i, before));
+                    resume_at = 0;
+                }
+                None => {
+                    let Some((i, before)) = self.choices.pop() else {
+                        return false;
+                    };
+                    self.flip(i);
+                    self.state = before;
+                    resume_at = i + 1;
+                }
+            }
+        }
     }
 }
 
@@ -294,6 +345,16 @@ mod tests {
         assert!(check_final_values(&history, &kept).is_ok());
         let concurrent = [put("a", 0, 5), put("b", 2, 3)];
         assert!(check_final_values(&concurrent, &lost).is_ok());
+    }
+
+    #[test]
+    fn a_long_history_needs_no_deep_stack() {
+        // Ten thousand sequential operations: one choice each, deeper
+        // than a recursive search could go on a test thread.
+        let history: Vec<_> = (0..10_000u64)
+            .map(|i| put(&format!("v{i}"), 2 * i, 2 * i + 1))
+            .collect();
+        assert!(check(&history).is_ok());
     }
 
     #[test]

@@ -142,27 +142,39 @@ impl TestCluster {
         self.nodes.borrow().keys().copied().collect()
     }
 
-    /// Waits until a running node sees itself as leader; returns its id.
+    /// Waits until a running node sees itself as leader; returns its id
+    /// (of the highest term, if a deposed leader does not know it yet).
     pub async fn leader(&self, within: Duration) -> NodeId {
+        self.leader_after(0, within).await.0
+    }
+
+    /// Waits until a running node leads in a term above `term`; returns
+    /// its id and term.
+    pub async fn leader_after(&self, term: u64, within: Duration) -> (NodeId, u64) {
         let deadline = Instant::now() + within;
         loop {
-            for (id, node) in self.nodes.borrow().iter() {
-                let status = node.status();
-                if status.leader == Some(*id) && status.role == "leader" {
-                    return *id;
-                }
+            let leading = self
+                .nodes
+                .borrow()
+                .iter()
+                .map(|(id, node)| (*id, node.status()))
+                .filter(|(id, s)| s.leader == Some(*id) && s.role == "leader" && s.term > term)
+                .max_by_key(|(_, s)| s.term);
+            if let Some((id, status)) = leading {
+                return (id, status.term);
             }
             assert!(Instant::now() < deadline, "no leader within {within:?}");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
-    /// Waits until node `id` has applied everything the leader has.
+    /// Waits until node `id` has applied everything the leader had in its
+    /// log when called (a fixed target: under load the log keeps growing).
     pub async fn caught_up(&self, id: NodeId, within: Duration) {
         let deadline = Instant::now() + within;
+        let leader = self.leader(within).await;
+        let target = self.node(leader).status().last_log_index;
         loop {
-            let leader = self.leader(within).await;
-            let target = self.node(leader).status().last_log_index;
             if self.node(id).status().last_applied_index >= target {
                 return;
             }
