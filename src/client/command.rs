@@ -45,6 +45,9 @@ pub enum ShellCommand {
     /// `checkpoint NAME`: a checkpoint in NAME under the server's
     /// `--checkpoint-dir`.
     Checkpoint { name: String },
+    /// `cluster status`, `cluster add ID HOST:PORT`, `cluster remove ID`
+    /// on a cluster node.
+    Cluster(ClusterCommand),
     /// `help`
     Help,
     /// `quit` (alias `exit`)
@@ -66,6 +69,9 @@ commands:
   auth TOKEN                   authenticate (servers with --auth-token-file)
   stats                        print the server's counters
   checkpoint NAME              write a checkpoint NAME under the server's --checkpoint-dir
+  cluster status               members, leader, term, each node's matched index and lag
+  cluster add ID HOST:PORT     add node ID (peer address) as a learner, promote it once caught up
+  cluster remove ID            remove node ID from the cluster
   help                         this text
   quit                         leave (alias: exit)
 Double quotes group words; inside them \\\" \\\\ \\n and \\xHH are escapes.
@@ -143,9 +149,48 @@ pub fn parse_words(words: Vec<Vec<u8>>) -> Result<ShellCommand, ParseError> {
                 .map(|name| ShellCommand::Checkpoint { name })
                 .map_err(|_| ParseError::Usage("checkpoint NAME (UTF-8)"))
         }),
+        "cluster" => cluster(args).map(ShellCommand::Cluster),
         "help" => Ok(ShellCommand::Help),
         "quit" | "exit" => Ok(ShellCommand::Quit),
         _ => Err(ParseError::UnknownCommand(name)),
+    }
+}
+
+/// A `cluster` subcommand.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClusterCommand {
+    Status,
+    Add { id: u64, addr: String },
+    Remove { id: u64 },
+}
+
+const CLUSTER_USAGE: &str = "cluster status | cluster add ID HOST:PORT | cluster remove ID";
+
+fn cluster(args: Vec<Bytes>) -> Result<ClusterCommand, ParseError> {
+    let usage = ParseError::Usage(CLUSTER_USAGE);
+    let words: Vec<String> = args
+        .iter()
+        .map(|a| String::from_utf8(a.to_vec()).map_err(|_| usage.clone()))
+        .collect::<Result<_, _>>()?;
+    let id = |word: &str| word.parse::<u64>().ok().filter(|id| *id > 0);
+    match words
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        [] | ["status"] => Ok(ClusterCommand::Status),
+        ["add", node, addr] if addr.contains(':') => match id(node) {
+            Some(id) => Ok(ClusterCommand::Add {
+                id,
+                addr: (*addr).to_string(),
+            }),
+            None => Err(usage),
+        },
+        ["remove", node] => id(node)
+            .map(|id| ClusterCommand::Remove { id })
+            .ok_or(usage),
+        _ => Err(usage),
     }
 }
 
@@ -414,6 +459,21 @@ mod tests {
         let token = "s3cret".to_string();
         assert_eq!(p("auth s3cret"), ShellCommand::Auth { token });
         assert_eq!(p("stats"), ShellCommand::Stats);
+        assert_eq!(
+            p("cluster status"),
+            ShellCommand::Cluster(ClusterCommand::Status)
+        );
+        assert_eq!(
+            p("cluster add 4 h:7004"),
+            ShellCommand::Cluster(ClusterCommand::Add {
+                id: 4,
+                addr: "h:7004".into()
+            })
+        );
+        assert_eq!(
+            p("cluster remove 2"),
+            ShellCommand::Cluster(ClusterCommand::Remove { id: 2 })
+        );
         let name = "daily".to_string();
         assert_eq!(p("checkpoint daily"), ShellCommand::Checkpoint { name });
         assert_eq!(parse_line("   ").unwrap(), None);
@@ -451,6 +511,17 @@ mod tests {
         assert!(matches!(parse_line("get"), Err(ParseError::Usage(_))));
         assert!(matches!(parse_line("set k"), Err(ParseError::Usage(_))));
         assert!(matches!(parse_line("ping x"), Err(ParseError::Usage(_))));
+        for bad in [
+            "cluster add 0 h:1",
+            "cluster add 4 h",
+            "cluster remove x",
+            "cluster x",
+        ] {
+            assert!(
+                matches!(parse_line(bad), Err(ParseError::Usage(_))),
+                "{bad}"
+            );
+        }
         assert_eq!(
             parse_line("frob"),
             Err(ParseError::UnknownCommand("frob".into()))

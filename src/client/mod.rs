@@ -392,6 +392,26 @@ impl Client {
         }
     }
 
+    /// A cluster node's view of the cluster, after making `change` (none:
+    /// just the status).
+    ///
+    /// # Errors
+    /// [`ClientError::Server`] with `INVALID_REQUEST` from a server that is
+    /// not a cluster node or for a refused change, `UNAVAILABLE` when no
+    /// leader made the change in time.
+    pub fn cluster(
+        &self,
+        change: Option<proto::cluster_admin::Op>,
+    ) -> impl Future<Output = Result<proto::ClusterStatus, ClientError>> + 'static {
+        let reply = self.reply(Command::Cluster(proto::ClusterAdmin { op: change }));
+        async move {
+            match reply.await? {
+                Reply::Cluster(status) => Ok(status),
+                other => Err(unexpected(&other)),
+            }
+        }
+    }
+
     /// The engine's counters.
     pub fn stats(
         &self,

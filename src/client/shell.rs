@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::command::{HELP, ShellCommand, escape, parse_line, parse_words};
+use super::command::{ClusterCommand, HELP, ShellCommand, escape, parse_line, parse_words};
 use super::{Client, ClientError};
 use crate::Ttl;
 use crate::proto;
@@ -100,10 +100,50 @@ pub async fn execute(
             let written = client.checkpoint(name).await?;
             writeln!(out, "{} seq {}", written.path, written.seq)?;
         }
+        ShellCommand::Cluster(command) => {
+            let status = client.cluster(cluster_op(command)).await?;
+            print_cluster(&status, out)?;
+        }
         ShellCommand::Help => writeln!(out, "{HELP}")?,
         ShellCommand::Quit => return Ok(Flow::Quit),
     }
     Ok(Flow::Continue)
+}
+
+fn cluster_op(command: ClusterCommand) -> Option<proto::cluster_admin::Op> {
+    use proto::cluster_admin::Op;
+    match command {
+        ClusterCommand::Status => None,
+        ClusterCommand::Add { id, addr } => Some(Op::Add(proto::ClusterAdd { node_id: id, addr })),
+        ClusterCommand::Remove { id } => Some(Op::Remove(proto::ClusterRemove { node_id: id })),
+    }
+}
+
+/// `node ID ROLE term T leader L log I applied A`, then one line per
+/// member: `member ID ADDR voter|learner [matched I lag N]`.
+fn print_cluster(status: &proto::ClusterStatus, out: &mut impl Write) -> std::io::Result<()> {
+    let leader = match status.has_leader {
+        true => status.leader.to_string(),
+        false => "none".into(),
+    };
+    writeln!(
+        out,
+        "node {} {} term {} leader {leader} log {} applied {}",
+        status.node_id, status.role, status.term, status.last_log_index, status.last_applied_index
+    )?;
+    for member in &status.members {
+        let kind = if member.voter { "voter" } else { "learner" };
+        write!(out, "member {} {} {kind}", member.node_id, member.addr)?;
+        if status.role == "leader" {
+            let matched = match member.has_matched {
+                true => member.matched_index.to_string(),
+                false => "none".into(),
+            };
+            write!(out, " matched {matched} lag {}", member.lag)?;
+        }
+        writeln!(out)?;
+    }
+    Ok(())
 }
 
 /// Prints `KEY<TAB>VALUE` lines, following continuations until the range is

@@ -10,7 +10,8 @@
 //!   ([`ClusterNode::linearizable_barrier`]), then read the local engine:
 //!   linearizable on every node.
 //! - `Stats`, `Ping` and `Checkpoint` are answered locally, as on a single
-//!   node.
+//!   node; `Stats` adds the cluster's figures ([`admin::status_counters`]).
+//! - `ClusterAdmin` (status, add, remove) is answered by [`admin::execute`].
 //! - Expiry is not replicated yet: a `Put` or batch `Put` with an expiry,
 //!   `Expire` and `Persist` are refused (`INVALID_REQUEST`), never applied
 //!   to one node's engine alone.
@@ -19,7 +20,7 @@ use std::sync::Arc;
 
 use futures_util::future::{FutureExt, LocalBoxFuture, ready};
 
-use super::{ClusterError, ClusterNode, ClusterRequest, Mutations};
+use super::{ClusterError, ClusterNode, ClusterRequest, Mutations, admin};
 use crate::proto::{self, ErrorCode, request::Command, response::Reply};
 use crate::server::checkpoints::CheckpointRoot;
 use crate::server::dispatch;
@@ -40,6 +41,21 @@ pub fn execute(
         }
         Command::Expire(_) | Command::Persist(_) => {
             ready(dispatch::invalid_request(NO_REPLICATED_EXPIRY)).boxed_local()
+        }
+        Command::Cluster(request) => admin::execute(cluster, request),
+        Command::Stats(request) => {
+            let status = cluster.status();
+            let stats = dispatch::execute(&cluster.engine(), checkpoints, Command::Stats(request));
+            async move {
+                match stats.await {
+                    Reply::Stats(mut stats) => {
+                        stats.counters.extend(admin::status_counters(&status));
+                        Reply::Stats(stats)
+                    }
+                    other => other,
+                }
+            }
+            .boxed_local()
         }
         Command::Put(put) => write(cluster, vec![(put.key.to_vec(), Some(put.value.to_vec()))]),
         Command::Delete(delete) => write(cluster, vec![(delete.key.to_vec(), None)]),

@@ -8,8 +8,12 @@
 //!   data they describe.
 //! - [`snapshot`]: snapshots as engine checkpoints, packed into one archive
 //!   file for the wire and unpacked on the receiving node.
+//! - [`faults`]: a fault-injecting layer for the peer network (drop, delay,
+//!   duplicate, partition), controlled lock-free by tests.
 //! - [`network`]: node-to-node RPC over TCP (length-prefixed postcard
 //!   frames), the client side (`RaftNetworkFactory`) and the peer listener.
+//! - [`admin`]: membership changes (`cluster add/remove`) and the status
+//!   figures (`cluster status`, `stats`) on the native protocol.
 //! - [`dispatch`]: the server's routing point for native commands on a
 //!   cluster node (writes through the leader, reads after a read index).
 //! - [`node`]: starting a node from `--node-id/--peer-port/--cluster`,
@@ -18,7 +22,9 @@
 //!
 //! The flow between these parts is in `docs/CLUSTER.md`.
 
+pub mod admin;
 pub mod dispatch;
+pub mod faults;
 pub mod log_store;
 pub mod network;
 pub mod node;
@@ -28,8 +34,9 @@ pub mod state_machine;
 use openraft::BasicNode;
 use serde::{Deserialize, Serialize};
 
+pub use admin::MemberChange;
 pub use log_store::LogStore;
-pub use node::{ClusterConfig, ClusterError, ClusterNode, ClusterStatus};
+pub use node::{ClusterConfig, ClusterError, ClusterNode, ClusterStatus, MemberStatus};
 pub use state_machine::StateMachine;
 
 /// A node's id in the cluster (`--node-id`).

@@ -22,6 +22,7 @@
 //! replication stream; a failed call drops the connection and the next call
 //! reconnects.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -39,6 +40,8 @@ use serde::{Deserialize, Serialize};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
+use super::admin::{ChangeRefusal, MemberChange, change_on_leader};
+use super::faults::{Fate, NetworkFaults};
 use super::{ClusterRequest, ClusterResponse, NodeId, TypeConfig, codec_error};
 
 /// The longest frame either side accepts: 256 MiB (openraft sends at most
@@ -63,6 +66,8 @@ pub enum PeerRequest {
     ReadIndex,
     /// Whether the node has Raft state (used before forming a cluster).
     Initialized,
+    /// A follower forwards a membership change to the leader.
+    ChangeMembers(MemberChange),
 }
 
 /// Errors a forwarded write can meet on the leader.
@@ -81,6 +86,7 @@ pub enum PeerReply {
     ClientWrite(Result<(LogId<NodeId>, ClusterResponse), WriteError>),
     ReadIndex(Result<Option<LogId<NodeId>>, ReadIndexError>),
     Initialized(bool),
+    ChangeMembers(Result<(), ChangeRefusal>),
 }
 
 fn codec() -> LengthDelimitedCodec {
@@ -89,25 +95,90 @@ fn codec() -> LengthDelimitedCodec {
         .new_codec()
 }
 
+/// The sender's side of one link under test faults: what
+/// [`NetworkFaults::fate`] is asked about each message.
+#[derive(Debug, Clone)]
+pub struct FaultyLink {
+    pub faults: Arc<NetworkFaults>,
+    pub from: NodeId,
+    pub to: NodeId,
+}
+
 /// One connection to a peer, made on first use.
 pub struct PeerConnection {
     addr: String,
     framed: Option<Framed<TcpStream, LengthDelimitedCodec>>,
+    /// Test faults on this link (none in a server).
+    link: Option<FaultyLink>,
 }
 
 impl PeerConnection {
     /// A connection to `addr` (`HOST:PORT`), not yet made.
     pub fn new(addr: String) -> Self {
-        PeerConnection { addr, framed: None }
+        PeerConnection {
+            addr,
+            framed: None,
+            link: None,
+        }
+    }
+
+    /// A connection to `addr` whose messages meet `link`'s faults, if any.
+    pub fn with_faults(addr: String, link: Option<FaultyLink>) -> Self {
+        PeerConnection {
+            link,
+            ..PeerConnection::new(addr)
+        }
     }
 
     /// Sends `request` and waits for its reply within `timeout`.
     ///
     /// # Errors
     ///
-    /// `Unreachable` if no connection could be made; `Network` if the
-    /// exchange failed or timed out (the connection is dropped).
+    /// `Unreachable` if no connection could be made (or a test fault kept
+    /// the request from being sent); `Network` if the exchange failed or
+    /// timed out (the connection is dropped; the request may have taken
+    /// effect).
     pub async fn call(
+        &mut self,
+        request: &PeerRequest,
+        timeout: Duration,
+    ) -> Result<PeerReply, CallError> {
+        let fate = self.link.as_ref().map(|link| {
+            let duplicable = matches!(
+                request,
+                PeerRequest::AppendEntries(_) | PeerRequest::Vote(_)
+            );
+            link.faults.fate(link.from, link.to, duplicable)
+        });
+        match fate {
+            None => self.call_once(request, timeout).await,
+            Some(Fate::Lost) => Err(CallError::Unreachable(std::io::Error::other(
+                "message lost by a test fault",
+            ))),
+            Some(Fate::Sent {
+                delay,
+                copies,
+                lose_reply,
+            }) => {
+                tokio::time::sleep(delay).await;
+                let mut reply = self.call_once(request, timeout).await;
+                for _ in 1..copies {
+                    reply = self.call_once(request, timeout).await;
+                }
+                match reply {
+                    Ok(_) if lose_reply => {
+                        self.framed = None;
+                        Err(CallError::Network(std::io::Error::other(
+                            "reply lost by a test fault",
+                        )))
+                    }
+                    reply => reply,
+                }
+            }
+        }
+    }
+
+    async fn call_once(
         &mut self,
         request: &PeerRequest,
         timeout: Duration,
@@ -172,7 +243,29 @@ fn unexpected<E: std::error::Error>(reply: &PeerReply) -> RPCError<NodeId, Basic
 
 /// Makes a [`PeerClient`] per target for openraft.
 #[derive(Clone, Default)]
-pub struct PeerNetwork;
+pub struct PeerNetwork {
+    /// This node's id and the test faults its messages meet, if any.
+    faults: Option<(NodeId, Arc<NetworkFaults>)>,
+}
+
+impl PeerNetwork {
+    /// The network of node `from`, under `faults` if given.
+    pub fn new(from: NodeId, faults: Option<Arc<NetworkFaults>>) -> Self {
+        PeerNetwork {
+            faults: faults.map(|faults| (from, faults)),
+        }
+    }
+
+    /// The faults of the link from this node to `to`.
+    pub fn link(&self, to: NodeId) -> Option<FaultyLink> {
+        let (from, faults) = self.faults.as_ref()?;
+        Some(FaultyLink {
+            faults: faults.clone(),
+            from: *from,
+            to,
+        })
+    }
+}
 
 impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
     type Network = PeerClient;
@@ -180,7 +273,7 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerClient {
         PeerClient {
             target,
-            connection: PeerConnection::new(node.addr.clone()),
+            connection: PeerConnection::with_faults(node.addr.clone(), self.link(target)),
         }
     }
 }
@@ -310,6 +403,9 @@ async fn answer(raft: &Raft<TypeConfig>, request: PeerRequest) -> PeerReply {
         ),
         PeerRequest::Initialized => {
             PeerReply::Initialized(raft.is_initialized().await.unwrap_or(true))
+        }
+        PeerRequest::ChangeMembers(change) => {
+            PeerReply::ChangeMembers(change_on_leader(raft, change).await)
         }
     }
 }

@@ -21,7 +21,7 @@
 //! the leader instead). `initialize` on a node with state is refused by
 //! openraft (`NotAllowed`), which is treated as success.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,10 +29,11 @@ use std::time::{Duration, Instant};
 use actix::prelude::{Arbiter, ArbiterHandle};
 use arc_swap::ArcSwap;
 use openraft::error::{ClientWriteError, InitializeError, RaftError};
-use openraft::{BasicNode, Config, Raft, ServerState};
+use openraft::{BasicNode, Config, Raft, ServerState, SnapshotPolicy};
 use tokio::sync::oneshot;
 
-use super::network::{PeerConnection, PeerNetwork, PeerReply, PeerRequest, serve_peers};
+use super::faults::NetworkFaults;
+use super::network::{CallError, PeerConnection, PeerNetwork, PeerReply, PeerRequest, serve_peers};
 use super::state_machine::EngineHost;
 use super::{ClusterRequest, LogStore, NodeId, StateMachine, TypeConfig};
 use crate::{Db, Error, Options};
@@ -56,6 +57,16 @@ pub struct ClusterConfig {
     /// How long a request waits for a leader before it is answered
     /// [`ClusterError::Unavailable`]; default 5 s.
     pub request_timeout: Duration,
+    /// A snapshot is built every this many applied entries and the log is
+    /// purged up to it (less `logs_kept_after_snapshot`); default 5000.
+    pub snapshot_every: u64,
+    /// How many entries before the last snapshot stay in the log, so a
+    /// follower slightly behind catches up from the log instead of a
+    /// snapshot; default 1000.
+    pub logs_kept_after_snapshot: u64,
+    /// Test faults for this node's outgoing peer messages (see
+    /// [`super::faults`]); default none.
+    pub faults: Option<Arc<NetworkFaults>>,
 }
 
 impl ClusterConfig {
@@ -68,6 +79,9 @@ impl ClusterConfig {
             heartbeat: Duration::from_millis(250),
             election_timeout: Duration::from_secs(1),
             request_timeout: Duration::from_secs(5),
+            snapshot_every: 5000,
+            logs_kept_after_snapshot: 1000,
+            faults: None,
         }
     }
 
@@ -79,6 +93,8 @@ impl ClusterConfig {
             election_timeout_min: millis(self.election_timeout),
             election_timeout_max: 2 * millis(self.election_timeout),
             max_payload_entries: 64,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_every),
+            max_in_snapshot_log_to_keep: self.logs_kept_after_snapshot,
             ..Config::default()
         }
         .validate()
@@ -126,6 +142,10 @@ pub enum ClusterError {
     /// The node's Raft instance stopped (a storage failure); see the log.
     #[error("the cluster node has stopped: {0}")]
     Stopped(String),
+    /// The leader refused a membership change (say, removing a node that
+    /// is not a member).
+    #[error("membership change refused: {0}")]
+    Refused(String),
 }
 
 fn leader_hint(leader: &Option<String>) -> String {
@@ -145,8 +165,23 @@ pub struct ClusterStatus {
     pub role: String,
     pub last_log_index: Option<u64>,
     pub last_applied_index: Option<u64>,
-    /// Each member's id, peer address and, on the leader, matched index.
-    pub members: Vec<(NodeId, String, Option<u64>)>,
+    /// Every member (voters and learners) in id order.
+    pub members: Vec<MemberStatus>,
+}
+
+/// One member in a [`ClusterStatus`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberStatus {
+    pub id: NodeId,
+    /// Its peer address.
+    pub addr: String,
+    /// A voter (else a learner, which replicates but does not vote).
+    pub voter: bool,
+    /// On the leader: the last log index this member is known to hold
+    /// (`None` if it holds none or the answering node does not lead).
+    pub matched_index: Option<u64>,
+    /// On the leader: how many entries it is behind the leader's log.
+    pub lag: Option<u64>,
 }
 
 /// The server's handle on this node (cheap to clone).
@@ -162,6 +197,9 @@ pub struct ClusterNode {
     limits: (usize, usize),
     /// The arbiter running openraft's tasks and the peer listener.
     arbiter: ArbiterHandle,
+    /// Makes the links of this node's own requests to peers (forwarded
+    /// writes, read indexes), with the test faults if any.
+    network: PeerNetwork,
 }
 
 impl std::fmt::Debug for ClusterNode {
@@ -204,13 +242,15 @@ impl ClusterNode {
         let arbiter = Arbiter::new().handle();
         let (reply, rx) = oneshot::channel();
         let (id, members) = (config.node_id, config.members.clone());
+        let network = PeerNetwork::new(id, config.faults.clone());
+        let raft_network = network.clone();
         let started = arbiter.spawn(async move {
-            let raft = Raft::new(id, raft_config, PeerNetwork, log, state_machine).await;
+            let raft = Raft::new(id, raft_config, raft_network.clone(), log, state_machine).await;
             if let Ok(raft) = &raft
                 && let Ok(listener) = tokio::net::TcpListener::from_std(listener)
             {
                 tokio::spawn(serve_peers(listener, raft.clone()));
-                tokio::spawn(form_cluster(raft.clone(), id, members));
+                tokio::spawn(form_cluster(raft.clone(), id, members, raft_network));
             }
             let _ = reply.send(raft.map_err(|e| e.to_string()));
         });
@@ -227,6 +267,7 @@ impl ClusterNode {
             request_timeout: config.request_timeout,
             limits,
             arbiter,
+            network,
         })
     }
 
@@ -244,6 +285,11 @@ impl ClusterNode {
     /// This node's id.
     pub fn id(&self) -> NodeId {
         self.id
+    }
+
+    /// How long a request waits for a leader.
+    pub fn request_timeout(&self) -> Duration {
+        self.request_timeout
     }
 
     /// Checks `request` against the engine's limits, as the engine would.
@@ -283,10 +329,23 @@ impl ClusterNode {
 
     fn leader_addr(&self) -> Option<String> {
         let leader = self.raft.metrics().borrow().current_leader?;
-        self.members.get(&leader).cloned()
+        self.addr_of(leader)
     }
 
-    fn unavailable(&self) -> ClusterError {
+    /// `id`'s peer address: from the membership this node knows, else
+    /// from the `--cluster` list.
+    fn addr_of(&self, id: NodeId) -> Option<String> {
+        let metrics = self.raft.metrics();
+        let known = metrics
+            .borrow()
+            .membership_config
+            .membership()
+            .get_node(&id)
+            .map(|node| node.addr.clone());
+        known.or_else(|| self.members.get(&id).cloned())
+    }
+
+    pub(super) fn unavailable(&self) -> ClusterError {
         ClusterError::Unavailable {
             leader: self.leader_addr(),
         }
@@ -295,6 +354,12 @@ impl ClusterNode {
     /// Commits `request` through the leader (this node, or forwarded to
     /// it) and returns once it is applied on the leader, waiting up to the
     /// request timeout for a leader.
+    ///
+    /// A write is proposed again only when no earlier attempt can commit:
+    /// openraft answered `ForwardToLeader` (it was not proposed, or its
+    /// entry was truncated), or the forwarded request could not be sent.
+    /// A forwarded write whose reply is lost is not resent (it may have
+    /// committed; resending could apply it twice, after a later write).
     ///
     /// # Errors
     ///
@@ -309,12 +374,15 @@ impl ClusterNode {
                 Err(RaftError::APIError(e)) => return Err(ClusterError::Stopped(e.to_string())),
                 Err(RaftError::Fatal(e)) => return Err(ClusterError::Stopped(e.to_string())),
             };
-            if let Some(addr) = leader.and_then(|l| self.members.get(&l)) {
+            if let Some(leader) = leader.filter(|l| *l != self.id) {
                 let forwarded = PeerRequest::ClientWrite(request.clone());
-                if let Some(PeerReply::ClientWrite(Ok(_))) =
-                    self.ask(addr, &forwarded, deadline).await
-                {
-                    return Ok(());
+                match self.ask(leader, &forwarded, deadline).await {
+                    Ok(PeerReply::ClientWrite(Ok(_))) => return Ok(()),
+                    Ok(PeerReply::ClientWrite(Err(RaftError::APIError(
+                        ClientWriteError::ForwardToLeader(_),
+                    ))))
+                    | Err(CallError::Unreachable(_)) => {}
+                    Ok(_) | Err(CallError::Network(_)) => return Err(self.unavailable()),
                 }
             }
             self.pause_or_give_up(deadline).await?;
@@ -337,9 +405,9 @@ impl ClusterNode {
                 if self.raft.ensure_linearizable().await.is_ok() {
                     return Ok(());
                 }
-            } else if let Some(addr) = leader.and_then(|l| self.members.get(&l))
-                && let Some(PeerReply::ReadIndex(Ok(index))) =
-                    self.ask(addr, &PeerRequest::ReadIndex, deadline).await
+            } else if let Some(leader) = leader
+                && let Ok(PeerReply::ReadIndex(Ok(index))) =
+                    self.ask(leader, &PeerRequest::ReadIndex, deadline).await
             {
                 let Some(index) = index else { return Ok(()) };
                 let left = deadline.saturating_duration_since(Instant::now());
@@ -356,14 +424,23 @@ impl ClusterNode {
         }
     }
 
-    /// Sends `request` to `addr` on a connection of its own.
-    async fn ask(&self, addr: &str, request: &PeerRequest, deadline: Instant) -> Option<PeerReply> {
+    /// Sends `request` to node `target` on a connection of its own.
+    pub(super) async fn ask(
+        &self,
+        target: NodeId,
+        request: &PeerRequest,
+        deadline: Instant,
+    ) -> Result<PeerReply, CallError> {
+        let Some(addr) = self.addr_of(target) else {
+            let unknown = std::io::Error::other(format!("node {target} has no known address"));
+            return Err(CallError::Unreachable(unknown));
+        };
         let left = deadline.saturating_duration_since(Instant::now());
-        let mut connection = PeerConnection::new(addr.to_string());
-        connection.call(request, left).await.ok()
+        let mut connection = PeerConnection::with_faults(addr, self.network.link(target));
+        connection.call(request, left).await
     }
 
-    async fn pause_or_give_up(&self, deadline: Instant) -> Result<(), ClusterError> {
+    pub(super) async fn pause_or_give_up(&self, deadline: Instant) -> Result<(), ClusterError> {
         if Instant::now() >= deadline {
             return Err(self.unavailable());
         }
@@ -371,16 +448,34 @@ impl ClusterNode {
         Ok(())
     }
 
-    /// This node's view of the cluster.
+    /// This node's view of the cluster: the members of the membership it
+    /// has (the `--cluster` list before it has one).
     pub fn status(&self) -> ClusterStatus {
         let metrics = self.raft.metrics().borrow().clone();
+        let leading = metrics.state == ServerState::Leader;
         let matched = metrics.replication.clone().unwrap_or_default();
-        let members = self
-            .members
-            .iter()
+        let membership = metrics.membership_config.membership();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let mut nodes: BTreeMap<NodeId, String> = membership
+            .nodes()
+            .map(|(id, node)| (*id, node.addr.clone()))
+            .collect();
+        if nodes.is_empty() {
+            nodes = (*self.members).clone();
+        }
+        let last = metrics.last_log_index.unwrap_or(0);
+        let members = nodes
+            .into_iter()
             .map(|(id, addr)| {
-                let index = matched.get(id).copied().flatten().map(|l| l.index);
-                (*id, addr.clone(), index)
+                let matched_index = matched.get(&id).copied().flatten().map(|l| l.index);
+                let lag = leading.then(|| last.saturating_sub(matched_index.unwrap_or(0)));
+                MemberStatus {
+                    id,
+                    addr,
+                    voter: voters.is_empty() || voters.contains(&id),
+                    matched_index,
+                    lag,
+                }
             })
             .collect();
         let role = match metrics.state {
@@ -423,7 +518,12 @@ const FORM_RETRY: Duration = Duration::from_millis(300);
 
 /// The lowest id initializes a fresh cluster once a majority is reachable
 /// and fresh (module doc); other nodes wait for a leader.
-async fn form_cluster(raft: Raft<TypeConfig>, id: NodeId, members: BTreeMap<NodeId, String>) {
+async fn form_cluster(
+    raft: Raft<TypeConfig>,
+    id: NodeId,
+    members: BTreeMap<NodeId, String>,
+    network: PeerNetwork,
+) {
     if members.keys().next() != Some(&id) {
         return;
     }
@@ -433,7 +533,7 @@ async fn form_cluster(raft: Raft<TypeConfig>, id: NodeId, members: BTreeMap<Node
         }
         let mut fresh = 1;
         for (peer, addr) in members.iter().filter(|(peer, _)| **peer != id) {
-            let mut connection = PeerConnection::new(addr.clone());
+            let mut connection = PeerConnection::with_faults(addr.clone(), network.link(*peer));
             match connection.call(&PeerRequest::Initialized, FORM_RETRY).await {
                 Ok(PeerReply::Initialized(true)) => {
                     log::info!("node {peer} already has Raft state: not initializing");

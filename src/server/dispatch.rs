@@ -37,6 +37,8 @@ pub fn access(command: &Command) -> Access {
         | Command::Auth(_) => Access::Read,
         // Waits for the connection's earlier writes, which it then holds.
         Command::Checkpoint(_) => Access::Read,
+        // Answered by a cluster node (`crate::cluster::admin`).
+        Command::Cluster(_) => Access::Read,
     }
 }
 
@@ -99,6 +101,9 @@ pub fn execute(
             .boxed_local()
         }
         Command::Ping(_) => ready(Reply::Pong(proto::Pong {})).boxed_local(),
+        Command::Cluster(_) => {
+            ready(invalid_request("not a cluster node (no --cluster)")).boxed_local()
+        }
         // The session answers `Auth` itself: it changes the connection,
         // not the database.
         Command::Auth(_) => ready(invalid_request("Auth is answered by the session")).boxed_local(),

@@ -163,7 +163,8 @@ impl Protocol for Session {
             | Command::Expire(_)
             | Command::Persist(_)
             | Command::Ttl(_)
-            | Command::Checkpoint(_) => 6,
+            | Command::Checkpoint(_)
+            | Command::Cluster(_) => 6,
         }
     }
 

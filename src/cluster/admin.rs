@@ -1,0 +1,317 @@
+//! Cluster administration on the native protocol: `ClusterAdmin` requests
+//! (status, add a node, remove a node) and the cluster's figures in
+//! `Stats`.
+//!
+//! - **Status** is answered by the node asked, from its Raft metrics
+//!   ([`ClusterNode::status`]); matched indexes and lag are known on the
+//!   leader only.
+//! - **Add** `ID HOST:PORT`: the leader adds the node as a learner and
+//!   waits until it has caught up (openraft's blocking `add_learner`: the
+//!   learner's log reaches the leader's at the time of the call, by log
+//!   entries or a snapshot), then promotes it to a voter (a joint
+//!   configuration, then the new one). Adding a voter again is a no-op.
+//! - **Remove** `ID`: the leader removes the voter (or learner) from the
+//!   membership; the removed node stops hearing from the leader. Removing
+//!   the leader itself makes it step down once the change commits.
+//!
+//! A follower forwards a change to the leader (`PeerRequest::ChangeMembers`).
+//! A change whose outcome is unknown (lost reply, timeout) is answered
+//! `UNAVAILABLE`; asking again is safe (both changes are idempotent).
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use futures_util::future::{FutureExt, LocalBoxFuture, ready};
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{BasicNode, ChangeMembers, Raft};
+use serde::{Deserialize, Serialize};
+
+use super::network::{CallError, PeerReply, PeerRequest};
+use super::{ClusterError, ClusterNode, ClusterStatus, NodeId, TypeConfig};
+use crate::proto::{self, ErrorCode, cluster_admin::Op, response::Reply};
+use crate::server::dispatch;
+
+/// How long a membership change may take: a learner may need a snapshot.
+const CHANGE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A change of the cluster's members.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MemberChange {
+    /// Add `id` at peer address `addr` as a learner, then promote it.
+    Add { id: NodeId, addr: String },
+    /// Remove `id` (voter or learner).
+    Remove { id: NodeId },
+}
+
+/// Why the leader did not make a change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChangeRefusal {
+    /// The node asked is not the leader (nothing was proposed).
+    NotLeader,
+    /// The change is not allowed (say, the node is not a member).
+    Refused(String),
+    /// It failed part way or timed out; its outcome is unknown.
+    Failed(String),
+}
+
+fn refusal(error: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>) -> ChangeRefusal {
+    match error {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => ChangeRefusal::NotLeader,
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
+            ChangeRefusal::Refused(e.to_string())
+        }
+        RaftError::Fatal(e) => ChangeRefusal::Failed(e.to_string()),
+    }
+}
+
+/// Makes `change` on this node, which must be the leader (module doc).
+///
+/// # Errors
+///
+/// A [`ChangeRefusal`] saying whether anything may have changed.
+pub async fn change_on_leader(
+    raft: &Raft<TypeConfig>,
+    change: MemberChange,
+) -> Result<(), ChangeRefusal> {
+    let run = async {
+        match change {
+            MemberChange::Add { id, addr } => {
+                raft.add_learner(id, BasicNode::new(addr), true)
+                    .await
+                    .map_err(refusal)?;
+                let promote = ChangeMembers::AddVoterIds(BTreeSet::from([id]));
+                raft.change_membership(promote, false)
+                    .await
+                    .map_err(refusal)?;
+            }
+            MemberChange::Remove { id } => {
+                let membership = raft.metrics().borrow().membership_config.clone();
+                let membership = membership.membership();
+                let remove = if membership.voter_ids().any(|v| v == id) {
+                    ChangeMembers::RemoveVoters(BTreeSet::from([id]))
+                } else if membership.get_node(&id).is_some() {
+                    ChangeMembers::RemoveNodes(BTreeSet::from([id]))
+                } else {
+                    return Err(ChangeRefusal::Refused(format!("node {id} is not a member")));
+                };
+                raft.change_membership(remove, false)
+                    .await
+                    .map_err(refusal)?;
+            }
+        }
+        Ok(())
+    };
+    match tokio::time::timeout(CHANGE_TIMEOUT, run).await {
+        Ok(result) => result,
+        Err(_) => Err(ChangeRefusal::Failed(format!(
+            "not done within {CHANGE_TIMEOUT:?} (a learner may still be catching up; ask again)"
+        ))),
+    }
+}
+
+impl ClusterNode {
+    /// Makes `change` through the leader (this node, or forwarded to it).
+    ///
+    /// # Errors
+    ///
+    /// [`ClusterError::Refused`] if the leader refused it;
+    /// [`ClusterError::Unavailable`] if no leader made it in time or its
+    /// outcome is unknown.
+    pub async fn change_members(&self, change: MemberChange) -> Result<(), ClusterError> {
+        let deadline = Instant::now() + self.request_timeout().max(CHANGE_TIMEOUT);
+        loop {
+            let leader = self.raft().metrics().borrow().current_leader;
+            let outcome = match leader {
+                None => Err(ChangeRefusal::NotLeader),
+                Some(leader) if leader == self.id() => {
+                    change_on_leader(self.raft(), change.clone()).await
+                }
+                Some(leader) => {
+                    let forwarded = PeerRequest::ChangeMembers(change.clone());
+                    match self.ask(leader, &forwarded, deadline).await {
+                        Ok(PeerReply::ChangeMembers(outcome)) => outcome,
+                        Err(CallError::Unreachable(_)) => Err(ChangeRefusal::NotLeader),
+                        Ok(_) | Err(CallError::Network(_)) => {
+                            Err(ChangeRefusal::Failed("no reply from the leader".into()))
+                        }
+                    }
+                }
+            };
+            match outcome {
+                Ok(()) => return Ok(()),
+                Err(ChangeRefusal::NotLeader) => {}
+                Err(ChangeRefusal::Refused(reason)) => return Err(ClusterError::Refused(reason)),
+                Err(ChangeRefusal::Failed(reason)) => {
+                    log::warn!("membership change {change:?}: {reason}");
+                    return Err(self.unavailable());
+                }
+            }
+            self.pause_or_give_up(deadline).await?;
+        }
+    }
+}
+
+/// Answers a `ClusterAdmin` request with the node's status (after the
+/// change, for add and remove).
+pub fn execute(
+    cluster: &ClusterNode,
+    admin: proto::ClusterAdmin,
+) -> LocalBoxFuture<'static, Reply> {
+    let change = match admin.op {
+        None | Some(Op::Status(_)) => {
+            return ready(Reply::Cluster(status_reply(&cluster.status()))).boxed_local();
+        }
+        Some(Op::Add(add)) => match parse_add(add) {
+            Ok(change) => change,
+            Err(message) => return ready(dispatch::invalid_request(message)).boxed_local(),
+        },
+        Some(Op::Remove(remove)) => MemberChange::Remove { id: remove.node_id },
+    };
+    let cluster = cluster.clone();
+    async move {
+        match cluster.change_members(change).await {
+            Ok(()) => Reply::Cluster(status_reply(&cluster.status())),
+            Err(ClusterError::Refused(reason)) => dispatch::invalid_request(reason),
+            Err(e) => dispatch::error(ErrorCode::Unavailable, e.to_string()),
+        }
+    }
+    .boxed_local()
+}
+
+fn parse_add(add: proto::ClusterAdd) -> Result<MemberChange, String> {
+    if add.node_id == 0 {
+        return Err("cluster add needs a node id above 0".into());
+    }
+    match add.addr.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
+            Ok(MemberChange::Add {
+                id: add.node_id,
+                addr: add.addr,
+            })
+        }
+        _ => Err(format!("cluster add: {:?} is not HOST:PORT", add.addr)),
+    }
+}
+
+/// The wire form of a [`ClusterStatus`].
+pub fn status_reply(status: &ClusterStatus) -> proto::ClusterStatus {
+    proto::ClusterStatus {
+        node_id: status.node_id,
+        has_leader: status.leader.is_some(),
+        leader: status.leader.unwrap_or(0),
+        term: status.term,
+        role: status.role.clone(),
+        last_log_index: status.last_log_index.unwrap_or(0),
+        last_applied_index: status.last_applied_index.unwrap_or(0),
+        members: status
+            .members
+            .iter()
+            .map(|m| proto::ClusterMember {
+                node_id: m.id,
+                addr: m.addr.clone(),
+                voter: m.voter,
+                has_matched: m.matched_index.is_some(),
+                matched_index: m.matched_index.unwrap_or(0),
+                lag: m.lag.unwrap_or(0),
+            })
+            .collect(),
+    }
+}
+
+/// The status as `Stats` counters, added to the engine's on a cluster
+/// node: `cluster_node_id`, `cluster_leader` (0: none), `cluster_term`,
+/// `cluster_is_leader`, `cluster_last_log_index`,
+/// `cluster_last_applied_index`, `cluster_members`, and per member
+/// `cluster_member_ID_voter` and, on the leader,
+/// `cluster_member_ID_matched_index` and `cluster_member_ID_lag`.
+pub fn status_counters(status: &ClusterStatus) -> Vec<(String, u64)> {
+    let mut counters = vec![
+        ("cluster_node_id".to_string(), status.node_id),
+        ("cluster_leader".into(), status.leader.unwrap_or(0)),
+        ("cluster_term".into(), status.term),
+        (
+            "cluster_is_leader".into(),
+            u64::from(status.role == "leader"),
+        ),
+        (
+            "cluster_last_log_index".into(),
+            status.last_log_index.unwrap_or(0),
+        ),
+        (
+            "cluster_last_applied_index".into(),
+            status.last_applied_index.unwrap_or(0),
+        ),
+        ("cluster_members".into(), status.members.len() as u64),
+    ];
+    for member in &status.members {
+        let name = |what: &str| format!("cluster_member_{}_{what}", member.id);
+        counters.push((name("voter"), u64::from(member.voter)));
+        if let Some(lag) = member.lag {
+            counters.push((name("matched_index"), member.matched_index.unwrap_or(0)));
+            counters.push((name("lag"), lag));
+        }
+    }
+    counters
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::MemberStatus;
+
+    fn status() -> ClusterStatus {
+        ClusterStatus {
+            node_id: 1,
+            leader: Some(1),
+            term: 3,
+            role: "leader".into(),
+            last_log_index: Some(10),
+            last_applied_index: Some(10),
+            members: vec![
+                MemberStatus {
+                    id: 1,
+                    addr: "h:7001".into(),
+                    voter: true,
+                    matched_index: Some(10),
+                    lag: Some(0),
+                },
+                MemberStatus {
+                    id: 4,
+                    addr: "h:7004".into(),
+                    voter: false,
+                    matched_index: None,
+                    lag: Some(10),
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn status_maps_to_the_wire_and_to_counters() {
+        let reply = status_reply(&status());
+        assert!(reply.has_leader);
+        assert_eq!(reply.members.len(), 2);
+        assert!(!reply.members[1].voter && !reply.members[1].has_matched);
+        assert_eq!(reply.members[1].lag, 10);
+        let counters: std::collections::BTreeMap<_, _> =
+            status_counters(&status()).into_iter().collect();
+        assert_eq!(counters["cluster_term"], 3);
+        assert_eq!(counters["cluster_is_leader"], 1);
+        assert_eq!(counters["cluster_member_4_lag"], 10);
+        assert_eq!(counters["cluster_member_4_voter"], 0);
+    }
+
+    #[test]
+    fn add_needs_an_id_and_a_host_and_port() {
+        let add = |id, addr: &str| {
+            parse_add(proto::ClusterAdd {
+                node_id: id,
+                addr: addr.into(),
+            })
+        };
+        assert!(add(4, "h:7004").is_ok());
+        for (id, addr) in [(0, "h:7004"), (4, "h"), (4, ":7004"), (4, "h:port")] {
+            assert!(add(id, addr).is_err(), "{id} {addr}");
+        }
+    }
+}
