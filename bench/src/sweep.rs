@@ -83,7 +83,7 @@ fn run_engine(args: &Args, engine: EngineKind, base: &Path) -> BenchResult<Vec<R
     if let Some(&workload) = first_loaded {
         fresh_dir(&loaded)?;
         eprintln!("{label}: loading {} keys", args.num);
-        run_child(args, engine, workload, &loaded, true)?;
+        run_child(args, (engine, None), workload, &loaded, true)?;
     }
     let mut reports = Vec::new();
     for &workload in &args.workloads {
@@ -93,7 +93,7 @@ fn run_engine(args: &Args, engine: EngineKind, base: &Path) -> BenchResult<Vec<R
             copy_dir(&loaded, &dir)?;
         }
         eprintln!("{label} {}: running", workload.name());
-        let report = run_child(args, engine, workload, &dir, false)?;
+        let report = run_child(args, (engine, None), workload, &dir, false)?;
         eprintln!(
             "{label} {}: {:.0} ops/s, p99 {:.1} us",
             workload.name(),

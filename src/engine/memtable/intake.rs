@@ -58,6 +58,7 @@ impl MemtableActor {
                 requirements: write.requirements,
                 range_deletes: write.range_deletes,
                 reply: write.reply,
+                first_seq: 0,
             });
         }
         if remote {

@@ -85,6 +85,9 @@ struct PendingWrite {
     requirements: Vec<Requirement>,
     range_deletes: Vec<RangeDelete>,
     reply: oneshot::Sender<Result<()>>,
+    /// The sequence number of its first mutation, given when its group is
+    /// formed (0 before).
+    first_seq: u64,
 }
 
 /// What the actor starts from, as recovery left it.
@@ -149,6 +152,14 @@ pub struct MemtableActor {
     lock: Option<Arc<dyn DirectoryLock>>,
     /// Reused to encode each write's WAL payload.
     record_scratch: Vec<u8>,
+    /// Reused for each group's framed WAL records (not under
+    /// `SyncPolicy::Always`, whose job takes them to another thread).
+    framed_scratch: Vec<u8>,
+    /// An emptied group's vector, reused as the next `pending`, so that a
+    /// group of one write costs no allocation for it.
+    spare_pending: Vec<PendingWrite>,
+    /// Reused to hold a group's replies until the group is published.
+    reply_scratch: Vec<oneshot::Sender<Result<()>>>,
     /// Range deletes applied to the active memtable.
     active_tombstones: Vec<RangeTombstone>,
     /// Those and the frozen memtables': what readers apply besides the
@@ -189,6 +200,9 @@ impl MemtableActor {
             closing: None,
             lock: Some(start.lock),
             record_scratch: Vec::new(),
+            framed_scratch: Vec::new(),
+            spare_pending: Vec::new(),
+            reply_scratch: Vec::new(),
             active_tombstones: Vec::new(),
             unflushed_tombstones: RangeTombstones::default(),
             freeze_soon: false,
@@ -388,8 +402,9 @@ impl MemtableActor {
         if self.wal.is_none() {
             return;
         }
-        let pending = std::mem::take(&mut self.pending);
-        let group = self.admit(pending);
+        let spare = std::mem::take(&mut self.spare_pending);
+        let pending = std::mem::replace(&mut self.pending, spare);
+        let mut group = self.admit(pending);
         if group.is_empty() {
             self.make_progress(ctx);
             return;
@@ -397,13 +412,13 @@ impl MemtableActor {
         let Some(mut wal) = self.wal.take() else {
             return;
         };
-        let mut framed = Vec::new();
-        let mut seqs = Vec::with_capacity(group.len());
+        let mut framed = std::mem::take(&mut self.framed_scratch);
+        framed.clear();
         let mut record = std::mem::take(&mut self.record_scratch);
-        for write in &group {
+        for write in &mut group {
             let first_seq = self.last_seq + 1;
             self.last_seq += (write.mutations.len() + write.range_deletes.len()) as u64;
-            seqs.push(first_seq);
+            write.first_seq = first_seq;
             record.clear();
             encode_wal_batch(first_seq, &write.mutations, &mut record);
             encode_wal_range_deletes(&write.range_deletes, &mut record);
@@ -413,9 +428,10 @@ impl MemtableActor {
         Counters::add(&self.counters.wal_bytes, framed.len() as u64);
         if self.options.sync != SyncPolicy::Always {
             let result = wal.append_encoded(&framed);
+            self.framed_scratch = framed;
             self.wal = Some(wal);
             self.wal_dirty = true;
-            self.finish_group(result, group, seqs, false, ctx);
+            self.finish_group(result, group, false, ctx);
             return;
         }
         let lock = self.lock.clone();
@@ -429,7 +445,7 @@ impl MemtableActor {
             .map(move |joined, act, ctx| match joined {
                 Ok((wal, result)) => {
                     act.wal = Some(wal);
-                    act.finish_group(result, group, seqs, true, ctx);
+                    act.finish_group(result, group, true, ctx);
                 }
                 Err(join_error) => {
                     let error = Error::io(
@@ -476,14 +492,13 @@ impl MemtableActor {
     fn finish_group(
         &mut self,
         result: Result<()>,
-        group: Vec<PendingWrite>,
-        seqs: Vec<u64>,
+        mut group: Vec<PendingWrite>,
         synced: bool,
         ctx: &mut Context<Self>,
     ) {
         if let Err(error) = result {
             if wal_full::is_disk_full(&error) {
-                let resume_from = seqs.first().copied().unwrap_or(self.last_seq + 1);
+                let resume_from = group.first().map_or(self.last_seq + 1, |w| w.first_seq);
                 self.fail_group(group, &error);
                 self.enter_wal_full(error, resume_from, ctx);
                 self.make_progress(ctx);
@@ -502,8 +517,9 @@ impl MemtableActor {
             Counters::add(&self.counters.wal_synced_requests, requests);
         }
         Counters::add(&self.counters.write_requests, requests);
-        let mut replies = Vec::with_capacity(group.len());
-        for (write, first_seq) in group.into_iter().zip(seqs) {
+        let mut replies = std::mem::take(&mut self.reply_scratch);
+        for write in group.drain(..) {
+            let first_seq = write.first_seq;
             Counters::add(&self.counters.writes, write.mutations.len() as u64);
             let points = write.mutations.len() as u64;
             for (offset, m) in write.mutations.into_iter().enumerate() {
@@ -527,8 +543,12 @@ impl MemtableActor {
         // move past it. Visible before acknowledged: a read after an
         // acknowledged write sees it.
         self.publish();
-        for reply in replies {
+        for reply in replies.drain(..) {
             let _ = reply.send(Ok(()));
+        }
+        self.reply_scratch = replies;
+        if self.spare_pending.capacity() < group.capacity() {
+            self.spare_pending = group;
         }
         self.make_progress(ctx);
     }

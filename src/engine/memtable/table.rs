@@ -64,9 +64,9 @@ use crate::format::{Entry, KeyRange};
 ///
 /// Larger values add only their own rounding, so this is about right for
 /// any entry; tiny entries are undercounted by a few bytes. The expiry
-/// (8 bytes beside the value in the node) came after the measurement and is
-/// added to it.
-const ENTRY_OVERHEAD_BYTES: usize = 144;
+/// (8 bytes beside the value in the node) and the key's inline head (16,
+/// [`InternalKey::head`]) came after the measurement and are added to it.
+const ENTRY_OVERHEAD_BYTES: usize = 160;
 
 /// The versions, ordered by [`InternalKey`].
 type Versions = SkipMap<InternalKey, Stored>;
@@ -81,23 +81,85 @@ struct Stored {
 
 /// One version of a user key. Ordered by key ascending, then by sequence
 /// number descending, so that a key's newest version comes first.
+///
+/// `head` holds the key's first [`HEAD_BYTES`] bytes inside the skip-list
+/// node, so that most comparisons of an insert's or a lookup's search are
+/// decided without following `key` to its buffer: a search of a large
+/// table misses the cache at every node it visits, and the key's buffer
+/// was a second miss per node (perf: the skip-list search was the memtable
+/// actor's largest cost, see docs/BENCHMARKS.md, issue 14). fjall's keys
+/// are kept inline in its nodes for the same reason.
 struct InternalKey {
+    head: u128,
     key: Bytes,
     seq: u64,
+}
+
+/// Bytes of a key kept inline in its node ([`InternalKey::head`]).
+const HEAD_BYTES: usize = 16;
+
+/// The first [`HEAD_BYTES`] of `key`, zero-padded, as a big-endian number:
+/// two keys whose heads differ are ordered as their heads are. (Where `a`
+/// is shorter, its padding zero is below or equal to `b`'s byte, and equal
+/// heads are left to the whole keys.)
+fn key_head(key: &[u8]) -> u128 {
+    let mut head = [0u8; HEAD_BYTES];
+    for (to, from) in head.iter_mut().zip(key) {
+        *to = *from;
+    }
+    u128::from_be_bytes(head)
+}
+
+impl InternalKey {
+    fn new(key: Bytes, seq: u64) -> Self {
+        InternalKey {
+            head: key_head(&key),
+            key,
+            seq,
+        }
+    }
 }
 
 /// What the ordering looks at: lets a lookup search with a borrowed key
 /// ([`Probe`]) instead of building an [`InternalKey`].
 trait VersionKey {
+    fn head(&self) -> u128;
     fn user_key(&self) -> &[u8];
     fn seq(&self) -> u64;
 }
 
-fn version_order(a: &dyn VersionKey, b: &dyn VersionKey) -> Ordering {
-    compare_keys(a.user_key(), b.user_key()).then_with(|| b.seq().cmp(&a.seq()))
+/// Byte order of the user keys, looking at their inline heads first.
+fn user_key_order<A, B>(a: &A, b: &B) -> Ordering
+where
+    A: VersionKey + ?Sized,
+    B: VersionKey + ?Sized,
+{
+    let by_head = a.head().cmp(&b.head());
+    if by_head != Ordering::Equal {
+        return by_head;
+    }
+    let (a, b) = (a.user_key(), b.user_key());
+    if a.len() <= HEAD_BYTES && b.len() <= HEAD_BYTES {
+        // Equal heads of keys that fit in them: the keys are equal up to
+        // the shorter one's length, and the padding of the shorter one
+        // matched zeros: the shorter key is the smaller.
+        return a.len().cmp(&b.len());
+    }
+    compare_keys(a, b)
+}
+
+fn version_order<A, B>(a: &A, b: &B) -> Ordering
+where
+    A: VersionKey + ?Sized,
+    B: VersionKey + ?Sized,
+{
+    user_key_order(a, b).then_with(|| b.seq().cmp(&a.seq()))
 }
 
 impl VersionKey for InternalKey {
+    fn head(&self) -> u128 {
+        self.head
+    }
     fn user_key(&self) -> &[u8] {
         &self.key
     }
@@ -108,11 +170,15 @@ impl VersionKey for InternalKey {
 
 /// A borrowed key and sequence number to search for.
 struct Probe<'a> {
+    head: u128,
     key: &'a [u8],
     seq: u64,
 }
 
 impl VersionKey for Probe<'_> {
+    fn head(&self) -> u128 {
+        self.head
+    }
     fn user_key(&self) -> &[u8] {
         self.key
     }
@@ -163,7 +229,7 @@ impl PartialOrd for InternalKey {
 
 impl Ord for InternalKey {
     fn cmp(&self, other: &Self) -> Ordering {
-        compare_keys(&self.key, &other.key).then_with(|| other.seq.cmp(&self.seq))
+        version_order(self, other)
     }
 }
 
@@ -218,7 +284,7 @@ impl MemTable {
             value,
             expire_at_ms,
         };
-        self.versions.insert(InternalKey { key, seq }, stored);
+        self.versions.insert(InternalKey::new(key, seq), stored);
         self.entries += 1;
         self.visible_seq = self.visible_seq.max(seq);
     }
@@ -226,6 +292,7 @@ impl MemTable {
     /// The newest visible version of `key`, if this table holds one.
     pub fn get(&self, key: &[u8]) -> Option<Entry> {
         let probe = Probe {
+            head: key_head(key),
             key,
             seq: self.visible_seq,
         };
@@ -285,14 +352,8 @@ fn to_entry(version: &Version<'_, InternalKey, Stored>) -> Entry {
 /// user key: a key's first version is the one with the highest seq.
 fn lower(bound: &Bound<Bytes>) -> Bound<InternalKey> {
     match bound {
-        Bound::Included(key) => Bound::Included(InternalKey {
-            key: key.clone(),
-            seq: u64::MAX,
-        }),
-        Bound::Excluded(key) => Bound::Excluded(InternalKey {
-            key: key.clone(),
-            seq: 0,
-        }),
+        Bound::Included(key) => Bound::Included(InternalKey::new(key.clone(), u64::MAX)),
+        Bound::Excluded(key) => Bound::Excluded(InternalKey::new(key.clone(), 0)),
         Bound::Unbounded => Bound::Unbounded,
     }
 }
@@ -301,14 +362,8 @@ fn lower(bound: &Bound<Bytes>) -> Bound<InternalKey> {
 /// key: a key's last version is the one with the lowest seq.
 fn upper(bound: &Bound<Bytes>) -> Bound<InternalKey> {
     match bound {
-        Bound::Included(key) => Bound::Included(InternalKey {
-            key: key.clone(),
-            seq: 0,
-        }),
-        Bound::Excluded(key) => Bound::Excluded(InternalKey {
-            key: key.clone(),
-            seq: u64::MAX,
-        }),
+        Bound::Included(key) => Bound::Included(InternalKey::new(key.clone(), 0)),
+        Bound::Excluded(key) => Bound::Excluded(InternalKey::new(key.clone(), u64::MAX)),
         Bound::Unbounded => Bound::Unbounded,
     }
 }
@@ -423,6 +478,47 @@ mod tests {
         for a in &keys {
             for b in &keys {
                 assert_eq!(compare_keys(a, b), a.cmp(b), "{a:?} vs {b:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn versions_are_ordered_by_key_bytes_whatever_their_heads() {
+        // Keys shorter than, equal to and longer than the inline head, with
+        // zero bytes where the padding is, and long keys sharing a head.
+        let keys: Vec<&[u8]> = vec![
+            b"",
+            b"\0",
+            b"\0\0",
+            b"a",
+            b"a\0",
+            b"a\0\0",
+            b"a\x01",
+            b"0123456789abcdef",
+            b"0123456789abcdef\0",
+            b"0123456789abcdefa",
+            b"0123456789abcdefb",
+            b"0123456789abcdef\xff",
+            b"0123456789abcdeg",
+            b"0123456789abcde",
+            b"0123456789abcde\0\0",
+            b"\xff\xff",
+        ];
+        for a in &keys {
+            for b in &keys {
+                for (sa, sb) in [(1, 1), (1, 2), (2, 1)] {
+                    let x = InternalKey::new(Bytes::copy_from_slice(a), sa);
+                    let y = InternalKey::new(Bytes::copy_from_slice(b), sb);
+                    let expected = a.cmp(b).then(sb.cmp(&sa));
+                    assert_eq!(x.cmp(&y), expected, "{a:?}@{sa} vs {b:?}@{sb}");
+                    let probe = Probe {
+                        head: key_head(b),
+                        key: b,
+                        seq: sb,
+                    };
+                    let (x, probe): (&dyn VersionKey, &dyn VersionKey) = (&x, &probe);
+                    assert_eq!(x.cmp(probe), expected, "{a:?}@{sa} vs probe {b:?}@{sb}");
+                }
             }
         }
     }
