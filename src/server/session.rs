@@ -230,7 +230,8 @@ fn footprint_of(command: &Command) -> Footprint {
                 .collect(),
         ),
         Command::Ping(_) | Command::Auth(_) => Footprint::Nothing,
-        // Counters of the whole database; a checkpoint holds every write.
-        Command::Stats(_) | Command::Checkpoint(_) => Footprint::All,
+        // Counters of the whole database; a checkpoint holds every write;
+        // a membership change or status waits for the writes before it.
+        Command::Stats(_) | Command::Checkpoint(_) | Command::Cluster(_) => Footprint::All,
     }
 }
