@@ -297,3 +297,38 @@ async fn an_expired_entry_flushed_above_an_older_version_still_hides_it() {
     assert_eq!(stats.get("live_segments"), 0, "{stats:?}");
     db.close().await.unwrap();
 }
+
+#[actix_rt::test]
+async fn expired_values_leave_the_disk_without_being_read_or_compacted_by_hand() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(NOW));
+    let db = Db::open(options(dir.path(), &clock)).await.unwrap();
+    const KEYS: usize = 300;
+    for i in 0..KEYS {
+        db.put_with_expiry(key(i), value(i), NOW + 1_000)
+            .await
+            .unwrap();
+    }
+    db.put("forever", "f").await.unwrap();
+    // Everything settled on the bottom level while still live, so no
+    // compaction the set's changes ask for is left to run.
+    db.compact().await.unwrap();
+    let before = db.stats().await.unwrap().get("segment_bytes");
+    clock.set(NOW + 1_000);
+    // No read, no write, no `compact`: the compactor's timer finds the
+    // segment due and rewrites it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let after = loop {
+        let now = db.stats().await.unwrap().get("segment_bytes");
+        if now * 4 < before || std::time::Instant::now() > deadline {
+            break now;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert!(
+        after * 4 < before,
+        "expired values still on disk: {before} -> {after} bytes"
+    );
+    assert_eq!(scanned_keys(&db).await, vec![Bytes::from("forever")]);
+    db.close().await.unwrap();
+}

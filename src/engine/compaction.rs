@@ -116,6 +116,34 @@ pub fn debt_bytes(levels: &[Vec<SegmentMeta>], options: &Options) -> u64 {
     debt
 }
 
+/// A rewrite that takes expired values off the disk without anyone reading
+/// them: the first segment (shallowest level first) holding a value whose
+/// expiry is at or before `now_ms`. Level 0 merges into level 1 as when it
+/// is full; a deeper segment is rewritten in place, alone, so the output
+/// stays inside its span. The merge turns expired values into tombstones
+/// (dropped where nothing deeper can hold the key), so the output is not
+/// due again. `None` if no segment is due.
+pub fn expired(levels: &[Vec<SegmentMeta>], now_ms: u64) -> Option<CompactionTask> {
+    let due = |s: &&SegmentMeta| s.earliest_expire_at_ms != 0 && s.earliest_expire_at_ms <= now_ms;
+    let (level, segment) = levels
+        .iter()
+        .enumerate()
+        .find_map(|(level, segments)| segments.iter().find(due).map(|s| (level, s)))?;
+    if level == 0 {
+        return Some(merge_into_next(levels, levels.first()?.clone(), 0));
+    }
+    let deeper_overlap = levels
+        .iter()
+        .skip(level + 1)
+        .flatten()
+        .any(|s| overlaps(s, &segment.smallest_key, &segment.largest_key));
+    Some(CompactionTask {
+        inputs: vec![segment.file_number],
+        output_level: u32::try_from(level).unwrap_or(u32::MAX),
+        drop_tombstones: !deeper_overlap,
+    })
+}
+
 /// Everything into one sorted run on the deepest level in use (at least 1),
 /// dropping tombstones: what `Db::compact` asks for. `None` if there is
 /// nothing to merge.
@@ -222,6 +250,7 @@ mod tests {
             file_size: size,
             entry_count: 1,
             max_seq: number,
+            earliest_expire_at_ms: 0,
         }
     }
 
@@ -351,6 +380,35 @@ mod tests {
             drop_tombstones: true,
         };
         assert_eq!(trivial_move(&overlapping_below, &partial), None);
+    }
+
+    #[test]
+    fn a_segment_with_a_due_expiry_is_rewritten_in_place_or_merged_down() {
+        let expiring = |mut m: SegmentMeta, at| {
+            m.earliest_expire_at_ms = at;
+            m
+        };
+        let levels = vec![
+            vec![meta(9, 0, "a", "b", 1)],
+            vec![
+                meta(3, 1, "a", "c", 1),
+                expiring(meta(4, 1, "d", "f", 1), 50),
+            ],
+            vec![meta(1, 2, "x", "z", 1)],
+        ];
+        assert_eq!(expired(&levels, 49), None, "not due yet");
+        let task = expired(&levels, 50).unwrap();
+        assert_eq!((task.inputs, task.output_level), (vec![4], 1));
+        assert!(task.drop_tombstones, "nothing deeper overlaps d..f");
+        let levels = vec![
+            vec![
+                expiring(meta(9, 0, "a", "b", 1), 10),
+                meta(8, 0, "c", "d", 1),
+            ],
+            vec![meta(3, 1, "a", "a", 1), meta(4, 1, "x", "z", 1)],
+        ];
+        let task = expired(&levels, 10).unwrap();
+        assert_eq!((task.inputs, task.output_level), (vec![9, 8, 3], 1));
     }
 
     #[test]

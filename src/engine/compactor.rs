@@ -2,6 +2,13 @@
 //! [`super::compaction`] what to merge, runs the merge on a blocking thread
 //! and hands the output to the segment manager to install. One compaction
 //! runs at a time, so the levels below a running merge do not change under it.
+//!
+//! Besides the set's changes, a timer looks again every
+//! [`EXPIRY_CHECK_INTERVAL`]: a segment whose earliest expiry has passed is
+//! rewritten (see `compaction::expired`) even when nothing is written, so
+//! expired values leave the disk without being read. After a failed
+//! compaction the timer waits for the next change of the set, as the rest
+//! does, instead of retrying a dead disk every tick.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,6 +28,9 @@ use crate::format::{Entry, EntryIter};
 use crate::fs::DirectoryLock;
 use crate::proto::storage::SegmentMeta;
 use crate::{Error, Options, Result};
+
+/// How often the compactor looks for segments holding expired values.
+pub const EXPIRY_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The segment set changed.
 #[derive(Message)]
@@ -50,6 +60,8 @@ pub struct Compactor {
     segment_manager: Addr<SegmentManager>,
     latest: Arc<SegmentSet>,
     running: bool,
+    /// The last compaction failed; cleared by the next change of the set.
+    stalled: bool,
     full_requests: Vec<oneshot::Sender<Result<()>>>,
     cancel: Arc<AtomicBool>,
     closing: Option<oneshot::Sender<()>>,
@@ -74,6 +86,7 @@ impl Compactor {
             segment_manager,
             latest: Arc::new(SegmentSet::default()),
             running: false,
+            stalled: false,
             full_requests: Vec::new(),
             cancel: Arc::new(AtomicBool::new(false)),
             closing: None,
@@ -103,7 +116,8 @@ impl Compactor {
                 return;
             }
             let reclaim = || range_delete::reclaim_task(&levels, &self.latest);
-            (task.or_else(reclaim), Vec::new())
+            let expired = || compaction::expired(&levels, self.options.clock.now_ms());
+            (task.or_else(reclaim).or_else(expired), Vec::new())
         } else {
             (
                 compaction::full(&levels),
@@ -213,6 +227,7 @@ impl Compactor {
                             act.maybe_start(ctx);
                         }
                         Err(error) if is_refused_for_space(&error) => {
+                            act.stalled = true;
                             log::warn!("compaction postponed: {error}");
                             Counters::add(&act.counters.compactions_refused_for_space, 1);
                             let queued = std::mem::take(&mut act.full_requests);
@@ -224,6 +239,7 @@ impl Compactor {
                             }
                         }
                         Err(error) => {
+                            act.stalled = true;
                             if act.closing.is_none() {
                                 log::error!("compaction failed: {error}");
                                 Counters::add(&act.counters.background_errors, 1);
@@ -389,11 +405,20 @@ impl EntryIter for CompactionStream<'_> {
 
 impl Actor for Compactor {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.run_interval(EXPIRY_CHECK_INTERVAL, |act, ctx| {
+            if !act.stalled {
+                act.maybe_start(ctx);
+            }
+        });
+    }
 }
 
 impl Handler<SetChanged> for Compactor {
     type Result = ();
     fn handle(&mut self, msg: SetChanged, ctx: &mut Context<Self>) {
+        self.stalled = false;
         self.adopt(msg.0);
         self.maybe_start(ctx);
     }

@@ -295,5 +295,6 @@ fn meta_from_summary(number: u64, level: u32, summary: TableSummary) -> SegmentM
         file_size: summary.file_size,
         entry_count: summary.entry_count,
         max_seq: summary.max_seq,
+        earliest_expire_at_ms: summary.earliest_expire_at_ms,
     }
 }

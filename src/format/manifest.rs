@@ -185,6 +185,7 @@ mod tests {
                     file_size: 4096 * (i + 1),
                     entry_count: 10 * i,
                     max_seq: 900 + i,
+                    earliest_expire_at_ms: i * 1_000,
                 })
                 .collect(),
             oldest_live_wal: 40,

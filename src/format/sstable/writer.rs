@@ -25,6 +25,8 @@ pub struct TableSummary {
     pub smallest_key: Bytes,
     pub largest_key: Bytes,
     pub max_seq: u64,
+    /// The earliest expiry of a value in the table; 0 when none expires.
+    pub earliest_expire_at_ms: u64,
 }
 
 /// Builds one table from entries added in strictly increasing key order.
@@ -59,6 +61,7 @@ pub struct SstableWriter {
     last_key: Option<Bytes>,
     entry_count: u64,
     max_seq: u64,
+    earliest_expire_at_ms: u64,
     /// Recorded in the footer.
     identity: TableIdentity,
 }
@@ -81,6 +84,7 @@ impl SstableWriter {
             last_key: None,
             entry_count: 0,
             max_seq: 0,
+            earliest_expire_at_ms: 0,
             identity: TableIdentity::default(),
         }
     }
@@ -133,6 +137,12 @@ impl SstableWriter {
         self.last_key = Some(entry.key.clone());
         self.entry_count += 1;
         self.max_seq = self.max_seq.max(entry.seq);
+        if entry.value.is_some() && entry.expire_at_ms > 0 {
+            self.earliest_expire_at_ms = match self.earliest_expire_at_ms {
+                0 => entry.expire_at_ms,
+                earliest => earliest.min(entry.expire_at_ms),
+            };
+        }
         Ok(())
     }
 
@@ -196,6 +206,7 @@ impl SstableWriter {
             smallest_key,
             largest_key,
             max_seq: self.max_seq,
+            earliest_expire_at_ms: self.earliest_expire_at_ms,
         })
     }
 
