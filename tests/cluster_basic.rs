@@ -12,17 +12,11 @@ use naive_kv::Options;
 use naive_kv::cluster::{ClusterConfig, ClusterNode, ClusterRequest, NodeId};
 use tempfile::TempDir;
 
-type TestResult = Result<(), Box<dyn std::error::Error>>;
+mod cluster_support;
 
-fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<_> = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().unwrap().port())
-        .collect()
-}
+use cluster_support::free_ports;
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
 
 fn config(id: NodeId, members: &BTreeMap<NodeId, String>) -> ClusterConfig {
     let mut config = ClusterConfig::new(id, members[&id].clone(), members.clone());

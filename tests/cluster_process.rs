@@ -14,19 +14,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use naive_kv::client::{Client, ClientError};
 
-fn enabled() -> bool {
-    std::env::var("NAIVEKV_CLUSTER_TESTS").is_ok_and(|v| v == "1")
-}
+mod cluster_support;
 
-fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<_> = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().unwrap().port())
-        .collect()
-}
+use cluster_support::{free_ports, long_tests as enabled};
 
 struct Cluster {
     dirs: Vec<tempfile::TempDir>,

@@ -26,7 +26,8 @@ pub fn long_tests() -> bool {
     std::env::var("NAIVEKV_CLUSTER_TESTS").is_ok_and(|v| v == "1")
 }
 
-fn free_ports(n: usize) -> Vec<u16> {
+/// `n` loopback ports free at the time of the call.
+pub fn free_ports(n: usize) -> Vec<u16> {
     let listeners: Vec<_> = (0..n)
         .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
         .collect();
