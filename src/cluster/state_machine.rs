@@ -220,23 +220,41 @@ fn remove_leftovers(dir: &Path, live: &str) -> Result<()> {
     Ok(())
 }
 
-/// The current snapshot archive: the one with the greatest last log id.
-fn newest_snapshot(snapshots: &Path) -> std::io::Result<Option<(Meta, PathBuf)>> {
-    let mut newest: Option<(Meta, PathBuf)> = None;
-    for entry in std::fs::read_dir(snapshots)? {
-        let path = entry?.path();
-        if path.extension().is_none_or(|e| e != "snap") {
-            continue;
+/// The current snapshot archive, open: the one with the greatest last log
+/// id. A newer snapshot completing meanwhile removes older archives; one
+/// that vanishes between listing and opening is skipped and the directory
+/// listed again (the newer archive is in place before any older one goes).
+/// An archive once open stays readable after it is removed.
+fn open_newest_snapshot(snapshots: &Path) -> std::io::Result<Option<(Meta, std::fs::File)>> {
+    'listing: loop {
+        let mut newest: Option<(Meta, std::fs::File)> = None;
+        for entry in std::fs::read_dir(snapshots)? {
+            let path = entry?.path();
+            if path.extension().is_none_or(|e| e != "snap") {
+                continue;
+            }
+            let Some(mut file) = open_unless_removed(&path)? else {
+                continue 'listing;
+            };
+            let meta = snapshot::read_meta(&mut file)?;
+            if newest
+                .as_ref()
+                .is_none_or(|(m, _)| m.last_log_id <= meta.last_log_id)
+            {
+                newest = Some((meta, file));
+            }
         }
-        let meta = snapshot::read_meta(&mut std::fs::File::open(&path)?)?;
-        if newest
-            .as_ref()
-            .is_none_or(|(m, _)| m.last_log_id <= meta.last_log_id)
-        {
-            newest = Some((meta, path));
-        }
+        return Ok(newest);
     }
-    Ok(newest)
+}
+
+/// Opens `path`, or `None` if it no longer exists.
+fn open_unless_removed(path: &Path) -> std::io::Result<Option<std::fs::File>> {
+    match std::fs::File::open(path) {
+        Ok(file) => Ok(Some(file)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// Removes every archive in `snapshots` older than `keep`.
@@ -246,9 +264,15 @@ fn remove_older_snapshots(snapshots: &Path, keep: &Meta) -> std::io::Result<()> 
         if path.extension().is_none_or(|e| e != "snap") {
             continue;
         }
-        let meta = snapshot::read_meta(&mut std::fs::File::open(&path)?)?;
+        let Some(mut file) = open_unless_removed(&path)? else {
+            continue;
+        };
+        let meta = snapshot::read_meta(&mut file)?;
         if meta.last_log_id < keep.last_log_id {
-            std::fs::remove_file(&path)?;
+            match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
         }
     }
     Ok(())
@@ -262,8 +286,11 @@ async fn blocking<T: Send + 'static>(
         .unwrap_or_else(|e| Err(io_error(e)))
 }
 
-async fn open_archive(path: PathBuf) -> std::io::Result<Box<tokio::fs::File>> {
-    Ok(Box::new(tokio::fs::File::open(path).await?))
+/// The snapshot data openraft sends: `archive` read from its start.
+fn snapshot_data(mut archive: std::fs::File) -> std::io::Result<Box<tokio::fs::File>> {
+    use std::io::{Seek, SeekFrom};
+    archive.seek(SeekFrom::Start(0))?;
+    Ok(Box::new(tokio::fs::File::from_std(archive)))
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
@@ -275,17 +302,19 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let signature = Some(meta.signature());
         let archive = self.snapshots.join(format!("{}.snap", meta.snapshot_id));
         let (for_pack, snapshots) = (meta.clone(), self.snapshots.clone());
-        let target = archive.clone();
-        blocking(move || {
-            snapshot::pack(&checkpoint, &for_pack, &target)?;
+        // Opened before older archives go: a newer snapshot installed
+        // meanwhile may remove this one, and the open file stays readable.
+        let opened = blocking(move || {
+            snapshot::pack(&checkpoint, &for_pack, &archive)?;
             std::fs::remove_dir_all(&checkpoint)?;
-            remove_older_snapshots(&snapshots, &for_pack)
+            let opened = std::fs::File::open(&archive)?;
+            remove_older_snapshots(&snapshots, &for_pack)?;
+            Ok(opened)
         })
         .await
         .map_err(|e| StorageIOError::write_snapshot(signature.clone(), &e))?;
-        let snapshot = open_archive(archive)
-            .await
-            .map_err(|e| StorageIOError::read_snapshot(signature, &e))?;
+        let snapshot =
+            snapshot_data(opened).map_err(|e| StorageIOError::read_snapshot(signature, &e))?;
         Ok(Snapshot { meta, snapshot })
     }
 }
@@ -413,14 +442,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         &mut self,
     ) -> std::result::Result<Option<Snapshot<TypeConfig>>, StorageError> {
         let snapshots = self.snapshots();
-        let newest = blocking(move || newest_snapshot(&snapshots))
+        let newest = blocking(move || open_newest_snapshot(&snapshots))
             .await
             .map_err(|e| StorageIOError::read_snapshot(None, &e))?;
-        let Some((meta, path)) = newest else {
+        let Some((meta, archive)) = newest else {
             return Ok(None);
         };
-        let snapshot = open_archive(path)
-            .await
+        let snapshot = snapshot_data(archive)
             .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
         Ok(Some(Snapshot { meta, snapshot }))
     }
@@ -460,4 +488,60 @@ fn install_files(
     remove_older_snapshots(snapshots, expected)?;
     // IMPORTANT: the archive's name must be durable.
     std::fs::File::open(snapshots)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::{CommittedLeaderId, LogId, StoredMembership};
+
+    use super::*;
+
+    fn archive_at(snapshots: &Path, index: u64) -> Meta {
+        let meta = Meta {
+            last_log_id: Some(LogId::new(CommittedLeaderId::new(1, 1), index)),
+            last_membership: StoredMembership::default(),
+            snapshot_id: format!("1-{index}-x"),
+        };
+        let checkpoint = snapshots.join(format!("checkpoint-{index}"));
+        std::fs::create_dir_all(&checkpoint).unwrap();
+        std::fs::write(checkpoint.join("data"), index.to_le_bytes()).unwrap();
+        let archive = snapshots.join(format!("{}.snap", meta.snapshot_id));
+        snapshot::pack(&checkpoint, &meta, &archive).unwrap();
+        std::fs::remove_dir_all(&checkpoint).unwrap();
+        meta
+    }
+
+    #[test]
+    fn the_newest_archive_is_opened_and_stays_readable_once_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        archive_at(dir.path(), 5);
+        let newest = archive_at(dir.path(), 9);
+        let (meta, file) = open_newest_snapshot(dir.path()).unwrap().unwrap();
+        assert_eq!(meta, newest);
+        // A newer snapshot replaces it while openraft still sends it.
+        let newer = archive_at(dir.path(), 12);
+        remove_older_snapshots(dir.path(), &newer).unwrap();
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(names.len(), 1, "older archives were not removed");
+        let mut data = snapshot_data(file).unwrap().try_into_std().unwrap();
+        let unpacked = snapshot::unpack(&mut data, &dir.path().join("out")).unwrap();
+        assert_eq!(unpacked, newest);
+        let restored = std::fs::read(dir.path().join("out").join("data")).unwrap();
+        assert_eq!(restored, 9u64.to_le_bytes());
+    }
+
+    #[test]
+    fn an_archive_removed_while_listing_is_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(
+            open_unless_removed(&dir.path().join("gone.snap"))
+                .unwrap()
+                .is_none()
+        );
+        assert!(open_newest_snapshot(dir.path()).unwrap().is_none());
+        let only = archive_at(dir.path(), 3);
+        remove_older_snapshots(dir.path(), &only).unwrap();
+        let (meta, _) = open_newest_snapshot(dir.path()).unwrap().unwrap();
+        assert_eq!(meta, only);
+    }
 }

@@ -26,15 +26,29 @@ pub fn long_tests() -> bool {
     std::env::var("NAIVEKV_CLUSTER_TESTS").is_ok_and(|v| v == "1")
 }
 
-/// `n` loopback ports free at the time of the call.
+/// `n` loopback ports free at the time of the call, below Linux's
+/// ephemeral range (32768 and up): a node restarted on its old port must
+/// not find it taken as the local port of some outgoing connection. Ports
+/// come from one counter per process, starting at a place that differs
+/// between runs, so concurrent tests never get the same one.
 pub fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<_> = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().unwrap().port())
-        .collect()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 10_000;
+    const SPAN: u32 = 22_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let nanos = std::time::UNIX_EPOCH
+        .elapsed()
+        .map_or(0, |d| d.subsec_nanos());
+    let seed = std::process::id().wrapping_mul(2_654_435_761) ^ nanos;
+    let _ = NEXT.compare_exchange(u32::MAX, seed % SPAN, Ordering::SeqCst, Ordering::SeqCst);
+    let mut ports = Vec::with_capacity(n);
+    while ports.len() < n {
+        let port = (FIRST + NEXT.fetch_add(1, Ordering::SeqCst) % SPAN) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            ports.push(port);
+        }
+    }
+    ports
 }
 
 /// The running nodes, shared with the clients (one thread: an `Rc`).
@@ -68,6 +82,11 @@ impl TestCluster {
         seed: u64,
         snapshot_every: Option<u64>,
     ) -> TestCluster {
+        // Node warnings and errors show beside a failing test's output.
+        let _ = env_logger::builder()
+            .is_test(true)
+            .filter_level(log::LevelFilter::Warn)
+            .try_init();
         let n = initial + spares;
         let ports = free_ports(n as usize);
         let members = (1..=n)
@@ -259,9 +278,16 @@ impl Recorder {
 
 /// A linearizable read through `node`, or `None` if it failed.
 pub async fn read(node: &ClusterNode, key: &str) -> Option<Option<String>> {
-    node.linearizable_barrier().await.ok()?;
-    let value = node.engine().get(Bytes::from(key.to_string())).await.ok()?;
-    Some(value.map(|v| String::from_utf8_lossy(&v).into_owned()))
+    read_or_error(node, key).await.ok()
+}
+
+async fn read_or_error(node: &ClusterNode, key: &str) -> Result<Option<String>, String> {
+    node.linearizable_barrier()
+        .await
+        .map_err(|e| format!("barrier: {e}"))?;
+    let value = node.engine().get(Bytes::from(key.to_string())).await;
+    let value = value.map_err(|e| format!("engine: {e}"))?;
+    Ok(value.map(|v| String::from_utf8_lossy(&v).into_owned()))
 }
 
 /// Concurrent clients, each looping put/get/delete on [`KEYS`] through
@@ -328,8 +354,8 @@ pub async fn check(cluster: &TestCluster, recorder: &Recorder) -> usize {
         let node = cluster.node(id);
         for key in KEYS {
             let invoked = recorder.now();
-            let value = read(&node, key).await;
-            let value = value.unwrap_or_else(|| panic!("final read of {key} on node {id} failed"));
+            let value = read_or_error(&node, key).await;
+            let value = value.unwrap_or_else(|e| panic!("final read of {key} on node {id}: {e}"));
             recorder.history.borrow_mut().push(Operation {
                 client: usize::MAX,
                 key: key.to_string(),
