@@ -140,6 +140,15 @@ async fn run_client_shows_status_adds_and_removes_nodes() {
         );
     }
     assert!(status.contains(" voter matched "), "{status}");
+    // A follower knows the leader once the leader's first append reached it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while cluster.node(follower).status().leader != Some(leader) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the follower never heard from the leader"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let status = run_client(on_follower, &["cluster", "status"])
         .await
         .unwrap();

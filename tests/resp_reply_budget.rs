@@ -170,10 +170,13 @@ fn many_non_reading_clients_together_stay_under_the_server_budget() {
         "16 non-reading clients: {sent} requests sent, {held_mib} MiB held, server RSS grew {grown_mib} MiB"
     );
     // The cap, passed by at most the replies under way when it was reached
-    // (without it: 64 MiB). RSS also counts the allocator's slack and the
-    // arenas of the other tests' servers.
+    // (without it: 64 MiB). RSS is a coarse second check: it also keeps
+    // what the allocator retains from connections the idle timeout closed
+    // during the flood (more of them on a loaded machine, where the flood
+    // is slower: 51 MiB was seen at load 12), so it only catches replies
+    // that escape the budget altogether (3,200 of 512 KiB: 1.6 GB).
     assert!(held_mib < 12, "{held_mib} MiB held");
-    assert!(grown_mib < 48, "RSS grew {grown_mib} MiB");
+    assert!(grown_mib < 96, "RSS grew {grown_mib} MiB");
     // The greedy clients are closed once their sockets stall for 0.5 s;
     // then a client that reads is served.
     let started = std::time::Instant::now();

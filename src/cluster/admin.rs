@@ -169,13 +169,37 @@ pub fn execute(
     };
     let cluster = cluster.clone();
     async move {
-        match cluster.change_members(change).await {
-            Ok(()) => Reply::Cluster(status_reply(&cluster.status())),
+        match cluster.change_members(change.clone()).await {
+            Ok(()) => {
+                shown(&cluster, &change).await;
+                Reply::Cluster(status_reply(&cluster.status()))
+            }
             Err(ClusterError::Refused(reason)) => dispatch::invalid_request(reason),
             Err(e) => dispatch::error(ErrorCode::Unavailable, e.to_string()),
         }
     }
     .boxed_local()
+}
+
+/// How long a node waits to see a change it made in its own membership
+/// before answering with its status anyway.
+const SHOWN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Waits until this node's membership shows `change`: on the leader it
+/// does once the change is made; a follower that forwarded it learns it
+/// from the leader's next append. Gives up after [`SHOWN_TIMEOUT`].
+async fn shown(cluster: &ClusterNode, change: &MemberChange) {
+    let deadline = Instant::now() + SHOWN_TIMEOUT;
+    while !shows(&cluster.status(), change) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn shows(status: &ClusterStatus, change: &MemberChange) -> bool {
+    match change {
+        MemberChange::Add { id, .. } => status.members.iter().any(|m| m.id == *id && m.voter),
+        MemberChange::Remove { id } => status.members.iter().all(|m| m.id != *id),
+    }
 }
 
 fn parse_add(add: proto::ClusterAdd) -> Result<MemberChange, String> {
