@@ -79,12 +79,13 @@ fn set_options_and_ttl_replies() {
 fn keys_go_away_at_their_expiry() {
     let server = RespServer::start();
     let mut con = server.redis();
-    q::<String>(&mut con, &["SET", "short", "v", "PX", "80"]);
-    q::<String>(&mut con, &["PSETEX", "short2", "80", "v"]);
+    // Long enough to be seen before they expire on a loaded machine.
+    q::<String>(&mut con, &["SET", "short", "v", "PX", "500"]);
+    q::<String>(&mut con, &["PSETEX", "short2", "500", "v"]);
     q::<String>(&mut con, &["SETEX", "long", "100", "v"]);
     q::<String>(&mut con, &["SET", "plain", "v"]);
     assert_eq!(q::<i64>(&mut con, &["EXISTS", "short", "short2"]), 2);
-    std::thread::sleep(Duration::from_millis(150));
+    std::thread::sleep(Duration::from_millis(600));
     assert_eq!(get(&mut con, "short"), None);
     assert_eq!(q::<i64>(&mut con, &["EXISTS", "short", "short2"]), 0);
     let mut keys: Vec<String> = q(&mut con, &["KEYS", "*"]);

@@ -130,9 +130,10 @@ fn select_inside_multi_applies_at_exec_in_order() {
 fn a_watched_key_that_expires_after_watch_aborts_exec() {
     let server = RespServer::start();
     let mut s = server.connect();
-    exchange(&mut s, &request(&[b"SET", b"x", b"foo", b"PX", b"150"]), OK);
+    // Long enough to be watched before it expires on a loaded machine.
+    exchange(&mut s, &request(&[b"SET", b"x", b"foo", b"PX", b"600"]), OK);
     exchange(&mut s, &request(&[b"WATCH", b"x"]), OK);
-    std::thread::sleep(Duration::from_millis(300));
+    std::thread::sleep(Duration::from_millis(800));
     exchange(&mut s, &request(&[b"MULTI"]), OK);
     exchange(&mut s, &request(&[b"PING"]), QUEUED);
     exchange(&mut s, &request(&[b"EXEC"]), b"*-1\r\n");
