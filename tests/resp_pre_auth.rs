@@ -16,7 +16,7 @@ const TOKEN: &str = "s3cret";
 
 fn server() -> RespServer {
     RespServer::start_tuned(SyncPolicy::None, Some(TOKEN), |c| {
-        c.auth_timeout = Duration::from_millis(500);
+        c.auth_timeout = Duration::from_millis(1000);
     })
 }
 
@@ -56,7 +56,8 @@ fn a_connection_that_does_not_authenticate_in_time_is_closed() {
     waiting
         .set_read_timeout(Some(Duration::from_secs(2)))
         .unwrap();
-    std::thread::sleep(Duration::from_millis(400));
+    // Pinged for 0.3 s of the 1 s (a margin for a loaded machine), then idle.
+    std::thread::sleep(Duration::from_millis(900));
     let _ = waiting.write_all(&request(&[b"PING"]));
     let mut rest = Vec::new();
     let _ = std::io::Read::read_to_end(&mut waiting, &mut rest);
