@@ -1,0 +1,204 @@
+//! What a reader on a plain OS thread may see while writers on other plain
+//! threads write: never half a batch, never one thread's write without the
+//! writes that thread made before it, never a key's value going back; and
+//! every acknowledged write, at once, to its writer (read-your-writes) and,
+//! after all threads finish and after a reopen, to everyone.
+//!
+//! Each writer `w`, in round `n`, writes (all values are `n`):
+//! - a batch `[pair/w/a, pair/w/b]`: a reader that reads `b` and then `a`
+//!   must find `a >= b` (it would find `a` one round behind if it saw the
+//!   batch half applied), and a scan of `pair/w/` finds both equal;
+//! - `seq/w/x` then `seq/w/y`, one after the other, or both submitted before
+//!   either is awaited (pipelined), or `x`'s future dropped unawaited: a
+//!   reader that reads `y` and then `x` must find `x >= y`.
+//!
+//! Writes from plain threads are inserted into the memtable by the writers
+//! themselves (`engine/memtable/inserts.rs`); these are the guarantees that
+//! design must keep. A model check, not a timing test: it fails only if an
+//! order is broken.
+
+mod common;
+
+use std::future::Future;
+use std::pin::pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, Wake, Waker};
+use std::thread::Thread;
+
+use bytes::Bytes;
+use naive_kv::{Db, Options, ScanRequest, SyncPolicy, WriteBatch};
+
+const WRITERS: usize = 3;
+const READERS: usize = 2;
+/// Rounds per writer; a synced write waits for an fdatasync, so fewer.
+const ROUNDS: u64 = 300;
+const SYNCED_ROUNDS: u64 = 25;
+
+/// Wakes a parked thread.
+struct Unpark(Thread);
+
+impl Wake for Unpark {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+/// Runs a future on the calling thread, parking between polls.
+fn block_on<F: Future>(future: F) -> F::Output {
+    let mut future = pin!(future);
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    loop {
+        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+            return output;
+        }
+        std::thread::park();
+    }
+}
+
+fn key(kind: &str, writer: usize, name: &str) -> Bytes {
+    Bytes::from(format!("{kind}/{writer}/{name}"))
+}
+
+fn value(round: u64) -> Bytes {
+    Bytes::from(format!("{round:08}"))
+}
+
+/// The round a key holds, 0 if absent.
+fn read_round(db: &Db, key: Bytes) -> u64 {
+    block_on(db.get(key))
+        .unwrap()
+        .map_or(0, |v| std::str::from_utf8(&v).unwrap().parse().unwrap())
+}
+
+fn write_round(db: &Db, writer: usize, round: u64) {
+    let mut batch = WriteBatch::new();
+    batch.put(key("pair", writer, "a"), value(round));
+    batch.put(key("pair", writer, "b"), value(round));
+    block_on(db.write(batch)).unwrap();
+    let (x, y) = (key("seq", writer, "x"), key("seq", writer, "y"));
+    match round % 3 {
+        0 => {
+            block_on(db.put(x.clone(), value(round))).unwrap();
+            block_on(db.put(y.clone(), value(round))).unwrap();
+        }
+        1 => {
+            // Both submitted before either is awaited.
+            let first = db.put(x.clone(), value(round));
+            let second = db.put(y.clone(), value(round));
+            block_on(second).unwrap();
+            block_on(first).unwrap();
+        }
+        _ => {
+            // Submitted, never awaited: still ordered before `y`.
+            drop(db.put(x.clone(), value(round)));
+            block_on(db.put(y.clone(), value(round))).unwrap();
+        }
+    }
+    // Read-your-writes, and the dropped write is in too.
+    assert_eq!(read_round(db, y), round, "writer {writer}");
+    assert_eq!(read_round(db, x), round, "writer {writer}");
+    assert_eq!(read_round(db, key("pair", writer, "a")), round);
+}
+
+/// Reads every writer's keys in the order that exposes a broken order, and
+/// checks that no key's round goes back.
+fn read_once(db: &Db, last: &mut [[u64; 2]]) {
+    for writer in 0..WRITERS {
+        let b = read_round(db, key("pair", writer, "b"));
+        let a = read_round(db, key("pair", writer, "a"));
+        assert!(a >= b, "writer {writer}: half a batch seen (a {a}, b {b})");
+        let y = read_round(db, key("seq", writer, "y"));
+        let x = read_round(db, key("seq", writer, "x"));
+        assert!(x >= y, "writer {writer}: y {y} seen before x (x {x})");
+        let [last_a, last_y] = &mut last[writer];
+        assert!(
+            a >= *last_a && y >= *last_y,
+            "writer {writer}: a round went back"
+        );
+        (*last_a, *last_y) = (a, y);
+        let page = block_on(db.scan(ScanRequest::range(
+            format!("pair/{writer}/"),
+            format!("pair/{writer}0"),
+        )))
+        .unwrap();
+        let values: Vec<&Bytes> = page.entries.iter().map(|(_, v)| v).collect();
+        assert!(
+            values.is_empty() || (values.len() == 2 && values[0] == values[1]),
+            "writer {writer}: a scan saw half a batch: {values:?}"
+        );
+    }
+}
+
+async fn check_final(db: &Db, rounds: u64) {
+    for writer in 0..WRITERS {
+        for (kind, name) in [("pair", "a"), ("pair", "b"), ("seq", "x"), ("seq", "y")] {
+            let got = db.get(key(kind, writer, name)).await.unwrap();
+            assert_eq!(got, Some(value(rounds)), "{kind}/{writer}/{name}");
+        }
+    }
+}
+
+async fn run(options: Options, rounds: u64) {
+    let db = Db::open(options.clone()).await.unwrap();
+    let writing = Arc::new(AtomicBool::new(true));
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|writer| {
+            let db = db.clone();
+            std::thread::spawn(move || (1..=rounds).for_each(|n| write_round(&db, writer, n)))
+        })
+        .collect();
+    let readers: Vec<_> = (0..READERS)
+        .map(|_| {
+            let (db, writing) = (db.clone(), writing.clone());
+            std::thread::spawn(move || {
+                let mut last = [[0u64; 2]; WRITERS];
+                while writing.load(Ordering::Acquire) {
+                    read_once(&db, &mut last);
+                }
+                read_once(&db, &mut last);
+            })
+        })
+        .collect();
+    // Joined on a blocking thread: this one runs the memtable actor.
+    actix_rt::task::spawn_blocking(move || {
+        writers.into_iter().for_each(|h| h.join().unwrap());
+        writing.store(false, Ordering::Release);
+        readers.into_iter().for_each(|h| h.join().unwrap());
+    })
+    .await
+    .unwrap();
+    check_final(&db, rounds).await;
+    db.close().await.unwrap();
+    let db = common::reopen(options).await;
+    check_final(&db, rounds).await;
+    db.close().await.unwrap();
+}
+
+#[actix_rt::test]
+async fn readers_never_see_half_a_batch_or_a_thread_s_writes_out_of_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = Options::new(dir.path());
+    options.sync = SyncPolicy::None;
+    run(options, ROUNDS).await;
+}
+
+/// Tiny memtables: freezes and flushes happen between (never during) the
+/// writers' inserts.
+#[actix_rt::test]
+async fn the_same_through_freezes_and_flushes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = common::tiny_options(dir.path());
+    options.sync = SyncPolicy::None;
+    run(options, ROUNDS).await;
+}
+
+/// Every write synced: writers park for the group commit, then insert.
+#[actix_rt::test]
+async fn the_same_when_every_write_is_synced() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = Options::new(dir.path());
+    options.sync = SyncPolicy::Always;
+    run(options, SYNCED_ROUNDS).await;
+}
