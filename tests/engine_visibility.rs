@@ -12,10 +12,10 @@
 //!   either is awaited (pipelined), or `x`'s future dropped unawaited: a
 //!   reader that reads `y` and then `x` must find `x >= y`.
 //!
-//! Writes from plain threads are inserted into the memtable by the writers
-//! themselves (`engine/memtable/inserts.rs`); these are the guarantees that
-//! design must keep. A model check, not a timing test: it fails only if an
-//! order is broken.
+//! These are the guarantees any change to who inserts a write into the
+//! memtable must keep (writers inserting their own versions, issue 14, was
+//! tried against this test: see docs/BENCHMARKS.md). A model check, not a
+//! timing test: it fails only if an order is broken.
 
 mod common;
 
@@ -184,8 +184,7 @@ async fn readers_never_see_half_a_batch_or_a_thread_s_writes_out_of_order() {
     run(options, ROUNDS).await;
 }
 
-/// Tiny memtables: freezes and flushes happen between (never during) the
-/// writers' inserts.
+/// Tiny memtables: freezes and flushes happen while the threads write.
 #[actix_rt::test]
 async fn the_same_through_freezes_and_flushes() {
     let dir = tempfile::tempdir().unwrap();
@@ -194,7 +193,7 @@ async fn the_same_through_freezes_and_flushes() {
     run(options, ROUNDS).await;
 }
 
-/// Every write synced: writers park for the group commit, then insert.
+/// Every write synced: writers park while the group commit runs.
 #[actix_rt::test]
 async fn the_same_when_every_write_is_synced() {
     let dir = tempfile::tempdir().unwrap();

@@ -22,27 +22,19 @@ impl ActorFuture<MemtableActor> for Intake {
         ctx: &mut Context<MemtableActor>,
         task: &mut std::task::Context<'_>,
     ) -> Poll<()> {
-        if act.take_submissions() || act.inserts_done() {
+        if act.take_submissions() {
             act.make_progress(ctx);
             // Lets the mailbox and finished jobs run, then comes back.
             task.waker().wake_by_ref();
             return Poll::Pending;
         }
-        if act.submissions.is_disconnected() && act.inserting.is_none() {
+        if act.submissions.is_disconnected() {
             return Poll::Ready(()); // no handle can submit any more
         }
         // While a group is being written, new writes wait for it anyway:
-        // the job's completion takes them. While writers insert a group,
-        // its last insert may come any moment: poll for it too.
-        let inserting = act.inserting.clone();
-        let inserts_done = || inserting.as_ref().is_some_and(|g| g.is_done());
-        let keep_polling = !act.job_in_flight() && act.spin.wait(&act.submissions, inserts_done);
-        if !keep_polling && let Some(group) = &inserting {
-            // The writers had their turn, or one's future is not being
-            // polled: the actor inserts what nobody has taken.
-            group.help();
-        }
-        if keep_polling || !act.submissions.park(task.waker(), inserts_done) {
+        // the job's completion takes them.
+        let keep_polling = !act.job_in_flight() && act.spin.wait(&act.submissions);
+        if keep_polling || !act.submissions.park(task.waker()) {
             task.waker().wake_by_ref();
         }
         Poll::Pending
@@ -50,12 +42,6 @@ impl ActorFuture<MemtableActor> for Intake {
 }
 
 impl MemtableActor {
-    /// The group being inserted by its writers is done (the actor has not
-    /// yet taken note).
-    fn inserts_done(&self) -> bool {
-        self.inserting.as_ref().is_some_and(|g| g.is_done())
-    }
-
     /// Moves every queued write into `pending` (or answers it at once if
     /// writes are refused). True if there was any.
     pub(super) fn take_submissions(&mut self) -> bool {
@@ -73,7 +59,6 @@ impl MemtableActor {
                 range_deletes: write.range_deletes,
                 reply: write.reply,
                 first_seq: 0,
-                remote: write.remote,
             });
         }
         if remote {

@@ -12,13 +12,6 @@ use crate::{Error, Result};
 
 pub use crate::engine::batch::Mutation;
 
-use super::inserts::GroupInserts;
-
-/// The answer to a [`Write`]: `Ok(None)` once it is applied and visible;
-/// `Ok(Some(group))` once its group is ordered and in the WAL, for the
-/// writer to help insert into the memtable (`inserts.rs`); or the error.
-pub type WriteAnswer = Result<Option<Arc<GroupInserts>>>;
-
 /// Applies mutations atomically. Answered once durable. Not an actix
 /// message: it goes through the actor's submission queue
 /// (`submissions.rs`).
@@ -29,7 +22,7 @@ pub struct Write {
     pub requirements: Vec<Requirement>,
     /// Range deletes, applied after `mutations` (see `range_delete.rs`).
     pub range_deletes: Vec<RangeDelete>,
-    pub reply: oneshot::Sender<WriteAnswer>,
+    pub reply: oneshot::Sender<Result<()>>,
     /// Sent from another thread than the actor's: the actor keeps polling
     /// for the next one for a while.
     pub remote: bool,

@@ -9,11 +9,7 @@
 //! blocking thread, new writes wait in `pending`; when the sync returns they
 //! all go out as the next group and share one sync (group commit). A write
 //! is applied to the memtable, and so becomes visible to readers, only once
-//! it is durable under the sync policy; then its writer is answered. The
-//! versions of writes from other threads are inserted by their writers, on
-//! their own threads, after the actor has ordered and logged the group; the
-//! actor waits for those inserts before the next group (`inserts.rs`, which
-//! argues why readers still never see half a group).
+//! it is durable under the sync policy; then its writer is answered.
 //!
 //! When the memtable passes its share of the memtable budget
 //! (`Options::memtable_freeze_bytes`: `memtable_bytes` split between it and
@@ -29,12 +25,11 @@
 //! never sees a table both gone from memory and not yet in a segment.
 //! The active memtable's snapshot shares the skip list the actor keeps
 //! inserting into, but sees only sequence numbers up to the last one applied
-//! when it was taken, and it is published only after a whole group is
+//! when it was taken, and the actor takes it only after a whole group is
 //! applied; so it is immutable too, and never shows half a group (see
 //! `table.rs`).
 
 mod conditions;
-mod inserts;
 mod intake;
 mod messages;
 mod submissions;
@@ -50,7 +45,6 @@ use tokio::sync::oneshot;
 
 pub use messages::{
     Close, Flush, FlushDone, FlushFailed, Gauges, MemtableGauges, Mutation, SegmentsChanged, Write,
-    WriteAnswer,
 };
 pub use submissions::{Completion, Submissions};
 pub use table::{FrozenMemtable, MemTable};
@@ -67,7 +61,6 @@ use crate::format::wal_file_name;
 use crate::fs::DirectoryLock;
 use crate::{Error, Options, Result, SyncPolicy};
 use conditions::GroupConditions;
-use inserts::{GroupInserts, InsertJob, Publish};
 use intake::Intake;
 use submissions::ActorSpin;
 
@@ -91,13 +84,10 @@ struct PendingWrite {
     mutations: Vec<Mutation>,
     requirements: Vec<Requirement>,
     range_deletes: Vec<RangeDelete>,
-    reply: oneshot::Sender<WriteAnswer>,
+    reply: oneshot::Sender<Result<()>>,
     /// The sequence number of its first mutation, given when its group is
     /// formed (0 before).
     first_seq: u64,
-    /// From another thread than the actor's: its writer inserts its
-    /// versions (`inserts.rs`).
-    remote: bool,
 }
 
 /// What the actor starts from, as recovery left it.
@@ -127,15 +117,9 @@ pub struct MemtableActor {
     /// Bytes written to the WAL since its last sync (interval policy).
     wal_dirty: bool,
     last_seq: u64,
-    /// Every write up to this sequence number is applied to a memtable, or
-    /// being inserted by its writer (it trails `last_seq` while a group is
-    /// being written).
+    /// Every write up to this sequence number is applied to a memtable (it
+    /// trails `last_seq` while a group is being written).
     applied_seq: u64,
-    /// The group whose writers are inserting its versions; nothing is
-    /// published, and no group formed, until it is done (`inserts.rs`).
-    inserting: Option<Arc<GroupInserts>>,
-    /// Something changed while a group was inserting: publish when it ends.
-    publish_due: bool,
     /// The highest sequence number in any memtable flushed and dropped (see
     /// `conditions.rs`).
     dropped_through: u64,
@@ -175,7 +159,7 @@ pub struct MemtableActor {
     /// group of one write costs no allocation for it.
     spare_pending: Vec<PendingWrite>,
     /// Reused to hold a group's replies until the group is published.
-    reply_scratch: Vec<oneshot::Sender<WriteAnswer>>,
+    reply_scratch: Vec<oneshot::Sender<Result<()>>>,
     /// Range deletes applied to the active memtable.
     active_tombstones: Vec<RangeTombstone>,
     /// Those and the frozen memtables': what readers apply besides the
@@ -198,8 +182,6 @@ impl MemtableActor {
             last_seq: start.last_seq,
             // Recovery leaves everything it replayed in segments.
             applied_seq: start.last_seq,
-            inserting: None,
-            publish_due: false,
             dropped_through: start.last_seq,
             pending: Vec::new(),
             frozen: Vec::new(),
@@ -239,39 +221,15 @@ impl MemtableActor {
         self.active.is_empty() && self.active_tombstones.is_empty()
     }
 
-    /// Makes the current state what readers see (once the group being
-    /// inserted, if any, is done).
-    fn publish(&mut self) {
-        if self.inserting.is_some() {
-            self.publish_due = true;
-            return;
-        }
-        self.published.store(self.view());
-    }
-
-    /// The current state, as readers would see it.
-    fn view(&self) -> Arc<ReadView> {
-        Arc::new(ReadView {
+    /// Makes the current state what readers see.
+    fn publish(&self) {
+        self.published.store(Arc::new(ReadView {
             active: self.active.clone(),
             frozen: self.frozen.clone(),
             segments: self.segments.clone(),
             applied_seq: self.applied_seq,
             range_tombstones: self.unflushed_tombstones.clone(),
-        })
-    }
-
-    /// True while writers are inserting a group; once they are done,
-    /// publishes what changed meanwhile.
-    fn inserts_in_flight(&mut self) -> bool {
-        match &self.inserting {
-            Some(group) if !group.is_done() => return true,
-            Some(_) => self.inserting = None,
-            None => return false,
-        }
-        if std::mem::take(&mut self.publish_due) {
-            self.publish();
-        }
-        false
+        }));
     }
 
     /// Moves every piece of queued work forward as far as it can go now.
@@ -283,9 +241,6 @@ impl MemtableActor {
         }
         if self.job_in_flight() {
             return; // its completion calls back
-        }
-        if self.inserts_in_flight() {
-            return; // the last insert wakes the intake, which calls back
         }
         self.serve_flush_requests(ctx);
         let freeze_soon = self.freeze_soon && self.closing.is_none();
@@ -562,28 +517,11 @@ impl MemtableActor {
             Counters::add(&self.counters.wal_synced_requests, requests);
         }
         Counters::add(&self.counters.write_requests, requests);
-        // Writers on other threads insert their own versions (`inserts.rs`);
-        // the actor applies the rest itself.
-        let writers_insert = group.iter().any(|w| w.remote && w.range_deletes.is_empty());
         let mut replies = std::mem::take(&mut self.reply_scratch);
-        let mut jobs = Vec::new();
         for write in group.drain(..) {
             let first_seq = write.first_seq;
             Counters::add(&self.counters.writes, write.mutations.len() as u64);
             let points = write.mutations.len() as u64;
-            if writers_insert && write.remote && write.range_deletes.is_empty() {
-                for (offset, m) in write.mutations.iter().enumerate() {
-                    let value_len = m.value.as_ref().map_or(0, bytes::Bytes::len);
-                    self.active
-                        .reserve(m.key.len(), value_len, first_seq + offset as u64);
-                }
-                jobs.push(InsertJob {
-                    mutations: write.mutations,
-                    first_seq,
-                });
-                replies.push(write.reply);
-                continue;
-            }
             for (offset, m) in write.mutations.into_iter().enumerate() {
                 let seq = first_seq + offset as u64;
                 self.active
@@ -601,42 +539,18 @@ impl MemtableActor {
         if self.freeze_soon {
             self.refresh_tombstones();
         }
-        if writers_insert {
-            self.hand_out_inserts(jobs, &mut replies);
-        } else {
-            // The whole group is applied; only now does the published
-            // bound move past it. Visible before acknowledged: a read after
-            // an acknowledged write sees it.
-            self.publish();
-            for reply in replies.drain(..) {
-                let _ = reply.send(Ok(None));
-            }
+        // The whole group is applied; only now does the published bound
+        // move past it. Visible before acknowledged: a read after an
+        // acknowledged write sees it.
+        self.publish();
+        for reply in replies.drain(..) {
+            let _ = reply.send(Ok(()));
         }
         self.reply_scratch = replies;
         if self.spare_pending.capacity() < group.capacity() {
             self.spare_pending = group;
         }
         self.make_progress(ctx);
-    }
-
-    /// Answers every write of the group with its inserts, which its
-    /// writers do on their threads; the last insert publishes the group's
-    /// view (`inserts.rs`). Until then the actor forms no group.
-    fn hand_out_inserts(
-        &mut self,
-        jobs: Vec<InsertJob>,
-        replies: &mut Vec<oneshot::Sender<WriteAnswer>>,
-    ) {
-        let publish = Publish {
-            view: self.view(),
-            published: self.published.clone(),
-            submissions: self.submissions.clone(),
-        };
-        let group = Arc::new(GroupInserts::new(jobs, self.active.inserter(), publish));
-        self.inserting = Some(group.clone());
-        for reply in replies.drain(..) {
-            let _ = reply.send(Ok(Some(group.clone())));
-        }
     }
 
     fn fail_group(&self, group: Vec<PendingWrite>, error: &Error) {

@@ -26,7 +26,6 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering, fence};
 use std::task::{Context, Poll};
 use std::thread::ThreadId;
@@ -36,8 +35,7 @@ use crossbeam_queue::SegQueue;
 use futures_util::task::AtomicWaker;
 use tokio::sync::oneshot;
 
-use super::inserts::GroupInserts;
-use super::messages::{Write, WriteAnswer};
+use super::messages::Write;
 use crate::{Error, Result};
 
 /// How long the actor keeps polling the queue after the last write from
@@ -102,24 +100,13 @@ impl Submissions {
         self.queue.pop()
     }
 
-    /// Wakes the actor if it is parked: something it waits for besides the
-    /// queue (a group's inserts, `inserts.rs`) happened. The caller makes
-    /// that visible before calling, and the actor's `park` looks at it
-    /// after marking itself parked.
-    pub fn notify(&self) {
-        fence(Ordering::SeqCst);
-        if self.parked.load(Ordering::Relaxed) && self.parked.swap(false, Ordering::AcqRel) {
-            self.waker.wake();
-        }
-    }
-
     /// Registers the actor's waker and marks it parked, unless a write is
-    /// already waiting or `ready` (then `false`: keep working).
-    pub fn park(&self, waker: &std::task::Waker, ready: impl Fn() -> bool) -> bool {
+    /// already waiting (then `false`: keep working).
+    pub fn park(&self, waker: &std::task::Waker) -> bool {
         self.waker.register(waker);
         self.parked.store(true, Ordering::Relaxed);
         fence(Ordering::SeqCst);
-        if self.queue.is_empty() && !self.is_disconnected() && !ready() {
+        if self.queue.is_empty() && !self.is_disconnected() {
             return true;
         }
         self.parked.store(false, Ordering::Relaxed);
@@ -165,14 +152,14 @@ impl ActorSpin {
         self.last_remote = Some(Instant::now());
     }
 
-    /// Waits briefly for a write or for `ready`; `true` if one may have
-    /// come (poll again), `false` once the spin window has passed (park).
-    pub fn wait(&mut self, submissions: &Submissions, ready: impl Fn() -> bool) -> bool {
+    /// Waits briefly for a write; `true` if one may have come (poll again),
+    /// `false` once the spin window has passed (park).
+    pub fn wait(&mut self, submissions: &Submissions) -> bool {
         let Some(since) = self.last_remote else {
             return false;
         };
         while since.elapsed() < ACTOR_SPIN {
-            if !submissions.queue.is_empty() || ready() {
+            if !submissions.queue.is_empty() {
                 return true;
             }
             // Gives the core to a writer that shares it (on a busy machine
@@ -185,28 +172,19 @@ impl ActorSpin {
 }
 
 /// A writer's answer: polls it for up to [`CALLER_SPIN`] when the writer
-/// runs on another thread than the actor, then waits like any future. When
-/// the answer is a group to insert, the writer inserts (on its own thread)
-/// what nobody has taken yet, and the write is done once its whole group
-/// is (`inserts.rs`).
+/// runs on another thread than the actor, then waits like any future.
 pub struct Completion {
-    rx: oneshot::Receiver<WriteAnswer>,
+    rx: oneshot::Receiver<Result<()>>,
     spin: bool,
-    /// The group this write inserted into, once it has.
-    inserted: Option<Arc<GroupInserts>>,
 }
 
 impl Completion {
     /// Waits on `rx`; spins first if `spin`.
-    pub fn new(rx: oneshot::Receiver<WriteAnswer>, spin: bool) -> Self {
-        Completion {
-            rx,
-            spin,
-            inserted: None,
-        }
+    pub fn new(rx: oneshot::Receiver<Result<()>>, spin: bool) -> Self {
+        Completion { rx, spin }
     }
 
-    fn spin_for_answer(&mut self) -> Option<WriteAnswer> {
+    fn spin_for_answer(&mut self) -> Option<Result<()>> {
         let start = Instant::now();
         while start.elapsed() < CALLER_SPIN {
             match self.rx.try_recv() {
@@ -218,24 +196,6 @@ impl Completion {
         }
         None
     }
-
-    /// Helps insert the group; `Ready` if it is done by then (or within
-    /// the spin), else remembers the group to wait for.
-    fn settle(&mut self, answer: WriteAnswer, spin: bool) -> Poll<Result<()>> {
-        let Some(group) = answer? else {
-            return Poll::Ready(Ok(()));
-        };
-        group.help();
-        let start = Instant::now();
-        while !group.is_done() && spin && start.elapsed() < CALLER_SPIN {
-            std::thread::yield_now(); // the group's other writers are inserting
-        }
-        if group.is_done() {
-            return Poll::Ready(Ok(()));
-        }
-        self.inserted = Some(group);
-        Poll::Pending
-    }
 }
 
 impl Future for Completion {
@@ -243,24 +203,14 @@ impl Future for Completion {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
         let this = self.get_mut();
-        if let Some(group) = &this.inserted {
-            return group.poll_done(cx).map(Ok);
+        if std::mem::take(&mut this.spin)
+            && let Some(answer) = this.spin_for_answer()
+        {
+            return Poll::Ready(answer);
         }
-        let spin = std::mem::take(&mut this.spin);
-        let answer = match spin.then(|| this.spin_for_answer()).flatten() {
-            Some(answer) => answer,
-            None => match Pin::new(&mut this.rx).poll(cx) {
-                Poll::Ready(answer) => answer.unwrap_or(Err(Error::Closed)),
-                Poll::Pending => return Poll::Pending,
-            },
-        };
-        match this.settle(answer, spin) {
-            Poll::Pending => match &this.inserted {
-                Some(group) => group.poll_done(cx).map(Ok),
-                None => Poll::Pending,
-            },
-            ready => ready,
-        }
+        Pin::new(&mut this.rx)
+            .poll(cx)
+            .map(|answer| answer.unwrap_or(Err(Error::Closed)))
     }
 }
 
@@ -282,7 +232,7 @@ mod tests {
         }
     }
 
-    fn write() -> (Write, oneshot::Receiver<WriteAnswer>) {
+    fn write() -> (Write, oneshot::Receiver<Result<()>>) {
         let (reply, rx) = oneshot::channel();
         let mutations = vec![crate::engine::batch::Mutation::new(
             "k".into(),
@@ -305,13 +255,9 @@ mod tests {
         let waker = Waker::from(counter.clone());
         submissions.submit(write().0); // not parked: no wake-up
         assert_eq!(counter.0.load(Ordering::SeqCst), 0);
-        assert!(
-            !submissions.park(&waker, || false),
-            "a queued write keeps it working"
-        );
+        assert!(!submissions.park(&waker), "a queued write keeps it working");
         while submissions.pop().is_some() {}
-        assert!(!submissions.park(&waker, || true), "nor does a group's end");
-        assert!(submissions.park(&waker, || false));
+        assert!(submissions.park(&waker));
         submissions.submit(write().0);
         submissions.submit(write().0);
         assert_eq!(counter.0.load(Ordering::SeqCst), 1);
@@ -335,10 +281,10 @@ mod tests {
     #[test]
     fn a_spinning_caller_sees_an_answer_or_a_dropped_reply() {
         let (reply, rx) = oneshot::channel();
-        reply.send(Ok(None)).unwrap();
+        reply.send(Ok(())).unwrap();
         let answer = futures_util::FutureExt::now_or_never(Completion::new(rx, true));
         assert!(matches!(answer, Some(Ok(()))), "{answer:?}");
-        let (reply, rx) = oneshot::channel::<WriteAnswer>();
+        let (reply, rx) = oneshot::channel::<Result<()>>();
         drop(reply);
         let answer = futures_util::FutureExt::now_or_never(Completion::new(rx, true));
         assert!(matches!(answer, Some(Err(Error::Closed))), "{answer:?}");

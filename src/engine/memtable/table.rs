@@ -5,20 +5,15 @@
 //! descending) whose value is the written value, or `None` for a tombstone.
 //! An overwrite is a new entry; no entry is ever changed or removed.
 //!
-//! The map lives behind an `Arc`. The memtable actor owns it: it alone
-//! gives sequence numbers and moves a [`MemTable`]'s bound. The versions
-//! themselves are inserted by the actor or, for writes from other threads,
-//! by the writers on their own threads through a [`VersionInserter`], each
-//! with the sequence numbers the actor gave it (see `inserts.rs`).
+//! The map lives behind an `Arc` and the memtable actor is its only writer.
 //! A [`MemTable`] is that `Arc` plus a visibility bound, `visible_seq`: it
 //! ignores entries with a higher sequence number and, for each user key,
 //! shows only the newest version at or below the bound.
 //!
 //! Why a clone is an immutable snapshot, so that readers need no lock and
-//! no message: a clone that readers see is published only once every
-//! version at or below its bound is inserted (the actor inserts a group
-//! before it publishes, or the group's last writer to insert publishes the
-//! view the actor built). A clone keeps the bound of that moment. Every
+//! no message: the actor applies a whole write group to its own `MemTable`
+//! (whose bound follows its inserts) and only then clones it into the
+//! `ReadView` it publishes. A clone keeps the bound of that moment. Every
 //! later insert carries a higher sequence number (the actor hands them out
 //! in increasing order), so the clone ignores it; and what lies at or below
 //! the bound is never changed or removed. So what a clone shows never
@@ -282,25 +277,16 @@ impl MemTable {
         value: Option<Bytes>,
         expire_at_ms: u64,
     ) {
-        self.reserve(key.len(), value.as_ref().map_or(0, Bytes::len), seq);
-        insert_version(&self.versions, key, seq, value, expire_at_ms);
-    }
-
-    /// Counts a version of `key_len` and `value_len` bytes at `seq` and
-    /// makes `seq` visible to this table, for a version that is inserted
-    /// through [`MemTable::inserter`] (by a writer on its own thread, see
-    /// `inserts.rs`). Only the owner of the table may call this; the
-    /// version is in the table once the inserter has inserted it.
-    pub fn reserve(&mut self, key_len: usize, value_len: usize, seq: u64) {
-        self.approximate_bytes += key_len + value_len + ENTRY_OVERHEAD_BYTES;
+        self.approximate_bytes +=
+            key.len() + value.as_ref().map_or(0, Bytes::len) + ENTRY_OVERHEAD_BYTES;
+        let expire_at_ms = if value.is_some() { expire_at_ms } else { 0 };
+        let stored = Stored {
+            value,
+            expire_at_ms,
+        };
+        self.versions.insert(InternalKey::new(key, seq), stored);
         self.entries += 1;
         self.visible_seq = self.visible_seq.max(seq);
-    }
-
-    /// A handle that inserts into this table's map, for versions counted
-    /// with [`MemTable::reserve`].
-    pub fn inserter(&self) -> VersionInserter {
-        VersionInserter(self.versions.clone())
     }
 
     /// The newest visible version of `key`, if this table holds one.
@@ -350,34 +336,6 @@ impl MemTable {
             })
         }
     }
-}
-
-/// Inserts versions into one memtable's map, from any thread: the skip
-/// list's insert is lock-free, and a version is invisible to every snapshot
-/// whose bound is below its sequence number (see the module doc).
-pub struct VersionInserter(Arc<Versions>);
-
-impl VersionInserter {
-    /// Inserts `value` (or a tombstone) for `key` at `seq`, expiring at
-    /// `expire_at_ms` (0: never; ignored for a tombstone).
-    pub fn insert(&self, key: Bytes, seq: u64, value: Option<Bytes>, expire_at_ms: u64) {
-        insert_version(&self.0, key, seq, value, expire_at_ms);
-    }
-}
-
-fn insert_version(
-    versions: &Versions,
-    key: Bytes,
-    seq: u64,
-    value: Option<Bytes>,
-    expire_at_ms: u64,
-) {
-    let expire_at_ms = if value.is_some() { expire_at_ms } else { 0 };
-    let stored = Stored {
-        value,
-        expire_at_ms,
-    };
-    versions.insert(InternalKey::new(key, seq), stored);
 }
 
 fn to_entry(version: &Version<'_, InternalKey, Stored>) -> Entry {
