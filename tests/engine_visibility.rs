@@ -104,15 +104,14 @@ fn write_round(db: &Db, writer: usize, round: u64) {
 
 /// Reads every writer's keys in the order that exposes a broken order, and
 /// checks that no key's round goes back.
-fn read_once(db: &Db, last: &mut [[u64; 2]]) {
-    for writer in 0..WRITERS {
+fn read_once(db: &Db, last: &mut [[u64; 2]; WRITERS]) {
+    for (writer, [last_a, last_y]) in last.iter_mut().enumerate() {
         let b = read_round(db, key("pair", writer, "b"));
         let a = read_round(db, key("pair", writer, "a"));
         assert!(a >= b, "writer {writer}: half a batch seen (a {a}, b {b})");
         let y = read_round(db, key("seq", writer, "y"));
         let x = read_round(db, key("seq", writer, "x"));
         assert!(x >= y, "writer {writer}: y {y} seen before x (x {x})");
-        let [last_a, last_y] = &mut last[writer];
         assert!(
             a >= *last_a && y >= *last_y,
             "writer {writer}: a round went back"
