@@ -5,9 +5,10 @@
 //! after all threads finish and after a reopen, to everyone.
 //!
 //! Each writer `w`, in round `n`, writes (all values are `n`):
-//! - a batch `[pair/w/a, pair/w/b]`: a reader that reads `b` and then `a`
-//!   must find `a >= b` (it would find `a` one round behind if it saw the
-//!   batch half applied), and a scan of `pair/w/` finds both equal;
+//! - a batch of [`BATCH_KEYS`] keys `pair/w/NN`: a reader that reads the
+//!   first, then the last, then the first again must find each at least the
+//!   one before (a batch seen half applied, from either end, shows a key a
+//!   round behind), and a scan of `pair/w/` finds them all equal;
 //! - `seq/w/x` then `seq/w/y`, one after the other, or both submitted before
 //!   either is awaited (pipelined), or `x`'s future dropped unawaited: a
 //!   reader that reads `y` and then `x` must find `x >= y`.
@@ -34,6 +35,9 @@ const READERS: usize = 2;
 /// Rounds per writer; a synced write waits for an fdatasync, so fewer.
 const ROUNDS: u64 = 300;
 const SYNCED_ROUNDS: u64 = 25;
+/// Keys per batch: many, so that a batch seen half applied is likely to be
+/// caught in the act.
+const BATCH_KEYS: usize = 16;
 
 /// Wakes a parked thread.
 struct Unpark(Thread);
@@ -74,8 +78,9 @@ fn read_round(db: &Db, key: Bytes) -> u64 {
 
 fn write_round(db: &Db, writer: usize, round: u64) {
     let mut batch = WriteBatch::new();
-    batch.put(key("pair", writer, "a"), value(round));
-    batch.put(key("pair", writer, "b"), value(round));
+    for k in 0..BATCH_KEYS {
+        batch.put(pair_key(writer, k), value(round));
+    }
     block_on(db.write(batch)).unwrap();
     let (x, y) = (key("seq", writer, "x"), key("seq", writer, "y"));
     match round % 3 {
@@ -99,16 +104,25 @@ fn write_round(db: &Db, writer: usize, round: u64) {
     // Read-your-writes, and the dropped write is in too.
     assert_eq!(read_round(db, y), round, "writer {writer}");
     assert_eq!(read_round(db, x), round, "writer {writer}");
-    assert_eq!(read_round(db, key("pair", writer, "a")), round);
+    assert_eq!(read_round(db, pair_key(writer, 0)), round);
+}
+
+fn pair_key(writer: usize, k: usize) -> Bytes {
+    key("pair", writer, &format!("{k:02}"))
 }
 
 /// Reads every writer's keys in the order that exposes a broken order, and
 /// checks that no key's round goes back.
 fn read_once(db: &Db, last: &mut [[u64; 2]; WRITERS]) {
     for (writer, [last_a, last_y]) in last.iter_mut().enumerate() {
-        let b = read_round(db, key("pair", writer, "b"));
-        let a = read_round(db, key("pair", writer, "a"));
-        assert!(a >= b, "writer {writer}: half a batch seen (a {a}, b {b})");
+        let first = read_round(db, pair_key(writer, 0));
+        let last_key = read_round(db, pair_key(writer, BATCH_KEYS - 1));
+        let again = read_round(db, pair_key(writer, 0));
+        assert!(
+            first <= last_key && last_key <= again,
+            "writer {writer}: half a batch seen ({first}, {last_key}, {again})"
+        );
+        let a = again;
         let y = read_round(db, key("seq", writer, "y"));
         let x = read_round(db, key("seq", writer, "x"));
         assert!(x >= y, "writer {writer}: y {y} seen before x (x {x})");
@@ -124,7 +138,8 @@ fn read_once(db: &Db, last: &mut [[u64; 2]; WRITERS]) {
         .unwrap();
         let values: Vec<&Bytes> = page.entries.iter().map(|(_, v)| v).collect();
         assert!(
-            values.is_empty() || (values.len() == 2 && values[0] == values[1]),
+            values.is_empty()
+                || (values.len() == BATCH_KEYS && values.iter().all(|v| *v == values[0])),
             "writer {writer}: a scan saw half a batch: {values:?}"
         );
     }
@@ -132,9 +147,10 @@ fn read_once(db: &Db, last: &mut [[u64; 2]; WRITERS]) {
 
 async fn check_final(db: &Db, rounds: u64) {
     for writer in 0..WRITERS {
-        for (kind, name) in [("pair", "a"), ("pair", "b"), ("seq", "x"), ("seq", "y")] {
-            let got = db.get(key(kind, writer, name)).await.unwrap();
-            assert_eq!(got, Some(value(rounds)), "{kind}/{writer}/{name}");
+        let pairs = (0..BATCH_KEYS).map(|k| pair_key(writer, k));
+        for key in pairs.chain([key("seq", writer, "x"), key("seq", writer, "y")]) {
+            let got = db.get(key.clone()).await.unwrap();
+            assert_eq!(got, Some(value(rounds)), "{key:?}");
         }
     }
 }
