@@ -31,7 +31,11 @@ async fn client(port: u16) -> Client {
 async fn a_partitioned_follower_reads_locally_only_with_local_consistency() {
     let cluster = TestCluster::start(3, 57, None).await;
     let leader = cluster.leader(Duration::from_secs(10)).await;
-    let others: Vec<u64> = cluster.ids().into_iter().filter(|id| *id != leader).collect();
+    let others: Vec<u64> = cluster
+        .ids()
+        .into_iter()
+        .filter(|id| *id != leader)
+        .collect();
     let (local, linearizable) = (others[0], others[1]);
     // The follower that reads locally restarts with that setting.
     cluster.stop_node(local).await;
@@ -42,15 +46,23 @@ async fn a_partitioned_follower_reads_locally_only_with_local_consistency() {
         .await;
     cluster.node(leader).write(put("k", "v1")).await.unwrap();
     cluster.caught_up(local, Duration::from_secs(10)).await;
-    cluster.caught_up(linearizable, Duration::from_secs(10)).await;
+    cluster
+        .caught_up(linearizable, Duration::from_secs(10))
+        .await;
     let local_client = client(serve(&cluster.node(local))).await;
     let linearizable_client = client(serve(&cluster.node(linearizable))).await;
-    assert_eq!(local_client.get("k").await.unwrap(), Some(Bytes::from("v1")));
+    assert_eq!(
+        local_client.get("k").await.unwrap(),
+        Some(Bytes::from("v1"))
+    );
 
     // Cut off, the local follower still answers, with what it has.
     cluster.faults.partition(&[local], &[leader, linearizable]);
     cluster.node(leader).write(put("k", "v2")).await.unwrap();
-    assert_eq!(local_client.get("k").await.unwrap(), Some(Bytes::from("v1")));
+    assert_eq!(
+        local_client.get("k").await.unwrap(),
+        Some(Bytes::from("v1"))
+    );
     assert_eq!(
         linearizable_client.get("k").await.unwrap(),
         Some(Bytes::from("v2"))
@@ -62,6 +74,9 @@ async fn a_partitioned_follower_reads_locally_only_with_local_consistency() {
         Err(ClientError::Server { code, .. }) => assert_eq!(code, ErrorCode::Unavailable),
         other => panic!("a cut-off linearizable node answered {other:?}"),
     }
-    assert_eq!(local_client.get("k").await.unwrap(), Some(Bytes::from("v1")));
+    assert_eq!(
+        local_client.get("k").await.unwrap(),
+        Some(Bytes::from("v1"))
+    );
     cluster.shutdown().await;
 }

@@ -62,6 +62,12 @@ pub fn test_secret() -> ClusterSecret {
 /// Serves the native protocol for `node` on a new loopback port (as
 /// `run_server --cluster` does); returns the port.
 pub fn serve(node: &ClusterNode) -> u16 {
+    serve_until(node, std::future::pending())
+}
+
+/// As [`serve`], until `shutdown` completes (stop the node first: the
+/// server closes the engine it serves as it stops).
+pub fn serve_until(node: &ClusterNode, shutdown: impl Future<Output = ()> + 'static) -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     listener.set_nonblocking(true).unwrap();
@@ -73,7 +79,7 @@ pub fn serve(node: &ClusterNode) -> u16 {
     };
     let engine = (*node.engine()).clone();
     actix_rt::spawn(async move {
-        let _ = run(listener, engine, config, std::future::pending()).await;
+        let _ = run(listener, engine, config, shutdown).await;
     });
     port
 }
