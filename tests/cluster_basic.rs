@@ -23,6 +23,7 @@ fn config(id: NodeId, members: &BTreeMap<NodeId, String>) -> ClusterConfig {
     config.heartbeat = Duration::from_millis(100);
     config.election_timeout = Duration::from_millis(400);
     config.request_timeout = Duration::from_secs(5);
+    config.secret = Some(cluster_support::test_secret());
     config
 }
 

@@ -5,12 +5,10 @@
 
 mod cluster_support;
 
-use std::net::TcpListener as StdListener;
 use std::time::Duration;
 
-use cluster_support::{Clients, Recorder, TestCluster, check};
+use cluster_support::{Clients, Recorder, TestCluster, check, serve};
 use naive_kv::cluster::{ClusterNode, MemberChange};
-use naive_kv::server::{ServerConfig, run};
 
 /// Waits until `node` sees exactly `expected` as voters.
 async fn voters_become(node: &ClusterNode, expected: &[u64]) {
@@ -86,24 +84,6 @@ async fn a_node_is_added_and_another_removed_under_load() {
         "{refused:?}"
     );
     cluster.shutdown().await;
-}
-
-/// Serves the native protocol for `node` on a new loopback port.
-fn serve(node: &ClusterNode) -> u16 {
-    let listener = StdListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    listener.set_nonblocking(true).unwrap();
-    let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-    let config = ServerConfig {
-        workers: 1,
-        cluster: Some(node.clone()),
-        ..ServerConfig::default()
-    };
-    let engine = (*node.engine()).clone();
-    actix_rt::spawn(async move {
-        let _ = run(listener, engine, config, std::future::pending()).await;
-    });
-    port
 }
 
 /// Runs `run_client -p PORT ARGS...` off the actix thread; its stdout, or

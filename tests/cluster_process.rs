@@ -33,6 +33,15 @@ impl Cluster {
         members.join(",")
     }
 
+    /// The shared secret, written beside node 1's directory.
+    fn secret_file(&self) -> std::path::PathBuf {
+        let path = self.dirs[0].path().join("cluster-secret");
+        if !path.exists() {
+            std::fs::write(&path, "a process cluster's secret\n").unwrap();
+        }
+        path
+    }
+
     fn start(&mut self, i: usize) {
         let child = Command::new(env!("CARGO_BIN_EXE_run_server"))
             .arg("--directory")
@@ -41,6 +50,8 @@ impl Cluster {
             .args(["--node-id", &(i + 1).to_string()])
             .args(["--peer-port", &self.peer_ports[i].to_string()])
             .args(["--cluster", &self.list()])
+            .arg("--cluster-secret-file")
+            .arg(self.secret_file())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -141,4 +152,50 @@ fn three_processes_survive_a_killed_node() {
             }
         }
     });
+}
+
+/// Runs `run_server ARGS` and expects it to exit at once with an error;
+/// gives its stderr.
+fn refused_start(args: &[String]) -> String {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_run_server"))
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("run_server {args:?} started instead of refusing");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success(), "{stderr}");
+    stderr
+}
+
+#[test]
+fn a_cluster_node_needs_a_secret_or_insecure_peers() {
+    let dir = tempfile::tempdir().unwrap();
+    let ports = free_ports(2);
+    let mut args: Vec<String> = vec!["--directory".into(), dir.path().display().to_string()];
+    args.extend(["--port".into(), ports[0].to_string()]);
+    args.extend(["--node-id".into(), "1".into()]);
+    args.extend(["--peer-port".into(), ports[1].to_string()]);
+    args.extend(["--cluster".into(), format!("1=127.0.0.1:{}", ports[1])]);
+    let stderr = refused_start(&args);
+    assert!(stderr.contains("--cluster-secret-file"), "{stderr}");
+
+    let short = dir.path().join("short-secret");
+    std::fs::write(&short, "too short\n").unwrap();
+    let mut with_short = args.clone();
+    with_short.extend(["--cluster-secret-file".into(), short.display().to_string()]);
+    let stderr = refused_start(&with_short);
+    assert!(stderr.contains("at least 16 bytes"), "{stderr}");
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser, ValueEnum};
 use naive_kv::cluster::node::parse_members;
-use naive_kv::cluster::{ClusterConfig, ClusterNode};
+use naive_kv::cluster::{ClusterConfig, ClusterNode, ClusterSecret, ReadConsistency};
 use naive_kv::options::Compression;
 use naive_kv::options::{MIN_MEMTABLE_BYTES, display_size, parse_host, parse_size};
 use naive_kv::resp::{self, RespConfig};
@@ -126,6 +126,37 @@ struct Args {
     /// every node; a fresh cluster forms once a majority is up.
     #[arg(long)]
     cluster: Option<String>,
+    /// A file holding the secret (at least 16 bytes; trailing newlines
+    /// ignored) every peer connection must prove; the same on every node.
+    #[arg(long)]
+    cluster_secret_file: Option<PathBuf>,
+    /// Serve peers that prove no secret (only on a network nobody else can
+    /// reach): a cluster node refuses to start without this or
+    /// --cluster-secret-file.
+    #[arg(long)]
+    insecure_peers: bool,
+    /// How reads are served on a cluster node: `linearizable` (after a read
+    /// index from the leader) or `local` (from this node's engine at once,
+    /// possibly stale on a follower).
+    #[arg(long, value_enum, default_value_t = ReadConsistencyArg::Linearizable)]
+    read_consistency: ReadConsistencyArg,
+    /// Build a Raft snapshot every this many applied entries (and purge the
+    /// log up to it).
+    #[arg(long, default_value_t = 5000)]
+    snapshot_every: u64,
+    /// Log entries kept before the last snapshot, so a follower slightly
+    /// behind catches up from the log instead of a snapshot.
+    #[arg(long, default_value_t = 1000)]
+    logs_kept_after_snapshot: u64,
+}
+
+/// `--read-consistency` values.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ReadConsistencyArg {
+    /// After a read index confirmed by the leader.
+    Linearizable,
+    /// From the local engine, possibly stale.
+    Local,
 }
 
 /// `--sync` values.
@@ -180,7 +211,29 @@ impl Args {
         }
         let members = parse_members(list)?;
         let peer_listen = SocketAddr::new(self.ip, port).to_string();
-        Ok(Some(ClusterConfig::new(id, peer_listen, members)))
+        let mut config = ClusterConfig::new(id, peer_listen, members);
+        config.secret = match (&self.cluster_secret_file, self.insecure_peers) {
+            (Some(path), false) => Some(ClusterSecret::from_file(path)?),
+            (None, true) => None,
+            (Some(_), true) => {
+                return Err("--cluster-secret-file and --insecure-peers exclude each other".into());
+            }
+            (None, false) => {
+                return Err("a cluster node needs --cluster-secret-file (or \
+                            --insecure-peers on a network nobody else can reach)"
+                    .into());
+            }
+        };
+        config.read_consistency = match self.read_consistency {
+            ReadConsistencyArg::Linearizable => ReadConsistency::Linearizable,
+            ReadConsistencyArg::Local => ReadConsistency::Local,
+        };
+        if self.snapshot_every == 0 {
+            return Err("--snapshot-every must be at least 1".into());
+        }
+        config.snapshot_every = self.snapshot_every;
+        config.logs_kept_after_snapshot = self.logs_kept_after_snapshot;
+        Ok(Some(config))
     }
 
     /// Two listeners on one port would fail with "Address already in use"

@@ -1,4 +1,5 @@
-//! The client side: an async [`Client`] speaking the wire protocol, the
+//! The client side: an async [`Client`] speaking the wire protocol, a
+//! client of a cluster's nodes that retries on its own ([`retry`]), the
 //! shell's command parser ([`command`]) and the shell itself ([`shell`])
 //! that `run_client` wraps.
 //!
@@ -8,7 +9,10 @@
 //! order.
 
 pub mod command;
+pub mod retry;
 pub mod shell;
+
+pub use retry::{RetryPolicy, RetryingClient};
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -6,9 +6,10 @@
 //!   limits, then committed through the leader ([`ClusterNode::write`]); a
 //!   follower forwards them. No leader in time: `Error{UNAVAILABLE}`
 //!   naming the last known leader.
-//! - Reads (`Get`, `Scan`) first pass a read barrier
-//!   ([`ClusterNode::linearizable_barrier`]), then read the local engine:
-//!   linearizable on every node.
+//! - Reads (`Get`, `Scan`, `Ttl`) first pass a read barrier
+//!   ([`ClusterNode::read_barrier`]), then read the local engine:
+//!   linearizable on every node, or with `--read-consistency local` served
+//!   at once from the local engine (possibly stale on a follower).
 //! - `Stats`, `Ping` and `Checkpoint` are answered locally, as on a single
 //!   node; `Stats` adds the cluster's figures ([`admin::status_counters`]).
 //! - `ClusterAdmin` (status, add, remove) is answered by [`admin::execute`].
@@ -66,7 +67,7 @@ pub fn execute(
         read @ (Command::Get(_) | Command::Scan(_) | Command::Ttl(_)) => {
             let (cluster, checkpoints) = (cluster.clone(), checkpoints.clone());
             async move {
-                match cluster.linearizable_barrier().await {
+                match cluster.read_barrier().await {
                     Ok(()) => dispatch::execute(&cluster.engine(), &checkpoints, read).await,
                     Err(e) => cluster_error(&e),
                 }

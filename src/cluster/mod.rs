@@ -12,6 +12,8 @@
 //!   duplicate, partition), controlled lock-free by tests.
 //! - [`network`]: node-to-node RPC over TCP (length-prefixed postcard
 //!   frames), the client side (`RaftNetworkFactory`) and the peer listener.
+//! - [`peer_auth`]: the handshake by which two nodes prove the shared
+//!   cluster secret before any request is served.
 //! - [`admin`]: membership changes (`cluster add/remove`) and the status
 //!   figures (`cluster status`, `stats`) on the native protocol.
 //! - [`dispatch`]: the server's routing point for native commands on a
@@ -28,6 +30,7 @@ pub mod faults;
 pub mod log_store;
 pub mod network;
 pub mod node;
+pub mod peer_auth;
 pub mod snapshot;
 pub mod state_machine;
 
@@ -36,7 +39,10 @@ use serde::{Deserialize, Serialize};
 
 pub use admin::MemberChange;
 pub use log_store::LogStore;
-pub use node::{ClusterConfig, ClusterError, ClusterNode, ClusterStatus, MemberStatus};
+pub use node::{
+    ClusterConfig, ClusterError, ClusterNode, ClusterStatus, MemberStatus, ReadConsistency,
+};
+pub use peer_auth::ClusterSecret;
 pub use state_machine::StateMachine;
 
 /// A node's id in the cluster (`--node-id`).

@@ -13,6 +13,13 @@
 //! hand-written mapping that could drift from them; peers must run the same
 //! NaiveKV version.
 //!
+//! With a cluster secret, each connection starts with the handshake of
+//! [`super::peer_auth`] (both sides prove the secret; frames are at most
+//! 256 bytes until then) and the server reads no request before it
+//! succeeds. Without one (`--insecure-peers`) there is no handshake. The
+//! server closes a connection that sends no complete frame for
+//! [`PEER_READ_TIMEOUT`].
+//!
 //! # Tasks
 //!
 //! The listener and one task per accepted connection run on the cluster's
@@ -42,6 +49,7 @@ use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
 use super::admin::{ChangeRefusal, MemberChange, change_on_leader};
 use super::faults::{Fate, NetworkFaults};
+use super::peer_auth::{ClusterSecret, client_handshake, server_handshake};
 use super::{ClusterRequest, ClusterResponse, NodeId, TypeConfig, codec_error};
 
 /// The longest frame either side accepts: 256 MiB (openraft sends at most
@@ -52,6 +60,11 @@ pub const MAX_FRAME_BYTES: usize = 256 << 20;
 /// How long a connection attempt may take before the peer counts as
 /// unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How long the serving side waits for the next complete request frame
+/// before it closes the connection (a leader's heartbeats arrive every
+/// `--heartbeat` interval, far more often; the caller reconnects).
+pub const PEER_READ_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A request from one node to another.
 #[derive(Debug, Serialize, Deserialize)]
@@ -110,6 +123,8 @@ pub struct PeerConnection {
     framed: Option<Framed<TcpStream, LengthDelimitedCodec>>,
     /// Test faults on this link (none in a server).
     link: Option<FaultyLink>,
+    /// The cluster secret proven on connecting (none: `--insecure-peers`).
+    secret: Option<ClusterSecret>,
 }
 
 impl PeerConnection {
@@ -119,7 +134,13 @@ impl PeerConnection {
             addr,
             framed: None,
             link: None,
+            secret: None,
         }
+    }
+
+    /// The same connection, authenticated with `secret` when it connects.
+    pub fn with_secret(self, secret: Option<ClusterSecret>) -> Self {
+        PeerConnection { secret, ..self }
     }
 
     /// A connection to `addr` whose messages meet `link`'s faults, if any.
@@ -191,7 +212,13 @@ impl PeerConnection {
                 Err(_) => return Err(CallError::Unreachable(std::io::ErrorKind::TimedOut.into())),
             };
             let _ = stream.set_nodelay(true);
-            self.framed = Some(Framed::new(stream, codec()));
+            let mut framed = Framed::new(stream, codec());
+            if let Some(secret) = &self.secret
+                && let Err(e) = client_handshake(&mut framed, secret).await
+            {
+                return Err(CallError::Unreachable(e));
+            }
+            self.framed = Some(framed);
         }
         let result = match tokio::time::timeout(timeout, self.exchange(request)).await {
             Ok(result) => result,
@@ -246,14 +273,27 @@ fn unexpected<E: std::error::Error>(reply: &PeerReply) -> RPCError<NodeId, Basic
 pub struct PeerNetwork {
     /// This node's id and the test faults its messages meet, if any.
     faults: Option<(NodeId, Arc<NetworkFaults>)>,
+    /// The cluster secret every connection proves (none: insecure).
+    secret: Option<ClusterSecret>,
 }
 
 impl PeerNetwork {
-    /// The network of node `from`, under `faults` if given.
-    pub fn new(from: NodeId, faults: Option<Arc<NetworkFaults>>) -> Self {
+    /// The network of node `from`, under `faults` if given, proving
+    /// `secret` on each connection if given.
+    pub fn new(
+        from: NodeId,
+        faults: Option<Arc<NetworkFaults>>,
+        secret: Option<ClusterSecret>,
+    ) -> Self {
         PeerNetwork {
             faults: faults.map(|faults| (from, faults)),
+            secret,
         }
+    }
+
+    /// A connection (made on first use) to node `to` at `addr`.
+    pub fn connection(&self, to: NodeId, addr: String) -> PeerConnection {
+        PeerConnection::with_faults(addr, self.link(to)).with_secret(self.secret.clone())
     }
 
     /// The faults of the link from this node to `to`.
@@ -273,7 +313,7 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerClient {
         PeerClient {
             target,
-            connection: PeerConnection::with_faults(node.addr.clone(), self.link(target)),
+            connection: self.connection(target, node.addr.clone()),
         }
     }
 }
@@ -343,13 +383,28 @@ impl RaftNetwork<TypeConfig> for PeerClient {
 }
 
 /// Accepts peer connections on `listener` until the process stops, each
-/// served by a task of its own on the current arbiter.
-pub async fn serve_peers(listener: TcpListener, raft: Raft<TypeConfig>) {
+/// served by a task of its own on the current arbiter; with a `secret`,
+/// only after the connection proved it.
+pub async fn serve_peers(
+    listener: TcpListener,
+    raft: Raft<TypeConfig>,
+    secret: Option<ClusterSecret>,
+) {
     loop {
         match listener.accept().await {
-            Ok((stream, _)) => {
+            Ok((stream, from)) => {
                 let _ = stream.set_nodelay(true);
-                tokio::spawn(serve_connection(stream, raft.clone()));
+                let (raft, secret) = (raft.clone(), secret.clone());
+                tokio::spawn(async move {
+                    let mut framed = Framed::new(stream, codec());
+                    if let Some(secret) = &secret
+                        && let Err(e) = server_handshake(&mut framed, secret).await
+                    {
+                        log::warn!("refused a peer connection from {from}: {e}");
+                        return;
+                    }
+                    serve_connection(framed, raft).await;
+                });
             }
             Err(e) => {
                 log::warn!("accepting a peer connection: {e}");
@@ -359,10 +414,13 @@ pub async fn serve_peers(listener: TcpListener, raft: Raft<TypeConfig>) {
     }
 }
 
-/// Answers the requests of one peer connection, in order.
-async fn serve_connection(stream: TcpStream, raft: Raft<TypeConfig>) {
-    let mut framed = Framed::new(stream, codec());
-    while let Some(Ok(frame)) = framed.next().await {
+/// Answers the requests of one peer connection, in order, until it
+/// closes, fails or sends nothing for [`PEER_READ_TIMEOUT`].
+async fn serve_connection(
+    mut framed: Framed<TcpStream, LengthDelimitedCodec>,
+    raft: Raft<TypeConfig>,
+) {
+    while let Ok(Some(Ok(frame))) = tokio::time::timeout(PEER_READ_TIMEOUT, framed.next()).await {
         let request: PeerRequest = match postcard::from_bytes(&frame) {
             Ok(request) => request,
             Err(e) => {

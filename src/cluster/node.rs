@@ -33,7 +33,8 @@ use openraft::{BasicNode, Config, Raft, ServerState, SnapshotPolicy};
 use tokio::sync::oneshot;
 
 use super::faults::NetworkFaults;
-use super::network::{CallError, PeerConnection, PeerNetwork, PeerReply, PeerRequest, serve_peers};
+use super::network::{CallError, PeerNetwork, PeerReply, PeerRequest, serve_peers};
+use super::peer_auth::ClusterSecret;
 use super::state_machine::EngineHost;
 use super::{ClusterRequest, LogStore, NodeId, StateMachine, TypeConfig};
 use crate::{Db, Error, Options};
@@ -67,6 +68,26 @@ pub struct ClusterConfig {
     /// Test faults for this node's outgoing peer messages (see
     /// [`super::faults`]); default none.
     pub faults: Option<Arc<NetworkFaults>>,
+    /// The shared secret every peer connection proves
+    /// ([`super::peer_auth`]); default none, which serves peers that prove
+    /// nothing (`run_server` refuses that without `--insecure-peers`).
+    pub secret: Option<ClusterSecret>,
+    /// Whether reads wait for a read index; default
+    /// [`ReadConsistency::Linearizable`].
+    pub read_consistency: ReadConsistency,
+}
+
+/// How a node serves reads (`--read-consistency`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReadConsistency {
+    /// After a read index confirmed by the leader: a read sees every write
+    /// acknowledged before it began, on any node.
+    #[default]
+    Linearizable,
+    /// From the node's own engine at once: possibly stale on a follower
+    /// (by however far it is behind, without bound while it is cut off),
+    /// but served with no leader at all.
+    Local,
 }
 
 impl ClusterConfig {
@@ -82,6 +103,8 @@ impl ClusterConfig {
             snapshot_every: 5000,
             logs_kept_after_snapshot: 1000,
             faults: None,
+            secret: None,
+            read_consistency: ReadConsistency::Linearizable,
         }
     }
 
@@ -192,6 +215,7 @@ pub struct ClusterNode {
     engine: Arc<ArcSwap<Db>>,
     members: Arc<BTreeMap<NodeId, String>>,
     request_timeout: Duration,
+    read_consistency: ReadConsistency,
     /// The engine's key and value limits, checked before a write is
     /// proposed (an entry the engine refuses would stop every node).
     limits: (usize, usize),
@@ -242,14 +266,15 @@ impl ClusterNode {
         let arbiter = Arbiter::new().handle();
         let (reply, rx) = oneshot::channel();
         let (id, members) = (config.node_id, config.members.clone());
-        let network = PeerNetwork::new(id, config.faults.clone());
+        let network = PeerNetwork::new(id, config.faults.clone(), config.secret.clone());
+        let secret = config.secret.clone();
         let raft_network = network.clone();
         let started = arbiter.spawn(async move {
             let raft = Raft::new(id, raft_config, raft_network.clone(), log, state_machine).await;
             if let Ok(raft) = &raft
                 && let Ok(listener) = tokio::net::TcpListener::from_std(listener)
             {
-                tokio::spawn(serve_peers(listener, raft.clone()));
+                tokio::spawn(serve_peers(listener, raft.clone(), secret));
                 tokio::spawn(form_cluster(raft.clone(), id, members, raft_network));
             }
             let _ = reply.send(raft.map_err(|e| e.to_string()));
@@ -265,6 +290,7 @@ impl ClusterNode {
             engine,
             members: Arc::new(config.members),
             request_timeout: config.request_timeout,
+            read_consistency: config.read_consistency,
             limits,
             arbiter,
             network,
@@ -424,6 +450,19 @@ impl ClusterNode {
         }
     }
 
+    /// What a read waits for first: the read index under
+    /// [`ReadConsistency::Linearizable`], nothing under `Local`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::linearizable_barrier`].
+    pub async fn read_barrier(&self) -> Result<(), ClusterError> {
+        match self.read_consistency {
+            ReadConsistency::Linearizable => self.linearizable_barrier().await,
+            ReadConsistency::Local => Ok(()),
+        }
+    }
+
     /// Sends `request` to node `target` on a connection of its own.
     pub(super) async fn ask(
         &self,
@@ -436,7 +475,7 @@ impl ClusterNode {
             return Err(CallError::Unreachable(unknown));
         };
         let left = deadline.saturating_duration_since(Instant::now());
-        let mut connection = PeerConnection::with_faults(addr, self.network.link(target));
+        let mut connection = self.network.connection(target, addr);
         connection.call(request, left).await
     }
 
@@ -533,7 +572,7 @@ async fn form_cluster(
         }
         let mut fresh = 1;
         for (peer, addr) in members.iter().filter(|(peer, _)| **peer != id) {
-            let mut connection = PeerConnection::with_faults(addr.clone(), network.link(*peer));
+            let mut connection = network.connection(*peer, addr.clone());
             match connection.call(&PeerRequest::Initialized, FORM_RETRY).await {
                 Ok(PeerReply::Initialized(true)) => {
                     log::info!("node {peer} already has Raft state: not initializing");

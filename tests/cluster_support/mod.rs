@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use naive_kv::Options;
 use naive_kv::cluster::faults::NetworkFaults;
-use naive_kv::cluster::{ClusterConfig, ClusterNode, ClusterRequest, NodeId};
+use naive_kv::cluster::{ClusterConfig, ClusterNode, ClusterRequest, ClusterSecret, NodeId};
+use naive_kv::server::{ServerConfig, run};
 use tempfile::TempDir;
 
 use linearizability::{Action, Operation};
@@ -49,6 +50,38 @@ pub fn free_ports(n: usize) -> Vec<u16> {
         }
     }
     ports
+}
+
+/// The secret of every test cluster's peer connections.
+pub const TEST_SECRET: &[u8] = b"a test cluster's shared secret";
+
+pub fn test_secret() -> ClusterSecret {
+    ClusterSecret::new(TEST_SECRET).unwrap()
+}
+
+/// Serves the native protocol for `node` on a new loopback port (as
+/// `run_server --cluster` does); returns the port.
+pub fn serve(node: &ClusterNode) -> u16 {
+    serve_until(node, std::future::pending())
+}
+
+/// As [`serve`], until `shutdown` completes (stop the node first: the
+/// server closes the engine it serves as it stops).
+pub fn serve_until(node: &ClusterNode, shutdown: impl Future<Output = ()> + 'static) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    listener.set_nonblocking(true).unwrap();
+    let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+    let config = ServerConfig {
+        workers: 1,
+        cluster: Some(node.clone()),
+        ..ServerConfig::default()
+    };
+    let engine = (*node.engine()).clone();
+    actix_rt::spawn(async move {
+        let _ = run(listener, engine, config, shutdown).await;
+    });
+    port
 }
 
 /// The running nodes, shared with the clients (one thread: an `Rc`).
@@ -125,6 +158,7 @@ impl TestCluster {
         config.election_timeout = Duration::from_millis(500);
         config.request_timeout = Duration::from_secs(2);
         config.faults = Some(self.faults.clone());
+        config.secret = Some(test_secret());
         if let Some(every) = self.snapshot_every {
             config.snapshot_every = every;
             config.logs_kept_after_snapshot = 0;
@@ -134,8 +168,20 @@ impl TestCluster {
 
     /// Starts node `id` from its directory (fresh or kept).
     pub async fn start_node(&self, id: NodeId) -> ClusterNode {
+        self.start_node_with(id, |_| {}).await
+    }
+
+    /// Starts node `id` from its directory with its configuration changed
+    /// by `adjust`.
+    pub async fn start_node_with(
+        &self,
+        id: NodeId,
+        adjust: impl FnOnce(&mut ClusterConfig),
+    ) -> ClusterNode {
         let dir = self.dirs[&id].path();
-        let node = ClusterNode::start(self.config(id), dir, Options::new(dir.join("unused")))
+        let mut config = self.config(id);
+        adjust(&mut config);
+        let node = ClusterNode::start(config, dir, Options::new(dir.join("unused")))
             .await
             .unwrap();
         self.nodes.borrow_mut().insert(id, node.clone());
