@@ -213,10 +213,17 @@ impl PeerConnection {
             };
             let _ = stream.set_nodelay(true);
             let mut framed = Framed::new(stream, codec());
-            if let Some(secret) = &self.secret
-                && let Err(e) = client_handshake(&mut framed, secret).await
-            {
-                return Err(CallError::Unreachable(e));
+            if let Some(secret) = &self.secret {
+                // Within the call's time: nothing is sent before it succeeds.
+                let handshake =
+                    tokio::time::timeout(timeout, client_handshake(&mut framed, secret));
+                match handshake.await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => return Err(CallError::Unreachable(e)),
+                    Err(_) => {
+                        return Err(CallError::Unreachable(std::io::ErrorKind::TimedOut.into()));
+                    }
+                }
             }
             self.framed = Some(framed);
         }

@@ -391,6 +391,25 @@ async fn client_loop(client: usize, nodes: Nodes, recorder: Recorder, stop: Rc<R
     }
 }
 
+/// A read after the faults are healed, tried up to five times (a loaded
+/// machine may still be electing a leader); a failed read has no effect,
+/// so only the last attempt joins the history. Returns when it was invoked.
+async fn final_read(
+    recorder: &Recorder,
+    node: &ClusterNode,
+    key: &str,
+) -> (u64, Result<Option<String>, String>) {
+    let mut attempt = 1;
+    loop {
+        let invoked = recorder.now();
+        let value = read_or_error(node, key).await;
+        if value.is_ok() || attempt == 5 {
+            return (invoked, value);
+        }
+        attempt += 1;
+    }
+}
+
 /// After the clients stopped: every running node reads every key (the
 /// reads join the history), the values agree with linearizability and no
 /// acknowledged write is lost; returns the number of operations checked.
@@ -399,8 +418,7 @@ pub async fn check(cluster: &TestCluster, recorder: &Recorder) -> usize {
     for id in cluster.ids() {
         let node = cluster.node(id);
         for key in KEYS {
-            let invoked = recorder.now();
-            let value = read_or_error(&node, key).await;
+            let (invoked, value) = final_read(recorder, &node, key).await;
             let value = value.unwrap_or_else(|e| panic!("final read of {key} on node {id}: {e}"));
             recorder.history.borrow_mut().push(Operation {
                 client: usize::MAX,
