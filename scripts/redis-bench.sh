@@ -5,20 +5,28 @@
 # Pairs compared, each with pipelines of 1 and 16:
 #   NaiveKV --sync always              vs redis --appendonly yes --appendfsync always
 #   NaiveKV --sync interval (1000 ms)  vs redis --appendonly yes --appendfsync everysec
-# Each run: redis-benchmark -t set,get -n $N -c $CLIENTS -P {1,16} -q --csv,
-# then one client without pipelining (-c 1 -P 1 -n $N1) for latency.
-# Prints requests/s (p50 latency in ms for the -c 1 rows) for each and
-# NaiveKV's ratio to Redis (for latency: Redis's p50 over NaiveKV's, so
-# above 1.0 means NaiveKV is faster), and the load.
+# Each run: redis-benchmark -t set,get -n $N -c $CLIENTS -P {1,16}
+# -d $VALUE_BYTES -r $KEYSPACE -q --csv (random keys over the keyspace, the
+# issue's workload: 100-byte values over 1M keys), then one client without
+# pipelining (-c 1 -P 1 -n $N1, same values and keys) for latency.
+# Prints a markdown table: requests/s for the P1 and P16 rows, p50 latency
+# in ms for the c1 rows, and one ratio column whose direction is fixed:
+# above 1.0 is always NaiveKV better (throughput: NaiveKV/Redis; latency:
+# Redis p50 / NaiveKV p50, i.e. NaiveKV's p50 is that many times lower).
+# The load average is printed before and after.
 #
-# Usage: scripts/redis-bench.sh   (N=200000 N1=20000 CLIENTS=50 by default;
-# NAIVE_BIN=path runs that server binary instead of building run_server)
+# Usage: scripts/redis-bench.sh   (N=200000 N1=20000 CLIENTS=50
+# VALUE_BYTES=100 KEYSPACE=1000000 by default; NAIVE_BIN=path runs that
+# server binary instead of building run_server)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 N=${N:-200000}
 N1=${N1:-20000}
 CLIENTS=${CLIENTS:-50}
+VALUE_BYTES=${VALUE_BYTES:-100}
+KEYSPACE=${KEYSPACE:-1000000}
+SHAPE=(-d "$VALUE_BYTES" -r "$KEYSPACE")
 
 for tool in redis-server redis-benchmark redis-cli; do
     if ! command -v "$tool" >/dev/null; then
@@ -80,32 +88,38 @@ start_redis() { # appendfsync
 
 # requests/s of "SET" and "GET" from a CSV run, as "set get".
 bench() { # port pipeline
-    redis-benchmark -p "$1" -t set,get -n "$N" -c "$CLIENTS" -P "$2" -q --csv 2>/dev/null \
+    redis-benchmark -p "$1" -t set,get -n "$N" -c "$CLIENTS" -P "$2" "${SHAPE[@]}" -q --csv 2>/dev/null \
         | awk -F'"' '$2 == "SET" { s = $4 } $2 == "GET" { g = $4 } END { print s, g }'
 }
 
 # p50 latency in ms of "SET" and "GET" with one client, no pipelining.
 bench_p50() { # port
-    redis-benchmark -p "$1" -t set,get -n "$N1" -c 1 -P 1 -q --csv 2>/dev/null \
+    redis-benchmark -p "$1" -t set,get -n "$N1" -c 1 -P 1 "${SHAPE[@]}" -q --csv 2>/dev/null \
         | awk -F'"' '$2 == "SET" { s = $10 } $2 == "GET" { g = $10 } END { print s, g }'
 }
 
-row() { # name pipeline test naive redis [inverse]
+# One table row; the ratio is NaiveKV's advantage (above 1.0: NaiveKV
+# better): NaiveKV/Redis for throughput, Redis/NaiveKV for latency.
+row() { # name pipeline test naive redis [latency]
     local ratio
     if [[ -n "${6:-}" ]]; then
         ratio=$(python3 -c "print(f'{float(\"$5\") / float(\"$4\"):.2f}')" 2>/dev/null || echo "?")
     else
         ratio=$(python3 -c "print(f'{float(\"$4\") / float(\"$5\"):.2f}')" 2>/dev/null || echo "?")
     fi
-    printf '| %-44s | %-7s | %-4s | %12s | %12s | %6s |\n' "$1" "$2" "$3" "$4" "$5" "$ratio"
+    printf '| %-44s | %-7s | %-4s | %12s | %12s | %-42s |\n' "$1" "$2" "$3" "$4" "$5" "$ratio"
 }
 
 echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, $(redis-server --version | cut -d' ' -f1-3)"
 echo "# load before: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "# redis-benchmark -t set,get -n $N -c $CLIENTS -q --csv"
-printf '| %-44s | %-7s | %-4s | %12s | %12s | %6s |\n' durability P test NaiveKV Redis ratio
+echo "# redis-benchmark -t set,get -n $N -c $CLIENTS -d $VALUE_BYTES -r $KEYSPACE -q --csv"
+echo "# P1/P16 rows: requests/s, ratio = NaiveKV/Redis throughput (above 1.0: NaiveKV faster)"
+echo "# c1 p50 rows (-c 1 -P 1 -n $N1): p50 latency in ms, lower is better;"
+echo "#   ratio = Redis p50 / NaiveKV p50 (above 1.0: NaiveKV's latency lower)"
+printf '| %-44s | %-7s | %-4s | %12s | %12s | %-42s |\n' durability P test NaiveKV Redis \
+    "NaiveKV/Redis r/s (c1: Redis/NaiveKV p50)"
 printf '|%s|%s|%s|%s|%s|%s|\n' "$(printf -- '-%.0s' {1..46})" --------- ------ \
-    "$(printf -- '-%.0s' {1..14})" "$(printf -- '-%.0s' {1..14})" --------
+    "$(printf -- '-%.0s' {1..14})" "$(printf -- '-%.0s' {1..14})" "$(printf -- '-%.0s' {1..44})"
 for pair in "always|--sync always|always" "1 s|--sync interval --sync-interval-ms 1000|everysec"; do
     IFS='|' read -r label naive_flags redis_fsync <<<"$pair"
     name="sync $label / appendfsync $redis_fsync"

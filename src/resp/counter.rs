@@ -40,6 +40,7 @@ use tokio::sync::oneshot;
 use super::commands::expire::ExpireOp;
 use super::commands::keyop::KeyOp;
 use super::commands::rmw::{Rmw, Writes};
+use super::commands::transaction::BoundedReplies;
 use super::commands::{WatchMark, engine_error};
 use super::reply::Reply;
 use crate::engine::Mutation;
@@ -76,6 +77,11 @@ pub enum Unit {
         ops: Vec<KeyOp>,
         /// Each watched key with where its WATCH ran.
         watched: Vec<(Bytes, WatchMark)>,
+        /// The largest reply the EXEC may build; past it the transaction
+        /// still runs whole, but answers
+        /// [`exec_too_large`](super::commands::transaction::exec_too_large) instead of its
+        /// replies (they are dropped as they pass the bound).
+        max_reply_bytes: usize,
     },
 }
 
@@ -168,16 +174,20 @@ async fn attempt(db: &Db, units: &[Unit]) -> Result<Vec<Reply>> {
     for unit in units {
         let answer = match unit {
             Unit::Rmw(rmw) => view.run(db, KeyOp::Rmw(rmw.clone())).await?,
-            Unit::Exec { ops, watched } => {
+            Unit::Exec {
+                ops,
+                watched,
+                max_reply_bytes,
+            } => {
                 if view.changed(db, watched).await? {
                     answers.push(Reply::NullArray);
                     continue;
                 }
-                let mut replies = Vec::with_capacity(ops.len());
+                let mut replies = BoundedReplies::new(ops.len(), *max_reply_bytes);
                 for op in ops {
                     replies.push(view.run(db, op.clone()).await?);
                 }
-                Reply::Array(replies)
+                replies.into_reply()
             }
         };
         answers.push(answer);

@@ -105,6 +105,7 @@ pub async fn run(
         requests: config.request_stats.clone(),
         checkpoints: config.checkpoints.clone(),
         databases: config.databases.max(1),
+        largest_reply: config.max_bulk_bytes.max(config.max_reply_bytes),
     };
     let params = SessionParams {
         engine,

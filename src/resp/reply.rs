@@ -77,6 +77,28 @@ impl Reply {
         matches!(self, Reply::Error(_))
     }
 
+    /// At least as many bytes as the reply takes on the wire in either
+    /// protocol (each header counted at its longest): what the largest-reply
+    /// bounds (MGET, KEYS, EXEC) count, before any byte is encoded.
+    pub fn wire_bytes(&self) -> usize {
+        match self {
+            Reply::Status(text) => text.len() + 3,
+            Reply::Error(text) => text.len() + 3,
+            Reply::Integer(_) | Reply::Null | Reply::NullArray => HEADER_BYTES,
+            Reply::Bulk(bytes) => HEADER_BYTES + bytes.len() + 2,
+            Reply::Array(items) => {
+                HEADER_BYTES + items.iter().map(Reply::wire_bytes).sum::<usize>()
+            }
+            Reply::Map(pairs) => {
+                HEADER_BYTES
+                    + pairs
+                        .iter()
+                        .map(|(key, value)| key.wire_bytes() + value.wire_bytes())
+                        .sum::<usize>()
+            }
+        }
+    }
+
     /// Appends the reply's bytes in `protocol` to `out`.
     pub fn encode(&self, protocol: Protocol, out: &mut BytesMut) {
         match self {
@@ -116,6 +138,9 @@ impl Reply {
         }
     }
 }
+
+/// The longest header line: a kind byte, a sign, 19 digits, CRLF.
+pub const HEADER_BYTES: usize = 23;
 
 /// `kind` then `n` in decimal then CRLF, formatted without allocating.
 fn header(out: &mut BytesMut, kind: u8, n: i64) {
@@ -184,5 +209,35 @@ mod tests {
         assert_eq!(bytes(&e, Protocol::Resp2), b"-ERR a  b\r\n");
         let array = Reply::Array(vec![Reply::Bulk(Bytes::from_static(b"x")), Reply::Null]);
         assert_eq!(bytes(&array, Protocol::Resp2), b"*2\r\n$1\r\nx\r\n$-1\r\n");
+    }
+
+    #[test]
+    fn wire_bytes_is_never_below_the_encoding() {
+        let replies = [
+            Reply::ok(),
+            Reply::err("x"),
+            Reply::Integer(i64::MIN),
+            Reply::Null,
+            Reply::NullArray,
+            Reply::Bulk(Bytes::from(vec![7u8; 1000])),
+            Reply::Array(vec![
+                Reply::Integer(1),
+                Reply::text("ab"),
+                Reply::Array(vec![]),
+            ]),
+            Reply::Map(vec![(Reply::text("a"), Reply::Null)]),
+        ];
+        for reply in &replies {
+            for protocol in [Protocol::Resp2, Protocol::Resp3] {
+                let encoded = bytes(reply, protocol).len();
+                assert!(reply.wire_bytes() >= encoded, "{reply:?}: {encoded}");
+                // An estimate, not a wild one: within a header per element
+                // (at most five here).
+                assert!(
+                    reply.wire_bytes() <= encoded + 5 * HEADER_BYTES,
+                    "{reply:?}"
+                );
+            }
+        }
     }
 }

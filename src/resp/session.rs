@@ -13,7 +13,7 @@
 //! - malformed input is answered `-ERR Protocol error: ...` and the
 //!   connection closed; QUIT is answered `+OK` and the connection closed.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::FutureExt;
@@ -31,12 +31,19 @@ use crate::server::auth::{AuthGate, AuthToken};
 use crate::server::connections::ConnectionGuard;
 use crate::server::pipeline::{self, Accepted, Access, Footprint, PipelineConfig};
 
-/// A request for the engine, with the command it came from (its index in
-/// the command table, for `INFO commandstats`).
+/// A request for the engine.
 #[derive(Debug)]
 pub struct Request {
-    command: Option<usize>,
     op: Op,
+}
+
+/// What a reply needs from its request: the protocol the connection spoke
+/// when it arrived, and the command it was (its index in the command
+/// table, for `INFO commandstats`).
+#[derive(Debug, Clone, Copy)]
+pub struct Tag {
+    protocol: Protocol,
+    command: Option<usize>,
 }
 
 /// How a session is set up; one per server, cloned into each session.
@@ -61,9 +68,6 @@ pub struct Session {
     limits: Limits,
     /// Open after MULTI, until EXEC or DISCARD.
     transaction: Option<Transaction>,
-    /// The largest reply MGET may build: the largest value or the byte
-    /// budget, whichever is larger (see [`commands::strings::mget_within`]).
-    largest_reply: usize,
 }
 
 impl Session {
@@ -87,10 +91,6 @@ impl Session {
             gate,
             limits: params.limits,
             transaction: None,
-            largest_reply: params
-                .limits
-                .max_bulk_bytes
-                .max(params.pipeline.max_reply_bytes),
         };
         pipeline::start(
             stream,
@@ -189,17 +189,17 @@ fn database_range(database: Database) -> Footprint {
 }
 
 /// Counts `reply` to `command` (its index in the command table, if it
-/// has one) for `INFO commandstats` and `errorstats`; gives it back.
-fn record(stats: &CommandStats, command: Option<usize>, started: Instant, reply: Reply) -> Reply {
+/// has one), answered `elapsed` after it was called, for `INFO
+/// commandstats` and `errorstats`.
+fn record(stats: &CommandStats, command: Option<usize>, elapsed: Duration, reply: &Reply) {
     match command {
-        Some(i) => stats.record(i, started.elapsed(), error_text(&reply)),
+        Some(i) => stats.record(i, elapsed, error_text(reply)),
         None => {
-            if let Reply::Error(e) = &reply {
+            if let Reply::Error(e) = reply {
                 stats.record_error(e);
             }
         }
     }
-    reply
 }
 
 /// The text of an error reply.
@@ -212,8 +212,7 @@ fn error_text(reply: &Reply) -> Option<&str> {
 
 impl pipeline::Protocol for Session {
     type Decoder = RespCodec;
-    /// The protocol the connection spoke when the request arrived.
-    type Tag = Protocol;
+    type Tag = Tag;
     type Op = Request;
     type Reply = Reply;
 
@@ -225,10 +224,13 @@ impl pipeline::Protocol for Session {
         if let Routed::Answer(_, reply) | Routed::AnswerAndClose(_, reply) = &routed {
             self.count_answer(command, reply);
         }
+        let tag = |protocol| Tag { protocol, command };
         match routed {
-            Routed::Engine(protocol, op) => Accepted::Engine(protocol, Request { command, op }),
-            Routed::Answer(protocol, reply) => Accepted::Answer(protocol, reply),
-            Routed::AnswerAndClose(protocol, reply) => Accepted::AnswerAndClose(protocol, reply),
+            Routed::Engine(protocol, op) => Accepted::Engine(tag(protocol), Request { op }),
+            Routed::Answer(protocol, reply) => Accepted::Answer(tag(protocol), reply),
+            Routed::AnswerAndClose(protocol, reply) => {
+                Accepted::AnswerAndClose(tag(protocol), reply)
+            }
         }
     }
 
@@ -249,59 +251,44 @@ impl pipeline::Protocol for Session {
     }
 
     fn execute(&self, request: Request) -> LocalBoxFuture<'static, Reply> {
-        let (stats, started, command) = (
-            self.engine.commands.clone(),
-            Instant::now(),
-            request.command,
-        );
         let db = &self.engine.db;
         // GET and SET, most of the traffic, go straight to the engine: one
         // boxed future per request, no key or write vectors (the general
         // path, `commands::execute`, reads and writes through `KeyOp`s).
         match request.op {
-            Op::Get(key) => {
-                let read = db.get(key);
-                async move {
-                    let reply = read.await.map_or_else(|e| engine_error(&e), Reply::value);
-                    record(&stats, command, started, reply)
-                }
-                .boxed_local()
-            }
-            Op::Set(key, value) => {
-                let write = db.put(key, value);
-                async move {
-                    let reply = write
-                        .await
-                        .map_or_else(|e| engine_error(&e), |()| Reply::ok());
-                    record(&stats, command, started, reply)
-                }
-                .boxed_local()
-            }
+            Op::Get(key) => db
+                .get(key)
+                .map(|read| read.map_or_else(|e| engine_error(&e), Reply::value))
+                .boxed_local(),
+            Op::Set(key, value) => db
+                .put(key, value)
+                .map(|write| write.map_or_else(|e| engine_error(&e), |()| Reply::ok()))
+                .boxed_local(),
             Op::MGet(keys) => {
-                let reply = commands::strings::mget_within(keys, db.clone(), self.largest_reply);
-                async move { record(&stats, command, started, reply.await) }.boxed_local()
+                let largest = self.engine.largest_reply;
+                commands::strings::mget_within(keys, db.clone(), largest).boxed_local()
             }
-            op => {
-                let reply = commands::execute(op, &self.engine);
-                async move { record(&stats, command, started, reply.await) }.boxed_local()
-            }
+            op => commands::execute(op, &self.engine),
         }
     }
 
-    fn encode(
-        &mut self,
-        protocol: Protocol,
-        reply: Reply,
-        out: &mut BytesMut,
-    ) -> std::io::Result<()> {
-        reply.encode(protocol, out);
+    fn answered(&self, tag: Tag, reply: &Reply, elapsed: Duration) {
+        record(&self.engine.commands, tag.command, elapsed, reply);
+    }
+
+    fn encode(&mut self, tag: Tag, reply: Reply, out: &mut BytesMut) -> std::io::Result<()> {
+        reply.encode(tag.protocol, out);
         Ok(())
     }
 
-    fn read_error(&mut self, e: &std::io::Error) -> Option<(Protocol, Reply)> {
+    fn read_error(&mut self, e: &std::io::Error) -> Option<(Tag, Reply)> {
         if let Some(error) = protocol_error(e) {
             log::debug!("closing a RESP connection: {error}");
-            return Some((self.connection.protocol, Reply::err(error)));
+            let tag = Tag {
+                protocol: self.connection.protocol,
+                command: None,
+            };
+            return Some((tag, Reply::err(error)));
         }
         if e.kind() == std::io::ErrorKind::TimedOut {
             log::debug!("closing a RESP connection: {e}");

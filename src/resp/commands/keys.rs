@@ -12,7 +12,8 @@
 //! KEYS and DBSIZE read the whole key space in pages, each page a
 //! separate snapshot: with concurrent writes the result is approximate.
 //! Both stop after [`MAX_KEYS_SCANNED`] keys: KEYS then answers an error
-//! (use SCAN), DBSIZE answers the bound.
+//! (use SCAN), DBSIZE answers the bound. KEYS also answers an error once
+//! its reply would pass the server's largest reply (`Engine::largest_reply`).
 
 use std::future::Future;
 use std::ops::Bound;
@@ -23,13 +24,13 @@ use futures_util::future::{LocalBoxFuture, ready};
 
 use super::keyop::{self, KeyOp};
 use super::rmw::Rmw;
-use super::{Op, Parsed, engine_error, int_arg, not_an_integer, syntax_error};
+use super::{Op, Parsed, engine_error, int_arg, not_an_integer, reply_too_large, syntax_error};
 use crate::resp::cursors::Cursors;
 use crate::resp::database::Database;
 #[cfg(test)]
 use crate::resp::database::prefix_end;
 use crate::resp::glob;
-use crate::resp::reply::Reply;
+use crate::resp::reply::{HEADER_BYTES, Reply};
 use crate::{Db, ScanRequest, WriteBatch};
 
 /// KEYS and DBSIZE read at most this many keys.
@@ -195,14 +196,23 @@ fn range(
 }
 
 /// Runs a key-space request.
-pub fn execute(op: Op, db: &Db, cursors: &Cursors) -> LocalBoxFuture<'static, Reply> {
+/// KEYS answers an error rather than build a reply over `largest_reply`
+/// bytes.
+pub fn execute(
+    op: Op,
+    db: &Db,
+    cursors: &Cursors,
+    largest_reply: usize,
+) -> LocalBoxFuture<'static, Reply> {
     match op {
         Op::Exists(_) | Op::Del(_) | Op::Type(_) => match KeyOp::from_op(op) {
             Ok(op) => keyop::run(op, db.clone()).boxed_local(),
             Err(_) => ready(Reply::err("internal error: not a key operation")).boxed_local(),
         },
         Op::Scan(database, scan) => scan_page(db, database, scan, cursors.clone()).boxed_local(),
-        Op::Keys(database, pattern) => keys(db.clone(), database, pattern).boxed_local(),
+        Op::Keys(database, pattern) => {
+            keys(db.clone(), database, pattern, largest_reply).boxed_local()
+        }
         Op::DbSize(database) => dbsize(db.clone(), database).boxed_local(),
         Op::RandomKey(database) => random_key(db.clone(), database).boxed_local(),
         Op::Flush { all, database } => flush(db, all, database).boxed_local(),
@@ -306,13 +316,14 @@ fn scan_page(
     .boxed_local()
 }
 
-/// Reads the keys `pattern` can match, page by page; `visit` sees each.
-/// Returns the number read, or an error reply past the bound.
+/// Reads the keys `pattern` can match, page by page; `visit` sees each
+/// and says whether to go on. Returns the number read, or an error reply
+/// past the bound.
 async fn walk(
     db: &Db,
     database: Database,
     pattern: Option<&Bytes>,
-    mut visit: impl FnMut(Bytes),
+    mut visit: impl FnMut(Bytes) -> Walk,
 ) -> Result<usize, Reply> {
     let mut from = None;
     let mut read = 0;
@@ -328,7 +339,9 @@ async fn walk(
             .filter_map(|(key, _)| database.user_key(key))
         {
             read += 1;
-            visit(key);
+            if visit(key) == Walk::Stop {
+                return Ok(read);
+            }
         }
         if from.is_none() {
             return Ok(read);
@@ -341,15 +354,37 @@ async fn walk(
     }
 }
 
-async fn keys(db: Db, database: Database, pattern: Bytes) -> Reply {
+/// Whether [`walk`] goes on after a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Walk {
+    Next,
+    Stop,
+}
+
+/// KEYS: the matching keys, or `-ERR KEYS reply exceeds ...` as soon as
+/// their reply would pass `largest_reply` bytes (so the server holds at
+/// most that for it, however many keys match).
+async fn keys(db: Db, database: Database, pattern: Bytes, largest_reply: usize) -> Reply {
     let mut found = Vec::new();
+    let mut bytes = HEADER_BYTES;
     let walked = walk(&db, database, Some(&pattern), |key| {
-        if glob::matches(&pattern, &key) {
-            found.push(Reply::Bulk(key));
+        if !glob::matches(&pattern, &key) {
+            return Walk::Next;
         }
+        let reply = Reply::Bulk(key);
+        bytes += reply.wire_bytes();
+        if bytes > largest_reply {
+            found = Vec::new();
+            return Walk::Stop;
+        }
+        found.push(reply);
+        Walk::Next
     })
     .await;
     match walked {
+        Ok(_) if bytes > largest_reply => {
+            reply_too_large("KEYS", largest_reply, "use SCAN or a narrower pattern")
+        }
         Ok(_) => Reply::Array(found),
         Err(reply) => reply,
     }
@@ -357,7 +392,7 @@ async fn keys(db: Db, database: Database, pattern: Bytes) -> Reply {
 
 /// The number of keys of `database`, up to [`MAX_KEYS_SCANNED`].
 pub async fn count_keys(db: &Db, database: Database) -> Result<usize, Reply> {
-    match walk(db, database, None, |_| {}).await {
+    match walk(db, database, None, |_| Walk::Next).await {
         Err(Reply::Error(e)) if e.contains("more than") => Ok(MAX_KEYS_SCANNED),
         other => other,
     }

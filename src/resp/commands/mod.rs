@@ -98,6 +98,10 @@ pub struct Engine {
     pub checkpoints: Arc<crate::server::checkpoints::CheckpointRoot>,
     /// How many databases `SELECT` can pick.
     pub databases: u32,
+    /// The largest reply MGET, KEYS and EXEC may build (the largest value
+    /// or the connection's byte budget, whichever is larger); past it they
+    /// answer [`reply_too_large`] (docs/PROTOCOL.md, "Limits").
+    pub largest_reply: usize,
 }
 
 /// A parsed request.
@@ -234,17 +238,31 @@ pub fn parse(args: Vec<Bytes>, connection: &mut Connection) -> Parsed {
     let Some(first) = args.first() else {
         return Parsed::Reply(Reply::ok());
     };
-    let name = String::from_utf8_lossy(first).to_ascii_lowercase();
-    let Some(spec) = table::find(&name) else {
+    let Some(spec) = table::find_ignoring_case(first) else {
         return Parsed::Reply(unknown_command(&args));
     };
     if !spec.arity_ok(args.len()) {
         return Parsed::Reply(wrong_arity(spec.name));
     }
-    let args = match connection.database.map_args(spec, args) {
+    let mut args = match connection.database.map_args(spec, args) {
         Ok(args) => args,
         Err(reply) => return Parsed::Reply(reply),
     };
+    // Most of the traffic: the key and value move out of the argument list
+    // (no reference-count traffic for copies).
+    match (spec.name, args.len()) {
+        ("get", 2) => {
+            if let Some(key) = args.pop() {
+                return Parsed::Engine(Op::Get(key));
+            }
+        }
+        ("set", 3) => {
+            if let (Some(value), Some(key)) = (args.pop(), args.pop()) {
+                return Parsed::Engine(Op::Set(key, value));
+            }
+        }
+        _ => {}
+    }
     let rest = &args[1..];
     match strings::parse(spec.name, rest).or_else(|| expire::parse(spec.name, rest)) {
         Some(parsed) => parsed,
@@ -275,7 +293,7 @@ pub fn execute(op: Op, engine: &Engine) -> LocalBoxFuture<'static, Reply> {
         | Op::Type(_)
         | Op::RandomKey(_)
         | Op::Scan(..)
-        | Op::Keys(..) => keys::execute(op, &engine.db, &engine.cursors),
+        | Op::Keys(..) => keys::execute(op, &engine.db, &engine.cursors, engine.largest_reply),
         other => strings::execute(other, engine),
     }
 }
@@ -299,6 +317,14 @@ pub fn unknown_command(args: &[Bytes]) -> Reply {
 /// `ERR wrong number of arguments for 'get' command`.
 pub fn wrong_arity(name: &str) -> Reply {
     Reply::err(format!("wrong number of arguments for '{name}' command"))
+}
+
+/// The refusal of a `command` whose reply would pass `max_reply_bytes`:
+/// `-ERR KEYS reply exceeds N bytes (the server's largest reply); <advice>`.
+pub fn reply_too_large(command: &str, max_reply_bytes: usize, advice: &str) -> Reply {
+    Reply::err(format!(
+        "{command} reply exceeds {max_reply_bytes} bytes (the server's largest reply); {advice}"
+    ))
 }
 
 /// `ERR syntax error`.

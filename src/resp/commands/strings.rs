@@ -249,9 +249,7 @@ pub async fn mget_within(keys: Vec<Bytes>, db: crate::Db, max_reply_bytes: usize
 
 /// The refusal of an MGET whose reply would pass `max_reply_bytes`.
 pub fn mget_too_large(max_reply_bytes: usize) -> Reply {
-    Reply::err(format!(
-        "MGET reply exceeds {max_reply_bytes} bytes (the server's largest reply); ask for fewer keys"
-    ))
+    super::reply_too_large("MGET", max_reply_bytes, "ask for fewer keys")
 }
 
 #[cfg(test)]

@@ -173,6 +173,14 @@ pub fn find(name: &str) -> Option<&'static Spec> {
     COMMANDS.iter().find(|spec| spec.name == name)
 }
 
+/// The entry for `name` in any case, compared byte by byte (no lowercased
+/// copy: this runs once per request).
+pub fn find_ignoring_case(name: &[u8]) -> Option<&'static Spec> {
+    COMMANDS
+        .iter()
+        .find(|spec| spec.name.as_bytes().eq_ignore_ascii_case(name))
+}
+
 /// Where the command named `name` (any case) is in [`COMMANDS`].
 pub fn position(name: &[u8]) -> Option<usize> {
     COMMANDS
@@ -192,5 +200,10 @@ mod tests {
         assert_eq!(del, Some((false, true)));
         assert!(find("flushall").is_some());
         assert!(find("hset").is_none());
+        let found = |name: &[u8]| find_ignoring_case(name).map(|s| s.name);
+        assert_eq!(found(b"GeT"), Some("get"));
+        assert_eq!(found(b"INCRBYFLOAT"), Some("incrbyfloat"));
+        assert_eq!(found(b"ge"), None);
+        assert_eq!(found(b"\xff"), None);
     }
 }

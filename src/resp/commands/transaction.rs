@@ -38,7 +38,7 @@ use futures_util::future::LocalBoxFuture;
 use super::keyop::{self, KeyOp};
 use super::{Connection, Engine, Op, Parsed, WatchMark, WatchPoint, engine_error, execute};
 use crate::resp::counter::{Apply, Unit};
-use crate::resp::reply::Reply;
+use crate::resp::reply::{HEADER_BYTES, Reply};
 
 /// A connection's open transaction.
 #[derive(Debug)]
@@ -70,6 +70,9 @@ impl Transaction {
 /// transaction's business.
 const NOT_IN_MULTI: &[&str] = &["save", "shutdown"];
 
+/// The commands [`step`] handles itself (lower case).
+const TRANSACTION_COMMANDS: &[&str] = &["multi", "exec", "discard", "watch", "reset", "unwatch"];
+
 /// Whether a parse error is one Redis gives when queueing (the command is
 /// not known, or has the wrong number of arguments), which aborts the
 /// transaction, rather than when running it.
@@ -96,11 +99,18 @@ pub enum Step {
 
 /// Routes one request through the transaction state `open`.
 pub fn step(args: Vec<Bytes>, open: &mut Option<Transaction>, connection: &mut Connection) -> Step {
+    // Compared in place, not lowercased into a new string: every request
+    // passes here.
     let name = args
         .first()
-        .map(|a| String::from_utf8_lossy(a).to_ascii_lowercase())
+        .and_then(|first| {
+            TRANSACTION_COMMANDS
+                .iter()
+                .find(|name| name.as_bytes().eq_ignore_ascii_case(first))
+        })
+        .copied()
         .unwrap_or_default();
-    match (name.as_str(), open.as_mut()) {
+    match (name, open.as_mut()) {
         ("multi", Some(_)) => Step::Answer(Reply::err("MULTI calls can not be nested")),
         ("multi", None) if args.len() == 1 => {
             *open = Some(Transaction::open(connection));
@@ -159,10 +169,12 @@ pub fn step(args: Vec<Bytes>, open: &mut Option<Transaction>, connection: &mut C
 
 /// Checks and queues one command inside MULTI.
 fn queue(transaction: &mut Transaction, args: Vec<Bytes>) -> Reply {
-    let name = args
-        .first()
-        .map(|a| String::from_utf8_lossy(a).to_ascii_lowercase());
-    if name.is_some_and(|name| NOT_IN_MULTI.contains(&name.as_str())) {
+    let refused = args.first().is_some_and(|first| {
+        NOT_IN_MULTI
+            .iter()
+            .any(|name| name.as_bytes().eq_ignore_ascii_case(first))
+    });
+    if refused {
         transaction.failed = true;
         return Reply::err("Command not allowed inside a transaction");
     }
@@ -226,7 +238,15 @@ pub fn exec(
     let ops: Vec<Result<KeyOp, Op>> = ops.into_iter().map(KeyOp::from_op).collect();
     if ops.iter().all(Result::is_ok) {
         let ops = ops.into_iter().flatten().collect();
-        return on_counter(&engine, Unit::Exec { ops, watched });
+        let max_reply_bytes = engine.largest_reply;
+        return on_counter(
+            &engine,
+            Unit::Exec {
+                ops,
+                watched,
+                max_reply_bytes,
+            },
+        );
     }
     async move {
         let check = on_counter(
@@ -234,12 +254,13 @@ pub fn exec(
             Unit::Exec {
                 ops: Vec::new(),
                 watched,
+                max_reply_bytes: engine.largest_reply,
             },
         );
         if check.await == Reply::NullArray {
             return Reply::NullArray;
         }
-        let mut replies = Vec::with_capacity(ops.len());
+        let mut replies = BoundedReplies::new(ops.len(), engine.largest_reply);
         for op in ops {
             let reply = match op {
                 Ok(KeyOp::Rmw(rmw)) => on_counter(&engine, Unit::Rmw(rmw)).await,
@@ -248,9 +269,57 @@ pub fn exec(
             };
             replies.push(reply);
         }
-        Reply::Array(replies)
+        replies.into_reply()
     }
     .boxed_local()
+}
+
+/// EXEC's replies, collected while they stay under the largest reply:
+/// once they pass it they are dropped (the transaction still runs whole)
+/// and the EXEC answers [`exec_too_large`].
+pub struct BoundedReplies {
+    replies: Vec<Reply>,
+    bytes: usize,
+    max_reply_bytes: usize,
+}
+
+impl BoundedReplies {
+    /// Room for `count` replies within `max_reply_bytes` in all.
+    pub fn new(count: usize, max_reply_bytes: usize) -> Self {
+        BoundedReplies {
+            replies: Vec::with_capacity(count),
+            bytes: HEADER_BYTES,
+            max_reply_bytes,
+        }
+    }
+
+    /// Adds the next reply, or drops it and every earlier one past the bound.
+    pub fn push(&mut self, reply: Reply) {
+        self.bytes = self.bytes.saturating_add(reply.wire_bytes());
+        if self.bytes > self.max_reply_bytes {
+            self.replies = Vec::new();
+        } else {
+            self.replies.push(reply);
+        }
+    }
+
+    /// The EXEC's answer: every reply, or the refusal.
+    pub fn into_reply(self) -> Reply {
+        if self.bytes > self.max_reply_bytes {
+            return exec_too_large(self.max_reply_bytes);
+        }
+        Reply::Array(self.replies)
+    }
+}
+
+/// `-ERR EXEC reply exceeds N bytes ...`: the transaction ran (its writes
+/// are applied, atomically as always) but its replies were not kept.
+pub fn exec_too_large(max_reply_bytes: usize) -> Reply {
+    super::reply_too_large(
+        "EXEC",
+        max_reply_bytes,
+        "the transaction was applied but its replies were dropped",
+    )
 }
 
 /// Runs `unit` on the counter.

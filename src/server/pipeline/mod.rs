@@ -96,6 +96,10 @@ pub trait Protocol: Sized + Unpin + 'static {
     fn command_index(op: &Self::Op) -> usize;
     /// Calls the engine (eagerly: a write is enqueued before this returns).
     fn execute(&self, op: Self::Op) -> LocalBoxFuture<'static, Self::Reply>;
+    /// The engine answered the request tagged `tag` with `reply`, `elapsed`
+    /// after it was called (the pipeline's own clock reads, shared so that
+    /// a protocol's statistics need none of their own).
+    fn answered(&self, _tag: Self::Tag, _reply: &Self::Reply, _elapsed: Duration) {}
     /// Appends the bytes of `reply` to the request tagged `tag` to `out`.
     ///
     /// # Errors
@@ -344,7 +348,7 @@ impl<P: Protocol> Connection<P> {
 
     fn answer_at_once(&mut self, tag: P::Tag, reply: P::Reply, ctx: &mut Context<Self>) {
         let seq = self.push_slot(0, tag);
-        self.fill(seq, reply, ctx);
+        self.fill(seq, reply, None, ctx);
         self.pump(ctx);
     }
 
@@ -384,33 +388,45 @@ impl<P: Protocol> Connection<P> {
         let (command, started) = (P::command_index(&op), Instant::now());
         let mut reply = self.protocol.execute(op);
         if let Some(reply) = (&mut reply).now_or_never() {
-            self.stats.record(command, started.elapsed());
+            let elapsed = started.elapsed();
+            self.stats.record(command, elapsed);
             self.order.answered(seq);
-            return self.fill(seq, reply, ctx);
+            return self.fill(seq, reply, Some(elapsed), ctx);
         }
         if access != Access::Write {
             self.waiting_read = Some(seq);
         }
         ctx.spawn(reply.into_actor(self).map(move |reply, connection, ctx| {
-            connection.stats.record(command, started.elapsed());
+            let elapsed = started.elapsed();
+            connection.stats.record(command, elapsed);
             if connection.waiting_read == Some(seq) {
                 connection.waiting_read = None;
             }
             connection.order.answered(seq);
-            connection.fill(seq, reply, ctx);
+            connection.fill(seq, reply, Some(elapsed), ctx);
             connection.pump(ctx);
         }));
     }
 
-    /// Records the reply to request `seq`: encoded straight for the writer
-    /// if every earlier reply has gone, else kept in its slot.
-    fn fill(&mut self, seq: u64, reply: P::Reply, ctx: &mut Context<Self>) {
+    /// Records the reply to request `seq` (an engine's, answered `elapsed`
+    /// after it was called): encoded straight for the writer if every
+    /// earlier reply has gone, else kept in its slot.
+    fn fill(
+        &mut self,
+        seq: u64,
+        reply: P::Reply,
+        elapsed: Option<Duration>,
+        ctx: &mut Context<Self>,
+    ) {
         let Some(index) = seq.checked_sub(self.first_seq).map(|i| i as usize) else {
             return;
         };
         let Some(&Slot::Waiting { request_bytes, tag }) = self.slots.get(index) else {
             return;
         };
+        if let Some(elapsed) = elapsed {
+            self.protocol.answered(tag, &reply, elapsed);
+        }
         self.request_bytes -= request_bytes;
         let encoded = if index == 0 {
             self.slots.pop_front();
