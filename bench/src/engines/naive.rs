@@ -74,6 +74,29 @@ pub enum Concurrency {
     OneSystem,
 }
 
+/// Compaction settings taken from the environment, for trying them without a
+/// rebuild (unset: the engine's defaults): `NAIVEKV_BENCH_L0_TRIGGER`,
+/// `NAIVEKV_BENCH_L0_STALL`, `NAIVEKV_BENCH_LEVEL1_MB`,
+/// `NAIVEKV_BENCH_SEGMENT_MB`, `NAIVEKV_BENCH_MEMTABLE_MB`.
+fn tuning_from_env(options: &mut Options) {
+    let var = |name: &str| std::env::var(name).ok()?.parse::<u64>().ok();
+    if let Some(trigger) = var("NAIVEKV_BENCH_L0_TRIGGER") {
+        options.l0_compaction_trigger = trigger as usize;
+    }
+    if let Some(stall) = var("NAIVEKV_BENCH_L0_STALL") {
+        options.l0_stall_trigger = stall as usize;
+    }
+    if let Some(mb) = var("NAIVEKV_BENCH_LEVEL1_MB") {
+        options.level1_bytes = mb << 20;
+    }
+    if let Some(mb) = var("NAIVEKV_BENCH_SEGMENT_MB") {
+        options.target_segment_bytes = mb << 20;
+    }
+    if let Some(mb) = var("NAIVEKV_BENCH_MEMTABLE_MB") {
+        options.memtable_bytes = (mb << 20) as usize;
+    }
+}
+
 /// Opens the database in `dir` and runs the prefill or the measured phase.
 pub fn run_child(
     dir: &Path,
@@ -90,6 +113,7 @@ pub fn run_child(
     if let Some(compression) = args.compression {
         options.compression = compression;
     }
+    tuning_from_env(&mut options);
     let dir = dir.to_path_buf();
     actix_rt::System::new().block_on(async move {
         let db = Db::open(options).await?;

@@ -115,7 +115,7 @@ fn walk_block(
     let mut previous: Option<Bytes> = None;
     while !cursor.at_end() {
         let at = cursor.pos();
-        let entry = decode_entry(&mut cursor)?;
+        let entry = decode_entry(data, &mut cursor)?;
         let before = previous.as_deref().or(after);
         if before.is_some_and(|p| entry.key.as_ref() <= p) {
             return Err(Malformed::new(at, "keys out of order"));
@@ -226,14 +226,7 @@ impl Block {
                 walk_block(&data, after, last_key, |at, _| offsets.push(at as u32))?;
                 Search::Offsets(offsets)
             }
-            BlockLayout::Restarts => {
-                let restarts = RestartArray::decode(&data)?;
-                let first = decode_entry_ref(&mut Cursor::new(&data))?;
-                if after.is_some_and(|a| first.key <= a) {
-                    return Err(Malformed::new(0, "keys out of order"));
-                }
-                Search::Restarts(restarts)
-            }
+            BlockLayout::Restarts => Search::Restarts(check_restarts(&data, after)?),
         };
         Ok(Block { data, search })
     }
@@ -266,54 +259,17 @@ impl Block {
         let at = *offsets.get(found.ok()?)?;
         let mut cursor = Cursor::new(&self.data);
         cursor.pos = at as usize;
-        decode_entry(&mut cursor)
+        decode_entry(&self.data, &mut cursor)
             .ok()
             .filter(|entry| entry.key.as_ref() == key)
     }
 
-    /// Binary search over the restart points for the last one at or below
-    /// `key`, then a scan of its run, checking the order of what it reads.
     fn get_by_restarts(
         &self,
         restarts: &RestartArray,
         key: &[u8],
     ) -> Result<Option<Entry>, Malformed> {
-        let data = &self.data;
-        let bad_array = || Malformed::new(restarts.entries_end, "bad restart array");
-        let (mut lo, mut hi) = (0, restarts.count);
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            let at = restarts.offset(data, mid).ok_or_else(bad_array)?;
-            let mut cursor = Cursor::at(data, at);
-            if compare_keys(decode_entry_ref(&mut cursor)?.key, key).is_le() {
-                lo = mid + 1;
-            } else {
-                hi = mid;
-            }
-        }
-        let Some(run) = lo.checked_sub(1) else {
-            return Ok(None);
-        };
-        let start = restarts.offset(data, run).ok_or_else(bad_array)?;
-        let end = restarts.run_end(data, run).ok_or_else(bad_array)?;
-        let mut cursor = Cursor::at(data, start);
-        let mut previous: Option<&[u8]> = None;
-        while cursor.pos() < end {
-            let at = cursor.pos();
-            let entry = decode_entry_ref(&mut cursor)?;
-            if previous.is_some_and(|p| compare_keys(entry.key, p).is_le()) {
-                return Err(Malformed::new(at, "keys out of order"));
-            }
-            match compare_keys(entry.key, key) {
-                Ordering::Equal => return Ok(Some(entry.to_entry(data))),
-                Ordering::Greater => return Ok(None),
-                Ordering::Less => previous = Some(entry.key),
-            }
-        }
-        if cursor.pos() != end {
-            return Err(Malformed::new(end, "an entry runs over a restart point"));
-        }
-        Ok(None)
+        Ok(search_restarts(&self.data, restarts, key)?.map(|entry| entry.to_entry(&self.data)))
     }
 
     /// The key of the entry at `at`, borrowed from the block.
@@ -322,6 +278,78 @@ impl Block {
             .ok()
             .map(|entry| entry.key)
     }
+}
+
+/// Looks `key` up in a version-3 block read into a buffer of the caller's
+/// (not kept): checks the block as [`Block::decode`] does, then searches it
+/// as [`Block::get`] does, and copies out the entry found.
+pub(super) fn get_in_place(
+    data: &[u8],
+    after: Option<&[u8]>,
+    key: &[u8],
+) -> Result<Option<Entry>, Malformed> {
+    let restarts = check_restarts(data, after)?;
+    Ok(search_restarts(data, &restarts, key)?.map(|entry| Entry {
+        key: Bytes::copy_from_slice(entry.key),
+        seq: entry.seq,
+        value: entry.value.map(Bytes::copy_from_slice),
+        expire_at_ms: entry.expire_at_ms,
+    }))
+}
+
+/// What a lookup checks of a version-3 block up front: its restart array,
+/// and its first key against `after` (the previous block's last key).
+fn check_restarts(data: &[u8], after: Option<&[u8]>) -> Result<RestartArray, Malformed> {
+    let restarts = RestartArray::decode(data)?;
+    let first = decode_entry_ref(&mut Cursor::new(data))?;
+    if after.is_some_and(|a| first.key <= a) {
+        return Err(Malformed::new(0, "keys out of order"));
+    }
+    Ok(restarts)
+}
+
+/// Binary search over the restart points for the last one at or below
+/// `key`, then a scan of its run, checking the order of what it reads.
+fn search_restarts<'a>(
+    data: &'a [u8],
+    restarts: &RestartArray,
+    key: &[u8],
+) -> Result<Option<EntryRef<'a>>, Malformed> {
+    let bad_array = || Malformed::new(restarts.entries_end, "bad restart array");
+    let (mut lo, mut hi) = (0, restarts.count);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        let at = restarts.offset(data, mid).ok_or_else(bad_array)?;
+        let mut cursor = Cursor::at(data, at);
+        if compare_keys(decode_entry_ref(&mut cursor)?.key, key).is_le() {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    let Some(run) = lo.checked_sub(1) else {
+        return Ok(None);
+    };
+    let start = restarts.offset(data, run).ok_or_else(bad_array)?;
+    let end = restarts.run_end(data, run).ok_or_else(bad_array)?;
+    let mut cursor = Cursor::at(data, start);
+    let mut previous: Option<&[u8]> = None;
+    while cursor.pos() < end {
+        let at = cursor.pos();
+        let entry = decode_entry_ref(&mut cursor)?;
+        if previous.is_some_and(|p| compare_keys(entry.key, p).is_le()) {
+            return Err(Malformed::new(at, "keys out of order"));
+        }
+        match compare_keys(entry.key, key) {
+            Ordering::Equal => return Ok(Some(entry)),
+            Ordering::Greater => return Ok(None),
+            Ordering::Less => previous = Some(entry.key),
+        }
+    }
+    if cursor.pos() != end {
+        return Err(Malformed::new(end, "an entry runs over a restart point"));
+    }
+    Ok(None)
 }
 
 /// An entry read in place: its key and value borrowed from the block.
@@ -381,24 +409,24 @@ fn decode_entry_ref<'a>(cursor: &mut Cursor<'a>) -> Result<EntryRef<'a>, Malform
     })
 }
 
-fn decode_entry(cursor: &mut Cursor<'_>) -> Result<Entry, Malformed> {
-    let data = cursor.data;
+/// Reads one entry of `data`, its key and value sharing `data`'s buffer.
+fn decode_entry(data: &Bytes, cursor: &mut Cursor<'_>) -> Result<Entry, Malformed> {
     decode_entry_ref(cursor).map(|entry| entry.to_entry(data))
 }
 
 /// Reads a block front to back; every read is bounds-checked and fails with
 /// [`Malformed`] instead of panicking.
 pub(super) struct Cursor<'a> {
-    data: &'a Bytes,
+    data: &'a [u8],
     pos: usize,
 }
 
 impl<'a> Cursor<'a> {
-    pub(super) fn new(data: &'a Bytes) -> Self {
+    pub(super) fn new(data: &'a [u8]) -> Self {
         Cursor { data, pos: 0 }
     }
 
-    fn at(data: &'a Bytes, pos: usize) -> Self {
+    fn at(data: &'a [u8], pos: usize) -> Self {
         Cursor { data, pos }
     }
 
@@ -426,11 +454,15 @@ impl<'a> Cursor<'a> {
         Ok(byte)
     }
 
-    /// The next `len` bytes, sharing the block's buffer.
-    pub(super) fn bytes(&mut self, len: u64) -> Result<Bytes, Malformed> {
+    /// The next `len` bytes, sharing `owner`'s buffer (`owner` is the
+    /// buffer this cursor reads).
+    pub(super) fn bytes(&mut self, owner: &Bytes, len: u64) -> Result<Bytes, Malformed> {
         let start = self.pos;
         let end = start + self.slice(len)?.len();
-        Ok(self.data.slice(start..end))
+        owner
+            .get(start..end)
+            .map(|_| owner.slice(start..end))
+            .ok_or(Malformed::new(start, "length past the end of the block"))
     }
 
     /// The next `len` bytes, borrowed.

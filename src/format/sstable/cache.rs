@@ -11,6 +11,13 @@
 //! stays exact under races; while it is over capacity, a clock hand sweeps the
 //! slots, clearing referenced bits and evicting unreferenced blocks.
 //!
+//! Admission (two touches): a block read from its file is cached only if it
+//! was read before, recently. A miss that is not admitted leaves the block's
+//! tag in a "ghost" table (one tag per slot, no block) and the reader looks
+//! its key up in a buffer of its own without keeping the block, so one-off
+//! reads (a uniform read over data far larger than the cache, a cold key)
+//! neither pay for an insert nor evict blocks read again and again.
+//!
 //! The bound: the blocks in the slots charge at most `capacity` bytes, except
 //! for the moment between one insert and its own eviction sweep (at most one
 //! block per inserting thread over). A block a reader still holds stays in
@@ -52,6 +59,9 @@ pub struct BlockCache {
     /// slot that may match (a hint: a racing insert can leave it stale, so a
     /// match is always checked against the block itself).
     tags: Box<[AtomicU64]>,
+    /// Tags of blocks missed once and not cached (see the module doc); as
+    /// many as there are slots.
+    ghosts: Box<[AtomicU64]>,
     capacity: usize,
     charged: AtomicUsize,
     hand: AtomicUsize,
@@ -86,9 +96,11 @@ impl BlockCache {
         };
         let slots = (0..sets * WAYS).map(|_| ArcSwapOption::empty()).collect();
         let tags = (0..sets * WAYS).map(|_| AtomicU64::new(0)).collect();
+        let ghosts = (0..sets * WAYS).map(|_| AtomicU64::new(0)).collect();
         BlockCache {
             slots,
             tags,
+            ghosts,
             capacity,
             charged: AtomicUsize::new(0),
             hand: AtomicUsize::new(0),
@@ -118,6 +130,32 @@ impl BlockCache {
         }
         self.misses.fetch_add(1, Ordering::Relaxed);
         None
+    }
+
+    /// Whether block `index` of `table`, just missed, should be cached when
+    /// read: true if it was missed recently ([`BlockCache::missed_once`]).
+    /// False for a cache of capacity 0.
+    pub fn admits(&self, table: u64, index: u32) -> bool {
+        let (_, _, tag) = self.set(table, index);
+        self.ghost(tag)
+            .is_some_and(|ghost| ghost.load(Ordering::Relaxed) == tag)
+    }
+
+    /// Notes that block `index` of `table` was read and not cached, so that
+    /// the next miss on it admits it (unless another block's note takes its
+    /// place first).
+    pub fn missed_once(&self, table: u64, index: u32) {
+        let (_, _, tag) = self.set(table, index);
+        if let Some(ghost) = self.ghost(tag) {
+            ghost.store(tag, Ordering::Relaxed);
+        }
+    }
+
+    /// The ghost slot of a block's tag: its low bits (a set is chosen by the
+    /// high ones).
+    fn ghost(&self, tag: u64) -> Option<&AtomicU64> {
+        let at = (tag as u32 as usize).checked_rem(self.ghosts.len())?;
+        self.ghosts.get(at)
     }
 
     /// Caches `block` as block `index` of table `table` and returns it.
@@ -165,8 +203,15 @@ impl BlockCache {
     /// The ways of the set that block `index` of `table` maps to, their
     /// tags, and the block's tag.
     fn set(&self, table: u64, index: u32) -> (&[ArcSwapOption<CachedBlock>], &[AtomicU64], u64) {
-        let hash = (table.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ u64::from(index))
-            .wrapping_mul(0xff51_afd7_ed55_8ccd);
+        // MurmurHash3's finalizer: every bit of table and block number
+        // moves every bit of the hash (a bare product left the blocks of a
+        // table in one set when the number of sets is a power of two).
+        let mut hash = table.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ u64::from(index);
+        hash ^= hash >> 33;
+        hash = hash.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        hash ^= hash >> 33;
+        hash = hash.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        hash ^= hash >> 33;
         let sets = self.slots.len() / WAYS;
         if sets == 0 {
             return (&[], &[], hash);
@@ -268,6 +313,56 @@ mod tests {
             assert!(cache.get(1, 0).is_some(), "hot block lost at {index}");
             cache.insert(2, index, block("cold", 1000));
         }
+    }
+
+    #[test]
+    fn a_block_is_admitted_on_its_second_miss() {
+        let cache = BlockCache::new(64 << 10, 1024);
+        assert!(!cache.admits(1, 0));
+        cache.missed_once(1, 0);
+        assert!(cache.admits(1, 0));
+        assert!(!cache.admits(1, 1), "another block of the table");
+        assert!(!cache.admits(2, 0), "the same block of another table");
+        let none = BlockCache::new(0, 4096);
+        none.missed_once(1, 0);
+        assert!(!none.admits(1, 0));
+    }
+
+    #[test]
+    fn one_off_misses_leave_hot_blocks_cached() {
+        // A cache of 32 slots; 8 hot blocks read over and over between
+        // misses on 10,000 blocks read once each.
+        let cache = BlockCache::new(64 << 10, 1024);
+        let mut hot_misses = 0;
+        for round in 0..10_000u32 {
+            for (table, index) in [(1, round % 8), (2, round)] {
+                if cache.get(table, index).is_none() {
+                    hot_misses += u32::from(table == 1);
+                    if cache.admits(table, index) {
+                        cache.insert(table, index, block("k", 1000));
+                    } else {
+                        cache.missed_once(table, index);
+                    }
+                }
+            }
+        }
+        // Each hot block misses twice (noted, then admitted), then stays.
+        assert!(hot_misses <= 2 * 8 + 8, "{hot_misses} misses on hot blocks");
+        let cold_cached = (0..10_000).filter(|&i| cache.get(2, i).is_some()).count();
+        assert_eq!(cold_cached, 0, "blocks read once were cached");
+    }
+
+    #[test]
+    fn the_blocks_of_a_table_spread_over_the_sets() {
+        // 8 sets (a power of two) and 8 blocks: a bare multiplicative hash
+        // put them all in one set.
+        let cache = BlockCache::new(64 << 10, 1024);
+        let sets = cache.slots.len() / WAYS;
+        assert_eq!(sets, 8);
+        let used: std::collections::HashSet<usize> = (0..8)
+            .map(|index| (cache.set(1, index).2 >> 32) as usize % sets)
+            .collect();
+        assert!(used.len() >= 4, "8 blocks in {} sets", used.len());
     }
 
     #[test]

@@ -52,6 +52,15 @@ pub(super) fn encode_block(entries: &[u8], compression: Compression) -> Vec<u8> 
     out
 }
 
+/// The entries of a stored block that was stored raw, borrowed; `None` if
+/// it is compressed or malformed (for [`decode_block`] to handle or report).
+pub(super) fn raw_payload(stored: &[u8]) -> Option<&[u8]> {
+    match stored.split_last() {
+        Some((&RAW, payload)) => Some(payload),
+        _ => None,
+    }
+}
+
 /// The entries of a stored block (its crc already checked).
 pub(super) fn decode_block(stored: Bytes) -> Result<Bytes, Malformed> {
     let Some((&kind, _)) = stored.split_last() else {

@@ -4,7 +4,7 @@
 use bytes::Bytes;
 
 use super::block::Cursor;
-use super::{CRC_LEN, Malformed};
+use super::{CRC_LEN, Malformed, compare_keys};
 use crate::format::coding::put_varint;
 
 /// Where one data block is and the last key it holds.
@@ -45,6 +45,53 @@ fn put_key(key: &[u8], out: &mut Vec<u8>) {
 pub(super) struct Index {
     pub(super) smallest_key: Bytes,
     pub(super) handles: Vec<BlockHandle>,
+    /// How a lookup finds its block without a key compare per step.
+    probes: Probes,
+}
+
+/// The handles' last keys as numbers a binary search can compare in one
+/// instruction, kept side by side (8 bytes per block) rather than behind a
+/// pointer per key: every key of the table starts with `shared` (the
+/// smallest and the largest key's common prefix), and `words[i]` is the 8
+/// bytes of block `i`'s last key after it, big-endian, zero-padded. The map
+/// keeps order (`a <= b` gives `word(a) <= word(b)`), so a search on the words
+/// leaves only blocks with the key's own word to compare in full: usually
+/// none or one.
+#[derive(Debug, Clone, Default)]
+struct Probes {
+    shared: Bytes,
+    words: Vec<u64>,
+}
+
+impl Probes {
+    fn new(smallest_key: &Bytes, handles: &[BlockHandle]) -> Probes {
+        let largest = handles
+            .last()
+            .map_or(&smallest_key[..], |h| &h.last_key[..]);
+        let shared = smallest_key
+            .iter()
+            .zip(largest)
+            .take_while(|(a, b)| a == b)
+            .count();
+        Probes {
+            shared: smallest_key.slice(..shared),
+            words: handles
+                .iter()
+                .map(|h| word_after(&h.last_key, shared))
+                .collect(),
+        }
+    }
+}
+
+/// The 8 bytes of `key` after its first `skip`, big-endian, zero-padded.
+fn word_after(key: &[u8], skip: usize) -> u64 {
+    let mut word = [0u8; 8];
+    let rest = key.get(skip..).unwrap_or_default();
+    let len = rest.len().min(8);
+    if let (Some(to), Some(from)) = (word.get_mut(..len), rest.get(..len)) {
+        to.copy_from_slice(from);
+    }
+    u64::from_be_bytes(word)
 }
 
 impl Index {
@@ -54,11 +101,11 @@ impl Index {
     pub(super) fn decode(block: &Bytes, data_end: u64) -> Result<Index, Malformed> {
         let mut cursor = Cursor::new(block);
         let len = cursor.varint()?;
-        let smallest_key = cursor.bytes(len)?;
+        let smallest_key = cursor.bytes(block, len)?;
         let mut handles: Vec<BlockHandle> = Vec::new();
         while !cursor.at_end() {
             let at = cursor.pos();
-            let handle = decode_handle(&mut cursor)?;
+            let handle = decode_handle(block, &mut cursor)?;
             check_follows(&handle, handles.last(), &smallest_key)
                 .map_err(|d| Malformed::new(at, d))?;
             handles.push(handle);
@@ -70,22 +117,58 @@ impl Index {
                 "data blocks do not fill the data region",
             ));
         }
+        let probes = Probes::new(&smallest_key, &handles);
         Ok(Index {
             smallest_key,
             handles,
+            probes,
         })
+    }
+
+    /// The first block whose last key is `>= key` (the count of blocks if
+    /// none): the only block that can hold `key`.
+    pub(super) fn block_for(&self, key: &[u8]) -> usize {
+        self.partition(key, |last| compare_keys(last, key).is_lt())
+    }
+
+    /// The first block whose last key is `> key`.
+    pub(super) fn block_after(&self, key: &[u8]) -> usize {
+        self.partition(key, |last| compare_keys(last, key).is_le())
+    }
+
+    /// `handles.partition_point(|h| below(&h.last_key))` for a `below` that
+    /// holds for the keys under `key` (and maybe `key` itself): the words
+    /// narrow it to the blocks whose word is `key`'s, compared in full.
+    fn partition(&self, key: &[u8], below: impl Fn(&[u8]) -> bool) -> usize {
+        let shared = &self.probes.shared;
+        if !key.starts_with(shared) {
+            // Every last key starts with `shared`: all are above `key` or
+            // all below it.
+            return if key < &shared[..] {
+                0
+            } else {
+                self.handles.len()
+            };
+        }
+        let word = word_after(key, shared.len());
+        let words = &self.probes.words;
+        let lo = words.partition_point(|&w| w < word);
+        let hi = words.partition_point(|&w| w <= word);
+        let tied = self.handles.get(lo..hi).unwrap_or_default();
+        lo + tied.partition_point(|h| below(&h.last_key))
     }
 
     /// Bytes held in memory, roughly.
     pub(super) fn memory_bytes(&self) -> usize {
         let keys: usize = self.handles.iter().map(|h| h.last_key.len()).sum();
-        keys + self.handles.len() * std::mem::size_of::<BlockHandle>() + self.smallest_key.len()
+        keys + self.handles.len() * (std::mem::size_of::<BlockHandle>() + 8)
+            + self.smallest_key.len()
     }
 }
 
-fn decode_handle(cursor: &mut Cursor<'_>) -> Result<BlockHandle, Malformed> {
+fn decode_handle(block: &Bytes, cursor: &mut Cursor<'_>) -> Result<BlockHandle, Malformed> {
     let key_len = cursor.varint()?;
-    let last_key = cursor.bytes(key_len)?;
+    let last_key = cursor.bytes(block, key_len)?;
     let offset = cursor.varint()?;
     let len = cursor.varint()?;
     Ok(BlockHandle {
@@ -145,6 +228,58 @@ mod tests {
                 .as_ref()
                 .is_ok_and(|i| i.handles == handles && i.smallest_key == "a")
         );
+    }
+
+    /// `block_for` and `block_after` agree with a search comparing whole
+    /// keys, for keys inside, between, around and outside the blocks', with
+    /// long shared prefixes, keys that are prefixes of others and zero bytes
+    /// (which the padding of the words must not confuse).
+    #[test]
+    fn the_word_search_agrees_with_comparing_whole_keys() {
+        let keys: Vec<&'static [u8]> = vec![
+            b"user:0000000001",
+            b"user:0000000001\0",
+            b"user:0000000001\0\0a",
+            b"user:00000000010000",
+            b"user:0000000002",
+            b"user:00000000020000000000x",
+            b"user:00000000020000000000y",
+            b"user:0000000003",
+        ];
+        let mut handles = Vec::new();
+        for (i, key) in keys.iter().enumerate() {
+            handles.push(BlockHandle {
+                last_key: Bytes::from_static(key),
+                offset: i as u64 * 14,
+                len: 10,
+            });
+        }
+        let mut block = Vec::new();
+        encode_smallest_key(b"user:0", &mut block);
+        for h in &handles {
+            encode_handle(h, &mut block);
+        }
+        let index = Index::decode(&Bytes::from(block), keys.len() as u64 * 14).unwrap();
+        assert_eq!(&index.probes.shared[..], b"user:0");
+        let mut probes: Vec<Vec<u8>> = vec![
+            b"".to_vec(),
+            b"a".to_vec(),
+            b"user".to_vec(),
+            b"user:".to_vec(),
+            b"z".to_vec(),
+        ];
+        for key in &keys {
+            for tail in [&b""[..], b"\0", b"\0\0", b"0", b"00000000000", b"\xff"] {
+                probes.push([key, tail].concat());
+            }
+            probes.push(key[..key.len() - 1].to_vec());
+        }
+        for probe in &probes {
+            let at = handles.partition_point(|h| h.last_key.as_ref() < &probe[..]);
+            let after = handles.partition_point(|h| h.last_key.as_ref() <= &probe[..]);
+            assert_eq!(index.block_for(probe), at, "block_for {probe:?}");
+            assert_eq!(index.block_after(probe), after, "block_after {probe:?}");
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Reads an SSTable: `open` loads and checks footer, filter and index; data
 //! blocks are read, checked and decoded on demand.
 
+use std::cell::RefCell;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -8,18 +9,30 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 
-use super::block::{Block, BlockLayout, decode_block};
+use super::block::{Block, BlockLayout, decode_block, get_in_place};
 use super::bloom::BloomFilter;
 use super::cache::BlockCache;
-use super::compression::decode_block as decode_stored_block;
+use super::compression::{decode_block as decode_stored_block, raw_payload};
 use super::footer::{Footer, TableIdentity};
 use super::index::{BlockHandle, Index};
 use super::iter::SstableIter;
-use super::{CRC_LEN, Malformed, compare_keys};
+use super::{CRC_LEN, Malformed};
 use crate::format::coding::{get_u32, masked_crc};
 use crate::format::{Entry, KeyRange};
 use crate::fs::ReadableFile;
 use crate::{Error, Result};
+
+/// The largest block read into a thread's [`READ_BUFFER`]; a larger one (a
+/// block holding one huge value) gets a buffer of its own, so that no thread
+/// keeps megabytes for good.
+const MAX_KEPT_READ_BUFFER: usize = 256 << 10;
+
+thread_local! {
+    /// Where a thread reads the data blocks it does not cache: grown to the
+    /// largest block read, never shrunk, so a lookup neither allocates nor
+    /// zeroes a buffer per read. (A `RefCell`, not a lock: one thread's.)
+    static READ_BUFFER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
 
 /// Hands out [`SstableReader`] ids.
 static NEXT_TABLE_ID: AtomicU64 = AtomicU64::new(0);
@@ -107,22 +120,71 @@ impl SstableReader {
             return Ok(Some(Lookup::Absent));
         }
         let cache = cache.zip(u32::try_from(block).ok());
-        if let Some((cache, index)) = cache
-            && let Some(cached) = cache.get(self.id, index)
-        {
-            return self.lookup_in(block, &cached.block, key).map(Some);
-        }
-        let Some(data) = self.read_block_data(block, wait)? else {
-            return Ok(None);
-        };
-        let decoded = self.check_block(block, data)?;
-        match cache {
-            Some((cache, index)) => {
-                let cached = cache.insert(self.id, index, decoded);
-                self.lookup_in(block, &cached.block, key).map(Some)
+        if let Some((cache, index)) = cache {
+            if let Some(cached) = cache.get(self.id, index) {
+                return self.lookup_in(block, &cached.block, key).map(Some);
             }
-            None => self.lookup_in(block, &decoded, key).map(Some),
+            if cache.admits(self.id, index) {
+                let Some(data) = self.read_block_data(block, wait)? else {
+                    return Ok(None);
+                };
+                let cached = cache.insert(self.id, index, self.check_block(block, data)?);
+                return self.lookup_in(block, &cached.block, key).map(Some);
+            }
         }
+        let found = self.lookup_uncached(block, key, wait)?;
+        if let (Some(_), Some((cache, index))) = (&found, cache) {
+            cache.missed_once(self.id, index);
+        }
+        Ok(found)
+    }
+
+    /// Looks `key` up in data block number `block` without keeping the
+    /// block: a version-3 block stored raw is read into this thread's
+    /// [`READ_BUFFER`] and searched in place (no allocation, no zeroing, the
+    /// entry found copied out); any other is read and decoded whole.
+    fn lookup_uncached(&self, block: usize, key: &[u8], wait: Wait) -> Result<Option<Lookup>> {
+        let (handle, after) = self.handle_and_previous(block)?;
+        if self.layout() != BlockLayout::Restarts {
+            let Some(data) = self.read_block_data(block, wait)? else {
+                return Ok(None);
+            };
+            return self
+                .lookup_in(block, &self.check_block(block, data)?, key)
+                .map(Some);
+        }
+        let total = self.file.stored_len(handle.offset, handle.len)?;
+        let in_place = |buf: &mut [u8]| -> Result<Option<Lookup>> {
+            let Some(stored) = self.file.read_checked_into(handle.offset, buf, wait)? else {
+                return Ok(None);
+            };
+            let raw = match self.footer.identity {
+                None => Some(stored),
+                Some(_) => raw_payload(stored),
+            };
+            let found = match raw {
+                Some(raw) => get_in_place(raw, after, key),
+                None => {
+                    let data = decode_stored_block(Bytes::copy_from_slice(stored))
+                        .map_err(|m| self.file.corrupt(handle.offset, m))?;
+                    return self
+                        .lookup_in(block, &self.check_block(block, data)?, key)
+                        .map(Some);
+                }
+            };
+            found
+                .map(|entry| Some(entry.map_or(Lookup::Absent, Lookup::Found)))
+                .map_err(|m| self.file.corrupt(handle.offset, m))
+        };
+        READ_BUFFER.with(|buffer| match buffer.try_borrow_mut() {
+            Ok(mut buf) if total <= MAX_KEPT_READ_BUFFER => {
+                if buf.len() < total {
+                    buf.resize(total, 0);
+                }
+                in_place(buf.get_mut(..total).unwrap_or_default())
+            }
+            _ => in_place(&mut vec![0u8; total]),
+        })
     }
 
     /// Looks `key` up in `decoded`, data block number `block`.
@@ -206,16 +268,12 @@ impl SstableReader {
     /// The first block whose last key is `>= key` (`block_count()` if none):
     /// the only block that can hold `key`.
     pub(super) fn block_for(&self, key: &[u8]) -> usize {
-        self.index
-            .handles
-            .partition_point(|h| compare_keys(&h.last_key, key).is_lt())
+        self.index.block_for(key)
     }
 
     /// The first block whose last key is `> key`.
     pub(super) fn block_after(&self, key: &[u8]) -> usize {
-        self.index
-            .handles
-            .partition_point(|h| compare_keys(&h.last_key, key).is_le())
+        self.index.block_after(key)
     }
 
     /// Reads, checks and decodes data block number `block`.
@@ -322,37 +380,57 @@ impl TableFile {
 
     /// With `Wait::No`, `Ok(None)` if the bytes are not in the page cache.
     fn read_checked(&self, offset: u64, len: u64, wait: Wait) -> Result<Option<Bytes>> {
-        let total = len
-            .checked_add(CRC_LEN)
+        let mut buf = vec![0u8; self.stored_len(offset, len)?];
+        let Some(data_len) = self
+            .read_checked_into(offset, &mut buf, wait)?
+            .map(<[u8]>::len)
+        else {
+            return Ok(None);
+        };
+        buf.truncate(data_len);
+        Ok(Some(Bytes::from(buf)))
+    }
+
+    /// The bytes a read of `len` bytes at `offset` and their crc takes;
+    /// `Corruption` if they would run past the end of the file.
+    fn stored_len(&self, offset: u64, len: u64) -> Result<usize> {
+        len.checked_add(CRC_LEN)
             .filter(|&total| {
                 offset
                     .checked_add(total)
                     .is_some_and(|end| end <= self.size)
             })
             .and_then(|total| usize::try_from(total).ok())
-            .ok_or_else(|| {
-                Error::corruption(&self.path, offset, "block past the end of the file")
-            })?;
-        let mut buf = vec![0u8; total];
+            .ok_or_else(|| Error::corruption(&self.path, offset, "block past the end of the file"))
+    }
+
+    /// Fills `buf` (of [`TableFile::stored_len`] bytes) from `offset`,
+    /// checks the crc in its last bytes and returns the bytes before it.
+    fn read_checked_into<'b>(
+        &self,
+        offset: u64,
+        buf: &'b mut [u8],
+        wait: Wait,
+    ) -> Result<Option<&'b [u8]>> {
         if wait == Wait::No {
-            let read = self.file.read_exact_at_if_cached(&mut buf, offset);
+            let read = self.file.read_exact_at_if_cached(buf, offset);
             if !read.map_err(|e| self.read_error(offset, e))? {
                 return Ok(None);
             }
         } else {
-            self.read_at(&mut buf, offset)?;
+            self.read_at(buf, offset)?;
         }
-        let data_len = total - CRC_LEN as usize;
-        let stored = get_u32(&buf, data_len);
-        buf.truncate(data_len);
-        if stored != Some(masked_crc(&buf)) {
+        let data_len = buf.len().saturating_sub(CRC_LEN as usize);
+        let stored = get_u32(buf, data_len);
+        let data = buf.get(..data_len).unwrap_or_default();
+        if stored != Some(masked_crc(data)) {
             return Err(Error::corruption(
                 &self.path,
                 offset,
                 "block checksum mismatch",
             ));
         }
-        Ok(Some(Bytes::from(buf)))
+        Ok(Some(data))
     }
 
     /// A positioned read; a file shorter than it claimed to be is corruption.
