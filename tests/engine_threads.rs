@@ -10,12 +10,9 @@
 
 mod common;
 
+use common::block_on;
+
 use std::collections::{BTreeMap, HashMap};
-use std::future::Future;
-use std::pin::pin;
-use std::sync::Arc;
-use std::task::{Context, Poll, Wake, Waker};
-use std::thread::Thread;
 
 use bytes::Bytes;
 use naive_kv::{Db, Options, ScanRequest, SyncPolicy, WriteBatch};
@@ -25,29 +22,6 @@ const ROUNDS: u64 = 400;
 const OWN_KEYS: u64 = 24;
 const SHARED_KEYS: u64 = 8;
 const GROUP_KEYS: u64 = 5;
-
-/// Wakes a parked thread.
-struct Unpark(Thread);
-
-impl Wake for Unpark {
-    fn wake(self: Arc<Self>) {
-        self.0.unpark();
-    }
-}
-
-/// Runs a future on the calling thread, parking between polls: the
-/// plainest executor there is, with no actix or tokio runtime.
-fn block_on<F: Future>(future: F) -> F::Output {
-    let mut future = pin!(future);
-    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
-    let mut cx = Context::from_waker(&waker);
-    loop {
-        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
-            return output;
-        }
-        std::thread::park();
-    }
-}
 
 fn own_key(thread: usize, key: u64) -> Bytes {
     Bytes::from(format!("own/{thread}/{key:03}"))

@@ -20,12 +20,10 @@
 
 mod common;
 
-use std::future::Future;
-use std::pin::pin;
+use common::block_on;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll, Wake, Waker};
-use std::thread::Thread;
 
 use bytes::Bytes;
 use naive_kv::{Db, Options, ScanRequest, SyncPolicy, WriteBatch};
@@ -38,28 +36,6 @@ const SYNCED_ROUNDS: u64 = 25;
 /// Keys per batch: many, so that a batch seen half applied is likely to be
 /// caught in the act.
 const BATCH_KEYS: usize = 16;
-
-/// Wakes a parked thread.
-struct Unpark(Thread);
-
-impl Wake for Unpark {
-    fn wake(self: Arc<Self>) {
-        self.0.unpark();
-    }
-}
-
-/// Runs a future on the calling thread, parking between polls.
-fn block_on<F: Future>(future: F) -> F::Output {
-    let mut future = pin!(future);
-    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
-    let mut cx = Context::from_waker(&waker);
-    loop {
-        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
-            return output;
-        }
-        std::thread::park();
-    }
-}
 
 fn key(kind: &str, writer: usize, name: &str) -> Bytes {
     Bytes::from(format!("{kind}/{writer}/{name}"))

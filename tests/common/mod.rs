@@ -1,7 +1,12 @@
 //! Helpers shared by the engine behaviour tests.
 #![allow(dead_code)]
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::pin::pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+use std::thread::Thread;
 
 use naive_kv::Options;
 
@@ -77,4 +82,28 @@ pub async fn reopen(options: naive_kv::Options) -> naive_kv::Db {
         }
     }
     panic!("directory still locked 2 s after close");
+}
+
+/// Wakes a parked thread.
+struct Unpark(Thread);
+
+impl Wake for Unpark {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+/// Runs a future on the calling thread, parking between polls: the
+/// plainest executor there is, with no actix or tokio runtime (for tests
+/// that drive the engine from plain OS threads).
+pub fn block_on<F: Future>(future: F) -> F::Output {
+    let mut future = pin!(future);
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    loop {
+        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+            return output;
+        }
+        std::thread::park();
+    }
 }
