@@ -244,10 +244,9 @@ fn big_transaction(gets: usize, with_keys: bool) -> Vec<u8> {
 
 const EXEC_TOO_LARGE: &[u8] = b"-ERR EXEC reply exceeds 1048576 bytes (the server's largest reply); the transaction was applied but its replies were dropped\r\n";
 
-#[test]
-fn an_exec_past_the_largest_reply_is_refused_but_applied() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    // The largest reply: the 1 MiB value limit (above the 256 KiB budget).
+/// A server whose largest reply is the 1 MiB value limit (above its
+/// 256 KiB reply budget), holding a 512 KiB value at `big0`.
+fn exec_server() -> RespServer {
     let server = RespServer::start_tuned(SyncPolicy::None, None, |c| {
         c.max_reply_bytes = 256 << 10;
         c.max_bulk_bytes = 1 << 20;
@@ -258,6 +257,13 @@ fn an_exec_past_the_largest_reply_is_refused_but_applied() {
         .arg(vec![b'a'; VALUE_BYTES])
         .exec(&mut setter)
         .unwrap();
+    server
+}
+
+#[test]
+fn an_exec_past_the_largest_reply_is_refused_but_applied() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let server = exec_server();
     let queued = |s: &mut std::net::TcpStream, n: usize| {
         expect(s, b"+OK\r\n");
         for _ in 0..n {
@@ -294,16 +300,7 @@ fn an_exec_past_the_largest_reply_is_refused_but_applied() {
 #[test]
 fn non_reading_clients_of_huge_execs_stay_within_the_budget() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let server = RespServer::start_tuned(SyncPolicy::None, None, |c| {
-        c.max_reply_bytes = 256 << 10;
-        c.max_bulk_bytes = 1 << 20;
-    });
-    let mut setter = server.redis();
-    redis::cmd("SET")
-        .arg("big0")
-        .arg(vec![b'a'; VALUE_BYTES])
-        .exec(&mut setter)
-        .unwrap();
+    let server = exec_server();
     let before = rss_kib();
     // Each EXEC would be a 32 MiB reply: 4 connections would hold 128 MiB
     // if the server built one each (and gigabytes if it queued them).
