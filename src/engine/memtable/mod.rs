@@ -30,6 +30,7 @@
 //! `table.rs`).
 
 mod conditions;
+mod filter;
 mod intake;
 mod messages;
 mod submissions;
@@ -174,8 +175,8 @@ impl MemtableActor {
     /// An actor over an empty memtable and the fresh WAL recovery opened.
     pub fn new(start: MemtableStart) -> Self {
         MemtableActor {
+            active: empty_memtable(&start.options),
             options: start.options,
-            active: MemTable::default(),
             wal: Some(start.wal),
             wal_number: start.wal_number,
             wal_dirty: false,
@@ -346,7 +347,7 @@ impl MemtableActor {
         let number = self.file_numbers.allocate();
         let old_number = std::mem::replace(&mut self.wal_number, number);
         let frozen = Arc::new(FrozenMemtable {
-            table: std::mem::take(&mut self.active),
+            table: std::mem::replace(&mut self.active, empty_memtable(&self.options)),
             wal_number: old_number,
             max_seq: self.last_seq,
             range_tombstones: std::mem::take(&mut self.active_tombstones),
@@ -627,6 +628,12 @@ impl MemtableActor {
 }
 
 /// Creates WAL `number` in the database directory.
+/// A new active memtable, with a key filter sized for what it holds when
+/// it is frozen.
+fn empty_memtable(options: &Options) -> MemTable {
+    MemTable::with_filter(options.memtable_freeze_bytes(), options.bloom_bits_per_key)
+}
+
 fn create_wal(options: &Options, number: u64) -> Result<WalWriter> {
     let fs = &options.fs;
     let path = options.directory.join(wal_file_name(number));
