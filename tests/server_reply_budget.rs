@@ -38,6 +38,17 @@ fn command(i: u64) -> Command {
     }
 }
 
+/// Writes `big0`..`big{KEYS-1}`, each `VALUE_BYTES` of one letter.
+fn put_big_values(server: &TestServer) {
+    runtime().block_on(async {
+        let client = Client::connect(server.addr).await.unwrap();
+        for k in 0..KEYS {
+            let value = vec![b'a' + k as u8; VALUE_BYTES];
+            client.put(format!("big{k}"), value).await.unwrap();
+        }
+    });
+}
+
 #[test]
 fn never_reading_clients_of_large_gets_and_scans_stay_within_the_budget() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
@@ -46,13 +57,7 @@ fn never_reading_clients_of_large_gets_and_scans_stay_within_the_budget() {
         max_reply_bytes: 1 << 20,
         ..ServerConfig::default()
     });
-    runtime().block_on(async {
-        let client = Client::connect(server.addr).await.unwrap();
-        for k in 0..KEYS {
-            let value = vec![b'a' + k as u8; VALUE_BYTES];
-            client.put(format!("big{k}"), value).await.unwrap();
-        }
-    });
+    put_big_values(&server);
     let before = rss_kib();
     // 400 requests of 2.25 MiB of replies on average: 900 MiB per
     // connection if the server queued them all.
@@ -95,13 +100,7 @@ fn many_non_reading_clients_together_stay_under_the_server_budget() {
         idle_timeout: Duration::from_millis(500),
         ..ServerConfig::default()
     });
-    runtime().block_on(async {
-        let client = Client::connect(server.addr).await.unwrap();
-        for k in 0..KEYS {
-            let value = vec![b'a' + k as u8; VALUE_BYTES];
-            client.put(format!("big{k}"), value).await.unwrap();
-        }
-    });
+    put_big_values(&server);
     let before = rss_kib();
     let get = |i: usize| {
         let key = format!("big{}", i % KEYS);
