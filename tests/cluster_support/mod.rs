@@ -297,9 +297,7 @@ impl Recorder {
                     Action::Put(v) => Some(v.as_bytes().to_vec()),
                     _ => None,
                 };
-                let request = ClusterRequest {
-                    mutations: vec![(key.as_bytes().to_vec(), value)],
-                };
+                let request = ClusterRequest::of(vec![(key.as_bytes().to_vec(), value)]);
                 (write, node.write(request).await.is_ok())
             }
         };
