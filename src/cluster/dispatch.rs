@@ -78,7 +78,11 @@ pub fn execute(
         Command::Expire(expire) => {
             let cluster = cluster.clone();
             async move {
-                let at = expire_at(cluster.engine().now_ms(), expire.expire_at_ms, expire.ttl_ms);
+                let at = expire_at(
+                    cluster.engine().now_ms(),
+                    expire.expire_at_ms,
+                    expire.ttl_ms,
+                );
                 if at == 0 {
                     return dispatch::invalid_request("Expire needs expire_at_ms or ttl_ms");
                 }

@@ -38,12 +38,12 @@ pub mod request;
 pub mod snapshot;
 pub mod state_machine;
 
-use openraft::BasicNode;
 pub use admin::MemberChange;
 pub use log_store::LogStore;
 pub use node::{
     ClusterConfig, ClusterError, ClusterNode, ClusterStatus, MemberStatus, ReadConsistency,
 };
+use openraft::BasicNode;
 pub use peer_auth::ClusterSecret;
 pub use request::{ClusterMutation, ClusterRequest, ClusterResponse, Condition};
 pub use state_machine::StateMachine;

@@ -327,10 +327,7 @@ impl ClusterNode {
         let (max_key, max_value) = self.limits;
         let mut total = 0usize;
         let conditions = request.conditions.iter().map(|c| (&c.key, None));
-        let mutations = request
-            .mutations
-            .iter()
-            .map(|m| (&m.key, m.value.as_ref()));
+        let mutations = request.mutations.iter().map(|m| (&m.key, m.value.as_ref()));
         for (key, value) in mutations.chain(conditions) {
             if key.is_empty() {
                 return Err(Error::InvalidArgument("keys must not be empty".into()));

@@ -139,9 +139,7 @@ impl ClusterRequest {
         let mut batch = WriteBatch::new();
         for m in &self.mutations {
             match &m.value {
-                Some(value) => {
-                    batch.put_with_expiry(m.key.clone(), value.clone(), m.expire_at_ms)
-                }
+                Some(value) => batch.put_with_expiry(m.key.clone(), value.clone(), m.expire_at_ms),
                 None => batch.delete(m.key.clone()),
             };
         }
@@ -310,13 +308,19 @@ mod tests {
             range_deletes: vec![(b"a".to_vec(), Vec::new())],
         };
         let bytes = postcard::to_stdvec(&request).unwrap();
-        assert_eq!(bytes[..10], [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]);
+        assert_eq!(
+            bytes[..10],
+            [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]
+        );
         let decoded: ClusterRequest = postcard::from_bytes(&bytes).unwrap();
         assert_eq!(decoded, request);
         let batch = decoded.to_batch();
         assert_eq!(batch.mutations()[0].expire_at_ms, 1_700_000_009_000);
         assert_eq!(batch.range_deletes.len(), 1);
-        assert_eq!(ClusterRequest::from_batch(&batch, request.now_ms).mutations, request.mutations);
+        assert_eq!(
+            ClusterRequest::from_batch(&batch, request.now_ms).mutations,
+            request.mutations
+        );
     }
 
     #[test]
