@@ -111,7 +111,10 @@ async fn strings_and_expiry_through_different_nodes_read_back_everywhere() {
     let [a, b, d] = [c.ports[0], c.ports[1], c.ports[2]];
     assert_eq!(q::<String>(a, &["SET", "k", "v1"]).await, "OK");
     // Read your write through another node (reads pass the read barrier).
-    assert_eq!(q::<Option<String>>(b, &["GET", "k"]).await, Some("v1".into()));
+    assert_eq!(
+        q::<Option<String>>(b, &["GET", "k"]).await,
+        Some("v1".into())
+    );
     assert_eq!(q::<i64>(d, &["EXPIRE", "k", "100"]).await, 1);
     let ttl: i64 = q(a, &["TTL", "k"]).await;
     assert!((99..=100).contains(&ttl), "{ttl}");
@@ -126,7 +129,10 @@ async fn strings_and_expiry_through_different_nodes_read_back_everywhere() {
     assert_eq!(q::<i64>(b, &["INCR", "n"]).await, 1);
     assert_eq!(q::<i64>(d, &["INCRBY", "n", "10"]).await, 11);
     assert_eq!(q::<i64>(a, &["APPEND", "k", "+"]).await, 3);
-    assert_eq!(q::<Option<String>>(d, &["GET", "k"]).await, Some("v1+".into()));
+    assert_eq!(
+        q::<Option<String>>(d, &["GET", "k"]).await,
+        Some("v1+".into())
+    );
     assert_eq!(q::<i64>(a, &["DEL", "k", "n"]).await, 2);
     assert_eq!(q::<Option<String>>(b, &["GET", "k"]).await, None);
     // MULTI/EXEC through a follower runs whole, on every node.
@@ -176,7 +182,12 @@ async fn incr_loops_through_two_nodes_lose_no_increment() {
 async fn a_node_cut_off_from_the_majority_answers_clusterdown() {
     let c = RespCluster::start(203).await;
     let lonely = c.followers()[0];
-    let rest: Vec<u64> = c.cluster.ids().into_iter().filter(|i| *i != lonely).collect();
+    let rest: Vec<u64> = c
+        .cluster
+        .ids()
+        .into_iter()
+        .filter(|i| *i != lonely)
+        .collect();
     let port = c.port(lonely);
     assert_eq!(q::<String>(port, &["SET", "k", "v"]).await, "OK");
     c.cluster.faults.partition(&[lonely], &rest);
@@ -191,9 +202,15 @@ async fn a_node_cut_off_from_the_majority_answers_clusterdown() {
         if line == "+OK\r\n" {
             break;
         }
-        assert!(Instant::now() < deadline, "still down after healing: {line}");
+        assert!(
+            Instant::now() < deadline,
+            "still down after healing: {line}"
+        );
     }
-    assert_eq!(q::<Option<String>>(port, &["GET", "k"]).await, Some("back".into()));
+    assert_eq!(
+        q::<Option<String>>(port, &["GET", "k"]).await,
+        Some("back".into())
+    );
     c.cluster.shutdown().await;
 }
 
@@ -201,14 +218,20 @@ async fn a_node_cut_off_from_the_majority_answers_clusterdown() {
 async fn info_replication_names_the_roles_and_the_cluster_figures() {
     let c = RespCluster::start(204).await;
     // A write makes every member's matched index known on the leader.
-    assert_eq!(q::<String>(c.port(c.leader), &["SET", "k", "v"]).await, "OK");
+    assert_eq!(
+        q::<String>(c.port(c.leader), &["SET", "k", "v"]).await,
+        "OK"
+    );
     for id in c.cluster.ids() {
         c.cluster.caught_up(id, Duration::from_secs(10)).await;
     }
     let leader: String = q(c.port(c.leader), &["INFO", "replication"]).await;
     assert!(leader.contains("role:master\r\n"), "{leader}");
     assert!(leader.contains("connected_slaves:2\r\n"), "{leader}");
-    assert!(leader.contains(&format!("cluster_leader_id:{}\r\n", c.leader)), "{leader}");
+    assert!(
+        leader.contains(&format!("cluster_leader_id:{}\r\n", c.leader)),
+        "{leader}"
+    );
     assert!(leader.contains("cluster_term:"), "{leader}");
     for follower in c.followers() {
         let needle = format!("cluster_member_{follower}:addr=");
@@ -221,7 +244,13 @@ async fn info_replication_names_the_roles_and_the_cluster_figures() {
     let follower: String = q(c.port(follower_id), &["INFO", "replication"]).await;
     assert!(follower.contains("role:slave\r\n"), "{follower}");
     assert!(follower.contains("master_link_status:up\r\n"), "{follower}");
-    assert!(follower.contains(&format!("cluster_node_id:{follower_id}\r\n")), "{follower}");
-    assert!(follower.contains(&format!("cluster_leader_id:{}\r\n", c.leader)), "{follower}");
+    assert!(
+        follower.contains(&format!("cluster_node_id:{follower_id}\r\n")),
+        "{follower}"
+    );
+    assert!(
+        follower.contains(&format!("cluster_leader_id:{}\r\n", c.leader)),
+        "{follower}"
+    );
     c.cluster.shutdown().await;
 }
