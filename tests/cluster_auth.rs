@@ -52,9 +52,7 @@ fn max_term(cluster: &TestCluster) -> u64 {
 }
 
 async fn write_succeeds(cluster: &TestCluster, via: NodeId, key: &str) {
-    let request = ClusterRequest {
-        mutations: vec![(key.as_bytes().to_vec(), Some(b"v".to_vec()))],
-    };
+    let request = ClusterRequest::of(vec![(key.as_bytes().to_vec(), Some(b"v".to_vec()))]);
     cluster.node(via).write(request).await.unwrap();
 }
 

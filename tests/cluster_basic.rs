@@ -49,9 +49,10 @@ async fn leader_of(nodes: &BTreeMap<NodeId, ClusterNode>, within: Duration) -> N
 }
 
 fn put(key: &str, value: &str) -> ClusterRequest {
-    ClusterRequest {
-        mutations: vec![(key.as_bytes().to_vec(), Some(value.as_bytes().to_vec()))],
-    }
+    ClusterRequest::of(vec![(
+        key.as_bytes().to_vec(),
+        Some(value.as_bytes().to_vec()),
+    )])
 }
 
 /// Every acknowledged write is visible on `node` after a read barrier.

@@ -16,9 +16,10 @@ use naive_kv::cluster::{ClusterRequest, ReadConsistency};
 use naive_kv::proto::ErrorCode;
 
 fn put(key: &str, value: &str) -> ClusterRequest {
-    ClusterRequest {
-        mutations: vec![(key.as_bytes().to_vec(), Some(value.as_bytes().to_vec()))],
-    }
+    ClusterRequest::of(vec![(
+        key.as_bytes().to_vec(),
+        Some(value.as_bytes().to_vec()),
+    )])
 }
 
 async fn client(port: u16) -> Client {

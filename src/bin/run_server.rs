@@ -204,11 +204,6 @@ impl Args {
             (Some(id), Some(port), Some(list)) => (id, port, list),
             _ => return Err("--node-id, --peer-port and --cluster go together".into()),
         };
-        if self.resp_port.is_some() {
-            return Err("--resp-port is not routed through the cluster yet: \
-                        run cluster nodes without it"
-                .into());
-        }
         let members = parse_members(list)?;
         let peer_listen = SocketAddr::new(self.ip, port).to_string();
         let mut config = ClusterConfig::new(id, peer_listen, members);
@@ -413,10 +408,21 @@ async fn serve(
         config.cluster = Some(node.clone());
         let db = Db::clone(&node.engine());
         if let Some(listener) = metrics_listener {
-            let requests = vec![config.request_stats.clone()];
+            let mut requests = vec![config.request_stats.clone()];
+            if resp.is_some() {
+                requests.push(resp_config.request_stats.clone());
+            }
             actix_rt::spawn(metrics::serve(listener, db.clone(), requests));
         }
-        let served = server::run(native, db, config, shutdown).await;
+        let served = match resp {
+            None => server::run(native, db, config, shutdown).await,
+            Some(resp) => {
+                // RESP goes through the node too (`config.cluster`).
+                let mut resp_config = resp_config;
+                resp_config.share_connection_limits(&config);
+                resp::run_beside(native, resp, db, config, resp_config, shutdown).await
+            }
+        };
         let stopped = node.shutdown().await;
         served.map_err(|e| e.to_string())?;
         return stopped.or_else(closed_is_fine).map_err(|e| e.to_string());

@@ -5,7 +5,13 @@
 //! - Writes (`Put`, `Delete`, `Batch`) are checked against the engine's
 //!   limits, then committed through the leader ([`ClusterNode::write`]); a
 //!   follower forwards them. No leader in time: `Error{UNAVAILABLE}`
-//!   naming the last known leader.
+//!   naming the last known leader. A `ttl_ms` becomes an absolute expiry
+//!   here, by the clock of the node that accepted the request, so every
+//!   node applies the same time.
+//! - `Expire` and `Persist` are read-modify-writes: after the read barrier
+//!   the key is read locally and its value written back with the new
+//!   expiry as a conditional request (the value and expiry read must still
+//!   be the key's at apply, see [`super::request`]); a conflict reads again.
 //! - Reads (`Get`, `Scan`, `Ttl`) first pass a read barrier
 //!   ([`ClusterNode::read_barrier`]), then read the local engine:
 //!   linearizable on every node, or with `--read-consistency local` served
@@ -13,22 +19,20 @@
 //! - `Stats`, `Ping` and `Checkpoint` are answered locally, as on a single
 //!   node; `Stats` adds the cluster's figures ([`admin::status_counters`]).
 //! - `ClusterAdmin` (status, add, remove) is answered by [`admin::execute`].
-//! - Expiry is not replicated yet: a `Put` or batch `Put` with an expiry,
-//!   `Expire` and `Persist` are refused (`INVALID_REQUEST`), never applied
-//!   to one node's engine alone.
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use futures_util::future::{FutureExt, LocalBoxFuture, ready};
 
-use super::{ClusterError, ClusterNode, ClusterRequest, Mutations, admin};
+use super::{ClusterError, ClusterNode, ClusterRequest, Condition, admin};
 use crate::proto::{self, ErrorCode, request::Command, response::Reply};
 use crate::server::checkpoints::CheckpointRoot;
 use crate::server::dispatch;
+use crate::{Error, WriteBatch};
 
-/// Why expiring writes are refused on a cluster node.
-const NO_REPLICATED_EXPIRY: &str =
-    "expiry is not replicated yet: a cluster node refuses Put with an expiry, Expire and Persist";
+/// How often an `Expire` or `Persist` is retried after conflicts.
+const MAX_CONDITIONAL_ATTEMPTS: usize = 64;
 
 /// Runs `command` on the cluster (see the module doc).
 pub fn execute(
@@ -37,12 +41,6 @@ pub fn execute(
     command: Command,
 ) -> LocalBoxFuture<'static, Reply> {
     match command {
-        Command::Put(put) if put.expire_at_ms != 0 || put.ttl_ms != 0 => {
-            ready(dispatch::invalid_request(NO_REPLICATED_EXPIRY)).boxed_local()
-        }
-        Command::Expire(_) | Command::Persist(_) => {
-            ready(dispatch::invalid_request(NO_REPLICATED_EXPIRY)).boxed_local()
-        }
         Command::Cluster(request) => admin::execute(cluster, request),
         Command::Stats(request) => {
             let status = cluster.status();
@@ -58,12 +56,48 @@ pub fn execute(
             }
             .boxed_local()
         }
-        Command::Put(put) => write(cluster, vec![(put.key.to_vec(), Some(put.value.to_vec()))]),
-        Command::Delete(delete) => write(cluster, vec![(delete.key.to_vec(), None)]),
-        Command::Batch(batch) => match mutations(batch) {
-            Ok(mutations) => write(cluster, mutations),
+        Command::Put(put) => {
+            let now_ms = cluster.engine().now_ms();
+            let mut batch = WriteBatch::new();
+            let at = expire_at(now_ms, put.expire_at_ms, put.ttl_ms);
+            batch.put_with_expiry(put.key, put.value, at);
+            write(cluster, ClusterRequest::from_batch(&batch, now_ms))
+        }
+        Command::Delete(delete) => {
+            let mut batch = WriteBatch::new();
+            batch.delete(delete.key);
+            write(cluster, ClusterRequest::from_batch(&batch, 0))
+        }
+        Command::Batch(batch) => match dispatch::write_batch(batch) {
+            Ok(batch) => {
+                let now_ms = cluster.engine().now_ms();
+                write(cluster, ClusterRequest::from_batch(&batch, now_ms))
+            }
             Err(message) => ready(dispatch::invalid_request(message)).boxed_local(),
         },
+        Command::Expire(expire) => {
+            let cluster = cluster.clone();
+            async move {
+                let at = expire_at(
+                    cluster.engine().now_ms(),
+                    expire.expire_at_ms,
+                    expire.ttl_ms,
+                );
+                if at == 0 {
+                    return dispatch::invalid_request("Expire needs expire_at_ms or ttl_ms");
+                }
+                flag(update_expiry(&cluster, expire.key, |_| Some(at)).await)
+            }
+            .boxed_local()
+        }
+        Command::Persist(persist) => {
+            let cluster = cluster.clone();
+            async move {
+                let decide = |now: u64| (now != 0).then_some(0);
+                flag(update_expiry(&cluster, persist.key, decide).await)
+            }
+            .boxed_local()
+        }
         read @ (Command::Get(_) | Command::Scan(_) | Command::Ttl(_)) => {
             let (cluster, checkpoints) = (cluster.clone(), checkpoints.clone());
             async move {
@@ -78,36 +112,94 @@ pub fn execute(
     }
 }
 
-fn write(cluster: &ClusterNode, mutations: Mutations) -> LocalBoxFuture<'static, Reply> {
-    let request = ClusterRequest { mutations };
+/// A wire expiry as Unix milliseconds: `expire_at_ms` if set, else
+/// `ttl_ms` from `now_ms`, else 0 (never).
+fn expire_at(now_ms: u64, expire_at_ms: u64, ttl_ms: u64) -> u64 {
+    match (expire_at_ms, ttl_ms) {
+        (0, 0) => 0,
+        (0, ttl) => now_ms.saturating_add(ttl),
+        (at, _) => at,
+    }
+}
+
+fn write(cluster: &ClusterNode, request: ClusterRequest) -> LocalBoxFuture<'static, Reply> {
     if let Err(e) = cluster.check(&request) {
         return ready(dispatch::error_reply(&e)).boxed_local();
     }
     let cluster = cluster.clone();
     async move {
         match cluster.write(request).await {
-            Ok(()) => Reply::Done(proto::Done {}),
+            Ok(_) => Reply::Done(proto::Done {}),
             Err(e) => cluster_error(&e),
         }
     }
     .boxed_local()
 }
 
-/// The mutations of a wire `Batch`.
-fn mutations(batch: proto::Batch) -> Result<Mutations, String> {
-    use proto::mutation::Op;
-    let mut out = Vec::with_capacity(batch.mutations.len());
-    for (i, mutation) in batch.mutations.into_iter().enumerate() {
-        match mutation.op {
-            Some(Op::Put(put)) if put.expire_at_ms != 0 || put.ttl_ms != 0 => {
-                return Err(NO_REPLICATED_EXPIRY.into());
-            }
-            Some(Op::Put(put)) => out.push((put.key.to_vec(), Some(put.value.to_vec()))),
-            Some(Op::Delete(delete)) => out.push((delete.key.to_vec(), None)),
-            None => return Err(format!("batch mutation {i} has no operation")),
+/// Why a read-modify-write on the cluster failed.
+#[derive(Debug)]
+pub enum RmwError {
+    /// The local engine refused the read or the request.
+    Engine(Error),
+    /// No leader in time, or Raft stopped.
+    Cluster(ClusterError),
+}
+
+fn flag(result: Result<bool, RmwError>) -> Reply {
+    match result {
+        Ok(value) => Reply::Flag(proto::Flag { value }),
+        Err(RmwError::Engine(e)) => dispatch::error_reply(&e),
+        Err(RmwError::Cluster(e)) => cluster_error(&e),
+    }
+}
+
+/// The cluster's [`crate::Db::update_expiry`]: reads `key` (after the read
+/// barrier), asks `decide` for a new expiry given the current one (0: none;
+/// `None` leaves it) and writes the value back with it, conditionally on
+/// the value and expiry read; reads again after a conflict. True if the
+/// expiry was changed; false if `decide` declined or the key is absent.
+///
+/// # Errors
+/// [`RmwError::Cluster`] if no leader answered in time;
+/// [`RmwError::Engine`] for a local read error, or `Conflict` after
+/// [`MAX_CONDITIONAL_ATTEMPTS`] conflicts.
+pub async fn update_expiry(
+    cluster: &ClusterNode,
+    key: Bytes,
+    mut decide: impl FnMut(u64) -> Option<u64>,
+) -> Result<bool, RmwError> {
+    for _ in 0..MAX_CONDITIONAL_ATTEMPTS {
+        cluster.read_barrier().await.map_err(RmwError::Cluster)?;
+        let db = cluster.engine();
+        let now_ms = db.now_ms();
+        let read = db
+            .get_versioned_at(key.clone(), Some(now_ms))
+            .await
+            .map_err(RmwError::Engine)?;
+        let Some(value) = read.value else {
+            return Ok(false);
+        };
+        let Some(expire_at_ms) = decide(read.expire_at_ms) else {
+            return Ok(false);
+        };
+        let mut batch = WriteBatch::new();
+        if expire_at_ms != 0 && expire_at_ms <= now_ms {
+            batch.delete(key.clone());
+        } else {
+            batch.put_with_expiry(key.clone(), value.clone(), expire_at_ms);
+        }
+        let mut request = ClusterRequest::from_batch(&batch, now_ms);
+        request.conditions.push(Condition {
+            key: key.to_vec(),
+            expected: Some((value.to_vec(), read.expire_at_ms)),
+        });
+        cluster.check(&request).map_err(RmwError::Engine)?;
+        let response = cluster.write(request).await.map_err(RmwError::Cluster)?;
+        if !response.conflict {
+            return Ok(true);
         }
     }
-    Ok(out)
+    Err(RmwError::Engine(Error::Conflict))
 }
 
 /// `Error{UNAVAILABLE}` with the cluster's explanation.
@@ -120,46 +212,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_expiring_put_in_a_batch_is_refused_not_replicated_without_its_expiry() {
-        use proto::mutation::Op;
-        let batch = proto::Batch {
-            mutations: vec![proto::Mutation {
-                op: Some(Op::Put(proto::Put {
-                    key: "a".into(),
-                    value: "1".into(),
-                    ttl_ms: 1000,
-                    ..Default::default()
-                })),
-            }],
-        };
-        assert_eq!(mutations(batch), Err(NO_REPLICATED_EXPIRY.to_string()));
-    }
-
-    #[test]
-    fn batch_mutations_map_in_order_and_refuse_empty_ops() {
-        use proto::mutation::Op;
-        let batch = proto::Batch {
-            mutations: vec![
-                proto::Mutation {
-                    op: Some(Op::Put(proto::Put {
-                        key: "a".into(),
-                        value: "1".into(),
-                        ..Default::default()
-                    })),
-                },
-                proto::Mutation {
-                    op: Some(Op::Delete(proto::Delete { key: "b".into() })),
-                },
-            ],
-        };
-        assert_eq!(
-            mutations(batch).unwrap(),
-            vec![(b"a".to_vec(), Some(b"1".to_vec())), (b"b".to_vec(), None)]
-        );
-        let empty = proto::Batch {
-            mutations: vec![proto::Mutation { op: None }],
-        };
-        assert!(mutations(empty).is_err());
+    fn a_ttl_becomes_an_absolute_expiry_by_the_accepting_clock() {
+        assert_eq!(expire_at(1_000, 0, 0), 0);
+        assert_eq!(expire_at(1_000, 0, 500), 1_500);
+        assert_eq!(expire_at(1_000, 7_000, 500), 7_000);
     }
 
     #[test]

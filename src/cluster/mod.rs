@@ -12,6 +12,9 @@
 //!   duplicate, partition), controlled lock-free by tests.
 //! - [`network`]: node-to-node RPC over TCP (length-prefixed postcard
 //!   frames), the client side (`RaftNetworkFactory`) and the peer listener.
+//! - [`request`]: the command a log entry carries (versioned: puts with
+//!   absolute expiries, deletes, range deletes, conditions decided at
+//!   apply) and what applying it answers.
 //! - [`peer_auth`]: the handshake by which two nodes prove the shared
 //!   cluster secret before any request is served.
 //! - [`admin`]: membership changes (`cluster add/remove`) and the status
@@ -31,18 +34,18 @@ pub mod log_store;
 pub mod network;
 pub mod node;
 pub mod peer_auth;
+pub mod request;
 pub mod snapshot;
 pub mod state_machine;
-
-use openraft::BasicNode;
-use serde::{Deserialize, Serialize};
 
 pub use admin::MemberChange;
 pub use log_store::LogStore;
 pub use node::{
     ClusterConfig, ClusterError, ClusterNode, ClusterStatus, MemberStatus, ReadConsistency,
 };
+use openraft::BasicNode;
 pub use peer_auth::ClusterSecret;
+pub use request::{ClusterMutation, ClusterRequest, ClusterResponse, Condition};
 pub use state_machine::StateMachine;
 
 /// A node's id in the cluster (`--node-id`).
@@ -58,22 +61,6 @@ openraft::declare_raft_types!(
         Entry = openraft::Entry<TypeConfig>,
         SnapshotData = tokio::fs::File,
 );
-
-/// One write's mutations: `(key, Some(value))` sets, `(key, None)`
-/// deletes, in order.
-pub type Mutations = Vec<(Vec<u8>, Option<Vec<u8>>)>;
-
-/// A log entry's command: the mutations of one client write, applied
-/// atomically (one engine write batch) on every node.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ClusterRequest {
-    /// The mutations, applied in order as one batch.
-    pub mutations: Mutations,
-}
-
-/// What applying a [`ClusterRequest`] answers the client.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ClusterResponse {}
 
 /// Storage errors as openraft wants them.
 pub type StorageError = openraft::StorageError<NodeId>;

@@ -36,7 +36,7 @@ use super::faults::NetworkFaults;
 use super::network::{CallError, PeerNetwork, PeerReply, PeerRequest, serve_peers};
 use super::peer_auth::ClusterSecret;
 use super::state_machine::EngineHost;
-use super::{ClusterRequest, LogStore, NodeId, StateMachine, TypeConfig};
+use super::{ClusterRequest, ClusterResponse, LogStore, NodeId, StateMachine, TypeConfig};
 use crate::{Db, Error, Options};
 
 /// How a node takes part in a cluster (`run_server --node-id --peer-port
@@ -326,7 +326,9 @@ impl ClusterNode {
     pub fn check(&self, request: &ClusterRequest) -> crate::Result<()> {
         let (max_key, max_value) = self.limits;
         let mut total = 0usize;
-        for (key, value) in &request.mutations {
+        let conditions = request.conditions.iter().map(|c| (&c.key, None));
+        let mutations = request.mutations.iter().map(|m| (&m.key, m.value.as_ref()));
+        for (key, value) in mutations.chain(conditions) {
             if key.is_empty() {
                 return Err(Error::InvalidArgument("keys must not be empty".into()));
             }
@@ -336,7 +338,7 @@ impl ClusterNode {
                     limit: max_key,
                 });
             }
-            let len = value.as_ref().map_or(0, Vec::len);
+            let len = value.map_or(0, Vec::len);
             if len > max_value {
                 return Err(Error::ValueTooLarge {
                     len,
@@ -344,6 +346,12 @@ impl ClusterNode {
                 });
             }
             total += key.len() + len + 16;
+        }
+        for (start, end) in &request.range_deletes {
+            total += start.len() + end.len() + 16;
+        }
+        for condition in &request.conditions {
+            total += condition.expected.as_ref().map_or(0, |(v, _)| v.len());
         }
         if total > MAX_BATCH_BYTES {
             return Err(Error::InvalidArgument(format!(
@@ -391,11 +399,13 @@ impl ClusterNode {
     ///
     /// [`ClusterError::Unavailable`] if no leader committed it in time (it
     /// may still commit later); [`ClusterError::Stopped`] if Raft stopped.
-    pub async fn write(&self, request: ClusterRequest) -> Result<(), ClusterError> {
+    /// A conditional request whose conditions did not hold is `Ok` with
+    /// `conflict` set (nothing of it was written).
+    pub async fn write(&self, request: ClusterRequest) -> Result<ClusterResponse, ClusterError> {
         let deadline = Instant::now() + self.request_timeout;
         loop {
             let leader = match self.raft.client_write(request.clone()).await {
-                Ok(_) => return Ok(()),
+                Ok(written) => return Ok(written.data),
                 Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => f.leader_id,
                 Err(RaftError::APIError(e)) => return Err(ClusterError::Stopped(e.to_string())),
                 Err(RaftError::Fatal(e)) => return Err(ClusterError::Stopped(e.to_string())),
@@ -403,7 +413,7 @@ impl ClusterNode {
             if let Some(leader) = leader.filter(|l| *l != self.id) {
                 let forwarded = PeerRequest::ClientWrite(request.clone());
                 match self.ask(leader, &forwarded, deadline).await {
-                    Ok(PeerReply::ClientWrite(Ok(_))) => return Ok(()),
+                    Ok(PeerReply::ClientWrite(Ok((_, response)))) => return Ok(response),
                     Ok(PeerReply::ClientWrite(Err(RaftError::APIError(
                         ClientWriteError::ForwardToLeader(_),
                     ))))

@@ -15,7 +15,11 @@
 //!
 //! # Applying entries
 //!
-//! Each entry becomes one engine [`WriteBatch`]: its mutations, the entry's
+//! Each entry becomes one engine [`WriteBatch`]: its mutations (puts with
+//! the absolute expiries the accepting node computed, deletes, range
+//! deletes; a conditional request's only if its conditions hold, decided
+//! as [`super::request`] says, else none and the response says
+//! `conflict`), the entry's
 //! log id under `RAFT_PREFIX + "applied"` and, for a membership entry, the
 //! membership under `RAFT_PREFIX + "membership"`. The engine makes a batch
 //! atomic, so after a crash the applied id says exactly which entries the
@@ -45,6 +49,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use actix::prelude::ArbiterHandle;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
+use futures_util::FutureExt;
 use openraft::storage::RaftStateMachine;
 use openraft::{
     Entry, EntryPayload, LogId, OptionalSend, RaftSnapshotBuilder, Snapshot, StorageIOError,
@@ -54,7 +59,7 @@ use tokio::sync::oneshot;
 
 use super::log_store::{read_small_file, write_small_file};
 use super::snapshot::{self, Meta};
-use super::{ClusterResponse, NodeId, StorageError, TypeConfig, codec_error};
+use super::{ClusterRequest, ClusterResponse, NodeId, StorageError, TypeConfig, codec_error};
 use crate::keyspace::RAFT_PREFIX;
 use crate::{Db, Error, Options, Result, WriteBatch};
 
@@ -177,6 +182,42 @@ impl StateMachine {
         std::fs::remove_dir_all(&old_dir)
             .map_err(|e| Error::io(format!("removing {}", old_dir.display()), e))
     }
+}
+
+/// An entry's engine write in flight, with what it will answer.
+type PendingApply = (
+    LogId<NodeId>,
+    futures_util::future::BoxFuture<'static, Result<()>>,
+    ClusterResponse,
+);
+
+/// Awaits `pending` in order, appending their responses to `replies`.
+async fn settle(
+    pending: Vec<PendingApply>,
+    replies: &mut Vec<ClusterResponse>,
+) -> std::result::Result<(), StorageError> {
+    for (log_id, written, response) in pending {
+        written
+            .await
+            .map_err(|e| StorageIOError::apply(log_id, &e))?;
+        replies.push(response);
+    }
+    Ok(())
+}
+
+/// Whether every condition of `request` holds in `db`, judged at the
+/// request's time (see [`super::request`]).
+async fn conditions_hold(db: &Db, request: &ClusterRequest) -> Result<bool> {
+    for condition in &request.conditions {
+        let read = db
+            .get_versioned_at(condition.key.clone(), Some(request.now_ms))
+            .await?;
+        let found = read.value.as_deref().map(|v| (v, read.expire_at_ms));
+        if !request.holds(condition, found) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// Decodes the engine's `RAFT_PREFIX + name` key, `None` if absent.
@@ -344,17 +385,26 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     {
         let db = self.db.load_full();
         let mut pending = Vec::new();
+        let mut replies = Vec::new();
         for entry in entries {
             let log_id = entry.log_id;
+            let mut response = ClusterResponse::default();
             let mut batch = WriteBatch::new();
             match entry.payload {
                 EntryPayload::Blank => {}
+                EntryPayload::Normal(request) if request.conditions.is_empty() => {
+                    batch = request.to_batch();
+                }
                 EntryPayload::Normal(request) => {
-                    for (key, value) in request.mutations {
-                        match value {
-                            Some(value) => batch.put(key, value),
-                            None => batch.delete(key),
-                        };
+                    // The conditions read the engine: every earlier entry
+                    // must be written first.
+                    settle(std::mem::take(&mut pending), &mut replies).await?;
+                    let held = conditions_hold(&db, &request)
+                        .await
+                        .map_err(|e| StorageIOError::apply(log_id, &e))?;
+                    match held {
+                        true => batch = request.to_batch(),
+                        false => response.conflict = true,
                     }
                 }
                 EntryPayload::Membership(membership) => {
@@ -368,15 +418,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 .map_err(|e| StorageIOError::apply(log_id, &codec_error(e)))?;
             batch.put(raft_key("applied"), encoded);
             self.last_applied = Some(log_id);
-            pending.push((log_id, db.write(batch)));
+            pending.push((log_id, db.write(batch).boxed(), response));
         }
-        let mut replies = Vec::with_capacity(pending.len());
-        for (log_id, written) in pending {
-            written
-                .await
-                .map_err(|e| StorageIOError::apply(log_id, &e))?;
-            replies.push(ClusterResponse::default());
-        }
+        settle(pending, &mut replies).await?;
         Ok(replies)
     }
 

@@ -282,6 +282,17 @@ impl Db {
         &self,
         key: impl Into<Bytes>,
     ) -> impl Future<Output = Result<Versioned>> + 'static {
+        self.get_versioned_at(key, None)
+    }
+
+    /// As [`Db::get_versioned`], with expiries judged at `now_ms` (Unix
+    /// milliseconds) instead of the clock's now when given: a cluster's
+    /// apply judges them at the time its log entry carries.
+    pub fn get_versioned_at(
+        &self,
+        key: impl Into<Bytes>,
+        now_ms: Option<u64>,
+    ) -> impl Future<Output = Result<Versioned>> + 'static {
         let key = key.into();
         let checked = self.check_key(&key).and_then(|()| self.check_open());
         let view = self.inner.view.load_full();
@@ -301,7 +312,8 @@ impl Db {
             let entry = entry.filter(|_| deleted_at.is_none());
             let seq = deleted_at.or(entry.as_ref().map(|e| e.seq)).unwrap_or(0);
             let expire_at_ms = entry.as_ref().map_or(0, |e| e.expire_at_ms);
-            let value = entry.and_then(|e| e.live_value(clock.now_ms()));
+            let now_ms = now_ms.unwrap_or_else(|| clock.now_ms());
+            let value = entry.and_then(|e| e.live_value(now_ms));
             Ok(Versioned {
                 version: ReadVersion { seq, read_at },
                 expire_at_ms: if value.is_some() { expire_at_ms } else { 0 },

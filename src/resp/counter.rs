@@ -23,6 +23,19 @@
 //! conflict (a value too large, say) is redone one unit at a time, so one
 //! unit's error is not another's.
 //!
+//! On a cluster node ([`Store::Cluster`]) each attempt first passes the
+//! node's read barrier, reads the local engine, and proposes the round's
+//! batch conditional on the value and expiry of every key it read (not on
+//! sequence numbers: see [`crate::cluster::request`]); the entry's apply
+//! decides the conditions alike on every node and answers `conflict` back
+//! to this node, which runs the round again from fresh reads. Two INCR
+//! loops through two nodes therefore lose no increment. The difference
+//! from one engine: a key changed and changed back to the same value and
+//! expiry between the read and the apply (ABA) counts as unchanged. For
+//! WATCH, the check at EXEC against the WATCH mark is still by sequence
+//! number on this node's engine; only the window between EXEC's reads and
+//! its apply is judged by value.
+//!
 //! WATCH: an EXEC carries the keys its connection watched, each with the
 //! sequence number the database had applied when WATCH ran and the expiry
 //! WATCH read ([`WatchMark`]). A key whose newest version is newer than
@@ -43,8 +56,11 @@ use super::commands::rmw::{Rmw, Writes};
 use super::commands::transaction::BoundedReplies;
 use super::commands::{WatchMark, engine_error};
 use super::reply::Reply;
+use super::store::{Current, Store, StoreError};
 use crate::engine::Mutation;
-use crate::{Db, Error, ReadVersion, Result, WriteBatch};
+use crate::{Db, Error, ReadVersion, WriteBatch};
+
+type Result<T> = std::result::Result<T, StoreError>;
 
 /// The most units one round takes.
 pub const MAX_UNITS_PER_ROUND: usize = 256;
@@ -54,7 +70,7 @@ const MAX_ATTEMPTS: usize = 64;
 
 /// Runs [`Unit`]s; see the module doc.
 pub struct Counter {
-    db: Db,
+    store: Store,
     /// Units waiting for the next round.
     queue: Vec<Queued>,
     /// A round is being run.
@@ -86,10 +102,10 @@ pub enum Unit {
 }
 
 impl Counter {
-    /// A counter over `db`.
-    pub fn new(db: Db) -> Self {
+    /// A counter writing to `store`.
+    pub fn new(store: Store) -> Self {
         Counter {
-            db,
+            store,
             queue: Vec::new(),
             running: false,
         }
@@ -102,7 +118,7 @@ impl Counter {
         self.running = true;
         let take = self.queue.len().min(MAX_UNITS_PER_ROUND);
         let round: Vec<Queued> = self.queue.drain(..take).collect();
-        let work = run_round(self.db.clone(), round);
+        let work = run_round(self.store.clone(), round);
         ctx.spawn(work.into_actor(self).map(|(), act, ctx| {
             act.running = false;
             act.start_round(ctx);
@@ -135,20 +151,21 @@ impl Handler<Apply> for Counter {
 }
 
 /// Runs a round and answers each unit in it.
-async fn run_round(db: Db, round: Vec<Queued>) {
+async fn run_round(db: Store, round: Vec<Queued>) {
     let (units, replies): (Vec<Unit>, Vec<_>) =
         round.into_iter().map(|q| (q.unit, q.reply)).unzip();
     let answers = match commit_together(&db, &units).await {
         Ok(answers) => answers,
-        Err(_) if units.len() > 1 => {
+        Err(StoreError::Engine(_)) if units.len() > 1 => {
             let mut answers = Vec::with_capacity(units.len());
             for unit in units {
                 let alone = commit_together(&db, std::slice::from_ref(&unit)).await;
-                answers.push(alone.map_or_else(|e| engine_error(&e), |mut a| a.remove(0)));
+                answers.push(alone.map_or_else(|e| e.reply(), |mut a| a.remove(0)));
             }
             answers
         }
-        Err(e) => vec![engine_error(&e)],
+        // No leader: every unit gets the same answer, at once.
+        Err(e) => vec![e.reply(); units.len()],
     };
     for (reply, answer) in replies.into_iter().zip(answers) {
         let _ = reply.send(answer);
@@ -157,18 +174,21 @@ async fn run_round(db: Db, round: Vec<Queued>) {
 
 /// Runs `units` as one, redoing them after conflicts: their answers, in
 /// order, once their writes are acknowledged.
-async fn commit_together(db: &Db, units: &[Unit]) -> Result<Vec<Reply>> {
-    let mut last = Error::Conflict;
+async fn commit_together(store: &Store, units: &[Unit]) -> Result<Vec<Reply>> {
     for _ in 0..MAX_ATTEMPTS {
-        match attempt(db, units).await {
-            Err(Error::Conflict) => last = Error::Conflict,
+        match attempt(store, units).await {
+            Err(e) if e.is_conflict() => {}
             other => return other,
         }
     }
-    Err(last)
+    Err(Error::Conflict.into())
 }
 
-async fn attempt(db: &Db, units: &[Unit]) -> Result<Vec<Reply>> {
+/// One attempt of a round; on a cluster node, after the read barrier (the
+/// reads are local), and its write conditional on the values read.
+async fn attempt(store: &Store, units: &[Unit]) -> Result<Vec<Reply>> {
+    store.barrier().await?;
+    let db = &store.db();
     let mut view = RoundView::default();
     let mut answers = Vec::with_capacity(units.len());
     for unit in units {
@@ -192,12 +212,9 @@ async fn attempt(db: &Db, units: &[Unit]) -> Result<Vec<Reply>> {
         };
         answers.push(answer);
     }
-    view.commit(db).await?;
+    view.commit(store, db).await?;
     Ok(answers)
 }
-
-/// A key's value and its expiry (Unix milliseconds, 0: never).
-type Current = Option<(Bytes, u64)>;
 
 /// What one attempt of a round sees and has written: each key's value as
 /// the units before left it, the version of every key read from the
@@ -205,7 +222,8 @@ type Current = Option<(Bytes, u64)>;
 #[derive(Default)]
 struct RoundView {
     values: HashMap<Bytes, Current>,
-    read: Vec<(Bytes, ReadVersion)>,
+    /// Each key read from the engine: its version and what was read.
+    read: Vec<(Bytes, ReadVersion, Current)>,
     written: Vec<Bytes>,
     written_set: HashSet<Bytes>,
 }
@@ -223,10 +241,9 @@ impl RoundView {
         let reads = join_all(missing.iter().map(|key| db.get_versioned(key.clone()))).await;
         for (key, read) in missing.into_iter().zip(reads) {
             let read = read?;
-            self.read.push((key.clone(), read.version));
-            let expire_at_ms = read.expire_at_ms;
-            self.values
-                .insert(key, read.value.map(|v| (v, expire_at_ms)));
+            let current = read.value.map(|v| (v, read.expire_at_ms));
+            self.read.push((key.clone(), read.version, current.clone()));
+            self.values.insert(key, current);
         }
         Ok(keys
             .iter()
@@ -263,7 +280,7 @@ impl RoundView {
             if !self.read.iter().any(|(k, ..)| k == key) {
                 self.values_of(db, std::slice::from_ref(key)).await?;
             }
-            let Some((_, version)) = self.read.iter().find(|(k, _)| k == key) else {
+            let Some((_, version, _)) = self.read.iter().find(|(k, ..)| k == key) else {
                 return Ok(true);
             };
             if watch_broken(*mark, version.seq, now_ms) {
@@ -276,12 +293,12 @@ impl RoundView {
     /// Writes what the round wrote, as one batch requiring every key read
     /// to be unchanged. A round that wrote nothing but read several keys
     /// reads their versions again: all unchanged means they held together.
-    async fn commit(self, db: &Db) -> Result<()> {
+    async fn commit(self, store: &Store, db: &Db) -> Result<()> {
         if self.written.is_empty() {
             return self.confirm_reads(db).await;
         }
         let mut batch = WriteBatch::new();
-        for (key, version) in &self.read {
+        for (key, version, _) in &self.read {
             batch.require_unchanged(key.clone(), *version);
         }
         for key in self.written {
@@ -290,7 +307,8 @@ impl RoundView {
                 None => batch.delete(key),
             };
         }
-        db.write(batch).await
+        let read_as = self.read.into_iter().map(|(k, _, c)| (k, c)).collect();
+        store.write_read_as(batch, read_as).await
     }
 
     async fn confirm_reads(&self, db: &Db) -> Result<()> {
@@ -303,9 +321,9 @@ impl RoundView {
                 .map(|(key, ..)| db.get_versioned(key.clone())),
         )
         .await;
-        for ((_, first), again) in self.read.iter().zip(again) {
+        for ((_, first, _), again) in self.read.iter().zip(again) {
             if again?.version.seq != first.seq {
-                return Err(Error::Conflict);
+                return Err(Error::Conflict.into());
             }
         }
         Ok(())

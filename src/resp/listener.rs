@@ -18,6 +18,7 @@ use super::commands::{Engine, ServerInfo};
 use super::counter::Counter;
 use super::cursors::Cursors;
 use super::session::{Session, SessionParams};
+use super::store::Store;
 use crate::server::connections::{ConnectionGuard, Connections, accept_until, hand_over, refuse};
 use crate::server::{self, ServerConfig, ServerError};
 use crate::{Db, Options};
@@ -93,9 +94,13 @@ pub async fn run(
     let connections = Arc::new(Connections::default());
     let (stop, stopping) = watch::channel(false);
     let port = listener.local_addr().map_or(0, |a| a.port());
+    let store = match &config.cluster {
+        Some(node) => Store::Cluster(node.clone()),
+        None => Store::Single(db),
+    };
     let engine = Engine {
-        counter: Counter::new(db.clone()).start(),
-        db,
+        counter: Counter::new(store.clone()).start(),
+        store,
         info: Arc::new(ServerInfo {
             started: Instant::now(),
             port,

@@ -13,6 +13,8 @@
 //! - [`codec`]: the RESP request decoder (multibulk and inline) and reply
 //!   encoder; [`reply`]: replies and their RESP2/RESP3 forms.
 //! - [`commands`]: parsing (pure) and execution, one file per group.
+//! - [`store`]: where reads and writes go, one engine or a cluster node
+//!   (`--cluster`): the one routing decision.
 //! - [`counter`]: the actor that serialises read-modify-writes (INCR,
 //!   SETNX, SET NX/XX, APPEND).
 //! - [`cursors`]: the table behind SCAN's numeric cursors.
@@ -34,6 +36,7 @@ pub mod glob;
 pub mod listener;
 pub mod reply;
 pub mod session;
+pub mod store;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -108,6 +111,9 @@ pub struct RespConfig {
     pub checkpoints: Arc<crate::server::checkpoints::CheckpointRoot>,
     /// Databases `SELECT` can pick (`0..databases`); default 16.
     pub databases: u32,
+    /// With `--cluster`: this node, through which requests go
+    /// ([`store`]). Default: none, one engine.
+    pub cluster: Option<crate::cluster::ClusterNode>,
 }
 
 impl Default for RespConfig {
@@ -130,6 +136,7 @@ impl Default for RespConfig {
             request_stats: Arc::new(RequestStats::new("resp", commands::STATS_NAMES)),
             checkpoints: Arc::default(),
             databases: database::DEFAULT_DATABASES,
+            cluster: None,
         }
     }
 }
@@ -139,7 +146,7 @@ impl RespConfig {
     /// listener's configuration (one set of flags serves both ports):
     /// in-flight limit, byte budget and the server-wide one (the same
     /// counter), idle, frame and auth timeouts, token,
-    /// and where checkpoints may be written.
+    /// where checkpoints may be written, and the cluster node if any.
     pub fn share_connection_limits(&mut self, native: &ServerConfig) {
         self.max_in_flight = native.max_in_flight;
         self.max_reply_bytes = native.max_reply_bytes;
@@ -149,6 +156,7 @@ impl RespConfig {
         self.auth_timeout = native.auth_timeout;
         self.auth_token = native.auth_token.clone();
         self.checkpoints = native.checkpoints.clone();
+        self.cluster = native.cluster.clone();
     }
 
     /// The connection settings, with `shutdown` as the stop signal.

@@ -27,6 +27,7 @@ use super::commands::transaction::{self, Step, Transaction};
 use super::commands::{self, Connection, Engine, Op, Parsed, engine_error};
 use super::database::{Database, prefix_end};
 use super::reply::{Protocol, Reply};
+use crate::WriteBatch;
 use crate::server::auth::{AuthGate, AuthToken};
 use crate::server::connections::ConnectionGuard;
 use crate::server::pipeline::{self, Accepted, Access, Footprint, PipelineConfig};
@@ -35,6 +36,9 @@ use crate::server::pipeline::{self, Accepted, Access, Footprint, PipelineConfig}
 #[derive(Debug)]
 pub struct Request {
     op: Op,
+    /// Served by a cluster node: its writes are not pipelined (see
+    /// [`Session`]'s `access`).
+    cluster: bool,
 }
 
 /// What a reply needs from its request: the protocol the connection spoke
@@ -210,6 +214,40 @@ fn error_text(reply: &Reply) -> Option<&str> {
     }
 }
 
+/// Runs `op` on a cluster node: a request that reads waits for the read
+/// barrier first (the counter's read-modify-writes and EXEC pass it
+/// themselves, per round; SET and MSET only write), then runs as on one
+/// engine, its writes going through the [`Store`](super::store::Store).
+fn on_cluster(op: Op, engine: &Engine) -> LocalBoxFuture<'static, Reply> {
+    let writes_only = matches!(op, Op::Set(..) | Op::MSet(_) | Op::Rmw(_) | Op::Exec(..));
+    let engine = engine.clone();
+    async move {
+        if !writes_only && let Err(e) = engine.store.barrier().await {
+            return e.reply();
+        }
+        match op {
+            Op::Set(key, value) => {
+                let mut batch = WriteBatch::new();
+                batch.put(key, value);
+                match engine.store.write(batch).await {
+                    Ok(()) => Reply::ok(),
+                    Err(e) => e.reply(),
+                }
+            }
+            Op::Get(key) => engine
+                .db()
+                .get(key)
+                .await
+                .map_or_else(|e| engine_error(&e), Reply::value),
+            Op::MGet(keys) => {
+                commands::strings::mget_within(keys, engine.db(), engine.largest_reply).await
+            }
+            op => commands::execute(op, &engine).await,
+        }
+    }
+    .boxed_local()
+}
+
 impl pipeline::Protocol for Session {
     type Decoder = RespCodec;
     type Tag = Tag;
@@ -226,7 +264,10 @@ impl pipeline::Protocol for Session {
         }
         let tag = |protocol| Tag { protocol, command };
         match routed {
-            Routed::Engine(protocol, op) => Accepted::Engine(tag(protocol), Request { op }),
+            Routed::Engine(protocol, op) => {
+                let cluster = self.engine.store.cluster().is_some();
+                Accepted::Engine(tag(protocol), Request { op, cluster })
+            }
             Routed::Answer(protocol, reply) => Accepted::Answer(tag(protocol), reply),
             Routed::AnswerAndClose(protocol, reply) => {
                 Accepted::AnswerAndClose(tag(protocol), reply)
@@ -237,6 +278,11 @@ impl pipeline::Protocol for Session {
     fn access(request: &Request) -> Access {
         match request.op.access() {
             commands::Access::Read => Access::Read,
+            // A cluster node proposes a write when its future is first
+            // polled, and a follower forwards each on a connection of its
+            // own: a connection's next write waits for this one's answer,
+            // or two pipelined writes could commit out of order.
+            commands::Access::Write if request.cluster => Access::ReadWrite,
             commands::Access::Write => Access::Write,
             commands::Access::ReadWrite => Access::ReadWrite,
         }
@@ -251,7 +297,10 @@ impl pipeline::Protocol for Session {
     }
 
     fn execute(&self, request: Request) -> LocalBoxFuture<'static, Reply> {
-        let db = &self.engine.db;
+        if request.cluster {
+            return on_cluster(request.op, &self.engine);
+        }
+        let db = &self.engine.db();
         // GET and SET, most of the traffic, go straight to the engine: one
         // boxed future per request, no key or write vectors (the general
         // path, `commands::execute`, reads and writes through `KeyOp`s).

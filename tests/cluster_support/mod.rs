@@ -84,6 +84,28 @@ pub fn serve_until(node: &ClusterNode, shutdown: impl Future<Output = ()> + 'sta
     port
 }
 
+/// Serves RESP for `node` on a new loopback port (as `run_server
+/// --cluster ... --resp-port` does); returns the port.
+pub fn serve_resp(node: &ClusterNode) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    listener.set_nonblocking(true).unwrap();
+    let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+    let config = naive_kv::resp::RespConfig {
+        workers: 1,
+        cluster: Some(node.clone()),
+        ..naive_kv::resp::RespConfig::default()
+    };
+    let engine = (*node.engine()).clone();
+    actix_rt::spawn(naive_kv::resp::run(
+        listener,
+        engine,
+        config,
+        std::future::pending(),
+    ));
+    port
+}
+
 /// The running nodes, shared with the clients (one thread: an `Rc`).
 pub type Nodes = Rc<RefCell<BTreeMap<NodeId, ClusterNode>>>;
 
@@ -297,9 +319,7 @@ impl Recorder {
                     Action::Put(v) => Some(v.as_bytes().to_vec()),
                     _ => None,
                 };
-                let request = ClusterRequest {
-                    mutations: vec![(key.as_bytes().to_vec(), value)],
-                };
+                let request = ClusterRequest::of(vec![(key.as_bytes().to_vec(), value)]);
                 (write, node.write(request).await.is_ok())
             }
         };

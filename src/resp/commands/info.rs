@@ -45,6 +45,95 @@ fn wanted(names: &[String]) -> Vec<&'static str> {
         .collect()
 }
 
+/// `INFO replication` on a cluster node: Redis's `role` (`master` on the
+/// leader, `slave` elsewhere), `master_link_status` (`up` while a leader is
+/// known), `connected_slaves` and one `slaveN` line per other member, then
+/// the figures `cluster status` shows, prefixed `cluster_`: this node, the
+/// leader's id and peer address, the term, Raft role, log and applied
+/// indexes, and per member its peer address, voter flag and, on the
+/// leader, matched index and lag. Addresses are peer (Raft) addresses, not
+/// RESP ports, so no `master_host`/`master_port` is given.
+pub fn cluster_replication(status: &crate::cluster::ClusterStatus) -> String {
+    let leading = status.role == "leader";
+    let addr_of = |id| {
+        status
+            .members
+            .iter()
+            .find(|m| Some(m.id) == id)
+            .map_or(String::new(), |m| m.addr.clone())
+    };
+    let others: Vec<_> = status
+        .members
+        .iter()
+        .filter(|m| m.id != status.node_id)
+        .collect();
+    let mut out = String::new();
+    let _ = write!(out, "role:{}\r\n", if leading { "master" } else { "slave" });
+    if !leading {
+        let link = if status.leader.is_some() {
+            "up"
+        } else {
+            "down"
+        };
+        let _ = write!(out, "master_link_status:{link}\r\n");
+    }
+    let _ = write!(
+        out,
+        "connected_slaves:{}\r\n",
+        if leading { others.len() } else { 0 }
+    );
+    if leading {
+        for (i, m) in others.iter().enumerate() {
+            let state = if m.lag.is_some_and(|lag| lag == 0) {
+                "online"
+            } else {
+                "catching_up"
+            };
+            let _ = write!(
+                out,
+                "slave{i}:id={},addr={},state={state},offset={},lag={}\r\n",
+                m.id,
+                m.addr,
+                m.matched_index.unwrap_or(0),
+                m.lag.unwrap_or(0)
+            );
+        }
+    }
+    let applied = status.last_applied_index.unwrap_or(0);
+    let _ = write!(out, "master_repl_offset:{applied}\r\n");
+    let _ = write!(
+        out,
+        "cluster_node_id:{}\r\ncluster_role:{}\r\ncluster_leader_id:{}\r\n\
+         cluster_leader_addr:{}\r\ncluster_term:{}\r\ncluster_last_log_index:{}\r\n\
+         cluster_last_applied_index:{applied}\r\ncluster_members:{}\r\n",
+        status.node_id,
+        status.role,
+        status.leader.unwrap_or(0),
+        addr_of(status.leader),
+        status.term,
+        status.last_log_index.unwrap_or(0),
+        status.members.len(),
+    );
+    for m in &status.members {
+        let _ = write!(
+            out,
+            "cluster_member_{}:addr={},voter={}",
+            m.id,
+            m.addr,
+            u8::from(m.voter)
+        );
+        if let Some(lag) = m.lag {
+            let _ = write!(
+                out,
+                ",matched_index={},lag={lag}",
+                m.matched_index.unwrap_or(0)
+            );
+        }
+        out.push_str("\r\n");
+    }
+    out
+}
+
 /// Answers `INFO` with `sections` (lower-cased arguments).
 pub fn info(engine: &Engine, sections: Vec<String>) -> LocalBoxFuture<'static, Reply> {
     let engine = engine.clone();
@@ -96,9 +185,12 @@ async fn write_section(engine: &Engine, section: &str, out: &mut String) -> Resu
             stats.total_calls(),
             stats.total_errors()
         ),
-        "replication" => "role:master\r\nconnected_slaves:0\r\nmaster_repl_offset:0\r\n\
-                          second_repl_offset:-1\r\nrepl_backlog_active:0\r\n"
-            .to_string(),
+        "replication" => match engine.store.cluster() {
+            None => "role:master\r\nconnected_slaves:0\r\nmaster_repl_offset:0\r\n\
+                     second_repl_offset:-1\r\nrepl_backlog_active:0\r\n"
+                .to_string(),
+            Some(node) => cluster_replication(&node.status()),
+        },
         "cpu" => cpu_lines(),
         "commandstats" => {
             let mut lines = String::new();
@@ -117,7 +209,7 @@ async fn write_section(engine: &Engine, section: &str, out: &mut String) -> Resu
                     index,
                     count: engine.databases,
                 };
-                match keys::count_keys(&engine.db, database).await? {
+                match keys::count_keys(&engine.db(), database).await? {
                     0 => {}
                     n => {
                         let _ = write!(lines, "db{index}:keys={n},expires=0,avg_ttl=0\r\n");
@@ -135,7 +227,7 @@ async fn write_section(engine: &Engine, section: &str, out: &mut String) -> Resu
 
 async fn engine_lines(engine: &Engine) -> Result<String, Reply> {
     let stats = engine
-        .db
+        .db()
         .stats()
         .await
         .map_err(|e| super::engine_error(&e))?;
@@ -207,6 +299,66 @@ mod tests {
         assert_eq!(wanted(&names(&["cpu", "default"])), default);
         assert_eq!(wanted(&names(&["commandstats"])), vec!["commandstats"]);
         assert!(wanted(&names(&["everything"])).contains(&"commandstats"));
+    }
+
+    #[test]
+    fn cluster_replication_names_roles_as_redis_and_carries_the_cluster_figures() {
+        use crate::cluster::{ClusterStatus, MemberStatus};
+        let member = |id, lag: Option<u64>| MemberStatus {
+            id,
+            addr: format!("h:700{id}"),
+            voter: true,
+            matched_index: lag.map(|l| 10 - l),
+            lag,
+        };
+        let leader = ClusterStatus {
+            node_id: 1,
+            leader: Some(1),
+            term: 4,
+            role: "leader".into(),
+            last_log_index: Some(10),
+            last_applied_index: Some(10),
+            members: vec![member(1, Some(0)), member(2, Some(0)), member(3, Some(3))],
+        };
+        let text = cluster_replication(&leader);
+        assert!(
+            text.starts_with("role:master\r\nconnected_slaves:2\r\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("slave1:id=3,addr=h:7003,state=catching_up,offset=7,lag=3\r\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "cluster_leader_id:1\r\ncluster_leader_addr:h:7001\r\ncluster_term:4\r\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("cluster_member_3:addr=h:7003,voter=1,matched_index=7,lag=3\r\n"),
+            "{text}"
+        );
+        let follower = ClusterStatus {
+            node_id: 2,
+            leader: None,
+            role: "follower".into(),
+            members: vec![member(1, None), member(2, None)],
+            ..leader
+        };
+        let text = cluster_replication(&follower);
+        assert!(
+            text.starts_with("role:slave\r\nmaster_link_status:down\r\nconnected_slaves:0\r\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("cluster_leader_id:0\r\ncluster_leader_addr:\r\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("cluster_member_1:addr=h:7001,voter=1\r\n"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -16,8 +16,9 @@ use super::lcs::{LcsOptions, lcs};
 use super::rmw::{Rmw, Writes};
 use super::strings::range_of;
 use super::{Op, engine_error};
+use crate::WriteBatch;
 use crate::resp::reply::Reply;
-use crate::{Db, WriteBatch};
+use crate::resp::store::Store;
 
 /// An operation on named keys. See the module doc.
 #[derive(Debug, Clone)]
@@ -149,7 +150,8 @@ fn unique(mut keys: Vec<Bytes>) -> Vec<Bytes> {
 /// answers once they are acknowledged. Not for read-modify-writes, whose
 /// read and write must not be split by another connection's write (they go
 /// through the counter).
-pub async fn run(op: KeyOp, db: Db) -> Reply {
+pub async fn run(op: KeyOp, store: Store) -> Reply {
+    let db = store.db();
     let reads = join_all(op.keys().into_iter().map(|key| db.get(key))).await;
     let mut olds = Vec::with_capacity(reads.len());
     for read in reads {
@@ -162,9 +164,9 @@ pub async fn run(op: KeyOp, db: Db) -> Reply {
     if writes.is_empty() {
         return reply;
     }
-    match db.write(batch_of(writes)).await {
+    match store.write(batch_of(writes)).await {
         Ok(()) => reply,
-        Err(e) => engine_error(&e),
+        Err(e) => e.reply(),
     }
 }
 

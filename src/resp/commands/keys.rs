@@ -31,6 +31,7 @@ use crate::resp::database::Database;
 use crate::resp::database::prefix_end;
 use crate::resp::glob;
 use crate::resp::reply::{HEADER_BYTES, Reply};
+use crate::resp::store::Store;
 use crate::{Db, ScanRequest, WriteBatch};
 
 /// KEYS and DBSIZE read at most this many keys.
@@ -200,13 +201,14 @@ fn range(
 /// bytes.
 pub fn execute(
     op: Op,
-    db: &Db,
+    store: &Store,
     cursors: &Cursors,
     largest_reply: usize,
 ) -> LocalBoxFuture<'static, Reply> {
+    let db = &store.db();
     match op {
         Op::Exists(_) | Op::Del(_) | Op::Type(_) => match KeyOp::from_op(op) {
-            Ok(op) => keyop::run(op, db.clone()).boxed_local(),
+            Ok(op) => keyop::run(op, store.clone()).boxed_local(),
             Err(_) => ready(Reply::err("internal error: not a key operation")).boxed_local(),
         },
         Op::Scan(database, scan) => scan_page(db, database, scan, cursors.clone()).boxed_local(),
@@ -215,7 +217,7 @@ pub fn execute(
         }
         Op::DbSize(database) => dbsize(db.clone(), database).boxed_local(),
         Op::RandomKey(database) => random_key(db.clone(), database).boxed_local(),
-        Op::Flush { all, database } => flush(db, all, database).boxed_local(),
+        Op::Flush { all, database } => flush(store, all, database).boxed_local(),
         _ => ready(Reply::err("internal error: not a key-space command")).boxed_local(),
     }
 }
@@ -223,7 +225,7 @@ pub fn execute(
 /// FLUSHDB (the session's database) or FLUSHALL (every database): one
 /// atomic batch of range deletes. SYNC and ASYNC both answer once the range
 /// deletes are written; the space comes back by compaction afterwards.
-fn flush(db: &Db, all: bool, database: Database) -> impl Future<Output = Reply> + 'static {
+fn flush(store: &Store, all: bool, database: Database) -> impl Future<Output = Reply> + 'static {
     let ranges = if all {
         database.all_ranges()
     } else {
@@ -233,11 +235,11 @@ fn flush(db: &Db, all: bool, database: Database) -> impl Future<Output = Reply> 
     for (start, end) in ranges {
         batch.delete_range(start, end);
     }
-    let written = db.write(batch);
+    let written = store.write(batch);
     async move {
         match written.await {
             Ok(()) => Reply::ok(),
-            Err(e) => engine_error(&e),
+            Err(e) => e.reply(),
         }
     }
 }

@@ -38,6 +38,7 @@ use super::counter::Counter;
 use super::cursors::Cursors;
 use super::database::Database;
 use super::reply::{Protocol, Reply};
+use super::store::Store;
 use crate::Db;
 use crate::server::request_stats::RequestStats;
 
@@ -84,7 +85,8 @@ pub struct ServerInfo {
 /// What engine requests run against; one per server, cloned per session.
 #[derive(Clone)]
 pub struct Engine {
-    pub db: Db,
+    /// Where reads and writes go (one engine, or a cluster node).
+    pub store: Store,
     /// Owns every read-modify-write, one at a time.
     pub counter: Addr<Counter>,
     pub info: Arc<ServerInfo>,
@@ -102,6 +104,13 @@ pub struct Engine {
     /// or the connection's byte budget, whichever is larger); past it they
     /// answer [`reply_too_large`] (docs/PROTOCOL.md, "Limits").
     pub largest_reply: usize,
+}
+
+impl Engine {
+    /// The engine to read now (on a cluster, after [`Store::barrier`]).
+    pub fn db(&self) -> Db {
+        self.store.db()
+    }
 }
 
 /// A parsed request.
@@ -283,8 +292,8 @@ pub fn execute(op: Op, engine: &Engine) -> LocalBoxFuture<'static, Reply> {
             engine.commands.reset();
             futures_util::future::ready(Reply::ok()).boxed_local()
         }
-        Op::WatchPoint(keys) => transaction::watch(keys, &engine.db),
-        Op::Ttl(key, kind) => expire::execute_ttl(&engine.db, key, kind),
+        Op::WatchPoint(keys) => transaction::watch(keys, &engine.db()),
+        Op::Ttl(key, kind) => expire::execute_ttl(&engine.db(), key, kind),
         Op::Persistence(command) => persistence::execute(command, engine),
         Op::Del(_)
         | Op::Exists(_)
@@ -293,7 +302,7 @@ pub fn execute(op: Op, engine: &Engine) -> LocalBoxFuture<'static, Reply> {
         | Op::Type(_)
         | Op::RandomKey(_)
         | Op::Scan(..)
-        | Op::Keys(..) => keys::execute(op, &engine.db, &engine.cursors, engine.largest_reply),
+        | Op::Keys(..) => keys::execute(op, &engine.store, &engine.cursors, engine.largest_reply),
         other => strings::execute(other, engine),
     }
 }

@@ -51,7 +51,7 @@ pub fn execute(command: Persistence, engine: &Engine) -> LocalBoxFuture<'static,
         Persistence::LastSave => ready(Reply::Integer(last_save(root))).boxed_local(),
         _ if !root.enabled() => ready(Reply::err(NO_ROOT)).boxed_local(),
         Persistence::Save => {
-            let saved = root.save(&engine.db, &root.timestamped_name());
+            let saved = root.save(&engine.db(), &root.timestamped_name());
             async move {
                 match saved.await {
                     Ok(_) => Reply::ok(),
@@ -64,7 +64,7 @@ pub fn execute(command: Persistence, engine: &Engine) -> LocalBoxFuture<'static,
             if !root.begin_background() {
                 return ready(Reply::err("Background save already in progress")).boxed_local();
             }
-            let saved = root.save(&engine.db, &root.timestamped_name());
+            let saved = root.save(&engine.db(), &root.timestamped_name());
             let root = root.clone();
             actix_rt::spawn(async move {
                 if let Err(refused) = saved.await {

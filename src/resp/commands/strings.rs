@@ -215,7 +215,7 @@ pub fn execute(op: Op, engine: &Engine) -> LocalBoxFuture<'static, Reply> {
             }
             .boxed_local()
         }
-        Ok(op) => keyop::run(op, engine.db.clone()).boxed_local(),
+        Ok(op) => keyop::run(op, engine.store.clone()).boxed_local(),
         Err(_) => ready(Reply::err("internal error: not a string command")).boxed_local(),
     }
 }

@@ -264,7 +264,7 @@ pub fn exec(
         for op in ops {
             let reply = match op {
                 Ok(KeyOp::Rmw(rmw)) => on_counter(&engine, Unit::Rmw(rmw)).await,
-                Ok(op) => keyop::run(op, engine.db.clone()).await,
+                Ok(op) => keyop::run(op, engine.store.clone()).await,
                 Err(op) => execute(op, &engine).await,
             };
             replies.push(reply);
