@@ -87,6 +87,7 @@ fn blocking(
     engine.flush()?;
     report.settle_after = settle::wait(settle_deadline, || engine.idle())?;
     report.settle_before = settle_before;
+    report.engine_stats = engine.gauges();
     drop(engine);
     report.disk_bytes_written = process_write_bytes() - written_before;
     report.disk_bytes_used = directory_bytes(dir);

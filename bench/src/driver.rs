@@ -39,6 +39,11 @@ pub trait BlockingEngine: Send + Sync {
     fn idle(&self) -> BenchResult<bool> {
         Ok(true)
     }
+    /// Gauges worth printing beside the result (fjall: its tables and
+    /// level-0 tables at the end of the run). Default: none.
+    fn gauges(&self) -> Vec<(String, u64)> {
+        Vec::new()
+    }
 }
 
 /// What the driver runs on each of its threads.

@@ -112,7 +112,13 @@ fn notes(r: &Report) -> String {
     for (name, value) in &r.engine_stats {
         if matches!(
             name.as_str(),
-            "writes_per_sync" | "wal_syncs" | "write_stalls"
+            "writes_per_sync"
+                | "wal_syncs"
+                | "write_stalls"
+                | "tables"
+                | "l0_tables"
+                | "live_segments"
+                | "level_0_segments"
         ) && *value > 0
         {
             notes.push(format!("{name} {value}"));

@@ -95,4 +95,11 @@ impl BlockingEngine for Fjall {
     fn idle(&self) -> BenchResult<bool> {
         Ok(self.db.outstanding_flushes() == 0 && self.db.active_compactions() == 0)
     }
+
+    fn gauges(&self) -> Vec<(String, u64)> {
+        vec![
+            ("tables".into(), self.keyspace.table_count() as u64),
+            ("l0_tables".into(), self.keyspace.l0_table_count() as u64),
+        ]
+    }
 }

@@ -53,7 +53,7 @@ use crate::settle::{POLL, Settled, Watch};
 use crate::workload::{BenchResult, Op, PAGE_ENTRIES, Spec};
 
 /// Counters of `Db::stats` copied into the report.
-const STATS: [&str; 7] = [
+const STATS: [&str; 9] = [
     "writes_per_sync",
     "wal_syncs",
     "write_requests",
@@ -61,6 +61,8 @@ const STATS: [&str; 7] = [
     "compactions",
     "write_stalls",
     "bloom_filter_hits",
+    "live_segments",
+    "level_0_segments",
 ];
 
 /// Where NaiveKV's requests come from.
