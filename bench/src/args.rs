@@ -83,13 +83,23 @@ pub struct Args {
     /// sweep wrote with --json.
     #[arg(long)]
     pub charts_from: Option<PathBuf>,
+    /// Longest wait, in seconds, for an engine's background flushes and
+    /// compactions to finish after a load, before a measured phase and after
+    /// it (see `settle`); 0: do not wait.
+    #[arg(long, default_value_t = 900)]
+    pub settle_secs: u64,
+    /// Load the database (before every workload but the fills) in the
+    /// order fillrandom writes, not in key order: the loaded state is then
+    /// what a random fill leaves, level-0 segments and all.
+    #[arg(long)]
+    pub load_random: bool,
     /// Internal: run one engine as a child process.
     #[arg(long, hide = true)]
     pub engine: Option<EngineKind>,
     /// Internal: the workload the child runs.
     #[arg(long, hide = true)]
     pub workload: Option<Workload>,
-    /// Internal: the child only loads --num keys in order (not measured).
+    /// Internal: the child only loads --num keys (not measured).
     #[arg(long, hide = true)]
     pub prefill: bool,
 }

@@ -10,6 +10,7 @@ use crate::driver::{self, BlockingEngine};
 use crate::engines::{fjall::Fjall, naive, sled::Sled};
 use crate::keys::Values;
 use crate::measure::{Report, directory_bytes, peak_rss_bytes, process_write_bytes};
+use crate::settle;
 use crate::workload::{BenchResult, Spec};
 
 /// Runs `engine` on `workload` in the database directory `dir`.
@@ -66,14 +67,16 @@ fn blocking(
     spec: Spec,
     args: &Args,
 ) -> BenchResult<Report> {
+    let settle_deadline = std::time::Duration::from_secs(args.settle_secs);
     if args.prefill {
-        driver::prefill(
-            &*engine,
-            spec.num,
-            &Values::new(spec.value_size, spec.value_kind),
-        )?;
+        let order = args.load_random.then(|| spec.permutation());
+        let values = Values::new(spec.value_size, spec.value_kind);
+        driver::prefill(&*engine, spec.num, &values, order.as_ref())?;
+        let settled = settle::wait(settle_deadline, || engine.idle())?;
+        eprintln!("loaded; settled {settled:?}");
         return Ok(Report::default());
     }
+    let settle_before = settle::wait(settle_deadline, || engine.idle())?;
     let written_before = process_write_bytes();
     let label = format!(
         "{} {}",
@@ -82,6 +85,9 @@ fn blocking(
     );
     let mut report = driver::run(engine.clone(), spec, label)?;
     engine.flush()?;
+    report.settle_after = settle::wait(settle_deadline, || engine.idle())?;
+    report.settle_before = settle_before;
+    report.engine_stats = engine.gauges();
     drop(engine);
     report.disk_bytes_written = process_write_bytes() - written_before;
     report.disk_bytes_used = directory_bytes(dir);

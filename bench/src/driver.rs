@@ -34,6 +34,16 @@ pub trait BlockingEngine: Send + Sync {
     fn scan_all(&self, on_page: &mut dyn FnMut(usize)) -> BenchResult<u64>;
     /// Writes the memtable (or dirty pages) to disk and waits.
     fn flush(&self) -> BenchResult<()>;
+    /// True if no flush or compaction is running or queued, as far as the
+    /// engine tells (see `settle`). Default: always (no background work).
+    fn idle(&self) -> BenchResult<bool> {
+        Ok(true)
+    }
+    /// Gauges worth printing beside the result (fjall: its tables and
+    /// level-0 tables at the end of the run). Default: none.
+    fn gauges(&self) -> Vec<(String, u64)> {
+        Vec::new()
+    }
 }
 
 /// What the driver runs on each of its threads.
@@ -79,12 +89,19 @@ impl<E: BlockingEngine + ?Sized> ThreadedEngine for E {
     }
 }
 
-/// Loads keys `0..num` in order in batches of `PAGE_ENTRIES`, then flushes.
-pub fn prefill(engine: &dyn BlockingEngine, num: u64, values: &Values) -> BenchResult<()> {
+/// Loads keys `0..num` in batches of `PAGE_ENTRIES`, then flushes: in key
+/// order, or in `random`'s order (fillrandom's) if given.
+pub fn prefill(
+    engine: &dyn BlockingEngine,
+    num: u64,
+    values: &Values,
+    random: Option<&Permutation>,
+) -> BenchResult<()> {
     let mut batch = Vec::with_capacity(PAGE_ENTRIES);
-    for id in 0..num {
+    for i in 0..num {
+        let id = random.map_or(i, |p| p.at(i));
         batch.push((present_key(id), values.get(id)));
-        if batch.len() == PAGE_ENTRIES || id + 1 == num {
+        if batch.len() == PAGE_ENTRIES || i + 1 == num {
             engine.put_batch(&batch)?;
             batch.clear();
         }

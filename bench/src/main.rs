@@ -11,7 +11,8 @@
 //! - [`driver`]: the threaded driver every engine runs under (`--threads` OS
 //!   threads); [`engines`]: the three engines (NaiveKV with an actix system
 //!   on each thread).
-//! - [`measure`]: histograms, /proc readings, directory sizes, progress.
+//! - [`measure`]: histograms, /proc readings, directory sizes, progress;
+//!   [`settle`]: waiting for an engine's background compaction to finish.
 //! - [`machine`]: the load average and one raw fdatasync, measured in the
 //!   same run.
 //! - [`table`]: the Markdown results table.
@@ -29,6 +30,7 @@ mod keys;
 mod machine;
 mod measure;
 mod parent;
+mod settle;
 mod sweep;
 mod table;
 mod values;

@@ -38,7 +38,8 @@ pub struct Report {
     /// Keys plus values the workload asked to write.
     pub logical_bytes_written: u64,
     /// `write_bytes` of /proc/self/io, from the start of the workload until
-    /// the database is closed (so a memtable flush on close is included).
+    /// the database is closed (so a memtable flush on close is included, and
+    /// the compaction the workload left, up to `--settle-secs`).
     pub disk_bytes_written: u64,
     /// Keys plus values live after the workload.
     pub logical_bytes_live: u64,
@@ -46,6 +47,13 @@ pub struct Report {
     pub disk_bytes_used: u64,
     /// VmHWM of the child process, in bytes.
     pub peak_rss_bytes: u64,
+    /// The wait for background work before the measured phase (not timed).
+    #[serde(default)]
+    pub settle_before: crate::settle::Settled,
+    /// The wait after the measured phase, before close; its writes are part
+    /// of `disk_bytes_written`.
+    #[serde(default)]
+    pub settle_after: crate::settle::Settled,
     /// Engine counters worth printing (NaiveKV: writes_per_sync, wal_syncs).
     pub engine_stats: Vec<(String, u64)>,
 }

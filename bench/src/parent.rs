@@ -90,8 +90,12 @@ pub fn run_child(
                 "none"
             },
         ])
+        .args(["--settle-secs", &args.settle_secs.to_string()])
         .arg("--dir")
         .arg(PathBuf::from(dir));
+    if args.load_random {
+        command.arg("--load-random");
+    }
     if let Some(distribution) = args.distribution {
         command.args(["--distribution", distribution.name()]);
     }

@@ -4,6 +4,7 @@
 use std::fmt::Write;
 
 use crate::measure::Report;
+use crate::settle::Settled;
 
 /// Renders the reports as a Markdown table.
 pub fn render(reports: &[Report]) -> String {
@@ -103,14 +104,47 @@ fn notes(r: &Report) -> String {
     if r.background_writes > 0 {
         notes.push(format!("bg writes {}", r.background_writes));
     }
+    for (when, settled) in [("before", &r.settle_before), ("after", &r.settle_after)] {
+        if let Some(note) = settle_note(when, settled) {
+            notes.push(note);
+        }
+    }
     for (name, value) in &r.engine_stats {
         if matches!(
             name.as_str(),
-            "writes_per_sync" | "wal_syncs" | "write_stalls"
+            "writes_per_sync"
+                | "wal_syncs"
+                | "write_stalls"
+                | "tables"
+                | "l0_tables"
+                | "live_segments"
+                | "level_0_segments"
         ) && *value > 0
         {
             notes.push(format!("{name} {value}"));
         }
     }
     notes.join(", ")
+}
+
+/// "compacted 12 s, 340 MB after" if the wait for background work found
+/// some (half a second longer than the quiet time alone, or a megabyte
+/// written), and
+/// "NOT settled" if it gave up at the deadline.
+fn settle_note(when: &str, settled: &Settled) -> Option<String> {
+    let busy = settled.seconds - crate::settle::QUIET.as_secs_f64();
+    let worked = settled.bytes_written >= 1_000_000 || busy > 0.5;
+    if settled.seconds == 0.0 || !worked {
+        return None;
+    }
+    let unfinished = if settled.finished {
+        ""
+    } else {
+        ", NOT settled"
+    };
+    Some(format!(
+        "compacted {:.0} s, {:.0} MB {when}{unfinished}",
+        busy.max(0.0),
+        settled.bytes_written as f64 / 1e6
+    ))
 }

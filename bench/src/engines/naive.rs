@@ -49,10 +49,11 @@ use crate::keys::{Values, present_key};
 use crate::measure::{
     Progress, Report, directory_bytes, new_histogram, process_write_bytes, record, summarize,
 };
+use crate::settle::{POLL, Settled, Watch};
 use crate::workload::{BenchResult, Op, PAGE_ENTRIES, Spec};
 
 /// Counters of `Db::stats` copied into the report.
-const STATS: [&str; 7] = [
+const STATS: [&str; 9] = [
     "writes_per_sync",
     "wal_syncs",
     "write_requests",
@@ -60,6 +61,8 @@ const STATS: [&str; 7] = [
     "compactions",
     "write_stalls",
     "bloom_filter_hits",
+    "live_segments",
+    "level_0_segments",
 ];
 
 /// Where NaiveKV's requests come from.
@@ -105,6 +108,7 @@ pub fn run_child(
     concurrency: Concurrency,
 ) -> BenchResult<Report> {
     let prefill = args.prefill;
+    let load_random = args.load_random;
     let mut options = Options::new(dir);
     options.sync = match args.sync {
         SyncMode::Always => SyncPolicy::Always,
@@ -117,14 +121,20 @@ pub fn run_child(
     let dir = dir.to_path_buf();
     actix_rt::System::new().block_on(async move {
         let db = Db::open(options).await?;
+        let settle_deadline = Duration::from_secs(args.settle_secs);
         if prefill {
-            load(&db, spec).await?;
+            load(&db, spec, load_random).await?;
+            let settled = settle(&db, settle_deadline).await?;
+            eprintln!("loaded; settled {settled:?}");
             db.close().await?;
             return Ok(Report::default());
         }
+        let settle_before = settle(&db, settle_deadline).await?;
         let written_before = process_write_bytes();
         let mut report = measure(&db, spec, concurrency).await?;
         db.flush().await?;
+        report.settle_after = settle(&db, settle_deadline).await?;
+        report.settle_before = settle_before;
         let stats = db.stats().await?;
         report.engine_stats = STATS
             .iter()
@@ -138,15 +148,36 @@ pub fn run_child(
     })
 }
 
-/// Writes keys `0..num` in order, in batches, then flushes the memtable.
-async fn load(db: &Db, spec: Spec) -> BenchResult<()> {
+/// Waits until the database owes no compaction and has no memtable waiting
+/// to be flushed (`Db::stats`: `compaction_debt_bytes`, `frozen_memtables`),
+/// polled as `settle` does for every engine.
+async fn settle(db: &Db, deadline: Duration) -> BenchResult<Settled> {
+    if deadline.is_zero() {
+        return Ok(Settled::default());
+    }
+    let mut watch = Watch::start(deadline);
+    loop {
+        let stats = db.stats().await?;
+        let idle = stats.get("compaction_debt_bytes") == 0 && stats.get("frozen_memtables") == 0;
+        if let Some(settled) = watch.observe(idle) {
+            return Ok(settled);
+        }
+        actix_rt::time::sleep(POLL).await;
+    }
+}
+
+/// Writes keys `0..num` in batches, then flushes the memtable: in key order,
+/// or in fillrandom's order if `random`.
+async fn load(db: &Db, spec: Spec, random: bool) -> BenchResult<()> {
     let values = Values::new(spec.value_size, spec.value_kind);
+    let order = random.then(|| spec.permutation());
     let mut pending = FuturesUnordered::new();
     let mut batch = WriteBatch::new();
-    for id in 0..spec.num {
+    for i in 0..spec.num {
+        let id = order.as_ref().map_or(i, |p| p.at(i));
         let value = Bytes::copy_from_slice(values.get(id));
         batch.put(Bytes::copy_from_slice(&present_key(id)), value);
-        if batch.len() == PAGE_ENTRIES || id + 1 == spec.num {
+        if batch.len() == PAGE_ENTRIES || i + 1 == spec.num {
             pending.push(db.write(std::mem::take(&mut batch)));
         }
         if pending.len() >= 8 {
