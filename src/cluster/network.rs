@@ -174,11 +174,7 @@ impl PeerPool {
             map.entry(addr.to_string()).or_insert_with(|| fresh.clone());
             map
         });
-        self.idle
-            .load()
-            .get(addr)
-            .cloned()
-            .unwrap_or(fresh)
+        self.idle.load().get(addr).cloned().unwrap_or(fresh)
     }
 
     /// An idle stream to `addr` that is still open, if any.
@@ -572,11 +568,7 @@ pub async fn serve_peers(
 
 /// Answers the requests of one peer connection, in order, until it
 /// closes, fails or sends nothing for [`PEER_READ_TIMEOUT`].
-async fn serve_connection(
-    mut framed: PeerStream,
-    raft: Raft<TypeConfig>,
-    service: PeerService,
-) {
+async fn serve_connection(mut framed: PeerStream, raft: Raft<TypeConfig>, service: PeerService) {
     while let Ok(Some(Ok(frame))) = tokio::time::timeout(PEER_READ_TIMEOUT, framed.next()).await {
         let request: PeerRequest = match postcard::from_bytes(&frame) {
             Ok(request) => request,
@@ -649,7 +641,9 @@ mod tests {
                 tokio::spawn(async move {
                     let mut framed = Framed::new(stream, codec());
                     for _ in 0..close_after {
-                        let Some(Ok(_)) = framed.next().await else { return };
+                        let Some(Ok(_)) = framed.next().await else {
+                            return;
+                        };
                         let reply = postcard::to_stdvec(&PeerReply::Initialized(true)).unwrap();
                         let _ = framed.send(bytes::Bytes::from(reply)).await;
                     }
@@ -686,7 +680,10 @@ mod tests {
         // Poll until the peer's close has reached this side.
         let deadline = Instant::now() + Duration::from_secs(10);
         while let Some(stream) = pool.take(&addr) {
-            assert!(Instant::now() < deadline, "the closed stream still looks open");
+            assert!(
+                Instant::now() < deadline,
+                "the closed stream still looks open"
+            );
             pool.give(&addr, stream);
             tokio::time::sleep(Duration::from_millis(10)).await;
         }

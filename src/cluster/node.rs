@@ -253,6 +253,9 @@ pub struct ClusterNode {
     /// The native addresses of the leaders this node has followed, learned
     /// by asking each new leader ([`learn_leader_addresses`]).
     leader_client_addrs: Arc<ArcSwap<BTreeMap<NodeId, SocketAddr>>>,
+    /// The last leader this node knew of: kept while an election runs
+    /// (openraft's metrics then name none), so UNAVAILABLE still names it.
+    last_leader: Arc<ArcSwapOption<NodeId>>,
 }
 
 /// A forwarded read-index round found no leader or got no answer; the
@@ -346,6 +349,7 @@ impl ClusterNode {
             forward_slots: Arc::new(Semaphore::new(FORWARDS_IN_FLIGHT)),
             client_addr,
             leader_client_addrs: Arc::default(),
+            last_leader: Arc::default(),
         };
         let forwarder = node.clone();
         node.arbiter.spawn(run_rounds(follower_queue, move || {
@@ -418,14 +422,30 @@ impl ClusterNode {
         self.client_addr.store(Some(Arc::new(addr)));
     }
 
+    /// The last known leader's native address, if this node knows it.
+    pub fn leader_client_addr(&self) -> Option<SocketAddr> {
+        self.known_leader()
+            .and_then(|leader| self.client_addr_of(leader))
+    }
+
+    /// The leader now, else the last one this node knew of.
+    fn known_leader(&self) -> Option<NodeId> {
+        let now = self.raft.metrics().borrow().current_leader;
+        now.or_else(|| self.last_leader.load_full().map(|id| *id))
+    }
+
+    fn client_addr_of(&self, id: NodeId) -> Option<SocketAddr> {
+        match id == self.id {
+            true => self.client_addr.load_full().map(|addr| *addr),
+            false => self.leader_client_addrs.load().get(&id).copied(),
+        }
+    }
+
     /// `node ID, client address A` (or `peer address P`) of the leader
     /// this node knows of.
     fn leader_addr(&self) -> Option<String> {
-        let leader = self.raft.metrics().borrow().current_leader?;
-        let client = match leader == self.id {
-            true => self.client_addr.load_full().map(|addr| *addr),
-            false => self.leader_client_addrs.load().get(&leader).copied(),
-        };
+        let leader = self.known_leader()?;
+        let client = self.client_addr_of(leader);
         Some(match (client, self.addr_of(leader)) {
             (Some(client), _) => format!("node {leader}, {CLIENT_ADDRESS_HINT}{client}"),
             (None, Some(peer)) => format!("node {leader}, peer address {peer}"),
@@ -679,9 +699,14 @@ async fn learn_leader_addresses(node: ClusterNode) {
     let mut asked = None;
     loop {
         let leader = node.raft.metrics().borrow().current_leader;
+        if let Some(leader) = leader {
+            node.last_leader.store(Some(Arc::new(leader)));
+        }
         if let Some(leader) = leader.filter(|l| *l != node.id && asked != Some(*l)) {
             let deadline = Instant::now() + LEADER_CHECK;
-            let reply = node.ask(leader, &PeerRequest::ClientAddress, deadline).await;
+            let reply = node
+                .ask(leader, &PeerRequest::ClientAddress, deadline)
+                .await;
             if let Ok(PeerReply::ClientAddress(Some(addr))) = reply {
                 node.leader_client_addrs.rcu(|known| {
                     let mut known = BTreeMap::clone(known);

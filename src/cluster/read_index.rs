@@ -131,7 +131,10 @@ mod tests {
     use super::*;
 
     fn log_id(index: u64) -> ReadIndex {
-        Some(openraft::LogId::new(openraft::CommittedLeaderId::new(1, 1), index))
+        Some(openraft::LogId::new(
+            openraft::CommittedLeaderId::new(1, 1),
+            index,
+        ))
     }
 
     /// A round that counts itself and answers its own number as the index,
