@@ -579,7 +579,8 @@ impl ClusterNode {
     }
 
     /// Sends `request` to node `target` on a pooled stream (or a new one),
-    /// waiting for one of the [`FORWARDS_IN_FLIGHT`] slots first.
+    /// waiting for one of the [`FORWARDS_IN_FLIGHT`] slots first (except a
+    /// read-index round or an address probe, which are one at a time).
     pub(super) async fn ask(
         &self,
         target: NodeId,
@@ -591,10 +592,18 @@ impl ClusterNode {
             return Err(CallError::Unreachable(unknown));
         };
         let left = deadline.saturating_duration_since(Instant::now());
-        let slot = tokio::time::timeout(left, self.forward_slots.acquire()).await;
-        let Ok(Ok(_slot)) = slot else {
-            let busy = std::io::Error::other("no free slot for a peer request in time");
-            return Err(CallError::Unreachable(busy));
+        // A read-index round or an address probe (at most one of each in
+        // flight) must not queue behind forwarded writes.
+        let bounded = !matches!(request, PeerRequest::ReadIndex | PeerRequest::ClientAddress);
+        let _slot = match bounded {
+            true => match tokio::time::timeout(left, self.forward_slots.acquire()).await {
+                Ok(Ok(slot)) => Some(slot),
+                _ => {
+                    let busy = std::io::Error::other("no free slot for a peer request in time");
+                    return Err(CallError::Unreachable(busy));
+                }
+            },
+            false => None,
         };
         let left = deadline.saturating_duration_since(Instant::now());
         let mut connection = self.network.connection(target, addr);
