@@ -228,6 +228,10 @@ impl Args {
         }
         config.snapshot_every = self.snapshot_every;
         config.logs_kept_after_snapshot = self.logs_kept_after_snapshot;
+        // Named to clients as the leader's address; an unspecified --ip or
+        // port 0 would name nothing a client can reach.
+        let native = SocketAddr::new(self.ip, self.port);
+        config.client_addr = (!self.ip.is_unspecified() && self.port != 0).then_some(native);
         Ok(Some(config))
     }
 

@@ -12,7 +12,7 @@ pub mod command;
 pub mod retry;
 pub mod shell;
 
-pub use retry::{RetryPolicy, RetryingClient};
+pub use retry::{RetryPolicy, RetryingClient, leader_hint};
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

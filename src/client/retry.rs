@@ -17,9 +17,13 @@
 //!   membership changes, `Auth`) only when no connection could be made, so
 //!   the request was never sent.
 //!
-//! An `UNAVAILABLE` reply names the last known leader's *peer* address,
-//! which is not a native port, so the client moves to the next node in its
-//! list instead (any node serves any request: followers forward writes).
+//! An `UNAVAILABLE` reply names the last known leader's native address
+//! when the answering node knows it (`client address HOST:PORT`, read by
+//! [`leader_hint`]): the next try goes there first, with no backoff, even
+//! if it is not in the client's list. Otherwise (no hint, or the hint names
+//! the node that answered) the next try goes to the next node in the list
+//! after the backoff (any node serves any request: followers forward
+//! writes).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -52,6 +56,9 @@ pub struct RetryPolicy {
     pub retry_idempotent_writes: bool,
     /// The token presented on each new connection, if the servers want one.
     pub token: Option<String>,
+    /// Called with the error and the try number (1-based) before each
+    /// retry, to tell a user (the shell prints it); default none.
+    pub on_retry: Option<fn(&ClientError, u32)>,
 }
 
 impl Default for RetryPolicy {
@@ -63,6 +70,7 @@ impl Default for RetryPolicy {
             connect_timeout: Duration::from_secs(2),
             retry_idempotent_writes: true,
             token: None,
+            on_retry: None,
         }
     }
 }
@@ -126,10 +134,23 @@ pub fn may_retry(kind: Idempotence, error: &ClientError, policy: &RetryPolicy) -
     }
 }
 
-/// One live connection and the index of the node it goes to.
+/// The leader's native address named in an UNAVAILABLE `message`, if any
+/// (after [`crate::cluster::node::CLIENT_ADDRESS_HINT`]).
+pub fn leader_hint(message: &str) -> Option<SocketAddr> {
+    use crate::cluster::node::CLIENT_ADDRESS_HINT;
+    let (_, after) = message.split_once(CLIENT_ADDRESS_HINT)?;
+    let end = after
+        .find(|c: char| c == ')' || c.is_whitespace())
+        .unwrap_or(after.len());
+    after.get(..end)?.parse().ok()
+}
+
+/// One live connection, its address and, if it is one of the listed
+/// nodes, its index.
 #[derive(Debug)]
 struct Connection {
-    node: usize,
+    addr: SocketAddr,
+    node: Option<usize>,
     client: Client,
 }
 
@@ -143,6 +164,9 @@ pub struct RetryingClient {
     current: ArcSwapOption<Connection>,
     /// The node the next new connection goes to.
     next_node: AtomicUsize,
+    /// The leader's address from the last UNAVAILABLE answer, tried first
+    /// by the next new connection.
+    hint: ArcSwapOption<SocketAddr>,
 }
 
 impl RetryingClient {
@@ -154,29 +178,45 @@ impl RetryingClient {
             policy,
             current: ArcSwapOption::empty(),
             next_node: AtomicUsize::new(0),
+            hint: ArcSwapOption::empty(),
         }
+    }
+
+    /// Connects now (if not connected), with no retry: to check at start
+    /// that the first node answers.
+    ///
+    /// # Errors
+    ///
+    /// The connection's error.
+    pub async fn connect_now(&self) -> Result<(), ClientError> {
+        self.connection().await.map(|_| ())
     }
 
     /// The native address of the node the client talks to now, if it is
     /// connected.
     pub fn connected_to(&self) -> Option<SocketAddr> {
-        let current = self.current.load_full()?;
-        self.nodes.get(current.node).copied()
+        Some(self.current.load_full()?.addr)
     }
 
     async fn connection(&self) -> Result<Arc<Connection>, ClientError> {
         if let Some(current) = self.current.load_full() {
             return Ok(current);
         }
-        let count = self.nodes.len().max(1);
-        let node = self.next_node.fetch_add(1, Ordering::Relaxed) % count;
-        let addr = self.nodes.get(node).ok_or_else(|| ClientError::Connect {
-            addr: "(none)".into(),
-            message: "the client has no node addresses".into(),
-        })?;
+        let (addr, node) = match self.hint.swap(None) {
+            Some(hint) => (*hint, self.nodes.iter().position(|n| *n == *hint)),
+            None => {
+                let count = self.nodes.len().max(1);
+                let node = self.next_node.fetch_add(1, Ordering::Relaxed) % count;
+                let addr = self.nodes.get(node).ok_or_else(|| ClientError::Connect {
+                    addr: "(none)".into(),
+                    message: "the client has no node addresses".into(),
+                })?;
+                (*addr, Some(node))
+            }
+        };
         let token = self.policy.token.as_deref();
-        let client = Client::connect_checked(*addr, self.policy.connect_timeout, token).await?;
-        let connection = Arc::new(Connection { node, client });
+        let client = Client::connect_checked(addr, self.policy.connect_timeout, token).await?;
+        let connection = Arc::new(Connection { addr, node, client });
         self.current.store(Some(connection.clone()));
         Ok(connection)
     }
@@ -185,7 +225,9 @@ impl RetryingClient {
     /// next try connects to the next node.
     fn drop_connection(&self, failed: Option<&Arc<Connection>>) {
         let Some(failed) = failed else { return };
-        self.next_node.store(failed.node + 1, Ordering::Relaxed);
+        if let Some(node) = failed.node {
+            self.next_node.store(node + 1, Ordering::Relaxed);
+        }
         let _ = self
             .current
             .compare_and_swap(&Some(failed.clone()), None::<Arc<Connection>>);
@@ -215,9 +257,30 @@ impl RetryingClient {
             if attempt >= self.policy.attempts || !may_retry(kind, &error, &self.policy) {
                 return Err(error);
             }
+            if let Some(report) = self.policy.on_retry {
+                report(&error, attempt);
+            }
             // A failed connect already moved `next_node` on.
             self.drop_connection(connection.as_ref().ok());
-            tokio::time::sleep(self.policy.backoff(attempt - 1)).await;
+            if !self.follow_hint(&error, connection.as_ref().ok()) {
+                tokio::time::sleep(self.policy.backoff(attempt - 1)).await;
+            }
+        }
+    }
+
+    /// Keeps the leader named by an UNAVAILABLE `error` for the next
+    /// connection, unless it is the node that answered; whether it did.
+    fn follow_hint(&self, error: &ClientError, answered: Option<&Arc<Connection>>) -> bool {
+        let ClientError::Server { code, message } = error else {
+            return false;
+        };
+        let hint = leader_hint(message).filter(|_| *code == ErrorCode::Unavailable);
+        match hint {
+            Some(leader) if answered.is_none_or(|c| c.addr != leader) => {
+                self.hint.store(Some(Arc::new(leader)));
+                true
+            }
+            _ => false,
         }
     }
 
@@ -377,6 +440,26 @@ mod tests {
         };
         assert!(!may_retry(Idempotence::IdempotentWrite, &lost, &cautious));
         assert!(may_retry(Idempotence::Read, &lost, &cautious));
+    }
+
+    #[test]
+    fn the_leader_hint_is_read_from_the_cluster_s_own_message() {
+        use crate::cluster::ClusterError;
+        let named = ClusterError::Unavailable {
+            leader: Some(format!(
+                "node 2, {}127.0.0.1:1025",
+                crate::cluster::node::CLIENT_ADDRESS_HINT
+            )),
+        };
+        let expected: SocketAddr = "127.0.0.1:1025".parse().unwrap();
+        assert_eq!(leader_hint(&named.to_string()), Some(expected));
+        let peer_only = ClusterError::Unavailable {
+            leader: Some("node 2, peer address 127.0.0.1:7002".into()),
+        };
+        assert_eq!(leader_hint(&peer_only.to_string()), None);
+        let none = ClusterError::Unavailable { leader: None };
+        assert_eq!(leader_hint(&none.to_string()), None);
+        assert_eq!(leader_hint("client address not-an-address)"), None);
     }
 
     #[test]

@@ -4,11 +4,16 @@
 //! line of a non-terminal stdin, or an interactive prompt with a history
 //! file.
 //!
-//! Like redis-cli, a shell whose connection was lost (the server restarted,
-//! or closed an idle connection) reconnects on the next command: a command
-//! that finds the connection gone, before it printed anything, reconnects,
-//! says so on stderr, and is sent again once. Every shell command is
-//! idempotent, so sending one again is safe.
+//! The shell talks through a [`RetryingClient`] (one address, plus the
+//! leader a cluster node names when it answers UNAVAILABLE): a command
+//! that finds the connection gone (the server restarted, or closed an idle
+//! connection) or meets UNAVAILABLE is sent again on a new connection, with
+//! a line on stderr, if it is safe to resend ([`idempotence`]): reads, and
+//! writes that leave the same state applied twice (`set` without a TTL,
+//! `del`). Others (`set ... ex`, `expire`, `persist`, `checkpoint`,
+//! `cluster add/remove`, `auth`) are sent again only if the connection
+//! could not be made at all. A `scan` retries page by page, so no line is
+//! printed twice.
 
 use std::io::{self, BufRead, Write};
 use std::net::SocketAddr;
@@ -17,7 +22,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use futures_util::FutureExt;
+
 use super::command::{ClusterCommand, HELP, ShellCommand, escape, parse_line, parse_words};
+use super::retry::{Idempotence, RetryPolicy, RetryingClient};
 use super::{Client, ClientError};
 use crate::Ttl;
 use crate::proto;
@@ -40,39 +48,68 @@ pub enum ShellError {
     Output(#[from] io::Error),
 }
 
-/// Runs `command` with `client`, printing its result to `out`.
+/// What resending `command` could do (module doc).
+pub fn idempotence(command: &ShellCommand) -> Idempotence {
+    match command {
+        ShellCommand::Get { .. } | ShellCommand::Ttl { .. } | ShellCommand::Scan { .. } => {
+            Idempotence::Read
+        }
+        ShellCommand::Ping | ShellCommand::Stats | ShellCommand::Help | ShellCommand::Quit => {
+            Idempotence::Read
+        }
+        ShellCommand::Cluster(ClusterCommand::Status) => Idempotence::Read,
+        ShellCommand::Set { ttl_ms: 0, .. } | ShellCommand::Del { .. } => {
+            Idempotence::IdempotentWrite
+        }
+        _ => Idempotence::Other,
+    }
+}
+
+/// Runs `command` with `client` (retried as [`idempotence`] allows),
+/// printing its result to `out`.
 ///
 /// # Errors
 /// The server refused the command, the connection failed, or `out` failed.
 pub async fn execute(
-    client: &Client,
+    client: &RetryingClient,
     command: ShellCommand,
     out: &mut impl Write,
 ) -> Result<Flow, ShellError> {
+    let kind = idempotence(&command);
     match command {
-        ShellCommand::Get { key } => match client.get(key).await? {
-            Some(value) => writeln!(out, "{}", show(&value))?,
-            None => writeln!(out, "(nil)")?,
-        },
+        ShellCommand::Get { key } => {
+            match client.retry(kind, |c| c.get(key.clone()).boxed()).await? {
+                Some(value) => writeln!(out, "{}", show(&value))?,
+                None => writeln!(out, "(nil)")?,
+            }
+        }
         ShellCommand::Set { key, value, ttl_ms } => {
-            client.put_with_ttl(key, value, ttl_ms).await?;
+            let put = |c: &Client| c.put_with_ttl(key.clone(), value.clone(), ttl_ms).boxed();
+            client.retry(kind, put).await?;
             writeln!(out, "OK")?;
         }
-        ShellCommand::Ttl { key } => match client.ttl(key).await? {
-            Ttl::Absent => writeln!(out, "(nil)")?,
-            Ttl::Never => writeln!(out, "(no expiry)")?,
-            Ttl::At { remaining_ms, .. } => writeln!(out, "{remaining_ms} ms")?,
-        },
+        ShellCommand::Ttl { key } => {
+            match client.retry(kind, |c| c.ttl(key.clone()).boxed()).await? {
+                Ttl::Absent => writeln!(out, "(nil)")?,
+                Ttl::Never => writeln!(out, "(no expiry)")?,
+                Ttl::At { remaining_ms, .. } => writeln!(out, "{remaining_ms} ms")?,
+            }
+        }
         ShellCommand::Expire { key, ttl_ms } => {
-            let set = client.expire_in(key, ttl_ms).await?;
+            let expire = |c: &Client| c.expire_in(key.clone(), ttl_ms).boxed();
+            let set = client.retry(kind, expire).await?;
             writeln!(out, "{}", u8::from(set))?;
         }
         ShellCommand::Persist { key } => {
-            let removed = client.persist(key).await?;
+            let removed = client
+                .retry(kind, |c| c.persist(key.clone()).boxed())
+                .await?;
             writeln!(out, "{}", u8::from(removed))?;
         }
         ShellCommand::Del { key } => {
-            client.delete(key).await?;
+            client
+                .retry(kind, |c| c.delete(key.clone()).boxed())
+                .await?;
             writeln!(out, "OK")?;
         }
         ShellCommand::Scan {
@@ -84,24 +121,30 @@ pub async fn execute(
             scan(client, start, end, limit, reverse, out).await?;
         }
         ShellCommand::Auth { token } => {
-            client.auth(token).await?;
+            client
+                .retry(kind, |c| c.auth(token.clone()).boxed())
+                .await?;
             writeln!(out, "OK")?;
         }
         ShellCommand::Ping => {
-            client.ping().await?;
+            client.retry(kind, |c| c.ping().boxed()).await?;
             writeln!(out, "PONG")?;
         }
         ShellCommand::Stats => {
-            for (name, value) in client.stats().await? {
+            for (name, value) in client.retry(kind, |c| c.stats().boxed()).await? {
                 writeln!(out, "{name} {value}")?;
             }
         }
         ShellCommand::Checkpoint { name } => {
-            let written = client.checkpoint(name).await?;
+            let checkpoint = |c: &Client| c.checkpoint(name.clone()).boxed();
+            let written = client.retry(kind, checkpoint).await?;
             writeln!(out, "{} seq {}", written.path, written.seq)?;
         }
         ShellCommand::Cluster(command) => {
-            let status = client.cluster(cluster_op(command)).await?;
+            let op = cluster_op(command);
+            let status = client
+                .retry(kind, |c| c.cluster(op.clone()).boxed())
+                .await?;
             print_cluster(&status, out)?;
         }
         ShellCommand::Help => writeln!(out, "{HELP}")?,
@@ -149,7 +192,7 @@ fn print_cluster(status: &proto::ClusterStatus, out: &mut impl Write) -> std::io
 /// Prints `KEY<TAB>VALUE` lines, following continuations until the range is
 /// exhausted or `limit` entries (0: no limit) are printed.
 async fn scan(
-    client: &Client,
+    client: &RetryingClient,
     mut start: Bytes,
     mut end: Bytes,
     limit: u64,
@@ -208,17 +251,16 @@ pub struct Target {
     pub timeout: Duration,
 }
 
-/// A shell with its own single-threaded runtime and, while connected, a
-/// client.
+/// A shell with its own single-threaded runtime and a retrying client.
 pub struct Shell {
     runtime: tokio::runtime::Runtime,
-    /// `None` after a lost connection, until the next command reconnects.
-    client: Option<Client>,
+    client: RetryingClient,
     target: Target,
 }
 
 impl Shell {
-    /// Connects to `target` and checks the server answers.
+    /// Connects to `target` and checks the server answers (no retry: a
+    /// wrong address fails at once).
     ///
     /// # Errors
     /// The runtime cannot start, the server cannot be reached, does not
@@ -231,25 +273,19 @@ impl Shell {
                 addr: target.addr.to_string(),
                 message: e.to_string(),
             })?;
-        let mut shell = Shell {
-            runtime,
-            client: None,
-            target,
+        let policy = RetryPolicy {
+            connect_timeout: target.timeout,
+            token: target.token.clone(),
+            on_retry: Some(report_retry),
+            ..RetryPolicy::default()
         };
-        shell.reconnect()?;
-        Ok(shell)
-    }
-
-    fn reconnect(&mut self) -> Result<(), ClientError> {
-        let Target {
-            addr,
-            token,
-            timeout,
-        } = &self.target;
-        let connecting = Client::connect_checked(*addr, *timeout, token.as_deref());
-        let client = self.runtime.block_on(connecting)?;
-        self.client = Some(client);
-        Ok(())
+        let client = RetryingClient::new(vec![target.addr], policy);
+        runtime.block_on(client.connect_now())?;
+        Ok(Shell {
+            runtime,
+            client,
+            target,
+        })
     }
 
     /// Runs one command given as words; false if it failed.
@@ -322,75 +358,26 @@ impl Shell {
         }
     }
 
-    /// Runs `command`, reconnecting first if the connection was lost, and
-    /// once more after reconnecting if it finds the connection gone.
+    /// Runs `command` (the client retries what is safe to resend).
     fn run(&mut self, command: ShellCommand) -> (bool, Flow) {
-        let (mut result, printed) = self.attempt(command.clone());
-        // A connection that broke after output was printed broke during
-        // the command (a scan's later page): sending it again would print
-        // that output twice.
-        if let Err(ShellError::Client(ClientError::Disconnected(reason))) = &result
-            && !printed
-        {
-            eprintln!(
-                "(connection lost: {reason}; reconnecting to {})",
-                self.target.addr
-            );
-            self.client = None;
-            result = self.attempt(command).0;
-        }
-        if let Err(ShellError::Client(ClientError::Disconnected(_) | ClientError::Connect { .. })) =
-            &result
-        {
-            self.client = None;
-        }
+        let mut out = io::stdout().lock();
+        let result = self
+            .runtime
+            .block_on(execute(&self.client, command, &mut out));
+        let _ = out.flush();
         match result {
             Ok(flow) => (true, flow),
             Err(e) => (report(&e), Flow::Continue),
         }
     }
-
-    /// Runs `command` once, connecting first if needed; its result, and
-    /// whether it printed anything.
-    fn attempt(&mut self, command: ShellCommand) -> (Result<Flow, ShellError>, bool) {
-        if command == ShellCommand::Quit {
-            return (Ok(Flow::Quit), false);
-        }
-        if self.client.is_none()
-            && let Err(e) = self.reconnect()
-        {
-            return (Err(e.into()), false);
-        }
-        let Some(client) = &self.client else {
-            let lost = ClientError::Disconnected("not connected".into());
-            return (Err(lost.into()), false);
-        };
-        let mut out = Counted {
-            inner: io::stdout().lock(),
-            bytes: 0,
-        };
-        let result = self.runtime.block_on(execute(client, command, &mut out));
-        let _ = out.flush();
-        (result, out.bytes > 0)
-    }
 }
 
-/// A writer that counts the bytes written through it.
-struct Counted<W> {
-    inner: W,
-    bytes: usize,
-}
-
-impl<W: Write> Write for Counted<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let written = self.inner.write(buf)?;
-        self.bytes += written;
-        Ok(written)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
+/// Tells the user a command is sent again (the retrying client's hook).
+fn report_retry(error: &ClientError, attempt: u32) {
+    eprintln!(
+        "({error}; reconnecting and sending again, try {})",
+        attempt + 1
+    );
 }
 
 /// Whether an interactive line goes into the history: not blank, and not an
@@ -427,14 +414,25 @@ mod tests {
     }
 
     #[test]
-    fn counted_counts_what_it_writes() {
-        let mut out = Counted {
-            inner: Vec::new(),
-            bytes: 0,
+    fn only_reads_and_idempotent_writes_are_resent() {
+        let key = Bytes::from("k");
+        let get = ShellCommand::Get { key: key.clone() };
+        assert_eq!(idempotence(&get), Idempotence::Read);
+        let set = |ttl_ms| ShellCommand::Set {
+            key: key.clone(),
+            value: Bytes::from("v"),
+            ttl_ms,
         };
-        write!(out, "OK").unwrap();
-        writeln!(out).unwrap();
-        assert_eq!((out.bytes, out.inner.as_slice()), (3, &b"OK\n"[..]));
+        assert_eq!(idempotence(&set(0)), Idempotence::IdempotentWrite);
+        assert_eq!(idempotence(&set(5)), Idempotence::Other);
+        let del = ShellCommand::Del { key: key.clone() };
+        assert_eq!(idempotence(&del), Idempotence::IdempotentWrite);
+        let expire = ShellCommand::Expire { key, ttl_ms: 5 };
+        assert_eq!(idempotence(&expire), Idempotence::Other);
+        let status = ShellCommand::Cluster(ClusterCommand::Status);
+        assert_eq!(idempotence(&status), Idempotence::Read);
+        let remove = ShellCommand::Cluster(ClusterCommand::Remove { id: 2 });
+        assert_eq!(idempotence(&remove), Idempotence::Other);
     }
 
     #[test]

@@ -17,6 +17,8 @@
 //!   apply) and what applying it answers.
 //! - [`peer_auth`]: the handshake by which two nodes prove the shared
 //!   cluster secret before any request is served.
+//! - [`read_index`]: the actor that batches read-index rounds, one round
+//!   for every read waiting when it starts.
 //! - [`admin`]: membership changes (`cluster add/remove`) and the status
 //!   figures (`cluster status`, `stats`) on the native protocol.
 //! - [`dispatch`]: the server's routing point for native commands on a
@@ -34,6 +36,7 @@ pub mod log_store;
 pub mod network;
 pub mod node;
 pub mod peer_auth;
+pub mod read_index;
 pub mod request;
 pub mod snapshot;
 pub mod state_machine;

@@ -24,13 +24,31 @@
 //!
 //! The listener and one task per accepted connection run on the cluster's
 //! arbiter (see [`super::node`]); each request is handed to the `Raft`
-//! handle, whose core task owns the Raft state. The client side is one
-//! connection per target, owned by the `PeerClient` openraft keeps per
-//! replication stream; a failed call drops the connection and the next call
-//! reconnects.
+//! handle, whose core task owns the Raft state. The client side is a
+//! [`PeerConnection`] per caller (openraft's `PeerClient` per replication
+//! stream and per heartbeat round, a forwarded write or read index); a
+//! failed call drops its stream and the next call reconnects.
+//!
+//! # Pooled streams
+//!
+//! Making a stream costs a TCP connect and, with a secret, the handshake's
+//! two round trips and HMACs. A node's [`PeerNetwork`] therefore keeps a
+//! [`PeerPool`]: up to [`POOLED_PER_PEER`] idle, authenticated streams per
+//! peer address, in a lock-free queue. A `PeerConnection` takes an idle
+//! stream before it connects, and gives its stream back when it is dropped,
+//! unless a call on it failed or was abandoned mid-exchange (a reply may
+//! still be on its way: such a stream is closed, never reused). A stream
+//! idle longer than [`POOL_IDLE_LIMIT`] (well within the server's
+//! [`PEER_READ_TIMEOUT`]) or already closed by the peer is dropped when
+//! taken, so a forwarded write is not sent on a stream the peer has shut.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use crossbeam_queue::ArrayQueue;
+use futures_util::FutureExt;
 
 use futures_util::{SinkExt, StreamExt};
 use openraft::error::{
@@ -50,6 +68,7 @@ use tokio_util::codec::{Framed, LengthDelimitedCodec};
 use super::admin::{ChangeRefusal, MemberChange, change_on_leader};
 use super::faults::{Fate, NetworkFaults};
 use super::peer_auth::{ClusterSecret, client_handshake, server_handshake};
+use super::read_index::ReadIndexBatcher;
 use super::{ClusterRequest, ClusterResponse, NodeId, TypeConfig, codec_error};
 
 /// The longest frame either side accepts: 256 MiB (openraft sends at most
@@ -66,6 +85,12 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// `--heartbeat` interval, far more often; the caller reconnects).
 pub const PEER_READ_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How many idle streams a node keeps per peer address.
+pub const POOLED_PER_PEER: usize = 64;
+
+/// How long a stream may sit idle in the pool and still be reused.
+pub const POOL_IDLE_LIMIT: Duration = Duration::from_secs(20);
+
 /// A request from one node to another.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum PeerRequest {
@@ -81,6 +106,9 @@ pub enum PeerRequest {
     Initialized,
     /// A follower forwards a membership change to the leader.
     ChangeMembers(MemberChange),
+    /// The native (client-facing) address the node serves clients on, so
+    /// that an UNAVAILABLE answer can name the leader's.
+    ClientAddress,
 }
 
 /// Errors a forwarded write can meet on the leader.
@@ -100,6 +128,7 @@ pub enum PeerReply {
     ReadIndex(Result<Option<LogId<NodeId>>, ReadIndexError>),
     Initialized(bool),
     ChangeMembers(Result<(), ChangeRefusal>),
+    ClientAddress(Option<std::net::SocketAddr>),
 }
 
 fn codec() -> LengthDelimitedCodec {
@@ -117,14 +146,87 @@ pub struct FaultyLink {
     pub to: NodeId,
 }
 
-/// One connection to a peer, made on first use.
+/// A framed peer stream.
+type PeerStream = Framed<TcpStream, LengthDelimitedCodec>;
+
+/// One idle stream in a [`PeerPool`] and since when it is idle.
+struct IdleStream {
+    stream: PeerStream,
+    since: Instant,
+}
+
+/// Idle authenticated streams to each peer address (module doc): an
+/// immutable map behind an `ArcSwap` (grown by copy when a new address is
+/// first used) of lock-free queues.
+#[derive(Clone, Default)]
+pub struct PeerPool {
+    idle: Arc<ArcSwap<BTreeMap<String, Arc<ArrayQueue<IdleStream>>>>>,
+}
+
+impl PeerPool {
+    fn queue(&self, addr: &str) -> Arc<ArrayQueue<IdleStream>> {
+        if let Some(queue) = self.idle.load().get(addr) {
+            return queue.clone();
+        }
+        let fresh = Arc::new(ArrayQueue::new(POOLED_PER_PEER));
+        self.idle.rcu(|map| {
+            let mut map = BTreeMap::clone(map);
+            map.entry(addr.to_string()).or_insert_with(|| fresh.clone());
+            map
+        });
+        self.idle.load().get(addr).cloned().unwrap_or(fresh)
+    }
+
+    /// An idle stream to `addr` that is still open, if any.
+    fn take(&self, addr: &str) -> Option<PeerStream> {
+        let queue = self.queue(addr);
+        while let Some(IdleStream { mut stream, since }) = queue.pop() {
+            // Pending means open with nothing to read: the only good state.
+            if since.elapsed() < POOL_IDLE_LIMIT && stream.next().now_or_never().is_none() {
+                return Some(stream);
+            }
+        }
+        None
+    }
+
+    /// Keeps `stream` for the next caller (dropped if the pool is full).
+    fn give(&self, addr: &str, stream: PeerStream) {
+        let idle = IdleStream {
+            stream,
+            since: Instant::now(),
+        };
+        let _ = self.queue(addr).push(idle);
+    }
+
+    /// How many idle streams to `addr` the pool holds.
+    pub fn idle(&self, addr: &str) -> usize {
+        self.idle.load().get(addr).map_or(0, |queue| queue.len())
+    }
+}
+
+/// One connection to a peer, made (or taken from the pool) on first use.
 pub struct PeerConnection {
     addr: String,
-    framed: Option<Framed<TcpStream, LengthDelimitedCodec>>,
+    framed: Option<PeerStream>,
     /// Test faults on this link (none in a server).
     link: Option<FaultyLink>,
     /// The cluster secret proven on connecting (none: `--insecure-peers`).
     secret: Option<ClusterSecret>,
+    /// Where the stream comes from and goes back to (none: never pooled).
+    pool: Option<PeerPool>,
+    /// A request was sent and its reply not read yet: if the call is
+    /// abandoned now, the stream must not be reused.
+    mid_exchange: bool,
+}
+
+impl Drop for PeerConnection {
+    fn drop(&mut self) {
+        if let (Some(pool), Some(stream), false) =
+            (&self.pool, self.framed.take(), self.mid_exchange)
+        {
+            pool.give(&self.addr, stream);
+        }
+    }
 }
 
 impl PeerConnection {
@@ -135,20 +237,29 @@ impl PeerConnection {
             framed: None,
             link: None,
             secret: None,
+            pool: None,
+            mid_exchange: false,
         }
     }
 
+    /// The same connection, taking its stream from `pool` and giving it
+    /// back when dropped.
+    pub fn with_pool(mut self, pool: PeerPool) -> Self {
+        self.pool = Some(pool);
+        self
+    }
+
     /// The same connection, authenticated with `secret` when it connects.
-    pub fn with_secret(self, secret: Option<ClusterSecret>) -> Self {
-        PeerConnection { secret, ..self }
+    pub fn with_secret(mut self, secret: Option<ClusterSecret>) -> Self {
+        self.secret = secret;
+        self
     }
 
     /// A connection to `addr` whose messages meet `link`'s faults, if any.
     pub fn with_faults(addr: String, link: Option<FaultyLink>) -> Self {
-        PeerConnection {
-            link,
-            ..PeerConnection::new(addr)
-        }
+        let mut connection = PeerConnection::new(addr);
+        connection.link = link;
+        connection
     }
 
     /// Sends `request` and waits for its reply within `timeout`.
@@ -204,6 +315,14 @@ impl PeerConnection {
         request: &PeerRequest,
         timeout: Duration,
     ) -> Result<PeerReply, CallError> {
+        if self.mid_exchange {
+            // An earlier call was abandoned: its reply may still come.
+            self.framed = None;
+            self.mid_exchange = false;
+        }
+        if self.framed.is_none() {
+            self.framed = self.pool.as_ref().and_then(|pool| pool.take(&self.addr));
+        }
         if self.framed.is_none() {
             let connect = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&self.addr));
             let stream = match connect.await {
@@ -227,10 +346,12 @@ impl PeerConnection {
             }
             self.framed = Some(framed);
         }
+        self.mid_exchange = true;
         let result = match tokio::time::timeout(timeout, self.exchange(request)).await {
             Ok(result) => result,
             Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
         };
+        self.mid_exchange = false;
         result.map_err(|e| {
             self.framed = None;
             CallError::Network(e)
@@ -282,6 +403,8 @@ pub struct PeerNetwork {
     faults: Option<(NodeId, Arc<NetworkFaults>)>,
     /// The cluster secret every connection proves (none: insecure).
     secret: Option<ClusterSecret>,
+    /// Idle streams shared by every connection this network makes.
+    pool: PeerPool,
 }
 
 impl PeerNetwork {
@@ -295,12 +418,21 @@ impl PeerNetwork {
         PeerNetwork {
             faults: faults.map(|faults| (from, faults)),
             secret,
+            pool: PeerPool::default(),
         }
     }
 
-    /// A connection (made on first use) to node `to` at `addr`.
+    /// A connection to node `to` at `addr`, on a pooled stream or one made
+    /// on first use.
     pub fn connection(&self, to: NodeId, addr: String) -> PeerConnection {
-        PeerConnection::with_faults(addr, self.link(to)).with_secret(self.secret.clone())
+        PeerConnection::with_faults(addr, self.link(to))
+            .with_secret(self.secret.clone())
+            .with_pool(self.pool.clone())
+    }
+
+    /// The pool of idle streams (for tests and figures).
+    pub fn pool(&self) -> &PeerPool {
+        &self.pool
     }
 
     /// The faults of the link from this node to `to`.
@@ -389,6 +521,18 @@ impl RaftNetwork<TypeConfig> for PeerClient {
     }
 }
 
+/// The leader's read-index batcher, which peers' `ReadIndex` requests join.
+pub type LeaderReads = ReadIndexBatcher<ReadIndexError>;
+
+/// What the peer listener needs besides the `Raft` handle.
+#[derive(Clone)]
+pub struct PeerService {
+    /// Where peers' `ReadIndex` requests go.
+    pub reads: LeaderReads,
+    /// This node's native address, once the server advertises it.
+    pub client_addr: Arc<arc_swap::ArcSwapOption<std::net::SocketAddr>>,
+}
+
 /// Accepts peer connections on `listener` until the process stops, each
 /// served by a task of its own on the current arbiter; with a `secret`,
 /// only after the connection proved it.
@@ -396,12 +540,13 @@ pub async fn serve_peers(
     listener: TcpListener,
     raft: Raft<TypeConfig>,
     secret: Option<ClusterSecret>,
+    service: PeerService,
 ) {
     loop {
         match listener.accept().await {
             Ok((stream, from)) => {
                 let _ = stream.set_nodelay(true);
-                let (raft, secret) = (raft.clone(), secret.clone());
+                let (raft, secret, service) = (raft.clone(), secret.clone(), service.clone());
                 tokio::spawn(async move {
                     let mut framed = Framed::new(stream, codec());
                     if let Some(secret) = &secret
@@ -410,7 +555,7 @@ pub async fn serve_peers(
                         log::warn!("refused a peer connection from {from}: {e}");
                         return;
                     }
-                    serve_connection(framed, raft).await;
+                    serve_connection(framed, raft, service).await;
                 });
             }
             Err(e) => {
@@ -423,10 +568,7 @@ pub async fn serve_peers(
 
 /// Answers the requests of one peer connection, in order, until it
 /// closes, fails or sends nothing for [`PEER_READ_TIMEOUT`].
-async fn serve_connection(
-    mut framed: Framed<TcpStream, LengthDelimitedCodec>,
-    raft: Raft<TypeConfig>,
-) {
+async fn serve_connection(mut framed: PeerStream, raft: Raft<TypeConfig>, service: PeerService) {
     while let Ok(Some(Ok(frame))) = tokio::time::timeout(PEER_READ_TIMEOUT, framed.next()).await {
         let request: PeerRequest = match postcard::from_bytes(&frame) {
             Ok(request) => request,
@@ -435,7 +577,7 @@ async fn serve_connection(
                 return;
             }
         };
-        let reply = answer(&raft, request).await;
+        let reply = answer(&raft, &service, request).await;
         let encoded = match postcard::to_stdvec(&reply) {
             Ok(encoded) => encoded,
             Err(e) => {
@@ -449,7 +591,7 @@ async fn serve_connection(
     }
 }
 
-async fn answer(raft: &Raft<TypeConfig>, request: PeerRequest) -> PeerReply {
+async fn answer(raft: &Raft<TypeConfig>, service: &PeerService, request: PeerRequest) -> PeerReply {
     match request {
         PeerRequest::AppendEntries(rpc) => PeerReply::AppendEntries(raft.append_entries(rpc).await),
         PeerRequest::Vote(rpc) => PeerReply::Vote(raft.vote(rpc).await),
@@ -462,9 +604,11 @@ async fn answer(raft: &Raft<TypeConfig>, request: PeerRequest) -> PeerReply {
                 .map(|written| (written.log_id, written.data)),
         ),
         PeerRequest::ReadIndex => PeerReply::ReadIndex(
-            raft.get_read_log_id()
+            service
+                .reads
+                .read_index()
                 .await
-                .map(|(read_log_id, _applied)| read_log_id),
+                .unwrap_or(Err(RaftError::Fatal(openraft::error::Fatal::Stopped))),
         ),
         PeerRequest::Initialized => {
             PeerReply::Initialized(raft.is_initialized().await.unwrap_or(true))
@@ -472,5 +616,100 @@ async fn answer(raft: &Raft<TypeConfig>, request: PeerRequest) -> PeerReply {
         PeerRequest::ChangeMembers(change) => {
             PeerReply::ChangeMembers(change_on_leader(raft, change).await)
         }
+        PeerRequest::ClientAddress => {
+            PeerReply::ClientAddress(service.client_addr.load_full().map(|addr| *addr))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    /// A peer that answers `Initialized(true)` to every request, counting
+    /// the connections it accepts; `close_after` requests closes each.
+    async fn answering_peer(close_after: usize) -> (String, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counter = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                counter.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut framed = Framed::new(stream, codec());
+                    for _ in 0..close_after {
+                        let Some(Ok(_)) = framed.next().await else {
+                            return;
+                        };
+                        let reply = postcard::to_stdvec(&PeerReply::Initialized(true)).unwrap();
+                        let _ = framed.send(bytes::Bytes::from(reply)).await;
+                    }
+                });
+            }
+        });
+        (addr, accepted)
+    }
+
+    async fn ask(pool: &PeerPool, addr: &str) -> bool {
+        let mut connection = PeerConnection::new(addr.to_string()).with_pool(pool.clone());
+        let reply = connection
+            .call(&PeerRequest::Initialized, Duration::from_secs(5))
+            .await;
+        matches!(reply, Ok(PeerReply::Initialized(true)))
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn calls_one_after_another_reuse_one_pooled_stream() {
+        let (addr, accepted) = answering_peer(usize::MAX).await;
+        let pool = PeerPool::default();
+        for _ in 0..5 {
+            assert!(ask(&pool, &addr).await);
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+        assert_eq!(pool.idle(&addr), 1);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_stream_the_peer_closed_is_not_reused() {
+        let (addr, accepted) = answering_peer(1).await;
+        let pool = PeerPool::default();
+        assert!(ask(&pool, &addr).await);
+        // Poll until the peer's close has reached this side.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while let Some(stream) = pool.take(&addr) {
+            assert!(
+                Instant::now() < deadline,
+                "the closed stream still looks open"
+            );
+            pool.give(&addr, stream);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(ask(&pool, &addr).await);
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn an_abandoned_call_does_not_give_its_stream_back() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        // A peer that reads requests and never answers.
+        tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            let mut framed = Framed::new(stream, codec());
+            while let Some(Ok(_)) = framed.next().await {}
+        });
+        let pool = PeerPool::default();
+        let mut connection = PeerConnection::new(addr.clone()).with_pool(pool.clone());
+        let call = connection.call(&PeerRequest::Initialized, Duration::from_secs(30));
+        assert!(
+            tokio::time::timeout(Duration::from_millis(200), call)
+                .await
+                .is_err()
+        );
+        drop(connection);
+        assert_eq!(pool.idle(&addr), 0);
     }
 }

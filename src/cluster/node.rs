@@ -22,19 +22,23 @@
 //! openraft (`NotAllowed`), which is treated as success.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::{Arbiter, ArbiterHandle};
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use openraft::error::{ClientWriteError, InitializeError, RaftError};
 use openraft::{BasicNode, Config, Raft, ServerState, SnapshotPolicy};
-use tokio::sync::oneshot;
+use tokio::sync::{Semaphore, oneshot};
 
 use super::faults::NetworkFaults;
-use super::network::{CallError, PeerNetwork, PeerReply, PeerRequest, serve_peers};
+use super::network::{
+    CallError, LeaderReads, PeerNetwork, PeerReply, PeerRequest, PeerService, serve_peers,
+};
 use super::peer_auth::ClusterSecret;
+use super::read_index::{ReadIndex, ReadIndexBatcher, run_rounds};
 use super::state_machine::EngineHost;
 use super::{ClusterRequest, ClusterResponse, LogStore, NodeId, StateMachine, TypeConfig};
 use crate::{Db, Error, Options};
@@ -75,6 +79,10 @@ pub struct ClusterConfig {
     /// Whether reads wait for a read index; default
     /// [`ReadConsistency::Linearizable`].
     pub read_consistency: ReadConsistency,
+    /// The native address clients reach this node on, named in the
+    /// UNAVAILABLE answers of other nodes while it leads; default none
+    /// (see also [`ClusterNode::advertise_client_addr`]).
+    pub client_addr: Option<SocketAddr>,
 }
 
 /// How a node serves reads (`--read-consistency`).
@@ -105,6 +113,7 @@ impl ClusterConfig {
             faults: None,
             secret: None,
             read_consistency: ReadConsistency::Linearizable,
+            client_addr: None,
         }
     }
 
@@ -159,7 +168,9 @@ pub enum ClusterError {
     /// No leader answered within the request timeout.
     #[error("no cluster leader available{}", leader_hint(.leader))]
     Unavailable {
-        /// The last known leader's peer address, if any.
+        /// The last known leader: `node ID, client address HOST:PORT`
+        /// when its native address is known ([`CLIENT_ADDRESS_HINT`]),
+        /// else `node ID, peer address HOST:PORT`.
         leader: Option<String>,
     },
     /// The node's Raft instance stopped (a storage failure); see the log.
@@ -171,9 +182,13 @@ pub enum ClusterError {
     Refused(String),
 }
 
+/// What precedes the leader's native address in an UNAVAILABLE message;
+/// [`crate::client::leader_hint`] reads the address after it.
+pub const CLIENT_ADDRESS_HINT: &str = "client address ";
+
 fn leader_hint(leader: &Option<String>) -> String {
     match leader {
-        Some(addr) => format!(" (last known leader at {addr})"),
+        Some(leader) => format!(" (last known leader: {leader})"),
         None => String::new(),
     }
 }
@@ -224,7 +239,34 @@ pub struct ClusterNode {
     /// Makes the links of this node's own requests to peers (forwarded
     /// writes, read indexes), with the test faults if any.
     network: PeerNetwork,
+    /// Read-index rounds while this node leads (its own reads and its
+    /// followers' `ReadIndex` requests join them).
+    leader_reads: LeaderReads,
+    /// Read-index rounds while another node leads: one forwarded
+    /// `ReadIndex` request per round.
+    follower_reads: ReadIndexBatcher<RoundFailed>,
+    /// Bounds this node's requests in flight to peers, so each uses a
+    /// pooled stream instead of a new connection ([`FORWARDS_IN_FLIGHT`]).
+    forward_slots: Arc<Semaphore>,
+    /// This node's native address, once known (answered to peers).
+    client_addr: Arc<ArcSwapOption<SocketAddr>>,
+    /// The native addresses of the leaders this node has followed, learned
+    /// by asking each new leader ([`learn_leader_addresses`]).
+    leader_client_addrs: Arc<ArcSwap<BTreeMap<NodeId, SocketAddr>>>,
+    /// The last leader this node knew of: kept while an election runs
+    /// (openraft's metrics then name none), so UNAVAILABLE still names it.
+    last_leader: Arc<ArcSwapOption<NodeId>>,
 }
+
+/// A forwarded read-index round found no leader or got no answer; the
+/// reads in it try again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoundFailed;
+
+/// How many requests a node has in flight to its peers at once (forwarded
+/// writes, read indexes, membership changes): at most the pool's idle
+/// streams per peer, so under load every request reuses one.
+const FORWARDS_IN_FLIGHT: usize = super::network::POOLED_PER_PEER;
 
 impl std::fmt::Debug for ClusterNode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -269,12 +311,20 @@ impl ClusterNode {
         let network = PeerNetwork::new(id, config.faults.clone(), config.secret.clone());
         let secret = config.secret.clone();
         let raft_network = network.clone();
+        let (leader_reads, leader_queue) = LeaderReads::channel();
+        let (follower_reads, follower_queue) = ReadIndexBatcher::channel();
+        let client_addr = Arc::new(ArcSwapOption::from_pointee(config.client_addr));
+        let service = PeerService {
+            reads: leader_reads.clone(),
+            client_addr: client_addr.clone(),
+        };
         let started = arbiter.spawn(async move {
             let raft = Raft::new(id, raft_config, raft_network.clone(), log, state_machine).await;
             if let Ok(raft) = &raft
                 && let Ok(listener) = tokio::net::TcpListener::from_std(listener)
             {
-                tokio::spawn(serve_peers(listener, raft.clone(), secret));
+                tokio::spawn(run_rounds(leader_queue, leader_round(raft.clone())));
+                tokio::spawn(serve_peers(listener, raft.clone(), secret, service));
                 tokio::spawn(form_cluster(raft.clone(), id, members, raft_network));
             }
             let _ = reply.send(raft.map_err(|e| e.to_string()));
@@ -284,7 +334,7 @@ impl ClusterNode {
             (_, Ok(Err(e))) => return Err(Error::InvalidArgument(format!("starting Raft: {e}"))),
             _ => return Err(Error::Closed),
         };
-        Ok(ClusterNode {
+        let node = ClusterNode {
             id,
             raft,
             engine,
@@ -294,7 +344,20 @@ impl ClusterNode {
             limits,
             arbiter,
             network,
-        })
+            leader_reads,
+            follower_reads,
+            forward_slots: Arc::new(Semaphore::new(FORWARDS_IN_FLIGHT)),
+            client_addr,
+            leader_client_addrs: Arc::default(),
+            last_leader: Arc::default(),
+        };
+        let forwarder = node.clone();
+        node.arbiter.spawn(run_rounds(follower_queue, move || {
+            let node = forwarder.clone();
+            async move { node.forwarded_read_index().await }
+        }));
+        node.arbiter.spawn(learn_leader_addresses(node.clone()));
+        Ok(node)
     }
 
     /// The live engine (changes when a snapshot is installed): load it per
@@ -361,9 +424,41 @@ impl ClusterNode {
         Ok(())
     }
 
+    /// Sets the native address this node serves clients on (when it is
+    /// known only after the node started, as with port 0).
+    pub fn advertise_client_addr(&self, addr: SocketAddr) {
+        self.client_addr.store(Some(Arc::new(addr)));
+    }
+
+    /// The last known leader's native address, if this node knows it.
+    pub fn leader_client_addr(&self) -> Option<SocketAddr> {
+        self.known_leader()
+            .and_then(|leader| self.client_addr_of(leader))
+    }
+
+    /// The leader now, else the last one this node knew of.
+    fn known_leader(&self) -> Option<NodeId> {
+        let now = self.raft.metrics().borrow().current_leader;
+        now.or_else(|| self.last_leader.load_full().map(|id| *id))
+    }
+
+    fn client_addr_of(&self, id: NodeId) -> Option<SocketAddr> {
+        match id == self.id {
+            true => self.client_addr.load_full().map(|addr| *addr),
+            false => self.leader_client_addrs.load().get(&id).copied(),
+        }
+    }
+
+    /// `node ID, client address A` (or `peer address P`) of the leader
+    /// this node knows of.
     fn leader_addr(&self) -> Option<String> {
-        let leader = self.raft.metrics().borrow().current_leader?;
-        self.addr_of(leader)
+        let leader = self.known_leader()?;
+        let client = self.client_addr_of(leader);
+        Some(match (client, self.addr_of(leader)) {
+            (Some(client), _) => format!("node {leader}, {CLIENT_ADDRESS_HINT}{client}"),
+            (None, Some(peer)) => format!("node {leader}, peer address {peer}"),
+            (None, None) => format!("node {leader}"),
+        })
     }
 
     /// `id`'s peer address: from the membership this node knows, else
@@ -428,7 +523,9 @@ impl ClusterNode {
     /// Returns once this node's engine reflects every write committed
     /// before the call (a read index: the leader confirms its leadership
     /// with a majority and names its commit index; this node waits until it
-    /// has applied that far). A read after it is linearizable.
+    /// has applied that far). A read after it is linearizable. Concurrent
+    /// callers share rounds ([`super::read_index`]), never one that began
+    /// before they called.
     ///
     /// # Errors
     ///
@@ -436,15 +533,7 @@ impl ClusterNode {
     pub async fn linearizable_barrier(&self) -> Result<(), ClusterError> {
         let deadline = Instant::now() + self.request_timeout;
         loop {
-            let leader = self.raft.metrics().borrow().current_leader;
-            if leader == Some(self.id) {
-                if self.raft.ensure_linearizable().await.is_ok() {
-                    return Ok(());
-                }
-            } else if let Some(leader) = leader
-                && let Ok(PeerReply::ReadIndex(Ok(index))) =
-                    self.ask(leader, &PeerRequest::ReadIndex, deadline).await
-            {
+            if let Some(index) = self.read_index(deadline).await {
                 let Some(index) = index else { return Ok(()) };
                 let left = deadline.saturating_duration_since(Instant::now());
                 let waited = self.raft.wait(Some(left));
@@ -457,6 +546,32 @@ impl ClusterNode {
                 };
             }
             self.pause_or_give_up(deadline).await?;
+        }
+    }
+
+    /// A read index from a round that starts after this call (through the
+    /// leader's batcher here, or the follower's to the leader); `None` if
+    /// no leader is known or the round failed or outlived `deadline`.
+    async fn read_index(&self, deadline: Instant) -> Option<ReadIndex> {
+        let leader = self.raft.metrics().borrow().current_leader?;
+        let left = deadline.saturating_duration_since(Instant::now());
+        if leader == self.id {
+            let round = tokio::time::timeout(left, self.leader_reads.read_index());
+            round.await.ok().flatten()?.ok()
+        } else {
+            let round = tokio::time::timeout(left, self.follower_reads.read_index());
+            round.await.ok().flatten()?.ok()
+        }
+    }
+
+    /// One follower round: asks the leader for a read index.
+    async fn forwarded_read_index(&self) -> Result<ReadIndex, RoundFailed> {
+        let leader = self.raft.metrics().borrow().current_leader;
+        let leader = leader.filter(|l| *l != self.id).ok_or(RoundFailed)?;
+        let deadline = Instant::now() + self.request_timeout;
+        match self.ask(leader, &PeerRequest::ReadIndex, deadline).await {
+            Ok(PeerReply::ReadIndex(Ok(index))) => Ok(index),
+            _ => Err(RoundFailed),
         }
     }
 
@@ -473,7 +588,9 @@ impl ClusterNode {
         }
     }
 
-    /// Sends `request` to node `target` on a connection of its own.
+    /// Sends `request` to node `target` on a pooled stream (or a new one),
+    /// waiting for one of the [`FORWARDS_IN_FLIGHT`] slots first (except a
+    /// read-index round or an address probe, which are one at a time).
     pub(super) async fn ask(
         &self,
         target: NodeId,
@@ -483,6 +600,20 @@ impl ClusterNode {
         let Some(addr) = self.addr_of(target) else {
             let unknown = std::io::Error::other(format!("node {target} has no known address"));
             return Err(CallError::Unreachable(unknown));
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        // A read-index round or an address probe (at most one of each in
+        // flight) must not queue behind forwarded writes.
+        let bounded = !matches!(request, PeerRequest::ReadIndex | PeerRequest::ClientAddress);
+        let _slot = match bounded {
+            true => match tokio::time::timeout(left, self.forward_slots.acquire()).await {
+                Ok(Ok(slot)) => Some(slot),
+                _ => {
+                    let busy = std::io::Error::other("no free slot for a peer request in time");
+                    return Err(CallError::Unreachable(busy));
+                }
+            },
+            false => None,
         };
         let left = deadline.saturating_duration_since(Instant::now());
         let mut connection = self.network.connection(target, addr);
@@ -561,6 +692,52 @@ impl ClusterNode {
 /// framing each): the WAL's record limit less room for the entry's own
 /// framing and the applied log id.
 const MAX_BATCH_BYTES: usize = crate::format::wal::MAX_RECORD_BYTES - (64 << 10);
+
+/// One leader round: openraft's read index (a heartbeat round to a
+/// majority, then its commit index).
+fn leader_round(
+    raft: Raft<TypeConfig>,
+) -> impl FnMut() -> futures_util::future::BoxFuture<
+    'static,
+    Result<ReadIndex, super::network::ReadIndexError>,
+> {
+    use futures_util::FutureExt;
+    move || {
+        let raft = raft.clone();
+        async move { raft.get_read_log_id().await.map(|(index, _applied)| index) }.boxed()
+    }
+}
+
+/// How often a node checks whether the leader changed, to learn the new
+/// leader's native address.
+const LEADER_CHECK: Duration = Duration::from_millis(500);
+
+/// Asks each new leader for its native address and keeps it, so that an
+/// UNAVAILABLE answer can name it even once the leader is unreachable.
+async fn learn_leader_addresses(node: ClusterNode) {
+    let mut asked = None;
+    loop {
+        let leader = node.raft.metrics().borrow().current_leader;
+        if let Some(leader) = leader {
+            node.last_leader.store(Some(Arc::new(leader)));
+        }
+        if let Some(leader) = leader.filter(|l| *l != node.id && asked != Some(*l)) {
+            let deadline = Instant::now() + LEADER_CHECK;
+            let reply = node
+                .ask(leader, &PeerRequest::ClientAddress, deadline)
+                .await;
+            if let Ok(PeerReply::ClientAddress(Some(addr))) = reply {
+                node.leader_client_addrs.rcu(|known| {
+                    let mut known = BTreeMap::clone(known);
+                    known.insert(leader, addr);
+                    known
+                });
+                asked = Some(leader);
+            }
+        }
+        tokio::time::sleep(LEADER_CHECK).await;
+    }
+}
 
 /// How often the lowest node re-probes the others while forming.
 const FORM_RETRY: Duration = Duration::from_millis(300);
