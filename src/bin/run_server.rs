@@ -411,24 +411,15 @@ async fn serve(
         );
         config.cluster = Some(node.clone());
         let db = Db::clone(&node.engine());
-        if let Some(listener) = metrics_listener {
-            let mut requests = vec![config.request_stats.clone()];
-            if resp.is_some() {
-                requests.push(resp_config.request_stats.clone());
-            }
-            actix_rt::spawn(metrics::serve(listener, db.clone(), requests));
-        }
-        let served = match resp {
-            None => server::run(native, db, config, shutdown).await,
-            Some(resp) => {
-                // RESP goes through the node too (`config.cluster`).
-                let mut resp_config = resp_config;
-                resp_config.share_connection_limits(&config);
-                resp::run_beside(native, resp, db, config, resp_config, shutdown).await
-            }
+        // RESP goes through the node too (`config.cluster`).
+        let listeners = Listeners {
+            native,
+            resp,
+            metrics: metrics_listener,
         };
+        let served = serve_ports(listeners, db, config, resp_config, shutdown).await;
         let stopped = node.shutdown().await;
-        served.map_err(|e| e.to_string())?;
+        served?;
         return stopped.or_else(closed_is_fine).map_err(|e| e.to_string());
     }
     let db = {
@@ -441,6 +432,36 @@ async fn serve(
     };
     let seconds = opening.elapsed().as_secs_f64();
     log::info!("database open in {seconds:.1} s; listening on {listening}");
+    let listeners = Listeners {
+        native,
+        resp,
+        metrics: metrics_listener,
+    };
+    serve_ports(listeners, db, config, resp_config, shutdown).await
+}
+
+/// The bound ports: native, and RESP and metrics when asked for.
+struct Listeners {
+    native: TcpListener,
+    resp: Option<TcpListener>,
+    metrics: Option<TcpListener>,
+}
+
+/// Serves `db` on `listeners` until `shutdown`: the metrics endpoint (both
+/// protocols' request figures), and the native port with RESP beside it
+/// (the two sharing one set of connection limits).
+async fn serve_ports(
+    listeners: Listeners,
+    db: Db,
+    config: ServerConfig,
+    resp_config: RespConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), String> {
+    let Listeners {
+        native,
+        resp,
+        metrics: metrics_listener,
+    } = listeners;
     if let Some(listener) = metrics_listener {
         let mut requests = vec![config.request_stats.clone()];
         if resp.is_some() {
