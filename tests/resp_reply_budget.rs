@@ -31,6 +31,18 @@ fn command(i: usize) -> Vec<u8> {
     }
 }
 
+/// Sets `big0`..`big7`, each `VALUE_BYTES` of one letter.
+fn set_big_values(server: &RespServer) {
+    let mut setter = server.redis();
+    for k in 0..8u8 {
+        redis::cmd("SET")
+            .arg(format!("big{k}"))
+            .arg(vec![b'a' + k; VALUE_BYTES])
+            .exec(&mut setter)
+            .unwrap();
+    }
+}
+
 #[test]
 fn never_reading_clients_of_large_gets_stay_within_the_budget() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
@@ -39,15 +51,7 @@ fn never_reading_clients_of_large_gets_stay_within_the_budget() {
         c.max_reply_bytes = 1 << 20;
         c.max_bulk_bytes = 4 << 20;
     });
-    let mut setter = server.redis();
-    for k in 0..8u8 {
-        let value = vec![b'a' + k; VALUE_BYTES];
-        redis::cmd("SET")
-            .arg(format!("big{k}"))
-            .arg(value)
-            .exec(&mut setter)
-            .unwrap();
-    }
+    set_big_values(&server);
     let before = rss_kib();
     // 400 requests of 1.25 MiB of replies on average: 500 MiB per
     // connection if the server queued them all.
@@ -151,15 +155,7 @@ fn many_non_reading_clients_together_stay_under_the_server_budget() {
         c.server_budget = shared;
         c.idle_timeout = Duration::from_millis(500);
     });
-    let mut setter = server.redis();
-    for k in 0..8u8 {
-        redis::cmd("SET")
-            .arg(format!("big{k}"))
-            .arg(vec![b'a' + k; VALUE_BYTES])
-            .exec(&mut setter)
-            .unwrap();
-    }
-    drop(setter);
+    set_big_values(&server);
     let before = rss_kib();
     let get = |i: usize| request(&[b"GET", format!("big{}", i % 8).as_bytes()]);
     let (greedy, sent) = flood(|| server.connect(), get, 16, 200);
