@@ -25,14 +25,12 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures_util::future::{FutureExt, LocalBoxFuture, ready};
 
+use super::backoff::ConflictRetries;
 use super::{ClusterError, ClusterNode, ClusterRequest, Condition, admin};
 use crate::proto::{self, ErrorCode, request::Command, response::Reply};
 use crate::server::checkpoints::CheckpointRoot;
 use crate::server::dispatch;
 use crate::{Error, WriteBatch};
-
-/// How often an `Expire` or `Persist` is retried after conflicts.
-const MAX_CONDITIONAL_ATTEMPTS: usize = 64;
 
 /// Runs `command` on the cluster (see the module doc).
 pub fn execute(
@@ -162,13 +160,14 @@ fn flag(result: Result<bool, RmwError>) -> Reply {
 /// # Errors
 /// [`RmwError::Cluster`] if no leader answered in time;
 /// [`RmwError::Engine`] for a local read error, or `Conflict` after
-/// [`MAX_CONDITIONAL_ATTEMPTS`] conflicts.
+/// conflicts for the node's request timeout ([`ConflictRetries`]).
 pub async fn update_expiry(
     cluster: &ClusterNode,
     key: Bytes,
     mut decide: impl FnMut(u64) -> Option<u64>,
 ) -> Result<bool, RmwError> {
-    for _ in 0..MAX_CONDITIONAL_ATTEMPTS {
+    let mut retries = ConflictRetries::new(cluster.request_timeout());
+    loop {
         cluster.read_barrier().await.map_err(RmwError::Cluster)?;
         let db = cluster.engine();
         let now_ms = db.now_ms();
@@ -198,8 +197,10 @@ pub async fn update_expiry(
         if !response.conflict {
             return Ok(true);
         }
+        if !retries.again().await {
+            return Err(RmwError::Engine(Error::Conflict));
+        }
     }
-    Err(RmwError::Engine(Error::Conflict))
 }
 
 /// `Error{UNAVAILABLE}` with the cluster's explanation.

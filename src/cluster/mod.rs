@@ -19,6 +19,8 @@
 //!   cluster secret before any request is served.
 //! - [`read_index`]: the actor that batches read-index rounds, one round
 //!   for every read waiting when it starts.
+//! - [`backoff`]: the random pause a conditional write takes after a
+//!   conflict, so two nodes' read-modify-writes do not fall into step.
 //! - [`admin`]: membership changes (`cluster add/remove`) and the status
 //!   figures (`cluster status`, `stats`) on the native protocol.
 //! - [`dispatch`]: the server's routing point for native commands on a
@@ -30,6 +32,7 @@
 //! The flow between these parts is in `docs/CLUSTER.md`.
 
 pub mod admin;
+pub mod backoff;
 pub mod dispatch;
 pub mod faults;
 pub mod log_store;

@@ -64,8 +64,9 @@ type Result<T> = std::result::Result<T, StoreError>;
 
 /// The most units one round takes.
 pub const MAX_UNITS_PER_ROUND: usize = 256;
-/// How often a round is redone after conflicts before its units are
-/// answered with the conflict.
+/// How often a round is redone after conflicts on one engine before its
+/// units are answered with the conflict (on a cluster: for the node's
+/// request timeout, see [`Store::conflict_retries`]).
 const MAX_ATTEMPTS: usize = 64;
 
 /// Runs [`Unit`]s; see the module doc.
@@ -175,13 +176,13 @@ async fn run_round(db: Store, round: Vec<Queued>) {
 /// Runs `units` as one, redoing them after conflicts: their answers, in
 /// order, once their writes are acknowledged.
 async fn commit_together(store: &Store, units: &[Unit]) -> Result<Vec<Reply>> {
-    for _ in 0..MAX_ATTEMPTS {
+    let mut retries = store.conflict_retries(MAX_ATTEMPTS);
+    loop {
         match attempt(store, units).await {
-            Err(e) if e.is_conflict() => {}
+            Err(e) if e.is_conflict() && retries.again().await => {}
             other => return other,
         }
     }
-    Err(Error::Conflict.into())
 }
 
 /// One attempt of a round; on a cluster node, after the read barrier (the

@@ -22,7 +22,7 @@ use futures_util::future::LocalBoxFuture;
 
 use super::commands::engine_error;
 use super::reply::Reply;
-use crate::cluster::{ClusterError, ClusterNode, ClusterRequest, Condition};
+use crate::cluster::{ClusterError, ClusterNode, ClusterRequest, Condition, backoff};
 use crate::{Db, Error, WriteBatch};
 
 /// A key's value and its expiry (Unix milliseconds, 0: never), `None` if
@@ -76,6 +76,27 @@ pub fn clusterdown(error: &ClusterError) -> String {
     format!("CLUSTERDOWN {error}")
 }
 
+/// See [`Store::conflict_retries`].
+pub enum ConflictRetries {
+    /// Retries left.
+    Count(usize),
+    Timed(backoff::ConflictRetries),
+}
+
+impl ConflictRetries {
+    /// After a conflict: whether to try again (after a pause, on a
+    /// cluster).
+    pub async fn again(&mut self) -> bool {
+        match self {
+            ConflictRetries::Count(left) => {
+                *left = left.saturating_sub(1);
+                *left > 0
+            }
+            ConflictRetries::Timed(retries) => retries.again().await,
+        }
+    }
+}
+
 impl Store {
     /// The engine to read (a cluster's live one, loaded now).
     pub fn db(&self) -> Db {
@@ -90,6 +111,20 @@ impl Store {
         match self {
             Store::Single(_) => None,
             Store::Cluster(node) => Some(node),
+        }
+    }
+
+    /// How a read-modify-write retries after conflicts: on one engine
+    /// (where only plain writes contend with the counter) up to `attempts`
+    /// times at once; on a cluster, where other nodes' counters contend,
+    /// after a random pause and for the node's request timeout
+    /// ([`crate::cluster::backoff`]).
+    pub fn conflict_retries(&self, attempts: usize) -> ConflictRetries {
+        match self {
+            Store::Single(_) => ConflictRetries::Count(attempts),
+            Store::Cluster(node) => {
+                ConflictRetries::Timed(backoff::ConflictRetries::new(node.request_timeout()))
+            }
         }
     }
 
