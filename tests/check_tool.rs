@@ -36,7 +36,8 @@ async fn check_passes_a_healthy_database() {
     database_with_data(dir.path()).await;
     let output = run_check(&[dir.path().to_str().unwrap()]);
     let text = stdout(&output);
-    assert_eq!(output.status.code(), Some(0), "{text}");
+    let errors = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{text}{errors}");
     assert!(text.contains("0 problem(s)"), "{text}");
     assert!(!text.contains("problem:"), "{text}");
 }

@@ -73,3 +73,32 @@ async fn put_get_delete_batch_scan_survive_reopen() {
     assert_eq!(page.entries[0].0, Bytes::from("key01999"));
     db.close().await.unwrap();
 }
+
+/// `close` returns only once the directory is unlocked: opening it again
+/// right away never meets `Locked`, however busy the background was (the
+/// segment manager and compactor stop on their own thread, and blocking
+/// jobs hold the lock until they end).
+#[actix_rt::test]
+async fn close_releases_the_directory_before_it_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    for round in 0..30u32 {
+        let db = Db::open(small_options(dir.path()))
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: {e}"));
+        for i in 0..300u32 {
+            db.put(format!("key{i:05}"), format!("value{round}-{i}"))
+                .await
+                .unwrap();
+        }
+        // Asked now, not awaited: the flush (and the compaction it may
+        // start) is still running when `close` is called.
+        drop(db.flush());
+        db.close().await.unwrap();
+    }
+    let db = Db::open(small_options(dir.path())).await.unwrap();
+    assert_eq!(
+        db.get("key00299").await.unwrap(),
+        Some(Bytes::from("value29-299"))
+    );
+    db.close().await.unwrap();
+}

@@ -93,6 +93,8 @@ struct DbInner {
     /// Set by `close`: reads, which need no actor, check it.
     closed: AtomicBool,
     arbiters: Vec<ArbiterHandle>,
+    /// Set when the directory lock is dropped; `close` waits for it.
+    released: Arc<LockReleased>,
 }
 
 impl Drop for DbInner {
@@ -123,7 +125,11 @@ async fn answer<T>(rx: oneshot::Receiver<Result<T>>) -> Result<T> {
 /// background arbiter; segment reads go to a pool of threads.
 fn start_actors(options: Arc<Options>, recovered: recovery::Recovered) -> DbInner {
     let counters = Arc::new(Counters::default());
-    let lock: Arc<dyn DirectoryLock> = Arc::from(recovered.lock);
+    let released = Arc::new(LockReleased::default());
+    let lock: Arc<dyn DirectoryLock> = Arc::new(SignallingLock {
+        lock: Some(recovered.lock),
+        released: released.clone(),
+    });
     let segments_set = Arc::new(recovered.segments);
     let numbers = recovered.file_numbers;
     let background = Arbiter::new();
@@ -200,6 +206,54 @@ fn start_actors(options: Arc<Options>, recovered: recovery::Recovered) -> DbInne
         view,
         closed: AtomicBool::new(false),
         arbiters,
+        released,
+    }
+}
+
+/// Set once the directory lock is dropped: the last actor or blocking job
+/// holding a clone of it has finished.
+#[derive(Default)]
+struct LockReleased {
+    done: AtomicBool,
+    notify: tokio::sync::Notify,
+}
+
+impl LockReleased {
+    /// Returns once the lock is released (on any executor: no timer).
+    async fn wait(&self) {
+        loop {
+            let notified = self.notify.notified();
+            if self.done.load(Ordering::Acquire) {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// The directory lock the actors and their blocking jobs share; dropping
+/// the last clone unlocks the directory and then tells `close`.
+#[derive(Debug)]
+struct SignallingLock {
+    lock: Option<Box<dyn DirectoryLock>>,
+    released: Arc<LockReleased>,
+}
+
+impl DirectoryLock for SignallingLock {}
+
+impl Drop for SignallingLock {
+    fn drop(&mut self) {
+        drop(self.lock.take());
+        self.released.done.store(true, Ordering::Release);
+        self.released.notify.notify_waiters();
+    }
+}
+
+impl std::fmt::Debug for LockReleased {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LockReleased")
+            .field("done", &self.done.load(Ordering::Relaxed))
+            .finish()
     }
 }
 
@@ -544,7 +598,10 @@ impl Db {
     }
 
     /// Finishes accepted writes, syncs the WAL, stops the actors and releases
-    /// the directory. Later calls on any clone fail with `Closed`.
+    /// the directory: once it returns, another process (or `Db::open`) can
+    /// open it. It waits for blocking jobs still running (a compaction's
+    /// merge, say), which hold the directory until they end. Later calls on
+    /// any clone fail with `Closed`.
     pub fn close(&self) -> impl Future<Output = Result<()>> + 'static {
         let inner = self.inner.clone();
         async move {
@@ -561,6 +618,7 @@ impl Db {
             for arbiter in &inner.arbiters {
                 arbiter.stop();
             }
+            inner.released.wait().await;
             match synced {
                 Err(Error::Closed) => Ok(()),
                 other => other,
