@@ -19,7 +19,17 @@
 //!
 //! Every append, truncation and purge is written and fdatasynced before it
 //! is acknowledged to openraft (whatever `--sync` says: a vote or an entry
-//! that counted towards a majority must survive a crash). Reading follows
+//! that counted towards a majority must survive a crash).
+//!
+//! Appends are group-committed. openraft hands an append a callback
+//! ([`LogFlushed`]) and goes on without waiting for it, so `append` only
+//! writes the records (the page cache) and passes the callback to the
+//! log's syncer thread ([`LogSyncer`]). The syncer takes every callback
+//! waiting when it wakes, makes one `fdatasync`, and then calls them all:
+//! every record written before the sync began is durable when its callback
+//! runs, and while one sync runs the next appends gather behind it (the
+//! WAL's group commit, for the Raft log). Truncations, purges and votes are
+//! rare and still sync where they happen. Reading follows
 //! the WAL's rules: a torn last record is dropped (it was never
 //! acknowledged), a damaged record followed by more data is
 //! [`crate::Error::Corruption`] and the node refuses to start.
@@ -70,6 +80,81 @@ enum LogRecord {
 /// which (and beyond the live entries' count) the file is rewritten.
 const REWRITE_AFTER_DEAD_RECORDS: usize = 1024;
 
+/// Told whether the records written before it was queued are durable
+/// (openraft's [`LogFlushed`], boxed so that tests can count).
+type WhenDurable = Box<dyn FnOnce(std::io::Result<()>) + Send>;
+
+/// What the syncer thread is asked to do, in the order the store wrote.
+enum SyncRequest {
+    /// Sync, then report: the entries were written before this was sent.
+    Flushed(WhenDurable),
+    /// The log was rewritten (and synced) as a new file: sync that one from
+    /// now on.
+    NewFile(std::fs::File),
+}
+
+/// The log's syncer thread (see the module doc): one `fdatasync` for every
+/// callback waiting when it wakes. It stops when the store is dropped.
+struct LogSyncer {
+    requests: std::sync::mpsc::Sender<SyncRequest>,
+}
+
+impl LogSyncer {
+    /// Starts the thread syncing `file` (a handle on the log file).
+    fn start(file: std::fs::File) -> std::io::Result<LogSyncer> {
+        let (requests, incoming) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("raft-log-sync".into())
+            .spawn(move || run_syncer(file, &incoming))?;
+        Ok(LogSyncer { requests })
+    }
+
+    /// Asks for `request`; if the thread is gone, reports the callback's
+    /// failure at once.
+    fn send(&self, request: SyncRequest) {
+        if let Err(std::sync::mpsc::SendError(SyncRequest::Flushed(callback))) =
+            self.requests.send(request)
+        {
+            callback(Err(std::io::Error::other("the log's syncer stopped")));
+        }
+    }
+}
+
+/// The syncer's loop, until the store is dropped; returns how many syncs
+/// it made. After a failed sync every later callback fails too: the
+/// kernel may have dropped the unsynced pages, so a later successful sync
+/// proves nothing about them (the node stops on the first error).
+fn run_syncer(mut file: std::fs::File, incoming: &std::sync::mpsc::Receiver<SyncRequest>) -> u64 {
+    let mut failed: Option<String> = None;
+    let mut syncs = 0;
+    while let Ok(first) = incoming.recv() {
+        let mut waiting = Vec::new();
+        for request in std::iter::once(first).chain(incoming.try_iter()) {
+            match request {
+                SyncRequest::Flushed(callback) => waiting.push(callback),
+                SyncRequest::NewFile(new) => file = new,
+            }
+        }
+        if waiting.is_empty() {
+            continue;
+        }
+        if failed.is_none() {
+            syncs += 1;
+            if let Err(error) = file.sync_data() {
+                failed = Some(format!("syncing the Raft log: {error}"));
+            }
+        }
+        for callback in waiting {
+            let result = match &failed {
+                None => Ok(()),
+                Some(why) => Err(std::io::Error::other(why.clone())),
+            };
+            callback(result);
+        }
+    }
+    syncs
+}
+
 /// The Raft log and vote of one node. Owned by openraft's core task.
 pub struct LogStore {
     /// `DIR/raft`.
@@ -84,6 +169,8 @@ pub struct LogStore {
     writer: LogFile,
     /// Records in the file that no longer describe a live entry.
     dead_records: usize,
+    /// Syncs appends in groups.
+    syncer: LogSyncer,
 }
 
 /// A reader of the live entries, for openraft's replication tasks.
@@ -117,6 +204,11 @@ impl LogStore {
             }
         }
         let writer = rewrite_log(dir, &entries, last_purged)?;
+        let syncer = writer
+            .file
+            .try_clone()
+            .and_then(LogSyncer::start)
+            .context(|| format!("starting the syncer of {}", log.display()))?;
         Ok(LogStore {
             dir: dir.to_path_buf(),
             entries,
@@ -124,30 +216,45 @@ impl LogStore {
             vote,
             writer,
             dead_records: 0,
+            syncer,
         })
     }
 
     /// Frames `records` into one buffer, appends it and fdatasyncs.
     fn append_records(&mut self, records: &[LogRecord]) -> std::io::Result<()> {
-        let mut framed = Vec::new();
-        for record in records {
-            let payload = postcard::to_stdvec(record).map_err(codec_error)?;
-            if payload.len() > MAX_RECORD_BYTES {
-                return Err(std::io::Error::other(format!(
-                    "a log record of {} bytes exceeds the limit {MAX_RECORD_BYTES}",
-                    payload.len()
-                )));
-            }
-            WalWriter::encode_record(&payload, &mut framed);
-        }
+        let framed = frame(records)?;
         self.writer.append_synced(&framed)
     }
+}
 
+/// The records WAL-framed into one buffer.
+fn frame(records: &[LogRecord]) -> std::io::Result<Vec<u8>> {
+    let mut framed = Vec::new();
+    for record in records {
+        let payload = postcard::to_stdvec(record).map_err(codec_error)?;
+        if payload.len() > MAX_RECORD_BYTES {
+            return Err(std::io::Error::other(format!(
+                "a log record of {} bytes exceeds the limit {MAX_RECORD_BYTES}",
+                payload.len()
+            )));
+        }
+        WalWriter::encode_record(&payload, &mut framed);
+    }
+    Ok(framed)
+}
+
+impl LogStore {
     /// Rewrites the file when dead records dominate it.
     fn maybe_rewrite(&mut self) -> Result<()> {
         if self.dead_records > REWRITE_AFTER_DEAD_RECORDS.max(self.entries.len()) {
             self.writer = rewrite_log(&self.dir, &self.entries, self.last_purged)?;
             self.dead_records = 0;
+            let handle = self
+                .writer
+                .file
+                .try_clone()
+                .context(|| format!("reopening {}", self.dir.join("log").display()))?;
+            self.syncer.send(SyncRequest::NewFile(handle));
         }
         Ok(())
     }
@@ -197,10 +304,15 @@ struct LogFile {
 }
 
 impl LogFile {
+    /// Appends whole framed records (not synced).
+    fn append(&mut self, framed: &[u8]) -> std::io::Result<()> {
+        use std::io::Write;
+        self.file.write_all(framed)
+    }
+
     /// Appends whole framed records and fdatasyncs.
     fn append_synced(&mut self, framed: &[u8]) -> std::io::Result<()> {
-        use std::io::Write;
-        self.file.write_all(framed)?;
+        self.append(framed)?;
         self.file.sync_data()
     }
 }
@@ -361,7 +473,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: OptionalSend,
     {
         let records: Vec<LogRecord> = entries.into_iter().map(LogRecord::Entry).collect();
-        if let Err(error) = self.append_records(&records) {
+        if let Err(error) = frame(&records).and_then(|framed| self.writer.append(&framed)) {
             let storage = StorageIOError::write_logs(&error);
             callback.log_io_completed(Err(error));
             return Err(storage.into());
@@ -373,7 +485,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 self.entries.insert(entry.log_id.index, entry);
             }
         }
-        callback.log_io_completed(Ok(()));
+        // Durable, and reported, once the syncer's next sync returns.
+        let when_durable = move |result| callback.log_io_completed(result);
+        self.syncer
+            .send(SyncRequest::Flushed(Box::new(when_durable)));
         Ok(())
     }
 
@@ -468,6 +583,41 @@ mod tests {
             "{:?}",
             result.err()
         );
+    }
+
+    #[test]
+    fn one_sync_serves_every_append_waiting_for_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = std::fs::File::create(dir.path().join("log")).unwrap();
+        let (requests, incoming) = std::sync::mpsc::channel();
+        let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        for _ in 0..10 {
+            let done = done.clone();
+            let callback = move |result: std::io::Result<()>| {
+                result.unwrap();
+                done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            };
+            requests
+                .send(SyncRequest::Flushed(Box::new(callback)))
+                .unwrap();
+        }
+        let next = std::fs::File::create(dir.path().join("log.next")).unwrap();
+        requests.send(SyncRequest::NewFile(next)).unwrap();
+        drop(requests);
+        // All ten were waiting when the syncer woke: one sync for them.
+        assert_eq!(run_syncer(file, &incoming), 1);
+        assert_eq!(done.load(std::sync::atomic::Ordering::Relaxed), 10);
+    }
+
+    #[test]
+    fn the_syncer_thread_reports_each_append_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = std::fs::File::create(dir.path().join("log")).unwrap();
+        let syncer = LogSyncer::start(file).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let callback = move |result: std::io::Result<()>| tx.send(result.is_ok()).unwrap();
+        syncer.send(SyncRequest::Flushed(Box::new(callback)));
+        assert!(rx.recv_timeout(std::time::Duration::from_secs(20)).unwrap());
     }
 
     #[test]
