@@ -21,6 +21,8 @@
 //!   for every read waiting when it starts.
 //! - [`backoff`]: the random pause a conditional write takes after a
 //!   conflict, so two nodes' read-modify-writes do not fall into step.
+//! - [`write_batch`]: the actor that merges the plain writes waiting while
+//!   one proposal commits into the next log entry.
 //! - [`admin`]: membership changes (`cluster add/remove`) and the status
 //!   figures (`cluster status`, `stats`) on the native protocol.
 //! - [`dispatch`]: the server's routing point for native commands on a
@@ -43,6 +45,7 @@ pub mod read_index;
 pub mod request;
 pub mod snapshot;
 pub mod state_machine;
+pub mod write_batch;
 
 pub use admin::MemberChange;
 pub use log_store::LogStore;

@@ -40,6 +40,7 @@ use super::network::{
 use super::peer_auth::ClusterSecret;
 use super::read_index::{ReadIndex, ReadIndexBatcher, run_rounds};
 use super::state_machine::EngineHost;
+use super::write_batch::{WriteBatcher, mergeable, run_batches};
 use super::{ClusterRequest, ClusterResponse, LogStore, NodeId, StateMachine, TypeConfig};
 use crate::{Db, Error, Options};
 
@@ -245,6 +246,9 @@ pub struct ClusterNode {
     /// Read-index rounds while another node leads: one forwarded
     /// `ReadIndex` request per round.
     follower_reads: ReadIndexBatcher<RoundFailed>,
+    /// Merges the plain writes waiting while one proposal commits
+    /// ([`super::write_batch`]).
+    writes: WriteBatcher<ClusterError>,
     /// Bounds this node's requests in flight to peers, so each uses a
     /// pooled stream instead of a new connection ([`FORWARDS_IN_FLIGHT`]).
     forward_slots: Arc<Semaphore>,
@@ -334,6 +338,7 @@ impl ClusterNode {
             (_, Ok(Err(e))) => return Err(Error::InvalidArgument(format!("starting Raft: {e}"))),
             _ => return Err(Error::Closed),
         };
+        let (writes, write_queue) = WriteBatcher::channel();
         let node = ClusterNode {
             id,
             raft,
@@ -346,6 +351,7 @@ impl ClusterNode {
             network,
             leader_reads,
             follower_reads,
+            writes,
             forward_slots: Arc::new(Semaphore::new(FORWARDS_IN_FLIGHT)),
             client_addr,
             leader_client_addrs: Arc::default(),
@@ -355,6 +361,11 @@ impl ClusterNode {
         node.arbiter.spawn(run_rounds(follower_queue, move || {
             let node = forwarder.clone();
             async move { node.forwarded_read_index().await }
+        }));
+        let proposer = node.clone();
+        node.arbiter.spawn(run_batches(write_queue, move |request| {
+            let node = proposer.clone();
+            async move { node.propose(request).await }
         }));
         node.arbiter.spawn(learn_leader_addresses(node.clone()));
         Ok(node)
@@ -496,7 +507,21 @@ impl ClusterNode {
     /// may still commit later); [`ClusterError::Stopped`] if Raft stopped.
     /// A conditional request whose conditions did not hold is `Ok` with
     /// `conflict` set (nothing of it was written).
+    ///
+    /// Plain writes share an entry with the others waiting beside them
+    /// ([`super::write_batch`]).
     pub async fn write(&self, request: ClusterRequest) -> Result<ClusterResponse, ClusterError> {
+        if !mergeable(&request) {
+            return self.propose(request).await;
+        }
+        match self.writes.write(request).await {
+            Some(result) => result,
+            None => Err(ClusterError::Stopped("the write batcher stopped".into())),
+        }
+    }
+
+    /// Proposes `request` as one entry (see [`Self::write`]).
+    async fn propose(&self, request: ClusterRequest) -> Result<ClusterResponse, ClusterError> {
         let deadline = Instant::now() + self.request_timeout;
         loop {
             let leader = match self.raft.client_write(request.clone()).await {
