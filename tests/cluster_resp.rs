@@ -254,3 +254,64 @@ async fn info_replication_names_the_roles_and_the_cluster_figures() {
     );
     c.cluster.shutdown().await;
 }
+
+/// Pipelines `rounds` pairs `SET a i`, `SET b i` (and an MSET every tenth
+/// round) on one connection to `port`, then reads both back in the same
+/// pipeline.
+fn pipelined_writes(con: &mut redis::Connection, rounds: i64) -> (i64, i64) {
+    let mut pipe = redis::pipe();
+    for i in 0..rounds {
+        if i % 10 == 9 {
+            pipe.cmd("MSET").arg("a").arg(i).arg("b").arg(i).ignore();
+        } else {
+            pipe.cmd("SET").arg("a").arg(i).ignore();
+            pipe.cmd("SET").arg("b").arg(i).ignore();
+        }
+    }
+    pipe.cmd("GET").arg("a").cmd("GET").arg("b");
+    pipe.query(con).unwrap()
+}
+
+#[actix_rt::test]
+async fn pipelined_writes_commit_in_order_in_few_entries_and_read_back() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let c = RespCluster::start(205).await;
+    const ROUNDS: i64 = 300;
+    for writer in [c.leader, c.followers()[0]] {
+        let observer = c.port(c.followers()[1]);
+        let before = c.cluster.node(c.leader).status().last_log_index.unwrap();
+        let done = Arc::new(AtomicBool::new(false));
+        // Another client, on another node, reads b then a: a is always
+        // written before b, so it never reads a below the b it read.
+        let watching = {
+            let done = done.clone();
+            with_redis(observer, move |con| {
+                let mut reads = 0;
+                while !done.load(Ordering::SeqCst) || reads < 2 {
+                    let b: Option<i64> = cmd(con, &["GET".into(), "b".into()]);
+                    let a: Option<i64> = cmd(con, &["GET".into(), "a".into()]);
+                    assert!(a >= b, "read b = {b:?}, then a = {a:?}: out of order");
+                    reads += 1;
+                }
+            })
+        };
+        let written = with_redis(c.port(writer), move |con| {
+            let read_back = pipelined_writes(con, ROUNDS);
+            done.store(true, Ordering::SeqCst);
+            read_back
+        });
+        let (read_back, ()) = futures_util::join!(written, watching);
+        // Read your writes: the last of each, in the same pipeline.
+        assert_eq!(read_back, (ROUNDS - 1, ROUNDS - 1));
+        let after = c.cluster.node(c.leader).status().last_log_index.unwrap();
+        // Without pipelining each write is an entry (about 570 here).
+        let entries = after - before;
+        assert!(
+            entries <= 570 / 4,
+            "{entries} entries for 570 writes through node {writer}"
+        );
+        assert_eq!(q::<i64>(observer, &["GET", "b"]).await, ROUNDS - 1);
+    }
+    c.cluster.shutdown().await;
+}

@@ -691,7 +691,7 @@ impl ClusterNode {
 /// The largest write one log entry carries (keys, values and 16 bytes of
 /// framing each): the WAL's record limit less room for the entry's own
 /// framing and the applied log id.
-const MAX_BATCH_BYTES: usize = crate::format::wal::MAX_RECORD_BYTES - (64 << 10);
+pub const MAX_BATCH_BYTES: usize = crate::format::wal::MAX_RECORD_BYTES - (64 << 10);
 
 /// One leader round: openraft's read index (a heartbeat round to a
 /// majority, then its commit index).
