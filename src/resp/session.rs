@@ -179,7 +179,7 @@ fn footprint_of(op: &Op) -> Footprint {
             all: false,
             database,
         } => database_range(*database),
-        Op::Ready(_) | Op::ResetStats => Footprint::Nothing,
+        Op::Ready(_) | Op::ResetStats | Op::Role => Footprint::Nothing,
         // FLUSHALL, INFO's key counts, checkpoints, transactions, and the
         // point WATCH records: everything.
         Op::Flush { all: true, .. }
@@ -235,10 +235,14 @@ fn on_cluster(
         (Op::MSet(pairs), Some(writes)) => return written(writes.put(pairs)),
         (op, _) => op,
     };
-    let writes_only = matches!(op, Op::Set(..) | Op::MSet(_) | Op::Rmw(_) | Op::Exec(..));
+    // ROLE reads only the node's Raft figures.
+    let unread = matches!(
+        op,
+        Op::Set(..) | Op::MSet(_) | Op::Rmw(_) | Op::Exec(..) | Op::Role
+    );
     let engine = engine.clone();
     async move {
-        if !writes_only && let Err(e) = engine.store.barrier().await {
+        if !unread && let Err(e) = engine.store.barrier().await {
             return e.reply();
         }
         match op {
