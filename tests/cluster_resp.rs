@@ -254,3 +254,166 @@ async fn info_replication_names_the_roles_and_the_cluster_figures() {
     );
     c.cluster.shutdown().await;
 }
+
+/// Pipelines `rounds` pairs `SET a i`, `SET b i` (and an MSET every tenth
+/// round) on one connection, then reads both back in the same pipeline.
+fn pipelined_writes(con: &mut redis::Connection, [a, b]: [&str; 2], rounds: i64) -> (i64, i64) {
+    let mut pipe = redis::pipe();
+    for i in 0..rounds {
+        if i % 10 == 9 {
+            pipe.cmd("MSET").arg(a).arg(i).arg(b).arg(i).ignore();
+        } else {
+            pipe.cmd("SET").arg(a).arg(i).ignore();
+            pipe.cmd("SET").arg(b).arg(i).ignore();
+        }
+    }
+    pipe.cmd("GET").arg(a).cmd("GET").arg(b);
+    pipe.query(con).unwrap()
+}
+
+#[actix_rt::test]
+async fn pipelined_writes_commit_in_order_in_few_entries_and_read_back() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let c = RespCluster::start(205).await;
+    const ROUNDS: i64 = 300;
+    for writer in [c.leader, c.followers()[0]] {
+        let keys = [format!("a{writer}"), format!("b{writer}")];
+        let observer = c.port(c.followers()[1]);
+        let before = c.cluster.node(c.leader).status().last_log_index.unwrap();
+        let done = Arc::new(AtomicBool::new(false));
+        // Another client, on another node, reads b then a: a is always
+        // written before b, so it never reads a below the b it read.
+        let watching = {
+            let done = done.clone();
+            let [a, b] = keys.clone();
+            with_redis(observer, move |con| {
+                let mut reads = 0;
+                while !done.load(Ordering::SeqCst) || reads < 2 {
+                    let b: Option<i64> = cmd(con, &["GET".into(), b.clone()]);
+                    let a: Option<i64> = cmd(con, &["GET".into(), a.clone()]);
+                    assert!(a >= b, "read b = {b:?}, then a = {a:?}: out of order");
+                    reads += 1;
+                }
+            })
+        };
+        let [a, b] = keys.clone();
+        let written = with_redis(c.port(writer), move |con| {
+            let read_back = pipelined_writes(con, [&a, &b], ROUNDS);
+            done.store(true, Ordering::SeqCst);
+            read_back
+        });
+        let (read_back, ()) = futures_util::join!(written, watching);
+        // Read your writes: the last of each, in the same pipeline.
+        assert_eq!(read_back, (ROUNDS - 1, ROUNDS - 1));
+        let after = c.cluster.node(c.leader).status().last_log_index.unwrap();
+        // Without pipelining each write is an entry (about 570 here).
+        let entries = after - before;
+        assert!(
+            entries <= 570 / 4,
+            "{entries} entries for 570 writes through node {writer}"
+        );
+        assert_eq!(q::<i64>(observer, &["GET", &keys[1]]).await, ROUNDS - 1);
+        eprintln!("{entries} entries for 570 writes through node {writer}");
+    }
+    c.cluster.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn role_and_cluster_status_name_each_members_client_addresses() {
+    let c = RespCluster::start(206).await;
+    // Each node's native address as a server would advertise it (the
+    // RESP listeners advertised theirs when they bound).
+    let native =
+        |id: u64| -> std::net::SocketAddr { format!("127.0.0.1:{}", 1000 + id).parse().unwrap() };
+    for id in c.cluster.ids() {
+        c.cluster.node(id).advertise_client_addr(native(id));
+    }
+    let leader = c.cluster.node(c.leader);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let all_known = |status: &naive_kv::cluster::ClusterStatus| {
+        status
+            .members
+            .iter()
+            .all(|m| m.client_addr.is_some() && m.resp_addr.is_some())
+    };
+    while !c
+        .cluster
+        .ids()
+        .iter()
+        .all(|id| all_known(&c.cluster.node(*id).status()))
+    {
+        assert!(Instant::now() < deadline, "{:?}", leader.status());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for m in leader.status().members {
+        assert_eq!(m.client_addr, Some(native(m.id)));
+        assert_eq!(m.resp_addr.map(|a| a.port()), Some(c.port(m.id)));
+    }
+    // The native status carries them (what `run_client cluster status` prints).
+    let wire = naive_kv::cluster::admin::status_reply(&c.cluster.node(c.followers()[0]).status());
+    for m in &wire.members {
+        assert_eq!(m.client_addr, native(m.node_id).to_string());
+        assert_eq!(m.resp_addr, format!("127.0.0.1:{}", c.port(m.node_id)));
+    }
+    let info: String = q(c.port(c.leader), &["INFO", "replication"]).await;
+    for id in c.followers() {
+        let needle = format!(
+            "client_addr={},resp_addr=127.0.0.1:{}",
+            native(id),
+            c.port(id)
+        );
+        assert!(info.contains(&needle), "{info}");
+        let slave = format!("ip=127.0.0.1,port={},", c.port(id));
+        assert!(info.contains(&slave), "{info}");
+    }
+    // ROLE on the leader: master, its applied index, each replica's RESP
+    // address and matched index.
+    assert_eq!(
+        q::<String>(c.port(c.leader), &["SET", "k", "v"]).await,
+        "OK"
+    );
+    let role: redis::Value = q(c.port(c.leader), &["ROLE"]).await;
+    let redis::Value::Array(parts) = role else {
+        panic!("{role:?}")
+    };
+    assert_eq!(parts[0], redis::Value::BulkString(b"master".to_vec()));
+    let redis::Value::Int(offset) = parts[1] else {
+        panic!("{parts:?}")
+    };
+    assert!(offset > 0, "{parts:?}");
+    let redis::Value::Array(replicas) = &parts[2] else {
+        panic!("{parts:?}")
+    };
+    let mut ports: Vec<String> = replicas
+        .iter()
+        .map(|r| {
+            let redis::Value::Array(r) = r else {
+                panic!("{r:?}")
+            };
+            assert_eq!(r[0], redis::Value::BulkString(b"127.0.0.1".to_vec()));
+            let redis::Value::BulkString(port) = &r[1] else {
+                panic!("{r:?}")
+            };
+            String::from_utf8(port.clone()).unwrap()
+        })
+        .collect();
+    ports.sort();
+    let mut expected: Vec<String> = c
+        .followers()
+        .iter()
+        .map(|id| c.port(*id).to_string())
+        .collect();
+    expected.sort();
+    assert_eq!(ports, expected);
+    // ROLE on a follower: slave of the leader's RESP address, connected.
+    let role: redis::Value = q(c.port(c.followers()[0]), &["ROLE"]).await;
+    let redis::Value::Array(parts) = role else {
+        panic!("{role:?}")
+    };
+    assert_eq!(parts[0], redis::Value::BulkString(b"slave".to_vec()));
+    assert_eq!(parts[1], redis::Value::BulkString(b"127.0.0.1".to_vec()));
+    assert_eq!(parts[2], redis::Value::Int(i64::from(c.port(c.leader))));
+    assert_eq!(parts[3], redis::Value::BulkString(b"connected".to_vec()));
+    c.cluster.shutdown().await;
+}

@@ -184,6 +184,12 @@ fn print_cluster(status: &proto::ClusterStatus, out: &mut impl Write) -> std::io
             };
             write!(out, " matched {matched} lag {}", member.lag)?;
         }
+        if !member.client_addr.is_empty() {
+            write!(out, " client {}", member.client_addr)?;
+        }
+        if !member.resp_addr.is_empty() {
+            write!(out, " resp {}", member.resp_addr)?;
+        }
         writeln!(out)?;
     }
     Ok(())
@@ -402,6 +408,47 @@ fn report(error: &dyn std::fmt::Display) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cluster_status_shows_each_members_client_addresses_when_known() {
+        let member = |id, client: &str, resp: &str| proto::ClusterMember {
+            node_id: id,
+            addr: format!("127.0.0.1:700{id}"),
+            voter: true,
+            has_matched: true,
+            matched_index: 9,
+            lag: 0,
+            client_addr: client.into(),
+            resp_addr: resp.into(),
+        };
+        let status = proto::ClusterStatus {
+            node_id: 1,
+            has_leader: true,
+            leader: 1,
+            term: 2,
+            role: "leader".into(),
+            last_log_index: 9,
+            last_applied_index: 9,
+            members: vec![
+                member(1, "127.0.0.1:1024", "127.0.0.1:6379"),
+                member(2, "127.0.0.1:1025", ""),
+                member(3, "", ""),
+            ],
+        };
+        let mut out = Vec::new();
+        print_cluster(&status, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "node 1 leader term 2 leader 1 log 9 applied 9",
+                "member 1 127.0.0.1:7001 voter matched 9 lag 0 client 127.0.0.1:1024 resp 127.0.0.1:6379",
+                "member 2 127.0.0.1:7002 voter matched 9 lag 0 client 127.0.0.1:1025",
+                "member 3 127.0.0.1:7003 voter matched 9 lag 0",
+            ]
+        );
+    }
 
     #[test]
     fn blank_and_auth_lines_are_not_remembered() {

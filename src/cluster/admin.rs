@@ -237,6 +237,8 @@ pub fn status_reply(status: &ClusterStatus) -> proto::ClusterStatus {
                 has_matched: m.matched_index.is_some(),
                 matched_index: m.matched_index.unwrap_or(0),
                 lag: m.lag.unwrap_or(0),
+                client_addr: m.client_addr.map_or(String::new(), |a| a.to_string()),
+                resp_addr: m.resp_addr.map_or(String::new(), |a| a.to_string()),
             })
             .collect(),
     }
@@ -298,6 +300,8 @@ mod tests {
                     voter: true,
                     matched_index: Some(10),
                     lag: Some(0),
+                    client_addr: Some("127.0.0.1:1024".parse().unwrap()),
+                    resp_addr: None,
                 },
                 MemberStatus {
                     id: 4,
@@ -305,6 +309,8 @@ mod tests {
                     voter: false,
                     matched_index: None,
                     lag: Some(10),
+                    client_addr: None,
+                    resp_addr: Some("127.0.0.1:6380".parse().unwrap()),
                 },
             ],
         }
@@ -317,6 +323,10 @@ mod tests {
         assert_eq!(reply.members.len(), 2);
         assert!(!reply.members[1].voter && !reply.members[1].has_matched);
         assert_eq!(reply.members[1].lag, 10);
+        assert_eq!(reply.members[0].client_addr, "127.0.0.1:1024");
+        assert_eq!(reply.members[0].resp_addr, "");
+        assert_eq!(reply.members[1].client_addr, "");
+        assert_eq!(reply.members[1].resp_addr, "127.0.0.1:6380");
         let counters: std::collections::BTreeMap<_, _> =
             status_counters(&status()).into_iter().collect();
         assert_eq!(counters["cluster_term"], 3);

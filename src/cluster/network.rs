@@ -109,6 +109,19 @@ pub enum PeerRequest {
     /// The native (client-facing) address the node serves clients on, so
     /// that an UNAVAILABLE answer can name the leader's.
     ClientAddress,
+    /// The native and RESP addresses the node serves clients on (for
+    /// `cluster status`, `INFO replication` and `ROLE`).
+    ClientAddresses,
+}
+
+/// Where a node serves clients, each `None` until its server advertises
+/// it (an unspecified `--ip`, or no `--resp-port`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientAddrs {
+    /// The native protocol's address.
+    pub native: Option<std::net::SocketAddr>,
+    /// The RESP address.
+    pub resp: Option<std::net::SocketAddr>,
 }
 
 /// Errors a forwarded write can meet on the leader.
@@ -129,6 +142,7 @@ pub enum PeerReply {
     Initialized(bool),
     ChangeMembers(Result<(), ChangeRefusal>),
     ClientAddress(Option<std::net::SocketAddr>),
+    ClientAddresses(ClientAddrs),
 }
 
 fn codec() -> LengthDelimitedCodec {
@@ -531,6 +545,8 @@ pub struct PeerService {
     pub reads: LeaderReads,
     /// This node's native address, once the server advertises it.
     pub client_addr: Arc<arc_swap::ArcSwapOption<std::net::SocketAddr>>,
+    /// This node's RESP address, once its RESP listener advertises it.
+    pub resp_addr: Arc<arc_swap::ArcSwapOption<std::net::SocketAddr>>,
 }
 
 /// Accepts peer connections on `listener` until the process stops, each
@@ -619,6 +635,10 @@ async fn answer(raft: &Raft<TypeConfig>, service: &PeerService, request: PeerReq
         PeerRequest::ClientAddress => {
             PeerReply::ClientAddress(service.client_addr.load_full().map(|addr| *addr))
         }
+        PeerRequest::ClientAddresses => PeerReply::ClientAddresses(ClientAddrs {
+            native: service.client_addr.load_full().map(|addr| *addr),
+            resp: service.resp_addr.load_full().map(|addr| *addr),
+        }),
     }
 }
 

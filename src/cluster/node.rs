@@ -35,7 +35,8 @@ use tokio::sync::{Semaphore, oneshot};
 
 use super::faults::NetworkFaults;
 use super::network::{
-    CallError, LeaderReads, PeerNetwork, PeerReply, PeerRequest, PeerService, serve_peers,
+    CallError, ClientAddrs, LeaderReads, PeerNetwork, PeerReply, PeerRequest, PeerService,
+    serve_peers,
 };
 use super::peer_auth::ClusterSecret;
 use super::read_index::{ReadIndex, ReadIndexBatcher, run_rounds};
@@ -221,6 +222,13 @@ pub struct MemberStatus {
     pub matched_index: Option<u64>,
     /// On the leader: how many entries it is behind the leader's log.
     pub lag: Option<u64>,
+    /// The address it serves the native protocol on, once known (it
+    /// answers `PeerRequest::ClientAddresses`; `None` with an unspecified
+    /// `--ip`, or before it answered).
+    pub client_addr: Option<SocketAddr>,
+    /// The address it serves RESP on, once known (`None` without
+    /// `--resp-port`).
+    pub resp_addr: Option<SocketAddr>,
 }
 
 /// The server's handle on this node (cheap to clone).
@@ -254,9 +262,11 @@ pub struct ClusterNode {
     forward_slots: Arc<Semaphore>,
     /// This node's native address, once known (answered to peers).
     client_addr: Arc<ArcSwapOption<SocketAddr>>,
-    /// The native addresses of the leaders this node has followed, learned
-    /// by asking each new leader ([`learn_leader_addresses`]).
-    leader_client_addrs: Arc<ArcSwap<BTreeMap<NodeId, SocketAddr>>>,
+    /// This node's RESP address, once its RESP listener advertises it.
+    resp_addr: Arc<ArcSwapOption<SocketAddr>>,
+    /// The other members' client addresses, learned by asking each
+    /// (and each new leader again, [`learn_client_addresses`]).
+    member_addrs: Arc<ArcSwap<BTreeMap<NodeId, ClientAddrs>>>,
     /// The last leader this node knew of: kept while an election runs
     /// (openraft's metrics then name none), so UNAVAILABLE still names it.
     last_leader: Arc<ArcSwapOption<NodeId>>,
@@ -318,9 +328,11 @@ impl ClusterNode {
         let (leader_reads, leader_queue) = LeaderReads::channel();
         let (follower_reads, follower_queue) = ReadIndexBatcher::channel();
         let client_addr = Arc::new(ArcSwapOption::from_pointee(config.client_addr));
+        let resp_addr = Arc::new(ArcSwapOption::empty());
         let service = PeerService {
             reads: leader_reads.clone(),
             client_addr: client_addr.clone(),
+            resp_addr: resp_addr.clone(),
         };
         let started = arbiter.spawn(async move {
             let raft = Raft::new(id, raft_config, raft_network.clone(), log, state_machine).await;
@@ -354,7 +366,8 @@ impl ClusterNode {
             writes,
             forward_slots: Arc::new(Semaphore::new(FORWARDS_IN_FLIGHT)),
             client_addr,
-            leader_client_addrs: Arc::default(),
+            resp_addr,
+            member_addrs: Arc::default(),
             last_leader: Arc::default(),
         };
         let forwarder = node.clone();
@@ -367,7 +380,7 @@ impl ClusterNode {
             let node = proposer.clone();
             async move { node.propose(request).await }
         }));
-        node.arbiter.spawn(learn_leader_addresses(node.clone()));
+        node.arbiter.spawn(learn_client_addresses(node.clone()));
         Ok(node)
     }
 
@@ -441,6 +454,12 @@ impl ClusterNode {
         self.client_addr.store(Some(Arc::new(addr)));
     }
 
+    /// Sets the address this node serves RESP on (its RESP listener does,
+    /// once bound to a specified address).
+    pub fn advertise_resp_addr(&self, addr: SocketAddr) {
+        self.resp_addr.store(Some(Arc::new(addr)));
+    }
+
     /// The last known leader's native address, if this node knows it.
     pub fn leader_client_addr(&self) -> Option<SocketAddr> {
         self.known_leader()
@@ -454,9 +473,22 @@ impl ClusterNode {
     }
 
     fn client_addr_of(&self, id: NodeId) -> Option<SocketAddr> {
+        self.client_addrs_of(id).native
+    }
+
+    /// Where `id` serves clients, as far as this node knows.
+    fn client_addrs_of(&self, id: NodeId) -> ClientAddrs {
         match id == self.id {
-            true => self.client_addr.load_full().map(|addr| *addr),
-            false => self.leader_client_addrs.load().get(&id).copied(),
+            true => ClientAddrs {
+                native: self.client_addr.load_full().map(|addr| *addr),
+                resp: self.resp_addr.load_full().map(|addr| *addr),
+            },
+            false => self
+                .member_addrs
+                .load()
+                .get(&id)
+                .copied()
+                .unwrap_or_default(),
         }
     }
 
@@ -629,7 +661,10 @@ impl ClusterNode {
         let left = deadline.saturating_duration_since(Instant::now());
         // A read-index round or an address probe (at most one of each in
         // flight) must not queue behind forwarded writes.
-        let bounded = !matches!(request, PeerRequest::ReadIndex | PeerRequest::ClientAddress);
+        let bounded = !matches!(
+            request,
+            PeerRequest::ReadIndex | PeerRequest::ClientAddress | PeerRequest::ClientAddresses
+        );
         let _slot = match bounded {
             true => match tokio::time::timeout(left, self.forward_slots.acquire()).await {
                 Ok(Ok(slot)) => Some(slot),
@@ -674,12 +709,15 @@ impl ClusterNode {
             .map(|(id, addr)| {
                 let matched_index = matched.get(&id).copied().flatten().map(|l| l.index);
                 let lag = leading.then(|| last.saturating_sub(matched_index.unwrap_or(0)));
+                let clients = self.client_addrs_of(id);
                 MemberStatus {
                     id,
                     addr,
                     voter: voters.is_empty() || voters.contains(&id),
                     matched_index,
                     lag,
+                    client_addr: clients.native,
+                    resp_addr: clients.resp,
                 }
             })
             .collect();
@@ -716,7 +754,7 @@ impl ClusterNode {
 /// The largest write one log entry carries (keys, values and 16 bytes of
 /// framing each): the WAL's record limit less room for the entry's own
 /// framing and the applied log id.
-const MAX_BATCH_BYTES: usize = crate::format::wal::MAX_RECORD_BYTES - (64 << 10);
+pub const MAX_BATCH_BYTES: usize = crate::format::wal::MAX_RECORD_BYTES - (64 << 10);
 
 /// One leader round: openraft's read index (a heartbeat round to a
 /// majority, then its commit index).
@@ -733,31 +771,50 @@ fn leader_round(
     }
 }
 
-/// How often a node checks whether the leader changed, to learn the new
-/// leader's native address.
+/// How often a node checks whether the leader changed, and asks members
+/// whose client addresses it does not know yet.
 const LEADER_CHECK: Duration = Duration::from_millis(500);
 
-/// Asks each new leader for its native address and keeps it, so that an
-/// UNAVAILABLE answer can name it even once the leader is unreachable.
-async fn learn_leader_addresses(node: ClusterNode) {
-    let mut asked = None;
+/// Learns where the other members serve clients: each new leader is asked
+/// at once (it may have restarted on other ports), so that an UNAVAILABLE
+/// answer can name it even once it is unreachable; every other member is
+/// asked until it has named both addresses (a server may advertise them
+/// after it started). The addresses are shown by [`ClusterNode::status`].
+async fn learn_client_addresses(node: ClusterNode) {
+    let mut asked_leader = None;
     loop {
         let leader = node.raft.metrics().borrow().current_leader;
         if let Some(leader) = leader {
             node.last_leader.store(Some(Arc::new(leader)));
         }
-        if let Some(leader) = leader.filter(|l| *l != node.id && asked != Some(*l)) {
+        let new_leader = leader.filter(|l| *l != node.id && asked_leader != Some(*l));
+        let known = node.member_addrs.load_full();
+        let incomplete = node
+            .status()
+            .members
+            .into_iter()
+            .map(|m| m.id)
+            .filter(|id| {
+                let addrs = known.get(id);
+                *id != node.id
+                    && Some(*id) != new_leader
+                    && addrs.is_none_or(|a| a.native.is_none() || a.resp.is_none())
+            });
+        let targets: Vec<NodeId> = new_leader.into_iter().chain(incomplete).collect();
+        for target in targets {
             let deadline = Instant::now() + LEADER_CHECK;
             let reply = node
-                .ask(leader, &PeerRequest::ClientAddress, deadline)
+                .ask(target, &PeerRequest::ClientAddresses, deadline)
                 .await;
-            if let Ok(PeerReply::ClientAddress(Some(addr))) = reply {
-                node.leader_client_addrs.rcu(|known| {
+            if let Ok(PeerReply::ClientAddresses(addrs)) = reply {
+                node.member_addrs.rcu(|known| {
                     let mut known = BTreeMap::clone(known);
-                    known.insert(leader, addr);
+                    known.insert(target, addrs);
                     known
                 });
-                asked = Some(leader);
+                if Some(target) == new_leader && addrs.native.is_some() {
+                    asked_leader = new_leader;
+                }
             }
         }
         tokio::time::sleep(LEADER_CHECK).await;

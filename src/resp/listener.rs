@@ -95,7 +95,15 @@ pub async fn run(
     let (stop, stopping) = watch::channel(false);
     let port = listener.local_addr().map_or(0, |a| a.port());
     let store = match &config.cluster {
-        Some(node) => Store::Cluster(node.clone()),
+        Some(node) => {
+            // Other members name it in ROLE and INFO replication.
+            if let Ok(addr) = listener.local_addr()
+                && !addr.ip().is_unspecified()
+            {
+                node.advertise_resp_addr(addr);
+            }
+            Store::Cluster(node.clone())
+        }
         None => Store::Single(db),
     };
     let engine = Engine {

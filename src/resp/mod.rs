@@ -15,6 +15,8 @@
 //! - [`commands`]: parsing (pure) and execution, one file per group.
 //! - [`store`]: where reads and writes go, one engine or a cluster node
 //!   (`--cluster`): the one routing decision.
+//! - [`cluster_writes`]: a connection's SETs and MSETs on a cluster node,
+//!   pipelined in order (one Raft entry per burst).
 //! - [`counter`]: the actor that serialises read-modify-writes (INCR,
 //!   SETNX, SET NX/XX, APPEND).
 //! - [`cursors`]: the table behind SCAN's numeric cursors.
@@ -26,6 +28,7 @@
 //! tests are excluded and why: `scripts/redis-suite.sh` and the README.
 
 pub mod auth;
+pub mod cluster_writes;
 pub mod codec;
 pub mod command_stats;
 pub mod commands;

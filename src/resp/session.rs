@@ -21,13 +21,14 @@ use futures_util::future::LocalBoxFuture;
 use tokio::net::TcpStream;
 
 use super::auth::{self, Gated};
+use super::cluster_writes::ConnectionWrites;
 use super::codec::{Limits, RespCodec, protocol_error};
 use super::command_stats::CommandStats;
 use super::commands::transaction::{self, Step, Transaction};
 use super::commands::{self, Connection, Engine, Op, Parsed, engine_error};
 use super::database::{Database, prefix_end};
 use super::reply::{Protocol, Reply};
-use crate::WriteBatch;
+use super::store::StoreError;
 use crate::server::auth::{AuthGate, AuthToken};
 use crate::server::connections::ConnectionGuard;
 use crate::server::pipeline::{self, Accepted, Access, Footprint, PipelineConfig};
@@ -36,8 +37,9 @@ use crate::server::pipeline::{self, Accepted, Access, Footprint, PipelineConfig}
 #[derive(Debug)]
 pub struct Request {
     op: Op,
-    /// Served by a cluster node: its writes are not pipelined (see
-    /// [`Session`]'s `access`).
+    /// Served by a cluster node: SET and MSET go through the connection's
+    /// [`ConnectionWrites`]; other writes wait for every earlier write (see
+    /// [`Session`]'s `footprint`).
     cluster: bool,
 }
 
@@ -72,6 +74,8 @@ pub struct Session {
     limits: Limits,
     /// Open after MULTI, until EXEC or DISCARD.
     transaction: Option<Transaction>,
+    /// On a cluster node: the writer of this connection's SETs and MSETs.
+    writes: Option<ConnectionWrites>,
 }
 
 impl Session {
@@ -84,6 +88,7 @@ impl Session {
             params.limits.pre_auth()
         };
         let databases = params.engine.databases;
+        let writes = params.engine.store.connection_writes();
         let session = Session {
             engine: params.engine,
             connection: Connection {
@@ -95,6 +100,7 @@ impl Session {
             gate,
             limits: params.limits,
             transaction: None,
+            writes,
         };
         pipeline::start(
             stream,
@@ -173,7 +179,7 @@ fn footprint_of(op: &Op) -> Footprint {
             all: false,
             database,
         } => database_range(*database),
-        Op::Ready(_) | Op::ResetStats => Footprint::Nothing,
+        Op::Ready(_) | Op::ResetStats | Op::Role => Footprint::Nothing,
         // FLUSHALL, INFO's key counts, checkpoints, transactions, and the
         // point WATCH records: everything.
         Op::Flush { all: true, .. }
@@ -214,26 +220,32 @@ fn error_text(reply: &Reply) -> Option<&str> {
     }
 }
 
-/// Runs `op` on a cluster node: a request that reads waits for the read
-/// barrier first (the counter's read-modify-writes and EXEC pass it
-/// themselves, per round; SET and MSET only write), then runs as on one
-/// engine, its writes going through the [`Store`](super::store::Store).
-fn on_cluster(op: Op, engine: &Engine) -> LocalBoxFuture<'static, Reply> {
-    let writes_only = matches!(op, Op::Set(..) | Op::MSet(_) | Op::Rmw(_) | Op::Exec(..));
+/// Runs `op` on a cluster node: SET and MSET go to the connection's
+/// writer; a request that reads waits for the read barrier first (the
+/// counter's read-modify-writes and EXEC pass it themselves, per round),
+/// then runs as on one engine, its writes going through the
+/// [`Store`](super::store::Store).
+fn on_cluster(
+    op: Op,
+    engine: &Engine,
+    writes: Option<&ConnectionWrites>,
+) -> LocalBoxFuture<'static, Reply> {
+    let op = match (op, writes) {
+        (Op::Set(key, value), Some(writes)) => return written(writes.put(vec![(key, value)])),
+        (Op::MSet(pairs), Some(writes)) => return written(writes.put(pairs)),
+        (op, _) => op,
+    };
+    // ROLE reads only the node's Raft figures.
+    let unread = matches!(
+        op,
+        Op::Set(..) | Op::MSet(_) | Op::Rmw(_) | Op::Exec(..) | Op::Role
+    );
     let engine = engine.clone();
     async move {
-        if !writes_only && let Err(e) = engine.store.barrier().await {
+        if !unread && let Err(e) = engine.store.barrier().await {
             return e.reply();
         }
         match op {
-            Op::Set(key, value) => {
-                let mut batch = WriteBatch::new();
-                batch.put(key, value);
-                match engine.store.write(batch).await {
-                    Ok(()) => Reply::ok(),
-                    Err(e) => e.reply(),
-                }
-            }
             Op::Get(key) => engine
                 .db()
                 .get(key)
@@ -246,6 +258,15 @@ fn on_cluster(op: Op, engine: &Engine) -> LocalBoxFuture<'static, Reply> {
         }
     }
     .boxed_local()
+}
+
+/// `+OK` once `write` is committed, else its error.
+fn written(
+    write: LocalBoxFuture<'static, Result<(), StoreError>>,
+) -> LocalBoxFuture<'static, Reply> {
+    write
+        .map(|outcome| outcome.map_or_else(|e| e.reply(), |()| Reply::ok()))
+        .boxed_local()
 }
 
 impl pipeline::Protocol for Session {
@@ -278,17 +299,22 @@ impl pipeline::Protocol for Session {
     fn access(request: &Request) -> Access {
         match request.op.access() {
             commands::Access::Read => Access::Read,
-            // A cluster node proposes a write when its future is first
-            // polled, and a follower forwards each on a connection of its
-            // own: a connection's next write waits for this one's answer,
-            // or two pipelined writes could commit out of order.
-            commands::Access::Write if request.cluster => Access::ReadWrite,
+            // On a cluster node too: SET and MSET go to the connection's
+            // writer, which proposes them in the order they are executed.
             commands::Access::Write => Access::Write,
             commands::Access::ReadWrite => Access::ReadWrite,
         }
     }
 
     fn footprint(request: &Request) -> Footprint {
+        // On a cluster node a read-modify-write (DEL, FLUSHDB, INCR, EXEC)
+        // proposes its own entry, not through the connection's writer: it
+        // waits until every earlier write of the connection has committed,
+        // whatever keys, so the connection's writes commit in the order
+        // sent (later writes wait for its answer).
+        if request.cluster && request.op.access() == commands::Access::ReadWrite {
+            return Footprint::All;
+        }
         footprint_of(&request.op)
     }
 
@@ -298,7 +324,7 @@ impl pipeline::Protocol for Session {
 
     fn execute(&self, request: Request) -> LocalBoxFuture<'static, Reply> {
         if request.cluster {
-            return on_cluster(request.op, &self.engine);
+            return on_cluster(request.op, &self.engine, self.writes.as_ref());
         }
         let db = &self.engine.db();
         // GET and SET, most of the traffic, go straight to the engine: one

@@ -10,6 +10,9 @@
 //!   it saw when the entry is applied, decided alike on every node
 //!   ([`crate::cluster::request`]); otherwise the entry writes nothing and
 //!   the counter reads again.
+//! - A connection's SETs and MSETs go through its [`ConnectionWrites`]:
+//!   proposed without waiting for the previous write's commit, one entry
+//!   per burst, in the order sent.
 //! - Reads first pass the node's read barrier ([`Store::barrier`]:
 //!   linearizable, or nothing with `--read-consistency local`), then read
 //!   the local engine, loaded per request (a snapshot install replaces it).
@@ -20,6 +23,7 @@ use bytes::Bytes;
 use futures_util::FutureExt;
 use futures_util::future::LocalBoxFuture;
 
+use super::cluster_writes::ConnectionWrites;
 use super::commands::engine_error;
 use super::reply::Reply;
 use crate::cluster::{ClusterError, ClusterNode, ClusterRequest, Condition, backoff};
@@ -111,6 +115,16 @@ impl Store {
         match self {
             Store::Single(_) => None,
             Store::Cluster(node) => Some(node),
+        }
+    }
+
+    /// A connection's writer for its plain writes on a cluster node
+    /// (pipelined, in order: [`ConnectionWrites`]); `None` on one engine,
+    /// where the engine itself applies writes in call order.
+    pub fn connection_writes(&self) -> Option<ConnectionWrites> {
+        match self {
+            Store::Single(_) => None,
+            Store::Cluster(node) => Some(ConnectionWrites::start(node.clone())),
         }
     }
 

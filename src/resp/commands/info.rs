@@ -46,13 +46,15 @@ fn wanted(names: &[String]) -> Vec<&'static str> {
 }
 
 /// `INFO replication` on a cluster node: Redis's `role` (`master` on the
-/// leader, `slave` elsewhere), `master_link_status` (`up` while a leader is
-/// known), `connected_slaves` and one `slaveN` line per other member, then
-/// the figures `cluster status` shows, prefixed `cluster_`: this node, the
-/// leader's id and peer address, the term, Raft role, log and applied
-/// indexes, and per member its peer address, voter flag and, on the
-/// leader, matched index and lag. Addresses are peer (Raft) addresses, not
-/// RESP ports, so no `master_host`/`master_port` is given.
+/// leader, `slave` elsewhere), `master_host`/`master_port` (the leader's
+/// RESP address, once known), `master_link_status` (`up` while a leader is
+/// known), `connected_slaves` and one `slaveN` line per other member (with
+/// `ip=`/`port=`, its RESP address, once known), then the figures
+/// `cluster status` shows, prefixed `cluster_`: this node, the leader's id
+/// and peer address, the term, Raft role, log and applied indexes, and per
+/// member its peer address, voter flag, native and RESP addresses (once
+/// known: `client_addr=`, `resp_addr=`) and, on the leader, matched index
+/// and lag.
 pub fn cluster_replication(status: &crate::cluster::ClusterStatus) -> String {
     let leading = status.role == "leader";
     let addr_of = |id| {
@@ -70,6 +72,15 @@ pub fn cluster_replication(status: &crate::cluster::ClusterStatus) -> String {
     let mut out = String::new();
     let _ = write!(out, "role:{}\r\n", if leading { "master" } else { "slave" });
     if !leading {
+        let leader = others.iter().find(|m| Some(m.id) == status.leader);
+        if let Some(addr) = leader.and_then(|m| m.resp_addr) {
+            let _ = write!(
+                out,
+                "master_host:{}\r\nmaster_port:{}\r\n",
+                addr.ip(),
+                addr.port()
+            );
+        }
         let link = if status.leader.is_some() {
             "up"
         } else {
@@ -89,10 +100,13 @@ pub fn cluster_replication(status: &crate::cluster::ClusterStatus) -> String {
             } else {
                 "catching_up"
             };
+            let _ = write!(out, "slave{i}:id={},", m.id);
+            if let Some(addr) = m.resp_addr {
+                let _ = write!(out, "ip={},port={},", addr.ip(), addr.port());
+            }
             let _ = write!(
                 out,
-                "slave{i}:id={},addr={},state={state},offset={},lag={}\r\n",
-                m.id,
+                "addr={},state={state},offset={},lag={}\r\n",
                 m.addr,
                 m.matched_index.unwrap_or(0),
                 m.lag.unwrap_or(0)
@@ -122,6 +136,12 @@ pub fn cluster_replication(status: &crate::cluster::ClusterStatus) -> String {
             m.addr,
             u8::from(m.voter)
         );
+        if let Some(addr) = m.client_addr {
+            let _ = write!(out, ",client_addr={addr}");
+        }
+        if let Some(addr) = m.resp_addr {
+            let _ = write!(out, ",resp_addr={addr}");
+        }
         if let Some(lag) = m.lag {
             let _ = write!(
                 out,
@@ -310,6 +330,8 @@ mod tests {
             voter: true,
             matched_index: lag.map(|l| 10 - l),
             lag,
+            client_addr: None,
+            resp_addr: None,
         };
         let leader = ClusterStatus {
             node_id: 1,
@@ -357,6 +379,67 @@ mod tests {
         );
         assert!(
             text.contains("cluster_member_1:addr=h:7001,voter=1\r\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn cluster_replication_gives_the_client_addresses_it_knows() {
+        use crate::cluster::{ClusterStatus, MemberStatus};
+        let member = |id: u64, known: bool| MemberStatus {
+            id,
+            addr: format!("h:700{id}"),
+            voter: true,
+            matched_index: None,
+            lag: None,
+            client_addr: known.then(|| format!("10.0.0.{id}:1024").parse().unwrap()),
+            resp_addr: known.then(|| format!("10.0.0.{id}:6379").parse().unwrap()),
+        };
+        let follower = ClusterStatus {
+            node_id: 2,
+            leader: Some(1),
+            term: 4,
+            role: "follower".into(),
+            last_log_index: Some(10),
+            last_applied_index: Some(10),
+            members: vec![member(1, true), member(2, false)],
+        };
+        let text = cluster_replication(&follower);
+        assert!(
+            text.starts_with(
+                "role:slave\r\nmaster_host:10.0.0.1\r\nmaster_port:6379\r\nmaster_link_status:up\r\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "cluster_member_1:addr=h:7001,voter=1,client_addr=10.0.0.1:1024,resp_addr=10.0.0.1:6379\r\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("cluster_member_2:addr=h:7002,voter=1\r\n"),
+            "{text}"
+        );
+        let leader = ClusterStatus {
+            node_id: 2,
+            leader: Some(2),
+            role: "leader".into(),
+            members: vec![
+                MemberStatus {
+                    lag: Some(0),
+                    matched_index: Some(10),
+                    ..member(1, true)
+                },
+                member(2, false),
+            ],
+            ..follower
+        };
+        let text = cluster_replication(&leader);
+        assert!(
+            text.contains(
+                "slave0:id=1,ip=10.0.0.1,port=6379,addr=h:7001,state=online,offset=10,lag=0\r\n"
+            ),
             "{text}"
         );
     }

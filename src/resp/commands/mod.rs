@@ -10,6 +10,7 @@
 //! - [`expire`]: EXPIRE family, PERSIST, GETEX, SETEX, PSETEX, TTL family,
 //!   and SET's expiry options.
 //! - [`persistence`]: SAVE, BGSAVE, LASTSAVE (checkpoints).
+//! - [`role`]: ROLE, from the cluster's figures.
 //! - [`server`]: PING, ECHO, SELECT, QUIT, HELLO, CLIENT, COMMAND, CONFIG,
 //!   INFO.
 
@@ -20,6 +21,7 @@ pub mod keys;
 pub mod lcs;
 pub mod persistence;
 pub mod rmw;
+pub mod role;
 pub mod server;
 pub mod strings;
 pub mod table;
@@ -161,6 +163,8 @@ pub enum Op {
     WatchPoint(Vec<(Bytes, WatchPoint)>),
     /// CONFIG RESETSTAT.
     ResetStats,
+    /// ROLE: this node's replication role, from the cluster's figures.
+    Role,
 }
 
 /// The engine requests counted in `/metrics`, as [`Op::stats_index`]
@@ -207,6 +211,7 @@ impl Op {
             | Op::RandomKey(_)
             | Op::WatchPoint(_)
             | Op::ResetStats
+            | Op::Role
             | Op::Ttl(..)
             | Op::Persistence(_) => 16,
         }
@@ -232,6 +237,7 @@ impl Op {
             | Op::RandomKey(_)
             | Op::WatchPoint(_)
             | Op::ResetStats
+            | Op::Role
             | Op::Ttl(..)
             | Op::Ready(_) => Access::Read,
             // A checkpoint holds the connection's earlier writes.
@@ -286,6 +292,10 @@ pub fn parse(args: Vec<Bytes>, connection: &mut Connection) -> Parsed {
 pub fn execute(op: Op, engine: &Engine) -> LocalBoxFuture<'static, Reply> {
     match op {
         Op::Info(sections) => info::info(engine, sections),
+        Op::Role => {
+            let status = engine.store.cluster().map(|node| node.status());
+            futures_util::future::ready(role::reply(status.as_ref())).boxed_local()
+        }
         Op::Ready(reply) => futures_util::future::ready(reply).boxed_local(),
         Op::Exec(ops, watched) => transaction::exec(ops, watched, engine.clone()),
         Op::ResetStats => {

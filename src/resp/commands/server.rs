@@ -60,6 +60,7 @@ pub fn parse(name: &str, args: &[Bytes], connection: &mut Connection) -> Parsed 
             Reply::Status("RESET".into())
         }
         "quit" => return Parsed::Quit,
+        "role" => return Parsed::Engine(Op::Role),
         "time" => time(),
         "hello" => hello(args, connection),
         "client" => client(args, connection),

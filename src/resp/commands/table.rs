@@ -151,6 +151,7 @@ pub const COMMANDS: &[Spec] = &[
         NONE,
     ),
     spec("lastsave", 1, &["random", "loading", "stale", "fast"], NONE),
+    spec("role", 1, &["noscript", "loading", "stale", "fast"], NONE),
     spec("ping", -1, CONN, NONE),
     spec("echo", 2, CONN, NONE),
     spec("select", 2, CONN, NONE),
