@@ -68,19 +68,24 @@ pub struct Options {
     /// default 32 MiB.
     pub target_segment_bytes: u64,
     /// Level 0 is merged into level 1 when it holds this many segments;
-    /// default 8. Level-0 segments are frozen memtables (32 MiB by default),
-    /// so 8 of them merge 256 MiB at once, as fjall's 4 tables of 64 MiB do:
-    /// each merge rewrites level 1 for twice the bytes it moves down as with
-    /// 4 (docs/BENCHMARKS.md, "Write amplification", issue 18). A get checks
-    /// each level-0 segment's bloom filter, so reads pay a little for it.
+    /// default 12. Level-0 segments are frozen memtables, which hold less
+    /// on disk than their 32 MiB memory budget: about 15 MB for 16-byte keys
+    /// and 100-byte values. Each merge rewrites the level-1 segments it
+    /// overlaps (all of them, for random keys), so the more level 0 gathers
+    /// per merge, the fewer times level 1 is rewritten: 12 segments (about
+    /// 180 MB) wrote 5.0 times the data of a 10M-key random fill where 8
+    /// wrote 6.4 (docs/BENCHMARKS.md, "Fourth pass", issue 18). A get checks
+    /// each level-0 segment's bloom filter, so reads pay for it: a random
+    /// 2M-key load left with 4 level-0 segments read 25-35% slower than one
+    /// with none.
     pub l0_compaction_trigger: usize,
-    /// Writers are slowed while level 0 holds this many segments; default 20
+    /// Writers are slowed while level 0 holds this many segments; default 24
     /// (well above the trigger, so a merge in progress does not hold writers
     /// back).
     pub l0_stall_trigger: usize,
     /// Size budget of level 1; each deeper level gets `level_size_multiplier`
-    /// times more. Default 256 MiB: one level-0 merge's worth (8 segments of
-    /// 32 MiB), fjall's base level too. With 64 MiB, a 10M-key random fill
+    /// times more. Default 256 MiB, fjall's base level too (a level-0 merge
+    /// is about 180 MB of small entries). With 64 MiB, a 10M-key random fill
     /// (1.2 GB) pushed level 1 into a level 2 ten times its size, segment by
     /// segment (write amplification 7.3, against 6.4 with 256 MiB).
     pub level1_bytes: u64,
@@ -167,8 +172,8 @@ impl Options {
             bloom_bits_per_key: 10,
             compression: Compression::Lz4,
             target_segment_bytes: 32 << 20,
-            l0_compaction_trigger: 8,
-            l0_stall_trigger: 20,
+            l0_compaction_trigger: 12,
+            l0_stall_trigger: 24,
             level1_bytes: 256 << 20,
             level_size_multiplier: 10,
             read_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),

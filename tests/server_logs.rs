@@ -43,9 +43,9 @@ const SMALL_MEMTABLES: [&str; 6] = ["--port", "0", "--sync", "none", "--memtable
 fn flushes_and_compactions_are_logged_with_their_figures() {
     let dir = tempfile::tempdir().unwrap();
     let server = ServerProcess::start(&dir.path().join("db"), &SMALL_MEMTABLES);
-    // About 13 flushes of 1 KiB values: past the level-0 compaction
-    // trigger (8 segments).
-    let out = run_client(server.native().port(), &writes(0, 6000));
+    // About 20 flushes of 1 KiB values: well past the level-0 compaction
+    // trigger (12 segments).
+    let out = run_client(server.native().port(), &writes(0, 9000));
     assert!(out.status.success(), "{out:?}");
     let flush = server.wait_for_log("flushed WAL").expect("a flush line");
     assert!(flush.contains(" INFO "), "{flush}");

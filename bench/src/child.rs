@@ -15,6 +15,11 @@ use crate::workload::{BenchResult, Spec};
 
 /// Runs `engine` on `workload` in the database directory `dir`.
 pub fn run(args: &Args, engine: EngineKind, workload: Workload, dir: &Path) -> BenchResult<Report> {
+    if std::env::var_os("RUST_LOG").is_some() {
+        // The engine's own log (NaiveKV's and fjall's flushes and
+        // compactions) on this child's stderr, which the parent passes on.
+        let _ = env_logger::try_init();
+    }
     let spec = Spec {
         workload,
         num: args.num,
