@@ -376,6 +376,26 @@ impl JobContext {
         })
     }
 
+    /// The segment `meta` names: a live one moved to another level keeps
+    /// its open table (and so its cached blocks, index and filter); any
+    /// other is opened from its file.
+    fn reopened(&self, meta: SegmentMeta, database_id: u64) -> Result<Arc<Segment>> {
+        let live = self
+            .set
+            .all()
+            .find(|s| s.meta.file_number == meta.file_number && s.meta.file_size == meta.file_size);
+        match live {
+            Some(segment) => Ok(Arc::new(Segment {
+                meta,
+                reader: segment.reader.clone(),
+            })),
+            None => {
+                let fs = self.options.fs.as_ref();
+                Segment::open(fs, &self.options.directory, meta, database_id).map(Arc::new)
+            }
+        }
+    }
+
     /// Opens `added`, writes the manifest of the edited set, returns the set.
     fn commit(
         &self,
@@ -390,7 +410,7 @@ impl JobContext {
         let database_id = self.numbers.database_id();
         let opened = added
             .into_iter()
-            .map(|meta| Segment::open(fs, directory, meta, database_id).map(Arc::new))
+            .map(|meta| self.reopened(meta, database_id))
             .collect::<Result<Vec<_>>>()?;
         let added: Vec<u64> = opened.iter().map(|s| s.meta.file_number).collect();
         let mut set = self.set.edited(removed, opened);
