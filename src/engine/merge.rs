@@ -39,11 +39,21 @@ impl MergeIter {
         Ok(())
     }
 
-    /// The smallest key among the heads (largest when reversed).
-    fn next_key(&self) -> Option<Bytes> {
-        let keys = self.heads.iter().flatten().map(|entry| &entry.key);
-        let chosen = if self.reverse { keys.max() } else { keys.min() };
-        chosen.cloned()
+    /// Which head holds the smallest key (the largest when reversed); the
+    /// first such head if several do.
+    fn next_head(&self) -> Option<usize> {
+        let mut chosen: Option<(usize, &Bytes)> = None;
+        for (at, head) in self.heads.iter().enumerate() {
+            let Some(entry) = head else { continue };
+            let better = chosen.is_none_or(|(_, key)| match self.reverse {
+                false => entry.key < *key,
+                true => entry.key > *key,
+            });
+            if better {
+                chosen = Some((at, &entry.key));
+            }
+        }
+        chosen.map(|(at, _)| at)
     }
 }
 
@@ -53,21 +63,30 @@ impl EntryIter for MergeIter {
             self.fill_heads()?;
             self.started = true;
         }
-        let Some(key) = self.next_key() else {
+        let Some(first) = self.next_head() else {
             return Ok(None);
         };
-        let mut winner: Option<Entry> = None;
+        let (Some(head), Some(source)) = (self.heads.get_mut(first), self.sources.get_mut(first))
+        else {
+            return Ok(None);
+        };
+        // Sources are sorted, so the next head of `first` is past this key;
+        // the other heads are compared with `winner`'s key, not a copy.
+        let next = source.next_entry()?;
+        let Some(mut winner) = std::mem::replace(head, next) else {
+            return Ok(None);
+        };
         for (head, source) in self.heads.iter_mut().zip(self.sources.iter_mut()) {
-            if head.as_ref().is_some_and(|entry| entry.key == key) {
+            if head.as_ref().is_some_and(|entry| entry.key == winner.key) {
                 let next = source.next_entry()?;
                 if let Some(entry) = std::mem::replace(head, next)
-                    && winner.as_ref().is_none_or(|best| entry.seq > best.seq)
+                    && entry.seq > winner.seq
                 {
-                    winner = Some(entry);
+                    winner = entry;
                 }
             }
         }
-        Ok(winner)
+        Ok(Some(winner))
     }
 }
 
