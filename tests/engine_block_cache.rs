@@ -1,9 +1,11 @@
 //! The block cache seen from `Db`: gets answered from cached blocks agree
 //! with what was written, repeated gets hit the cache, the cache holds no
 //! more than its budget, and overwrites, deletes and compaction are never
-//! hidden by a block cached before them.
+//! hidden by a block cached before them. Short scans read through the same
+//! cache.
 
-use naive_kv::{Db, Options, Stats};
+use bytes::Bytes;
+use naive_kv::{Db, Options, ScanRequest, Stats};
 
 const KEYS: u32 = 4000;
 
@@ -181,5 +183,53 @@ async fn a_segment_moved_down_a_level_keeps_its_cached_blocks() {
     let after = stats(&db).await;
     let misses = after.get("block_cache_misses") - settled.get("block_cache_misses");
     assert_eq!(misses, 0, "the moved segment's blocks were read again");
+    db.close().await.unwrap();
+}
+
+/// Every entry, ascending, read in pages of `page` entries.
+async fn scan_in_pages(db: &Db, page: usize) -> Vec<(Bytes, Bytes)> {
+    let mut request = ScanRequest::all();
+    request.limit = page;
+    let mut all = Vec::new();
+    loop {
+        let got = db.scan(request.clone()).await.unwrap();
+        let next = got.continuation(false);
+        all.extend(got.entries);
+        match next {
+            Some(start) => request.start = std::ops::Bound::Included(start),
+            None => return all,
+        }
+    }
+}
+
+/// Short scan pages (read on the caller's thread when their blocks are in
+/// memory) and long ones (read by the read pool) agree with the writes, and
+/// repeated short scans are answered from the block cache.
+#[actix_rt::test]
+async fn repeated_short_scans_hit_the_cache_and_agree_with_the_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path(), 8 << 20).await;
+    fill(&db, 0).await;
+    let expected: Vec<(Bytes, Bytes)> = (0..KEYS)
+        .map(|i| (Bytes::from(key(i)), Bytes::from(value(i, 0))))
+        .collect();
+    assert_eq!(scan_in_pages(&db, 1000).await, expected, "long pages");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        // Twice: a block is cached on its second read.
+        assert_eq!(scan_in_pages(&db, 50).await, expected, "short pages");
+        assert_eq!(scan_in_pages(&db, 50).await, expected, "short pages");
+        let first = stats(&db).await;
+        assert_eq!(scan_in_pages(&db, 50).await, expected, "short pages");
+        let second = stats(&db).await;
+        let hits = second.get("block_cache_hits") - first.get("block_cache_hits");
+        let misses = second.get("block_cache_misses") - first.get("block_cache_misses");
+        if set_changed(&first, &second) && std::time::Instant::now() < deadline {
+            continue;
+        }
+        assert_eq!(misses, 0, "a scan over cached blocks missed {misses} times");
+        assert!(hits > 0, "no scan was answered from the cache");
+        break;
+    }
     db.close().await.unwrap();
 }

@@ -23,7 +23,7 @@ use super::segment::{FileNumbers, Segment, SegmentBuilder};
 use super::segments::{InstallCompaction, SegmentManager};
 use super::stats::Counters;
 use super::version::{SegmentSet, chain_segments};
-use crate::format::sstable::TableOptions;
+use crate::format::sstable::{BlockReads, TableOptions};
 use crate::format::{Entry, EntryIter};
 use crate::fs::DirectoryLock;
 use crate::proto::storage::SegmentMeta;
@@ -373,6 +373,7 @@ impl MergeJob {
                     segments.clone(),
                     all.clone(),
                     false,
+                    BlockReads::uncached(),
                 )));
             }
         }

@@ -46,7 +46,7 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
-use crate::format::sstable::BlockCache;
+use crate::format::sstable::{BlockCache, BlockReads, is_would_block};
 use crate::format::wal::MAX_RECORD_BYTES;
 use crate::fs::DirectoryLock;
 use crate::{Error, Options, Result, SyncPolicy};
@@ -259,6 +259,17 @@ impl std::fmt::Debug for LockReleased {
 
 /// The newest version of `key` in `view` (a tombstone included), looking in
 /// the memtables first, then in the segments the bloom filters let through.
+/// Scan pages of at most this many entries may be read on the caller's
+/// thread (when their blocks are in memory); longer ones always go to the
+/// read pool, so that a caller's thread (a session's, an actor's) is never
+/// held for long.
+const INLINE_SCAN_ENTRIES: usize = 256;
+
+/// Whether a scan page is short enough to read on the caller's thread.
+fn is_short(request: &ScanRequest) -> bool {
+    (1..=INLINE_SCAN_ENTRIES).contains(&request.limit)
+}
+
 async fn newest_version(
     inner: &DbInner,
     view: &ReadView,
@@ -529,9 +540,23 @@ impl Db {
         let readers = self.inner.readers.clone();
         let open = self.check_open();
         let now_ms = self.inner.options.clock.now_ms();
+        let cache = self.inner.cache.clone();
         Counters::add(&self.inner.counters.scans, 1);
         async move {
             open?;
+            // A short page whose blocks are all in memory (the block cache
+            // or the page cache) is read here, as a point lookup is; one
+            // that would wait for the disk is read again by the read pool.
+            if is_short(&request) {
+                let reads = BlockReads {
+                    cache: Some(cache),
+                    wait_for_disk: false,
+                };
+                match read_pool::scan_page(&view, &request, now_ms, &reads) {
+                    Err(e) if is_would_block(&e) => {}
+                    page => return page,
+                }
+            }
             readers
                 .send(RangeScan {
                     view,

@@ -15,7 +15,7 @@ use super::range_delete::{Uncovered, all_tombstones};
 use super::segment::Segment;
 use super::version::{SegmentLookup, lookup};
 use crate::Result;
-use crate::format::sstable::BlockCache;
+use crate::format::sstable::{BlockCache, BlockReads};
 use crate::format::{EntryIter, KeyRange};
 
 /// A point lookup in the segments whose bloom filters let the key through.
@@ -57,13 +57,23 @@ impl Handler<SegmentGet> for ReadWorker {
 impl Handler<RangeScan> for ReadWorker {
     type Result = Result<ScanPage>;
     fn handle(&mut self, msg: RangeScan, _: &mut SyncContext<Self>) -> Self::Result {
-        scan_page(&msg.view, &msg.request, msg.now_ms)
+        let reads = BlockReads {
+            cache: Some(self.cache.clone()),
+            wait_for_disk: true,
+        };
+        scan_page(&msg.view, &msg.request, msg.now_ms, &reads)
     }
 }
 
 /// Merges the active memtable, the frozen memtables and the segments of one
-/// view, newest first, and collects one page.
-pub fn scan_page(view: &ReadView, request: &ScanRequest, now_ms: u64) -> Result<ScanPage> {
+/// view, newest first, and collects one page, reading blocks as `reads`
+/// says.
+pub fn scan_page(
+    view: &ReadView,
+    request: &ScanRequest,
+    now_ms: u64,
+    reads: &BlockReads,
+) -> Result<ScanPage> {
     let range: KeyRange = (request.start.clone(), request.end.clone());
     let reverse = request.reverse;
     let active = MemTableIter::new(view.active.clone(), range.clone(), reverse);
@@ -72,7 +82,7 @@ pub fn scan_page(view: &ReadView, request: &ScanRequest, now_ms: u64) -> Result<
         let iter = MemTableIter::new(frozen.table.clone(), range.clone(), reverse);
         sources.push(Box::new(iter));
     }
-    sources.extend(view.segments.iters(&range, reverse));
+    sources.extend(view.segments.iters(&range, reverse, reads));
     let merged = MergeIter::new(sources, reverse);
     let tombstones = all_tombstones(&view.segments, &view.range_tombstones);
     let mut live = LiveIter(Uncovered::new(merged, tombstones), now_ms);

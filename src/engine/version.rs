@@ -11,7 +11,7 @@ use super::merge::ChainIter;
 use super::range_delete::InstalledTombstone;
 use super::segment::Segment;
 use crate::Result;
-use crate::format::sstable::{BlockCache, Lookup, compare_keys};
+use crate::format::sstable::{BlockCache, BlockReads, Lookup, compare_keys};
 use crate::format::{Entry, EntryIter, KeyRange};
 use crate::proto::storage::SegmentMeta;
 
@@ -188,14 +188,22 @@ impl SegmentSet {
     }
 
     /// One iterator per level-0 segment and one per deeper level, newest
-    /// first, over `range`.
-    pub fn iters(&self, range: &KeyRange, reverse: bool) -> Vec<Box<dyn EntryIter>> {
+    /// first, over `range`, reading blocks as `reads` says.
+    pub fn iters(
+        &self,
+        range: &KeyRange,
+        reverse: bool,
+        reads: &BlockReads,
+    ) -> Vec<Box<dyn EntryIter>> {
         let mut iters: Vec<Box<dyn EntryIter>> = Vec::new();
         for (number, level) in self.levels.iter().enumerate() {
             let overlapping = level.iter().filter(|s| overlaps_range(s, range));
             if number == 0 {
                 for segment in overlapping {
-                    iters.push(Box::new(segment.reader.iter(range.clone(), reverse)));
+                    let iter = segment
+                        .reader
+                        .iter_with(range.clone(), reverse, reads.clone());
+                    iters.push(Box::new(iter));
                 }
                 continue;
             }
@@ -206,20 +214,28 @@ impl SegmentSet {
             if reverse {
                 run.reverse();
             }
-            iters.push(Box::new(chain_segments(run, range.clone(), reverse)));
+            let chain = chain_segments(run, range.clone(), reverse, reads.clone());
+            iters.push(Box::new(chain));
         }
         iters
     }
 }
 
 /// A lazy iterator over a sorted run of segments.
-pub fn chain_segments(run: Vec<Arc<Segment>>, range: KeyRange, reverse: bool) -> ChainIter {
+pub fn chain_segments(
+    run: Vec<Arc<Segment>>,
+    range: KeyRange,
+    reverse: bool,
+    reads: BlockReads,
+) -> ChainIter {
     let makers = run
         .into_iter()
         .map(|segment| {
             let range = range.clone();
-            Box::new(move || Box::new(segment.reader.iter(range, reverse)) as Box<dyn EntryIter>)
-                as Box<dyn FnOnce() -> Box<dyn EntryIter> + Send>
+            let reads = reads.clone();
+            Box::new(move || {
+                Box::new(segment.reader.iter_with(range, reverse, reads)) as Box<dyn EntryIter>
+            }) as Box<dyn FnOnce() -> Box<dyn EntryIter> + Send>
         })
         .collect();
     ChainIter::new(makers)

@@ -240,6 +240,22 @@ impl Block {
         }
     }
 
+    /// Every entry of the block, checked as [`decode_block`] checks them
+    /// (a cached version-3 block had only its restart array checked).
+    pub(super) fn entries(
+        &self,
+        layout: BlockLayout,
+        after: Option<&[u8]>,
+        last_key: &[u8],
+    ) -> Result<Vec<Entry>, Malformed> {
+        decode_block(&self.data, layout, after, last_key)
+    }
+
+    /// The block's bytes (after decompression).
+    pub(super) fn data(&self) -> &Bytes {
+        &self.data
+    }
+
     /// Memory the block holds: its bytes and its offsets.
     pub fn memory_bytes(&self) -> usize {
         let offsets = match &self.search {
@@ -316,18 +332,7 @@ fn search_restarts<'a>(
     key: &[u8],
 ) -> Result<Option<EntryRef<'a>>, Malformed> {
     let bad_array = || Malformed::new(restarts.entries_end, "bad restart array");
-    let (mut lo, mut hi) = (0, restarts.count);
-    while lo < hi {
-        let mid = lo + (hi - lo) / 2;
-        let at = restarts.offset(data, mid).ok_or_else(bad_array)?;
-        let mut cursor = Cursor::at(data, at);
-        if compare_keys(decode_entry_ref(&mut cursor)?.key, key).is_le() {
-            lo = mid + 1;
-        } else {
-            hi = mid;
-        }
-    }
-    let Some(run) = lo.checked_sub(1) else {
+    let Some(run) = last_run_at_or_below(data, restarts, key)? else {
         return Ok(None);
     };
     let start = restarts.offset(data, run).ok_or_else(bad_array)?;
@@ -350,6 +355,117 @@ fn search_restarts<'a>(
         return Err(Malformed::new(end, "an entry runs over a restart point"));
     }
     Ok(None)
+}
+
+/// A forward cursor over a version-3 block's entries that decodes one entry
+/// at a time, starting at the restart run that can hold a bound, so that a
+/// short scan neither decodes nor copies the entries it does not return.
+/// It checks what it reads: the restart array and the first key up front
+/// (as [`Block::get`] does), the order of the entries it reads, and, once it
+/// reaches the end, that the block's last key is the index's.
+pub(super) struct ForwardEntries {
+    data: Bytes,
+    /// Where the next entry starts.
+    pos: usize,
+    entries_end: usize,
+    /// Where the key of the entry read last lies in `data`.
+    previous: Option<(usize, usize)>,
+}
+
+impl ForwardEntries {
+    /// A cursor at the first restart run whose first key is at or below
+    /// `start`, or at the first entry if `start` is `None` or below them all.
+    pub(super) fn seek(
+        data: Bytes,
+        after: Option<&[u8]>,
+        start: Option<&[u8]>,
+    ) -> Result<ForwardEntries, Malformed> {
+        let restarts = check_restarts(&data, after)?;
+        let run = match start {
+            Some(start) => last_run_at_or_below(&data, &restarts, start)?.unwrap_or(0),
+            None => 0,
+        };
+        let bad_array = || Malformed::new(restarts.entries_end, "bad restart array");
+        let pos = restarts.offset(&data, run).ok_or_else(bad_array)?;
+        Ok(ForwardEntries {
+            data,
+            pos,
+            entries_end: restarts.entries_end,
+            previous: None,
+        })
+    }
+
+    /// The next entry that `place` puts inside the range (`Equal`),
+    /// skipping those below it (`Less`); [`Step::RangeEnd`] at the first one
+    /// above it (`Greater`), [`Step::BlockEnd`] at the end of the block, once
+    /// its last key was checked against `last_key` (the index's). Only the
+    /// entry returned shares the block's buffer; those skipped are read in
+    /// place.
+    pub(super) fn next_in(
+        &mut self,
+        last_key: &[u8],
+        place: impl Fn(&[u8]) -> Ordering,
+    ) -> Result<Step, Malformed> {
+        let entries = self.data.get(..self.entries_end).unwrap_or_default();
+        loop {
+            let previous = self
+                .previous
+                .and_then(|(at, len)| entries.get(at..at + len));
+            if self.pos >= entries.len() {
+                return match previous {
+                    Some(last) if last != last_key => {
+                        Err(Malformed::new(0, "block's last key differs from the index"))
+                    }
+                    _ => Ok(Step::BlockEnd),
+                };
+            }
+            let at = self.pos;
+            let mut cursor = Cursor::at(entries, at);
+            let entry = decode_entry_ref(&mut cursor)?;
+            if previous.is_some_and(|p| compare_keys(entry.key, p).is_le()) {
+                return Err(Malformed::new(at, "keys out of order"));
+            }
+            self.pos = cursor.pos();
+            self.previous = Some((entry.key_at, entry.key.len()));
+            match place(entry.key) {
+                Ordering::Less => continue,
+                Ordering::Equal => return Ok(Step::Entry(entry.to_entry(&self.data))),
+                Ordering::Greater => return Ok(Step::RangeEnd),
+            }
+        }
+    }
+}
+
+/// What [`ForwardEntries::next_in`] found.
+pub(super) enum Step {
+    /// The next entry in the range.
+    Entry(Entry),
+    /// The block holds no more entries.
+    BlockEnd,
+    /// The next entry is past the range's end.
+    RangeEnd,
+}
+
+/// Binary search over the restart points for the last one whose first key
+/// is at or below `key`; `None` if every one is above it.
+fn last_run_at_or_below(
+    data: &[u8],
+    restarts: &RestartArray,
+    key: &[u8],
+) -> Result<Option<usize>, Malformed> {
+    let bad_array = || Malformed::new(restarts.entries_end, "bad restart array");
+    let (mut lo, mut hi) = (0, restarts.count);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        let at = restarts.offset(data, mid).ok_or_else(bad_array)?;
+        let mut cursor = Cursor::at(data, at);
+        if compare_keys(decode_entry_ref(&mut cursor)?.key, key).is_le() {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    Ok(lo.checked_sub(1))
 }
 
 /// An entry read in place: its key and value borrowed from the block.
@@ -721,5 +837,83 @@ mod restart_tests {
             }
         }
         assert!(errors > 0);
+    }
+
+    /// Everything `cursor` returns at or above `start` and below `end`, and
+    /// whether it stopped at the range's end rather than the block's.
+    fn read_forward(
+        cursor: &mut ForwardEntries,
+        last: &[u8],
+        start: &[u8],
+        end: &[u8],
+    ) -> Result<(Vec<Entry>, bool), Malformed> {
+        let place = |key: &[u8]| match (key < start, key >= end) {
+            (true, _) => Ordering::Less,
+            (false, true) => Ordering::Greater,
+            (false, false) => Ordering::Equal,
+        };
+        let mut found = Vec::new();
+        loop {
+            match cursor.next_in(last, place)? {
+                Step::Entry(entry) => found.push(entry),
+                Step::BlockEnd => return Ok((found, false)),
+                Step::RangeEnd => return Ok((found, true)),
+            }
+        }
+    }
+
+    #[test]
+    fn a_forward_cursor_returns_exactly_the_range_from_any_start() {
+        for count in [1, 7, 8, 9, 16, 17, 50] {
+            let (data, entries) = restart_block(count);
+            let last = entries.last().unwrap().key.clone();
+            let keys = (0..count * 2 + 2).map(|i| format!("k{i:03}"));
+            for start in std::iter::once(String::from("a")).chain(keys) {
+                for end in ["k010", "k999"] {
+                    let seek = Some(start.as_bytes()).filter(|_| start != "a");
+                    let data = Bytes::from(data.clone());
+                    let mut cursor = ForwardEntries::seek(data, None, seek).unwrap();
+                    let (found, at_end) =
+                        read_forward(&mut cursor, &last, start.as_bytes(), end.as_bytes()).unwrap();
+                    let wanted: Vec<Entry> = entries
+                        .iter()
+                        .filter(|e| e.key.as_ref() >= start.as_bytes())
+                        .filter(|e| e.key.as_ref() < end.as_bytes())
+                        .cloned()
+                        .collect();
+                    assert_eq!(found, wanted, "count {count}, from {start} to {end}");
+                    let past = entries.iter().any(|e| {
+                        e.key.as_ref() >= start.as_bytes() && e.key.as_ref() >= end.as_bytes()
+                    });
+                    assert_eq!(at_end, past, "count {count}, from {start} to {end}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_forward_cursor_reports_keys_out_of_order_and_a_wrong_last_key() {
+        let (data, entries) = restart_block(20);
+        let last = entries.last().unwrap().key.clone();
+        let read_all = |data: Vec<u8>, last: &[u8]| {
+            let mut cursor = ForwardEntries::seek(Bytes::from(data), None, None)?;
+            read_forward(&mut cursor, last, b"", b"z").map(|(found, _)| found)
+        };
+        assert_eq!(read_all(data.clone(), &last), Ok(entries.clone()));
+        assert!(read_all(data.clone(), b"k999").is_err(), "wrong last key");
+        // Entries 3 and 4 swapped (same lengths), inside the first run.
+        let mut swapped = entries.clone();
+        swapped.swap(3, 4);
+        let mut bad = Vec::new();
+        let mut restarts = Vec::new();
+        for (i, e) in swapped.iter().enumerate() {
+            if i.is_multiple_of(RESTART_INTERVAL) {
+                restarts.push(bad.len() as u32);
+            }
+            encode_entry(e, &mut bad);
+        }
+        encode_restarts(&restarts, &mut bad);
+        let error = read_all(bad, &last).unwrap_err();
+        assert!(format!("{error:?}").contains("out of order"), "{error:?}");
     }
 }

@@ -4,9 +4,35 @@
 use std::ops::Bound::{Excluded, Included, Unbounded};
 use std::sync::Arc;
 
-use super::reader::SstableReader;
+use super::block::{ForwardEntries, Step};
+use super::cache::BlockCache;
+use super::reader::{SstableReader, would_block};
 use crate::format::{Entry, EntryIter, KeyRange, range_contains};
 use crate::{Error, Result};
+
+/// How a cursor reads its data blocks.
+#[derive(Debug, Clone)]
+pub struct BlockReads {
+    /// Take blocks from this cache, and admit them to it as point lookups
+    /// do (a block missed twice); `None`: read the file every time, leaving
+    /// the cache alone (compaction, which reads every block once).
+    pub cache: Option<Arc<BlockCache>>,
+    /// False: read only what the block cache or the page cache holds; a
+    /// block that would have to come from the disk fails the cursor with an
+    /// error that [`super::is_would_block`] recognises, so that the caller
+    /// can make the read again where waiting is fine.
+    pub wait_for_disk: bool,
+}
+
+impl BlockReads {
+    /// Every block read from the file, waiting for the disk if need be.
+    pub fn uncached() -> Self {
+        BlockReads {
+            cache: None,
+            wait_for_disk: true,
+        }
+    }
+}
 
 /// A cursor over a table's entries in a range. After an error it returns
 /// the same error on every call.
@@ -14,16 +40,36 @@ pub struct SstableIter {
     table: Arc<SstableReader>,
     range: KeyRange,
     reverse: bool,
-    /// The block to read when `buffered` runs out; `None` once the blocks
+    /// The block to read when `current` runs out; `None` once the blocks
     /// that can hold keys in the range are used up.
     next_block: Option<usize>,
-    /// The current block's entries inside the range, in iteration order.
-    buffered: std::vec::IntoIter<Entry>,
+    current: Current,
     failed: Option<Error>,
+    reads: BlockReads,
+}
+
+/// The block a cursor is reading.
+enum Current {
+    /// None yet, or the last one is used up.
+    Done,
+    /// A block decoded whole: its entries inside the range, in iteration
+    /// order (reverse scans, and tables without restart points).
+    Decoded(std::vec::IntoIter<Entry>),
+    /// Block `block` of a table with restart points, read forward one entry
+    /// at a time.
+    Forward {
+        block: usize,
+        entries: ForwardEntries,
+    },
 }
 
 impl SstableIter {
-    pub(super) fn new(table: Arc<SstableReader>, range: KeyRange, reverse: bool) -> Self {
+    pub(super) fn new(
+        table: Arc<SstableReader>,
+        range: KeyRange,
+        reverse: bool,
+        reads: BlockReads,
+    ) -> Self {
         let next_block = if is_empty(&range) {
             None
         } else if reverse {
@@ -36,14 +82,21 @@ impl SstableIter {
             range,
             reverse,
             next_block,
-            buffered: Vec::new().into_iter(),
+            current: Current::Done,
             failed: None,
+            reads,
         }
     }
 
-    /// Reads the next block into `buffered` and decides which block follows.
+    /// Makes block `block` the current one and decides which block follows.
     fn load(&mut self, block: usize) -> Result<()> {
-        let entries = self.table.read_block(block)?;
+        if !self.reverse && self.table.has_restarts() {
+            return self.load_forward(block);
+        }
+        let entries = self
+            .table
+            .read_block_for(block, &self.reads)?
+            .ok_or_else(would_block)?;
         self.next_block = if self.reverse {
             let below_start = entries
                 .first()
@@ -62,8 +115,62 @@ impl SstableIter {
         if self.reverse {
             wanted.reverse();
         }
-        self.buffered = wanted.into_iter();
+        self.current = Current::Decoded(wanted.into_iter());
         Ok(())
+    }
+
+    /// `load` for a forward cursor over a table with restart points: the
+    /// block is read one entry at a time from the run that can hold the
+    /// range's start, and the index's last key says whether a next block
+    /// can hold keys in the range.
+    fn load_forward(&mut self, block: usize) -> Result<()> {
+        let start = match &self.range.0 {
+            Included(start) | Excluded(start) => Some(start.as_ref()),
+            Unbounded => None,
+        };
+        let entries = self
+            .table
+            .forward_entries(block, &self.reads, start)?
+            .ok_or_else(would_block)?;
+        let above_end = self
+            .table
+            .block_last_key(block)
+            .is_some_and(|last| after_end(&self.range, last));
+        self.next_block =
+            Some(block + 1).filter(|&next| !above_end && next < self.table.block_count());
+        self.current = Current::Forward { block, entries };
+        Ok(())
+    }
+
+    /// The next entry of the current block, `None` once it is used up.
+    fn next_in_block(&mut self) -> Result<Option<Entry>> {
+        let (block, entries) = match &mut self.current {
+            Current::Done => return Ok(None),
+            Current::Decoded(entries) => return Ok(entries.next()),
+            Current::Forward { block, entries } => (*block, entries),
+        };
+        let last_key = self.table.block_last_key(block).map_or(&[][..], |k| k);
+        let range = &self.range;
+        let place = |key: &[u8]| {
+            if before_start(range, key) {
+                std::cmp::Ordering::Less
+            } else if after_end(range, key) {
+                std::cmp::Ordering::Greater
+            } else {
+                std::cmp::Ordering::Equal
+            }
+        };
+        let step = entries
+            .next_in(last_key, place)
+            .map_err(|m| self.table.corrupt_block(block, m))?;
+        match step {
+            Step::Entry(entry) => Ok(Some(entry)),
+            Step::BlockEnd => Ok(None),
+            Step::RangeEnd => {
+                self.next_block = None;
+                Ok(None)
+            }
+        }
     }
 }
 
@@ -73,8 +180,14 @@ impl EntryIter for SstableIter {
             if let Some(error) = &self.failed {
                 return Err(error.clone());
             }
-            if let Some(entry) = self.buffered.next() {
-                return Ok(Some(entry));
+            match self.next_in_block() {
+                Ok(Some(entry)) => return Ok(Some(entry)),
+                Ok(None) => self.current = Current::Done,
+                Err(error) => {
+                    self.next_block = None;
+                    self.failed = Some(error);
+                    continue;
+                }
             }
             let Some(block) = self.next_block else {
                 return Ok(None);

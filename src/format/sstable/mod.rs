@@ -193,8 +193,8 @@ use std::cmp::Ordering;
 pub use block::Block;
 pub use cache::{BlockCache, BlockCacheStats, CachedBlock};
 pub use footer::TableIdentity;
-pub use iter::SstableIter;
-pub use reader::{Lookup, SstableReader};
+pub use iter::{BlockReads, SstableIter};
+pub use reader::{Lookup, SstableReader, is_would_block};
 pub use writer::{SstableWriter, TableSummary};
 
 /// How tables are written.

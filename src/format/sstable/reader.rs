@@ -9,13 +9,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 
-use super::block::{Block, BlockLayout, decode_block, get_in_place};
+use super::block::{Block, BlockLayout, ForwardEntries, decode_block, get_in_place};
 use super::bloom::BloomFilter;
-use super::cache::BlockCache;
+use super::cache::{BlockCache, CachedBlock};
 use super::compression::{decode_block as decode_stored_block, raw_payload};
 use super::footer::{Footer, TableIdentity};
 use super::index::{BlockHandle, Index};
-use super::iter::SstableIter;
+use super::iter::{BlockReads, SstableIter};
 use super::{CRC_LEN, Malformed};
 use crate::format::coding::{get_u32, masked_crc};
 use crate::format::{Entry, KeyRange};
@@ -191,10 +191,7 @@ impl SstableReader {
     fn lookup_in(&self, block: usize, decoded: &Block, key: &[u8]) -> Result<Lookup> {
         match decoded.get(key) {
             Ok(entry) => Ok(entry.map_or(Lookup::Absent, Lookup::Found)),
-            Err(malformed) => {
-                let offset = self.index.handles.get(block).map_or(0, |h| h.offset);
-                Err(self.file.corrupt(offset, malformed))
-            }
+            Err(malformed) => Err(self.corrupt_block(block, malformed)),
         }
     }
 
@@ -210,7 +207,17 @@ impl SstableReader {
     /// The entries in `range`, ascending, or descending if `reverse`. The
     /// cursor reads one block at a time; errors come from `next_entry`.
     pub fn iter(self: &Arc<Self>, range: KeyRange, reverse: bool) -> SstableIter {
-        SstableIter::new(Arc::clone(self), range, reverse)
+        SstableIter::new(Arc::clone(self), range, reverse, BlockReads::uncached())
+    }
+
+    /// As [`SstableReader::iter`], reading blocks as `reads` says.
+    pub fn iter_with(
+        self: &Arc<Self>,
+        range: KeyRange,
+        reverse: bool,
+        reads: BlockReads,
+    ) -> SstableIter {
+        SstableIter::new(Arc::clone(self), range, reverse, reads)
     }
 
     /// The table's path, for errors.
@@ -276,21 +283,87 @@ impl SstableReader {
         self.index.block_after(key)
     }
 
-    /// Reads, checks and decodes data block number `block`.
-    pub(super) fn read_block(&self, block: usize) -> Result<Vec<Entry>> {
-        self.read_block_with(block, Wait::Yes)?
-            .ok_or_else(would_block)
+    /// Data block `block`'s entries for a cursor, read as `reads` says (see
+    /// [`SstableReader::fetch_block`]); `Ok(None)` if the cursor may not
+    /// wait and would have to.
+    pub(super) fn read_block_for(
+        &self,
+        block: usize,
+        reads: &BlockReads,
+    ) -> Result<Option<Vec<Entry>>> {
+        let (handle, after) = self.handle_and_previous(block)?;
+        let entries = match self.fetch_block(block, reads)? {
+            None => return Ok(None),
+            Some(Fetched::Cached(cached)) => {
+                cached.block.entries(self.layout(), after, &handle.last_key)
+            }
+            Some(Fetched::Read(data)) => {
+                decode_block(&data, self.layout(), after, &handle.last_key)
+            }
+        };
+        entries
+            .map(Some)
+            .map_err(|m| self.file.corrupt(handle.offset, m))
     }
 
-    /// `Ok(None)` if `wait` is `No` and the block is not in the page cache.
-    fn read_block_with(&self, block: usize, wait: Wait) -> Result<Option<Vec<Entry>>> {
+    /// A forward cursor over data block `block` from the restart run that
+    /// can hold `start`, its bytes read as `reads` says; `Ok(None)` if the
+    /// cursor may not wait and would have to. Version-3 tables only (see
+    /// [`SstableReader::has_restarts`]).
+    pub(super) fn forward_entries(
+        &self,
+        block: usize,
+        reads: &BlockReads,
+        start: Option<&[u8]>,
+    ) -> Result<Option<ForwardEntries>> {
+        let data = match self.fetch_block(block, reads)? {
+            None => return Ok(None),
+            Some(Fetched::Cached(cached)) => cached.block.data().clone(),
+            Some(Fetched::Read(data)) => data,
+        };
+        let (handle, after) = self.handle_and_previous(block)?;
+        ForwardEntries::seek(data, after, start)
+            .map(Some)
+            .map_err(|m| self.file.corrupt(handle.offset, m))
+    }
+
+    /// Data block `block` for a cursor: from the block cache of `reads` if
+    /// it holds it, read and admitted to it if it was missed recently (as a
+    /// point lookup's block is), read alone otherwise; from the disk only if
+    /// `reads` may wait (`Ok(None)` if it may not and would have to).
+    fn fetch_block(&self, block: usize, reads: &BlockReads) -> Result<Option<Fetched>> {
+        let wait = match reads.wait_for_disk {
+            true => Wait::Yes,
+            false => Wait::No,
+        };
+        let cache = reads.cache.as_deref().zip(u32::try_from(block).ok());
+        let Some((cache, index)) = cache else {
+            return Ok(self.read_block_data(block, wait)?.map(Fetched::Read));
+        };
+        if let Some(cached) = cache.get(self.id, index) {
+            return Ok(Some(Fetched::Cached(cached)));
+        }
         let Some(data) = self.read_block_data(block, wait)? else {
             return Ok(None);
         };
-        let (handle, after) = self.handle_and_previous(block)?;
-        decode_block(&data, self.layout(), after, &handle.last_key)
-            .map(Some)
-            .map_err(|m| self.file.corrupt(handle.offset, m))
+        if cache.admits(self.id, index) {
+            let cached = cache.insert(self.id, index, self.check_block(block, data)?);
+            return Ok(Some(Fetched::Cached(cached)));
+        }
+        cache.missed_once(self.id, index);
+        Ok(Some(Fetched::Read(data)))
+    }
+
+    /// Whether the table's blocks carry restart points (version 3), which
+    /// [`SstableReader::forward_entries`] needs.
+    pub(super) fn has_restarts(&self) -> bool {
+        self.layout() == BlockLayout::Restarts
+    }
+
+    /// Data block `block`'s content is malformed as `malformed` says.
+    pub(super) fn corrupt_block(&self, block: usize, malformed: Malformed) -> Error {
+        let offset = self.index.handles.get(block).map_or(0, |h| h.offset);
+        self.file.corrupt(offset, malformed)
     }
 
     /// The checked bytes of data block number `block`, without its crc.
@@ -325,12 +398,27 @@ impl SstableReader {
     }
 }
 
-/// A waiting read never says "would block"; if one does, it is an I/O error.
-fn would_block() -> Error {
+/// A read that may not wait found its block on neither the cache nor the
+/// page cache (see [`is_would_block`]). A waiting read never says this; if
+/// one does, it is an I/O error.
+pub(super) fn would_block() -> Error {
     Error::io(
         "reading a table",
         io::Error::from(io::ErrorKind::WouldBlock),
     )
+}
+
+/// True for the error of a cursor that may not wait for the disk and needed
+/// to (see [`BlockReads`]): the read should be made again where it may wait.
+pub fn is_would_block(error: &Error) -> bool {
+    matches!(error, Error::Io { source, .. } if source.kind() == io::ErrorKind::WouldBlock)
+}
+
+/// A data block a cursor reads: one in the block cache, or bytes read for
+/// it alone.
+enum Fetched {
+    Cached(Arc<CachedBlock>),
+    Read(Bytes),
 }
 
 /// Whether a read may wait for the disk.
