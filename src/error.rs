@@ -28,12 +28,22 @@ pub enum Error {
         detail: String,
     },
     /// An operating-system I/O call failed. After a failed WAL write or sync
-    /// the database refuses writes until it is reopened (see `Db`).
+    /// later writes get [`Error::Poisoned`] until the database is reopened.
     #[error("I/O error: {context}: {source}")]
     Io {
         context: String,
         source: Arc<std::io::Error>,
     },
+    /// An earlier write to the WAL, sync of it or switch to a new one failed,
+    /// so what the file holds after the last acknowledged write is unknown:
+    /// the database refuses writes (reads still work) until it is reopened,
+    /// and recovery then keeps exactly what was acknowledged. `cause` is that
+    /// first failure. (A full disk is not this: writes are refused with
+    /// `Io` of kind `StorageFull` and resume once there is space.)
+    #[error(
+        "writes refused until the database is reopened: an earlier WAL write or sync failed ({cause})"
+    )]
+    Poisoned { cause: Box<Error> },
     /// Another process (or another `Db` in this one) holds the directory's lock.
     #[error("database directory {} is locked by another process", path.display())]
     Locked { path: PathBuf },

@@ -131,6 +131,7 @@ fn wal_faults() -> Vec<(&'static str, Fault, bool)> {
 #[test]
 fn wal_faults_fail_the_write_and_every_later_one_until_reopen() {
     for (what, fault, at_freeze) in wal_faults() {
+        let full = what.contains("disk full") || what.contains("short write");
         for crash in [false, true] {
             let fs = SimFs::new(7);
             let mut model = Model::new();
@@ -148,10 +149,23 @@ fn wal_faults_fail_the_write_and_every_later_one_until_reopen() {
                     assert_io(db.put("failed", "write").await, what);
                 }
                 assert_eq!(fs.faults_fired().unwrap(), 1, "{what}");
-                // The fault fired once; the WAL stays refused all the same.
+                // The fault fired once; the WAL stays refused all the same:
+                // a full disk as a full disk (it resumes once there is
+                // space), anything else as a poisoned database whose cause
+                // is the failure.
                 for i in 0..3 {
                     let later = db.put(format!("later{i}"), "x").await;
-                    assert_io(later, &format!("{what}: a write after the failure"));
+                    let what = format!("{what}: a write after the failure");
+                    match later {
+                        Err(Error::Poisoned { cause }) => {
+                            assert!(matches!(*cause, Error::Io { .. }), "{what}: {cause:?}");
+                            assert!(!full, "{what}: a full disk poisoned the database");
+                        }
+                        other => {
+                            let source = assert_io(other, &what);
+                            assert_eq!(source.kind(), ErrorKind::StorageFull, "{what}");
+                        }
+                    }
                 }
                 let _ = db.close().await;
             });

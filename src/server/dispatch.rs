@@ -258,7 +258,7 @@ pub fn error_code(error: &Error) -> ErrorCode {
         Error::KeyTooLarge { .. } => ErrorCode::KeyTooLarge,
         Error::ValueTooLarge { .. } => ErrorCode::ValueTooLarge,
         Error::Corruption { .. } => ErrorCode::Corruption,
-        Error::Io { .. } | Error::Locked { .. } => ErrorCode::Io,
+        Error::Io { .. } | Error::Locked { .. } | Error::Poisoned { .. } => ErrorCode::Io,
         Error::Closed => ErrorCode::ShuttingDown,
         Error::Conflict => ErrorCode::Conflict,
     }
@@ -268,7 +268,7 @@ pub fn error_code(error: &Error) -> ErrorCode {
 pub fn error_reply(err: &Error) -> Reply {
     match err {
         Error::Corruption { .. } => log::error!("a read hit corruption, replied CORRUPTION: {err}"),
-        Error::Io { .. } => log::warn!("replied an I/O error: {err}"),
+        Error::Io { .. } | Error::Poisoned { .. } => log::warn!("replied an I/O error: {err}"),
         _ => {}
     }
     // The client learns which file, not where the server keeps its data.
@@ -324,5 +324,14 @@ mod tests {
         assert_eq!(error_code(&e), ErrorCode::KeyTooLarge);
         let e = Error::Locked { path: "x".into() };
         assert_eq!(error_code(&e), ErrorCode::Io);
+        let cause = Box::new(Error::io(
+            "writing /srv/db/000009.wal",
+            std::io::Error::other("EIO"),
+        ));
+        let poisoned = Error::Poisoned { cause };
+        assert_eq!(error_code(&poisoned), ErrorCode::Io);
+        let message = poisoned.client_message();
+        assert!(message.starts_with("writes refused until the database is reopened"));
+        assert!(message.contains("writing 000009.wal: EIO"), "{message}");
     }
 }

@@ -389,11 +389,8 @@ impl MemtableActor {
         if self.closing.is_some() {
             return Some(Error::Closed);
         }
-        let poisoned = self.poisoned.as_ref().map(|e| {
-            Error::io(
-                "the WAL failed earlier; reopen the database",
-                std::io::Error::other(e.to_string()),
-            )
+        let poisoned = self.poisoned.as_ref().map(|cause| Error::Poisoned {
+            cause: Box::new(cause.clone()),
         });
         poisoned.or_else(|| self.wal_full_error())
     }

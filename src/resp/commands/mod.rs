@@ -363,6 +363,11 @@ pub fn engine_error(error: &crate::Error) -> Reply {
             log::error!("a read hit corruption, replied an error to a RESP client: {error}");
         }
         crate::Error::Io { .. } => log::warn!("replied an I/O error to a RESP client: {error}"),
+        crate::Error::Poisoned { .. } => {
+            log::warn!("refused a write to a RESP client: {error}");
+            // Redis's answer when it cannot write its append-only file.
+            return Reply::Error(format!("MISCONF {}", error.client_message()));
+        }
         _ => {}
     }
     // The client learns which file, not where the server keeps its data.
@@ -385,6 +390,23 @@ fn clip(arg: &[u8], max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_poisoned_database_answers_writes_as_redis_does_a_failed_append_only_file() {
+        let cause = Box::new(crate::Error::io(
+            "syncing x.wal",
+            std::io::Error::other("EIO"),
+        ));
+        let reply = engine_error(&crate::Error::Poisoned { cause });
+        match reply {
+            Reply::Error(message) => assert!(message.starts_with("MISCONF "), "{message}"),
+            other => panic!("{other:?}"),
+        }
+        match engine_error(&crate::Error::Closed) {
+            Reply::Error(message) => assert!(message.starts_with("ERR "), "{message}"),
+            other => panic!("{other:?}"),
+        }
+    }
 
     fn args(list: &[&str]) -> Vec<Bytes> {
         list.iter()
