@@ -5,7 +5,8 @@
 //! The rules checked: a failed call reaches the caller as `Error::Io`; an
 //! acknowledged write is never lost; after the WAL fails, every later write
 //! fails until the database is reopened (it may not trust a WAL whose state
-//! it does not know); a failed flush or compaction leaves the database
+//! it does not know), as `Error::Poisoned` naming that failure, or as
+//! `Error::Io` of kind `StorageFull` while the disk is full; a failed flush or compaction leaves the database
 //! usable and a later one succeeds; reopening with the faults gone (after a
 //! clean stop or after a power loss) gives every acknowledged write back.
 //! A write that failed may or may not be there.

@@ -136,8 +136,14 @@ fn run_workload(fs: &SimFs, actions: &[Action]) -> Run {
                             (Ok(()), None) => run.acked += 1,
                             (Ok(()), Some(_)) => run.acked_after_failure += 1,
                             (Err(error), _) => {
+                                // The failed write itself, or a later one
+                                // refused by the database it poisoned.
+                                let io = match &error {
+                                    naive_kv::Error::Poisoned { cause } => cause.as_ref(),
+                                    other => other,
+                                };
                                 assert!(
-                                    matches!(error, naive_kv::Error::Io { .. }),
+                                    matches!(io, naive_kv::Error::Io { .. }),
                                     "a write failed with {error:?}, not Error::Io"
                                 );
                                 failed_at.get_or_insert(index);
