@@ -2,6 +2,9 @@
 
 use bytes::Bytes;
 
+use super::range_delete::RangeTombstone;
+use crate::proto::storage::WalBatch;
+
 /// One write of a batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mutation {
@@ -183,6 +186,49 @@ pub(crate) fn encode_wal_batch(first_seq: u64, mutations: &[Mutation], out: &mut
     }
 }
 
+/// One write that a WAL batch record logged, with its sequence number: how
+/// replay and repair read back what [`encode_wal_batch`] and
+/// `range_delete::encode_wal_range_deletes` wrote (the one reader of it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum LoggedWrite {
+    /// A put (`value` `Some`) or a delete of one key.
+    Key {
+        seq: u64,
+        key: Bytes,
+        value: Option<Bytes>,
+        /// When a put expires (Unix milliseconds); 0: never.
+        expire_at_ms: u64,
+    },
+    /// A range delete.
+    Range(RangeTombstone),
+}
+
+/// The writes of a decoded WAL batch record, in order: the record's
+/// mutations take consecutive sequence numbers from its `first_seq`.
+pub(crate) fn logged_writes(batch: WalBatch) -> impl Iterator<Item = LoggedWrite> {
+    let first_seq = batch.first_seq;
+    batch
+        .mutations
+        .into_iter()
+        .enumerate()
+        .map(move |(offset, mutation)| {
+            let seq = first_seq.saturating_add(offset as u64);
+            if mutation.range_delete {
+                return LoggedWrite::Range(RangeTombstone {
+                    start: mutation.key,
+                    end: mutation.range_end,
+                    seq,
+                });
+            }
+            LoggedWrite::Key {
+                seq,
+                key: mutation.key,
+                value: (!mutation.delete).then_some(mutation.value),
+                expire_at_ms: mutation.expire_at_ms,
+            }
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use prost::Message;
@@ -271,5 +317,45 @@ mod tests {
                 assert_eq!(decoded.expire_at_ms, expected);
             }
         }
+    }
+
+    /// What is encoded is read back as the same writes, each with its
+    /// sequence number, range deletes after the batch's keys.
+    #[test]
+    fn logged_writes_read_back_what_was_encoded() {
+        let mutations = vec![
+            m("a", Some(Bytes::from("1"))),
+            m("b", None),
+            expiring("c", "3", 1_700_000_000_000),
+        ];
+        let mut payload = Vec::new();
+        encode_wal_batch(40, &mutations, &mut payload);
+        let ranges = [
+            (Bytes::from("d"), Bytes::from("f")),
+            (Bytes::from("x"), Bytes::new()),
+        ];
+        crate::engine::range_delete::encode_wal_range_deletes(&ranges, &mut payload);
+        let batch = WalBatch::decode(payload.as_slice()).unwrap();
+        let key = |seq, key: &str, value: Option<&str>, expire_at_ms| LoggedWrite::Key {
+            seq,
+            key: Bytes::copy_from_slice(key.as_bytes()),
+            value: value.map(|v| Bytes::copy_from_slice(v.as_bytes())),
+            expire_at_ms,
+        };
+        let range = |start: &str, end: &str, seq| {
+            LoggedWrite::Range(RangeTombstone {
+                start: Bytes::copy_from_slice(start.as_bytes()),
+                end: Bytes::copy_from_slice(end.as_bytes()),
+                seq,
+            })
+        };
+        let expected = vec![
+            key(40, "a", Some("1"), 0),
+            key(41, "b", None, 0),
+            key(42, "c", Some("3"), 1_700_000_000_000),
+            range("d", "f", 43),
+            range("x", "", 44),
+        ];
+        assert_eq!(logged_writes(batch).collect::<Vec<_>>(), expected);
     }
 }

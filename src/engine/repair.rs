@@ -8,6 +8,8 @@
 //! 3. Everything kept is merged, the newest version of each key by sequence
 //!    number winning, into a fresh sorted run of segments in level 1
 //!    (deletes are applied and dropped: nothing older is left below them).
+//!    Range deletes are applied the same way: those logged in the kept WAL
+//!    records, and those the old manifest holds if it can be read.
 //! 4. A new empty WAL and a manifest naming the new segments are written and
 //!    synced; only then are the old segments and WALs removed (their data is
 //!    in the new run) and a damaged old manifest moved to `lost/`.
@@ -18,7 +20,9 @@
 //! Limits: a segment a compaction had already replaced, left behind by a
 //! crash, is merged like any other; if the compaction had dropped a delete
 //! of one of its keys, that key's older value comes back. Writes held only
-//! by a file moved to `lost/` are gone from the repaired database.
+//! by a file moved to `lost/` are gone from the repaired database, and so
+//! are range deletes held only by an unreadable or missing manifest (their
+//! keys come back).
 
 use std::ops::Bound;
 use std::path::Path;
@@ -26,10 +30,12 @@ use std::sync::Arc;
 
 use prost::Message as _;
 
+use super::batch::{LoggedWrite, logged_writes};
 use super::check::read_table_whole;
 use super::inventory::DirectoryFiles;
 use super::memtable::MemTable;
 use super::merge::{LiveIter, MemTableIter, MergeIter};
+use super::range_delete::{RangeTombstone, Uncovered};
 use super::recovery::take_lock;
 use super::segment::{FileNumbers, SegmentBuilder, new_database_id};
 use crate::error::IoContext;
@@ -76,19 +82,29 @@ pub fn repair_database(options: &Options) -> Result<RepairReport> {
     let files = DirectoryFiles::list(fs, directory)?;
     let mut report = RepairReport::default();
     let readers = readable_segments(fs, directory, &files, &mut report)?;
-    let (memtable, damaged_wals) = salvage_wals(fs, directory, &files, &mut report)?;
+    let salvaged = salvage_wals(fs, directory, &files, &mut report)?;
+    let old_manifest = read_manifest(fs, directory).ok().flatten();
+    let mut tombstones = salvaged.range_tombstones;
+    if let Some(manifest) = &old_manifest {
+        tombstones.extend(manifest.range_tombstones.iter().map(|t| RangeTombstone {
+            start: t.start.clone(),
+            end: t.end.clone(),
+            seq: t.seq,
+        }));
+    }
     let max_seq = readers
         .iter()
         .map(|reader| reader.max_seq())
-        .chain(std::iter::once(memtable_max_seq(&memtable)))
+        .chain(std::iter::once(memtable_max_seq(&salvaged.memtable)))
+        .chain(tombstones.iter().map(|t| t.seq))
         .max()
         .unwrap_or(0);
-    let database_id = match read_manifest(fs, directory) {
-        Ok(Some(manifest)) if manifest.database_id != 0 => manifest.database_id,
+    let database_id = match &old_manifest {
+        Some(manifest) if manifest.database_id != 0 => manifest.database_id,
         _ => new_database_id(),
     };
     let numbers = FileNumbers::starting_at(database_id, files.highest_number + 1);
-    let outputs = write_merged(options, &numbers, &readers, memtable)?;
+    let outputs = write_merged(options, &numbers, &readers, salvaged.memtable, tombstones)?;
     report.segments_written = outputs.len();
     report.keys = outputs.iter().map(|meta| meta.entry_count).sum();
     let wal_number = numbers.allocate();
@@ -112,12 +128,11 @@ pub fn repair_database(options: &Options) -> Result<RepairReport> {
         segments: outputs,
         oldest_live_wal: wal_number,
         database_id,
-        // A repair keeps what it can read; range deletes not yet compacted
-        // away are not carried over (the manifest may be the damaged file).
+        // The range deletes kept were applied to the merged run.
         range_tombstones: Vec::new(),
     };
     write_manifest(fs, directory, &manifest)?;
-    for name in damaged_wals {
+    for name in salvaged.damaged {
         move_to_lost(
             fs,
             directory,
@@ -154,15 +169,25 @@ fn readable_segments(
     Ok(readers)
 }
 
-/// Every intact WAL record, in a memtable; and the names of damaged WALs.
+/// What the WALs' intact records hold, and which WALs are damaged.
+#[derive(Default)]
+struct Salvaged {
+    /// Their puts and deletes.
+    memtable: MemTable,
+    /// Their range deletes.
+    range_tombstones: Vec<RangeTombstone>,
+    /// The names of WALs with a damaged record.
+    damaged: Vec<String>,
+}
+
+/// Every intact WAL record; see [`Salvaged`].
 fn salvage_wals(
     fs: &dyn FileSystem,
     directory: &Path,
     files: &DirectoryFiles,
     report: &mut RepairReport,
-) -> Result<(MemTable, Vec<String>)> {
-    let mut memtable = MemTable::default();
-    let mut damaged = Vec::new();
+) -> Result<Salvaged> {
+    let mut salvaged = Salvaged::default();
     for number in &files.wals {
         let name = wal_file_name(*number);
         let (contents, error) = read_wal_salvaging(fs, &directory.join(&name))?;
@@ -173,17 +198,25 @@ fn salvage_wals(
                 break;
             };
             report.wal_records_kept += 1;
-            for (offset, mutation) in batch.mutations.into_iter().enumerate() {
-                let seq = batch.first_seq.saturating_add(offset as u64);
-                let value = (!mutation.delete).then_some(mutation.value);
-                memtable.apply_expiring(mutation.key, seq, value, mutation.expire_at_ms);
+            for write in logged_writes(batch) {
+                match write {
+                    LoggedWrite::Key {
+                        seq,
+                        key,
+                        value,
+                        expire_at_ms,
+                    } => salvaged
+                        .memtable
+                        .apply_expiring(key, seq, value, expire_at_ms),
+                    LoggedWrite::Range(tombstone) => salvaged.range_tombstones.push(tombstone),
+                }
             }
         }
         if broken {
-            damaged.push(name);
+            salvaged.damaged.push(name);
         }
     }
-    Ok((memtable, damaged))
+    Ok(salvaged)
 }
 
 /// The highest sequence number in a memtable (0 if empty).
@@ -196,12 +229,14 @@ fn memtable_max_seq(memtable: &MemTable) -> u64 {
         .unwrap_or(0)
 }
 
-/// Merges everything kept into a new level-1 run, deletes applied.
+/// Merges everything kept into a new level-1 run, deletes and range
+/// deletes applied.
 fn write_merged(
     options: &Options,
     numbers: &FileNumbers,
     readers: &[Arc<SstableReader>],
     memtable: MemTable,
+    tombstones: Vec<RangeTombstone>,
 ) -> Result<Vec<crate::proto::storage::SegmentMeta>> {
     let all = (Bound::Unbounded, Bound::Unbounded);
     let mut sources: Vec<Box<dyn EntryIter>> = readers
@@ -210,7 +245,8 @@ fn write_merged(
         .collect();
     sources.push(Box::new(MemTableIter::new(memtable, all, false)));
     // Expiries are kept as written (0: nothing counts as expired here).
-    let mut merged = LiveIter(MergeIter::new(sources, false), 0);
+    let merged = Uncovered::new(MergeIter::new(sources, false), tombstones);
+    let mut merged = LiveIter(merged, 0);
     let builder = SegmentBuilder::new(
         options.fs.as_ref(),
         &options.directory,

@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 
 use prost::Message as _;
 
+use super::batch::{LoggedWrite, logged_writes};
 use super::memtable::MemTable;
 use super::range_delete::RangeTombstone;
 use crate::format::wal::read_wal;
@@ -216,23 +217,23 @@ pub fn replay_wals(
 /// Puts a batch's writes past `flushed_seq` into the replayed memtable and
 /// its range deletes into the replayed list.
 fn apply(replayed: &mut Replayed, batch: WalBatch, flushed_seq: u64) {
-    for (offset, mutation) in batch.mutations.into_iter().enumerate() {
-        let seq = batch.first_seq + offset as u64;
-        if seq <= flushed_seq {
-            continue;
-        }
-        if mutation.range_delete {
-            replayed.range_tombstones.push(RangeTombstone {
-                start: mutation.key,
-                end: mutation.range_end,
+    for write in logged_writes(batch) {
+        match write {
+            LoggedWrite::Range(tombstone) if tombstone.seq > flushed_seq => {
+                replayed.range_tombstones.push(tombstone);
+            }
+            LoggedWrite::Key {
                 seq,
-            });
-            continue;
+                key,
+                value,
+                expire_at_ms,
+            } if seq > flushed_seq => {
+                replayed
+                    .memtable
+                    .apply_expiring(key, seq, value, expire_at_ms);
+            }
+            _ => {}
         }
-        let value = (!mutation.delete).then_some(mutation.value);
-        replayed
-            .memtable
-            .apply_expiring(mutation.key, seq, value, mutation.expire_at_ms);
     }
 }
 
