@@ -1,8 +1,10 @@
-//! [`WriteBatch`]: an atomic group of writes.
+//! [`WriteBatch`]: an atomic group of writes, and its WAL record: the one
+//! writer ([`encode_wal_batch`], [`encode_wal_range_deletes`]) and the one
+//! reader ([`logged_writes`]) of a `WalBatch` payload.
 
 use bytes::Bytes;
 
-use super::range_delete::RangeTombstone;
+use super::range_delete::{RangeDelete, RangeTombstone};
 use crate::proto::storage::WalBatch;
 
 /// One write of a batch.
@@ -186,9 +188,28 @@ pub(crate) fn encode_wal_batch(first_seq: u64, mutations: &[Mutation], out: &mut
     }
 }
 
+/// Appends the WAL records of `ranges` to a `WalBatch` payload that
+/// `encode_wal_batch` began: they follow its mutations in the repeated
+/// field, so they take the batch's last sequence numbers.
+pub fn encode_wal_range_deletes(ranges: &[RangeDelete], out: &mut Vec<u8>) {
+    use prost::Message;
+    use prost::encoding::{WireType, encode_key, encode_varint};
+    for (start, end) in ranges {
+        let mutation = crate::proto::storage::WalMutation {
+            key: start.clone(),
+            range_end: end.clone(),
+            range_delete: true,
+            ..Default::default()
+        };
+        encode_key(2, WireType::LengthDelimited, out);
+        encode_varint(mutation.encoded_len() as u64, out);
+        mutation.encode_raw(out);
+    }
+}
+
 /// One write that a WAL batch record logged, with its sequence number: how
 /// replay and repair read back what [`encode_wal_batch`] and
-/// `range_delete::encode_wal_range_deletes` wrote (the one reader of it).
+/// [`encode_wal_range_deletes`] wrote (the one reader of it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum LoggedWrite {
     /// A put (`value` `Some`) or a delete of one key.
@@ -334,7 +355,7 @@ mod tests {
             (Bytes::from("d"), Bytes::from("f")),
             (Bytes::from("x"), Bytes::new()),
         ];
-        crate::engine::range_delete::encode_wal_range_deletes(&ranges, &mut payload);
+        encode_wal_range_deletes(&ranges, &mut payload);
         let batch = WalBatch::decode(payload.as_slice()).unwrap();
         let key = |seq, key: &str, value: Option<&str>, expire_at_ms| LoggedWrite::Key {
             seq,

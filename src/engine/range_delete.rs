@@ -4,7 +4,8 @@
 //! A range delete is a write like any other: it goes through the memtable
 //! actor's queue, gets a sequence number `S` (after the point mutations of
 //! its batch), is logged in the WAL (`WalMutation.range_delete`, field 6,
-//! with the end in field 5) and is atomic with its batch. It deletes every
+//! with the end in field 5; written and read in `engine::batch`) and is
+//! atomic with its batch. It deletes every
 //! version of a key in the range whose sequence number is below `S`; later
 //! writes are untouched.
 //!
@@ -312,25 +313,6 @@ pub fn from_manifest(manifest: &storage::Manifest) -> Vec<InstalledTombstone> {
     retire_clean(list)
 }
 
-/// Appends the WAL records of `ranges` to a `WalBatch` payload that
-/// `encode_wal_batch` began: they follow its mutations in the repeated
-/// field, so they take the batch's last sequence numbers.
-pub fn encode_wal_range_deletes(ranges: &[RangeDelete], out: &mut Vec<u8>) {
-    use prost::Message;
-    use prost::encoding::{WireType, encode_key, encode_varint};
-    for (start, end) in ranges {
-        let mutation = storage::WalMutation {
-            key: start.clone(),
-            range_end: end.clone(),
-            range_delete: true,
-            ..Default::default()
-        };
-        encode_key(2, WireType::LengthDelimited, out);
-        encode_varint(mutation.encoded_len() as u64, out);
-        mutation.encode_raw(out);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -475,7 +457,10 @@ mod tests {
             Some(Bytes::from("v")),
         )];
         super::super::batch::encode_wal_batch(7, &puts, &mut out);
-        encode_wal_range_deletes(&[(Bytes::from("a"), Bytes::from("b"))], &mut out);
+        super::super::batch::encode_wal_range_deletes(
+            &[(Bytes::from("a"), Bytes::from("b"))],
+            &mut out,
+        );
         let batch = storage::WalBatch::decode(out.as_slice()).unwrap();
         assert_eq!(batch.first_seq, 7);
         assert_eq!(batch.mutations.len(), 2);

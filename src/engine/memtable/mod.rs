@@ -50,8 +50,8 @@ pub use messages::{
 pub use submissions::{Completion, Submissions};
 pub use table::{FrozenMemtable, MemTable};
 
-use super::batch::{Requirement, encode_wal_batch};
-use super::range_delete::{RangeDelete, RangeTombstone, RangeTombstones, encode_wal_range_deletes};
+use super::batch::{Requirement, encode_wal_batch, encode_wal_range_deletes};
+use super::range_delete::{RangeDelete, RangeTombstone, RangeTombstones};
 use super::segment::FileNumbers;
 use super::segments::{FlushMemtable, SegmentManager};
 use super::stats::Counters;
