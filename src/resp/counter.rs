@@ -64,9 +64,9 @@ type Result<T> = std::result::Result<T, StoreError>;
 
 /// The most units one round takes.
 pub const MAX_UNITS_PER_ROUND: usize = 256;
-/// How often a round is redone after conflicts on one engine before its
-/// units are answered with the conflict (on a cluster: for the node's
-/// request timeout, see [`Store::conflict_retries`]).
+/// How often a round is redone at once after conflicts on one engine, before
+/// it waits for a pause in the writes it loses to (see
+/// [`Store::conflict_retries`]).
 const MAX_ATTEMPTS: usize = 64;
 
 /// Runs [`Unit`]s; see the module doc.

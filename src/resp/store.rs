@@ -80,21 +80,36 @@ pub fn clusterdown(error: &ClusterError) -> String {
     format!("CLUSTERDOWN {error}")
 }
 
+/// How long a read-modify-write on one engine keeps retrying, with pauses,
+/// once its immediate retries are used up: as long as a cluster node's
+/// request timeout.
+const ENGINE_RETRY_TIME: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// See [`Store::conflict_retries`].
 pub enum ConflictRetries {
-    /// Retries left.
+    /// Immediate retries left, then timed ones.
     Count(usize),
     Timed(backoff::ConflictRetries),
 }
 
 impl ConflictRetries {
-    /// After a conflict: whether to try again (after a pause, on a
-    /// cluster).
+    /// After a conflict: whether to try again (at once, or after a pause).
     pub async fn again(&mut self) -> bool {
         match self {
             ConflictRetries::Count(left) => {
                 *left = left.saturating_sub(1);
-                *left > 0
+                if *left > 0 {
+                    return true;
+                }
+                // A client writing the key back to back can win every
+                // immediate retry, its commits falling into each window
+                // between this one's read and its write (seen on a busy CI
+                // machine): from now on, random growing pauses, for a
+                // bounded time.
+                let mut timed = backoff::ConflictRetries::new(ENGINE_RETRY_TIME);
+                let again = timed.again().await;
+                *self = ConflictRetries::Timed(timed);
+                again
             }
             ConflictRetries::Timed(retries) => retries.again().await,
         }
@@ -130,9 +145,9 @@ impl Store {
 
     /// How a read-modify-write retries after conflicts: on one engine
     /// (where only plain writes contend with the counter) up to `attempts`
-    /// times at once; on a cluster, where other nodes' counters contend,
-    /// after a random pause and for the node's request timeout
-    /// ([`crate::cluster::backoff`]).
+    /// times at once, then with random pauses for 5 s; on a cluster, where
+    /// other nodes' counters contend, after a random pause and for the
+    /// node's request timeout ([`crate::cluster::backoff`]).
     pub fn conflict_retries(&self, attempts: usize) -> ConflictRetries {
         match self {
             Store::Single(_) => ConflictRetries::Count(attempts),
