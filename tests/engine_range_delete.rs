@@ -305,3 +305,26 @@ fn a_power_loss_keeps_every_acknowledged_range_delete_and_no_half_batch() {
         );
     }
 }
+
+/// A key deleted by a range delete keeps the range delete's sequence number
+/// as its version after the flush that drops its value (what WATCH and
+/// conditional writes compare); a key the range never held stays at 0.
+#[actix_rt::test]
+async fn a_range_deleted_key_keeps_its_version_after_the_flush() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(common::tiny_options(dir.path())).await.unwrap();
+    db.put("w", "1").await.unwrap();
+    db.delete_range("a", "z").await.unwrap();
+    let deleted_at = db.visible_seq();
+    for flushed in [false, true] {
+        if flushed {
+            db.flush().await.unwrap();
+        }
+        let read = db.get_versioned("w").await.unwrap();
+        assert_eq!(read.value, None, "flushed: {flushed}");
+        assert_eq!(read.version.seq, deleted_at, "flushed: {flushed}");
+        let never = db.get_versioned("q").await.unwrap();
+        assert_eq!(never.version.seq, 0, "flushed: {flushed}");
+    }
+    db.close().await.unwrap();
+}

@@ -17,7 +17,9 @@
 //!    `ReadView` (`range_tombstones`). The actor freezes the memtable soon
 //!    after a range delete, so the next step does not wait for new writes.
 //! 2. **Installed**: the flush that covers `S` writes the memtable without
-//!    the versions the tombstone deletes, and puts the tombstone in the
+//!    the versions the tombstone deletes (a key whose newest version it
+//!    deletes is written as a point tombstone at `S`, so that its version
+//!    still says when it changed: [`DeletedAsTombstones`]), and puts the tombstone in the
 //!    segment set (`SegmentSet::range_tombstones`), which the manifest
 //!    persists (`Manifest.range_tombstones`, field 6). Each installed
 //!    tombstone names its *dirty* segments: the live segments whose key span
@@ -144,6 +146,61 @@ impl<I: EntryIter> EntryIter for Uncovered<I> {
                 .any(|t| t.covers(&entry.key, entry.seq))
             {
                 return Ok(Some(entry));
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// What a flush writes of a frozen memtable under its own range deletes: a
+/// key whose newest version a range delete removes is written as a point
+/// tombstone at the range delete's sequence number, so that a reader still
+/// learns when the key last changed (WATCH, conditional writes); without
+/// it, a key whose versions were all in that memtable would read as never
+/// written. Older versions a range delete covers are dropped; versions no
+/// range delete covers pass. Expects each key's versions newest first.
+pub struct DeletedAsTombstones<I> {
+    inner: I,
+    tombstones: Vec<RangeTombstone>,
+    /// The key of the last entry read.
+    last_key: Option<Bytes>,
+}
+
+impl<I: EntryIter> DeletedAsTombstones<I> {
+    /// `inner` under `tombstones`.
+    pub fn new(inner: I, tombstones: Vec<RangeTombstone>) -> Self {
+        DeletedAsTombstones {
+            inner,
+            tombstones,
+            last_key: None,
+        }
+    }
+}
+
+impl<I: EntryIter> EntryIter for DeletedAsTombstones<I> {
+    fn next_entry(&mut self) -> Result<Option<Entry>> {
+        while let Some(entry) = self.inner.next_entry()? {
+            let newest = self.last_key.as_ref() != Some(&entry.key);
+            if newest {
+                self.last_key = Some(entry.key.clone());
+            }
+            let deleted_at = self
+                .tombstones
+                .iter()
+                .filter(|t| t.covers(&entry.key, entry.seq))
+                .map(|t| t.seq)
+                .max();
+            match (deleted_at, newest) {
+                (None, _) => return Ok(Some(entry)),
+                (Some(seq), true) => {
+                    return Ok(Some(Entry {
+                        key: entry.key,
+                        seq,
+                        value: None,
+                        expire_at_ms: 0,
+                    }));
+                }
+                (Some(_), false) => {}
             }
         }
         Ok(None)

@@ -23,7 +23,7 @@ use super::compactor::{Compactor, SetChanged};
 use super::inventory::DirectoryFiles;
 use super::memtable::{FlushDone, FlushFailed, FrozenMemtable, MemtableActor, SegmentsChanged};
 use super::merge::{ExpiredAsTombstones, MemTableIter};
-use super::range_delete::{self, RangeTombstone, Uncovered};
+use super::range_delete::{self, DeletedAsTombstones, RangeTombstone};
 use super::segment::{FileNumbers, Segment, SegmentBuilder};
 use super::stats::Counters;
 use super::version::SegmentSet;
@@ -465,7 +465,7 @@ pub fn write_segments(
     let entries = MemTableIter::new(frozen.table.clone(), all, false);
     let tombstones = frozen.range_tombstones.clone();
     builder.write_all(&mut ExpiredAsTombstones(
-        Uncovered::new(entries, tombstones),
+        DeletedAsTombstones::new(entries, tombstones),
         now_ms,
     ))
 }
