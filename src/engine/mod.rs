@@ -257,8 +257,6 @@ impl std::fmt::Debug for LockReleased {
     }
 }
 
-/// The newest version of `key` in `view` (a tombstone included), looking in
-/// the memtables first, then in the segments the bloom filters let through.
 /// Scan pages of at most this many entries may be read on the caller's
 /// thread (when their blocks are in memory); longer ones always go to the
 /// read pool, so that a caller's thread (a session's, an actor's) is never
@@ -270,6 +268,8 @@ fn is_short(request: &ScanRequest) -> bool {
     (1..=INLINE_SCAN_ENTRIES).contains(&request.limit)
 }
 
+/// The newest version of `key` in `view` (a tombstone included), looking in
+/// the memtables first, then in the segments the bloom filters let through.
 async fn newest_version(
     inner: &DbInner,
     view: &ReadView,
