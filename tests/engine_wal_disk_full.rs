@@ -10,12 +10,13 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use naive_kv::fs::sim::{Fault, Op, SimFs};
-use naive_kv::{Db, Error, Options};
+use naive_kv::{Db, Error, Options, SyncPolicy};
 
-fn options(fs: &SimFs) -> Options {
+fn options(fs: &SimFs, sync: SyncPolicy) -> Options {
     let mut options = Options::new("/db");
     options.fs = Arc::new(fs.clone());
     options.read_threads = 1;
+    options.sync = sync;
     options
 }
 
@@ -62,11 +63,22 @@ async fn assert_holds(db: &Db, model: &BTreeMap<Bytes, Bytes>, what: &str) {
     }
 }
 
-fn scenario(faults: Vec<Fault>, what: &'static str) {
+/// The failed write never reached the WAL whole (these faults write none
+/// or 7 bytes of it), so it must not show, not even once later numbers are
+/// published past its own.
+async fn assert_failed_write_absent(db: &Db, what: &str) {
+    let got = db.get("failed").await.unwrap();
+    assert_eq!(got, None, "{what}: the failed write shows");
+}
+
+/// Under `SyncPolicy::None` writes are made by the writers' own threads
+/// (`memtable/direct.rs`), and acknowledged ones are durable only once
+/// synced: the database is closed (which syncs) before the power loss.
+fn scenario(faults: Vec<Fault>, what: &'static str, sync: SyncPolicy) {
     let fs = SimFs::new(11);
     let mut model = BTreeMap::new();
     actix_rt::System::new().block_on(async {
-        let db = Db::open(options(&fs)).await.unwrap();
+        let db = Db::open(options(&fs, sync)).await.unwrap();
         for i in 0..20 {
             put(&db, &mut model, format!("before{i}")).await;
         }
@@ -86,15 +98,20 @@ fn scenario(faults: Vec<Fault>, what: &'static str) {
             put(&db, &mut model, format!("after{i}")).await;
         }
         assert_holds(&db, &model, what).await;
+        assert_failed_write_absent(&db, what).await;
         db.flush().await.unwrap();
         put(&db, &mut model, "last".into()).await;
+        if sync == SyncPolicy::None {
+            db.close().await.unwrap();
+        }
     });
     // Power loss now: the acknowledged writes survive, and the WALs (the old
     // one with its unknown tail, the new one with its resume marker) open.
     let fs = fs.crash().unwrap();
     actix_rt::System::new().block_on(async {
-        let db = Db::open(options(&fs)).await.unwrap();
+        let db = Db::open(options(&fs, sync)).await.unwrap();
         assert_holds(&db, &model, what).await;
+        assert_failed_write_absent(&db, what).await;
         db.put("reopened", "yes").await.unwrap();
         db.close().await.unwrap();
     });
@@ -109,6 +126,7 @@ fn a_failed_append_then_failed_retries_resume_without_reopen() {
                 .times(3),
         ],
         "append fails, then two retries fail writing the marker",
+        SyncPolicy::Always,
     );
 }
 
@@ -122,5 +140,33 @@ fn a_half_written_group_and_failed_creates_resume_without_reopen() {
                 .times(2),
         ],
         "short append, then two retries fail creating the WAL",
+        SyncPolicy::Always,
+    );
+}
+
+#[test]
+fn a_failed_direct_append_then_failed_retries_resume_without_reopen() {
+    scenario(
+        vec![
+            Fault::fail(Op::Write, ErrorKind::StorageFull)
+                .on_path(".wal")
+                .times(3),
+        ],
+        "direct append fails, then two retries fail writing the marker",
+        SyncPolicy::None,
+    );
+}
+
+#[test]
+fn a_half_written_direct_append_and_failed_creates_resume_without_reopen() {
+    scenario(
+        vec![
+            Fault::short_write(7, ErrorKind::StorageFull).on_path(".wal"),
+            Fault::fail(Op::Create, ErrorKind::StorageFull)
+                .on_path(".wal")
+                .times(2),
+        ],
+        "short direct append, then two retries fail creating the WAL",
+        SyncPolicy::None,
     );
 }

@@ -6,7 +6,7 @@ use std::path::Path;
 use naive_kv::fs::{FileSystem, StdFs};
 
 fn write_file(path: &Path, data: &[u8]) {
-    let mut file = StdFs.create(path).unwrap();
+    let file = StdFs.create(path).unwrap();
     file.write_all(data).unwrap();
     file.sync_data().unwrap();
 }

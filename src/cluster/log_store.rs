@@ -397,7 +397,7 @@ pub fn write_small_file(dir: &Path, name: &str, payload: &[u8]) -> Result<()> {
     let file = StdFs
         .create(&tmp)
         .context(|| format!("creating {}", tmp.display()))?;
-    let mut writer = WalWriter::new(file, tmp.clone());
+    let writer = WalWriter::new(file, tmp.clone());
     let mut framed = Vec::new();
     WalWriter::encode_record(payload, &mut framed);
     writer.append_encoded(&framed)?;

@@ -57,7 +57,8 @@ pub use checkpoint::Checkpointed;
 use compactor::{CloseCompactor, CompactAll, Compactor};
 pub use expiry::Ttl;
 use memtable::{
-    Close, Completion, Flush, Gauges, MemtableActor, MemtableStart, ReadView, Submissions, Write,
+    Close, Completion, DirectWrites, Flush, Gauges, MemtableActor, MemtableStart, Outcome,
+    ReadView, Submissions, Write,
 };
 use range_delete::RangeDelete;
 use read_pool::{RangeScan, ReadWorker, SegmentGet};
@@ -80,8 +81,10 @@ pub struct Db {
 struct DbInner {
     options: Arc<Options>,
     memtable: Addr<MemtableActor>,
-    /// The memtable actor's write queue: puts, deletes and batches go here.
+    /// The memtable actor's write queue: writes the lane does not take.
     submissions: Arc<Submissions>,
+    /// The lane for writes a caller applies itself (`memtable/direct.rs`).
+    direct: Arc<DirectWrites>,
     segments: Addr<SegmentManager>,
     compactor: Addr<Compactor>,
     readers: Addr<ReadWorker>,
@@ -162,11 +165,14 @@ fn start_actors(options: Arc<Options>, recovered: recovery::Recovered) -> DbInne
     };
     let view = Arc::new(ArcSwap::from_pointee(ReadView {
         segments: segments_set.clone(),
-        // Recovery leaves everything it replayed in segments.
-        applied_seq: recovered.last_seq,
         ..ReadView::default()
     }));
     let submissions = Arc::new(Submissions::on_this_thread());
+    // Recovery leaves everything it replayed in segments.
+    let direct = Arc::new(DirectWrites::new(
+        recovered.last_seq,
+        options.memtable_freeze_bytes(),
+    ));
     let memtable = MemtableActor::new(MemtableStart {
         options: options.clone(),
         wal: recovered.wal,
@@ -179,6 +185,7 @@ fn start_actors(options: Arc<Options>, recovered: recovery::Recovered) -> DbInne
         lock,
         published: view.clone(),
         submissions: submissions.clone(),
+        direct: direct.clone(),
     })
     .start();
     segments.do_send(Connect {
@@ -198,6 +205,7 @@ fn start_actors(options: Arc<Options>, recovered: recovery::Recovered) -> DbInne
         options,
         memtable,
         submissions,
+        direct,
         segments,
         compactor,
         readers,
@@ -207,6 +215,34 @@ fn start_actors(options: Arc<Options>, recovered: recovery::Recovered) -> DbInne
         closed: AtomicBool::new(false),
         arbiters,
         released,
+    }
+}
+
+/// A write's answer: known already (written directly, or refused), or to
+/// come from the memtable actor.
+enum Answer {
+    Ready(Result<()>),
+    Later(Completion),
+}
+
+impl DbInner {
+    /// The view a read uses, and the bound for its active memtable: every
+    /// write up to it is visible, none after it in that memtable.
+    ///
+    /// The view is loaded before the bound and checked unchanged after it:
+    /// a write is published only after the view holding its memtable was
+    /// stored, so every write up to the bound is in this view. (A range
+    /// delete may show before the bound passes it: the actor stores its
+    /// view first. The bound then understates what the read sees, which is
+    /// the safe side for the conditional writes that compare with it.)
+    fn read_view(&self) -> (Arc<ReadView>, u64) {
+        loop {
+            let view = self.view.load_full();
+            let read_at = self.direct.published();
+            if Arc::ptr_eq(&view, &self.view.load()) {
+                return (view, read_at);
+            }
+        }
     }
 }
 
@@ -273,11 +309,14 @@ fn is_short(request: &ScanRequest) -> bool {
 async fn newest_version(
     inner: &DbInner,
     view: &ReadView,
+    read_at: u64,
     key: Bytes,
 ) -> Result<Option<crate::format::Entry>> {
-    let in_memory = std::iter::once(&view.active).chain(view.frozen.iter().map(|f| &f.table));
-    for table in in_memory {
-        if let Some(entry) = table.get(&key) {
+    if let Some(entry) = view.active.get_at(&key, read_at) {
+        return Ok(Some(entry));
+    }
+    for frozen in &view.frozen {
+        if let Some(entry) = frozen.table.get(&key) {
             return Ok(Some(entry));
         }
     }
@@ -360,14 +399,13 @@ impl Db {
     ) -> impl Future<Output = Result<Versioned>> + 'static {
         let key = key.into();
         let checked = self.check_key(&key).and_then(|()| self.check_open());
-        let view = self.inner.view.load_full();
+        let (view, read_at) = self.inner.read_view();
         let inner = self.inner.clone();
         let clock = self.inner.options.clock.clone();
         async move {
             checked?;
             Counters::add(&inner.counters.gets, 1);
-            let read_at = view.applied_seq;
-            let entry = newest_version(&inner, &view, key).await?;
+            let entry = newest_version(&inner, &view, read_at, key).await?;
             // A range delete over the value found is its newest change
             // (deleting a deleted key changes nothing).
             let deleted_at = entry
@@ -391,7 +429,7 @@ impl Db {
     /// a write acknowledged later has a higher one. (Redis's WATCH records
     /// it, and a key whose newest version is newer has changed since.)
     pub fn visible_seq(&self) -> u64 {
-        self.inner.view.load().applied_seq
+        self.inner.direct.published()
     }
 
     /// Sets `key` to `value`. Answered once durable under the sync policy.
@@ -445,34 +483,55 @@ impl Db {
         requirements: Vec<Requirement>,
         range_deletes: Vec<RangeDelete>,
     ) -> impl Future<Output = Result<()>> + 'static {
+        let answer = self.write_now(mutations, requirements, range_deletes);
+        async move {
+            match answer {
+                Answer::Ready(result) => result,
+                Answer::Later(done) => done.await,
+            }
+        }
+    }
+
+    /// Writes on this thread through the lane if it is open (a plain
+    /// write, see `memtable/direct.rs`), or queues the write for the
+    /// memtable actor. Either way the order among a caller's writes is the
+    /// order of these calls.
+    fn write_now(
+        &self,
+        mutations: Vec<Mutation>,
+        requirements: Vec<Requirement>,
+        range_deletes: Vec<RangeDelete>,
+    ) -> Answer {
         let checked = self
             .check_mutations(&mutations)
             .and_then(|()| self.check_range_deletes(&range_deletes));
+        if let Err(error) = checked {
+            return Answer::Ready(Err(error));
+        }
+        if mutations.is_empty() && range_deletes.is_empty() {
+            return Answer::Ready(Ok(()));
+        }
+        let inner = &*self.inner;
+        let mutations = match requirements.is_empty() && range_deletes.is_empty() {
+            true => match inner.direct.write(mutations, &inner.counters) {
+                Outcome::Done(result) => return Answer::Ready(result),
+                Outcome::Queue(mutations) => mutations,
+            },
+            false => mutations,
+        };
         let (reply, rx) = oneshot::channel();
-        let send = checked.is_ok() && !(mutations.is_empty() && range_deletes.is_empty());
-        let submissions = &self.inner.submissions;
-        let remote = !submissions.is_local();
-        if send {
-            submissions.submit(Write {
-                mutations,
-                requirements,
-                range_deletes,
-                reply,
-                remote,
-            });
-        }
+        let remote = !inner.submissions.is_local();
+        inner.direct.queueing();
+        inner.submissions.submit(Write {
+            mutations,
+            requirements,
+            range_deletes,
+            reply,
+            remote,
+        });
         // A durable write waits for an fdatasync: not worth spinning for.
-        let spin = remote
-            && self.inner.options.writers_spin
-            && self.inner.options.sync != SyncPolicy::Always;
-        let done = Completion::new(rx, spin);
-        async move {
-            checked?;
-            if !send {
-                return Ok(());
-            }
-            done.await
-        }
+        let spin = remote && inner.options.writers_spin && inner.options.sync != SyncPolicy::Always;
+        Answer::Later(Completion::new(rx, spin))
     }
 
     fn check_open(&self) -> Result<()> {
@@ -536,7 +595,7 @@ impl Db {
     /// Reads one page of a range; see [`ScanRequest`] and
     /// [`ScanPage::continuation`]. A page reflects one point in time.
     pub fn scan(&self, request: ScanRequest) -> impl Future<Output = Result<ScanPage>> + 'static {
-        let view = self.inner.view.load_full();
+        let (view, read_at) = self.inner.read_view();
         let readers = self.inner.readers.clone();
         let open = self.check_open();
         let now_ms = self.inner.options.clock.now_ms();
@@ -552,7 +611,7 @@ impl Db {
                     cache: Some(cache),
                     wait_for_disk: false,
                 };
-                match read_pool::scan_page(&view, &request, now_ms, &reads) {
+                match read_pool::scan_page(&view, read_at, &request, now_ms, &reads) {
                     Err(e) if is_would_block(&e) => {}
                     page => return page,
                 }
@@ -560,6 +619,7 @@ impl Db {
             readers
                 .send(RangeScan {
                     view,
+                    read_at,
                     request,
                     now_ms,
                 })

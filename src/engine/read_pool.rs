@@ -31,6 +31,8 @@ pub struct SegmentGet {
 #[rtype(result = "Result<ScanPage>")]
 pub struct RangeScan {
     pub view: Arc<ReadView>,
+    /// The bound for the view's active memtable (`Db::read_view`).
+    pub read_at: u64,
     pub request: ScanRequest,
     /// The time entries' expiries are compared with.
     pub now_ms: u64,
@@ -61,22 +63,23 @@ impl Handler<RangeScan> for ReadWorker {
             cache: Some(self.cache.clone()),
             wait_for_disk: true,
         };
-        scan_page(&msg.view, &msg.request, msg.now_ms, &reads)
+        scan_page(&msg.view, msg.read_at, &msg.request, msg.now_ms, &reads)
     }
 }
 
-/// Merges the active memtable, the frozen memtables and the segments of one
-/// view, newest first, and collects one page, reading blocks as `reads`
+/// Merges the active memtable (as of `read_at`), the frozen memtables and
+/// the segments of one view, newest first, and collects one page, reading blocks as `reads`
 /// says.
 pub fn scan_page(
     view: &ReadView,
+    read_at: u64,
     request: &ScanRequest,
     now_ms: u64,
     reads: &BlockReads,
 ) -> Result<ScanPage> {
     let range: KeyRange = (request.start.clone(), request.end.clone());
     let reverse = request.reverse;
-    let active = MemTableIter::new(view.active.clone(), range.clone(), reverse);
+    let active = MemTableIter::new(view.active.at(read_at), range.clone(), reverse);
     let mut sources: Vec<Box<dyn EntryIter>> = vec![Box::new(active)];
     for frozen in &view.frozen {
         let iter = MemTableIter::new(frozen.table.clone(), range.clone(), reverse);

@@ -75,7 +75,7 @@ pub fn write_manifest(fs: &dyn FileSystem, directory: &Path, manifest: &Manifest
     let temporary = directory.join(TEMPORARY_MANIFEST_FILE);
     let path = directory.join(MANIFEST_FILE);
     let contents = encode(manifest);
-    let mut file = fs
+    let file = fs
         .create(&temporary)
         .context(|| format!("creating {}", temporary.display()))?;
     file.write_all(&contents)

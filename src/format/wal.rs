@@ -38,6 +38,7 @@
 //! 5. `payload_crc` does not match: torn tail if the record ends exactly at the
 //!    end of the file, otherwise corruption (a bad record followed by more data).
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::IoContext;
 use crate::format::coding::{get_u32, masked_crc, put_u32};
@@ -51,13 +52,18 @@ pub const RECORD_HEADER_BYTES: usize = 12;
 pub const MAX_RECORD_BYTES: usize = 65 * 1024 * 1024;
 
 /// Appends framed records to one WAL file.
+///
+/// Shared between threads (`&self` throughout): appends come from one
+/// thread at a time, in the order the engine decides (the memtable actor's
+/// groups, or direct writers in sequence-number order, see
+/// `engine/memtable/direct.rs`); a sync may run beside them.
 pub struct WalWriter {
     /// The open file, positioned at its end.
     file: Box<dyn WritableFile>,
     /// Named in I/O errors.
     path: PathBuf,
     /// Lets the engine decide when to roll to a new WAL.
-    bytes_written: u64,
+    bytes_written: AtomicU64,
 }
 
 impl WalWriter {
@@ -66,7 +72,7 @@ impl WalWriter {
         WalWriter {
             file,
             path,
-            bytes_written: 0,
+            bytes_written: AtomicU64::new(0),
         }
     }
 
@@ -91,11 +97,12 @@ impl WalWriter {
     ///
     /// [`Error::Io`] naming the file if the write fails; the file may then hold
     /// part of `framed`, which recovery drops as a torn tail.
-    pub fn append_encoded(&mut self, framed: &[u8]) -> Result<()> {
+    pub fn append_encoded(&self, framed: &[u8]) -> Result<()> {
         self.file
             .write_all(framed)
             .context(|| format!("appending to WAL {}", self.path.display()))?;
-        self.bytes_written += framed.len() as u64;
+        self.bytes_written
+            .fetch_add(framed.len() as u64, Ordering::Relaxed);
         Ok(())
     }
 
@@ -104,7 +111,7 @@ impl WalWriter {
     /// # Errors
     ///
     /// [`Error::Io`] naming the file if the sync fails.
-    pub fn sync(&mut self) -> Result<()> {
+    pub fn sync(&self) -> Result<()> {
         self.file
             .sync_data()
             .context(|| format!("syncing WAL {}", self.path.display()))
@@ -117,7 +124,7 @@ impl WalWriter {
 
     /// Bytes appended so far.
     pub fn bytes_written(&self) -> u64 {
-        self.bytes_written
+        self.bytes_written.load(Ordering::Relaxed)
     }
 }
 
@@ -249,7 +256,7 @@ mod tests {
     fn write_wal(dir: &Path, payloads: &[Vec<u8>]) -> Result<(PathBuf, Vec<usize>)> {
         let path = dir.join("000001.wal");
         let file = StdFs.create(&path).context(|| "create".to_string())?;
-        let mut writer = WalWriter::new(file, path.clone());
+        let writer = WalWriter::new(file, path.clone());
         let mut starts = Vec::new();
         for payload in payloads {
             starts.push(writer.bytes_written() as usize);

@@ -17,11 +17,15 @@ use std::path::Path;
 use std::sync::Arc;
 
 /// A file opened for appending (WAL, segment or manifest being written).
-pub trait WritableFile: Send {
+///
+/// Shared: a WAL is appended to by whichever writer's turn it is (see
+/// `engine/memtable/direct.rs`), and synced by the memtable actor meanwhile.
+/// Callers order their appends; the file does not.
+pub trait WritableFile: Send + Sync {
     /// Appends all of `buf`.
-    fn write_all(&mut self, buf: &[u8]) -> io::Result<()>;
+    fn write_all(&self, buf: &[u8]) -> io::Result<()>;
     /// Makes every byte written so far durable (fdatasync).
-    fn sync_data(&mut self) -> io::Result<()>;
+    fn sync_data(&self) -> io::Result<()>;
 }
 
 /// A file opened for positioned reads, shared between threads.
@@ -72,7 +76,7 @@ pub trait FileSystem: Send + Sync + Debug + 'static {
     /// `to` must not exist.
     fn link_or_copy(&self, from: &Path, to: &Path) -> io::Result<()> {
         let data = self.read(from)?;
-        let mut file = self.create(to)?;
+        let file = self.create(to)?;
         file.write_all(&data)?;
         file.sync_data()
     }
@@ -149,10 +153,10 @@ fn read_if_cached(file: &File, mut buf: &mut [u8], mut offset: u64) -> io::Resul
 struct StdWritable(File);
 
 impl WritableFile for StdWritable {
-    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        self.0.write_all(buf)
+    fn write_all(&self, buf: &[u8]) -> io::Result<()> {
+        (&self.0).write_all(buf)
     }
-    fn sync_data(&mut self) -> io::Result<()> {
+    fn sync_data(&self) -> io::Result<()> {
         self.0.sync_data()
     }
 }

@@ -759,7 +759,7 @@ struct SimWritable {
 }
 
 impl WritableFile for SimWritable {
-    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+    fn write_all(&self, buf: &[u8]) -> io::Result<()> {
         let (id, buf) = (self.inode, buf.to_vec());
         run_on(
             &self.jobs,
@@ -770,7 +770,7 @@ impl WritableFile for SimWritable {
         )
     }
 
-    fn sync_data(&mut self) -> io::Result<()> {
+    fn sync_data(&self) -> io::Result<()> {
         let id = self.inode;
         run_on(
             &self.jobs,
@@ -839,7 +839,7 @@ mod tests {
     type TestResult = std::result::Result<(), Box<dyn std::error::Error>>;
 
     fn write_file(fs: &SimFs, path: &str, data: &[u8], sync: bool) -> io::Result<()> {
-        let mut file = fs.create(Path::new(path))?;
+        let file = fs.create(Path::new(path))?;
         file.write_all(data)?;
         if sync {
             file.sync_data()?;
@@ -893,7 +893,7 @@ mod tests {
     fn unsynced_tail_is_dropped_or_torn_never_invented() -> TestResult {
         for seed in 0..50 {
             let fs = SimFs::new(seed);
-            let mut file = fs.create(Path::new("/f"))?;
+            let file = fs.create(Path::new("/f"))?;
             fs.sync_dir(Path::new("/"))?;
             file.write_all(b"durable")?;
             file.sync_data()?;
@@ -912,7 +912,7 @@ mod tests {
         let fs = SimFs::new(1);
         let before = fs.steps()?;
         fs.power_off_at(before + 2)?;
-        let mut file = fs.create(Path::new("/f"))?;
+        let file = fs.create(Path::new("/f"))?;
         assert!(file.write_all(b"x").is_err());
         assert!(fs.read(Path::new("/f")).is_err());
         assert!(fs.is_powered_off()?);
@@ -930,11 +930,11 @@ mod tests {
                 .nth(2),
         )?;
         fs.inject(Fault::short_write(2, ErrorKind::StorageFull).on_path("b"))?;
-        let mut wal = fs.create(Path::new("/1.wal"))?;
+        let wal = fs.create(Path::new("/1.wal"))?;
         wal.sync_data()?;
         assert!(wal.sync_data().is_err());
         wal.sync_data()?;
-        let mut other = fs.create(Path::new("/b"))?;
+        let other = fs.create(Path::new("/b"))?;
         let short = other.write_all(b"abcd");
         assert!(short.is_err_and(|e| e.kind() == ErrorKind::StorageFull));
         assert_eq!(fs.contents(Path::new("/b"))?, b"ab");

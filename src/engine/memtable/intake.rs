@@ -22,7 +22,9 @@ impl ActorFuture<MemtableActor> for Intake {
         ctx: &mut Context<MemtableActor>,
         task: &mut std::task::Context<'_>,
     ) -> Poll<()> {
-        if act.take_submissions() {
+        if act.take_submissions() || act.draining {
+            // (While draining, direct writers are leaving the lane: a few
+            // microseconds, polled.)
             act.make_progress(ctx);
             // Lets the mailbox and finished jobs run, then comes back.
             task.waker().wake_by_ref();
@@ -46,8 +48,15 @@ impl MemtableActor {
     /// writes are refused). True if there was any.
     pub(super) fn take_submissions(&mut self) -> bool {
         let (mut any, mut remote) = (false, false);
+        let mut taken = 0;
         while let Some(write) = self.submissions.pop() {
+            if !any {
+                // Direct writes made after this one must come after it: the
+                // lane closes before the write stops counting as queued.
+                self.direct.close();
+            }
             any = true;
+            taken += 1;
             remote |= write.remote;
             if let Some(error) = self.refused() {
                 let _ = write.reply.send(Err(error));
@@ -61,6 +70,7 @@ impl MemtableActor {
                 first_seq: 0,
             });
         }
+        self.direct.taken(taken);
         if remote {
             self.spin.remote_arrived();
         }

@@ -30,6 +30,7 @@
 //! `table.rs`).
 
 mod conditions;
+mod direct;
 mod filter;
 mod intake;
 mod messages;
@@ -44,6 +45,7 @@ use actix::prelude::*;
 use arc_swap::ArcSwap;
 use tokio::sync::oneshot;
 
+pub use direct::{DirectWrites, Outcome};
 pub use messages::{
     Close, Flush, FlushDone, FlushFailed, Gauges, MemtableGauges, Mutation, SegmentsChanged, Write,
 };
@@ -75,8 +77,6 @@ pub struct ReadView {
     pub frozen: Vec<Arc<FrozenMemtable>>,
     /// The live segments.
     pub segments: Arc<SegmentSet>,
-    /// Every write up to this sequence number is in the view.
-    pub applied_seq: u64,
     /// Range deletes not yet flushed (those installed are in `segments`).
     pub range_tombstones: RangeTombstones,
 }
@@ -106,14 +106,18 @@ pub struct MemtableStart {
     pub published: Arc<ArcSwap<ReadView>>,
     /// Where writers queue their writes for the actor.
     pub submissions: Arc<Submissions>,
+    /// The lane for writes writers apply themselves.
+    pub direct: Arc<DirectWrites>,
 }
 
 /// Owns the active memtable and the WAL. See the module doc.
 pub struct MemtableActor {
     options: Arc<Options>,
     active: MemTable,
-    /// `None` while a group is being written or synced on a blocking thread.
-    wal: Option<WalWriter>,
+    /// `None` while a group or a rotation holds it on a blocking thread.
+    wal: Option<Arc<WalWriter>>,
+    /// A sync of `wal` runs on a blocking thread.
+    syncing: bool,
     wal_number: u64,
     /// Bytes written to the WAL since its last sync (interval policy).
     wal_dirty: bool,
@@ -131,6 +135,10 @@ pub struct MemtableActor {
     published: Arc<ArcSwap<ReadView>>,
     /// Writes queued by callers, taken by [`Intake`].
     submissions: Arc<Submissions>,
+    /// Writes callers apply themselves while the actor lets them.
+    direct: Arc<DirectWrites>,
+    /// Waiting for direct writers to leave the closed lane.
+    draining: bool,
     /// When to keep polling `submissions` instead of parking.
     spin: ActorSpin,
     segment_manager: Addr<SegmentManager>,
@@ -177,7 +185,8 @@ impl MemtableActor {
         MemtableActor {
             active: empty_memtable(&start.options),
             options: start.options,
-            wal: Some(start.wal),
+            wal: Some(Arc::new(start.wal)),
+            syncing: false,
             wal_number: start.wal_number,
             wal_dirty: false,
             last_seq: start.last_seq,
@@ -189,6 +198,8 @@ impl MemtableActor {
             segments: start.segments,
             published: start.published,
             submissions: start.submissions,
+            direct: start.direct,
+            draining: false,
             spin: ActorSpin::default(),
             segment_manager: start.segment_manager,
             file_numbers: start.file_numbers,
@@ -228,7 +239,6 @@ impl MemtableActor {
             active: self.active.clone(),
             frozen: self.frozen.clone(),
             segments: self.segments.clone(),
-            applied_seq: self.applied_seq,
             range_tombstones: self.unflushed_tombstones.clone(),
         }));
     }
@@ -237,6 +247,110 @@ impl MemtableActor {
     /// (It does not take new submissions: [`Intake`] does, between groups,
     /// so that a steady stream of writes cannot make this recurse.)
     fn make_progress(&mut self, ctx: &mut Context<Self>) {
+        if !self.settle_lane(ctx) {
+            return;
+        }
+        self.move_queued_work(ctx);
+        self.open_lane_if_idle();
+    }
+
+    /// True once the actor may use the memtable and the WAL itself: the
+    /// direct writers' lane is closed and no writer is inside. False while
+    /// the lane may stay open (nothing for the actor to do) or while writers
+    /// are still leaving it ([`Intake`] polls until they have).
+    fn settle_lane(&mut self, ctx: &mut Context<Self>) -> bool {
+        if self.direct.is_open() {
+            if self.lane_may_open() {
+                return false;
+            }
+            self.direct.close();
+        }
+        self.draining = !self.direct.is_drained();
+        if self.draining {
+            return false;
+        }
+        self.absorb_direct_writes(ctx);
+        true
+    }
+
+    /// Takes over the sequence numbers direct writers used, and handles
+    /// a failed direct append.
+    fn absorb_direct_writes(&mut self, ctx: &mut Context<Self>) {
+        let published = self.direct.published();
+        self.last_seq = self.last_seq.max(self.direct.last_handed());
+        self.applied_seq = self.applied_seq.max(published);
+        self.active.show_through(published);
+        let Some(failure) = self.direct.take_failure() else {
+            return;
+        };
+        if wal_full::is_disk_full(&failure.error) {
+            // The table holds versions of the failed writes above the
+            // published bound; numbers after them will be published once
+            // writes resume, so it is set aside at the bound.
+            if self.last_seq > published {
+                self.set_aside_active(published);
+            }
+            self.enter_wal_full(failure.error, published + 1, ctx);
+        } else {
+            log::error!(
+                "WAL write failed, refusing writes until reopen: {}",
+                failure.error
+            );
+            // Nothing is published again, so the failed versions never show.
+            self.poison(failure.error);
+        }
+    }
+
+    /// Freezes the active memtable as of `bound` without starting a WAL
+    /// (the caller is abandoning the current one).
+    fn set_aside_active(&mut self, bound: u64) {
+        let frozen = Arc::new(FrozenMemtable {
+            table: std::mem::replace(&mut self.active, empty_memtable(&self.options)).at(bound),
+            wal_number: self.wal_number,
+            max_seq: bound,
+            range_tombstones: std::mem::take(&mut self.active_tombstones),
+        });
+        self.direct.clear_target();
+        self.frozen.insert(0, frozen.clone());
+        self.refresh_tombstones();
+        self.publish();
+        self.segment_manager.do_send(FlushMemtable { frozen });
+    }
+
+    /// Whether writers may apply their writes themselves now: the actor
+    /// has nothing queued that orders writes, and the table and WAL can
+    /// take them.
+    fn lane_may_open(&self) -> bool {
+        self.options.sync != SyncPolicy::Always
+            && self.wal.is_some()
+            && self.pending.is_empty()
+            && self.flush_requests.is_empty()
+            && self.poisoned.is_none()
+            && self.wal_full.is_none()
+            && self.closing.is_none()
+            && !self.freeze_soon
+            && !self.memtable_full()
+            && self.segments.level(0).len() < self.options.l0_stall_trigger
+    }
+
+    fn open_lane_if_idle(&mut self) {
+        if self.direct.is_open() || !self.lane_may_open() {
+            return;
+        }
+        let Some(wal) = &self.wal else {
+            return;
+        };
+        // Direct writers append to it from now on.
+        self.wal_dirty = true;
+        let target = direct::Target {
+            table: self.active.clone(),
+            wal: wal.clone(),
+        };
+        self.direct.open(self.last_seq, target);
+    }
+
+    /// The queued work: failures, flush requests, freezing, the next group.
+    fn move_queued_work(&mut self, ctx: &mut Context<Self>) {
         if self.poisoned.is_some() || self.wal_full.is_some() {
             self.fail_pending();
         }
@@ -339,9 +453,10 @@ impl MemtableActor {
         if self.active_is_empty() || self.poisoned.is_some() {
             return;
         }
-        let Some(mut old_wal) = self.wal.take() else {
+        let Some(old_wal) = self.wal.take() else {
             return;
         };
+        self.direct.clear_target();
         let sync_old = self.wal_dirty && self.options.sync != SyncPolicy::None;
         self.wal_dirty = false;
         let number = self.file_numbers.allocate();
@@ -366,7 +481,7 @@ impl MemtableActor {
         });
         ctx.spawn(job.into_actor(self).map(move |joined, act, ctx| {
             match joined.unwrap_or_else(|e| Err(thread_error("WAL rotation", &e))) {
-                Ok(wal) => act.wal = Some(wal),
+                Ok(wal) => act.wal = Some(Arc::new(wal)),
                 Err(error) if wal_full::is_disk_full(&error) => {
                     let resume_from = act.last_seq + 1;
                     act.enter_wal_full(error, resume_from, ctx);
@@ -407,7 +522,7 @@ impl MemtableActor {
             self.make_progress(ctx);
             return;
         }
-        let Some(mut wal) = self.wal.take() else {
+        let Some(wal) = self.wal.take() else {
             return;
         };
         let mut framed = std::mem::take(&mut self.framed_scratch);
@@ -539,8 +654,10 @@ impl MemtableActor {
         }
         // The whole group is applied; only now does the published bound
         // move past it. Visible before acknowledged: a read after an
-        // acknowledged write sees it.
+        // acknowledged write sees it. The view first (it may hold the
+        // group's range deletes), then the bound (see `Db::read_view`).
         self.publish();
+        self.direct.publish(self.last_seq);
         for reply in replies.drain(..) {
             let _ = reply.send(Ok(()));
         }
@@ -565,36 +682,28 @@ impl MemtableActor {
     }
 
     fn sync_now(&mut self, ctx: &mut Context<Self>) {
-        if !self.wal_dirty || self.poisoned.is_some() {
+        if !self.wal_dirty || self.poisoned.is_some() || self.syncing {
             return;
         }
-        let Some(mut wal) = self.wal.take() else {
+        let Some(wal) = self.wal.clone() else {
             return;
         };
-        self.wal_dirty = false;
+        // Direct writers may go on appending while it syncs.
+        self.wal_dirty = self.direct.is_open();
+        self.syncing = true;
         let lock = self.lock.clone();
         let job = actix_rt::task::spawn_blocking(move || {
             let _lock = lock;
-            let result = wal.sync();
-            (wal, result)
+            wal.sync()
         });
         let fut = job.into_actor(self).map(|joined, act, ctx| {
+            act.syncing = false;
             match joined {
-                Ok((wal, result)) => {
-                    act.wal = Some(wal);
-                    match result {
-                        Ok(()) => Counters::add(&act.counters.wal_syncs, 1),
-                        Err(error) if wal_full::is_disk_full(&error) => {
-                            let resume_from = act.last_seq + 1;
-                            act.enter_wal_full(error, resume_from, ctx);
-                        }
-                        Err(error) => {
-                            log::error!("WAL sync failed, refusing writes until reopen: {error}");
-                            act.poison(error);
-                        }
-                    }
-                }
-                Err(join_error) => act.poison(Error::io(
+                Ok(Ok(())) => Counters::add(&act.counters.wal_syncs, 1),
+                // Through the lane, so that its writers stop first and the
+                // error is handled as a failed direct append is.
+                Ok(Err(error)) => act.direct.refuse(error),
+                Err(join_error) => act.direct.refuse(Error::io(
                     "WAL sync thread",
                     std::io::Error::other(join_error.to_string()),
                 )),
@@ -656,6 +765,9 @@ impl Actor for MemtableActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        // Readers see this actor's active memtable from now on: direct
+        // writes go into it once the lane opens.
+        self.publish();
         if let SyncPolicy::Interval(every) = self.options.sync {
             ctx.run_interval(every, |act, ctx| act.sync_now(ctx));
         }
@@ -752,8 +864,8 @@ impl Handler<Gauges> for MemtableActor {
             memtable_bytes: (self.active.approximate_bytes() + frozen_bytes) as u64,
             frozen_memtables: self.frozen.len() as u64,
             segments: self.segments.clone(),
-            last_seq: self.last_seq,
-            wal_bytes: self.wal.as_ref().map_or(0, WalWriter::bytes_written),
+            last_seq: self.last_seq.max(self.direct.last_handed()),
+            wal_bytes: self.wal.as_ref().map_or(0, |w| w.bytes_written()),
         });
     }
 }

@@ -33,6 +33,8 @@ use std::cmp::Ordering;
 use std::fmt;
 use std::ops::Bound;
 use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering::Relaxed;
 
 use bytes::Bytes;
 use crossbeam_skiplist::SkipMap;
@@ -239,23 +241,29 @@ impl Ord for InternalKey {
 /// (see the module doc).
 #[derive(Clone, Default)]
 pub struct MemTable {
-    versions: Arc<Versions>,
-    /// The keys of `versions`, so that a get of a key the table does not
-    /// hold skips the search; `None`: no filter (every get searches).
-    filter: Option<Arc<KeyFilter>>,
+    shared: Arc<Shared>,
     /// Entries with a higher sequence number are not part of this snapshot.
     visible_seq: u64,
-    /// Versions at or below `visible_seq`, superseded ones included.
-    entries: usize,
-    approximate_bytes: usize,
+}
+
+/// What every clone of a table shares.
+#[derive(Default)]
+struct Shared {
+    versions: Versions,
+    /// The keys of `versions`, so that a get of a key the table does not
+    /// hold skips the search; `None`: no filter (every get searches).
+    filter: Option<KeyFilter>,
+    /// Versions inserted, superseded ones included (hidden ones too).
+    entries: AtomicUsize,
+    approximate_bytes: AtomicUsize,
 }
 
 impl fmt::Debug for MemTable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MemTable")
             .field("visible_seq", &self.visible_seq)
-            .field("entries", &self.entries)
-            .field("approximate_bytes", &self.approximate_bytes)
+            .field("entries", &self.shared.entries.load(Relaxed))
+            .field("approximate_bytes", &self.approximate_bytes())
             .finish_non_exhaustive()
     }
 }
@@ -268,8 +276,11 @@ impl MemTable {
         // Every entry counts at least ENTRY_OVERHEAD_BYTES.
         let max_entries = freeze_bytes / ENTRY_OVERHEAD_BYTES + 1;
         MemTable {
-            filter: KeyFilter::sized_for(max_entries, bits_per_key).map(Arc::new),
-            ..MemTable::default()
+            shared: Arc::new(Shared {
+                filter: KeyFilter::sized_for(max_entries, bits_per_key),
+                ..Shared::default()
+            }),
+            visible_seq: 0,
         }
     }
 
@@ -293,34 +304,65 @@ impl MemTable {
         value: Option<Bytes>,
         expire_at_ms: u64,
     ) {
-        self.approximate_bytes +=
-            key.len() + value.as_ref().map_or(0, Bytes::len) + ENTRY_OVERHEAD_BYTES;
+        self.insert_hidden(key, seq, value, expire_at_ms);
+        self.visible_seq = self.visible_seq.max(seq);
+    }
+
+    /// Records a version without making it visible to any clone: it shows
+    /// only through a bound at or above `seq` ([`MemTable::get_at`],
+    /// [`MemTable::at`]). Safe from any thread at any time, as long as
+    /// `seq` is above every bound readers use now (a direct writer's
+    /// numbers are, until it publishes them: `direct.rs`).
+    pub fn insert_hidden(&self, key: Bytes, seq: u64, value: Option<Bytes>, expire_at_ms: u64) {
+        let bytes = key.len() + value.as_ref().map_or(0, Bytes::len) + ENTRY_OVERHEAD_BYTES;
+        self.shared.approximate_bytes.fetch_add(bytes, Relaxed);
         let expire_at_ms = if value.is_some() { expire_at_ms } else { 0 };
         let stored = Stored {
             value,
             expire_at_ms,
         };
-        if let Some(filter) = &self.filter {
+        if let Some(filter) = &self.shared.filter {
             filter.insert(&key);
         }
-        self.versions.insert(InternalKey::new(key, seq), stored);
-        self.entries += 1;
+        self.shared
+            .versions
+            .insert(InternalKey::new(key, seq), stored);
+        self.shared.entries.fetch_add(1, Relaxed);
+    }
+
+    /// This table as of `seq`: a snapshot that sees versions up to it.
+    pub fn at(&self, seq: u64) -> MemTable {
+        MemTable {
+            shared: self.shared.clone(),
+            visible_seq: seq,
+        }
+    }
+
+    /// Moves this handle's bound to `seq` (the actor's own table, after
+    /// direct writers published up to it).
+    pub fn show_through(&mut self, seq: u64) {
         self.visible_seq = self.visible_seq.max(seq);
     }
 
     /// The newest visible version of `key`, if this table holds one.
     pub fn get(&self, key: &[u8]) -> Option<Entry> {
-        if self.filter.as_ref().is_some_and(|f| !f.may_contain(key)) {
+        self.get_at(key, self.visible_seq)
+    }
+
+    /// The newest version of `key` at or below `seq`, if this table holds one.
+    pub fn get_at(&self, key: &[u8], seq: u64) -> Option<Entry> {
+        let shared = &*self.shared;
+        if shared.filter.as_ref().is_some_and(|f| !f.may_contain(key)) {
             return None;
         }
         let probe = Probe {
             head: key_head(key),
             key,
-            seq: self.visible_seq,
+            seq,
         };
-        // The first version at or after (key, visible_seq) is key's newest
-        // visible version, if it is a version of key at all.
-        let found = self
+        // The first version at or after (key, seq) is key's newest version
+        // at or below seq, if it is a version of key at all.
+        let found = shared
             .versions
             .lower_bound(Bound::Included(&probe as &dyn VersionKey))?;
         (found.key().key == key).then(|| to_entry(&found))
@@ -330,12 +372,12 @@ impl MemTable {
     /// included (its key filter, sized when the table was made, is not
     /// counted: about 0.8 % of the budget it was sized for).
     pub fn approximate_bytes(&self) -> usize {
-        self.approximate_bytes
+        self.shared.approximate_bytes.load(Relaxed)
     }
 
     /// True if the table holds nothing.
     pub fn is_empty(&self) -> bool {
-        self.entries == 0
+        self.shared.entries.load(Relaxed) == 0
     }
 
     /// The newest visible version of each key in `range`, ascending or
@@ -344,7 +386,10 @@ impl MemTable {
         if invalid_range(range) {
             return Box::new(std::iter::empty());
         }
-        let versions = self.versions.range((lower(&range.0), upper(&range.1)));
+        let versions = self
+            .shared
+            .versions
+            .range((lower(&range.0), upper(&range.1)));
         let visible_seq = self.visible_seq;
         if reverse {
             Box::new(NewestBackward {
@@ -635,7 +680,7 @@ mod tests {
     #[test]
     fn no_bits_per_key_no_filter() {
         let mut table = MemTable::with_filter(1 << 20, 0);
-        assert!(table.filter.is_none());
+        assert!(table.shared.filter.is_none());
         table.apply(b("a"), 1, Some(b("1")));
         assert_eq!(table.get(b"a").unwrap().value, Some(b("1")));
     }
@@ -651,7 +696,6 @@ mod tests {
         table.apply(b("c"), 4, Some(b("4")));
         table.apply(b("b"), 5, None);
 
-        assert!(empty.is_empty());
         assert_eq!(empty.get(b"a"), None);
         assert_eq!(empty.range(&all(), false).count(), 0);
         assert_eq!(empty.range(&all(), true).count(), 0);

@@ -125,7 +125,7 @@ impl MemtableActor {
 
     fn resume(&mut self, wal: WalWriter, number: u64) {
         log::info!("writes resumed: new WAL {number} after the disk was full");
-        self.wal = Some(wal);
+        self.wal = Some(std::sync::Arc::new(wal));
         self.wal_number = number;
         self.wal_full = None;
     }
@@ -137,7 +137,7 @@ fn start_wal_with_marker(
     number: u64,
     resume_from: u64,
 ) -> Result<WalWriter> {
-    let mut wal = create_wal(options, number)?;
+    let wal = create_wal(options, number)?;
     let mut payload = Vec::new();
     encode_wal_batch(resume_from, &[], &mut payload);
     let mut framed = Vec::new();

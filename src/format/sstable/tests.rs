@@ -29,12 +29,12 @@ impl MemFile {
 }
 
 impl WritableFile for MemFile {
-    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+    fn write_all(&self, buf: &[u8]) -> io::Result<()> {
         self.0
             .send(buf.to_vec())
             .map_err(|_| io::Error::other("reader gone"))
     }
-    fn sync_data(&mut self) -> io::Result<()> {
+    fn sync_data(&self) -> io::Result<()> {
         Ok(())
     }
 }

@@ -1,0 +1,319 @@
+//! Direct writes: a plain put, delete or batch applied by the writer's own
+//! thread, without a hop to the memtable actor's.
+//!
+//! Handing every write to the actor's thread and its answer back cost two
+//! cross-thread hand-offs per write, and the actor did every write's work on
+//! one core (docs/BENCHMARKS.md, issue 14). When the sync policy does not
+//! make a writer wait for an fdatasync (`SyncPolicy::None` and `Interval`),
+//! a writer now does its own write while the actor has *opened the lane*:
+//!
+//! 1. it takes its sequence numbers with one compare-and-swap on `state`
+//!    (which also says whether the lane is open);
+//! 2. it encodes its WAL record and inserts its versions into the active
+//!    memtable, hidden (above the published bound, see `table.rs`), in
+//!    parallel with other writers;
+//! 3. it waits for its turn: every lower number published. Then it appends
+//!    its record to the WAL and publishes its numbers. Appends therefore
+//!    reach the WAL one at a time, in sequence order, as the actor's groups
+//!    did; and a reader, which reads the memtable at the published bound,
+//!    never sees a write before every earlier one, nor half a batch.
+//!
+//! The actor still owns the memtable's and the WAL's lifecycle, ordering,
+//! sync, freeze and flush. It *closes* the lane (one atomic operation) and
+//! waits for the writers inside to finish before anything that needs the
+//! WAL or the memtable to itself: a group of queued writes (synced ones,
+//! conditional ones, range deletes, and writes made while another write was
+//! queued, so that one caller's writes stay in order), a freeze, a flush
+//! request, closing, a failure. It opens the lane again, with the table and
+//! WAL to use (`Target`), once it is done and nothing is queued. Under
+//! `SyncPolicy::Always` the lane never opens: group commit (one fdatasync
+//! for many writers) is the fast path there.
+//!
+//! A writer whose table has reached the freeze size, or finds the lane
+//! closed, queues its write for the actor instead (`submissions.rs`).
+//!
+//! If an append fails, the writer records the failure and closes the lane;
+//! later writers waiting for their turn see it and fail too without
+//! appending, so nothing follows the failed record in the WAL (recovery sees
+//! a torn tail, as after a failed group). Their hidden versions stay above
+//! the published bound; the actor sets the table aside (`mod.rs`).
+//!
+//! Waiting for a turn spins, then yields the core: the writers ahead are
+//! running code that does not block (apart from the append itself), and on a
+//! busy machine the one ahead may need this core.
+
+use std::cell::RefCell;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+use arc_swap::ArcSwapOption;
+
+use super::messages::Mutation;
+use super::table::MemTable;
+use crate::engine::batch::encode_wal_batch;
+use crate::engine::stats::Counters;
+use crate::format::wal::WalWriter;
+use crate::{Error, Result};
+
+/// The bit of `state` that says the lane is open.
+const OPEN: u64 = 1 << 63;
+
+/// Busy polls of the published bound before a waiting writer starts
+/// yielding its core between polls.
+const SPINS_BEFORE_YIELD: u32 = 64;
+
+/// Where direct writes go while the lane is open.
+pub struct Target {
+    pub table: MemTable,
+    pub wal: Arc<WalWriter>,
+}
+
+/// A failed direct append.
+#[derive(Debug)]
+pub struct Failure {
+    pub error: Error,
+    /// The first sequence number of the write whose append failed.
+    pub first_seq: u64,
+}
+
+/// What became of a direct write.
+pub enum Outcome {
+    /// Written (or failed) by this thread.
+    Done(Result<()>),
+    /// The lane is closed: queue it for the actor.
+    Queue(Vec<Mutation>),
+}
+
+/// The lane's shared state. See the module doc.
+pub struct DirectWrites {
+    /// [`OPEN`] | the last sequence number handed out.
+    state: AtomicU64,
+    /// Every write up to this number is in a memtable and in the WAL: the
+    /// bound reads use for the active memtable.
+    published: AtomicU64,
+    /// Direct writers between taking their numbers and returning.
+    writers: AtomicUsize,
+    /// Writes queued for the actor and not yet taken by it: while there is
+    /// one, writes queue behind it.
+    queued: AtomicUsize,
+    /// Where writes go; replaced by the actor only while the lane is closed
+    /// and no writer is inside.
+    target: ArcSwapOption<Target>,
+    /// Set with `failure`: a cheap look for waiting writers.
+    failed: AtomicBool,
+    failure: ArcSwapOption<Failure>,
+    /// A writer queues instead once its table holds this many bytes.
+    freeze_bytes: usize,
+}
+
+thread_local! {
+    /// A writer's WAL payload and framed record, reused.
+    static SCRATCH: RefCell<(Vec<u8>, Vec<u8>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+}
+
+impl DirectWrites {
+    /// A closed lane after recovery: every number up to `last_seq` is
+    /// published.
+    pub fn new(last_seq: u64, freeze_bytes: usize) -> Self {
+        DirectWrites {
+            state: AtomicU64::new(last_seq),
+            published: AtomicU64::new(last_seq),
+            writers: AtomicUsize::new(0),
+            queued: AtomicUsize::new(0),
+            target: ArcSwapOption::empty(),
+            failed: AtomicBool::new(false),
+            failure: ArcSwapOption::empty(),
+            freeze_bytes,
+        }
+    }
+
+    /// Every write up to this sequence number is visible to a read that
+    /// starts now.
+    pub fn published(&self) -> u64 {
+        self.published.load(Ordering::Acquire)
+    }
+
+    /// Writes `mutations` on this thread if the lane is open.
+    pub fn write(&self, mutations: Vec<Mutation>, counters: &Counters) -> Outcome {
+        if self.queued.load(Ordering::SeqCst) != 0 || self.state.load(Ordering::Relaxed) & OPEN == 0
+        {
+            return Outcome::Queue(mutations);
+        }
+        let _inside = Inside::enter(&self.writers);
+        let count = mutations.len() as u64;
+        let Some(first) = self.take_numbers(count) else {
+            return Outcome::Queue(mutations);
+        };
+        // Set before the lane opened, and not replaced until every writer
+        // that took numbers from it has left.
+        let Some(target) = self.target.load_full() else {
+            return Outcome::Done(Err(self.fail(Error::Closed, first)));
+        };
+        let result = SCRATCH.with_borrow_mut(|(record, framed)| {
+            record.clear();
+            encode_wal_batch(first, &mutations, record);
+            framed.clear();
+            WalWriter::encode_record(record, framed);
+            for (offset, m) in mutations.into_iter().enumerate() {
+                let seq = first + offset as u64;
+                target
+                    .table
+                    .insert_hidden(m.key, seq, m.value, m.expire_at_ms);
+            }
+            self.wait_for_turn(first)?;
+            if let Err(error) = target.wal.append_encoded(framed) {
+                return Err(self.fail(error, first));
+            }
+            Counters::add(&counters.wal_bytes, framed.len() as u64);
+            Ok(())
+        });
+        if result.is_ok() {
+            self.published.store(first + count - 1, Ordering::Release);
+            Counters::add(&counters.writes, count);
+            Counters::add(&counters.write_requests, 1);
+            if target.table.approximate_bytes() >= self.freeze_bytes {
+                // Later writes queue; the actor freezes the table.
+                self.close();
+            }
+        }
+        Outcome::Done(result)
+    }
+
+    /// Hands out `count` numbers if the lane is open: the first of them.
+    fn take_numbers(&self, count: u64) -> Option<u64> {
+        let mut state = self.state.load(Ordering::Relaxed);
+        loop {
+            if state & OPEN == 0 {
+                return None;
+            }
+            match self.state.compare_exchange_weak(
+                state,
+                state + count,
+                Ordering::SeqCst,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Some((state & !OPEN) + 1),
+                Err(now) => state = now,
+            }
+        }
+    }
+
+    /// Returns once every number below `first` is published, or with the
+    /// error of a write ahead that failed.
+    fn wait_for_turn(&self, first: u64) -> Result<()> {
+        let mut polls = 0u32;
+        loop {
+            if self.published.load(Ordering::Acquire) + 1 == first {
+                return Ok(());
+            }
+            if self.failed.load(Ordering::Acquire) {
+                let failure = self.failure.load();
+                let error = failure.as_ref().map(|f| f.error.clone());
+                return Err(error.unwrap_or(Error::Closed));
+            }
+            polls = polls.saturating_add(1);
+            if polls < SPINS_BEFORE_YIELD {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+        }
+    }
+
+    /// Records the first failure and closes the lane.
+    fn fail(&self, error: Error, first_seq: u64) -> Error {
+        if self.failure.load().is_none() {
+            self.failure.store(Some(Arc::new(Failure {
+                error: error.clone(),
+                first_seq,
+            })));
+        }
+        self.failed.store(true, Ordering::Release);
+        self.close();
+        error
+    }
+
+    // The actor's side.
+
+    /// Opens the lane after `last_seq` (everything up to it published) with
+    /// writes going to `target`. Only the actor calls this, with the lane
+    /// drained.
+    pub fn open(&self, last_seq: u64, target: Target) {
+        self.published.store(last_seq, Ordering::Release);
+        self.target.store(Some(Arc::new(target)));
+        self.state.store(OPEN | last_seq, Ordering::SeqCst);
+    }
+
+    /// Closes the lane: writers that have not taken their numbers queue
+    /// their writes from now on.
+    pub fn close(&self) {
+        self.state.fetch_and(!OPEN, Ordering::SeqCst);
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.state.load(Ordering::SeqCst) & OPEN != 0
+    }
+
+    /// Closed, and no writer inside: the actor may use the table and WAL.
+    pub fn is_drained(&self) -> bool {
+        !self.is_open() && self.writers.load(Ordering::SeqCst) == 0
+    }
+
+    /// The last sequence number handed out.
+    pub fn last_handed(&self) -> u64 {
+        self.state.load(Ordering::SeqCst) & !OPEN
+    }
+
+    /// The actor has applied everything up to `seq` (lane drained).
+    pub fn publish(&self, seq: u64) {
+        self.state.store(seq, Ordering::SeqCst);
+        self.published.store(seq, Ordering::Release);
+    }
+
+    /// The failure of a direct append, once (lane drained).
+    pub fn take_failure(&self) -> Option<Failure> {
+        let failure = self.failure.swap(None)?;
+        self.failed.store(false, Ordering::Release);
+        Some(Arc::try_unwrap(failure).unwrap_or_else(|shared| Failure {
+            error: shared.error.clone(),
+            first_seq: shared.first_seq,
+        }))
+    }
+
+    /// Fails the writes inside the lane and closes it: the actor's own WAL
+    /// sync failed. Handled as a failed direct append.
+    pub fn refuse(&self, error: Error) {
+        self.fail(error, self.last_handed() + 1);
+    }
+
+    /// Drops the target (lane drained), so that the old WAL's file closes.
+    pub fn clear_target(&self) {
+        self.target.store(None);
+    }
+
+    /// A write is about to be queued for the actor.
+    pub fn queueing(&self) {
+        self.queued.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// The actor has taken `count` queued writes (with the lane closed).
+    pub fn taken(&self, count: usize) {
+        self.queued.fetch_sub(count, Ordering::SeqCst);
+    }
+}
+
+/// Counts a writer inside the lane for as long as it lives.
+struct Inside<'a>(&'a AtomicUsize);
+
+impl<'a> Inside<'a> {
+    fn enter(writers: &'a AtomicUsize) -> Self {
+        writers.fetch_add(1, Ordering::SeqCst);
+        Inside(writers)
+    }
+}
+
+impl Drop for Inside<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
