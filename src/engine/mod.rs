@@ -404,6 +404,10 @@ impl Db {
         let clock = self.inner.options.clock.clone();
         async move {
             checked?;
+            // Answered from memory, a get never waits: it lets the other
+            // tasks of its thread run now and then (tokio's cooperative
+            // budget).
+            tokio::task::coop::consume_budget().await;
             Counters::add(&inner.counters.gets, 1);
             let entry = newest_version(&inner, &view, read_at, key).await?;
             // A range delete over the value found is its newest change
@@ -486,7 +490,12 @@ impl Db {
         let answer = self.write_now(mutations, requirements, range_deletes);
         async move {
             match answer {
-                Answer::Ready(result) => result,
+                Answer::Ready(result) => {
+                    // A task that writes in a loop must still let the other
+                    // tasks of its thread run (tokio's cooperative budget).
+                    tokio::task::coop::consume_budget().await;
+                    result
+                }
                 Answer::Later(done) => done.await,
             }
         }

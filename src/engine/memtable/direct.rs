@@ -104,6 +104,10 @@ pub struct DirectWrites {
     failure: ArcSwapOption<Failure>,
     /// A writer queues instead once its table holds this many bytes.
     freeze_bytes: usize,
+    /// Writers let inside at once: the cores. A writer inside holds up
+    /// every later one until it publishes, so one descheduled there stalls
+    /// them all; more writers waiting to come in only wait for themselves.
+    max_inside: usize,
 }
 
 thread_local! {
@@ -124,6 +128,7 @@ impl DirectWrites {
             failed: AtomicBool::new(false),
             failure: ArcSwapOption::empty(),
             freeze_bytes,
+            max_inside: std::thread::available_parallelism().map_or(2, |n| n.get()),
         }
     }
 
@@ -139,7 +144,7 @@ impl DirectWrites {
         {
             return Outcome::Queue(mutations);
         }
-        let _inside = Inside::enter(&self.writers);
+        let _inside = Inside::enter(&self.writers, self.max_inside);
         let count = mutations.len() as u64;
         let Some(first) = self.take_numbers(count) else {
             return Outcome::Queue(mutations);
@@ -211,12 +216,7 @@ impl DirectWrites {
                 let error = failure.as_ref().map(|f| f.error.clone());
                 return Err(error.unwrap_or(Error::Closed));
             }
-            polls = polls.saturating_add(1);
-            if polls < SPINS_BEFORE_YIELD {
-                std::hint::spin_loop();
-            } else {
-                std::thread::yield_now();
-            }
+            pause(&mut polls);
         }
     }
 
@@ -306,9 +306,36 @@ impl DirectWrites {
 struct Inside<'a>(&'a AtomicUsize);
 
 impl<'a> Inside<'a> {
-    fn enter(writers: &'a AtomicUsize) -> Self {
-        writers.fetch_add(1, Ordering::SeqCst);
-        Inside(writers)
+    /// Waits until fewer than `max` writers are inside, and comes in.
+    fn enter(writers: &'a AtomicUsize, max: usize) -> Self {
+        let mut polls = 0u32;
+        let mut inside = writers.load(Ordering::Relaxed);
+        loop {
+            if inside < max {
+                match writers.compare_exchange_weak(
+                    inside,
+                    inside + 1,
+                    Ordering::SeqCst,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => return Inside(writers),
+                    Err(now) => inside = now,
+                }
+                continue;
+            }
+            pause(&mut polls);
+            inside = writers.load(Ordering::Relaxed);
+        }
+    }
+}
+
+/// One poll's pause: spin a while, then yield the core.
+fn pause(polls: &mut u32) {
+    *polls = polls.saturating_add(1);
+    if *polls < SPINS_BEFORE_YIELD {
+        std::hint::spin_loop();
+    } else {
+        std::thread::yield_now();
     }
 }
 

@@ -1,15 +1,20 @@
 //! The memtable actor: owns the active memtable and the WAL that guards it.
 //!
-//! Writes reach the actor through a lock-free submission queue, not its
-//! mailbox (`submissions.rs`: spin-then-park on both sides, so a write from
-//! another thread costs no wake-up while traffic flows); `intake.rs` takes
-//! them into `pending`. See `docs/ARCHITECTURE.md` for the actors around it.
+//! Plain writes under `SyncPolicy::None` and `Interval` are applied by the
+//! writers' own threads while the actor keeps the lane open (`direct.rs`).
+//! The others reach the actor through a lock-free submission queue, not its
+//! mailbox (`submissions.rs`: spin-then-park on both sides); `intake.rs`
+//! takes them into `pending`. Before the actor touches the table or the WAL
+//! itself (a group, a freeze, a flush, close, a failure) it closes the lane
+//! and waits for the writers inside to leave (`settle_lane`). See
+//! `docs/ARCHITECTURE.md` for the actors around it.
 //!
-//! Writes are grouped: while one group is being written and fdatasynced on a
-//! blocking thread, new writes wait in `pending`; when the sync returns they
-//! all go out as the next group and share one sync (group commit). A write
-//! is applied to the memtable, and so becomes visible to readers, only once
-//! it is durable under the sync policy; then its writer is answered.
+//! Queued writes are grouped: while one group is being written and
+//! fdatasynced on a blocking thread, new writes wait in `pending`; when the
+//! sync returns they all go out as the next group and share one sync (group
+//! commit). A write is applied to the memtable, and so becomes visible to
+//! readers, only once it is durable under the sync policy; then its writer
+//! is answered.
 //!
 //! When the memtable passes its share of the memtable budget
 //! (`Options::memtable_freeze_bytes`: `memtable_bytes` split between it and
@@ -19,15 +24,14 @@
 //! full, writes wait (a stall).
 //!
 //! Readers never message this actor: after every change it publishes a
-//! [`ReadView`] (a snapshot of the active memtable, the frozen tables and the
-//! segment set, as of one moment) into a shared `ArcSwap`, which readers
-//! load. The view is immutable; publishing swaps the whole `Arc`, so a read
-//! never sees a table both gone from memory and not yet in a segment.
-//! The active memtable's snapshot shares the skip list the actor keeps
-//! inserting into, but sees only sequence numbers up to the last one applied
-//! when it was taken, and the actor takes it only after a whole group is
-//! applied; so it is immutable too, and never shows half a group (see
-//! `table.rs`).
+//! [`ReadView`] (the active memtable, the frozen tables and the segment set,
+//! as of one moment) into a shared `ArcSwap`, which readers load, together
+//! with the published sequence number, the bound at which they read the
+//! active memtable (`Db::read_view`). The view is immutable; publishing swaps
+//! the whole `Arc`, so a read never sees a table both gone from memory and
+//! not yet in a segment. Versions above the bound are never shown, and the
+//! bound passes a number only once everything up to it is applied, so a
+//! read never shows half a group or half a batch (see `table.rs`).
 
 mod conditions;
 mod direct;

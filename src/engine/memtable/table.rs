@@ -5,24 +5,25 @@
 //! descending) whose value is the written value, or `None` for a tombstone.
 //! An overwrite is a new entry; no entry is ever changed or removed.
 //!
-//! The map lives behind an `Arc` and the memtable actor is its only writer.
-//! A [`MemTable`] is that `Arc` plus a visibility bound, `visible_seq`: it
-//! ignores entries with a higher sequence number and, for each user key,
-//! shows only the newest version at or below the bound.
+//! The map lives behind an `Arc`. Its writers are the memtable actor (its
+//! write groups) and, while the actor lets them, writers on their own
+//! threads (`direct.rs`). A [`MemTable`] is that `Arc` plus a visibility
+//! bound, `visible_seq`: it ignores entries with a higher sequence number
+//! and, for each user key, shows only the newest version at or below the
+//! bound. Readers of the active table take the bound from the published
+//! sequence number instead ([`MemTable::get_at`], [`MemTable::at`]).
 //!
-//! Why a clone is an immutable snapshot, so that readers need no lock and
-//! no message: the actor applies a whole write group to its own `MemTable`
-//! (whose bound follows its inserts) and only then clones it into the
-//! `ReadView` it publishes. A clone keeps the bound of that moment. Every
-//! later insert carries a higher sequence number (the actor hands them out
-//! in increasing order), so the clone ignores it; and what lies at or below
-//! the bound is never changed or removed. So what a clone shows never
-//! changes, though the map under it grows: the project rule "what others
-//! read is an immutable `Arc` snapshot or a message" holds. The skip list's
-//! lock-free insert makes walking it during an insert safe; the bound makes
-//! what a walk returns consistent. A reader never sees half a group or half
-//! a batch, because the published bound moves only after the whole group is
-//! applied.
+//! Why what a reader sees never changes, so that readers need no lock and
+//! no message: every version is inserted *hidden*, with a sequence number
+//! above the bound any reader uses, and the bound moves past a number only
+//! once every version up to it is inserted (the actor publishes after a
+//! whole group; a direct writer publishes its numbers only when every lower
+//! one is published). What lies at or below a bound is never changed or
+//! removed. So a snapshot at a bound never changes, though the map under it
+//! grows: the project rule "what others read is an immutable `Arc` snapshot
+//! or a message" holds. The skip list's lock-free insert makes walking it
+//! during an insert safe; the bound makes what a walk returns consistent. A
+//! reader never sees half a group or half a batch.
 //!
 //! The price: superseded versions stay in memory until the table is flushed
 //! (they are counted in [`MemTable::approximate_bytes`]), and a walk steps
@@ -285,11 +286,10 @@ impl MemTable {
     }
 
     /// Records `value` (or a tombstone) for `key` at sequence `seq`, and
-    /// makes it visible to this table (not to clones taken before).
+    /// makes it visible to this handle (not to clones taken before).
     ///
-    /// Only the owner of the table may call this, with sequence numbers
-    /// higher than any this map's clones see; a write group is applied
-    /// whole before the table is cloned for readers.
+    /// Only with sequence numbers higher than any bound readers use; a
+    /// write group is applied whole before its numbers are published.
     #[cfg(test)]
     pub fn apply(&mut self, key: Bytes, seq: u64, value: Option<Bytes>) {
         self.apply_expiring(key, seq, value, 0);
