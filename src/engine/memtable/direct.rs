@@ -272,6 +272,9 @@ impl DirectWrites {
 
     /// The failure of a direct append, once (lane drained).
     pub fn take_failure(&self) -> Option<Failure> {
+        if !self.failed.load(Ordering::Acquire) {
+            return None;
+        }
         let failure = self.failure.swap(None)?;
         self.failed.store(false, Ordering::Release);
         Some(Arc::try_unwrap(failure).unwrap_or_else(|shared| Failure {

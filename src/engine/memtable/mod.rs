@@ -123,8 +123,9 @@ pub struct MemtableActor {
     /// A sync of `wal` runs on a blocking thread.
     syncing: bool,
     wal_number: u64,
-    /// Bytes written to the WAL since its last sync (interval policy).
-    wal_dirty: bool,
+    /// Bytes of `wal` its last sync covered: it needs a sync while it has
+    /// more (the actor's groups and direct writers append to it).
+    synced_bytes: u64,
     last_seq: u64,
     /// Every write up to this sequence number is applied to a memtable (it
     /// trails `last_seq` while a group is being written).
@@ -192,7 +193,7 @@ impl MemtableActor {
             wal: Some(Arc::new(start.wal)),
             syncing: false,
             wal_number: start.wal_number,
-            wal_dirty: false,
+            synced_bytes: 0,
             last_seq: start.last_seq,
             // Recovery leaves everything it replayed in segments.
             applied_seq: start.last_seq,
@@ -344,8 +345,6 @@ impl MemtableActor {
         let Some(wal) = &self.wal else {
             return;
         };
-        // Direct writers append to it from now on.
-        self.wal_dirty = true;
         let target = direct::Target {
             table: self.active.clone(),
             wal: wal.clone(),
@@ -457,12 +456,11 @@ impl MemtableActor {
         if self.active_is_empty() || self.poisoned.is_some() {
             return;
         }
+        let sync_old = self.wal_unsynced() && self.options.sync != SyncPolicy::None;
         let Some(old_wal) = self.wal.take() else {
             return;
         };
         self.direct.clear_target();
-        let sync_old = self.wal_dirty && self.options.sync != SyncPolicy::None;
-        self.wal_dirty = false;
         let number = self.file_numbers.allocate();
         let old_number = std::mem::replace(&mut self.wal_number, number);
         let frozen = Arc::new(FrozenMemtable {
@@ -485,7 +483,10 @@ impl MemtableActor {
         });
         ctx.spawn(job.into_actor(self).map(move |joined, act, ctx| {
             match joined.unwrap_or_else(|e| Err(thread_error("WAL rotation", &e))) {
-                Ok(wal) => act.wal = Some(Arc::new(wal)),
+                Ok(wal) => {
+                    act.wal = Some(Arc::new(wal));
+                    act.synced_bytes = 0;
+                }
                 Err(error) if wal_full::is_disk_full(&error) => {
                     let resume_from = act.last_seq + 1;
                     act.enter_wal_full(error, resume_from, ctx);
@@ -547,7 +548,6 @@ impl MemtableActor {
             let result = wal.append_encoded(&framed);
             self.framed_scratch = framed;
             self.wal = Some(wal);
-            self.wal_dirty = true;
             self.finish_group(result, group, false, ctx);
             return;
         }
@@ -561,6 +561,9 @@ impl MemtableActor {
             .into_actor(self)
             .map(move |joined, act, ctx| match joined {
                 Ok((wal, result)) => {
+                    if result.is_ok() {
+                        act.synced_bytes = wal.bytes_written();
+                    }
                     act.wal = Some(wal);
                     act.finish_group(result, group, true, ctx);
                 }
@@ -686,24 +689,31 @@ impl MemtableActor {
     }
 
     fn sync_now(&mut self, ctx: &mut Context<Self>) {
-        if !self.wal_dirty || self.poisoned.is_some() || self.syncing {
+        if !self.wal_unsynced() || self.poisoned.is_some() || self.syncing {
             return;
         }
         let Some(wal) = self.wal.clone() else {
             return;
         };
-        // Direct writers may go on appending while it syncs.
-        self.wal_dirty = self.direct.is_open();
+        // Direct writers may go on appending while it syncs; the sync
+        // covers at least what was written before it started.
+        let covered = wal.bytes_written();
         self.syncing = true;
-        let lock = self.lock.clone();
+        let (lock, synced) = (self.lock.clone(), wal.clone());
         let job = actix_rt::task::spawn_blocking(move || {
             let _lock = lock;
             wal.sync()
         });
-        let fut = job.into_actor(self).map(|joined, act, ctx| {
+        let fut = job.into_actor(self).map(move |joined, act, ctx| {
             act.syncing = false;
             match joined {
-                Ok(Ok(())) => Counters::add(&act.counters.wal_syncs, 1),
+                Ok(Ok(())) => {
+                    Counters::add(&act.counters.wal_syncs, 1);
+                    // (Unless the WAL was rotated meanwhile.)
+                    if act.wal.as_ref().is_some_and(|w| Arc::ptr_eq(w, &synced)) {
+                        act.synced_bytes = act.synced_bytes.max(covered);
+                    }
+                }
                 // Through the lane, so that its writers stop first and the
                 // error is handled as a failed direct append is.
                 Ok(Err(error)) => act.direct.refuse(error),
@@ -717,13 +727,20 @@ impl MemtableActor {
         ctx.spawn(fut);
     }
 
+    /// The WAL holds bytes no sync has covered yet.
+    fn wal_unsynced(&self) -> bool {
+        self.wal
+            .as_ref()
+            .is_some_and(|wal| wal.bytes_written() > self.synced_bytes)
+    }
+
     fn maybe_finish_close(&mut self, ctx: &mut Context<Self>) {
         if self.closing.is_none() || !self.pending.is_empty() {
             return;
         }
         let mut result = Ok(());
-        if let Some(wal) = self.wal.as_mut()
-            && self.wal_dirty
+        if let Some(wal) = self.wal.as_ref()
+            && self.wal_unsynced()
             && self.poisoned.is_none()
         {
             result = wal.sync();

@@ -66,7 +66,6 @@ impl MemtableActor {
              (retrying): {error}"
         );
         self.wal = None;
-        self.wal_dirty = false;
         let refusal = Error::io(
             "the disk is full; writes resume by themselves once space is freed",
             std::io::Error::new(std::io::ErrorKind::StorageFull, error.to_string()),
@@ -125,6 +124,8 @@ impl MemtableActor {
 
     fn resume(&mut self, wal: WalWriter, number: u64) {
         log::info!("writes resumed: new WAL {number} after the disk was full");
+        // Its marker is synced; nothing after it yet.
+        self.synced_bytes = wal.bytes_written();
         self.wal = Some(std::sync::Arc::new(wal));
         self.wal_number = number;
         self.wal_full = None;
