@@ -117,56 +117,43 @@ fn scenario(faults: Vec<Fault>, what: &'static str, sync: SyncPolicy) {
     });
 }
 
+/// The append fails, then two retries fail writing the resume marker.
+fn failed_append() -> Vec<Fault> {
+    vec![
+        Fault::fail(Op::Write, ErrorKind::StorageFull)
+            .on_path(".wal")
+            .times(3),
+    ]
+}
+
+/// Half the append is written, then two retries fail creating the WAL.
+fn short_append_then_failed_creates() -> Vec<Fault> {
+    vec![
+        Fault::short_write(7, ErrorKind::StorageFull).on_path(".wal"),
+        Fault::fail(Op::Create, ErrorKind::StorageFull)
+            .on_path(".wal")
+            .times(2),
+    ]
+}
+
 #[test]
 fn a_failed_append_then_failed_retries_resume_without_reopen() {
-    scenario(
-        vec![
-            Fault::fail(Op::Write, ErrorKind::StorageFull)
-                .on_path(".wal")
-                .times(3),
-        ],
-        "append fails, then two retries fail writing the marker",
-        SyncPolicy::Always,
-    );
+    scenario(failed_append(), "group append fails", SyncPolicy::Always);
 }
 
 #[test]
 fn a_half_written_group_and_failed_creates_resume_without_reopen() {
-    scenario(
-        vec![
-            Fault::short_write(7, ErrorKind::StorageFull).on_path(".wal"),
-            Fault::fail(Op::Create, ErrorKind::StorageFull)
-                .on_path(".wal")
-                .times(2),
-        ],
-        "short append, then two retries fail creating the WAL",
-        SyncPolicy::Always,
-    );
+    let what = "short group append";
+    scenario(short_append_then_failed_creates(), what, SyncPolicy::Always);
 }
 
 #[test]
 fn a_failed_direct_append_then_failed_retries_resume_without_reopen() {
-    scenario(
-        vec![
-            Fault::fail(Op::Write, ErrorKind::StorageFull)
-                .on_path(".wal")
-                .times(3),
-        ],
-        "direct append fails, then two retries fail writing the marker",
-        SyncPolicy::None,
-    );
+    scenario(failed_append(), "direct append fails", SyncPolicy::None);
 }
 
 #[test]
 fn a_half_written_direct_append_and_failed_creates_resume_without_reopen() {
-    scenario(
-        vec![
-            Fault::short_write(7, ErrorKind::StorageFull).on_path(".wal"),
-            Fault::fail(Op::Create, ErrorKind::StorageFull)
-                .on_path(".wal")
-                .times(2),
-        ],
-        "short direct append, then two retries fail creating the WAL",
-        SyncPolicy::None,
-    );
+    let what = "short direct append";
+    scenario(short_append_then_failed_creates(), what, SyncPolicy::None);
 }
