@@ -127,9 +127,6 @@ pub struct MemtableActor {
     /// more (the actor's groups and direct writers append to it).
     synced_bytes: u64,
     last_seq: u64,
-    /// Every write up to this sequence number is applied to a memtable (it
-    /// trails `last_seq` while a group is being written).
-    applied_seq: u64,
     /// The highest sequence number in any memtable flushed and dropped (see
     /// `conditions.rs`).
     dropped_through: u64,
@@ -196,7 +193,6 @@ impl MemtableActor {
             synced_bytes: 0,
             last_seq: start.last_seq,
             // Recovery leaves everything it replayed in segments.
-            applied_seq: start.last_seq,
             dropped_through: start.last_seq,
             pending: Vec::new(),
             frozen: Vec::new(),
@@ -283,7 +279,6 @@ impl MemtableActor {
     fn absorb_direct_writes(&mut self, ctx: &mut Context<Self>) {
         let published = self.direct.published();
         self.last_seq = self.last_seq.max(self.direct.last_handed());
-        self.applied_seq = self.applied_seq.max(published);
         self.active.show_through(published);
         let Some(failure) = self.direct.take_failure() else {
             return;
@@ -655,7 +650,6 @@ impl MemtableActor {
             }
             replies.push(write.reply);
         }
-        self.applied_seq = self.last_seq;
         if self.freeze_soon {
             self.refresh_tombstones();
         }
