@@ -1,5 +1,8 @@
 //! Crash recovery: the test re-runs its own binary as a child that writes
-//! with `sync = always` and reports every acknowledged write on stdout; the
+//! (with `sync = always`, and again with `sync = none`, where writers append
+//! to the WAL themselves through its memory map: a process crash must lose
+//! nothing acknowledged either way) and reports every acknowledged write on
+//! stdout; the
 //! parent kills it with SIGKILL at a random moment (often mid-flush or
 //! mid-compaction), reopens the directory and checks that every
 //! acknowledged write is there. Rounds reuse the directory, so recovery
@@ -21,6 +24,8 @@ use naive_kv::{Db, Error, ScanRequest, SyncPolicy, WriteBatch};
 
 const CHILD_DIR: &str = "NAIVEKV_CRASH_CHILD_DIR";
 const CHILD_ROUND: &str = "NAIVEKV_CRASH_CHILD_ROUND";
+/// "none" for `SyncPolicy::None`, anything else for `Always`.
+const CHILD_SYNC: &str = "NAIVEKV_CRASH_CHILD_SYNC";
 const WRITERS: usize = 8;
 const KEYS_PER_WRITER: usize = 40;
 
@@ -45,7 +50,10 @@ fn key(writer: usize, i: usize) -> String {
 
 fn crash_options(dir: &Path) -> naive_kv::Options {
     let mut options = common::tiny_options(dir);
-    options.sync = SyncPolicy::Always;
+    options.sync = match std::env::var(CHILD_SYNC).as_deref() {
+        Ok("none") => SyncPolicy::None,
+        _ => SyncPolicy::Always,
+    };
     options
 }
 
@@ -163,7 +171,7 @@ impl Knowledge {
 }
 
 /// Runs the child for about `run_for`, kills it and returns what it reported.
-fn run_child(dir: &Path, round: u64, run_for: Duration, knowledge: &mut Knowledge) {
+fn run_child(dir: &Path, sync: &str, round: u64, run_for: Duration, knowledge: &mut Knowledge) {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
@@ -174,6 +182,7 @@ fn run_child(dir: &Path, round: u64, run_for: Duration, knowledge: &mut Knowledg
         ])
         .env(CHILD_DIR, dir)
         .env(CHILD_ROUND, round.to_string())
+        .env(CHILD_SYNC, sync)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -290,6 +299,16 @@ fn seed() -> u64 {
 
 #[test]
 fn acknowledged_writes_survive_sigkill() {
+    survive_sigkill("always");
+}
+
+#[test]
+fn acknowledged_unsynced_writes_survive_sigkill() {
+    survive_sigkill("none");
+}
+
+/// Rounds of writing, killing and checking, with the child's sync policy.
+fn survive_sigkill(sync: &str) {
     let rounds = if common::long_tests() { 60 } else { 6 };
     let seed = seed();
     eprintln!("NAIVEKV_CRASH_SEED={seed}");
@@ -308,7 +327,7 @@ fn acknowledged_writes_survive_sigkill() {
             acked: state.clone(),
             ..Knowledge::default()
         };
-        run_child(dir.path(), round, run_for, &mut knowledge);
+        run_child(dir.path(), sync, round, run_for, &mut knowledge);
         total_acks += knowledge.acks;
         state = actix_rt::System::new().block_on(verify(dir.path(), &knowledge, round));
     }

@@ -174,7 +174,7 @@ fn create_wal(
     let wal_number = numbers.allocate();
     let wal_path = directory.join(wal_file_name(wal_number));
     let file = fs
-        .create(&wal_path)
+        .create_log(&wal_path)
         .context(|| format!("creating WAL {}", wal_path.display()))?;
     // IMPORTANT: the new WAL's directory entry must be durable before the
     // manifest names it and before any write in it is acknowledged.

@@ -21,22 +21,35 @@
 //! # Recovery
 //!
 //! A crash can leave the last record half written (a *torn tail*), or leave
-//! zeros after the last record where the file system extended the file but did
-//! not write the data. Neither loses an acknowledged write, since a write is
-//! acknowledged only after its whole record is written (and synced, if the
-//! sync policy says so). [`read_wal`] therefore drops a torn tail, logs one
-//! warning and reports its offset in [`WalContents::torn_tail_at`].
-//! Anything else is damage to data that was once complete and is reported as
-//! [`Error::Corruption`] naming the file and the record's offset, never
-//! skipped. Reading a record that starts at offset `o`:
+//! zeros after the last record: where the file system extended the file but
+//! did not write the data, and where the file was preallocated (on
+//! [`StdFs`](crate::fs::StdFs) the WAL is grown ahead of its appends and
+//! written through a memory map, `fs/mapped.rs`; it is trimmed when closed
+//! cleanly). An append stores its bytes front to back, so a crash in the
+//! middle of one leaves a prefix of it followed by zeros. None of this loses
+//! an acknowledged write, since a write is acknowledged only after its whole
+//! record is written (and synced, if the sync policy says so).
+//! [`read_wal`] therefore drops a torn tail, logs one warning and reports its
+//! offset in [`WalContents::torn_tail_at`]; zeros alone after the last record
+//! are the end of the log, not a torn tail. Anything else is damage to data
+//! that was once complete and is reported as [`Error::Corruption`] naming the
+//! file and the record's offset, never skipped. Reading a record that starts
+//! at offset `o`:
 //!
-//! 1. Fewer than 12 bytes remain: torn tail.
-//! 2. `header_crc` does not match: torn tail if every remaining byte is zero,
-//!    otherwise corruption.
+//! 1. Fewer than 12 bytes remain: torn tail (or the end, if all zero).
+//! 2. `header_crc` does not match: torn tail if every byte after the 12
+//!    header bytes is zero (the header was being written), otherwise
+//!    corruption.
 //! 3. `len` exceeds [`MAX_RECORD_BYTES`]: corruption.
 //! 4. The payload extends past the end of the file: torn tail.
-//! 5. `payload_crc` does not match: torn tail if the record ends exactly at the
-//!    end of the file, otherwise corruption (a bad record followed by more data).
+//! 5. `payload_crc` does not match: torn tail if nothing but zeros follows
+//!    the record (it was being written), otherwise corruption (a bad record
+//!    followed by more data).
+//!
+//! A complete record never has an all-zero payload (the payload is a
+//! non-empty encoded batch whose checksum is stored in front of it), so the
+//! zeros these rules accept are never what is left of a record that was
+//! once whole.
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -191,6 +204,7 @@ pub fn read_wal_salvaging(
                 contents.record_offsets.push(offset as u64);
                 offset += framed_len;
             }
+            Step::Torn if all_zero(Some(rest)) => break,
             Step::Torn => {
                 log::warn!(
                     "WAL {}: dropping torn tail at offset {offset} ({} bytes)",
@@ -214,7 +228,7 @@ fn read_record(rest: &[u8]) -> Result<Step<'_>, String> {
         return Ok(Step::Torn);
     };
     if masked_crc(len_bytes) != header_crc {
-        if rest.iter().all(|&byte| byte == 0) {
+        if all_zero(rest.get(RECORD_HEADER_BYTES..)) {
             return Ok(Step::Torn);
         }
         return Err("WAL record header checksum mismatch".to_string());
@@ -230,12 +244,17 @@ fn read_record(rest: &[u8]) -> Result<Step<'_>, String> {
         return Ok(Step::Torn);
     };
     if masked_crc(payload) != payload_crc {
-        if end == rest.len() {
+        if all_zero(rest.get(end..)) {
             return Ok(Step::Torn);
         }
         return Err("WAL record payload checksum mismatch".to_string());
     }
     Ok(Step::Record(payload, end))
+}
+
+/// True for no bytes or only zeros.
+fn all_zero(bytes: Option<&[u8]>) -> bool {
+    bytes.is_none_or(|bytes| bytes.iter().all(|&byte| byte == 0))
 }
 
 #[cfg(test)]
@@ -341,7 +360,7 @@ mod tests {
     }
 
     #[test]
-    fn trailing_zeros_are_a_torn_tail() -> TestResult {
+    fn trailing_zeros_end_the_log() -> TestResult {
         let dir = tempfile::tempdir()?;
         let payloads = three_records();
         let (path, _) = write_wal(dir.path(), &payloads)?;
@@ -352,10 +371,29 @@ mod tests {
             std::fs::write(&path, &padded)?;
             let contents = read_wal(&StdFs, &path)?;
             assert_eq!(contents.records, payloads, "{zeros} zeros");
+            assert_eq!(contents.torn_tail_at, None, "{zeros} zeros");
+        }
+        Ok(())
+    }
+
+    /// What a crash in the middle of an append into a preallocated file
+    /// leaves: a prefix of the last record, then zeros.
+    #[test]
+    fn prefix_of_the_last_record_then_zeros_is_a_torn_tail() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let payloads = three_records();
+        let (path, starts) = write_wal(dir.path(), &payloads)?;
+        let full = std::fs::read(&path)?;
+        for cut in starts[2] + 1..full.len() {
+            let mut torn = full[..cut].to_vec();
+            torn.resize(full.len() + 4096, 0);
+            std::fs::write(&path, &torn)?;
+            let contents = read_wal(&StdFs, &path)?;
+            assert_eq!(contents.records, payloads[..2], "cut at {cut}");
             assert_eq!(
                 contents.torn_tail_at,
-                Some(full.len() as u64),
-                "{zeros} zeros"
+                Some(starts[2] as u64),
+                "cut at {cut}"
             );
         }
         Ok(())

@@ -7,6 +7,7 @@
 //! an in-memory one for tests: it tracks what is durable, simulates power
 //! loss and injects faults.
 
+mod mapped;
 pub mod sim;
 
 use std::fmt::Debug;
@@ -56,6 +57,13 @@ pub trait FileSystem: Send + Sync + Debug + 'static {
     fn create_dir_all(&self, path: &Path) -> io::Result<()>;
     /// Creates `path` for writing, truncating it if it exists.
     fn create(&self, path: &Path) -> io::Result<Box<dyn WritableFile>>;
+    /// Creates `path` for a log that is only ever appended to and synced,
+    /// truncating it if it exists: the WAL. A file system may preallocate
+    /// it, so that after a crash it can end in zeros past the last append;
+    /// dropping the file trims them. The default is [`FileSystem::create`].
+    fn create_log(&self, path: &Path) -> io::Result<Box<dyn WritableFile>> {
+        self.create(path)
+    }
     /// Opens `path` for positioned reads.
     fn open(&self, path: &Path) -> io::Result<Arc<dyn ReadableFile>>;
     /// Reads the whole file.
@@ -182,6 +190,22 @@ impl FileSystem for StdFs {
             .mode(0o600)
             .open(path)?;
         Ok(Box::new(StdWritable(file)))
+    }
+
+    /// Appended through a shared memory map (`mapped.rs`), or with
+    /// `write(2)` where the file cannot be mapped.
+    fn create_log(&self, path: &Path) -> io::Result<Box<dyn WritableFile>> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(path)?;
+        match mapped::MappedLog::new(file) {
+            Ok(log) => Ok(Box::new(log)),
+            Err(file) => Ok(Box::new(StdWritable(file))),
+        }
     }
 
     fn open(&self, path: &Path) -> io::Result<Arc<dyn ReadableFile>> {

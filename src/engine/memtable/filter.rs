@@ -18,13 +18,15 @@
 //! about 0.8 % of the memtable's budget, and a false-positive rate of
 //! about 1-2 % when full (fewer entries, fewer false positives).
 //!
-//! Concurrency without a lock: the memtable actor is the filter's only
-//! writer; it sets bits (atomic `fetch_or`) before the entry's table is
-//! published to readers in a `ReadView` (an `ArcSwap` store, which
-//! releases), and a reader loads the view (acquires) before it looks at
-//! the filter. So a reader always finds the bits of every entry its view
-//! can see: the filter never hides a visible key. Bits are never cleared;
-//! a filter dies with its memtable.
+//! Concurrency without a lock: whoever inserts an entry (the memtable
+//! actor, or a direct writer, `direct.rs`) sets its bits (atomic
+//! `fetch_or`) before the entry becomes visible: before its table is
+//! published in a `ReadView` (an `ArcSwap` store, which releases) and
+//! before its sequence number is published (a release store). A reader
+//! loads the view and the published bound (acquires) before it looks at
+//! the filter. So a reader always finds the bits of every entry it can
+//! see: the filter never hides a visible key. Bits are never cleared; a
+//! filter dies with its memtable.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -75,7 +77,7 @@ impl KeyFilter {
         })
     }
 
-    /// Records `key`. Only the memtable's owner calls this.
+    /// Records `key`, before the entry holding it becomes visible.
     pub fn insert(&self, key: &[u8]) {
         let (block, bits) = self.locate(key);
         for (word, mask) in bits {

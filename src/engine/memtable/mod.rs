@@ -740,6 +740,9 @@ impl MemtableActor {
             result = wal.sync();
         }
         if let Some(reply) = self.closing.take() {
+            // The last handles on the WAL: dropping them closes (and trims)
+            // its file before `close` returns.
+            self.direct.clear_target();
             self.wal = None;
             self.lock = None;
             let _ = reply.send(result);
@@ -759,7 +762,7 @@ fn create_wal(options: &Options, number: u64) -> Result<WalWriter> {
     let fs = &options.fs;
     let path = options.directory.join(wal_file_name(number));
     let file = fs
-        .create(&path)
+        .create_log(&path)
         .context(|| format!("creating WAL {}", path.display()))?;
     // IMPORTANT: the new WAL's directory entry must be durable before any
     // write in it is acknowledged; fdatasync of the file does not do that.
