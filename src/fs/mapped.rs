@@ -120,27 +120,29 @@ impl MappedLog {
         if new_end <= allocated {
             return Ok(true);
         }
-        let target = new_end
+        let chunk_end = new_end
             .div_ceil(CHUNK_BYTES)
             .saturating_mul(CHUNK_BYTES)
             .min(RESERVE_BYTES as u64)
             .max(new_end);
-        let (at, len) = (to_off(allocated)?, to_off(target - allocated)?);
-        loop {
-            // SAFETY: a plain system call on an open descriptor.
-            let rc = unsafe { libc::fallocate(self.file.as_raw_fd(), 0, at, len) };
-            if rc == 0 {
-                self.allocated.store(target, Ordering::Relaxed);
-                self.release();
-                return Ok(true);
-            }
-            let error = io::Error::last_os_error();
-            match error.raw_os_error() {
-                Some(libc::EINTR) => continue,
-                Some(libc::EOPNOTSUPP | libc::ENOSYS) => return Ok(false),
-                _ => return Err(error),
+        // On a nearly full disk a whole chunk may not fit where the append
+        // does: then only what the append needs, so that the disk is full
+        // for the WAL where it would have been without preallocation.
+        for target in [chunk_end, new_end] {
+            match fallocate(&self.file, allocated, target - allocated) {
+                Ok(()) => {
+                    self.allocated.store(target, Ordering::Relaxed);
+                    self.release();
+                    return Ok(true);
+                }
+                Err(e) if e.raw_os_error() == Some(libc::ENOSPC) && target > new_end => {}
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::ENOSYS)) => {
+                    return Ok(false);
+                }
+                Err(e) => return Err(e),
             }
         }
+        Err(io::Error::from_raw_os_error(libc::ENOSPC))
     }
 
     /// Appends `buf` at the logical end.
@@ -196,6 +198,22 @@ fn page_bytes() -> u64 {
     // SAFETY: a plain query.
     let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     u64::try_from(size).unwrap_or(4096).max(1)
+}
+
+/// Reserves `len` bytes of `file` from `at` (mode 0: the size grows too).
+fn fallocate(file: &File, at: u64, len: u64) -> io::Result<()> {
+    let (at, len) = (to_off(at)?, to_off(len)?);
+    loop {
+        // SAFETY: a plain system call on an open descriptor.
+        let rc = unsafe { libc::fallocate(file.as_raw_fd(), 0, at, len) };
+        if rc == 0 {
+            return Ok(());
+        }
+        let error = io::Error::last_os_error();
+        if error.raw_os_error() != Some(libc::EINTR) {
+            return Err(error);
+        }
+    }
 }
 
 fn to_off(n: u64) -> io::Result<libc::off_t> {
