@@ -17,6 +17,10 @@
 //!   `fallocate` (mode 0: blocks reserved, size extended). A full disk is
 //!   reported there, as an error of the append that needed the space,
 //!   never as a `SIGBUS` on a store into a hole.
+//! - Only on file systems that overwrite a file's blocks in place (ext4,
+//!   XFS, tmpfs). On a copy-on-write one (btrfs, ZFS) an overwrite needs
+//!   new space, which a store into a mapping could only report as
+//!   `SIGBUS`; there the WAL is written with `write(2)`.
 //! - One mapping of [`RESERVE_BYTES`] of address space is made when the file
 //!   is created; appends store into it up to the allocated size. An append
 //!   that would pass the reservation, or any append after `fallocate` turned
@@ -54,7 +58,14 @@ use super::WritableFile;
 const RESERVE_BYTES: usize = 1 << 30;
 
 /// The file is grown this much at a time.
-const CHUNK_BYTES: u64 = 4 << 20;
+const CHUNK_BYTES: u64 = 1 << 20;
+
+/// `statfs` magic numbers of the file systems that overwrite in place.
+const IN_PLACE_FILE_SYSTEMS: [i64; 3] = [
+    0xEF53,      // ext2, ext3, ext4
+    0x5846_5342, // XFS
+    0x0102_1994, // tmpfs
+];
 
 /// A log file appended through a memory map. See the module doc.
 pub struct MappedLog {
@@ -85,6 +96,9 @@ impl MappedLog {
     /// Gives the file back if it cannot be mapped: the caller appends with
     /// `write(2)`.
     pub fn new(file: File) -> Result<MappedLog, File> {
+        if !overwrites_in_place(&file) {
+            return Err(file);
+        }
         // SAFETY: a fresh shared mapping of an open file; the kernel picks
         // the address. Nothing is touched until `fallocate` has extended the
         // file past the bytes stored.
@@ -198,6 +212,23 @@ fn page_bytes() -> u64 {
     // SAFETY: a plain query.
     let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     u64::try_from(size).unwrap_or(4096).max(1)
+}
+
+/// Whether `file` lives on a file system known to overwrite blocks in
+/// place (see the module doc).
+fn overwrites_in_place(file: &File) -> bool {
+    let mut stat = std::mem::MaybeUninit::<libc::statfs>::zeroed();
+    // SAFETY: `stat` points to writable memory of the right type; the fd
+    // is open.
+    let rc = unsafe { libc::fstatfs(file.as_raw_fd(), stat.as_mut_ptr()) };
+    if rc != 0 {
+        return false;
+    }
+    // `f_type`'s integer type differs between targets.
+    #[allow(clippy::useless_conversion)]
+    // SAFETY: fstatfs returned 0, so it filled `stat` in.
+    let magic = i64::from(unsafe { stat.assume_init() }.f_type);
+    IN_PLACE_FILE_SYSTEMS.contains(&magic)
 }
 
 /// Reserves `len` bytes of `file` from `at` (mode 0: the size grows too).
