@@ -1,9 +1,16 @@
 //! `StdFs` reads that never wait for the disk (preadv2 + RWF_NOWAIT): a get
-//! whose block is in the page cache is answered on the caller's thread.
+//! whose block is in the page cache is answered on the caller's thread, and
+//! a short scan is read again on the read pool only when a block it needs
+//! is in neither the block cache nor the page cache.
 
+mod common;
+
+use std::os::fd::AsRawFd;
 use std::path::Path;
 
+use bytes::Bytes;
 use naive_kv::fs::{FileSystem, StdFs};
+use naive_kv::{Db, Options, ScanRequest};
 
 fn write_file(path: &Path, data: &[u8]) {
     let file = StdFs.create(path).unwrap();
@@ -62,5 +69,53 @@ async fn gets_from_flushed_segments_agree_with_what_was_written() {
         assert_eq!(value.as_deref(), Some(format!("v{i}").as_bytes()));
     }
     assert_eq!(db.get("k99999").await.unwrap(), None);
+    db.close().await.unwrap();
+}
+
+/// Drops `path`'s pages from the page cache (they are clean: the segment
+/// was synced when it was written).
+fn drop_from_page_cache(path: &Path) {
+    let file = std::fs::File::open(path).unwrap();
+    // SAFETY: a plain system call on an open descriptor.
+    let rc = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    assert_eq!(rc, 0, "posix_fadvise");
+}
+
+#[actix_rt::test]
+async fn a_short_scan_goes_to_the_read_pool_only_when_its_block_is_not_in_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = || {
+        let mut options = Options::new(dir.path());
+        options.block_cache_bytes = 0;
+        options
+    };
+    let db = Db::open(options()).await.unwrap();
+    for i in 0..2000u32 {
+        db.put(format!("k{i:05}"), format!("v{i}")).await.unwrap();
+    }
+    db.flush().await.unwrap();
+    db.close().await.unwrap();
+    for segment in common::files_ending(dir.path(), ".sst") {
+        drop_from_page_cache(&segment);
+    }
+    let db = Db::open(options()).await.unwrap();
+    let expected: Vec<(Bytes, Bytes)> = (1000..1010u32)
+        .map(|i| (format!("k{i:05}").into(), format!("v{i}").into()))
+        .collect();
+    let mut on_pool = Vec::new();
+    for _ in 0..2 {
+        let request = ScanRequest {
+            start: std::ops::Bound::Included(Bytes::from("k01000")),
+            limit: 10,
+            ..ScanRequest::all()
+        };
+        let page = db.scan(request).await.unwrap();
+        assert_eq!(page.entries, expected);
+        let stats = db.stats().await.unwrap();
+        on_pool.push(stats.get("scans_on_read_pool"));
+    }
+    // The first scan found its block on disk only; the read pool's read
+    // brought it into the page cache, where the second one found it.
+    assert_eq!(on_pool, [1, 1]);
     db.close().await.unwrap();
 }

@@ -119,6 +119,7 @@ fn notes(r: &Report) -> String {
                 | "l0_tables"
                 | "live_segments"
                 | "level_0_segments"
+                | "scans_on_read_pool"
         ) && *value > 0
         {
             notes.push(format!("{name} {value}"));

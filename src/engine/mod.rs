@@ -609,7 +609,8 @@ impl Db {
         let open = self.check_open();
         let now_ms = self.inner.options.clock.now_ms();
         let cache = self.inner.cache.clone();
-        Counters::add(&self.inner.counters.scans, 1);
+        let counters = self.inner.counters.clone();
+        Counters::add(&counters.scans, 1);
         async move {
             open?;
             // A short page whose blocks are all in memory (the block cache
@@ -621,7 +622,7 @@ impl Db {
                     wait_for_disk: false,
                 };
                 match read_pool::scan_page(&view, read_at, &request, now_ms, &reads) {
-                    Err(e) if is_would_block(&e) => {}
+                    Err(e) if is_would_block(&e) => Counters::add(&counters.scans_on_read_pool, 1),
                     page => return page,
                 }
             }

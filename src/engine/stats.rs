@@ -36,6 +36,10 @@ pub struct Counters {
     pub bloom_filter_false_positives: AtomicU64,
     /// Scans.
     pub scans: AtomicU64,
+    /// Short scans that found a block neither cached nor in the page cache
+    /// and were read again on the read pool (the rest ran on the caller's
+    /// thread).
+    pub scans_on_read_pool: AtomicU64,
     /// Background errors (failed flushes or compactions, retried later).
     pub background_errors: AtomicU64,
     /// Compactions not started because the disk had less free space than
@@ -73,6 +77,7 @@ impl Counters {
                 &self.bloom_filter_false_positives,
             ),
             ("scans", &self.scans),
+            ("scans_on_read_pool", &self.scans_on_read_pool),
             ("background_errors", &self.background_errors),
             (
                 "compactions_refused_for_space",

@@ -83,6 +83,11 @@ const METRICS: &[(&str, Kind, &str)] = &[
     ),
     ("scans", Kind::Counter, "Scans."),
     (
+        "scans_on_read_pool",
+        Kind::Counter,
+        "Short scans read again on the read pool: a block was not in memory.",
+    ),
+    (
         "background_errors",
         Kind::Counter,
         "Failed flushes or compactions (retried later).",

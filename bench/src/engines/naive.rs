@@ -53,7 +53,7 @@ use crate::settle::{POLL, Settled, Watch};
 use crate::workload::{BenchResult, Op, PAGE_ENTRIES, Spec};
 
 /// Counters of `Db::stats` copied into the report.
-const STATS: [&str; 9] = [
+const STATS: [&str; 10] = [
     "writes_per_sync",
     "wal_syncs",
     "write_requests",
@@ -63,6 +63,7 @@ const STATS: [&str; 9] = [
     "bloom_filter_hits",
     "live_segments",
     "level_0_segments",
+    "scans_on_read_pool",
 ];
 
 /// Where NaiveKV's requests come from.
