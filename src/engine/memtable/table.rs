@@ -27,7 +27,8 @@
 //!
 //! The price: superseded versions stay in memory until the table is flushed
 //! (they are counted in [`MemTable::approximate_bytes`]), and a walk steps
-//! over older and not yet visible versions.
+//! over older and not yet visible versions: one by one for a few, then with
+//! one search past the rest of a key's versions ([`VERSIONS_WALKED`]).
 
 use std::borrow::Borrow;
 use std::cmp::Ordering;
@@ -93,6 +94,7 @@ struct Stored {
 /// was a second miss per node (perf: the skip-list search was the memtable
 /// actor's largest cost, see docs/BENCHMARKS.md, issue 14). fjall's keys
 /// are kept inline in its nodes for the same reason.
+#[derive(Clone)]
 struct InternalKey {
     head: u128,
     key: Bytes,
@@ -386,22 +388,27 @@ impl MemTable {
         if invalid_range(range) {
             return Box::new(std::iter::empty());
         }
-        let versions = self
-            .shared
-            .versions
-            .range((lower(&range.0), upper(&range.1)));
+        let map = &self.shared.versions;
+        let (start, end) = (lower(&range.0), upper(&range.1));
+        let versions = map.range((start.clone(), end.clone()));
         let visible_seq = self.visible_seq;
         if reverse {
             Box::new(NewestBackward {
+                map,
+                start,
                 versions,
                 visible_seq,
                 candidate: None,
+                walked: 0,
             })
         } else {
             Box::new(NewestForward {
+                map,
+                end,
                 versions,
                 visible_seq,
                 last: None,
+                skipped: 0,
             })
         }
     }
@@ -450,13 +457,24 @@ fn invalid_range(range: &KeyRange) -> bool {
 type VersionRange<'a> =
     Range<'a, InternalKey, (Bound<InternalKey>, Bound<InternalKey>), InternalKey, Stored>;
 
+/// Versions of one key a walk steps over one by one before it seeks past
+/// them instead. A key updated many times keeps every version until the
+/// flush (under a Zipfian workload the hottest key gets thousands), and a
+/// scan crossing it walked every one; a seek is one search.
+const VERSIONS_WALKED: usize = 8;
+
 /// Walks versions forward: a key's versions come newest first, so the first
 /// visible one is returned and the rest of that key's versions are skipped.
 struct NewestForward<'a> {
+    map: &'a Versions,
+    /// The range's end, for a walk that seeks.
+    end: Bound<InternalKey>,
     versions: VersionRange<'a>,
     visible_seq: u64,
     /// The version returned last; older versions of its key are skipped.
     last: Option<Version<'a, InternalKey, Stored>>,
+    /// Older versions of `last`'s key stepped over so far.
+    skipped: usize,
 }
 
 impl Iterator for NewestForward<'_> {
@@ -465,28 +483,70 @@ impl Iterator for NewestForward<'_> {
     fn next(&mut self) -> Option<Entry> {
         loop {
             let version = self.versions.next()?;
-            if version.key().seq > self.visible_seq {
-                continue;
-            }
             if let Some(last) = &self.last
                 && last.key().key == version.key().key
             {
+                self.skipped += 1;
+                if self.skipped >= VERSIONS_WALKED {
+                    // After the key's last possible version (seq 0).
+                    let past = InternalKey::new(last.key().key.clone(), 0);
+                    let rest = (Bound::Excluded(past), self.end.clone());
+                    self.versions = self.map.range(rest);
+                    self.skipped = 0;
+                }
+                continue;
+            }
+            if version.key().seq > self.visible_seq {
                 continue;
             }
             let entry = to_entry(&version);
             self.last = Some(version);
+            self.skipped = 0;
             return Some(entry);
         }
     }
 }
 
 /// Walks versions backward: a key's versions come oldest first, so the
-/// newest visible one is known only when the walk reaches another key.
+/// newest visible one is known only when the walk reaches another key, or
+/// when it seeks to it after [`VERSIONS_WALKED`] versions of the key.
 struct NewestBackward<'a> {
+    map: &'a Versions,
+    /// The range's start, for a walk that seeks.
+    start: Bound<InternalKey>,
     versions: VersionRange<'a>,
     visible_seq: u64,
     /// The newest visible version seen so far of the key being walked.
     candidate: Option<Version<'a, InternalKey, Stored>>,
+    /// Versions of the key being walked stepped over so far.
+    walked: usize,
+}
+
+impl<'a> NewestBackward<'a> {
+    /// Finds the newest visible version of `key` with one search, and goes
+    /// on from the version before the key's first.
+    fn seek_newest(&mut self, key: &Bytes) {
+        let probe = Probe {
+            head: key_head(key),
+            key,
+            seq: self.visible_seq,
+        };
+        let newest = self
+            .map
+            .lower_bound(Bound::Included(&probe as &dyn VersionKey))
+            .filter(|v| v.key().key == *key);
+        // None if no version of the key is visible. The range starts and
+        // ends at whole keys (`lower`, `upper`), so what the search finds
+        // is inside it.
+        if let Some(newest) = newest {
+            self.candidate = Some(newest);
+        }
+        let before = InternalKey::new(key.clone(), u64::MAX);
+        self.versions = self
+            .map
+            .range((self.start.clone(), Bound::Excluded(before)));
+        self.walked = 0;
+    }
 }
 
 impl Iterator for NewestBackward<'_> {
@@ -503,7 +563,17 @@ impl Iterator for NewestBackward<'_> {
             {
                 let entry = to_entry(candidate);
                 self.candidate = visible.then_some(version);
+                self.walked = 0;
                 return Some(entry);
+            }
+            self.walked += 1;
+            if self.walked >= VERSIONS_WALKED {
+                let key = version.key().key.clone();
+                if visible {
+                    self.candidate = Some(version);
+                }
+                self.seek_newest(&key);
+                continue;
             }
             if visible {
                 self.candidate = Some(version);
@@ -754,6 +824,68 @@ mod tests {
         let latest = listed(&table, &all(), true);
         let seqs: Vec<_> = latest.iter().map(|(_, seq, _)| *seq).collect();
         assert_eq!(seqs, vec![9, 8, 7]);
+    }
+
+    /// Keys with many versions (more than a walk steps over before it
+    /// seeks), some hidden above the bound, read forward and backward over
+    /// every range and bound, against the newest version at or below the
+    /// bound of each key.
+    #[test]
+    fn walks_that_seek_past_many_versions_return_the_newest_visible_ones() {
+        let mut table = MemTable::default();
+        let versions = [("a", 3), ("b", 40), ("c", 1), ("d", 25), ("e", 9)];
+        let mut seq = 0;
+        let mut written: Vec<(Bytes, u64)> = Vec::new();
+        for round in 0..40 {
+            for (key, count) in versions {
+                if round < count {
+                    seq += 1;
+                    table.apply(b(key), seq, Some(b(&format!("{key}{seq}"))));
+                    written.push((b(key), seq));
+                }
+            }
+        }
+        let keys: Vec<Bytes> = ["", "a", "b", "bb", "c", "d", "e", "f"].map(b).to_vec();
+        let bounds = |k: &Bytes| [Bound::Included(k.clone()), Bound::Excluded(k.clone())];
+        for bound_seq in [1, 2, 5, 17, 50, 77, seq - 3, seq] {
+            let mut snapshot = table.clone();
+            snapshot.visible_seq = bound_seq;
+            for start in keys.iter().flat_map(bounds).chain([Bound::Unbounded]) {
+                for end in keys.iter().flat_map(bounds).chain([Bound::Unbounded]) {
+                    let range = (start.clone(), end.clone());
+                    if invalid_range(&range) {
+                        continue;
+                    }
+                    let mut expected: Vec<(Bytes, u64, Option<Bytes>)> = Vec::new();
+                    for (key, _) in versions {
+                        let newest = written
+                            .iter()
+                            .filter(|(k, s)| *k == key && *s <= bound_seq)
+                            .map(|(_, s)| *s)
+                            .max();
+                        let key = b(key);
+                        if let Some(s) = newest
+                            && std::ops::RangeBounds::contains(&range, &key)
+                        {
+                            expected.push((
+                                key.clone(),
+                                s,
+                                Some(b(&format!("{}{s}", to_str(&key)))),
+                            ));
+                        }
+                    }
+                    let forward = listed(&snapshot, &range, false);
+                    assert_eq!(forward, expected, "forward {range:?} at {bound_seq}");
+                    expected.reverse();
+                    let backward = listed(&snapshot, &range, true);
+                    assert_eq!(backward, expected, "backward {range:?} at {bound_seq}");
+                }
+            }
+        }
+    }
+
+    fn to_str(key: &Bytes) -> &str {
+        std::str::from_utf8(key).unwrap_or_default()
     }
 
     #[test]
