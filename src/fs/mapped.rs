@@ -178,9 +178,7 @@ impl MappedLog {
         self.end.store(new_end, Ordering::Release);
         Ok(())
     }
-}
 
-impl MappedLog {
     /// Unmaps the pages wholly written so far from this process (their data
     /// stays in the page cache, dirty pages still dirty), so that the log
     /// does not add its whole length to the process's resident set: a
