@@ -12,6 +12,11 @@
 //! every acknowledged one: nothing acknowledged is lost, nothing unsent
 //! appears, batches are all-or-nothing, and no deleted value comes back.
 //!
+//! The writes come from a task on the database's own actix system (durable
+//! writes share the memtable actor's group commits) or, in the plain-thread
+//! test, from an OS thread with no runtime (each durable write is appended
+//! and synced by that thread).
+//!
 //! `NAIVEKV_LONG_TESTS=1` runs many more seeds and every step of each.
 //! `NAIVEKV_SEED=s NAIVEKV_STEP=k` replays one case.
 
@@ -109,53 +114,88 @@ fn options(fs: &SimFs) -> naive_kv::Options {
     options
 }
 
+/// Where a workload's requests come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Driver {
+    /// A task on the actix system that opened the database: durable writes
+    /// go to the memtable actor and share its group commits.
+    Task,
+    /// A plain OS thread with no async runtime: each durable write is
+    /// appended and synced by that thread itself (`memtable/direct.rs`).
+    PlainThread,
+}
+
 /// Runs `actions` on a fresh Db over `fs`; stops a few actions after the
 /// first failed write. The Db is dropped without closing, as in a crash.
-fn run_workload(fs: &SimFs, actions: &[Action]) -> Run {
-    let mut run = Run::default();
+fn run_workload(fs: &SimFs, actions: &[Action], driver: Driver) -> Run {
     let system = actix_rt::System::new();
     system.block_on(async {
         let Ok(db) = within(0, "open", Db::open(options(fs))).await else {
-            return;
+            return Run::default();
         };
-        let mut failed_at: Option<usize> = None;
-        for (index, action) in actions.iter().enumerate() {
-            if failed_at.is_some_and(|at| index > at + 3) {
-                break;
+        let mut run = match driver {
+            Driver::Task => run_actions(&db, actions).await,
+            Driver::PlainThread => {
+                let (for_thread, actions) = (db.clone(), actions.to_vec());
+                let thread = std::thread::spawn(move || {
+                    common::block_on(run_actions(&for_thread, &actions))
+                });
+                let joined = actix_rt::task::spawn_blocking(move || thread.join());
+                match tokio::time::timeout(std::time::Duration::from_secs(120), joined).await {
+                    Ok(Ok(Ok(run))) => run,
+                    Ok(Ok(Err(panic))) => std::panic::resume_unwind(panic),
+                    Ok(Err(error)) => panic!("joining the workload thread: {error}"),
+                    Err(_) => panic!(
+                        "{}: the plain thread's workload hung",
+                        CASE.with_borrow(Clone::clone)
+                    ),
+                }
             }
-            trace(&format!("action {index}"));
-            match action {
-                Action::Flush => drop(within(index, "flush", db.flush()).await),
-                Action::Compact => drop(within(index, "compact", db.compact()).await),
-                Action::Writes(writes) => {
-                    let futures: Vec<_> = writes.iter().map(|w| submit(&db, w)).collect();
-                    run.sent.extend(writes.iter().cloned());
-                    let all = within(index, "writes", futures_util::future::join_all(futures));
-                    for result in all.await {
-                        match (result, failed_at) {
-                            (Ok(()), None) => run.acked += 1,
-                            (Ok(()), Some(_)) => run.acked_after_failure += 1,
-                            (Err(error), _) => {
-                                // The failed write itself, or a later one
-                                // refused by the database it poisoned.
-                                let io = match &error {
-                                    naive_kv::Error::Poisoned { cause } => cause.as_ref(),
-                                    other => other,
-                                };
-                                assert!(
-                                    matches!(io, naive_kv::Error::Io { .. }),
-                                    "a write failed with {error:?}, not Error::Io"
-                                );
-                                failed_at.get_or_insert(index);
-                            }
+        };
+        run.steps = fs.steps().unwrap_or(0);
+        drop(db);
+        run
+    })
+}
+
+/// Performs `actions` in order (the writes of one action together).
+async fn run_actions(db: &Db, actions: &[Action]) -> Run {
+    let mut run = Run::default();
+    let mut failed_at: Option<usize> = None;
+    for (index, action) in actions.iter().enumerate() {
+        if failed_at.is_some_and(|at| index > at + 3) {
+            break;
+        }
+        trace(&format!("action {index}"));
+        match action {
+            Action::Flush => drop(within(index, "flush", db.flush()).await),
+            Action::Compact => drop(within(index, "compact", db.compact()).await),
+            Action::Writes(writes) => {
+                let futures: Vec<_> = writes.iter().map(|w| submit(db, w)).collect();
+                run.sent.extend(writes.iter().cloned());
+                let all = within(index, "writes", futures_util::future::join_all(futures));
+                for result in all.await {
+                    match (result, failed_at) {
+                        (Ok(()), None) => run.acked += 1,
+                        (Ok(()), Some(_)) => run.acked_after_failure += 1,
+                        (Err(error), _) => {
+                            // The failed write itself, or a later one
+                            // refused by the database it poisoned.
+                            let io = match &error {
+                                naive_kv::Error::Poisoned { cause } => cause.as_ref(),
+                                other => other,
+                            };
+                            assert!(
+                                matches!(io, naive_kv::Error::Io { .. }),
+                                "a write failed with {error:?}, not Error::Io"
+                            );
+                            failed_at.get_or_insert(index);
                         }
                     }
                 }
             }
         }
-        run.steps = fs.steps().unwrap_or(0);
-        drop(db);
-    });
+    }
     run
 }
 
@@ -246,16 +286,17 @@ struct Tally {
 }
 
 /// One case: power off at `step`, crash, recover, check.
-fn crash_case(seed: u64, actions: &[Action], step: u64, tally: &mut Tally) {
+fn crash_case(seed: u64, actions: &[Action], step: u64, driver: Driver, tally: &mut Tally) {
     if std::env::var_os("NAIVEKV_TRACE").is_some() {
         eprintln!("case seed {seed} step {step}");
     }
     CASE.set(format!("NAIVEKV_SEED={seed} NAIVEKV_STEP={step}"));
     let fs = SimFs::new(seed ^ step.rotate_left(32));
     fs.power_off_at(step).unwrap();
-    let run = run_workload(&fs, actions);
-    let context =
-        format!("seed {seed}, power off at step {step} (NAIVEKV_SEED={seed} NAIVEKV_STEP={step})");
+    let run = run_workload(&fs, actions, driver);
+    let context = format!(
+        "seed {seed}, power off at step {step}, {driver:?} (NAIVEKV_SEED={seed} NAIVEKV_STEP={step})"
+    );
     assert_eq!(
         run.acked_after_failure, 0,
         "{context}: a write was acknowledged after the WAL failed"
@@ -292,7 +333,11 @@ thread_local! {
 }
 
 /// Awaits `future`, panicking if it hangs: a request must always be answered.
+/// (On a plain thread, which has no timer, the thread as a whole is timed.)
 async fn within<T>(index: usize, what: &str, future: impl Future<Output = T>) -> T {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return future.await;
+    }
     match tokio::time::timeout(std::time::Duration::from_secs(10), future).await {
         Ok(output) => output,
         Err(_) => panic!(
@@ -309,8 +354,8 @@ fn trace(what: &str) {
 }
 
 /// The steps a workload's run takes with no power cut.
-fn dry_run_steps(seed: u64, actions: &[Action]) -> u64 {
-    let run = run_workload(&SimFs::new(seed), actions);
+fn dry_run_steps(seed: u64, actions: &[Action], driver: Driver) -> u64 {
+    let run = run_workload(&SimFs::new(seed), actions, driver);
     assert_eq!(
         run.acked,
         run.sent.len(),
@@ -336,7 +381,14 @@ fn power_loss_at_every_step_of_short_workloads() {
             .unwrap_or(1);
         for _ in 0..repeat {
             let actions = workload(seed, if seed >= 1000 { 400 } else { 120 });
-            crash_case(seed, &actions, step, &mut Tally::default());
+            crash_case(seed, &actions, step, Driver::Task, &mut Tally::default());
+            crash_case(
+                seed,
+                &actions,
+                step,
+                Driver::PlainThread,
+                &mut Tally::default(),
+            );
         }
         return;
     }
@@ -345,12 +397,39 @@ fn power_loss_at_every_step_of_short_workloads() {
     let mut tally = Tally::default();
     for seed in seeds {
         let actions = workload(seed, 120);
-        let steps = dry_run_steps(seed, &actions);
+        let steps = dry_run_steps(seed, &actions, Driver::Task);
         for step in 1..=steps + 2 {
-            crash_case(seed, &actions, step, &mut tally);
+            crash_case(seed, &actions, step, Driver::Task, &mut tally);
         }
     }
     eprintln!("every step: {tally:?} in {:?}", started.elapsed());
+}
+
+/// Random steps (every step, in the long run) of short workloads whose
+/// writes come from a plain thread, which appends and syncs each durable
+/// write itself.
+#[test]
+fn power_loss_while_a_plain_thread_writes() {
+    let started = Instant::now();
+    let (seeds, points) = if common::long_tests() {
+        (100..140, None)
+    } else {
+        (100..104, Some(50))
+    };
+    let mut tally = Tally::default();
+    for seed in seeds {
+        let actions = workload(seed, 120);
+        let steps = dry_run_steps(seed, &actions, Driver::PlainThread);
+        let mut rng = Rng(seed);
+        let chosen: Vec<u64> = match points {
+            Some(points) => (0..points).map(|_| 1 + rng.below(steps + 2)).collect(),
+            None => (1..=steps + 2).collect(),
+        };
+        for step in chosen {
+            crash_case(seed, &actions, step, Driver::PlainThread, &mut tally);
+        }
+    }
+    eprintln!("plain thread: {tally:?} in {:?}", started.elapsed());
 }
 
 /// Random steps of longer random workloads.
@@ -365,11 +444,11 @@ fn power_loss_at_random_steps_of_long_workloads() {
     let mut tally = Tally::default();
     for seed in seeds {
         let actions = workload(seed, 400);
-        let steps = dry_run_steps(seed, &actions);
+        let steps = dry_run_steps(seed, &actions, Driver::Task);
         let mut rng = Rng(seed);
         for _ in 0..points {
             let step = 1 + rng.below(steps + 2);
-            crash_case(seed, &actions, step, &mut tally);
+            crash_case(seed, &actions, step, Driver::Task, &mut tally);
         }
     }
     eprintln!("random steps: {tally:?} in {:?}", started.elapsed());

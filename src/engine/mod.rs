@@ -172,6 +172,7 @@ fn start_actors(options: Arc<Options>, recovered: recovery::Recovered) -> DbInne
     let direct = Arc::new(DirectWrites::new(
         recovered.last_seq,
         options.memtable_freeze_bytes(),
+        options.sync == SyncPolicy::Always,
     ));
     let memtable = MemtableActor::new(MemtableStart {
         options: options.clone(),

@@ -21,18 +21,36 @@
 //! The actor still owns the memtable's and the WAL's lifecycle, ordering,
 //! sync, freeze and flush. It *closes* the lane (one atomic operation) and
 //! waits for the writers inside to finish before anything that needs the
-//! WAL or the memtable to itself: a group of queued writes (synced ones,
-//! conditional ones, range deletes, and writes made while another write was
-//! queued, so that one caller's writes stay in order), a freeze, a flush
-//! request, closing, a failure. It opens the lane again, with the table and
-//! WAL to use (`Target`), once it is done and nothing is queued. Under
-//! `SyncPolicy::Always` the lane never opens: group commit (one fdatasync
-//! for many writers) is the fast path there.
+//! WAL or the memtable to itself: a group of queued writes (conditional
+//! ones, range deletes, writes from async tasks under `SyncPolicy::Always`,
+//! and writes made while another write was queued, so that one caller's
+//! writes stay in order), a freeze, a flush request, closing, a failure. It
+//! opens the lane again, with the table and WAL to use (`Target`), once it
+//! is done and nothing is queued.
+//!
+//! **Durable direct writes.** Under `SyncPolicy::Always` a write is
+//! answered only once an fdatasync covers it, and only then is it visible
+//! (`published` trails `appended`). A writer on a thread that may block (one
+//! that runs no async runtime, see [`may_block_for_sync`]) does not take its
+//! own turn: it pushes its write onto `durable_queue` and either becomes the
+//! *sync leader* or sleeps on its write's `state` (a futex). The leader
+//! (RocksDB's write-thread leader) takes every queued write, numbers them,
+//! inserts them, appends their records with one append, fdatasyncs the WAL
+//! on its own thread, publishes them, hands the lead to the first write
+//! queued meanwhile, and wakes its group. So a single writer pays its append
+//! and one fdatasync with no hand-off to another thread, and many writers
+//! share one sync without contending for turns (they sleep while the leader
+//! works). Writers are counted as inside the lane until they return, so the
+//! actor never swaps the WAL under a sync they wait for. If the lane closed
+//! before the leader took numbers, every write of its group is queued for
+//! the actor by its own writer. Writes from async tasks (the server's
+//! sessions, an actix program) must not block their thread for a sync; they
+//! queue for the actor, which group-commits on a blocking thread.
 //!
 //! A writer whose table has reached the freeze size, or finds the lane
 //! closed, queues its write for the actor instead (`submissions.rs`).
 //!
-//! If an append fails, the writer records the failure and closes the lane;
+//! If an append or a leader's sync fails, the writer records the failure and closes the lane;
 //! later writers waiting for their turn see it and fail too without
 //! appending, so nothing follows the failed record in the WAL (recovery sees
 //! a torn tail, as after a failed group). Their hidden versions stay above
@@ -44,9 +62,10 @@
 
 use std::cell::RefCell;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering, fence};
 
 use arc_swap::ArcSwapOption;
+use crossbeam_queue::SegQueue;
 
 use super::messages::Mutation;
 use super::table::MemTable;
@@ -57,6 +76,24 @@ use crate::{Error, Result};
 
 /// The bit of `state` that says the lane is open.
 const OPEN: u64 = 1 << 63;
+
+/// [`DurableWrite::state`]: queued, not yet handled.
+const WAITING: u32 = 0;
+/// Handed the lead: the write was taken off the queue by the last leader.
+const LEAD: u32 = 1;
+/// Appended, synced and published.
+const DONE: u32 = 2;
+/// Its append or sync failed (the lane's failure says how).
+const FAILED: u32 = 3;
+/// The lane closed first: the writer queues it for the actor.
+const REQUEUE: u32 = 4;
+
+/// A durable direct write waiting for a sync leader.
+struct DurableWrite {
+    mutations: Vec<Mutation>,
+    /// [`WAITING`], then one of the others; its writer sleeps on it.
+    state: AtomicU32,
+}
 
 /// Busy polls of the published bound before a waiting writer starts
 /// yielding its core between polls.
@@ -89,10 +126,22 @@ pub struct DirectWrites {
     /// [`OPEN`] | the last sequence number handed out.
     state: AtomicU64,
     /// Every write up to this number is in a memtable and in the WAL: the
-    /// bound reads use for the active memtable.
+    /// next writer's turn to append.
+    appended: AtomicU64,
+    /// Every write up to this number is in a memtable and in the WAL, and
+    /// synced if the policy wants that: the bound reads use for the active
+    /// memtable. Equal to `appended` unless `durable`.
     published: AtomicU64,
-    /// Direct writers between taking their numbers and returning.
+    /// Direct writers between taking their numbers and appending.
     writers: AtomicUsize,
+    /// Durable direct writers between queueing and returning.
+    awaiting_sync: AtomicUsize,
+    /// `SyncPolicy::Always`: a write is published once a sync covers it.
+    durable: bool,
+    /// Durable writes waiting for a sync leader.
+    durable_queue: SegQueue<Arc<DurableWrite>>,
+    /// A writer leads: it writes and syncs the queued durable writes.
+    sync_leader: AtomicBool,
     /// Writes queued for the actor and not yet taken by it: while there is
     /// one, writes queue behind it.
     queued: AtomicUsize,
@@ -118,11 +167,16 @@ thread_local! {
 impl DirectWrites {
     /// A closed lane after recovery: every number up to `last_seq` is
     /// published.
-    pub fn new(last_seq: u64, freeze_bytes: usize) -> Self {
+    pub fn new(last_seq: u64, freeze_bytes: usize, durable: bool) -> Self {
         DirectWrites {
             state: AtomicU64::new(last_seq),
+            appended: AtomicU64::new(last_seq),
             published: AtomicU64::new(last_seq),
             writers: AtomicUsize::new(0),
+            awaiting_sync: AtomicUsize::new(0),
+            durable,
+            durable_queue: SegQueue::new(),
+            sync_leader: AtomicBool::new(false),
             queued: AtomicUsize::new(0),
             target: ArcSwapOption::empty(),
             failed: AtomicBool::new(false),
@@ -138,11 +192,18 @@ impl DirectWrites {
         self.published.load(Ordering::Acquire)
     }
 
-    /// Writes `mutations` on this thread if the lane is open.
+    /// Writes `mutations` on this thread if the lane is open. A durable
+    /// write is done here only if the thread may wait for an fdatasync;
+    /// otherwise it is queued.
     pub fn write(&self, mutations: Vec<Mutation>, counters: &Counters) -> Outcome {
-        if self.queued.load(Ordering::SeqCst) != 0 || self.state.load(Ordering::Relaxed) & OPEN == 0
+        if (self.durable && !may_block_for_sync())
+            || self.queued.load(Ordering::SeqCst) != 0
+            || self.state.load(Ordering::Relaxed) & OPEN == 0
         {
             return Outcome::Queue(mutations);
+        }
+        if self.durable {
+            return self.write_durable(mutations, counters);
         }
         let _inside = Inside::enter(&self.writers, self.max_inside);
         let count = mutations.len() as u64;
@@ -154,7 +215,25 @@ impl DirectWrites {
         let Some(target) = self.target.load_full() else {
             return Outcome::Done(Err(self.fail(Error::Closed, first)));
         };
-        let result = SCRATCH.with_borrow_mut(|(record, framed)| {
+        let appended = self.append(&target, first, mutations, counters);
+        if appended.is_ok() {
+            Counters::add(&counters.writes, count);
+            Counters::add(&counters.write_requests, 1);
+        }
+        Outcome::Done(appended)
+    }
+
+    /// Inserts the versions (hidden), waits for the turn, and appends the
+    /// record; `appended` then covers the write.
+    fn append(
+        &self,
+        target: &Target,
+        first: u64,
+        mutations: Vec<Mutation>,
+        counters: &Counters,
+    ) -> Result<()> {
+        let last = first + mutations.len() as u64 - 1;
+        SCRATCH.with_borrow_mut(|(record, framed)| {
             record.clear();
             encode_wal_batch(first, &mutations, record);
             framed.clear();
@@ -170,18 +249,153 @@ impl DirectWrites {
                 return Err(self.fail(error, first));
             }
             Counters::add(&counters.wal_bytes, framed.len() as u64);
-            Ok(())
-        });
-        if result.is_ok() {
-            self.published.store(first + count - 1, Ordering::Release);
-            Counters::add(&counters.writes, count);
-            Counters::add(&counters.write_requests, 1);
+            // Before the next writer's turn, so the bound only grows.
+            self.published.store(last, Ordering::Release);
+            self.appended.store(last, Ordering::Release);
             if target.table.approximate_bytes() >= self.freeze_bytes {
                 // Later writes queue; the actor freezes the table.
                 self.close();
             }
+            Ok(())
+        })
+    }
+
+    /// A durable write: queued for the sync leader, or led. See the module
+    /// doc.
+    fn write_durable(&self, mutations: Vec<Mutation>, counters: &Counters) -> Outcome {
+        let _waiting = Inside::enter(&self.awaiting_sync, usize::MAX);
+        let own = Arc::new(DurableWrite {
+            mutations,
+            state: AtomicU32::new(WAITING),
+        });
+        self.durable_queue.push(own.clone());
+        fence(Ordering::SeqCst);
+        // Led now, the write is still in the queue; handed the lead, it was
+        // taken off it.
+        let mut lead = self.take_lead().then_some(None);
+        loop {
+            if let Some(handed) = lead.take() {
+                self.lead_durable_group(handed, &own, counters);
+            }
+            match own.state.load(Ordering::Acquire) {
+                WAITING => atomic_wait::wait(&own.state, WAITING),
+                LEAD => lead = Some(Some(own.clone())),
+                DONE => return Outcome::Done(Ok(())),
+                FAILED => return Outcome::Done(Err(self.failure_error())),
+                _ => return Outcome::Queue(own.mutations.clone()),
+            }
         }
-        Outcome::Done(result)
+    }
+
+    fn take_lead(&self) -> bool {
+        self.sync_leader
+            .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+    }
+
+    /// Writes and syncs `handed` (if the lead came with it) and every write
+    /// queued now, hands the lead on, and tells the group how it went.
+    fn lead_durable_group(
+        &self,
+        handed: Option<Arc<DurableWrite>>,
+        own: &Arc<DurableWrite>,
+        counters: &Counters,
+    ) {
+        let mut group: Vec<Arc<DurableWrite>> = handed.into_iter().collect();
+        while let Some(write) = self.durable_queue.pop() {
+            group.push(write);
+        }
+        let state = match self.write_and_sync(&group, counters) {
+            Some(Ok(())) => DONE,
+            Some(Err(_)) => FAILED,
+            None => REQUEUE,
+        };
+        // The next group's sync can start while this one's writers wake.
+        self.pass_lead();
+        for write in &group {
+            write.state.store(state, Ordering::Release);
+            if !Arc::ptr_eq(write, own) {
+                atomic_wait::wake_one(&write.state);
+            }
+        }
+    }
+
+    /// Numbers, inserts, appends and syncs `group`'s writes; `None` if the
+    /// lane closed before they took numbers.
+    fn write_and_sync(
+        &self,
+        group: &[Arc<DurableWrite>],
+        counters: &Counters,
+    ) -> Option<Result<()>> {
+        let count: u64 = group.iter().map(|w| w.mutations.len() as u64).sum();
+        let first = self.take_numbers(count)?;
+        let Some(target) = self.target.load_full() else {
+            return Some(Err(self.fail(Error::Closed, first)));
+        };
+        let last = first + count - 1;
+        let appended = SCRATCH.with_borrow_mut(|(record, framed)| {
+            framed.clear();
+            let mut seq = first;
+            for write in group {
+                record.clear();
+                encode_wal_batch(seq, &write.mutations, record);
+                WalWriter::encode_record(record, framed);
+                for m in &write.mutations {
+                    let (key, value) = (m.key.clone(), m.value.clone());
+                    target.table.insert_hidden(key, seq, value, m.expire_at_ms);
+                    seq += 1;
+                }
+            }
+            // Leaders take turns, and the actor writes only with the lane
+            // drained: the turn is this group's already.
+            self.wait_for_turn(first)?;
+            if let Err(error) = target.wal.append_encoded(framed) {
+                return Err(self.fail(error, first));
+            }
+            Counters::add(&counters.wal_bytes, framed.len() as u64);
+            Ok(())
+        });
+        if let Err(error) = appended {
+            return Some(Err(error));
+        }
+        self.appended.store(last, Ordering::Release);
+        if target.table.approximate_bytes() >= self.freeze_bytes {
+            self.close();
+        }
+        if let Err(error) = target.wal.sync() {
+            return Some(Err(self.fail(error, first)));
+        }
+        self.published.store(last, Ordering::Release);
+        let requests = group.len() as u64;
+        Counters::add(&counters.wal_syncs, 1);
+        Counters::add(&counters.wal_synced_requests, requests);
+        Counters::add(&counters.write_requests, requests);
+        Counters::add(&counters.writes, count);
+        Some(Ok(()))
+    }
+
+    /// Gives the lead to the first write queued, or lets it go. (A writer
+    /// that queued after the last look and found the lead taken is seen
+    /// by the look after letting go.)
+    fn pass_lead(&self) {
+        loop {
+            if let Some(next) = self.durable_queue.pop() {
+                next.state.store(LEAD, Ordering::Release);
+                atomic_wait::wake_one(&next.state);
+                return;
+            }
+            self.sync_leader.store(false, Ordering::SeqCst);
+            fence(Ordering::SeqCst);
+            if self.durable_queue.is_empty() || !self.take_lead() {
+                return;
+            }
+        }
+    }
+
+    fn failure_error(&self) -> Error {
+        let failure = self.failure.load();
+        let error = failure.as_ref().map(|f| f.error.clone());
+        error.unwrap_or(Error::Closed)
     }
 
     /// Hands out `count` numbers if the lane is open: the first of them.
@@ -203,18 +417,16 @@ impl DirectWrites {
         }
     }
 
-    /// Returns once every number below `first` is published, or with the
+    /// Returns once every number below `first` is appended, or with the
     /// error of a write ahead that failed.
     fn wait_for_turn(&self, first: u64) -> Result<()> {
         let mut polls = 0u32;
         loop {
-            if self.published.load(Ordering::Acquire) + 1 == first {
+            if self.appended.load(Ordering::Acquire) + 1 == first {
                 return Ok(());
             }
             if self.failed.load(Ordering::Acquire) {
-                let failure = self.failure.load();
-                let error = failure.as_ref().map(|f| f.error.clone());
-                return Err(error.unwrap_or(Error::Closed));
+                return Err(self.failure_error());
             }
             pause(&mut polls);
         }
@@ -239,6 +451,7 @@ impl DirectWrites {
     /// writes going to `target`. Only the actor calls this, with the lane
     /// drained.
     pub fn open(&self, last_seq: u64, target: Target) {
+        self.appended.store(last_seq, Ordering::Release);
         self.published.store(last_seq, Ordering::Release);
         self.target.store(Some(Arc::new(target)));
         self.state.store(OPEN | last_seq, Ordering::SeqCst);
@@ -256,7 +469,9 @@ impl DirectWrites {
 
     /// Closed, and no writer inside: the actor may use the table and WAL.
     pub fn is_drained(&self) -> bool {
-        !self.is_open() && self.writers.load(Ordering::SeqCst) == 0
+        !self.is_open()
+            && self.writers.load(Ordering::SeqCst) == 0
+            && self.awaiting_sync.load(Ordering::SeqCst) == 0
     }
 
     /// The last sequence number handed out.
@@ -267,6 +482,7 @@ impl DirectWrites {
     /// The actor has applied everything up to `seq` (lane drained).
     pub fn publish(&self, seq: u64) {
         self.state.store(seq, Ordering::SeqCst);
+        self.appended.store(seq, Ordering::Release);
         self.published.store(seq, Ordering::Release);
     }
 
@@ -330,6 +546,13 @@ impl<'a> Inside<'a> {
             inside = writers.load(Ordering::Relaxed);
         }
     }
+}
+
+/// Whether the calling thread may block until an fdatasync returns: it runs
+/// no tokio runtime, so no async task (of the server, or of an actix
+/// program) waits behind it.
+fn may_block_for_sync() -> bool {
+    tokio::runtime::Handle::try_current().is_err()
 }
 
 /// One poll's pause: spin a while, then yield the core.

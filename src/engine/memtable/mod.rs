@@ -1,7 +1,9 @@
 //! The memtable actor: owns the active memtable and the WAL that guards it.
 //!
-//! Plain writes under `SyncPolicy::None` and `Interval` are applied by the
-//! writers' own threads while the actor keeps the lane open (`direct.rs`).
+//! Plain writes are applied by the writers' own threads while the actor
+//! keeps the lane open (`direct.rs`); under `SyncPolicy::Always`, only
+//! those from threads that may block for an fdatasync, which they make
+//! themselves.
 //! The others reach the actor through a lock-free submission queue, not its
 //! mailbox (`submissions.rs`: spin-then-park on both sides); `intake.rs`
 //! takes them into `pending`. Before the actor touches the table or the WAL
@@ -321,8 +323,7 @@ impl MemtableActor {
     /// has nothing queued that orders writes, and the table and WAL can
     /// take them.
     fn lane_may_open(&self) -> bool {
-        self.options.sync != SyncPolicy::Always
-            && self.wal.is_some()
+        self.wal.is_some()
             && self.pending.is_empty()
             && self.flush_requests.is_empty()
             && self.poisoned.is_none()
@@ -786,6 +787,8 @@ impl Actor for MemtableActor {
         // Readers see this actor's active memtable from now on: direct
         // writes go into it once the lane opens.
         self.publish();
+        // Writers need not queue the first writes to get the lane opened.
+        self.open_lane_if_idle();
         if let SyncPolicy::Interval(every) = self.options.sync {
             ctx.run_interval(every, |act, ctx| act.sync_now(ctx));
         }
