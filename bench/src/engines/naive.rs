@@ -11,9 +11,11 @@
 //! - `naivekv`: as for the blocking peers, `--threads` OS threads issue the
 //!   requests, taking operation numbers from one shared counter, each with
 //!   its own latency histogram (the driver's `run_threads`). Each worker
-//!   thread runs its own `actix_rt::System` and keeps `--naive-in-flight`
-//!   requests in flight (default 1, like a peer's thread). readwhilewriting's
-//!   writer is one more OS thread with its own system.
+//!   thread drives its requests with a plain `block_on` (no async runtime on
+//!   it) and keeps `--naive-in-flight` requests in flight (default 1, like a
+//!   peer's thread). readwhilewriting's writer is one more such thread. With
+//!   `--sync always`, a put from such a thread is appended and synced by the
+//!   thread itself (the engine's sync leader, `src/engine/memtable/direct.rs`).
 //! - `naivekv-1sys`: `--threads` requests in flight from one task on the
 //!   system that opened the database, where the memtable actor runs: an
 //!   actix program embedding NaiveKV in its own system. The writer is a
@@ -21,15 +23,14 @@
 //!
 //! A get answered from a memtable, a bloom filter, the block cache or the
 //! page cache completes on the calling thread (other gets and scans go to
-//! the read pool's threads); a put or delete is a message to the memtable
-//! actor, which lives on the system that opened the database: this
-//! process's main thread, which opens, loads, flushes and closes the
-//! database, runs readseq (one page at a time) and keeps running its arbiter
-//! while `naivekv`'s workers run (it awaits them through `spawn_blocking`).
-//! With `naivekv`, every put therefore crosses from a worker thread to the
-//! main thread and back: through the engine's submission queue, which the
-//! actor polls and whose answer the worker polls while writes keep coming
-//! (`src/engine/memtable/submissions.rs`).
+//! the read pool's threads). A put or delete is made by the calling thread
+//! too while the memtable actor keeps the writers' lane open
+//! (`src/engine/memtable/direct.rs`); otherwise, and for every durable write
+//! from `naivekv-1sys`, it goes to the memtable actor, which lives on the
+//! system that opened the database: this process's main thread, which
+//! opens, loads, flushes and closes the database, runs readseq (one page at
+//! a time) and keeps running its arbiter while `naivekv`'s workers run (it
+//! awaits them through `spawn_blocking`).
 
 use std::future::Future;
 use std::path::Path;
@@ -69,7 +70,7 @@ const STATS: [&str; 10] = [
 /// Where NaiveKV's requests come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Concurrency {
-    /// `--threads` OS threads, each its own actix system with this many
+    /// `--threads` OS threads, each with this many
     /// requests in flight (engine `naivekv`).
     Threads { in_flight: usize },
     /// `--threads` requests in flight from one task on the actix system that
@@ -238,8 +239,9 @@ async fn measure(db: &Db, spec: Spec, concurrency: Concurrency) -> BenchResult<R
     Ok(report)
 }
 
-/// What each driver thread runs: an actix system of its own, with requests
-/// on the shared database.
+/// What each driver thread runs: requests on the shared database, driven by
+/// a plain executor (no async runtime on the thread, as a program that
+/// embeds the engine in ordinary threads would do).
 struct Threads {
     db: Db,
     /// Requests each worker thread keeps in flight.
@@ -248,11 +250,11 @@ struct Threads {
 
 impl ThreadedEngine for Threads {
     fn work(&self, ops: &mut Ops) -> BenchResult<()> {
-        actix_rt::System::new().block_on(keep_in_flight(&self.db, ops, self.in_flight))
+        futures_executor::block_on(keep_in_flight(&self.db, ops, self.in_flight))
     }
 
     fn write(&self, writes: &mut Writes) -> BenchResult<()> {
-        actix_rt::System::new().block_on(write_all(&self.db, writes))
+        futures_executor::block_on(write_all(&self.db, writes))
     }
 }
 
