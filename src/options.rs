@@ -19,7 +19,11 @@ pub const MIN_MEMTABLE_BYTES: usize = 1 << 20;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SyncPolicy {
     /// Acknowledge after fdatasync of the WAL. Writers that arrive while a
-    /// sync runs share the next one (group commit). The default.
+    /// sync runs share the next one (group commit). A write from a thread
+    /// with no async runtime is synced by that thread itself, as its group's
+    /// leader (it blocks until then, as it would waiting for the answer);
+    /// one from an async task is group-committed by the memtable actor, so
+    /// the task's thread never blocks on the disk. The default.
     Always,
     /// Write the WAL at once, fdatasync it every interval: a crash may lose
     /// the last interval's acknowledged writes.
