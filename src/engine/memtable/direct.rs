@@ -305,6 +305,12 @@ impl DirectWrites {
         while let Some(write) = self.durable_queue.pop() {
             group.push(write);
         }
+        if group.is_empty() {
+            // The last leader took this writer's write into its group and
+            // let the lead go just before this writer took it.
+            self.pass_lead();
+            return;
+        }
         let state = match self.write_and_sync(&group, counters) {
             Some(Ok(())) => DONE,
             Some(Err(_)) => FAILED,
