@@ -1,7 +1,12 @@
 //! A full disk under the WAL: the failed writes and the ones made while the
 //! disk stays full fail with `StorageFull`, reads go on, and writes resume
 //! by themselves once a new WAL can be written, with no reopen; every
-//! acknowledged write is there, also after a power loss.
+//! acknowledged write is there, also after a power loss. The writes come
+//! from a task on the database's system (queued, or direct under
+//! `SyncPolicy::None`) or, for synced writes, from plain threads, which
+//! append and sync them themselves (`memtable/direct.rs`).
+
+mod common;
 
 use std::collections::BTreeMap;
 use std::io::ErrorKind;
@@ -29,18 +34,40 @@ fn assert_disk_full(result: naive_kv::Result<()>, what: &str) {
     }
 }
 
-async fn put(db: &Db, model: &mut BTreeMap<Bytes, Bytes>, key: String) {
+/// Where the test's writes come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Writer {
+    /// The test's own task, on the database's actix system.
+    Task,
+    /// A new plain OS thread (no runtime) per write.
+    PlainThread,
+}
+
+/// `db.put(key, value)`, made by `writer`.
+async fn put_by(writer: Writer, db: &Db, key: String, value: String) -> naive_kv::Result<()> {
+    if writer == Writer::Task {
+        return db.put(key, value).await;
+    }
+    let db = db.clone();
+    let thread = std::thread::spawn(move || common::block_on(db.put(key, value)));
+    let joined = actix_rt::task::spawn_blocking(move || thread.join());
+    joined.await.unwrap().unwrap()
+}
+
+async fn put(writer: Writer, db: &Db, model: &mut BTreeMap<Bytes, Bytes>, key: String) {
     let value = format!("value of {key}");
-    db.put(key.clone(), value.clone()).await.unwrap();
+    put_by(writer, db, key.clone(), value.clone())
+        .await
+        .unwrap();
     model.insert(Bytes::from(key), Bytes::from(value));
 }
 
 /// Waits (up to 20 s) until a write succeeds again; it is acknowledged.
-async fn until_writable(db: &Db, model: &mut BTreeMap<Bytes, Bytes>) -> u32 {
+async fn until_writable(writer: Writer, db: &Db, model: &mut BTreeMap<Bytes, Bytes>) -> u32 {
     let started = Instant::now();
     for attempt in 0.. {
         let key = format!("probe{attempt}");
-        match db.put(key.clone(), "p").await {
+        match put_by(writer, db, key.clone(), "p".into()).await {
             Ok(()) => {
                 model.insert(Bytes::from(key), Bytes::from("p"));
                 return attempt;
@@ -74,33 +101,35 @@ async fn assert_failed_write_absent(db: &Db, what: &str) {
 /// Under `SyncPolicy::None` writes are made by the writers' own threads
 /// (`memtable/direct.rs`), and acknowledged ones are durable only once
 /// synced: the database is closed (which syncs) before the power loss.
-fn scenario(faults: Vec<Fault>, what: &'static str, sync: SyncPolicy) {
+fn scenario(faults: Vec<Fault>, what: &'static str, sync: SyncPolicy, writer: Writer) {
     let fs = SimFs::new(11);
     let mut model = BTreeMap::new();
     actix_rt::System::new().block_on(async {
         let db = Db::open(options(&fs, sync)).await.unwrap();
         for i in 0..20 {
-            put(&db, &mut model, format!("before{i}")).await;
+            put(writer, &db, &mut model, format!("before{i}")).await;
         }
         for fault in faults {
             fs.inject(fault).unwrap();
         }
-        assert_disk_full(db.put("failed", "x").await, what);
-        assert_disk_full(db.put("refused", "x").await, what);
+        let failed = put_by(writer, &db, "failed".into(), "x".into()).await;
+        assert_disk_full(failed, what);
+        let refused = put_by(writer, &db, "refused".into(), "x".into()).await;
+        assert_disk_full(refused, what);
         // Reads go on while writes are refused.
         assert_holds(&db, &model, what).await;
-        let attempts = until_writable(&db, &mut model).await;
+        let attempts = until_writable(writer, &db, &mut model).await;
         assert!(
             attempts > 0,
             "{what}: the first retry cannot have succeeded yet"
         );
         for i in 0..20 {
-            put(&db, &mut model, format!("after{i}")).await;
+            put(writer, &db, &mut model, format!("after{i}")).await;
         }
         assert_holds(&db, &model, what).await;
         assert_failed_write_absent(&db, what).await;
         db.flush().await.unwrap();
-        put(&db, &mut model, "last".into()).await;
+        put(writer, &db, &mut model, "last".into()).await;
         if sync == SyncPolicy::None {
             db.close().await.unwrap();
         }
@@ -138,22 +167,44 @@ fn short_append_then_failed_creates() -> Vec<Fault> {
 
 #[test]
 fn a_failed_append_then_failed_retries_resume_without_reopen() {
-    scenario(failed_append(), "group append fails", SyncPolicy::Always);
+    let what = "group append fails";
+    scenario(failed_append(), what, SyncPolicy::Always, Writer::Task);
 }
 
 #[test]
 fn a_half_written_group_and_failed_creates_resume_without_reopen() {
     let what = "short group append";
-    scenario(short_append_then_failed_creates(), what, SyncPolicy::Always);
+    let faults = short_append_then_failed_creates();
+    scenario(faults, what, SyncPolicy::Always, Writer::Task);
 }
 
 #[test]
 fn a_failed_direct_append_then_failed_retries_resume_without_reopen() {
-    scenario(failed_append(), "direct append fails", SyncPolicy::None);
+    let what = "direct append fails";
+    scenario(failed_append(), what, SyncPolicy::None, Writer::Task);
 }
 
 #[test]
 fn a_half_written_direct_append_and_failed_creates_resume_without_reopen() {
     let what = "short direct append";
-    scenario(short_append_then_failed_creates(), what, SyncPolicy::None);
+    let faults = short_append_then_failed_creates();
+    scenario(faults, what, SyncPolicy::None, Writer::Task);
+}
+
+#[test]
+fn a_failed_synced_append_from_a_plain_thread_then_failed_retries_resume_without_reopen() {
+    let what = "sync leader's append fails";
+    scenario(
+        failed_append(),
+        what,
+        SyncPolicy::Always,
+        Writer::PlainThread,
+    );
+}
+
+#[test]
+fn a_half_written_synced_append_from_a_plain_thread_and_failed_creates_resume_without_reopen() {
+    let what = "sync leader's short append";
+    let faults = short_append_then_failed_creates();
+    scenario(faults, what, SyncPolicy::Always, Writer::PlainThread);
 }
