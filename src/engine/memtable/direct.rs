@@ -142,6 +142,8 @@ pub struct DirectWrites {
     durable_queue: SegQueue<Arc<DurableWrite>>,
     /// A writer leads: it writes and syncs the queued durable writes.
     sync_leader: AtomicBool,
+    /// Writes in the last durable group.
+    last_group: AtomicUsize,
     /// Writes queued for the actor and not yet taken by it: while there is
     /// one, writes queue behind it.
     queued: AtomicUsize,
@@ -177,6 +179,7 @@ impl DirectWrites {
             durable,
             durable_queue: SegQueue::new(),
             sync_leader: AtomicBool::new(false),
+            last_group: AtomicUsize::new(0),
             queued: AtomicUsize::new(0),
             target: ArcSwapOption::empty(),
             failed: AtomicBool::new(false),
@@ -302,6 +305,14 @@ impl DirectWrites {
         counters: &Counters,
     ) {
         let mut group: Vec<Arc<DurableWrite>> = handed.into_iter().collect();
+        if self.last_group.load(Ordering::Relaxed) > 1 {
+            // Writers share syncs: those the last leader woke are runnable
+            // and about to queue their next writes. Letting them run first
+            // puts them in this group instead of the next one (fewer
+            // syncs per write; docs/BENCHMARKS.md, sixth pass). A lone
+            // writer never waits here.
+            std::thread::yield_now();
+        }
         while let Some(write) = self.durable_queue.pop() {
             group.push(write);
         }
@@ -311,6 +322,7 @@ impl DirectWrites {
             self.pass_lead();
             return;
         }
+        self.last_group.store(group.len(), Ordering::Relaxed);
         let state = match self.write_and_sync(&group, counters) {
             Some(Ok(())) => DONE,
             Some(Err(_)) => FAILED,
