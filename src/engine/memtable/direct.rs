@@ -50,11 +50,12 @@
 //! A writer whose table has reached the freeze size, or finds the lane
 //! closed, queues its write for the actor instead (`submissions.rs`).
 //!
-//! If an append or a leader's sync fails, the writer records the failure and closes the lane;
-//! later writers waiting for their turn see it and fail too without
-//! appending, so nothing follows the failed record in the WAL (recovery sees
-//! a torn tail, as after a failed group). Their hidden versions stay above
-//! the published bound; the actor sets the table aside (`mod.rs`).
+//! If an append or a leader's sync fails, the writer records the failure
+//! and closes the lane; later writers waiting for their turn see it and
+//! fail too without appending, so nothing follows the failed record in the
+//! WAL (recovery sees a torn tail, as after a failed group). Their hidden
+//! versions stay above the published bound; the actor sets the table aside
+//! (`mod.rs`).
 //!
 //! Waiting for a turn spins, then yields the core: the writers ahead are
 //! running code that does not block (apart from the append itself), and on a
