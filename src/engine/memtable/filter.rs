@@ -43,6 +43,12 @@ const BITS_PER_PROBE: u32 = 9;
 /// sized for raise its false-positive rate, never hide a key.
 const MAX_FILTER_BYTES: usize = 16 << 20;
 
+/// The hash of a key, as the filter and the point index (`index.rs`) use
+/// it: computed once per insert and per lookup, for both.
+pub fn key_hash(key: &[u8]) -> u64 {
+    xxh3_64(key)
+}
+
 /// The filter of one memtable; see the module doc.
 pub struct KeyFilter {
     words: Box<[AtomicU64]>,
@@ -77,9 +83,10 @@ impl KeyFilter {
         })
     }
 
-    /// Records `key`, before the entry holding it becomes visible.
-    pub fn insert(&self, key: &[u8]) {
-        let (block, bits) = self.locate(key);
+    /// Records a key by its [`key_hash`], before the entry holding it
+    /// becomes visible.
+    pub fn insert(&self, hash: u64) {
+        let (block, bits) = self.locate(hash);
         for (word, mask) in bits {
             if let Some(word) = self.words.get(block + word) {
                 word.fetch_or(mask, Ordering::Relaxed);
@@ -87,9 +94,9 @@ impl KeyFilter {
         }
     }
 
-    /// False only if `key` was never inserted.
-    pub fn may_contain(&self, key: &[u8]) -> bool {
-        let (block, bits) = self.locate(key);
+    /// False only if no key with this [`key_hash`] was inserted.
+    pub fn may_contain(&self, hash: u64) -> bool {
+        let (block, bits) = self.locate(hash);
         bits.into_iter().all(|(word, mask)| {
             self.words
                 .get(block + word)
@@ -103,10 +110,9 @@ impl KeyFilter {
         self.words.len() * std::mem::size_of::<AtomicU64>()
     }
 
-    /// The first word of `key`'s block, and each probe's word (within the
-    /// block) and bit.
-    fn locate(&self, key: &[u8]) -> (usize, [(usize, u64); PROBES as usize]) {
-        let hash = xxh3_64(key);
+    /// The first word of the block of the key hashed `hash`, and each
+    /// probe's word (within the block) and bit.
+    fn locate(&self, hash: u64) -> (usize, [(usize, u64); PROBES as usize]) {
         // The high half picks the block (multiply-shift: uniform, no
         // division); a remix of the whole hash gives the probes' bits.
         let block = ((hash >> 32) * self.blocks) >> 32;
@@ -129,25 +135,25 @@ mod tests {
     fn every_inserted_key_passes() {
         let filter = KeyFilter::sized_for(10_000, 10).unwrap();
         for i in 0..10_000 {
-            filter.insert(format!("key{i}").as_bytes());
+            filter.insert(key_hash(format!("key{i}").as_bytes()));
         }
-        assert!((0..10_000).all(|i| filter.may_contain(format!("key{i}").as_bytes())));
+        assert!((0..10_000).all(|i| filter.may_contain(key_hash(format!("key{i}").as_bytes()))));
     }
 
     #[test]
     fn an_empty_filter_passes_nothing() {
         let filter = KeyFilter::sized_for(1000, 10).unwrap();
-        assert!((0..1000).all(|i| !filter.may_contain(format!("key{i}").as_bytes())));
+        assert!((0..1000).all(|i| !filter.may_contain(key_hash(format!("key{i}").as_bytes()))));
     }
 
     #[test]
     fn false_positives_stay_near_two_percent_when_full() {
         let filter = KeyFilter::sized_for(50_000, 10).unwrap();
         for i in 0..50_000 {
-            filter.insert(format!("key{i}").as_bytes());
+            filter.insert(key_hash(format!("key{i}").as_bytes()));
         }
         let passed = (0..100_000)
-            .filter(|i| filter.may_contain(format!("absent{i}").as_bytes()))
+            .filter(|i| filter.may_contain(key_hash(format!("absent{i}").as_bytes())))
             .count();
         assert!(passed < 3_000, "{passed} of 100000 absent keys passed");
     }
@@ -156,9 +162,9 @@ mod tests {
     fn overfilling_degrades_to_more_false_positives_never_misses() {
         let filter = KeyFilter::sized_for(100, 10).unwrap();
         for i in 0..5_000 {
-            filter.insert(format!("key{i}").as_bytes());
+            filter.insert(key_hash(format!("key{i}").as_bytes()));
         }
-        assert!((0..5_000).all(|i| filter.may_contain(format!("key{i}").as_bytes())));
+        assert!((0..5_000).all(|i| filter.may_contain(key_hash(format!("key{i}").as_bytes()))));
     }
 
     #[test]

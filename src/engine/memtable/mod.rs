@@ -38,6 +38,7 @@
 mod conditions;
 mod direct;
 mod filter;
+mod index;
 mod intake;
 mod messages;
 mod submissions;
@@ -756,7 +757,7 @@ impl MemtableActor {
 /// A new active memtable, with a key filter sized for what it holds when
 /// it is frozen.
 fn empty_memtable(options: &Options) -> MemTable {
-    MemTable::with_filter(options.memtable_freeze_bytes(), options.bloom_bits_per_key)
+    MemTable::sized_for(options.memtable_freeze_bytes(), options.bloom_bits_per_key)
 }
 
 fn create_wal(options: &Options, number: u64) -> Result<WalWriter> {

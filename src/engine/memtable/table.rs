@@ -42,7 +42,8 @@ use bytes::Bytes;
 use crossbeam_skiplist::SkipMap;
 use crossbeam_skiplist::map::{Entry as Version, Range};
 
-use super::filter::KeyFilter;
+use super::filter::{KeyFilter, key_hash};
+use super::index::{self, Lookup, PointIndex};
 use crate::engine::range_delete::RangeTombstone;
 use crate::format::sstable::compare_keys;
 use crate::format::{Entry, KeyRange};
@@ -60,12 +61,15 @@ use crate::format::{Entry, KeyRange};
 /// - the key's and value's buffers as chunks: 16 + 12 more than their bytes;
 /// - a `Bytes` shared header (24, a 32-byte chunk) for each of the two
 ///   buffers, made when the WAL encoder cloned the handles. It no longer
-///   clones them (`encode_wal_batch` borrows), so these 64 bytes appear only
-///   when an entry is first cloned: by a get, a scan, or the flush, which
-///   clones every entry of a frozen memtable while writing it. The frozen
-///   memtable being flushed can therefore hold up to 64 bytes per entry more
-///   than counted; the 10M-key fill's peak RSS (134 MB, docs/BENCHMARKS.md)
-///   includes it.
+///   clones them (`encode_wal_batch` borrows), but the point index
+///   (`index.rs`) keeps a clone of each version's handles, so these 64
+///   bytes appear at insert again when the buffers were plain vectors (an
+///   embedding program's `Vec`s; the server's buffers are shared already).
+///   They are not counted: a memtable fed from vectors holds up to 64 bytes
+///   per entry more than counted.
+///
+/// The index's own copy of the handles is counted apart, as
+/// [`index::VERSION_BYTES`] per version.
 ///
 /// Larger values add only their own rounding, so this is about right for
 /// any entry; tiny entries are undercounted by a few bytes. The expiry
@@ -256,6 +260,9 @@ struct Shared {
     /// The keys of `versions`, so that a get of a key the table does not
     /// hold skips the search; `None`: no filter (every get searches).
     filter: Option<KeyFilter>,
+    /// Each key's newest version, so that a get of a key the table holds
+    /// skips the search too; `None`: no index (every get searches).
+    index: Option<PointIndex>,
     /// Versions inserted, superseded ones included (hidden ones too).
     entries: AtomicUsize,
     approximate_bytes: AtomicUsize,
@@ -274,13 +281,15 @@ impl fmt::Debug for MemTable {
 impl MemTable {
     /// An empty table that will be frozen at about `freeze_bytes`
     /// ([`MemTable::approximate_bytes`]), with a key filter of
-    /// `bits_per_key` bits for each entry it can hold by then (none if 0).
-    pub fn with_filter(freeze_bytes: usize, bits_per_key: usize) -> Self {
+    /// `bits_per_key` bits for each entry it can hold by then (none if 0)
+    /// and a point index sized for as many entries.
+    pub fn sized_for(freeze_bytes: usize, bits_per_key: usize) -> Self {
         // Every entry counts at least ENTRY_OVERHEAD_BYTES.
         let max_entries = freeze_bytes / ENTRY_OVERHEAD_BYTES + 1;
         MemTable {
             shared: Arc::new(Shared {
                 filter: KeyFilter::sized_for(max_entries, bits_per_key),
+                index: Some(PointIndex::sized_for(max_entries)),
                 ..Shared::default()
             }),
             visible_seq: 0,
@@ -316,16 +325,28 @@ impl MemTable {
     /// `seq` is above every bound readers use now (a direct writer's
     /// numbers are, until it publishes them: `direct.rs`).
     pub fn insert_hidden(&self, key: Bytes, seq: u64, value: Option<Bytes>, expire_at_ms: u64) {
-        let bytes = key.len() + value.as_ref().map_or(0, Bytes::len) + ENTRY_OVERHEAD_BYTES;
-        self.shared.approximate_bytes.fetch_add(bytes, Relaxed);
+        let shared = &*self.shared;
+        let mut bytes = key.len() + value.as_ref().map_or(0, Bytes::len) + ENTRY_OVERHEAD_BYTES;
         let expire_at_ms = if value.is_some() { expire_at_ms } else { 0 };
+        let hash = key_hash(&key);
+        if let Some(filter) = &shared.filter {
+            filter.insert(hash);
+        }
+        if let Some(index) = &shared.index {
+            let entry = Entry {
+                key: key.clone(),
+                seq,
+                value: value.clone(),
+                expire_at_ms,
+            };
+            index.insert(hash, entry);
+            bytes += index::VERSION_BYTES;
+        }
+        shared.approximate_bytes.fetch_add(bytes, Relaxed);
         let stored = Stored {
             value,
             expire_at_ms,
         };
-        if let Some(filter) = &self.shared.filter {
-            filter.insert(&key);
-        }
         self.shared
             .versions
             .insert(InternalKey::new(key, seq), stored);
@@ -354,8 +375,14 @@ impl MemTable {
     /// The newest version of `key` at or below `seq`, if this table holds one.
     pub fn get_at(&self, key: &[u8], seq: u64) -> Option<Entry> {
         let shared = &*self.shared;
-        if shared.filter.as_ref().is_some_and(|f| !f.may_contain(key)) {
+        let hash = key_hash(key);
+        if shared.filter.as_ref().is_some_and(|f| !f.may_contain(hash)) {
             return None;
+        }
+        match shared.index.as_ref().map(|i| i.lookup(hash, key, seq)) {
+            Some(Lookup::Found(entry)) => return Some(entry),
+            Some(Lookup::Absent) => return None,
+            Some(Lookup::Unknown) | None => {}
         }
         let probe = Probe {
             head: key_head(key),
@@ -717,7 +744,7 @@ mod tests {
     fn a_filtered_table_finds_every_key_it_holds_and_only_those() {
         // Sized for about 64 entries, filled with 2000: past its size the
         // filter lets more absent keys through, but never hides a held one.
-        let mut table = MemTable::with_filter(64 * ENTRY_OVERHEAD_BYTES, 10);
+        let mut table = MemTable::sized_for(64 * ENTRY_OVERHEAD_BYTES, 10);
         for i in 0..2000u64 {
             let value = (i % 3 != 0).then(|| b(&format!("v{i}")));
             table.apply(b(&format!("key{i}")), i + 1, value.clone());
@@ -736,7 +763,7 @@ mod tests {
 
     #[test]
     fn a_filtered_snapshot_does_not_see_later_writes() {
-        let mut table = MemTable::with_filter(1 << 20, 10);
+        let mut table = MemTable::sized_for(1 << 20, 10);
         table.apply(b("a"), 1, Some(b("1")));
         let snapshot = table.clone();
         table.apply(b("b"), 2, Some(b("2")));
@@ -748,8 +775,45 @@ mod tests {
     }
 
     #[test]
+    fn an_indexed_table_answers_every_bound_as_the_skip_list_does() {
+        // Versions of 50 keys (some deletes), inserted hidden in shuffled
+        // order within windows as concurrent writers would, then read at
+        // every bound: the index's answer (or its fallback) must equal the
+        // plain search of a table with neither filter nor index.
+        let indexed = MemTable::sized_for(1 << 20, 10);
+        let plain = MemTable::default();
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut seqs: Vec<u64> = (1..=600).collect();
+        for window in seqs.chunks_mut(4) {
+            window.rotate_left((next() % 4) as usize);
+        }
+        for seq in seqs {
+            let key = b(&format!("key{}", next() % 50));
+            let value = (next() % 5 != 0).then(|| b(&seq.to_string()));
+            indexed.insert_hidden(key.clone(), seq, value.clone(), 0);
+            plain.insert_hidden(key, seq, value, 0);
+        }
+        for bound in (0..=600).step_by(7).chain([600]) {
+            for k in 0..55 {
+                let key = format!("key{k}");
+                assert_eq!(
+                    indexed.get_at(key.as_bytes(), bound),
+                    plain.get_at(key.as_bytes(), bound),
+                    "{key} at {bound}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn no_bits_per_key_no_filter() {
-        let mut table = MemTable::with_filter(1 << 20, 0);
+        let mut table = MemTable::sized_for(1 << 20, 0);
         assert!(table.shared.filter.is_none());
         table.apply(b("a"), 1, Some(b("1")));
         assert_eq!(table.get(b"a").unwrap().value, Some(b("1")));
