@@ -544,6 +544,21 @@ impl Db {
         Answer::Later(Completion::new(rx, spin))
     }
 
+    /// Whether a put of `key` and `value` is within the limits (the error
+    /// it would get if not): lets a caller gather puts into one batch
+    /// without one refused put refusing the batch.
+    pub fn check_put(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        self.check_key(key)?;
+        let limit = self.inner.options.max_value_bytes;
+        match value.len() > limit {
+            true => Err(Error::ValueTooLarge {
+                len: value.len(),
+                limit,
+            }),
+            false => Ok(()),
+        }
+    }
+
     fn check_open(&self) -> Result<()> {
         match self.inner.closed.load(Ordering::Acquire) {
             true => Err(Error::Closed),

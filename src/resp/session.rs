@@ -29,6 +29,7 @@ use super::commands::{self, Connection, Engine, Op, Parsed, engine_error};
 use super::database::{Database, prefix_end};
 use super::reply::{Protocol, Reply};
 use super::store::StoreError;
+use crate::WriteBatch;
 use crate::server::auth::{AuthGate, AuthToken};
 use crate::server::connections::ConnectionGuard;
 use crate::server::pipeline::{self, Accepted, Access, Footprint, PipelineConfig};
@@ -345,6 +346,29 @@ impl pipeline::Protocol for Session {
             }
             op => commands::execute(op, &self.engine),
         }
+    }
+
+    fn gatherable_put(&self, request: Request) -> Result<pipeline::Put, Request> {
+        match request.op {
+            Op::Set(key, value)
+                if !request.cluster && self.engine.db().check_put(&key, &value).is_ok() =>
+            {
+                Ok(pipeline::Put {
+                    key,
+                    value,
+                    expire_at_ms: 0,
+                })
+            }
+            op => Err(Request { op, ..request }),
+        }
+    }
+
+    fn write_puts(&self, batch: WriteBatch) -> LocalBoxFuture<'static, Reply> {
+        self.engine
+            .db()
+            .write(batch)
+            .map(|write| write.map_or_else(|e| engine_error(&e), |()| Reply::ok()))
+            .boxed_local()
     }
 
     fn answered(&self, tag: Tag, reply: &Reply, elapsed: Duration) {

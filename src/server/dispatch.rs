@@ -144,7 +144,7 @@ fn checkpoint(db: &Db, root: &Arc<CheckpointRoot>, name: &str) -> LocalBoxFuture
 }
 
 /// The reply to a write: `Done`, or the engine's error.
-fn done(
+pub(super) fn done(
     write: impl Future<Output = crate::Result<()>> + 'static,
 ) -> LocalBoxFuture<'static, Reply> {
     async move {
@@ -157,7 +157,7 @@ fn done(
 
 /// A wire expiry as Unix milliseconds: `expire_at_ms` if set, else
 /// `ttl_ms` from the database's now, else 0 (never).
-fn expire_at(db: &Db, expire_at_ms: u64, ttl_ms: u64) -> u64 {
+pub(super) fn expire_at(db: &Db, expire_at_ms: u64, ttl_ms: u64) -> u64 {
     match (expire_at_ms, ttl_ms) {
         (0, 0) => 0,
         (0, ttl) => db.now_ms().saturating_add(ttl),

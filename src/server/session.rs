@@ -22,12 +22,12 @@ use super::auth::{AuthGate, AuthOutcome, AuthToken};
 use super::checkpoints::CheckpointRoot;
 use super::codec::{Frame, ProtoCodec, is_frame_too_large};
 use super::dispatch;
-use super::pipeline::{self, Accepted, Access, Footprint, PipelineConfig, Protocol};
-use crate::Db;
+use super::pipeline::{self, Accepted, Access, Footprint, PipelineConfig, Protocol, Put};
 use crate::cluster::ClusterNode;
 use crate::proto::mutation::Op as MutationOp;
 use crate::proto::{ErrorCode, Request, Response, request::Command, response::Reply};
 use crate::server::connections::ConnectionGuard;
+use crate::{Db, WriteBatch};
 
 /// The native requests counted in `/metrics` (see `command_index`).
 pub const COMMANDS: &[&str] = &["get", "put", "delete", "scan", "batch", "stats", "other"];
@@ -173,6 +173,25 @@ impl Protocol for Session {
             return crate::cluster::dispatch::execute(cluster, &self.checkpoints, command);
         }
         dispatch::execute(&self.db, &self.checkpoints, command)
+    }
+
+    fn gatherable_put(&self, command: Command) -> Result<Put, Command> {
+        match command {
+            Command::Put(put)
+                if self.cluster.is_none() && self.db.check_put(&put.key, &put.value).is_ok() =>
+            {
+                Ok(Put {
+                    expire_at_ms: dispatch::expire_at(&self.db, put.expire_at_ms, put.ttl_ms),
+                    key: put.key,
+                    value: put.value,
+                })
+            }
+            command => Err(command),
+        }
+    }
+
+    fn write_puts(&self, batch: WriteBatch) -> LocalBoxFuture<'static, Reply> {
+        dispatch::done(self.db.write(batch))
     }
 
     fn encode(&mut self, id: u64, reply: Reply, out: &mut BytesMut) -> std::io::Result<()> {

@@ -62,6 +62,23 @@ impl<P: Protocol> ActorFuture<Connection<P>> for Reader<P> {
         task: &mut TaskContext<'_>,
     ) -> Poll<()> {
         let this = self.get_mut();
+        connection.in_pass = true;
+        let polled = this.take_requests(connection, ctx, task);
+        connection.end_pass(ctx);
+        polled
+    }
+}
+
+impl<P: Protocol> Reader<P> {
+    /// Takes requests until the socket has no more, the connection may not
+    /// read, or reading is over.
+    fn take_requests(
+        &mut self,
+        connection: &mut Connection<P>,
+        ctx: &mut actix::Context<Connection<P>>,
+        task: &mut TaskContext<'_>,
+    ) -> Poll<()> {
+        let this = self;
         if this.shutdown.as_mut().poll(task).is_ready() {
             connection.on_end_of_requests(ctx);
             return Poll::Ready(());

@@ -20,6 +20,11 @@
 //! - **write stalls**: a connection whose socket takes no reply byte for
 //!   the idle timeout while replies wait is closed (a client that never
 //!   reads cannot hold its budget, or the server's, for ever);
+//! - **gathered puts**: consecutive plain puts taken in one pass of the
+//!   reader over what the socket had go to the engine as one write batch
+//!   (one WAL record, one turn, one sync) when the pass ends or another
+//!   request is dispatched; each is answered in its own slot
+//!   ([`Protocol::gatherable_put`]);
 //! - **in-flight limit**: at most `max_in_flight` requests unanswered;
 //! - **timeouts**: idle and half-sent requests ([`super::timeouts`]), and a
 //!   connection that has not authenticated within `auth_timeout`;
@@ -41,7 +46,7 @@ use std::task::Waker;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use futures_util::FutureExt;
 use futures_util::future::LocalBoxFuture;
 use tokio::net::TcpStream;
@@ -52,6 +57,7 @@ pub use budget::ServerReplyBudget;
 use order::Order;
 pub use order::{Access, Footprint};
 
+use crate::engine::WriteBatch;
 use crate::server::connections::ConnectionGuard;
 use crate::server::request_stats::RequestStats;
 
@@ -80,7 +86,7 @@ pub trait Protocol: Sized + Unpin + 'static {
     /// A request for the engine.
     type Op: Unpin + 'static;
     /// One reply.
-    type Reply: Unpin + 'static;
+    type Reply: Clone + Unpin + 'static;
 
     /// Answers a request or turns it into an engine request.
     fn accept(&mut self, request: <Self::Decoder as Decoder>::Item) -> Accepted<Self>;
@@ -96,6 +102,16 @@ pub trait Protocol: Sized + Unpin + 'static {
     fn command_index(op: &Self::Op) -> usize;
     /// Calls the engine (eagerly: a write is enqueued before this returns).
     fn execute(&self, op: Self::Op) -> LocalBoxFuture<'static, Self::Reply>;
+    /// `op` as a put that may share one engine write with the puts sent
+    /// next to it on the connection ([`Connection`]'s `puts`), or `op`
+    /// back. Only a put the engine will take (its key and value within
+    /// the limits) and whose reply is the same whatever its neighbours.
+    fn gatherable_put(&self, op: Self::Op) -> Result<Put, Self::Op> {
+        Err(op)
+    }
+    /// Writes `batch`, the puts [`Protocol::gatherable_put`] gave, as one engine
+    /// write; the reply is every one of those puts' reply.
+    fn write_puts(&self, batch: WriteBatch) -> LocalBoxFuture<'static, Self::Reply>;
     /// The engine answered the request tagged `tag` with `reply`, `elapsed`
     /// after it was called (the pipeline's own clock reads, shared so that
     /// a protocol's statistics need none of their own).
@@ -116,6 +132,29 @@ pub trait Protocol: Sized + Unpin + 'static {
     fn authenticated(&self) -> bool;
     /// Raises the decoder's limits from the pre-authentication ones.
     fn raise_limits(&self, decoder: &mut Self::Decoder);
+}
+
+/// A put that may be written together with its neighbours.
+pub struct Put {
+    pub key: Bytes,
+    pub value: Bytes,
+    /// Unix milliseconds; 0: never.
+    pub expire_at_ms: u64,
+}
+
+/// Puts gathered into one engine write stop at this many bytes of keys and
+/// values (well below a WAL record's limit).
+const MAX_GATHERED_PUT_BYTES: usize = 256 << 10;
+
+/// Consecutive puts admitted during one pass of the reader, not yet sent
+/// to the engine: sent as one write when the pass ends, before any other
+/// request is dispatched, or when they reach [`MAX_GATHERED_PUT_BYTES`].
+#[derive(Default)]
+struct GatheredPuts {
+    /// The puts' request numbers and command indexes, in order.
+    seqs: Vec<(u64, usize)>,
+    batch: WriteBatch,
+    bytes: usize,
 }
 
 /// What [`Protocol::accept`] decided.
@@ -180,6 +219,11 @@ pub struct Connection<P: Protocol> {
     request_bytes: usize,
     /// A read the engine did not answer at once (it went to the disk).
     waiting_read: Option<u64>,
+    /// Puts waiting to be written together ([`GatheredPuts`]).
+    puts: GatheredPuts,
+    /// The reader is taking requests: gathered puts wait for its pass to
+    /// end (`end_pass`).
+    in_pass: bool,
     max_in_flight: usize,
     max_reply_bytes: usize,
     /// No more requests will be read (EOF, error, QUIT, shutdown).
@@ -240,6 +284,8 @@ pub(crate) fn start<P: Protocol>(
             queued_bytes: 0,
             request_bytes: 0,
             waiting_read: None,
+            puts: GatheredPuts::default(),
+            in_pass: false,
             max_in_flight: config.max_in_flight.max(1),
             max_reply_bytes: config.max_reply_bytes.max(1),
             reading_done: false,
@@ -385,7 +431,13 @@ impl<P: Protocol> Connection<P> {
     /// Calls the engine for request `seq`; an answer ready at once (a value
     /// in memory, a cached block) is taken without a task.
     fn dispatch(&mut self, seq: u64, access: Access, op: P::Op, ctx: &mut Context<Self>) {
-        let (command, started) = (P::command_index(&op), Instant::now());
+        let command = P::command_index(&op);
+        let op = match self.protocol.gatherable_put(op) {
+            Ok(put) => return self.gather_put(seq, command, put, ctx),
+            Err(op) => op,
+        };
+        self.write_gathered_puts(ctx);
+        let started = Instant::now();
         let mut reply = self.protocol.execute(op);
         if let Some(reply) = (&mut reply).now_or_never() {
             let elapsed = started.elapsed();
@@ -406,6 +458,59 @@ impl<P: Protocol> Connection<P> {
             connection.fill(seq, reply, Some(elapsed), ctx);
             connection.pump(ctx);
         }));
+    }
+
+    /// Keeps put `seq` to be written with its neighbours.
+    fn gather_put(&mut self, seq: u64, command: usize, put: Put, ctx: &mut Context<Self>) {
+        let puts = &mut self.puts;
+        puts.bytes += put.key.len() + put.value.len();
+        puts.batch
+            .put_with_expiry(put.key, put.value, put.expire_at_ms);
+        puts.seqs.push((seq, command));
+        if !self.in_pass || puts.bytes >= MAX_GATHERED_PUT_BYTES {
+            self.write_gathered_puts(ctx);
+        }
+    }
+
+    /// Sends the gathered puts to the engine as one write; each gets the
+    /// write's reply.
+    fn write_gathered_puts(&mut self, ctx: &mut Context<Self>) {
+        if self.puts.seqs.is_empty() {
+            return;
+        }
+        let GatheredPuts { seqs, batch, .. } = std::mem::take(&mut self.puts);
+        let started = Instant::now();
+        let mut reply = self.protocol.write_puts(batch);
+        if let Some(reply) = (&mut reply).now_or_never() {
+            return self.answer_puts(&seqs, &reply, started, ctx);
+        }
+        ctx.spawn(reply.into_actor(self).map(move |reply, connection, ctx| {
+            connection.answer_puts(&seqs, &reply, started, ctx);
+            connection.pump(ctx);
+        }));
+    }
+
+    fn answer_puts(
+        &mut self,
+        puts: &[(u64, usize)],
+        reply: &P::Reply,
+        started: Instant,
+        ctx: &mut Context<Self>,
+    ) {
+        let elapsed = started.elapsed();
+        for &(seq, command) in puts {
+            self.stats.record(command, elapsed);
+            self.order.answered(seq);
+            self.fill(seq, reply.clone(), Some(elapsed), ctx);
+        }
+    }
+
+    /// The reader's pass over what the socket had is over: the puts it
+    /// gathered go to the engine.
+    fn end_pass(&mut self, ctx: &mut Context<Self>) {
+        self.in_pass = false;
+        self.write_gathered_puts(ctx);
+        self.pump(ctx);
     }
 
     /// Records the reply to request `seq` (an engine's, answered `elapsed`
