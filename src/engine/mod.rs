@@ -236,6 +236,45 @@ impl DbInner {
     /// delete may show before the bound passes it: the actor stores its
     /// view first. The bound then understates what the read sees, which is
     /// the safe side for the conditional writes that compare with it.)
+    /// `key`'s answer if the memtables, the bloom filters, the block cache
+    /// or the page cache give it; `None` if a block must come from the disk
+    /// (or the view changed while it was being loaded).
+    fn get_from_memory(&self, key: &[u8], now_ms: Option<u64>) -> Option<Result<Versioned>> {
+        let view = self.view.load();
+        let read_at = self.direct.published();
+        if !Arc::ptr_eq(&view, &self.view.load()) {
+            return None;
+        }
+        let in_memtables = view.active.get_at(key, read_at).or_else(|| {
+            let mut frozen = view.frozen.iter();
+            frozen.find_map(|frozen| frozen.table.get(key))
+        });
+        let entry = match in_memtables {
+            Some(entry) => Some(entry),
+            None => match view.segments.lookup_if_cached(key, &self.cache) {
+                Err(error) => return Some(Err(error)),
+                Ok(None) => return None,
+                Ok(Some((lookup, filtered_out))) => {
+                    self.count_lookup(filtered_out, lookup.false_positives);
+                    lookup.entry
+                }
+            },
+        };
+        Counters::add(&self.counters.gets, 1);
+        Some(Ok(versioned(self, &view, read_at, entry, now_ms)))
+    }
+
+    /// Counts a segment lookup's bloom filter hits and false positives
+    /// (nothing when both are 0: every count is a shared cache line).
+    fn count_lookup(&self, filtered_out: u64, false_positives: u64) {
+        if filtered_out != 0 {
+            Counters::add(&self.counters.bloom_filter_hits, filtered_out);
+        }
+        if false_positives != 0 {
+            Counters::add(&self.counters.bloom_filter_false_positives, false_positives);
+        }
+    }
+
     fn read_view(&self) -> (Arc<ReadView>, u64) {
         loop {
             let view = self.view.load_full();
@@ -307,6 +346,49 @@ fn is_short(request: &ScanRequest) -> bool {
 
 /// The newest version of `key` in `view` (a tombstone included), looking in
 /// the memtables first, then in the segments the bloom filters let through.
+/// How a get is answered: already, or by a read that may wait for the disk.
+enum GetPath {
+    Answered(Result<Versioned>),
+    Read {
+        inner: Arc<DbInner>,
+        view: (Arc<ReadView>, u64),
+        key: Bytes,
+    },
+}
+
+/// What a get returns for `entry`, the newest version found at `read_at`:
+/// nothing if a range delete covers it or it has expired (judged at
+/// `now_ms`, else the clock's now, read only for a value that can expire).
+fn versioned(
+    inner: &DbInner,
+    view: &ReadView,
+    read_at: u64,
+    entry: Option<crate::format::Entry>,
+    now_ms: Option<u64>,
+) -> Versioned {
+    // A range delete over the value found is its newest change (deleting a
+    // deleted key changes nothing).
+    let deleted_at = entry
+        .as_ref()
+        .filter(|e| e.value.is_some())
+        .and_then(|e| range_delete::deleted_at(view, e));
+    let entry = entry.filter(|_| deleted_at.is_none());
+    let seq = deleted_at.or(entry.as_ref().map(|e| e.seq)).unwrap_or(0);
+    let expire_at_ms = entry.as_ref().map_or(0, |e| e.expire_at_ms);
+    let value = match expire_at_ms {
+        0 => entry.and_then(|e| e.value),
+        _ => {
+            let now_ms = now_ms.unwrap_or_else(|| inner.options.clock.now_ms());
+            entry.and_then(|e| e.live_value(now_ms))
+        }
+    };
+    Versioned {
+        version: ReadVersion { seq, read_at },
+        expire_at_ms: if value.is_some() { expire_at_ms } else { 0 },
+        value,
+    }
+}
+
 async fn newest_version(
     inner: &DbInner,
     view: &ReadView,
@@ -324,7 +406,7 @@ async fn newest_version(
     // Bloom filters are in memory: a key no segment may hold is answered
     // here, without a trip to the read pool.
     let (candidates, filtered_out) = view.segments.candidates(&key);
-    Counters::add(&inner.counters.bloom_filter_hits, filtered_out);
+    inner.count_lookup(filtered_out, 0);
     if candidates.is_empty() {
         return Ok(None);
     }
@@ -339,10 +421,7 @@ async fn newest_version(
             .await
             .map_err(|_| Error::Closed)??,
     };
-    Counters::add(
-        &inner.counters.bloom_filter_false_positives,
-        lookup.false_positives,
-    );
+    inner.count_lookup(0, lookup.false_positives);
     Ok(lookup.entry)
 }
 
@@ -400,33 +479,34 @@ impl Db {
     ) -> impl Future<Output = Result<Versioned>> + 'static {
         let key = key.into();
         let checked = self.check_key(&key).and_then(|()| self.check_open());
-        let (view, read_at) = self.inner.read_view();
-        let inner = self.inner.clone();
-        let clock = self.inner.options.clock.clone();
+        // Most gets are answered from memory right here, with no handle
+        // taken on the database or its view (each such handle is a shared
+        // reference count, bounced between the cores of every reader).
+        let path = match checked {
+            Err(error) => GetPath::Answered(Err(error)),
+            Ok(()) => match self.inner.get_from_memory(&key, now_ms) {
+                Some(answer) => GetPath::Answered(answer),
+                None => GetPath::Read {
+                    inner: self.inner.clone(),
+                    view: self.inner.read_view(),
+                    key,
+                },
+            },
+        };
         async move {
-            checked?;
             // Answered from memory, a get never waits: it lets the other
             // tasks of its thread run now and then (tokio's cooperative
             // budget).
             tokio::task::coop::consume_budget().await;
-            Counters::add(&inner.counters.gets, 1);
-            let entry = newest_version(&inner, &view, read_at, key).await?;
-            // A range delete over the value found is its newest change
-            // (deleting a deleted key changes nothing).
-            let deleted_at = entry
-                .as_ref()
-                .filter(|e| e.value.is_some())
-                .and_then(|e| range_delete::deleted_at(&view, e));
-            let entry = entry.filter(|_| deleted_at.is_none());
-            let seq = deleted_at.or(entry.as_ref().map(|e| e.seq)).unwrap_or(0);
-            let expire_at_ms = entry.as_ref().map_or(0, |e| e.expire_at_ms);
-            let now_ms = now_ms.unwrap_or_else(|| clock.now_ms());
-            let value = entry.and_then(|e| e.live_value(now_ms));
-            Ok(Versioned {
-                version: ReadVersion { seq, read_at },
-                expire_at_ms: if value.is_some() { expire_at_ms } else { 0 },
-                value,
-            })
+            match path {
+                GetPath::Answered(answer) => answer,
+                GetPath::Read { inner, view, key } => {
+                    let (view, read_at) = view;
+                    Counters::add(&inner.counters.gets, 1);
+                    let entry = newest_version(&inner, &view, read_at, key).await?;
+                    Ok(versioned(&inner, &view, read_at, entry, now_ms))
+                }
+            }
         }
     }
 

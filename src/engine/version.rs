@@ -187,6 +187,41 @@ impl SegmentSet {
         (candidates, filtered_out)
     }
 
+    /// `key`'s newest version in these segments (as [`lookup_if_cached`]
+    /// over [`SegmentSet::candidates`]) without a handle on any segment:
+    /// `Ok(None)` as soon as a block would have to come from the disk.
+    /// Also how many bloom filters ruled the key out.
+    pub fn lookup_if_cached(
+        &self,
+        key: &[u8],
+        cache: &BlockCache,
+    ) -> Result<Option<(SegmentLookup, u64)>> {
+        let mut lookup = SegmentLookup::default();
+        let mut filtered_out = 0;
+        for (number, level) in self.levels.iter().enumerate() {
+            let (all, one) = if number == 0 {
+                (&level[..], None)
+            } else {
+                (&[][..], find_in_run(level, key))
+            };
+            for segment in all.iter().filter(|s| s.overlaps(key, key)).chain(one) {
+                if !segment.reader.may_contain(key) {
+                    filtered_out += 1;
+                    continue;
+                }
+                match segment.reader.get_if_cached(key, cache)? {
+                    None => return Ok(None),
+                    Some(Lookup::Found(entry)) => {
+                        lookup.entry = Some(entry);
+                        return Ok(Some((lookup, filtered_out)));
+                    }
+                    Some(Lookup::Absent | Lookup::FilteredOut) => lookup.false_positives += 1,
+                }
+            }
+        }
+        Ok(Some((lookup, filtered_out)))
+    }
+
     /// One iterator per level-0 segment and one per deeper level, newest
     /// first, over `range`, reading blocks as `reads` says.
     pub fn iters(
