@@ -202,6 +202,18 @@ async fn plain_threads_agree_with_the_models_through_flushes() {
     threads_against_models(options).await;
 }
 
+/// As above with the memtables' point index on: gets of keys other
+/// threads keep overwriting are answered by the index or, for versions not
+/// yet published, by the skip list.
+#[actix_rt::test]
+async fn plain_threads_agree_with_the_models_through_flushes_with_a_point_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = common::tiny_options(dir.path());
+    options.sync = SyncPolicy::None;
+    options.memtable_point_index = true;
+    threads_against_models(options).await;
+}
+
 /// Every write synced: each thread's write is synced by a leader among the
 /// writers (`memtable/direct.rs`), which share syncs.
 #[actix_rt::test]

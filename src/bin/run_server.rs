@@ -274,6 +274,8 @@ impl Args {
         // Each worker thread serves many connections: a write must not poll
         // for its answer while the others wait.
         options.writers_spin = false;
+        // Most of a server's reads are point gets, many of recent keys.
+        options.memtable_point_index = true;
         options.compression = self.compression;
         options
     }

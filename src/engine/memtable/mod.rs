@@ -757,7 +757,11 @@ impl MemtableActor {
 /// A new active memtable, with a key filter sized for what it holds when
 /// it is frozen.
 fn empty_memtable(options: &Options) -> MemTable {
-    MemTable::sized_for(options.memtable_freeze_bytes(), options.bloom_bits_per_key)
+    MemTable::sized_for(
+        options.memtable_freeze_bytes(),
+        options.bloom_bits_per_key,
+        options.memtable_point_index,
+    )
 }
 
 fn create_wal(options: &Options, number: u64) -> Result<WalWriter> {

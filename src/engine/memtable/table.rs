@@ -282,14 +282,14 @@ impl MemTable {
     /// An empty table that will be frozen at about `freeze_bytes`
     /// ([`MemTable::approximate_bytes`]), with a key filter of
     /// `bits_per_key` bits for each entry it can hold by then (none if 0)
-    /// and a point index sized for as many entries.
-    pub fn sized_for(freeze_bytes: usize, bits_per_key: usize) -> Self {
+    /// and, if `point_index`, a point index sized for as many entries.
+    pub fn sized_for(freeze_bytes: usize, bits_per_key: usize, point_index: bool) -> Self {
         // Every entry counts at least ENTRY_OVERHEAD_BYTES.
         let max_entries = freeze_bytes / ENTRY_OVERHEAD_BYTES + 1;
         MemTable {
             shared: Arc::new(Shared {
                 filter: KeyFilter::sized_for(max_entries, bits_per_key),
-                index: Some(PointIndex::sized_for(max_entries)),
+                index: point_index.then(|| PointIndex::sized_for(max_entries)),
                 ..Shared::default()
             }),
             visible_seq: 0,
@@ -744,7 +744,7 @@ mod tests {
     fn a_filtered_table_finds_every_key_it_holds_and_only_those() {
         // Sized for about 64 entries, filled with 2000: past its size the
         // filter lets more absent keys through, but never hides a held one.
-        let mut table = MemTable::sized_for(64 * ENTRY_OVERHEAD_BYTES, 10);
+        let mut table = MemTable::sized_for(64 * ENTRY_OVERHEAD_BYTES, 10, true);
         for i in 0..2000u64 {
             let value = (i % 3 != 0).then(|| b(&format!("v{i}")));
             table.apply(b(&format!("key{i}")), i + 1, value.clone());
@@ -763,7 +763,7 @@ mod tests {
 
     #[test]
     fn a_filtered_snapshot_does_not_see_later_writes() {
-        let mut table = MemTable::sized_for(1 << 20, 10);
+        let mut table = MemTable::sized_for(1 << 20, 10, true);
         table.apply(b("a"), 1, Some(b("1")));
         let snapshot = table.clone();
         table.apply(b("b"), 2, Some(b("2")));
@@ -780,7 +780,7 @@ mod tests {
         // order within windows as concurrent writers would, then read at
         // every bound: the index's answer (or its fallback) must equal the
         // plain search of a table with neither filter nor index.
-        let indexed = MemTable::sized_for(1 << 20, 10);
+        let indexed = MemTable::sized_for(1 << 20, 10, true);
         let plain = MemTable::default();
         let mut state = 0x2545_f491_4f6c_dd1du64;
         let mut next = move || {
@@ -813,7 +813,7 @@ mod tests {
 
     #[test]
     fn no_bits_per_key_no_filter() {
-        let mut table = MemTable::sized_for(1 << 20, 0);
+        let mut table = MemTable::sized_for(1 << 20, 0, false);
         assert!(table.shared.filter.is_none());
         table.apply(b("a"), 1, Some(b("1")));
         assert_eq!(table.get(b"a").unwrap().value, Some(b("1")));
