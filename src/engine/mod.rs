@@ -227,18 +227,11 @@ enum Answer {
 }
 
 impl DbInner {
-    /// The view a read uses, and the bound for its active memtable: every
-    /// write up to it is visible, none after it in that memtable.
-    ///
-    /// The view is loaded before the bound and checked unchanged after it:
-    /// a write is published only after the view holding its memtable was
-    /// stored, so every write up to the bound is in this view. (A range
-    /// delete may show before the bound passes it: the actor stores its
-    /// view first. The bound then understates what the read sees, which is
-    /// the safe side for the conditional writes that compare with it.)
     /// `key`'s answer if the memtables, the bloom filters, the block cache
     /// or the page cache give it; `None` if a block must come from the disk
-    /// (or the view changed while it was being loaded).
+    /// (or the view changed while it was being loaded). The view and the
+    /// bound are loaded as [`DbInner::read_view`] loads them, without a
+    /// handle on either.
     fn get_from_memory(&self, key: &[u8], now_ms: Option<u64>) -> Option<Result<Versioned>> {
         let view = self.view.load();
         let read_at = self.direct.published();
@@ -275,6 +268,15 @@ impl DbInner {
         }
     }
 
+    /// The view a read uses, and the bound for its active memtable: every
+    /// write up to it is visible, none after it in that memtable.
+    ///
+    /// The view is loaded before the bound and checked unchanged after it:
+    /// a write is published only after the view holding its memtable was
+    /// stored, so every write up to the bound is in this view. (A range
+    /// delete may show before the bound passes it: the actor stores its
+    /// view first. The bound then understates what the read sees, which is
+    /// the safe side for the conditional writes that compare with it.)
     fn read_view(&self) -> (Arc<ReadView>, u64) {
         loop {
             let view = self.view.load_full();
@@ -344,8 +346,6 @@ fn is_short(request: &ScanRequest) -> bool {
     (1..=INLINE_SCAN_ENTRIES).contains(&request.limit)
 }
 
-/// The newest version of `key` in `view` (a tombstone included), looking in
-/// the memtables first, then in the segments the bloom filters let through.
 /// How a get is answered: already, or by a read that may wait for the disk.
 enum GetPath {
     Answered(Result<Versioned>),
@@ -389,6 +389,8 @@ fn versioned(
     }
 }
 
+/// The newest version of `key` in `view` (a tombstone included), looking in
+/// the memtables first, then in the segments the bloom filters let through.
 async fn newest_version(
     inner: &DbInner,
     view: &ReadView,
