@@ -166,25 +166,32 @@ impl SegmentSet {
     pub fn candidates(&self, key: &[u8]) -> (Vec<Arc<Segment>>, u64) {
         let mut candidates = Vec::new();
         let mut filtered_out = 0;
-        for (number, level) in self.levels.iter().enumerate() {
-            // Level 0's segments may overlap; a deeper level has at most one
-            // segment whose span holds the key. (No Vec per level: this runs
-            // on every get that misses the memtables.)
-            let (all, one) = if number == 0 {
-                (&level[..], None)
+        for segment in self.spanning(key) {
+            if segment.reader.may_contain(key) {
+                candidates.push(segment.clone());
             } else {
-                (&[][..], find_in_run(level, key))
-            };
-            let in_span = all.iter().filter(|s| s.overlaps(key, key)).chain(one);
-            for segment in in_span {
-                if segment.reader.may_contain(key) {
-                    candidates.push(segment.clone());
-                } else {
-                    filtered_out += 1;
-                }
+                filtered_out += 1;
             }
         }
         (candidates, filtered_out)
+    }
+
+    /// The segments whose key span holds `key`, newest first. Level 0's
+    /// segments may overlap; a deeper level has at most one segment whose
+    /// span holds the key. (No Vec per level: this runs on every get that
+    /// misses the memtables.)
+    fn spanning<'a>(&'a self, key: &'a [u8]) -> impl Iterator<Item = &'a Arc<Segment>> + 'a {
+        self.levels
+            .iter()
+            .enumerate()
+            .flat_map(move |(number, level)| {
+                let (all, one) = if number == 0 {
+                    (&level[..], None)
+                } else {
+                    (&[][..], find_in_run(level, key))
+                };
+                all.iter().filter(move |s| s.overlaps(key, key)).chain(one)
+            })
     }
 
     /// `key`'s newest version in these segments (as [`lookup_if_cached`]
@@ -198,25 +205,18 @@ impl SegmentSet {
     ) -> Result<Option<(SegmentLookup, u64)>> {
         let mut lookup = SegmentLookup::default();
         let mut filtered_out = 0;
-        for (number, level) in self.levels.iter().enumerate() {
-            let (all, one) = if number == 0 {
-                (&level[..], None)
-            } else {
-                (&[][..], find_in_run(level, key))
-            };
-            for segment in all.iter().filter(|s| s.overlaps(key, key)).chain(one) {
-                if !segment.reader.may_contain(key) {
-                    filtered_out += 1;
-                    continue;
+        for segment in self.spanning(key) {
+            if !segment.reader.may_contain(key) {
+                filtered_out += 1;
+                continue;
+            }
+            match segment.reader.get_if_cached(key, cache)? {
+                None => return Ok(None),
+                Some(Lookup::Found(entry)) => {
+                    lookup.entry = Some(entry);
+                    return Ok(Some((lookup, filtered_out)));
                 }
-                match segment.reader.get_if_cached(key, cache)? {
-                    None => return Ok(None),
-                    Some(Lookup::Found(entry)) => {
-                        lookup.entry = Some(entry);
-                        return Ok(Some((lookup, filtered_out)));
-                    }
-                    Some(Lookup::Absent | Lookup::FilteredOut) => lookup.false_positives += 1,
-                }
+                Some(Lookup::Absent | Lookup::FilteredOut) => lookup.false_positives += 1,
             }
         }
         Ok(Some((lookup, filtered_out)))
