@@ -30,6 +30,7 @@ use super::database::{Database, prefix_end};
 use super::reply::{Protocol, Reply};
 use super::store::StoreError;
 use crate::WriteBatch;
+use crate::engine::Mutation;
 use crate::server::auth::{AuthGate, AuthToken};
 use crate::server::connections::ConnectionGuard;
 use crate::server::pipeline::{self, Accepted, Access, Footprint, PipelineConfig};
@@ -348,16 +349,12 @@ impl pipeline::Protocol for Session {
         }
     }
 
-    fn gatherable_put(&self, request: Request) -> Result<pipeline::Put, Request> {
+    fn gatherable_put(&self, request: Request) -> Result<Mutation, Request> {
         match request.op {
             Op::Set(key, value)
                 if !request.cluster && self.engine.db().check_put(&key, &value).is_ok() =>
             {
-                Ok(pipeline::Put {
-                    key,
-                    value,
-                    expire_at_ms: 0,
-                })
+                Ok(Mutation::new(key, Some(value)))
             }
             op => Err(Request { op, ..request }),
         }

@@ -22,8 +22,9 @@ use super::auth::{AuthGate, AuthOutcome, AuthToken};
 use super::checkpoints::CheckpointRoot;
 use super::codec::{Frame, ProtoCodec, is_frame_too_large};
 use super::dispatch;
-use super::pipeline::{self, Accepted, Access, Footprint, PipelineConfig, Protocol, Put};
+use super::pipeline::{self, Accepted, Access, Footprint, PipelineConfig, Protocol};
 use crate::cluster::ClusterNode;
+use crate::engine::Mutation;
 use crate::proto::mutation::Op as MutationOp;
 use crate::proto::{ErrorCode, Request, Response, request::Command, response::Reply};
 use crate::server::connections::ConnectionGuard;
@@ -175,15 +176,15 @@ impl Protocol for Session {
         dispatch::execute(&self.db, &self.checkpoints, command)
     }
 
-    fn gatherable_put(&self, command: Command) -> Result<Put, Command> {
+    fn gatherable_put(&self, command: Command) -> Result<Mutation, Command> {
         match command {
             Command::Put(put)
                 if self.cluster.is_none() && self.db.check_put(&put.key, &put.value).is_ok() =>
             {
-                Ok(Put {
+                Ok(Mutation {
                     expire_at_ms: dispatch::expire_at(&self.db, put.expire_at_ms, put.ttl_ms),
                     key: put.key,
-                    value: put.value,
+                    value: Some(put.value),
                 })
             }
             command => Err(command),

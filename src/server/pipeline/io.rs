@@ -78,8 +78,7 @@ impl<P: Protocol> Reader<P> {
         ctx: &mut actix::Context<Connection<P>>,
         task: &mut TaskContext<'_>,
     ) -> Poll<()> {
-        let this = self;
-        if this.shutdown.as_mut().poll(task).is_ready() {
+        if self.shutdown.as_mut().poll(task).is_ready() {
             connection.on_end_of_requests(ctx);
             return Poll::Ready(());
         }
@@ -91,12 +90,12 @@ impl<P: Protocol> Reader<P> {
                 connection.park_reader(task.waker().clone(), ctx);
                 return Poll::Pending;
             }
-            if !this.raised && connection.protocol.authenticated() {
-                let decoder = this.requests.decoder_mut().inner_mut();
+            if !self.raised && connection.protocol.authenticated() {
+                let decoder = self.requests.decoder_mut().inner_mut();
                 connection.protocol.raise_limits(decoder);
-                this.raised = true;
+                self.raised = true;
             }
-            match this.requests.poll_next_unpin(task) {
+            match self.requests.poll_next_unpin(task) {
                 Poll::Ready(Some(Ok((bytes, request)))) => {
                     connection.on_request(bytes, request, ctx)
                 }

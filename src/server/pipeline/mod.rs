@@ -57,7 +57,7 @@ pub use budget::ServerReplyBudget;
 use order::Order;
 pub use order::{Access, Footprint};
 
-use crate::engine::WriteBatch;
+use crate::engine::{Mutation, WriteBatch};
 use crate::server::connections::ConnectionGuard;
 use crate::server::request_stats::RequestStats;
 
@@ -102,11 +102,12 @@ pub trait Protocol: Sized + Unpin + 'static {
     fn command_index(op: &Self::Op) -> usize;
     /// Calls the engine (eagerly: a write is enqueued before this returns).
     fn execute(&self, op: Self::Op) -> LocalBoxFuture<'static, Self::Reply>;
-    /// `op` as a put that may share one engine write with the puts sent
-    /// next to it on the connection ([`Connection`]'s `puts`), or `op`
-    /// back. Only a put the engine will take (its key and value within
-    /// the limits) and whose reply is the same whatever its neighbours.
-    fn gatherable_put(&self, op: Self::Op) -> Result<Put, Self::Op> {
+    /// `op` as a put (a [`Mutation`] with a value) that may share one
+    /// engine write with the puts sent next to it on the connection
+    /// ([`Connection`]'s `puts`), or `op` back. Only a put the engine will
+    /// take (its key and value within the limits) and whose reply is the
+    /// same whatever its neighbours.
+    fn gatherable_put(&self, op: Self::Op) -> Result<Mutation, Self::Op> {
         Err(op)
     }
     /// Writes `batch`, the puts [`Protocol::gatherable_put`] gave, as one engine
@@ -132,14 +133,6 @@ pub trait Protocol: Sized + Unpin + 'static {
     fn authenticated(&self) -> bool;
     /// Raises the decoder's limits from the pre-authentication ones.
     fn raise_limits(&self, decoder: &mut Self::Decoder);
-}
-
-/// A put that may be written together with its neighbours.
-pub struct Put {
-    pub key: Bytes,
-    pub value: Bytes,
-    /// Unix milliseconds; 0: never.
-    pub expire_at_ms: u64,
 }
 
 /// Puts gathered into one engine write stop at this many bytes of keys and
@@ -461,11 +454,10 @@ impl<P: Protocol> Connection<P> {
     }
 
     /// Keeps put `seq` to be written with its neighbours.
-    fn gather_put(&mut self, seq: u64, command: usize, put: Put, ctx: &mut Context<Self>) {
+    fn gather_put(&mut self, seq: u64, command: usize, put: Mutation, ctx: &mut Context<Self>) {
         let puts = &mut self.puts;
-        puts.bytes += put.key.len() + put.value.len();
-        puts.batch
-            .put_with_expiry(put.key, put.value, put.expire_at_ms);
+        puts.bytes += put.key.len() + put.value.as_ref().map_or(0, Bytes::len);
+        puts.batch.mutations.push(put);
         puts.seqs.push((seq, command));
         if !self.in_pass || puts.bytes >= MAX_GATHERED_PUT_BYTES {
             self.write_gathered_puts(ctx);
