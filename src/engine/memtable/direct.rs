@@ -57,9 +57,13 @@
 //! versions stay above the published bound; the actor sets the table aside
 //! (`mod.rs`).
 //!
-//! Waiting for a turn spins, then yields the core: the writers ahead are
-//! running code that does not block (apart from the append itself), and on a
-//! busy machine the one ahead may need this core.
+//! Waiting for a turn spins, yields the core a few times, then sleeps on a
+//! futex that the next append rings only when someone sleeps there. The
+//! writers ahead run code that does not block (apart from the append
+//! itself), so a short wait ends while spinning; a long one means the
+//! writer ahead was preempted, and it needs this core more than a stream of
+//! yields does (they were 15 % of the server's CPU under pipelined `SET`s,
+//! docs/BENCHMARKS.md, session 14).
 
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -100,6 +104,11 @@ struct DurableWrite {
 /// yielding its core between polls.
 const SPINS_BEFORE_YIELD: u32 = 64;
 
+/// Polls (spins, then yields) before a writer waiting for its turn sleeps
+/// until an append wakes it ([`DirectWrites::turn_sleepers`]).
+const POLLS_BEFORE_SLEEP: u32 = SPINS_BEFORE_YIELD + TURN_YIELDS;
+const TURN_YIELDS: u32 = 4;
+
 /// Where direct writes go while the lane is open.
 pub struct Target {
     pub table: MemTable,
@@ -135,6 +144,11 @@ pub struct DirectWrites {
     published: AtomicU64,
     /// Direct writers between taking their numbers and appending.
     writers: AtomicUsize,
+    /// Writers asleep waiting for their turn; an append that sees one bumps
+    /// `turn_bell` and wakes them.
+    turn_sleepers: AtomicU32,
+    /// The futex word turn sleepers wait on.
+    turn_bell: AtomicU32,
     /// Durable direct writers between queueing and returning.
     awaiting_sync: AtomicUsize,
     /// `SyncPolicy::Always`: a write is published once a sync covers it.
@@ -176,6 +190,8 @@ impl DirectWrites {
             appended: AtomicU64::new(last_seq),
             published: AtomicU64::new(last_seq),
             writers: AtomicUsize::new(0),
+            turn_sleepers: AtomicU32::new(0),
+            turn_bell: AtomicU32::new(0),
             awaiting_sync: AtomicUsize::new(0),
             durable,
             durable_queue: SegQueue::new(),
@@ -255,7 +271,7 @@ impl DirectWrites {
             Counters::add(&counters.wal_bytes, framed.len() as u64);
             // Before the next writer's turn, so the bound only grows.
             self.published.store(last, Ordering::Release);
-            self.appended.store(last, Ordering::Release);
+            self.pass_turn(last);
             if target.table.approximate_bytes() >= self.freeze_bytes {
                 // Later writes queue; the actor freezes the table.
                 self.close();
@@ -377,7 +393,7 @@ impl DirectWrites {
         if let Err(error) = appended {
             return Some(Err(error));
         }
-        self.appended.store(last, Ordering::Release);
+        self.pass_turn(last);
         if target.table.approximate_bytes() >= self.freeze_bytes {
             self.close();
         }
@@ -437,17 +453,60 @@ impl DirectWrites {
     }
 
     /// Returns once every number below `first` is appended, or with the
-    /// error of a write ahead that failed.
+    /// error of a write ahead that failed. Spins, yields a few times, then
+    /// sleeps: a writer ahead that was preempted then gets this core
+    /// instead of a stream of yields (docs/BENCHMARKS.md, session 14).
     fn wait_for_turn(&self, first: u64) -> Result<()> {
         let mut polls = 0u32;
         loop {
-            if self.appended.load(Ordering::Acquire) + 1 == first {
+            if self.is_turn(first)? {
                 return Ok(());
             }
-            if self.failed.load(Ordering::Acquire) {
-                return Err(self.failure_error());
+            if polls >= POLLS_BEFORE_SLEEP {
+                return self.sleep_until_turn(first);
             }
             pause(&mut polls);
+        }
+    }
+
+    fn is_turn(&self, first: u64) -> Result<bool> {
+        if self.appended.load(Ordering::SeqCst) + 1 == first {
+            return Ok(true);
+        }
+        if self.failed.load(Ordering::SeqCst) {
+            return Err(self.failure_error());
+        }
+        Ok(false)
+    }
+
+    /// Counted in `turn_sleepers`, sleeps on `turn_bell` until the turn
+    /// comes. An appender stores `appended` then reads `turn_sleepers`; a
+    /// sleeper counts itself then reads `appended` (all sequentially
+    /// consistent), so one of the two sees the other: no wake-up is lost.
+    fn sleep_until_turn(&self, first: u64) -> Result<()> {
+        self.turn_sleepers.fetch_add(1, Ordering::SeqCst);
+        let turn = loop {
+            let bell = self.turn_bell.load(Ordering::SeqCst);
+            match self.is_turn(first) {
+                Ok(false) => atomic_wait::wait(&self.turn_bell, bell),
+                done => break done.map(|_| ()),
+            }
+        };
+        self.turn_sleepers.fetch_sub(1, Ordering::SeqCst);
+        turn
+    }
+
+    /// Every number up to `last` is appended: the next writer's turn.
+    fn pass_turn(&self, last: u64) {
+        self.appended.store(last, Ordering::SeqCst);
+        self.ring_turn_bell();
+    }
+
+    /// Wakes the writers asleep waiting for their turn, if any.
+    fn ring_turn_bell(&self) {
+        if self.turn_sleepers.load(Ordering::SeqCst) != 0 {
+            self.turn_bell.fetch_add(1, Ordering::SeqCst);
+            atomic_wait::wake_all(&self.turn_bell);
         }
     }
 
@@ -459,8 +518,9 @@ impl DirectWrites {
                 first_seq,
             })));
         }
-        self.failed.store(true, Ordering::Release);
+        self.failed.store(true, Ordering::SeqCst);
         self.close();
+        self.ring_turn_bell();
         error
     }
 
@@ -587,5 +647,51 @@ fn pause(polls: &mut u32) {
 impl Drop for Inside<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+    use std::thread;
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    /// An open lane that has handed out numbers 1 and 2, and a thread
+    /// waiting for number 2's turn, asleep once this returns.
+    fn writer_asleep_behind_one() -> (Arc<DirectWrites>, mpsc::Receiver<Result<()>>) {
+        let lane = Arc::new(DirectWrites::new(0, usize::MAX, false));
+        lane.state.store(OPEN, Ordering::SeqCst);
+        assert_eq!(lane.take_numbers(1), Some(1));
+        assert_eq!(lane.take_numbers(1), Some(2));
+        let waiting = lane.clone();
+        let (sender, turn) = mpsc::channel();
+        thread::spawn(move || sender.send(waiting.wait_for_turn(2)));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while lane.turn_sleepers.load(Ordering::SeqCst) == 0 {
+            assert!(Instant::now() < deadline, "the waiter never slept");
+            thread::sleep(Duration::from_millis(1));
+        }
+        let early = turn.recv_timeout(Duration::from_millis(20));
+        assert!(early.is_err(), "the turn came before it was passed");
+        (lane, turn)
+    }
+
+    #[test]
+    fn a_writer_asleep_for_its_turn_wakes_when_the_one_ahead_appends() {
+        let (lane, turn) = writer_asleep_behind_one();
+        lane.pass_turn(1);
+        let turn = turn.recv_timeout(Duration::from_secs(10));
+        assert!(matches!(turn, Ok(Ok(()))), "{turn:?}");
+        assert_eq!(lane.turn_sleepers.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn a_writer_asleep_for_its_turn_wakes_with_the_failure_ahead() {
+        let (lane, turn) = writer_asleep_behind_one();
+        lane.fail(Error::Closed, 1);
+        let turn = turn.recv_timeout(Duration::from_secs(10));
+        assert!(matches!(turn, Ok(Err(Error::Closed))), "{turn:?}");
     }
 }
