@@ -128,6 +128,12 @@ impl InternalKey {
             seq,
         }
     }
+
+    /// Whether both are versions of one user key; keys whose heads differ
+    /// are not compared (a flush's walk compared every neighbour's buffer).
+    fn same_user_key(&self, other: &InternalKey) -> bool {
+        self.head == other.head && self.key == other.key
+    }
 }
 
 /// What the ordering looks at: lets a lookup search with a borrowed key
@@ -511,7 +517,7 @@ impl Iterator for NewestForward<'_> {
         loop {
             let version = self.versions.next()?;
             if let Some(last) = &self.last
-                && last.key().key == version.key().key
+                && last.key().same_user_key(version.key())
             {
                 self.skipped += 1;
                 if self.skipped >= VERSIONS_WALKED {
@@ -586,7 +592,7 @@ impl Iterator for NewestBackward<'_> {
             };
             let visible = version.key().seq <= self.visible_seq;
             if let Some(candidate) = &self.candidate
-                && candidate.key().key != version.key().key
+                && !candidate.key().same_user_key(version.key())
             {
                 let entry = to_entry(candidate);
                 self.candidate = visible.then_some(version);
