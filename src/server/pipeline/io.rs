@@ -62,7 +62,7 @@ impl<P: Protocol> ActorFuture<Connection<P>> for Reader<P> {
         task: &mut TaskContext<'_>,
     ) -> Poll<()> {
         let this = self.get_mut();
-        connection.in_pass = true;
+        connection.begin_pass();
         let polled = this.take_requests(connection, ctx, task);
         connection.end_pass(ctx);
         polled

@@ -217,6 +217,10 @@ pub struct Connection<P: Protocol> {
     /// The reader is taking requests: gathered puts wait for its pass to
     /// end (`end_pass`).
     in_pass: bool,
+    /// In a pass, the clock's last reading: when the request answered last
+    /// was answered. The next request's time is counted from it, so that a
+    /// request answered at once costs one clock read, not two.
+    pass_clock: Option<Instant>,
     max_in_flight: usize,
     max_reply_bytes: usize,
     /// No more requests will be read (EOF, error, QUIT, shutdown).
@@ -279,6 +283,7 @@ pub(crate) fn start<P: Protocol>(
             waiting_read: None,
             puts: GatheredPuts::default(),
             in_pass: false,
+            pass_clock: None,
             max_in_flight: config.max_in_flight.max(1),
             max_reply_bytes: config.max_reply_bytes.max(1),
             reading_done: false,
@@ -430,10 +435,14 @@ impl<P: Protocol> Connection<P> {
             Err(op) => op,
         };
         self.write_gathered_puts(ctx);
-        let started = Instant::now();
+        let started = self.pass_clock.unwrap_or_else(Instant::now);
         let mut reply = self.protocol.execute(op);
         if let Some(reply) = (&mut reply).now_or_never() {
-            let elapsed = started.elapsed();
+            let now = Instant::now();
+            let elapsed = now.saturating_duration_since(started);
+            if self.in_pass {
+                self.pass_clock = Some(now);
+            }
             self.stats.record(command, elapsed);
             self.order.answered(seq);
             return self.fill(seq, reply, Some(elapsed), ctx);
@@ -497,10 +506,17 @@ impl<P: Protocol> Connection<P> {
         }
     }
 
+    /// The reader starts a pass over what the socket has.
+    fn begin_pass(&mut self) {
+        self.in_pass = true;
+        self.pass_clock = Some(Instant::now());
+    }
+
     /// The reader's pass over what the socket had is over: the puts it
     /// gathered go to the engine.
     fn end_pass(&mut self, ctx: &mut Context<Self>) {
         self.in_pass = false;
+        self.pass_clock = None;
         self.write_gathered_puts(ctx);
         self.pump(ctx);
     }
