@@ -219,7 +219,9 @@ pub struct Connection<P: Protocol> {
     in_pass: bool,
     /// In a pass, the clock's last reading: when the request answered last
     /// was answered. The next request's time is counted from it, so that a
-    /// request answered at once costs one clock read, not two.
+    /// request answered at once costs one clock read, not two. (The pass's
+    /// first request reads the clock before it too: a pass that finds no
+    /// request reads none.)
     pass_clock: Option<Instant>,
     max_in_flight: usize,
     max_reply_bytes: usize,
@@ -509,7 +511,7 @@ impl<P: Protocol> Connection<P> {
     /// The reader starts a pass over what the socket has.
     fn begin_pass(&mut self) {
         self.in_pass = true;
-        self.pass_clock = Some(Instant::now());
+        self.pass_clock = None;
     }
 
     /// The reader's pass over what the socket had is over: the puts it
