@@ -68,6 +68,18 @@ pub struct Options {
     /// `run_server` turns it on: its gets of recent keys took about 15 %
     /// less CPU with it (docs/BENCHMARKS.md).
     pub memtable_point_index: bool,
+    /// Under [`SyncPolicy::Always`], whether a write from an async task
+    /// that finds no durable write in progress writes and fdatasyncs the
+    /// WAL on its own thread, blocking that thread for the sync (as
+    /// redis-server's event loop does), instead of handing the write to the
+    /// memtable actor's group commit; default `false`. It saves the hand-offs
+    /// between threads (four per group) when writes come one at a time.
+    /// Writes that find a durable write in progress still go to the actor,
+    /// so a burst is still committed in groups. `run_server` turns it on:
+    /// a worker thread serving many connections then waits for one sync at
+    /// a time, as the single-threaded Redis does (docs/BENCHMARKS.md,
+    /// session 14).
+    pub inline_durable_writes: bool,
     /// How new SSTable data blocks are compressed; default
     /// [`Compression::Lz4`] (docs/BENCHMARKS.md, "Compression": it halves
     /// the files of JSON-like values, and incompressible blocks are stored
@@ -183,6 +195,7 @@ impl Options {
             block_cache_bytes: 32 << 20,
             bloom_bits_per_key: 10,
             memtable_point_index: false,
+            inline_durable_writes: false,
             compression: Compression::Lz4,
             target_segment_bytes: 32 << 20,
             l0_compaction_trigger: 12,

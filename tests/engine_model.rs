@@ -285,11 +285,12 @@ async fn record_stats(db: &Db) {
 /// The time the model's clock starts at.
 const START_MS: u64 = 1_700_000_000_000;
 
-async fn run_case(ops: Vec<Op>, sync: bool, point_index: bool) {
+async fn run_case(ops: Vec<Op>, sync: bool, point_index: bool, inline_syncs: bool) {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(START_MS));
     let mut options = options(dir.path(), sync);
     options.memtable_point_index = point_index;
+    options.inline_durable_writes = inline_syncs;
     options.clock = clock.clone();
     // Cases take turns at each block codec (the values compress well).
     options.compression =
@@ -465,8 +466,9 @@ fn engine_matches_a_btreemap() {
         ops in prop::collection::vec(op_strategy(), max_ops / 2..max_ops),
         sync in prop::bool::weighted(0.25),
         point_index in prop::bool::ANY,
+        inline_syncs in prop::bool::ANY,
     )| {
-        actix_rt::System::new().block_on(run_case(ops, sync, point_index));
+        actix_rt::System::new().block_on(run_case(ops, sync, point_index, inline_syncs));
     });
     let flushes = FLUSHES.load(Ordering::Relaxed);
     let compactions = COMPACTIONS.load(Ordering::Relaxed);

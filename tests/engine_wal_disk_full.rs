@@ -39,13 +39,16 @@ fn assert_disk_full(result: naive_kv::Result<()>, what: &str) {
 enum Writer {
     /// The test's own task, on the database's actix system.
     Task,
+    /// The same, with `Options::inline_durable_writes`: after the first
+    /// calm writes, its durable writes are synced on its own thread.
+    InlineTask,
     /// A new plain OS thread (no runtime) per write.
     PlainThread,
 }
 
 /// `db.put(key, value)`, made by `writer`.
 async fn put_by(writer: Writer, db: &Db, key: String, value: String) -> naive_kv::Result<()> {
-    if writer == Writer::Task {
+    if writer != Writer::PlainThread {
         return db.put(key, value).await;
     }
     let db = db.clone();
@@ -105,7 +108,9 @@ fn scenario(faults: Vec<Fault>, what: &'static str, sync: SyncPolicy, writer: Wr
     let fs = SimFs::new(11);
     let mut model = BTreeMap::new();
     actix_rt::System::new().block_on(async {
-        let db = Db::open(options(&fs, sync)).await.unwrap();
+        let mut options = options(&fs, sync);
+        options.inline_durable_writes = writer == Writer::InlineTask;
+        let db = Db::open(options).await.unwrap();
         for i in 0..20 {
             put(writer, &db, &mut model, format!("before{i}")).await;
         }
@@ -207,4 +212,22 @@ fn a_half_written_synced_append_from_a_plain_thread_and_failed_creates_resume_wi
     let what = "sync leader's short append";
     let faults = short_append_then_failed_creates();
     scenario(faults, what, SyncPolicy::Always, Writer::PlainThread);
+}
+
+#[test]
+fn a_failed_inline_synced_append_from_a_task_then_failed_retries_resume_without_reopen() {
+    let what = "inline leader's append fails";
+    scenario(
+        failed_append(),
+        what,
+        SyncPolicy::Always,
+        Writer::InlineTask,
+    );
+}
+
+#[test]
+fn a_half_written_inline_synced_append_from_a_task_and_failed_creates_resume_without_reopen() {
+    let what = "inline leader's short append";
+    let faults = short_append_then_failed_creates();
+    scenario(faults, what, SyncPolicy::Always, Writer::InlineTask);
 }

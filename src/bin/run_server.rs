@@ -276,6 +276,9 @@ impl Args {
         options.writers_spin = false;
         // Most of a server's reads are point gets, many of recent keys.
         options.memtable_point_index = true;
+        // A lone durable write is synced on its worker's thread, without
+        // four hand-offs to the memtable actor and its sync thread.
+        options.inline_durable_writes = true;
         options.compression = self.compression;
         options
     }

@@ -169,11 +169,14 @@ fn start_actors(options: Arc<Options>, recovered: recovery::Recovered) -> DbInne
     }));
     let submissions = Arc::new(Submissions::on_this_thread());
     // Recovery leaves everything it replayed in segments.
-    let direct = Arc::new(DirectWrites::new(
-        recovered.last_seq,
-        options.memtable_freeze_bytes(),
-        options.sync == SyncPolicy::Always,
-    ));
+    let direct = Arc::new(
+        DirectWrites::new(
+            recovered.last_seq,
+            options.memtable_freeze_bytes(),
+            options.sync == SyncPolicy::Always,
+        )
+        .syncing_async_writers(options.inline_durable_writes),
+    );
     let memtable = MemtableActor::new(MemtableStart {
         options: options.clone(),
         wal: recovered.wal,

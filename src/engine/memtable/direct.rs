@@ -45,7 +45,13 @@
 //! before the leader took numbers, every write of its group is queued for
 //! the actor by its own writer. Writes from async tasks (the server's
 //! sessions, an actix program) must not block their thread for a sync; they
-//! queue for the actor, which group-commits on a blocking thread.
+//! queue for the actor, which group-commits on a blocking thread. Unless
+//! `Options::inline_durable_writes` lets them (`run_server` does): then a
+//! write from an async task that finds no other write in progress, after
+//! [`CALM_WRITES_BEFORE_INLINE`] writes in a row that found the same, leads
+//! its own group on its thread ([`DirectWrites::lead_if_idle`]). It never
+//! waits as a follower; meeting a leader or a queued write, it goes to the
+//! actor.
 //!
 //! A writer whose table has reached the freeze size, or finds the lane
 //! closed, queues its write for the actor instead (`submissions.rs`).
@@ -100,6 +106,14 @@ struct DurableWrite {
     state: AtomicU32,
 }
 
+/// Writes in a row that met no other write in progress before a durable
+/// write from an async task may lead its own group. Under concurrent
+/// writes most of them meet one, and they keep going to the actor, whose
+/// groups are larger than a lone leader's; a lone writer (one client
+/// writing one request at a time) gets its writes synced on its own thread
+/// after this many.
+const CALM_WRITES_BEFORE_INLINE: u32 = 16;
+
 /// Busy polls of the published bound before a waiting writer starts
 /// yielding its core between polls.
 const SPINS_BEFORE_YIELD: u32 = 64;
@@ -153,6 +167,14 @@ pub struct DirectWrites {
     awaiting_sync: AtomicUsize,
     /// `SyncPolicy::Always`: a write is published once a sync covers it.
     durable: bool,
+    /// `Options::inline_durable_writes`: a durable write from an async
+    /// task leads its own group when no other is in progress.
+    sync_async_writers: bool,
+    /// Writes in a row that found the lane open, nothing queued and (for an
+    /// async durable write) no leader at work. See [`lead_if_idle`].
+    ///
+    /// [`lead_if_idle`]: DirectWrites::lead_if_idle
+    calm_writes: AtomicU32,
     /// Durable writes waiting for a sync leader.
     durable_queue: SegQueue<Arc<DurableWrite>>,
     /// A writer leads: it writes and syncs the queued durable writes.
@@ -194,6 +216,8 @@ impl DirectWrites {
             turn_bell: AtomicU32::new(0),
             awaiting_sync: AtomicUsize::new(0),
             durable,
+            sync_async_writers: false,
+            calm_writes: AtomicU32::new(0),
             durable_queue: SegQueue::new(),
             sync_leader: AtomicBool::new(false),
             last_group: AtomicUsize::new(0),
@@ -206,6 +230,13 @@ impl DirectWrites {
         }
     }
 
+    /// Lets durable writes from async tasks lead their own group when no
+    /// other durable write is in progress (`Options::inline_durable_writes`).
+    pub fn syncing_async_writers(mut self, inline: bool) -> Self {
+        self.sync_async_writers = inline;
+        self
+    }
+
     /// Every write up to this sequence number is visible to a read that
     /// starts now.
     pub fn published(&self) -> u64 {
@@ -216,14 +247,19 @@ impl DirectWrites {
     /// write is done here only if the thread may wait for an fdatasync;
     /// otherwise it is queued.
     pub fn write(&self, mutations: Vec<Mutation>, counters: &Counters) -> Outcome {
-        if (self.durable && !may_block_for_sync())
-            || self.queued.load(Ordering::SeqCst) != 0
-            || self.state.load(Ordering::Relaxed) & OPEN == 0
+        if self.queued.load(Ordering::SeqCst) != 0 || self.state.load(Ordering::Relaxed) & OPEN == 0
         {
+            self.calm_writes.store(0, Ordering::Relaxed);
             return Outcome::Queue(mutations);
         }
         if self.durable {
-            return self.write_durable(mutations, counters);
+            if may_block_for_sync() {
+                return self.write_durable(mutations, counters);
+            }
+            if self.sync_async_writers {
+                return self.lead_if_idle(mutations, counters);
+            }
+            return Outcome::Queue(mutations);
         }
         let _inside = Inside::enter(&self.writers, self.max_inside);
         let count = mutations.len() as u64;
@@ -304,6 +340,33 @@ impl DirectWrites {
                 FAILED => return Outcome::Done(Err(self.failure_error())),
                 _ => return Outcome::Queue(own.mutations.clone()),
             }
+        }
+    }
+
+    /// A durable write from an async task: led on this thread, with the
+    /// durable writes of plain threads queued meanwhile, if the writes
+    /// before it met no other write in progress ([`CALM_WRITES_BEFORE_INLINE`])
+    /// and no leader is at work; else queued for the actor. It never waits
+    /// as a follower, so its thread blocks only for its own group's sync.
+    fn lead_if_idle(&self, mutations: Vec<Mutation>, counters: &Counters) -> Outcome {
+        if self.calm_writes.load(Ordering::Relaxed) < CALM_WRITES_BEFORE_INLINE {
+            self.calm_writes.fetch_add(1, Ordering::Relaxed);
+            return Outcome::Queue(mutations);
+        }
+        let _waiting = Inside::enter(&self.awaiting_sync, usize::MAX);
+        if !self.take_lead() {
+            self.calm_writes.store(0, Ordering::Relaxed);
+            return Outcome::Queue(mutations);
+        }
+        let own = Arc::new(DurableWrite {
+            mutations,
+            state: AtomicU32::new(WAITING),
+        });
+        self.lead_durable_group(Some(own.clone()), &own, counters);
+        match own.state.load(Ordering::Acquire) {
+            DONE => Outcome::Done(Ok(())),
+            FAILED => Outcome::Done(Err(self.failure_error())),
+            _ => Outcome::Queue(own.mutations.clone()),
         }
     }
 
@@ -656,6 +719,8 @@ mod tests {
     use std::thread;
     use std::time::{Duration, Instant};
 
+    use bytes::Bytes;
+
     use super::*;
 
     /// An open lane that has handed out numbers 1 and 2, and a thread
@@ -685,6 +750,81 @@ mod tests {
         let turn = turn.recv_timeout(Duration::from_secs(10));
         assert!(matches!(turn, Ok(Ok(()))), "{turn:?}");
         assert_eq!(lane.turn_sleepers.load(Ordering::SeqCst), 0);
+    }
+
+    /// A durable lane (sync always, async writers may lead) open on an
+    /// empty table and a WAL in a simulated file system.
+    fn durable_lane(fs: &crate::fs::sim::SimFs) -> (DirectWrites, MemTable) {
+        use crate::fs::FileSystem;
+        let path = std::path::Path::new("/db/000001.log");
+        fs.create_dir_all(path.parent().expect("a directory"))
+            .expect("directory");
+        let file = fs.create_log(path).expect("WAL");
+        for dir in ["/", "/db"] {
+            fs.sync_dir(std::path::Path::new(dir)).expect("sync");
+        }
+        let wal = Arc::new(WalWriter::new(file, path.to_path_buf()));
+        let table = MemTable::default();
+        let lane = DirectWrites::new(0, usize::MAX, true).syncing_async_writers(true);
+        lane.open(
+            0,
+            Target {
+                table: table.clone(),
+                wal,
+            },
+        );
+        (lane, table)
+    }
+
+    fn put(key: &str) -> Vec<Mutation> {
+        vec![Mutation {
+            key: Bytes::copy_from_slice(key.as_bytes()),
+            value: Some(Bytes::from_static(b"v")),
+            expire_at_ms: 0,
+        }]
+    }
+
+    #[test]
+    fn a_lone_async_writer_syncs_its_own_writes_after_calm_ones() {
+        let fs = crate::fs::sim::SimFs::new(7);
+        let (lane, table) = durable_lane(&fs);
+        let counters = Counters::default();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            for i in 0..CALM_WRITES_BEFORE_INLINE {
+                let outcome = lane.write(put(&format!("queued{i}")), &counters);
+                assert!(matches!(outcome, Outcome::Queue(_)), "write {i} led");
+            }
+            let outcome = lane.write(put("led"), &counters);
+            assert!(matches!(outcome, Outcome::Done(Ok(()))), "not led");
+        });
+        assert_eq!(lane.published(), 1);
+        assert!(table.get_at(b"led", lane.published()).is_some());
+        assert_eq!(counters.wal_syncs.load(Ordering::Relaxed), 1);
+        // Synced: a crash keeps it.
+        let crashed = fs.crash().expect("crash");
+        let path = std::path::Path::new("/db/000001.log");
+        let wal = crate::format::wal::read_wal(&crashed, path).expect("WAL");
+        assert_eq!(wal.records.len(), 1);
+    }
+
+    #[test]
+    fn a_durable_async_writer_that_meets_a_leader_queues() {
+        let fs = crate::fs::sim::SimFs::new(7);
+        let (lane, _table) = durable_lane(&fs);
+        lane.calm_writes
+            .store(CALM_WRITES_BEFORE_INLINE, Ordering::SeqCst);
+        assert!(lane.take_lead(), "the lead was free");
+        let counters = Counters::default();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let outcome = runtime.block_on(async { lane.write(put("k"), &counters) });
+        assert!(matches!(outcome, Outcome::Queue(_)), "led beside a leader");
+        assert_eq!(lane.calm_writes.load(Ordering::SeqCst), 0);
+        assert_eq!(lane.published(), 0);
     }
 
     #[test]
