@@ -179,6 +179,11 @@ impl<I: EntryIter> DeletedAsTombstones<I> {
 
 impl<I: EntryIter> EntryIter for DeletedAsTombstones<I> {
     fn next_entry(&mut self) -> Result<Option<Entry>> {
+        if self.tombstones.is_empty() {
+            // Most flushes: nothing to apply, no key to remember (comparing
+            // every key with the last was 4 % of a server's CPU under SETs).
+            return self.inner.next_entry();
+        }
         while let Some(entry) = self.inner.next_entry()? {
             let newest = self.last_key.as_ref() != Some(&entry.key);
             if newest {
