@@ -249,7 +249,9 @@ impl DirectWrites {
     pub fn write(&self, mutations: Vec<Mutation>, counters: &Counters) -> Outcome {
         if self.queued.load(Ordering::SeqCst) != 0 || self.state.load(Ordering::Relaxed) & OPEN == 0
         {
-            self.calm_writes.store(0, Ordering::Relaxed);
+            if self.sync_async_writers {
+                self.calm_writes.store(0, Ordering::Relaxed);
+            }
             return Outcome::Queue(mutations);
         }
         if self.durable {

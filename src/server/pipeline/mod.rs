@@ -500,7 +500,12 @@ impl<P: Protocol> Connection<P> {
         started: Instant,
         ctx: &mut Context<Self>,
     ) {
-        let elapsed = started.elapsed();
+        let now = Instant::now();
+        let elapsed = now.saturating_duration_since(started);
+        if self.in_pass {
+            // The next request's time starts after this write, not before.
+            self.pass_clock = Some(now);
+        }
         for &(seq, command) in puts {
             self.stats.record(command, elapsed);
             self.order.answered(seq);
