@@ -3,7 +3,9 @@
 //! `run_server` process with a tiny memtable (so flushes and compactions
 //! run), which is killed with SIGKILL at a random moment and restarted on
 //! the same directory. After every restart each key must hold its last
-//! acknowledged value or a later one that was sent.
+//! acknowledged value or a later one that was sent. In odd cycles one
+//! connection writes alone, so that its writes are synced on the worker's
+//! thread (`Options::inline_durable_writes`) when the kill comes.
 //!
 //! `cargo test --test server_soak` runs 3 cycles;
 //! `NAIVEKV_SOAK_CYCLES=200 cargo test --test server_soak -- --nocapture`
@@ -235,14 +237,16 @@ fn sigkill_soak_keeps_every_acknowledged_write() {
         let kill_after = Duration::from_millis(100 + rng.below(1200));
         let seeds: Vec<u64> = (0..WRITERS).map(|_| rng.next()).collect();
         let taken = std::mem::take(&mut models);
+        let alone = cycle % 2 == 1;
         models = runtime.block_on(async {
             let addr = server.addr;
             let writers: Vec<_> = taken
                 .into_iter()
                 .zip(seeds)
                 .enumerate()
-                .map(|(w, (model, seed))| {
-                    tokio::spawn(write_until_killed(addr, w as u64, model, seed))
+                .map(|(w, (model, seed))| match alone && w > 0 {
+                    true => tokio::spawn(async move { (model, 0) }),
+                    false => tokio::spawn(write_until_killed(addr, w as u64, model, seed)),
                 })
                 .collect();
             tokio::time::sleep(kill_after).await;
