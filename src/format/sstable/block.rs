@@ -1,11 +1,19 @@
 //! Data blocks: encoding one entry, decoding a whole block, looking a key up
 //! in a cached block, and the bounds-checked cursor every decoder in this
 //! module reads with.
+//!
+//! A cached version-3 block looked up [`HITS_BEFORE_POINTS`] times gets a
+//! point index in memory ([`PointSlots`], a hash from key to entry; nothing
+//! of it is written to disk), so that later lookups read one slot and one
+//! entry instead of searching the restart points.
 
 use std::cmp::Ordering;
+use std::sync::atomic::{AtomicU8, Ordering as MemoryOrder};
 
 use bytes::Bytes;
+use once_cell::race::OnceBox;
 
+use super::bloom::key_hash;
 use super::{Malformed, compare_keys};
 use crate::format::Entry;
 use crate::format::coding::{get_u32, get_varint, put_u32, put_varint};
@@ -194,7 +202,22 @@ impl RestartArray {
 pub struct Block {
     data: Bytes,
     search: Search,
+    /// Lookups so far, counted up to [`HITS_BEFORE_POINTS`].
+    hits: AtomicU8,
+    /// A version-3 block's point index, built by the lookup that makes
+    /// the block's hits reach [`HITS_BEFORE_POINTS`] (`None` inside: the
+    /// block cannot have one). Set once, without a lock: two lookups may
+    /// both build it, and one of them is kept.
+    points: OnceBox<Option<PointSlots>>,
 }
+
+/// Lookups of a cached block before one builds its point index. Building
+/// decodes every entry (about what three or four searches of the restart
+/// points read), so a block the cache holds only briefly (a 2M-key read
+/// load churns the cache) never pays it; built for every block as it was
+/// cached, it cost random reads at 2M keys a tenth or more of their speed
+/// (docs/BENCHMARKS.md, session 14).
+const HITS_BEFORE_POINTS: u8 = 4;
 
 /// How a lookup finds its way in a block.
 #[derive(Debug)]
@@ -204,8 +227,89 @@ enum Search {
     Offsets(Vec<u32>),
     /// Version 3 blocks: the block's own restart array. Only the array and
     /// the first key are checked up front; a lookup checks the entries it
-    /// reads.
+    /// reads (or [`PointSlots::build`] checks them all).
     Restarts(RestartArray),
+}
+
+/// A cached version-3 block's index from key hash to entry, built in memory
+/// (nothing of it is on disk) once the block has been looked up
+/// [`HITS_BEFORE_POINTS`] times: open addressing over the entries'
+/// [`key_hash`]es, each slot `tag << 16 | (offset + 1)` (0: empty), at most
+/// half full. A point lookup then reads one slot and, when its tag matches,
+/// one entry, where a binary search over the restart points and a scan of
+/// a run read about ten cache lines of a 4 KiB block. Built only for blocks
+/// under 64 KiB (offsets fit 16 bits).
+#[derive(Debug)]
+struct PointSlots {
+    slots: Box<[u32]>,
+}
+
+impl PointSlots {
+    /// The index of a block whose entries all decode, in strictly
+    /// increasing key order, each restart point at an entry's start; `None`
+    /// otherwise (lookups then search the restart points, and report what
+    /// is wrong when they read it) or when the block is too large.
+    fn build(data: &[u8], restarts: &RestartArray) -> Option<PointSlots> {
+        if restarts.entries_end >= usize::from(u16::MAX) {
+            return None;
+        }
+        let mut cursor = Cursor::at(data, 0);
+        let mut entries: Vec<(usize, u64)> = Vec::with_capacity(restarts.count * RESTART_INTERVAL);
+        let (mut previous, mut next_restart): (Option<&[u8]>, usize) = (None, 0);
+        while cursor.pos() < restarts.entries_end {
+            let at = cursor.pos();
+            if restarts.offset(data, next_restart) == Some(at) {
+                next_restart += 1;
+            }
+            let entry = decode_entry_ref(&mut cursor).ok()?;
+            if previous.is_some_and(|p| compare_keys(entry.key, p).is_le()) {
+                return None;
+            }
+            previous = Some(entry.key);
+            entries.push((at, key_hash(entry.key)));
+        }
+        if cursor.pos() != restarts.entries_end || next_restart != restarts.count {
+            return None;
+        }
+        let mut slots = vec![0u32; slot_count(entries.len())];
+        let mask = slots.len() - 1;
+        for (at, hash) in entries {
+            let mut i = hash as usize & mask;
+            while slots.get(i).is_some_and(|&slot| slot != 0) {
+                i = (i + 1) & mask;
+            }
+            if let Some(slot) = slots.get_mut(i) {
+                *slot = slot_tag(hash) << 16 | (at as u32 + 1);
+            }
+        }
+        Some(PointSlots {
+            slots: slots.into_boxed_slice(),
+        })
+    }
+
+    /// Where the entry whose key may be `key` (hashed `hash`) starts, for
+    /// each slot whose tag matches, until an empty slot.
+    fn candidates(&self, hash: u64) -> impl Iterator<Item = usize> + '_ {
+        let mask = self.slots.len() - 1;
+        let tag = slot_tag(hash);
+        (0..self.slots.len())
+            .map(move |probe| (hash as usize).wrapping_add(probe) & mask)
+            .map(|i| self.slots.get(i).copied().unwrap_or(0))
+            .take_while(|&slot| slot != 0)
+            .filter(move |&slot| slot >> 16 == tag)
+            .map(|slot| (slot & 0xFFFF) as usize - 1)
+    }
+}
+
+/// Slots for `entries` entries: a power of two, at most half full.
+fn slot_count(entries: usize) -> usize {
+    (entries * 2).next_power_of_two().max(4)
+}
+
+/// The 16 bits of a key's hash a slot keeps (the high ones: the low ones
+/// pick the slot).
+fn slot_tag(hash: u64) -> u32 {
+    (hash >> 48) as u32
 }
 
 impl Block {
@@ -228,7 +332,12 @@ impl Block {
             }
             BlockLayout::Restarts => Search::Restarts(check_restarts(&data, after)?),
         };
-        Ok(Block { data, search })
+        Ok(Block {
+            data,
+            search,
+            hits: AtomicU8::new(0),
+            points: OnceBox::new(),
+        })
     }
 
     /// The entry for `key`, if the block holds one; `Malformed` if an entry
@@ -236,7 +345,10 @@ impl Block {
     pub(super) fn get(&self, key: &[u8]) -> Result<Option<Entry>, Malformed> {
         match &self.search {
             Search::Offsets(offsets) => Ok(self.get_by_offsets(offsets, key)),
-            Search::Restarts(restarts) => self.get_by_restarts(restarts, key),
+            Search::Restarts(restarts) => match self.points(restarts) {
+                Some(points) => self.get_by_points(points, key),
+                None => self.get_by_restarts(restarts, key),
+            },
         }
     }
 
@@ -256,13 +368,29 @@ impl Block {
         &self.data
     }
 
-    /// Memory the block holds: its bytes and its offsets.
+    /// Memory the block holds: its bytes and its offsets, or the most its
+    /// point index can take (charged before it is built).
     pub fn memory_bytes(&self) -> usize {
-        let offsets = match &self.search {
-            Search::Offsets(offsets) => offsets.len() * std::mem::size_of::<u32>(),
-            Search::Restarts(_) => 0,
+        let search = match &self.search {
+            Search::Offsets(offsets) => offsets.len(),
+            Search::Restarts(restarts) => slot_count(restarts.count * RESTART_INTERVAL),
         };
-        self.data.len() + offsets
+        self.data.len() + search * std::mem::size_of::<u32>()
+    }
+
+    /// The block's point index, built by the lookup that brings its hits to
+    /// [`HITS_BEFORE_POINTS`]; `None` before, or if it cannot have one.
+    fn points(&self, restarts: &RestartArray) -> Option<&PointSlots> {
+        if let Some(points) = self.points.get() {
+            return points.as_ref();
+        }
+        let hits = self.hits.load(MemoryOrder::Relaxed);
+        if hits < HITS_BEFORE_POINTS - 1 {
+            self.hits.store(hits + 1, MemoryOrder::Relaxed);
+            return None;
+        }
+        let built = Box::new(PointSlots::build(&self.data, restarts));
+        self.points.get_or_init(|| built).as_ref()
     }
 
     fn get_by_offsets(&self, offsets: &[u32], key: &[u8]) -> Option<Entry> {
@@ -278,6 +406,16 @@ impl Block {
         decode_entry(&self.data, &mut cursor)
             .ok()
             .filter(|entry| entry.key.as_ref() == key)
+    }
+
+    fn get_by_points(&self, points: &PointSlots, key: &[u8]) -> Result<Option<Entry>, Malformed> {
+        for at in points.candidates(key_hash(key)) {
+            let entry = decode_entry_ref(&mut Cursor::at(&self.data, at))?;
+            if entry.key == key {
+                return Ok(Some(entry.to_entry(&self.data)));
+            }
+        }
+        Ok(None)
     }
 
     fn get_by_restarts(
@@ -816,6 +954,95 @@ mod restart_tests {
         let second = u32::from_le_bytes(data[array_at + 4..array_at + 8].try_into().unwrap());
         assert_eq!(decode(set(array_at + 4, second + 1)), (true, false));
         assert!(!decode(Vec::new()).0 && !decode(vec![0, 0]).1);
+    }
+
+    fn has_points(block: &Block) -> bool {
+        matches!(block.points.get(), Some(Some(_)))
+    }
+
+    /// Looks up an absent key until the block has had its point index
+    /// built (or found it cannot have one).
+    fn warm(block: &Block) {
+        assert!(block.points.get().is_none(), "built before its hits");
+        for _ in 0..HITS_BEFORE_POINTS {
+            let _ = block.get(b"a");
+        }
+        assert!(block.points.get().is_some(), "not built after its hits");
+    }
+
+    #[test]
+    fn the_point_index_answers_as_the_restart_search_does() {
+        for count in [1, 2, 9, 40, 300] {
+            let (data, entries) = restart_block(count);
+            let last = entries.last().unwrap().key.clone();
+            let block =
+                Block::decode(Bytes::from(data), BlockLayout::Restarts, None, &last).unwrap();
+            warm(&block);
+            let (Search::Restarts(restarts), Some(Some(points))) =
+                (&block.search, block.points.get())
+            else {
+                panic!("{count} entries: no point index");
+            };
+            // At most half full, and charged before it was built.
+            assert!(points.slots.len() >= 2 * entries.len());
+            assert!(block.memory_bytes() >= block.data.len() + 4 * points.slots.len());
+            for probe in (0..count * 2 + 2).map(|i| format!("k{i:03}")) {
+                let by_points = block.get_by_points(points, probe.as_bytes());
+                let by_restarts = block.get_by_restarts(restarts, probe.as_bytes());
+                assert_eq!(by_points, by_restarts, "{probe} in {count}");
+            }
+            for e in &entries {
+                assert_eq!(block.get(&e.key), Ok(Some(e.clone())));
+            }
+        }
+    }
+
+    #[test]
+    fn only_a_sound_small_block_gets_a_point_index() {
+        let (data, entries) = restart_block(40);
+        let last = entries.last().unwrap().key.clone();
+        let decode = |bytes: Vec<u8>| {
+            let block =
+                Block::decode(Bytes::from(bytes), BlockLayout::Restarts, None, &last).unwrap();
+            warm(&block);
+            block
+        };
+        assert!(has_points(&decode(data.clone())));
+        // A restart point inside an entry: no index, so lookups search the
+        // restart points and report what they read
+        // (`a_lookup_reports_the_bad_entries_it_reads`).
+        let count_at = data.len() - 4;
+        let second = count_at - 40usize.div_ceil(RESTART_INTERVAL) * 4 + 4;
+        let mut bad = data.clone();
+        let inside = u32::from_le_bytes(bad[second..second + 4].try_into().unwrap()) + 2;
+        bad[second..second + 4].copy_from_slice(&inside.to_le_bytes());
+        assert!(!has_points(&decode(bad)));
+        // Two keys swapped: no index.
+        let mut swapped = entries.clone();
+        swapped.swap(3, 4);
+        let (mut data, mut restarts) = (Vec::new(), Vec::new());
+        for (i, e) in swapped.iter().enumerate() {
+            if i.is_multiple_of(RESTART_INTERVAL) {
+                restarts.push(data.len() as u32);
+            }
+            encode_entry(e, &mut data);
+        }
+        encode_restarts(&restarts, &mut data);
+        assert!(!has_points(&decode(data)));
+        // A block of 64 KiB or more: no index, lookups still answer.
+        let big = Entry {
+            key: Bytes::from_static(b"big"),
+            seq: 1,
+            value: Some(Bytes::from(vec![7u8; 70_000])),
+            expire_at_ms: 0,
+        };
+        let mut data = Vec::new();
+        encode_entry(&big, &mut data);
+        encode_restarts(&[0], &mut data);
+        let block = Block::decode(Bytes::from(data), BlockLayout::Restarts, None, b"big").unwrap();
+        warm(&block);
+        assert!(!has_points(&block));
+        assert_eq!(block.get(b"big"), Ok(Some(big)));
     }
 
     #[test]
