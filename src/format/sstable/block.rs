@@ -250,11 +250,11 @@ impl PointSlots {
     /// otherwise (lookups then search the restart points, and report what
     /// is wrong when they read it) or when the block is too large.
     fn build(data: &[u8], restarts: &RestartArray) -> Option<PointSlots> {
-        if restarts.entries_end >= usize::from(u16::MAX) {
+        if max_indexed_entries(restarts) == 0 {
             return None;
         }
         let mut cursor = Cursor::at(data, 0);
-        let mut entries: Vec<(usize, u64)> = Vec::with_capacity(restarts.count * RESTART_INTERVAL);
+        let mut entries: Vec<(usize, u64)> = Vec::with_capacity(max_indexed_entries(restarts));
         let (mut previous, mut next_restart): (Option<&[u8]>, usize) = (None, 0);
         while cursor.pos() < restarts.entries_end {
             let at = cursor.pos();
@@ -267,6 +267,9 @@ impl PointSlots {
             }
             previous = Some(entry.key);
             entries.push((at, key_hash(entry.key)));
+            if entries.len() > max_indexed_entries(restarts) {
+                return None; // more than its charge (`Block::memory_bytes`)
+            }
         }
         if cursor.pos() != restarts.entries_end || next_restart != restarts.count {
             return None;
@@ -299,6 +302,16 @@ impl PointSlots {
             .filter(move |&slot| slot >> 16 == tag)
             .map(|slot| (slot & 0xFFFF) as usize - 1)
     }
+}
+
+/// The most entries a block's point index takes: as many as its restart
+/// points allow (the writer puts [`RESTART_INTERVAL`] entries in a run), and
+/// none in a block of 64 KiB or more (offsets fit 16 bits).
+fn max_indexed_entries(restarts: &RestartArray) -> usize {
+    if restarts.entries_end >= usize::from(u16::MAX) {
+        return 0;
+    }
+    restarts.count * RESTART_INTERVAL
 }
 
 /// Slots for `entries` entries: a power of two, at most half full.
@@ -373,7 +386,10 @@ impl Block {
     pub fn memory_bytes(&self) -> usize {
         let search = match &self.search {
             Search::Offsets(offsets) => offsets.len(),
-            Search::Restarts(restarts) => slot_count(restarts.count * RESTART_INTERVAL),
+            Search::Restarts(restarts) => match max_indexed_entries(restarts) {
+                0 => 0,
+                most => slot_count(most),
+            },
         };
         self.data.len() + search * std::mem::size_of::<u32>()
     }
