@@ -907,6 +907,12 @@ mod restart_tests {
     /// where each entry starts.
     fn restart_block(count: u64) -> (Vec<u8>, Vec<Entry>) {
         let entries: Vec<Entry> = (0..count).map(entry).collect();
+        (lay_out(&entries), entries)
+    }
+
+    /// `entries` as the writer lays out a version-3 block, in the order
+    /// given.
+    fn lay_out(entries: &[Entry]) -> Vec<u8> {
         let (mut data, mut restarts) = (Vec::new(), Vec::new());
         for (i, e) in entries.iter().enumerate() {
             if i.is_multiple_of(RESTART_INTERVAL) {
@@ -915,7 +921,7 @@ mod restart_tests {
             encode_entry(e, &mut data);
         }
         encode_restarts(&restarts, &mut data);
-        (data, entries)
+        data
     }
 
     #[test]
@@ -1036,15 +1042,7 @@ mod restart_tests {
         // Two keys swapped: no index.
         let mut swapped = entries.clone();
         swapped.swap(3, 4);
-        let (mut data, mut restarts) = (Vec::new(), Vec::new());
-        for (i, e) in swapped.iter().enumerate() {
-            if i.is_multiple_of(RESTART_INTERVAL) {
-                restarts.push(data.len() as u32);
-            }
-            encode_entry(e, &mut data);
-        }
-        encode_restarts(&restarts, &mut data);
-        assert!(!has_points(&decode(data)));
+        assert!(!has_points(&decode(lay_out(&swapped))));
         // A block of 64 KiB or more: no index, lookups still answer.
         let big = Entry {
             key: Bytes::from_static(b"big"),
