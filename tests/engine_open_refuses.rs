@@ -223,6 +223,49 @@ async fn leftovers_of_interrupted_writes_are_still_removed() {
     assert!(!dir.path().join("MANIFEST.tmp").exists());
 }
 
+/// A segment copied in under a number above any a database reaches would
+/// make numbering wrap around to live files' numbers (a flush then renamed
+/// its output over a live segment): refused, naming the stray file.
+#[actix_rt::test]
+async fn a_file_numbered_past_the_file_number_space_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    populated(dir.path()).await;
+    let live = segments(dir.path())[0].clone();
+    let stray = dir.path().join(format!("{}.sst", u64::MAX - 1));
+    std::fs::copy(&live, &stray).unwrap();
+    assert_refused(dir.path(), &format!("{}.sst", u64::MAX - 1), "move it out").await;
+    std::fs::remove_file(&stray).unwrap();
+    let wal = dir.path().join(format!("{}.wal", 1u64 << 60));
+    std::fs::write(&wal, b"").unwrap();
+    assert_refused(dir.path(), &format!("{}.wal", 1u64 << 60), "move it out").await;
+    std::fs::remove_file(&wal).unwrap();
+    let db = common::reopen(Options::new(dir.path())).await;
+    assert_eq!(all_entries(&db).await.len(), 300);
+    db.close().await.unwrap();
+}
+
+/// A segment the manifest does not name is removed as a leftover only when
+/// this database wrote it under that number; another database's segment,
+/// or one of ours renamed, is refused and kept.
+#[actix_rt::test]
+async fn an_unnamed_segment_this_database_did_not_write_is_refused_not_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    populated(dir.path()).await;
+    let other = tempfile::tempdir().unwrap();
+    populated(other.path()).await;
+    let foreign = dir.path().join("000900.sst");
+    std::fs::copy(&segments(other.path())[0], &foreign).unwrap();
+    assert_refused(dir.path(), "000900.sst", "belongs to database").await;
+    std::fs::remove_file(&foreign).unwrap();
+    let renamed = dir.path().join("000901.sst");
+    std::fs::copy(&segments(dir.path())[0], &renamed).unwrap();
+    assert_refused(dir.path(), "000901.sst", "written as segment").await;
+    std::fs::remove_file(&renamed).unwrap();
+    let db = common::reopen(Options::new(dir.path())).await;
+    assert_eq!(all_entries(&db).await.len(), 300);
+    db.close().await.unwrap();
+}
+
 async fn assert_repaired_holds_everything(dir: &Path) {
     let db = common::reopen(Options::new(dir)).await;
     let entries = all_entries(&db).await;

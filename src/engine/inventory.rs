@@ -7,24 +7,29 @@
 //! - `*.tmp` files: written under a temporary name and never named by a
 //!   manifest (segments and manifests are renamed into place only when
 //!   complete and synced).
-//! - a segment the manifest does not name, whose writes all lie at or below
-//!   the last sequence number the manifest and the WALs account for: the
-//!   output of a flush whose WAL is still here, the output of a compaction
-//!   whose inputs are still live, or an input a compaction replaced.
+//! - a segment the manifest does not name, whose footer says this database
+//!   wrote it under that number, and whose writes all lie at or below the
+//!   last sequence number the manifest and the WALs account for: the output
+//!   of a flush whose WAL is still here, the output of a compaction whose
+//!   inputs are still live, or an input a compaction replaced.
 //! - a WAL the manifest calls obsolete whose writes are all flushed (checked
 //!   by [`super::replay`]).
 //!
 //! Anything else that does not fit is refused with [`Error::Corruption`]:
 //! a missing manifest beside segments or WALs is not a new database, and a
 //! segment holding writes nothing else accounts for means the manifest is
-//! not the one that belongs with the files.
+//! not the one that belongs with the files; an unnamed segment another
+//! database wrote, or one renamed, was put there by hand and is not ours to
+//! delete; a WAL or segment numbered above [`MAX_FILE_NUMBER`] would make
+//! numbering wrap around to live files' numbers.
 
 use std::path::Path;
 
+use super::segment::MAX_FILE_NUMBER;
 use crate::error::IoContext;
 use crate::format::manifest::MANIFEST_FILE;
 use crate::format::sstable::SstableReader;
-use crate::format::{FileKind, parse_file_name, segment_file_name};
+use crate::format::{FileKind, parse_file_name, segment_file_name, wal_file_name};
 use crate::fs::FileSystem;
 use crate::proto::storage::Manifest;
 use crate::{Error, Result};
@@ -65,6 +70,9 @@ impl DirectoryFiles {
         files.segments.sort_unstable();
         let last = |numbers: &[u64]| numbers.last().copied().unwrap_or(0);
         files.highest_number = last(&files.wals).max(last(&files.segments));
+        if files.highest_number > MAX_FILE_NUMBER {
+            return Err(beyond_file_numbers(directory, &files));
+        }
         Ok(files)
     }
 
@@ -100,13 +108,24 @@ impl DirectoryFiles {
         let mut removable = Vec::new();
         for number in self.segments.iter().filter(|n| !named(n)) {
             let path = directory.join(segment_file_name(*number));
-            let max_seq = read_max_seq(fs, &path).map_err(|error| {
+            let table = open_table(fs, &path).map_err(|error| {
                 Error::corruption(
                     &path,
                     0,
                     format!("not named by the MANIFEST and unreadable ({error}); {REPAIR_HINT}"),
                 )
             })?;
+            if let Some(detail) = foreign(&table, *number, manifest.database_id) {
+                return Err(Error::corruption(
+                    &path,
+                    0,
+                    format!(
+                        "not named by the MANIFEST, and not left by this database: {detail}; \
+                         move it out of the directory"
+                    ),
+                ));
+            }
+            let max_seq = table.max_seq();
             if max_seq > last_seq {
                 return Err(Error::corruption(
                     &path,
@@ -124,10 +143,52 @@ impl DirectoryFiles {
     }
 }
 
-/// The highest sequence number in a segment file, from its footer.
-fn read_max_seq(fs: &dyn FileSystem, path: &Path) -> Result<u64> {
+/// The refusal of a directory holding a WAL or segment numbered above
+/// [`MAX_FILE_NUMBER`]: numbering past it would wrap and reuse the number
+/// of a live file.
+fn beyond_file_numbers(directory: &Path, files: &DirectoryFiles) -> Error {
+    let number = files.highest_number;
+    let name = if files.wals.last() == Some(&number) {
+        wal_file_name(number)
+    } else {
+        segment_file_name(number)
+    };
+    Error::corruption(
+        directory.join(name),
+        0,
+        format!(
+            "its number is above {MAX_FILE_NUMBER}, more files than a database ever writes: it \
+             is not one of this database's files, and numbering after it would reuse the \
+             numbers of live ones; move it out of the directory"
+        ),
+    )
+}
+
+/// Opens a segment file (footer, filter and index read and checked).
+fn open_table(fs: &dyn FileSystem, path: &Path) -> Result<SstableReader> {
     let file = fs
         .open(path)
         .context(|| format!("opening {}", path.display()))?;
-    Ok(SstableReader::open(file, path.to_path_buf())?.max_seq())
+    SstableReader::open(file, path.to_path_buf())
+}
+
+/// Why a segment named `number` that the manifest does not name cannot be
+/// a leftover of database `database_id` (0: not recorded), if its footer
+/// says so: a leftover was written under its own number by this database.
+/// (A version-1 table records neither.)
+fn foreign(table: &SstableReader, number: u64, database_id: u64) -> Option<String> {
+    let identity = table.identity()?;
+    let known = database_id != 0 && identity.database_id != 0;
+    if known && identity.database_id != database_id {
+        return Some(format!(
+            "it belongs to database {:016x}, this one is {database_id:016x}",
+            identity.database_id
+        ));
+    }
+    (identity.file_number != number).then(|| {
+        format!(
+            "it was written as segment {}, not {number}",
+            identity.file_number
+        )
+    })
 }

@@ -17,15 +17,15 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use super::inventory::DirectoryFiles;
+use super::inventory::{DirectoryFiles, REPAIR_HINT};
 use super::memtable::{FrozenMemtable, MemTable};
 use super::range_delete::{self, RangeTombstone};
 use super::replay::replay_wals;
-use super::segment::{FileNumbers, Segment, new_database_id};
+use super::segment::{FileNumbers, MAX_FILE_NUMBER, Segment, new_database_id};
 use super::segments::write_segments;
 use super::version::SegmentSet;
 use crate::error::IoContext;
-use crate::format::manifest::{read_manifest, write_manifest};
+use crate::format::manifest::{MANIFEST_FILE, read_manifest, write_manifest};
 use crate::format::sstable::TableOptions;
 use crate::format::wal::WalWriter;
 use crate::format::wal_file_name;
@@ -66,6 +66,17 @@ pub fn recover(options: &Options) -> Result<Recovered> {
             create_manifest(fs, directory)?
         }
     };
+    if manifest.next_file_number > MAX_FILE_NUMBER {
+        return Err(Error::corruption(
+            directory.join(MANIFEST_FILE),
+            0,
+            format!(
+                "its next file number {} is above {MAX_FILE_NUMBER}, more files than a database \
+                 ever writes; {REPAIR_HINT}",
+                manifest.next_file_number
+            ),
+        ));
+    }
     let segments = manifest
         .segments
         .iter()

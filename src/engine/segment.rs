@@ -83,6 +83,12 @@ impl Segment {
     }
 }
 
+/// The highest WAL or segment number a database uses: open refuses a
+/// directory holding a higher one, or a MANIFEST whose next number is past
+/// it, so that numbering never wraps around to a live file's number (at a
+/// million files a second, 2^48 numbers last nine years).
+pub const MAX_FILE_NUMBER: u64 = 1 << 48;
+
 /// Hands out file numbers in one database, shared by everything that
 /// creates files there.
 #[derive(Debug)]
