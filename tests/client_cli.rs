@@ -81,6 +81,21 @@ fn stdin_runs_one_command_per_line() {
     );
 }
 
+/// `--history-file ''` turns the history off, as `--help` says (clap used
+/// to refuse the empty value before the client saw it).
+#[test]
+fn an_empty_history_file_turns_history_off() {
+    let server = TestServer::start();
+    let out = run_client(
+        server.addr.port(),
+        &["--history-file", ""],
+        "set a 1\nget a\n",
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(stdout(&out), "OK\n1\n");
+}
+
 #[test]
 fn stats_print_name_value_lines() {
     let server = TestServer::start();

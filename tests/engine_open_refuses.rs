@@ -446,3 +446,25 @@ async fn repair_applies_range_deletes_from_the_manifest() {
     assert_eq!(entries, wanted);
     db.close().await.unwrap();
 }
+
+/// A database path that is a file (or passes through one) is an error that
+/// says so, not a bare "File exists".
+#[actix_rt::test]
+async fn a_file_in_place_of_the_directory_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("afile");
+    std::fs::write(&file, b"not a database").unwrap();
+    for path in [file.clone(), file.join("sub")] {
+        match Db::open(Options::new(&path)).await {
+            Err(error) => {
+                let text = error.to_string();
+                assert!(
+                    text.contains("afile exists and is not a directory"),
+                    "{text}"
+                );
+            }
+            Ok(_) => panic!("opened a database at {}", path.display()),
+        }
+    }
+    assert_eq!(std::fs::read(&file).unwrap(), b"not a database");
+}

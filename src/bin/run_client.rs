@@ -36,9 +36,10 @@ struct Args {
     #[arg(short = 't', long, default_value_t = 5.0)]
     timeout: f64,
     /// The interactive prompt's history (default ~/.naivekv_history; none
-    /// when HOME is unset; an empty value turns it off).
+    /// when HOME is unset; an empty value turns it off). An `OsString`, not
+    /// a `PathBuf`: clap refuses an empty path before it gets here.
     #[arg(long)]
-    history_file: Option<PathBuf>,
+    history_file: Option<OsString>,
     /// Print help.
     #[arg(long, action = ArgAction::Help)]
     help: Option<bool>,
@@ -66,8 +67,8 @@ impl Args {
 
     fn history(&self) -> Option<PathBuf> {
         match &self.history_file {
-            Some(path) if path.as_os_str().is_empty() => None,
-            Some(path) => Some(path.clone()),
+            Some(path) if path.is_empty() => None,
+            Some(path) => Some(PathBuf::from(path)),
             None => default_history_file(),
         }
     }

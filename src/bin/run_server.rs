@@ -94,7 +94,7 @@ struct Args {
     /// Bytes of unanswered requests and unsent replies one connection may
     /// hold before the server stops reading it (one larger reply is still
     /// sent, alone).
-    #[arg(long, default_value_t = server::DEFAULT_MAX_REPLY_BYTES)]
+    #[arg(long, default_value_t = server::DEFAULT_MAX_REPLY_BYTES, value_parser = parse_size)]
     max_reply_bytes: usize,
     /// Bytes of unanswered requests and unsent replies all connections (both
     /// ports) may hold together before every connection stops reading and

@@ -200,8 +200,21 @@ fn create_directory(fs: &dyn FileSystem, directory: &Path) -> Result<()> {
         .ancestors()
         .take_while(|dir| !dir.as_os_str().is_empty() && fs.list_dir(dir).is_err())
         .collect();
-    fs.create_dir_all(directory)
-        .context(|| format!("creating directory {}", directory.display()))?;
+    fs.create_dir_all(directory).context(|| {
+        // The usual cause of EEXIST here: a file (not a directory) by
+        // that name, or a file in place of a parent.
+        let file_in_the_way = directory
+            .ancestors()
+            .find(|dir| std::fs::metadata(dir).is_ok_and(|m| !m.is_dir()));
+        match file_in_the_way {
+            Some(file) => format!(
+                "creating directory {}: {} exists and is not a directory",
+                directory.display(),
+                file.display()
+            ),
+            None => format!("creating directory {}", directory.display()),
+        }
+    })?;
     // IMPORTANT: a new directory's name lives in its parent; until the parent
     // is synced a crash can take the directory, and every acknowledged write
     // in it, away.
