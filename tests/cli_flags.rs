@@ -120,3 +120,43 @@ fn a_config_file_sets_flags_and_the_command_line_overrides_it() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("line 2: unknown key `workerz`"), "{stderr}");
 }
+
+/// `--max-connections` counts both ports together: with a limit of 2, one
+/// native and one RESP connection fill it, and a third on either port is
+/// refused with that port's "busy" answer.
+#[test]
+fn the_connection_limit_is_for_both_ports_together() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["--port", "0", "--resp-port", "0", "--max-connections", "2"];
+    let server = ServerProcess::start(&dir.path().join("db"), &args);
+    let ping_resp = |stream: &mut TcpStream| -> String {
+        stream.write_all(b"PING\r\n").unwrap();
+        let mut reply = [0u8; 64];
+        let n = stream.read(&mut reply).unwrap();
+        String::from_utf8_lossy(&reply[..n]).into_owned()
+    };
+    let native = TcpStream::connect(server.native()).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let mut first_resp = TcpStream::connect(server.resp()).unwrap();
+    assert_eq!(ping_resp(&mut first_resp), "+PONG\r\n");
+    let mut second_resp = TcpStream::connect(server.resp()).unwrap();
+    let busy = ping_resp(&mut second_resp);
+    assert!(
+        busy.starts_with("-ERR max number of clients reached"),
+        "{busy:?}"
+    );
+    let mut extra_native = TcpStream::connect(server.native()).unwrap();
+    let mut answer = Vec::new();
+    extra_native
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    let _ = extra_native.read_to_end(&mut answer);
+    assert!(
+        String::from_utf8_lossy(&answer).contains("too many connections"),
+        "{answer:?}"
+    );
+    drop((native, first_resp, second_resp, extra_native));
+    assert!(server.stop().success());
+}

@@ -19,7 +19,7 @@ use super::counter::Counter;
 use super::cursors::Cursors;
 use super::session::{Session, SessionParams};
 use super::store::Store;
-use crate::server::connections::{ConnectionGuard, Connections, accept_until, hand_over, refuse};
+use crate::server::connections::{ConnectionGuard, accept_until, hand_over, refuse};
 use crate::server::{self, ServerConfig, ServerError};
 use crate::{Db, Options};
 
@@ -91,7 +91,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) {
     let workers: Vec<Arbiter> = (0..config.workers.max(1)).map(|_| Arbiter::new()).collect();
-    let connections = Arc::new(Connections::default());
+    let connections = config.connections.clone();
     let (stop, stopping) = watch::channel(false);
     let port = listener.local_addr().map_or(0, |a| a.port());
     let store = match &config.cluster {

@@ -76,6 +76,9 @@ pub struct RespConfig {
     /// Past this many open connections a new one gets
     /// `-ERR max number of clients reached`. Default 10 000.
     pub max_connections: usize,
+    /// The open connections counted against it (the native listener's,
+    /// after [`RespConfig::share_connection_limits`]).
+    pub connections: Arc<crate::server::Connections>,
     /// Requests in flight per connection before reading stops; default 128.
     pub max_in_flight: usize,
     /// Byte budget per connection of unanswered requests and unsent
@@ -127,6 +130,7 @@ impl Default for RespConfig {
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             max_reply_bytes: DEFAULT_MAX_REPLY_BYTES,
             server_budget: Arc::default(),
+            connections: Arc::default(),
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             frame_timeout: DEFAULT_FRAME_TIMEOUT,
             auth_timeout: DEFAULT_AUTH_TIMEOUT,
@@ -148,12 +152,15 @@ impl RespConfig {
     /// Takes the per-connection limits and timeouts of the native
     /// listener's configuration (one set of flags serves both ports):
     /// in-flight limit, byte budget and the server-wide one (the same
-    /// counter), idle, frame and auth timeouts, token,
+    /// counter), the connection limit (the same count: `--max-connections`
+    /// is for both ports together), idle, frame and auth timeouts, token,
     /// where checkpoints may be written, and the cluster node if any.
     pub fn share_connection_limits(&mut self, native: &ServerConfig) {
         self.max_in_flight = native.max_in_flight;
         self.max_reply_bytes = native.max_reply_bytes;
         self.server_budget = native.server_budget.clone();
+        self.max_connections = native.max_connections;
+        self.connections = native.connections.clone();
         self.idle_timeout = native.idle_timeout;
         self.frame_timeout = native.frame_timeout;
         self.auth_timeout = native.auth_timeout;

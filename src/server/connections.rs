@@ -1,5 +1,5 @@
-//! Counting open connections against a limit, for both listeners (native
-//! and RESP): a slot is taken when a connection is admitted and freed when
+//! Counting open connections against a limit, one count for both listeners
+//! (native and RESP): a slot is taken when a connection is admitted and freed when
 //! its session's [`ConnectionGuard`] drops; shutdown waits for all of them.
 
 use std::future::Future;
@@ -17,9 +17,11 @@ pub(crate) const BUSY_REPLY_TIMEOUT: Duration = Duration::from_secs(1);
 /// loop does not spin.
 pub(crate) const ACCEPT_RETRY_DELAY: Duration = Duration::from_millis(50);
 
-/// The open connections of one listener, shared with its sessions.
+/// The open connections of a server, counted against `--max-connections`:
+/// shared by both listeners when the RESP one shares the native one's
+/// limits, and with every session.
 #[derive(Debug, Default)]
-pub(crate) struct Connections {
+pub struct Connections {
     open: AtomicUsize,
     /// Woken whenever a connection closes.
     closed: Notify,

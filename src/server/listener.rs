@@ -3,7 +3,6 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use actix::Arbiter;
 use tokio::net::{TcpListener, TcpStream};
@@ -14,7 +13,7 @@ use super::dispatch;
 use super::session::{Session, SessionParams};
 use super::{ServerConfig, ServerError};
 use crate::proto::{ErrorCode, Response};
-use crate::server::connections::{ConnectionGuard, Connections, accept_until, hand_over, refuse};
+use crate::server::connections::{ConnectionGuard, accept_until, hand_over, refuse};
 use crate::{Db, Options};
 
 /// Binds `addr`, opens the database and runs the server until `shutdown`
@@ -56,7 +55,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServerError> {
     let workers: Vec<Arbiter> = (0..config.workers.max(1)).map(|_| Arbiter::new()).collect();
-    let connections = Arc::new(Connections::default());
+    let connections = config.connections.clone();
     let (stop, stopping) = watch::channel(false);
     let params = SessionParams {
         db: db.clone(),

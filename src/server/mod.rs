@@ -51,6 +51,7 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 /// A frame not completed this long after its first byte closes the
 /// connection (`--frame-timeout`).
 pub const DEFAULT_FRAME_TIMEOUT: Duration = Duration::from_secs(10);
+pub use connections::Connections;
 pub use pipeline::budget::DEFAULT_MAX_SERVER_REPLY_BYTES;
 pub use pipeline::{DEFAULT_AUTH_TIMEOUT, DEFAULT_MAX_REPLY_BYTES};
 
@@ -62,8 +63,12 @@ pub struct ServerConfig {
     /// least one is used. Default: the number of cores.
     pub workers: usize,
     /// Past this many open connections a new one gets `Error{BUSY}` and is
-    /// closed. Default 10 000.
+    /// closed. Default 10 000. Counted in `connections`, which the RESP
+    /// listener shares: the limit is for both ports together.
     pub max_connections: usize,
+    /// The open connections, counted against `max_connections`; clone the
+    /// `Arc` to share the count.
+    pub connections: Arc<Connections>,
     /// A frame longer than this gets `Error{FRAME_TOO_LARGE}` and the
     /// connection is closed. Default 64 MiB.
     pub max_frame_bytes: usize,
@@ -109,6 +114,7 @@ impl Default for ServerConfig {
         ServerConfig {
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            connections: Arc::default(),
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             max_reply_bytes: DEFAULT_MAX_REPLY_BYTES,
