@@ -166,10 +166,11 @@ fn many_non_reading_clients_together_stay_under_the_server_budget() {
         "16 non-reading clients: {sent} requests sent, {held_mib} MiB held, server RSS grew {grown_mib} MiB"
     );
     // The cap, passed by at most the replies under way when it was reached
-    // (without it: 128 MiB). RSS also counts the allocator's slack (freed
+    // (without it: 128 MiB): one 512 KiB reply per connection, counted by
+    // the capacity of the buffer it went into (which may have doubled). RSS also counts the allocator's slack (freed
     // 512 KiB buffers it keeps; 16-60 MiB seen here under load), so it is
     // checked only against what the server would hold without the cap.
-    assert!(held_mib < 12, "{held_mib} MiB held");
+    assert!(held_mib < 16, "{held_mib} MiB held");
     assert!(grown_mib < 96, "RSS grew {grown_mib} MiB");
     // The greedy clients are closed once their sockets stall for 0.5 s;
     // then a client that reads is served.

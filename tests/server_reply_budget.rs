@@ -117,7 +117,7 @@ fn many_non_reading_clients_together_stay_under_the_server_budget() {
     // (without it: 128 MiB). RSS also counts the allocator's slack (freed
     // 512 KiB buffers it keeps; 16-60 MiB seen here under load), so it is
     // checked only against what the server would hold without the cap.
-    assert!(held_mib < 12, "{held_mib} MiB held");
+    assert!(held_mib < 16, "{held_mib} MiB held");
     assert!(grown_mib < 96, "RSS grew {grown_mib} MiB");
     // The greedy clients are closed once their sockets stall for 0.5 s;
     // then a client that reads is served.

@@ -113,8 +113,8 @@ impl<P: Protocol> Reader<P> {
     }
 }
 
-/// Writes the connection's encoded replies as they come, releasing budget
-/// as the socket takes bytes; shuts the socket's write side once the
+/// Writes the connection's encoded replies as they come, releasing the
+/// budget a buffer was charged once the socket has taken all of it; shuts the socket's write side once the
 /// connection is closing and everything is written, then stops the actor.
 /// A socket that takes no byte for `stall_timeout` while replies wait
 /// ends the connection (`TimedOut`).
@@ -122,6 +122,9 @@ pub(super) struct Writer {
     socket: OwnedWriteHalf,
     /// Bytes taken from the outbox and not yet written.
     chunk: BytesMut,
+    /// What `chunk` was charged when taken; released once it is all
+    /// written.
+    chunk_charge: usize,
     shut: bool,
     stall_timeout: Duration,
     /// Set while the socket refuses bytes; made at the first stall.
@@ -135,6 +138,7 @@ impl Writer {
         Writer {
             socket,
             chunk: BytesMut::new(),
+            chunk_charge: 0,
             shut: false,
             stall_timeout,
             stall: None,
@@ -182,7 +186,7 @@ impl Writer {
                     return Poll::Pending;
                 }
                 let spare = std::mem::take(&mut self.chunk);
-                self.chunk = connection.take_outbox(spare);
+                (self.chunk, self.chunk_charge) = connection.take_outbox(spare);
             }
             match Pin::new(&mut self.socket).poll_write(task, &self.chunk) {
                 Poll::Ready(Ok(0)) => {
@@ -191,7 +195,9 @@ impl Writer {
                 Poll::Ready(Ok(n)) => {
                     self.stalled = false;
                     self.chunk.advance(n);
-                    connection.on_written(n, ctx);
+                    if self.chunk.is_empty() {
+                        connection.on_written(std::mem::take(&mut self.chunk_charge), ctx);
+                    }
                 }
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Pending => return self.poll_stall(task),

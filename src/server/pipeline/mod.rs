@@ -70,8 +70,9 @@ pub const DEFAULT_AUTH_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default byte budget of one connection's unanswered requests and unsent
 /// replies (`--max-reply-bytes`).
 pub const DEFAULT_MAX_REPLY_BYTES: usize = 4 << 20;
-/// The write buffer is not kept past this capacity once it is empty.
-const KEPT_BUFFER_BYTES: usize = 256 << 10;
+/// The write buffer is not kept past this capacity once it is empty (a
+/// kept buffer counts against the connection's budget: it is memory).
+const KEPT_BUFFER_BYTES: usize = 64 << 10;
 
 /// What one protocol supplies: its decoder, its command mapping and its
 /// reply encoding. Requests that change only the connection (AUTH, HELLO,
@@ -202,11 +203,18 @@ pub struct Connection<P: Protocol> {
     order: Order<P::Op>,
     /// Encoded replies, in order, for the writer to take.
     outbox: BytesMut,
-    /// Reply bytes encoded and not yet taken by the socket (in slots, in
-    /// the outbox or being written).
+    /// The outbox's capacity, as last charged to `reply_bytes` and
+    /// `queued_bytes` (its allocation, not its length: a buffer grows by
+    /// doubling, and what it holds is what the process holds).
+    outbox_charge: usize,
+    /// Memory holding encoded replies the socket has not taken: their
+    /// bytes in slots, the outbox's capacity, and the buffer the writer is
+    /// writing from, charged as it was taken and released only once all of
+    /// it is written (a half-written buffer is still allocated).
     reply_bytes: usize,
-    /// The part of `reply_bytes` handed to the writer: these drain as the
-    /// client reads, whatever else the connection waits for.
+    /// The part of `reply_bytes` handed to the writer (the outbox and the
+    /// buffer being written): these drain as the client reads, whatever
+    /// else the connection waits for.
     queued_bytes: usize,
     /// Bytes of requests not yet answered.
     request_bytes: usize,
@@ -279,6 +287,7 @@ pub(crate) fn start<P: Protocol>(
             next_seq: 0,
             order: Order::default(),
             outbox: BytesMut::new(),
+            outbox_charge: 0,
             reply_bytes: 0,
             queued_bytes: 0,
             request_bytes: 0,
@@ -413,7 +422,8 @@ impl<P: Protocol> Connection<P> {
         self.pump(ctx);
     }
 
-    /// The socket took `bytes` reply bytes.
+    /// The writer is done with a buffer it took charged `bytes` (all of it
+    /// written).
     fn on_written(&mut self, bytes: usize, ctx: &mut Context<Self>) {
         self.reply_bytes = self.reply_bytes.saturating_sub(bytes);
         self.queued_bytes = self.queued_bytes.saturating_sub(bytes);
@@ -551,10 +561,8 @@ impl<P: Protocol> Connection<P> {
         let encoded = if index == 0 {
             self.slots.pop_front();
             self.first_seq += 1;
-            let before = self.outbox.len();
             let encoded = self.protocol.encode(tag, reply, &mut self.outbox);
-            self.reply_bytes += self.outbox.len() - before;
-            self.queued_bytes += self.outbox.len() - before;
+            self.recharge_outbox();
             encoded
         } else {
             let mut own = BytesMut::new();
@@ -581,7 +589,8 @@ impl<P: Protocol> Connection<P> {
         while let Some(Slot::Encoded(_)) = self.slots.front() {
             if let Some(Slot::Encoded(reply)) = self.slots.pop_front() {
                 self.outbox.extend_from_slice(&reply);
-                self.queued_bytes += reply.len();
+                self.reply_bytes = self.reply_bytes.saturating_sub(reply.len());
+                self.recharge_outbox();
             }
             self.first_seq += 1;
         }
@@ -610,12 +619,37 @@ impl<P: Protocol> Connection<P> {
         self.reading_done && self.slots.is_empty()
     }
 
-    /// Hands the writer the encoded replies, keeping `spare`'s buffer.
-    fn take_outbox(&mut self, mut spare: BytesMut) -> BytesMut {
+    /// Hands the writer the encoded replies and what they were charged
+    /// (the writer gives that back through `on_written` once it has written
+    /// them all), keeping `spare`'s buffer as the next outbox.
+    fn take_outbox(&mut self, mut spare: BytesMut) -> (BytesMut, usize) {
         spare.clear();
         if spare.capacity() > KEPT_BUFFER_BYTES {
             spare = BytesMut::new();
         }
-        std::mem::replace(&mut self.outbox, spare)
+        let charge = std::mem::take(&mut self.outbox_charge);
+        let taken = std::mem::replace(&mut self.outbox, spare);
+        self.recharge_outbox();
+        (taken, charge)
+    }
+
+    /// Charges the outbox's capacity change since it was last charged. An
+    /// empty outbox is charged nothing: the writer does not take it, so a
+    /// charge on it would never drain (a kept buffer is at most
+    /// [`KEPT_BUFFER_BYTES`] per connection).
+    fn recharge_outbox(&mut self) {
+        let now = if self.outbox.is_empty() {
+            0
+        } else {
+            self.outbox.capacity()
+        };
+        let was = std::mem::replace(&mut self.outbox_charge, now);
+        if now >= was {
+            self.reply_bytes += now - was;
+            self.queued_bytes += now - was;
+        } else {
+            self.reply_bytes = self.reply_bytes.saturating_sub(was - now);
+            self.queued_bytes = self.queued_bytes.saturating_sub(was - now);
+        }
     }
 }
