@@ -256,6 +256,7 @@ async fn an_unnamed_segment_this_database_did_not_write_is_refused_not_removed()
     let foreign = dir.path().join("000900.sst");
     std::fs::copy(&segments(other.path())[0], &foreign).unwrap();
     assert_refused(dir.path(), "000900.sst", "belongs to database").await;
+    assert_check_reports(dir.path(), "000900.sst");
     std::fs::remove_file(&foreign).unwrap();
     let renamed = dir.path().join("000901.sst");
     std::fs::copy(&segments(dir.path())[0], &renamed).unwrap();
@@ -467,4 +468,36 @@ async fn a_file_in_place_of_the_directory_is_named() {
         }
     }
     assert_eq!(std::fs::read(&file).unwrap(), b"not a database");
+}
+
+/// After a clean close the last MANIFEST says up to which write the WALs
+/// reach; a WAL that ends before it (cut, emptied) is refused, where a
+/// crash's torn tail is still dropped. `--repair` then keeps what is
+/// readable.
+#[actix_rt::test]
+async fn a_wal_cut_after_a_clean_close_is_refused() {
+    for cut in ["half", "empty"] {
+        let dir = tempfile::tempdir().unwrap();
+        populated(dir.path()).await;
+        let wal = common::files_ending(dir.path(), ".wal").pop().unwrap();
+        let len = std::fs::metadata(&wal).unwrap().len();
+        let keep = if cut == "half" { len / 2 } else { 0 };
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&wal)
+            .unwrap()
+            .set_len(keep)
+            .unwrap();
+        assert_refused(dir.path(), ".wal", "closed cleanly").await;
+        assert_check_reports(dir.path(), ".wal");
+        let report = repair_database(&Options::new(dir.path())).unwrap();
+        assert!(
+            report.keys >= 250,
+            "{cut}: repair kept {} keys",
+            report.keys
+        );
+        let db = common::reopen(Options::new(dir.path())).await;
+        assert!(all_entries(&db).await.len() >= 250);
+        db.close().await.unwrap();
+    }
 }

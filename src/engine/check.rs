@@ -15,7 +15,7 @@ use std::ops::Bound;
 use std::path::Path;
 use std::sync::Arc;
 
-use super::inventory::DirectoryFiles;
+use super::inventory::{DirectoryFiles, foreign};
 use super::recovery::take_lock;
 use super::replay::replay_wals;
 use super::segment::Segment;
@@ -99,6 +99,20 @@ pub fn check_database(fs: &dyn FileSystem, directory: &Path) -> Result<CheckRepo
     check_levels(&manifest, &mut report);
     let wal_last_seq = check_wals(fs, directory, &files, &manifest, &mut report);
     let last_seq = manifest.flushed_seq.max(wal_last_seq);
+    let segments_last_seq = manifest.segments.iter().map(|s| s.max_seq).max();
+    let held = last_seq.max(segments_last_seq.unwrap_or(0));
+    if manifest.closed_at_seq > held {
+        let newest_wal = files.wals.last().map(|n| wal_file_name(*n));
+        report.problem(
+            newest_wal.as_deref().unwrap_or(MANIFEST_FILE),
+            format!(
+                "the database was closed cleanly with writes up to sequence {}, but the \
+                 segments and WALs end at {held}: a WAL was cut, damaged or replaced after \
+                 the close; open refuses it",
+                manifest.closed_at_seq
+            ),
+        );
+    }
     check_unnamed_segments(fs, directory, &files, &manifest, last_seq, &mut report);
     for name in &files.temporaries {
         report.note(
@@ -230,6 +244,17 @@ fn check_unnamed_segments(
     for number in files.segments.iter().filter(|n| !named(n)) {
         let name = segment_file_name(*number);
         let opened = read_table_whole(fs, &directory.join(&name));
+        let foreign = opened
+            .as_ref()
+            .ok()
+            .and_then(|reader| foreign(reader, *number, manifest.database_id));
+        if let Some(detail) = foreign {
+            report.problem(
+                &name,
+                format!("not named by the MANIFEST, and not left by this database: {detail}"),
+            );
+            continue;
+        }
         match opened.map(|reader| reader.max_seq()) {
             Ok(max_seq) if max_seq > last_seq => report.problem(
                 &name,

@@ -101,6 +101,7 @@ pub fn write_checkpoint(
         oldest_live_wal: wal_number,
         database_id: numbers.database_id(),
         range_tombstones: super::range_delete::to_manifest(&set.range_tombstones),
+        closed_at_seq: 0,
     };
     write_manifest(fs, target, &manifest)?;
     Ok(Checkpointed {

@@ -176,7 +176,7 @@ fn open_table(fs: &dyn FileSystem, path: &Path) -> Result<SstableReader> {
 /// a leftover of database `database_id` (0: not recorded), if its footer
 /// says so: a leftover was written under its own number by this database.
 /// (A version-1 table records neither.)
-fn foreign(table: &SstableReader, number: u64, database_id: u64) -> Option<String> {
+pub(super) fn foreign(table: &SstableReader, number: u64, database_id: u64) -> Option<String> {
     let identity = table.identity()?;
     let known = database_id != 0 && identity.database_id != 0;
     if known && identity.database_id != database_id {

@@ -808,8 +808,14 @@ impl Db {
             let (reply, rx) = oneshot::channel();
             inner.memtable.do_send(Close { reply });
             let synced = answer(rx).await;
+            // Every acknowledged write is in the WAL, synced: the last
+            // manifest may say up to where (see `CloseSegments`).
+            let clean_at_seq = synced.as_ref().ok().copied().flatten();
             let (reply, rx) = oneshot::channel();
-            inner.segments.do_send(CloseSegments { reply });
+            inner.segments.do_send(CloseSegments {
+                reply,
+                clean_at_seq,
+            });
             let _ = rx.await;
             for arbiter in &inner.arbiters {
                 arbiter.stop();
@@ -817,7 +823,7 @@ impl Db {
             inner.released.wait().await;
             match synced {
                 Err(Error::Closed) => Ok(()),
-                other => other,
+                other => other.map(|_| ()),
             }
         }
     }

@@ -88,6 +88,21 @@ pub fn recover(options: &Options) -> Result<Recovered> {
         .flushed_seq
         .max(replayed.last_seq)
         .max(max_segment_seq);
+    if manifest.closed_at_seq > last_seq {
+        let newest_wal = files.wals.last().map(|n| wal_file_name(*n));
+        return Err(Error::corruption(
+            directory.join(newest_wal.as_deref().unwrap_or(MANIFEST_FILE)),
+            0,
+            format!(
+                "the database was closed cleanly with writes up to sequence {}, but the \
+                 segments and WALs hold writes only up to {last_seq}: a WAL was truncated, \
+                 damaged or replaced after the close, and opening would lose {} acknowledged \
+                 write(s); {REPAIR_HINT} (which keeps what is readable)",
+                manifest.closed_at_seq,
+                manifest.closed_at_seq - last_seq
+            ),
+        ));
+    }
     let unnamed = files.unnamed_segments(fs, directory, &manifest, last_seq)?;
     // Every piece of evidence agrees: only now is anything removed.
     remove_all(
@@ -142,6 +157,7 @@ pub fn recover(options: &Options) -> Result<Recovered> {
         oldest_live_wal: wal_number,
         database_id,
         range_tombstones: range_delete::to_manifest(&segments.range_tombstones),
+        closed_at_seq: 0,
     };
     write_manifest(fs, directory, &manifest)?;
     let replayed_names: Vec<String> = replayed.live.iter().map(|n| wal_file_name(*n)).collect();

@@ -130,6 +130,7 @@ pub fn repair_database(options: &Options) -> Result<RepairReport> {
         database_id,
         // The range deletes kept were applied to the merged run.
         range_tombstones: Vec::new(),
+        closed_at_seq: 0,
     };
     write_manifest(fs, directory, &manifest)?;
     for name in salvaged.damaged {

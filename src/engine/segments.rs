@@ -69,6 +69,10 @@ pub struct InstallCompaction {
 #[rtype(result = "()")]
 pub struct CloseSegments {
     pub reply: oneshot::Sender<()>,
+    /// Set when the memtable actor closed cleanly (its WAL synced): every
+    /// write up to it is acknowledged and in the segments or the live WALs.
+    /// The last manifest records it (`closed_at_seq`).
+    pub clean_at_seq: Option<u64>,
 }
 
 /// Writes a checkpoint of the current segment set (see `checkpoint.rs`);
@@ -113,7 +117,7 @@ pub struct SegmentManager {
     memtable: Option<Addr<MemtableActor>>,
     compactor: Option<Addr<Compactor>>,
     lock: Option<Arc<dyn DirectoryLock>>,
-    closing: Option<oneshot::Sender<()>>,
+    closing: Option<CloseSegments>,
 }
 
 /// What a finished job hands back to the actor.
@@ -253,11 +257,34 @@ impl SegmentManager {
 
     fn finish_close(&mut self, ctx: &mut Context<Self>) {
         self.jobs.clear();
+        let closing = self.closing.take();
+        if let Some(seq) = closing.as_ref().and_then(|c| c.clean_at_seq) {
+            self.record_clean_close(seq);
+        }
         self.lock = None;
-        if let Some(reply) = self.closing.take() {
-            let _ = reply.send(());
+        if let Some(closing) = closing {
+            let _ = closing.reply.send(());
         }
         ctx.stop();
+    }
+
+    /// Writes the last manifest with `closed_at_seq`, so that the next
+    /// open refuses WALs that end before `seq` (every write past
+    /// `flushed_seq` is in a live WAL: a frozen memtable's WAL stays live
+    /// until its flush is installed). A failure here costs only that
+    /// check, so it is logged, not returned.
+    fn record_clean_close(&self, seq: u64) {
+        let manifest = manifest_of(
+            &self.file_numbers,
+            &self.set,
+            self.flushed_seq,
+            self.oldest_live_wal,
+            seq,
+        );
+        let fs = self.options.fs.as_ref();
+        if let Err(error) = write_manifest(fs, &self.options.directory, &manifest) {
+            log::warn!("could not record the clean close in the MANIFEST: {error}");
+        }
     }
 }
 
@@ -428,16 +455,29 @@ impl JobContext {
                 range_delete::after_compaction(&set.range_tombstones, removed, &added, known)
             }
         };
-        let manifest = Manifest {
-            next_file_number: self.numbers.peek(),
-            flushed_seq,
-            segments: set.metas(),
-            oldest_live_wal,
-            database_id,
-            range_tombstones: range_delete::to_manifest(&set.range_tombstones),
-        };
+        let manifest = manifest_of(&self.numbers, &set, flushed_seq, oldest_live_wal, 0);
         write_manifest(fs, directory, &manifest)?;
         Ok(Arc::new(set))
+    }
+}
+
+/// The manifest naming `set`; `closed_at_seq` 0 but in the last one a
+/// clean close writes.
+fn manifest_of(
+    numbers: &FileNumbers,
+    set: &SegmentSet,
+    flushed_seq: u64,
+    oldest_live_wal: u64,
+    closed_at_seq: u64,
+) -> Manifest {
+    Manifest {
+        next_file_number: numbers.peek(),
+        flushed_seq,
+        segments: set.metas(),
+        oldest_live_wal,
+        database_id: numbers.database_id(),
+        range_tombstones: range_delete::to_manifest(&set.range_tombstones),
+        closed_at_seq,
     }
 }
 
@@ -518,7 +558,7 @@ impl Handler<CheckpointSegments> for SegmentManager {
 impl Handler<CloseSegments> for SegmentManager {
     type Result = ();
     fn handle(&mut self, msg: CloseSegments, ctx: &mut Context<Self>) {
-        self.closing = Some(msg.reply);
+        self.closing = Some(msg);
         self.run_next(ctx);
     }
 }

@@ -191,6 +191,7 @@ mod tests {
             oldest_live_wal: 40,
             database_id: 0x5eed,
             range_tombstones: Vec::new(),
+            closed_at_seq: 1_000_000,
         }
     }
 
@@ -328,6 +329,7 @@ mod tests {
             oldest_live_wal: 6,
             database_id: 0x5eed,
             range_tombstones: Vec::new(),
+            closed_at_seq: 0,
         };
         write_manifest(&StdFs, dir.path(), &newer)?;
         assert_eq!(read_manifest(&StdFs, dir.path())?, Some(newer));

@@ -74,9 +74,12 @@ pub struct Gauges {
     pub reply: oneshot::Sender<MemtableGauges>,
 }
 
-/// Finishes accepted writes, syncs the WAL and stops the actor.
+/// Finishes accepted writes, syncs the WAL and stops the actor. Answers
+/// the sequence number every acknowledged write is at or below, all of them
+/// in the WAL and synced; `None` if a WAL write had failed (the database
+/// was poisoned: no clean close to record).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Close {
-    pub reply: oneshot::Sender<Result<()>>,
+    pub reply: oneshot::Sender<Result<Option<u64>>>,
 }

@@ -158,7 +158,7 @@ pub struct MemtableActor {
     /// Flush requests waiting for WAL number `.0` to be flushed.
     flush_waiters: Vec<(u64, oneshot::Sender<Result<()>>)>,
     stalled_since: Option<Instant>,
-    closing: Option<oneshot::Sender<Result<()>>>,
+    closing: Option<oneshot::Sender<Result<Option<u64>>>>,
     /// Moved into each blocking WAL job, so the directory stays locked until
     /// the job ends even if the actor is gone.
     /// Dropped at close, before the reply, so that the directory is free
@@ -771,6 +771,8 @@ impl MemtableActor {
         {
             result = wal.sync();
         }
+        let clean_at_seq = self.poisoned.is_none().then(|| self.direct.published());
+        let result = result.map(|()| clean_at_seq);
         if let Some(reply) = self.closing.take() {
             // The last handles on the WAL: dropping them closes (and trims)
             // its file before `close` returns.
