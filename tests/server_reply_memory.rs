@@ -8,6 +8,7 @@
 
 mod cli_support;
 mod non_reading;
+mod resp_support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -15,6 +16,7 @@ use std::time::Duration;
 
 use cli_support::ServerProcess;
 use non_reading::flood;
+use resp_support::request as resp;
 
 const VALUE_BYTES: usize = 1 << 20;
 const CONNECTIONS: usize = 20;
@@ -27,16 +29,6 @@ fn rss_kib(pid: u32) -> u64 {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap()
-}
-
-fn resp(args: &[&[u8]]) -> Vec<u8> {
-    let mut out = format!("*{}\r\n", args.len()).into_bytes();
-    for arg in args {
-        out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
-        out.extend_from_slice(arg);
-        out.extend_from_slice(b"\r\n");
-    }
-    out
 }
 
 #[test]
