@@ -260,3 +260,26 @@ fn help_reset_debug_lcs_and_getkeysandflags() {
     assert_eq!(flags, expected);
     server.stop().unwrap();
 }
+
+/// Where a probe found answers unlike Redis 7's: a key longer than the
+/// engine stores is read as absent (nil, 0, `none`), though writing it is
+/// refused; `-0` is not an integer.
+#[test]
+fn answers_redis_gives_for_long_keys_and_minus_zero() {
+    let server = RespServer::start();
+    let mut con = server.redis();
+    let long = "k".repeat(65_537);
+    assert_eq!(get(&mut con, &long), None);
+    assert_eq!(q::<i64>(&mut con, &["EXISTS", &long, &long]), 0);
+    assert_eq!(q::<i64>(&mut con, &["DEL", &long]), 0);
+    assert_eq!(q::<String>(&mut con, &["TYPE", &long]), "none");
+    let values: Vec<Option<String>> = q(&mut con, &["MGET", &long, "absent"]);
+    assert_eq!(values, vec![None, None]);
+    assert!(fails(&mut con, &["SET", &long, "v"]).contains("key too large"));
+    q::<String>(&mut con, &["SET", "i", "-0"]);
+    assert!(fails(&mut con, &["INCR", "i"]).contains("not an integer"));
+    q::<String>(&mut con, &["SET", "i", "-012"]);
+    assert!(fails(&mut con, &["INCR", "i"]).contains("not an integer"));
+    q::<String>(&mut con, &["SET", "i", "-10"]);
+    assert_eq!(q::<i64>(&mut con, &["INCR", "i"]), -9);
+}

@@ -214,6 +214,11 @@ fn record(stats: &CommandStats, command: Option<usize>, elapsed: Duration, reply
     }
 }
 
+/// A GET's reply (a key too long to store is absent, as in Redis).
+fn get_reply(read: crate::Result<Option<Bytes>>) -> Reply {
+    commands::absent_if_too_large(read).map_or_else(|e| engine_error(&e), Reply::value)
+}
+
 /// The text of an error reply.
 fn error_text(reply: &Reply) -> Option<&str> {
     match reply {
@@ -248,11 +253,7 @@ fn on_cluster(
             return e.reply();
         }
         match op {
-            Op::Get(key) => engine
-                .db()
-                .get(key)
-                .await
-                .map_or_else(|e| engine_error(&e), Reply::value),
+            Op::Get(key) => get_reply(engine.db().get(key).await),
             Op::MGet(keys) => {
                 commands::strings::mget_within(keys, engine.db(), engine.largest_reply).await
             }
@@ -333,10 +334,7 @@ impl pipeline::Protocol for Session {
         // boxed future per request, no key or write vectors (the general
         // path, `commands::execute`, reads and writes through `KeyOp`s).
         match request.op {
-            Op::Get(key) => db
-                .get(key)
-                .map(|read| read.map_or_else(|e| engine_error(&e), Reply::value))
-                .boxed_local(),
+            Op::Get(key) => db.get(key).map(get_reply).boxed_local(),
             Op::Set(key, value) => db
                 .put(key, value)
                 .map(|write| write.map_or_else(|e| engine_error(&e), |()| Reply::ok()))

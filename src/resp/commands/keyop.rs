@@ -15,7 +15,7 @@ use futures_util::future::join_all;
 use super::lcs::{LcsOptions, lcs};
 use super::rmw::{Rmw, Writes};
 use super::strings::range_of;
-use super::{Op, engine_error};
+use super::{Op, absent_if_too_large, engine_error};
 use crate::WriteBatch;
 use crate::resp::reply::Reply;
 use crate::resp::store::Store;
@@ -155,7 +155,7 @@ pub async fn run(op: KeyOp, store: Store) -> Reply {
     let reads = join_all(op.keys().into_iter().map(|key| db.get(key))).await;
     let mut olds = Vec::with_capacity(reads.len());
     for read in reads {
-        match read {
+        match absent_if_too_large(read) {
             Ok(value) => olds.push(value),
             Err(e) => return engine_error(&e),
         }

@@ -374,11 +374,26 @@ pub fn engine_error(error: &crate::Error) -> Reply {
     Reply::err(error.client_message())
 }
 
-/// A signed integer argument, as Redis's `string2ll` reads it.
+/// A read's value, with a key longer than the engine stores read as absent:
+/// nothing can be stored under it, and Redis (whose keys have no such
+/// limit) answers nil or 0 for it, not an error. Writes of such a key are
+/// still refused.
+pub fn absent_if_too_large(read: crate::Result<Option<Bytes>>) -> crate::Result<Option<Bytes>> {
+    match read {
+        Err(crate::Error::KeyTooLarge { .. }) => Ok(None),
+        other => other,
+    }
+}
+
+/// A signed integer argument, as Redis's `string2ll` reads it: no `+`,
+/// no leading zero, and no `-0` (which does not print back as itself).
 pub fn int_arg(arg: &[u8]) -> Option<i64> {
     std::str::from_utf8(arg)
         .ok()
-        .filter(|s| !s.starts_with('+') && (s.len() == 1 || !s.starts_with('0')))
+        .filter(|s| {
+            let digits = s.strip_prefix('-').unwrap_or(s);
+            !digits.starts_with('+') && (*s == "0" || !digits.starts_with('0'))
+        })
         .and_then(|s| s.parse().ok())
 }
 
@@ -448,5 +463,10 @@ mod tests {
         assert_eq!(int_arg(b"012"), None);
         assert_eq!(int_arg(b"+1"), None);
         assert_eq!(int_arg(b"1.5"), None);
+        assert_eq!(int_arg(b"-0"), None);
+        assert_eq!(int_arg(b"-012"), None);
+        assert_eq!(int_arg(b"-+1"), None);
+        assert_eq!(int_arg(b"-"), None);
+        assert_eq!(int_arg(b"-10"), Some(-10));
     }
 }

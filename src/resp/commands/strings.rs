@@ -234,7 +234,7 @@ pub async fn mget_within(keys: Vec<Bytes>, db: crate::Db, max_reply_bytes: usize
     let mut values = Vec::with_capacity(reads.len());
     let mut bytes = 0usize;
     for read in reads {
-        let value = match read.await {
+        let value = match super::absent_if_too_large(read.await) {
             Ok(value) => value,
             Err(e) => return engine_error(&e),
         };
