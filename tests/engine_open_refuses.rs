@@ -501,3 +501,33 @@ async fn a_wal_cut_after_a_clean_close_is_refused() {
         db.close().await.unwrap();
     }
 }
+
+/// A repair says what it could not bring back: a segment the old MANIFEST
+/// named that is gone, and, for a damaged WAL, how many of its records it
+/// kept.
+#[actix_rt::test]
+async fn repair_reports_missing_segments_and_what_of_a_damaged_wal_it_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    populated(dir.path()).await;
+    let gone = segments(dir.path())[0].clone();
+    std::fs::remove_file(&gone).unwrap();
+    let wal = common::files_ending(dir.path(), ".wal").pop().unwrap();
+    let mut bytes = std::fs::read(&wal).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&wal, &bytes).unwrap();
+    let report = repair_database(&Options::new(dir.path())).unwrap();
+    let gone_name = gone.file_name().unwrap().to_string_lossy().into_owned();
+    assert_eq!(report.missing.len(), 1, "{:?}", report.missing);
+    assert_eq!(report.missing[0].0, gone_name);
+    assert!(report.missing[0].1 > 0);
+    let (_, why) = report
+        .lost
+        .iter()
+        .find(|(file, _)| file.ends_with(".wal"))
+        .expect("the damaged WAL moved to lost/");
+    assert!(
+        why.contains("record(s) before the first damaged one were kept"),
+        "{why}"
+    );
+}

@@ -97,13 +97,20 @@ fn print_repair(report: &RepairReport) {
     for (file, why) in &report.lost {
         println!("moved to {LOST_DIRECTORY}/: {file}: {why}");
     }
+    for (file, entries) in &report.missing {
+        println!(
+            "missing: {file}: named by the old MANIFEST ({entries} entries) but not in the \
+             directory; its writes are lost unless a WAL still held them"
+        );
+    }
     println!(
         "repaired: kept {} segment(s) and {} WAL record(s); {} keys in {} new segment(s); \
-         {} file(s) moved to {LOST_DIRECTORY}/",
+         {} file(s) moved to {LOST_DIRECTORY}/; {} segment(s) missing",
         report.segments_kept,
         report.wal_records_kept,
         report.keys,
         report.segments_written,
-        report.lost.len()
+        report.lost.len(),
+        report.missing.len()
     );
 }

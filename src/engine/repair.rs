@@ -66,6 +66,10 @@ pub struct RepairReport {
     pub segments_written: usize,
     /// Files moved to `lost/`, with why.
     pub lost: Vec<(String, String)>,
+    /// Segments the old manifest named that are not in the directory, with
+    /// the entries it recorded for them: their writes are gone unless a
+    /// WAL still held them.
+    pub missing: Vec<(String, u64)>,
 }
 
 /// Repairs the closed database in `options.directory`; see the module doc.
@@ -84,6 +88,14 @@ pub fn repair_database(options: &Options) -> Result<RepairReport> {
     let readers = readable_segments(fs, directory, &files, &mut report)?;
     let salvaged = salvage_wals(fs, directory, &files, &mut report)?;
     let old_manifest = read_manifest(fs, directory).ok().flatten();
+    if let Some(manifest) = &old_manifest {
+        report.missing = manifest
+            .segments
+            .iter()
+            .filter(|meta| !files.segments.contains(&meta.file_number))
+            .map(|meta| (segment_file_name(meta.file_number), meta.entry_count))
+            .collect();
+    }
     let mut tombstones = salvaged.range_tombstones;
     if let Some(manifest) = &old_manifest {
         tombstones.extend(manifest.range_tombstones.iter().map(|t| RangeTombstone {
@@ -133,14 +145,12 @@ pub fn repair_database(options: &Options) -> Result<RepairReport> {
         closed_at_seq: 0,
     };
     write_manifest(fs, directory, &manifest)?;
-    for name in salvaged.damaged {
-        move_to_lost(
-            fs,
-            directory,
-            &name,
-            "damaged WAL (intact records kept)",
-            &mut report,
-        )?;
+    for (name, kept) in salvaged.damaged {
+        let why = format!(
+            "damaged WAL: its {kept} record(s) before the first damaged one were kept; that \
+             record and every one after it were not (this copy still holds them)"
+        );
+        move_to_lost(fs, directory, &name, &why, &mut report)?;
     }
     remove_merged(fs, directory, &files, &readers, wal_number);
     Ok(report)
@@ -177,8 +187,9 @@ struct Salvaged {
     memtable: MemTable,
     /// Their range deletes.
     range_tombstones: Vec<RangeTombstone>,
-    /// The names of WALs with a damaged record.
-    damaged: Vec<String>,
+    /// The WALs with a damaged record, and how many records before it
+    /// were kept.
+    damaged: Vec<(String, u64)>,
 }
 
 /// Every intact WAL record; see [`Salvaged`].
@@ -193,12 +204,14 @@ fn salvage_wals(
         let name = wal_file_name(*number);
         let (contents, error) = read_wal_salvaging(fs, &directory.join(&name))?;
         let mut broken = error.is_some();
+        let mut kept = 0;
         for record in &contents.records {
             let Ok(batch) = WalBatch::decode(record.as_slice()) else {
                 broken = true;
                 break;
             };
             report.wal_records_kept += 1;
+            kept += 1;
             for write in logged_writes(batch) {
                 match write {
                     LoggedWrite::Key {
@@ -214,7 +227,7 @@ fn salvage_wals(
             }
         }
         if broken {
-            salvaged.damaged.push(name);
+            salvaged.damaged.push((name, kept));
         }
     }
     Ok(salvaged)
