@@ -650,7 +650,25 @@ fn basic_string<'a>(chars: &mut std::str::Chars<'a>) -> Result<(String, &'a str)
     }
 }
 
+/// Makes glibc's malloc give every allocation of 256 KiB or more its own
+/// mapping, returned to the system when freed. By default the threshold
+/// rises with the largest block freed (up to 32 MiB), after which large
+/// reply buffers come from the heap and a flood of 1 MiB replies left
+/// hundreds of MB resident after its clients had gone (845 MB after 300
+/// connections, docs/BENCHMARKS.md, session 15). Setting the threshold
+/// fixes it at this value. Other C libraries have no `mallopt`.
+fn return_large_buffers_to_the_system() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        const THRESHOLD: libc::c_int = 256 << 10;
+        // SAFETY: mallopt takes two integers and changes malloc's tuning;
+        // it is called before any thread is started.
+        let _ = unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, THRESHOLD) };
+    }
+}
+
 fn main() -> ExitCode {
+    return_large_buffers_to_the_system();
     let arguments = match arguments_with_config_file() {
         Ok(arguments) => arguments,
         Err(message) => Args::command().error(ErrorKind::Io, message).exit(),
