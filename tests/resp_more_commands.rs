@@ -263,7 +263,8 @@ fn help_reset_debug_lcs_and_getkeysandflags() {
 
 /// Where a probe found answers unlike Redis 7's: a key longer than the
 /// engine stores is read as absent (nil, 0, `none`), though writing it is
-/// refused; `-0` is not an integer.
+/// refused; `-0` is not an integer; GETEX judges its time only for a key
+/// that exists.
 #[test]
 fn answers_redis_gives_for_long_keys_and_minus_zero() {
     let server = RespServer::start();
@@ -282,4 +283,7 @@ fn answers_redis_gives_for_long_keys_and_minus_zero() {
     assert!(fails(&mut con, &["INCR", "i"]).contains("not an integer"));
     q::<String>(&mut con, &["SET", "i", "-10"]);
     assert_eq!(q::<i64>(&mut con, &["INCR", "i"]), -9);
+    let missing: Option<String> = q(&mut con, &["GETEX", "nokey", "EX", "0"]);
+    assert_eq!(missing, None);
+    assert!(fails(&mut con, &["GETEX", "i", "EX", "0"]).contains("invalid expire time"));
 }

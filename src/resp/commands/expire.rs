@@ -76,8 +76,13 @@ pub enum ExpireOp {
     },
     /// PERSIST.
     Persist { key: Bytes },
-    /// GETEX: answer the value; `Keep` leaves the expiry alone.
-    GetEx { key: Bytes, ttl: SetTtl },
+    /// GETEX: answer the value; `Keep` leaves the expiry alone. A time
+    /// Redis refuses is answered only when the key exists: Redis looks the
+    /// key up before it reads the time, so a missing key answers nil.
+    GetEx {
+        key: Bytes,
+        ttl: Result<SetTtl, Reply>,
+    },
 }
 
 /// What TTL-like command reads and how it answers.
@@ -210,12 +215,9 @@ fn parse_getex(args: &[Bytes]) -> Parsed {
     let key = args.first().cloned().unwrap_or_default();
     let rest = args.get(1..).unwrap_or_default();
     let ttl = match rest {
-        [] => SetTtl::Keep,
-        [persist] if persist.eq_ignore_ascii_case(b"PERSIST") => SetTtl::Clear,
-        [unit, amount] if is_expiry_unit(unit) => match expiry_option(unit, amount, "getex") {
-            Ok(ttl) => ttl,
-            Err(reply) => return Parsed::Reply(reply),
-        },
+        [] => Ok(SetTtl::Keep),
+        [persist] if persist.eq_ignore_ascii_case(b"PERSIST") => Ok(SetTtl::Clear),
+        [unit, amount] if is_expiry_unit(unit) => expiry_option(unit, amount, "getex"),
         _ => return Parsed::Reply(syntax_error()),
     };
     Parsed::Engine(Op::Rmw(Rmw::Expiry(ExpireOp::GetEx { key, ttl })))
@@ -285,6 +287,10 @@ impl ExpireOp {
             ExpireOp::GetEx { key, ttl } => {
                 let Some((value, at)) = current else {
                     return (Vec::new(), Reply::Null);
+                };
+                let ttl = match ttl {
+                    Ok(ttl) => ttl,
+                    Err(refused) => return (Vec::new(), refused),
                 };
                 let reply = Reply::Bulk(value.clone());
                 let new = ttl.resolve(at, now_ms);
@@ -531,15 +537,25 @@ mod tests {
             error_of(parse("getex", &args(&["k", "persist", "ex"]))),
             "ERR syntax error"
         );
+        // GETEX's time is judged only for a key that exists.
+        let Some(Parsed::Engine(Op::Rmw(Rmw::Expiry(getex)))) =
+            parse("getex", &args(&["k", "px", "-1"]))
+        else {
+            panic!("GETEX with a bad time must reach the key");
+        };
+        assert_eq!(getex.clone().apply(None, 1).1, Reply::Null);
         assert_eq!(
-            error_of(parse("getex", &args(&["k", "px", "-1"]))),
-            "ERR invalid expire time in 'getex' command"
+            getex.apply(Some((b("v"), 0)), 1).1,
+            Reply::err("invalid expire time in 'getex' command")
         );
     }
 
     #[test]
     fn getex_and_persist() {
-        let getex = |ttl| ExpireOp::GetEx { key: b("k"), ttl };
+        let getex = |ttl| ExpireOp::GetEx {
+            key: b("k"),
+            ttl: Ok(ttl),
+        };
         let (writes, reply) = getex(SetTtl::InMs(500)).apply(Some((b("v"), 0)), 1_000);
         assert_eq!(
             (writes, reply),
