@@ -1,7 +1,8 @@
 //! The socket's two halves as futures run inside a [`Connection`]'s own
 //! context (`ctx.spawn`): each poll has the actor's state at hand, so the
 //! reader checks the budget before taking a request and the writer releases
-//! budget as the socket takes bytes, with no lock and no message.
+//! a buffer's budget once the socket has taken all of it, with no lock and
+//! no message.
 
 use std::pin::Pin;
 use std::rc::Rc;
@@ -114,8 +115,9 @@ impl<P: Protocol> Reader<P> {
 }
 
 /// Writes the connection's encoded replies as they come, releasing the
-/// budget a buffer was charged once the socket has taken all of it; shuts the socket's write side once the
-/// connection is closing and everything is written, then stops the actor.
+/// budget a buffer was charged once the socket has taken all of it; shuts
+/// the socket's write side once the connection is closing and everything
+/// is written, then stops the actor.
 /// A socket that takes no byte for `stall_timeout` while replies wait
 /// ends the connection (`TimedOut`).
 pub(super) struct Writer {
