@@ -531,3 +531,105 @@ async fn repair_reports_missing_segments_and_what_of_a_damaged_wal_it_kept() {
         "{why}"
     );
 }
+
+/// Rewrites `dir`'s manifest, checksummed as the engine writes it, after
+/// `edit` has changed its contents.
+fn rewrite_manifest(dir: &Path, edit: impl FnOnce(&mut naive_kv::proto::storage::Manifest)) {
+    use naive_kv::format::manifest::{read_manifest, write_manifest};
+    let fs = naive_kv::fs::StdFs;
+    let mut manifest = read_manifest(&fs, dir).unwrap().unwrap();
+    edit(&mut manifest);
+    write_manifest(&fs, dir, &manifest).unwrap();
+}
+
+/// A manifest whose checksum is right but whose contents no engine writes:
+/// a segment named twice, a level that does not exist (u32::MAX, which the
+/// checker once used to size a table of levels), keys out of order, or a
+/// flushed sequence number at the top of the range (which would have made
+/// open skip every write in the WAL). Each is refused and reported by the
+/// checker, and the original manifest opens again with every key.
+#[actix_rt::test]
+async fn a_manifest_that_no_engine_writes_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    populated(dir.path()).await;
+    let original = std::fs::read(dir.path().join("MANIFEST")).unwrap();
+    type Edit = fn(&mut naive_kv::proto::storage::Manifest);
+    let cases: [(Edit, &str, &str); 5] = [
+        (
+            |m| {
+                let first = m.segments[0].clone();
+                m.segments.push(first);
+            },
+            ".sst",
+            "named twice",
+        ),
+        (|m| m.segments[0].level = u32::MAX, ".sst", "levels end at"),
+        (
+            |m| {
+                let segment = &mut m.segments[0];
+                std::mem::swap(&mut segment.smallest_key, &mut segment.largest_key);
+            },
+            ".sst",
+            "smallest key after its largest",
+        ),
+        (
+            |m| m.flushed_seq = u64::MAX,
+            "MANIFEST",
+            "flushed sequence number",
+        ),
+        (|m| m.closed_at_seq = 1 << 60, "MANIFEST", "clean-close"),
+    ];
+    for (edit, file, words) in cases {
+        rewrite_manifest(dir.path(), edit);
+        assert_refused(dir.path(), file, words).await;
+        assert_check_reports(dir.path(), file);
+        std::fs::write(dir.path().join("MANIFEST"), &original).unwrap();
+    }
+    let db = common::reopen(Options::new(dir.path())).await;
+    assert_eq!(all_entries(&db).await.len(), 300);
+    db.close().await.unwrap();
+}
+
+/// The WAL of `dir` that holds the most bytes.
+fn largest_wal(dir: &Path) -> PathBuf {
+    common::files_ending(dir, ".wal")
+        .into_iter()
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .unwrap()
+}
+
+/// After a crash (no clean-close marker in the manifest), a WAL copied in
+/// from another database, whose writes continue this one's sequence
+/// exactly, used to be replayed as this database's own. Its identity record
+/// names the other database: refused. One of this database's WALs renamed
+/// to another live number is refused too, by the number it was written as.
+#[actix_rt::test]
+async fn a_wal_from_another_database_is_refused_after_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    populated(dir.path()).await;
+    rewrite_manifest(dir.path(), |m| m.closed_at_seq = 0);
+    let other = tempfile::tempdir().unwrap();
+    populated(other.path()).await;
+    let ours = largest_wal(dir.path());
+    let original = std::fs::read(&ours).unwrap();
+    std::fs::copy(largest_wal(other.path()), &ours).unwrap();
+    assert_refused(dir.path(), ".wal", "another database").await;
+    assert_check_reports(dir.path(), ".wal");
+
+    std::fs::write(&ours, &original).unwrap();
+    let name = ours.file_name().unwrap().to_string_lossy().into_owned();
+    let number: u64 = name.trim_end_matches(".wal").parse().unwrap();
+    let renamed = dir.path().join(format!("{:06}.wal", number + 1));
+    std::fs::rename(&ours, &renamed).unwrap();
+    assert_refused(dir.path(), ".wal", &format!("written as {name}")).await;
+    std::fs::rename(&renamed, &ours).unwrap();
+
+    let db = common::reopen(Options::new(dir.path())).await;
+    let entries = all_entries(&db).await;
+    assert_eq!(entries.len(), 300);
+    assert!(entries.iter().all(|(k, v)| {
+        let i: usize = std::str::from_utf8(&k[3..]).unwrap().parse().unwrap();
+        *v == expected(i)
+    }));
+    db.close().await.unwrap();
+}

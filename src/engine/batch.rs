@@ -271,6 +271,7 @@ mod tests {
         WalBatch {
             first_seq,
             mutations,
+            ..WalBatch::default()
         }
         .encode_to_vec()
     }

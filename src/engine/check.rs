@@ -15,7 +15,7 @@ use std::ops::Bound;
 use std::path::Path;
 use std::sync::Arc;
 
-use super::inventory::{DirectoryFiles, foreign};
+use super::inventory::{DirectoryFiles, foreign, manifest_problems};
 use super::recovery::take_lock;
 use super::replay::replay_wals;
 use super::segment::Segment;
@@ -24,7 +24,7 @@ use crate::format::sstable::SstableReader;
 use crate::format::wal::read_wal;
 use crate::format::{EntryIter, segment_file_name, wal_file_name};
 use crate::fs::FileSystem;
-use crate::proto::storage::{Manifest, SegmentMeta};
+use crate::proto::storage::Manifest;
 use crate::{Error, Result};
 
 /// What a check found.
@@ -96,7 +96,9 @@ pub fn check_database(fs: &dyn FileSystem, directory: &Path) -> Result<CheckRepo
         }
     };
     check_named_segments(fs, directory, &manifest, &mut report);
-    check_levels(&manifest, &mut report);
+    for problem in manifest_problems(&manifest) {
+        report.problem(problem.file, problem.detail);
+    }
     let wal_last_seq = check_wals(fs, directory, &files, &manifest, &mut report);
     let last_seq = manifest.flushed_seq.max(wal_last_seq);
     let segments_last_seq = manifest.segments.iter().map(|s| s.max_seq).max();
@@ -168,36 +170,6 @@ pub fn read_whole(reader: &Arc<SstableReader>) -> Result<u64> {
         entries += 1;
     }
     Ok(entries)
-}
-
-/// Deeper levels must be sorted runs: no two segments' key spans overlap.
-fn check_levels(manifest: &Manifest, report: &mut CheckReport) {
-    let mut by_level: Vec<Vec<&SegmentMeta>> = Vec::new();
-    for meta in &manifest.segments {
-        let level = meta.level as usize;
-        if by_level.len() <= level {
-            by_level.resize(level + 1, Vec::new());
-        }
-        if let Some(slot) = by_level.get_mut(level) {
-            slot.push(meta);
-        }
-    }
-    for (level, mut run) in by_level.into_iter().enumerate().skip(1) {
-        run.sort_by(|a, b| a.smallest_key.cmp(&b.smallest_key));
-        for pair in run.windows(2) {
-            if let [a, b] = pair
-                && b.smallest_key <= a.largest_key
-            {
-                report.problem(
-                    segment_file_name(b.file_number),
-                    format!(
-                        "overlaps segment {} in level {level}, where segments must not overlap",
-                        a.file_number
-                    ),
-                );
-            }
-        }
-    }
 }
 
 /// Reads each WAL, then checks the chain; returns the last sequence number

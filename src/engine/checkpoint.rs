@@ -25,10 +25,11 @@ use tokio::sync::oneshot;
 use super::segment::FileNumbers;
 use super::segments::CheckpointSegments;
 use super::version::SegmentSet;
+use super::wal_identity::create_wal;
 use super::{Db, answer};
 use crate::error::IoContext;
 use crate::format::manifest::write_manifest;
-use crate::format::{segment_file_name, wal_file_name};
+use crate::format::segment_file_name;
 use crate::fs::FileSystem;
 use crate::proto::storage::Manifest;
 use crate::{Error, Result};
@@ -87,13 +88,11 @@ pub fn write_checkpoint(
         bytes += segment.meta.file_size;
     }
     let wal_number = numbers.allocate();
-    let wal = target.join(wal_file_name(wal_number));
-    fs.create(&wal)
-        .context(|| format!("creating {}", wal.display()))?;
-    // IMPORTANT: the links and the WAL must be durable before the manifest
-    // that names them.
-    fs.sync_dir(target)
-        .context(|| format!("syncing {}", target.display()))?;
+    // Its directory entry is synced with the links': both must be durable
+    // before the manifest that names them.
+    let wal = create_wal(fs, target, wal_number, numbers.database_id())?;
+    wal.sync()?;
+    drop(wal);
     let manifest = Manifest {
         next_file_number: numbers.peek(),
         flushed_seq,

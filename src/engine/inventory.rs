@@ -22,10 +22,19 @@
 //! database wrote, or one renamed, was put there by hand and is not ours to
 //! delete; a WAL or segment numbered above [`MAX_FILE_NUMBER`] would make
 //! numbering wrap around to live files' numbers.
+//!
+//! The manifest itself must also make sense before anything is opened from
+//! it ([`manifest_problems`]): each segment named once, at a level that
+//! exists, with its smallest key not after its largest; the segments of
+//! each deeper level not overlapping; file and sequence numbers below the
+//! bounds the engine counts up to. A checksum only says the file is the one
+//! that was written; these say that what was written is a segment set the
+//! engine could have made.
 
 use std::path::Path;
 
 use super::segment::MAX_FILE_NUMBER;
+use super::version::MAX_LEVELS;
 use crate::error::IoContext;
 use crate::format::manifest::MANIFEST_FILE;
 use crate::format::sstable::SstableReader;
@@ -141,6 +150,122 @@ impl DirectoryFiles {
         }
         Ok(removable)
     }
+}
+
+/// The highest sequence number open accepts anywhere: 2^56, more writes
+/// than a database makes in centuries. A direct writer keeps sequence
+/// numbers in the low 63 bits of one atomic word (`memtable/direct.rs`), so
+/// a larger one from a file must be refused, not counted up from.
+pub const MAX_SEQUENCE: u64 = 1 << 56;
+
+/// One thing wrong with a manifest's contents: the file it concerns (the
+/// manifest, or a segment it names) and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestProblem {
+    pub file: String,
+    pub detail: String,
+}
+
+/// What is wrong with `manifest`'s contents, in the order found; empty when
+/// it describes a segment set the engine could have written (module doc).
+pub fn manifest_problems(manifest: &Manifest) -> Vec<ManifestProblem> {
+    let mut problems = Vec::new();
+    let mut problem =
+        |file: String, detail: String| problems.push(ManifestProblem { file, detail });
+    if manifest.next_file_number > MAX_FILE_NUMBER {
+        problem(
+            MANIFEST_FILE.to_string(),
+            format!(
+                "its next file number {} is above {MAX_FILE_NUMBER}, more files than a database \
+                 ever writes",
+                manifest.next_file_number
+            ),
+        );
+    }
+    for (what, seq) in [
+        ("flushed sequence number", manifest.flushed_seq),
+        ("clean-close sequence number", manifest.closed_at_seq),
+    ] {
+        if seq > MAX_SEQUENCE {
+            problem(
+                MANIFEST_FILE.to_string(),
+                format!(
+                    "its {what} {seq} is above {MAX_SEQUENCE}, more writes than a database makes"
+                ),
+            );
+        }
+    }
+    let mut numbers: Vec<u64> = manifest.segments.iter().map(|s| s.file_number).collect();
+    numbers.sort_unstable();
+    for pair in numbers.windows(2) {
+        if let [a, b] = pair
+            && a == b
+        {
+            problem(
+                segment_file_name(*a),
+                "named twice by the MANIFEST".to_string(),
+            );
+        }
+    }
+    for meta in &manifest.segments {
+        let name = segment_file_name(meta.file_number);
+        if meta.level as usize >= MAX_LEVELS {
+            problem(
+                name.clone(),
+                format!(
+                    "the MANIFEST puts it in level {}, but levels end at {}",
+                    meta.level,
+                    MAX_LEVELS - 1
+                ),
+            );
+        }
+        if meta.smallest_key > meta.largest_key {
+            problem(
+                name.clone(),
+                "the MANIFEST gives it a smallest key after its largest".to_string(),
+            );
+        }
+        if meta.max_seq > MAX_SEQUENCE {
+            problem(
+                name,
+                format!(
+                    "the MANIFEST says it holds sequence number {}, above {MAX_SEQUENCE}",
+                    meta.max_seq
+                ),
+            );
+        }
+    }
+    for (level, a, b) in overlaps_in_deeper_levels(manifest) {
+        problem(
+            segment_file_name(b),
+            format!("overlaps segment {a} in level {level}, where segments must not overlap"),
+        );
+    }
+    problems
+}
+
+/// Pairs of segments of one deeper level whose key spans overlap, as
+/// (level, file number, file number). Levels that do not exist are left to
+/// [`manifest_problems`]'s own check.
+fn overlaps_in_deeper_levels(manifest: &Manifest) -> Vec<(usize, u64, u64)> {
+    let mut levels: Vec<Vec<&crate::proto::storage::SegmentMeta>> = vec![Vec::new(); MAX_LEVELS];
+    for meta in &manifest.segments {
+        if let Some(level) = levels.get_mut(meta.level as usize) {
+            level.push(meta);
+        }
+    }
+    let mut overlaps = Vec::new();
+    for (number, mut run) in levels.into_iter().enumerate().skip(1) {
+        run.sort_by(|a, b| a.smallest_key.cmp(&b.smallest_key));
+        for pair in run.windows(2) {
+            if let [a, b] = pair
+                && b.smallest_key <= a.largest_key
+            {
+                overlaps.push((number, a.file_number, b.file_number));
+            }
+        }
+    }
+    overlaps
 }
 
 /// The refusal of a directory holding a WAL or segment numbered above

@@ -36,6 +36,7 @@ mod segment;
 mod segments;
 mod stats;
 mod version;
+mod wal_identity;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -17,13 +17,14 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use super::inventory::{DirectoryFiles, REPAIR_HINT};
+use super::inventory::{DirectoryFiles, REPAIR_HINT, manifest_problems};
 use super::memtable::{FrozenMemtable, MemTable};
 use super::range_delete::{self, RangeTombstone};
 use super::replay::replay_wals;
-use super::segment::{FileNumbers, MAX_FILE_NUMBER, Segment, new_database_id};
+use super::segment::{FileNumbers, Segment, new_database_id};
 use super::segments::write_segments;
 use super::version::SegmentSet;
+use super::wal_identity::create_wal;
 use crate::error::IoContext;
 use crate::format::manifest::{MANIFEST_FILE, read_manifest, write_manifest};
 use crate::format::sstable::TableOptions;
@@ -66,15 +67,11 @@ pub fn recover(options: &Options) -> Result<Recovered> {
             create_manifest(fs, directory)?
         }
     };
-    if manifest.next_file_number > MAX_FILE_NUMBER {
+    if let Some(problem) = manifest_problems(&manifest).into_iter().next() {
         return Err(Error::corruption(
-            directory.join(MANIFEST_FILE),
+            directory.join(&problem.file),
             0,
-            format!(
-                "its next file number {} is above {MAX_FILE_NUMBER}, more files than a database \
-                 ever writes; {REPAIR_HINT}",
-                manifest.next_file_number
-            ),
+            format!("{}; {REPAIR_HINT}", problem.detail),
         ));
     }
     let segments = manifest
@@ -149,7 +146,8 @@ pub fn recover(options: &Options) -> Result<Recovered> {
         segments,
         last_seq,
     )?;
-    let (wal, wal_number) = create_wal(fs, directory, &file_numbers)?;
+    let wal_number = file_numbers.allocate();
+    let wal = create_wal(fs, directory, wal_number, database_id)?;
     let manifest = Manifest {
         next_file_number: file_numbers.peek(),
         flushed_seq: last_seq,
@@ -190,24 +188,6 @@ fn create_manifest(fs: &dyn FileSystem, directory: &Path) -> Result<Manifest> {
     };
     write_manifest(fs, directory, &manifest)?;
     Ok(manifest)
-}
-
-/// Creates the next WAL and makes its directory entry durable.
-fn create_wal(
-    fs: &dyn FileSystem,
-    directory: &Path,
-    numbers: &FileNumbers,
-) -> Result<(WalWriter, u64)> {
-    let wal_number = numbers.allocate();
-    let wal_path = directory.join(wal_file_name(wal_number));
-    let file = fs
-        .create_log(&wal_path)
-        .context(|| format!("creating WAL {}", wal_path.display()))?;
-    // IMPORTANT: the new WAL's directory entry must be durable before the
-    // manifest names it and before any write in it is acknowledged.
-    fs.sync_dir(directory)
-        .context(|| format!("syncing directory {}", directory.display()))?;
-    Ok((WalWriter::new(file, wal_path), wal_number))
 }
 
 /// Creates the database directory (and missing parents) durably.

@@ -21,6 +21,9 @@
 //!   `oldest_live_wal` and no WAL at or above that number means the live
 //!   WAL was deleted.
 //!
+//! - A WAL's identity record (`engine/wal_identity.rs`), if it has one,
+//!   must name this database and the WAL's own number.
+//!
 //! Any disagreement is refused with [`Error::Corruption`] naming the file,
 //! so that open never serves a database with a hole in it.
 
@@ -30,8 +33,10 @@ use std::time::{Duration, Instant};
 use prost::Message as _;
 
 use super::batch::{LoggedWrite, logged_writes};
+use super::inventory::MAX_SEQUENCE;
 use super::memtable::MemTable;
 use super::range_delete::RangeTombstone;
+use super::wal_identity::{check_identity, is_identity};
 use crate::format::wal::read_wal;
 use crate::format::wal_file_name;
 use crate::fs::FileSystem;
@@ -155,10 +160,12 @@ fn record_last_seq(first_seq: u64, count: u64) -> Result<Option<u64>, String> {
     if first_seq == 0 {
         return Err("record has sequence number 0".into());
     }
-    first_seq
-        .checked_add(count - 1)
-        .map(Some)
-        .ok_or_else(|| "record's sequence numbers overflow".into())
+    match first_seq.checked_add(count - 1) {
+        Some(last_seq) if last_seq <= MAX_SEQUENCE => Ok(Some(last_seq)),
+        _ => Err(format!(
+            "record's sequence numbers go past {MAX_SEQUENCE}, more writes than a database makes"
+        )),
+    }
 }
 
 /// Replays `wals` (ascending numbers) against `manifest`; see the module doc.
@@ -181,6 +188,11 @@ pub fn replay_wals(
                 .map_err(|e| Error::corruption(&path, offset, format!("not a WAL batch: {e}")))?;
             let count = batch.mutations.len() as u64;
             let corrupt = |detail: String| Error::corruption(&path, offset, detail);
+            if is_identity(&batch) {
+                check_identity(&batch, number, manifest.database_id).map_err(corrupt)?;
+                progress.record_done(record.len());
+                continue;
+            }
             if obsolete {
                 chain
                     .obsolete_record(batch.first_seq, count)
@@ -369,5 +381,14 @@ mod tests {
         let mut chain = SeqChain::after(0);
         assert!(chain.live_record(0, 1).is_err());
         assert!(chain.live_record(u64::MAX, 2).is_err());
+        assert!(chain.live_record(MAX_SEQUENCE, 2).is_err());
+    }
+
+    #[test]
+    fn a_jump_after_a_marker_stays_below_the_sequence_bound() {
+        let mut chain = SeqChain::after(5);
+        assert_eq!(chain.live_record(6, 0), Ok(RecordFate::Flushed));
+        assert!(chain.live_record(MAX_SEQUENCE + 1, 1).is_err());
+        assert_eq!(chain.live_record(MAX_SEQUENCE, 1), Ok(RecordFate::Apply));
     }
 }

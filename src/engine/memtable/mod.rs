@@ -65,9 +65,7 @@ use super::segment::FileNumbers;
 use super::segments::{FlushMemtable, SegmentManager};
 use super::stats::Counters;
 use super::version::SegmentSet;
-use crate::error::IoContext;
 use crate::format::wal::WalWriter;
-use crate::format::wal_file_name;
 use crate::fs::DirectoryLock;
 use crate::{Error, Options, Result, SyncPolicy};
 use conditions::GroupConditions;
@@ -470,13 +468,14 @@ impl MemtableActor {
         self.frozen.insert(0, frozen.clone());
         self.publish();
         let (options, lock) = (self.options.clone(), self.lock.clone());
+        let database_id = self.file_numbers.database_id();
         let job = actix_rt::task::spawn_blocking(move || {
             let _lock = lock;
             if sync_old {
                 old_wal.sync()?;
             }
             drop(old_wal);
-            create_wal(&options, number)
+            create_wal(&options, number, database_id)
         });
         ctx.spawn(job.into_actor(self).map(move |joined, act, ctx| {
             match joined.unwrap_or_else(|e| Err(thread_error("WAL rotation", &e))) {
@@ -796,17 +795,15 @@ fn empty_memtable(options: &Options) -> MemTable {
     )
 }
 
-fn create_wal(options: &Options, number: u64) -> Result<WalWriter> {
-    let fs = &options.fs;
-    let path = options.directory.join(wal_file_name(number));
-    let file = fs
-        .create_log(&path)
-        .context(|| format!("creating WAL {}", path.display()))?;
-    // IMPORTANT: the new WAL's directory entry must be durable before any
-    // write in it is acknowledged; fdatasync of the file does not do that.
-    fs.sync_dir(&options.directory)
-        .context(|| format!("syncing directory {}", options.directory.display()))?;
-    Ok(WalWriter::new(file, path))
+/// Creates WAL `number` of database `database_id`, identity record and
+/// all (`engine/wal_identity.rs`).
+fn create_wal(options: &Options, number: u64, database_id: u64) -> Result<WalWriter> {
+    crate::engine::wal_identity::create_wal(
+        options.fs.as_ref(),
+        &options.directory,
+        number,
+        database_id,
+    )
 }
 
 /// A blocking thread that panicked or was cancelled, as an I/O error.

@@ -94,9 +94,10 @@ impl MemtableActor {
         let resume_from = full.resume_from;
         let number = self.file_numbers.allocate();
         let (options, lock) = (self.options.clone(), self.lock.clone());
+        let database_id = self.file_numbers.database_id();
         let job = actix_rt::task::spawn_blocking(move || {
             let _lock = lock;
-            start_wal_with_marker(&options, number, resume_from)
+            start_wal_with_marker(&options, number, database_id, resume_from)
         });
         ctx.spawn(job.into_actor(self).map(move |joined, act, ctx| {
             match joined.unwrap_or_else(|e| Err(thread_error("WAL retry", &e))) {
@@ -132,13 +133,15 @@ impl MemtableActor {
     }
 }
 
-/// Creates WAL `number`, writes the resume marker and syncs it.
+/// Creates WAL `number` (its identity record first), writes the resume
+/// marker and syncs both.
 fn start_wal_with_marker(
     options: &crate::Options,
     number: u64,
+    database_id: u64,
     resume_from: u64,
 ) -> Result<WalWriter> {
-    let wal = create_wal(options, number)?;
+    let wal = create_wal(options, number, database_id)?;
     let mut payload = Vec::new();
     encode_wal_batch(resume_from, &[], &mut payload);
     let mut framed = Vec::new();

@@ -1,0 +1,136 @@
+//! Creating a WAL, and the identity record it starts with.
+//!
+//! A segment's footer says which database wrote it and under which number
+//! (`format/sstable`), so open can tell a stray segment from a leftover of
+//! its own. A WAL has no header of its own (`format/wal.rs`), so each one the
+//! engine creates starts with an *identity record*: a `WalBatch` with no
+//! mutations, sequence number 0, and `database_id` and `wal_number` set. It is
+//! written in front of the WAL's first append, in the same write, so a WAL
+//! that never held a write stays empty (and takes no preallocated space),
+//! and whatever sync covers that first write covers it too. At open, [`check_identity`] refuses a WAL whose identity names
+//! another database, or another number than its file name's: a WAL copied
+//! in from another database, or renamed, would otherwise be replayed as this
+//! one's after a crash (after a clean close, the manifest's `closed_at_seq`
+//! catches most such swaps, but not all).
+//!
+//! Compatibility: WALs written before identity records have none and are
+//! read as before. A build that predates them reads an identity record as an
+//! empty batch numbered 0 and refuses the WAL, rather than replaying
+//! something it does not understand. An identity record torn with the
+//! first write (a crash during that append) is a torn tail like any other:
+//! the WAL then holds no acknowledged write.
+
+use std::path::Path;
+
+use prost::Message as _;
+
+use crate::Result;
+use crate::error::IoContext;
+use crate::format::wal::WalWriter;
+use crate::format::wal_file_name;
+use crate::fs::FileSystem;
+use crate::proto::storage::WalBatch;
+
+/// Creates WAL `number` of database `database_id` in `directory` and makes
+/// its directory entry durable; its first append writes its identity record
+/// first.
+///
+/// # Errors
+///
+/// [`crate::Error::Io`] naming the file or directory whose call failed.
+pub fn create_wal(
+    fs: &dyn FileSystem,
+    directory: &Path,
+    number: u64,
+    database_id: u64,
+) -> Result<WalWriter> {
+    let path = directory.join(wal_file_name(number));
+    let file = fs
+        .create_log(&path)
+        .context(|| format!("creating WAL {}", path.display()))?;
+    // IMPORTANT: the new WAL's directory entry must be durable before the
+    // manifest names it and before any write in it is acknowledged;
+    // fdatasync of the file does not do that.
+    fs.sync_dir(directory)
+        .context(|| format!("syncing directory {}", directory.display()))?;
+    let identity = identity_payload(database_id, number);
+    Ok(WalWriter::with_first_record(file, path, &identity))
+}
+
+/// The payload of WAL `number`'s identity record.
+fn identity_payload(database_id: u64, number: u64) -> Vec<u8> {
+    WalBatch {
+        first_seq: 0,
+        mutations: Vec::new(),
+        database_id,
+        wal_number: number,
+    }
+    .encode_to_vec()
+}
+
+/// True for an identity record (see the module doc).
+pub fn is_identity(batch: &WalBatch) -> bool {
+    batch.database_id != 0 || batch.wal_number != 0
+}
+
+/// Checks the identity record `batch` read from WAL `number` against the
+/// manifest's `database_id` (0: not recorded); `Err` says what is wrong.
+pub fn check_identity(batch: &WalBatch, number: u64, database_id: u64) -> Result<(), String> {
+    if !batch.mutations.is_empty() || batch.first_seq != 0 {
+        return Err("a record that both names a WAL and holds writes".into());
+    }
+    if database_id != 0 && batch.database_id != database_id {
+        return Err(format!(
+            "this WAL belongs to database {:016x}, this one is {database_id:016x}: it was \
+             copied in from another database; move it out of the directory",
+            batch.database_id
+        ));
+    }
+    if batch.wal_number != number {
+        return Err(format!(
+            "this WAL was written as {}, not under its name: it was renamed or copied; \
+             move it out of the directory",
+            wal_file_name(batch.wal_number)
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_identity_round_trips_and_is_checked() {
+        let batch = WalBatch::decode(identity_payload(7, 12).as_slice()).unwrap();
+        assert!(is_identity(&batch));
+        assert_eq!(check_identity(&batch, 12, 7), Ok(()));
+        assert_eq!(check_identity(&batch, 12, 0), Ok(()));
+        assert!(
+            check_identity(&batch, 12, 8)
+                .unwrap_err()
+                .contains("another database")
+        );
+        assert!(
+            check_identity(&batch, 13, 7)
+                .unwrap_err()
+                .contains("000012.wal")
+        );
+    }
+
+    #[test]
+    fn markers_and_batches_are_not_identities() {
+        let marker = WalBatch {
+            first_seq: 5,
+            ..WalBatch::default()
+        };
+        assert!(!is_identity(&marker));
+        let mixed = WalBatch {
+            first_seq: 5,
+            database_id: 7,
+            wal_number: 12,
+            ..WalBatch::default()
+        };
+        assert!(check_identity(&mixed, 12, 7).is_err());
+    }
+}
