@@ -287,3 +287,57 @@ fn answers_redis_gives_for_long_keys_and_minus_zero() {
     assert_eq!(missing, None);
     assert!(fails(&mut con, &["GETEX", "i", "EX", "0"]).contains("invalid expire time"));
 }
+
+/// BITCOUNT and BITPOS (redis.io's examples), UNLINK and WAIT, through a
+/// client, including inside MULTI, where a bit read sees the writes queued
+/// before it.
+#[test]
+fn bit_reads_unlink_and_wait() {
+    let server = RespServer::start();
+    let mut con = server.redis();
+    q::<String>(&mut con, &["SET", "s", "foobar"]);
+    assert_eq!(q::<i64>(&mut con, &["BITCOUNT", "s"]), 26);
+    assert_eq!(q::<i64>(&mut con, &["BITCOUNT", "s", "1", "1"]), 6);
+    assert_eq!(q::<i64>(&mut con, &["BITCOUNT", "s", "5", "30", "BIT"]), 17);
+    assert_eq!(q::<i64>(&mut con, &["BITCOUNT", "missing", "x", "y"]), 0);
+    assert!(fails(&mut con, &["BITCOUNT", "s", "0"]).contains("syntax error"));
+    assert!(fails(&mut con, &["BITCOUNT", "s", "x", "1"]).contains("not an integer"));
+
+    redis::cmd("SET")
+        .arg("p")
+        .arg(&b"\x00\xff\xf0"[..])
+        .query::<()>(&mut con)
+        .unwrap();
+    assert_eq!(q::<i64>(&mut con, &["BITPOS", "p", "1"]), 8);
+    assert_eq!(q::<i64>(&mut con, &["BITPOS", "p", "1", "2"]), 16);
+    assert_eq!(
+        q::<i64>(&mut con, &["BITPOS", "p", "1", "7", "15", "BIT"]),
+        8
+    );
+    assert_eq!(q::<i64>(&mut con, &["BITPOS", "p", "0", "1", "1"]), -1);
+    assert_eq!(q::<i64>(&mut con, &["BITPOS", "missing", "0"]), 0);
+    assert_eq!(q::<i64>(&mut con, &["BITPOS", "missing", "1"]), -1);
+    assert!(fails(&mut con, &["BITPOS", "p", "2"]).contains("must be 1 or 0"));
+
+    let (count, position): (i64, i64) = redis::pipe()
+        .atomic()
+        .cmd("SETBIT")
+        .arg("t")
+        .arg(9)
+        .arg(1)
+        .ignore()
+        .cmd("BITCOUNT")
+        .arg("t")
+        .cmd("BITPOS")
+        .arg("t")
+        .arg(1)
+        .query(&mut con)
+        .unwrap();
+    assert_eq!((count, position), (1, 9));
+
+    q::<String>(&mut con, &["MSET", "a", "1", "b", "2"]);
+    assert_eq!(q::<i64>(&mut con, &["UNLINK", "a", "b", "a", "none"]), 2);
+    assert_eq!(get(&mut con, "a"), None);
+    assert_eq!(q::<i64>(&mut con, &["WAIT", "1", "0"]), 0);
+    assert!(fails(&mut con, &["WAIT", "1", "-1"]).contains("negative"));
+}

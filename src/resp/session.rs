@@ -166,7 +166,7 @@ fn footprint_of(op: &Op) -> Footprint {
         | Op::Set(key, _)
         | Op::Strlen(key)
         | Op::GetRange(key, ..)
-        | Op::GetBit(key, _)
+        | Op::Bits(key, _)
         | Op::Type(key)
         | Op::Ttl(key, _) => Footprint::Key(key.clone()),
         Op::MGet(keys) | Op::Exists(keys) | Op::Del(keys) => Footprint::Keys(keys.clone()),

@@ -1,6 +1,6 @@
 //! Key operations: the commands whose reply and writes are a pure function
 //! of the current values of the keys they name (GET, STRLEN, GETRANGE,
-//! GETBIT, MGET, EXISTS, TYPE, SET, MSET, DEL, and every read-modify-write).
+//! GETBIT, BITCOUNT, BITPOS, MGET, EXISTS, TYPE, SET, MSET, DEL, and every read-modify-write).
 //!
 //! [`KeyOp::keys`] names what an operation reads and [`KeyOp::apply`] turns
 //! those values into its writes and its reply, touching nothing. Run alone
@@ -12,6 +12,7 @@
 use bytes::Bytes;
 use futures_util::future::join_all;
 
+use super::bits::BitRead;
 use super::lcs::{LcsOptions, lcs};
 use super::rmw::{Rmw, Writes};
 use super::strings::range_of;
@@ -26,7 +27,8 @@ pub enum KeyOp {
     Get(Bytes),
     Strlen(Bytes),
     GetRange(Bytes, i64, i64),
-    GetBit(Bytes, usize),
+    /// GETBIT, BITCOUNT, BITPOS.
+    Bits(Bytes, BitRead),
     MGet(Vec<Bytes>),
     /// EXISTS and TOUCH: how many of the keys (repeats counted) exist.
     Exists(Vec<Bytes>),
@@ -50,7 +52,7 @@ impl KeyOp {
             Op::Get(key) => KeyOp::Get(key),
             Op::Strlen(key) => KeyOp::Strlen(key),
             Op::GetRange(key, start, end) => KeyOp::GetRange(key, start, end),
-            Op::GetBit(key, offset) => KeyOp::GetBit(key, offset),
+            Op::Bits(key, read) => KeyOp::Bits(key, read),
             Op::MGet(keys) => KeyOp::MGet(keys),
             Op::Exists(keys) => KeyOp::Exists(keys),
             Op::Type(key) => KeyOp::Type(key),
@@ -70,7 +72,7 @@ impl KeyOp {
             KeyOp::Get(key)
             | KeyOp::Strlen(key)
             | KeyOp::GetRange(key, ..)
-            | KeyOp::GetBit(key, _)
+            | KeyOp::Bits(key, _)
             | KeyOp::Type(key) => vec![key.clone()],
             KeyOp::MGet(keys) | KeyOp::Exists(keys) => keys.clone(),
             KeyOp::Del(keys) => unique(keys.clone()),
@@ -95,13 +97,7 @@ impl KeyOp {
                 let range = Bytes::copy_from_slice(range_of(&value, start, end));
                 (Vec::new(), Reply::Bulk(range))
             }
-            KeyOp::GetBit(_, offset) => {
-                let byte = first()
-                    .and_then(|v| v.get(offset / 8).copied())
-                    .unwrap_or(0);
-                let bit = byte & (0x80 >> (offset % 8)) != 0;
-                (Vec::new(), Reply::Integer(i64::from(bit)))
-            }
+            KeyOp::Bits(_, read) => (Vec::new(), read.answer(first().as_deref())),
             KeyOp::MGet(_) => (
                 Vec::new(),
                 Reply::Array(olds.into_iter().map(Reply::value).collect()),
@@ -201,7 +197,8 @@ mod tests {
             None,
         ]);
         assert_eq!(reply, Reply::Integer(2));
-        let (_, reply) = KeyOp::GetBit(b("k"), 1).apply(vec![Some(Bytes::from_static(&[0x40]))]);
+        let (_, reply) =
+            KeyOp::Bits(b("k"), BitRead::Get(1)).apply(vec![Some(Bytes::from_static(&[0x40]))]);
         assert_eq!(reply, Reply::Integer(1));
         let (_, reply) = KeyOp::Type(b("k")).apply(vec![None]);
         assert_eq!(reply, Reply::Status("none".into()));

@@ -60,7 +60,7 @@ pub struct Scan {
 /// `name` is not one.
 pub fn parse(name: &str, args: &[Bytes], database: Database) -> Option<Parsed> {
     let op = match name {
-        "del" => Op::Del(args.to_vec()),
+        "del" | "unlink" => Op::Del(args.to_vec()),
         "exists" | "touch" => Op::Exists(args.to_vec()),
         "type" => Op::Type(args.first().cloned().unwrap_or_default()),
         "randomkey" => Op::RandomKey(database),

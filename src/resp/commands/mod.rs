@@ -14,6 +14,7 @@
 //! - [`server`]: PING, ECHO, SELECT, QUIT, HELLO, CLIENT, COMMAND, CONFIG,
 //!   INFO.
 
+pub mod bits;
 pub mod expire;
 pub mod info;
 pub mod keyop;
@@ -137,7 +138,8 @@ pub enum Op {
     Strlen(Bytes),
     Del(Vec<Bytes>),
     GetRange(Bytes, i64, i64),
-    GetBit(Bytes, usize),
+    /// GETBIT, BITCOUNT, BITPOS.
+    Bits(Bytes, bits::BitRead),
     Lcs(Bytes, Bytes, lcs::LcsOptions),
     Rmw(strings::Rmw),
     DbSize(Database),
@@ -171,7 +173,7 @@ pub enum Op {
 /// numbers them.
 pub const STATS_NAMES: &[&str] = &[
     "get", "set", "mget", "mset", "exists", "strlen", "del", "rmw", "dbsize", "flushall", "scan",
-    "keys", "info", "getrange", "getbit", "exec", "other",
+    "keys", "info", "getrange", "bits", "exec", "other",
 ];
 
 /// How a request relates to the others on its connection.
@@ -204,9 +206,10 @@ impl Op {
             Op::Keys(..) => 11,
             Op::Info(_) => 12,
             Op::GetRange(..) => 13,
-            Op::GetBit(..) | Op::Lcs(..) => 14,
+            Op::Bits(..) => 14,
             Op::Exec(..) => 15,
             Op::Ready(_)
+            | Op::Lcs(..)
             | Op::Type(_)
             | Op::RandomKey(_)
             | Op::WatchPoint(_)
@@ -224,7 +227,7 @@ impl Op {
             Op::Del(_) | Op::Rmw(_) | Op::Flush { .. } => Access::ReadWrite,
             Op::Get(_)
             | Op::GetRange(..)
-            | Op::GetBit(..)
+            | Op::Bits(..)
             | Op::Lcs(..)
             | Op::MGet(_)
             | Op::Exists(_)

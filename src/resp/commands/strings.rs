@@ -1,6 +1,6 @@
 //! String commands: GET, SET, SETNX, GETSET, GETDEL, MGET, MSET, MSETNX,
 //! INCR, DECR, INCRBY, DECRBY, INCRBYFLOAT, APPEND, STRLEN, GETRANGE (SUBSTR),
-//! SETRANGE, GETBIT, SETBIT. The read-modify-writes are in [`super::rmw`].
+//! SETRANGE, GETBIT, SETBIT, BITCOUNT, BITPOS (`bits.rs`). The read-modify-writes are in [`super::rmw`].
 //!
 //! Every command here is a [`KeyOp`] (see `keyop.rs`). A read-modify-write
 //! (SET with NX, XX or GET; SETNX; the INCR family; APPEND ...) is an
@@ -17,6 +17,7 @@ use bytes::Bytes;
 use futures_util::FutureExt;
 use futures_util::future::{LocalBoxFuture, ready};
 
+use super::bits::{BitRead, parse_bitpos};
 use super::expire::{SetTtl, expiry_option, is_expiry_unit};
 use super::keyop::{self, KeyOp};
 pub use super::rmw::{Condition, Rmw, SetReply, float_arg};
@@ -28,6 +29,7 @@ use crate::resp::reply::Reply;
 pub fn parse(name: &str, args: &[Bytes]) -> Option<Parsed> {
     let key = || args.first().cloned().unwrap_or_default();
     let second = || args.get(1).cloned().unwrap_or_default();
+    let rest = || args.get(1..).unwrap_or_default();
     let op = match name {
         "get" => Op::Get(key()),
         "strlen" => Op::Strlen(key()),
@@ -94,8 +96,13 @@ pub fn parse(name: &str, args: &[Bytes]) -> Option<Parsed> {
         },
         "setbit" => return Some(parse_setbit(args)),
         "getbit" => match offset_arg(&second()) {
-            Some(offset) => Op::GetBit(key(), offset),
+            Some(offset) => Op::Bits(key(), BitRead::Get(offset)),
             None => return Some(Parsed::Reply(bit_offset_error())),
+        },
+        "bitcount" => Op::Bits(key(), BitRead::Count(rest().to_vec())),
+        "bitpos" => match parse_bitpos(rest()) {
+            Ok(read) => Op::Bits(key(), read),
+            Err(reply) => return Some(Parsed::Reply(reply)),
         },
         "getrange" | "substr" => match (
             int_arg(&second()),
