@@ -218,3 +218,74 @@ fn expiry_commands() {
     let out = run_client(port, &["set", "k", "v", "ex"], "");
     assert_eq!(out.status.code(), Some(1));
 }
+
+/// On a terminal the shell prompts with the original client's `>>> ` and
+/// takes its words (`set`, `get`, `remove`, `exit`). `script` (util-linux)
+/// gives the client a pseudo-terminal; the test says so and passes where it
+/// is not installed.
+#[test]
+fn a_terminal_gets_the_original_prompt_and_words() {
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipped: `script` (util-linux) is not installed");
+        return;
+    }
+    let server = TestServer::start();
+    let client = format!(
+        "{} --port {} --history-file ''",
+        env!("CARGO_BIN_EXE_run_client"),
+        server.addr.port()
+    );
+    let mut child = Command::new("script")
+        .args(["-q", "-e", "-c", &client, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The line editor discards what was typed before its prompt, as a
+    // terminal does: each line is sent once the prompt before it is shown.
+    let mut stdout = child.stdout.take().unwrap();
+    let (chunks, arrived) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buffer = [0u8; 4096];
+        while let Ok(n @ 1..) = std::io::Read::read(&mut stdout, &mut buffer) {
+            if chunks.send(buffer[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let prompt = format!("naivekv 127.0.0.1:{} >>> ", server.addr.port());
+    let mut stdin = child.stdin.take().unwrap();
+    let mut seen = Vec::new();
+    for (shown, line) in ["set k v1", "get k", "remove k", "get k", "exit"]
+        .iter()
+        .enumerate()
+    {
+        while String::from_utf8_lossy(&seen).matches(&prompt).count() <= shown {
+            let chunk = arrived
+                .recv_timeout(std::time::Duration::from_secs(10))
+                .unwrap_or_else(|_| panic!("no prompt: {}", String::from_utf8_lossy(&seen)));
+            seen.extend(chunk);
+        }
+        stdin.write_all(format!("{line}\r").as_bytes()).unwrap();
+    }
+    let status = child.wait().unwrap();
+    drop(stdin);
+    while let Ok(chunk) = arrived.recv_timeout(std::time::Duration::from_secs(1)) {
+        seen.extend(chunk);
+    }
+    let out = Output {
+        status,
+        stdout: seen,
+        stderr: Vec::new(),
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert_eq!(text.matches(&prompt).count(), 5, "{text}");
+    let answers: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| ["OK", "v1", "(nil)"].contains(l))
+        .collect();
+    assert_eq!(answers, ["OK", "v1", "OK", "(nil)"], "{text}");
+}

@@ -332,7 +332,8 @@ impl Shell {
             // A missing file is the first session's normal state.
             let _ = editor.load_history(path);
         }
-        let prompt = format!("naivekv {}> ", self.target.addr);
+        // Ends in the original client's `>>> `, for scripts that wait for it.
+        let prompt = format!("naivekv {} >>> ", self.target.addr);
         let ok = loop {
             match editor.readline(&prompt) {
                 Ok(line) => {
