@@ -57,6 +57,9 @@ pub enum Error {
     Conflict,
 }
 
+/// What an empty key is refused with.
+const EMPTY_KEY: &str = "keys must not be empty";
+
 /// The engine's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -82,6 +85,21 @@ impl Error {
             })
             .collect::<Vec<_>>()
             .join(" ")
+    }
+
+    /// The refusal of an empty key.
+    pub fn empty_key() -> Self {
+        Error::InvalidArgument(EMPTY_KEY.into())
+    }
+
+    /// True for the refusal of a key nothing can be stored under (empty,
+    /// or longer than the limit): a read of it finds nothing.
+    pub fn is_unstorable_key(&self) -> bool {
+        match self {
+            Error::KeyTooLarge { .. } => true,
+            Error::InvalidArgument(message) => message == EMPTY_KEY,
+            _ => false,
+        }
     }
 
     /// A corruption error at `offset` of `path`.

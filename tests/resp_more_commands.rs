@@ -341,3 +341,88 @@ fn bit_reads_unlink_and_wait() {
     assert_eq!(q::<i64>(&mut con, &["WAIT", "1", "0"]), 0);
     assert!(fails(&mut con, &["WAIT", "1", "-1"]).contains("negative"));
 }
+
+/// Answers that differed from Redis 7.0.15's, found by sending the same
+/// random commands to both (session 16): each now as Redis gives it.
+#[test]
+fn edge_arguments_answered_as_redis_does() {
+    let server = RespServer::start();
+    let mut con = server.redis();
+    q::<String>(&mut con, &["SET", "k", "hello"]);
+    assert_eq!(q::<String>(&mut con, &["GETRANGE", "k", "-10", "-20"]), "");
+    assert_eq!(q::<String>(&mut con, &["GETRANGE", "k", "-20", "-10"]), "h");
+    assert!(fails(&mut con, &["GETBIT", "k", "4294967296"]).contains("bit offset"));
+    assert!(fails(&mut con, &["SETBIT", "k", "4294967296", "2"]).contains("bit offset"));
+    assert!(fails(&mut con, &["SETRANGE", "k", "abc", "x"]).contains("not an integer"));
+    assert!(fails(&mut con, &["SETRANGE", "k", "-1", "x"]).contains("offset is out of range"));
+    assert!(fails(&mut con, &["COPY", "k", "k"]).contains("objects are the same"));
+    assert!(
+        fails(&mut con, &["COPY", "k", "b", "DB", "9223372036854775807"]).contains("must between")
+    );
+    q::<String>(&mut con, &["SET", "n", "1"]);
+    assert!(
+        fails(&mut con, &["DECRBY", "n", "-9223372036854775808"])
+            .contains("decrement would overflow")
+    );
+    assert!(fails(&mut con, &["WAIT", "0", "x"]).contains("timeout is not an integer"));
+    assert!(fails(&mut con, &["LCS", "a", "b", "MINMATCHLEN", "x"]).contains("not an integer"));
+    assert!(
+        fails(&mut con, &["EXPIRE", "k", "10", "NX", "LT", "foo"])
+            .contains("Unsupported option foo")
+    );
+    q::<String>(&mut con, &["SET", "z", "-0"]);
+    assert_eq!(q::<String>(&mut con, &["INCRBYFLOAT", "z", "-0"]), "0");
+
+    // SET and GETEX take a repeated option; the last expiry counts, and
+    // a syntax error comes before a bad amount.
+    assert_eq!(q::<String>(&mut con, &["SET", "s", "v", "NX", "NX"]), "OK");
+    assert_eq!(
+        q::<Option<String>>(&mut con, &["SET", "t", "v", "XX", "XX"]),
+        None
+    );
+    q::<String>(&mut con, &["SET", "s", "v", "EX", "10", "EX", "2000"]);
+    assert!(q::<i64>(&mut con, &["TTL", "s"]) > 1000);
+    assert_eq!(
+        q::<String>(&mut con, &["GETEX", "s", "PERSIST", "PERSIST"]),
+        "v"
+    );
+    assert_eq!(q::<i64>(&mut con, &["TTL", "s"]), -1);
+    assert_eq!(
+        q::<String>(&mut con, &["GETEX", "s", "PX", "5", "PX", "900000"]),
+        "v"
+    );
+    assert!(q::<i64>(&mut con, &["TTL", "s"]) > 800);
+    assert!(fails(&mut con, &["SET", "s", "v", "EX", "abc", "NX", "XX"]).contains("syntax error"));
+    assert!(fails(&mut con, &["SET", "s", "v", "EX", "1", "PX", "1"]).contains("syntax error"));
+    assert!(fails(&mut con, &["GETEX", "s", "EX", "1", "PERSIST"]).contains("syntax error"));
+
+    // In MULTI, MSET's odd count and a key nothing can be stored under fail
+    // only their own command.
+    let failures = redis::pipe()
+        .atomic()
+        .cmd("SET")
+        .arg("a")
+        .arg("1")
+        .cmd("MSET")
+        .arg("b")
+        .arg("2")
+        .arg("c")
+        .cmd("GET")
+        .arg("")
+        .cmd("SET")
+        .arg("")
+        .arg("x")
+        .cmd("EXISTS")
+        .arg("")
+        .query::<Vec<redis::Value>>(&mut con)
+        .unwrap_err()
+        .to_string();
+    let failed: Vec<usize> = (0..5)
+        .filter(|i| failures.contains(&format!("Index {i},")))
+        .collect();
+    assert_eq!(failed, [1, 3], "{failures}");
+    assert!(failures.contains("keys must not be empty"), "{failures}");
+    assert_eq!(get(&mut con, "a"), Some(b"1".to_vec()));
+    assert_eq!(q::<Option<String>>(&mut con, &["GET", ""]), None);
+    assert!(fails(&mut con, &["MSET", "b", "2", "c"]).contains("wrong number of arguments"));
+}

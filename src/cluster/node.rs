@@ -417,7 +417,7 @@ impl ClusterNode {
         let mutations = request.mutations.iter().map(|m| (&m.key, m.value.as_ref()));
         for (key, value) in mutations.chain(conditions) {
             if key.is_empty() {
-                return Err(Error::InvalidArgument("keys must not be empty".into()));
+                return Err(Error::empty_key());
             }
             if key.len() > max_key {
                 return Err(Error::KeyTooLarge {

@@ -655,7 +655,7 @@ impl Db {
     fn check_key(&self, key: &[u8]) -> Result<()> {
         let limit = self.inner.options.max_key_bytes;
         if key.is_empty() {
-            return Err(Error::InvalidArgument("keys must not be empty".into()));
+            return Err(Error::empty_key());
         }
         if key.len() > limit {
             return Err(Error::KeyTooLarge {

@@ -239,6 +239,15 @@ impl RoundView {
             .collect();
         missing.sort();
         missing.dedup();
+        // A key nothing can be stored under reads as absent, with no
+        // version to require at commit.
+        missing.retain(|key| {
+            let storable = db.check_put(key, &[]).is_ok();
+            if !storable {
+                self.values.insert(key.clone(), None);
+            }
+            storable
+        });
         let reads = join_all(missing.iter().map(|key| db.get_versioned(key.clone()))).await;
         for (key, read) in missing.into_iter().zip(reads) {
             let read = read?;
@@ -257,6 +266,15 @@ impl RoundView {
         let current = self.values_of(db, &op.keys()).await?;
         let now_ms = db.now_ms();
         let (writes, reply) = apply(op, current, now_ms);
+        // A write the engine would refuse (an empty or too long key, a too
+        // large value) fails its own command, not the whole round.
+        let refused = writes.iter().find_map(|w| {
+            let value = w.value.as_deref().unwrap_or_default();
+            db.check_put(&w.key, value).err()
+        });
+        if let Some(error) = refused {
+            return Ok(engine_error(&error));
+        }
         for write in writes {
             if self.written_set.insert(write.key.clone()) {
                 self.written.push(write.key.clone());
@@ -275,6 +293,9 @@ impl RoundView {
     async fn changed(&mut self, db: &Db, watched: &[(Bytes, WatchMark)]) -> Result<bool> {
         let now_ms = db.now_ms();
         for (key, mark) in watched {
+            if db.check_put(key, &[]).is_err() {
+                continue; // nothing can be stored under it: never changes
+            }
             if self.written_set.contains(key) {
                 return Ok(true);
             }

@@ -70,6 +70,14 @@ impl Database {
     /// `index` is out of range (or not an integer: `None`).
     pub fn select(&self, index: Option<i64>) -> Result<Database, Reply> {
         let index = index.ok_or_else(super::commands::not_an_integer)?;
+        if i32::try_from(index).is_err() {
+            // Redis reads a database index as a C int.
+            return Err(Reply::err(format!(
+                "value is out of range, value must between {} and {}",
+                i32::MIN,
+                i32::MAX
+            )));
+        }
         match u32::try_from(index) {
             Ok(index) if index < self.count => Ok(Database {
                 index,

@@ -784,7 +784,6 @@ impl MemtableActor {
     }
 }
 
-/// Creates WAL `number` in the database directory.
 /// A new active memtable, with a key filter sized for what it holds when
 /// it is frozen.
 fn empty_memtable(options: &Options) -> MemTable {

@@ -122,19 +122,28 @@ pub fn parse(name: &'static str, args: &[Bytes]) -> Option<Parsed> {
 
 /// `EXPIRE key n [NX|XX|GT|LT]` and the P/AT variants.
 fn parse_expire(name: &'static str, args: &[Bytes]) -> Parsed {
+    let options = args.get(2..).unwrap_or_default();
+    // Every option is read before any pair is judged, as Redis does.
+    if let Some(unknown) = options.iter().find(|o| {
+        !matches!(
+            o.to_ascii_uppercase().as_slice(),
+            b"NX" | b"XX" | b"GT" | b"LT"
+        )
+    }) {
+        // Redis prints the option as a C string: up to its first NUL.
+        let shown = unknown.split(|b| *b == 0).next().unwrap_or_default();
+        return Parsed::Reply(Reply::err(format!(
+            "Unsupported option {}",
+            String::from_utf8_lossy(shown)
+        )));
+    }
     let mut condition = None;
-    for option in args.get(2..).unwrap_or_default() {
+    for option in options {
         let wanted = match option.to_ascii_uppercase().as_slice() {
             b"NX" => ExpireCondition::Nx,
             b"XX" => ExpireCondition::Xx,
             b"GT" => ExpireCondition::Gt,
-            b"LT" => ExpireCondition::Lt,
-            _ => {
-                return Parsed::Reply(Reply::err(format!(
-                    "Unsupported option {}",
-                    String::from_utf8_lossy(option)
-                )));
-            }
+            _ => ExpireCondition::Lt,
         };
         condition = match combine(condition, wanted) {
             Ok(condition) => Some(condition),
@@ -213,14 +222,82 @@ fn parse_setex(name: &'static str, args: &[Bytes]) -> Parsed {
 /// `GETEX key [EX s | PX ms | EXAT t | PXAT t | PERSIST]`.
 fn parse_getex(args: &[Bytes]) -> Parsed {
     let key = args.first().cloned().unwrap_or_default();
-    let rest = args.get(1..).unwrap_or_default();
-    let ttl = match rest {
-        [] => Ok(SetTtl::Keep),
-        [persist] if persist.eq_ignore_ascii_case(b"PERSIST") => Ok(SetTtl::Clear),
-        [unit, amount] if is_expiry_unit(unit) => expiry_option(unit, amount, "getex"),
-        _ => return Parsed::Reply(syntax_error()),
+    let options = match TtlOptions::parse(args.get(1..).unwrap_or_default(), false) {
+        Ok(options) => options,
+        Err(reply) => return Parsed::Reply(reply),
+    };
+    let ttl = match options.ttl {
+        TtlOption::None => Ok(SetTtl::Keep),
+        TtlOption::Persist => Ok(SetTtl::Clear),
+        TtlOption::Keep => return Parsed::Reply(syntax_error()),
+        TtlOption::Expire(unit, amount) => expiry_option(&unit, &amount, "getex"),
     };
     Parsed::Engine(Op::Rmw(Rmw::Expiry(ExpireOp::GetEx { key, ttl })))
+}
+
+/// The expiry option of a SET or GETEX, as given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TtlOption {
+    None,
+    /// KEEPTTL (SET only).
+    Keep,
+    /// PERSIST (GETEX only).
+    Persist,
+    /// EX, PX, EXAT or PXAT (upper case) and its amount, not yet checked.
+    Expire(Vec<u8>, Bytes),
+}
+
+/// The options of `SET key value [NX|XX] [GET] [expiry]` or `GETEX key
+/// [expiry|PERSIST]`, read as Redis 7.0 reads them
+/// (`parseExtendedStringArgumentsOrReply`): an option may repeat (the last
+/// expiry's amount counts), options that exclude each other are a syntax
+/// error, and an expiry's amount is checked only after every option is
+/// read, so a syntax error is reported before a bad amount.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TtlOptions {
+    pub nx: bool,
+    pub xx: bool,
+    pub get: bool,
+    pub ttl: TtlOption,
+}
+
+impl TtlOptions {
+    /// Reads `options` of SET (`set` true) or GETEX.
+    pub fn parse(options: &[Bytes], set: bool) -> Result<TtlOptions, Reply> {
+        let mut parsed = TtlOptions {
+            nx: false,
+            xx: false,
+            get: false,
+            ttl: TtlOption::None,
+        };
+        let mut i = 0;
+        while let Some(option) = options.get(i) {
+            let upper = option.to_ascii_uppercase();
+            let next = options.get(i + 1);
+            let ttl_kind = match &parsed.ttl {
+                TtlOption::None => None,
+                TtlOption::Keep => Some(&b"KEEPTTL"[..]),
+                TtlOption::Persist => Some(&b"PERSIST"[..]),
+                TtlOption::Expire(unit, _) => Some(unit.as_slice()),
+            };
+            let ttl_free_or = |same: &[u8]| ttl_kind.is_none_or(|kind| kind == same);
+            match upper.as_slice() {
+                b"NX" if set && !parsed.xx => parsed.nx = true,
+                b"XX" if set && !parsed.nx => parsed.xx = true,
+                b"GET" if set => parsed.get = true,
+                b"KEEPTTL" if set && ttl_free_or(b"KEEPTTL") => parsed.ttl = TtlOption::Keep,
+                b"PERSIST" if !set && ttl_free_or(b"PERSIST") => parsed.ttl = TtlOption::Persist,
+                unit if is_expiry_unit(unit) && ttl_free_or(unit) && next.is_some() => {
+                    let amount = next.cloned().unwrap_or_default();
+                    parsed.ttl = TtlOption::Expire(unit.to_vec(), amount);
+                    i += 1;
+                }
+                _ => return Err(syntax_error()),
+            }
+            i += 1;
+        }
+        Ok(parsed)
+    }
 }
 
 /// True for EX, PX, EXAT and PXAT, any case.

@@ -117,8 +117,12 @@ fn parse_copy(args: &[Bytes], database: Database) -> Parsed {
         }
     }
     let to = args.get(1).cloned().unwrap_or_default();
+    let from = args.first().cloned().unwrap_or_default();
+    if target == database && from == to {
+        return Parsed::Reply(Reply::err("source and destination objects are the same"));
+    }
     Parsed::Engine(Op::Rmw(Rmw::Copy {
-        from: args.first().cloned().unwrap_or_default(),
+        from,
         to: database.rebase(&to, target),
         replace,
     }))

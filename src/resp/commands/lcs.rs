@@ -33,10 +33,8 @@ pub fn parse_options(args: &[Bytes]) -> Result<LcsOptions, Reply> {
             b"idx" => options.idx = true,
             b"withmatchlen" => options.with_match_len = true,
             b"minmatchlen" => {
-                let n = args
-                    .get(i + 1)
-                    .and_then(|a| int_arg(a))
-                    .ok_or_else(syntax_error)?;
+                let amount = args.get(i + 1).ok_or_else(syntax_error)?;
+                let n = int_arg(amount).ok_or_else(super::not_an_integer)?;
                 options.min_match_len = usize::try_from(n).unwrap_or(0);
                 i += 1;
             }

@@ -377,13 +377,13 @@ pub fn engine_error(error: &crate::Error) -> Reply {
     Reply::err(error.client_message())
 }
 
-/// A read's value, with a key longer than the engine stores read as absent:
-/// nothing can be stored under it, and Redis (whose keys have no such
-/// limit) answers nil or 0 for it, not an error. Writes of such a key are
-/// still refused.
+/// A read's value, with a key the engine cannot store (empty, or longer
+/// than the limit) read as absent: nothing can be stored under it, and
+/// Redis (whose keys have no such limits) answers nil or 0 for it, not an
+/// error. Writes of such a key are still refused.
 pub fn absent_if_too_large(read: crate::Result<Option<Bytes>>) -> crate::Result<Option<Bytes>> {
     match read {
-        Err(crate::Error::KeyTooLarge { .. }) => Ok(None),
+        Err(e) if e.is_unstorable_key() => Ok(None),
         other => other,
     }
 }

@@ -257,11 +257,16 @@ pub fn float_arg(arg: &[u8]) -> Option<f64> {
 
 /// A float as INCRBYFLOAT prints it: no exponent, no trailing zeros.
 fn format_float(value: f64) -> String {
+    if value == 0.0 {
+        return "0".into(); // Redis prints -0 as 0 too
+    }
     let text = format!("{value:.17}");
     let text = text.trim_end_matches('0').trim_end_matches('.');
-    // Seventeen digits show binary noise ("10.50000000000000000" is fine,
-    // "0.30000000000000004" is what Redis prints too): keep the shortest
-    // form when it reads back the same.
+    // Seventeen digits show binary noise ("10.50000000000000000" is fine):
+    // keep the shortest form when it reads back the same. (Redis adds in
+    // long double, 80 bits on x86, and prints 17 decimals of that, so some
+    // sums differ in their last digits: 0.1 + 0.2 is 0.3 there and
+    // 0.30000000000000004 here.)
     let shortest = format!("{value}");
     if shortest.parse::<f64>().ok() == Some(value) && shortest.len() <= text.len() {
         shortest

@@ -93,9 +93,10 @@ fn wait(args: &[Bytes]) -> Reply {
         args.first().and_then(|a| int_arg(a)),
         args.get(1).and_then(|a| int_arg(a)),
     ) {
-        (Some(_), Some(timeout)) if timeout < 0 => Reply::err("timeout is negative"),
-        (Some(_), Some(_)) => Reply::Integer(0),
-        _ => not_an_integer(),
+        (None, _) => not_an_integer(),
+        (_, None) => Reply::err("timeout is not an integer or out of range"),
+        (_, Some(timeout)) if timeout < 0 => Reply::err("timeout is negative"),
+        _ => Reply::Integer(0),
     }
 }
 

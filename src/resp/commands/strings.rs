@@ -18,10 +18,10 @@ use futures_util::FutureExt;
 use futures_util::future::{LocalBoxFuture, ready};
 
 use super::bits::{BitRead, parse_bitpos};
-use super::expire::{SetTtl, expiry_option, is_expiry_unit};
+use super::expire::{SetTtl, TtlOption, TtlOptions, expiry_option};
 use super::keyop::{self, KeyOp};
 pub use super::rmw::{Condition, Rmw, SetReply, float_arg};
-use super::{Engine, Op, Parsed, engine_error, int_arg, not_an_integer, syntax_error};
+use super::{Engine, Op, Parsed, engine_error, int_arg, not_an_integer};
 use crate::resp::counter::{Apply, Unit};
 use crate::resp::reply::Reply;
 
@@ -47,9 +47,9 @@ pub fn parse(name: &str, args: &[Bytes]) -> Option<Parsed> {
             reply: SetReply::Flag,
             ttl: SetTtl::Clear,
         }),
-        "mset" if !args.len().is_multiple_of(2) => {
-            return Some(Parsed::Reply(super::wrong_arity("mset")));
-        }
+        // As in Redis, the table's arity passes and the command itself
+        // refuses an odd count: inside MULTI it is queued, and fails alone.
+        "mset" | "msetnx" if !args.len().is_multiple_of(2) => Op::Ready(super::wrong_arity(name)),
         "mset" => Op::MSet(
             args.chunks_exact(2)
                 .map(|pair| (pair[0].clone(), pair[1].clone()))
@@ -57,6 +57,9 @@ pub fn parse(name: &str, args: &[Bytes]) -> Option<Parsed> {
         ),
         "incr" => incr(key(), 1),
         "decr" => incr(key(), -1),
+        "decrby" if int_arg(&second()) == Some(i64::MIN) => {
+            return Some(Parsed::Reply(Reply::err("decrement would overflow")));
+        }
         "incrby" | "decrby" => {
             let by = int_arg(&second());
             let by = if name == "decrby" {
@@ -86,16 +89,17 @@ pub fn parse(name: &str, args: &[Bytes]) -> Option<Parsed> {
             Some(by) => Op::Rmw(Rmw::IncrByFloat { key: key(), by }),
             None => return Some(Parsed::Reply(Reply::err("value is not a valid float"))),
         },
-        "setrange" => match offset_arg(&second()) {
-            Some(offset) => Op::Rmw(Rmw::SetRange {
+        "setrange" => match int_arg(&second()).map(usize::try_from) {
+            Some(Ok(offset)) => Op::Rmw(Rmw::SetRange {
                 key: key(),
                 offset,
                 value: args.get(2).cloned().unwrap_or_default(),
             }),
-            None => return Some(Parsed::Reply(Reply::err("offset is out of range"))),
+            Some(Err(_)) => return Some(Parsed::Reply(Reply::err("offset is out of range"))),
+            None => return Some(Parsed::Reply(not_an_integer())),
         },
         "setbit" => return Some(parse_setbit(args)),
-        "getbit" => match offset_arg(&second()) {
+        "getbit" => match bit_offset_arg(&second()) {
             Some(offset) => Op::Bits(key(), BitRead::Get(offset)),
             None => return Some(Parsed::Reply(bit_offset_error())),
         },
@@ -111,9 +115,6 @@ pub fn parse(name: &str, args: &[Bytes]) -> Option<Parsed> {
             (Some(start), Some(end)) => Op::GetRange(key(), start, end),
             _ => return Some(Parsed::Reply(not_an_integer())),
         },
-        "msetnx" if !args.len().is_multiple_of(2) => {
-            return Some(Parsed::Reply(super::wrong_arity("msetnx")));
-        }
         "msetnx" => Op::Rmw(Rmw::MSetNx(
             args.chunks_exact(2)
                 .map(|pair| (pair[0].clone(), pair[1].clone()))
@@ -124,9 +125,12 @@ pub fn parse(name: &str, args: &[Bytes]) -> Option<Parsed> {
     Some(Parsed::Engine(op))
 }
 
-/// A non-negative offset argument.
-fn offset_arg(arg: &[u8]) -> Option<usize> {
-    int_arg(arg).and_then(|n| usize::try_from(n).ok())
+/// A bit offset argument: non-negative and, as in Redis (whose strings
+/// end at 512 MiB), below 2^32.
+fn bit_offset_arg(arg: &[u8]) -> Option<usize> {
+    int_arg(arg)
+        .and_then(|n| usize::try_from(n).ok())
+        .filter(|n| *n < 1 << 32)
 }
 
 fn bit_offset_error() -> Reply {
@@ -135,7 +139,7 @@ fn bit_offset_error() -> Reply {
 
 /// `SETBIT key offset 0|1`.
 fn parse_setbit(args: &[Bytes]) -> Parsed {
-    let Some(offset) = args.get(1).and_then(|a| offset_arg(a)) else {
+    let Some(offset) = args.get(1).and_then(|a| bit_offset_arg(a)) else {
         return Parsed::Reply(bit_offset_error());
     };
     let bit = match args.get(2).map(|a| a.as_ref()) {
@@ -153,6 +157,9 @@ fn parse_setbit(args: &[Bytes]) -> Parsed {
 /// GETRANGE's slice of `value`: negative indexes count from the end, both
 /// ends inclusive and clamped, as Redis does.
 pub fn range_of(value: &[u8], start: i64, end: i64) -> &[u8] {
+    if start < 0 && end < 0 && start > end {
+        return &[];
+    }
     let len = value.len() as i64;
     let clamp = |i: i64| if i < 0 { (len + i).max(0) } else { i };
     let (start, end) = (clamp(start), clamp(end).min(len - 1));
@@ -173,29 +180,24 @@ fn parse_set(args: &[Bytes]) -> Parsed {
     let (Some(key), Some(value)) = (args.first(), args.get(1)) else {
         return Parsed::Reply(super::wrong_arity("set"));
     };
-    let mut condition = None;
-    let mut get = false;
-    let mut ttl = None;
-    let mut options = args[2..].iter();
-    while let Some(option) = options.next() {
-        match option.to_ascii_uppercase().as_slice() {
-            b"NX" | b"XX" if condition.is_some() => return Parsed::Reply(syntax_error()),
-            b"NX" => condition = Some(Condition::Nx),
-            b"XX" => condition = Some(Condition::Xx),
-            b"GET" => get = true,
-            b"KEEPTTL" if ttl.is_none() => ttl = Some(SetTtl::Keep),
-            unit if is_expiry_unit(unit) && ttl.is_none() => {
-                let Some(amount) = options.next() else {
-                    return Parsed::Reply(syntax_error());
-                };
-                match expiry_option(unit, amount, "set") {
-                    Ok(parsed) => ttl = Some(parsed),
-                    Err(reply) => return Parsed::Reply(reply),
-                }
-            }
-            _ => return Parsed::Reply(syntax_error()),
-        }
-    }
+    let options = match TtlOptions::parse(args.get(2..).unwrap_or_default(), true) {
+        Ok(options) => options,
+        Err(reply) => return Parsed::Reply(reply),
+    };
+    let condition = match (options.nx, options.xx) {
+        (true, _) => Some(Condition::Nx),
+        (_, true) => Some(Condition::Xx),
+        _ => None,
+    };
+    let get = options.get;
+    let ttl = match options.ttl {
+        TtlOption::None | TtlOption::Persist => None,
+        TtlOption::Keep => Some(SetTtl::Keep),
+        TtlOption::Expire(unit, amount) => match expiry_option(&unit, &amount, "set") {
+            Ok(ttl) => Some(ttl),
+            Err(reply) => return Parsed::Reply(reply),
+        },
+    };
     if condition.is_none() && !get && ttl.is_none() {
         return Parsed::Engine(Op::Set(key.clone(), value.clone()));
     }
