@@ -75,7 +75,10 @@ pub struct Options {
     /// memtable actor's group commit; default `false`. It saves the hand-offs
     /// between threads (four per group) when writes come one at a time.
     /// Writes that find a durable write in progress still go to the actor,
-    /// so a burst is still committed in groups. `run_server` turns it on:
+    /// so a burst is still committed in groups; the actor then syncs each
+    /// group on its own thread too, instead of on a blocking thread (so
+    /// the thread the database was opened on blocks for those syncs).
+    /// `run_server` turns it on:
     /// a worker thread serving many connections then waits for one sync at
     /// a time, as the single-threaded Redis does (docs/BENCHMARKS.md,
     /// session 14).
