@@ -304,6 +304,13 @@ fn set_bit(old: Option<Bytes>, offset: usize, bit: bool) -> (Option<Option<Bytes
         );
     }
     let mask = 0x80u8 >> (offset % 8);
+    // As in Redis, a bit already so in a value that need not grow is no
+    // write: it leaves the key (and a WATCH on it) alone.
+    if let Some(current) = old.as_ref().and_then(|v| v.get(byte))
+        && (current & mask != 0) == bit
+    {
+        return (None, Reply::Integer(i64::from(bit)));
+    }
     let mut new = BytesMut::from(old.unwrap_or_default().as_ref());
     if new.len() <= byte {
         new.resize(byte + 1, 0);
@@ -482,6 +489,16 @@ mod tests {
             )
         );
         assert_eq!(one(bit(0, false), Some("\u{7f}")).1, Reply::Integer(0));
+        // Already so: no write, as in Redis (a WATCH on the key holds).
+        assert_eq!(
+            one(bit(1, true), Some("\u{40}")),
+            (vec![], Reply::Integer(1))
+        );
+        assert_eq!(
+            one(bit(9, false), Some("\u{40}")).0.len(),
+            1,
+            "grows the value"
+        );
         assert!(matches!(
             one(bit(usize::MAX, true), None).1,
             Reply::Error(_)
