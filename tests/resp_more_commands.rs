@@ -288,7 +288,7 @@ fn answers_redis_gives_for_long_keys_and_minus_zero() {
     assert!(fails(&mut con, &["GETEX", "i", "EX", "0"]).contains("invalid expire time"));
 }
 
-/// BITCOUNT and BITPOS (redis.io's examples), UNLINK and WAIT, through a
+/// BITCOUNT and BITPOS (redis.io's examples), BITOP, UNLINK and WAIT, through a
 /// client, including inside MULTI, where a bit read sees the writes queued
 /// before it.
 #[test]
@@ -334,6 +334,28 @@ fn bit_reads_unlink_and_wait() {
         .query(&mut con)
         .unwrap();
     assert_eq!((count, position), (1, 9));
+
+    // BITOP: shorter values padded with zeros, an empty result deletes the
+    // destination, which loses its TTL like a SET.
+    q::<String>(&mut con, &["MSET", "x", "\u{f0}", "y", "ab"]);
+    q::<i64>(&mut con, &["EXPIRE", "dest", "100"]);
+    assert_eq!(
+        q::<i64>(&mut con, &["BITOP", "AND", "dest", "y", "missing"]),
+        2
+    );
+    assert_eq!(get(&mut con, "dest"), Some(vec![0, 0]));
+    assert_eq!(q::<i64>(&mut con, &["TTL", "dest"]), -1);
+    assert_eq!(q::<i64>(&mut con, &["BITOP", "OR", "dest", "y", "dest"]), 2);
+    assert_eq!(get(&mut con, "dest"), Some(b"ab".to_vec()));
+    assert_eq!(q::<i64>(&mut con, &["BITOP", "NOT", "dest", "dest"]), 2);
+    assert_eq!(get(&mut con, "dest"), Some(vec![!b'a', !b'b']));
+    assert_eq!(
+        q::<i64>(&mut con, &["BITOP", "XOR", "dest", "none1", "none2"]),
+        0
+    );
+    assert_eq!(get(&mut con, "dest"), None);
+    assert!(fails(&mut con, &["BITOP", "NOT", "dest", "x", "y"]).contains("single source key"));
+    assert!(fails(&mut con, &["BITOP", "NAND", "dest", "x"]).contains("syntax error"));
 
     q::<String>(&mut con, &["MSET", "a", "1", "b", "2"]);
     assert_eq!(q::<i64>(&mut con, &["UNLINK", "a", "b", "a", "none"]), 2);

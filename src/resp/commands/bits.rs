@@ -1,5 +1,6 @@
 //! Bit reads of a string value: GETBIT, BITCOUNT and BITPOS, as Redis 7.0
-//! answers them (`bitops.c`). SETBIT is a read-modify-write (`rmw.rs`).
+//! answers them (`bitops.c`), and BITOP's operations. SETBIT and BITOP
+//! are read-modify-writes (`rmw.rs`).
 //!
 //! A value is a string of bits, the first byte's most significant bit
 //! first. A missing key reads as an endless run of zero bits: GETBIT
@@ -23,6 +24,50 @@ pub enum BitRead {
     /// BITPOS: the bit looked for, then the arguments after it
     /// (`[start [end [BYTE|BIT]]]`).
     Pos(bool, Vec<Bytes>),
+}
+
+/// BITOP's operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BitOperation {
+    And,
+    Or,
+    Xor,
+    Not,
+}
+
+impl BitOperation {
+    /// BITOP's first argument, any case.
+    pub fn parse(name: &[u8]) -> Option<BitOperation> {
+        match name.to_ascii_lowercase().as_slice() {
+            b"and" => Some(BitOperation::And),
+            b"or" => Some(BitOperation::Or),
+            b"xor" => Some(BitOperation::Xor),
+            b"not" => Some(BitOperation::Not),
+            _ => None,
+        }
+    }
+
+    /// The operation over `values` (`None`: a missing key), as long as the
+    /// longest; shorter values count as padded with zero bytes. NOT takes
+    /// the first value only.
+    pub fn apply(self, values: &[Option<Bytes>]) -> Vec<u8> {
+        let len = values.iter().flatten().map(Bytes::len).max().unwrap_or(0);
+        let byte = |value: &Option<Bytes>, i: usize| {
+            value.as_ref().and_then(|v| v.get(i)).copied().unwrap_or(0)
+        };
+        (0..len)
+            .map(|i| {
+                let mut bytes = values.iter().map(|v| byte(v, i));
+                let first = bytes.next().unwrap_or(0);
+                match self {
+                    BitOperation::And => bytes.fold(first, |a, b| a & b),
+                    BitOperation::Or => bytes.fold(first, |a, b| a | b),
+                    BitOperation::Xor => bytes.fold(first, |a, b| a ^ b),
+                    BitOperation::Not => !first,
+                }
+            })
+            .collect()
+    }
 }
 
 /// Parses BITPOS's arguments after the key: the bit is checked at once, as
@@ -305,6 +350,19 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn bitop_pads_shorter_values_with_zeros() {
+        let v = |bytes: &[u8]| Some(Bytes::copy_from_slice(bytes));
+        let values = [v(&[0xF0, 0x0F]), None, v(&[0xFF])];
+        assert_eq!(BitOperation::And.apply(&values), [0x00, 0x00]);
+        assert_eq!(BitOperation::Or.apply(&values), [0xFF, 0x0F]);
+        assert_eq!(BitOperation::Xor.apply(&values), [0x0F, 0x0F]);
+        assert_eq!(BitOperation::Not.apply(&values[..1]), [0x0F, 0xF0]);
+        assert_eq!(BitOperation::And.apply(&[None, v(&[])]), Vec::<u8>::new());
+        assert_eq!(BitOperation::parse(b"xOr"), Some(BitOperation::Xor));
+        assert_eq!(BitOperation::parse(b"nand"), None);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Read-modify-writes: commands whose writes depend on what the keys hold
 //! (INCR family, INCRBYFLOAT, APPEND, SET NX/XX/GET, SETNX, GETSET, GETDEL,
-//! SETRANGE, SETBIT, MSETNX, RENAME, RENAMENX, COPY).
+//! SETRANGE, SETBIT, BITOP, MSETNX, RENAME, RENAMENX, COPY).
 //!
 //! Each is pure here: [`Rmw::keys`] names what it reads, [`Rmw::apply`]
 //! turns their values into the writes and the reply. The
@@ -9,6 +9,7 @@
 
 use bytes::{Bytes, BytesMut};
 
+use super::bits::BitOperation;
 use super::expire::{ExpireOp, SetTtl};
 use super::{int_arg, not_an_integer};
 use crate::resp::reply::Reply;
@@ -98,6 +99,13 @@ pub enum Rmw {
         from: Bytes,
         to: Bytes,
     },
+    /// BITOP: `dest` gets `operation` over the values of `sources`
+    /// (`bits.rs`); an empty result deletes it. Answers the result's length.
+    BitOp {
+        operation: BitOperation,
+        dest: Bytes,
+        sources: Vec<Bytes>,
+    },
 }
 
 impl Rmw {
@@ -116,12 +124,22 @@ impl Rmw {
             Rmw::Rename { from, to, .. } | Rmw::Copy { from, to, .. } | Rmw::Move { from, to } => {
                 vec![from.clone(), to.clone()]
             }
+            Rmw::BitOp { sources, .. } => sources.clone(),
         }
     }
 
     /// From the keys' current values (as `keys` orders them): the writes
     /// and the reply.
     pub fn apply(self, olds: Vec<Option<Bytes>>) -> (Writes, Reply) {
+        if let Rmw::BitOp {
+            operation, dest, ..
+        } = self
+        {
+            let result = operation.apply(&olds);
+            let len = result.len() as i64;
+            let write = (!result.is_empty()).then(|| Bytes::from(result));
+            return (vec![(dest, write)], Reply::Integer(len));
+        }
         let mut olds = olds.into_iter();
         let first = olds.next().flatten();
         let second = olds.next().flatten();
@@ -157,7 +175,8 @@ impl Rmw {
         let first = expiries.first().copied().unwrap_or(0);
         match self {
             Rmw::Set { ttl, .. } => ttl.resolve(first, now_ms),
-            Rmw::MSetNx(_) | Rmw::GetDel { .. } => 0,
+            // BITOP sets its destination as SET does.
+            Rmw::MSetNx(_) | Rmw::GetDel { .. } | Rmw::BitOp { .. } => 0,
             _ => first,
         }
     }
@@ -217,6 +236,7 @@ impl Rmw {
             | Rmw::Rename { .. }
             | Rmw::Copy { .. }
             | Rmw::Move { .. }
+            | Rmw::BitOp { .. }
             | Rmw::Expiry(_) => (None, Reply::err("internal error: not a one-key command")),
         }
     }

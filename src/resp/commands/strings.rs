@@ -1,6 +1,6 @@
 //! String commands: GET, SET, SETNX, GETSET, GETDEL, MGET, MSET, MSETNX,
 //! INCR, DECR, INCRBY, DECRBY, INCRBYFLOAT, APPEND, STRLEN, GETRANGE (SUBSTR),
-//! SETRANGE, GETBIT, SETBIT, BITCOUNT, BITPOS (`bits.rs`). The read-modify-writes are in [`super::rmw`].
+//! SETRANGE, GETBIT, SETBIT, BITCOUNT, BITPOS, BITOP (`bits.rs`). The read-modify-writes are in [`super::rmw`].
 //!
 //! Every command here is a [`KeyOp`] (see `keyop.rs`). A read-modify-write
 //! (SET with NX, XX or GET; SETNX; the INCR family; APPEND ...) is an
@@ -17,7 +17,7 @@ use bytes::Bytes;
 use futures_util::FutureExt;
 use futures_util::future::{LocalBoxFuture, ready};
 
-use super::bits::{BitRead, parse_bitpos};
+use super::bits::{BitOperation, BitRead, parse_bitpos};
 use super::expire::{SetTtl, TtlOption, TtlOptions, expiry_option};
 use super::keyop::{self, KeyOp};
 pub use super::rmw::{Condition, Rmw, SetReply, float_arg};
@@ -104,6 +104,7 @@ pub fn parse(name: &str, args: &[Bytes]) -> Option<Parsed> {
             None => return Some(Parsed::Reply(bit_offset_error())),
         },
         "bitcount" => Op::Bits(key(), BitRead::Count(rest().to_vec())),
+        "bitop" => return Some(parse_bitop(args)),
         "bitpos" => match parse_bitpos(rest()) {
             Ok(read) => Op::Bits(key(), read),
             Err(reply) => return Some(Parsed::Reply(reply)),
@@ -135,6 +136,27 @@ fn bit_offset_arg(arg: &[u8]) -> Option<usize> {
 
 fn bit_offset_error() -> Reply {
     Reply::err("bit offset is not an integer or out of range")
+}
+
+/// `BITOP AND|OR|XOR|NOT destkey srckey [srckey ...]`.
+fn parse_bitop(args: &[Bytes]) -> Parsed {
+    let (Some(operation), Some(dest), Some(sources)) = (
+        args.first().and_then(|name| BitOperation::parse(name)),
+        args.get(1),
+        args.get(2..).filter(|s| !s.is_empty()),
+    ) else {
+        return Parsed::Reply(super::syntax_error());
+    };
+    if operation == BitOperation::Not && sources.len() != 1 {
+        return Parsed::Reply(Reply::err(
+            "BITOP NOT must be called with a single source key.",
+        ));
+    }
+    Parsed::Engine(Op::Rmw(Rmw::BitOp {
+        operation,
+        dest: dest.clone(),
+        sources: sources.to_vec(),
+    }))
 }
 
 /// `SETBIT key offset 0|1`.

@@ -96,6 +96,7 @@ pub const COMMANDS: &[Spec] = &[
     spec("getbit", 3, READ, ONE),
     spec("bitcount", -2, READ, ONE),
     spec("bitpos", -3, READ, ONE),
+    spec("bitop", -4, WRITE, (2, -1, 1)),
     spec("msetnx", -3, WRITE, (1, -1, 2)),
     spec("rename", 3, &["write"], (1, 2, 1)),
     spec("renamenx", 3, FAST_WRITE, (1, 2, 1)),
