@@ -546,7 +546,8 @@ fn rewrite_manifest(dir: &Path, edit: impl FnOnce(&mut naive_kv::proto::storage:
 /// a segment named twice, a level that does not exist (u32::MAX, which the
 /// checker once used to size a table of levels), keys out of order, or a
 /// flushed sequence number at the top of the range (which would have made
-/// open skip every write in the WAL). Each is refused and reported by the
+/// open skip every write in the WAL), or a range delete after the flushed
+/// sequence number. Each is refused and reported by the
 /// checker, and the original manifest opens again with every key.
 #[actix_rt::test]
 async fn a_manifest_that_no_engine_writes_is_refused() {
@@ -554,7 +555,7 @@ async fn a_manifest_that_no_engine_writes_is_refused() {
     populated(dir.path()).await;
     let original = std::fs::read(dir.path().join("MANIFEST")).unwrap();
     type Edit = fn(&mut naive_kv::proto::storage::Manifest);
-    let cases: [(Edit, &str, &str); 5] = [
+    let cases: [(Edit, &str, &str); 6] = [
         (
             |m| {
                 let first = m.segments[0].clone();
@@ -578,6 +579,19 @@ async fn a_manifest_that_no_engine_writes_is_refused() {
             "flushed sequence number",
         ),
         (|m| m.closed_at_seq = 1 << 60, "MANIFEST", "clean-close"),
+        (
+            // A range delete of everything, later than any write: it would
+            // have hidden (and compaction dropped) every key.
+            |m| {
+                m.range_tombstones
+                    .push(naive_kv::proto::storage::RangeTombstone {
+                        seq: m.flushed_seq + 1_000_000,
+                        ..Default::default()
+                    })
+            },
+            "MANIFEST",
+            "range delete at sequence",
+        ),
     ];
     for (edit, file, words) in cases {
         rewrite_manifest(dir.path(), edit);

@@ -27,7 +27,8 @@
 //! it ([`manifest_problems`]): each segment named once, at a level that
 //! exists, with its smallest key not after its largest; the segments of
 //! each deeper level not overlapping; file and sequence numbers below the
-//! bounds the engine counts up to. A checksum only says the file is the one
+//! bounds the engine counts up to; range deletes no later than the flushed
+//! sequence number (a flush installs them). A checksum only says the file is the one
 //! that was written; these say that what was written is a segment set the
 //! engine could have made.
 
@@ -191,6 +192,18 @@ pub fn manifest_problems(manifest: &Manifest) -> Vec<ManifestProblem> {
                 MANIFEST_FILE.to_string(),
                 format!(
                     "its {what} {seq} is above {MAX_SEQUENCE}, more writes than a database makes"
+                ),
+            );
+        }
+    }
+    for tombstone in &manifest.range_tombstones {
+        // Installed by a flush: at or below the flushed sequence number.
+        if tombstone.seq > manifest.flushed_seq {
+            problem(
+                MANIFEST_FILE.to_string(),
+                format!(
+                    "it holds a range delete at sequence {}, after its flushed sequence {}",
+                    tombstone.seq, manifest.flushed_seq
                 ),
             );
         }

@@ -89,7 +89,7 @@ pub fn check_identity(batch: &WalBatch, number: u64, database_id: u64) -> Result
     if batch.wal_number != number {
         return Err(format!(
             "this WAL was written as {}, not under its name: it was renamed or copied; \
-             move it out of the directory",
+             rename it back if that name is free, else move it out of the directory",
             wal_file_name(batch.wal_number)
         ));
     }
