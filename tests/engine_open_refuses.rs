@@ -647,3 +647,47 @@ async fn a_wal_from_another_database_is_refused_after_a_crash() {
     }));
     db.close().await.unwrap();
 }
+
+/// A segment and a WAL copied in from another database: open refuses, and
+/// repair (which open's message points to) moves both to `lost/` instead
+/// of serving the other database's values; it used to merge them. With the
+/// manifest gone too, the database is the one most segments name.
+#[actix_rt::test]
+async fn repair_moves_another_databases_files_to_lost() {
+    let other = tempfile::tempdir().unwrap();
+    let db = Db::open(Options::new(other.path())).await.unwrap();
+    write(&db, 0..50, 7, true).await;
+    write(&db, 50..60, 7, false).await;
+    db.close().await.unwrap();
+    for lose_manifest in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        populated(dir.path()).await;
+        let highest = names(dir.path())
+            .iter()
+            .filter_map(|n| n.split('.').next()?.parse::<u64>().ok())
+            .max()
+            .unwrap();
+        let stray_segment = format!("{:06}.sst", highest + 10);
+        let stray_wal = format!("{:06}.wal", highest + 11);
+        std::fs::copy(&segments(other.path())[0], dir.path().join(&stray_segment)).unwrap();
+        std::fs::copy(largest_wal(other.path()), dir.path().join(&stray_wal)).unwrap();
+        assert_refused(dir.path(), "", "").await;
+        if lose_manifest {
+            std::fs::remove_file(dir.path().join("MANIFEST")).unwrap();
+        }
+        let report = repair_database(&Options::new(dir.path())).unwrap();
+        let lost: Vec<&str> = report.lost.iter().map(|(name, _)| name.as_str()).collect();
+        assert_eq!(
+            lost,
+            [stray_segment.as_str(), stray_wal.as_str()],
+            "{report:?}"
+        );
+        assert!(
+            report
+                .lost
+                .iter()
+                .all(|(_, why)| why.contains("written by database"))
+        );
+        assert_repaired_holds_everything(dir.path()).await;
+    }
+}

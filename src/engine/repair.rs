@@ -5,6 +5,11 @@
 //!    it) is moved to `lost/`, never deleted.
 //! 2. Every WAL is read up to its first damaged record; the intact records
 //!    before it are kept, and a damaged WAL is moved to `lost/`.
+//!
+//!    A segment whose footer, or a WAL whose identity record, names another
+//!    database is moved to `lost/` too: it was copied in, and merging it
+//!    would serve another database's keys. This database is the one the old
+//!    manifest names or, without one, the one most segments name.
 //! 3. Everything kept is merged, the newest version of each key by sequence
 //!    number winning, into a fresh sorted run of segments in level 1
 //!    (deletes are applied and dropped: nothing older is left below them).
@@ -38,6 +43,7 @@ use super::merge::{LiveIter, MemTableIter, MergeIter};
 use super::range_delete::{RangeTombstone, Uncovered};
 use super::recovery::take_lock;
 use super::segment::{FileNumbers, SegmentBuilder, new_database_id};
+use super::wal_identity::is_identity;
 use crate::error::IoContext;
 use crate::format::manifest::{MANIFEST_FILE, read_manifest, write_manifest};
 use crate::format::sstable::{SstableReader, TableOptions};
@@ -85,9 +91,11 @@ pub fn repair_database(options: &Options) -> Result<RepairReport> {
     let _lock = take_lock(fs, directory)?;
     let files = DirectoryFiles::list(fs, directory)?;
     let mut report = RepairReport::default();
-    let readers = readable_segments(fs, directory, &files, &mut report)?;
-    let salvaged = salvage_wals(fs, directory, &files, &mut report)?;
     let old_manifest = read_manifest(fs, directory).ok().flatten();
+    let readers = readable_segments(fs, directory, &files, &mut report)?;
+    let owner = owner_of(old_manifest.as_ref(), &readers);
+    let readers = without_foreign(fs, directory, readers, owner, &mut report)?;
+    let salvaged = salvage_wals(fs, directory, &files, owner, &mut report)?;
     if let Some(manifest) = &old_manifest {
         report.missing = manifest
             .segments
@@ -111,9 +119,9 @@ pub fn repair_database(options: &Options) -> Result<RepairReport> {
         .chain(tombstones.iter().map(|t| t.seq))
         .max()
         .unwrap_or(0);
-    let database_id = match &old_manifest {
-        Some(manifest) if manifest.database_id != 0 => manifest.database_id,
-        _ => new_database_id(),
+    let database_id = match owner {
+        0 => new_database_id(),
+        id => id,
     };
     let numbers = FileNumbers::starting_at(database_id, files.highest_number + 1);
     let outputs = write_merged(options, &numbers, &readers, salvaged.memtable, tombstones)?;
@@ -180,6 +188,53 @@ fn readable_segments(
     Ok(readers)
 }
 
+/// The database the directory belongs to: the old manifest's id, or else
+/// the id most readable segments' footers give; 0 if neither says.
+fn owner_of(old_manifest: Option<&Manifest>, readers: &[Arc<SstableReader>]) -> u64 {
+    if let Some(id) = old_manifest.map(|m| m.database_id).filter(|id| *id != 0) {
+        return id;
+    }
+    let mut ids: Vec<u64> = readers
+        .iter()
+        .filter_map(|r| r.identity().map(|i| i.database_id))
+        .filter(|id| *id != 0)
+        .collect();
+    ids.sort_unstable();
+    let runs = ids.chunk_by(|a, b| a == b);
+    runs.max_by_key(|run| run.len())
+        .and_then(|run| run.first().copied())
+        .unwrap_or(0)
+}
+
+/// `readers` without the segments another database wrote, which go to
+/// `lost/`.
+fn without_foreign(
+    fs: &dyn FileSystem,
+    directory: &Path,
+    readers: Vec<Arc<SstableReader>>,
+    owner: u64,
+    report: &mut RepairReport,
+) -> Result<Vec<Arc<SstableReader>>> {
+    let mut kept = Vec::with_capacity(readers.len());
+    for reader in readers {
+        let writer = reader.identity().map_or(0, |i| i.database_id);
+        if owner == 0 || writer == 0 || writer == owner {
+            kept.push(reader);
+            continue;
+        }
+        report.segments_kept = report.segments_kept.saturating_sub(1);
+        let name = reader
+            .path()
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let why = format!("written by database {writer:016x}, this one is {owner:016x}");
+        drop(reader);
+        move_to_lost(fs, directory, &name, &why, report)?;
+    }
+    Ok(kept)
+}
+
 /// What the WALs' intact records hold, and which WALs are damaged.
 #[derive(Default)]
 struct Salvaged {
@@ -197,12 +252,24 @@ fn salvage_wals(
     fs: &dyn FileSystem,
     directory: &Path,
     files: &DirectoryFiles,
+    owner: u64,
     report: &mut RepairReport,
 ) -> Result<Salvaged> {
     let mut salvaged = Salvaged::default();
     for number in &files.wals {
         let name = wal_file_name(*number);
         let (contents, error) = read_wal_salvaging(fs, &directory.join(&name))?;
+        let writer = contents
+            .records
+            .first()
+            .and_then(|record| WalBatch::decode(record.as_slice()).ok())
+            .filter(is_identity)
+            .map_or(0, |identity| identity.database_id);
+        if owner != 0 && writer != 0 && writer != owner {
+            let why = format!("written by database {writer:016x}, this one is {owner:016x}");
+            move_to_lost(fs, directory, &name, &why, report)?;
+            continue;
+        }
         let mut broken = error.is_some();
         let mut kept = 0;
         for record in &contents.records {
