@@ -28,9 +28,9 @@
 //! exists, with its smallest key not after its largest; the segments of
 //! each deeper level not overlapping; file and sequence numbers below the
 //! bounds the engine counts up to; range deletes no later than the flushed
-//! sequence number (a flush installs them). A checksum only says the file is the one
-//! that was written; these say that what was written is a segment set the
-//! engine could have made.
+//! sequence number (a flush installs them). A checksum only says the file
+//! is the one that was written; these say that what was written is a
+//! segment set the engine could have made.
 
 use std::path::Path;
 

@@ -7,18 +7,23 @@
 //! mutations, sequence number 0, and `database_id` and `wal_number` set. It is
 //! written in front of the WAL's first append, in the same write, so a WAL
 //! that never held a write stays empty (and takes no preallocated space),
-//! and whatever sync covers that first write covers it too. At open, [`check_identity`] refuses a WAL whose identity names
-//! another database, or another number than its file name's: a WAL copied
-//! in from another database, or renamed, would otherwise be replayed as this
-//! one's after a crash (after a clean close, the manifest's `closed_at_seq`
+//! and whatever sync covers that first write covers it too.
+//!
+//! At open, [`check_identity`] refuses a WAL whose identity names another
+//! database, or another number than its file name's: a WAL copied in from
+//! another database, or renamed, would otherwise be replayed as this one's
+//! after a crash (after a clean close, the manifest's `closed_at_seq`
 //! catches most such swaps, but not all).
 //!
 //! Compatibility: WALs written before identity records have none and are
-//! read as before. A build that predates them reads an identity record as an
-//! empty batch numbered 0 and refuses the WAL, rather than replaying
-//! something it does not understand. An identity record torn with the
-//! first write (a crash during that append) is a torn tail like any other:
-//! the WAL then holds no acknowledged write.
+//! read as before. A build that predates them takes an identity record for
+//! an empty resume marker (`replay.rs`) and reads on: it replays the WAL's
+//! writes correctly, but without the identity check, and it lets the next
+//! record's sequence number jump as after a marker.
+//!
+//! An identity record torn with the first write (a crash during that
+//! append) is a torn tail like any other: the WAL then holds no
+//! acknowledged write.
 
 use std::path::Path;
 
