@@ -691,3 +691,68 @@ async fn repair_moves_another_databases_files_to_lost() {
         assert_repaired_holds_everything(dir.path()).await;
     }
 }
+
+fn read_manifest(dir: &Path) -> naive_kv::proto::storage::Manifest {
+    naive_kv::format::manifest::read_manifest(&naive_kv::fs::StdFs, dir)
+        .unwrap()
+        .unwrap()
+}
+
+fn wal_path(dir: &Path, number: u64) -> PathBuf {
+    dir.join(naive_kv::format::wal_file_name(number))
+}
+
+/// After a crash just after a WAL rotation, the oldest live WAL holds
+/// writes and the newer one is still empty. Deleting the oldest used to
+/// open cleanly without its writes: the manifest's number was only a lower
+/// bound, and the empty WAL showed no hole in the sequence. The manifest
+/// now names that WAL exactly, and open and the checker refuse.
+#[actix_rt::test]
+async fn the_oldest_live_wal_deleted_beside_an_empty_newer_one_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    populated(dir.path()).await;
+    rewrite_manifest(dir.path(), |m| m.closed_at_seq = 0);
+    let manifest = read_manifest(dir.path());
+    assert!(manifest.oldest_live_wal_exists);
+    let oldest = wal_path(dir.path(), manifest.oldest_live_wal);
+    let original = std::fs::read(&oldest).unwrap();
+    assert!(!original.is_empty(), "keys 250..300 live in the oldest WAL");
+    let newer = wal_path(dir.path(), manifest.next_file_number);
+    std::fs::write(&newer, b"").unwrap();
+    std::fs::remove_file(&oldest).unwrap();
+    assert_refused(dir.path(), ".wal", "oldest live").await;
+    assert_check_reports(dir.path(), ".wal");
+
+    std::fs::write(&oldest, &original).unwrap();
+    let db = common::reopen(Options::new(dir.path())).await;
+    let entries = all_entries(&db).await;
+    assert_eq!(entries.len(), 300);
+    db.close().await.unwrap();
+}
+
+/// Through flushes and WAL rotations, every manifest the engine writes
+/// names a WAL that exists, so the check above never refuses a healthy
+/// database. A manifest from before the field (a lower bound only) still
+/// opens.
+#[actix_rt::test]
+async fn every_manifest_names_its_oldest_live_wal_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(Options::new(dir.path())).await.unwrap();
+    for round in 0..4 {
+        write(&db, round * 50..round * 50 + 50, 0, round % 2 == 0).await;
+        let manifest = read_manifest(dir.path());
+        assert!(manifest.oldest_live_wal_exists);
+        let wal = wal_path(dir.path(), manifest.oldest_live_wal);
+        assert!(wal.exists(), "round {round}: {} is missing", wal.display());
+        let wals = common::files_ending(dir.path(), ".wal");
+        assert_eq!(wals.first(), Some(&wal), "round {round}: {wals:?}");
+    }
+    db.close().await.unwrap();
+    rewrite_manifest(dir.path(), |m| {
+        m.oldest_live_wal_exists = false;
+        m.oldest_live_wal -= 1;
+    });
+    let db = common::reopen(Options::new(dir.path())).await;
+    assert_eq!(all_entries(&db).await.len(), 200);
+    db.close().await.unwrap();
+}

@@ -98,6 +98,7 @@ pub fn write_checkpoint(
         flushed_seq,
         segments: set.metas(),
         oldest_live_wal: wal_number,
+        oldest_live_wal_exists: true,
         database_id: numbers.database_id(),
         range_tombstones: super::range_delete::to_manifest(&set.range_tombstones),
         closed_at_seq: 0,

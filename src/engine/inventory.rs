@@ -173,12 +173,14 @@ pub fn manifest_problems(manifest: &Manifest) -> Vec<ManifestProblem> {
     let mut problems = Vec::new();
     let mut problem =
         |file: String, detail: String| problems.push(ManifestProblem { file, detail });
-    if manifest.next_file_number > MAX_FILE_NUMBER {
+    // At the bound, the WAL open creates would take the last number and
+    // the manifest naming it would be refused at the next open.
+    if manifest.next_file_number >= MAX_FILE_NUMBER {
         problem(
             MANIFEST_FILE.to_string(),
             format!(
-                "its next file number {} is above {MAX_FILE_NUMBER}, more files than a database \
-                 ever writes",
+                "its next file number {} is at or above {MAX_FILE_NUMBER}, more files than a \
+                 database ever writes",
                 manifest.next_file_number
             ),
         );

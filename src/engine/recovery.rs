@@ -79,7 +79,7 @@ pub fn recover(options: &Options) -> Result<Recovered> {
         .iter()
         .map(|meta| Segment::open(fs, directory, meta.clone(), manifest.database_id).map(Arc::new))
         .collect::<Result<Vec<_>>>()?;
-    let replayed = replay_wals(fs, directory, &files.wals, &manifest)?;
+    let replayed = replay_wals(fs, directory, &files.wals, &manifest).map_err(with_repair_hint)?;
     let max_segment_seq = segments.iter().map(|s| s.meta.max_seq).max().unwrap_or(0);
     let last_seq = manifest
         .flushed_seq
@@ -153,6 +153,7 @@ pub fn recover(options: &Options) -> Result<Recovered> {
         flushed_seq: last_seq,
         segments: segments.metas(),
         oldest_live_wal: wal_number,
+        oldest_live_wal_exists: true,
         database_id,
         range_tombstones: range_delete::to_manifest(&segments.range_tombstones),
         closed_at_seq: 0,
@@ -174,6 +175,22 @@ pub fn recover(options: &Options) -> Result<Recovered> {
         wal_number,
         lock,
     })
+}
+
+/// A refusal of the WALs, pointing to the repair every refusal names.
+fn with_repair_hint(error: Error) -> Error {
+    match error {
+        Error::Corruption {
+            path,
+            offset,
+            detail,
+        } => Error::Corruption {
+            path,
+            offset,
+            detail: format!("{detail}; {REPAIR_HINT}"),
+        },
+        other => other,
+    }
 }
 
 /// A new database's first manifest, written before any other file so that

@@ -147,6 +147,7 @@ pub fn repair_database(options: &Options) -> Result<RepairReport> {
         flushed_seq: max_seq,
         segments: outputs,
         oldest_live_wal: wal_number,
+        oldest_live_wal_exists: true,
         database_id,
         // The range deletes kept were applied to the merged run.
         range_tombstones: Vec::new(),

@@ -19,7 +19,10 @@
 //!   group, so that one jump is allowed.
 //! - Since a database always keeps a WAL open, a manifest with an
 //!   `oldest_live_wal` and no WAL at or above that number means the live
-//!   WAL was deleted.
+//!   WAL was deleted. A manifest that says `oldest_live_wal_exists` names
+//!   that WAL exactly, and it must be present: deleted, it may hold the
+//!   only copy of writes past `flushed_seq`, and when every WAL after it is
+//!   empty (a crash just after a WAL rotation) the sequence shows no hole.
 //!
 //! - A WAL's identity record (`engine/wal_identity.rs`), if it has one,
 //!   must name this database and the WAL's own number.
@@ -175,6 +178,10 @@ pub fn replay_wals(
     wals: &[u64],
     manifest: &Manifest,
 ) -> Result<Replayed> {
+    // Refused after the identity checks (a renamed WAL is best named as
+    // such), and in place of the sequence gap it leaves.
+    let oldest_missing =
+        manifest.oldest_live_wal_exists && !wals.contains(&manifest.oldest_live_wal);
     let mut replayed = Replayed::default();
     let mut chain = SeqChain::after(manifest.flushed_seq);
     let mut progress = Progress::new(fs, directory, wals);
@@ -193,11 +200,15 @@ pub fn replay_wals(
                 progress.record_done(record.len());
                 continue;
             }
+            let broken = |detail: String| match oldest_missing {
+                true => missing_live_wal(directory, manifest),
+                false => corrupt(detail),
+            };
             if obsolete {
                 chain
                     .obsolete_record(batch.first_seq, count)
-                    .map_err(corrupt)?;
-            } else if chain.live_record(batch.first_seq, count).map_err(corrupt)?
+                    .map_err(broken)?;
+            } else if chain.live_record(batch.first_seq, count).map_err(broken)?
                 == RecordFate::Apply
             {
                 apply(&mut replayed, batch, manifest.flushed_seq);
@@ -210,20 +221,31 @@ pub fn replay_wals(
             replayed.live.push(number);
         }
     }
-    if manifest.oldest_live_wal > 0 && replayed.live.is_empty() {
-        return Err(Error::corruption(
-            directory.join(wal_file_name(manifest.oldest_live_wal)),
-            0,
-            format!(
-                "missing: the MANIFEST says WAL {} or a later one is live, and no such \
-                 WAL exists (writes after sequence {} may be lost)",
-                manifest.oldest_live_wal, manifest.flushed_seq
-            ),
-        ));
+    if oldest_missing || (manifest.oldest_live_wal > 0 && replayed.live.is_empty()) {
+        return Err(missing_live_wal(directory, manifest));
     }
     progress.finish();
     replayed.last_seq = chain.last_seq();
     Ok(replayed)
+}
+
+/// The refusal when the manifest's oldest live WAL (exactly, or the
+/// oldest at or above that number) is not in the directory.
+fn missing_live_wal(directory: &Path, manifest: &Manifest) -> Error {
+    let which = if manifest.oldest_live_wal_exists {
+        format!("WAL {} is the oldest live one", manifest.oldest_live_wal)
+    } else {
+        format!("WAL {} or a later one is live", manifest.oldest_live_wal)
+    };
+    Error::corruption(
+        directory.join(wal_file_name(manifest.oldest_live_wal)),
+        0,
+        format!(
+            "missing: the MANIFEST says {which}, and no such WAL exists (writes after \
+             sequence {} may be lost)",
+            manifest.flushed_seq
+        ),
+    )
 }
 
 /// Puts a batch's writes past `flushed_seq` into the replayed memtable and

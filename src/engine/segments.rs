@@ -50,6 +50,9 @@ pub struct Connect {
 #[rtype(result = "()")]
 pub struct FlushMemtable {
     pub frozen: Arc<FrozenMemtable>,
+    /// The WAL the memtable actor started after `frozen`'s, once it exists
+    /// (its directory entry durable); `None` when none could be started.
+    pub next_wal: Option<u64>,
 }
 
 /// Swaps a compaction's inputs for its outputs (already written and synced).
@@ -85,7 +88,7 @@ pub struct CheckpointSegments {
 }
 
 enum Job {
-    Flush(Arc<FrozenMemtable>),
+    Flush(Arc<FrozenMemtable>, Option<u64>),
     Install(InstallCompaction),
     Checkpoint(CheckpointSegments),
 }
@@ -168,13 +171,14 @@ impl SegmentManager {
             _lock: self.lock.clone(),
         };
         match job {
-            Job::Flush(frozen) => {
+            Job::Flush(frozen, next_wal) => {
                 let for_thread = frozen.clone();
-                let work = actix_rt::task::spawn_blocking(move || context.flush(&for_thread));
+                let work =
+                    actix_rt::task::spawn_blocking(move || context.flush(&for_thread, next_wal));
                 let fut = async move { joined(work.await) };
                 ctx.spawn(fut.into_actor(self).map(move |result, act, ctx| {
                     act.busy = false;
-                    act.flush_finished(result, frozen, ctx);
+                    act.flush_finished(result, frozen, next_wal, ctx);
                     act.run_next(ctx);
                 }));
             }
@@ -211,6 +215,7 @@ impl SegmentManager {
         &mut self,
         result: Result<JobResult>,
         frozen: Arc<FrozenMemtable>,
+        next_wal: Option<u64>,
         ctx: &mut Context<Self>,
     ) {
         match result {
@@ -228,7 +233,7 @@ impl SegmentManager {
                 self.busy = true;
                 ctx.run_later(FLUSH_RETRY_DELAY, move |act, ctx| {
                     act.busy = false;
-                    act.jobs.push_front(Job::Flush(frozen));
+                    act.jobs.push_front(Job::Flush(frozen, next_wal));
                     act.run_next(ctx);
                 });
             }
@@ -317,11 +322,12 @@ impl JobContext {
 
     /// Memtable to segment, manifest, then the flushed WALs go.
     ///
-    /// The manifest's `oldest_live_wal` moves past the frozen memtable's WAL
-    /// only once a newer WAL exists (the memtable actor may have failed to
-    /// create one): a database always keeps a WAL at or above that number,
-    /// which is how open tells a deleted live WAL from a flushed one.
-    fn flush(&self, frozen: &FrozenMemtable) -> Result<JobResult> {
+    /// The manifest's `oldest_live_wal` moves to `next_wal`, the WAL the
+    /// memtable actor started after the frozen memtable's, and only once
+    /// that WAL exists: the number is then exact (never just a lower
+    /// bound), so open refuses the database when that WAL is missing. With
+    /// no next WAL (the actor could not start one) it stays where it was.
+    fn flush(&self, frozen: &FrozenMemtable, next_wal: Option<u64>) -> Result<JobResult> {
         let started = std::time::Instant::now();
         let metas = write_segments(&self.options, &self.numbers, self.table_options(), frozen)?;
         let bytes: u64 = metas.iter().map(|m| m.file_size).sum();
@@ -331,11 +337,9 @@ impl JobContext {
         );
         let flushed_seq = self.flushed_seq.max(frozen.max_seq);
         let wals = DirectoryFiles::list(self.options.fs.as_ref(), &self.options.directory)?.wals;
-        let newer_wal_exists = wals.iter().any(|n| *n > frozen.wal_number);
-        let oldest_live_wal = if newer_wal_exists {
-            self.oldest_live_wal.max(frozen.wal_number + 1)
-        } else {
-            self.oldest_live_wal
+        let oldest_live_wal = match next_wal {
+            Some(next) => self.oldest_live_wal.max(next),
+            None => self.oldest_live_wal,
         };
         let edit = TombstoneEdit::Flushed(&frozen.range_tombstones);
         let set = self.commit(metas, &[], edit, flushed_seq, oldest_live_wal)?;
@@ -475,6 +479,9 @@ fn manifest_of(
         flushed_seq,
         segments: set.metas(),
         oldest_live_wal,
+        // The manager starts from the WAL recovery created and moves only
+        // to WALs that exist (`JobContext::flush`).
+        oldest_live_wal_exists: true,
         database_id: numbers.database_id(),
         range_tombstones: range_delete::to_manifest(&set.range_tombstones),
         closed_at_seq,
@@ -526,7 +533,7 @@ impl Handler<Connect> for SegmentManager {
 impl Handler<FlushMemtable> for SegmentManager {
     type Result = ();
     fn handle(&mut self, msg: FlushMemtable, ctx: &mut Context<Self>) {
-        self.jobs.push_back(Job::Flush(msg.frozen));
+        self.jobs.push_back(Job::Flush(msg.frozen, msg.next_wal));
         self.run_next(ctx);
     }
 }

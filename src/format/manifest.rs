@@ -189,6 +189,7 @@ mod tests {
                 })
                 .collect(),
             oldest_live_wal: 40,
+            oldest_live_wal_exists: true,
             database_id: 0x5eed,
             range_tombstones: Vec::new(),
             closed_at_seq: 1_000_000,
@@ -327,6 +328,7 @@ mod tests {
             flushed_seq: 3,
             segments: Vec::new(),
             oldest_live_wal: 6,
+            oldest_live_wal_exists: false,
             database_id: 0x5eed,
             range_tombstones: Vec::new(),
             closed_at_seq: 0,

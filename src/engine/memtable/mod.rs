@@ -315,7 +315,11 @@ impl MemtableActor {
         self.frozen.insert(0, frozen.clone());
         self.refresh_tombstones();
         self.publish();
-        self.segment_manager.do_send(FlushMemtable { frozen });
+        // The WAL that takes over is started later (`wal_full.rs`).
+        self.segment_manager.do_send(FlushMemtable {
+            frozen,
+            next_wal: None,
+        });
     }
 
     /// Whether writers may apply their writes themselves now: the actor
@@ -478,10 +482,12 @@ impl MemtableActor {
             create_wal(&options, number, database_id)
         });
         ctx.spawn(job.into_actor(self).map(move |joined, act, ctx| {
+            let mut next_wal = None;
             match joined.unwrap_or_else(|e| Err(thread_error("WAL rotation", &e))) {
                 Ok(wal) => {
                     act.wal = Some(Arc::new(wal));
                     act.synced_bytes = 0;
+                    next_wal = Some(number);
                 }
                 Err(error) if wal_full::is_disk_full(&error) => {
                     let resume_from = act.last_seq + 1;
@@ -492,7 +498,8 @@ impl MemtableActor {
                     act.poison(error);
                 }
             }
-            act.segment_manager.do_send(FlushMemtable { frozen });
+            act.segment_manager
+                .do_send(FlushMemtable { frozen, next_wal });
             act.make_progress(ctx);
         }));
     }
