@@ -721,6 +721,7 @@ async fn the_oldest_live_wal_deleted_beside_an_empty_newer_one_is_refused() {
     std::fs::write(&newer, b"").unwrap();
     std::fs::remove_file(&oldest).unwrap();
     assert_refused(dir.path(), ".wal", "oldest live").await;
+    assert_refused(dir.path(), ".wal", "naivekv-check --repair").await;
     assert_check_reports(dir.path(), ".wal");
 
     std::fs::write(&oldest, &original).unwrap();
