@@ -526,10 +526,38 @@ async fn repair_reports_missing_segments_and_what_of_a_damaged_wal_it_kept() {
         .iter()
         .find(|(file, _)| file.ends_with(".wal"))
         .expect("the damaged WAL moved to lost/");
-    assert!(
-        why.contains("record(s) before the first damaged one were kept"),
-        "{why}"
-    );
+    assert!(why.contains("50 intact record(s) kept; 1 damaged"), "{why}");
+    // Records after the damaged one were kept too.
+    let db = Db::open(Options::new(dir.path())).await.unwrap();
+    assert_eq!(db.get(key(299)).await.unwrap(), Some(expected(299)));
+    db.close().await.unwrap();
+}
+
+/// Damage to the first record of a WAL (its identity record, which holds no
+/// write) used to make repair drop every record after it. Repair now reads
+/// past it, whether the damage is in the record's header (its length
+/// unknown) or in its payload, and keeps every key.
+#[actix_rt::test]
+async fn repair_reads_past_a_damaged_first_record() {
+    for at in [0, 14] {
+        let dir = tempfile::tempdir().unwrap();
+        populated(dir.path()).await;
+        let wal = largest_wal(dir.path());
+        let mut bytes = std::fs::read(&wal).unwrap();
+        bytes[at] ^= 0x10;
+        std::fs::write(&wal, &bytes).unwrap();
+        assert_refused(dir.path(), ".wal", "checksum").await;
+        let report = repair_database(&Options::new(dir.path())).unwrap();
+        assert_eq!(report.wal_records_kept, 50, "byte {at}: {report:?}");
+        let db = Db::open(Options::new(dir.path())).await.unwrap();
+        let entries = all_entries(&db).await;
+        assert_eq!(entries.len(), 300, "byte {at}");
+        assert!(entries.iter().all(|(k, v)| {
+            let i: usize = std::str::from_utf8(&k[3..]).unwrap().parse().unwrap();
+            *v == expected(i)
+        }));
+        db.close().await.unwrap();
+    }
 }
 
 /// Rewrites `dir`'s manifest, checksummed as the engine writes it, after

@@ -3,8 +3,12 @@
 //!
 //! 1. Every segment is read whole; one that cannot be read (or any block of
 //!    it) is moved to `lost/`, never deleted.
-//! 2. Every WAL is read up to its first damaged record; the intact records
-//!    before it are kept, and a damaged WAL is moved to `lost/`.
+//! 2. Every WAL's intact records are kept. Damage is read past
+//!    (`format::wal::read_wal_salvaging`: a record with an intact header is
+//!    skipped by its length; after a damaged header, reading resumes where
+//!    intact records run to the end of the file), and records whose
+//!    sequence numbers go back are dropped. A damaged WAL is then moved to
+//!    `lost/`, whole.
 //!
 //!    A segment whose footer, or a WAL whose identity record, names another
 //!    database is moved to `lost/` too: it was copied in, and merging it
@@ -154,12 +158,8 @@ pub fn repair_database(options: &Options) -> Result<RepairReport> {
         closed_at_seq: 0,
     };
     write_manifest(fs, directory, &manifest)?;
-    for (name, kept) in salvaged.damaged {
-        let why = format!(
-            "damaged WAL: its {kept} record(s) before the first damaged one were kept; that \
-             record and every one after it were not (this copy still holds them)"
-        );
-        move_to_lost(fs, directory, &name, &why, &mut report)?;
+    for wal in salvaged.damaged {
+        move_to_lost(fs, directory, &wal.name, &wal.why(), &mut report)?;
     }
     remove_merged(fs, directory, &files, &readers, wal_number);
     Ok(report)
@@ -243,9 +243,43 @@ struct Salvaged {
     memtable: MemTable,
     /// Their range deletes.
     range_tombstones: Vec<RangeTombstone>,
-    /// The WALs with a damaged record, and how many records before it
-    /// were kept.
-    damaged: Vec<(String, u64)>,
+    /// The WALs with damage.
+    damaged: Vec<SalvagedWal>,
+}
+
+/// What repair kept of one damaged WAL.
+#[derive(Default)]
+struct SalvagedWal {
+    name: String,
+    records_kept: u64,
+    /// Intact records not kept: undecodable, or numbered before a record
+    /// already kept.
+    records_dropped: u64,
+    /// Damaged stretches read past, and their bytes.
+    stretches: usize,
+    skipped_bytes: u64,
+    /// The first damage, as open would have refused it.
+    first_damage: Option<String>,
+}
+
+impl SalvagedWal {
+    /// Why it goes to `lost/`.
+    fn why(&self) -> String {
+        let mut why = format!(
+            "damaged WAL: {} intact record(s) kept; {} damaged stretch(es), {} byte(s), read past",
+            self.records_kept, self.stretches, self.skipped_bytes
+        );
+        if self.records_dropped > 0 {
+            why += &format!(
+                "; {} record(s) out of sequence order dropped",
+                self.records_dropped
+            );
+        }
+        if let Some(first) = &self.first_damage {
+            why += &format!(" (first: {first})");
+        }
+        why + "; this copy still holds every byte"
+    }
 }
 
 /// Every intact WAL record; see [`Salvaged`].
@@ -259,7 +293,7 @@ fn salvage_wals(
     let mut salvaged = Salvaged::default();
     for number in &files.wals {
         let name = wal_file_name(*number);
-        let (contents, error) = read_wal_salvaging(fs, &directory.join(&name))?;
+        let (contents, damage) = read_wal_salvaging(fs, &directory.join(&name))?;
         let writer = contents
             .records
             .first()
@@ -271,15 +305,28 @@ fn salvage_wals(
             move_to_lost(fs, directory, &name, &why, report)?;
             continue;
         }
-        let mut broken = error.is_some();
-        let mut kept = 0;
+        let mut wal = SalvagedWal {
+            name,
+            stretches: damage.len(),
+            skipped_bytes: damage.iter().map(|d| d.skipped_bytes).sum(),
+            first_damage: damage.first().map(|d| d.error.client_message()),
+            ..SalvagedWal::default()
+        };
+        let mut last_seq = 0;
         for record in &contents.records {
-            let Ok(batch) = WalBatch::decode(record.as_slice()) else {
-                broken = true;
-                break;
+            let batch = match WalBatch::decode(record.as_slice()) {
+                // Sequence numbers only grow in a WAL: a record that goes
+                // back is not one of this WAL's (read past damage).
+                Ok(batch) if batch.first_seq == 0 || batch.first_seq > last_seq => batch,
+                _ => {
+                    wal.records_dropped += 1;
+                    continue;
+                }
             };
+            let count = batch.mutations.len() as u64;
+            last_seq = last_seq.max((batch.first_seq + count).saturating_sub(1));
             report.wal_records_kept += 1;
-            kept += 1;
+            wal.records_kept += 1;
             for write in logged_writes(batch) {
                 match write {
                     LoggedWrite::Key {
@@ -294,8 +341,8 @@ fn salvage_wals(
                 }
             }
         }
-        if broken {
-            salvaged.damaged.push((name, kept));
+        if wal.stretches > 0 || wal.records_dropped > 0 {
+            salvaged.damaged.push(wal);
         }
     }
     Ok(salvaged)

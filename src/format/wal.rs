@@ -200,33 +200,67 @@ enum Step<'a> {
 /// [`Error::Io`] if the file cannot be read, [`Error::Corruption`] for damage
 /// that is not a torn tail (see the module documentation).
 pub fn read_wal(fs: &dyn FileSystem, path: &Path) -> Result<WalContents> {
-    match read_wal_salvaging(fs, path)? {
-        (_, Some(error)) => Err(error),
-        (contents, None) => Ok(contents),
+    let data = read_file(fs, path)?;
+    let (contents, damage) = read_records(&data, path, false);
+    match damage.into_iter().next() {
+        Some(damaged) => Err(damaged.error),
+        None => Ok(contents),
     }
 }
 
-/// Like [`read_wal`], but on corruption returns the intact records before
-/// it together with the corruption error, for repair.
+/// A damaged stretch of a WAL that [`read_wal_salvaging`] read past.
+#[derive(Debug)]
+pub struct Damage {
+    /// The corruption at the stretch's start (file and offset).
+    pub error: Error,
+    /// Bytes skipped to the next intact record (or the end of the file).
+    pub skipped_bytes: u64,
+}
+
+/// Like [`read_wal`], but reads on past damage, for repair. A record whose
+/// header is intact but whose payload is damaged is skipped by its length.
+/// Past a damaged header the length is unknown: it reads on from the next
+/// offset where an intact record starts (header and payload checksums both
+/// match) and intact records follow it to the end of the file, so that a
+/// record-shaped value inside the damaged record's payload is not taken
+/// for one unless it runs on into the real records after it. Returns every
+/// intact record found, and each stretch skipped.
 ///
 /// # Errors
 ///
 /// [`Error::Io`] if the file cannot be read.
-pub fn read_wal_salvaging(
-    fs: &dyn FileSystem,
-    path: &Path,
-) -> Result<(WalContents, Option<Error>)> {
-    let data = fs
-        .read(path)
-        .context(|| format!("reading WAL {}", path.display()))?;
+pub fn read_wal_salvaging(fs: &dyn FileSystem, path: &Path) -> Result<(WalContents, Vec<Damage>)> {
+    let data = read_file(fs, path)?;
+    Ok(read_records(&data, path, true))
+}
+
+fn read_file(fs: &dyn FileSystem, path: &Path) -> Result<Vec<u8>> {
+    fs.read(path)
+        .context(|| format!("reading WAL {}", path.display()))
+}
+
+/// The records of `data`; at damage, stops unless `resync`, in which case
+/// it skips to the next intact record.
+fn read_records(data: &[u8], path: &Path, resync: bool) -> (WalContents, Vec<Damage>) {
     let mut contents = WalContents::default();
+    let mut damage = Vec::new();
     let mut offset = 0usize;
     while let Some(rest) = data.get(offset..).filter(|rest| !rest.is_empty()) {
         let step = match read_record(rest) {
             Ok(step) => step,
             Err(detail) => {
                 let error = Error::corruption(path, offset as u64, detail);
-                return Ok((contents, Some(error)));
+                let next = resync.then(|| match damaged_payload_end(rest) {
+                    Some(len) => offset + len,
+                    None => next_intact_run(data, offset + 1),
+                });
+                let resume = next.unwrap_or(data.len()).min(data.len());
+                damage.push(Damage {
+                    error,
+                    skipped_bytes: (resume - offset) as u64,
+                });
+                offset = resume;
+                continue;
             }
         };
         match step {
@@ -247,7 +281,43 @@ pub fn read_wal_salvaging(
             }
         }
     }
-    Ok((contents, None))
+    (contents, damage)
+}
+
+/// The framed length of the record at the front of `rest` when its header
+/// is intact (so its length can be trusted) but its payload is not.
+fn damaged_payload_end(rest: &[u8]) -> Option<usize> {
+    let len_bytes = rest.get(0..4)?;
+    if masked_crc(len_bytes) != get_u32(rest, 4)? {
+        return None;
+    }
+    let len = get_u32(rest, 0)? as usize;
+    (len <= MAX_RECORD_BYTES).then_some(RECORD_HEADER_BYTES + len)
+}
+
+/// The first offset at or after `from` from which intact records run to
+/// the end of `data` (a torn tail allowed), or the end of `data`.
+fn next_intact_run(data: &[u8], from: usize) -> usize {
+    (from..data.len())
+        .find(|&at| runs_to_the_end(&data[at..]))
+        .unwrap_or(data.len())
+}
+
+fn runs_to_the_end(mut rest: &[u8]) -> bool {
+    let mut records = 0;
+    loop {
+        match read_record(rest) {
+            Ok(Step::Record(_, len)) => {
+                records += 1;
+                rest = &rest[len..];
+            }
+            Ok(Step::Torn) => return records > 0,
+            Err(_) => return false,
+        }
+        if rest.is_empty() {
+            return true;
+        }
+    }
 }
 
 /// Decodes the record at the front of `rest` (the file from the record's start
@@ -521,6 +591,50 @@ mod tests {
             std::fs::write(&path, &data)?;
             let _ = read_wal(&StdFs, &path);
         }
+        Ok(())
+    }
+
+    /// Repair reads past a record whose payload is damaged by its length.
+    #[test]
+    fn salvaging_skips_a_damaged_payload_by_its_length() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let records = three_records();
+        let (path, starts) = write_wal(dir.path(), &records)?;
+        let mut bytes = std::fs::read(&path)?;
+        bytes[starts[1] + RECORD_HEADER_BYTES + 3] ^= 0x40;
+        std::fs::write(&path, &bytes)?;
+        assert!(read_wal(&StdFs, &path).is_err());
+        let (contents, damage) = read_wal_salvaging(&StdFs, &path)?;
+        assert_eq!(
+            contents.records,
+            vec![records[0].clone(), records[2].clone()]
+        );
+        assert_eq!(damage.len(), 1);
+        assert_eq!(damage[0].skipped_bytes, (starts[2] - starts[1]) as u64);
+        Ok(())
+    }
+
+    /// Past a damaged header, a record-shaped value inside the damaged
+    /// record is not taken for a record: reading resumes at the real one
+    /// after it, from which intact records run to the end.
+    #[test]
+    fn salvaging_past_a_damaged_header_resumes_at_the_real_next_record() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let mut planted = payload(7, 10);
+        WalWriter::encode_record(&payload(9, 16), &mut planted);
+        planted.extend_from_slice(&payload(8, 10));
+        let records = vec![payload(1, 20), planted, payload(3, 50), payload(4, 5)];
+        let (path, starts) = write_wal(dir.path(), &records)?;
+        let mut bytes = std::fs::read(&path)?;
+        bytes[starts[1]] ^= 0x01;
+        std::fs::write(&path, &bytes)?;
+        let (contents, damage) = read_wal_salvaging(&StdFs, &path)?;
+        assert_eq!(
+            contents.records,
+            vec![records[0].clone(), records[2].clone(), records[3].clone()]
+        );
+        assert_eq!(damage.len(), 1);
+        assert_eq!(contents.record_offsets[1], starts[2] as u64);
         Ok(())
     }
 }
