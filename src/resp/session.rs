@@ -29,11 +29,11 @@ use super::commands::{self, Connection, Engine, Op, Parsed, engine_error};
 use super::database::{Database, prefix_end};
 use super::reply::{Protocol, Reply};
 use super::store::StoreError;
-use crate::WriteBatch;
 use crate::engine::Mutation;
 use crate::server::auth::{AuthGate, AuthToken};
 use crate::server::connections::ConnectionGuard;
 use crate::server::pipeline::{self, Accepted, Access, Footprint, PipelineConfig};
+use crate::{Db, WriteBatch};
 
 /// A request for the engine.
 #[derive(Debug)]
@@ -329,7 +329,7 @@ impl pipeline::Protocol for Session {
         if request.cluster {
             return on_cluster(request.op, &self.engine, self.writes.as_ref());
         }
-        let db = &self.engine.db();
+        let db = self.engine.db_ref();
         // GET and SET, most of the traffic, go straight to the engine: one
         // boxed future per request, no key or write vectors (the general
         // path, `commands::execute`, reads and writes through `KeyOp`s).
@@ -341,7 +341,7 @@ impl pipeline::Protocol for Session {
                 .boxed_local(),
             Op::MGet(keys) => {
                 let largest = self.engine.largest_reply;
-                commands::strings::mget_within(keys, db.clone(), largest).boxed_local()
+                commands::strings::mget_within(keys, Db::clone(&db), largest).boxed_local()
             }
             op => commands::execute(op, &self.engine),
         }
@@ -350,7 +350,7 @@ impl pipeline::Protocol for Session {
     fn gatherable_put(&self, request: Request) -> Result<Mutation, Request> {
         match request.op {
             Op::Set(key, value)
-                if !request.cluster && self.engine.db().check_put(&key, &value).is_ok() =>
+                if !request.cluster && self.engine.db_ref().check_put(&key, &value).is_ok() =>
             {
                 Ok(Mutation::new(key, Some(value)))
             }
@@ -360,7 +360,7 @@ impl pipeline::Protocol for Session {
 
     fn write_puts(&self, batch: WriteBatch) -> LocalBoxFuture<'static, Reply> {
         self.engine
-            .db()
+            .db_ref()
             .write(batch)
             .map(|write| write.map_or_else(|e| engine_error(&e), |()| Reply::ok()))
             .boxed_local()

@@ -19,6 +19,8 @@
 //! - No leader in time: `-CLUSTERDOWN <why>` ([`StoreError::reply`]), as
 //!   Redis Cluster answers while it cannot serve.
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 use futures_util::FutureExt;
 use futures_util::future::LocalBoxFuture;
@@ -122,6 +124,16 @@ impl Store {
         match self {
             Store::Single(db) => db.clone(),
             Store::Cluster(node) => Db::clone(&node.engine()),
+        }
+    }
+
+    /// The engine to read, borrowed when there is one engine: cloning a
+    /// [`Db`] bumps a reference count shared by every connection's thread,
+    /// a cache line bounced between cores on each request.
+    pub fn db_ref(&self) -> Cow<'_, Db> {
+        match self {
+            Store::Single(db) => Cow::Borrowed(db),
+            Store::Cluster(node) => Cow::Owned(Db::clone(&node.engine())),
         }
     }
 

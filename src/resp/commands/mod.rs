@@ -114,6 +114,12 @@ impl Engine {
     pub fn db(&self) -> Db {
         self.store.db()
     }
+
+    /// As [`Engine::db`], borrowed when there is one engine (see
+    /// [`Store::db_ref`]): the per-request path takes no handle.
+    pub fn db_ref(&self) -> std::borrow::Cow<'_, Db> {
+        self.store.db_ref()
+    }
 }
 
 /// A parsed request.
