@@ -785,3 +785,21 @@ async fn every_manifest_names_its_oldest_live_wal_exactly() {
     assert_eq!(all_entries(&db).await.len(), 200);
     db.close().await.unwrap();
 }
+
+/// A manifest that records no database id (written before ids, or with the
+/// field lost) takes the id its segments' footers name. It used to get a
+/// fresh one: that open worked, and every later one refused the segments.
+#[actix_rt::test]
+async fn a_manifest_without_a_database_id_keeps_the_segments_id() {
+    let dir = tempfile::tempdir().unwrap();
+    populated(dir.path()).await;
+    let id = read_manifest(dir.path()).database_id;
+    assert_ne!(id, 0);
+    rewrite_manifest(dir.path(), |m| m.database_id = 0);
+    for _ in 0..2 {
+        let db = common::reopen(Options::new(dir.path())).await;
+        assert_eq!(all_entries(&db).await.len(), 300);
+        db.close().await.unwrap();
+        assert_eq!(read_manifest(dir.path()).database_id, id);
+    }
+}

@@ -126,7 +126,7 @@ pub fn recover(options: &Options) -> Result<Recovered> {
         "a WAL flushed before the last shutdown",
     );
     let database_id = match manifest.database_id {
-        0 => new_database_id(),
+        0 => segments_database_id(directory, &segments)?.unwrap_or_else(new_database_id),
         id => id,
     };
     let file_numbers = Arc::new(FileNumbers::starting_at(
@@ -175,6 +175,30 @@ pub fn recover(options: &Options) -> Result<Recovered> {
         wal_number,
         lock,
     })
+}
+
+/// The database the named segments' footers say wrote them, for a manifest
+/// that records none (from before ids, or damaged): a fresh id would make
+/// the next open refuse every one of them. `None` when no footer says.
+fn segments_database_id(directory: &Path, segments: &[Arc<Segment>]) -> Result<Option<u64>> {
+    let mut ids = segments
+        .iter()
+        .filter_map(|s| s.reader.identity().map(|identity| identity.database_id))
+        .filter(|id| *id != 0);
+    let Some(first) = ids.next() else {
+        return Ok(None);
+    };
+    match ids.find(|id| *id != first) {
+        None => Ok(Some(first)),
+        Some(other) => Err(Error::corruption(
+            directory.join(MANIFEST_FILE),
+            0,
+            format!(
+                "records no database id and names segments of two databases ({first:016x} \
+                 and {other:016x}); {REPAIR_HINT}"
+            ),
+        )),
+    }
 }
 
 /// A refusal of the WALs, pointing to the repair every refusal names.
