@@ -803,3 +803,47 @@ async fn a_manifest_without_a_database_id_keeps_the_segments_id() {
         assert_eq!(read_manifest(dir.path()).database_id, id);
     }
 }
+
+/// A checkpoint shares its source's database id and file numbering, so a
+/// WAL written by a restored checkpoint, copied into the source under its
+/// own name, continued the source's sequence exactly and was replayed as
+/// the source's own after a crash. Each copy now has a WAL lineage of its
+/// own, in every WAL's identity record: refused, and repair moves it to
+/// `lost/`.
+#[actix_rt::test]
+async fn a_wal_from_a_restored_checkpoint_is_refused_by_its_source() {
+    let root = tempfile::tempdir().unwrap();
+    let (source, copy) = (root.path().join("source"), root.path().join("copy"));
+    let db = Db::open(Options::new(&source)).await.unwrap();
+    write(&db, 0..100, 0, false).await;
+    db.checkpoint(&copy).await.unwrap();
+    db.close().await.unwrap();
+    rewrite_manifest(&source, |m| m.closed_at_seq = 0);
+
+    let restored = Db::open(Options::new(&copy)).await.unwrap();
+    write(&restored, 100..150, 0, false).await;
+    restored.close().await.unwrap();
+    let copied_wal = largest_wal(&copy);
+    let name = copied_wal.file_name().unwrap().to_owned();
+    assert!(
+        !source.join(&name).exists(),
+        "numbers are shared, not reused"
+    );
+    std::fs::copy(&copied_wal, source.join(&name)).unwrap();
+
+    assert_refused(&source, ".wal", "another copy of this database").await;
+    assert_check_reports(&source, ".wal");
+    let report = repair_database(&Options::new(&source)).unwrap();
+    assert!(
+        report
+            .lost
+            .iter()
+            .any(|(file, why)| file.ends_with(".wal")
+                && why.contains("another copy of this database")),
+        "{:?}",
+        report.lost
+    );
+    let db = Db::open(Options::new(&source)).await.unwrap();
+    assert_eq!(all_entries(&db).await.len(), 100);
+    db.close().await.unwrap();
+}

@@ -22,10 +22,10 @@ use std::path::{Path, PathBuf};
 
 use tokio::sync::oneshot;
 
-use super::segment::FileNumbers;
+use super::segment::{FileNumbers, new_database_id};
 use super::segments::CheckpointSegments;
 use super::version::SegmentSet;
-use super::wal_identity::create_wal;
+use super::wal_identity::{WalIdentity, create_wal};
 use super::{Db, answer};
 use crate::error::IoContext;
 use crate::format::manifest::write_manifest;
@@ -90,7 +90,13 @@ pub fn write_checkpoint(
     let wal_number = numbers.allocate();
     // Its directory entry is synced with the links': both must be durable
     // before the manifest that names them.
-    let wal = create_wal(fs, target, wal_number, numbers.database_id())?;
+    // The copy writes WALs of its own from the same numbers: a lineage of
+    // its own tells them from the source's (`wal_identity.rs`).
+    let identity = WalIdentity {
+        database_id: numbers.database_id(),
+        wal_lineage: new_database_id(),
+    };
+    let wal = create_wal(fs, target, wal_number, identity)?;
     wal.sync()?;
     drop(wal);
     let manifest = Manifest {
@@ -99,6 +105,7 @@ pub fn write_checkpoint(
         segments: set.metas(),
         oldest_live_wal: wal_number,
         oldest_live_wal_exists: true,
+        wal_lineage: identity.wal_lineage,
         database_id: numbers.database_id(),
         range_tombstones: super::range_delete::to_manifest(&set.range_tombstones),
         closed_at_seq: 0,

@@ -129,13 +129,20 @@ pub fn recover(options: &Options) -> Result<Recovered> {
         0 => segments_database_id(directory, &segments)?.unwrap_or_else(new_database_id),
         id => id,
     };
-    let file_numbers = Arc::new(FileNumbers::starting_at(
-        database_id,
-        manifest
-            .next_file_number
-            .max(files.highest_number + 1)
-            .max(1),
-    ));
+    let wal_lineage = match manifest.wal_lineage {
+        0 => new_database_id(),
+        lineage => lineage,
+    };
+    let file_numbers = Arc::new(
+        FileNumbers::starting_at(
+            database_id,
+            manifest
+                .next_file_number
+                .max(files.highest_number + 1)
+                .max(1),
+        )
+        .with_wal_lineage(wal_lineage),
+    );
     let mut segments = SegmentSet::from_segments(segments);
     segments.range_tombstones = Arc::new(range_delete::from_manifest(&manifest));
     let segments = flush_recovered(
@@ -147,13 +154,14 @@ pub fn recover(options: &Options) -> Result<Recovered> {
         last_seq,
     )?;
     let wal_number = file_numbers.allocate();
-    let wal = create_wal(fs, directory, wal_number, database_id)?;
+    let wal = create_wal(fs, directory, wal_number, file_numbers.wal_identity())?;
     let manifest = Manifest {
         next_file_number: file_numbers.peek(),
         flushed_seq: last_seq,
         segments: segments.metas(),
         oldest_live_wal: wal_number,
         oldest_live_wal_exists: true,
+        wal_lineage,
         database_id,
         range_tombstones: range_delete::to_manifest(&segments.range_tombstones),
         closed_at_seq: 0,

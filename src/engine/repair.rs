@@ -47,7 +47,7 @@ use super::merge::{LiveIter, MemTableIter, MergeIter};
 use super::range_delete::{RangeTombstone, Uncovered};
 use super::recovery::take_lock;
 use super::segment::{FileNumbers, SegmentBuilder, new_database_id};
-use super::wal_identity::is_identity;
+use super::wal_identity::{WalIdentity, is_identity};
 use crate::error::IoContext;
 use crate::format::manifest::{MANIFEST_FILE, read_manifest, write_manifest};
 use crate::format::sstable::{SstableReader, TableOptions};
@@ -99,7 +99,12 @@ pub fn repair_database(options: &Options) -> Result<RepairReport> {
     let readers = readable_segments(fs, directory, &files, &mut report)?;
     let owner = owner_of(old_manifest.as_ref(), &readers);
     let readers = without_foreign(fs, directory, readers, owner, &mut report)?;
-    let salvaged = salvage_wals(fs, directory, &files, owner, &mut report)?;
+    let lineage = old_manifest.as_ref().map_or(0, |m| m.wal_lineage);
+    let ours = WalIdentity {
+        database_id: owner,
+        wal_lineage: lineage,
+    };
+    let salvaged = salvage_wals(fs, directory, &files, ours, &mut report)?;
     if let Some(manifest) = &old_manifest {
         report.missing = manifest
             .segments
@@ -152,6 +157,10 @@ pub fn repair_database(options: &Options) -> Result<RepairReport> {
         segments: outputs,
         oldest_live_wal: wal_number,
         oldest_live_wal_exists: true,
+        wal_lineage: match lineage {
+            0 => new_database_id(),
+            lineage => lineage,
+        },
         database_id,
         // The range deletes kept were applied to the merged run.
         range_tombstones: Vec::new(),
@@ -247,6 +256,25 @@ struct Salvaged {
     damaged: Vec<SalvagedWal>,
 }
 
+/// Why a WAL whose identity record is `writer` is not this database's
+/// (either side 0: not recorded, no objection).
+fn not_ours(writer: &WalBatch, ours: WalIdentity) -> Option<String> {
+    let differ = |a: u64, b: u64| a != 0 && b != 0 && a != b;
+    if differ(writer.database_id, ours.database_id) {
+        return Some(format!(
+            "written by database {:016x}, this one is {:016x}",
+            writer.database_id, ours.database_id
+        ));
+    }
+    differ(writer.wal_lineage, ours.wal_lineage).then(|| {
+        format!(
+            "written by another copy of this database (a checkpoint or its source): WAL \
+             lineage {:016x}, this copy's is {:016x}",
+            writer.wal_lineage, ours.wal_lineage
+        )
+    })
+}
+
 /// What repair kept of one damaged WAL.
 #[derive(Default)]
 struct SalvagedWal {
@@ -287,21 +315,19 @@ fn salvage_wals(
     fs: &dyn FileSystem,
     directory: &Path,
     files: &DirectoryFiles,
-    owner: u64,
+    ours: WalIdentity,
     report: &mut RepairReport,
 ) -> Result<Salvaged> {
     let mut salvaged = Salvaged::default();
     for number in &files.wals {
         let name = wal_file_name(*number);
         let (contents, damage) = read_wal_salvaging(fs, &directory.join(&name))?;
-        let writer = contents
+        let identity = contents
             .records
             .first()
             .and_then(|record| WalBatch::decode(record.as_slice()).ok())
-            .filter(is_identity)
-            .map_or(0, |identity| identity.database_id);
-        if owner != 0 && writer != 0 && writer != owner {
-            let why = format!("written by database {writer:016x}, this one is {owner:016x}");
+            .filter(is_identity);
+        if let Some(why) = identity.and_then(|writer| not_ours(&writer, ours)) {
             move_to_lost(fs, directory, &name, &why, report)?;
             continue;
         }

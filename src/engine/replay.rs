@@ -39,7 +39,7 @@ use super::batch::{LoggedWrite, logged_writes};
 use super::inventory::MAX_SEQUENCE;
 use super::memtable::MemTable;
 use super::range_delete::RangeTombstone;
-use super::wal_identity::{check_identity, is_identity};
+use super::wal_identity::{WalIdentity, check_identity, is_identity};
 use crate::format::wal::read_wal;
 use crate::format::wal_file_name;
 use crate::fs::FileSystem;
@@ -196,7 +196,11 @@ pub fn replay_wals(
             let count = batch.mutations.len() as u64;
             let corrupt = |detail: String| Error::corruption(&path, offset, detail);
             if is_identity(&batch) {
-                check_identity(&batch, number, manifest.database_id).map_err(corrupt)?;
+                let ours = WalIdentity {
+                    database_id: manifest.database_id,
+                    wal_lineage: manifest.wal_lineage,
+                };
+                check_identity(&batch, number, ours).map_err(corrupt)?;
                 progress.record_done(record.len());
                 continue;
             }

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::io;
 
 use super::inventory::REPAIR_HINT;
+use super::wal_identity::WalIdentity;
 use crate::error::IoContext;
 use crate::format::sstable::{
     SstableReader, SstableWriter, TableIdentity, TableOptions, TableSummary,
@@ -96,6 +97,9 @@ pub struct FileNumbers {
     next: AtomicU64,
     /// The database's id (its manifest's), written into every segment.
     database_id: u64,
+    /// Its WALs' lineage (its manifest's `wal_lineage`, see
+    /// `wal_identity.rs`), written into every WAL's identity record.
+    wal_lineage: u64,
 }
 
 impl FileNumbers {
@@ -104,6 +108,14 @@ impl FileNumbers {
         FileNumbers {
             next: AtomicU64::new(next),
             database_id,
+            wal_lineage: 0,
+        }
+    }
+    /// The same numbers, with the WALs' lineage `wal_lineage`.
+    pub fn with_wal_lineage(self, wal_lineage: u64) -> Self {
+        FileNumbers {
+            wal_lineage,
+            ..self
         }
     }
     /// A number never handed out before.
@@ -118,9 +130,17 @@ impl FileNumbers {
     pub fn database_id(&self) -> u64 {
         self.database_id
     }
+    /// What a new WAL's identity record names.
+    pub fn wal_identity(&self) -> WalIdentity {
+        WalIdentity {
+            database_id: self.database_id,
+            wal_lineage: self.wal_lineage,
+        }
+    }
 }
 
-/// A fresh database id: random, never 0 (which means "not recorded").
+/// A fresh database id or WAL lineage: random, never 0 (which means "not
+/// recorded").
 pub fn new_database_id() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();

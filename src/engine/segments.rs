@@ -482,6 +482,7 @@ fn manifest_of(
         // The manager starts from the WAL recovery created and moves only
         // to WALs that exist (`JobContext::flush`).
         oldest_live_wal_exists: true,
+        wal_lineage: numbers.wal_identity().wal_lineage,
         database_id: numbers.database_id(),
         range_tombstones: range_delete::to_manifest(&set.range_tombstones),
         closed_at_seq,

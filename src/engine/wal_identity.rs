@@ -15,6 +15,13 @@
 //! after a crash (after a clean close, the manifest's `closed_at_seq`
 //! catches most such swaps, but not all).
 //!
+//! The identity also carries the manifest's *WAL lineage*: a random number
+//! made when a database first opens with one, and made afresh for each
+//! checkpoint. A checkpoint keeps its source's database id (its segments
+//! are the source's) and goes on numbering files from the same counter, so
+//! without it a WAL written by a restored checkpoint, copied into the source
+//! under its own name, would pass as the source's.
+//!
 //! Compatibility: WALs written before identity records have none and are
 //! read as before. A build that predates them takes an identity record for
 //! an empty resume marker (`replay.rs`) and reads on: it replays the WAL's
@@ -47,7 +54,7 @@ pub fn create_wal(
     fs: &dyn FileSystem,
     directory: &Path,
     number: u64,
-    database_id: u64,
+    identity: WalIdentity,
 ) -> Result<WalWriter> {
     let path = directory.join(wal_file_name(number));
     let file = fs
@@ -58,17 +65,25 @@ pub fn create_wal(
     // fdatasync of the file does not do that.
     fs.sync_dir(directory)
         .context(|| format!("syncing directory {}", directory.display()))?;
-    let identity = identity_payload(database_id, number);
+    let identity = identity_payload(identity, number);
     Ok(WalWriter::with_first_record(file, path, &identity))
 }
 
+/// Whose a new WAL is: the database and the WAL lineage of its manifest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WalIdentity {
+    pub database_id: u64,
+    pub wal_lineage: u64,
+}
+
 /// The payload of WAL `number`'s identity record.
-fn identity_payload(database_id: u64, number: u64) -> Vec<u8> {
+fn identity_payload(identity: WalIdentity, number: u64) -> Vec<u8> {
     WalBatch {
         first_seq: 0,
         mutations: Vec::new(),
-        database_id,
+        database_id: identity.database_id,
         wal_number: number,
+        wal_lineage: identity.wal_lineage,
     }
     .encode_to_vec()
 }
@@ -79,16 +94,27 @@ pub fn is_identity(batch: &WalBatch) -> bool {
 }
 
 /// Checks the identity record `batch` read from WAL `number` against the
-/// manifest's `database_id` (0: not recorded); `Err` says what is wrong.
-pub fn check_identity(batch: &WalBatch, number: u64, database_id: u64) -> Result<(), String> {
+/// manifest's database id and WAL lineage (either 0: not recorded); `Err`
+/// says what is wrong.
+pub fn check_identity(batch: &WalBatch, number: u64, manifest: WalIdentity) -> Result<(), String> {
     if !batch.mutations.is_empty() || batch.first_seq != 0 {
         return Err("a record that both names a WAL and holds writes".into());
     }
+    let database_id = manifest.database_id;
     if database_id != 0 && batch.database_id != database_id {
         return Err(format!(
             "this WAL belongs to database {:016x}, this one is {database_id:016x}: it was \
              copied in from another database; move it out of the directory",
             batch.database_id
+        ));
+    }
+    let lineage = manifest.wal_lineage;
+    if lineage != 0 && batch.wal_lineage != 0 && batch.wal_lineage != lineage {
+        return Err(format!(
+            "this WAL was written by another copy of this database (WAL lineage {:016x}, \
+             this copy's is {lineage:016x}): a checkpoint and the database it was taken \
+             from each write their own WALs; move it out of the directory",
+            batch.wal_lineage
         ));
     }
     if batch.wal_number != number {
@@ -107,17 +133,26 @@ mod tests {
 
     #[test]
     fn an_identity_round_trips_and_is_checked() {
-        let batch = WalBatch::decode(identity_payload(7, 12).as_slice()).unwrap();
+        let ours = |database_id, wal_lineage| WalIdentity {
+            database_id,
+            wal_lineage,
+        };
+        let batch = WalBatch::decode(identity_payload(ours(7, 3), 12).as_slice()).unwrap();
         assert!(is_identity(&batch));
-        assert_eq!(check_identity(&batch, 12, 7), Ok(()));
-        assert_eq!(check_identity(&batch, 12, 0), Ok(()));
+        assert_eq!(check_identity(&batch, 12, ours(7, 3)), Ok(()));
+        assert_eq!(check_identity(&batch, 12, ours(0, 0)), Ok(()));
         assert!(
-            check_identity(&batch, 12, 8)
+            check_identity(&batch, 12, ours(8, 3))
                 .unwrap_err()
                 .contains("another database")
         );
         assert!(
-            check_identity(&batch, 13, 7)
+            check_identity(&batch, 12, ours(7, 4))
+                .unwrap_err()
+                .contains("another copy of this database")
+        );
+        assert!(
+            check_identity(&batch, 13, ours(7, 3))
                 .unwrap_err()
                 .contains("000012.wal")
         );
@@ -136,6 +171,10 @@ mod tests {
             wal_number: 12,
             ..WalBatch::default()
         };
-        assert!(check_identity(&mixed, 12, 7).is_err());
+        let manifest = WalIdentity {
+            database_id: 7,
+            wal_lineage: 0,
+        };
+        assert!(check_identity(&mixed, 12, manifest).is_err());
     }
 }

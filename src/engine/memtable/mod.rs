@@ -65,6 +65,7 @@ use super::segment::FileNumbers;
 use super::segments::{FlushMemtable, SegmentManager};
 use super::stats::Counters;
 use super::version::SegmentSet;
+use super::wal_identity::WalIdentity;
 use crate::format::wal::WalWriter;
 use crate::fs::DirectoryLock;
 use crate::{Error, Options, Result, SyncPolicy};
@@ -472,14 +473,14 @@ impl MemtableActor {
         self.frozen.insert(0, frozen.clone());
         self.publish();
         let (options, lock) = (self.options.clone(), self.lock.clone());
-        let database_id = self.file_numbers.database_id();
+        let identity = self.file_numbers.wal_identity();
         let job = actix_rt::task::spawn_blocking(move || {
             let _lock = lock;
             if sync_old {
                 old_wal.sync()?;
             }
             drop(old_wal);
-            create_wal(&options, number, database_id)
+            create_wal(&options, number, identity)
         });
         ctx.spawn(job.into_actor(self).map(move |joined, act, ctx| {
             let mut next_wal = None;
@@ -819,14 +820,14 @@ fn empty_memtable(options: &Options) -> MemTable {
     )
 }
 
-/// Creates WAL `number` of database `database_id`, identity record and
-/// all (`engine/wal_identity.rs`).
-fn create_wal(options: &Options, number: u64, database_id: u64) -> Result<WalWriter> {
+/// Creates WAL `number` with `identity`'s identity record
+/// (`engine/wal_identity.rs`).
+fn create_wal(options: &Options, number: u64, identity: WalIdentity) -> Result<WalWriter> {
     crate::engine::wal_identity::create_wal(
         options.fs.as_ref(),
         &options.directory,
         number,
-        database_id,
+        identity,
     )
 }
 

@@ -27,6 +27,7 @@ use actix::prelude::*;
 
 use super::{MemtableActor, create_wal, thread_error};
 use crate::engine::batch::encode_wal_batch;
+use crate::engine::wal_identity::WalIdentity;
 use crate::format::wal::WalWriter;
 use crate::{Error, Result};
 
@@ -94,10 +95,10 @@ impl MemtableActor {
         let resume_from = full.resume_from;
         let number = self.file_numbers.allocate();
         let (options, lock) = (self.options.clone(), self.lock.clone());
-        let database_id = self.file_numbers.database_id();
+        let identity = self.file_numbers.wal_identity();
         let job = actix_rt::task::spawn_blocking(move || {
             let _lock = lock;
-            start_wal_with_marker(&options, number, database_id, resume_from)
+            start_wal_with_marker(&options, number, identity, resume_from)
         });
         ctx.spawn(job.into_actor(self).map(move |joined, act, ctx| {
             match joined.unwrap_or_else(|e| Err(thread_error("WAL retry", &e))) {
@@ -138,10 +139,10 @@ impl MemtableActor {
 fn start_wal_with_marker(
     options: &crate::Options,
     number: u64,
-    database_id: u64,
+    identity: WalIdentity,
     resume_from: u64,
 ) -> Result<WalWriter> {
-    let wal = create_wal(options, number, database_id)?;
+    let wal = create_wal(options, number, identity)?;
     let mut payload = Vec::new();
     encode_wal_batch(resume_from, &[], &mut payload);
     let mut framed = Vec::new();
