@@ -224,3 +224,86 @@ fn concurrent_incrs_share_wal_syncs_and_lose_no_update_to_plain_sets() {
     );
     server.stop().unwrap();
 }
+
+/// A SELECT queued in a transaction takes effect only if EXEC runs: not
+/// when EXEC answers nil because a watched key changed (Redis discards the
+/// whole queue). The requests pipelined behind such an EXEC are read only
+/// once it has answered, so they land in the database it leaves.
+#[test]
+fn a_select_in_an_exec_that_a_watch_aborts_is_dropped() {
+    let server = RespServer::start();
+    let mut other = server.redis();
+    let mut stream = server.connect();
+    let pipelined = |watch_broken: bool| {
+        let mut bytes = resp_support::request(&[b"WATCH", b"k"]);
+        if watch_broken {
+            bytes.extend(resp_support::request(&[b"SET", b"k", b"mine"]));
+        }
+        for args in [
+            &[&b"MULTI"[..]][..],
+            &[b"SELECT", b"2"],
+            &[b"EXEC"],
+            &[b"SET", b"z", b"1"],
+            &[b"DBSIZE"],
+            &[b"SELECT", b"0"],
+            &[b"FLUSHALL"],
+        ] {
+            bytes.extend(resp_support::request(args));
+        }
+        bytes
+    };
+    q::<String>(&mut other, &["SET", "num", "1"]);
+    // Broken by this connection's own write after WATCH: nil, still db 0
+    // (num, k and z).
+    resp_support::exchange(
+        &mut stream,
+        &pipelined(true),
+        b"+OK\r\n+OK\r\n+OK\r\n+QUEUED\r\n*-1\r\n+OK\r\n:3\r\n+OK\r\n+OK\r\n",
+    );
+    // Not broken: EXEC runs, the SELECT holds, z lands alone in db 2.
+    resp_support::exchange(
+        &mut stream,
+        &pipelined(false),
+        b"+OK\r\n+OK\r\n+QUEUED\r\n*1\r\n+OK\r\n+OK\r\n:1\r\n+OK\r\n+OK\r\n",
+    );
+}
+
+/// QUIT inside MULTI is not queued: it answers +OK and closes, as in Redis
+/// 7.0. MULTI, EXEC, DISCARD and UNWATCH with arguments are arity errors;
+/// inside MULTI they abort the transaction.
+#[test]
+fn quit_in_multi_closes_and_transaction_commands_check_their_arity() {
+    let server = RespServer::start();
+    let mut stream = server.connect();
+    resp_support::exchange(&mut stream, b"MULTI\r\nQUIT\r\n", b"+OK\r\n+OK\r\n");
+    assert!(resp_support::closed(&mut stream));
+
+    let mut con = server.redis();
+    let arity = |name: &str| format!("wrong number of arguments for '{name}' command");
+    assert!(fails(&mut con, &["UNWATCH", "x"]).contains(&arity("unwatch")));
+    assert!(fails(&mut con, &["EXEC", "x"]).contains(&arity("exec")));
+    drop(con);
+    // Raw replies: a client library renders EXECABORT in words of its own.
+    let mut stream = server.connect();
+    resp_support::exchange(
+        &mut stream,
+        b"MULTI\r\nEXEC x\r\nEXEC\r\n",
+        format!(
+            "+OK\r\n-EXECABORT Transaction discarded because of: {}\r\n\
+             -ERR EXEC without MULTI\r\n",
+            arity("exec")
+        )
+        .as_bytes(),
+    );
+    resp_support::exchange(
+        &mut stream,
+        b"MULTI\r\nDISCARD x\r\nMULTI x\r\nEXEC\r\n",
+        format!(
+            "+OK\r\n-ERR {}\r\n-ERR {}\r\n\
+             -EXECABORT Transaction discarded because of previous errors.\r\n",
+            arity("discard"),
+            arity("multi")
+        )
+        .as_bytes(),
+    );
+}

@@ -52,6 +52,8 @@ pub struct Request {
 pub struct Tag {
     protocol: Protocol,
     command: Option<usize>,
+    /// An EXEC whose reply settles `Session::pending_state`.
+    settles_state: bool,
 }
 
 /// How a session is set up; one per server, cloned into each session.
@@ -76,6 +78,9 @@ pub struct Session {
     limits: Limits,
     /// Open after MULTI, until EXEC or DISCARD.
     transaction: Option<Transaction>,
+    /// The state an EXEC in flight leaves the connection in if it runs
+    /// (not if a watched key changed); reading waits until it answers.
+    pending_state: Option<Connection>,
     /// On a cluster node: the writer of this connection's SETs and MSETs.
     writes: Option<ConnectionWrites>,
 }
@@ -102,6 +107,7 @@ impl Session {
             gate,
             limits: params.limits,
             transaction: None,
+            pending_state: None,
             writes,
         };
         pipeline::start(
@@ -126,7 +132,10 @@ impl Session {
         let parsed = match transaction::step(args, &mut self.transaction, &mut self.connection) {
             Step::Pass(parsed) => parsed,
             Step::Answer(reply) => return Routed::Answer(protocol, reply),
-            Step::Exec(ops, watched) => Parsed::Engine(Op::Exec(ops, watched)),
+            Step::Exec(ops, watched, pending) => {
+                self.pending_state = pending;
+                Parsed::Engine(Op::Exec(ops, watched))
+            }
         };
         // HELLO answers in the protocol it switches to.
         let protocol = self.connection.protocol;
@@ -286,7 +295,12 @@ impl pipeline::Protocol for Session {
         if let Routed::Answer(_, reply) | Routed::AnswerAndClose(_, reply) = &routed {
             self.count_answer(command, reply);
         }
-        let tag = |protocol| Tag { protocol, command };
+        let settles_state = self.pending_state.is_some();
+        let tag = |protocol| Tag {
+            protocol,
+            command,
+            settles_state,
+        };
         match routed {
             Routed::Engine(protocol, op) => {
                 let cluster = self.engine.store.cluster().is_some();
@@ -371,8 +385,21 @@ impl pipeline::Protocol for Session {
     }
 
     fn encode(&mut self, tag: Tag, reply: Reply, out: &mut BytesMut) -> std::io::Result<()> {
+        if tag.settles_state
+            && let Some(state) = self.pending_state.take()
+            && matches!(reply, Reply::Array(_))
+        {
+            self.connection = Connection {
+                watched: Vec::new(),
+                ..state
+            };
+        }
         reply.encode(tag.protocol, out);
         Ok(())
+    }
+
+    fn holds_reading(&self) -> bool {
+        self.pending_state.is_some()
     }
 
     fn read_error(&mut self, e: &std::io::Error) -> Option<(Tag, Reply)> {
@@ -381,6 +408,7 @@ impl pipeline::Protocol for Session {
             let tag = Tag {
                 protocol: self.connection.protocol,
                 command: None,
+                settles_state: false,
             };
             return Some((tag, Reply::err(error)));
         }

@@ -11,10 +11,17 @@
 //! Commands that change the connection (SELECT, CLIENT SETNAME, HELLO) are
 //! queued against a copy of it, so later commands of the transaction see
 //! their effect (a key after `SELECT 1` is in database 1); the copy becomes
-//! the connection's state when EXEC runs, and is dropped by DISCARD or an
-//! aborted EXEC. One difference from Redis: an EXEC that answers nil
-//! because a watched key changed still keeps the queued SELECT (the next
-//! requests are parsed before the EXEC has checked its keys).
+//! the connection's state when EXEC runs, and is dropped by DISCARD, an
+//! aborted EXEC, or an EXEC that answers nil because a watched key changed.
+//! Since the requests after an EXEC are parsed against the connection's
+//! state, an EXEC that both watches keys and changes the state holds the
+//! connection's reading until it has answered ([`Step::Exec`]'s pending
+//! state, applied by the session when the reply comes).
+//!
+//! QUIT inside MULTI is not queued: as in Redis 7.0, it answers `+OK` and
+//! closes the connection. MULTI, EXEC, DISCARD and UNWATCH take no
+//! arguments; with some, inside MULTI, they are refused and abort the
+//! transaction (EXEC then answers `-EXECABORT` at once).
 //!
 //! EXEC of key commands (GET, SET, DEL, INCR ... every
 //! [`KeyOp`](super::keyop::KeyOp)) goes to the counter as one unit: the
@@ -71,7 +78,12 @@ impl Transaction {
 const NOT_IN_MULTI: &[&str] = &["save", "shutdown"];
 
 /// The commands [`step`] handles itself (lower case).
-const TRANSACTION_COMMANDS: &[&str] = &["multi", "exec", "discard", "watch", "reset", "unwatch"];
+const TRANSACTION_COMMANDS: &[&str] = &[
+    "multi", "exec", "discard", "watch", "reset", "unwatch", "quit",
+];
+
+/// Transaction commands that take no arguments.
+const NO_ARGUMENTS: &[&str] = &["multi", "exec", "discard", "unwatch"];
 
 /// Whether a parse error is one Redis gives when queueing (the command is
 /// not known, or has the wrong number of arguments), which aborts the
@@ -93,8 +105,9 @@ pub enum Step {
     Pass(Parsed),
     /// Answer this.
     Answer(Reply),
-    /// EXEC: run these, unless a watched key changed.
-    Exec(Vec<Op>, Vec<(Bytes, WatchPoint)>),
+    /// EXEC: run these, unless a watched key changed. With a state, the
+    /// connection becomes it only if they run (see the module doc).
+    Exec(Vec<Op>, Vec<(Bytes, WatchPoint)>, Option<Connection>),
 }
 
 /// Routes one request through the transaction state `open`.
@@ -110,9 +123,30 @@ pub fn step(args: Vec<Bytes>, open: &mut Option<Transaction>, connection: &mut C
         })
         .copied()
         .unwrap_or_default();
+    if NO_ARGUMENTS.contains(&name) && args.len() != 1 {
+        let arity = super::wrong_arity(name);
+        return match open.as_mut() {
+            Some(_) if name == "exec" => {
+                *open = None;
+                connection.watched.clear();
+                let Reply::Error(error) = arity else {
+                    return Step::Answer(arity);
+                };
+                let because = error.strip_prefix("ERR ").unwrap_or(&error);
+                Step::Answer(Reply::Error(format!(
+                    "EXECABORT Transaction discarded because of: {because}"
+                )))
+            }
+            Some(transaction) => {
+                transaction.failed = true;
+                Step::Answer(arity)
+            }
+            None => Step::Answer(arity),
+        };
+    }
     match (name, open.as_mut()) {
         ("multi", Some(_)) => Step::Answer(Reply::err("MULTI calls can not be nested")),
-        ("multi", None) if args.len() == 1 => {
+        ("multi", None) => {
             *open = Some(Transaction::open(connection));
             Step::Answer(Reply::ok())
         }
@@ -126,10 +160,11 @@ pub fn step(args: Vec<Bytes>, open: &mut Option<Transaction>, connection: &mut C
                 Some(t) if t.failed => Step::Answer(Reply::Error(
                     "EXECABORT Transaction discarded because of previous errors.".into(),
                 )),
-                Some(t) => {
+                Some(t) if watched.is_empty() || same_state(connection, &t.connection) => {
                     *connection = t.connection;
-                    Step::Exec(t.queued, watched)
+                    Step::Exec(t.queued, watched, None)
                 }
+                Some(t) => Step::Exec(t.queued, watched, Some(t.connection)),
                 None => Step::Answer(Reply::err("EXEC without MULTI")),
             }
         }
@@ -162,9 +197,18 @@ pub fn step(args: Vec<Bytes>, open: &mut Option<Transaction>, connection: &mut C
             connection.watched.clear();
             Step::Answer(Reply::ok())
         }
+        ("quit", Some(_)) => {
+            *open = None;
+            Step::Pass(Parsed::Quit)
+        }
         (_, Some(transaction)) => Step::Answer(queue(transaction, args)),
         (_, None) => Step::Pass(super::parse(args, connection)),
     }
+}
+
+/// Whether a transaction's queued commands left the connection as it is.
+fn same_state(now: &Connection, after: &Connection) -> bool {
+    now.database == after.database && now.protocol == after.protocol && now.name == after.name
 }
 
 /// Checks and queues one command inside MULTI.
@@ -363,7 +407,7 @@ mod tests {
             Step::Answer(Reply::Error(_))
         ));
         match run(&mut open, &["EXEC"]) {
-            Step::Exec(ops, _) => assert_eq!(ops.len(), 2),
+            Step::Exec(ops, _, _) => assert_eq!(ops.len(), 2),
             other => panic!("{other:?}"),
         }
         assert!(open.is_none());
@@ -418,7 +462,7 @@ mod tests {
             );
         }
         match run(&mut open, &["EXEC"]) {
-            Step::Exec(ops, _) => {
+            Step::Exec(ops, _, _) => {
                 assert_eq!(ops.len(), 3);
                 assert!(
                     ops.iter()
@@ -456,7 +500,7 @@ mod tests {
         // Queued, not applied: the connection is still on database 0.
         assert_eq!(connection.database.index, 0);
         match step(&["EXEC"], &mut connection) {
-            Step::Exec(ops, _) => match &ops[..] {
+            Step::Exec(ops, _, _) => match &ops[..] {
                 [Op::Set(k0, _), Op::Ready(_), Op::Set(k1, _)] => {
                     assert_eq!(k0, &Database::default().key(b"k"));
                     assert_eq!(k1, &Database::default().select(Some(1)).unwrap().key(b"k"));
@@ -495,7 +539,7 @@ mod tests {
         step(&["MULTI"], &mut open, &mut connection);
         assert!(matches!(
             step(&["EXEC"], &mut open, &mut connection),
-            Step::Exec(ops, watched) if ops.is_empty() && watched.len() == 1
+            Step::Exec(ops, watched, _) if ops.is_empty() && watched.len() == 1
         ));
         assert!(connection.watched.is_empty());
     }

@@ -130,6 +130,13 @@ pub trait Protocol: Sized + Unpin + 'static {
     ) -> std::io::Result<()>;
     /// The reply to send before closing after the decoder failed, if any.
     fn read_error(&mut self, error: &std::io::Error) -> Option<(Self::Tag, Self::Reply)>;
+    /// True while the protocol cannot take the next request yet: its
+    /// meaning depends on the reply to one in flight (an EXEC that may or
+    /// may not change the connection's state). Reading resumes once a
+    /// reply is in and this is false.
+    fn holds_reading(&self) -> bool {
+        false
+    }
     /// True once the client may use the server fully.
     fn authenticated(&self) -> bool;
     /// Raises the decoder's limits from the pre-authentication ones.
@@ -334,6 +341,7 @@ impl<P: Protocol> Connection<P> {
     /// True if the socket may be read for one more request.
     fn may_read(&self) -> bool {
         !self.reading_done
+            && !self.protocol.holds_reading()
             && self.slots.len() < self.max_in_flight
             && self.held_bytes() < self.budget()
             && !self.server_full(self.held_bytes())
