@@ -45,9 +45,9 @@
 
 use std::collections::{HashMap, HashSet};
 
+use crate::resp::commands::keyop::join_in_chunks;
 use actix::prelude::*;
 use bytes::Bytes;
-use futures_util::future::join_all;
 use tokio::sync::oneshot;
 
 use super::commands::expire::ExpireOp;
@@ -248,7 +248,7 @@ impl RoundView {
             }
             storable
         });
-        let reads = join_all(missing.iter().map(|key| db.get_versioned(key.clone()))).await;
+        let reads = join_in_chunks(missing.iter().map(|key| db.get_versioned(key.clone()))).await;
         for (key, read) in missing.into_iter().zip(reads) {
             let read = read?;
             let current = read.value.map(|v| (v, read.expire_at_ms));
@@ -337,7 +337,7 @@ impl RoundView {
         if self.read.len() < 2 {
             return Ok(());
         }
-        let again = join_all(
+        let again = join_in_chunks(
             self.read
                 .iter()
                 .map(|(key, ..)| db.get_versioned(key.clone())),

@@ -251,7 +251,7 @@ fn queued() -> Reply {
 /// the expiry of the key's value.
 pub fn watch(keys: Vec<(Bytes, WatchPoint)>, db: &crate::Db) -> LocalBoxFuture<'static, Reply> {
     let seq = db.visible_seq();
-    let reads = futures_util::future::join_all(
+    let reads = keyop::join_in_chunks(
         keys.iter()
             .map(|(key, _)| db.get_versioned(key.clone()))
             .collect::<Vec<_>>(),
