@@ -67,6 +67,15 @@ fn malformed_input_gets_a_protocol_error_and_is_closed() {
             b"GET \"k\r\n",
             b"-ERR Protocol error: unbalanced quotes in request\r\n",
         ),
+        // Lengths as Redis's string2ll reads them: no leading zeros.
+        (
+            b"*01\r\n",
+            b"-ERR Protocol error: invalid multibulk length\r\n",
+        ),
+        (
+            b"*1\r\n$04\r\nPING\r\n",
+            b"-ERR Protocol error: invalid bulk length\r\n",
+        ),
     ] {
         let mut s = server.connect();
         exchange(&mut s, input, reply);
@@ -184,4 +193,25 @@ fn shares_the_database_with_the_native_server() {
     let native = std::net::TcpStream::connect(server.native_addr);
     assert!(native.is_ok(), "the native port is served too");
     server.stop().unwrap();
+}
+
+/// INFO's sections are separated by a blank line, with none after the last,
+/// as Redis writes them.
+#[test]
+fn info_sections_are_separated_as_in_redis() {
+    let server = RespServer::start();
+    let mut s = server.connect();
+    exchange(
+        &mut s,
+        &request(&[b"INFO", b"keyspace"]),
+        b"$12\r\n# Keyspace\r\n\r\n",
+    );
+    let mut con = server.redis();
+    let text: String = redis::cmd("INFO")
+        .arg("server")
+        .arg("keyspace")
+        .query(&mut con)
+        .unwrap();
+    assert!(text.starts_with("# Server\r\n"), "{text:?}");
+    assert!(text.ends_with("\r\n\r\n# Keyspace\r\n"), "{text:?}");
 }

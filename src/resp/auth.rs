@@ -54,17 +54,21 @@ pub fn check(args: &[Bytes], gate: &mut AuthGate, configured: bool) -> Gated {
 /// `AUTH password` or `AUTH username password` (the user must be `default`).
 fn auth(args: &[Bytes], gate: &mut AuthGate, configured: bool) -> Gated {
     let password = match args {
+        // As Redis: with no password set, the default user takes any (but
+        // a lone password is taken for a mistake).
+        [_, _] if !configured => return Gated::Answer(Reply::Error(NO_PASSWORD_SET.into())),
+        [_, user, _] if !configured && user.eq_ignore_ascii_case(b"default") => {
+            return Gated::Answer(Reply::ok());
+        }
         [_, password] => password,
         [_, user, password] if user.eq_ignore_ascii_case(b"default") => password,
         [_, _, _] => return Gated::Answer(Reply::Error(WRONGPASS.into())),
+        [_, _, _, _, ..] => return Gated::Answer(Reply::err("syntax error")),
         _ => {
             let message = "ERR wrong number of arguments for 'auth' command";
             return Gated::Answer(Reply::Error(message.into()));
         }
     };
-    if !configured {
-        return Gated::Answer(Reply::Error(NO_PASSWORD_SET.into()));
-    }
     match attempt(gate, password) {
         Gated::Pass => Gated::Answer(Reply::ok()),
         refused => refused,
@@ -148,5 +152,11 @@ mod tests {
         assert_eq!(check(&args(&["GET", "k"]), &mut open, false), Gated::Pass);
         let answer = check(&args(&["AUTH", "x"]), &mut open, false);
         assert_eq!(answer, Gated::Answer(Reply::Error(NO_PASSWORD_SET.into())));
+        let answer = check(&args(&["AUTH", "default", "x"]), &mut open, false);
+        assert_eq!(answer, Gated::Answer(Reply::ok()));
+        let answer = check(&args(&["AUTH", "alice", "x"]), &mut open, false);
+        assert_eq!(answer, Gated::Answer(Reply::Error(WRONGPASS.into())));
+        let answer = check(&args(&["AUTH", "a", "b", "c"]), &mut open, false);
+        assert_eq!(answer, Gated::Answer(Reply::err("syntax error")));
     }
 }

@@ -259,6 +259,10 @@ fn parse_int(text: &[u8]) -> Option<i64> {
     if digits.is_empty() || digits.len() > 18 || !digits.iter().all(u8::is_ascii_digit) {
         return None;
     }
+    // As Redis's `string2ll`: no leading zero, no `-0`.
+    if digits[0] == b'0' && (digits.len() > 1 || negative) {
+        return None;
+    }
     let n = digits
         .iter()
         .fold(0i64, |n, &d| n * 10 + i64::from(d - b'0'));
@@ -426,5 +430,8 @@ mod tests {
         assert_eq!(parse_int(b"+1"), None);
         assert_eq!(parse_int(b""), None);
         assert_eq!(parse_int(b"1 "), None);
+        assert_eq!(parse_int(b"0"), Some(0));
+        assert_eq!(parse_int(b"01"), None);
+        assert_eq!(parse_int(b"-0"), None);
     }
 }

@@ -109,7 +109,9 @@ fn class(rest: &[u8]) -> (Token, usize) {
                 ranges.push((rest[i], rest[i]));
                 i += 1;
             }
-            lo if rest.get(i) == Some(&b'-') && rest.get(i + 1).is_some_and(|&b| b != b']') => {
+            // As Redis: `-` makes a range whenever a byte follows it, even
+            // `]` (`[a-]` is the range from `]` to `a`, and the class goes on).
+            lo if rest.get(i) == Some(&b'-') && rest.get(i + 1).is_some() => {
                 let hi = rest[i + 1];
                 ranges.push((lo.min(hi), lo.max(hi)));
                 i += 2;
@@ -156,6 +158,11 @@ mod tests {
         assert!(!m("a\\*b", "axb"));
         assert!(m("[\\]]", "]"));
         assert!(m("x[ab", "xa"));
+        assert!(m("[a-]", "a"));
+        assert!(m("[a-]", "]"));
+        assert!(!m("[a-]", "-"));
+        assert!(!m("h[a-]llo", "hallo"));
+        assert!(m("h[a-]llo", "hl"));
     }
 
     #[test]

@@ -61,7 +61,8 @@ use crate::server::{
 pub const DEFAULT_MAX_BULK_BYTES: usize = 32 << 20;
 /// Most bytes of arguments in one request by default: 64 MiB.
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 64 << 20;
-/// Most arguments in one request (Redis: 1024 * 1024).
+/// Most arguments in one request (Redis 7.0 takes up to 2^31 - 1, bounded
+/// only by its query buffer limit; this bounds the argument vector too).
 pub const DEFAULT_MAX_ARGS: usize = 1024 * 1024;
 /// Longest inline request line (Redis: 64 KiB).
 pub const DEFAULT_MAX_INLINE_BYTES: usize = 64 << 10;

@@ -466,7 +466,8 @@ fn ttl_number(ttl: Ttl, kind: TtlReply) -> i64 {
     match kind {
         TtlReply::Seconds => (remaining_ms + 500) / 1000,
         TtlReply::Millis => remaining_ms,
-        TtlReply::AtSeconds => at_ms / 1000,
+        // Rounded, as Redis's EXPIRETIME rounds.
+        TtlReply::AtSeconds => (at_ms + 500) / 1000,
         TtlReply::AtMillis => at_ms,
     }
 }
@@ -661,6 +662,11 @@ mod tests {
         assert_eq!(ttl_number(at(1_500), TtlReply::Seconds), 2);
         assert_eq!(ttl_number(at(1_500), TtlReply::Millis), 1_500);
         assert_eq!(ttl_number(at(1), TtlReply::AtSeconds), 1_700_000_000);
+        let half_past = Ttl::At {
+            at_ms: 1_700_000_000_500,
+            remaining_ms: 1,
+        };
+        assert_eq!(ttl_number(half_past, TtlReply::AtSeconds), 1_700_000_001);
         assert_eq!(ttl_number(at(1), TtlReply::AtMillis), 1_700_000_000_499);
     }
 }

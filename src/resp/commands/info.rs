@@ -160,6 +160,10 @@ pub fn info(engine: &Engine, sections: Vec<String>) -> LocalBoxFuture<'static, R
     async move {
         let mut text = String::new();
         for section in wanted(&sections) {
+            // As Redis: a blank line between sections, none after the last.
+            if !text.is_empty() {
+                text.push_str("\r\n");
+            }
             if let Err(reply) = write_section(&engine, section, &mut text).await {
                 return reply;
             }
@@ -241,7 +245,6 @@ async fn write_section(engine: &Engine, section: &str, out: &mut String) -> Resu
         _ => engine_lines(engine).await?,
     };
     out.push_str(&lines);
-    out.push_str("\r\n");
     Ok(())
 }
 

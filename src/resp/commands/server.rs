@@ -113,8 +113,8 @@ fn hello(args: &[Bytes], connection: &mut Connection) -> Reply {
     }
     let mut name = None;
     let mut i = 1;
-    while let Some(option) = args.get(i) {
-        let option = String::from_utf8_lossy(option).to_ascii_lowercase();
+    while let Some(written) = args.get(i) {
+        let option = String::from_utf8_lossy(written).to_ascii_lowercase();
         match (option.as_str(), args.get(i + 1), args.get(i + 2)) {
             ("auth", Some(user), Some(_)) => {
                 // No passwords are configured: the default user takes any.
@@ -132,7 +132,10 @@ fn hello(args: &[Bytes], connection: &mut Connection) -> Reply {
                 name = Some(new.clone());
                 i += 2;
             }
-            _ => return Reply::err(format!("Syntax error in HELLO option '{option}'")),
+            _ => {
+                let written = String::from_utf8_lossy(written);
+                return Reply::err(format!("Syntax error in HELLO option '{written}'"));
+            }
         }
     }
     connection.protocol = protocol;
@@ -168,7 +171,7 @@ fn client(args: &[Bytes], connection: &mut Connection) -> Reply {
         "setname" => args.len() == 2,
         "getname" | "id" | "info" => args.len() == 1,
         "setinfo" => args.len() == 3,
-        _ => return unknown_subcommand(&sub, "CLIENT"),
+        _ => return unknown_subcommand(args.first(), "CLIENT"),
     };
     if !arity_ok {
         return super::wrong_arity(&format!("client|{sub}"));
@@ -222,7 +225,7 @@ fn command(args: &[Bytes]) -> Reply {
         ),
         // No documentation is served; redis-cli starts without hints.
         "docs" => Reply::Map(vec![]),
-        sub => unknown_subcommand(sub, "COMMAND"),
+        _ => unknown_subcommand(args.first(), "COMMAND"),
     }
 }
 
@@ -322,7 +325,7 @@ fn config(args: &[Bytes], databases: u32) -> Reply {
                 })
                 .collect(),
         ),
-        sub => unknown_subcommand(sub, "CONFIG"),
+        _ => unknown_subcommand(args.first(), "CONFIG"),
     }
 }
 
@@ -420,7 +423,9 @@ fn function(args: &[Bytes]) -> Reply {
     }
 }
 
-fn unknown_subcommand(sub: &str, command: &str) -> Reply {
+/// The refusal of subcommand `sub`, named as the client wrote it.
+fn unknown_subcommand(sub: Option<&Bytes>, command: &str) -> Reply {
+    let sub = sub.map(|s| String::from_utf8_lossy(s)).unwrap_or_default();
     Reply::err(format!("unknown subcommand '{sub}'. Try {command} HELP."))
 }
 
@@ -495,5 +500,23 @@ mod tests {
         assert_eq!(run(&["function", "flush"], &mut c), Reply::ok());
         assert_eq!(run(&["function", "flush", "sync"], &mut c), Reply::ok());
         assert!(run(&["function", "list"], &mut c).is_error());
+    }
+
+    /// Errors name a subcommand or option as the client wrote it.
+    #[test]
+    fn refusals_keep_the_case_the_client_used() {
+        let mut c = Connection::default();
+        assert_eq!(
+            run(&["CLIENT", "Foo"], &mut c),
+            Reply::err("unknown subcommand 'Foo'. Try CLIENT HELP.")
+        );
+        assert_eq!(
+            run(&["CONFIG", "BaR"], &mut c),
+            Reply::err("unknown subcommand 'BaR'. Try CONFIG HELP.")
+        );
+        assert_eq!(
+            run(&["HELLO", "2", "FOO"], &mut c),
+            Reply::err("Syntax error in HELLO option 'FOO'")
+        );
     }
 }
