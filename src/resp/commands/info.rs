@@ -203,7 +203,7 @@ async fn write_section(engine: &Engine, section: &str, out: &mut String) -> Resu
                 human(rss)
             )
         }
-        "persistence" => super::persistence::info_section(&engine.checkpoints),
+        "persistence" => super::persistence::info_section(&engine.checkpoints, &engine.info),
         "stats" => format!(
             "total_commands_processed:{}\r\ntotal_error_replies:{}\r\n",
             stats.total_calls(),

@@ -16,7 +16,7 @@ use futures_util::FutureExt;
 use futures_util::future::{LocalBoxFuture, ready};
 
 use super::super::reply::Reply;
-use super::{Engine, Op, Parsed};
+use super::{Engine, Op, Parsed, ServerInfo};
 use crate::server::checkpoints::{CheckpointRefused, CheckpointRoot, NO_ROOT};
 
 /// A snapshot command.
@@ -48,7 +48,7 @@ pub fn parse(name: &str, args: &[Bytes]) -> Option<Parsed> {
 pub fn execute(command: Persistence, engine: &Engine) -> LocalBoxFuture<'static, Reply> {
     let root = &engine.checkpoints;
     match command {
-        Persistence::LastSave => ready(Reply::Integer(last_save(root))).boxed_local(),
+        Persistence::LastSave => ready(Reply::Integer(last_save(root, &engine.info))).boxed_local(),
         _ if !root.enabled() => ready(Reply::err(NO_ROOT)).boxed_local(),
         Persistence::Save => {
             let saved = root.save(&engine.db(), &root.timestamped_name());
@@ -78,19 +78,30 @@ pub fn execute(command: Persistence, engine: &Engine) -> LocalBoxFuture<'static,
 }
 
 /// The `# Persistence` section of `INFO`.
-pub fn info_section(root: &CheckpointRoot) -> String {
+pub fn info_section(root: &CheckpointRoot, info: &ServerInfo) -> String {
     format!(
         "loading:0\r\nasync_loading:0\r\nrdb_bgsave_in_progress:{}\r\n\
          rdb_last_save_time:{}\r\nnaive_kv_checkpoints_enabled:{}\r\n\
          aof_enabled:1\r\naof_rewrite_in_progress:0\r\n",
         u8::from(root.background_running()),
-        root.last_save_unix(),
+        last_save(root, info),
         u8::from(root.enabled()),
     )
 }
 
-fn last_save(root: &CheckpointRoot) -> i64 {
-    i64::try_from(root.last_save_unix()).unwrap_or(i64::MAX)
+/// Unix seconds of the last checkpoint, or, as Redis answers before its
+/// first save, of the server's start.
+fn last_save(root: &CheckpointRoot, info: &ServerInfo) -> i64 {
+    let saved = match root.last_save_unix() {
+        0 => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            now.saturating_sub(info.started.elapsed()).as_secs()
+        }
+        saved => saved,
+    };
+    i64::try_from(saved).unwrap_or(i64::MAX)
 }
 
 fn refusal(refused: &CheckpointRefused) -> Reply {
@@ -140,10 +151,20 @@ mod tests {
     #[test]
     fn the_info_section_names_redis_fields() {
         let root = CheckpointRoot::new(None);
-        let text = info_section(&root);
-        assert!(text.contains("rdb_last_save_time:0\r\n"), "{text}");
+        let info = ServerInfo {
+            started: std::time::Instant::now(),
+            port: 0,
+        };
+        let text = info_section(&root, &info);
+        // Before any checkpoint, as Redis before its first save: the start.
+        let started = last_save(&root, &info);
+        assert!(started > 1_700_000_000, "{started}");
+        assert!(
+            text.contains(&format!("rdb_last_save_time:{started}\r\n")),
+            "{text}"
+        );
         assert!(text.contains("rdb_bgsave_in_progress:0\r\n"), "{text}");
         assert!(root.begin_background());
-        assert!(info_section(&root).contains("rdb_bgsave_in_progress:1\r\n"));
+        assert!(info_section(&root, &info).contains("rdb_bgsave_in_progress:1\r\n"));
     }
 }

@@ -66,7 +66,10 @@ pub fn parse(name: &str, args: &[Bytes], connection: &mut Connection) -> Parsed 
         "hello" => hello(args, connection),
         "client" => client(args, connection),
         "command" => command(args),
-        "config" if lower(args.first()) == "resetstat" => return Parsed::Engine(Op::ResetStats),
+        "config" if lower(args.first()) == "resetstat" && args.len() == 1 => {
+            return Parsed::Engine(Op::ResetStats);
+        }
+        "config" if lower(args.first()) == "resetstat" => super::wrong_arity("config|resetstat"),
         "config" => config(args, connection.database.count),
         "debug" => {
             Reply::err("DEBUG is not supported by NaiveKV (it has no Redis internals to debug)")
@@ -210,7 +213,9 @@ fn command(args: &[Bytes]) -> Reply {
     match lower(args.first()).as_str() {
         "" => Reply::Array(all().map(table::Spec::info).collect()),
         "help" => help("COMMAND", COMMAND_HELP),
-        "count" => Reply::Integer(table::COMMANDS.len() as i64),
+        "count" if args.len() == 1 => Reply::Integer(table::COMMANDS.len() as i64),
+        "count" => super::wrong_arity("command|count"),
+        "info" if args.len() == 1 => Reply::Array(all().map(table::Spec::info).collect()),
         "getkeysandflags" => command_getkeys_and_flags(&args[1..]),
         "list" => command_list(&args[1..]),
         "getkeys" => command_getkeys(&args[1..]),
@@ -518,5 +523,21 @@ mod tests {
             run(&["HELLO", "2", "FOO"], &mut c),
             Reply::err("Syntax error in HELLO option 'FOO'")
         );
+    }
+
+    #[test]
+    fn command_and_config_subcommands_check_their_arity() {
+        let mut c = Connection::default();
+        let arity = |name: &str| super::super::wrong_arity(name);
+        assert_eq!(
+            run(&["COMMAND", "COUNT", "x"], &mut c),
+            arity("command|count")
+        );
+        assert_eq!(
+            run(&["CONFIG", "RESETSTAT", "x"], &mut c),
+            arity("config|resetstat")
+        );
+        let all = run(&["COMMAND", "INFO"], &mut c);
+        assert!(matches!(all, Reply::Array(list) if list.len() == table::COMMANDS.len()));
     }
 }
