@@ -247,9 +247,20 @@ impl Options {
         at_least(self.level1_bytes, 1 << 20, "level1_bytes")?;
         at_least(self.level_size_multiplier, 2, "level_size_multiplier")?;
         at_least(self.read_threads, 1, "read_threads")?;
+        // The cache's table is sized for its capacity when it is made.
+        if self.block_cache_bytes > MAX_BLOCK_CACHE_BYTES {
+            return Err(Error::InvalidArgument(format!(
+                "block_cache_bytes must be at most {MAX_BLOCK_CACHE_BYTES} (1 TiB), not {}",
+                self.block_cache_bytes
+            )));
+        }
         Ok(())
     }
 }
+
+/// The largest block cache: its table, sized when the cache is made, takes
+/// about 0.4 % of it (a cache of 1000 TB asked for 3.7 TB at once).
+pub const MAX_BLOCK_CACHE_BYTES: usize = 1 << 40;
 
 fn at_least<T: PartialOrd + std::fmt::Display>(value: T, min: T, what: &str) -> Result<()> {
     if value < min {

@@ -37,6 +37,21 @@ fn bad_values_are_refused_with_the_flag_named() {
             "--resp-port and --metrics-port are both 7000",
         ),
         (&["--ip", "no-such-host.invalid"], "cannot resolve host"),
+        // These once aborted (an allocation of 3.7 TB), panicked (too many
+        // threads) or exited 1 after the banner.
+        (
+            &["--block-cache-bytes", "1000TB"],
+            "--block-cache-bytes must be at most 1TiB",
+        ),
+        (&["--workers", "100000"], "--workers must be at most 1024"),
+        (
+            &["--idle-timeout", "0"],
+            "--idle-timeout must be a positive number of seconds",
+        ),
+        (
+            &["--frame-timeout", "0"],
+            "--frame-timeout must be a positive number of seconds",
+        ),
     ];
     for (args, message) in cases {
         let out = refused(args);

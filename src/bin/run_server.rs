@@ -14,7 +14,9 @@ use clap::{CommandFactory, Parser, ValueEnum};
 use naive_kv::cluster::node::parse_members;
 use naive_kv::cluster::{ClusterConfig, ClusterNode, ClusterSecret, ReadConsistency};
 use naive_kv::options::Compression;
-use naive_kv::options::{MIN_MEMTABLE_BYTES, display_size, parse_host, parse_size};
+use naive_kv::options::{
+    MAX_BLOCK_CACHE_BYTES, MIN_MEMTABLE_BYTES, display_size, parse_host, parse_size,
+};
 use naive_kv::resp::{self, RespConfig};
 use naive_kv::server::checkpoints::CheckpointRoot;
 use naive_kv::server::pipeline::ServerReplyBudget;
@@ -173,6 +175,9 @@ enum Sync {
 /// The smallest `--max-frame-bytes`: room for a request's header and a key.
 const MIN_FRAME_BYTES: usize = 1 << 10;
 
+/// The most `--workers`.
+const MAX_WORKERS: usize = 1024;
+
 impl Args {
     /// Checks the values their types do not: ranges, and one port per
     /// listener. The message names the flag.
@@ -184,6 +189,23 @@ impl Args {
             Ok(())
         };
         at_least(self.workers.unwrap_or(1), 1, "--workers", "1")?;
+        // Each worker is a thread with its own event loop and descriptors;
+        // past this the server only contends with itself.
+        if let Some(workers) = self.workers.filter(|&w| w > MAX_WORKERS) {
+            return Err(format!(
+                "--workers must be at most {MAX_WORKERS}, not {workers}"
+            ));
+        }
+        if let Some(bytes) = self
+            .block_cache_bytes
+            .filter(|&b| b > MAX_BLOCK_CACHE_BYTES)
+        {
+            return Err(format!(
+                "--block-cache-bytes must be at most 1TiB, not {bytes}"
+            ));
+        }
+        seconds(self.idle_timeout, "--idle-timeout")?;
+        seconds(self.frame_timeout, "--frame-timeout")?;
         at_least(self.max_connections, 1, "--max-connections", "1")?;
         let (frame, memtable) = (self.max_frame_bytes, self.memtable_bytes);
         at_least(frame, MIN_FRAME_BYTES, "--max-frame-bytes", "1KiB")?;
