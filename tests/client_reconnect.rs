@@ -94,6 +94,27 @@ fn the_shell_reconnects_after_an_idle_close() {
     assert!(stderr.contains("reconnecting"), "{stderr}");
 }
 
+/// Reading a script, the shell stops once the server cannot be reached
+/// (after its retries) instead of retrying every remaining line: 200k
+/// lines piped in after a server stopped would have taken hours.
+#[test]
+fn a_script_stops_when_the_server_is_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(&dir.path().join("db"), &["--port", "0"]);
+    let mut shell = Shell::start(server.native().port());
+    assert_eq!(shell.send("set a 1"), "OK");
+    assert!(server.stop().success());
+    let script: String = (0..10_000).map(|i| format!("set k{i} v\n")).collect();
+    // The shell may stop (and close its stdin) before it has read it all.
+    let _ = shell.input.write_all(script.as_bytes());
+    let started = Instant::now();
+    let (code, stderr) = shell.finish();
+    assert!(started.elapsed() < PATIENCE, "{:?}", started.elapsed());
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("the rest is not sent"), "{stderr}");
+    assert!(stderr.lines().count() < 30, "{stderr}");
+}
+
 /// Runs `run_client --timeout 1 -p PORT ping`: exit code, stderr and time.
 fn ping_with_timeout(port: u16) -> (Option<i32>, String, Duration) {
     let started = Instant::now();

@@ -262,6 +262,9 @@ pub struct Shell {
     runtime: tokio::runtime::Runtime,
     client: RetryingClient,
     target: Target,
+    /// At the prompt: a server that cannot be reached is tried again at
+    /// the next command. Reading a script, the shell stops instead.
+    interactive: bool,
 }
 
 impl Shell {
@@ -291,6 +294,7 @@ impl Shell {
             runtime,
             client,
             target,
+            interactive: false,
         })
     }
 
@@ -324,6 +328,7 @@ impl Shell {
     /// input; history is read from and saved to `history` if given. False
     /// if the terminal could not be used.
     pub fn run_interactive(&mut self, history: Option<&Path>) -> bool {
+        self.interactive = true;
         let mut editor = match rustyline::DefaultEditor::new() {
             Ok(editor) => editor,
             Err(e) => return report(&e),
@@ -374,6 +379,16 @@ impl Shell {
         let _ = out.flush();
         match result {
             Ok(flow) => (true, flow),
+            // Standard output was closed (`| head`): nothing more can show.
+            Err(ShellError::Output(e)) if e.kind() == io::ErrorKind::BrokenPipe => {
+                (false, Flow::Quit)
+            }
+            // Each further line would retry for a second and fail the same.
+            Err(e @ ShellError::Client(ClientError::Connect { .. })) if !self.interactive => {
+                report(&e);
+                eprintln!("run_client: the server cannot be reached; the rest is not sent");
+                (false, Flow::Quit)
+            }
             Err(e) => (report(&e), Flow::Continue),
         }
     }
