@@ -86,3 +86,34 @@ async fn check_refuses_an_open_database() {
     assert!(stderr.contains("locked"), "{stderr}");
     db.close().await.unwrap();
 }
+
+/// A path that is not a database is refused, not checked clean: a
+/// mistyped path that happens to exist used to pass with "0 problem(s)".
+#[test]
+fn a_directory_without_a_database_or_a_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("file");
+    std::fs::write(&file, b"x").unwrap();
+    let missing = dir.path().join("missing");
+    for (path, words) in [
+        (dir.path(), "not a NaiveKV database"),
+        (file.as_path(), "not a directory"),
+        (missing.as_path(), "no such directory"),
+    ] {
+        for repair in [false, true] {
+            let mut args = vec![path.to_str().unwrap()];
+            if repair {
+                args.insert(0, "--repair");
+            }
+            let out = run_check(&args);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+            assert!(stderr.contains(words), "{args:?}: {stderr}");
+        }
+    }
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        1,
+        "nothing created"
+    );
+}

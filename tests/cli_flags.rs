@@ -175,3 +175,18 @@ fn the_connection_limit_is_for_both_ports_together() {
     drop((native, first_resp, second_resp, extra_native));
     assert!(server.stop().success());
 }
+
+/// The checkpoint directory the server creates is owner-only, as the data
+/// directory is: checkpoints are the database's data (it was 0755).
+#[test]
+fn the_checkpoint_directory_is_created_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("backups/naivekv");
+    let root_arg = root.to_str().unwrap();
+    let args = ["--port", "0", "--checkpoint-dir", root_arg];
+    let server = ServerProcess::start(&dir.path().join("db"), &args);
+    let mode = std::fs::metadata(&root).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700, "{mode:o}");
+    assert!(server.stop().success());
+}

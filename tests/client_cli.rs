@@ -289,3 +289,14 @@ fn a_terminal_gets_the_original_prompt_and_words() {
         .collect();
     assert_eq!(answers, ["OK", "v1", "OK", "(nil)"], "{text}");
 }
+
+/// `expire KEY 0` (or less) deletes the key at once, as in Redis; the shell
+/// used to refuse it.
+#[test]
+fn expire_of_zero_seconds_deletes_the_key() {
+    let server = TestServer::start();
+    let script = "set k v\nexpire k 60\nexpire k 0\nget k\nexpire k 0\n";
+    let out = run_client(server.addr.port(), &[], script);
+    assert_eq!(stdout(&out), "OK\n1\n1\n(nil)\n0\n");
+    assert_eq!(out.status.code(), Some(0));
+}

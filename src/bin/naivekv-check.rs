@@ -31,14 +31,34 @@ struct Args {
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let args = Args::parse();
-    if !args.directory.is_dir() {
-        eprintln!("{}: no such directory", args.directory.display());
+    if let Err(problem) = looks_like_a_database(&args.directory) {
+        eprintln!("{}: {problem}", args.directory.display());
         return ExitCode::from(1);
     }
     if args.repair {
         repair(&args.directory)
     } else {
         check(&args.directory)
+    }
+}
+
+/// Refuses a path that is not a directory, or a directory with none of a
+/// database's files (a mistyped path would otherwise check clean).
+fn looks_like_a_database(directory: &std::path::Path) -> Result<(), String> {
+    let names: Vec<String> = match std::fs::read_dir(directory) {
+        Ok(entries) => entries
+            .filter_map(|entry| entry.ok())
+            .map(|entry| entry.file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(_) if directory.exists() => return Err("not a directory".into()),
+        Err(_) => return Err("no such directory".into()),
+    };
+    let ours =
+        |name: &String| name == "MANIFEST" || name.ends_with(".sst") || name.ends_with(".wal");
+    if names.iter().any(ours) {
+        Ok(())
+    } else {
+        Err("not a NaiveKV database: no MANIFEST, segment (.sst) or WAL (.wal) in it".into())
     }
 }
 

@@ -36,8 +36,9 @@ struct Args {
     #[arg(short = 't', long, default_value_t = 5.0)]
     timeout: f64,
     /// The interactive prompt's history (default ~/.naivekv_history; none
-    /// when HOME is unset; an empty value turns it off). An `OsString`, not
-    /// a `PathBuf`: clap refuses an empty path before it gets here.
+    /// when HOME is unset; an empty value turns it off).
+    // An `OsString`, not a `PathBuf`: clap refuses an empty path before it
+    // gets here.
     #[arg(long)]
     history_file: Option<OsString>,
     /// Print help.

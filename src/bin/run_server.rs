@@ -4,6 +4,7 @@
 use std::ffi::OsString;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -343,9 +344,14 @@ impl Args {
         // The Redis listener takes the same token through AUTH.
         auth::check_exposure(self.ip, config.auth_token.is_some(), self.insecure)?;
         if let Some(dir) = &self.checkpoint_dir {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                format!("--checkpoint-dir {}: cannot create it: {e}", dir.display())
-            })?;
+            // Owner-only, as the data directory: checkpoints are its data.
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|e| {
+                    format!("--checkpoint-dir {}: cannot create it: {e}", dir.display())
+                })?;
             config.checkpoints = Arc::new(CheckpointRoot::new(Some(dir.clone())));
         }
         Ok(config)

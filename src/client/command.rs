@@ -126,9 +126,13 @@ pub fn parse_words(words: Vec<Vec<u8>>) -> Result<ShellCommand, ParseError> {
         "ttl" => one_key(args, "ttl KEY").map(|key| ShellCommand::Ttl { key }),
         "persist" => one_key(args, "persist KEY").map(|key| ShellCommand::Persist { key }),
         "expire" => match <[Bytes; 2]>::try_from(args) {
+            // As Redis: 0 or less expires the key at once (deletes it).
+            Ok([key, seconds]) if at_most_zero(&seconds) => {
+                Ok(ShellCommand::Expire { key, ttl_ms: 0 })
+            }
             Ok([key, seconds]) => match duration_ms(&seconds, 1000) {
                 Some(ttl_ms) => Ok(ShellCommand::Expire { key, ttl_ms }),
-                None => Err(ParseError::Usage("expire KEY SECONDS (a positive integer)")),
+                None => Err(ParseError::Usage("expire KEY SECONDS (an integer)")),
             },
             Err(_) => Err(ParseError::Usage("expire KEY SECONDS")),
         },
@@ -218,6 +222,14 @@ fn set(args: Vec<Bytes>) -> Result<ShellCommand, ParseError> {
 }
 
 /// A positive whole number of units of `scale` ms, in ms.
+/// An integer of 0 or less.
+fn at_most_zero(text: &[u8]) -> bool {
+    std::str::from_utf8(text)
+        .ok()
+        .and_then(|t| t.parse::<i64>().ok())
+        .is_some_and(|n| n <= 0)
+}
+
 fn duration_ms(text: &[u8], scale: u64) -> Option<u64> {
     let amount: u64 = std::str::from_utf8(text).ok()?.parse().ok()?;
     amount.checked_mul(scale).filter(|ms| *ms > 0)
@@ -445,6 +457,14 @@ mod tests {
             ttl_ms: 60_000,
         };
         assert_eq!(p("expire k 60"), expire);
+        // As Redis, 0 or less expires the key at once.
+        for now in ["expire k 0", "expire k -5"] {
+            let at_once = ShellCommand::Expire {
+                key: b("k"),
+                ttl_ms: 0,
+            };
+            assert_eq!(p(now), at_once, "{now}");
+        }
         assert!(matches!(
             parse_line("expire k soon"),
             Err(ParseError::Usage(_))

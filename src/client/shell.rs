@@ -96,7 +96,11 @@ pub async fn execute(
             }
         }
         ShellCommand::Expire { key, ttl_ms } => {
-            let expire = |c: &Client| c.expire_in(key.clone(), ttl_ms).boxed();
+            // 0: expire now, a time long past (the protocol takes no 0 TTL).
+            let expire = |c: &Client| match ttl_ms {
+                0 => c.expire_at(key.clone(), 1).boxed(),
+                ttl_ms => c.expire_in(key.clone(), ttl_ms).boxed(),
+            };
             let set = client.retry(kind, expire).await?;
             writeln!(out, "{}", u8::from(set))?;
         }
