@@ -58,6 +58,13 @@ fn a_scrape_shows_counters_that_move() {
         before.contains("# TYPE naivekv_memtable_bytes gauge"),
         "{before}"
     );
+    // Every engine statistic has a known type (write_conflicts was left
+    // `untyped`, without `_total`).
+    assert!(!before.contains(" untyped"), "{before}");
+    assert!(
+        before.contains("# TYPE naivekv_write_conflicts_total counter"),
+        "{before}"
+    );
     assert_eq!(sample(&before, "naivekv_writes_total"), 0);
     assert_eq!(sample(&before, "naivekv_gets_total"), 0);
     assert!(sample(&before, "process_resident_memory_bytes") > 0);

@@ -60,7 +60,7 @@ commands:
   get KEY                      print the value of KEY, or (nil)
   set KEY VALUE [ex S|px MS]   set KEY, expiring in S seconds or MS ms (alias: put)
   ttl KEY                      print how long KEY has to live
-  expire KEY SECONDS           make KEY expire in SECONDS (1: done, 0: no such key)
+  expire KEY SECONDS           make KEY expire in SECONDS, 0 or less: now (1: done, 0: no such key)
   persist KEY                  remove KEY's expiry (1: removed, 0: none to remove)
   del KEY                      remove KEY (aliases: delete, remove)
   scan [START [END [LIMIT]]]   print KEY<TAB>VALUE for keys in [START, END)

@@ -148,6 +148,11 @@ const METRICS: &[(&str, Kind, &str)] = &[
         Kind::Counter,
         "Compactions not started for lack of free disk space.",
     ),
+    (
+        "write_conflicts",
+        Kind::Counter,
+        "Conditional writes refused because a key they read had changed.",
+    ),
 ];
 
 /// Serves scrapes from `listener` until the task is dropped (with the
