@@ -568,9 +568,12 @@ fn arguments_with_config_file() -> Result<Vec<OsString>, String> {
     };
     let text = std::fs::read_to_string(&path)
         .map_err(|e| format!("cannot read --config {}: {e}", path.display()))?;
-    let known: Vec<String> = Args::command()
+    let known: Vec<(String, bool)> = Args::command()
         .get_arguments()
-        .filter_map(|arg| arg.get_long().map(str::to_string))
+        .filter_map(|arg| {
+            let takes_value = arg.get_action().takes_values();
+            arg.get_long().map(|long| (long.to_string(), takes_value))
+        })
         .collect();
     let from_file =
         config_arguments(&text, &known).map_err(|e| format!("--config {}: {e}", path.display()))?;
@@ -597,8 +600,11 @@ fn config_path(arguments: &[OsString]) -> Option<PathBuf> {
 /// (`_` in keys read as `-`), `key = true` becomes `--key`, `key = false`
 /// nothing. Blank lines and `#` comments are skipped. Values are TOML
 /// scalars: integers, decimals, booleans, "basic" and 'literal' strings.
-fn config_arguments(text: &str, known: &[String]) -> Result<Vec<String>, String> {
+/// `known` is each flag with whether it takes a value (else it is a switch,
+/// set with a boolean). As in TOML, a key may appear once.
+fn config_arguments(text: &str, known: &[(String, bool)]) -> Result<Vec<String>, String> {
     let mut flags = Vec::new();
+    let mut seen: Vec<(String, usize)> = Vec::new();
     for (index, line) in text.lines().enumerate() {
         let at = |message: String| format!("line {}: {message}", index + 1);
         let line = line.trim();
@@ -609,13 +615,24 @@ fn config_arguments(text: &str, known: &[String]) -> Result<Vec<String>, String>
             .split_once('=')
             .ok_or_else(|| at(format!("expected `key = value`, not `{line}`")))?;
         let key = key.trim().replace('_', "-");
-        if key == "config" || !known.contains(&key) {
-            return Err(at(format!("unknown key `{key}` (keys are the flags)")));
+        let takes_value = match known.iter().find(|(name, _)| *name == key) {
+            Some((_, takes_value)) if key != "config" => *takes_value,
+            _ => return Err(at(format!("unknown key `{key}` (keys are the flags)"))),
+        };
+        if let Some((_, first)) = seen.iter().find(|(name, _)| *name == key) {
+            return Err(at(format!("`{key}` is set twice (first on line {first})")));
         }
-        match toml_scalar(value.trim()).map_err(at)? {
-            Scalar::Bool(true) => flags.push(format!("--{key}")),
-            Scalar::Bool(false) => {}
-            Scalar::Text(value) => flags.extend([format!("--{key}"), value]),
+        seen.push((key.clone(), index + 1));
+        match (toml_scalar(value.trim()).map_err(at)?, takes_value) {
+            (Scalar::Bool(true), false) => flags.push(format!("--{key}")),
+            (Scalar::Bool(false), false) => {}
+            (Scalar::Text(value), true) => flags.extend([format!("--{key}"), value]),
+            (Scalar::Bool(_), true) => {
+                return Err(at(format!("`{key}` takes a value, not true or false")));
+            }
+            (Scalar::Text(_), false) => {
+                return Err(at(format!("`{key}` is a switch: true or false")));
+            }
         }
     }
     Ok(flags)
@@ -728,10 +745,12 @@ fn main() -> ExitCode {
 mod tests {
     use super::*;
 
-    fn known() -> Vec<String> {
-        ["port", "directory", "insecure", "memtable-bytes", "config"]
-            .map(String::from)
-            .to_vec()
+    fn known() -> Vec<(String, bool)> {
+        ["port", "directory", "memtable-bytes", "config"]
+            .map(|name| (name.to_string(), true))
+            .into_iter()
+            .chain([("insecure".to_string(), false)])
+            .collect()
     }
 
     #[test]
@@ -769,6 +788,12 @@ mod tests {
         assert!(error("port = ten").contains("is not a number"));
         assert!(error("directory = \"x").contains("unclosed"));
         assert!(error("directory = 'x' y").contains("unexpected `y`"));
+        assert_eq!(
+            error("port = 1\n\nport = 2"),
+            "line 3: `port` is set twice (first on line 1)"
+        );
+        assert!(error("port = false").contains("takes a value"));
+        assert!(error("insecure = \"yes\"").contains("is a switch"));
     }
 
     #[test]
