@@ -151,3 +151,38 @@ fn the_resp_port_fails_with_a_hint() {
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("NaiveKV native port"), "{stderr}");
 }
+
+/// A service that answers in text (a Redis server's `-ERR`, an HTTP
+/// status line) is told at once from its first bytes: the client used to
+/// read them as a frame length of some 700 MB and wait for its timeout.
+#[test]
+fn a_port_that_answers_in_text_fails_at_once() {
+    use std::io::Read;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(1) {
+            let mut stream = stream.unwrap();
+            let mut request = [0u8; 64];
+            let _ = stream.read(&mut request);
+            let _ = stream.write_all(b"-ERR unknown command\r\n");
+            std::thread::sleep(Duration::from_secs(30));
+        }
+    });
+    let started = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_run_client"))
+        .args(["--timeout", "20", "-p", &port.to_string(), "ping"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        stderr.contains("answered in text (`-ERR unknown command`)"),
+        "{stderr}"
+    );
+}

@@ -141,7 +141,10 @@ fn run_client_reads_the_token_file() {
     assert_eq!(out.stdout, b"OK\n");
     let out = run(None);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("UNAUTHENTICATED"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("UNAUTHENTICATED"), "{stderr}");
+    // And says what to do about it.
+    assert!(stderr.contains("--auth-token-file"), "{stderr}");
 }
 
 /// Starts `run_server` with `args` on a fresh directory; its exit status and

@@ -495,7 +495,14 @@ async fn write_requests(
 
 /// The reader task: hands each reply to the oldest waiter; when the
 /// connection ends, fails every waiter left.
-async fn read_replies(read: OwnedReadHalf, mut waiters: mpsc::UnboundedReceiver<Waiter>) {
+async fn read_replies(mut read: OwnedReadHalf, mut waiters: mpsc::UnboundedReceiver<Waiter>) {
+    if let Some(reason) = answers_in_text(&mut read).await {
+        waiters.close();
+        while let Ok((_, reply)) = waiters.try_recv() {
+            let _ = reply.send(Err(ClientError::Disconnected(reason.clone())));
+        }
+        return;
+    }
     let mut frames = FramedRead::new(read, Codec::new(MAX_REPLY_BYTES));
     let reason = loop {
         let response = match frames.next().await {
@@ -520,6 +527,25 @@ async fn read_replies(read: OwnedReadHalf, mut waiters: mpsc::UnboundedReceiver<
     while let Ok((_, reply)) = waiters.try_recv() {
         let _ = reply.send(Err(ClientError::Disconnected(reason.clone())));
     }
+}
+
+/// Why the server's first bytes are not a native reply, if they are text:
+/// a reply starts with its length, big-endian, so its first byte is 0 for
+/// any reply under 16 MiB and never printable (that would be a reply of
+/// over 500 MiB). A Redis port answers `-ERR ...` at once; without this
+/// the client took those bytes for a length and waited for its timeout.
+async fn answers_in_text(read: &mut OwnedReadHalf) -> Option<String> {
+    let mut first = [0u8; 64];
+    let seen = read.peek(&mut first).await.ok()?;
+    let text = first.get(..seen)?;
+    if !text.first().is_some_and(|b| (0x20..0x7f).contains(b)) {
+        return None;
+    }
+    let shown: String = String::from_utf8_lossy(text)
+        .chars()
+        .take_while(|c| !c.is_control())
+        .collect();
+    Some(format!("the server answered in text (`{shown}`)"))
 }
 
 /// A connection-level server error (id 0, e.g. FRAME_TOO_LARGE) as such;

@@ -29,6 +29,7 @@ use super::retry::{Idempotence, RetryPolicy, RetryingClient};
 use super::{Client, ClientError};
 use crate::Ttl;
 use crate::proto;
+use crate::proto::ErrorCode;
 
 /// Whether the shell goes on after a command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -392,6 +393,19 @@ impl Shell {
                 report(&e);
                 eprintln!("run_client: the server cannot be reached; the rest is not sent");
                 (false, Flow::Quit)
+            }
+            Err(
+                e @ ShellError::Client(ClientError::Server {
+                    code: ErrorCode::Unauthenticated,
+                    ..
+                }),
+            ) => {
+                report(&e);
+                eprintln!(
+                    "(hint) the server wants its token: type `auth TOKEN`, or start \
+                     run_client with --auth-token-file FILE"
+                );
+                (false, Flow::Continue)
             }
             Err(e) => (report(&e), Flow::Continue),
         }
