@@ -5,7 +5,7 @@
 //! - [`engine`]: the database. [`Db`] is the embedding handle; behind it the
 //!   memtable actor (memtable + WAL), the segment manager (segment set and
 //!   manifest) and the compactor.
-//! - [`format`]: the on-disk formats, each documented at its top: WAL,
+//! - [`format`](mod@format): the on-disk formats, each documented at its top: WAL,
 //!   SSTable, manifest.
 //! - [`fs`]: the file-system layer every file access goes through.
 //! - [`server`]: the TCP server (listener, one session actor per connection,

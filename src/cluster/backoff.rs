@@ -37,7 +37,7 @@ impl ConflictRetries {
     }
 
     /// After a conflict: false if the time is up, else true after the
-    /// pause ([`after_conflict`]).
+    /// pause (`after_conflict`).
     pub async fn again(&mut self) -> bool {
         if Instant::now() >= self.deadline {
             return false;

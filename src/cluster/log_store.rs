@@ -8,7 +8,7 @@
 //!   `vote.tmp`, fdatasynced, renamed over `vote`, and the directory synced,
 //!   so a crash leaves the old vote or the new one, never a mix.
 //! - `log`: a sequence of records in the same framing, each the postcard
-//!   encoding of a [`LogRecord`]: an entry, "entries from index `i` on are
+//!   encoding of a `LogRecord`: an entry, "entries from index `i` on are
 //!   removed" (a truncation by a new leader) or "entries up to log id `l`
 //!   are purged" (after a snapshot). Replaying the records in order gives
 //!   the log; a later entry at an index replaces an earlier one.
@@ -24,7 +24,7 @@
 //! Appends are group-committed. openraft hands an append a callback
 //! ([`LogFlushed`]) and goes on without waiting for it, so `append` only
 //! writes the records (the page cache) and passes the callback to the
-//! log's syncer thread ([`LogSyncer`]). The syncer takes every callback
+//! log's syncer thread (`LogSyncer`). The syncer takes every callback
 //! waiting when it wakes, makes one `fdatasync`, and then calls them all:
 //! every record written before the sync began is durable when its callback
 //! runs, and while one sync runs the next appends gather behind it (the

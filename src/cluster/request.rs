@@ -11,7 +11,7 @@
 //!   `struct ClusterRequest { mutations: Vec<(Vec<u8>, Option<Vec<u8>>)> }`;
 //!   `n` is the mutation count, always far below `u64::MAX`.
 //! - **Version 2**: `varint u64::MAX` ([`V2_TAG`]), then the postcard
-//!   encoding of [`RequestV2`]: the accepting node's clock, conditions,
+//!   encoding of `RequestV2`: the accepting node's clock, conditions,
 //!   mutations with their absolute expiries, and range deletes.
 //!
 //! Old logs decode as version 1 (no conditions, nothing expires, no range

@@ -9,7 +9,7 @@
 //!   len: u32 LE | header_crc: u32 LE | payload_crc: u32 LE | payload
 //! ```
 //!
-//! Each payload is the postcard encoding of an [`ArchiveRecord`]: first
+//! Each payload is the postcard encoding of an `ArchiveRecord`: first
 //! `Meta` (openraft's snapshot meta: last log id, membership, snapshot id),
 //! then for each file of the checkpoint a `File` record with its name
 //! followed by `Data` records of at most [`CHUNK_BYTES`] bytes each, and

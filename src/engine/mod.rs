@@ -1,11 +1,11 @@
 //! The database: [`Db`], the handle a program embeds, and the actors behind it.
 //!
-//! - [`memtable`]: the memtable actor (active memtable + WAL, group commit).
-//! - [`segments`]: the segment manager actor (segment set + manifest, flushes).
-//! - [`compactor`]: the compactor actor; [`compaction`] is its pure policy.
-//! - [`read_pool`]: threads that read segments for gets and scans.
-//! - [`recovery`]: what `Db::open` does before the actors start.
-//! - [`range_delete`]: range tombstones (`Db::delete_range`): how reads,
+//! - `memtable`: the memtable actor (active memtable + WAL, group commit).
+//! - `segments`: the segment manager actor (segment set + manifest, flushes).
+//! - `compactor`: the compactor actor; `compaction` is its pure policy.
+//! - `read_pool`: threads that read segments for gets and scans.
+//! - `recovery`: what `Db::open` does before the actors start.
+//! - `range_delete`: range tombstones (`Db::delete_range`): how reads,
 //!   flushes and compaction apply them and when they are retired.
 //!
 //! `docs/ARCHITECTURE.md` draws the actors, what each owns, the thread each

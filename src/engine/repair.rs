@@ -86,7 +86,7 @@ pub struct RepairReport {
 ///
 /// # Errors
 ///
-/// [`Error::Locked`] if it is open; [`Error::Io`] if a file cannot be
+/// [`Error::Locked`](crate::Error::Locked) if it is open; [`Error::Io`](crate::Error::Io) if a file cannot be
 /// listed, moved or written (nothing is removed before the new manifest is
 /// durable).
 pub fn repair_database(options: &Options) -> Result<RepairReport> {

@@ -24,7 +24,7 @@
 //! transaction (EXEC then answers `-EXECABORT` at once).
 //!
 //! EXEC of key commands (GET, SET, DEL, INCR ... every
-//! [`KeyOp`](super::keyop::KeyOp)) goes to the counter as one unit: the
+//! [`KeyOp`]) goes to the counter as one unit: the
 //! commands run in order, each seeing the ones before, no other
 //! connection's write lands between them, and their writes are one atomic
 //! batch (see `counter.rs`). WATCH records, per key, the sequence number the

@@ -31,7 +31,7 @@
 //! - **pre-authentication limits**: small requests and a small budget until
 //!   the protocol says the client has authenticated.
 //!
-//! The reader and the writer ([`io`]) are futures the actor runs in its own
+//! The reader and the writer (`io`) are futures the actor runs in its own
 //! context, so they and the actor share its state with no lock and no
 //! message; the actor, its reads and its writes all run on one worker
 //! thread.
