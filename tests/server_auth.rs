@@ -97,6 +97,10 @@ fn a_large_frame_before_auth_is_refused() {
     let _ = stream.write_all(&put);
     let response = read_response(&mut stream).unwrap();
     assert_eq!(error_code(&response), Some(ErrorCode::FrameTooLarge));
+    let Some(Reply::Error(error)) = &response.reply else {
+        panic!("{response:?}");
+    };
+    assert!(error.message.contains("before Auth"), "{error:?}");
 }
 
 #[test]

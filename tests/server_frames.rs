@@ -82,6 +82,16 @@ fn oversized_frame_gets_frame_too_large_then_close() {
     let response = read_response(&mut stream).unwrap();
     assert_eq!(response.id, 0);
     assert_eq!(error_code(&response), Some(ErrorCode::FrameTooLarge));
+    // It says the limit and the flag that sets it.
+    let Some(Reply::Error(error)) = &response.reply else {
+        panic!("{response:?}");
+    };
+    assert!(
+        error
+            .message
+            .contains("at most 1024 bytes (run_server --max-frame-bytes)"),
+        "{error:?}"
+    );
     assert!(read_response(&mut stream).is_none(), "connection closed");
     // The server goes on serving others.
     assert_eq!(round_trip(&mut server.connect(), &ping(2)).id, 2);

@@ -205,8 +205,18 @@ impl Protocol for Session {
 
     fn read_error(&mut self, e: &std::io::Error) -> Option<(u64, Reply)> {
         if is_frame_too_large(e) {
-            let reply = dispatch::error(ErrorCode::FrameTooLarge, e.to_string());
-            return Some((0, reply));
+            let message = if self.gate.is_open() {
+                format!(
+                    "{e}: a frame may be at most {} bytes (run_server --max-frame-bytes)",
+                    self.max_frame_bytes
+                )
+            } else {
+                format!(
+                    "{e}: before Auth a frame may be at most {} bytes",
+                    self.max_frame_bytes.min(PRE_AUTH_MAX_FRAME_BYTES)
+                )
+            };
+            return Some((0, dispatch::error(ErrorCode::FrameTooLarge, message)));
         }
         if e.kind() == std::io::ErrorKind::TimedOut {
             log::debug!("closing a connection: {e}");
