@@ -496,20 +496,28 @@ async fn write_requests(
 /// The reader task: hands each reply to the oldest waiter; when the
 /// connection ends, fails every waiter left.
 async fn read_replies(mut read: OwnedReadHalf, mut waiters: mpsc::UnboundedReceiver<Waiter>) {
-    if let Some(reason) = answers_in_text(&mut read).await {
-        waiters.close();
-        while let Ok((_, reply)) = waiters.try_recv() {
-            let _ = reply.send(Err(ClientError::Disconnected(reason.clone())));
-        }
-        return;
+    let reason = match answers_in_text(&mut read).await {
+        Some(reason) => reason,
+        None => hand_out_replies(read, &mut waiters).await,
+    };
+    waiters.close();
+    while let Ok((_, reply)) = waiters.try_recv() {
+        let _ = reply.send(Err(ClientError::Disconnected(reason.clone())));
     }
+}
+
+/// Hands each reply to its waiter until the connection fails; why it did.
+async fn hand_out_replies(
+    read: OwnedReadHalf,
+    waiters: &mut mpsc::UnboundedReceiver<Waiter>,
+) -> String {
     let mut frames = FramedRead::new(read, Codec::new(MAX_REPLY_BYTES));
-    let reason = loop {
+    loop {
         let response = match frames.next().await {
             Some(Ok(Frame::Message(response))) => response,
-            Some(Ok(Frame::Undecodable(e))) => break format!("undecodable reply: {e}"),
-            Some(Err(e)) => break e.to_string(),
-            None => break "closed by the server".to_string(),
+            Some(Ok(Frame::Undecodable(e))) => return format!("undecodable reply: {e}"),
+            Some(Err(e)) => return e.to_string(),
+            None => return "closed by the server".to_string(),
         };
         // A reply's waiter was queued before its request was written.
         match waiters.try_recv().ok() {
@@ -520,12 +528,8 @@ async fn read_replies(mut read: OwnedReadHalf, mut waiters: mpsc::UnboundedRecei
                 let message = format!("reply id {} for request {id}", response.id);
                 let _ = reply.send(Err(server_error_or(response, message)));
             }
-            None => break format!("unsolicited reply {response:?}"),
+            None => return format!("unsolicited reply {response:?}"),
         }
-    };
-    waiters.close();
-    while let Ok((_, reply)) = waiters.try_recv() {
-        let _ = reply.send(Err(ClientError::Disconnected(reason.clone())));
     }
 }
 
