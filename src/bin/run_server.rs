@@ -21,7 +21,7 @@ use naive_kv::options::{
 use naive_kv::resp::{self, RespConfig};
 use naive_kv::server::checkpoints::CheckpointRoot;
 use naive_kv::server::pipeline::ServerReplyBudget;
-use naive_kv::server::{self, ServerConfig, auth, loading, metrics};
+use naive_kv::server::{self, ServerConfig, auth, loading, memory, metrics};
 use naive_kv::{Db, Options, SyncPolicy};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{Signal, SignalKind, signal};
@@ -75,7 +75,8 @@ struct Args {
     /// memtable.
     #[arg(long, value_parser = parse_size)]
     memtable_bytes: Option<usize>,
-    /// Memory for cached data blocks (default 32MiB; 0 turns it off).
+    /// Memory for cached data blocks (default a sixteenth of the machine's
+    /// memory or the cgroup's limit, at least 32MiB; 0 turns it off).
     #[arg(long, value_parser = parse_size)]
     block_cache_bytes: Option<usize>,
     /// How new segment data blocks are compressed: none, lz4, zstd or
@@ -291,9 +292,9 @@ impl Args {
         if let Some(bytes) = self.memtable_bytes {
             options.memtable_bytes = bytes;
         }
-        if let Some(bytes) = self.block_cache_bytes {
-            options.block_cache_bytes = bytes;
-        }
+        options.block_cache_bytes = self
+            .block_cache_bytes
+            .unwrap_or_else(|| memory::default_block_cache_bytes(memory::usable_memory_bytes()));
         // Each worker thread serves many connections: a write must not poll
         // for its answer while the others wait.
         options.writers_spin = false;

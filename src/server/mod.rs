@@ -17,6 +17,8 @@
 //! - [`auth`]: the token, the per-connection gate, and the refusal to
 //!   listen openly with no token.
 //! - [`timeouts`]: idle and half-sent-request deadlines on a socket's reads.
+//! - [`memory`]: the memory the server may use, and the block cache it
+//!   takes by default.
 
 pub mod auth;
 pub mod checkpoints;
@@ -25,6 +27,7 @@ pub(crate) mod connections;
 pub mod dispatch;
 pub mod listener;
 pub mod loading;
+pub mod memory;
 pub mod metrics;
 pub mod pipeline;
 pub mod request_stats;
