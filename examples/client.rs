@@ -5,6 +5,7 @@
 //! It writes a few keys (one by one, pipelined, and as an atomic batch),
 //! reads them back, pages through a scan and prints the server's counters.
 
+use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
@@ -28,11 +29,37 @@ async fn main() -> ExitCode {
     };
     match demo(addr).await {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
+        // `| head` closed the pipe: the reader has what it wanted.
+        Err(Failure::Stdout(e)) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(Failure::Stdout(e)) => {
+            eprintln!("error: cannot write to standard output: {e}");
+            ExitCode::FAILURE
+        }
+        Err(Failure::Client(e)) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// Why the demo stopped.
+enum Failure {
+    Client(ClientError),
+    Stdout(io::Error),
+}
+
+impl From<ClientError> for Failure {
+    fn from(e: ClientError) -> Self {
+        Failure::Client(e)
+    }
+}
+
+/// Prints a line, or stops the demo if standard output is gone (`println!`
+/// would panic).
+macro_rules! say {
+    ($($arg:tt)*) => {
+        writeln!(io::stdout(), $($arg)*).map_err(Failure::Stdout)?
+    };
 }
 
 /// `HOST:PORT`, the host an address or a name.
@@ -43,13 +70,13 @@ fn resolve(addr: &str) -> Result<SocketAddr, String> {
     Ok(SocketAddr::new(parse_host(host)?, port))
 }
 
-async fn demo(addr: SocketAddr) -> Result<(), ClientError> {
+async fn demo(addr: SocketAddr) -> Result<(), Failure> {
     let client = Client::connect(addr).await?;
     client.ping().await?;
-    println!("connected to {addr}");
+    say!("connected to {addr}");
 
     client.put("example:greeting", "hello").await?;
-    println!("greeting = {:?}", client.get("example:greeting").await?);
+    say!("greeting = {:?}", client.get("example:greeting").await?);
 
     // Pipelining: every call sends at once; await the replies afterwards.
     let writes: Vec<_> = (0..100)
@@ -65,7 +92,7 @@ async fn demo(addr: SocketAddr) -> Result<(), ClientError> {
         .put("example:b", "2")
         .delete("example:greeting");
     client.batch(&batch).await?;
-    println!(
+    say!(
         "after batch, greeting = {:?}",
         client.get("example:greeting").await?
     );
@@ -83,17 +110,17 @@ async fn demo(addr: SocketAddr) -> Result<(), ClientError> {
         pages += 1;
         entries += page.entries.len();
         if let Some((key, value)) = page.entries.first() {
-            println!("page {pages} starts at {} = {}", escape(key), escape(value));
+            say!("page {pages} starts at {} = {}", escape(key), escape(value));
         }
         match page.continuation {
             Some(next) => scan.start = next,
             None => break,
         }
     }
-    println!("{entries} entries in {pages} pages");
+    say!("{entries} entries in {pages} pages");
 
     for (name, value) in client.stats().await? {
-        println!("{name} {value}");
+        say!("{name} {value}");
     }
     Ok(())
 }
