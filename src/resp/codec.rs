@@ -187,6 +187,13 @@ impl RespCodec {
                 }
                 continue;
             }
+            if first == 0 {
+                // No request starts with NUL; a native NaiveKV frame (its
+                // big-endian length) does, and has no newline for the
+                // inline parser to wait for: its client would wait for its
+                // timeout. Short: the client shows the first 64 bytes.
+                return Err(error("binary frame; native clients use --port"));
+            }
             match self.inline(src)? {
                 None => return Ok(None),
                 Some(args) if args.is_empty() => continue,
@@ -410,6 +417,11 @@ mod tests {
             "Protocol error: unbalanced quotes in request"
         );
         assert_eq!(e(&[b'a'; 40]), "Protocol error: too big inline request");
+        // A native frame: its length's first byte is 0.
+        assert_eq!(
+            e(&[0, 0, 0, 5, 8, 1, 18, 1, 0]),
+            "Protocol error: binary frame; native clients use --port"
+        );
         let big = b"*3\r\n$16\r\naaaaaaaaaaaaaaaa\r\n$16\r\naaaaaaaaaaaaaaaa\r\n$16\r\n";
         assert!(e(big).contains("request larger than 40 bytes"));
     }
