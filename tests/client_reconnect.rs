@@ -160,6 +160,7 @@ fn the_resp_port_fails_at_once_with_a_hint() {
     assert!(took < Duration::from_secs(10), "took {took:?}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("native clients use --port"), "{stderr}");
+    assert!(stderr.contains("NaiveKV native port"), "{stderr}");
 }
 
 /// A service that answers in text (a Redis server's `-ERR`, an HTTP

@@ -76,7 +76,7 @@ struct Args {
     #[arg(long, value_parser = parse_size)]
     memtable_bytes: Option<usize>,
     /// Memory for cached data blocks (default a sixteenth of the machine's
-    /// memory or the cgroup's limit, at least 32MiB; 0 turns it off).
+    /// memory or the cgroups' limit, 32MiB to 8GiB; 0 turns it off).
     #[arg(long, value_parser = parse_size)]
     block_cache_bytes: Option<usize>,
     /// How new segment data blocks are compressed: none, lz4, zstd or

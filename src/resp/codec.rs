@@ -422,6 +422,14 @@ mod tests {
             e(&[0, 0, 0, 5, 8, 1, 18, 1, 0]),
             "Protocol error: binary frame; native clients use --port"
         );
+        // Only a request's first byte: a NUL inside a bulk is data.
+        let args = decode_all(b"*1\r\n$1\r\n\0\r\n").unwrap();
+        assert_eq!(args, vec![vec![Bytes::from_static(b"\0")]]);
+        // A pipelined request before the frame is answered first.
+        let mut codec = RespCodec::new(limits());
+        let mut buf = BytesMut::from(&b"PING\r\n\0\0\0\x05"[..]);
+        assert_eq!(codec.decode_request(&mut buf), Ok(Some(words(&["PING"]))));
+        assert!(codec.decode_request(&mut buf).is_err());
         let big = b"*3\r\n$16\r\naaaaaaaaaaaaaaaa\r\n$16\r\naaaaaaaaaaaaaaaa\r\n$16\r\n";
         assert!(e(big).contains("request larger than 40 bytes"));
     }
