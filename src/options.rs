@@ -110,6 +110,18 @@ pub struct Options {
     /// (well above the trigger, so a merge in progress does not hold writers
     /// back).
     pub l0_stall_trigger: usize,
+    /// Level 0 is also merged into level 1 before it reaches the trigger
+    /// once gets have paid for it: once, since the segment set last
+    /// changed, they have checked this many segments beyond the first each
+    /// asked (bloom filters included), and at least one per byte of the
+    /// segments the merge would rewrite (LevelDB's seek compaction, counted
+    /// in checks). A get pays about 35 ns per level-0 segment in its way:
+    /// 10 of them cost a get at 632k keys 28 % of its time
+    /// (docs/BENCHMARKS.md, session 18). So a read-heavy phase after a load
+    /// gets level 0 out of the way, while a write-heavy one, whose flushes
+    /// start the count again, keeps the trigger's write amplification.
+    /// Default 16M (about half a second of one core's gets). 0 turns it off.
+    pub read_compaction_checks: u64,
     /// Size budget of level 1; each deeper level gets `level_size_multiplier`
     /// times more. Default 256 MiB, fjall's base level too (a level-0 merge
     /// is about 180 MB of small entries). With 64 MiB, a 10M-key random fill
@@ -203,6 +215,7 @@ impl Options {
             target_segment_bytes: 32 << 20,
             l0_compaction_trigger: 12,
             l0_stall_trigger: 24,
+            read_compaction_checks: 16 << 20,
             level1_bytes: 256 << 20,
             level_size_multiplier: 10,
             read_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),

@@ -62,6 +62,35 @@ pub fn pick(levels: &[Vec<SegmentMeta>], options: &Options) -> Option<Compaction
     None
 }
 
+/// Level 0 merged into level 1 before its trigger because gets have paid
+/// for it: `checks` segment checks beyond the first since the set last
+/// changed, at least `options.read_compaction_checks` and at least the
+/// bytes of the segments the merge rewrites. Only when level 0 stands in a
+/// get's way: two or more segments, or one above a level 1.
+pub fn read_triggered(
+    levels: &[Vec<SegmentMeta>],
+    options: &Options,
+    checks: u64,
+) -> Option<CompactionTask> {
+    let level0 = levels.first().map_or(&[][..], Vec::as_slice);
+    let level1 = levels.get(1).map_or(&[][..], Vec::as_slice);
+    if options.read_compaction_checks == 0 || level0.is_empty() {
+        return None;
+    }
+    if level0.len() < 2 && level1.is_empty() {
+        return None;
+    }
+    let task = merge_into_next(levels, level0.to_vec(), 0);
+    let rewritten: u64 = levels
+        .iter()
+        .take(2)
+        .flatten()
+        .filter(|s| task.inputs.contains(&s.file_number))
+        .map(|s| s.file_size)
+        .sum();
+    (checks >= options.read_compaction_checks.max(rewritten)).then_some(task)
+}
+
 /// The inputs of `task` relabelled to its output level, if the task can be
 /// done without rewriting them: all of them on the level just above it, no
 /// two overlapping each other and none overlapping a segment of the output
@@ -259,6 +288,41 @@ mod tests {
         options.l0_compaction_trigger = 2;
         options.level1_bytes = 100;
         options
+    }
+
+    #[test]
+    fn gets_that_paid_for_level_0_merge_it_early() {
+        let mut options = options();
+        options.l0_compaction_trigger = 12;
+        options.level1_bytes = 1 << 20;
+        options.read_compaction_checks = 1000;
+        let l0 = vec![meta(9, 0, "c", "k", 300), meta(8, 0, "a", "e", 200)];
+        let l1 = vec![meta(1, 1, "a", "d", 900), meta(2, 1, "m", "z", 5000)];
+        let levels = [l0.clone(), l1.clone()];
+        assert!(pick(&levels, &options).is_none(), "below the trigger");
+        // The merge rewrites 300 + 200 + 900 bytes (file 2 does not
+        // overlap): the checks must pass that and the option.
+        assert!(read_triggered(&levels, &options, 999).is_none());
+        assert!(read_triggered(&levels, &options, 1399).is_none());
+        let task = read_triggered(&levels, &options, 1400).unwrap();
+        assert_eq!(task.inputs, [9, 8, 1]);
+        assert_eq!(task.output_level, 1);
+        // Off.
+        options.read_compaction_checks = 0;
+        assert!(read_triggered(&levels, &options, u64::MAX).is_none());
+    }
+
+    #[test]
+    fn read_triggered_merges_only_what_stands_in_a_gets_way() {
+        let options = options();
+        let one = vec![meta(9, 0, "a", "z", 10)];
+        // One level-0 segment and nothing under it: a get asks one segment.
+        assert!(read_triggered(std::slice::from_ref(&one), &options, u64::MAX).is_none());
+        assert!(read_triggered(&[Vec::new(), one.clone()], &options, u64::MAX).is_none());
+        // One above a level 1: merged, with the level-1 segments it overlaps.
+        let levels = [one, vec![meta(1, 1, "a", "z", 10)]];
+        let task = read_triggered(&levels, &options, u64::MAX).unwrap();
+        assert_eq!(task.inputs, [9, 1]);
     }
 
     #[test]

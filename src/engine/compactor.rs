@@ -6,7 +6,10 @@
 //! Besides the set's changes, a timer looks again every
 //! [`EXPIRY_CHECK_INTERVAL`]: a segment whose earliest expiry has passed is
 //! rewritten (see `compaction::expired`) even when nothing is written, so
-//! expired values leave the disk without being read. After a failed
+//! expired values leave the disk without being read; and level 0 is merged
+//! early once gets have checked enough segments beyond their first since
+//! the set last changed (`compaction::read_triggered`: the engine counts
+//! those checks in a shared counter, read here). After a failed
 //! compaction the timer waits for the next change of the set, as the rest
 //! does, instead of retrying a dead disk every tick.
 
@@ -68,6 +71,9 @@ pub struct Compactor {
     /// Dropped at close, before the reply, so that the directory is free
     /// when `Db::close` returns.
     lock: Option<Arc<dyn DirectoryLock>>,
+    /// `counters.extra_segment_checks` when the set last changed: gets'
+    /// checks since then weigh for a read-triggered merge.
+    checks_at_change: u64,
 }
 
 impl Compactor {
@@ -91,7 +97,15 @@ impl Compactor {
             cancel: Arc::new(AtomicBool::new(false)),
             closing: None,
             lock: Some(lock),
+            checks_at_change: 0,
         }
+    }
+
+    /// Segment checks beyond the first that gets made since the set last
+    /// changed.
+    fn checks_since_change(&self) -> u64 {
+        let now = self.counters.extra_segment_checks.load(Ordering::Relaxed);
+        now.saturating_sub(self.checks_at_change)
     }
 
     fn maybe_start(&mut self, ctx: &mut Context<Self>) {
@@ -106,7 +120,9 @@ impl Compactor {
         }
         let levels = self.latest.meta_levels();
         let (task, waiters) = if self.full_requests.is_empty() {
-            let task = compaction::pick(&levels, &self.options);
+            let task = compaction::pick(&levels, &self.options).or_else(|| {
+                compaction::read_triggered(&levels, &self.options, self.checks_since_change())
+            });
             let moved = task
                 .as_ref()
                 .and_then(|t| compaction::trivial_move(&levels, t));
@@ -420,6 +436,7 @@ impl Handler<SetChanged> for Compactor {
     type Result = ();
     fn handle(&mut self, msg: SetChanged, ctx: &mut Context<Self>) {
         self.stalled = false;
+        self.checks_at_change = self.counters.extra_segment_checks.load(Ordering::Relaxed);
         self.adopt(msg.0);
         self.maybe_start(ctx);
     }

@@ -253,6 +253,8 @@ impl DbInner {
                 Ok(None) => return None,
                 Ok(Some((lookup, filtered_out))) => {
                     self.count_lookup(filtered_out, lookup.false_positives);
+                    let found = u64::from(lookup.entry.is_some());
+                    self.count_segment_checks(filtered_out + lookup.false_positives + found);
                     lookup.entry
                 }
             },
@@ -269,6 +271,14 @@ impl DbInner {
         }
         if false_positives != 0 {
             Counters::add(&self.counters.bloom_filter_false_positives, false_positives);
+        }
+    }
+
+    /// Counts the segments a get checked beyond its first (nothing for one:
+    /// the count is a shared cache line).
+    fn count_segment_checks(&self, checked: u64) {
+        if checked > 1 {
+            Counters::add(&self.counters.extra_segment_checks, checked - 1);
         }
     }
 
@@ -414,6 +424,7 @@ async fn newest_version(
     let (candidates, filtered_out) = view.segments.candidates(&key);
     inner.count_lookup(filtered_out, 0);
     if candidates.is_empty() {
+        inner.count_segment_checks(filtered_out);
         return Ok(None);
     }
     // A block in the block cache or the page cache (RWF_NOWAIT) is read
@@ -428,6 +439,8 @@ async fn newest_version(
             .map_err(|_| Error::Closed)??,
     };
     inner.count_lookup(0, lookup.false_positives);
+    let found = u64::from(lookup.entry.is_some());
+    inner.count_segment_checks(filtered_out + lookup.false_positives + found);
     Ok(lookup.entry)
 }
 

@@ -47,6 +47,9 @@ pub struct Counters {
     pub compactions_refused_for_space: AtomicU64,
     /// Conditional writes refused because a key they read had changed.
     pub write_conflicts: AtomicU64,
+    /// Segments gets checked beyond the first each asked (what the
+    /// compactor weighs against a read-triggered merge; not reported).
+    pub extra_segment_checks: AtomicU64,
 }
 
 impl Counters {
