@@ -104,3 +104,49 @@ async fn compaction_waits_for_space_and_resumes_when_it_is_back() {
     }
     db.close().await.unwrap();
 }
+
+/// A writer held back behind a full level 0 whose compaction was refused
+/// for space finishes by itself once space is back. An outside probe found
+/// it waited for ever: the refused compaction was tried again only on a
+/// change of the segment set, which the held-back writers never made.
+#[actix_rt::test]
+async fn a_writer_stalled_behind_a_refused_compaction_resumes_when_space_is_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = Arc::new(TightFs::default());
+    let mut options = common::tiny_options(dir.path());
+    options.fs = fs.clone();
+    options.l0_stall_trigger = 3;
+    let db = Db::open(options).await.unwrap();
+    // Overlapping keys until a write is held back: level 0 at its stall
+    // trigger, its compaction refused (no free space).
+    let mut written = 0u64;
+    loop {
+        let key = (written * 37) % 400;
+        let put = db.put(format!("key{key:05}"), "x".repeat(60));
+        match tokio::time::timeout(std::time::Duration::from_millis(1500), put).await {
+            Ok(done) => done.unwrap(),
+            Err(_) => break,
+        }
+        written += 1;
+        assert!(written < 10_000, "no write was held back");
+    }
+    let stats = db.stats().await.unwrap();
+    assert!(stats.get("level_0_segments") >= 3, "{stats:?}");
+    assert!(stats.get("compactions_refused_for_space") > 0, "{stats:?}");
+    fs.free.store(u64::MAX, Ordering::Relaxed);
+    let later = db.put("later", "write");
+    let done = tokio::time::timeout(std::time::Duration::from_secs(10), later).await;
+    assert!(matches!(done, Ok(Ok(()))), "{done:?}");
+    let stats = db.stats().await.unwrap();
+    assert!(stats.get("compactions") > 0, "{stats:?}");
+    assert_eq!(
+        stats.get("compactions_refused_for_space"),
+        1,
+        "counted once"
+    );
+    assert_eq!(
+        db.get("later").await.unwrap().as_deref(),
+        Some(&b"write"[..])
+    );
+    db.close().await.unwrap();
+}

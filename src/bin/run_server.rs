@@ -460,7 +460,7 @@ async fn serve(
         let opening = Db::open(options);
         // Connections made meanwhile are told so (LOADING), not left waiting.
         tokio::select! {
-            db = opening => db.map_err(|e| e.to_string())?,
+            db = opening => db.map_err(|e| open_failure(&e))?,
             never = loading::answer_loading(&native, resp.as_ref()) => match never {},
         }
     };
@@ -713,6 +713,22 @@ fn return_large_buffers_to_the_system() {
     }
 }
 
+/// Why the database did not open, with what to do about a full disk:
+/// opening replays the WALs into memtables and flushes them, which needs
+/// free space (found by an outside probe: a restart on a full disk failed
+/// with the bare ENOSPC).
+fn open_failure(error: &naive_kv::Error) -> String {
+    match error {
+        naive_kv::Error::Io { source, .. } if source.kind() == std::io::ErrorKind::StorageFull => {
+            format!(
+                "{error}; the disk is full: opening writes what the WALs hold into segments \
+                 and needs about that much free space (free some, then start again)"
+            )
+        }
+        _ => error.to_string(),
+    }
+}
+
 fn main() -> ExitCode {
     return_large_buffers_to_the_system();
     let arguments = match arguments_with_config_file() {
@@ -745,6 +761,17 @@ fn main() -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_full_disk_at_open_says_what_to_do() {
+        let full = std::io::Error::from(std::io::ErrorKind::StorageFull);
+        let message = open_failure(&naive_kv::Error::io("writing table x.sst.tmp", full));
+        assert!(message.contains("writing table x.sst.tmp"), "{message}");
+        assert!(message.contains("free some, then start again"), "{message}");
+        let other = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        let message = open_failure(&naive_kv::Error::io("opening", other));
+        assert!(!message.contains("disk is full"), "{message}");
+    }
 
     fn known() -> Vec<(String, bool)> {
         ["port", "directory", "memtable-bytes", "config"]

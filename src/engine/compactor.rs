@@ -6,7 +6,10 @@
 //! Besides the set's changes, a timer looks again every
 //! [`EXPIRY_CHECK_INTERVAL`]: a segment whose earliest expiry has passed is
 //! rewritten (see `compaction::expired`) even when nothing is written, so
-//! expired values leave the disk without being read; and level 0 is merged
+//! expired values leave the disk without being read; a compaction refused
+//! for want of free space is tried again (writers stalled behind it would
+//! otherwise wait for a change of the set that only it can bring); and
+//! level 0 is merged
 //! early once gets have checked enough segments beyond their first since
 //! the set last changed (`compaction::read_triggered`: the engine counts
 //! those checks in a shared counter, read here). After a failed
@@ -65,6 +68,9 @@ pub struct Compactor {
     running: bool,
     /// The last compaction failed; cleared by the next change of the set.
     stalled: bool,
+    /// The last compaction was refused for want of free space: the timer
+    /// tries again (logged and counted once until one runs).
+    waiting_for_space: bool,
     full_requests: Vec<oneshot::Sender<Result<()>>>,
     cancel: Arc<AtomicBool>,
     closing: Option<oneshot::Sender<()>>,
@@ -93,6 +99,7 @@ impl Compactor {
             latest: Arc::new(SegmentSet::default()),
             running: false,
             stalled: false,
+            waiting_for_space: false,
             full_requests: Vec::new(),
             cancel: Arc::new(AtomicBool::new(false)),
             closing: None,
@@ -236,6 +243,9 @@ impl Compactor {
                     act.running = false;
                     match result {
                         Ok(set) => {
+                            if std::mem::take(&mut act.waiting_for_space) {
+                                log::info!("compaction resumed: the disk has room again");
+                            }
                             act.adopt(set);
                             waiters.into_iter().for_each(|w| {
                                 let _ = w.send(Ok(()));
@@ -243,9 +253,13 @@ impl Compactor {
                             act.maybe_start(ctx);
                         }
                         Err(error) if is_refused_for_space(&error) => {
-                            act.stalled = true;
-                            log::warn!("compaction postponed: {error}");
-                            Counters::add(&act.counters.compactions_refused_for_space, 1);
+                            // Not `stalled`: the timer looks again each
+                            // second (a statvfs), since writers stalled
+                            // behind level 0 make no other change.
+                            if !std::mem::replace(&mut act.waiting_for_space, true) {
+                                log::warn!("compaction postponed until the disk has room: {error}");
+                                Counters::add(&act.counters.compactions_refused_for_space, 1);
+                            }
                             let queued = std::mem::take(&mut act.full_requests);
                             waiters.into_iter().chain(queued).for_each(|w| {
                                 let _ = w.send(Err(error.clone()));

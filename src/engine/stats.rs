@@ -42,8 +42,9 @@ pub struct Counters {
     pub scans_on_read_pool: AtomicU64,
     /// Background errors (failed flushes or compactions, retried later).
     pub background_errors: AtomicU64,
-    /// Compactions not started because the disk had less free space than
-    /// their output could need (tried again on the next change).
+    /// Times compaction was postponed because the disk had less free space
+    /// than its output could need (counted once until one runs; tried
+    /// again every second).
     pub compactions_refused_for_space: AtomicU64,
     /// Conditional writes refused because a key they read had changed.
     pub write_conflicts: AtomicU64,
