@@ -9,12 +9,11 @@
 //! expired values leave the disk without being read; a compaction refused
 //! for want of free space is tried again (writers stalled behind it would
 //! otherwise wait for a change of the set that only it can bring); and
-//! level 0 is merged
-//! early once gets have checked enough segments beyond their first since
-//! the set last changed (`compaction::read_triggered`: the engine counts
-//! those checks in a shared counter, read here). After a failed
-//! compaction the timer waits for the next change of the set, as the rest
-//! does, instead of retrying a dead disk every tick.
+//! level 0 is merged early once gets have checked enough segments beyond
+//! their first since the set last changed (`compaction::read_triggered`:
+//! the engine counts those checks in a shared counter, read here). After
+//! any other failed compaction the timer waits for the next change of the
+//! set, as the rest does, instead of retrying a dead disk every tick.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
