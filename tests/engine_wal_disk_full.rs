@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use naive_kv::fs::sim::{Fault, Op, SimFs};
-use naive_kv::{Db, Error, Options, SyncPolicy};
+use naive_kv::{Db, Error, Options, SyncPolicy, WriteBatch};
 
 fn options(fs: &SimFs, sync: SyncPolicy) -> Options {
     let mut options = Options::new("/db");
@@ -230,4 +230,118 @@ fn a_half_written_inline_synced_append_from_a_task_and_failed_creates_resume_wit
     let what = "inline leader's short append";
     let faults = short_append_then_failed_creates();
     scenario(faults, what, SyncPolicy::Always, Writer::InlineTask);
+}
+
+/// The WAL files in the database directory, oldest first.
+fn wal_files(fs: &SimFs) -> Vec<String> {
+    let mut wals: Vec<String> = fs.names("/db".as_ref()).unwrap();
+    wals.retain(|name| name.ends_with(".wal"));
+    wals.sort();
+    wals
+}
+
+/// Waits (up to 10 s) until only one WAL is left.
+async fn until_one_wal(fs: &SimFs, what: &str) {
+    let started = Instant::now();
+    while wal_files(fs).len() > 1 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{what}: flushed WALs were kept: {:?}",
+            wal_files(fs)
+        );
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Reopens after a power loss and checks every acknowledged write.
+fn assert_holds_after_power_loss(fs: &SimFs, model: &BTreeMap<Bytes, Bytes>, sync: SyncPolicy) {
+    let fs = fs.crash().unwrap();
+    actix_rt::System::new().block_on(async {
+        let db = Db::open(options(&fs, sync)).await.unwrap();
+        assert_holds(&db, model, "after a power loss").await;
+        db.close().await.unwrap();
+    });
+}
+
+/// The disk fills as the WAL rotates: the frozen memtable is flushed while
+/// no next WAL exists. Once writes resume in a new WAL, the flushed one is
+/// removed without waiting for another flush (which the space it holds
+/// could prevent on a real full disk).
+#[test]
+fn a_wal_flushed_while_the_disk_was_full_is_removed_once_writes_resume() {
+    let fs = SimFs::new(12);
+    let mut model = BTreeMap::new();
+    actix_rt::System::new().block_on(async {
+        let db = Db::open(options(&fs, SyncPolicy::Always)).await.unwrap();
+        for i in 0..20 {
+            put(Writer::Task, &db, &mut model, format!("before{i}")).await;
+        }
+        let create = Fault::fail(Op::Create, ErrorKind::StorageFull).on_path(".wal");
+        fs.inject(create.times(3)).unwrap();
+        db.flush().await.unwrap();
+        until_writable(Writer::Task, &db, &mut model).await;
+        for i in 0..20 {
+            put(Writer::Task, &db, &mut model, format!("after{i}")).await;
+        }
+        until_one_wal(&fs, "rotation on a full disk").await;
+        assert_holds(&db, &model, "rotation on a full disk").await;
+    });
+    assert_holds_after_power_loss(&fs, &model, SyncPolicy::Always);
+}
+
+/// A failed synced group sets the active memtable aside: it is flushed,
+/// and its WAL is removed once writes resume.
+#[test]
+fn the_wal_of_a_set_aside_memtable_is_removed_once_writes_resume() {
+    let fs = SimFs::new(13);
+    let mut model = BTreeMap::new();
+    actix_rt::System::new().block_on(async {
+        let db = Db::open(options(&fs, SyncPolicy::Always)).await.unwrap();
+        for i in 0..20 {
+            put(Writer::Task, &db, &mut model, format!("before{i}")).await;
+        }
+        for fault in failed_append() {
+            fs.inject(fault).unwrap();
+        }
+        let failed = db.put("failed", "x").await;
+        assert_disk_full(failed, "synced group append fails");
+        until_writable(Writer::Task, &db, &mut model).await;
+        put(Writer::Task, &db, &mut model, "after".into()).await;
+        until_one_wal(&fs, "synced group append fails").await;
+        assert_holds(&db, &model, "synced group append fails").await;
+    });
+    assert_holds_after_power_loss(&fs, &model, SyncPolicy::Always);
+}
+
+/// A failed unsynced group (written by the memtable actor) keeps the active
+/// memtable, whose writes are in the old WAL: that WAL must stay until the
+/// memtable is flushed.
+#[test]
+fn a_wal_holding_the_active_memtable_is_kept_after_writes_resume() {
+    let fs = SimFs::new(14);
+    let mut model = BTreeMap::new();
+    let what = "unsynced group append fails";
+    actix_rt::System::new().block_on(async {
+        let db = Db::open(options(&fs, SyncPolicy::Interval(Duration::from_secs(1))))
+            .await
+            .unwrap();
+        for i in 0..20 {
+            put(Writer::Task, &db, &mut model, format!("before{i}")).await;
+        }
+        for fault in failed_append() {
+            fs.inject(fault).unwrap();
+        }
+        // A batch with a range delete is written by the actor, as a group.
+        let mut batch = WriteBatch::new();
+        batch.put("failed", "x").delete_range("zz0", "zz1");
+        assert_disk_full(db.write(batch).await, what);
+        until_writable(Writer::Task, &db, &mut model).await;
+        put(Writer::Task, &db, &mut model, "after".into()).await;
+        // Time for a wrong removal to happen.
+        actix_rt::time::sleep(Duration::from_millis(1500)).await;
+        assert!(wal_files(&fs).len() > 1, "{what}: the old WAL went early");
+        assert_holds(&db, &model, what).await;
+        db.close().await.unwrap();
+    });
+    assert_holds_after_power_loss(&fs, &model, SyncPolicy::Interval(Duration::from_secs(1)));
 }

@@ -55,6 +55,16 @@ pub struct FlushMemtable {
     pub next_wal: Option<u64>,
 }
 
+/// The memtable actor started WAL `number` after a full disk stopped
+/// writes, and no write it holds is in an older WAL: every write before the
+/// pause is in a frozen memtable sent (and so queued) before this message.
+/// Once those are flushed, the WALs below `number` hold nothing live.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct WalResumed {
+    pub number: u64,
+}
+
 /// Swaps a compaction's inputs for its outputs (already written and synced).
 /// Answered with the new set.
 #[derive(Message)]
@@ -90,6 +100,8 @@ pub struct CheckpointSegments {
 enum Job {
     Flush(Arc<FrozenMemtable>, Option<u64>),
     Install(InstallCompaction),
+    /// Moves `oldest_live_wal` to a WAL started after a full disk.
+    RetireWalsBelow(u64),
     Checkpoint(CheckpointSegments),
 }
 
@@ -182,6 +194,16 @@ impl SegmentManager {
                     act.run_next(ctx);
                 }));
             }
+            Job::RetireWalsBelow(number) => {
+                let work =
+                    actix_rt::task::spawn_blocking(move || context.retire_wals_below(number));
+                let fut = async move { joined(work.await) };
+                ctx.spawn(fut.into_actor(self).map(move |result, act, ctx| {
+                    act.busy = false;
+                    act.retire_finished(result, number, ctx);
+                    act.run_next(ctx);
+                }));
+            }
             Job::Checkpoint(request) => {
                 let target = request.target;
                 let work = actix_rt::task::spawn_blocking(move || context.checkpoint(&target));
@@ -229,15 +251,32 @@ impl SegmentManager {
                 if let Some(memtable) = &self.memtable {
                     memtable.do_send(FlushFailed { error });
                 }
-                // Hold the queue, in order, until the retry.
-                self.busy = true;
-                ctx.run_later(FLUSH_RETRY_DELAY, move |act, ctx| {
-                    act.busy = false;
-                    act.jobs.push_front(Job::Flush(frozen, next_wal));
-                    act.run_next(ctx);
-                });
+                self.retry_later(Job::Flush(frozen, next_wal), ctx);
             }
         }
+    }
+
+    fn retire_finished(&mut self, result: Result<u64>, number: u64, ctx: &mut Context<Self>) {
+        match result {
+            Ok(oldest_live_wal) => self.oldest_live_wal = oldest_live_wal,
+            Err(error) => {
+                log::error!(
+                    "recording that WALs below {number} are flushed failed, retrying: {error}"
+                );
+                Counters::add(&self.counters.background_errors, 1);
+                self.retry_later(Job::RetireWalsBelow(number), ctx);
+            }
+        }
+    }
+
+    /// Holds the queue, in order, until `job` is tried again.
+    fn retry_later(&mut self, job: Job, ctx: &mut Context<Self>) {
+        self.busy = true;
+        ctx.run_later(FLUSH_RETRY_DELAY, move |act, ctx| {
+            act.busy = false;
+            act.jobs.push_front(job);
+            act.run_next(ctx);
+        });
     }
 
     fn publish(&mut self, done: JobResult, flushed_wal: Option<u64>) {
@@ -343,12 +382,7 @@ impl JobContext {
         };
         let edit = TombstoneEdit::Flushed(&frozen.range_tombstones);
         let set = self.commit(metas, &[], edit, flushed_seq, oldest_live_wal)?;
-        for number in wals.iter().filter(|n| **n < oldest_live_wal) {
-            let wal = self.options.directory.join(wal_file_name(*number));
-            if let Err(error) = self.options.fs.remove_file(&wal) {
-                log::warn!("could not remove flushed WAL {}: {error}", wal.display());
-            }
-        }
+        self.remove_wals_below(&wals, oldest_live_wal);
         Counters::add(&self.counters.flushes, 1);
         Counters::add(&self.counters.flush_bytes, bytes);
         let ms = started.elapsed().as_millis();
@@ -361,6 +395,34 @@ impl JobContext {
             flushed_seq,
             oldest_live_wal,
         })
+    }
+
+    /// Records in the manifest that WALs below `number` (a WAL started
+    /// after a full disk, see [`WalResumed`]) are flushed, then removes
+    /// them. Without this a WAL flushed while no next WAL existed would
+    /// stay until the next flush, which the space it holds may prevent.
+    fn retire_wals_below(&self, number: u64) -> Result<u64> {
+        if number <= self.oldest_live_wal {
+            return Ok(self.oldest_live_wal);
+        }
+        let fs = self.options.fs.as_ref();
+        let wals = DirectoryFiles::list(fs, &self.options.directory)?.wals;
+        let manifest = manifest_of(&self.numbers, &self.set, self.flushed_seq, number, 0);
+        write_manifest(fs, &self.options.directory, &manifest)?;
+        self.remove_wals_below(&wals, number);
+        log::info!("WALs below {number} are flushed and removed");
+        Ok(number)
+    }
+
+    /// Removes the WALs in `wals` numbered below `oldest_live_wal` (the
+    /// manifest that says they are flushed is durable).
+    fn remove_wals_below(&self, wals: &[u64], oldest_live_wal: u64) {
+        for number in wals.iter().filter(|n| **n < oldest_live_wal) {
+            let wal = self.options.directory.join(wal_file_name(*number));
+            if let Err(error) = self.options.fs.remove_file(&wal) {
+                log::warn!("could not remove flushed WAL {}: {error}", wal.display());
+            }
+        }
     }
 
     /// The live segments linked into `target` with a manifest of their own.
@@ -535,6 +597,14 @@ impl Handler<FlushMemtable> for SegmentManager {
     type Result = ();
     fn handle(&mut self, msg: FlushMemtable, ctx: &mut Context<Self>) {
         self.jobs.push_back(Job::Flush(msg.frozen, msg.next_wal));
+        self.run_next(ctx);
+    }
+}
+
+impl Handler<WalResumed> for SegmentManager {
+    type Result = ();
+    fn handle(&mut self, msg: WalResumed, ctx: &mut Context<Self>) {
+        self.jobs.push_back(Job::RetireWalsBelow(msg.number));
         self.run_next(ctx);
     }
 }

@@ -796,6 +796,9 @@ impl MemtableActor {
         {
             result = wal.sync();
         }
+        if self.poisoned.is_none() {
+            result = result.and_then(|()| self.sync_abandoned_wal());
+        }
         let clean_at_seq = self.poisoned.is_none().then(|| self.direct.published());
         let result = result.map(|()| clean_at_seq);
         if let Some(reply) = self.closing.take() {

@@ -17,19 +17,31 @@
 //! WAL whole may reappear after a restart: a write that failed has an
 //! unknown outcome, as in every database.
 //!
+//! Under `SyncPolicy::None` or `Interval` the WAL given up may hold
+//! acknowledged writes no sync has covered: it is synced before the new WAL
+//! is created (a close while the disk is still full syncs it too), so a
+//! power loss after the pause loses no more than the policy allows.
+//!
+//! The WALs before the pause are removed once nothing in them is live: when
+//! the first flush after it had no next WAL to move the manifest's
+//! `oldest_live_wal` to, the new WAL is reported to the segment manager
+//! (`WalResumed`), so a flushed WAL does not keep the space writes need.
+//!
 //! Any other WAL error still poisons the actor until the database is
 //! reopened (after a failed fsync the kernel may have dropped the data; the
 //! PostgreSQL lesson).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
 
 use super::{MemtableActor, create_wal, thread_error};
 use crate::engine::batch::encode_wal_batch;
+use crate::engine::segments::WalResumed;
 use crate::engine::wal_identity::WalIdentity;
 use crate::format::wal::WalWriter;
-use crate::{Error, Result};
+use crate::{Error, Result, SyncPolicy};
 
 /// The first wait before trying to create a new WAL again.
 const FIRST_RETRY: Duration = Duration::from_millis(200);
@@ -37,7 +49,6 @@ const FIRST_RETRY: Duration = Duration::from_millis(200);
 const LONGEST_RETRY: Duration = Duration::from_secs(10);
 
 /// The actor's state while the disk is full under the WAL.
-#[derive(Debug)]
 pub(super) struct WalFull {
     /// What writes are refused with meanwhile.
     error: Error,
@@ -45,6 +56,11 @@ pub(super) struct WalFull {
     resume_from: u64,
     /// The wait before the next try.
     next_retry: Duration,
+    /// The WAL given up, when acknowledged writes in it may not be synced
+    /// yet (`SyncPolicy::None` or `Interval`): synced before the next WAL
+    /// is created, or at close. (Under `Always` every acknowledged write
+    /// in it is synced already; the tail is the failed group's.)
+    abandoned: Option<Arc<WalWriter>>,
 }
 
 /// True for an error that a full disk caused.
@@ -66,7 +82,8 @@ impl MemtableActor {
             "the disk is full under the WAL, refusing writes until a new WAL can be written \
              (retrying): {error}"
         );
-        self.wal = None;
+        let abandoned = self.wal.take();
+        let abandoned = abandoned.filter(|_| self.options.sync != SyncPolicy::Always);
         let refusal = Error::io(
             "the disk is full; writes resume by themselves once space is freed",
             std::io::Error::new(std::io::ErrorKind::StorageFull, error.to_string()),
@@ -75,6 +92,7 @@ impl MemtableActor {
             error: refusal,
             resume_from,
             next_retry: FIRST_RETRY,
+            abandoned,
         });
         ctx.run_later(FIRST_RETRY, |act, ctx| act.retry_wal(ctx));
     }
@@ -84,7 +102,16 @@ impl MemtableActor {
         self.wal_full.as_ref().map(|full| full.error.clone())
     }
 
-    /// Tries to create a new WAL that starts with the resume marker.
+    /// Syncs the WAL given up, if its acknowledged writes may not be synced
+    /// (at close, while the disk is still full).
+    pub(super) fn sync_abandoned_wal(&self) -> Result<()> {
+        let abandoned = self.wal_full.as_ref().and_then(|f| f.abandoned.as_ref());
+        abandoned.map_or(Ok(()), |wal| wal.sync())
+    }
+
+    /// Syncs the WAL given up (its acknowledged writes are durable once the
+    /// writes go on in another), then tries to create a new WAL that starts
+    /// with the resume marker.
     fn retry_wal(&mut self, ctx: &mut Context<Self>) {
         let Some(full) = self.wal_full.as_ref() else {
             return;
@@ -93,11 +120,15 @@ impl MemtableActor {
             return;
         }
         let resume_from = full.resume_from;
+        let abandoned = full.abandoned.clone();
         let number = self.file_numbers.allocate();
         let (options, lock) = (self.options.clone(), self.lock.clone());
         let identity = self.file_numbers.wal_identity();
         let job = actix_rt::task::spawn_blocking(move || {
             let _lock = lock;
+            if let Some(wal) = abandoned {
+                wal.sync()?;
+            }
             start_wal_with_marker(&options, number, identity, resume_from)
         });
         ctx.spawn(job.into_actor(self).map(move |joined, act, ctx| {
@@ -131,6 +162,12 @@ impl MemtableActor {
         self.wal = Some(std::sync::Arc::new(wal));
         self.wal_number = number;
         self.wal_full = None;
+        // With the active memtable empty, every earlier write is in a frozen
+        // one already sent for flushing; the older WALs go once those are
+        // flushed. Otherwise they go with the active memtable's own flush.
+        if self.active_is_empty() {
+            self.segment_manager.do_send(WalResumed { number });
+        }
     }
 }
 
