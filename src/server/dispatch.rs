@@ -9,6 +9,7 @@ use bytes::Bytes;
 use futures_util::future::{FutureExt, LocalBoxFuture, ready};
 
 use super::checkpoints::{CheckpointRefused, CheckpointRoot};
+use super::log_limit::{LogLimiter, held_back_suffix};
 use super::pipeline::Access;
 use crate::proto::{self, ErrorCode, mutation::Op, request::Command, response::Reply};
 use crate::{Db, Error, ScanPage, ScanRequest, Ttl, WriteBatch};
@@ -264,11 +265,18 @@ pub fn error_code(error: &Error) -> ErrorCode {
     }
 }
 
+/// Limits the lines of replied I/O errors: on a full disk every write gets one.
+static IO_ERRORS_LOGGED: LogLimiter = LogLimiter::new();
+
 /// `Reply::Error` for an engine error.
 pub fn error_reply(err: &Error) -> Reply {
     match err {
         Error::Corruption { .. } => log::error!("a read hit corruption, replied CORRUPTION: {err}"),
-        Error::Io { .. } | Error::Poisoned { .. } => log::warn!("replied an I/O error: {err}"),
+        Error::Io { .. } | Error::Poisoned { .. } => {
+            if let Some(held_back) = IO_ERRORS_LOGGED.admit() {
+                log::warn!("replied an I/O error: {err}{}", held_back_suffix(held_back));
+            }
+        }
         _ => {}
     }
     // The client learns which file, not where the server keeps its data.

@@ -27,6 +27,7 @@ pub(crate) mod connections;
 pub mod dispatch;
 pub mod listener;
 pub mod loading;
+pub mod log_limit;
 pub mod memory;
 pub mod metrics;
 pub mod pipeline;

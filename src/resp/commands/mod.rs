@@ -43,6 +43,7 @@ use super::database::Database;
 use super::reply::{Protocol, Reply};
 use super::store::Store;
 use crate::Db;
+use crate::server::log_limit::{LogLimiter, held_back_suffix};
 use crate::server::request_stats::RequestStats;
 
 /// What a connection remembers between commands.
@@ -365,15 +366,26 @@ pub fn not_an_integer() -> Reply {
     Reply::err("value is not an integer or out of range")
 }
 
+/// Limits the lines of replied I/O errors: on a full disk every write gets one.
+static IO_ERRORS_LOGGED: LogLimiter = LogLimiter::new();
+
 /// An engine error as a reply: `ERR ` and the engine's message.
 pub fn engine_error(error: &crate::Error) -> Reply {
     match error {
         crate::Error::Corruption { .. } => {
             log::error!("a read hit corruption, replied an error to a RESP client: {error}");
         }
-        crate::Error::Io { .. } => log::warn!("replied an I/O error to a RESP client: {error}"),
+        crate::Error::Io { .. } => {
+            if let Some(held_back) = IO_ERRORS_LOGGED.admit() {
+                let more = held_back_suffix(held_back);
+                log::warn!("replied an I/O error to a RESP client: {error}{more}");
+            }
+        }
         crate::Error::Poisoned { .. } => {
-            log::warn!("refused a write to a RESP client: {error}");
+            if let Some(held_back) = IO_ERRORS_LOGGED.admit() {
+                let more = held_back_suffix(held_back);
+                log::warn!("refused a write to a RESP client: {error}{more}");
+            }
             // Redis's answer when it cannot write its append-only file.
             return Reply::Error(format!("MISCONF {}", error.client_message()));
         }
