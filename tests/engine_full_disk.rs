@@ -133,6 +133,10 @@ async fn a_writer_stalled_behind_a_refused_compaction_resumes_when_space_is_back
     let stats = db.stats().await.unwrap();
     assert!(stats.get("level_0_segments") >= 3, "{stats:?}");
     assert!(stats.get("compactions_refused_for_space") > 0, "{stats:?}");
+    // The stall still going on shows in the counters (the write held back
+    // waited 1.5 s above).
+    assert!(stats.get("write_stalls") >= 1, "{stats:?}");
+    assert!(stats.get("write_stall_micros") >= 1_000_000, "{stats:?}");
     fs.free.store(u64::MAX, Ordering::Relaxed);
     let later = db.put("later", "write");
     let done = tokio::time::timeout(std::time::Duration::from_secs(10), later).await;

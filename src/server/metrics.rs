@@ -68,7 +68,7 @@ const METRICS: &[(&str, Kind, &str)] = &[
     (
         "write_stall_micros",
         Kind::Counter,
-        "Microseconds writers spent held back.",
+        "Microseconds writers spent held back (a stall going on counts up to now).",
     ),
     ("gets", Kind::Counter, "Point reads."),
     (

@@ -156,7 +156,10 @@ pub struct MemtableActor {
     flush_requests: Vec<oneshot::Sender<Result<()>>>,
     /// Flush requests waiting for WAL number `.0` to be flushed.
     flush_waiters: Vec<(u64, oneshot::Sender<Result<()>>)>,
-    stalled_since: Option<Instant>,
+    /// While writers are held back: when the stall began, and up to when
+    /// its time is counted in `write_stall_micros` already (a stats call
+    /// counts the time so far, so a long stall shows while it lasts).
+    stalled_since: Option<(Instant, Instant)>,
     closing: Option<oneshot::Sender<Result<Option<u64>>>>,
     /// Moved into each blocking WAL job, so the directory stays locked until
     /// the job ends even if the actor is gone.
@@ -406,17 +409,29 @@ impl MemtableActor {
 
     fn begin_stall(&mut self) {
         if self.stalled_since.is_none() {
-            self.stalled_since = Some(Instant::now());
+            let now = Instant::now();
+            self.stalled_since = Some((now, now));
             Counters::add(&self.counters.write_stalls, 1);
             log::info!("writes stalled: flushing or compaction is behind");
         }
     }
 
     fn end_stall(&mut self) {
-        if let Some(since) = self.stalled_since.take() {
-            let micros = u64::try_from(since.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.count_stall_time();
+        if let Some((began, _)) = self.stalled_since.take() {
+            log::info!("writes resumed after {} ms", began.elapsed().as_millis());
+        }
+    }
+
+    /// Adds the stall's time since it was last counted to
+    /// `write_stall_micros`.
+    fn count_stall_time(&mut self) {
+        if let Some((_, counted_to)) = self.stalled_since.as_mut() {
+            let now = Instant::now();
+            let micros = now.saturating_duration_since(*counted_to).as_micros();
+            *counted_to = now;
+            let micros = u64::try_from(micros).unwrap_or(u64::MAX);
             Counters::add(&self.counters.write_stall_micros, micros);
-            log::info!("writes resumed after {} ms", micros / 1000);
         }
     }
 
@@ -938,6 +953,7 @@ impl Handler<SegmentsChanged> for MemtableActor {
 impl Handler<Gauges> for MemtableActor {
     type Result = ();
     fn handle(&mut self, msg: Gauges, _: &mut Context<Self>) {
+        self.count_stall_time();
         let frozen_bytes: usize = self
             .frozen
             .iter()
