@@ -244,6 +244,9 @@ impl Compactor {
                         Ok(set) => {
                             if std::mem::take(&mut act.waiting_for_space) {
                                 log::info!("compaction resumed: the disk has room again");
+                                act.counters
+                                    .compaction_waiting_for_space
+                                    .store(0, Ordering::Relaxed);
                             }
                             act.adopt(set);
                             waiters.into_iter().for_each(|w| {
@@ -258,6 +261,9 @@ impl Compactor {
                             if !std::mem::replace(&mut act.waiting_for_space, true) {
                                 log::warn!("compaction postponed until the disk has room: {error}");
                                 Counters::add(&act.counters.compactions_refused_for_space, 1);
+                                act.counters
+                                    .compaction_waiting_for_space
+                                    .store(1, Ordering::Relaxed);
                             }
                             let queued = std::mem::take(&mut act.full_requests);
                             waiters.into_iter().chain(queued).for_each(|w| {

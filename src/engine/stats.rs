@@ -46,6 +46,10 @@ pub struct Counters {
     /// than its output could need (counted once until one runs; tried
     /// again every second).
     pub compactions_refused_for_space: AtomicU64,
+    /// A gauge, 1 while compaction waits for free disk space (the last one
+    /// was refused for it), else 0. While it is 1 and level 0 is at its
+    /// stall trigger, writes fail at once instead of waiting.
+    pub compaction_waiting_for_space: AtomicU64,
     /// Conditional writes refused because a key they read had changed.
     pub write_conflicts: AtomicU64,
     /// Segments gets checked beyond the first each asked (what the
@@ -88,6 +92,10 @@ impl Counters {
                 &self.compactions_refused_for_space,
             ),
             ("write_conflicts", &self.write_conflicts),
+            (
+                "compaction_waiting_for_space",
+                &self.compaction_waiting_for_space,
+            ),
         ];
         let mut map: BTreeMap<String, u64> = pairs
             .iter()

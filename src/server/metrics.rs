@@ -144,6 +144,11 @@ const METRICS: &[(&str, Kind, &str)] = &[
         "Bytes compaction must still move before no level is over its trigger.",
     ),
     (
+        "compaction_waiting_for_space",
+        Kind::Gauge,
+        "1 while compaction waits for free disk space (writes fail while level 0 is full).",
+    ),
+    (
         "compactions_refused_for_space",
         Kind::Counter,
         "Compactions not started for lack of free disk space.",

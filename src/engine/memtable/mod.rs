@@ -46,7 +46,8 @@ mod table;
 mod wal_full;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use arc_swap::ArcSwap;
@@ -72,6 +73,9 @@ use crate::{Error, Options, Result, SyncPolicy};
 use conditions::GroupConditions;
 use intake::Intake;
 use submissions::ActorSpin;
+
+/// How often a stall looks again at the compaction behind it.
+const STALL_RECHECK: Duration = Duration::from_secs(1);
 
 /// What readers see, as of one moment: the active memtable (a snapshot),
 /// the frozen memtables (newest first) and the segment set.
@@ -377,7 +381,14 @@ impl MemtableActor {
             return;
         }
         if self.must_stall() {
-            self.begin_stall();
+            if let Some(error) = self.compaction_waits_for_space() {
+                // Held back, they would wait until space is freed: they fail.
+                self.end_stall();
+                let held = std::mem::take(&mut self.pending);
+                self.fail_group(held, &error);
+                return;
+            }
+            self.begin_stall(ctx);
             return;
         }
         self.end_stall();
@@ -407,13 +418,44 @@ impl MemtableActor {
         self.active.approximate_bytes() >= self.options.memtable_freeze_bytes()
     }
 
-    fn begin_stall(&mut self) {
+    /// The error for writes while level 0 is at its stall trigger and the
+    /// compaction that would empty it waits for free disk space; `None`
+    /// otherwise (a stall then ends by itself).
+    fn compaction_waits_for_space(&self) -> Option<Error> {
+        let level0 = self.segments.level(0).len();
+        let waiting = self
+            .counters
+            .compaction_waiting_for_space
+            .load(Ordering::Relaxed);
+        (level0 >= self.options.l0_stall_trigger && waiting != 0).then(|| {
+            Error::io(
+                "too little free disk space: level 0 is full and its compaction needs more \
+                 free space than the disk has; writes resume by themselves once space is freed",
+                std::io::Error::from(std::io::ErrorKind::StorageFull),
+            )
+        })
+    }
+
+    /// Starts a stall, and looks again every second while it lasts: the
+    /// compaction behind it may be refused for space meanwhile, and then
+    /// the writes held back fail.
+    fn begin_stall(&mut self, ctx: &mut Context<Self>) {
         if self.stalled_since.is_none() {
             let now = Instant::now();
             self.stalled_since = Some((now, now));
             Counters::add(&self.counters.write_stalls, 1);
             log::info!("writes stalled: flushing or compaction is behind");
+            Self::recheck_stall(now, ctx);
         }
+    }
+
+    fn recheck_stall(began: Instant, ctx: &mut Context<Self>) {
+        ctx.run_later(STALL_RECHECK, move |act, ctx| {
+            if act.stalled_since.is_some_and(|(since, _)| since == began) {
+                act.make_progress(ctx);
+                Self::recheck_stall(began, ctx);
+            }
+        });
     }
 
     fn end_stall(&mut self) {
