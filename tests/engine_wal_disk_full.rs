@@ -345,3 +345,75 @@ fn a_wal_holding_the_active_memtable_is_kept_after_writes_resume() {
     });
     assert_holds_after_power_loss(&fs, &model, SyncPolicy::Interval(Duration::from_secs(1)));
 }
+
+/// Fails the next WAL write (a group's or a direct writer's append), waits
+/// for writes to resume in a new WAL (its first try succeeds), and returns.
+async fn fail_one_group(fs: &SimFs, writer: Writer, db: &Db, key: &str, what: &str) {
+    let fault = Fault::fail(Op::Write, ErrorKind::StorageFull).on_path(".wal");
+    fs.inject(fault).unwrap();
+    let failed = put_by(writer, db, key.into(), "x".into()).await;
+    assert_disk_full(failed, what);
+    // Refused at once (the actor learns of a failed direct append from the
+    // next write); writes then resume after 0.2 s.
+    let refused = put_by(writer, db, format!("{key}-refused"), "x".into()).await;
+    assert_disk_full(refused, what);
+    let newest = wal_files(fs).pop();
+    let started = Instant::now();
+    while wal_files(fs).pop() == newest {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{what}: no new WAL"
+        );
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Its marker written and synced.
+    actix_rt::time::sleep(Duration::from_millis(200)).await;
+}
+
+/// Closed cleanly right after writes resumed, with no write since: the
+/// failed group's numbers are not claimed as written, and the database
+/// reopens (an outside probe found the open refused, "would lose N
+/// acknowledged writes", for writes that had been refused). And a group
+/// that fails again as soon as writes resume leaves two resume markers in
+/// a row, which open accepts (the probe found that refused too).
+#[test]
+fn a_database_closed_right_after_one_or_two_full_disk_pauses_reopens() {
+    // With flushes failing too (the disk full for them as well), the WALs
+    // of the pauses stay until the close, markers and all.
+    let cases = [
+        (SyncPolicy::Always, Writer::Task, 1, false),
+        (SyncPolicy::Always, Writer::Task, 2, false),
+        (SyncPolicy::Always, Writer::Task, 2, true),
+        (SyncPolicy::None, Writer::Task, 1, false),
+        (SyncPolicy::None, Writer::Task, 2, true),
+        (SyncPolicy::Always, Writer::PlainThread, 2, true),
+    ];
+    for (sync, writer, pauses, flushes_fail) in cases {
+        let what = format!("{sync:?}, {writer:?}, {pauses} pause(s), flushes fail: {flushes_fail}");
+        let fs = SimFs::new(16);
+        let mut model = BTreeMap::new();
+        actix_rt::System::new().block_on(async {
+            let db = Db::open(options(&fs, sync)).await.unwrap();
+            for i in 0..20 {
+                put(writer, &db, &mut model, format!("before{i}")).await;
+            }
+            if flushes_fail {
+                let segments = Fault::fail(Op::Create, ErrorKind::StorageFull).on_path(".sst");
+                fs.inject(segments.times(u64::MAX)).unwrap();
+            }
+            for pause in 0..pauses {
+                fail_one_group(&fs, writer, &db, &format!("failed{pause}"), &what).await;
+            }
+            db.close().await.unwrap();
+        });
+        fs.clear_faults().unwrap();
+        actix_rt::System::new().block_on(async {
+            let db = Db::open(options(&fs, sync)).await;
+            let db = db.unwrap_or_else(|e| panic!("{what}: reopen refused: {e}"));
+            assert_holds(&db, &model, &what).await;
+            put(writer, &db, &mut model, "after".into()).await;
+            db.close().await.unwrap();
+        });
+        assert_holds_after_power_loss(&fs, &model, sync);
+    }
+}

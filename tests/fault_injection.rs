@@ -192,6 +192,15 @@ fn wal_faults_fail_writes(sync: SyncPolicy, crashes: &[bool]) {
     }
 }
 
+/// A failed flush or compaction removes what it wrote (an outside probe
+/// found a segment's `.sst.tmp` left when its last write or its rename
+/// failed: on a full disk, space held until the next open).
+fn assert_no_temporary_files(fs: &SimFs, what: &str) {
+    let names = fs.names("/db".as_ref()).unwrap();
+    let left: Vec<&String> = names.iter().filter(|n| n.ends_with(".tmp")).collect();
+    assert!(left.is_empty(), "{what}: left {left:?}");
+}
+
 /// A flush's calls after `db.flush()` freezes the memtable: the next WAL is
 /// created and the directory synced (#1), then the segment is written as
 /// `.sst.tmp`, synced, renamed, the directory synced (#2), the manifest
@@ -298,6 +307,7 @@ fn flush_faults_reach_the_caller_and_a_later_flush_succeeds() {
             } else {
                 flushed.unwrap();
             }
+            assert_no_temporary_files(&fs, what);
             // A failed flush does not touch the WAL: writes go on.
             put_acked(&db, &mut model, 80, 20).await;
             db.flush().await.unwrap();
@@ -426,6 +436,7 @@ fn compaction_faults_reach_the_caller_and_a_later_compaction_succeeds() {
             } else {
                 compacted.unwrap();
             }
+            assert_no_temporary_files(&fs, what);
             fs.clear_faults().unwrap();
             put_acked(&db, &mut model, 100, 10).await;
             db.compact().await.unwrap();

@@ -122,8 +122,18 @@ impl SeqChain {
         Ok(RecordFate::Apply)
     }
 
-    /// A resume marker: every write before `first_seq` must be present.
+    /// A resume marker: every write before `first_seq` must be present,
+    /// unless the record before was a marker too. Then the numbers between
+    /// the two were burned by a group that failed as soon as writes
+    /// resumed (the disk filled again), and they are passed over.
     fn marker(&mut self, first_seq: u64) -> Result<RecordFate, String> {
+        if self.may_jump && first_seq > self.expected {
+            if first_seq > MAX_SEQUENCE {
+                return Err(format!("resume marker at {first_seq}, past {MAX_SEQUENCE}"));
+            }
+            self.expected = first_seq;
+            return Ok(RecordFate::Flushed);
+        }
         if first_seq > self.expected {
             return Err(format!(
                 "writes {}..={} are missing before a resume marker \
@@ -371,6 +381,27 @@ mod tests {
         let mut chain = SeqChain::after(0);
         assert_eq!(chain.live_record(1, 4), Ok(RecordFate::Apply));
         assert!(chain.live_record(9, 0).is_err());
+    }
+
+    /// The disk filled again as soon as writes resumed: a group failed
+    /// between two markers (an outside probe found this refused at open).
+    #[test]
+    fn a_marker_after_a_marker_passes_over_the_numbers_between() {
+        let mut chain = SeqChain::after(0);
+        assert_eq!(chain.live_record(1, 4), Ok(RecordFate::Apply));
+        assert_eq!(chain.live_record(5, 0), Ok(RecordFate::Flushed));
+        // 5..=9 burned by a group that failed in the marker's WAL.
+        assert_eq!(chain.live_record(10, 0), Ok(RecordFate::Flushed));
+        assert_eq!(
+            chain.last_seq(),
+            9,
+            "every number before 10 is accounted for"
+        );
+        assert_eq!(chain.live_record(14, 1), Ok(RecordFate::Apply));
+        assert_eq!(chain.last_seq(), 14);
+        // Only right after a marker: a marker past a record's end still
+        // means a WAL is missing.
+        assert!(chain.live_record(20, 0).is_err());
     }
 
     #[test]

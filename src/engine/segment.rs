@@ -217,12 +217,18 @@ impl<'a> SegmentBuilder<'a> {
         let Some((number, writer)) = self.current.take() else {
             return Ok(());
         };
-        let summary = writer.finish()?;
         let from = self.directory.join(temporary_segment_file_name(number));
         let to = self.directory.join(segment_file_name(number));
-        self.fs
-            .rename(&from, &to)
-            .context(|| format!("renaming {}", from.display()))?;
+        let renamed = writer.finish().and_then(|summary| {
+            self.fs
+                .rename(&from, &to)
+                .context(|| format!("renaming {}", from.display()))
+                .map(|()| summary)
+        });
+        // Taken from `current` already: `abandon` would not find it.
+        let summary = renamed.inspect_err(|_| {
+            let _ = self.fs.remove_file(&from);
+        })?;
         self.finished
             .push(meta_from_summary(number, self.level, summary));
         Ok(())

@@ -78,13 +78,23 @@ pub fn write_manifest(fs: &dyn FileSystem, directory: &Path, manifest: &Manifest
     let file = fs
         .create(&temporary)
         .context(|| format!("creating {}", temporary.display()))?;
-    file.write_all(&contents)
-        .context(|| format!("writing {}", temporary.display()))?;
-    file.sync_data()
-        .context(|| format!("syncing {}", temporary.display()))?;
+    let written = file
+        .write_all(&contents)
+        .context(|| format!("writing {}", temporary.display()))
+        .and_then(|()| {
+            file.sync_data()
+                .context(|| format!("syncing {}", temporary.display()))
+        });
     drop(file);
-    fs.rename(&temporary, &path)
-        .context(|| format!("renaming {} to {}", temporary.display(), path.display()))?;
+    let renamed = written.and_then(|()| {
+        fs.rename(&temporary, &path)
+            .context(|| format!("renaming {} to {}", temporary.display(), path.display()))
+    });
+    if renamed.is_err() {
+        // On a full disk it holds space the retry needs.
+        let _ = fs.remove_file(&temporary);
+    }
+    renamed?;
     // IMPORTANT: the rename lives in the directory, not in either file. Until
     // the directory is synced a crash can undo it and bring the old manifest
     // back, losing a segment set the engine may already have acted on (for

@@ -164,6 +164,9 @@ pub struct MemtableActor {
     /// its time is counted in `write_stall_micros` already (a stats call
     /// counts the time so far, so a long stall shows while it lasts).
     stalled_since: Option<(Instant, Instant)>,
+    /// The sequence numbers the last failed group burned (first, last),
+    /// once writes resumed after it (see `wal_full.rs`).
+    burned: Option<(u64, u64)>,
     closing: Option<oneshot::Sender<Result<Option<u64>>>>,
     /// Moved into each blocking WAL job, so the directory stays locked until
     /// the job ends even if the actor is gone.
@@ -219,6 +222,7 @@ impl MemtableActor {
             flush_requests: Vec::new(),
             flush_waiters: Vec::new(),
             stalled_since: None,
+            burned: None,
             closing: None,
             lock: Some(start.lock),
             record_scratch: Vec::new(),
@@ -856,7 +860,7 @@ impl MemtableActor {
         if self.poisoned.is_none() {
             result = result.and_then(|()| self.sync_abandoned_wal());
         }
-        let clean_at_seq = self.poisoned.is_none().then(|| self.direct.published());
+        let clean_at_seq = self.poisoned.is_none().then(|| self.clean_close_seq());
         let result = result.map(|()| clean_at_seq);
         if let Some(reply) = self.closing.take() {
             // The last handles on the WAL: dropping them closes (and trims)

@@ -97,6 +97,22 @@ impl MemtableActor {
         ctx.run_later(FIRST_RETRY, |act, ctx| act.retry_wal(ctx));
     }
 
+    /// The last write a clean close can vouch for: the published bound,
+    /// unless that ends in numbers a failed group burned and no write came
+    /// after them (the WALs then end at the resume marker: a later open
+    /// finds writes up to the number before it).
+    pub(super) fn clean_close_seq(&self) -> u64 {
+        let published = self.direct.published();
+        let burned = match &self.wal_full {
+            Some(full) => Some((full.resume_from, u64::MAX)),
+            None => self.burned,
+        };
+        match burned {
+            Some((first, last)) if (first..=last).contains(&published) => first.saturating_sub(1),
+            _ => published,
+        }
+    }
+
     /// The error writes get while the disk is full, if it is.
     pub(super) fn wal_full_error(&self) -> Option<Error> {
         self.wal_full.as_ref().map(|full| full.error.clone())
@@ -133,7 +149,7 @@ impl MemtableActor {
         });
         ctx.spawn(job.into_actor(self).map(move |joined, act, ctx| {
             match joined.unwrap_or_else(|e| Err(thread_error("WAL retry", &e))) {
-                Ok(wal) => act.resume(wal, number),
+                Ok(wal) => act.resume(wal, number, resume_from),
                 Err(error) if is_disk_full(&error) => act.retry_later(ctx),
                 Err(error) => {
                     log::error!("cannot start a new WAL, refusing writes until reopen: {error}");
@@ -155,12 +171,15 @@ impl MemtableActor {
         ctx.run_later(wait, |act, ctx| act.retry_wal(ctx));
     }
 
-    fn resume(&mut self, wal: WalWriter, number: u64) {
+    fn resume(&mut self, wal: WalWriter, number: u64, resume_from: u64) {
         log::info!("writes resumed: new WAL {number} after the disk was full");
         // Its marker is synced; nothing after it yet.
         self.synced_bytes = wal.bytes_written();
         self.wal = Some(std::sync::Arc::new(wal));
         self.wal_number = number;
+        // The failed group's numbers are passed over: the lane opens after
+        // them, and publishes up to them before any new write.
+        self.burned = Some((resume_from, self.last_seq));
         self.wal_full = None;
         // With the active memtable empty, every earlier write is in a frozen
         // one already sent for flushing; the older WALs go once those are
