@@ -496,6 +496,10 @@ async fn a_wal_cut_after_a_clean_close_is_refused() {
             "{cut}: repair kept {} keys",
             report.keys
         );
+        // It says acknowledged writes are gone (an outside probe found it
+        // silent: "0 file(s) moved", exit 0).
+        let (closed_at, reached) = report.acknowledged_lost.expect("the loss is reported");
+        assert!(closed_at > reached, "{cut}: {closed_at} {reached}");
         let db = common::reopen(Options::new(dir.path())).await;
         assert!(all_entries(&db).await.len() >= 250);
         db.close().await.unwrap();
@@ -846,4 +850,54 @@ async fn a_wal_from_a_restored_checkpoint_is_refused_by_its_source() {
     let db = Db::open(Options::new(&source)).await.unwrap();
     assert_eq!(all_entries(&db).await.len(), 100);
     db.close().await.unwrap();
+}
+
+/// An older copy of one of the database's own segments, put back under a
+/// new name: open refuses it ("move it out"), and repair moves it to
+/// `lost/` rather than merging it, which brought keys deleted since back
+/// (an outside probe found repair kept it and reported nothing).
+#[actix_rt::test]
+async fn repair_does_not_merge_an_older_copy_of_a_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    populated(dir.path()).await;
+    let oldest = segments(dir.path())[0].clone();
+    let saved = std::fs::read(&oldest).unwrap();
+    {
+        let db = Db::open(Options::new(dir.path())).await.unwrap();
+        for i in 0..50 {
+            db.delete(key(i)).await.unwrap();
+        }
+        db.compact().await.unwrap();
+        db.close().await.unwrap();
+    }
+    assert!(!oldest.exists(), "the compaction removed it");
+    std::fs::write(dir.path().join("000999.sst"), &saved).unwrap();
+    assert_refused(dir.path(), ".sst", "move it out").await;
+    let report = repair_database(&Options::new(dir.path())).unwrap();
+    let lost: Vec<&String> = report.lost.iter().map(|(name, _)| name).collect();
+    assert_eq!(lost, ["000999.sst"], "{:?}", report.lost);
+    let db = common::reopen(Options::new(dir.path())).await;
+    for i in 0..300 {
+        let got = db.get(key(i)).await.unwrap();
+        let want = (i >= 50).then(|| expected(i));
+        assert_eq!(got, want, "key {i}");
+    }
+    db.close().await.unwrap();
+}
+
+/// A MANIFEST copied in from another database: repair trusts the segments
+/// and WALs, moves that MANIFEST to `lost/` and keeps every key (an
+/// outside probe found it moved every real file to `lost/` instead).
+#[actix_rt::test]
+async fn repair_sets_aside_a_manifest_from_another_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let other = tempfile::tempdir().unwrap();
+    populated(dir.path()).await;
+    populated(other.path()).await;
+    std::fs::copy(other.path().join("MANIFEST"), dir.path().join("MANIFEST")).unwrap();
+    let report = repair_database(&Options::new(dir.path())).unwrap();
+    let lost: Vec<&String> = report.lost.iter().map(|(name, _)| name).collect();
+    assert_eq!(lost, ["MANIFEST"], "{:?}", report.lost);
+    assert_eq!(report.keys, 300);
+    assert_repaired_holds_everything(dir.path()).await;
 }

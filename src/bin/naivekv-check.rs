@@ -123,6 +123,14 @@ fn print_repair(report: &RepairReport) {
              directory; its writes are lost unless a WAL still held them"
         );
     }
+    if let Some((closed_at, reached)) = report.acknowledged_lost {
+        println!(
+            "lost: the database was closed cleanly with writes up to sequence {closed_at}, but \
+             the files kept hold writes only up to {reached}: up to {} acknowledged write(s) \
+             are gone (a WAL was cut, emptied or removed after the close)",
+            closed_at - reached
+        );
+    }
     println!(
         "repaired: kept {} segment(s) and {} WAL record(s); {} keys in {} new segment(s); \
          {} file(s) moved to {LOST_DIRECTORY}/; {} segment(s) missing",

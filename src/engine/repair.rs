@@ -13,7 +13,17 @@
 //!    A segment whose footer, or a WAL whose identity record, names another
 //!    database is moved to `lost/` too: it was copied in, and merging it
 //!    would serve another database's keys. This database is the one the old
-//!    manifest names or, without one, the one most segments name.
+//!    manifest names, unless no segment or WAL names it while some name
+//!    another (a manifest copied in from another database: it goes to
+//!    `lost/`, and the files decide); without a manifest, the one most
+//!    segments and WALs name. A segment or WAL whose identity gives another
+//!    file number than its name (an older copy of one of this database's
+//!    files, put back) goes to `lost/` as well: merged, its versions would
+//!    bring back keys deleted since.
+//!
+//!    When the old manifest records a clean close past the last write the
+//!    kept files hold, the report says how many acknowledged writes are
+//!    gone (a WAL cut or emptied after the close).
 //! 3. Everything kept is merged, the newest version of each key by sequence
 //!    number winning, into a fresh sorted run of segments in level 1
 //!    (deletes are applied and dropped: nothing older is left below them).
@@ -52,7 +62,7 @@ use crate::error::IoContext;
 use crate::format::manifest::{MANIFEST_FILE, read_manifest, write_manifest};
 use crate::format::sstable::{SstableReader, TableOptions};
 use crate::format::wal::read_wal_salvaging;
-use crate::format::{EntryIter, segment_file_name, wal_file_name};
+use crate::format::{EntryIter, FileKind, parse_file_name, segment_file_name, wal_file_name};
 use crate::fs::FileSystem;
 use crate::proto::storage::{Manifest, WalBatch};
 use crate::{Options, Result};
@@ -80,6 +90,10 @@ pub struct RepairReport {
     /// the entries it recorded for them: their writes are gone unless a
     /// WAL still held them.
     pub missing: Vec<(String, u64)>,
+    /// The old manifest recorded a clean close at this sequence number,
+    /// and the files kept hold writes only up to the second: the
+    /// acknowledged writes between are gone (a WAL was cut or emptied).
+    pub acknowledged_lost: Option<(u64, u64)>,
 }
 
 /// Repairs the closed database in `options.directory`; see the module doc.
@@ -95,9 +109,22 @@ pub fn repair_database(options: &Options) -> Result<RepairReport> {
     let _lock = take_lock(fs, directory)?;
     let files = DirectoryFiles::list(fs, directory)?;
     let mut report = RepairReport::default();
-    let old_manifest = read_manifest(fs, directory).ok().flatten();
+    let mut old_manifest = read_manifest(fs, directory).ok().flatten();
     let readers = readable_segments(fs, directory, &files, &mut report)?;
-    let owner = owner_of(old_manifest.as_ref(), &readers);
+    let wal_ids = wal_database_ids(fs, directory, &files);
+    let owner = owner_of(old_manifest.as_ref(), &readers, &wal_ids);
+    let foreign_manifest = old_manifest
+        .as_ref()
+        .filter(|m| m.database_id != 0 && owner != 0 && m.database_id != owner);
+    if let Some(manifest) = foreign_manifest {
+        let why = format!(
+            "names database {:016x}, but the segments and WALs are database {owner:016x}'s \
+             (copied in from another database)",
+            manifest.database_id
+        );
+        move_to_lost(fs, directory, MANIFEST_FILE, &why, &mut report)?;
+        old_manifest = None;
+    }
     let readers = without_foreign(fs, directory, readers, owner, &mut report)?;
     let lineage = old_manifest.as_ref().map_or(0, |m| m.wal_lineage);
     let ours = WalIdentity {
@@ -126,8 +153,13 @@ pub fn repair_database(options: &Options) -> Result<RepairReport> {
         .map(|reader| reader.max_seq())
         .chain(std::iter::once(memtable_max_seq(&salvaged.memtable)))
         .chain(tombstones.iter().map(|t| t.seq))
+        .chain(salvaged.markers_reached)
         .max()
         .unwrap_or(0);
+    let closed_at = old_manifest.as_ref().map_or(0, |m| m.closed_at_seq);
+    if closed_at > max_seq {
+        report.acknowledged_lost = Some((closed_at, max_seq));
+    }
     let database_id = match owner {
         0 => new_database_id(),
         id => id,
@@ -198,22 +230,48 @@ fn readable_segments(
     Ok(readers)
 }
 
-/// The database the directory belongs to: the old manifest's id, or else
-/// the id most readable segments' footers give; 0 if neither says.
-fn owner_of(old_manifest: Option<&Manifest>, readers: &[Arc<SstableReader>]) -> u64 {
-    if let Some(id) = old_manifest.map(|m| m.database_id).filter(|id| *id != 0) {
-        return id;
-    }
-    let mut ids: Vec<u64> = readers
+/// The database the directory belongs to: the old manifest's id if any
+/// segment or WAL names it too (or none names any), or else the id most
+/// readable segments' footers and WALs' identity records give; 0 if none
+/// says. (A manifest copied in from another database names an id none of
+/// the files do: the files decide.)
+fn owner_of(
+    old_manifest: Option<&Manifest>,
+    readers: &[Arc<SstableReader>],
+    wal_ids: &[u64],
+) -> u64 {
+    let segment_ids = readers
         .iter()
-        .filter_map(|r| r.identity().map(|i| i.database_id))
+        .filter_map(|r| r.identity().map(|i| i.database_id));
+    let mut ids: Vec<u64> = segment_ids
+        .chain(wal_ids.iter().copied())
         .filter(|id| *id != 0)
         .collect();
+    if let Some(id) = old_manifest.map(|m| m.database_id).filter(|id| *id != 0)
+        && (ids.is_empty() || ids.contains(&id))
+    {
+        return id;
+    }
     ids.sort_unstable();
     let runs = ids.chunk_by(|a, b| a == b);
     runs.max_by_key(|run| run.len())
         .and_then(|run| run.first().copied())
         .unwrap_or(0)
+}
+
+/// The database ids the WALs' identity records name (0 for none).
+fn wal_database_ids(fs: &dyn FileSystem, directory: &Path, files: &DirectoryFiles) -> Vec<u64> {
+    let first_record = |number: &u64| {
+        let (contents, _) = read_wal_salvaging(fs, &directory.join(wal_file_name(*number))).ok()?;
+        let first = contents.records.first()?;
+        WalBatch::decode(first.as_slice()).ok().filter(is_identity)
+    };
+    files
+        .wals
+        .iter()
+        .filter_map(first_record)
+        .map(|identity| identity.database_id)
+        .collect()
 }
 
 /// `readers` without the segments another database wrote, which go to
@@ -227,18 +285,32 @@ fn without_foreign(
 ) -> Result<Vec<Arc<SstableReader>>> {
     let mut kept = Vec::with_capacity(readers.len());
     for reader in readers {
-        let writer = reader.identity().map_or(0, |i| i.database_id);
-        if owner == 0 || writer == 0 || writer == owner {
-            kept.push(reader);
-            continue;
-        }
-        report.segments_kept = report.segments_kept.saturating_sub(1);
         let name = reader
             .path()
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let why = format!("written by database {writer:016x}, this one is {owner:016x}");
+        let writer = reader.identity().map_or(0, |i| i.database_id);
+        let written_as = reader.identity().map_or(0, |i| i.file_number);
+        let named = match parse_file_name(&name) {
+            Some(FileKind::Segment(number)) => number,
+            _ => 0,
+        };
+        let why = if owner != 0 && writer != 0 && writer != owner {
+            format!("written by database {writer:016x}, this one is {owner:016x}")
+        } else if written_as != 0 && named != 0 && written_as != named {
+            // An older copy of one of this database's segments: merged, its
+            // versions could bring back keys deleted since.
+            format!(
+                "written as {}, not {name}: a copy of an older segment (its writes may have \
+                 been superseded or deleted since)",
+                segment_file_name(written_as)
+            )
+        } else {
+            kept.push(reader);
+            continue;
+        };
+        report.segments_kept = report.segments_kept.saturating_sub(1);
         drop(reader);
         move_to_lost(fs, directory, &name, &why, report)?;
     }
@@ -254,6 +326,9 @@ struct Salvaged {
     range_tombstones: Vec<RangeTombstone>,
     /// The WALs with damage.
     damaged: Vec<SalvagedWal>,
+    /// The number before the highest resume marker's: every write up to it
+    /// was made or burned (`engine/memtable/wal_full.rs`).
+    markers_reached: Option<u64>,
 }
 
 /// Why a WAL whose identity record is `writer` is not this database's
@@ -327,7 +402,20 @@ fn salvage_wals(
             .first()
             .and_then(|record| WalBatch::decode(record.as_slice()).ok())
             .filter(is_identity);
-        if let Some(why) = identity.and_then(|writer| not_ours(&writer, ours)) {
+        let misnamed = identity
+            .as_ref()
+            .filter(|writer| writer.wal_number != 0 && writer.wal_number != *number)
+            .map(|writer| {
+                format!(
+                    "written as {}, not {name}: a copy of an older WAL (its writes may have been \
+                     superseded or deleted since)",
+                    wal_file_name(writer.wal_number)
+                )
+            });
+        let refused = identity
+            .and_then(|writer| not_ours(&writer, ours))
+            .or(misnamed);
+        if let Some(why) = refused {
             move_to_lost(fs, directory, &name, &why, report)?;
             continue;
         }
@@ -350,6 +438,10 @@ fn salvage_wals(
                 }
             };
             let count = batch.mutations.len() as u64;
+            if count == 0 && batch.first_seq > 0 {
+                let reached = batch.first_seq - 1;
+                salvaged.markers_reached = salvaged.markers_reached.max(Some(reached));
+            }
             last_seq = last_seq.max((batch.first_seq + count).saturating_sub(1));
             report.wal_records_kept += 1;
             wal.records_kept += 1;
