@@ -69,3 +69,23 @@ fn a_connection_that_does_not_authenticate_in_time_is_closed() {
     std::thread::sleep(Duration::from_millis(300));
     exchange(&mut authed, &request(&[b"PING"]), b"+PONG\r\n");
 }
+
+/// AUTH and a large SET sent in one write: the reader decodes ahead of the
+/// request it takes (to prefetch gets), but not before the client has
+/// authenticated, so the SET is decoded under the raised limits.
+#[test]
+fn a_large_set_in_the_same_write_as_auth_is_taken() {
+    let server = server();
+    let mut s = server.connect();
+    let value = vec![b'v'; 200 << 10];
+    let mut both = request(&[b"AUTH", TOKEN.as_bytes()]);
+    both.extend(request(&[b"SET", b"k", &value]));
+    both.extend(request(&[b"GET", b"k"]));
+    both.extend(request(&[b"GET", b"missing"]));
+    s.write_all(&both).unwrap();
+    let mut reply = b"+OK\r\n+OK\r\n".to_vec();
+    reply.extend(format!("${}\r\n", value.len()).as_bytes());
+    reply.extend(&value);
+    reply.extend(b"\r\n$-1\r\n");
+    expect(&mut s, &reply);
+}

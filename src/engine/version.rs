@@ -180,7 +180,10 @@ impl SegmentSet {
     /// segments may overlap; a deeper level has at most one segment whose
     /// span holds the key. (No Vec per level: this runs on every get that
     /// misses the memtables.)
-    fn spanning<'a>(&'a self, key: &'a [u8]) -> impl Iterator<Item = &'a Arc<Segment>> + 'a {
+    pub(super) fn spanning<'a>(
+        &'a self,
+        key: &'a [u8],
+    ) -> impl Iterator<Item = &'a Arc<Segment>> + 'a {
         self.levels
             .iter()
             .enumerate()

@@ -35,6 +35,10 @@ use crate::server::connections::ConnectionGuard;
 use crate::server::pipeline::{self, Accepted, Access, Footprint, PipelineConfig};
 use crate::{Db, WriteBatch};
 
+/// Most keys one prefetch asks for (an MGET may name thousands: the
+/// first ones' lines would be evicted before their gets ran).
+const MOST_PREFETCHED_KEYS: usize = 64;
+
 /// A request for the engine.
 #[derive(Debug)]
 pub struct Request {
@@ -358,6 +362,28 @@ impl pipeline::Protocol for Session {
                 commands::strings::mget_within(keys, Db::clone(&db), largest).boxed_local()
             }
             op => commands::execute(op, &self.engine),
+        }
+    }
+
+    /// GETs' and MGETs' keys in database 0 (a hint: another database's
+    /// keys would need a copy each).
+    fn prefetch(&self, requests: &mut dyn Iterator<Item = &Vec<Bytes>>) {
+        if !self.connection.database.prefix().is_empty() {
+            return;
+        }
+        let mut keys: Vec<&[u8]> = Vec::new();
+        for args in requests {
+            match args.split_first() {
+                Some((name, [key])) if name.eq_ignore_ascii_case(b"GET") => keys.push(key),
+                Some((name, many)) if name.eq_ignore_ascii_case(b"MGET") => {
+                    let room = MOST_PREFETCHED_KEYS.saturating_sub(keys.len());
+                    keys.extend(many.iter().take(room).map(|key| &key[..]));
+                }
+                _ => {}
+            }
+        }
+        if keys.len() > 1 {
+            self.engine.store.db_ref().prefetch_gets(&keys);
         }
     }
 

@@ -176,6 +176,22 @@ impl Protocol for Session {
         dispatch::execute(&self.db, &self.checkpoints, command)
     }
 
+    /// Gets' keys.
+    fn prefetch(&self, requests: &mut dyn Iterator<Item = &Frame<Request>>) {
+        let keys: Vec<&[u8]> = requests
+            .filter_map(|frame| match frame {
+                Frame::Message(Request {
+                    command: Some(Command::Get(get)),
+                    ..
+                }) => Some(&get.key[..]),
+                _ => None,
+            })
+            .collect();
+        if keys.len() > 1 {
+            self.db.prefetch_gets(&keys);
+        }
+    }
+
     fn gatherable_put(&self, command: Command) -> Result<Mutation, Command> {
         match command {
             Command::Put(put)

@@ -104,6 +104,14 @@ impl KeyFilter {
         })
     }
 
+    /// Prefetches the block [`KeyFilter::may_contain`] reads for `hash`.
+    pub fn prefetch(&self, hash: u64) {
+        let (block, _) = self.locate(hash);
+        if let Some(word) = self.words.get(block) {
+            crate::format::prefetch(word);
+        }
+    }
+
     /// Memory the filter holds.
     #[cfg(test)]
     pub fn memory_bytes(&self) -> usize {

@@ -149,6 +149,24 @@ impl PointIndex {
         }
     }
 
+    /// Prefetches what [`PointIndex::lookup`] reads for `hash`: the first
+    /// slot of its probe path (`level` 0), then the version it names (1).
+    pub fn prefetch(&self, hash: u64, level: u8) {
+        let Some(slot) = self.probe_path(hash).next() else {
+            return;
+        };
+        if level == 0 {
+            return crate::format::prefetch(slot);
+        }
+        let current = slot.load(Ordering::Relaxed);
+        let position = (current & POSITION_MASK).checked_sub(1);
+        if current & !POSITION_MASK == tag(hash)
+            && let Some(version) = position.and_then(|p| self.versions.get(p as usize))
+        {
+            crate::format::prefetch(version);
+        }
+    }
+
     /// The version slot value `slot` points at, if it is one of `key`'s.
     fn version_of(&self, slot: u64, hash: u64, key: &[u8]) -> Option<&Entry> {
         if slot & !POSITION_MASK != tag(hash) {

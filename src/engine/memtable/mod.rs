@@ -54,6 +54,7 @@ use arc_swap::ArcSwap;
 use tokio::sync::oneshot;
 
 pub use direct::{DirectWrites, Outcome};
+pub use filter::key_hash as filter_hash;
 pub use messages::{
     Close, Flush, FlushDone, FlushFailed, Gauges, MemtableGauges, Mutation, SegmentsChanged, Write,
 };

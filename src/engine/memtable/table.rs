@@ -378,6 +378,28 @@ impl MemTable {
         self.get_at(key, self.visible_seq)
     }
 
+    /// Prefetching a get of the key hashed `hash` ([`key_hash`]), stage by
+    /// stage (see `engine/prefetch.rs`): the key filter's block (`level`
+    /// 0); then, if the filter may hold the key, the point index's slot (1)
+    /// and the version it names (2). False once the filter rules the key
+    /// out (the table cannot answer the get).
+    pub fn prefetch(&self, hash: u64, level: u8) -> bool {
+        let shared = &*self.shared;
+        if let Some(filter) = &shared.filter {
+            if level == 0 {
+                filter.prefetch(hash);
+                return true;
+            }
+            if !filter.may_contain(hash) {
+                return false;
+            }
+        }
+        if let (Some(index), 1..) = (&shared.index, level) {
+            index.prefetch(hash, level - 1);
+        }
+        true
+    }
+
     /// The newest version of `key` at or below `seq`, if this table holds one.
     pub fn get_at(&self, key: &[u8], seq: u64) -> Option<Entry> {
         let shared = &*self.shared;

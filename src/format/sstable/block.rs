@@ -353,6 +353,36 @@ impl Block {
         })
     }
 
+    /// Prefetches this block's point index, if it has one: its header
+    /// first (`level` 0), then (`level` 1, once the header is in the CPU's
+    /// cache) the slot for `key`, then (`level` 2) the entry that slot
+    /// names. A hint only: nothing is built or counted.
+    pub fn prefetch_point(&self, key: &[u8], level: u8) {
+        let Some(points) = self.points.get() else {
+            return;
+        };
+        if level == 0 {
+            return crate::format::prefetch(points);
+        }
+        let Some(points) = points.as_ref() else {
+            return;
+        };
+        let hash = key_hash(key);
+        let mask = points.slots.len().wrapping_sub(1);
+        let Some(slot) = points.slots.get(hash as usize & mask) else {
+            return;
+        };
+        if level == 1 {
+            return crate::format::prefetch(slot);
+        }
+        let at = (*slot & 0xFFFF) as usize;
+        if *slot >> 16 == slot_tag(hash)
+            && let Some(byte) = at.checked_sub(1).and_then(|at| self.data.get(at))
+        {
+            crate::format::prefetch(byte);
+        }
+    }
+
     /// The entry for `key`, if the block holds one; `Malformed` if an entry
     /// the lookup read is bad (only possible in a version-3 block).
     pub(super) fn get(&self, key: &[u8]) -> Result<Option<Entry>, Malformed> {

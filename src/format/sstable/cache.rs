@@ -134,6 +134,43 @@ impl BlockCache {
         None
     }
 
+    /// Block `index` of `table`, if cached, without counting a hit or
+    /// marking it referenced (for prefetching: the get that follows counts).
+    pub fn peek(&self, table: u64, index: u32) -> Option<Arc<CachedBlock>> {
+        let (set, tags, tag) = self.set(table, index);
+        let way = tags
+            .iter()
+            .position(|hint| hint.load(Ordering::Relaxed) == tag)?;
+        let held = set.get(way)?.load_full()?;
+        (held.table == table && held.index == index).then_some(held)
+    }
+
+    /// Prefetches the tags and slots of the set [`BlockCache::get`] reads
+    /// for block `index` of `table`.
+    pub fn prefetch_set(&self, table: u64, index: u32) {
+        let (set, tags, _) = self.set(table, index);
+        if let (Some(slot), Some(tag)) = (set.first(), tags.first()) {
+            crate::format::prefetch(slot);
+            crate::format::prefetch(tag);
+        }
+    }
+
+    /// Prefetches the cached block itself (its header: the block's fields
+    /// and the `Arc`'s counts), if the set holds it; the set should be in
+    /// the CPU's cache already ([`BlockCache::prefetch_set`]).
+    pub fn prefetch_block(&self, table: u64, index: u32) {
+        let (set, tags, tag) = self.set(table, index);
+        for (slot, hint) in set.iter().zip(tags) {
+            if hint.load(Ordering::Relaxed) == tag {
+                // The pointer only: nothing behind it is read here.
+                if let Some(cached) = slot.load().as_ref() {
+                    crate::format::prefetch(&**cached);
+                }
+                return;
+            }
+        }
+    }
+
     /// Whether block `index` of `table`, just missed, should be cached when
     /// read: true if it was missed recently ([`BlockCache::missed_once`]).
     /// False for a cache of capacity 0.

@@ -87,6 +87,44 @@ impl SstableReader {
         self.filter.may_contain(key)
     }
 
+    /// Prefetching a get of `key` in this table, stage by stage (see
+    /// `engine/prefetch.rs`); each stage reads only what the one before
+    /// brought into the CPU's cache, and prefetches what the next reads.
+    /// Stage 0: the filter's bytes.
+    pub fn prefetch_filter(&self, key: &[u8]) {
+        self.filter.prefetch(key);
+    }
+
+    /// Stage 1: the block that would hold `key` if the filter lets it
+    /// through (`None` otherwise), its cache set prefetched.
+    pub fn prefetch_block_set(&self, key: &[u8], cache: &BlockCache) -> Option<u32> {
+        if !self.filter.may_contain(key) {
+            return None;
+        }
+        let block = u32::try_from(self.block_for(key)).ok()?;
+        cache.prefetch_set(self.id, block);
+        Some(block)
+    }
+
+    /// Stage 2: the cached block's header, if the cache holds it.
+    pub fn prefetch_cached_block(&self, block: u32, cache: &BlockCache) {
+        cache.prefetch_block(self.id, block);
+    }
+
+    /// Stage 3 and on: the block's point index (`level` 0), its slot for
+    /// `key` (1), the entry the slot names (2); the block is taken from the
+    /// cache at level 0 and kept by the caller for the next levels.
+    pub fn prefetch_in_block(
+        &self,
+        key: &[u8],
+        block: u32,
+        cache: &BlockCache,
+    ) -> Option<Arc<CachedBlock>> {
+        let cached = cache.peek(self.id, block)?;
+        cached.block.prefetch_point(key, 0);
+        Some(cached)
+    }
+
     /// Looks `key` up: the filter first, then at most one data block.
     /// `Corruption` if that block is bad.
     pub fn get(&self, key: &[u8]) -> Result<Lookup> {

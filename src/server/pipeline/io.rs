@@ -4,6 +4,7 @@
 //! a buffer's budget once the socket has taken all of it, with no lock and
 //! no message.
 
+use std::collections::VecDeque;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context as TaskContext, Poll};
@@ -22,6 +23,21 @@ use super::{Connection, PipelineConfig, Protocol};
 use crate::server::timeouts::{RequestProgress, TimedRead, Tracked};
 
 type Requests<D> = FramedRead<TimedRead<OwnedReadHalf>, Tracked<D>>;
+type Item<P> = <<P as Protocol>::Decoder as tokio_util::codec::Decoder>::Item;
+
+/// Most requests decoded ahead of the one being taken, for
+/// [`Protocol::prefetch`].
+pub const READ_AHEAD_REQUESTS: usize = 16;
+/// Decoding ahead stops once the requests decoded ahead hold this many
+/// bytes (they were in the read buffer already; held decoded, they are not
+/// charged to the connection's budget until taken).
+pub const READ_AHEAD_BYTES: usize = 64 << 10;
+
+/// How the socket ended, once the requests decoded before it are taken.
+enum StreamEnd {
+    Failed(std::io::Error),
+    Closed,
+}
 
 /// Reads requests while the connection's budget allows; ends at EOF, a
 /// read error (a timeout included), or shutdown.
@@ -31,7 +47,14 @@ pub(super) struct Reader<P: Protocol> {
     shutdown: LocalBoxFuture<'static, ()>,
     /// The decoder's limits have been raised after authentication.
     raised: bool,
+    /// Requests decoded, not yet taken, with their wire bytes.
+    ahead: VecDeque<(usize, Item<P>)>,
+    /// What the socket gave after `ahead`'s requests.
+    end: Option<StreamEnd>,
 }
+
+// Nothing of a reader is pinned in place: it is polled through `get_mut`.
+impl<P: Protocol> Unpin for Reader<P> {}
 
 impl<P: Protocol> Reader<P> {
     pub(super) fn new(read: OwnedReadHalf, decoder: P::Decoder, config: &PipelineConfig) -> Self {
@@ -49,6 +72,8 @@ impl<P: Protocol> Reader<P> {
                 let _ = shutdown.wait_for(|&stop| stop).await;
             }),
             raised: false,
+            ahead: VecDeque::new(),
+            end: None,
         }
     }
 }
@@ -96,21 +121,51 @@ impl<P: Protocol> Reader<P> {
                 connection.protocol.raise_limits(decoder);
                 self.raised = true;
             }
+            if self.ahead.is_empty() && self.end.is_none() && !self.read_ahead(connection, task) {
+                return Poll::Pending;
+            }
+            if let Some((bytes, request)) = self.ahead.pop_front() {
+                connection.on_request(bytes, request, ctx);
+                continue;
+            }
+            match self.end.take() {
+                Some(StreamEnd::Failed(e)) => connection.on_read_error(&e, ctx),
+                Some(StreamEnd::Closed) | None => connection.on_end_of_requests(ctx),
+            }
+            return Poll::Ready(());
+        }
+    }
+
+    /// Decodes the requests the socket has, up to the read-ahead limits
+    /// (one before the client has authenticated: the decoder's limits
+    /// change then), and lets the protocol prefetch for them. False if the
+    /// socket had nothing (its waker is registered).
+    fn read_ahead(&mut self, connection: &Connection<P>, task: &mut TaskContext<'_>) -> bool {
+        let most = match connection.protocol.authenticated() {
+            true => READ_AHEAD_REQUESTS,
+            false => 1,
+        };
+        let mut held = 0;
+        while self.ahead.len() < most && held < READ_AHEAD_BYTES {
             match self.requests.poll_next_unpin(task) {
                 Poll::Ready(Some(Ok((bytes, request)))) => {
-                    connection.on_request(bytes, request, ctx)
+                    held += bytes;
+                    self.ahead.push_back((bytes, request));
                 }
-                Poll::Ready(Some(Err(e))) => {
-                    connection.on_read_error(&e, ctx);
-                    return Poll::Ready(());
-                }
-                Poll::Ready(None) => {
-                    connection.on_end_of_requests(ctx);
-                    return Poll::Ready(());
-                }
-                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Err(e))) => self.end = Some(StreamEnd::Failed(e)),
+                Poll::Ready(None) => self.end = Some(StreamEnd::Closed),
+                Poll::Pending => break,
+            }
+            if self.end.is_some() {
+                break;
             }
         }
+        if self.ahead.len() > 1 {
+            connection
+                .protocol
+                .prefetch(&mut self.ahead.iter().map(|(_, r)| r));
+        }
+        !self.ahead.is_empty() || self.end.is_some()
     }
 }
 

@@ -25,6 +25,13 @@
 //!   (one WAL record, one turn, one sync) when the pass ends or another
 //!   request is dispatched; each is answered in its own slot
 //!   ([`Protocol::gatherable_put`]);
+//! - **prefetched reads**: once the client has authenticated, the reader
+//!   decodes up to [`io::READ_AHEAD_REQUESTS`] requests (at most
+//!   [`io::READ_AHEAD_BYTES`] of them) before taking the first, and the
+//!   protocol prefetches what their gets will read
+//!   ([`Protocol::prefetch`]): a pipelined pass's gets then wait for memory
+//!   together, not one after another. They are taken one at a time as
+//!   before, under the same checks;
 //! - **in-flight limit**: at most `max_in_flight` requests unanswered;
 //! - **timeouts**: idle and half-sent requests ([`super::timeouts`]), and a
 //!   connection that has not authenticated within `auth_timeout`;
@@ -111,6 +118,11 @@ pub trait Protocol: Sized + Unpin + 'static {
     fn gatherable_put(&self, op: Self::Op) -> Result<Mutation, Self::Op> {
         Err(op)
     }
+    /// A hint: `requests` (decoded, in order) are the next ones the
+    /// connection will take. The protocol may prefetch what their reads
+    /// will touch ([`crate::Db::prefetch_gets`]), so that their memory
+    /// loads overlap; it must change nothing a request can observe.
+    fn prefetch(&self, _requests: &mut dyn Iterator<Item = &<Self::Decoder as Decoder>::Item>) {}
     /// Writes `batch`, the puts [`Protocol::gatherable_put`] gave, as one engine
     /// write; the reply is every one of those puts' reply.
     fn write_puts(&self, batch: WriteBatch) -> LocalBoxFuture<'static, Self::Reply>;
