@@ -44,7 +44,12 @@ async fn prefetching_changes_nothing_a_get_or_the_stats_can_see() {
     db.prefetch_gets(&[]);
     db.prefetch_gets(&refs[..1]);
     let after = stats(&db).await;
-    for counter in ["gets", "block_cache_hits", "block_cache_misses", "bloom_filter_hits"] {
+    for counter in [
+        "gets",
+        "block_cache_hits",
+        "block_cache_misses",
+        "bloom_filter_hits",
+    ] {
         assert_eq!(before.get(counter), after.get(counter), "{counter} changed");
     }
     for i in (0..700).step_by(7) {
@@ -54,7 +59,11 @@ async fn prefetching_changes_nothing_a_get_or_the_stats_can_see() {
             _ => None,
         };
         let got = db.get(key(i)).await.unwrap();
-        assert_eq!(got.as_deref(), want.as_deref().map(str::as_bytes), "key {i}");
+        assert_eq!(
+            got.as_deref(),
+            want.as_deref().map(str::as_bytes),
+            "key {i}"
+        );
     }
     db.close().await.unwrap();
 }
