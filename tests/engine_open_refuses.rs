@@ -901,3 +901,19 @@ async fn repair_sets_aside_a_manifest_from_another_database() {
     assert_eq!(report.keys, 300);
     assert_repaired_holds_everything(dir.path()).await;
 }
+
+/// A live segment that was only renamed (its own name free, the old
+/// MANIFEST still listing it) is the only copy of its writes: repair
+/// merges it rather than moving it to `lost/` as an older copy.
+#[actix_rt::test]
+async fn repair_merges_a_live_segment_that_was_only_renamed() {
+    let dir = tempfile::tempdir().unwrap();
+    populated(dir.path()).await;
+    let newest = segments(dir.path()).pop().unwrap();
+    std::fs::rename(&newest, dir.path().join("000999.sst")).unwrap();
+    let report = repair_database(&Options::new(dir.path())).unwrap();
+    assert!(report.lost.is_empty(), "{:?}", report.lost);
+    assert!(report.missing.is_empty(), "{:?}", report.missing);
+    assert_eq!(report.keys, 300);
+    assert_repaired_holds_everything(dir.path()).await;
+}

@@ -17,9 +17,11 @@
 //!    another (a manifest copied in from another database: it goes to
 //!    `lost/`, and the files decide); without a manifest, the one most
 //!    segments and WALs name. A segment or WAL whose identity gives another
-//!    file number than its name (an older copy of one of this database's
-//!    files, put back) goes to `lost/` as well: merged, its versions would
-//!    bring back keys deleted since.
+//!    file number than its name goes to `lost/` as well when it is an older
+//!    copy of one of this database's files, put back (the file it was
+//!    written as is still there, or the old manifest no longer lists it as
+//!    live): merged, its versions would bring back keys deleted since. A
+//!    live file that was only renamed is merged.
 //!
 //!    When the old manifest records a clean close past the last write the
 //!    kept files hold, the report says how many acknowledged writes are
@@ -125,18 +127,32 @@ pub fn repair_database(options: &Options) -> Result<RepairReport> {
         move_to_lost(fs, directory, MANIFEST_FILE, &why, &mut report)?;
         old_manifest = None;
     }
-    let readers = without_foreign(fs, directory, readers, owner, &mut report)?;
+    let older_copy = |written_as: u64| {
+        files.segments.contains(&written_as)
+            || old_manifest
+                .as_ref()
+                .is_some_and(|m| !m.segments.iter().any(|s| s.file_number == written_as))
+    };
+    let readers = without_foreign(fs, directory, readers, owner, &older_copy, &mut report)?;
     let lineage = old_manifest.as_ref().map_or(0, |m| m.wal_lineage);
     let ours = WalIdentity {
         database_id: owner,
         wal_lineage: lineage,
     };
-    let salvaged = salvage_wals(fs, directory, &files, ours, &mut report)?;
+    let oldest_live_wal = old_manifest.as_ref().map_or(0, |m| m.oldest_live_wal);
+    let salvaged = salvage_wals(fs, directory, &files, ours, oldest_live_wal, &mut report)?;
     if let Some(manifest) = &old_manifest {
         report.missing = manifest
             .segments
             .iter()
             .filter(|meta| !files.segments.contains(&meta.file_number))
+            // Renamed, but kept and merged under its new name.
+            .filter(|meta| {
+                let written_as = |r: &Arc<SstableReader>| r.identity().map(|i| i.file_number);
+                !readers
+                    .iter()
+                    .any(|r| written_as(r) == Some(meta.file_number))
+            })
             .map(|meta| (segment_file_name(meta.file_number), meta.entry_count))
             .collect();
     }
@@ -154,6 +170,7 @@ pub fn repair_database(options: &Options) -> Result<RepairReport> {
         .chain(std::iter::once(memtable_max_seq(&salvaged.memtable)))
         .chain(tombstones.iter().map(|t| t.seq))
         .chain(salvaged.markers_reached)
+        .chain(old_manifest.as_ref().map(|m| m.flushed_seq))
         .max()
         .unwrap_or(0);
     let closed_at = old_manifest.as_ref().map_or(0, |m| m.closed_at_seq);
@@ -281,6 +298,7 @@ fn without_foreign(
     directory: &Path,
     readers: Vec<Arc<SstableReader>>,
     owner: u64,
+    older_copy: &dyn Fn(u64) -> bool,
     report: &mut RepairReport,
 ) -> Result<Vec<Arc<SstableReader>>> {
     let mut kept = Vec::with_capacity(readers.len());
@@ -298,7 +316,7 @@ fn without_foreign(
         };
         let why = if owner != 0 && writer != 0 && writer != owner {
             format!("written by database {writer:016x}, this one is {owner:016x}")
-        } else if written_as != 0 && named != 0 && written_as != named {
+        } else if written_as != 0 && named != 0 && written_as != named && older_copy(written_as) {
             // An older copy of one of this database's segments: merged, its
             // versions could bring back keys deleted since.
             format!(
@@ -391,6 +409,7 @@ fn salvage_wals(
     directory: &Path,
     files: &DirectoryFiles,
     ours: WalIdentity,
+    oldest_live_wal: u64,
     report: &mut RepairReport,
 ) -> Result<Salvaged> {
     let mut salvaged = Salvaged::default();
@@ -402,9 +421,13 @@ fn salvage_wals(
             .first()
             .and_then(|record| WalBatch::decode(record.as_slice()).ok())
             .filter(is_identity);
+        // Renamed but still the only copy of a live WAL: kept.
+        let older_copy =
+            |written_as: u64| files.wals.contains(&written_as) || written_as < oldest_live_wal;
         let misnamed = identity
             .as_ref()
             .filter(|writer| writer.wal_number != 0 && writer.wal_number != *number)
+            .filter(|writer| older_copy(writer.wal_number))
             .map(|writer| {
                 format!(
                     "written as {}, not {name}: a copy of an older WAL (its writes may have been \

@@ -104,7 +104,6 @@ pub enum FileKind {
     Lock,
 }
 
-/// The file name of WAL number `number`.
 /// Asks the CPU to start loading the cache line holding `value` and not to
 /// wait for it: a read of it soon after then finds it in the cache. A hint
 /// only (it reads nothing the program sees); elsewhere than on x86_64 it
@@ -123,6 +122,7 @@ pub fn prefetch<T: ?Sized>(value: &T) {
     let _ = value;
 }
 
+/// The file name of WAL number `number`.
 pub fn wal_file_name(number: u64) -> String {
     format!("{number:06}.wal")
 }

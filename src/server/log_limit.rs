@@ -38,7 +38,10 @@ impl LogLimiter {
 
     fn admit_at(&self, now_ms: u64) -> Option<u64> {
         let next = self.next_ms.load(Ordering::Relaxed);
-        let won = now_ms >= next
+        // A clock stepped back by more than the interval lets a line through
+        // rather than holding every line back until it catches up.
+        let stepped_back = now_ms.saturating_add(INTERVAL_MS) < next;
+        let won = (now_ms >= next || stepped_back)
             && self
                 .next_ms
                 .compare_exchange(
@@ -83,6 +86,8 @@ mod tests {
         assert_eq!(limiter.admit_at(11_500), None);
         assert_eq!(limiter.admit_at(13_000), Some(1));
         assert_eq!(limiter.admit_at(13_000), None);
+        // The clock stepped back 10 s: not silent for 10 s.
+        assert_eq!(limiter.admit_at(3_000), Some(1));
     }
 
     #[test]

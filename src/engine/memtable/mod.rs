@@ -165,6 +165,8 @@ pub struct MemtableActor {
     /// its time is counted in `write_stall_micros` already (a stats call
     /// counts the time so far, so a long stall shows while it lasts).
     stalled_since: Option<(Instant, Instant)>,
+    /// A WAL rotation's job is in flight (`freeze`).
+    rotating: bool,
     /// The sequence numbers the last failed group burned (first, last),
     /// once writes resumed after it (see `wal_full.rs`).
     burned: Option<(u64, u64)>,
@@ -224,6 +226,7 @@ impl MemtableActor {
             flush_waiters: Vec::new(),
             stalled_since: None,
             burned: None,
+            rotating: false,
             closing: None,
             lock: Some(start.lock),
             record_scratch: Vec::new(),
@@ -536,6 +539,7 @@ impl MemtableActor {
         self.publish();
         let (options, lock) = (self.options.clone(), self.lock.clone());
         let identity = self.file_numbers.wal_identity();
+        self.rotating = true;
         let job = actix_rt::task::spawn_blocking(move || {
             let _lock = lock;
             if sync_old {
@@ -545,6 +549,7 @@ impl MemtableActor {
             create_wal(&options, number, identity)
         });
         ctx.spawn(job.into_actor(self).map(move |joined, act, ctx| {
+            act.rotating = false;
             let mut next_wal = None;
             match joined.unwrap_or_else(|e| Err(thread_error("WAL rotation", &e))) {
                 Ok(wal) => {

@@ -101,16 +101,22 @@ impl MemtableActor {
     /// unless that ends in numbers a failed group burned and no write came
     /// after them (the WALs then end at the resume marker: a later open
     /// finds writes up to the number before it).
+    /// During a second pause the first one's burned numbers may still end
+    /// the published bound (no write made it between the two), so both
+    /// ranges are looked at, newest first.
     pub(super) fn clean_close_seq(&self) -> u64 {
-        let published = self.direct.published();
-        let burned = match &self.wal_full {
-            Some(full) => Some((full.resume_from, u64::MAX)),
-            None => self.burned,
-        };
-        match burned {
-            Some((first, last)) if (first..=last).contains(&published) => first.saturating_sub(1),
-            _ => published,
+        let mut published = self.direct.published();
+        if let Some(full) = &self.wal_full
+            && published >= full.resume_from
+        {
+            published = full.resume_from.saturating_sub(1);
         }
+        if let Some((first, last)) = self.burned
+            && (first..=last).contains(&published)
+        {
+            published = first.saturating_sub(1);
+        }
+        published
     }
 
     /// The error writes get while the disk is full, if it is.
@@ -134,6 +140,11 @@ impl MemtableActor {
         };
         if self.closing.is_some() || self.poisoned.is_some() {
             return;
+        }
+        if self.rotating {
+            // Its frozen memtable must reach the segment manager before
+            // `WalResumed` does, and its new WAL must not replace this one.
+            return self.retry_later(ctx);
         }
         let resume_from = full.resume_from;
         let abandoned = full.abandoned.clone();

@@ -368,6 +368,8 @@ pub fn not_an_integer() -> Reply {
 
 /// Limits the lines of replied I/O errors: on a full disk every write gets one.
 static IO_ERRORS_LOGGED: LogLimiter = LogLimiter::new();
+/// The same for writes refused by a poisoned database (its own line).
+static REFUSALS_LOGGED: LogLimiter = LogLimiter::new();
 
 /// An engine error as a reply: `ERR ` and the engine's message.
 pub fn engine_error(error: &crate::Error) -> Reply {
@@ -382,7 +384,7 @@ pub fn engine_error(error: &crate::Error) -> Reply {
             }
         }
         crate::Error::Poisoned { .. } => {
-            if let Some(held_back) = IO_ERRORS_LOGGED.admit() {
+            if let Some(held_back) = REFUSALS_LOGGED.admit() {
                 let more = held_back_suffix(held_back);
                 log::warn!("refused a write to a RESP client: {error}{more}");
             }
