@@ -40,7 +40,14 @@ pub const EXPIRY_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from
 /// The segment set changed.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct SetChanged(pub Arc<SegmentSet>);
+pub struct SetChanged {
+    pub set: Arc<SegmentSet>,
+    /// `Counters::extra_segment_checks` when the set changed: gets' checks
+    /// count toward a read-triggered merge from then, not from when this
+    /// message is handled (gets made meanwhile, on other threads, paid for
+    /// the new set too).
+    pub checks_at: u64,
+}
 
 /// Merges everything into one sorted run, dropping tombstones; answered
 /// once installed.
@@ -455,8 +462,8 @@ impl Handler<SetChanged> for Compactor {
     type Result = ();
     fn handle(&mut self, msg: SetChanged, ctx: &mut Context<Self>) {
         self.stalled = false;
-        self.checks_at_change = self.counters.extra_segment_checks.load(Ordering::Relaxed);
-        self.adopt(msg.0);
+        self.checks_at_change = self.checks_at_change.max(msg.checks_at);
+        self.adopt(msg.set);
         self.maybe_start(ctx);
     }
 }

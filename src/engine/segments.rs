@@ -12,6 +12,7 @@ use std::collections::VecDeque;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -286,7 +287,10 @@ impl SegmentManager {
         // The compactor first: once the memtable answers a flush, the
         // caller's next CompactAll must find the flushed segment in the set.
         if let Some(compactor) = &self.compactor {
-            compactor.do_send(SetChanged(self.set.clone()));
+            compactor.do_send(SetChanged {
+                set: self.set.clone(),
+                checks_at: self.counters.extra_segment_checks.load(Ordering::Relaxed),
+            });
         }
         if let Some(memtable) = &self.memtable {
             match flushed_wal {
@@ -587,7 +591,10 @@ impl Actor for SegmentManager {
 impl Handler<Connect> for SegmentManager {
     type Result = ();
     fn handle(&mut self, msg: Connect, _: &mut Context<Self>) {
-        msg.compactor.do_send(SetChanged(self.set.clone()));
+        msg.compactor.do_send(SetChanged {
+            set: self.set.clone(),
+            checks_at: self.counters.extra_segment_checks.load(Ordering::Relaxed),
+        });
         self.memtable = Some(msg.memtable);
         self.compactor = Some(msg.compactor);
     }
