@@ -13,10 +13,13 @@ use std::time::{Duration, Instant};
 use naive_kv::fs::{DirectoryLock, FileSystem, ReadableFile, StdFs, WritableFile};
 use naive_kv::{Db, Error};
 
-/// The real file system, reporting whatever free space the test sets.
+/// The real file system, reporting whatever free space the test sets;
+/// while `held` is set, a segment file cannot be created (the creating
+/// thread waits), so flushes and compactions wait.
 #[derive(Debug, Default)]
 struct TightFs {
     free: AtomicU64,
+    held: AtomicBool,
 }
 
 impl FileSystem for TightFs {
@@ -24,6 +27,10 @@ impl FileSystem for TightFs {
         StdFs.create_dir_all(path)
     }
     fn create(&self, path: &Path) -> io::Result<Box<dyn WritableFile>> {
+        let segment = path.to_string_lossy().contains(".sst");
+        while segment && self.held.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
         StdFs.create(path)
     }
     fn open(&self, path: &Path) -> io::Result<Arc<dyn ReadableFile>> {
@@ -181,56 +188,13 @@ async fn writes_behind_a_compaction_refused_for_space_fail_then_resume_when_spac
     db.close().await.unwrap();
 }
 
-/// The real file system, whose segment files cannot be created while
-/// `held` is set (the creating thread waits): flushes and compactions wait.
-#[derive(Debug, Default)]
-struct SlowSegmentsFs {
-    held: AtomicBool,
-}
-
-impl FileSystem for SlowSegmentsFs {
-    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
-        StdFs.create_dir_all(path)
-    }
-    fn create(&self, path: &Path) -> io::Result<Box<dyn WritableFile>> {
-        let segment = path.to_string_lossy().contains(".sst");
-        while segment && self.held.load(Ordering::Relaxed) {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        StdFs.create(path)
-    }
-    fn open(&self, path: &Path) -> io::Result<Arc<dyn ReadableFile>> {
-        StdFs.open(path)
-    }
-    fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
-        StdFs.read(path)
-    }
-    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        StdFs.rename(from, to)
-    }
-    fn remove_file(&self, path: &Path) -> io::Result<()> {
-        StdFs.remove_file(path)
-    }
-    fn sync_dir(&self, path: &Path) -> io::Result<()> {
-        StdFs.sync_dir(path)
-    }
-    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
-        StdFs.list_dir(path)
-    }
-    fn lock(&self, path: &Path) -> io::Result<Box<dyn DirectoryLock>> {
-        StdFs.lock(path)
-    }
-    fn available_bytes(&self, _: &Path) -> io::Result<Option<u64>> {
-        Ok(None)
-    }
-}
-
 /// A stall still going on shows in `write_stall_micros` (it was added only
 /// when the stall ended: a writer held back for minutes showed 0).
 #[actix_rt::test]
 async fn a_stall_counts_in_the_stats_while_it_lasts() {
     let dir = tempfile::tempdir().unwrap();
-    let fs = Arc::new(SlowSegmentsFs::default());
+    let fs = Arc::new(TightFs::default());
+    fs.free.store(u64::MAX, Ordering::Relaxed);
     let mut options = common::tiny_options(dir.path());
     options.fs = fs.clone();
     let db = Db::open(options).await.unwrap();
