@@ -147,6 +147,9 @@ async fn a_truncated_segment_is_refused() {
     std::fs::write(sst, &bytes[..bytes.len() / 2]).unwrap();
     assert_refused(dir.path(), ".sst", "").await;
     assert_check_reports(dir.path(), ".sst");
+    // The damaged one is counted among those checked.
+    let report = check_database(&naive_kv::fs::StdFs, dir.path()).unwrap();
+    assert_eq!(report.segments_checked, segments(dir.path()).len());
 }
 
 #[actix_rt::test]

@@ -34,9 +34,11 @@ pub struct CheckReport {
     pub problems: Vec<Finding>,
     /// Worth knowing, harmless (leftovers open removes, torn WAL tails).
     pub notes: Vec<Finding>,
-    /// Segments read whole.
+    /// Segments the MANIFEST names that were read, those with a problem
+    /// included (the summary said "checked 1 segment(s)" of two when one was
+    /// damaged).
     pub segments_checked: usize,
-    /// Entries read from them.
+    /// Entries read from the segments read whole.
     pub entries_checked: u64,
     /// WALs read.
     pub wals_checked: usize,
@@ -135,6 +137,7 @@ fn check_named_segments(
         let name = segment_file_name(meta.file_number);
         let checked = Segment::open(fs, directory, meta.clone(), manifest.database_id)
             .and_then(|segment| read_whole(&segment.reader));
+        report.segments_checked += 1;
         match checked {
             Ok(entries) if entries != meta.entry_count => report.problem(
                 &name,
@@ -143,10 +146,7 @@ fn check_named_segments(
                     meta.entry_count
                 ),
             ),
-            Ok(entries) => {
-                report.segments_checked += 1;
-                report.entries_checked += entries;
-            }
+            Ok(entries) => report.entries_checked += entries,
             Err(error) => report.problem(&name, error.client_message()),
         }
     }
