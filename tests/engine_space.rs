@@ -137,7 +137,8 @@ async fn compacting_a_fully_deleted_database_leaves_nothing() {
     db.compact().await.unwrap();
     let stats = db.stats().await.unwrap();
     assert_eq!(stats.get("live_segments"), 0, "{stats:?}");
-    assert_eq!(stats.get("bytes_on_disk"), 0, "{stats:?}");
+    // The live WAL's identity record (`engine/wal_identity.rs`), no more.
+    assert!(stats.get("bytes_on_disk") < 100, "{stats:?}");
     assert_eq!(sst_count(dir.path()), 0);
     let page = db.scan(ScanRequest::all()).await.unwrap();
     assert!(page.entries.is_empty());

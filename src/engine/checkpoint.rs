@@ -96,8 +96,7 @@ pub fn write_checkpoint(
         database_id: numbers.database_id(),
         wal_lineage: new_database_id(),
     };
-    let wal = create_wal(fs, target, wal_number, identity)?;
-    wal.sync()?;
+    let wal = create_wal(fs, target, wal_number, identity, flushed_seq)?;
     drop(wal);
     let manifest = Manifest {
         next_file_number: numbers.peek(),

@@ -154,7 +154,14 @@ pub fn recover(options: &Options) -> Result<Recovered> {
         last_seq,
     )?;
     let wal_number = file_numbers.allocate();
-    let wal = create_wal(fs, directory, wal_number, file_numbers.wal_identity())?;
+    // Everything replayed is in a segment by now: the new WAL follows it.
+    let wal = create_wal(
+        fs,
+        directory,
+        wal_number,
+        file_numbers.wal_identity(),
+        last_seq,
+    )?;
     let manifest = Manifest {
         next_file_number: file_numbers.peek(),
         flushed_seq: last_seq,

@@ -25,7 +25,11 @@
 //!   empty (a crash just after a WAL rotation) the sequence shows no hole.
 //!
 //! - A WAL's identity record (`engine/wal_identity.rs`), if it has one,
-//!   must name this database and the WAL's own number.
+//!   must name this database and the WAL's own number. If it says which
+//!   write the WAL was started after (`follows_seq`), the segments and the
+//!   WALs before a live one must reach that write: an older WAL cut at a
+//!   record boundary, emptied or deleted beside a newer WAL that holds no
+//!   write yet leaves no hole in the sequence, only this.
 //!
 //! Any disagreement is refused with [`Error::Corruption`] naming the file,
 //! so that open never serves a database with a hole in it.
@@ -146,6 +150,20 @@ impl SeqChain {
         Ok(RecordFate::Flushed)
     }
 
+    /// Checks the identity record of a live WAL created after write
+    /// `follows_seq` (0: it does not say): the segments and the WALs before
+    /// it must hold every write up to there.
+    pub fn wal_follows(&self, follows_seq: u64) -> Result<(), String> {
+        let last = self.last_seq();
+        if follows_seq <= last {
+            return Ok(());
+        }
+        Err(format!(
+            "writes {}..={follows_seq} are missing: this WAL was started after write              {follows_seq}, but the segments and the WALs before it end at {last} (an              older WAL was cut short, emptied or deleted)",
+            last + 1
+        ))
+    }
+
     /// Checks a record from a WAL the manifest calls obsolete.
     pub fn obsolete_record(&self, first_seq: u64, count: u64) -> Result<(), String> {
         match record_last_seq(first_seq, count)? {
@@ -211,6 +229,9 @@ pub fn replay_wals(
                     wal_lineage: manifest.wal_lineage,
                 };
                 check_identity(&batch, number, ours).map_err(corrupt)?;
+                if !obsolete {
+                    chain.wal_follows(batch.follows_seq).map_err(corrupt)?;
+                }
                 progress.record_done(record.len());
                 continue;
             }
@@ -360,6 +381,23 @@ mod tests {
         assert_eq!(chain.live_record(13, 1), Ok(RecordFate::Apply));
         assert_eq!(chain.live_record(14, 0), Ok(RecordFate::Flushed));
         assert_eq!(chain.last_seq(), 13);
+    }
+
+    /// A WAL started after write 9 (its identity says so) needs writes
+    /// through 9 before it: a rotation's older WAL cut short is refused.
+    #[test]
+    fn a_wal_must_follow_the_writes_its_identity_names() {
+        let mut chain = SeqChain::after(3);
+        assert_eq!(chain.wal_follows(0), Ok(()), "0 says nothing");
+        assert_eq!(chain.wal_follows(3), Ok(()), "flushed through 3");
+        assert_eq!(chain.live_record(4, 6), Ok(RecordFate::Apply));
+        assert_eq!(chain.wal_follows(9), Ok(()));
+        let error = chain.wal_follows(12).unwrap_err();
+        assert!(error.contains("writes 10..=12 are missing"), "{error}");
+        // After a resume marker the WALs end just before it.
+        assert_eq!(chain.live_record(10, 0), Ok(RecordFate::Flushed));
+        assert_eq!(chain.wal_follows(9), Ok(()));
+        assert!(chain.wal_follows(10).is_err());
     }
 
     #[test]

@@ -5,9 +5,8 @@
 //! its own. A WAL has no header of its own (`format/wal.rs`), so each one the
 //! engine creates starts with an *identity record*: a `WalBatch` with no
 //! mutations, sequence number 0, and `database_id` and `wal_number` set. It is
-//! written in front of the WAL's first append, in the same write, so a WAL
-//! that never held a write stays empty (and takes no preallocated space),
-//! and whatever sync covers that first write covers it too.
+//! written and synced when the WAL is created, before its directory entry is
+//! synced, so every WAL the engine starts holds at least this record.
 //!
 //! At open, [`check_identity`] refuses a WAL whose identity names another
 //! database, or another number than its file name's: a WAL copied in from
@@ -22,15 +21,26 @@
 //! without it a WAL written by a restored checkpoint, copied into the source
 //! under its own name, would pass as the source's.
 //!
-//! Compatibility: WALs written before identity records have none and are
-//! read as before. A build that predates them takes an identity record for
-//! an empty resume marker (`replay.rs`) and reads on: it replays the WAL's
-//! writes correctly, but without the identity check, and it lets the next
-//! record's sequence number jump as after a marker.
+//! And it says where the WALs before it end: `follows_seq`, the highest
+//! sequence number written before the WAL was created, set only when every
+//! write up to it was durable by then (a rotation syncs the old WAL first
+//! unless the sync policy is `None`; open flushes what it replayed into a
+//! segment). Replay (`replay.rs`) refuses a live WAL whose older WALs and
+//! segments end before its `follows_seq`. Without it, a crash just after a
+//! rotation left the new WAL empty, and an older WAL cut at a record
+//! boundary opened without its last writes and with no error. Under `None`
+//! it is 0: a power loss may legitimately take the old WAL's unsynced tail.
 //!
-//! An identity record torn with the first write (a crash during that
-//! append) is a torn tail like any other: the WAL then holds no
-//! acknowledged write.
+//! Compatibility: WALs written before identity records have none and are
+//! read as before, and so are identity records without `follows_seq`. A
+//! build that predates identity records takes one for an empty resume
+//! marker (`replay.rs`) and reads on: it replays the WAL's writes
+//! correctly, but without the identity check, and it lets the next
+//! record's sequence number jump as after a marker. A build that predates
+//! `follows_seq` ignores the field.
+//!
+//! A crash while the identity record is written leaves a torn tail like any
+//! other, in a WAL that holds no write.
 
 use std::path::Path;
 
@@ -43,30 +53,49 @@ use crate::format::wal_file_name;
 use crate::fs::FileSystem;
 use crate::proto::storage::WalBatch;
 
-/// Creates WAL `number` of database `database_id` in `directory` and makes
-/// its directory entry durable; its first append writes its identity record
-/// first.
+/// Creates WAL `number` of database `database_id` in `directory`, writes
+/// and syncs its identity record (saying that it follows write
+/// `follows_seq`, 0 for unknown), and makes its directory entry durable.
 ///
 /// # Errors
 ///
 /// [`crate::Error::Io`] naming the file or directory whose call failed.
+/// A WAL that could not be completed is removed again (best effort): it
+/// holds no write.
 pub fn create_wal(
     fs: &dyn FileSystem,
     directory: &Path,
     number: u64,
     identity: WalIdentity,
+    follows_seq: u64,
 ) -> Result<WalWriter> {
     let path = directory.join(wal_file_name(number));
     let file = fs
         .create_log(&path)
         .context(|| format!("creating WAL {}", path.display()))?;
+    let wal = WalWriter::new(file, path);
+    let mut framed = Vec::new();
+    WalWriter::encode_record(
+        &identity_payload(identity, number, follows_seq),
+        &mut framed,
+    );
     // IMPORTANT: the new WAL's directory entry must be durable before the
     // manifest names it and before any write in it is acknowledged;
     // fdatasync of the file does not do that.
-    fs.sync_dir(directory)
-        .context(|| format!("syncing directory {}", directory.display()))?;
-    let identity = identity_payload(identity, number);
-    Ok(WalWriter::with_first_record(file, path, &identity))
+    let written = wal
+        .append_encoded(&framed)
+        .and_then(|()| wal.sync())
+        .and_then(|()| {
+            fs.sync_dir(directory)
+                .context(|| format!("syncing directory {}", directory.display()))
+        });
+    if let Err(error) = written {
+        let path = wal.path().to_path_buf();
+        drop(wal);
+        let _ = fs.remove_file(&path);
+        return Err(error);
+    }
+    Ok(wal)
 }
 
 /// Whose a new WAL is: the database and the WAL lineage of its manifest.
@@ -77,13 +106,13 @@ pub struct WalIdentity {
 }
 
 /// The payload of WAL `number`'s identity record.
-fn identity_payload(identity: WalIdentity, number: u64) -> Vec<u8> {
+fn identity_payload(identity: WalIdentity, number: u64, follows_seq: u64) -> Vec<u8> {
     WalBatch {
-        first_seq: 0,
-        mutations: Vec::new(),
         database_id: identity.database_id,
         wal_number: number,
         wal_lineage: identity.wal_lineage,
+        follows_seq,
+        ..WalBatch::default()
     }
     .encode_to_vec()
 }
@@ -137,8 +166,9 @@ mod tests {
             database_id,
             wal_lineage,
         };
-        let batch = WalBatch::decode(identity_payload(ours(7, 3), 12).as_slice()).unwrap();
+        let batch = WalBatch::decode(identity_payload(ours(7, 3), 12, 40).as_slice()).unwrap();
         assert!(is_identity(&batch));
+        assert_eq!(batch.follows_seq, 40);
         assert_eq!(check_identity(&batch, 12, ours(7, 3)), Ok(()));
         assert_eq!(check_identity(&batch, 12, ours(0, 0)), Ok(()));
         assert!(

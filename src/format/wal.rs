@@ -51,7 +51,7 @@
 //! zeros these rules accept are never what is left of a record that was
 //! once whole.
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::IoContext;
 use crate::format::coding::{get_u32, masked_crc, put_u32};
@@ -77,33 +77,15 @@ pub struct WalWriter {
     path: PathBuf,
     /// Lets the engine decide when to roll to a new WAL.
     bytes_written: AtomicU64,
-    /// A framed record written in front of the first append (the engine's
-    /// identity record), so that a WAL never written to stays empty.
-    first_record: Vec<u8>,
-    /// `first_record` is still to be written.
-    first_record_pending: AtomicBool,
 }
 
 impl WalWriter {
     /// Starts writing `file` (named `path` in errors) from its beginning.
     pub fn new(file: Box<dyn WritableFile>, path: PathBuf) -> Self {
-        WalWriter::with_first_record(file, path, &[])
-    }
-
-    /// Starts writing `file` (named `path` in errors) from its beginning;
-    /// the first append writes a record of `payload` in front of its own
-    /// (nothing, if `payload` is empty).
-    pub fn with_first_record(file: Box<dyn WritableFile>, path: PathBuf, payload: &[u8]) -> Self {
-        let mut first_record = Vec::new();
-        if !payload.is_empty() {
-            WalWriter::encode_record(payload, &mut first_record);
-        }
         WalWriter {
             file,
             path,
             bytes_written: AtomicU64::new(0),
-            first_record_pending: AtomicBool::new(!first_record.is_empty()),
-            first_record,
         }
     }
 
@@ -129,24 +111,11 @@ impl WalWriter {
     /// [`Error::Io`] naming the file if the write fails; the file may then hold
     /// part of `framed`, which recovery drops as a torn tail.
     pub fn append_encoded(&self, framed: &[u8]) -> Result<()> {
-        // Appends come one at a time (see the type's doc): no other append
-        // can see the flag between this load and the store below.
-        let first = self.first_record_pending.load(Ordering::Acquire);
-        let joined;
-        let bytes = if first {
-            joined = [self.first_record.as_slice(), framed].concat();
-            &joined[..]
-        } else {
-            framed
-        };
         self.file
-            .write_all(bytes)
+            .write_all(framed)
             .context(|| format!("appending to WAL {}", self.path.display()))?;
-        if first {
-            self.first_record_pending.store(false, Ordering::Release);
-        }
         self.bytes_written
-            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            .fetch_add(framed.len() as u64, Ordering::Relaxed);
         Ok(())
     }
 

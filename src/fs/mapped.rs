@@ -14,7 +14,10 @@
 //!
 //! How:
 //! - The file is grown ahead of the appends in [`CHUNK_BYTES`] steps with
-//!   `fallocate` (mode 0: blocks reserved, size extended). A full disk is
+//!   `fallocate` (mode 0: blocks reserved, size extended), except for the
+//!   first append, which gets only what it needs: a WAL's first record is
+//!   its identity (tens of bytes, `engine/wal_identity.rs`), and a WAL that
+//!   never holds a write should not hold a chunk. A full disk is
 //!   reported there, as an error of the append that needed the space,
 //!   never as a `SIGBUS` on a store into a hole.
 //! - Only on file systems that overwrite a file's blocks in place (ext4,
@@ -134,11 +137,14 @@ impl MappedLog {
         if new_end <= allocated {
             return Ok(true);
         }
-        let chunk_end = new_end
-            .div_ceil(CHUNK_BYTES)
-            .saturating_mul(CHUNK_BYTES)
-            .min(RESERVE_BYTES as u64)
-            .max(new_end);
+        let chunk_end = match allocated {
+            0 => new_end,
+            _ => new_end
+                .div_ceil(CHUNK_BYTES)
+                .saturating_mul(CHUNK_BYTES)
+                .min(RESERVE_BYTES as u64)
+                .max(new_end),
+        };
         // On a nearly full disk a whole chunk may not fit where the append
         // does: then only what the append needs, so that the disk is full
         // for the WAL where it would have been without preallocation.

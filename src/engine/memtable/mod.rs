@@ -202,10 +202,11 @@ impl MemtableActor {
         MemtableActor {
             active: empty_memtable(&start.options),
             options: start.options,
+            // Its identity record was synced as it was created.
+            synced_bytes: start.wal.bytes_written(),
             wal: Some(Arc::new(start.wal)),
             syncing: false,
             wal_number: start.wal_number,
-            synced_bytes: 0,
             last_seq: start.last_seq,
             // Recovery leaves everything it replayed in segments.
             dropped_through: start.last_seq,
@@ -539,6 +540,12 @@ impl MemtableActor {
         self.publish();
         let (options, lock) = (self.options.clone(), self.lock.clone());
         let identity = self.file_numbers.wal_identity();
+        // Every write in the old WAL is durable before the new one says so
+        // (`wal_identity.rs`); under `None` it may not be, and it says nothing.
+        let follows_seq = match self.options.sync {
+            SyncPolicy::None => 0,
+            _ => self.last_written_seq(),
+        };
         self.rotating = true;
         let job = actix_rt::task::spawn_blocking(move || {
             let _lock = lock;
@@ -546,15 +553,15 @@ impl MemtableActor {
                 old_wal.sync()?;
             }
             drop(old_wal);
-            create_wal(&options, number, identity)
+            create_wal(&options, number, identity, follows_seq)
         });
         ctx.spawn(job.into_actor(self).map(move |joined, act, ctx| {
             act.rotating = false;
             let mut next_wal = None;
             match joined.unwrap_or_else(|e| Err(thread_error("WAL rotation", &e))) {
                 Ok(wal) => {
+                    act.synced_bytes = wal.bytes_written();
                     act.wal = Some(Arc::new(wal));
-                    act.synced_bytes = 0;
                     next_wal = Some(number);
                 }
                 Err(error) if wal_full::is_disk_full(&error) => {
@@ -890,14 +897,20 @@ fn empty_memtable(options: &Options) -> MemTable {
     )
 }
 
-/// Creates WAL `number` with `identity`'s identity record
-/// (`engine/wal_identity.rs`).
-fn create_wal(options: &Options, number: u64, identity: WalIdentity) -> Result<WalWriter> {
+/// Creates WAL `number` with `identity`'s identity record, following write
+/// `follows_seq` (`engine/wal_identity.rs`).
+fn create_wal(
+    options: &Options,
+    number: u64,
+    identity: WalIdentity,
+    follows_seq: u64,
+) -> Result<WalWriter> {
     crate::engine::wal_identity::create_wal(
         options.fs.as_ref(),
         &options.directory,
         number,
         identity,
+        follows_seq,
     )
 }
 

@@ -119,6 +119,18 @@ impl MemtableActor {
         published
     }
 
+    /// The last sequence number a WAL holds: `last_seq`, unless that ends
+    /// in numbers a failed group burned and no write came after them (the
+    /// WALs then end just before the resume marker).
+    pub(super) fn last_written_seq(&self) -> u64 {
+        match self.burned {
+            Some((first, last)) if (first..=last).contains(&self.last_seq) => {
+                first.saturating_sub(1)
+            }
+            _ => self.last_seq,
+        }
+    }
+
     /// The error writes get while the disk is full, if it is.
     pub(super) fn wal_full_error(&self) -> Option<Error> {
         self.wal_full.as_ref().map(|full| full.error.clone())
@@ -202,14 +214,15 @@ impl MemtableActor {
 }
 
 /// Creates WAL `number` (its identity record first), writes the resume
-/// marker and syncs both.
+/// marker and syncs it. The marker, not the identity, says where the WALs
+/// before end: every write before `resume_from` must be in them.
 fn start_wal_with_marker(
     options: &crate::Options,
     number: u64,
     identity: WalIdentity,
     resume_from: u64,
 ) -> Result<WalWriter> {
-    let wal = create_wal(options, number, identity)?;
+    let wal = create_wal(options, number, identity, 0)?;
     let mut payload = Vec::new();
     encode_wal_batch(resume_from, &[], &mut payload);
     let mut framed = Vec::new();
