@@ -7,6 +7,10 @@
 //! held often. Scans cover part of the key space as often as all of it: a
 //! read waits only for earlier writes inside what it reads, so a scan that
 //! overtook a write inside its range, or a get one of its key, would fail.
+//! Expire and Persist read a key's entry and write it back: an outside probe
+//! found them reading before an earlier write to their key was applied, and
+//! (retrying after a conflict) after a later one, deleting an acknowledged
+//! put.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod server_support;
@@ -18,7 +22,11 @@ use bytes::Bytes;
 use naive_kv::proto::{self, mutation::Op, request::Command, response::Reply};
 use server_support::{TestServer, read_response, request};
 
-type Model = BTreeMap<Bytes, Bytes>;
+/// Each key's value, and whether it has an expiry.
+type Model = BTreeMap<Bytes, (Bytes, bool)>;
+
+/// An hour from now: far enough to never pass during the test.
+const HOUR_MS: u64 = 3_600_000;
 
 /// A xorshift generator: the same pipeline for the same seed.
 struct Rng(u64);
@@ -38,7 +46,19 @@ fn key(rng: &mut Rng) -> Bytes {
 
 fn random_command(rng: &mut Rng, i: u64) -> Command {
     let value = || Bytes::from(format!("v{i}"));
-    match rng.below(20) {
+    match rng.below(24) {
+        20 => Command::Expire(proto::Expire {
+            key: key(rng),
+            ttl_ms: HOUR_MS,
+            ..Default::default()
+        }),
+        // Long past: deletes the key.
+        21 => Command::Expire(proto::Expire {
+            key: key(rng),
+            expire_at_ms: 1,
+            ..Default::default()
+        }),
+        22 => Command::Persist(proto::Persist { key: key(rng) }),
         0..=5 => Command::Put(proto::Put {
             key: key(rng),
             value: value(),
@@ -89,8 +109,23 @@ fn expected(model: &mut Model, command: &Command) -> Reply {
     let done = Reply::Done(proto::Done {});
     match command {
         Command::Put(p) => {
-            model.insert(p.key.clone(), p.value.clone());
+            model.insert(p.key.clone(), (p.value.clone(), false));
             done
+        }
+        Command::Expire(e) => {
+            let found = model.contains_key(&e.key);
+            if e.expire_at_ms == 1 {
+                model.remove(&e.key);
+            } else if let Some((_, expires)) = model.get_mut(&e.key) {
+                *expires = true;
+            }
+            Reply::Flag(proto::Flag { value: found })
+        }
+        Command::Persist(p) => {
+            let had = model
+                .get_mut(&p.key)
+                .is_some_and(|(_, expires)| std::mem::replace(expires, false));
+            Reply::Flag(proto::Flag { value: had })
         }
         Command::Delete(d) => {
             model.remove(&d.key);
@@ -99,7 +134,7 @@ fn expected(model: &mut Model, command: &Command) -> Reply {
         Command::Batch(b) => {
             for m in &b.mutations {
                 match &m.op {
-                    Some(Op::Put(p)) => model.insert(p.key.clone(), p.value.clone()),
+                    Some(Op::Put(p)) => model.insert(p.key.clone(), (p.value.clone(), false)),
                     Some(Op::Delete(d)) => model.remove(&d.key),
                     None => None,
                 };
@@ -108,14 +143,17 @@ fn expected(model: &mut Model, command: &Command) -> Reply {
         }
         Command::Get(g) => Reply::Value(proto::Value {
             found: model.contains_key(&g.key),
-            value: model.get(&g.key).cloned().unwrap_or_default(),
+            value: model
+                .get(&g.key)
+                .map(|(v, _)| v.clone())
+                .unwrap_or_default(),
         }),
         Command::Scan(s) => {
             let in_range = |key: &Bytes| key >= &s.start && (s.end.is_empty() || key < &s.end);
             let mut entries: Vec<_> = model
                 .iter()
                 .filter(|(key, _)| in_range(key))
-                .map(|(key, value)| proto::KeyValue {
+                .map(|(key, (value, _))| proto::KeyValue {
                     key: key.clone(),
                     value: value.clone(),
                 })

@@ -23,11 +23,11 @@ pub const SCAN_PAGE_BYTES: usize = 4 << 20;
 /// [`super::pipeline::order`]).
 pub fn access(command: &Command) -> Access {
     match command {
-        Command::Put(_)
-        | Command::Delete(_)
-        | Command::Batch(_)
-        | Command::Expire(_)
-        | Command::Persist(_) => Access::Write,
+        Command::Put(_) | Command::Delete(_) | Command::Batch(_) => Access::Write,
+        // Read the key's entry, then write it back with a new expiry, in a
+        // step the engine does not order against this connection's other
+        // writes: earlier writes must be applied first, later ones wait.
+        Command::Expire(_) | Command::Persist(_) => Access::ReadWrite,
         // Ping and Auth are answered by the session; as reads they would
         // only wait for earlier writes.
         Command::Get(_)
