@@ -516,6 +516,7 @@ async fn hand_out_replies(
         let response = match frames.next().await {
             Some(Ok(Frame::Message(response))) => response,
             Some(Ok(Frame::Undecodable(e))) => return format!("undecodable reply: {e}"),
+            Some(Ok(Frame::Refused { reason, .. })) => return format!("refused reply: {reason}"),
             Some(Err(e)) => return e.to_string(),
             None => return "closed by the server".to_string(),
         };

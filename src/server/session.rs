@@ -129,6 +129,9 @@ impl Protocol for Session {
                 let reply = dispatch::invalid_request(format!("not a valid Request: {e}"));
                 return Accepted::Answer(0, reply);
             }
+            Frame::Refused { id, reason } => {
+                return Accepted::Answer(id, dispatch::invalid_request(reason));
+            }
         };
         let id = request.id;
         match request.command {

@@ -59,7 +59,7 @@ pub use messages::{
     Close, Flush, FlushDone, FlushFailed, Gauges, MemtableGauges, Mutation, SegmentsChanged, Write,
 };
 pub use submissions::{Completion, Submissions};
-pub use table::{FrozenMemtable, MemTable};
+pub use table::{ENTRY_OVERHEAD_BYTES, FrozenMemtable, MemTable};
 
 use super::batch::{Requirement, encode_wal_batch, encode_wal_range_deletes};
 use super::range_delete::{RangeDelete, RangeTombstone, RangeTombstones};

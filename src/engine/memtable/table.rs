@@ -75,7 +75,7 @@ use crate::format::{Entry, KeyRange};
 /// any entry; tiny entries are undercounted by a few bytes. The expiry
 /// (8 bytes beside the value in the node) and the key's inline head (16,
 /// [`InternalKey::head`]) came after the measurement and are added to it.
-const ENTRY_OVERHEAD_BYTES: usize = 160;
+pub const ENTRY_OVERHEAD_BYTES: usize = 160;
 
 /// The versions, ordered by [`InternalKey`].
 type Versions = SkipMap<InternalKey, Stored>;
