@@ -200,3 +200,51 @@ async fn a_wiped_node_is_removed_re_added_and_catches_up_by_snapshot() {
     println!("{checked} operations checked");
     cluster.shutdown().await;
 }
+
+/// A leader whose followers are both gone keeps leading (openraft does not
+/// step down), so its proposals never commit. A write to it used to wait
+/// until a follower came back (an outside probe waited minutes, and every
+/// later write on the node queued behind it); it is now answered
+/// UNAVAILABLE within the request timeout (2 s here). Once the followers
+/// are back, writes succeed again.
+#[actix_rt::test]
+async fn a_leader_without_a_majority_answers_writes_unavailable_in_time() {
+    use naive_kv::cluster::{ClusterError, ClusterRequest};
+    let put = |value: &str| ClusterRequest::of(vec![(b"k".to_vec(), Some(value.into()))]);
+    let cluster = TestCluster::start(3, 17, None).await;
+    let leader = cluster.leader(Duration::from_secs(10)).await;
+    cluster.node(leader).write(put("1")).await.unwrap();
+    let followers: Vec<_> = cluster
+        .ids()
+        .into_iter()
+        .filter(|id| *id != leader)
+        .collect();
+    for follower in &followers {
+        cluster.stop_node(*follower).await;
+    }
+    let started = Instant::now();
+    let node = cluster.node(leader);
+    let written = tokio::time::timeout(Duration::from_secs(8), node.write(put("2")));
+    match written.await {
+        Ok(Err(ClusterError::Unavailable { .. })) => {}
+        Ok(other) => panic!("expected UNAVAILABLE, got {other:?}"),
+        Err(_) => panic!("the write was not answered within 8 s"),
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    for follower in &followers {
+        cluster.start_node(*follower).await;
+    }
+    let leader = cluster.leader(Duration::from_secs(10)).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cluster.node(leader).write(put("3")).await.is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "no write succeeded after the followers came back"
+        );
+    }
+    cluster.shutdown().await;
+}

@@ -556,7 +556,16 @@ impl ClusterNode {
     async fn propose(&self, request: ClusterRequest) -> Result<ClusterResponse, ClusterError> {
         let deadline = Instant::now() + self.request_timeout;
         loop {
-            let leader = match self.raft.client_write(request.clone()).await {
+            // A leader that lost its majority keeps leading (openraft does
+            // not step down) and its proposal never commits: without the
+            // deadline the write waited until the majority came back (an
+            // outside probe saw minutes), and every write queued behind it.
+            let left = deadline.saturating_duration_since(Instant::now());
+            let proposed = tokio::time::timeout(left, self.raft.client_write(request.clone()));
+            let Ok(written) = proposed.await else {
+                return Err(self.unavailable()); // it may still commit
+            };
+            let leader = match written {
                 Ok(written) => return Ok(written.data),
                 Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => f.leader_id,
                 Err(RaftError::APIError(e)) => return Err(ClusterError::Stopped(e.to_string())),
