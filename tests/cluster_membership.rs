@@ -159,3 +159,40 @@ async fn run_client_shows_status_adds_and_removes_nodes() {
     assert!(refused.unwrap_err().contains("not a member"));
     cluster.shutdown().await;
 }
+
+/// A node is promoted to voter only once it holds the leader's log. An
+/// outside probe added a node that was not running: openraft's blocking
+/// `add_learner` counts a learner within 5000 entries as caught up, so on
+/// a short log it became a voter at once, and losing one more node then
+/// left too few voters. The change now waits (up to its timeout) while the
+/// node is down, and completes once it is started. Made right after the
+/// cluster formed, it also used to be refused at times ("already undergoing
+/// a configuration change": the first membership was not committed yet);
+/// it is now asked again.
+#[actix_rt::test]
+async fn a_node_that_is_not_running_is_not_promoted_to_voter() {
+    let cluster = TestCluster::with_spares(3, 1, 23, None).await;
+    let leader = cluster.leader(Duration::from_secs(5)).await;
+    let addr = cluster.members[&4].clone();
+    let node = cluster.node(leader);
+    let adding =
+        actix_rt::spawn(
+            async move { node.change_members(MemberChange::Add { id: 4, addr }).await },
+        );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let status = cluster.node(leader).status();
+    let four = status.members.iter().find(|m| m.id == 4);
+    assert!(
+        four.is_some_and(|m| !m.voter),
+        "node 4 must be a learner while it is down: {:?}",
+        status.members
+    );
+    assert!(
+        !adding.is_finished(),
+        "the change returned while node 4 was down"
+    );
+    cluster.start_node(4).await;
+    adding.await.unwrap().unwrap();
+    voters_become(&cluster.node(leader), &[1, 2, 3, 4]).await;
+    cluster.shutdown().await;
+}

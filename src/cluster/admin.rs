@@ -6,10 +6,14 @@
 //!   ([`ClusterNode::status`]); matched indexes and lag are known on the
 //!   leader only.
 //! - **Add** `ID HOST:PORT`: the leader adds the node as a learner and
-//!   waits until it has caught up (openraft's blocking `add_learner`: the
-//!   learner's log reaches the leader's at the time of the call, by log
-//!   entries or a snapshot), then promotes it to a voter (a joint
-//!   configuration, then the new one). Adding a voter again is a no-op.
+//!   waits until it has caught up (its matched log index reaches the
+//!   leader's last index as of the learner's addition, by log entries or a
+//!   snapshot), then promotes it to a voter (a joint configuration, then
+//!   the new one). Adding a voter again is a no-op. openraft's blocking
+//!   `add_learner` alone is not enough: it counts a learner within
+//!   `replication_lag_threshold` (5000) entries as caught up, so on a short
+//!   log a node that was not even running became a voter at once (outside
+//!   probe), and losing one more node then stopped the cluster.
 //! - **Remove** `ID`: the leader removes the voter (or learner) from the
 //!   membership; the removed node stops hearing from the leader. Removing
 //!   the leader itself makes it step down once the change commits.
@@ -22,7 +26,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use futures_util::future::{FutureExt, LocalBoxFuture, ready};
-use openraft::error::{ClientWriteError, RaftError};
+use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
 use openraft::{BasicNode, ChangeMembers, Raft};
 use serde::{Deserialize, Serialize};
 
@@ -52,11 +56,17 @@ pub enum ChangeRefusal {
     Refused(String),
     /// It failed part way or timed out; its outcome is unknown.
     Failed(String),
+    /// Another change is still being committed (as right after the
+    /// cluster formed): nothing was proposed; asked again after a pause.
+    Busy(String),
 }
 
 fn refusal(error: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>) -> ChangeRefusal {
     match error {
         RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => ChangeRefusal::NotLeader,
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(
+            ChangeMembershipError::InProgress(e),
+        )) => ChangeRefusal::Busy(e.to_string()),
         RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
             ChangeRefusal::Refused(e.to_string())
         }
@@ -79,6 +89,7 @@ pub async fn change_on_leader(
                 raft.add_learner(id, BasicNode::new(addr), true)
                     .await
                     .map_err(refusal)?;
+                caught_up(raft, id).await?;
                 let promote = ChangeMembers::AddVoterIds(BTreeSet::from([id]));
                 raft.change_membership(promote, false)
                     .await
@@ -107,6 +118,26 @@ pub async fn change_on_leader(
             "not done within {CHANGE_TIMEOUT:?} (a learner may still be catching up; ask again)"
         ))),
     }
+}
+
+/// Waits until learner `id` holds the leader's log up to its last index
+/// now (the outer timeout bounds the wait).
+async fn caught_up(raft: &Raft<TypeConfig>, id: NodeId) -> Result<(), ChangeRefusal> {
+    let Some(target) = raft.metrics().borrow().last_log_index else {
+        return Ok(());
+    };
+    let holds_target = move |m: &openraft::RaftMetrics<NodeId, BasicNode>| {
+        let replication = m.replication.as_ref();
+        let matched = replication
+            .and_then(|r| r.get(&id))
+            .and_then(Option::as_ref);
+        matched.is_some_and(|log_id| log_id.index >= target)
+    };
+    raft.wait(None)
+        .metrics(holds_target, "learner caught up")
+        .await
+        .map(|_| ())
+        .map_err(|e| ChangeRefusal::Failed(format!("node {id} did not catch up: {e}")))
 }
 
 impl ClusterNode {
@@ -139,7 +170,7 @@ impl ClusterNode {
             };
             match outcome {
                 Ok(()) => return Ok(()),
-                Err(ChangeRefusal::NotLeader) => {}
+                Err(ChangeRefusal::NotLeader | ChangeRefusal::Busy(_)) => {}
                 Err(ChangeRefusal::Refused(reason)) => return Err(ClusterError::Refused(reason)),
                 Err(ChangeRefusal::Failed(reason)) => {
                     log::warn!("membership change {change:?}: {reason}");
