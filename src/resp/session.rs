@@ -298,6 +298,9 @@ impl pipeline::Protocol for Session {
     type Reply = Reply;
 
     fn accept(&mut self, args: Vec<Bytes>) -> Accepted<Self> {
+        if args.is_empty() {
+            return Accepted::Ignore;
+        }
         let command = args
             .first()
             .and_then(|name| commands::table::position(name));
