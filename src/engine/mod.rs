@@ -663,6 +663,11 @@ impl Db {
         Answer::Later(Completion::new(rx, spin))
     }
 
+    /// The longest key a request may name ([`Options::max_key_bytes`]).
+    pub fn max_key_bytes(&self) -> usize {
+        self.inner.options.max_key_bytes
+    }
+
     /// Whether a put of `key` and `value` is within the limits (the error
     /// it would get if not): lets a caller gather puts into one batch
     /// without one refused put refusing the batch.

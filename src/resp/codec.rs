@@ -9,6 +9,11 @@
 //! any of it is buffered. Malformed input is a [`ProtocolError`] (worded as
 //! Redis words it); the stream cannot be resynchronised after one, so the
 //! session answers `-ERR Protocol error: ...` and closes, as Redis does.
+//!
+//! A blank line and `*0` (or `*-1`), which some clients send as
+//! keepalives, decode as an empty request: it ends a frame, so the frame
+//! timeout does not run on them, and the session ignores it, as Redis
+//! does.
 
 use std::io;
 
@@ -182,10 +187,12 @@ impl RespCodec {
                 return Ok(None);
             };
             if first == b'*' {
-                if self.start_multibulk(src)?.is_none() {
-                    return Ok(None);
+                match self.start_multibulk(src)? {
+                    None => return Ok(None),
+                    // `*0`: an empty request, a keepalive.
+                    Some(()) if self.partial.is_none() => return Ok(Some(Vec::new())),
+                    Some(()) => continue,
                 }
-                continue;
             }
             if first == 0 {
                 // No request starts with NUL; a native NaiveKV frame (its
@@ -194,11 +201,8 @@ impl RespCodec {
                 // timeout. Short: the client shows the first 64 bytes.
                 return Err(error("binary frame; native clients use --port"));
             }
-            match self.inline(src)? {
-                None => return Ok(None),
-                Some(args) if args.is_empty() => continue,
-                Some(args) => return Ok(Some(args)),
-            }
+            // A blank line is an empty request, a keepalive.
+            return self.inline(src);
         }
     }
 }
@@ -398,6 +402,8 @@ mod tests {
             vec![
                 words(&["GET", "k"]),
                 words(&["PING"]),
+                Vec::new(),
+                Vec::new(),
                 words(&["set", "a", "b c"])
             ]
         );

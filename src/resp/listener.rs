@@ -14,7 +14,7 @@ use tokio::sync::watch;
 
 use super::RespConfig;
 use super::command_stats::CommandStats;
-use super::commands::{Engine, ServerInfo};
+use super::commands::{ConnectionLimits, Engine, ServerInfo};
 use super::counter::Counter;
 use super::cursors::Cursors;
 use super::session::{Session, SessionParams};
@@ -106,6 +106,7 @@ pub async fn run(
         }
         None => Store::Single(db),
     };
+    let max_key_bytes = store.db().max_key_bytes();
     let engine = Engine {
         counter: Counter::new(store.clone()).start(),
         store,
@@ -119,6 +120,10 @@ pub async fn run(
         checkpoints: config.checkpoints.clone(),
         databases: config.databases.max(1),
         largest_reply: config.max_bulk_bytes.max(config.max_reply_bytes),
+        connection_limits: ConnectionLimits {
+            max_queued_bytes: config.max_request_bytes,
+            max_key_bytes,
+        },
     };
     let params = SessionParams {
         engine,

@@ -59,8 +59,9 @@ use crate::server::{
 /// Longest bulk argument by default: the engine's default value limit,
 /// 32 MiB (`run_server` uses the engine's actual limit).
 pub const DEFAULT_MAX_BULK_BYTES: usize = 32 << 20;
-/// Most bytes of arguments in one request by default: 64 MiB.
-pub const DEFAULT_MAX_REQUEST_BYTES: usize = 64 << 20;
+/// Most bytes of arguments in one request by default: 64 MiB, the native
+/// port's default `--max-frame-bytes` (`run_server` uses the option).
+pub const DEFAULT_MAX_REQUEST_BYTES: usize = crate::server::DEFAULT_MAX_FRAME_BYTES;
 /// Most arguments in one request (Redis 7.0 takes up to 2^31 - 1, bounded
 /// only by its query buffer limit; this bounds the argument vector too).
 pub const DEFAULT_MAX_ARGS: usize = 1024 * 1024;
@@ -100,7 +101,10 @@ pub struct RespConfig {
     /// A bulk declared longer than this is refused
     /// (`-ERR Protocol error: invalid bulk length`) before it is read.
     pub max_bulk_bytes: usize,
-    /// A request whose arguments add up to more is refused.
+    /// A request whose arguments add up to more is refused
+    /// (`-ERR Protocol error: request larger than N bytes`, then closed);
+    /// the native port's `--max-frame-bytes` after
+    /// [`RespConfig::share_connection_limits`].
     pub max_request_bytes: usize,
     /// Most arguments in one request.
     pub max_args: usize,
@@ -154,10 +158,12 @@ impl RespConfig {
     /// listener's configuration (one set of flags serves both ports):
     /// in-flight limit, byte budget and the server-wide one (the same
     /// counter), the connection limit (the same count: `--max-connections`
-    /// is for both ports together), idle, frame and auth timeouts, token,
-    /// where checkpoints may be written, and the cluster node if any.
+    /// is for both ports together), the largest request
+    /// (`--max-frame-bytes`), idle, frame and auth timeouts, token, where
+    /// checkpoints may be written, and the cluster node if any.
     pub fn share_connection_limits(&mut self, native: &ServerConfig) {
         self.max_in_flight = native.max_in_flight;
+        self.max_request_bytes = native.max_frame_bytes;
         self.max_reply_bytes = native.max_reply_bytes;
         self.server_budget = native.server_budget.clone();
         self.max_connections = native.max_connections;

@@ -25,6 +25,7 @@ use super::cluster_writes::ConnectionWrites;
 use super::codec::{Limits, RespCodec, protocol_error};
 use super::command_stats::CommandStats;
 use super::commands::transaction::{self, Step, Transaction};
+use super::commands::watched::WatchedKeys;
 use super::commands::{self, Connection, Engine, Op, Parsed, engine_error};
 use super::database::{Database, prefix_end};
 use super::reply::{Protocol, Reply};
@@ -133,7 +134,12 @@ impl Session {
             Gated::Answer(reply) => return Routed::Answer(protocol, reply),
             Gated::AnswerAndClose(reply) => return Routed::AnswerAndClose(protocol, reply),
         }
-        let parsed = match transaction::step(args, &mut self.transaction, &mut self.connection) {
+        let parsed = match transaction::step(
+            args,
+            &mut self.transaction,
+            &mut self.connection,
+            &self.engine.connection_limits,
+        ) {
             Step::Pass(parsed) => parsed,
             Step::Answer(reply) => return Routed::Answer(protocol, reply),
             Step::Exec(ops, watched, pending) => {
@@ -292,6 +298,9 @@ impl pipeline::Protocol for Session {
     type Reply = Reply;
 
     fn accept(&mut self, args: Vec<Bytes>) -> Accepted<Self> {
+        if args.is_empty() {
+            return Accepted::Ignore;
+        }
         let command = args
             .first()
             .and_then(|name| commands::table::position(name));
@@ -416,7 +425,7 @@ impl pipeline::Protocol for Session {
             && matches!(reply, Reply::Array(_))
         {
             self.connection = Connection {
-                watched: Vec::new(),
+                watched: WatchedKeys::default(),
                 ..state
             };
         }

@@ -13,6 +13,8 @@
 //! - [`role`]: ROLE, from the cluster's figures.
 //! - [`server`]: PING, ECHO, SELECT, QUIT, HELLO, CLIENT, COMMAND, CONFIG,
 //!   INFO.
+//! - [`transaction`]: MULTI, EXEC, DISCARD, WATCH, UNWATCH; [`watched`]:
+//!   the keys a connection watches, deduplicated and bounded.
 
 pub mod bits;
 pub mod expire;
@@ -27,6 +29,7 @@ pub mod server;
 pub mod strings;
 pub mod table;
 pub mod transaction;
+pub mod watched;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -45,6 +48,7 @@ use super::store::Store;
 use crate::Db;
 use crate::server::log_limit::{LogLimiter, held_back_suffix};
 use crate::server::request_stats::RequestStats;
+use watched::WatchedKeys;
 
 /// What a connection remembers between commands.
 #[derive(Debug, Clone, Default)]
@@ -57,9 +61,20 @@ pub struct Connection {
     pub name: Option<Bytes>,
     /// Keys watched (WATCH) until EXEC, DISCARD or UNWATCH, each with the
     /// point its WATCH recorded (see [`Op::WatchPoint`]).
-    pub watched: Vec<(Bytes, WatchPoint)>,
+    pub watched: WatchedKeys,
     /// Set by `SELECT`; keys are mapped into it when parsed.
     pub database: Database,
+}
+
+/// What a connection may hold between its requests (docs/PROTOCOL.md,
+/// "Limits"); one per server.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    /// Bytes of commands MULTI may queue (see `transaction.rs`): the
+    /// largest request, `--max-frame-bytes`.
+    pub max_queued_bytes: usize,
+    /// The engine's key limit: WATCH refuses a longer key.
+    pub max_key_bytes: usize,
 }
 
 /// Where a WATCH ran: set when the WATCH request runs (after every earlier
@@ -108,6 +123,8 @@ pub struct Engine {
     /// or the connection's byte budget, whichever is larger); past it they
     /// answer [`reply_too_large`] (docs/PROTOCOL.md, "Limits").
     pub largest_reply: usize,
+    /// What a connection may hold between requests.
+    pub connection_limits: ConnectionLimits,
 }
 
 impl Engine {

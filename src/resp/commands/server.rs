@@ -132,7 +132,7 @@ fn hello(args: &[Bytes], connection: &mut Connection) -> Reply {
                 if let Err(reply) = check_name(new) {
                     return reply;
                 }
-                name = Some(new.clone());
+                name = Some(Bytes::copy_from_slice(new));
                 i += 2;
             }
             _ => {
@@ -156,7 +156,23 @@ fn hello(args: &[Bytes], connection: &mut Connection) -> Reply {
     ])
 }
 
+/// Longest client name (CLIENT SETNAME, HELLO SETNAME) or CLIENT SETINFO
+/// value: 1 KiB. A connection keeps its name for its life, outside the
+/// byte budget (Redis has no limit).
+pub const MAX_CLIENT_NAME_BYTES: usize = 1 << 10;
+
+/// A client name or SETINFO value over [`MAX_CLIENT_NAME_BYTES`].
+fn check_length(what: &str, value: &[u8]) -> Result<(), Reply> {
+    match value.len() > MAX_CLIENT_NAME_BYTES {
+        true => Err(Reply::err(format!(
+            "{what} longer than {MAX_CLIENT_NAME_BYTES} bytes"
+        ))),
+        false => Ok(()),
+    }
+}
+
 fn check_name(name: &[u8]) -> Result<(), Reply> {
+    check_length("client name", name)?;
     if name.iter().all(|&b| (b'!'..=b'~').contains(&b)) {
         Ok(())
     } else {
@@ -182,7 +198,8 @@ fn client(args: &[Bytes], connection: &mut Connection) -> Reply {
     match (sub.as_str(), args.get(1), args.get(2)) {
         ("setname", Some(name), _) => match check_name(name) {
             Ok(()) => {
-                connection.name = (!name.is_empty()).then(|| name.clone());
+                // A copy: a slice would keep the request's whole buffer.
+                connection.name = (!name.is_empty()).then(|| Bytes::copy_from_slice(name));
                 Reply::ok()
             }
             Err(reply) => reply,
@@ -195,8 +212,11 @@ fn client(args: &[Bytes], connection: &mut Connection) -> Reply {
             String::from_utf8_lossy(connection.name.as_deref().unwrap_or_default()),
             connection.protocol.version()
         )),
-        ("setinfo", Some(attribute), Some(_)) => {
+        ("setinfo", Some(attribute), Some(value)) => {
             let attribute = String::from_utf8_lossy(attribute).to_ascii_lowercase();
+            if let Err(reply) = check_length(&attribute, value) {
+                return reply;
+            }
             if attribute == "lib-name" || attribute == "lib-ver" {
                 Reply::ok()
             } else {
@@ -474,6 +494,18 @@ mod tests {
         );
         assert_eq!(c.protocol, Protocol::Resp3);
         assert!(run(&["HELLO", "2", "AUTH", "u"], &mut c).is_error());
+    }
+
+    #[test]
+    fn client_names_and_info_are_held_to_a_kibibyte() {
+        let mut c = Connection::default();
+        let long = "n".repeat(MAX_CLIENT_NAME_BYTES + 1);
+        assert!(run(&["client", "setname", &long], &mut c).is_error());
+        assert!(run(&["hello", "3", "setname", &long], &mut c).is_error());
+        assert!(run(&["client", "setinfo", "lib-name", &long], &mut c).is_error());
+        assert_eq!(c.name, None);
+        let longest = "n".repeat(MAX_CLIENT_NAME_BYTES);
+        assert_eq!(run(&["client", "setname", &longest], &mut c), Reply::ok());
     }
 
     #[test]

@@ -254,18 +254,30 @@ pub fn execute(op: Op, engine: &Engine) -> LocalBoxFuture<'static, Reply> {
 /// Bytes of framing counted per MGET element (`$<len>\r\n` and `\r\n`).
 const MGET_FRAMING_BYTES: usize = 16;
 
-/// MGET with its reply bounded: every key's read is taken at once (one
-/// snapshot, as before), but the reads are awaited one at a time and the
-/// request is answered `-ERR MGET reply exceeds N bytes ...` as soon as
-/// the values found (and their framing) pass `max_reply_bytes`, so the
+/// Keys MGET reads between two yields to the other connections of its
+/// worker thread (an MGET may name a million).
+const MGET_KEYS_BETWEEN_YIELDS: usize = 64;
+
+/// MGET with its reply bounded: the keys are read one after the other,
+/// each read made only once the one before is counted (a read answered
+/// from memory or the page cache copies its value when it is made), and
+/// the request is answered `-ERR MGET reply exceeds N bytes ...` as soon
+/// as the values found (and their framing) pass `max_reply_bytes`, so the
 /// server holds at most that plus one value for it, however many keys it
-/// names (Redis has no such limit; see docs/PROTOCOL.md, "Limits").
+/// names (Redis has no such limit; see docs/PROTOCOL.md, "Limits"). Every
+/// [`MGET_KEYS_BETWEEN_YIELDS`] keys it lets the thread's other tasks run.
+/// Not one snapshot: a key read late may show a write another connection
+/// made while the MGET ran (Redis's MGET is atomic).
 pub async fn mget_within(keys: Vec<Bytes>, db: crate::Db, max_reply_bytes: usize) -> Reply {
-    let reads: Vec<_> = keys.into_iter().map(|key| db.get(key)).collect();
-    let mut values = Vec::with_capacity(reads.len());
+    // No more elements than the reply can hold before it is refused.
+    let most = keys.len().min(max_reply_bytes / MGET_FRAMING_BYTES + 1);
+    let mut values = Vec::with_capacity(most);
     let mut bytes = 0usize;
-    for read in reads {
-        let value = match super::absent_if_too_large(read.await) {
+    for (index, key) in keys.into_iter().enumerate() {
+        if index > 0 && index.is_multiple_of(MGET_KEYS_BETWEEN_YIELDS) {
+            tokio::task::yield_now().await;
+        }
+        let value = match super::absent_if_too_large(db.get(key).await) {
             Ok(value) => value,
             Err(e) => return engine_error(&e),
         };

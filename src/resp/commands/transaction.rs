@@ -33,6 +33,13 @@
 //! a write of this connection after WATCH). EXEC, DISCARD and UNWATCH
 //! forget the watched keys.
 //!
+//! A connection queues at most [`ConnectionLimits::max_queued_bytes`] of
+//! commands (each counted as its arguments' bytes plus
+//! [`QUEUED_ARGUMENT_OVERHEAD_BYTES`] per argument): a command past it is
+//! refused and aborts the transaction, as Redis does when it cannot queue
+//! a command (out of memory). The watched keys and their limit are in
+//! `watched.rs`.
+//!
 //! What differs from Redis: a transaction that also holds a command over
 //! the whole key space (KEYS, SCAN, DBSIZE, FLUSHALL, RANDOMKEY, INFO) runs
 //! its commands one after the other, each atomic on its own, not as one
@@ -43,7 +50,10 @@ use futures_util::FutureExt;
 use futures_util::future::LocalBoxFuture;
 
 use super::keyop::{self, KeyOp};
-use super::{Connection, Engine, Op, Parsed, WatchMark, WatchPoint, engine_error, execute};
+use super::watched::WatchedKeys;
+use super::{
+    Connection, ConnectionLimits, Engine, Op, Parsed, WatchMark, WatchPoint, engine_error, execute,
+};
 use crate::resp::counter::{Apply, Unit};
 use crate::resp::reply::{HEADER_BYTES, Reply};
 
@@ -51,6 +61,9 @@ use crate::resp::reply::{HEADER_BYTES, Reply};
 #[derive(Debug)]
 pub struct Transaction {
     queued: Vec<Op>,
+    /// The queued commands' bytes as counted against
+    /// [`ConnectionLimits::max_queued_bytes`].
+    queued_bytes: usize,
     /// A queued command failed its check: EXEC aborts.
     failed: bool,
     /// The connection as the queued commands leave it (SELECT ...): what
@@ -63,14 +76,19 @@ impl Transaction {
     fn open(connection: &Connection) -> Self {
         Transaction {
             queued: Vec::new(),
+            queued_bytes: 0,
             failed: false,
             connection: Connection {
-                watched: Vec::new(),
+                watched: WatchedKeys::default(),
                 ..connection.clone()
             },
         }
     }
 }
+
+/// What each queued argument is counted for beyond its bytes (its handle
+/// and its share of the parsed command).
+pub const QUEUED_ARGUMENT_OVERHEAD_BYTES: usize = 32;
 
 /// Commands Redis refuses inside MULTI (its `no-multi` flag) that NaiveKV
 /// knows or that the harness tries: a checkpoint or a shutdown is not a
@@ -110,8 +128,14 @@ pub enum Step {
     Exec(Vec<Op>, Vec<(Bytes, WatchPoint)>, Option<Connection>),
 }
 
-/// Routes one request through the transaction state `open`.
-pub fn step(args: Vec<Bytes>, open: &mut Option<Transaction>, connection: &mut Connection) -> Step {
+/// Routes one request through the transaction state `open`, within
+/// `limits`.
+pub fn step(
+    args: Vec<Bytes>,
+    open: &mut Option<Transaction>,
+    connection: &mut Connection,
+    limits: &ConnectionLimits,
+) -> Step {
     // Compared in place, not lowercased into a new string: every request
     // passes here.
     let name = args
@@ -155,7 +179,7 @@ pub fn step(args: Vec<Bytes>, open: &mut Option<Transaction>, connection: &mut C
             name.to_ascii_uppercase()
         ))),
         ("exec", Some(_)) => {
-            let watched = std::mem::take(&mut connection.watched);
+            let watched = connection.watched.take();
             match open.take() {
                 Some(t) if t.failed => Step::Answer(Reply::Error(
                     "EXECABORT Transaction discarded because of previous errors.".into(),
@@ -176,13 +200,11 @@ pub fn step(args: Vec<Bytes>, open: &mut Option<Transaction>, connection: &mut C
         ("watch", Some(_)) => Step::Answer(Reply::err("WATCH inside MULTI is not allowed")),
         ("watch", None) if args.len() < 2 => Step::Answer(super::wrong_arity("watch")),
         ("watch", None) => {
-            let keys: Vec<(Bytes, WatchPoint)> = args
-                .iter()
-                .skip(1)
-                .map(|key| (connection.database.key(key), WatchPoint::default()))
-                .collect();
-            connection.watched.extend(keys.iter().cloned());
-            Step::Pass(Parsed::Engine(Op::WatchPoint(keys)))
+            let keys = args.iter().skip(1).map(|key| connection.database.key(key));
+            match connection.watched.watch(keys, limits.max_key_bytes) {
+                Ok(added) => Step::Pass(Parsed::Engine(Op::WatchPoint(added))),
+                Err(refused) => Step::Answer(refused),
+            }
         }
         ("reset", _) => {
             *open = None;
@@ -201,7 +223,7 @@ pub fn step(args: Vec<Bytes>, open: &mut Option<Transaction>, connection: &mut C
             *open = None;
             Step::Pass(Parsed::Quit)
         }
-        (_, Some(transaction)) => Step::Answer(queue(transaction, args)),
+        (_, Some(transaction)) => Step::Answer(queue(transaction, args, limits)),
         (_, None) => Step::Pass(super::parse(args, connection)),
     }
 }
@@ -212,7 +234,19 @@ fn same_state(now: &Connection, after: &Connection) -> bool {
 }
 
 /// Checks and queues one command inside MULTI.
-fn queue(transaction: &mut Transaction, args: Vec<Bytes>) -> Reply {
+fn queue(transaction: &mut Transaction, args: Vec<Bytes>, limits: &ConnectionLimits) -> Reply {
+    let bytes: usize = args
+        .iter()
+        .map(|arg| arg.len() + QUEUED_ARGUMENT_OVERHEAD_BYTES)
+        .sum();
+    transaction.queued_bytes += bytes;
+    if transaction.queued_bytes > limits.max_queued_bytes {
+        transaction.failed = true;
+        return Reply::err(format!(
+            "MULTI queue exceeds {} bytes; the transaction will be discarded at EXEC",
+            limits.max_queued_bytes
+        ));
+    }
     let refused = args.first().is_some_and(|first| {
         NOT_IN_MULTI
             .iter()
@@ -382,6 +416,11 @@ mod tests {
     use super::*;
     use crate::resp::database::Database;
 
+    const LIMITS: ConnectionLimits = ConnectionLimits {
+        max_queued_bytes: 1 << 10,
+        max_key_bytes: 64,
+    };
+
     fn args(list: &[&str]) -> Vec<Bytes> {
         list.iter()
             .map(|s| Bytes::copy_from_slice(s.as_bytes()))
@@ -389,7 +428,7 @@ mod tests {
     }
 
     fn run(open: &mut Option<Transaction>, list: &[&str]) -> Step {
-        step(args(list), open, &mut Connection::default())
+        step(args(list), open, &mut Connection::default(), &LIMITS)
     }
 
     #[test]
@@ -492,7 +531,8 @@ mod tests {
     #[test]
     fn select_inside_multi_takes_effect_at_exec_in_order() {
         let (mut open, mut connection) = (None, Connection::default());
-        let mut step = |list: &[&str], c: &mut Connection| super::step(args(list), &mut open, c);
+        let mut step =
+            |list: &[&str], c: &mut Connection| super::step(args(list), &mut open, c, &LIMITS);
         step(&["MULTI"], &mut connection);
         step(&["SET", "k", "0"], &mut connection);
         step(&["SELECT", "1"], &mut connection);
@@ -526,7 +566,7 @@ mod tests {
     fn watch_records_its_keys_until_exec_or_unwatch() {
         let (mut open, mut connection) = (None, Connection::default());
         let step = |list: &[&str], open: &mut Option<Transaction>, c: &mut Connection| {
-            super::step(args(list), open, c)
+            super::step(args(list), open, c, &LIMITS)
         };
         assert!(matches!(
             step(&["WATCH", "a", "b"], &mut open, &mut connection),
@@ -542,5 +582,25 @@ mod tests {
             Step::Exec(ops, watched, _) if ops.is_empty() && watched.len() == 1
         ));
         assert!(connection.watched.is_empty());
+    }
+
+    #[test]
+    fn a_command_past_the_queue_limit_is_refused_and_aborts_exec() {
+        let mut open = None;
+        run(&mut open, &["MULTI"]);
+        let big = "v".repeat(600);
+        assert!(matches!(
+            run(&mut open, &["SET", "a", &big]),
+            Step::Answer(Reply::Status(_))
+        ));
+        assert!(matches!(
+            run(&mut open, &["SET", "b", &big]),
+            Step::Answer(Reply::Error(e)) if e.starts_with("ERR MULTI queue exceeds 1024 bytes")
+        ));
+        assert_eq!(open.as_ref().map(|t| t.queued.len()), Some(1));
+        assert!(matches!(
+            run(&mut open, &["EXEC"]),
+            Step::Answer(Reply::Error(e)) if e.starts_with("EXECABORT")
+        ));
     }
 }

@@ -178,6 +178,9 @@ pub enum Accepted<P: Protocol> {
     AnswerAndClose(P::Tag, P::Reply),
     /// Run this in the engine.
     Engine(P::Tag, P::Op),
+    /// Nothing to answer: a keepalive that only ended a frame (RESP's
+    /// blank line or `*0`, which Redis ignores).
+    Ignore,
 }
 
 /// How connections run; one per listener, cloned into each connection.
@@ -409,6 +412,7 @@ impl<P: Protocol> Connection<P> {
                 self.reading_done = true;
                 self.answer_at_once(tag, reply, ctx);
             }
+            Accepted::Ignore => {}
             Accepted::Engine(tag, op) => {
                 let seq = self.push_slot(bytes, tag);
                 let (access, footprint) = (P::access(&op), P::footprint(&op));
