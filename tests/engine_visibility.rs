@@ -192,3 +192,37 @@ async fn the_same_when_every_write_is_synced() {
     options.sync = SyncPolicy::Always;
     run(options, SYNCED_ROUNDS).await;
 }
+
+/// `Db::point_in_time` reads as of its creation: a write made after it is
+/// not seen through it, whether the key was in the memtable, flushed to a
+/// segment, or absent (RESP's MGET reads its keys one by one through one).
+#[actix_rt::test]
+async fn a_point_in_time_does_not_see_later_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(Options::new(dir.path())).await.unwrap();
+    db.put("flushed", "old").await.unwrap();
+    db.flush().await.unwrap();
+    db.put("in-memory", "old").await.unwrap();
+    let moment = db.point_in_time();
+    db.put("flushed", "new").await.unwrap();
+    db.put("in-memory", "new").await.unwrap();
+    db.put("absent", "new").await.unwrap();
+    db.delete("in-memory").await.unwrap();
+    db.flush().await.unwrap();
+    assert_eq!(
+        moment.get("flushed").await.unwrap(),
+        Some(Bytes::from("old"))
+    );
+    assert_eq!(
+        moment.get("in-memory").await.unwrap(),
+        Some(Bytes::from("old"))
+    );
+    assert_eq!(moment.get("absent").await.unwrap(), None);
+    assert_eq!(db.get("flushed").await.unwrap(), Some(Bytes::from("new")));
+    assert!(matches!(
+        moment.get("").await,
+        Err(naive_kv::Error::InvalidArgument(_))
+    ));
+    drop(moment);
+    db.close().await.unwrap();
+}

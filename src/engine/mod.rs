@@ -369,6 +369,32 @@ fn is_short(request: &ScanRequest) -> bool {
     (1..=INLINE_SCAN_ENTRIES).contains(&request.limit)
 }
 
+/// Gets at one moment ([`Db::point_in_time`]).
+pub struct PointInTime {
+    db: Db,
+    view: (Arc<ReadView>, u64),
+}
+
+impl PointInTime {
+    /// The value of `key` as of the moment, `None` if absent.
+    ///
+    /// # Errors
+    /// As [`Db::get`].
+    pub fn get(&self, key: impl Into<Bytes>) -> impl Future<Output = Result<Option<Bytes>>> {
+        let key = key.into();
+        let checked = self.db.check_key(&key).and_then(|()| self.db.check_open());
+        let inner = self.db.inner.clone();
+        let (view, read_at) = (self.view.0.clone(), self.view.1);
+        async move {
+            checked?;
+            tokio::task::coop::consume_budget().await;
+            Counters::add(&inner.counters.gets, 1);
+            let entry = newest_version(&inner, &view, read_at, key).await?;
+            Ok(versioned(&inner, &view, read_at, entry, None).value)
+        }
+    }
+}
+
 /// How a get is answered: already, or by a read that may wait for the disk.
 enum GetPath {
     Answered(Result<Versioned>),
@@ -496,6 +522,17 @@ impl Db {
     ) -> impl Future<Output = Result<Option<Bytes>>> + 'static {
         let versioned = self.get_versioned(key);
         async move { Ok(versioned.await?.value) }
+    }
+
+    /// Reads that all see the database as of this call: every write whose
+    /// future completed before it, and none made after it (Redis's MGET is
+    /// atomic, and reads one key after another with this). It holds that
+    /// moment's memtables and segments until dropped.
+    pub fn point_in_time(&self) -> PointInTime {
+        PointInTime {
+            db: self.clone(),
+            view: self.inner.read_view(),
+        }
     }
 
     /// The value of `key` with the version a conditional write names

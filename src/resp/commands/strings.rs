@@ -266,9 +266,10 @@ const MGET_KEYS_BETWEEN_YIELDS: usize = 64;
 /// server holds at most that plus one value for it, however many keys it
 /// names (Redis has no such limit; see docs/PROTOCOL.md, "Limits"). Every
 /// [`MGET_KEYS_BETWEEN_YIELDS`] keys it lets the thread's other tasks run.
-/// Not one snapshot: a key read late may show a write another connection
-/// made while the MGET ran (Redis's MGET is atomic).
+/// Every key is read at the moment the MGET starts ([`crate::Db::point_in_time`]),
+/// so the reply is one snapshot, as Redis's atomic MGET is.
 pub async fn mget_within(keys: Vec<Bytes>, db: crate::Db, max_reply_bytes: usize) -> Reply {
+    let moment = db.point_in_time();
     // No more elements than the reply can hold before it is refused.
     let most = keys.len().min(max_reply_bytes / MGET_FRAMING_BYTES + 1);
     let mut values = Vec::with_capacity(most);
@@ -277,7 +278,7 @@ pub async fn mget_within(keys: Vec<Bytes>, db: crate::Db, max_reply_bytes: usize
         if index > 0 && index.is_multiple_of(MGET_KEYS_BETWEEN_YIELDS) {
             tokio::task::yield_now().await;
         }
-        let value = match super::absent_if_too_large(db.get(key).await) {
+        let value = match super::absent_if_too_large(moment.get(key).await) {
             Ok(value) => value,
             Err(e) => return engine_error(&e),
         };
