@@ -78,3 +78,30 @@ fn a_second_signal_exits_at_once_while_the_clean_stop_waits() {
     assert_eq!(status.code(), Some(128 + 15));
     drop(stalled);
 }
+
+/// With the RESP port beside the native one, an idle connection on either
+/// port closes at SIGTERM: the server exits at once, not after its
+/// shutdown grace (10 s). An outside probe found one idle native
+/// connection held the exit for the whole grace: the RESP listener waited
+/// for every connection of both ports before the native one told its own
+/// to close.
+#[test]
+fn idle_connections_on_both_ports_do_not_hold_the_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["--port", "0", "--resp-port", "0"];
+    for idle_on in ["native", "RESP", "both"] {
+        let server = ServerProcess::start(&dir.path().join(idle_on), &args);
+        let native = (idle_on != "RESP").then(|| TcpStream::connect(server.native()).unwrap());
+        let resp = (idle_on != "native").then(|| TcpStream::connect(server.resp()).unwrap());
+        std::thread::sleep(Duration::from_millis(200));
+        let started = std::time::Instant::now();
+        let status = server.stop();
+        assert!(status.success(), "{idle_on}: {status:?}");
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_secs(5),
+            "{idle_on}: exit took {took:?}"
+        );
+        drop((native, resp));
+    }
+}

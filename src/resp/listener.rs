@@ -72,12 +72,18 @@ pub async fn run_beside(
         let mut stopping = stopping;
         let _ = stopping.wait_for(|&s| s).await;
     }));
+    // Both listeners stop together. The native one then waits for every
+    // connection of both (they share one count) before it closes the
+    // database. It used to stop only after the RESP listener's wait, which
+    // counted the native connections it had not yet told to close: one idle
+    // native connection held the exit for the whole grace period.
     let native_shutdown = async move {
         shutdown.await;
         let _ = stop.send(true);
-        let _ = resp_done.await;
     };
-    server::run(native, db, native_config, native_shutdown).await
+    let served = server::run(native, db, native_config, native_shutdown).await;
+    let _ = resp_done.await;
+    served
 }
 
 /// Serves RESP connections from `listener` until `shutdown` completes, then

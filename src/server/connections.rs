@@ -62,7 +62,10 @@ impl Connections {
         };
         if tokio::time::timeout(grace, all_closed).await.is_err() {
             let open = self.open.load(Ordering::SeqCst);
-            log::warn!("{open} {what} connections still open after {grace:?}; closing anyway");
+            log::warn!(
+                "{open} connections still open after {grace:?} (counted by the {what} listener, \
+                 which may share its count with the other port); closing anyway"
+            );
         }
     }
 }
