@@ -1,6 +1,7 @@
 //! `run_server --cluster ... --resp-port P`: three real processes serve
 //! Redis clients; a SET through one node reads back through the others,
-//! and exactly one node says `role:master` in `INFO replication`.
+//! and exactly one node says `role:master` in `INFO replication`; each
+//! node's log says which role it took, in which term, under which leader.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod cluster_support;
@@ -74,7 +75,7 @@ fn three_processes_serve_redis_clients_through_the_cluster() {
             .arg("--cluster-secret-file")
             .arg(&secret)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("log")).unwrap())
             .spawn()
             .unwrap();
         children.0.push(child);
@@ -97,4 +98,21 @@ fn three_processes_serve_redis_clients_through_the_cluster() {
         })
         .count();
     assert_eq!(masters, 1);
+    let logs: Vec<String> = dirs
+        .iter()
+        .map(|dir| std::fs::read_to_string(dir.path().join("log")).unwrap())
+        .collect();
+    let leading = logs
+        .iter()
+        .filter(|log| log.contains(": Leader in term"))
+        .count();
+    assert!(leading >= 1, "no node logged that it leads: {logs:?}");
+    for (i, log) in logs.iter().enumerate() {
+        let line = format!("cluster node {}: ", i + 1);
+        assert!(
+            log.contains(&line) && log.contains(", leader node "),
+            "node {}: {log}",
+            i + 1
+        );
+    }
 }

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::{Arbiter, ArbiterHandle};
 use arc_swap::{ArcSwap, ArcSwapOption};
 use openraft::error::{ClientWriteError, InitializeError, RaftError};
-use openraft::{BasicNode, Config, Raft, ServerState, SnapshotPolicy};
+use openraft::{BasicNode, Config, Raft, RaftMetrics, ServerState, SnapshotPolicy};
 use tokio::sync::{Semaphore, oneshot};
 
 use super::faults::NetworkFaults;
@@ -342,6 +342,7 @@ impl ClusterNode {
                 tokio::spawn(run_rounds(leader_queue, leader_round(raft.clone())));
                 tokio::spawn(serve_peers(listener, raft.clone(), secret, service));
                 tokio::spawn(form_cluster(raft.clone(), id, members, raft_network));
+                tokio::spawn(log_role_changes(raft.metrics(), id));
             }
             let _ = reply.send(raft.map_err(|e| e.to_string()));
         });
@@ -832,6 +833,37 @@ async fn learn_client_addresses(node: ClusterNode) {
 
 /// How often the lowest node re-probes the others while forming.
 const FORM_RETRY: Duration = Duration::from_millis(300);
+
+/// Logs, at INFO, each change of this node's role, term, leader or
+/// membership (elections, leader changes, members added or removed), until
+/// Raft stops. An outside probe found none of these in the log.
+async fn log_role_changes(
+    mut metrics: tokio::sync::watch::Receiver<RaftMetrics<NodeId, BasicNode>>,
+    id: NodeId,
+) {
+    let mut last = None;
+    loop {
+        let seen = {
+            let m = metrics.borrow_and_update();
+            let membership = m.membership_config.membership();
+            let voters: Vec<NodeId> = membership.voter_ids().collect();
+            let learners: Vec<NodeId> = membership.learner_ids().collect();
+            (m.state, m.current_term, m.current_leader, voters, learners)
+        };
+        if last.as_ref() != Some(&seen) {
+            let (state, term, leader, voters, learners) = &seen;
+            let leader = leader.map_or("none".to_string(), |l| format!("node {l}"));
+            log::info!(
+                "cluster node {id}: {state:?} in term {term}, leader {leader}, voters {voters:?}, \
+                 learners {learners:?}"
+            );
+            last = Some(seen);
+        }
+        if metrics.changed().await.is_err() {
+            return;
+        }
+    }
+}
 
 /// The lowest id initializes a fresh cluster once a majority is reachable
 /// and fresh (module doc); other nodes wait for a leader.
