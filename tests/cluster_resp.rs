@@ -195,6 +195,15 @@ async fn a_node_cut_off_from_the_majority_answers_clusterdown() {
         let line = raw_line(port, args).await;
         assert!(line.starts_with("-CLUSTERDOWN "), "{args:?}: {line}");
     }
+    // INFO describes the node as it is, at once, as during any outage.
+    let started = Instant::now();
+    let line = raw_line(port, &["INFO", "server"]).await;
+    assert!(line.starts_with('$'), "INFO during the outage: {line}");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
     c.cluster.faults.heal();
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {

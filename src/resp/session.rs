@@ -261,10 +261,13 @@ fn on_cluster(
         (Op::MSet(pairs), Some(writes)) => return written(writes.put(pairs)),
         (op, _) => op,
     };
-    // ROLE reads only the node's Raft figures.
+    // ROLE reads only the node's Raft figures. INFO describes this node as
+    // it is, as Redis's does on a replica: it must answer during an outage,
+    // when an operator needs it most (it waited for a leader and answered
+    // CLUSTERDOWN, an outside probe found).
     let unread = matches!(
         op,
-        Op::Set(..) | Op::MSet(_) | Op::Rmw(_) | Op::Exec(..) | Op::Role
+        Op::Set(..) | Op::MSet(_) | Op::Rmw(_) | Op::Exec(..) | Op::Role | Op::Info(_)
     );
     let engine = engine.clone();
     async move {
