@@ -841,23 +841,27 @@ async fn log_role_changes(
     mut metrics: tokio::sync::watch::Receiver<RaftMetrics<NodeId, BasicNode>>,
     id: NodeId,
 ) {
+    // Compared by the membership's log id: the metrics change with every
+    // append on a leader, and building the member lists each time would
+    // allocate for nothing.
     let mut last = None;
     loop {
-        let seen = {
+        {
             let m = metrics.borrow_and_update();
-            let membership = m.membership_config.membership();
-            let voters: Vec<NodeId> = membership.voter_ids().collect();
-            let learners: Vec<NodeId> = membership.learner_ids().collect();
-            (m.state, m.current_term, m.current_leader, voters, learners)
-        };
-        if last.as_ref() != Some(&seen) {
-            let (state, term, leader, voters, learners) = &seen;
-            let leader = leader.map_or("none".to_string(), |l| format!("node {l}"));
-            log::info!(
-                "cluster node {id}: {state:?} in term {term}, leader {leader}, voters {voters:?}, \
-                 learners {learners:?}"
-            );
-            last = Some(seen);
+            let membership_id = *m.membership_config.log_id();
+            let seen = (m.state, m.current_term, m.current_leader, membership_id);
+            if last.as_ref() != Some(&seen) {
+                let membership = m.membership_config.membership();
+                let voters: Vec<NodeId> = membership.voter_ids().collect();
+                let learners: Vec<NodeId> = membership.learner_ids().collect();
+                let (state, term, leader, _) = &seen;
+                let leader = leader.map_or("none".to_string(), |l| format!("node {l}"));
+                log::info!(
+                    "cluster node {id}: {state:?} in term {term}, leader {leader}, voters \
+                     {voters:?}, learners {learners:?}"
+                );
+                last = Some(seen);
+            }
         }
         if metrics.changed().await.is_err() {
             return;
