@@ -322,6 +322,82 @@ async fn repair_moves_an_unreadable_segment_to_lost_and_keeps_the_rest() {
     db.close().await.unwrap();
 }
 
+/// One bad block costs that block's writes, not the segment's: repair keeps
+/// the entries of the blocks that check, and moves the file to `lost/`.
+#[actix_rt::test]
+async fn repair_keeps_the_intact_blocks_of_a_damaged_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(Options::new(dir.path())).await.unwrap();
+    write(&db, 0..3000, 0, true).await;
+    db.close().await.unwrap();
+    let segment = segments(dir.path())[0].clone();
+    let mut bytes = std::fs::read(&segment).unwrap();
+    // Data blocks come first: a quarter of the way in is inside one.
+    let at = bytes.len() / 4;
+    bytes[at] ^= 0xff;
+    std::fs::write(&segment, &bytes).unwrap();
+    let report = repair_database(&Options::new(dir.path())).unwrap();
+    assert_eq!(report.lost.len(), 1, "{:?}", report.lost);
+    assert!(
+        report.lost[0].1.contains("entries kept"),
+        "{:?}",
+        report.lost
+    );
+    assert!(
+        dir.path()
+            .join("lost")
+            .join(segment.file_name().unwrap())
+            .exists()
+    );
+    let salvaged = report.entries_salvaged as usize;
+    assert!((2000..3000).contains(&salvaged), "{salvaged} of 3000 kept");
+    let db = common::reopen(Options::new(dir.path())).await;
+    let entries = all_entries(&db).await;
+    assert_eq!(entries.len(), salvaged);
+    let indexes: Vec<usize> = entries
+        .iter()
+        .map(|(k, _)| std::str::from_utf8(&k[3..]).unwrap().parse().unwrap())
+        .collect();
+    for ((_, v), &i) in entries.iter().zip(&indexes) {
+        assert_eq!(v, &value(i, 0));
+    }
+    // What is gone is one block: a run of consecutive keys.
+    let gaps = indexes.windows(2).filter(|w| w[1] != w[0] + 1).count();
+    let missing_at_ends = usize::from(indexes[0] != 0) + usize::from(indexes[salvaged - 1] != 2999);
+    assert_eq!(gaps + missing_at_ends, 1, "more than one run of keys lost");
+    db.close().await.unwrap();
+}
+
+/// A segment the process may not read is not damaged: repair stops before
+/// moving anything, so that fixing its permissions keeps every write.
+#[test]
+fn repair_stops_at_a_segment_it_may_not_read_and_moves_nothing() {
+    use naive_kv::fs::sim::{Fault, Op};
+    let fs = populated_sim();
+    let segment = fs
+        .names(Path::new("/db"))
+        .unwrap()
+        .into_iter()
+        .find(|n| n.ends_with(".sst"))
+        .expect("a segment");
+    let before = fs.names(Path::new("/db")).unwrap();
+    let denied = Fault::fail(Op::Open, std::io::ErrorKind::PermissionDenied)
+        .on_path(segment.clone())
+        .times(u64::MAX);
+    fs.inject(denied).unwrap();
+    let error = repair_database(&sim_options(&fs)).unwrap_err().to_string();
+    assert!(
+        error.contains(&segment) && error.contains("run repair again"),
+        "{error}"
+    );
+    let data =
+        |names: Vec<String>| -> Vec<String> { names.into_iter().filter(|n| n != "LOCK").collect() };
+    assert_eq!(data(before), data(fs.names(Path::new("/db")).unwrap()));
+    fs.clear_faults().unwrap();
+    let report = repair_database(&sim_options(&fs)).unwrap();
+    assert!(report.lost.is_empty(), "{:?}", report.lost);
+}
+
 fn sim_options(fs: &naive_kv::fs::sim::SimFs) -> Options {
     let mut options = Options::new("/db");
     options.fs = std::sync::Arc::new(fs.clone());

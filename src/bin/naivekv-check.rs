@@ -132,9 +132,11 @@ fn print_repair(report: &RepairReport) {
         );
     }
     println!(
-        "repaired: kept {} segment(s) and {} WAL record(s); {} keys in {} new segment(s); \
-         {} file(s) moved to {LOST_DIRECTORY}/; {} segment(s) missing",
+        "repaired: kept {} segment(s), {} entries of damaged segments and {} WAL record(s); \
+         {} keys in {} new segment(s); {} file(s) moved to {LOST_DIRECTORY}/; {} segment(s) \
+         missing",
         report.segments_kept,
+        report.entries_salvaged,
         report.wal_records_kept,
         report.keys,
         report.segments_written,

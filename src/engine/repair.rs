@@ -1,8 +1,12 @@
 //! `naivekv-check --repair`: rebuilds a database that open refuses, the
 //! counterpart of LevelDB's and RocksDB's `RepairDB`.
 //!
-//! 1. Every segment is read whole; one that cannot be read (or any block of
-//!    it) is moved to `lost/`, never deleted.
+//! 1. Every segment is read whole. One that is damaged is moved to `lost/`,
+//!    never deleted; when its footer, index and filter are intact, the
+//!    entries of its blocks that check are kept and merged (one bad block
+//!    loses that block's writes, not the segment's). A segment the process
+//!    may not read (permissions) stops the repair before anything is moved:
+//!    it is not damaged, and fixing its permissions keeps every write.
 //! 2. Every WAL's intact records are kept. Damage is read past
 //!    (`format::wal::read_wal_salvaging`: a record with an intact header is
 //!    skipped by its length; after a damaged header, reading resumes where
@@ -52,7 +56,7 @@ use std::sync::Arc;
 use prost::Message as _;
 
 use super::batch::{LoggedWrite, logged_writes};
-use super::check::read_table_whole;
+use super::check::read_whole;
 use super::inventory::DirectoryFiles;
 use super::memtable::MemTable;
 use super::merge::{LiveIter, MemTableIter, MergeIter};
@@ -67,7 +71,7 @@ use crate::format::wal::read_wal_salvaging;
 use crate::format::{EntryIter, FileKind, parse_file_name, segment_file_name, wal_file_name};
 use crate::fs::FileSystem;
 use crate::proto::storage::{Manifest, WalBatch};
-use crate::{Options, Result};
+use crate::{Error, Options, Result};
 
 /// Where repair puts the files it could not read.
 pub const LOST_DIRECTORY: &str = "lost";
@@ -88,6 +92,9 @@ pub struct RepairReport {
     pub segments_written: usize,
     /// Files moved to `lost/`, with why.
     pub lost: Vec<(String, String)>,
+    /// Entries kept from the intact blocks of damaged segments (which were
+    /// moved to `lost/` whole).
+    pub entries_salvaged: u64,
     /// Segments the old manifest named that are not in the directory, with
     /// the entries it recorded for them: their writes are gone unless a
     /// WAL still held them.
@@ -112,7 +119,7 @@ pub fn repair_database(options: &Options) -> Result<RepairReport> {
     let files = DirectoryFiles::list(fs, directory)?;
     let mut report = RepairReport::default();
     let mut old_manifest = read_manifest(fs, directory).ok().flatten();
-    let readers = readable_segments(fs, directory, &files, &mut report)?;
+    let (readers, damaged) = readable_segments(fs, directory, &files, &mut report)?;
     let wal_ids = wal_database_ids(fs, directory, &files);
     let owner = owner_of(old_manifest.as_ref(), &readers, &wal_ids);
     let foreign_manifest = old_manifest
@@ -140,7 +147,17 @@ pub fn repair_database(options: &Options) -> Result<RepairReport> {
         wal_lineage: lineage,
     };
     let oldest_live_wal = old_manifest.as_ref().map_or(0, |m| m.oldest_live_wal);
-    let salvaged = salvage_wals(fs, directory, &files, ours, oldest_live_wal, &mut report)?;
+    let mut salvaged = salvage_wals(fs, directory, &files, ours, oldest_live_wal, &mut report)?;
+    let memtable = &mut salvaged.memtable;
+    salvage_segments(
+        fs,
+        directory,
+        damaged,
+        owner,
+        &older_copy,
+        memtable,
+        &mut report,
+    )?;
     if let Some(manifest) = &old_manifest {
         report.missing = manifest
             .segments
@@ -223,28 +240,112 @@ pub fn repair_database(options: &Options) -> Result<RepairReport> {
     Ok(report)
 }
 
-/// Opens and reads every segment; those that fail go to `lost/`.
+/// A segment that cannot be read whole.
+struct DamagedSegment {
+    name: String,
+    /// Its footer, index and filter, when they are intact: the blocks that
+    /// check are salvaged ([`salvage_segments`]).
+    reader: Option<Arc<SstableReader>>,
+    why: String,
+}
+
+/// Opens and reads every segment: those read whole, and the damaged ones.
+///
+/// # Errors
+/// A segment the process may not read (permissions): nothing is moved, so
+/// that fixing them and running repair again keeps every write.
 fn readable_segments(
     fs: &dyn FileSystem,
     directory: &Path,
     files: &DirectoryFiles,
     report: &mut RepairReport,
-) -> Result<Vec<Arc<SstableReader>>> {
+) -> Result<(Vec<Arc<SstableReader>>, Vec<DamagedSegment>)> {
     let mut readers = Vec::new();
+    let mut damaged = Vec::new();
     for number in &files.segments {
         let name = segment_file_name(*number);
-        match read_table_whole(fs, &directory.join(&name)) {
-            Ok(reader) => {
+        let path = directory.join(&name);
+        let file = fs
+            .open(&path)
+            .map_err(|e| Error::io(format!("opening {}", path.display()), e));
+        let opened = file.and_then(|file| SstableReader::open(file, path.clone()).map(Arc::new));
+        let (reader, error) = match opened {
+            Ok(reader) => match read_whole(&reader) {
+                Ok(_) => (Some(reader), None),
+                Err(error) => (Some(reader), Some(error)),
+            },
+            Err(error) => (None, Some(error)),
+        };
+        match (reader, error) {
+            (_, Some(error)) if not_permitted(&error) => {
+                return Err(Error::io(
+                    format!(
+                        "{name} cannot be read ({error}); nothing was changed: give this \
+                         process access to it and run repair again"
+                    ),
+                    std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+                ));
+            }
+            (Some(reader), None) => {
                 report.segments_kept += 1;
                 readers.push(reader);
             }
-            Err(error) => {
-                let why = error.client_message();
-                move_to_lost(fs, directory, &name, &why, report)?;
-            }
+            (reader, error) => damaged.push(DamagedSegment {
+                name,
+                reader,
+                why: error.map(|e| e.client_message()).unwrap_or_default(),
+            }),
         }
     }
-    Ok(readers)
+    Ok((readers, damaged))
+}
+
+/// Whether `error` says the process may not read a file (not that the file
+/// is damaged).
+fn not_permitted(error: &Error) -> bool {
+    matches!(error, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied)
+}
+
+/// Moves each damaged segment to `lost/`, after copying the entries of its
+/// intact blocks into `memtable` (unless it is another database's or an
+/// older copy, as [`refusal`] says: then nothing of it is kept).
+fn salvage_segments(
+    fs: &dyn FileSystem,
+    directory: &Path,
+    damaged: Vec<DamagedSegment>,
+    owner: u64,
+    older_copy: &dyn Fn(u64) -> bool,
+    memtable: &mut MemTable,
+    report: &mut RepairReport,
+) -> Result<()> {
+    for segment in damaged {
+        let mut why = segment.why;
+        if let Some(reader) = segment.reader {
+            match refusal(&reader, &segment.name, owner, older_copy) {
+                Some(refused) => why = refused,
+                None => {
+                    let (entries, bad) = reader.intact_entries();
+                    let kept = entries.len() as u64;
+                    for entry in entries {
+                        memtable.apply_expiring(
+                            entry.key,
+                            entry.seq,
+                            entry.value,
+                            entry.expire_at_ms,
+                        );
+                    }
+                    report.entries_salvaged += kept;
+                    why = format!(
+                        "{why}; {kept} entries kept from its intact blocks ({} of {} damaged)",
+                        bad.len(),
+                        reader.block_count()
+                    );
+                }
+            }
+        }
+        move_to_lost(fs, directory, &segment.name, &why, report)?;
+    }
+    Ok(())
 }
 
 /// The database the directory belongs to: the old manifest's id if any
@@ -308,23 +409,7 @@ fn without_foreign(
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let writer = reader.identity().map_or(0, |i| i.database_id);
-        let written_as = reader.identity().map_or(0, |i| i.file_number);
-        let named = match parse_file_name(&name) {
-            Some(FileKind::Segment(number)) => number,
-            _ => 0,
-        };
-        let why = if owner != 0 && writer != 0 && writer != owner {
-            format!("written by database {writer:016x}, this one is {owner:016x}")
-        } else if written_as != 0 && named != 0 && written_as != named && older_copy(written_as) {
-            // An older copy of one of this database's segments: merged, its
-            // versions could bring back keys deleted since.
-            format!(
-                "written as {}, not {name}: a copy of an older segment (its writes may have \
-                 been superseded or deleted since)",
-                segment_file_name(written_as)
-            )
-        } else {
+        let Some(why) = refusal(&reader, &name, owner, older_copy) else {
             kept.push(reader);
             continue;
         };
@@ -333,6 +418,36 @@ fn without_foreign(
         move_to_lost(fs, directory, &name, &why, report)?;
     }
     Ok(kept)
+}
+
+/// Why segment `name` must not be merged: another database wrote it, or it
+/// is an older copy of one of this database's segments (merged, its
+/// versions could bring back keys deleted since). `None`: it is ours.
+fn refusal(
+    reader: &SstableReader,
+    name: &str,
+    owner: u64,
+    older_copy: &dyn Fn(u64) -> bool,
+) -> Option<String> {
+    let writer = reader.identity().map_or(0, |i| i.database_id);
+    let written_as = reader.identity().map_or(0, |i| i.file_number);
+    let named = match parse_file_name(name) {
+        Some(FileKind::Segment(number)) => number,
+        _ => 0,
+    };
+    if owner != 0 && writer != 0 && writer != owner {
+        Some(format!(
+            "written by database {writer:016x}, this one is {owner:016x}"
+        ))
+    } else if written_as != 0 && named != 0 && written_as != named && older_copy(written_as) {
+        Some(format!(
+            "written as {}, not {name}: a copy of an older segment (its writes may have \
+             been superseded or deleted since)",
+            segment_file_name(written_as)
+        ))
+    } else {
+        None
+    }
 }
 
 /// What the WALs' intact records hold, and which WALs are damaged.

@@ -258,6 +258,25 @@ impl SstableReader {
         SstableIter::new(Arc::clone(self), range, reverse, reads)
     }
 
+    /// Every entry of the blocks that read and check intact, block by block,
+    /// in order, with the errors of the blocks that do not (for repair: a
+    /// table with one bad block still holds its other blocks' writes). Each
+    /// intact block's entries are checked to lie between its neighbours'
+    /// last keys, as any read checks them.
+    pub fn intact_entries(&self) -> (Vec<Entry>, Vec<Error>) {
+        let reads = BlockReads::uncached();
+        let mut entries = Vec::new();
+        let mut damaged = Vec::new();
+        for block in 0..self.block_count() {
+            match self.read_block_for(block, &reads) {
+                Ok(Some(read)) => entries.extend(read),
+                Ok(None) => damaged.push(would_block()),
+                Err(error) => damaged.push(error),
+            }
+        }
+        (entries, damaged)
+    }
+
     /// The table's path, for errors.
     pub fn path(&self) -> &Path {
         &self.file.path
@@ -302,7 +321,8 @@ impl SstableReader {
         self.index.memory_bytes() + self.filter.memory_bytes()
     }
 
-    pub(super) fn block_count(&self) -> usize {
+    /// How many data blocks the table has.
+    pub fn block_count(&self) -> usize {
         self.index.handles.len()
     }
 
