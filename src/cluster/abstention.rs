@@ -118,7 +118,7 @@ impl Abstention {
                     .map_or("none".to_string(), |l| l.to_string()),
             );
         }
-        VoteResponse::new(&metrics.vote, None, false)
+        VoteResponse::new(metrics.vote, None, false)
     }
 
     /// Ends the abstention (once; later calls do nothing) and lets the
