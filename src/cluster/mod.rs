@@ -1,6 +1,9 @@
 //! Replication: a NaiveKV cluster on openraft (issue 19).
 //!
 //! Module map:
+//! - [`abstention`]: a node that starts with no Raft state refuses votes
+//!   (except to form a fresh cluster) and does not campaign until a leader
+//!   has caught it up.
 //! - [`log_store`]: the Raft log and vote on disk (`DIR/raft/log`,
 //!   `DIR/raft/vote`), framed and checksummed like the WAL.
 //! - [`state_machine`]: the NaiveKV engine as openraft's state machine; the
@@ -33,6 +36,7 @@
 //!
 //! The flow between these parts is in `docs/CLUSTER.md`.
 
+pub mod abstention;
 pub mod admin;
 pub mod backoff;
 pub mod dispatch;

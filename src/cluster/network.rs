@@ -65,6 +65,7 @@ use serde::{Deserialize, Serialize};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
+use super::abstention::Abstention;
 use super::admin::{ChangeRefusal, MemberChange, change_on_leader};
 use super::faults::{Fate, NetworkFaults};
 use super::peer_auth::{ClusterSecret, client_handshake, server_handshake};
@@ -547,6 +548,9 @@ pub struct PeerService {
     pub client_addr: Arc<arc_swap::ArcSwapOption<std::net::SocketAddr>>,
     /// This node's RESP address, once its RESP listener advertises it.
     pub resp_addr: Arc<arc_swap::ArcSwapOption<std::net::SocketAddr>>,
+    /// Whether vote requests are refused before openraft sees them
+    /// ([`super::abstention`]).
+    pub abstention: Arc<Abstention>,
 }
 
 /// Accepts peer connections on `listener` until the process stops, each
@@ -610,6 +614,10 @@ async fn serve_connection(mut framed: PeerStream, raft: Raft<TypeConfig>, servic
 async fn answer(raft: &Raft<TypeConfig>, service: &PeerService, request: PeerRequest) -> PeerReply {
     match request {
         PeerRequest::AppendEntries(rpc) => PeerReply::AppendEntries(raft.append_entries(rpc).await),
+        PeerRequest::Vote(rpc) if !service.abstention.admits(&rpc) => {
+            let refusal = service.abstention.refuse(&rpc, &raft.metrics().borrow());
+            PeerReply::Vote(Ok(refusal))
+        }
         PeerRequest::Vote(rpc) => PeerReply::Vote(raft.vote(rpc).await),
         PeerRequest::InstallSnapshot(rpc) => {
             PeerReply::InstallSnapshot(raft.install_snapshot(rpc).await)

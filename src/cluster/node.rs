@@ -20,6 +20,11 @@
 //! node that learns another member already has state (it is caught up by
 //! the leader instead). `initialize` on a node with state is refused by
 //! openraft (`NotAllowed`), which is treated as success.
+//!
+//! A node that starts with no Raft state abstains
+//! ([`super::abstention`]): the other founders vote only for the lowest
+//! id's formation candidate and do not campaign until its leadership has
+//! caught them up; the lowest id ends its abstention when it initializes.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -33,6 +38,7 @@ use openraft::error::{ClientWriteError, InitializeError, RaftError};
 use openraft::{BasicNode, Config, Raft, RaftMetrics, ServerState, SnapshotPolicy};
 use tokio::sync::{Semaphore, oneshot};
 
+use super::abstention::{Abstention, end_when_caught_up};
 use super::faults::NetworkFaults;
 use super::network::{
     CallError, ClientAddrs, LeaderReads, PeerNetwork, PeerReply, PeerRequest, PeerService,
@@ -329,19 +335,31 @@ impl ClusterNode {
         let (follower_reads, follower_queue) = ReadIndexBatcher::channel();
         let client_addr = Arc::new(ArcSwapOption::from_pointee(config.client_addr));
         let resp_addr = Arc::new(ArcSwapOption::empty());
-        let service = PeerService {
-            reads: leader_reads.clone(),
-            client_addr: client_addr.clone(),
-            resp_addr: resp_addr.clone(),
-        };
+        let (reads, client, resp) = (leader_reads.clone(), client_addr.clone(), resp_addr.clone());
         let started = arbiter.spawn(async move {
             let raft = Raft::new(id, raft_config, raft_network.clone(), log, state_machine).await;
             if let Ok(raft) = &raft
                 && let Ok(listener) = tokio::net::TcpListener::from_std(listener)
             {
+                // Asked before the listener runs: nothing has reached the
+                // node yet, so no state means it started with none.
+                let empty = !raft.is_initialized().await.unwrap_or(true);
+                let founder = members.keys().next().copied();
+                let abstention = Abstention::new(id, founder, empty);
+                if empty {
+                    raft.runtime_config().elect(false);
+                }
+                let service = PeerService {
+                    reads,
+                    client_addr: client,
+                    resp_addr: resp,
+                    abstention: abstention.clone(),
+                };
+                tokio::spawn(end_when_caught_up(abstention.clone(), raft.clone()));
                 tokio::spawn(run_rounds(leader_queue, leader_round(raft.clone())));
                 tokio::spawn(serve_peers(listener, raft.clone(), secret, service));
-                tokio::spawn(form_cluster(raft.clone(), id, members, raft_network));
+                let forming = form_cluster(raft.clone(), id, members, raft_network, abstention);
+                tokio::spawn(forming);
                 tokio::spawn(log_role_changes(raft.metrics(), id));
             }
             let _ = reply.send(raft.map_err(|e| e.to_string()));
@@ -876,6 +894,7 @@ async fn form_cluster(
     id: NodeId,
     members: BTreeMap<NodeId, String>,
     network: PeerNetwork,
+    abstention: Arc<Abstention>,
 ) {
     if members.keys().next() != Some(&id) {
         return;
@@ -902,7 +921,8 @@ async fn form_cluster(
                 .map(|(id, addr)| (*id, BasicNode::new(addr)))
                 .collect();
             match raft.initialize(nodes).await {
-                Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => return,
+                Ok(()) => return abstention.end(&raft, "it initialized the cluster"),
+                Err(RaftError::APIError(InitializeError::NotAllowed(_))) => return,
                 Err(e) => log::warn!("initializing the cluster: {e}"),
             }
         }
