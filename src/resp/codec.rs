@@ -164,6 +164,18 @@ impl RespCodec {
     }
 }
 
+/// The finished arguments of a request in progress have left the read
+/// buffer; they are held here until the request is complete.
+impl crate::server::timeouts::UnfinishedBytes for RespCodec {
+    fn held_outside_buffer(&self) -> usize {
+        // `bytes` counts the bulk being read from its header on; its bytes
+        // are still in the buffer.
+        self.partial
+            .as_ref()
+            .map_or(0, |p| p.bytes - p.bulk_len.unwrap_or(0))
+    }
+}
+
 impl Decoder for RespCodec {
     type Item = Vec<Bytes>;
     type Error = io::Error;
