@@ -49,7 +49,8 @@ pub(super) struct Reader<P: Protocol> {
     progress: Rc<RequestProgress>,
     /// Completes when the server shuts down.
     shutdown: LocalBoxFuture<'static, ()>,
-    /// The decoder's limits have been raised after authentication.
+    /// The decoder's limits are the raised ones (the client was
+    /// authenticated when they were last set).
     raised: bool,
     /// Requests decoded, not yet taken, with their wire bytes.
     ahead: VecDeque<(usize, Item<P>)>,
@@ -122,11 +123,7 @@ impl<P: Protocol> Reader<P> {
                 connection.park_reader(task.waker().clone(), ctx);
                 return Poll::Pending;
             }
-            if !self.raised && connection.protocol.authenticated() {
-                let decoder = self.requests.decoder_mut().inner_mut();
-                connection.protocol.raise_limits(decoder);
-                self.raised = true;
-            }
+            self.follow_authentication(connection);
             if self.ahead.is_empty() && self.end.is_none() && !self.read_ahead(connection, task) {
                 if self.progress.take_starved() && self.grow(connection) {
                     continue;
@@ -148,9 +145,25 @@ impl<P: Protocol> Reader<P> {
         }
     }
 
+    /// Sets the decoder's limits for the connection's authentication now:
+    /// raised once the client has authenticated, lowered again if a wrong
+    /// token closed the gate after.
+    fn follow_authentication(&mut self, connection: &Connection<P>) {
+        let authenticated = connection.protocol.authenticated();
+        if authenticated != self.raised {
+            let decoder = self.requests.decoder_mut().inner_mut();
+            if authenticated {
+                connection.protocol.raise_limits(decoder);
+            } else {
+                connection.protocol.lower_limits(decoder);
+            }
+            self.raised = authenticated;
+        }
+    }
+
     /// Decodes the requests the socket has, up to the read-ahead limits
-    /// (one before the client has authenticated: the decoder's limits
-    /// change then), and lets the protocol prefetch for them. False if the
+    /// (one before the client has authenticated, and none past an `Auth`:
+    /// the decoder's limits change then), and lets the protocol prefetch for them. False if the
     /// socket had nothing (its waker is registered).
     fn read_ahead(&mut self, connection: &mut Connection<P>, task: &mut TaskContext<'_>) -> bool {
         let most = match connection.protocol.authenticated() {
@@ -166,7 +179,11 @@ impl<P: Protocol> Reader<P> {
                         self.progress.allow(UNCHARGED_PARTIAL_BYTES);
                     }
                     held += bytes;
+                    let stop = P::may_change_authentication(&request);
                     self.ahead.push_back((bytes, request));
+                    if stop {
+                        break;
+                    }
                 }
                 Poll::Ready(Some(Err(e))) => self.end = Some(StreamEnd::Failed(e)),
                 Poll::Ready(None) => self.end = Some(StreamEnd::Closed),

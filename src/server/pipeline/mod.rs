@@ -40,7 +40,9 @@
 //! - **timeouts**: idle and half-sent requests ([`super::timeouts`]), and a
 //!   connection that has not authenticated within `auth_timeout`;
 //! - **pre-authentication limits**: small requests and a small budget until
-//!   the protocol says the client has authenticated.
+//!   the protocol says the client has authenticated, and again from the
+//!   moment it says the client no longer is (a wrong token after a right
+//!   one).
 //!
 //! The reader and the writer (`io`) are futures the actor runs in its own
 //! context, so they and the actor share its state with no lock and no
@@ -158,6 +160,15 @@ pub trait Protocol: Sized + Unpin + 'static {
     fn authenticated(&self) -> bool;
     /// Raises the decoder's limits from the pre-authentication ones.
     fn raise_limits(&self, decoder: &mut Self::Decoder);
+    /// Lowers the decoder's limits back to the pre-authentication ones (a
+    /// wrong token after a right one closed the gate again).
+    fn lower_limits(&self, decoder: &mut Self::Decoder);
+    /// True if `request` may change whether the connection is
+    /// authenticated (an `Auth`): the requests after it are decoded only
+    /// once it is taken, under the limits it leaves.
+    fn may_change_authentication(_request: &<Self::Decoder as Decoder>::Item) -> bool {
+        false
+    }
 }
 
 /// Puts gathered into one engine write stop at this many bytes of keys and
