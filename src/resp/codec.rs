@@ -160,7 +160,19 @@ impl RespCodec {
         let line = src.split_to(end + 1);
         let line = line.strip_suffix(b"\n").unwrap_or(&line);
         let line = line.strip_suffix(b"\r").unwrap_or(line);
-        split_args(line).map(Some)
+        split_args_at_most(line, self.limits.max_args).map(Some)
+    }
+}
+
+/// The finished arguments of a request in progress have left the read
+/// buffer; they are held here until the request is complete.
+impl crate::server::timeouts::UnfinishedBytes for RespCodec {
+    fn held_outside_buffer(&self) -> usize {
+        // `bytes` counts the bulk being read from its header on; its bytes
+        // are still in the buffer.
+        self.partial
+            .as_ref()
+            .map_or(0, |p| p.bytes - p.bulk_len.unwrap_or(0))
     }
 }
 
@@ -287,6 +299,12 @@ fn parse_int(text: &[u8]) -> Option<i64> {
 /// # Errors
 /// Unbalanced quotes.
 pub fn split_args(line: &[u8]) -> Result<Vec<Bytes>, ProtocolError> {
+    split_args_at_most(line, usize::MAX)
+}
+
+/// [`split_args`], refusing a line of more than `max_args` words (as a
+/// multibulk header announcing more is refused) before it makes the next.
+fn split_args_at_most(line: &[u8], max_args: usize) -> Result<Vec<Bytes>, ProtocolError> {
     let unbalanced = || error("unbalanced quotes in request");
     let mut args = Vec::new();
     let mut i = 0;
@@ -294,6 +312,11 @@ pub fn split_args(line: &[u8]) -> Result<Vec<Bytes>, ProtocolError> {
         if line[i].is_ascii_whitespace() {
             i += 1;
             continue;
+        }
+        if args.len() == max_args {
+            return Err(error(format!(
+                "too many arguments in inline request (at most {max_args})"
+            )));
         }
         let mut word = Vec::new();
         let quote = matches!(line[i], b'"' | b'\'').then_some(line[i]);
@@ -438,6 +461,32 @@ mod tests {
         assert!(codec.decode_request(&mut buf).is_err());
         let big = b"*3\r\n$16\r\naaaaaaaaaaaaaaaa\r\n$16\r\naaaaaaaaaaaaaaaa\r\n$16\r\n";
         assert!(e(big).contains("request larger than 40 bytes"));
+    }
+
+    #[test]
+    fn inline_requests_are_held_to_the_argument_limit() {
+        // Eight words pass (the limit), nine do not; as for `*9`.
+        let eight = decode_all(b"a b c d e f g h\r\n").unwrap();
+        assert_eq!(eight[0].len(), 8);
+        let nine = decode_all(b"a b c d e f g h i\r\n").unwrap_err();
+        assert!(nine.0.contains("too many arguments"), "{nine}");
+        assert!(decode_all(b"*9\r\n").is_err());
+        // Before authentication, 16.
+        let mut codec = RespCodec::new(limits_with_args(1000).pre_auth());
+        let mut line = BytesMut::from(&b"SET a b\r\n"[..]);
+        assert!(codec.decode_request(&mut line).unwrap().is_some());
+        let mut line = BytesMut::from(&[&b"x "[..]; 17].concat()[..]);
+        line.extend_from_slice(b"\r\n");
+        let error = codec.decode_request(&mut line).unwrap_err();
+        assert!(error.0.contains("at most 16"), "{error}");
+    }
+
+    fn limits_with_args(max_args: usize) -> Limits {
+        Limits {
+            max_args,
+            max_inline_bytes: 1 << 20,
+            ..limits()
+        }
     }
 
     #[test]

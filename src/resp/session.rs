@@ -465,4 +465,15 @@ impl pipeline::Protocol for Session {
     fn raise_limits(&self, decoder: &mut RespCodec) {
         decoder.set_limits(self.limits);
     }
+
+    fn lower_limits(&self, decoder: &mut RespCodec) {
+        decoder.set_limits(self.limits.pre_auth());
+    }
+
+    /// AUTH, and HELLO (which may carry AUTH).
+    fn may_change_authentication(args: &Vec<Bytes>) -> bool {
+        args.first().is_some_and(|name| {
+            name.eq_ignore_ascii_case(b"auth") || name.eq_ignore_ascii_case(b"hello")
+        })
+    }
 }

@@ -146,6 +146,9 @@ impl<In, Out> ProtoCodec<In, Out> {
     }
 }
 
+/// A frame in progress is all in the read buffer.
+impl<In, Out> crate::server::timeouts::UnfinishedBytes for ProtoCodec<In, Out> {}
+
 impl<In, Out> Clone for ProtoCodec<In, Out> {
     fn clone(&self) -> Self {
         ProtoCodec {

@@ -252,6 +252,20 @@ impl Protocol for Session {
     fn raise_limits(&self, decoder: &mut Codec) {
         decoder.set_max_frame_bytes(self.max_frame_bytes);
     }
+
+    fn lower_limits(&self, decoder: &mut Codec) {
+        decoder.set_max_frame_bytes(self.max_frame_bytes.min(PRE_AUTH_MAX_FRAME_BYTES));
+    }
+
+    fn may_change_authentication(frame: &Frame<Request>) -> bool {
+        matches!(
+            frame,
+            Frame::Message(Request {
+                command: Some(Command::Auth(_)),
+                ..
+            })
+        )
+    }
 }
 
 /// The keys `command` reads or writes, for the connection's ordering rule.

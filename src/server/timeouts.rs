@@ -11,6 +11,13 @@
 //! deadline only runs while the server is waiting for bytes: when the
 //! session stops reading (its budget is full) the clock is not held against
 //! the client.
+//!
+//! The same progress carries the bytes an unfinished request holds (the
+//! read buffer, and what the decoder took from it: [`UnfinishedBytes`]) and
+//! how many it may hold ([`RequestProgress::allow`]): [`TimedRead`] reads no
+//! byte past that and marks the progress *starved*, so the reader asks the
+//! server-wide budget for more (see `pipeline::io`). A starved read waits
+//! like one the client is slow to fill: the frame timeout runs.
 
 use std::cell::Cell;
 use std::io;
@@ -20,7 +27,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncRead, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf, Take};
 use tokio::time::{Instant, Sleep};
 use tokio_util::codec::Decoder;
 
@@ -35,6 +42,13 @@ pub struct RequestProgress {
     began: Cell<bool>,
     /// When the request in progress began.
     started: Cell<Instant>,
+    /// Bytes the unfinished request holds, as of the decoder's last look.
+    held: Cell<usize>,
+    /// Most bytes the unfinished request may hold before the reader must
+    /// ask for more.
+    allowed: Cell<usize>,
+    /// A read was refused because `held` reached `allowed`.
+    starved: Cell<bool>,
 }
 
 impl Default for RequestProgress {
@@ -43,6 +57,9 @@ impl Default for RequestProgress {
             midway: Cell::new(false),
             began: Cell::new(false),
             started: Cell::new(Instant::now()),
+            held: Cell::new(0),
+            allowed: Cell::new(usize::MAX),
+            starved: Cell::new(false),
         }
     }
 }
@@ -55,6 +72,41 @@ impl RequestProgress {
             self.started.set(now);
         }
         self.midway.get().then(|| self.started.get())
+    }
+
+    /// Bytes the unfinished request holds (the read buffer included).
+    pub fn held(&self) -> usize {
+        self.held.get()
+    }
+
+    /// Lets the unfinished request hold up to `bytes` before reads stop.
+    pub fn allow(&self, bytes: usize) {
+        self.allowed.set(bytes);
+    }
+
+    /// True (once) if a read was refused since the last call: the request
+    /// holds all it was allowed.
+    pub fn take_starved(&self) -> bool {
+        self.starved.replace(false)
+    }
+
+    /// Bytes that may still be read; 0 marks the progress starved.
+    fn room(&self) -> usize {
+        let room = self.allowed.get().saturating_sub(self.held.get());
+        if room == 0 {
+            self.starved.set(true);
+        }
+        room
+    }
+}
+
+/// A decoder that may keep bytes of an unfinished request outside the read
+/// buffer (the finished arguments of a RESP request): they are memory the
+/// request holds too.
+pub trait UnfinishedBytes {
+    /// Bytes of the request in progress held outside the read buffer.
+    fn held_outside_buffer(&self) -> usize {
+        0
     }
 }
 
@@ -84,7 +136,7 @@ impl<D> Tracked<D> {
     }
 }
 
-impl<D: Decoder> Decoder for Tracked<D> {
+impl<D: Decoder + UnfinishedBytes> Decoder for Tracked<D> {
     type Item = (usize, D::Item);
     type Error = D::Error;
 
@@ -98,13 +150,17 @@ impl<D: Decoder> Decoder for Tracked<D> {
             self.progress.began.set(true);
         }
         self.progress.midway.set(midway);
+        let held = src.len() + self.inner.held_outside_buffer();
+        self.progress.held.set(held);
         Ok(decoded.map(|item| (std::mem::take(&mut self.taken), item)))
     }
 }
 
-/// A read half with idle and frame deadlines.
+/// A read half with idle and frame deadlines, that reads no more than the
+/// unfinished request may hold ([`RequestProgress::allow`]).
 pub struct TimedRead<R> {
-    inner: R,
+    /// Limited, at each read, to the bytes the request may still take.
+    inner: Take<R>,
     idle_timeout: Duration,
     frame_timeout: Duration,
     progress: Rc<RequestProgress>,
@@ -114,7 +170,7 @@ pub struct TimedRead<R> {
     armed: bool,
 }
 
-impl<R> TimedRead<R> {
+impl<R: AsyncRead> TimedRead<R> {
     /// `inner` with the given deadlines; `progress` is the decoder's.
     pub fn new(
         inner: R,
@@ -123,7 +179,7 @@ impl<R> TimedRead<R> {
         progress: Rc<RequestProgress>,
     ) -> Self {
         TimedRead {
-            inner,
+            inner: inner.take(u64::MAX),
             idle_timeout,
             frame_timeout,
             progress,
@@ -138,6 +194,20 @@ impl<R> TimedRead<R> {
         match self.progress.midway_since(now) {
             None => idle,
             Some(started) => idle.min(started + self.frame_timeout),
+        }
+    }
+
+    /// Waits for the deadline (the socket, or the budget, has no bytes
+    /// for us); `Ready` with `TimedOut` once it has passed.
+    fn wait(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if !self.armed {
+            let deadline = self.deadline(Instant::now());
+            self.timer.as_mut().reset(deadline);
+            self.armed = true;
+        }
+        match self.timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(self.timed_out())),
+            Poll::Pending => Poll::Pending,
         }
     }
 
@@ -157,6 +227,12 @@ impl<R: AsyncRead + Unpin> AsyncRead for TimedRead<R> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        let room = this.progress.room();
+        if room == 0 {
+            return this.wait(cx);
+        }
+        this.inner
+            .set_limit(u64::try_from(room).unwrap_or(u64::MAX));
         let before = buf.filled().len();
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
@@ -166,17 +242,7 @@ impl<R: AsyncRead + Unpin> AsyncRead for TimedRead<R> {
                 Poll::Ready(Ok(()))
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => {
-                if !this.armed {
-                    let deadline = this.deadline(Instant::now());
-                    this.timer.as_mut().reset(deadline);
-                    this.armed = true;
-                }
-                match this.timer.as_mut().poll(cx) {
-                    Poll::Ready(()) => Poll::Ready(Err(this.timed_out())),
-                    Poll::Pending => Poll::Pending,
-                }
-            }
+            Poll::Pending => this.wait(cx),
         }
     }
 }
@@ -186,6 +252,8 @@ impl<R: AsyncRead + Unpin> AsyncRead for TimedRead<R> {
 mod tests {
     use super::*;
     use tokio_util::codec::LinesCodec;
+
+    impl UnfinishedBytes for LinesCodec {}
 
     #[test]
     fn tracks_requests_in_progress_and_their_sizes() {
@@ -206,5 +274,38 @@ mod tests {
         assert_eq!(lines.decode(&mut buf).unwrap(), Some((2, "d".into())));
         assert_eq!(lines.decode(&mut buf).unwrap(), None);
         assert_eq!(progress.midway_since(now), None);
+    }
+
+    #[tokio::test]
+    async fn reads_stop_where_the_request_may_hold_no_more() {
+        let progress = Rc::new(RequestProgress::default());
+        let mut lines = Tracked::new(LinesCodec::new(), progress.clone());
+        let long = Duration::from_secs(60);
+        let mut read = TimedRead::new(&b"abcdefgh"[..], long, long, progress.clone());
+        progress.allow(3);
+        let mut buf = BytesMut::with_capacity(64);
+        tokio::io::AsyncReadExt::read_buf(&mut read, &mut buf)
+            .await
+            .unwrap();
+        assert_eq!(&buf[..], b"abc");
+        assert_eq!(lines.decode(&mut buf).unwrap(), None);
+        assert_eq!(progress.held(), 3);
+        // Held what it may: the next read waits and says why.
+        let waker = futures_util::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        let mut storage = [0u8; 8];
+        let mut more = ReadBuf::new(&mut storage);
+        assert!(
+            Pin::new(&mut read)
+                .poll_read(&mut cx, &mut more)
+                .is_pending()
+        );
+        assert!(progress.take_starved());
+        assert!(!progress.take_starved());
+        progress.allow(5);
+        tokio::io::AsyncReadExt::read_buf(&mut read, &mut buf)
+            .await
+            .unwrap();
+        assert_eq!(&buf[..], b"abcde");
     }
 }

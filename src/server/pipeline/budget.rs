@@ -19,6 +19,15 @@
 //! The cap is checked before a request is read and before a read is
 //! started, with the reply's size not yet known: replies of reads already
 //! started still arrive. docs/PROTOCOL.md ("Limits") gives the worst case.
+//!
+//! A request still being received counts too, once it holds more than
+//! [`UNCHARGED_PARTIAL_BYTES`] (so small requests, the fast path, never
+//! touch the counter for it): its connection then asks for
+//! [`PARTIAL_STEP_BYTES`] more at a time ([`ServerReplyBudget::try_reserve`])
+//! and reads no further byte until it gets them. A request in progress may
+//! only take the counter to half the cap (a connection alone on the server
+//! may always take what its request needs), so requests being received
+//! never stop the others' reads, which stop only at the full cap.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -34,6 +43,15 @@ pub const GRANULE: usize = 16 << 10;
 pub fn granules(bytes: usize) -> usize {
     bytes.div_ceil(GRANULE).saturating_mul(GRANULE)
 }
+
+/// Bytes a request still being received may hold before they count against
+/// the server-wide budget: more than any request before authentication
+/// (64 KiB and its framing), so that no unauthenticated connection is ever
+/// charged for one.
+pub const UNCHARGED_PARTIAL_BYTES: usize = 128 << 10;
+/// Past [`UNCHARGED_PARTIAL_BYTES`], the bytes a request being received
+/// asks the budget for at a time (an atomic update every this many bytes).
+pub const PARTIAL_STEP_BYTES: usize = 1 << 20;
 
 /// How often a connection blocked only by the server-wide cap looks again.
 pub const RECHECK_INTERVAL: Duration = Duration::from_millis(5);
@@ -80,6 +98,21 @@ impl ServerReplyBudget {
         }
     }
 
+    /// Moves a connection's share from `was` to `now` bytes, to hold more
+    /// of a request it is receiving, if what all connections hold then is
+    /// at most half the cap, or if no other connection holds anything.
+    /// False (and nothing moved) if not.
+    pub(super) fn try_reserve(&self, was: usize, now: usize) -> bool {
+        let line = self.max / 2;
+        self.held
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |held| {
+                let others = held.saturating_sub(was);
+                let total = others.saturating_add(now);
+                (others == 0 || total <= line).then_some(total)
+            })
+            .is_ok()
+    }
+
     /// True if bytes `own` added to what the others hold (`charged` is the
     /// caller's reported share) reach the cap.
     pub(super) fn full_with(&self, charged: usize, own: usize) -> bool {
@@ -112,5 +145,21 @@ mod tests {
         assert_eq!(budget.held(), 30);
         assert!(!budget.full_with(0, 69));
         assert!(budget.full_with(0, 70));
+    }
+
+    #[test]
+    fn requests_being_received_take_at_most_half_the_cap() {
+        let budget = ServerReplyBudget::new(100);
+        // Alone, a connection gets what its request needs.
+        assert!(budget.try_reserve(0, 80));
+        assert_eq!(budget.held(), 80);
+        // With others holding bytes, only up to half the cap.
+        assert!(!budget.try_reserve(0, 10));
+        budget.settle(80, 20);
+        assert!(budget.try_reserve(0, 30));
+        assert!(!budget.try_reserve(30, 31));
+        assert_eq!(budget.held(), 50);
+        assert!(budget.try_reserve(30, 10));
+        assert_eq!(budget.held(), 30);
     }
 }

@@ -19,6 +19,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::time::{Instant, Sleep};
 use tokio_util::codec::FramedRead;
 
+use super::budget::{PARTIAL_STEP_BYTES, UNCHARGED_PARTIAL_BYTES};
 use super::{Connection, PipelineConfig, Protocol};
 use crate::server::timeouts::{RequestProgress, TimedRead, Tracked};
 
@@ -43,9 +44,13 @@ enum StreamEnd {
 /// read error (a timeout included), or shutdown.
 pub(super) struct Reader<P: Protocol> {
     requests: Requests<P::Decoder>,
+    /// The decoder's and the socket's shared view of the request being
+    /// received: what it holds, what it may hold.
+    progress: Rc<RequestProgress>,
     /// Completes when the server shuts down.
     shutdown: LocalBoxFuture<'static, ()>,
-    /// The decoder's limits have been raised after authentication.
+    /// The decoder's limits are the raised ones (the client was
+    /// authenticated when they were last set).
     raised: bool,
     /// Requests decoded, not yet taken, with their wire bytes.
     ahead: VecDeque<(usize, Item<P>)>,
@@ -59,6 +64,7 @@ impl<P: Protocol> Unpin for Reader<P> {}
 impl<P: Protocol> Reader<P> {
     pub(super) fn new(read: OwnedReadHalf, decoder: P::Decoder, config: &PipelineConfig) -> Self {
         let progress = Rc::new(RequestProgress::default());
+        progress.allow(UNCHARGED_PARTIAL_BYTES);
         let read = TimedRead::new(
             read,
             config.idle_timeout,
@@ -67,7 +73,8 @@ impl<P: Protocol> Reader<P> {
         );
         let mut shutdown = config.shutdown.clone();
         Reader {
-            requests: FramedRead::new(read, Tracked::new(decoder, progress)),
+            requests: FramedRead::new(read, Tracked::new(decoder, progress.clone())),
+            progress,
             shutdown: Box::pin(async move {
                 let _ = shutdown.wait_for(|&stop| stop).await;
             }),
@@ -116,12 +123,14 @@ impl<P: Protocol> Reader<P> {
                 connection.park_reader(task.waker().clone(), ctx);
                 return Poll::Pending;
             }
-            if !self.raised && connection.protocol.authenticated() {
-                let decoder = self.requests.decoder_mut().inner_mut();
-                connection.protocol.raise_limits(decoder);
-                self.raised = true;
-            }
+            self.follow_authentication(connection);
             if self.ahead.is_empty() && self.end.is_none() && !self.read_ahead(connection, task) {
+                if self.progress.take_starved() && self.grow(connection) {
+                    continue;
+                }
+                if connection.partial_waiting {
+                    connection.park_reader(task.waker().clone(), ctx);
+                }
                 return Poll::Pending;
             }
             if let Some((bytes, request)) = self.ahead.pop_front() {
@@ -136,11 +145,27 @@ impl<P: Protocol> Reader<P> {
         }
     }
 
+    /// Sets the decoder's limits for the connection's authentication now:
+    /// raised once the client has authenticated, lowered again if a wrong
+    /// token closed the gate after.
+    fn follow_authentication(&mut self, connection: &Connection<P>) {
+        let authenticated = connection.protocol.authenticated();
+        if authenticated != self.raised {
+            let decoder = self.requests.decoder_mut().inner_mut();
+            if authenticated {
+                connection.protocol.raise_limits(decoder);
+            } else {
+                connection.protocol.lower_limits(decoder);
+            }
+            self.raised = authenticated;
+        }
+    }
+
     /// Decodes the requests the socket has, up to the read-ahead limits
-    /// (one before the client has authenticated: the decoder's limits
-    /// change then), and lets the protocol prefetch for them. False if the
+    /// (one before the client has authenticated, and none past an `Auth`:
+    /// the decoder's limits change then), and lets the protocol prefetch for them. False if the
     /// socket had nothing (its waker is registered).
-    fn read_ahead(&mut self, connection: &Connection<P>, task: &mut TaskContext<'_>) -> bool {
+    fn read_ahead(&mut self, connection: &mut Connection<P>, task: &mut TaskContext<'_>) -> bool {
         let most = match connection.protocol.authenticated() {
             true => READ_AHEAD_REQUESTS,
             false => 1,
@@ -149,8 +174,16 @@ impl<P: Protocol> Reader<P> {
         while self.ahead.len() < most && held < READ_AHEAD_BYTES {
             match self.requests.poll_next_unpin(task) {
                 Poll::Ready(Some(Ok((bytes, request)))) => {
+                    if connection.partial_bytes > 0 {
+                        connection.release_partial();
+                        self.progress.allow(UNCHARGED_PARTIAL_BYTES);
+                    }
                     held += bytes;
+                    let stop = P::may_change_authentication(&request);
                     self.ahead.push_back((bytes, request));
+                    if stop {
+                        break;
+                    }
                 }
                 Poll::Ready(Some(Err(e))) => self.end = Some(StreamEnd::Failed(e)),
                 Poll::Ready(None) => self.end = Some(StreamEnd::Closed),
@@ -166,6 +199,20 @@ impl<P: Protocol> Reader<P> {
                 .prefetch(&mut self.ahead.iter().map(|(_, r)| r));
         }
         !self.ahead.is_empty() || self.end.is_some()
+    }
+}
+
+impl<P: Protocol> Reader<P> {
+    /// The request being received holds all it may: asks the server-wide
+    /// budget for [`PARTIAL_STEP_BYTES`] more. False if refused (the
+    /// connection then waits for the budget; the frame timeout runs).
+    fn grow(&mut self, connection: &mut Connection<P>) -> bool {
+        let want = self.progress.held().saturating_add(PARTIAL_STEP_BYTES);
+        let granted = connection.grant_partial(want);
+        if granted {
+            self.progress.allow(want);
+        }
+        granted
     }
 }
 

@@ -16,7 +16,11 @@
 //!   worst case per connection is written in docs/PROTOCOL.md ("Limits");
 //! - **a server-wide byte budget**: the same bytes of every connection add
 //!   up in one atomic counter ([`budget`]); while it is at its cap no
-//!   connection reads or starts a read;
+//!   connection reads or starts a read. A request still being received
+//!   counts there too once it holds more than
+//!   [`budget::UNCHARGED_PARTIAL_BYTES`]: its socket is read only as far
+//!   as the counter grants, and requests in progress may take it to half
+//!   the cap only;
 //! - **write stalls**: a connection whose socket takes no reply byte for
 //!   the idle timeout while replies wait is closed (a client that never
 //!   reads cannot hold its budget, or the server's, for ever);
@@ -36,7 +40,9 @@
 //! - **timeouts**: idle and half-sent requests ([`super::timeouts`]), and a
 //!   connection that has not authenticated within `auth_timeout`;
 //! - **pre-authentication limits**: small requests and a small budget until
-//!   the protocol says the client has authenticated.
+//!   the protocol says the client has authenticated, and again from the
+//!   moment it says the client no longer is (a wrong token after a right
+//!   one).
 //!
 //! The reader and the writer (`io`) are futures the actor runs in its own
 //! context, so they and the actor share its state with no lock and no
@@ -67,6 +73,7 @@ pub use order::{Access, Footprint};
 use crate::engine::{Mutation, WriteBatch};
 use crate::server::connections::ConnectionGuard;
 use crate::server::request_stats::RequestStats;
+use crate::server::timeouts::UnfinishedBytes;
 
 /// Most bytes of requests and replies an unauthenticated connection may
 /// make the server hold; its requests are refused above this size too.
@@ -87,7 +94,7 @@ const KEPT_BUFFER_BYTES: usize = 64 << 10;
 /// run by [`Protocol::execute`] when [`order`] allows.
 pub trait Protocol: Sized + Unpin + 'static {
     /// Splits the byte stream into requests.
-    type Decoder: Decoder<Error = std::io::Error> + Unpin + 'static;
+    type Decoder: Decoder<Error = std::io::Error> + UnfinishedBytes + Unpin + 'static;
     /// What a reply's encoding needs from its request (an id, the
     /// protocol version the connection spoke then); kept in its slot.
     type Tag: Copy + Unpin + 'static;
@@ -153,6 +160,15 @@ pub trait Protocol: Sized + Unpin + 'static {
     fn authenticated(&self) -> bool;
     /// Raises the decoder's limits from the pre-authentication ones.
     fn raise_limits(&self, decoder: &mut Self::Decoder);
+    /// Lowers the decoder's limits back to the pre-authentication ones (a
+    /// wrong token after a right one closed the gate again).
+    fn lower_limits(&self, decoder: &mut Self::Decoder);
+    /// True if `request` may change whether the connection is
+    /// authenticated (an `Auth`): the requests after it are decoded only
+    /// once it is taken, under the limits it leaves.
+    fn may_change_authentication(_request: &<Self::Decoder as Decoder>::Item) -> bool {
+        false
+    }
 }
 
 /// Puts gathered into one engine write stop at this many bytes of keys and
@@ -265,6 +281,13 @@ pub struct Connection<P: Protocol> {
     /// reported (`request_bytes + reply_bytes` then, in whole granules).
     server_budget: Arc<ServerReplyBudget>,
     charged: usize,
+    /// What the request being received may hold, granted from the
+    /// server-wide budget (part of `charged`); 0 while it holds no more
+    /// than [`budget::UNCHARGED_PARTIAL_BYTES`].
+    partial_bytes: usize,
+    /// The request being received was refused more bytes: the reader waits
+    /// for the server-wide budget.
+    partial_waiting: bool,
     /// A look at the server-wide budget is scheduled.
     recheck_armed: bool,
     /// Counts this connection against the server's limit while it lives.
@@ -324,6 +347,8 @@ pub(crate) fn start<P: Protocol>(
             writer: None,
             server_budget: config.server_budget.clone(),
             charged: 0,
+            partial_bytes: 0,
+            partial_waiting: false,
             recheck_armed: false,
             _guard: guard,
             stats,
@@ -383,12 +408,12 @@ impl<P: Protocol> Connection<P> {
     /// read, looks again shortly (nothing else would wake it).
     fn settle_server_budget(&mut self, ctx: &mut Context<Self>) {
         let held = self.held_bytes();
-        let share = budget::granules(held);
+        let share = budget::granules(held + self.partial_bytes);
         if share != self.charged {
             self.server_budget.settle(self.charged, share);
             self.charged = share;
         }
-        let blocked = self.reader.is_some() && self.server_full(held)
+        let blocked = self.reader.is_some() && (self.server_full(held) || self.partial_waiting)
             || self.order.holds_any() && self.server_full(self.queued_bytes);
         if blocked && !self.recheck_armed {
             self.recheck_armed = true;
@@ -397,6 +422,26 @@ impl<P: Protocol> Connection<P> {
                 connection.pump(ctx);
             });
         }
+    }
+
+    /// Lets the request being received hold `bytes`, if the server-wide
+    /// budget grants them (else the reader waits: `partial_waiting`).
+    fn grant_partial(&mut self, bytes: usize) -> bool {
+        let share = budget::granules(self.held_bytes() + bytes);
+        let granted = self.server_budget.try_reserve(self.charged, share);
+        if granted {
+            self.charged = share;
+            self.partial_bytes = bytes;
+        }
+        self.partial_waiting = !granted;
+        granted
+    }
+
+    /// The request being received is complete: what it was granted goes
+    /// back at the next settling (with the request's own bytes charged).
+    fn release_partial(&mut self) {
+        self.partial_bytes = 0;
+        self.partial_waiting = false;
     }
 
     /// Takes one decoded request of `bytes` wire bytes.
