@@ -33,16 +33,6 @@ const SENT: usize = 60 * MIB;
 const NATIVE_CLIENTS: usize = 4;
 const RESP_CLIENTS: usize = 4;
 
-/// The server process's resident set size in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
-
 /// A client writing `head` and then `SENT` bytes of filler on its own
 /// thread (it blocks once the server stops reading); shut it down to stop.
 struct Sender {
@@ -78,11 +68,11 @@ impl Sender {
 /// it.
 fn settled_rss_kib(pid: u32) -> u64 {
     let deadline = Instant::now() + Duration::from_secs(20);
-    let mut last = rss_kib(pid);
+    let mut last = cli_support::rss_kib(pid);
     let mut steady = 0;
     while Instant::now() < deadline && steady < 10 {
         std::thread::sleep(Duration::from_millis(200));
-        let now = rss_kib(pid);
+        let now = cli_support::rss_kib(pid);
         steady = if now.abs_diff(last) < 1024 {
             steady + 1
         } else {
@@ -171,7 +161,7 @@ fn half_sent_large_requests_hold_at_most_half_the_server_budget() {
     assert_eq!(reply.id, 7);
     assert!(matches!(reply.reply, Some(Reply::Pong(_))), "{reply:?}");
     put_then_get(server.native());
-    let before = rss_kib(pid);
+    let before = cli_support::rss_kib(pid);
     let mut senders = Vec::new();
     for _ in 0..NATIVE_CLIENTS {
         let head = ((MAX_FRAME - 16) as u32).to_be_bytes().to_vec();

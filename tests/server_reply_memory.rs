@@ -21,16 +21,6 @@ use resp_support::request as resp;
 const VALUE_BYTES: usize = 1 << 20;
 const CONNECTIONS: usize = 20;
 
-/// The server process's resident set size in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
-
 #[test]
 fn non_reading_connections_hold_about_their_budget_each() {
     let dir = tempfile::tempdir().unwrap();
@@ -51,7 +41,7 @@ fn non_reading_connections_hold_about_their_budget_each() {
     setter.read_exact(&mut ok).unwrap();
     assert_eq!(&ok, b"+OK\r\n");
     let pid = server.child.id();
-    let before = rss_kib(pid);
+    let before = cli_support::rss_kib(pid);
     let get = |_| resp(&[b"GET", b"big"]);
     let (greedy, sent) = flood(
         || TcpStream::connect(server.resp()).unwrap(),
@@ -60,7 +50,7 @@ fn non_reading_connections_hold_about_their_budget_each() {
         200,
     );
     std::thread::sleep(Duration::from_millis(500));
-    let grown_mib = rss_kib(pid).saturating_sub(before) / 1024;
+    let grown_mib = cli_support::rss_kib(pid).saturating_sub(before) / 1024;
     println!("{CONNECTIONS} non-reading connections: {sent} GETs sent, RSS grew {grown_mib} MiB");
     // 20 x 4 MiB = 80 MiB, plus what is being encoded: under 100 MiB
     // (before the budget counted memory: about 166 MiB).
@@ -75,7 +65,7 @@ fn non_reading_connections_hold_about_their_budget_each() {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let mut left_mib = u64::MAX;
     while std::time::Instant::now() < deadline {
-        left_mib = rss_kib(pid).saturating_sub(before) / 1024;
+        left_mib = cli_support::rss_kib(pid).saturating_sub(before) / 1024;
         if left_mib < 16 {
             break;
         }

@@ -152,3 +152,13 @@ pub fn refused(args: &[&str]) -> Output {
     wait_for(&mut child);
     child.wait_with_output().unwrap()
 }
+
+/// Process `pid`'s resident set size in KiB.
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
