@@ -102,7 +102,8 @@ struct Args {
     max_reply_bytes: usize,
     /// Bytes of unanswered requests and unsent replies all connections (both
     /// ports) may hold together before every connection stops reading and
-    /// starting reads until some drain.
+    /// starting reads until some drain; requests still being received count
+    /// once past 128KiB each, and may take at most half of it.
     #[arg(long, default_value_t = server::DEFAULT_MAX_SERVER_REPLY_BYTES, value_parser = parse_size)]
     max_server_reply_bytes: usize,
     /// Seconds a connection may send nothing before it is closed.
