@@ -11,7 +11,6 @@ mod common;
 
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use naive_kv::format::wal::read_wal;
@@ -19,18 +18,10 @@ use naive_kv::format::wal_file_name;
 use naive_kv::fs::FileSystem;
 use naive_kv::fs::sim::{Fault, Op, SimFs};
 use naive_kv::proto::storage::WalBatch;
-use naive_kv::{Db, Error, Options, SyncPolicy};
+use naive_kv::{Db, Error, SyncPolicy};
 use prost::Message as _;
 
 const KEYS: usize = 100;
-
-fn options(fs: &SimFs, sync: SyncPolicy) -> Options {
-    let mut options = Options::new("/db");
-    options.fs = Arc::new(fs.clone());
-    options.read_threads = 1;
-    options.sync = sync;
-    options
-}
 
 /// The WALs in `/db`, oldest first.
 fn wals(fs: &SimFs) -> Vec<PathBuf> {
@@ -58,7 +49,7 @@ fn records(fs: &SimFs, path: &Path) -> Vec<WalBatch> {
 fn crash_after_a_rotation(sync: SyncPolicy, seed: u64) -> SimFs {
     let fs = SimFs::new(seed);
     actix_rt::System::new().block_on(async {
-        let db = Db::open(options(&fs, sync)).await.unwrap();
+        let db = Db::open(common::sim_options(&fs, sync)).await.unwrap();
         for i in 0..KEYS {
             db.put(format!("key{i:03}"), "value").await.unwrap();
         }
@@ -127,7 +118,7 @@ fn an_older_wal_cut_short_beside_an_empty_newer_one_is_refused() {
         let (older, newer) = assert_rotated(&fs, KEYS as u64, &what);
         let original = cut_last_record(&fs, &older);
         actix_rt::System::new().block_on(async {
-            match Db::open(options(&fs, sync)).await {
+            match Db::open(common::sim_options(&fs, sync)).await {
                 Err(Error::Corruption { path, detail, .. }) => {
                     assert_eq!(path, newer, "{what}: {detail}");
                     assert!(detail.contains("are missing"), "{what}: {detail}");
@@ -142,7 +133,7 @@ fn an_older_wal_cut_short_beside_an_empty_newer_one_is_refused() {
         // Put back, the WAL opens with every write.
         rewrite(&fs, &older, &original);
         actix_rt::System::new().block_on(async {
-            let db = Db::open(options(&fs, sync)).await.unwrap();
+            let db = Db::open(common::sim_options(&fs, sync)).await.unwrap();
             assert_eq!(count_keys(&db).await, KEYS, "{what}");
             db.close().await.unwrap();
         });
@@ -162,7 +153,9 @@ fn under_sync_none_a_new_wal_vouches_for_nothing() {
     let identity = &records(&fs, newest)[0];
     assert_eq!(identity.follows_seq, 0);
     actix_rt::System::new().block_on(async {
-        let db = Db::open(options(&fs, SyncPolicy::None)).await.unwrap();
+        let db = Db::open(common::sim_options(&fs, SyncPolicy::None))
+            .await
+            .unwrap();
         db.close().await.unwrap();
     });
 }

@@ -10,20 +10,11 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::io::ErrorKind;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use naive_kv::fs::sim::{Fault, Op, SimFs};
-use naive_kv::{Db, Error, Options, SyncPolicy, WriteBatch};
-
-fn options(fs: &SimFs, sync: SyncPolicy) -> Options {
-    let mut options = Options::new("/db");
-    options.fs = Arc::new(fs.clone());
-    options.read_threads = 1;
-    options.sync = sync;
-    options
-}
+use naive_kv::{Db, Error, SyncPolicy, WriteBatch};
 
 fn assert_disk_full(result: naive_kv::Result<()>, what: &str) {
     match result {
@@ -108,7 +99,7 @@ fn scenario(faults: Vec<Fault>, what: &'static str, sync: SyncPolicy, writer: Wr
     let fs = SimFs::new(11);
     let mut model = BTreeMap::new();
     actix_rt::System::new().block_on(async {
-        let mut options = options(&fs, sync);
+        let mut options = common::sim_options(&fs, sync);
         options.inline_durable_writes = writer == Writer::InlineTask;
         let db = Db::open(options).await.unwrap();
         for i in 0..20 {
@@ -143,7 +134,7 @@ fn scenario(faults: Vec<Fault>, what: &'static str, sync: SyncPolicy, writer: Wr
     // one with its unknown tail, the new one with its resume marker) open.
     let fs = fs.crash().unwrap();
     actix_rt::System::new().block_on(async {
-        let db = Db::open(options(&fs, sync)).await.unwrap();
+        let db = Db::open(common::sim_options(&fs, sync)).await.unwrap();
         assert_holds(&db, &model, what).await;
         assert_failed_write_absent(&db, what).await;
         db.put("reopened", "yes").await.unwrap();
@@ -257,7 +248,7 @@ async fn until_one_wal(fs: &SimFs, what: &str) {
 fn assert_holds_after_power_loss(fs: &SimFs, model: &BTreeMap<Bytes, Bytes>, sync: SyncPolicy) {
     let fs = fs.crash().unwrap();
     actix_rt::System::new().block_on(async {
-        let db = Db::open(options(&fs, sync)).await.unwrap();
+        let db = Db::open(common::sim_options(&fs, sync)).await.unwrap();
         assert_holds(&db, model, "after a power loss").await;
         db.close().await.unwrap();
     });
@@ -272,7 +263,9 @@ fn a_wal_flushed_while_the_disk_was_full_is_removed_once_writes_resume() {
     let fs = SimFs::new(12);
     let mut model = BTreeMap::new();
     actix_rt::System::new().block_on(async {
-        let db = Db::open(options(&fs, SyncPolicy::Always)).await.unwrap();
+        let db = Db::open(common::sim_options(&fs, SyncPolicy::Always))
+            .await
+            .unwrap();
         for i in 0..20 {
             put(Writer::Task, &db, &mut model, format!("before{i}")).await;
         }
@@ -296,7 +289,9 @@ fn the_wal_of_a_set_aside_memtable_is_removed_once_writes_resume() {
     let fs = SimFs::new(13);
     let mut model = BTreeMap::new();
     actix_rt::System::new().block_on(async {
-        let db = Db::open(options(&fs, SyncPolicy::Always)).await.unwrap();
+        let db = Db::open(common::sim_options(&fs, SyncPolicy::Always))
+            .await
+            .unwrap();
         for i in 0..20 {
             put(Writer::Task, &db, &mut model, format!("before{i}")).await;
         }
@@ -322,9 +317,12 @@ fn a_wal_holding_the_active_memtable_is_kept_after_writes_resume() {
     let mut model = BTreeMap::new();
     let what = "unsynced group append fails";
     actix_rt::System::new().block_on(async {
-        let db = Db::open(options(&fs, SyncPolicy::Interval(Duration::from_secs(1))))
-            .await
-            .unwrap();
+        let db = Db::open(common::sim_options(
+            &fs,
+            SyncPolicy::Interval(Duration::from_secs(1)),
+        ))
+        .await
+        .unwrap();
         for i in 0..20 {
             put(Writer::Task, &db, &mut model, format!("before{i}")).await;
         }
@@ -409,7 +407,7 @@ fn a_database_closed_right_after_one_or_two_full_disk_pauses_reopens() {
         let fs = SimFs::new(16);
         let mut model = BTreeMap::new();
         actix_rt::System::new().block_on(async {
-            let db = Db::open(options(&fs, sync)).await.unwrap();
+            let db = Db::open(common::sim_options(&fs, sync)).await.unwrap();
             for i in 0..20 {
                 put(writer, &db, &mut model, format!("before{i}")).await;
             }
@@ -426,7 +424,7 @@ fn a_database_closed_right_after_one_or_two_full_disk_pauses_reopens() {
         });
         fs.clear_faults().unwrap();
         actix_rt::System::new().block_on(async {
-            let db = Db::open(options(&fs, sync)).await;
+            let db = Db::open(common::sim_options(&fs, sync)).await;
             let db = db.unwrap_or_else(|e| panic!("{what}: reopen refused: {e}"));
             assert_holds(&db, &model, &what).await;
             put(writer, &db, &mut model, "after".into()).await;

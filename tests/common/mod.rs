@@ -107,3 +107,13 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
         std::thread::park();
     }
 }
+
+/// Options for a database at `/db` on the simulated file system `fs`, one
+/// read thread, syncing as `sync`.
+pub fn sim_options(fs: &naive_kv::fs::sim::SimFs, sync: naive_kv::SyncPolicy) -> Options {
+    let mut options = Options::new("/db");
+    options.fs = Arc::new(fs.clone());
+    options.read_threads = 1;
+    options.sync = sync;
+    options
+}
