@@ -40,7 +40,7 @@
 //! key has no version at or below the bound, by the same argument (its
 //! first insert claims a slot before publishing).
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use crate::format::Entry;
 
@@ -73,6 +73,11 @@ pub enum Lookup {
 /// The index of one memtable; see the module doc.
 pub struct PointIndex {
     versions: boxcar::Vec<Entry>,
+    /// One past the highest arena position whose push has completed: every
+    /// version inserted before a bound was published lies below it
+    /// (`boxcar`'s own count may lag behind a position while a lower push
+    /// is still under way).
+    end: AtomicUsize,
     slots: Box<[AtomicU64]>,
     /// Some key found no free slot: a key not found may be unindexed.
     gave_up: AtomicBool,
@@ -95,6 +100,7 @@ impl PointIndex {
         let slots = max_entries.max(2).next_power_of_two().min(MAX_SLOTS);
         PointIndex {
             versions: boxcar::Vec::new(),
+            end: AtomicUsize::new(0),
             slots: (0..slots).map(|_| AtomicU64::new(0)).collect(),
             gave_up: AtomicBool::new(false),
         }
@@ -106,6 +112,7 @@ impl PointIndex {
     pub fn insert(&self, hash: u64, entry: Entry) {
         let seq = entry.seq;
         let position = self.versions.push(entry) as u64;
+        self.end.fetch_max(position as usize + 1, Ordering::Release);
         let Some(key) = self.versions.get(position as usize).map(|e| &e.key[..]) else {
             return self.give_up();
         };
@@ -146,6 +153,30 @@ impl PointIndex {
         match self.gave_up.load(Ordering::Acquire) {
             true => Lookup::Unknown,
             false => Lookup::Absent,
+        }
+    }
+
+    /// One past the highest arena position pushed so far (see `end`): read
+    /// after a bound, every version at or below it lies below this.
+    pub fn end(&self) -> usize {
+        self.end.load(Ordering::Acquire)
+    }
+
+    /// The version at arena position `position`, below [`PointIndex::end`].
+    /// A lower push may still be under way on another thread (it reserved
+    /// its position before a later push completed); this waits for it: the
+    /// pusher is between two instructions of `boxcar`'s push.
+    pub fn version_at(&self, position: usize) -> &Entry {
+        let mut tries = 0u32;
+        loop {
+            if let Some(version) = self.versions.get(position) {
+                return version;
+            }
+            tries += 1;
+            match tries < 64 {
+                true => std::hint::spin_loop(),
+                false => std::thread::yield_now(),
+            }
         }
     }
 

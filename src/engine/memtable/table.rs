@@ -5,6 +5,19 @@
 //! descending) whose value is the written value, or `None` for a tombstone.
 //! An overwrite is a new entry; no entry is ever changed or removed.
 //!
+//! With a point index (`index.rs`, `Options::memtable_point_index`, which
+//! `run_server` sets) a write does not search the skip list at all: it
+//! goes into the index, whose arena keeps every version in the order they
+//! were inserted, and reaches the skip list only when something needs the
+//! order: a scan, a get the index cannot answer, the flush
+//! ([`MemTable::order_pending`]). Those sort the versions not yet ordered
+//! and insert them from left to right, which walks nodes already in the
+//! cache; a put's insert at a random place missed the cache at nearly
+//! every level and was its largest cost (docs/BENCHMARKS.md, session 22).
+//! A write-only stretch thus pays for ordering once, in one sort, usually
+//! at the flush, on the flush's blocking thread; the first scan after it
+//! pays for what piled up.
+//!
 //! The map lives behind an `Arc`. Its writers are the memtable actor (its
 //! write groups) and, while the actor lets them, writers on their own
 //! threads (`direct.rs`). A [`MemTable`] is that `Arc` plus a visibility
@@ -36,7 +49,7 @@ use std::fmt;
 use std::ops::Bound;
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 
 use bytes::Bytes;
 use crossbeam_skiplist::SkipMap;
@@ -271,6 +284,9 @@ struct Shared {
     index: Option<PointIndex>,
     /// Versions inserted, superseded ones included (hidden ones too).
     entries: AtomicUsize,
+    /// With an index: the index's versions at arena positions below this
+    /// are in `versions` too (`MemTable::order_pending`).
+    ordered: AtomicUsize,
     approximate_bytes: AtomicUsize,
 }
 
@@ -338,25 +354,87 @@ impl MemTable {
         if let Some(filter) = &shared.filter {
             filter.insert(hash);
         }
-        if let Some(index) = &shared.index {
-            let entry = Entry {
-                key: key.clone(),
-                seq,
-                value: value.clone(),
-                expire_at_ms,
-            };
-            index.insert(hash, entry);
-            bytes += index::VERSION_BYTES;
+        match &shared.index {
+            // The index holds the version; the skip list takes it when a
+            // reader first needs the order (`order_pending`).
+            Some(index) => {
+                let entry = Entry {
+                    key,
+                    seq,
+                    value,
+                    expire_at_ms,
+                };
+                index.insert(hash, entry);
+                bytes += index::VERSION_BYTES;
+            }
+            None => {
+                let stored = Stored {
+                    value,
+                    expire_at_ms,
+                };
+                shared.versions.insert(InternalKey::new(key, seq), stored);
+            }
         }
         shared.approximate_bytes.fetch_add(bytes, Relaxed);
-        let stored = Stored {
-            value,
-            expire_at_ms,
+        shared.entries.fetch_add(1, Relaxed);
+    }
+
+    /// Puts into the skip list every version the index holds and the skip
+    /// list does not yet, in key order; after it, the skip list holds every
+    /// version inserted before the caller's bound was published.
+    ///
+    /// Sorted first, the versions are inserted from left to right: each
+    /// search walks the nodes the previous one just brought into the cache,
+    /// where an insert at a random place misses the cache at nearly every
+    /// level (the largest cost of a put, docs/BENCHMARKS.md). Threads that
+    /// order at once may insert the same versions; an insert of a version
+    /// already there keeps the one there, so that is only work repeated.
+    /// `ordered` rises only past positions inserted, so it never claims a
+    /// version the skip list lacks.
+    fn order_pending(&self) {
+        let shared = &*self.shared;
+        let Some(index) = &shared.index else {
+            return;
         };
-        self.shared
-            .versions
-            .insert(InternalKey::new(key, seq), stored);
-        self.shared.entries.fetch_add(1, Relaxed);
+        let end = index.end();
+        let start = shared.ordered.load(Acquire);
+        if start >= end {
+            return;
+        }
+        let mut pending: Vec<(u128, &Entry)> = (start..end)
+            .map(|position| {
+                let version = index.version_at(position);
+                (key_head(&version.key), version)
+            })
+            .collect();
+        // Stable: of two versions with one key and number (a repair's
+        // duplicates), the first pushed stays, as in the index.
+        pending.sort_by(|(a_head, a), (b_head, b)| {
+            let a = Probe {
+                head: *a_head,
+                key: &a.key,
+                seq: a.seq,
+            };
+            let b = Probe {
+                head: *b_head,
+                key: &b.key,
+                seq: b.seq,
+            };
+            version_order(&a, &b)
+        });
+        for (head, version) in pending {
+            let key = InternalKey {
+                head,
+                key: version.key.clone(),
+                seq: version.seq,
+            };
+            let stored = Stored {
+                value: version.value.clone(),
+                expire_at_ms: version.expire_at_ms,
+            };
+            shared.versions.get_or_insert(key, stored);
+        }
+        shared.ordered.fetch_max(end, Release);
     }
 
     /// This table as of `seq`: a snapshot that sees versions up to it.
@@ -412,6 +490,7 @@ impl MemTable {
             Some(Lookup::Absent) => return None,
             Some(Lookup::Unknown) | None => {}
         }
+        self.order_pending();
         let probe = Probe {
             head: key_head(key),
             key,
@@ -443,6 +522,7 @@ impl MemTable {
         if invalid_range(range) {
             return Box::new(std::iter::empty());
         }
+        self.order_pending();
         let map = &self.shared.versions;
         let (start, end) = (lower(&range.0), upper(&range.1));
         let versions = map.range((start.clone(), end.clone()));
@@ -974,6 +1054,113 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// An indexed table puts its versions in order only when a walk needs
+    /// it (`order_pending`): walks interleaved with hidden inserts in
+    /// shuffled order, at every bound, list what a table ordered at each
+    /// insert lists.
+    #[test]
+    fn an_indexed_table_orders_its_versions_for_every_walk() {
+        let indexed = MemTable::sized_for(1 << 20, 10, true);
+        let plain = MemTable::default();
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut seqs: Vec<u64> = (1..=900).collect();
+        for window in seqs.chunks_mut(6) {
+            window.rotate_left((next() % 6) as usize);
+        }
+        for (i, seq) in seqs.into_iter().enumerate() {
+            let key = b(&format!("key{}", next() % 70));
+            let value = (next() % 5 != 0).then(|| b(&seq.to_string()));
+            indexed.insert_hidden(key.clone(), seq, value.clone(), 0);
+            plain.insert_hidden(key, seq, value, 0);
+            if i % 97 != 0 {
+                continue;
+            }
+            // Bounds at, below and above the numbers inserted so far; a
+            // bound above an unfilled number is never published, but the
+            // walk must still list exactly the plain table's versions.
+            for bound in [i as u64 / 2, i as u64, i as u64 + 3, 900] {
+                let range = (Bound::Included(b("key1")), Bound::Excluded(b("key5")));
+                for (range, reverse) in [(all(), false), (all(), true), (range, false)] {
+                    assert_eq!(
+                        listed(&indexed.at(bound), &range, reverse),
+                        listed(&plain.at(bound), &range, reverse),
+                        "after {i} inserts, bound {bound}, reverse {reverse}"
+                    );
+                }
+            }
+        }
+        for bound in [0, 1, 450, 899, 900] {
+            for k in 0..72 {
+                let key = format!("key{k}");
+                assert_eq!(
+                    indexed.get_at(key.as_bytes(), bound),
+                    plain.get_at(key.as_bytes(), bound)
+                );
+            }
+        }
+    }
+
+    /// Writers insert hidden and publish in sequence order, as direct
+    /// writers do; readers walk at the published bound while the versions
+    /// are still being ordered by other walks. Every walk must list, for
+    /// each key, its newest version at or below the bound.
+    #[test]
+    fn walks_during_concurrent_writes_see_every_published_version() {
+        use std::sync::atomic::AtomicU64;
+        const KEYS: u64 = 97;
+        const LAST: u64 = 20_000;
+        let table = MemTable::sized_for(64 << 20, 10, true);
+        let (taken, published) = (AtomicU64::new(0), AtomicU64::new(0));
+        std::thread::scope(|scope| {
+            for _ in 0..2 {
+                scope.spawn(|| {
+                    loop {
+                        let seq = taken.fetch_add(1, Relaxed) + 1;
+                        if seq > LAST {
+                            return;
+                        }
+                        let key = b(&format!("k{:02}", seq % KEYS));
+                        table.insert_hidden(key, seq, Some(b(&seq.to_string())), 0);
+                        while published.load(Acquire) != seq - 1 {
+                            std::hint::spin_loop();
+                        }
+                        published.store(seq, Release);
+                    }
+                });
+            }
+            for reverse in [false, true] {
+                let (table, published) = (&table, &published);
+                scope.spawn(move || {
+                    loop {
+                        let bound = published.load(Acquire);
+                        let listed = listed(&table.at(bound), &all(), reverse);
+                        let mut expected: Vec<(Bytes, u64, Option<Bytes>)> = (0..KEYS)
+                            .filter_map(|k| {
+                                let first = if k == 0 { KEYS } else { k };
+                                let newest = (first..=bound).rev().find(|s| s % KEYS == k)?;
+                                let key = b(&format!("k{k:02}"));
+                                Some((key, newest, Some(b(&newest.to_string()))))
+                            })
+                            .collect();
+                        if reverse {
+                            expected.reverse();
+                        }
+                        assert_eq!(listed, expected, "at bound {bound}");
+                        if bound == LAST {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
     }
 
     fn to_str(key: &Bytes) -> &str {
