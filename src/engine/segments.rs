@@ -30,7 +30,7 @@ use super::stats::Counters;
 use super::version::SegmentSet;
 use crate::format::manifest::write_manifest;
 use crate::format::sstable::TableOptions;
-use crate::format::{segment_file_name, wal_file_name};
+use crate::format::{EntryIter, VecEntryIter, segment_file_name, wal_file_name};
 use crate::fs::DirectoryLock;
 use crate::proto::storage::{Manifest, SegmentMeta};
 use crate::{Error, Options, Result};
@@ -576,7 +576,11 @@ pub fn write_segments(
     let all = (Bound::Unbounded, Bound::Unbounded);
     // Expired entries go out as tombstones: their values take no space.
     let now_ms = options.clock.now_ms();
-    let entries = MemTableIter::new(frozen.table.clone(), all, false);
+    // With a point index, one sort of its arena (see `newest_in_order`).
+    let entries: Box<dyn EntryIter> = match frozen.table.newest_in_order() {
+        Some(sorted) => Box::new(VecEntryIter::new(sorted)),
+        None => Box::new(MemTableIter::new(frozen.table.clone(), all, false)),
+    };
     let tombstones = frozen.range_tombstones.clone();
     builder.write_all(&mut ExpiredAsTombstones(
         DeletedAsTombstones::new(entries, tombstones),
