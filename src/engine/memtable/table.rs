@@ -401,27 +401,7 @@ impl MemTable {
         if start >= end {
             return;
         }
-        let mut pending: Vec<(u128, &Entry)> = (start..end)
-            .map(|position| {
-                let version = index.version_at(position);
-                (key_head(&version.key), version)
-            })
-            .collect();
-        // Stable: of two versions with one key and number (a repair's
-        // duplicates), the first pushed stays, as in the index.
-        pending.sort_by(|(a_head, a), (b_head, b)| {
-            let a = Probe {
-                head: *a_head,
-                key: &a.key,
-                seq: a.seq,
-            };
-            let b = Probe {
-                head: *b_head,
-                key: &b.key,
-                seq: b.seq,
-            };
-            version_order(&a, &b)
-        });
+        let pending = sorted_versions((start..end).map(|p| index.version_at(p)));
         for (head, version) in pending {
             let key = InternalKey {
                 head,
@@ -445,19 +425,11 @@ impl MemTable {
     /// the cost of inserting each into the skip list.
     pub fn newest_in_order(&self) -> Option<Vec<Entry>> {
         let index = self.shared.index.as_ref()?;
-        let mut visible: Vec<(u128, &Entry)> = (0..index.end())
-            .map(|position| index.version_at(position))
-            .filter(|version| version.seq <= self.visible_seq)
-            .map(|version| (key_head(&version.key), version))
-            .collect();
-        // Stable, so that of two versions with one key and number (a
-        // repair's duplicates) the first pushed stays, as in the index.
-        visible.sort_by(|(a_head, a), (b_head, b)| {
-            a_head
-                .cmp(b_head)
-                .then_with(|| compare_keys(&a.key, &b.key))
-                .then_with(|| b.seq.cmp(&a.seq))
-        });
+        let visible = sorted_versions(
+            (0..index.end())
+                .map(|position| index.version_at(position))
+                .filter(|version| version.seq <= self.visible_seq),
+        );
         let mut newest: Vec<Entry> = Vec::with_capacity(visible.len());
         for (_, version) in visible {
             if newest.last().is_some_and(|last| last.key == version.key) {
@@ -578,6 +550,22 @@ impl MemTable {
             })
         }
     }
+}
+
+/// `versions` in [`version_order`], each beside its key's inline head.
+/// Stable: of two versions with one key and number (a repair's
+/// duplicates), the first pushed stays first, as the index keeps it.
+fn sorted_versions<'a>(versions: impl Iterator<Item = &'a Entry>) -> Vec<(u128, &'a Entry)> {
+    let mut sorted: Vec<(u128, &Entry)> = versions
+        .map(|version| (key_head(&version.key), version))
+        .collect();
+    let probe = |(head, version): &(u128, &'a Entry)| Probe {
+        head: *head,
+        key: &version.key,
+        seq: version.seq,
+    };
+    sorted.sort_by(|a, b| version_order(&probe(a), &probe(b)));
+    sorted
 }
 
 fn to_entry(version: &Version<'_, InternalKey, Stored>) -> Entry {
