@@ -48,7 +48,7 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
-use crate::format::sstable::{BlockCache, BlockReads, is_would_block};
+use crate::format::sstable::{BlockCache, BlockReads, is_would_block, key_hash};
 use crate::format::wal::MAX_RECORD_BYTES;
 use crate::fs::DirectoryLock;
 use crate::{Error, Options, Result, SyncPolicy};
@@ -257,7 +257,10 @@ impl DbInner {
         });
         let entry = match in_memtables {
             Some(entry) => Some(entry),
-            None => match view.segments.lookup_if_cached(key, &self.cache) {
+            None => match view
+                .segments
+                .lookup_if_cached(key, key_hash(key), &self.cache)
+            {
                 Err(error) => return Some(Err(error)),
                 Ok(None) => return None,
                 Ok(Some((lookup, filtered_out))) => {

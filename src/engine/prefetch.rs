@@ -63,7 +63,7 @@ pub fn prefetch_gets(
             table.prefetch(chain.hash, 0);
         }
         for segment in segments.spanning(chain.key) {
-            segment.reader.prefetch_filter(chain.key);
+            segment.reader.prefetch_filter(chain.hash);
         }
     }
     for chain in &mut chains {
@@ -75,7 +75,9 @@ pub fn prefetch_gets(
             continue;
         }
         chain.segment = segments.spanning(chain.key).find_map(|segment| {
-            let block = segment.reader.prefetch_block_set(chain.key, cache)?;
+            let block = segment
+                .reader
+                .prefetch_block_set(chain.key, chain.hash, cache)?;
             Some((&*segment.reader, block))
         });
     }

@@ -11,7 +11,7 @@ use super::merge::ChainIter;
 use super::range_delete::InstalledTombstone;
 use super::segment::Segment;
 use crate::Result;
-use crate::format::sstable::{BlockCache, BlockReads, Lookup, compare_keys};
+use crate::format::sstable::{BlockCache, BlockReads, Lookup, compare_keys, key_hash};
 use crate::format::{Entry, EntryIter, KeyRange};
 use crate::proto::storage::SegmentMeta;
 
@@ -35,9 +35,10 @@ pub fn lookup_if_cached(
     key: &[u8],
     cache: &BlockCache,
 ) -> Result<Option<SegmentLookup>> {
+    let hash = key_hash(key);
     let mut lookup = SegmentLookup::default();
     for segment in candidates {
-        match segment.reader.get_if_cached(key, cache)? {
+        match segment.reader.get_if_cached(key, hash, cache)? {
             None => return Ok(None),
             Some(Lookup::Found(entry)) => {
                 lookup.entry = Some(entry);
@@ -56,9 +57,10 @@ pub fn lookup(
     key: &[u8],
     cache: &BlockCache,
 ) -> Result<SegmentLookup> {
+    let hash = key_hash(key);
     let mut lookup = SegmentLookup::default();
     for segment in candidates {
-        match segment.reader.get_cached(key, cache)? {
+        match segment.reader.get_cached(key, hash, cache)? {
             Lookup::Found(entry) => {
                 lookup.entry = Some(entry);
                 return Ok(lookup);
@@ -164,10 +166,11 @@ impl SegmentSet {
     /// The segments that may hold `key`, newest first: key span and bloom
     /// filter checked, both in memory. Also how many filters ruled it out.
     pub fn candidates(&self, key: &[u8]) -> (Vec<Arc<Segment>>, u64) {
+        let hash = key_hash(key);
         let mut candidates = Vec::new();
         let mut filtered_out = 0;
         for segment in self.spanning(key) {
-            if segment.reader.may_contain(key) {
+            if segment.reader.may_contain(hash) {
                 candidates.push(segment.clone());
             } else {
                 filtered_out += 1;
@@ -200,26 +203,25 @@ impl SegmentSet {
     /// `key`'s newest version in these segments (as [`lookup_if_cached`]
     /// over [`SegmentSet::candidates`]) without a handle on any segment:
     /// `Ok(None)` as soon as a block would have to come from the disk.
-    /// Also how many bloom filters ruled the key out.
+    /// Also how many bloom filters ruled the key out. `hash` is `key`'s
+    /// [`key_hash`], computed once for every filter.
     pub fn lookup_if_cached(
         &self,
         key: &[u8],
+        hash: u64,
         cache: &BlockCache,
     ) -> Result<Option<(SegmentLookup, u64)>> {
         let mut lookup = SegmentLookup::default();
         let mut filtered_out = 0;
         for segment in self.spanning(key) {
-            if !segment.reader.may_contain(key) {
-                filtered_out += 1;
-                continue;
-            }
-            match segment.reader.get_if_cached(key, cache)? {
+            match segment.reader.get_if_cached(key, hash, cache)? {
                 None => return Ok(None),
                 Some(Lookup::Found(entry)) => {
                     lookup.entry = Some(entry);
                     return Ok(Some((lookup, filtered_out)));
                 }
-                Some(Lookup::Absent | Lookup::FilteredOut) => lookup.false_positives += 1,
+                Some(Lookup::FilteredOut) => filtered_out += 1,
+                Some(Lookup::Absent) => lookup.false_positives += 1,
             }
         }
         Ok(Some((lookup, filtered_out)))

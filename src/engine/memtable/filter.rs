@@ -30,8 +30,6 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use xxhash_rust::xxh3::xxh3_64;
-
 /// Words in one block: 8 x 64 bits, one cache line.
 const WORDS_PER_BLOCK: usize = 8;
 /// Bits set and tested per key, all inside the key's block.
@@ -44,10 +42,10 @@ const BITS_PER_PROBE: u32 = 9;
 const MAX_FILTER_BYTES: usize = 16 << 20;
 
 /// The hash of a key, as the filter and the point index (`index.rs`) use
-/// it: computed once per insert and per lookup, for both.
-pub fn key_hash(key: &[u8]) -> u64 {
-    xxh3_64(key)
-}
+/// it: computed once per insert and per lookup, for both. The segments'
+/// bloom filters' hash, so that a get that misses the memtables does not
+/// hash its key again.
+pub use crate::format::sstable::key_hash;
 
 /// The filter of one memtable; see the module doc.
 pub struct KeyFilter {

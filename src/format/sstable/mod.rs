@@ -191,6 +191,7 @@ mod tests;
 use std::cmp::Ordering;
 
 pub use block::Block;
+pub use bloom::key_hash;
 pub use cache::{BlockCache, BlockCacheStats, CachedBlock};
 pub use footer::TableIdentity;
 pub use iter::{BlockReads, SstableIter};

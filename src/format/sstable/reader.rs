@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use bytes::Bytes;
 
 use super::block::{Block, BlockLayout, ForwardEntries, decode_block, get_in_place};
-use super::bloom::BloomFilter;
+use super::bloom::{BloomFilter, key_hash};
 use super::cache::{BlockCache, CachedBlock};
 use super::compression::{decode_block as decode_stored_block, raw_payload};
 use super::footer::{Footer, TableIdentity};
@@ -82,23 +82,24 @@ impl SstableReader {
         })
     }
 
-    /// False if the bloom filter rules `key` out; reads nothing from disk.
-    pub fn may_contain(&self, key: &[u8]) -> bool {
-        self.filter.may_contain(key)
+    /// False if the bloom filter rules out the key hashed `hash`
+    /// ([`key_hash`]); reads nothing from disk.
+    pub fn may_contain(&self, hash: u64) -> bool {
+        self.filter.may_contain(hash)
     }
 
     /// Prefetching a get of `key` in this table, stage by stage (see
     /// `engine/prefetch.rs`); each stage reads only what the one before
     /// brought into the CPU's cache, and prefetches what the next reads.
-    /// Stage 0: the filter's bytes.
-    pub fn prefetch_filter(&self, key: &[u8]) {
-        self.filter.prefetch(key);
+    /// `hash` is the key's [`key_hash`]. Stage 0: the filter's bytes.
+    pub fn prefetch_filter(&self, hash: u64) {
+        self.filter.prefetch(hash);
     }
 
     /// Stage 1: the block that would hold `key` if the filter lets it
     /// through (`None` otherwise), its cache set prefetched.
-    pub fn prefetch_block_set(&self, key: &[u8], cache: &BlockCache) -> Option<u32> {
-        if !self.filter.may_contain(key) {
+    pub fn prefetch_block_set(&self, key: &[u8], hash: u64, cache: &BlockCache) -> Option<u32> {
+        if !self.filter.may_contain(hash) {
             return None;
         }
         let block = u32::try_from(self.block_for(key)).ok()?;
@@ -128,29 +129,37 @@ impl SstableReader {
     /// Looks `key` up: the filter first, then at most one data block.
     /// `Corruption` if that block is bad.
     pub fn get(&self, key: &[u8]) -> Result<Lookup> {
-        self.get_with(key, Wait::Yes, None)?.ok_or_else(would_block)
+        self.get_with(key, key_hash(key), Wait::Yes, None)?
+            .ok_or_else(would_block)
     }
 
     /// Like `get`, taking the block from `cache` if it is there and leaving
-    /// it there if it was read.
-    pub fn get_cached(&self, key: &[u8], cache: &BlockCache) -> Result<Lookup> {
-        self.get_with(key, Wait::Yes, Some(cache))?
+    /// it there if it was read. `hash` is `key`'s [`key_hash`], computed
+    /// once by a caller that checks several tables.
+    pub fn get_cached(&self, key: &[u8], hash: u64, cache: &BlockCache) -> Result<Lookup> {
+        self.get_with(key, hash, Wait::Yes, Some(cache))?
             .ok_or_else(would_block)
     }
 
     /// Like `get_cached`, but `Ok(None)` instead of waiting for the disk:
     /// the block is read only if `cache` or the page cache holds it.
-    pub fn get_if_cached(&self, key: &[u8], cache: &BlockCache) -> Result<Option<Lookup>> {
-        self.get_with(key, Wait::No, Some(cache))
+    pub fn get_if_cached(
+        &self,
+        key: &[u8],
+        hash: u64,
+        cache: &BlockCache,
+    ) -> Result<Option<Lookup>> {
+        self.get_with(key, hash, Wait::No, Some(cache))
     }
 
     fn get_with(
         &self,
         key: &[u8],
+        hash: u64,
         wait: Wait,
         cache: Option<&BlockCache>,
     ) -> Result<Option<Lookup>> {
-        if !self.filter.may_contain(key) {
+        if !self.filter.may_contain(hash) {
             return Ok(Some(Lookup::FilteredOut));
         }
         let block = self.block_for(key);
