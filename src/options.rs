@@ -66,7 +66,11 @@ pub struct Options {
     /// bytes per version, counted in the memtable's size, so memtables
     /// hold about a quarter fewer small entries and are flushed more often.
     /// `run_server` turns it on: its gets of recent keys took about 15 %
-    /// less CPU with it (docs/BENCHMARKS.md).
+    /// less CPU with it. With it a put also skips the skip list (the
+    /// memtable orders its versions by one sort when a scan or the flush
+    /// first needs them): pipelined SETs ran about 45 % faster, and the
+    /// first scan after many writes pays for the sort (docs/BENCHMARKS.md,
+    /// session 22).
     pub memtable_point_index: bool,
     /// Under [`SyncPolicy::Always`], whether a write from an async task
     /// that finds no durable write in progress writes and fdatasyncs the
