@@ -46,6 +46,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use actix::prelude::*;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
+use futures_util::FutureExt;
 use tokio::sync::oneshot;
 
 use crate::format::sstable::{BlockCache, BlockReads, is_would_block, key_hash};
@@ -398,6 +399,19 @@ impl PointInTime {
     }
 }
 
+/// A get's answer read as [`newest_version`] reads it: the path of a get
+/// [`DbInner::get_from_memory`] could not answer.
+async fn read_from_segments(
+    inner: Arc<DbInner>,
+    (view, read_at): (Arc<ReadView>, u64),
+    key: Bytes,
+    now_ms: Option<u64>,
+) -> Result<Versioned> {
+    Counters::add(&inner.counters.gets, 1);
+    let entry = newest_version(&inner, &view, read_at, key).await?;
+    Ok(versioned(&inner, &view, read_at, entry, now_ms))
+}
+
 /// How a get is answered: already, or by a read that may wait for the disk.
 enum GetPath {
     Answered(Result<Versioned>),
@@ -523,8 +537,11 @@ impl Db {
         &self,
         key: impl Into<Bytes>,
     ) -> impl Future<Output = Result<Option<Bytes>>> + 'static {
-        let versioned = self.get_versioned(key);
-        async move { Ok(versioned.await?.value) }
+        // A combinator, not an `async` block: the block would hold the
+        // inner future twice (captured, then awaited) and pass 1 KiB, where
+        // glibc's allocator sorts every fastbin before each allocation.
+        self.get_versioned(key)
+            .map(|versioned| versioned.map(|versioned| versioned.value))
     }
 
     /// Reads that all see the database as of this call: every write whose
@@ -579,11 +596,11 @@ impl Db {
             tokio::task::coop::consume_budget().await;
             match path {
                 GetPath::Answered(answer) => answer,
+                // Boxed: the read that may wait for the disk is the rare
+                // path, and inline its state made every get's future 650
+                // bytes long.
                 GetPath::Read { inner, view, key } => {
-                    let (view, read_at) = view;
-                    Counters::add(&inner.counters.gets, 1);
-                    let entry = newest_version(&inner, &view, read_at, key).await?;
-                    Ok(versioned(&inner, &view, read_at, entry, now_ms))
+                    Box::pin(read_from_segments(inner, view, key, now_ms)).await
                 }
             }
         }
