@@ -15,6 +15,9 @@ use crate::format::sstable::{BlockCache, BlockReads, Lookup, compare_keys, key_h
 use crate::format::{Entry, EntryIter, KeyRange};
 use crate::proto::storage::SegmentMeta;
 
+/// A level with no segments, for a set with no levels.
+static EMPTY_LEVEL: Vec<Arc<Segment>> = Vec::new();
+
 /// Levels past this one are never created.
 pub const MAX_LEVELS: usize = 7;
 
@@ -187,17 +190,11 @@ impl SegmentSet {
         &'a self,
         key: &'a [u8],
     ) -> impl Iterator<Item = &'a Arc<Segment>> + 'a {
-        self.levels
+        let (level0, deeper) = self.levels.split_first().unwrap_or((&EMPTY_LEVEL, &[]));
+        level0
             .iter()
-            .enumerate()
-            .flat_map(move |(number, level)| {
-                let (all, one) = if number == 0 {
-                    (&level[..], None)
-                } else {
-                    (&[][..], find_in_run(level, key))
-                };
-                all.iter().filter(move |s| s.overlaps(key, key)).chain(one)
-            })
+            .filter(move |s| s.overlaps(key, key))
+            .chain(deeper.iter().filter_map(move |run| find_in_run(run, key)))
     }
 
     /// `key`'s newest version in these segments (as [`lookup_if_cached`]
