@@ -53,10 +53,11 @@ pub fn execute(
 ) -> LocalBoxFuture<'static, Reply> {
     match command {
         Command::Checkpoint(request) => checkpoint(db, checkpoints, &request.name),
-        Command::Get(get) => {
-            let value = db.get(get.key);
-            async move { value.await.map_or_else(|e| error_reply(&e), value_reply) }.boxed_local()
-        }
+        // A combinator: an `async` block would hold the get's future twice.
+        Command::Get(get) => db
+            .get(get.key)
+            .map(|value| value.map_or_else(|e| error_reply(&e), value_reply))
+            .boxed_local(),
         Command::Put(put) => {
             let at = expire_at(db, put.expire_at_ms, put.ttl_ms);
             done(db.put_with_expiry(put.key, put.value, at))
