@@ -36,6 +36,8 @@ pub mod options;
 pub mod proto;
 pub mod resp;
 pub mod server;
+#[cfg(test)]
+mod test_random;
 
 pub use engine::{Db, ReadVersion, ScanPage, ScanRequest, Stats, Ttl, Versioned, WriteBatch};
 pub use error::{Error, Result};

@@ -540,14 +540,7 @@ mod tests {
     fn random_garbage_never_panics() -> TestResult {
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("garbage.wal");
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
-            // xorshift64
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = crate::test_random::xorshift(0x9e37_79b9_7f4a_7c15u64);
         let (good, _) = write_wal(dir.path(), &three_records())?;
         let good = std::fs::read(good)?;
         for round in 0..500 {

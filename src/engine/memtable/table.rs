@@ -909,20 +909,14 @@ mod tests {
         // plain search of a table with neither filter nor index.
         let indexed = MemTable::sized_for(1 << 20, 10, true);
         let plain = MemTable::default();
-        let mut state = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = crate::test_random::xorshift(0x2545_f491_4f6c_dd1du64);
         let mut seqs: Vec<u64> = (1..=600).collect();
         for window in seqs.chunks_mut(4) {
             window.rotate_left((next() % 4) as usize);
         }
         for seq in seqs {
             let key = b(&format!("key{}", next() % 50));
-            let value = (next() % 5 != 0).then(|| b(&seq.to_string()));
+            let value = (!next().is_multiple_of(5)).then(|| b(&seq.to_string()));
             indexed.insert_hidden(key.clone(), seq, value.clone(), 0);
             plain.insert_hidden(key, seq, value, 0);
         }
@@ -1083,20 +1077,14 @@ mod tests {
     fn an_indexed_table_orders_its_versions_for_every_walk() {
         let indexed = MemTable::sized_for(1 << 20, 10, true);
         let plain = MemTable::default();
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = crate::test_random::xorshift(0x9e37_79b9_7f4a_7c15u64);
         let mut seqs: Vec<u64> = (1..=900).collect();
         for window in seqs.chunks_mut(6) {
             window.rotate_left((next() % 6) as usize);
         }
         for (i, seq) in seqs.into_iter().enumerate() {
             let key = b(&format!("key{}", next() % 70));
-            let value = (next() % 5 != 0).then(|| b(&seq.to_string()));
+            let value = (!next().is_multiple_of(5)).then(|| b(&seq.to_string()));
             indexed.insert_hidden(key.clone(), seq, value.clone(), 0);
             plain.insert_hidden(key, seq, value, 0);
             if i % 97 != 0 {
@@ -1132,13 +1120,7 @@ mod tests {
     #[test]
     fn newest_in_order_is_the_forward_walk() {
         let indexed = MemTable::sized_for(1 << 20, 10, true);
-        let mut state = 0x1234_5678_9abc_def1u64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = crate::test_random::xorshift(0x1234_5678_9abc_def1u64);
         let mut seqs: Vec<u64> = (1..=700).collect();
         for window in seqs.chunks_mut(5) {
             window.rotate_left((next() % 5) as usize);
@@ -1149,7 +1131,7 @@ mod tests {
                 0 => format!("0123456789abcdef{}", next() % 20),
                 _ => format!("k{}", next() % 40),
             };
-            let value = (next() % 4 != 0).then(|| b(&seq.to_string()));
+            let value = (!next().is_multiple_of(4)).then(|| b(&seq.to_string()));
             indexed.insert_hidden(b(&key), seq, value, next() % 3);
         }
         assert_eq!(MemTable::default().newest_in_order(), None);

@@ -184,14 +184,8 @@ mod tests {
         assert!(hits < 200, "{hits} false positives in 10000");
     }
 
-    /// A xorshift sequence: test inputs without a dependency.
-    fn numbers(mut x: u64) -> impl Iterator<Item = u64> {
-        std::iter::repeat_with(move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        })
+    fn numbers(seed: u64) -> impl Iterator<Item = u64> {
+        std::iter::repeat_with(crate::test_random::xorshift(seed))
     }
 
     #[test]

@@ -216,15 +216,9 @@ mod tests {
     }
 
     /// 4 KiB of xorshift noise from `state`: bytes no codec shrinks.
-    fn noise(mut state: u64) -> Vec<u8> {
-        (0..4096)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                (state >> 24) as u8
-            })
-            .collect()
+    fn noise(state: u64) -> Vec<u8> {
+        let mut next = crate::test_random::xorshift(state);
+        (0..4096).map(|_| (next() >> 24) as u8).collect()
     }
 
     #[test]
