@@ -45,6 +45,14 @@ fn bad_values_are_refused_with_the_flag_named() {
         ),
         (&["--workers", "100000"], "--workers must be at most 1024"),
         (
+            &["--l0-compaction-trigger", "0"],
+            "--l0-compaction-trigger must be at least 1",
+        ),
+        (
+            &["--l0-compaction-trigger", "101"],
+            "--l0-compaction-trigger must be at most 100",
+        ),
+        (
             &["--idle-timeout", "0"],
             "--idle-timeout must be a positive number of seconds",
         ),
@@ -188,5 +196,58 @@ fn the_checkpoint_directory_is_created_owner_only() {
     let server = ServerProcess::start(&dir.path().join("db"), &args);
     let mode = std::fs::metadata(&root).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o700, "{mode:o}");
+    assert!(server.stop().success());
+}
+
+/// `--l0-compaction-trigger` reaches the engine: with a trigger of 2, the
+/// flushes of 4 MB of writes through 1 MiB of memtables leave level 0
+/// merged into level 1 (the default of 12 would leave about 8 segments
+/// there).
+#[test]
+fn the_level_0_trigger_flag_merges_level_0_sooner() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "--port",
+        "0",
+        "--resp-port",
+        "0",
+        "--sync",
+        "none",
+        "--memtable-bytes",
+        "1MiB",
+        "--l0-compaction-trigger",
+        "2",
+    ];
+    let server = ServerProcess::start(&dir.path().join("db"), &args);
+    let url = format!("redis://{}/", server.resp());
+    let mut connection = redis::Client::open(url).unwrap().get_connection().unwrap();
+    let value = vec![b'v'; 1000];
+    for i in 0..4000 {
+        let () = redis::cmd("SET")
+            .arg(format!("key{i:05}"))
+            .arg(&value)
+            .query(&mut connection)
+            .unwrap();
+    }
+    let field = |info: &str, name: &str| -> u64 {
+        let line = info.lines().find(|l| l.starts_with(name)).unwrap();
+        line.split(':').nth(1).unwrap().trim().parse().unwrap()
+    };
+    let deadline = std::time::Instant::now() + cli_support::PATIENCE;
+    loop {
+        let info: String = redis::cmd("INFO").query(&mut connection).unwrap();
+        let (level0, level1) = (
+            field(&info, "level_0_segments:"),
+            field(&info, "level_1_segments:"),
+        );
+        if level0 < 2 && level1 >= 1 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "level 0 holds {level0} segments, level 1 {level1}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     assert!(server.stop().success());
 }

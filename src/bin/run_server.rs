@@ -75,6 +75,13 @@ struct Args {
     /// memtable.
     #[arg(long, value_parser = parse_size)]
     memtable_bytes: Option<usize>,
+    /// Level 0 (flushed memtables, whose key ranges overlap) is merged into
+    /// level 1 once it holds this many segments, 1 to 100 (default 12).
+    /// Every get that misses the memtables checks each level-0 segment: a
+    /// lower value makes such gets cheaper and rewrites level 1 more often
+    /// (more bytes written per byte stored); see docs/OPERATING.md.
+    #[arg(long)]
+    l0_compaction_trigger: Option<usize>,
     /// Memory for cached data blocks (default a sixteenth of the machine's
     /// memory or the cgroups' limit, 32MiB to 8GiB; 0 turns it off).
     #[arg(long, value_parser = parse_size)]
@@ -180,6 +187,9 @@ const MIN_FRAME_BYTES: usize = 1 << 10;
 
 /// The most `--workers`.
 const MAX_WORKERS: usize = 1024;
+/// The highest `--l0-compaction-trigger`: past it every get checks that
+/// many filters and merges rewrite gigabytes at once.
+const MAX_L0_COMPACTION_TRIGGER: usize = 100;
 
 impl Args {
     /// Checks the values their types do not: ranges, and one port per
@@ -210,6 +220,14 @@ impl Args {
         seconds(self.idle_timeout, "--idle-timeout")?;
         seconds(self.frame_timeout, "--frame-timeout")?;
         at_least(self.max_connections, 1, "--max-connections", "1")?;
+        if let Some(trigger) = self.l0_compaction_trigger {
+            at_least(trigger, 1, "--l0-compaction-trigger", "1")?;
+            if trigger > MAX_L0_COMPACTION_TRIGGER {
+                return Err(format!(
+                    "--l0-compaction-trigger must be at most {MAX_L0_COMPACTION_TRIGGER}, not {trigger}"
+                ));
+            }
+        }
         let (frame, memtable) = (self.max_frame_bytes, self.memtable_bytes);
         at_least(frame, MIN_FRAME_BYTES, "--max-frame-bytes", "1KiB")?;
         let memtable = memtable.unwrap_or(MIN_MEMTABLE_BYTES);
@@ -292,6 +310,12 @@ impl Args {
         };
         if let Some(bytes) = self.memtable_bytes {
             options.memtable_bytes = bytes;
+        }
+        if let Some(trigger) = self.l0_compaction_trigger {
+            options.l0_compaction_trigger = trigger;
+            // Writers slow down at twice the trigger, never below the
+            // default's stall point.
+            options.l0_stall_trigger = options.l0_stall_trigger.max(trigger * 2);
         }
         options.block_cache_bytes = self
             .block_cache_bytes
