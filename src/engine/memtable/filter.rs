@@ -8,9 +8,10 @@
 //! two microseconds at a few hundred thousand entries); the filter answers
 //! it from one cache line.
 //!
-//! Shape: a blocked bloom filter. A key's 64-bit hash picks one 64-byte
-//! block (eight words) and [`PROBES`] bits inside it, so an insert or a
-//! lookup touches one cache line. The filter is sized when its memtable is
+//! Shape: a blocked bloom filter, the segments' cache-local layout
+//! ([`cache_local_probes`]): a key's 64-bit hash picks one 64-byte block
+//! (eight words) and six bits inside it, so an insert or a lookup touches
+//! one cache line. The filter is sized when its memtable is
 //! made, for the most entries the memtable can hold before it is frozen:
 //! every entry is counted as at least `ENTRY_OVERHEAD_BYTES` (160), so a
 //! memtable frozen at `freeze_bytes` holds at most `freeze_bytes / 160`
@@ -30,12 +31,9 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Words in one block: 8 x 64 bits, one cache line.
-const WORDS_PER_BLOCK: usize = 8;
-/// Bits set and tested per key, all inside the key's block.
-const PROBES: u32 = 6;
-/// Bits of the mixed hash that pick one bit of a 512-bit block.
-const BITS_PER_PROBE: u32 = 9;
+use crate::format::sstable::{
+    CACHE_LOCAL_PROBES, WORDS_PER_LINE as WORDS_PER_BLOCK, cache_local_probes,
+};
 /// The largest filter made (16 MiB: 13M keys at 10 bits, a memtable of
 /// about 2 GiB). A larger memtable gets this one; more keys than it is
 /// sized for raise its false-positive rate, never hide a key.
@@ -118,17 +116,8 @@ impl KeyFilter {
 
     /// The first word of the block of the key hashed `hash`, and each
     /// probe's word (within the block) and bit.
-    fn locate(&self, hash: u64) -> (usize, [(usize, u64); PROBES as usize]) {
-        // The high half picks the block (multiply-shift: uniform, no
-        // division); a remix of the whole hash gives the probes' bits.
-        let block = ((hash >> 32) * self.blocks) >> 32;
-        let mut mixed = hash.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (hash >> 29);
-        let mut bits = [(0, 0); PROBES as usize];
-        for probe in &mut bits {
-            let bit = (mixed & ((1 << BITS_PER_PROBE) - 1)) as usize;
-            *probe = (bit / 64, 1u64 << (bit % 64));
-            mixed >>= BITS_PER_PROBE;
-        }
+    fn locate(&self, hash: u64) -> (usize, [(usize, u64); CACHE_LOCAL_PROBES]) {
+        let (block, bits) = cache_local_probes(hash, self.blocks);
         (block as usize * WORDS_PER_BLOCK, bits)
     }
 }

@@ -90,7 +90,27 @@
 //!
 //! ## Filter block
 //!
-//! A bloom filter over every key in the table:
+//! A bloom filter over every key in the table, in one of two layouts told
+//! apart by its last byte. Both are probed with `h = xxh3_64(key)`.
+//!
+//! **Cache-local** (written now; a reader that predates it reports the
+//! block as corrupt, never misreads it):
+//!
+//! ```text
+//! lines:  64 * n bytes, n >= 1; bit b of a line is bit b % 8, least
+//!         significant first, of the line's byte b / 8
+//! mark:   u8, 0x86
+//! ```
+//!
+//! A key sets (and a lookup tests) six bits, all in line
+//! `((h >> 32) * n) >> 32`: with `x = (h * 0x9E3779B97F4A7C15) ^ (h >> 29)`
+//! (the product wrapping modulo 2^64), bit `(x >> (9 * j)) & 511` for `j` in
+//! `0..6`. One cache line per lookup, where the classic layout's probes are
+//! spread over the whole filter. The writer uses `n = max(1, ceil(keys *
+//! bits_per_key / 512))`: about 1 % false positives at 10 bits per key.
+//! (The memtables' key filter uses the same positions, in memory.)
+//!
+//! **Classic** (files written before it):
 //!
 //! ```text
 //! bits:   m bytes (bit b is bit b % 8, least significant first, of byte b / 8)
@@ -98,12 +118,13 @@
 //! ```
 //!
 //! With `nbits = 8 * m`, a key sets (and a lookup tests) bits
-//! `(h + j * d) mod nbits` for `j in 0..k`, where `h = xxh3_64(key)`,
+//! `(h + j * d) mod nbits` for `j in 0..k`, where
 //! `d = h.rotate_right(32) | 1` and the sum and product wrap modulo 2^64.
-//! The writer uses `nbits = max(64, keys * bits_per_key)` rounded up to a
-//! whole byte and `k = round(bits_per_key * ln 2)` clamped to 1..=30: about 1%
-//! false positives at 10 bits per key. When `bits_per_key` is 0 the block is
-//! the single byte `0` (no bits, no probes) and lets every key through.
+//! Those writers used `nbits = max(64, keys * bits_per_key)` rounded up to a
+//! whole byte and `k = round(bits_per_key * ln 2)` clamped to 1..=30.
+//!
+//! When `bits_per_key` is 0 the block is the single byte `0` (no bits, no
+//! probes) and lets every key through. Any other last byte is corruption.
 //!
 //! ## Index block
 //!
@@ -191,7 +212,7 @@ mod tests;
 use std::cmp::Ordering;
 
 pub use block::Block;
-pub use bloom::key_hash;
+pub use bloom::{CACHE_LOCAL_PROBES, WORDS_PER_LINE, cache_local_probes, key_hash};
 pub use cache::{BlockCache, BlockCacheStats, CachedBlock};
 pub use footer::TableIdentity;
 pub use iter::{BlockReads, SstableIter};

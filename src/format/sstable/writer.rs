@@ -149,7 +149,8 @@ impl SstableWriter {
     /// Bytes the table would take if finished now (the filter estimated
     /// from the keys so far).
     pub fn estimated_size(&self) -> u64 {
-        let filter = self.key_hashes.len() * self.options.bloom_bits_per_key / 8 + 9;
+        // Up to a 64-byte line of rounding, and the mark.
+        let filter = self.key_hashes.len() * self.options.bloom_bits_per_key / 8 + 65;
         let open_block = if self.block.is_empty() {
             0
         } else {
