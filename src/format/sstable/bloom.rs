@@ -166,7 +166,7 @@ impl BloomFilter {
 
     fn decode_cache_local(bits: &[u8]) -> Result<BloomFilter, Malformed> {
         let line_bytes = WORDS_PER_LINE * 8;
-        if bits.is_empty() || bits.len() % line_bytes != 0 {
+        if bits.is_empty() || !bits.len().is_multiple_of(line_bytes) {
             return Err(Malformed::new(
                 bits.len(),
                 "cache-local filter not whole 64-byte lines",
