@@ -125,3 +125,76 @@ async fn a_get_future_is_small() {
     db.flush().await.unwrap();
     assert_eq!(db.get("key").await.unwrap(), Some(Bytes::from("value")));
 }
+
+/// `get_many_now` answers each key as `get` does, wherever its newest
+/// version lives (the active memtable, a frozen one, level 0, deeper
+/// levels), for overwritten, deleted, range-deleted and expired keys, absent
+/// keys and keys `get` refuses; and memory answers all of them once read.
+#[actix_rt::test]
+async fn get_many_now_answers_as_get_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(small_options(dir.path())).await.unwrap();
+    for round in 0..6u32 {
+        for i in (round..600).step_by(3) {
+            db.put(format!("key{i:04}"), format!("v{round}-{i}"))
+                .await
+                .unwrap();
+        }
+        db.delete(format!("key{:04}", round * 7)).await.unwrap();
+        if round == 2 {
+            db.flush().await.unwrap();
+            db.compact().await.unwrap();
+        }
+        if round == 4 {
+            db.delete_range("key0100", "key0120").await.unwrap();
+            let mut batch = WriteBatch::new();
+            batch.put_with_expiry("key0202", "gone", 1);
+            batch.put_with_expiry("key0201", "stays", u64::MAX);
+            db.write(batch).await.unwrap();
+        }
+    }
+    let too_long = "k".repeat((64 << 10) + 1);
+    let mut keys: Vec<String> = (0..640).map(|i| format!("key{i:04}")).collect();
+    keys.extend(["".to_string(), too_long, "absent".to_string()]);
+    let keys: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
+    for pass in 0..2 {
+        let answers = db.get_many_now(&keys);
+        assert_eq!(answers.len(), keys.len());
+        let mut answered = 0;
+        for (key, answer) in keys.iter().zip(answers) {
+            let expected = db.get(Bytes::copy_from_slice(key)).await;
+            match (answer, expected) {
+                (None, _) => {}
+                (Some(answer), expected) => {
+                    answered += 1;
+                    assert_eq!(
+                        answer.as_ref().ok(),
+                        expected.as_ref().ok(),
+                        "key {:?}",
+                        String::from_utf8_lossy(&key[..key.len().min(16)])
+                    );
+                }
+            }
+        }
+        // Refused keys are left to `get` (and its error); after one pass of
+        // gets every other key's block is in memory.
+        if pass == 1 {
+            assert_eq!(answered, keys.len() - 2, "pass {pass}");
+        }
+    }
+    let some = db.get_many_now(&[b"key0003", b"key0100", b"key0202", b"key0201"]);
+    let values: Vec<Option<Bytes>> = some.into_iter().map(|a| a.unwrap().unwrap()).collect();
+    assert_eq!(
+        values,
+        [
+            Some(Bytes::from("v3-3")),
+            None,
+            None,
+            Some(Bytes::from("stays"))
+        ]
+    );
+    let stats = db.stats().await.unwrap();
+    assert!(stats.get("live_segments") > 1, "{stats:?}");
+    db.close().await.unwrap();
+    assert!(db.get_many_now(&[b"key0003"])[0].is_none());
+}

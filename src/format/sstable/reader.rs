@@ -96,12 +96,10 @@ impl SstableReader {
         self.filter.prefetch(hash);
     }
 
-    /// Stage 1: the block that would hold `key` if the filter lets it
-    /// through (`None` otherwise), its cache set prefetched.
-    pub fn prefetch_block_set(&self, key: &[u8], hash: u64, cache: &BlockCache) -> Option<u32> {
-        if !self.filter.may_contain(hash) {
-            return None;
-        }
+    /// Stage 1, once the filter has let the key through
+    /// ([`SstableReader::may_contain`]): the block that would hold `key`,
+    /// its cache set prefetched (`None` if no block number fits).
+    pub fn prefetch_block_set(&self, key: &[u8], cache: &BlockCache) -> Option<u32> {
         let block = u32::try_from(self.block_for(key)).ok()?;
         cache.prefetch_set(self.id, block);
         Some(block)
@@ -124,6 +122,17 @@ impl SstableReader {
         let cached = cache.peek(self.id, block)?;
         cached.block.prefetch_point(key, 0);
         Some(cached)
+    }
+
+    /// The last stage: `key` looked up in `cached`, block `block` of this
+    /// table as the stages found it (the block [`SstableReader::block_for`]
+    /// gives `key`, taken from the cache). `Corruption` if it is bad.
+    pub fn get_in_cached(&self, key: &[u8], block: u32, cached: &CachedBlock) -> Result<Lookup> {
+        let block = block as usize;
+        if block >= self.block_count() {
+            return Ok(Lookup::Absent);
+        }
+        self.lookup_in(block, &cached.block, key)
     }
 
     /// Looks `key` up: the filter first, then at most one data block.
