@@ -277,29 +277,36 @@ impl DbInner {
     }
 
     /// [`DbInner::get_from_memory`] for each of `keys` at once, from one
-    /// view and one bound, their reads overlapped (`prefetch::read_many`);
-    /// `None` if the view changed while it was being loaded.
-    fn get_many_from_memory(&self, keys: &[&[u8]]) -> Option<Vec<Option<Result<Versioned>>>> {
+    /// view and one bound, their reads overlapped (`prefetch::read_many`):
+    /// `answer` gets each key's index and answer, for the keys memory
+    /// answers. False if the view changed while it was being loaded.
+    fn get_many_from_memory(
+        &self,
+        keys: &[&[u8]],
+        answer: &mut dyn FnMut(usize, Result<Versioned>),
+    ) -> bool {
         let view = self.view.load();
         let read_at = self.direct.published();
         if !Arc::ptr_eq(&view, &self.view.load()) {
-            return None;
+            return false;
         }
         let frozen = view.frozen.iter().map(|f| &f.table);
         let memtables: Vec<&MemTable> = std::iter::once(&view.active).chain(frozen).collect();
         let reads = prefetch::read_many(&memtables, read_at, &view.segments, &self.cache, keys);
-        let answers = reads.into_iter().map(|read| {
-            read.map(|read| {
+        for (at, read) in reads.enumerate() {
+            let Some(read) = read else { continue };
+            answer(
+                at,
                 read.map(|read| {
                     self.count_lookup(read.ruled_out, read.false_positives);
                     let found = u64::from(read.entry.is_some());
                     self.count_segment_checks(read.ruled_out + read.false_positives + found);
                     Counters::add(&self.counters.gets, 1);
                     versioned(self, &view, read_at, read.entry, None)
-                })
-            })
-        });
-        Some(answers.collect())
+                }),
+            );
+        }
+        true
     }
 
     /// Counts a segment lookup's bloom filter hits and false positives
@@ -557,33 +564,22 @@ impl Db {
         prefetch::prefetch_gets(&memtables, &view.segments, &self.inner.cache, keys);
     }
 
-    /// The values of `keys` that memory holds, read together: what
-    /// [`Db::get`] of each would return, all from one moment (every write
-    /// whose future completed before the call, none made after it), with
-    /// the keys' memory loads overlapped (`engine/prefetch.rs`). `None` for
-    /// a key whose read would wait for the disk, or that `get` would refuse
-    /// (its error comes from `get`), and for every key once the database is
-    /// closed.
-    pub fn get_many_now(&self, keys: &[&[u8]]) -> Vec<Option<Result<Option<Bytes>>>> {
-        let mut answers: Vec<Option<Result<Option<Bytes>>>> = keys.iter().map(|_| None).collect();
+    /// The values of `keys` that memory holds, read together: `answer`
+    /// gets a key's index in `keys` and what [`Db::get`] of it would
+    /// return, all from one moment (every write whose future completed
+    /// before the call, none made after it), the keys' memory loads
+    /// overlapped (`engine/prefetch.rs`). Keys whose read would wait for
+    /// the disk, keys `get` would refuse (its error comes from `get`), and
+    /// every key once the database is closed, are not answered.
+    pub fn get_many_now(&self, keys: &[&[u8]], mut answer: impl FnMut(usize, Result<Option<Bytes>>)) {
         if self.check_open().is_err() {
-            return answers;
+            return;
         }
-        let (at, valid): (Vec<usize>, Vec<&[u8]>) = keys
-            .iter()
-            .enumerate()
-            .filter(|(_, key)| self.check_key(key).is_ok())
-            .map(|(at, key)| (at, *key))
-            .unzip();
-        let Some(read) = self.inner.get_many_from_memory(&valid) else {
-            return answers;
-        };
-        for (at, answer) in at.into_iter().zip(read) {
-            if let Some(slot) = answers.get_mut(at) {
-                *slot = answer.map(|answer| answer.map(|versioned| versioned.value));
+        self.inner.get_many_from_memory(keys, &mut |at, read| {
+            if keys.get(at).is_some_and(|key| self.check_key(key).is_ok()) {
+                answer(at, read.map(|versioned| versioned.value));
             }
-        }
-        answers
+        });
     }
 
     /// The value of `key`, `None` if absent. Sees every write whose future

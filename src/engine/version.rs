@@ -197,6 +197,24 @@ impl SegmentSet {
             .chain(deeper.iter().filter_map(move |run| find_in_run(run, key)))
     }
 
+    /// [`SegmentSet::spanning`] before the level-0 spans are checked: every
+    /// level-0 segment, paired with `true` (its span is still to be
+    /// checked), then the one segment of each deeper level whose span
+    /// holds `key`, paired with `false`. For a walk that probes filters
+    /// first: a span check is two key comparisons, where a prefetched
+    /// filter probe is one cached line and rules out all but about 1 %.
+    pub(super) fn spanning_unchecked<'a>(
+        &'a self,
+        key: &'a [u8],
+    ) -> impl Iterator<Item = (&'a Arc<Segment>, bool)> + 'a {
+        let (level0, deeper) = self.levels.split_first().unwrap_or((&EMPTY_LEVEL, &[]));
+        let deeper = deeper.iter().filter_map(move |run| find_in_run(run, key));
+        level0
+            .iter()
+            .map(|segment| (segment, true))
+            .chain(deeper.map(|segment| (segment, false)))
+    }
+
     /// `key`'s newest version in these segments (as [`lookup_if_cached`]
     /// over [`SegmentSet::candidates`]) without a handle on any segment:
     /// `Ok(None)` as soon as a block would have to come from the disk.

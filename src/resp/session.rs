@@ -13,6 +13,7 @@
 //! - malformed input is answered `-ERR Protocol error: ...` and the
 //!   connection closed; QUIT is answered `+OK` and the connection closed.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -238,6 +239,14 @@ fn get_reply(read: crate::Result<Option<Bytes>>) -> Reply {
     commands::absent_if_too_large(read).map_or_else(|e| engine_error(&e), Reply::value)
 }
 
+/// The key of `GET key`.
+fn plain_get(args: &[Bytes]) -> Option<&[u8]> {
+    match args {
+        [name, key] if name.eq_ignore_ascii_case(b"GET") => Some(key),
+        _ => None,
+    }
+}
+
 /// The text of an error reply.
 fn error_text(reply: &Reply) -> Option<&str> {
     match reply {
@@ -396,6 +405,47 @@ impl pipeline::Protocol for Session {
         }
         if keys.len() > 1 {
             self.engine.store.db_ref().prefetch_gets(&keys);
+        }
+    }
+
+    /// The leading plain GETs in database 0, outside a transaction and a
+    /// cluster, read together ([`Db::get_many_now`]); the rest prefetched.
+    fn answer_early(
+        &self,
+        requests: &mut dyn Iterator<Item = &Vec<Bytes>>,
+        replies: &mut VecDeque<(Bytes, Reply)>,
+    ) {
+        let requests: Vec<&Vec<Bytes>> = requests.collect();
+        let eligible = self.connection.database.prefix().is_empty()
+            && self.transaction.is_none()
+            && self.pending_state.is_none()
+            && self.engine.store.cluster().is_none();
+        let leading = match eligible {
+            true => requests.iter().take_while(|args| plain_get(args).is_some()).count(),
+            false => 0,
+        };
+        let (gets, rest) = requests.split_at(leading);
+        if rest.len() > 1 {
+            self.prefetch(&mut rest.iter().copied());
+        }
+        let keys: Vec<&[u8]> = gets.iter().filter_map(|args| plain_get(args)).collect();
+        if keys.is_empty() {
+            return;
+        }
+        let db = self.engine.store.db_ref();
+        db.get_many_now(&keys, |at, answer| {
+            let Ok(value) = answer else { return };
+            let small = value.as_ref().is_none_or(|v| v.len() <= pipeline::EARLY_VALUE_BYTES);
+            if let (true, Some(key)) = (small, gets.get(at).and_then(|args| args.get(1))) {
+                replies.push_back((key.clone(), get_reply(Ok(value))));
+            }
+        });
+    }
+
+    fn early_key(request: &Request) -> Option<&[u8]> {
+        match &request.op {
+            Op::Get(key) if !request.cluster => Some(key),
+            _ => None,
         }
     }
 

@@ -54,10 +54,7 @@ pub fn execute(
     match command {
         Command::Checkpoint(request) => checkpoint(db, checkpoints, &request.name),
         // A combinator: an `async` block would hold the get's future twice.
-        Command::Get(get) => db
-            .get(get.key)
-            .map(|value| value.map_or_else(|e| error_reply(&e), value_reply))
-            .boxed_local(),
+        Command::Get(get) => db.get(get.key).map(get_reply).boxed_local(),
         Command::Put(put) => {
             let at = expire_at(db, put.expire_at_ms, put.ttl_ms);
             done(db.put_with_expiry(put.key, put.value, at))
@@ -185,6 +182,11 @@ fn ttl_reply(ttl: Ttl) -> Reply {
         expire_at_ms,
         remaining_ms,
     })
+}
+
+/// A `Get`'s reply to what the engine read.
+pub fn get_reply(read: crate::Result<Option<Bytes>>) -> Reply {
+    read.map_or_else(|e| error_reply(&e), value_reply)
 }
 
 fn value_reply(value: Option<Bytes>) -> Reply {

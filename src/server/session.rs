@@ -11,9 +11,10 @@
 //! - `Ping` is answered at once; the other commands go to the engine
 //!   ([`super::dispatch`]).
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use futures_util::future::LocalBoxFuture;
 use tokio::net::TcpStream;
 use tokio_util::codec::Encoder;
@@ -181,17 +182,45 @@ impl Protocol for Session {
 
     /// Gets' keys.
     fn prefetch(&self, requests: &mut dyn Iterator<Item = &Frame<Request>>) {
-        let keys: Vec<&[u8]> = requests
-            .filter_map(|frame| match frame {
-                Frame::Message(Request {
-                    command: Some(Command::Get(get)),
-                    ..
-                }) => Some(&get.key[..]),
-                _ => None,
-            })
-            .collect();
+        let keys: Vec<&[u8]> = requests.filter_map(|f| get_key(f).map(|k| &k[..])).collect();
         if keys.len() > 1 {
             self.db.prefetch_gets(&keys);
+        }
+    }
+
+    /// The leading gets, outside a cluster, read together
+    /// ([`Db::get_many_now`]); the rest prefetched.
+    fn answer_early(
+        &self,
+        requests: &mut dyn Iterator<Item = &Frame<Request>>,
+        replies: &mut VecDeque<(Bytes, Reply)>,
+    ) {
+        let requests: Vec<&Frame<Request>> = requests.collect();
+        let leading = match self.cluster {
+            None => requests.iter().take_while(|f| get_key(f).is_some()).count(),
+            Some(_) => 0,
+        };
+        let (gets, rest) = requests.split_at(leading);
+        if rest.len() > 1 {
+            self.prefetch(&mut rest.iter().copied());
+        }
+        let keys: Vec<&[u8]> = gets.iter().filter_map(|f| get_key(f).map(|k| &k[..])).collect();
+        if keys.is_empty() {
+            return;
+        }
+        self.db.get_many_now(&keys, |at, answer| {
+            let Ok(value) = answer else { return };
+            let small = value.as_ref().is_none_or(|v| v.len() <= pipeline::EARLY_VALUE_BYTES);
+            if let (true, Some(key)) = (small, gets.get(at).and_then(|frame| get_key(frame))) {
+                replies.push_back((key.clone(), dispatch::get_reply(Ok(value))));
+            }
+        });
+    }
+
+    fn early_key(command: &Command) -> Option<&[u8]> {
+        match command {
+            Command::Get(get) => Some(&get.key),
+            _ => None,
         }
     }
 
@@ -296,5 +325,16 @@ fn footprint_of(command: &Command) -> Footprint {
         // Counters of the whole database; a checkpoint holds every write;
         // a membership change or status waits for the writes before it.
         Command::Stats(_) | Command::Checkpoint(_) | Command::Cluster(_) => Footprint::All,
+    }
+}
+
+/// The key of a `Get` request.
+fn get_key(frame: &Frame<Request>) -> Option<&Bytes> {
+    match frame {
+        Frame::Message(Request {
+            command: Some(Command::Get(get)),
+            ..
+        }) => Some(&get.key),
+        _ => None,
     }
 }

@@ -194,9 +194,14 @@ impl<P: Protocol> Reader<P> {
             }
         }
         if self.ahead.len() > 1 {
-            connection
-                .protocol
-                .prefetch(&mut self.ahead.iter().map(|(_, r)| r));
+            let requests = &mut self.ahead.iter().map(|(_, r)| r);
+            if connection.settled() {
+                connection.early.clear();
+                let replies = &mut connection.early.replies;
+                connection.protocol.answer_early(requests, replies);
+            } else {
+                connection.protocol.prefetch(requests);
+            }
         }
         !self.ahead.is_empty() || self.end.is_some()
     }

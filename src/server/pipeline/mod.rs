@@ -130,6 +130,25 @@ pub trait Protocol: Sized + Unpin + 'static {
     /// will touch ([`crate::Db::prefetch_gets`]), so that their memory
     /// loads overlap; it must change nothing a request can observe.
     fn prefetch(&self, _requests: &mut dyn Iterator<Item = &<Self::Decoder as Decoder>::Item>) {}
+    /// As [`Protocol::prefetch`], called instead of it when nothing the
+    /// connection sent before `requests` is unanswered or held: the plain
+    /// gets at their front may be answered now, a moment each of them may
+    /// observe (every write sent before them is answered, none sent after
+    /// them has run). Appends those replies to `replies` in order, each
+    /// with the key it read ([`Protocol::early_key`]), holding values of at
+    /// most [`EARLY_VALUE_BYTES`]; see [`EarlyReplies`].
+    fn answer_early(
+        &self,
+        requests: &mut dyn Iterator<Item = &<Self::Decoder as Decoder>::Item>,
+        _replies: &mut VecDeque<(Bytes, Self::Reply)>,
+    ) {
+        self.prefetch(requests);
+    }
+    /// The key `op` reads if it is a plain get, whose reply
+    /// [`Protocol::answer_early`] may have made.
+    fn early_key(_op: &Self::Op) -> Option<&[u8]> {
+        None
+    }
     /// Writes `batch`, the puts [`Protocol::gatherable_put`] gave, as one engine
     /// write; the reply is every one of those puts' reply.
     fn write_puts(&self, batch: WriteBatch) -> LocalBoxFuture<'static, Self::Reply>;
@@ -168,6 +187,40 @@ pub trait Protocol: Sized + Unpin + 'static {
     /// once it is taken, under the limits it leaves.
     fn may_change_authentication(_request: &<Self::Decoder as Decoder>::Item) -> bool {
         false
+    }
+}
+
+/// Replies [`Protocol::answer_early`] keeps hold values of at most this
+/// many bytes (a pass's worth of them is held outside the byte budget).
+pub const EARLY_VALUE_BYTES: usize = 4 << 10;
+
+/// Replies to gets made before their turn ([`Protocol::answer_early`]),
+/// each with the key it read, in request order. A get dispatched later
+/// takes the one for its key; any write or read-modify-write dispatched on
+/// the connection drops them all first (the only writes they could have
+/// missed are the connection's own: another connection's may land at any
+/// time before the reply). A request answered without the engine leaves
+/// its reply behind, dropped when a later get takes one after it.
+struct EarlyReplies<R> {
+    replies: VecDeque<(Bytes, R)>,
+}
+
+impl<R> EarlyReplies<R> {
+    fn new() -> Self {
+        EarlyReplies {
+            replies: VecDeque::new(),
+        }
+    }
+
+    fn clear(&mut self) {
+        self.replies.clear();
+    }
+
+    /// The reply kept for a get of `key`, dropping those before it.
+    fn take(&mut self, key: &[u8]) -> Option<R> {
+        let at = self.replies.iter().position(|(k, _)| k == key)?;
+        self.replies.drain(..at);
+        self.replies.pop_front().map(|(_, reply)| reply)
     }
 }
 
@@ -260,6 +313,8 @@ pub struct Connection<P: Protocol> {
     waiting_read: Option<u64>,
     /// Puts waiting to be written together ([`GatheredPuts`]).
     puts: GatheredPuts,
+    /// Gets answered before their turn ([`EarlyReplies`]).
+    early: EarlyReplies<P::Reply>,
     /// The reader is taking requests: gathered puts wait for its pass to
     /// end (`end_pass`).
     in_pass: bool,
@@ -338,6 +393,7 @@ pub(crate) fn start<P: Protocol>(
             request_bytes: 0,
             waiting_read: None,
             puts: GatheredPuts::default(),
+            early: EarlyReplies::new(),
             in_pass: false,
             pass_clock: None,
             max_in_flight: config.max_in_flight.max(1),
@@ -511,22 +567,21 @@ impl<P: Protocol> Connection<P> {
     /// in memory, a cached block) is taken without a task.
     fn dispatch(&mut self, seq: u64, access: Access, op: P::Op, ctx: &mut Context<Self>) {
         let command = P::command_index(&op);
+        if access != Access::Read {
+            self.early.clear();
+        }
         let op = match self.protocol.gatherable_put(op) {
             Ok(put) => return self.gather_put(seq, command, put, ctx),
             Err(op) => op,
         };
         self.write_gathered_puts(ctx);
         let started = self.pass_clock.unwrap_or_else(Instant::now);
+        if let Some(reply) = P::early_key(&op).and_then(|key| self.early.take(key)) {
+            return self.answer_now(seq, command, reply, started, ctx);
+        }
         let mut reply = self.protocol.execute(op);
         if let Some(reply) = (&mut reply).now_or_never() {
-            let now = Instant::now();
-            let elapsed = now.saturating_duration_since(started);
-            if self.in_pass {
-                self.pass_clock = Some(now);
-            }
-            self.stats.record(command, elapsed);
-            self.order.answered(seq);
-            return self.fill(seq, reply, Some(elapsed), ctx);
+            return self.answer_now(seq, command, reply, started, ctx);
         }
         if access != Access::Write {
             self.waiting_read = Some(seq);
@@ -541,6 +596,32 @@ impl<P: Protocol> Connection<P> {
             connection.fill(seq, reply, Some(elapsed), ctx);
             connection.pump(ctx);
         }));
+    }
+
+    /// Records request `seq`'s reply, ready when it was dispatched.
+    fn answer_now(
+        &mut self,
+        seq: u64,
+        command: usize,
+        reply: P::Reply,
+        started: Instant,
+        ctx: &mut Context<Self>,
+    ) {
+        let now = Instant::now();
+        let elapsed = now.saturating_duration_since(started);
+        if self.in_pass {
+            self.pass_clock = Some(now);
+        }
+        self.stats.record(command, elapsed);
+        self.order.answered(seq);
+        self.fill(seq, reply, Some(elapsed), ctx);
+    }
+
+    /// True if nothing the connection sent is unanswered but reads: a
+    /// request decoded now may observe the database as it is now
+    /// ([`Protocol::answer_early`]).
+    fn settled(&self) -> bool {
+        self.order.settled() && self.puts.seqs.is_empty()
     }
 
     /// Keeps put `seq` to be written with its neighbours.

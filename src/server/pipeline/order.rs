@@ -163,6 +163,12 @@ impl<T> Order<T> {
         self.held.pop_front().map(|held| (held.seq, held.item))
     }
 
+    /// True if no write or read-modify-write is unanswered and no request
+    /// is held.
+    pub fn settled(&self) -> bool {
+        self.unacked_writes.is_empty() && self.held.is_empty()
+    }
+
     /// True if requests are held.
     pub fn holds_any(&self) -> bool {
         !self.held.is_empty()
