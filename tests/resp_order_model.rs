@@ -178,3 +178,45 @@ fn randomized_pipelines_match_sequential_execution() {
     let mut rest = String::new();
     assert!(reader.read_line(&mut rest).is_err() || rest.is_empty());
 }
+
+/// Rounds that open with a run of GETs on a connection with nothing in
+/// flight (the previous round's replies all read): those GETs are answered
+/// together before their turn, and must still see exactly the writes sent
+/// before them, the ones the round's own later requests make included.
+#[test]
+fn gets_read_together_see_exactly_the_writes_before_them() {
+    let server = RespServer::start_with(SyncPolicy::Always);
+    let mut stream = server.connect();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut model = Model::new();
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let mut i = 0;
+    for round in 0..300 {
+        let leading = 2 + rng.below(30);
+        let mut steps = Vec::new();
+        for _ in 0..leading {
+            let k = format!("k{}", rng.below(4));
+            let reply = match model.get(&k) {
+                Some(v) => format!("${}\r\n{v}\r\n", v.len()),
+                None => "$-1\r\n".into(),
+            };
+            steps.push((request(&[b"GET", k.as_bytes()]), reply.into_bytes()));
+        }
+        for _ in 0..rng.below(12) {
+            i += 1;
+            steps.push(step(&mut rng, &mut model, i));
+        }
+        let bytes: Vec<u8> = steps.iter().flat_map(|(req, _)| req.clone()).collect();
+        stream.write_all(&bytes).unwrap();
+        for (n, (req, want)) in steps.iter().enumerate() {
+            let mut got = vec![0u8; want.len()];
+            reader.read_exact(&mut got).unwrap();
+            assert_eq!(
+                String::from_utf8_lossy(&got),
+                String::from_utf8_lossy(want),
+                "request {n} of round {round}: {}",
+                String::from_utf8_lossy(req)
+            );
+        }
+    }
+}

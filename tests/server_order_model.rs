@@ -199,3 +199,42 @@ fn randomized_pipelines_match_sequential_execution() {
         sender.join().unwrap();
     }
 }
+
+/// Rounds that open with a run of gets on a connection with nothing in
+/// flight (the previous round's replies all read): those gets are answered
+/// together before their turn, and must still see exactly the writes sent
+/// before them, the ones the round's own later requests make included.
+#[test]
+fn gets_read_together_see_exactly_the_writes_before_them() {
+    let server = TestServer::start_syncing();
+    let mut stream = server.connect();
+    let mut model = Model::new();
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let mut id = 0;
+    for round in 0..300 {
+        let mut commands: Vec<(u64, Command)> = Vec::new();
+        for _ in 0..2 + rng.below(30) {
+            id += 1;
+            commands.push((id, Command::Get(proto::Get { key: key(&mut rng) })));
+        }
+        for _ in 0..rng.below(12) {
+            id += 1;
+            commands.push((id, random_command(&mut rng, id)));
+        }
+        let bytes: Vec<u8> = commands
+            .iter()
+            .flat_map(|(id, c)| request(*id, c.clone()))
+            .collect();
+        stream.write_all(&bytes).unwrap();
+        for (id, command) in &commands {
+            let response = read_response(&mut stream).expect("a reply");
+            assert_eq!(response.id, *id, "replies in request order");
+            let want = expected(&mut model, command);
+            assert_eq!(
+                response.reply,
+                Some(want),
+                "round {round}, request {id}: {command:?}"
+            );
+        }
+    }
+}
