@@ -36,6 +36,11 @@
 //!   ([`Protocol::prefetch`]): a pipelined pass's gets then wait for memory
 //!   together, not one after another. They are taken one at a time as
 //!   before, under the same checks;
+//! - **gets read together**: when nothing the connection sent before such
+//!   a batch is unanswered or held, the plain gets at its front are read at
+//!   once, together ([`Protocol::answer_early`], `Db::get_many_now`), and
+//!   each is answered from that read when its turn comes, unless a write
+//!   of the connection was dispatched first ([`EarlyReplies`]);
 //! - **in-flight limit**: at most `max_in_flight` requests unanswered;
 //! - **timeouts**: idle and half-sent requests ([`super::timeouts`]), and a
 //!   connection that has not authenticated within `auth_timeout`;
