@@ -199,7 +199,7 @@ async fn get_many_now_answers_as_get_does() {
         ]
     );
     let stats = db.stats().await.unwrap();
-    assert!(stats.get("live_segments") > 1, "{stats:?}");
+    assert!(stats.get("flushes") > 1, "{stats:?}");
     db.close().await.unwrap();
     db.get_many_now(&[b"key0003"], |_, _| panic!("answered after close"));
 }
