@@ -571,7 +571,11 @@ impl Db {
     /// overlapped (`engine/prefetch.rs`). Keys whose read would wait for
     /// the disk, keys `get` would refuse (its error comes from `get`), and
     /// every key once the database is closed, are not answered.
-    pub fn get_many_now(&self, keys: &[&[u8]], mut answer: impl FnMut(usize, Result<Option<Bytes>>)) {
+    pub fn get_many_now(
+        &self,
+        keys: &[&[u8]],
+        mut answer: impl FnMut(usize, Result<Option<Bytes>>),
+    ) {
         if self.check_open().is_err() {
             return;
         }

@@ -207,7 +207,11 @@ impl Chain<'_> {
     }
 
     /// The key's read in the segments, as a single get does it.
-    fn read_segments(&self, segments: &SegmentSet, cache: &BlockCache) -> Option<Result<MemoryRead>> {
+    fn read_segments(
+        &self,
+        segments: &SegmentSet,
+        cache: &BlockCache,
+    ) -> Option<Result<MemoryRead>> {
         let looked = segments.lookup_if_cached(self.key, self.hash, cache);
         let (lookup, ruled_out) = match looked {
             Err(error) => return Some(Err(error)),

@@ -421,7 +421,10 @@ impl pipeline::Protocol for Session {
             && self.pending_state.is_none()
             && self.engine.store.cluster().is_none();
         let leading = match eligible {
-            true => requests.iter().take_while(|args| plain_get(args).is_some()).count(),
+            true => requests
+                .iter()
+                .take_while(|args| plain_get(args).is_some())
+                .count(),
             false => 0,
         };
         let (gets, rest) = requests.split_at(leading);
@@ -435,7 +438,9 @@ impl pipeline::Protocol for Session {
         let db = self.engine.store.db_ref();
         db.get_many_now(&keys, |at, answer| {
             let Ok(value) = answer else { return };
-            let small = value.as_ref().is_none_or(|v| v.len() <= pipeline::EARLY_VALUE_BYTES);
+            let small = value
+                .as_ref()
+                .is_none_or(|v| v.len() <= pipeline::EARLY_VALUE_BYTES);
             if let (true, Some(key)) = (small, gets.get(at).and_then(|args| args.get(1))) {
                 replies.push_back((key.clone(), get_reply(Ok(value))));
             }

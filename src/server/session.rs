@@ -182,7 +182,9 @@ impl Protocol for Session {
 
     /// Gets' keys.
     fn prefetch(&self, requests: &mut dyn Iterator<Item = &Frame<Request>>) {
-        let keys: Vec<&[u8]> = requests.filter_map(|f| get_key(f).map(|k| &k[..])).collect();
+        let keys: Vec<&[u8]> = requests
+            .filter_map(|f| get_key(f).map(|k| &k[..]))
+            .collect();
         if keys.len() > 1 {
             self.db.prefetch_gets(&keys);
         }
@@ -204,13 +206,18 @@ impl Protocol for Session {
         if rest.len() > 1 {
             self.prefetch(&mut rest.iter().copied());
         }
-        let keys: Vec<&[u8]> = gets.iter().filter_map(|f| get_key(f).map(|k| &k[..])).collect();
+        let keys: Vec<&[u8]> = gets
+            .iter()
+            .filter_map(|f| get_key(f).map(|k| &k[..]))
+            .collect();
         if keys.is_empty() {
             return;
         }
         self.db.get_many_now(&keys, |at, answer| {
             let Ok(value) = answer else { return };
-            let small = value.as_ref().is_none_or(|v| v.len() <= pipeline::EARLY_VALUE_BYTES);
+            let small = value
+                .as_ref()
+                .is_none_or(|v| v.len() <= pipeline::EARLY_VALUE_BYTES);
             if let (true, Some(key)) = (small, gets.get(at).and_then(|frame| get_key(frame))) {
                 replies.push_back((key.clone(), dispatch::get_reply(Ok(value))));
             }

@@ -469,7 +469,8 @@ impl Block {
         restarts: &RestartArray,
         key: &[u8],
     ) -> Result<Option<Entry>, Malformed> {
-        Ok(search_restarts(&self.data, restarts, key)?.map(|entry| entry.to_found_entry(&self.data)))
+        Ok(search_restarts(&self.data, restarts, key)?
+            .map(|entry| entry.to_found_entry(&self.data)))
     }
 
     /// The key of the entry at `at`, borrowed from the block.

@@ -314,7 +314,10 @@ mod tests {
         let filter = filter_for((0..10_000).map(|i| format!("present{i}")), 10);
         let hits = false_positives(&filter);
         assert!(hits < 200, "{hits} false positives in 10000");
-        assert!(hits > 0, "no false positive at 10 bits per key: is it probing?");
+        assert!(
+            hits > 0,
+            "no false positive at 10 bits per key: is it probing?"
+        );
     }
 
     /// The cache-local layout's bytes are what the module doc defines:

@@ -88,7 +88,10 @@ impl Probes {
             .iter()
             .map(|h| word_after(&h.last_key, shared))
             .collect();
-        let tops = words.chunks(RUN).filter_map(|run| run.last().copied()).collect();
+        let tops = words
+            .chunks(RUN)
+            .filter_map(|run| run.last().copied())
+            .collect();
         Probes {
             shared: smallest_key.slice(..shared),
             words,
@@ -314,7 +317,10 @@ mod tests {
     fn the_search_through_the_tops_counts_the_words_below() {
         for len in [1usize, 2, 7, 8, 9, 16, 17, 100, 1000] {
             let words: Vec<u64> = (0..len as u64).map(|i| 10 + 3 * (i / 2)).collect();
-            let tops = words.chunks(RUN).filter_map(|r| r.last().copied()).collect();
+            let tops = words
+                .chunks(RUN)
+                .filter_map(|r| r.last().copied())
+                .collect();
             let probes = Probes {
                 shared: Bytes::new(),
                 words: words.clone(),
