@@ -612,14 +612,20 @@ impl<P: Protocol> Connection<P> {
         started: Instant,
         ctx: &mut Context<Self>,
     ) {
-        let now = Instant::now();
-        let elapsed = now.saturating_duration_since(started);
-        if self.in_pass {
-            self.pass_clock = Some(now);
-        }
+        let elapsed = self.elapsed_since(started);
         self.stats.record(command, elapsed);
         self.order.answered(seq);
         self.fill(seq, reply, Some(elapsed), ctx);
+    }
+
+    /// The time since `started`, a request's answer; in a pass, the next
+    /// request's time starts now (after this one, not before).
+    fn elapsed_since(&mut self, started: Instant) -> Duration {
+        let now = Instant::now();
+        if self.in_pass {
+            self.pass_clock = Some(now);
+        }
+        now.saturating_duration_since(started)
     }
 
     /// True if nothing the connection sent is unanswered but reads: a
@@ -665,12 +671,7 @@ impl<P: Protocol> Connection<P> {
         started: Instant,
         ctx: &mut Context<Self>,
     ) {
-        let now = Instant::now();
-        let elapsed = now.saturating_duration_since(started);
-        if self.in_pass {
-            // The next request's time starts after this write, not before.
-            self.pass_clock = Some(now);
-        }
+        let elapsed = self.elapsed_since(started);
         for &(seq, command) in puts {
             self.stats.record(command, elapsed);
             self.order.answered(seq);
