@@ -103,6 +103,20 @@ fn step(rng: &mut Rng, model: &mut Model, i: u64) -> (Vec<u8>, Vec<u8>) {
     }
 }
 
+/// Reads one reply per step and checks it is the step's expected one.
+fn expect_replies(reader: &mut impl Read, steps: &[(Vec<u8>, Vec<u8>)], part: &str) {
+    for (n, (req, want)) in steps.iter().enumerate() {
+        let mut got = vec![0u8; want.len()];
+        reader.read_exact(&mut got).unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            String::from_utf8_lossy(want),
+            "request {n} of {part}: {}",
+            String::from_utf8_lossy(req)
+        );
+    }
+}
+
 #[test]
 fn a_read_sees_the_write_of_its_key_sent_before_it_and_none_after() {
     let server = RespServer::start_with(SyncPolicy::Always);
@@ -159,16 +173,7 @@ fn randomized_pipelines_match_sequential_execution() {
         let bytes: Vec<u8> = steps.iter().flat_map(|(req, _)| req.clone()).collect();
         let mut writer = stream.try_clone().unwrap();
         let sender = std::thread::spawn(move || writer.write_all(&bytes).unwrap());
-        for (n, (req, want)) in steps.iter().enumerate() {
-            let mut got = vec![0u8; want.len()];
-            reader.read_exact(&mut got).unwrap();
-            assert_eq!(
-                String::from_utf8_lossy(&got),
-                String::from_utf8_lossy(want),
-                "request {n} of seed {seed}: {}",
-                String::from_utf8_lossy(req)
-            );
-        }
+        expect_replies(&mut reader, &steps, &format!("seed {seed}"));
         sender.join().unwrap();
     }
     // Nothing more came.
@@ -208,15 +213,6 @@ fn gets_read_together_see_exactly_the_writes_before_them() {
         }
         let bytes: Vec<u8> = steps.iter().flat_map(|(req, _)| req.clone()).collect();
         stream.write_all(&bytes).unwrap();
-        for (n, (req, want)) in steps.iter().enumerate() {
-            let mut got = vec![0u8; want.len()];
-            reader.read_exact(&mut got).unwrap();
-            assert_eq!(
-                String::from_utf8_lossy(&got),
-                String::from_utf8_lossy(want),
-                "request {n} of round {round}: {}",
-                String::from_utf8_lossy(req)
-            );
-        }
+        expect_replies(&mut reader, &steps, &format!("round {round}"));
     }
 }
