@@ -196,9 +196,8 @@ impl<P: Protocol> Reader<P> {
         if self.ahead.len() > 1 {
             let requests = &mut self.ahead.iter().map(|(_, r)| r);
             if connection.settled() {
-                connection.early.clear();
-                let replies = &mut connection.early.replies;
-                connection.protocol.answer_early(requests, replies);
+                let protocol = &connection.protocol;
+                (connection.early).read(|replies| protocol.answer_early(requests, replies));
             } else {
                 connection.protocol.prefetch(requests);
             }

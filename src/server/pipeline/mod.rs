@@ -206,19 +206,35 @@ pub const EARLY_VALUE_BYTES: usize = 4 << 10;
 /// missed are the connection's own: another connection's may land at any
 /// time before the reply). A request answered without the engine leaves
 /// its reply behind, dropped when a later get takes one after it.
+///
+/// The read that made them is timed once; each reply is recorded as having
+/// taken an equal share of it, so that a get answered from here reads no
+/// clock of its own.
 struct EarlyReplies<R> {
     replies: VecDeque<(Bytes, R)>,
+    /// The time of the read that made `replies`, divided among them.
+    each: Duration,
 }
 
 impl<R> EarlyReplies<R> {
     fn new() -> Self {
         EarlyReplies {
             replies: VecDeque::new(),
+            each: Duration::ZERO,
         }
     }
 
     fn clear(&mut self) {
         self.replies.clear();
+    }
+
+    /// Replaces the replies with those `read` appends, timing it.
+    fn read(&mut self, read: impl FnOnce(&mut VecDeque<(Bytes, R)>)) {
+        self.replies.clear();
+        let started = Instant::now();
+        read(&mut self.replies);
+        let made = u32::try_from(self.replies.len()).unwrap_or(u32::MAX).max(1);
+        self.each = started.elapsed() / made;
     }
 
     /// The reply kept for a get of `key`, dropping those before it.
@@ -580,10 +596,11 @@ impl<P: Protocol> Connection<P> {
             Err(op) => op,
         };
         self.write_gathered_puts(ctx);
-        let started = self.pass_clock.unwrap_or_else(Instant::now);
         if let Some(reply) = P::early_key(&op).and_then(|key| self.early.take(key)) {
-            return self.answer_now(seq, command, reply, started, ctx);
+            let elapsed = self.early.each;
+            return self.record_answer(seq, command, reply, elapsed, ctx);
         }
+        let started = self.pass_clock.unwrap_or_else(Instant::now);
         let mut reply = self.protocol.execute(op);
         if let Some(reply) = (&mut reply).now_or_never() {
             return self.answer_now(seq, command, reply, started, ctx);
@@ -613,6 +630,18 @@ impl<P: Protocol> Connection<P> {
         ctx: &mut Context<Self>,
     ) {
         let elapsed = self.elapsed_since(started);
+        self.record_answer(seq, command, reply, elapsed, ctx);
+    }
+
+    /// Records request `seq`'s reply, which took `elapsed`.
+    fn record_answer(
+        &mut self,
+        seq: u64,
+        command: usize,
+        reply: P::Reply,
+        elapsed: Duration,
+        ctx: &mut Context<Self>,
+    ) {
         self.stats.record(command, elapsed);
         self.order.answered(seq);
         self.fill(seq, reply, Some(elapsed), ctx);
