@@ -195,7 +195,8 @@ async fn the_same_when_every_write_is_synced() {
 
 /// `Db::point_in_time` reads as of its creation: a write made after it is
 /// not seen through it, whether the key was in the memtable, flushed to a
-/// segment, or absent (RESP's MGET reads its keys one by one through one).
+/// segment, or absent (RESP's MGET reads its keys through one, together
+/// from memory first), read one by one or together.
 #[actix_rt::test]
 async fn a_point_in_time_does_not_see_later_writes() {
     let dir = tempfile::tempdir().unwrap();
@@ -223,6 +224,20 @@ async fn a_point_in_time_does_not_see_later_writes() {
         moment.get("").await,
         Err(naive_kv::Error::InvalidArgument(_))
     ));
+    // Read together from memory (MGET's first try), the same answers; the
+    // refused key is left to `get`.
+    let keys: [&[u8]; 4] = [b"flushed", b"in-memory", b"absent", b""];
+    let mut answers: Vec<Option<Option<Bytes>>> = vec![None; keys.len()];
+    moment.get_many_now(&keys, |at, read| answers[at] = Some(read.unwrap()));
+    assert_eq!(
+        answers,
+        [
+            Some(Some(Bytes::from("old"))),
+            Some(Some(Bytes::from("old"))),
+            Some(None),
+            None
+        ]
+    );
     drop(moment);
     db.close().await.unwrap();
 }

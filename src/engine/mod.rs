@@ -290,6 +290,19 @@ impl DbInner {
         if !Arc::ptr_eq(&view, &self.view.load()) {
             return false;
         }
+        self.read_many_at(&view, read_at, keys, answer);
+        true
+    }
+
+    /// [`DbInner::get_many_from_memory`] at a moment already taken: `view`
+    /// read at `read_at`.
+    fn read_many_at(
+        &self,
+        view: &ReadView,
+        read_at: u64,
+        keys: &[&[u8]],
+        answer: &mut dyn FnMut(usize, Result<Versioned>),
+    ) {
         let frozen = view.frozen.iter().map(|f| &f.table);
         let memtables: Vec<&MemTable> = std::iter::once(&view.active).chain(frozen).collect();
         let reads = prefetch::read_many(&memtables, read_at, &view.segments, &self.cache, keys);
@@ -302,11 +315,10 @@ impl DbInner {
                     let found = u64::from(read.entry.is_some());
                     self.count_segment_checks(read.ruled_out + read.false_positives + found);
                     Counters::add(&self.counters.gets, 1);
-                    versioned(self, &view, read_at, read.entry, None)
+                    versioned(self, view, read_at, read.entry, None)
                 }),
             );
         }
-        true
     }
 
     /// Counts a segment lookup's bloom filter hits and false positives
@@ -429,6 +441,32 @@ impl PointInTime {
             let entry = newest_version(&inner, &view, read_at, key).await?;
             Ok(versioned(&inner, &view, read_at, entry, None).value)
         }
+    }
+
+    /// The values of `keys` that memory holds as of the moment, read
+    /// together, as [`Db::get_many_now`] reads them at its call: `answer`
+    /// gets a key's index and what [`PointInTime::get`] of it would return.
+    /// Keys whose read would wait for the disk, keys `get` would refuse,
+    /// and every key once the database is closed, are not answered.
+    pub fn get_many_now(
+        &self,
+        keys: &[&[u8]],
+        mut answer: impl FnMut(usize, Result<Option<Bytes>>),
+    ) {
+        if self.db.check_open().is_err() {
+            return;
+        }
+        let (view, read_at) = (&self.view.0, self.view.1);
+        self.db
+            .inner
+            .read_many_at(view, read_at, keys, &mut |at, read| {
+                if keys
+                    .get(at)
+                    .is_some_and(|key| self.db.check_key(key).is_ok())
+                {
+                    answer(at, read.map(|versioned| versioned.value));
+                }
+            });
     }
 }
 

@@ -254,39 +254,57 @@ pub fn execute(op: Op, engine: &Engine) -> LocalBoxFuture<'static, Reply> {
 /// Bytes of framing counted per MGET element (`$<len>\r\n` and `\r\n`).
 const MGET_FRAMING_BYTES: usize = 16;
 
-/// Keys MGET reads between two yields to the other connections of its
-/// worker thread (an MGET may name a million).
+/// Keys MGET reads together, and between two yields to the other
+/// connections of its worker thread (an MGET may name a million).
 const MGET_KEYS_BETWEEN_YIELDS: usize = 64;
 
-/// MGET with its reply bounded: the keys are read one after the other,
-/// each read made only once the one before is counted (a read answered
-/// from memory or the page cache copies its value when it is made), and
-/// the request is answered `-ERR MGET reply exceeds N bytes ...` as soon
-/// as the values found (and their framing) pass `max_reply_bytes`, so the
-/// server holds at most that plus one value for it, however many keys it
-/// names (Redis has no such limit; see docs/PROTOCOL.md, "Limits"). Every
-/// [`MGET_KEYS_BETWEEN_YIELDS`] keys it lets the thread's other tasks run.
-/// Every key is read at the moment the MGET starts ([`crate::Db::point_in_time`]),
-/// so the reply is one snapshot, as Redis's atomic MGET is.
+/// MGET with its reply bounded: the request is answered `-ERR MGET reply
+/// exceeds N bytes ...` as soon as the values found (and their framing)
+/// pass `max_reply_bytes` (Redis has no such limit; see docs/PROTOCOL.md,
+/// "Limits"). The keys are read [`MGET_KEYS_BETWEEN_YIELDS`] at a time:
+/// first together from memory ([`crate::engine::PointInTime::get_many_now`], their
+/// memory loads overlapped), values there shared with the memtables and the
+/// block cache rather than copied (entries of at most 256 bytes are
+/// copied); then each key memory could not answer one after the other,
+/// each of those reads made only once the one before is counted. So the
+/// server holds at most `max_reply_bytes`, one value read from the disk,
+/// and a group's short copies for it, however many keys it names. Between
+/// two groups it lets the thread's other tasks run. Every key is read at
+/// the moment the MGET starts ([`crate::Db::point_in_time`]), so the reply
+/// is one snapshot, as Redis's atomic MGET is.
 pub async fn mget_within(keys: Vec<Bytes>, db: crate::Db, max_reply_bytes: usize) -> Reply {
     let moment = db.point_in_time();
     // No more elements than the reply can hold before it is refused.
     let most = keys.len().min(max_reply_bytes / MGET_FRAMING_BYTES + 1);
     let mut values = Vec::with_capacity(most);
     let mut bytes = 0usize;
-    for (index, key) in keys.into_iter().enumerate() {
-        if index > 0 && index.is_multiple_of(MGET_KEYS_BETWEEN_YIELDS) {
+    for (group, keys) in keys.chunks(MGET_KEYS_BETWEEN_YIELDS).enumerate() {
+        if group > 0 {
             tokio::task::yield_now().await;
         }
-        let value = match super::absent_if_too_large(moment.get(key).await) {
-            Ok(value) => value,
-            Err(e) => return engine_error(&e),
-        };
-        bytes += MGET_FRAMING_BYTES + value.as_ref().map_or(0, |v| v.len());
-        if bytes > max_reply_bytes {
-            return mget_too_large(max_reply_bytes);
+        let mut from_memory: Vec<Option<crate::Result<Option<Bytes>>>> =
+            keys.iter().map(|_| None).collect();
+        let refs: Vec<&[u8]> = keys.iter().map(|key| &key[..]).collect();
+        moment.get_many_now(&refs, |at, read| {
+            if let Some(slot) = from_memory.get_mut(at) {
+                *slot = Some(read);
+            }
+        });
+        for (key, read) in keys.iter().zip(from_memory) {
+            let read = match read {
+                Some(read) => read,
+                None => moment.get(key.clone()).await,
+            };
+            let value = match super::absent_if_too_large(read) {
+                Ok(value) => value,
+                Err(e) => return engine_error(&e),
+            };
+            bytes += MGET_FRAMING_BYTES + value.as_ref().map_or(0, |v| v.len());
+            if bytes > max_reply_bytes {
+                return mget_too_large(max_reply_bytes);
+            }
+            values.push(Reply::value(value));
         }
-        values.push(Reply::value(value));
     }
     Reply::Array(values)
 }
