@@ -96,7 +96,7 @@ pub async fn run(
     config: RespConfig,
     shutdown: impl Future<Output = ()>,
 ) {
-    let workers: Vec<Arbiter> = (0..config.workers.max(1)).map(|_| Arbiter::new()).collect();
+    let workers: Vec<Arbiter> = crate::server::workers::start(config.workers);
     let connections = config.connections.clone();
     let (stop, stopping) = watch::channel(false);
     let port = listener.local_addr().map_or(0, |a| a.port());

@@ -54,7 +54,7 @@ pub async fn run(
     config: ServerConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServerError> {
-    let workers: Vec<Arbiter> = (0..config.workers.max(1)).map(|_| Arbiter::new()).collect();
+    let workers: Vec<Arbiter> = crate::server::workers::start(config.workers);
     let connections = config.connections.clone();
     let (stop, stopping) = watch::channel(false);
     let params = SessionParams {

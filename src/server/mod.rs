@@ -34,6 +34,7 @@ pub mod pipeline;
 pub mod request_stats;
 pub mod session;
 pub mod timeouts;
+pub(crate) mod workers;
 
 use std::sync::Arc;
 use std::time::Duration;

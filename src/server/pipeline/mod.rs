@@ -528,6 +528,7 @@ impl<P: Protocol> Connection<P> {
         request: <P::Decoder as Decoder>::Item,
         ctx: &mut Context<Self>,
     ) {
+        crate::server::workers::count_request();
         match self.protocol.accept(request) {
             Accepted::Answer(tag, reply) => self.answer_at_once(tag, reply, ctx),
             Accepted::AnswerAndClose(tag, reply) => {
