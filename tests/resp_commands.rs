@@ -105,6 +105,61 @@ fn key_space() {
     assert_eq!(q::<i64>(&mut con, &["DBSIZE"]), 30);
 }
 
+/// The engine counter `name`, from `INFO engine`.
+fn engine_counter(con: &mut redis::Connection, name: &str) -> u64 {
+    let info: String = q(con, &["INFO", "engine"]);
+    let prefix = format!("{name}:");
+    info.lines()
+        .find_map(|line| line.strip_prefix(prefix.as_str()))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {info}"))
+}
+
+#[test]
+fn exists_and_del_count_keys_in_segments_memory_and_nowhere_across_groups() {
+    let server = RespServer::start();
+    let mut con = server.redis();
+    // 40 values of 1 MiB fill half the default 64 MiB of memtables: the
+    // memtable holding them is flushed into a segment.
+    let big = vec![b'v'; (1 << 20) - 64];
+    for i in 0..40 {
+        redis::cmd("SET")
+            .arg(format!("big:{i}"))
+            .arg(&big)
+            .exec(&mut con)
+            .unwrap();
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while engine_counter(&mut con, "flushes") == 0 {
+        assert!(std::time::Instant::now() < deadline, "no flush");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    for i in 0..100 {
+        let _: () = q(&mut con, &["SET", &format!("small:{i}"), "x"]);
+    }
+    // 152 keys: three groups of reads (64 at a time), repeats counted.
+    let mut keys: Vec<String> = (0..40).map(|i| format!("big:{i}")).collect();
+    keys.extend((0..100).map(|i| format!("small:{i}")));
+    keys.extend((0..10).map(|i| format!("absent:{i}")));
+    keys.extend(["big:0".to_string(), "small:99".to_string()]);
+    let mut exists = vec!["EXISTS"];
+    exists.extend(keys.iter().map(String::as_str));
+    assert_eq!(q::<i64>(&mut con, &exists), 142);
+    let mut touch = exists.clone();
+    touch[0] = "TOUCH";
+    assert_eq!(q::<i64>(&mut con, &touch), 142);
+    // DEL counts each key once.
+    let mut del = vec!["DEL"];
+    del.extend(
+        keys.iter()
+            .map(String::as_str)
+            .filter(|k| !k.starts_with("small:5")),
+    );
+    assert_eq!(q::<i64>(&mut con, &del), 140 - 11);
+    assert_eq!(q::<i64>(&mut con, &exists), 11);
+    assert_eq!(q::<i64>(&mut con, &["DBSIZE"]), 11);
+}
+
 #[test]
 fn connection_and_server_commands() {
     let server = RespServer::start();

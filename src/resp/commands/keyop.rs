@@ -148,14 +148,25 @@ fn unique(mut keys: Vec<Bytes>) -> Vec<Bytes> {
 /// answers once they are acknowledged. Not for read-modify-writes, whose
 /// read and write must not be split by another connection's write (they go
 /// through the counter).
+///
+/// Every key is read at one moment ([`crate::Db::point_in_time`]), in
+/// groups of [`KEYS_READ_TOGETHER`] ([`GroupReads`]), with a yield to the
+/// worker's other connections between two groups: EXISTS and DEL of many
+/// keys count one snapshot, as Redis's atomic commands do.
 pub async fn run(op: KeyOp, store: Store) -> Reply {
-    let db = store.db();
-    let reads = join_in_chunks(op.keys().into_iter().map(|key| db.get(key))).await;
-    let mut olds = Vec::with_capacity(reads.len());
-    for read in reads {
-        match absent_if_too_large(read) {
-            Ok(value) => olds.push(value),
-            Err(e) => return engine_error(&e),
+    let keys = op.keys();
+    let moment = store.db().point_in_time();
+    let mut olds = Vec::with_capacity(keys.len());
+    for (group, keys) in keys.chunks(KEYS_READ_TOGETHER).enumerate() {
+        if group > 0 {
+            tokio::task::yield_now().await;
+        }
+        let mut reads = GroupReads::new(&moment, keys);
+        while let Some(read) = reads.next().await {
+            match absent_if_too_large(read) {
+                Ok(value) => olds.push(value),
+                Err(e) => return engine_error(&e),
+            }
         }
     }
     let (writes, reply) = op.apply(olds);
@@ -165,6 +176,51 @@ pub async fn run(op: KeyOp, store: Store) -> Reply {
     match store.write(batch_of(writes)).await {
         Ok(()) => reply,
         Err(e) => e.reply(),
+    }
+}
+
+/// Keys a command reads together ([`GroupReads`]), and between two yields
+/// to the other connections of its worker thread (EXISTS or MGET may name a
+/// million).
+pub const KEYS_READ_TOGETHER: usize = 64;
+
+/// The values of `keys` at one moment, in order, read lazily: first all
+/// together from memory when made ([`crate::engine::PointInTime::get_many_now`],
+/// their memory loads overlapped), then, as [`GroupReads::next`] reaches
+/// them, each key memory could not answer from the segments, one at a time
+/// (a caller that bounds what it holds counts each before the next is
+/// read). A value from memory is shared with the memtable or the block
+/// cache, not copied (entries of at most 256 bytes are copied).
+pub struct GroupReads<'a> {
+    moment: &'a crate::engine::PointInTime,
+    keys: std::slice::Iter<'a, Bytes>,
+    from_memory: std::vec::IntoIter<Option<crate::Result<Option<Bytes>>>>,
+}
+
+impl<'a> GroupReads<'a> {
+    pub fn new(moment: &'a crate::engine::PointInTime, keys: &'a [Bytes]) -> Self {
+        let mut from_memory: Vec<Option<crate::Result<Option<Bytes>>>> =
+            keys.iter().map(|_| None).collect();
+        let refs: Vec<&[u8]> = keys.iter().map(|key| &key[..]).collect();
+        moment.get_many_now(&refs, |at, read| {
+            if let Some(slot) = from_memory.get_mut(at) {
+                *slot = Some(read);
+            }
+        });
+        GroupReads {
+            moment,
+            keys: keys.iter(),
+            from_memory: from_memory.into_iter(),
+        }
+    }
+
+    /// The next key's value; `None` after the last key.
+    pub async fn next(&mut self) -> Option<crate::Result<Option<Bytes>>> {
+        let key = self.keys.next()?;
+        match self.from_memory.next().flatten() {
+            Some(read) => Some(read),
+            None => Some(self.moment.get(key.clone()).await),
+        }
     }
 }
 

@@ -254,22 +254,15 @@ pub fn execute(op: Op, engine: &Engine) -> LocalBoxFuture<'static, Reply> {
 /// Bytes of framing counted per MGET element (`$<len>\r\n` and `\r\n`).
 const MGET_FRAMING_BYTES: usize = 16;
 
-/// Keys MGET reads together, and between two yields to the other
-/// connections of its worker thread (an MGET may name a million).
-const MGET_KEYS_BETWEEN_YIELDS: usize = 64;
-
 /// MGET with its reply bounded: the request is answered `-ERR MGET reply
 /// exceeds N bytes ...` as soon as the values found (and their framing)
 /// pass `max_reply_bytes` (Redis has no such limit; see docs/PROTOCOL.md,
-/// "Limits"). The keys are read [`MGET_KEYS_BETWEEN_YIELDS`] at a time:
-/// first together from memory ([`crate::engine::PointInTime::get_many_now`], their
-/// memory loads overlapped), values there shared with the memtables and the
-/// block cache rather than copied (entries of at most 256 bytes are
-/// copied); then each key memory could not answer one after the other,
-/// each of those reads made only once the one before is counted. So the
-/// server holds at most `max_reply_bytes`, one value read from the disk,
-/// and a group's short copies for it, however many keys it names. Between
-/// two groups it lets the thread's other tasks run. Every key is read at
+/// "Limits"). The keys are read [`keyop::KEYS_READ_TOGETHER`] at a time
+/// ([`keyop::GroupReads`]: together from memory, then one by one from the
+/// segments), each value counted before the next is read from the disk. So
+/// the server holds at most `max_reply_bytes`, one value read from the
+/// disk, and a group's short copies, however many keys the MGET names. Between two
+/// groups it lets the thread's other tasks run. Every key is read at
 /// the moment the MGET starts ([`crate::Db::point_in_time`]), so the reply
 /// is one snapshot, as Redis's atomic MGET is.
 pub async fn mget_within(keys: Vec<Bytes>, db: crate::Db, max_reply_bytes: usize) -> Reply {
@@ -278,23 +271,12 @@ pub async fn mget_within(keys: Vec<Bytes>, db: crate::Db, max_reply_bytes: usize
     let most = keys.len().min(max_reply_bytes / MGET_FRAMING_BYTES + 1);
     let mut values = Vec::with_capacity(most);
     let mut bytes = 0usize;
-    for (group, keys) in keys.chunks(MGET_KEYS_BETWEEN_YIELDS).enumerate() {
+    for (group, keys) in keys.chunks(keyop::KEYS_READ_TOGETHER).enumerate() {
         if group > 0 {
             tokio::task::yield_now().await;
         }
-        let mut from_memory: Vec<Option<crate::Result<Option<Bytes>>>> =
-            keys.iter().map(|_| None).collect();
-        let refs: Vec<&[u8]> = keys.iter().map(|key| &key[..]).collect();
-        moment.get_many_now(&refs, |at, read| {
-            if let Some(slot) = from_memory.get_mut(at) {
-                *slot = Some(read);
-            }
-        });
-        for (key, read) in keys.iter().zip(from_memory) {
-            let read = match read {
-                Some(read) => read,
-                None => moment.get(key.clone()).await,
-            };
+        let mut reads = keyop::GroupReads::new(&moment, keys);
+        while let Some(read) = reads.next().await {
             let value = match super::absent_if_too_large(read) {
                 Ok(value) => value,
                 Err(e) => return engine_error(&e),
