@@ -84,6 +84,13 @@ impl KeyOp {
         }
     }
 
+    /// True if [`KeyOp::apply`] needs only whether each key has a value
+    /// (EXISTS, DEL, TYPE), not the value: a value read is then dropped at
+    /// once, so that such a command over many large values holds none.
+    pub fn needs_presence_only(&self) -> bool {
+        matches!(self, KeyOp::Exists(_) | KeyOp::Del(_) | KeyOp::Type(_))
+    }
+
     /// From the keys' values (as [`KeyOp::keys`] orders them): the writes
     /// and the reply.
     pub fn apply(self, olds: Vec<Option<Bytes>>) -> (Writes, Reply) {
@@ -152,9 +159,12 @@ fn unique(mut keys: Vec<Bytes>) -> Vec<Bytes> {
 /// Every key is read at one moment ([`crate::Db::point_in_time`]), in
 /// groups of [`KEYS_READ_TOGETHER`] ([`GroupReads`]), with a yield to the
 /// worker's other connections between two groups: EXISTS and DEL of many
-/// keys count one snapshot, as Redis's atomic commands do.
+/// keys count one snapshot, as Redis's atomic commands do. An operation
+/// that needs only whether its keys exist ([`KeyOp::needs_presence_only`])
+/// keeps no value it read.
 pub async fn run(op: KeyOp, store: Store) -> Reply {
     let keys = op.keys();
+    let presence_only = op.needs_presence_only();
     let moment = store.db().point_in_time();
     let mut olds = Vec::with_capacity(keys.len());
     for (group, keys) in keys.chunks(KEYS_READ_TOGETHER).enumerate() {
@@ -164,6 +174,7 @@ pub async fn run(op: KeyOp, store: Store) -> Reply {
         let mut reads = GroupReads::new(&moment, keys);
         while let Some(read) = reads.next().await {
             match absent_if_too_large(read) {
+                Ok(value) if presence_only => olds.push(value.map(|_| Bytes::new())),
                 Ok(value) => olds.push(value),
                 Err(e) => return engine_error(&e),
             }
