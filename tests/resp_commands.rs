@@ -5,7 +5,7 @@
 mod resp_support;
 
 use redis::{Value, cmd};
-use resp_support::{RespServer, fails, q};
+use resp_support::{RespServer, engine_counter, fails, q};
 
 #[test]
 fn strings() {
@@ -103,16 +103,6 @@ fn key_space() {
     assert_eq!(q::<i64>(&mut con, &["DEL", "other", "zz", "nope", "zz"]), 2);
     assert_eq!(q::<i64>(&mut con, &["EXISTS", "other", "zz"]), 0);
     assert_eq!(q::<i64>(&mut con, &["DBSIZE"]), 30);
-}
-
-/// The engine counter `name`, from `INFO engine`.
-fn engine_counter(con: &mut redis::Connection, name: &str) -> u64 {
-    let info: String = q(con, &["INFO", "engine"]);
-    let prefix = format!("{name}:");
-    info.lines()
-        .find_map(|line| line.strip_prefix(prefix.as_str()))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in {info}"))
 }
 
 #[test]

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use naive_kv::SyncPolicy;
-use resp_support::{RespServer, q};
+use resp_support::{RespServer, engine_counter, q};
 
 /// The kB in `field` of /proc/self/status.
 fn status_kb(field: &str) -> u64 {
@@ -22,16 +22,6 @@ fn status_kb(field: &str) -> u64 {
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|kb| kb.parse().ok())
         .unwrap_or_else(|| panic!("no {field} in /proc/self/status"))
-}
-
-/// The engine counter `name`, from `INFO engine`.
-fn engine_counter(con: &mut redis::Connection, name: &str) -> u64 {
-    let info: String = q(con, &["INFO", "engine"]);
-    let prefix = format!("{name}:");
-    info.lines()
-        .find_map(|line| line.strip_prefix(prefix.as_str()))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in {info}"))
 }
 
 #[test]

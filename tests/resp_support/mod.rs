@@ -192,3 +192,13 @@ pub fn fails(con: &mut redis::Connection, args: &[&str]) -> String {
         Ok(v) => panic!("{args:?} answered {v:?}"),
     }
 }
+
+/// The engine counter `name`, from `INFO engine`.
+pub fn engine_counter(con: &mut redis::Connection, name: &str) -> u64 {
+    let info: String = q(con, &["INFO", "engine"]);
+    let prefix = format!("{name}:");
+    info.lines()
+        .find_map(|line| line.strip_prefix(prefix.as_str()))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {info}"))
+}
