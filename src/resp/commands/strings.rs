@@ -261,10 +261,10 @@ const MGET_FRAMING_BYTES: usize = 16;
 /// ([`keyop::GroupReads`]: together from memory, then one by one from the
 /// segments), each value counted before the next is read from the disk. So
 /// the server holds at most `max_reply_bytes`, one value read from the
-/// disk, and a group's short copies, however many keys the MGET names. Between two
-/// groups it lets the thread's other tasks run. Every key is read at
-/// the moment the MGET starts ([`crate::Db::point_in_time`]), so the reply
-/// is one snapshot, as Redis's atomic MGET is.
+/// disk, and a group's short copies, however many keys the MGET names.
+/// Between two groups it lets the thread's other tasks run. Every key is
+/// read at the moment the MGET starts ([`crate::Db::point_in_time`]), so
+/// the reply is one snapshot, as Redis's atomic MGET is.
 pub async fn mget_within(keys: Vec<Bytes>, db: crate::Db, max_reply_bytes: usize) -> Reply {
     let moment = db.point_in_time();
     // No more elements than the reply can hold before it is refused.
