@@ -278,6 +278,43 @@ fn a_value_larger_than_a_block_gets_its_own_block() -> Result<()> {
     Ok(())
 }
 
+/// Blocks reach the file in runs of about 256 KiB, not one or two writes
+/// per block; a block larger than a run goes to the file after what was
+/// collected before it, and the table reads back whole.
+#[test]
+fn blocks_are_written_in_runs_and_in_order() -> Result<()> {
+    let value = vec![b'v'; 100];
+    let big = vec![9u8; 300 << 10];
+    let mut entries: Vec<Entry> = (0..12_000u32)
+        .map(|i| entry(format!("key{i:08}"), u64::from(i), Some(&value)))
+        .collect();
+    entries[6_000].value = Some(Bytes::from(big));
+    let (file, written) = MemFile::new();
+    let options = TableOptions {
+        block_bytes: 4096,
+        ..OPTIONS
+    };
+    let mut writer = SstableWriter::new(Box::new(file), PathBuf::from("mem.sst"), options);
+    for e in &entries {
+        writer.add(e)?;
+    }
+    let summary = writer.finish()?;
+    let writes: Vec<Vec<u8>> = written.try_iter().collect();
+    let bytes: Vec<u8> = writes.concat();
+    assert_eq!(bytes.len() as u64, summary.file_size);
+    let table = open(bytes)?;
+    assert!(table.block_count() > 300, "{} blocks", table.block_count());
+    // About 1.6 MiB of blocks, the big one alone, the tail: a handful.
+    assert!(writes.len() <= 12, "{} writes", writes.len());
+    assert!(writes.iter().any(|w| w.len() >= 300 << 10));
+    assert_eq!(collect(table.iter(full(), false))?, entries);
+    assert_eq!(
+        table.get(b"key00006000")?,
+        Lookup::Found(entries[6_000].clone())
+    );
+    Ok(())
+}
+
 #[test]
 fn keys_must_increase_and_tables_must_not_be_empty() -> Result<()> {
     let (file, _written) = MemFile::new();
