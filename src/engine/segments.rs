@@ -30,7 +30,7 @@ use super::stats::Counters;
 use super::version::SegmentSet;
 use crate::format::manifest::write_manifest;
 use crate::format::sstable::TableOptions;
-use crate::format::{EntryIter, VecEntryIter, segment_file_name, wal_file_name};
+use crate::format::{EntryIter, segment_file_name, wal_file_name};
 use crate::fs::DirectoryLock;
 use crate::proto::storage::{Manifest, SegmentMeta};
 use crate::{Error, Options, Result};
@@ -578,7 +578,7 @@ pub fn write_segments(
     let now_ms = options.clock.now_ms();
     // With a point index, one sort of its arena (see `newest_in_order`).
     let entries: Box<dyn EntryIter> = match frozen.table.newest_in_order() {
-        Some(sorted) => Box::new(VecEntryIter::new(sorted)),
+        Some(sorted) => Box::new(sorted),
         None => Box::new(MemTableIter::new(frozen.table.clone(), all, false)),
     };
     let tombstones = frozen.range_tombstones.clone();

@@ -122,6 +122,21 @@ pub fn prefetch<T: ?Sized>(value: &T) {
     let _ = value;
 }
 
+/// [`prefetch`] of the line at `address`, for a caller that keeps where a
+/// value lies but would have to load it to name it.
+#[inline]
+pub fn prefetch_address(address: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        // SAFETY: as in `prefetch`: a prefetch never faults, whatever the
+        // address, and reads nothing the program sees.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(address as *const i8) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = address;
+}
+
 /// The file name of WAL number `number`.
 pub fn wal_file_name(number: u64) -> String {
     format!("{number:06}.wal")
