@@ -1,7 +1,8 @@
 //! EXISTS, TOUCH and DEL read their keys as MGET does (64 at a time, at
-//! one moment) and keep no value they read: over many large values on disk
-//! the server's memory does not grow with the keys they name. Alone in its
-//! test binary: it measures the process's resident memory.
+//! one moment) and keep no value they read, in a transaction too: over many
+//! large values on disk the server's memory does not grow with the keys
+//! they name. Alone in its test binary: it measures the process's resident
+//! memory.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod resp_support;
@@ -63,44 +64,61 @@ fn exists_and_del_of_many_large_values_on_disk_hold_none_of_them() {
     exists.extend(keys.iter().map(String::as_str));
     let mut del = exists.clone();
     del[0] = "DEL";
-    // The growth of the anonymous resident memory over `command`, at its
-    // highest (sampled every millisecond: values read from segments that
-    // are mapped count as file pages, not here).
-    let mut peak_growth_mb = |command: &[&str]| {
-        let before = status_kb("RssAnon:");
-        let done = Arc::new(AtomicBool::new(false));
-        let sampler = {
-            let done = done.clone();
-            std::thread::spawn(move || {
-                let mut peak = 0;
-                while !done.load(Ordering::Relaxed) {
-                    peak = peak.max(status_kb("RssAnon:"));
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                peak
-            })
-        };
-        assert_eq!(q::<i64>(&mut con, command), KEYS as i64);
-        done.store(true, Ordering::Relaxed);
-        sampler.join().unwrap().saturating_sub(before) / 1024
-    };
     // Each may fill the block cache (32 MiB) with values read, and the
     // threads that read leave freed copies in their allocator arenas (up
     // to 32 MiB seen): the bound does not grow with the keys. Holding what
-    // it read, EXISTS grew by 184 MiB over 200 values.
+    // it read, EXISTS grew by 184 MiB over 200 values, and a transaction's
+    // EXISTS by 257 MiB over these 256.
     let bound_mb = 96;
-    let exists_mb = peak_growth_mb(&exists);
-    let del_mb = peak_growth_mb(&del);
+    let exists_mb = peak_growth_mb(|| assert_eq!(q::<i64>(&mut con, &exists), KEYS as i64));
+    // In a transaction (the counter's view of the keys), then TYPE of a key
+    // EXISTS read, and GET of one (its value read again).
+    q::<String>(&mut con, &["MULTI"]);
+    q::<String>(&mut con, &exists);
+    q::<String>(&mut con, &["TYPE", &keys[0]]);
+    q::<String>(&mut con, &["STRLEN", &keys[1]]);
+    let exec_mb = peak_growth_mb(|| {
+        let replies: (i64, String, i64) = redis::cmd("EXEC").query(&mut con).unwrap();
+        assert_eq!(replies, (KEYS as i64, "string".into(), (1 << 20) - 64));
+    });
+    let del_mb = peak_growth_mb(|| assert_eq!(q::<i64>(&mut con, &del), KEYS as i64));
     println!(
-        "{KEYS} values of 1 MiB: the peak grew {exists_mb} MiB over EXISTS, {del_mb} over DEL"
+        "{KEYS} values of 1 MiB: the peak grew {exists_mb} MiB over EXISTS, {exec_mb} over \
+         EXEC of EXISTS, {del_mb} over DEL"
     );
     assert!(
         exists_mb < bound_mb,
         "EXISTS held the values it read: +{exists_mb} MiB"
     );
     assert!(
+        exec_mb < bound_mb,
+        "EXISTS in a transaction held the values it read: +{exec_mb} MiB"
+    );
+    assert!(
         del_mb < bound_mb,
         "DEL held the values it read: +{del_mb} MiB"
     );
     assert_eq!(q::<i64>(&mut con, &exists), 0);
+}
+
+/// The growth of the anonymous resident memory over `run`, at its highest
+/// (sampled every millisecond: values read from segments that are mapped
+/// count as file pages, not here).
+fn peak_growth_mb(run: impl FnOnce()) -> u64 {
+    let before = status_kb("RssAnon:");
+    let done = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let mut peak = 0;
+            while !done.load(Ordering::Relaxed) {
+                peak = peak.max(status_kb("RssAnon:"));
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            peak
+        })
+    };
+    run();
+    done.store(true, Ordering::Relaxed);
+    sampler.join().unwrap().saturating_sub(before) / 1024
 }

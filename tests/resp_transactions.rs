@@ -307,3 +307,75 @@ fn quit_in_multi_closes_and_transaction_commands_check_their_arity() {
         .as_bytes(),
     );
 }
+
+/// EXISTS, TYPE and DEL in a transaction keep no value they read; a later
+/// command of the same EXEC that needs the value reads it again. With
+/// another connection setting and deleting the key meanwhile, each EXEC
+/// still sees one state of it: a key EXISTS found is there for GET, and
+/// one it did not find is absent for GET too.
+#[test]
+fn an_exec_that_checks_a_key_and_then_reads_it_sees_one_state_of_it() {
+    let server = RespServer::start();
+    let mut con = server.redis();
+    q::<String>(&mut con, &["SET", "a", "alpha"]);
+    q::<String>(&mut con, &["SET", "b", "beta"]);
+    q::<String>(&mut con, &["MULTI"]);
+    for command in [
+        &["EXISTS", "a", "b", "c", "a"][..],
+        &["TYPE", "a"],
+        &["GET", "a"],
+        &["APPEND", "b", "+"],
+        &["DEL", "a", "c"],
+        &["GET", "a"],
+        &["GET", "b"],
+    ] {
+        assert_eq!(q::<String>(&mut con, command), "QUEUED");
+    }
+    let replies: (i64, String, String, i64, i64, Option<String>, String) =
+        redis::cmd("EXEC").query(&mut con).unwrap();
+    assert_eq!(
+        replies,
+        (
+            3,
+            "string".into(),
+            "alpha".into(),
+            5,
+            1,
+            None,
+            "beta+".into()
+        )
+    );
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flipper = {
+        let (stop, mut other) = (stop.clone(), server.redis());
+        std::thread::spawn(move || {
+            let mut flips = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                q::<String>(&mut other, &["SET", "k", &flips.to_string()]);
+                q::<i64>(&mut other, &["DEL", "k"]);
+                flips += 1;
+            }
+            flips
+        })
+    };
+    let (mut found, mut absent) = (0, 0);
+    for _ in 0..300 {
+        q::<String>(&mut con, &["MULTI"]);
+        q::<String>(&mut con, &["EXISTS", "k"]);
+        q::<String>(&mut con, &["GET", "k"]);
+        let (exists, value): (i64, Option<String>) = redis::cmd("EXEC").query(&mut con).unwrap();
+        assert_eq!(
+            exists == 1,
+            value.is_some(),
+            "EXISTS {exists}, GET {value:?}"
+        );
+        match exists {
+            1 => found += 1,
+            _ => absent += 1,
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(flipper.join().unwrap() > 0);
+    println!("EXEC found the key {found} times, absent {absent} times");
+}

@@ -190,7 +190,10 @@ async fn commit_together(store: &Store, units: &[Unit]) -> Result<Vec<Reply>> {
 async fn attempt(store: &Store, units: &[Unit]) -> Result<Vec<Reply>> {
     store.barrier().await?;
     let db = &store.db();
-    let mut view = RoundView::default();
+    let mut view = RoundView {
+        keeps_every_value: store.conditions_on_values(),
+        ..RoundView::default()
+    };
     let mut answers = Vec::with_capacity(units.len());
     for unit in units {
         let answer = match unit {
@@ -220,6 +223,13 @@ async fn attempt(store: &Store, units: &[Unit]) -> Result<Vec<Reply>> {
 /// What one attempt of a round sees and has written: each key's value as
 /// the units before left it, the version of every key read from the
 /// engine, and the keys written in the order first written.
+///
+/// A key read only to learn whether it has a value (EXISTS, DEL, TYPE:
+/// [`KeyOp::needs_presence_only`]) keeps an empty stand-in for its value,
+/// so that a transaction naming many large values holds none of them; an
+/// operation after it that needs the value reads the key again, and a
+/// version other than the first read is a conflict (the round runs again).
+/// Not on a cluster node, whose write is conditional on the values read.
 #[derive(Default)]
 struct RoundView {
     values: HashMap<Bytes, Current>,
@@ -227,11 +237,26 @@ struct RoundView {
     read: Vec<(Bytes, ReadVersion, Current)>,
     written: Vec<Bytes>,
     written_set: HashSet<Bytes>,
+    /// Keys whose value in `values` is an empty stand-in.
+    presence_only: HashSet<Bytes>,
+    /// Values read are kept whatever needed them (a cluster node's store).
+    keeps_every_value: bool,
 }
 
 impl RoundView {
     /// The values of `keys`, reading from the engine those not seen yet.
-    async fn values_of(&mut self, db: &Db, keys: &[Bytes]) -> Result<Vec<Current>> {
+    /// With `presence_only`, a value read is dropped at once (see the type's
+    /// doc) and the caller gets an empty stand-in for it.
+    async fn values_of(
+        &mut self,
+        db: &Db,
+        keys: &[Bytes],
+        presence_only: bool,
+    ) -> Result<Vec<Current>> {
+        if !presence_only {
+            self.read_values_again(db, keys).await?;
+        }
+        let drops_values = presence_only && !self.keeps_every_value;
         let mut missing: Vec<Bytes> = keys
             .iter()
             .filter(|k| !self.values.contains_key(*k))
@@ -248,10 +273,23 @@ impl RoundView {
             }
             storable
         });
-        let reads = join_in_chunks(missing.iter().map(|key| db.get_versioned(key.clone()))).await;
+        let reads = join_in_chunks(missing.iter().map(|key| {
+            futures_util::FutureExt::map(db.get_versioned(key.clone()), move |read| {
+                read.map(|mut read| {
+                    if drops_values {
+                        read.value = read.value.map(|_| Bytes::new());
+                    }
+                    read
+                })
+            })
+        }))
+        .await;
         for (key, read) in missing.into_iter().zip(reads) {
             let read = read?;
             let current = read.value.map(|v| (v, read.expire_at_ms));
+            if drops_values && current.is_some() {
+                self.presence_only.insert(key.clone());
+            }
             self.read.push((key.clone(), read.version, current.clone()));
             self.values.insert(key, current);
         }
@@ -261,9 +299,35 @@ impl RoundView {
             .collect())
     }
 
+    /// Reads again the keys of `keys` whose value was dropped: a conflict
+    /// if one changed since it was first read.
+    async fn read_values_again(&mut self, db: &Db, keys: &[Bytes]) -> Result<()> {
+        let mut again: Vec<Bytes> = keys
+            .iter()
+            .filter(|k| self.presence_only.contains(*k))
+            .cloned()
+            .collect();
+        again.sort();
+        again.dedup();
+        let reads = join_in_chunks(again.iter().map(|key| db.get_versioned(key.clone()))).await;
+        for (key, read) in again.into_iter().zip(reads) {
+            let read = read?;
+            let first = self.read.iter().find(|(k, ..)| *k == key);
+            if first.is_none_or(|(_, version, _)| version.seq != read.version.seq) {
+                return Err(Error::Conflict.into());
+            }
+            self.presence_only.remove(&key);
+            let current = read.value.map(|v| (v, read.expire_at_ms));
+            self.values.insert(key, current);
+        }
+        Ok(())
+    }
+
     /// Runs one operation against the view.
     async fn run(&mut self, db: &Db, op: KeyOp) -> Result<Reply> {
-        let current = self.values_of(db, &op.keys()).await?;
+        let current = self
+            .values_of(db, &op.keys(), op.needs_presence_only())
+            .await?;
         let now_ms = db.now_ms();
         let (writes, reply) = apply(op, current, now_ms);
         // A write the engine would refuse (an empty or too long key, a too
@@ -279,6 +343,7 @@ impl RoundView {
             if self.written_set.insert(write.key.clone()) {
                 self.written.push(write.key.clone());
             }
+            self.presence_only.remove(&write.key);
             let expired = write.expire_at_ms != 0 && write.expire_at_ms <= now_ms;
             let value = write.value.filter(|_| !expired);
             self.values
@@ -300,7 +365,7 @@ impl RoundView {
                 return Ok(true);
             }
             if !self.read.iter().any(|(k, ..)| k == key) {
-                self.values_of(db, std::slice::from_ref(key)).await?;
+                self.values_of(db, std::slice::from_ref(key), true).await?;
             }
             let Some((_, version, _)) = self.read.iter().find(|(k, ..)| k == key) else {
                 return Ok(true);
@@ -337,14 +402,15 @@ impl RoundView {
         if self.read.len() < 2 {
             return Ok(());
         }
-        let again = join_in_chunks(
-            self.read
-                .iter()
-                .map(|(key, ..)| db.get_versioned(key.clone())),
-        )
+        // Only the versions are compared: no value read again is kept.
+        let again = join_in_chunks(self.read.iter().map(|(key, ..)| {
+            futures_util::FutureExt::map(db.get_versioned(key.clone()), |read| {
+                read.map(|read| read.version.seq)
+            })
+        }))
         .await;
         for ((_, first, _), again) in self.read.iter().zip(again) {
-            if again?.version.seq != first.seq {
+            if again? != first.seq {
                 return Err(Error::Conflict.into());
             }
         }

@@ -127,6 +127,13 @@ impl Store {
         }
     }
 
+    /// Whether a write made from reads is conditional on the values read
+    /// (a cluster's, see [`Store::write_read_as`]), not only on their
+    /// versions: such reads must keep their values until the write.
+    pub fn conditions_on_values(&self) -> bool {
+        matches!(self, Store::Cluster(_))
+    }
+
     /// The engine to read, borrowed when there is one engine: cloning a
     /// [`Db`] bumps a reference count shared by every connection's thread,
     /// a cache line bounced between cores on each request.
