@@ -1,7 +1,8 @@
 //! EXISTS, TOUCH and DEL read their keys as MGET does (64 at a time, at
-//! one moment) and keep no value they read, in a transaction too: over many
-//! large values on disk the server's memory does not grow with the keys
-//! they name. Alone in its test binary: it measures the process's resident
+//! one moment) and keep no value they read, in a transaction too, where
+//! GETs' values are not kept past their command either: over many large
+//! values on disk the server's memory does not grow with the keys they
+//! name. Alone in its test binary: it measures the process's resident
 //! memory.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -81,10 +82,23 @@ fn exists_and_del_of_many_large_values_on_disk_hold_none_of_them() {
         let replies: (i64, String, i64) = redis::cmd("EXEC").query(&mut con).unwrap();
         assert_eq!(replies, (KEYS as i64, "string".into(), (1 << 20) - 64));
     });
+    // GETs in a transaction: each value is held while its command runs
+    // and by the reply, which the EXEC drops past the reply budget; the
+    // transaction's view of the keys keeps none of them.
+    q::<String>(&mut con, &["MULTI"]);
+    for key in &keys {
+        q::<String>(&mut con, &["GET", key]);
+    }
+    let exec_gets_mb = peak_growth_mb(|| {
+        let error = redis::cmd("EXEC")
+            .query::<redis::Value>(&mut con)
+            .unwrap_err();
+        assert!(error.to_string().contains("EXEC reply exceeds"), "{error}");
+    });
     let del_mb = peak_growth_mb(|| assert_eq!(q::<i64>(&mut con, &del), KEYS as i64));
     println!(
         "{KEYS} values of 1 MiB: the peak grew {exists_mb} MiB over EXISTS, {exec_mb} over \
-         EXEC of EXISTS, {del_mb} over DEL"
+         EXEC of EXISTS, {exec_gets_mb} over EXEC of GETs, {del_mb} over DEL"
     );
     assert!(
         exists_mb < bound_mb,
@@ -93,6 +107,10 @@ fn exists_and_del_of_many_large_values_on_disk_hold_none_of_them() {
     assert!(
         exec_mb < bound_mb,
         "EXISTS in a transaction held the values it read: +{exec_mb} MiB"
+    );
+    assert!(
+        exec_gets_mb < bound_mb,
+        "GETs in a transaction held the values they read: +{exec_gets_mb} MiB"
     );
     assert!(
         del_mb < bound_mb,

@@ -308,8 +308,9 @@ fn quit_in_multi_closes_and_transaction_commands_check_their_arity() {
     );
 }
 
-/// EXISTS, TYPE and DEL in a transaction keep no value they read; a later
-/// command of the same EXEC that needs the value reads it again. With
+/// A transaction keeps no value it only read (EXISTS, TYPE and DEL drop it
+/// as it is read, GET after its command); a later command of the same EXEC
+/// that needs the value reads it again. With
 /// another connection setting and deleting the key meanwhile, each EXEC
 /// still sees one state of it: a key EXISTS found is there for GET, and
 /// one it did not find is absent for GET too.
@@ -324,6 +325,7 @@ fn an_exec_that_checks_a_key_and_then_reads_it_sees_one_state_of_it() {
         &["EXISTS", "a", "b", "c", "a"][..],
         &["TYPE", "a"],
         &["GET", "a"],
+        &["STRLEN", "a"],
         &["APPEND", "b", "+"],
         &["DEL", "a", "c"],
         &["GET", "a"],
@@ -331,18 +333,20 @@ fn an_exec_that_checks_a_key_and_then_reads_it_sees_one_state_of_it() {
     ] {
         assert_eq!(q::<String>(&mut con, command), "QUEUED");
     }
-    let replies: (i64, String, String, i64, i64, Option<String>, String) =
+    let replies: (i64, String, String, i64, i64, i64, Option<String>, String) =
         redis::cmd("EXEC").query(&mut con).unwrap();
+    let expected = (3, "string", "alpha", 5, 5, 1, None, "beta+");
     assert_eq!(
         replies,
         (
-            3,
-            "string".into(),
-            "alpha".into(),
-            5,
-            1,
-            None,
-            "beta+".into()
+            expected.0,
+            expected.1.into(),
+            expected.2.into(),
+            expected.3,
+            expected.4,
+            expected.5,
+            expected.6,
+            expected.7.into()
         )
     );
 

@@ -224,12 +224,17 @@ async fn attempt(store: &Store, units: &[Unit]) -> Result<Vec<Reply>> {
 /// the units before left it, the version of every key read from the
 /// engine, and the keys written in the order first written.
 ///
-/// A key read only to learn whether it has a value (EXISTS, DEL, TYPE:
-/// [`KeyOp::needs_presence_only`]) keeps an empty stand-in for its value,
-/// so that a transaction naming many large values holds none of them; an
-/// operation after it that needs the value reads the key again, and a
-/// version other than the first read is a conflict (the round runs again).
-/// Not on a cluster node, whose write is conditional on the values read.
+/// The view keeps the values the round wrote, not those it only read: once
+/// the operation that read a key has run, a value read (and not written
+/// since) is replaced by an empty stand-in, so that a transaction that
+/// reads many large values (GETs, EXISTS) holds none of them past the
+/// command that needed it (its reply is bounded apart, see
+/// [`BoundedReplies`]). A key read only to learn whether it has a value
+/// (EXISTS, DEL, TYPE: [`KeyOp::needs_presence_only`]) drops it as the
+/// read completes. An operation that needs a value the view dropped reads
+/// the key again; a version other than the first read is a conflict (the
+/// round runs again from fresh reads). Not on a cluster node, whose write
+/// is conditional on the values read.
 #[derive(Default)]
 struct RoundView {
     values: HashMap<Bytes, Current>,
@@ -238,7 +243,7 @@ struct RoundView {
     written: Vec<Bytes>,
     written_set: HashSet<Bytes>,
     /// Keys whose value in `values` is an empty stand-in.
-    presence_only: HashSet<Bytes>,
+    stand_ins: HashSet<Bytes>,
     /// Values read are kept whatever needed them (a cluster node's store).
     keeps_every_value: bool,
 }
@@ -288,9 +293,13 @@ impl RoundView {
             let read = read?;
             let current = read.value.map(|v| (v, read.expire_at_ms));
             if drops_values && current.is_some() {
-                self.presence_only.insert(key.clone());
+                self.stand_ins.insert(key.clone());
             }
-            self.read.push((key.clone(), read.version, current.clone()));
+            let kept = match self.keeps_every_value {
+                true => current.clone(),
+                false => stand_in(&current),
+            };
+            self.read.push((key.clone(), read.version, kept));
             self.values.insert(key, current);
         }
         Ok(keys
@@ -304,7 +313,7 @@ impl RoundView {
     async fn read_values_again(&mut self, db: &Db, keys: &[Bytes]) -> Result<()> {
         let mut again: Vec<Bytes> = keys
             .iter()
-            .filter(|k| self.presence_only.contains(*k))
+            .filter(|k| self.stand_ins.contains(*k))
             .cloned()
             .collect();
         again.sort();
@@ -316,7 +325,7 @@ impl RoundView {
             if first.is_none_or(|(_, version, _)| version.seq != read.version.seq) {
                 return Err(Error::Conflict.into());
             }
-            self.presence_only.remove(&key);
+            self.stand_ins.remove(&key);
             let current = read.value.map(|v| (v, read.expire_at_ms));
             self.values.insert(key, current);
         }
@@ -325,9 +334,8 @@ impl RoundView {
 
     /// Runs one operation against the view.
     async fn run(&mut self, db: &Db, op: KeyOp) -> Result<Reply> {
-        let current = self
-            .values_of(db, &op.keys(), op.needs_presence_only())
-            .await?;
+        let keys = op.keys();
+        let current = self.values_of(db, &keys, op.needs_presence_only()).await?;
         let now_ms = db.now_ms();
         let (writes, reply) = apply(op, current, now_ms);
         // A write the engine would refuse (an empty or too long key, a too
@@ -343,13 +351,31 @@ impl RoundView {
             if self.written_set.insert(write.key.clone()) {
                 self.written.push(write.key.clone());
             }
-            self.presence_only.remove(&write.key);
+            self.stand_ins.remove(&write.key);
             let expired = write.expire_at_ms != 0 && write.expire_at_ms <= now_ms;
             let value = write.value.filter(|_| !expired);
             self.values
                 .insert(write.key, value.map(|v| (v, write.expire_at_ms)));
         }
+        self.drop_values_read(&keys);
         Ok(reply)
+    }
+
+    /// Replaces the values of `keys` read and not written by the round with
+    /// stand-ins (see the type's doc).
+    fn drop_values_read(&mut self, keys: &[Bytes]) {
+        if self.keeps_every_value {
+            return;
+        }
+        for key in keys {
+            if self.written_set.contains(key) {
+                continue;
+            }
+            if let Some(current @ Some(_)) = self.values.get_mut(key) {
+                *current = stand_in(current);
+                self.stand_ins.insert(key.clone());
+            }
+        }
     }
 
     /// Whether a watched key changed since WATCH: written earlier in this
@@ -416,6 +442,14 @@ impl RoundView {
         }
         Ok(())
     }
+}
+
+/// An empty value in place of `current`'s, with its expiry: whether the key
+/// has a value, and until when.
+fn stand_in(current: &Current) -> Current {
+    current
+        .as_ref()
+        .map(|(_, expire_at_ms)| (Bytes::new(), *expire_at_ms))
 }
 
 /// Whether a key watched at `mark`, whose newest version is now `seq`,
