@@ -240,6 +240,8 @@ struct RoundView {
     values: HashMap<Bytes, Current>,
     /// Each key read from the engine: its version and what was read.
     read: Vec<(Bytes, ReadVersion, Current)>,
+    /// The sequence number each key of `read` was read at, by key.
+    read_seqs: HashMap<Bytes, u64>,
     written: Vec<Bytes>,
     written_set: HashSet<Bytes>,
     /// Keys whose value in `values` is an empty stand-in.
@@ -299,6 +301,7 @@ impl RoundView {
                 true => current.clone(),
                 false => stand_in(&current),
             };
+            self.read_seqs.insert(key.clone(), read.version.seq);
             self.read.push((key.clone(), read.version, kept));
             self.values.insert(key, current);
         }
@@ -321,8 +324,7 @@ impl RoundView {
         let reads = join_in_chunks(again.iter().map(|key| db.get_versioned(key.clone()))).await;
         for (key, read) in again.into_iter().zip(reads) {
             let read = read?;
-            let first = self.read.iter().find(|(k, ..)| *k == key);
-            if first.is_none_or(|(_, version, _)| version.seq != read.version.seq) {
+            if self.read_seqs.get(&key) != Some(&read.version.seq) {
                 return Err(Error::Conflict.into());
             }
             self.stand_ins.remove(&key);
@@ -390,13 +392,13 @@ impl RoundView {
             if self.written_set.contains(key) {
                 return Ok(true);
             }
-            if !self.read.iter().any(|(k, ..)| k == key) {
+            if !self.read_seqs.contains_key(key) {
                 self.values_of(db, std::slice::from_ref(key), true).await?;
             }
-            let Some((_, version, _)) = self.read.iter().find(|(k, ..)| k == key) else {
+            let Some(&seq) = self.read_seqs.get(key) else {
                 return Ok(true);
             };
-            if watch_broken(*mark, version.seq, now_ms) {
+            if watch_broken(*mark, seq, now_ms) {
                 return Ok(true);
             }
         }
