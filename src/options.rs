@@ -54,6 +54,11 @@ pub struct Options {
     pub max_value_bytes: usize,
     /// Target size of an SSTable data block before compression; default 4 KiB.
     pub block_bytes: usize,
+    /// Bytes a table writer (flush, compaction) collects before it writes
+    /// them to the file; default 256 KiB. Writing each block as it was made
+    /// took two `write(2)` calls per block, a fifth of a flush's time
+    /// (docs/BENCHMARKS.md, session 27). 0 writes every block at once.
+    pub table_write_buffer_bytes: usize,
     /// Memory for data blocks kept checked and indexed for point lookups,
     /// shared by all segments; default 32 MiB. 0 turns the cache off (every
     /// get then reads its block, usually from the OS page cache).
@@ -211,6 +216,7 @@ impl Options {
             max_key_bytes: 64 << 10,
             max_value_bytes: 32 << 20,
             block_bytes: 4 << 10,
+            table_write_buffer_bytes: 256 << 10,
             block_cache_bytes: 32 << 20,
             bloom_bits_per_key: 10,
             memtable_point_index: false,

@@ -32,6 +32,9 @@ fn options(fs: &SimFs) -> Options {
     options.memtable_bytes = 1 << 20;
     options.l0_compaction_trigger = 100;
     options.level1_bytes = 1 << 30;
+    // Tables written in runs of 256 bytes: a segment takes several writes,
+    // so a fault on its Nth write lands in the middle of it.
+    options.table_write_buffer_bytes = 256;
     options.fs = Arc::new(fs.clone());
     options
 }

@@ -228,6 +228,9 @@ pub struct TableOptions {
     pub bloom_bits_per_key: usize,
     /// How data blocks are compressed.
     pub compression: Compression,
+    /// Bytes the writer collects before writing them to the file
+    /// (`Options::table_write_buffer_bytes`); 0 writes each at once.
+    pub write_buffer_bytes: usize,
 }
 
 /// How SSTable data blocks are stored.
@@ -252,6 +255,7 @@ impl From<&crate::Options> for TableOptions {
             block_bytes: options.block_bytes,
             bloom_bits_per_key: options.bloom_bits_per_key,
             compression: options.compression,
+            write_buffer_bytes: options.table_write_buffer_bytes,
         }
     }
 }

@@ -62,6 +62,7 @@ pub(super) const OPTIONS: TableOptions = TableOptions {
     block_bytes: 256,
     bloom_bits_per_key: 10,
     compression: Compression::None,
+    write_buffer_bytes: 256 << 10,
 };
 
 pub(super) fn entry(key: impl Into<Vec<u8>>, seq: u64, value: Option<&[u8]>) -> Entry {

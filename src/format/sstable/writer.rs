@@ -17,12 +17,6 @@ use crate::format::coding::masked_crc;
 use crate::fs::WritableFile;
 use crate::{Error, Result};
 
-/// Bytes collected before they are written to the file. A data block is
-/// about 4 KiB and was written with two calls (the block, then its
-/// checksum): 5,600 `write`s for a flush of 88k entries, about a fifth of
-/// its time (docs/BENCHMARKS.md, session 27).
-const WRITE_BUFFER_BYTES: usize = 256 << 10;
-
 /// What a finished table holds, for the manifest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TableSummary {
@@ -266,16 +260,19 @@ impl SstableWriter {
     }
 
     /// Appends `data` to the table: to `unwritten`, which goes to the file
-    /// once it holds [`WRITE_BUFFER_BYTES`] (a larger `data` goes straight
-    /// to the file, not copied).
+    /// once it holds `TableOptions::write_buffer_bytes` (a larger `data`
+    /// goes straight to the file, not copied). A data block was written
+    /// with two calls (the block, then its checksum): 5,600 `write`s for a
+    /// flush of 88k entries, about a fifth of its time.
     fn write(&mut self, data: &[u8]) -> Result<()> {
         self.offset += data.len() as u64;
-        if data.len() >= WRITE_BUFFER_BYTES {
+        let collected = self.options.write_buffer_bytes;
+        if data.len() >= collected {
             self.write_unwritten()?;
             return self.write_to_file(data);
         }
         self.unwritten.extend_from_slice(data);
-        if self.unwritten.len() >= WRITE_BUFFER_BYTES {
+        if self.unwritten.len() >= collected {
             self.write_unwritten()?;
         }
         Ok(())
