@@ -428,15 +428,7 @@ impl MemTable {
         let mut sorted = sorted_versions(index, 0..index.end(), self.visible_seq);
         // Older versions follow their key's newest: keep the first of each
         // key, telling keys apart by their sort fields where they can.
-        sorted.dedup_by(|later, kept| {
-            kept.head == later.head
-                && match kept.fits_head() && later.fits_head() {
-                    true => kept.key_len == later.key_len,
-                    false => {
-                        index.version_at(kept.position).key == index.version_at(later.position).key
-                    }
-                }
-        });
+        sorted.dedup_by(|later, kept| key_order(index, kept, later) == Ordering::Equal);
         Some(NewestInOrder {
             table: self.clone(),
             sorted: sorted.into_iter(),
@@ -612,21 +604,28 @@ fn sorted_versions(
         .map(|(position, version)| ArenaVersion::new(position, version))
         .collect();
     sorted.sort_unstable_by(|a, b| {
-        a.head
-            .cmp(&b.head)
-            .then_with(|| match a.fits_head() && b.fits_head() {
-                // Equal heads of keys that fit them: the shorter is smaller
-                // (see `user_key_order`).
-                true => a.key_len.cmp(&b.key_len),
-                false => compare_keys(
-                    &index.version_at(a.position).key,
-                    &index.version_at(b.position).key,
-                ),
-            })
+        key_order(index, a, b)
             .then_with(|| b.seq.cmp(&a.seq))
             .then_with(|| a.position.cmp(&b.position))
     });
     sorted
+}
+
+/// Byte order of two arena versions' keys, from their sort fields where
+/// they decide it (the entries are read only for equal heads of keys
+/// longer than them).
+fn key_order(index: &PointIndex, a: &ArenaVersion, b: &ArenaVersion) -> Ordering {
+    a.head
+        .cmp(&b.head)
+        .then_with(|| match a.fits_head() && b.fits_head() {
+            // Equal heads of keys that fit them: the shorter is smaller
+            // (see `user_key_order`).
+            true => a.key_len.cmp(&b.key_len),
+            false => compare_keys(
+                &index.version_at(a.position).key,
+                &index.version_at(b.position).key,
+            ),
+        })
 }
 
 /// Versions ahead of the one returned whose memory [`NewestInOrder`] asks
