@@ -1,6 +1,7 @@
 //! EXISTS, TOUCH and DEL read their keys as MGET does (64 at a time, at
 //! one moment) and keep no value they read, in a transaction too, where
-//! GETs' values are not kept past their command either: over many large
+//! GETs' values are not kept past their command either, and an MGET stops
+//! reading where its reply passes the budget: over many large
 //! values on disk the server's memory does not grow with the keys they
 //! name. Alone in its test binary: it measures the process's resident
 //! memory.
@@ -95,10 +96,23 @@ fn exists_and_del_of_many_large_values_on_disk_hold_none_of_them() {
             .unwrap_err();
         assert!(error.to_string().contains("EXEC reply exceeds"), "{error}");
     });
+    // MGET in a transaction: its values are counted as they are read, and
+    // the reading stops where the reply passes the budget (read all at
+    // once, they took 257 MiB).
+    let mut mget: Vec<&str> = vec!["MGET"];
+    mget.extend(keys.iter().map(String::as_str));
+    q::<String>(&mut con, &["MULTI"]);
+    q::<String>(&mut con, &mget);
+    let exec_mget_mb = peak_growth_mb(|| {
+        let error = redis::cmd("EXEC")
+            .query::<redis::Value>(&mut con)
+            .unwrap_err();
+        assert!(error.to_string().contains("EXEC reply exceeds"), "{error}");
+    });
     let del_mb = peak_growth_mb(|| assert_eq!(q::<i64>(&mut con, &del), KEYS as i64));
     println!(
         "{KEYS} values of 1 MiB: the peak grew {exists_mb} MiB over EXISTS, {exec_mb} over \
-         EXEC of EXISTS, {exec_gets_mb} over EXEC of GETs, {del_mb} over DEL"
+         EXEC of EXISTS, {exec_gets_mb} over EXEC of GETs, {exec_mget_mb} over EXEC of MGET, {del_mb} over DEL"
     );
     assert!(
         exists_mb < bound_mb,
@@ -111,6 +125,10 @@ fn exists_and_del_of_many_large_values_on_disk_hold_none_of_them() {
     assert!(
         exec_gets_mb < bound_mb,
         "GETs in a transaction held the values they read: +{exec_gets_mb} MiB"
+    );
+    assert!(
+        exec_mget_mb < bound_mb,
+        "MGET in a transaction held the values it read: +{exec_mget_mb} MiB"
     );
     assert!(
         del_mb < bound_mb,

@@ -383,3 +383,39 @@ fn an_exec_that_checks_a_key_and_then_reads_it_sees_one_state_of_it() {
     assert!(flipper.join().unwrap() > 0);
     println!("EXEC found the key {found} times, absent {absent} times");
 }
+
+#[test]
+fn mget_in_exec_sees_the_writes_before_it_across_many_keys() {
+    let server = RespServer::start();
+    let mut con = server.redis();
+    let keys: Vec<String> = (0..40).map(|i| format!("m{i}")).collect();
+    for key in keys.iter().step_by(2) {
+        q::<String>(&mut con, &["SET", key, &format!("old-{key}")]);
+    }
+    // Written inside the transaction, in the first and in a later group of
+    // the MGET's reads (it reads 16 keys at a time).
+    q::<String>(&mut con, &["MULTI"]);
+    q::<String>(&mut con, &["SET", "m1", "new-m1"]);
+    q::<String>(&mut con, &["SET", "m30", "new-m30"]);
+    q::<String>(&mut con, &["DEL", "m34"]);
+    let mut mget: Vec<&str> = vec!["MGET"];
+    mget.extend(keys.iter().map(String::as_str));
+    q::<String>(&mut con, &mget);
+    let replies = match exec(&mut con) {
+        redis::Value::Array(replies) => replies,
+        other => panic!("EXEC answered {other:?}"),
+    };
+    let got: Vec<Option<String>> = redis::from_redis_value(replies[3].clone()).unwrap();
+    let expected: Vec<Option<String>> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, key)| match i {
+            1 => Some("new-m1".to_string()),
+            30 => Some("new-m30".to_string()),
+            34 => None,
+            i if i % 2 == 0 => Some(format!("old-{key}")),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(got, expected);
+}

@@ -45,7 +45,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::resp::commands::keyop::join_in_chunks;
+use crate::resp::commands::keyop::{JOINED_AT_ONCE, join_in_chunks};
 use actix::prelude::*;
 use bytes::Bytes;
 use tokio::sync::oneshot;
@@ -55,7 +55,7 @@ use super::commands::keyop::KeyOp;
 use super::commands::rmw::{Rmw, Writes};
 use super::commands::transaction::BoundedReplies;
 use super::commands::{WatchMark, engine_error};
-use super::reply::Reply;
+use super::reply::{HEADER_BYTES, Reply};
 use super::store::{Current, Store, StoreError};
 use crate::engine::Mutation;
 use crate::{Db, Error, ReadVersion, WriteBatch};
@@ -209,7 +209,10 @@ async fn attempt(store: &Store, units: &[Unit]) -> Result<Vec<Reply>> {
                 }
                 let mut replies = BoundedReplies::new(ops.len(), *max_reply_bytes);
                 for op in ops {
-                    replies.push(view.run(db, op.clone()).await?);
+                    match view.run_within(db, op.clone(), replies.room()).await? {
+                        Some(reply) => replies.push(reply),
+                        None => replies.exceed(),
+                    }
                 }
                 replies.into_reply()
             }
@@ -332,6 +335,37 @@ impl RoundView {
             self.values.insert(key, current);
         }
         Ok(())
+    }
+
+    /// Runs one operation of an EXEC against the view: `None` if its reply
+    /// would pass `room` bytes, which an MGET finds out as it reads.
+    async fn run_within(&mut self, db: &Db, op: KeyOp, room: usize) -> Result<Option<Reply>> {
+        match op {
+            KeyOp::MGet(keys) => self.mget_within(db, &keys, room).await,
+            op => self.run(db, op).await.map(Some),
+        }
+    }
+
+    /// MGET in a round: its keys read a few at a time, each group's values
+    /// counted into the reply and dropped from the view before the next
+    /// group is read, so the round holds at most `room` bytes of them (and
+    /// one group's reads); `None` as soon as the reply passes `room`.
+    async fn mget_within(&mut self, db: &Db, keys: &[Bytes], room: usize) -> Result<Option<Reply>> {
+        let mut bytes = HEADER_BYTES;
+        let mut values = Vec::with_capacity(keys.len().min(room / HEADER_BYTES + 1));
+        for group in keys.chunks(JOINED_AT_ONCE) {
+            let current = self.values_of(db, group, false).await?;
+            self.drop_values_read(group);
+            for value in current {
+                let value = Reply::value(value.map(|(value, _)| value));
+                bytes = bytes.saturating_add(value.wire_bytes());
+                if bytes > room {
+                    return Ok(None);
+                }
+                values.push(value);
+            }
+        }
+        Ok(Some(Reply::Array(values)))
     }
 
     /// Runs one operation against the view.

@@ -237,7 +237,7 @@ impl<'a> GroupReads<'a> {
 
 /// Futures joined at once by [`join_in_chunks`]: below the count at which
 /// `join_all` switches to its queue-based form.
-const JOINED_AT_ONCE: usize = 16;
+pub const JOINED_AT_ONCE: usize = 16;
 
 /// Awaits `futures` (engine reads) a few at a time, their outputs in order.
 /// `join_all` over all of them at once polled every unfinished one each time

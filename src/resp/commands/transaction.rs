@@ -381,6 +381,18 @@ impl BoundedReplies {
         }
     }
 
+    /// Bytes the next reply may take before the EXEC is refused.
+    pub fn room(&self) -> usize {
+        self.max_reply_bytes.saturating_sub(self.bytes)
+    }
+
+    /// Drops every reply: one (an MGET's) would have passed the bound, and
+    /// was not built whole.
+    pub fn exceed(&mut self) {
+        self.bytes = usize::MAX;
+        self.replies = Vec::new();
+    }
+
     /// The EXEC's answer: every reply, or the refusal.
     pub fn into_reply(self) -> Reply {
         if self.bytes > self.max_reply_bytes {
