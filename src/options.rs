@@ -63,6 +63,17 @@ pub struct Options {
     /// shared by all segments; default 32 MiB. 0 turns the cache off (every
     /// get then reads its block, usually from the OS page cache).
     pub block_cache_bytes: usize,
+    /// Whether a flush also puts the blocks it writes into the block cache,
+    /// so that gets of recently written keys find them in memory (RocksDB's
+    /// `prepopulate_block_cache`, flushes only); default `true`. Only
+    /// while the cache is at least 8 times
+    /// [`Options::memtable_freeze_bytes`] ([`Options::caches_flushed_blocks`]):
+    /// a flush into a smaller cache would push out much of what reads keep
+    /// there. Without it a block enters the cache on its second read from
+    /// the file: pipelined GETs of keys just written over the Redis port
+    /// ran about 20 % slower until every block had been read twice
+    /// (docs/BENCHMARKS.md, session 28).
+    pub cache_flushed_blocks: bool,
     /// Bloom filter bits per key; default 10 (about 1% false positives).
     pub bloom_bits_per_key: usize,
     /// Whether each memtable keeps a point index (a hash from key to its
@@ -218,6 +229,7 @@ impl Options {
             block_bytes: 4 << 10,
             table_write_buffer_bytes: 256 << 10,
             block_cache_bytes: 32 << 20,
+            cache_flushed_blocks: true,
             bloom_bits_per_key: 10,
             memtable_point_index: false,
             inline_durable_writes: false,
@@ -241,6 +253,15 @@ impl Options {
     pub fn memtable_freeze_bytes(&self) -> usize {
         let memtables = self.max_frozen_memtables.max(1).saturating_add(1);
         self.memtable_bytes / memtables
+    }
+
+    /// Whether flushes put their blocks into the block cache: asked to
+    /// ([`Options::cache_flushed_blocks`]), and the cache holds at least 8
+    /// memtables' worth.
+    pub fn caches_flushed_blocks(&self) -> bool {
+        self.cache_flushed_blocks
+            && self.block_cache_bytes > 0
+            && self.memtable_freeze_bytes() <= self.block_cache_bytes / 8
     }
 
     /// Checks every value is in its documented range: a sync interval of at

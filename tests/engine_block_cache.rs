@@ -88,6 +88,64 @@ async fn repeated_gets_hit_the_cache_and_agree_with_the_writes() {
     db.close().await.unwrap();
 }
 
+/// A flush puts the blocks it writes into the cache (the cache is many
+/// memtables large), so the first gets after it read no file; turned off,
+/// each block is read from its file on its first two gets.
+#[actix_rt::test]
+async fn the_first_gets_after_a_flush_find_its_blocks_cached() {
+    for cache_flushed_blocks in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut options = Options::new(dir.path());
+        options.sync = naive_kv::SyncPolicy::None;
+        options.block_cache_bytes = 8 << 20;
+        options.memtable_bytes = 64 << 10;
+        options.cache_flushed_blocks = cache_flushed_blocks;
+        assert_eq!(options.caches_flushed_blocks(), cache_flushed_blocks);
+        let db = Db::open(options).await.unwrap();
+        fill(&db, 0).await;
+        // Sequential keys: the level-0 segments move down to level 1 (with
+        // their open tables, so their cached blocks); wait for the moves.
+        let mut before = stats(&db).await;
+        for _ in 0..500 {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            let now = stats(&db).await;
+            if !set_changed(&before, &now) {
+                break;
+            }
+            before = now;
+        }
+        assert!(before.get("live_segments") > 2, "{before:?}");
+        check_all(&db, 0).await;
+        let after = stats(&db).await;
+        assert!(!set_changed(&before, &after), "{before:?} {after:?}");
+        let misses = after.get("block_cache_misses") - before.get("block_cache_misses");
+        let hits = after.get("block_cache_hits") - before.get("block_cache_hits");
+        if cache_flushed_blocks {
+            assert_eq!(misses, 0, "{hits} hits");
+            assert!(hits >= u64::from(KEYS), "{hits} hits");
+        } else {
+            assert!(misses > 0, "{hits} hits");
+        }
+        db.close().await.unwrap();
+    }
+}
+
+/// A cache smaller than 8 memtables is left to reads: a flush would push
+/// out much of what they keep there.
+#[test]
+fn a_flush_fills_only_a_cache_many_memtables_large() {
+    let mut options = Options::new("unused");
+    assert!(options.cache_flushed_blocks);
+    options.block_cache_bytes = 8 * options.memtable_freeze_bytes();
+    assert!(options.caches_flushed_blocks());
+    options.block_cache_bytes -= 8;
+    assert!(!options.caches_flushed_blocks());
+    options.block_cache_bytes = 0;
+    assert!(!options.caches_flushed_blocks());
+    // The library's defaults: a 32 MiB cache, 32 MiB memtables.
+    assert!(!Options::new("unused").caches_flushed_blocks());
+}
+
 #[actix_rt::test]
 async fn a_small_cache_stays_within_its_budget_and_stays_correct() {
     let dir = tempfile::tempdir().unwrap();

@@ -147,7 +147,12 @@ fn start_actors(options: Arc<Options>, recovered: recovery::Recovered) -> DbInne
     let segments_set = Arc::new(recovered.segments);
     let numbers = recovered.file_numbers;
     let background = Arbiter::new();
+    let cache = Arc::new(BlockCache::new(
+        options.block_cache_bytes,
+        options.block_bytes,
+    ));
     let manager_start = SegmentManagerStart {
+        flush_cache: options.caches_flushed_blocks().then(|| cache.clone()),
         options: options.clone(),
         set: segments_set.clone(),
         flushed_seq: recovered.flushed_seq,
@@ -207,10 +212,6 @@ fn start_actors(options: Arc<Options>, recovered: recovery::Recovered) -> DbInne
         memtable: memtable.clone(),
         compactor: compactor.clone(),
     });
-    let cache = Arc::new(BlockCache::new(
-        options.block_cache_bytes,
-        options.block_bytes,
-    ));
     let for_readers = cache.clone();
     let readers = SyncArbiter::start(options.read_threads.max(1), move || ReadWorker {
         cache: for_readers.clone(),

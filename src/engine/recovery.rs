@@ -312,7 +312,7 @@ fn flush_recovered(
     };
     let table_options = TableOptions::from(options);
     let mut added = Vec::new();
-    for meta in write_segments(options, numbers, table_options, &frozen)? {
+    for meta in write_segments(options, numbers, table_options, &frozen, None)? {
         let segment = Segment::open(fs, &options.directory, meta, numbers.database_id())?;
         added.push(Arc::new(segment));
     }

@@ -16,7 +16,7 @@ use super::inventory::REPAIR_HINT;
 use super::wal_identity::WalIdentity;
 use crate::error::IoContext;
 use crate::format::sstable::{
-    SstableReader, SstableWriter, TableIdentity, TableOptions, TableSummary,
+    BlockCache, SstableReader, SstableWriter, TableIdentity, TableOptions, TableSummary,
 };
 use crate::format::{Entry, EntryIter, segment_file_name, temporary_segment_file_name};
 use crate::fs::FileSystem;
@@ -58,7 +58,7 @@ impl Segment {
             ),
             _ => Error::io(format!("opening segment {}", path.display()), error),
         })?;
-        let reader = SstableReader::open(file, path.clone())?;
+        let reader = SstableReader::open_numbered(file, path.clone(), meta.file_number)?;
         if let Some(detail) = mismatch(&reader, &meta, database_id) {
             return Err(Error::corruption(
                 &path,
@@ -162,6 +162,8 @@ pub struct SegmentBuilder<'a> {
     table_options: TableOptions,
     target_bytes: u64,
     level: u32,
+    /// Where the segments' blocks go as they are written, if anywhere.
+    cache: Option<Arc<BlockCache>>,
     current: Option<(u64, SstableWriter)>,
     finished: Vec<SegmentMeta>,
 }
@@ -183,9 +185,17 @@ impl<'a> SegmentBuilder<'a> {
             table_options,
             target_bytes,
             level,
+            cache: None,
             current: None,
             finished: Vec::new(),
         }
+    }
+
+    /// Also puts every data block written into `cache`, under the file
+    /// number its segment is opened with ([`SstableWriter::caching_blocks`]).
+    pub fn caching_blocks(mut self, cache: Option<Arc<BlockCache>>) -> Self {
+        self.cache = cache;
+        self
     }
 
     /// Adds the next entry (keys strictly increasing).
@@ -201,7 +211,11 @@ impl<'a> SegmentBuilder<'a> {
                 file_number: number,
                 database_id: self.numbers.database_id(),
             };
-            let writer = SstableWriter::new(file, path, self.table_options).with_identity(identity);
+            let mut writer =
+                SstableWriter::new(file, path, self.table_options).with_identity(identity);
+            if let Some(cache) = &self.cache {
+                writer = writer.caching_blocks(cache.clone(), number);
+            }
             self.current = Some((number, writer));
         }
         if let Some((_, writer)) = self.current.as_mut() {

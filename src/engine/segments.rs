@@ -29,7 +29,7 @@ use super::segment::{FileNumbers, Segment, SegmentBuilder};
 use super::stats::Counters;
 use super::version::SegmentSet;
 use crate::format::manifest::write_manifest;
-use crate::format::sstable::TableOptions;
+use crate::format::sstable::{BlockCache, TableOptions};
 use crate::format::{EntryIter, segment_file_name, wal_file_name};
 use crate::fs::DirectoryLock;
 use crate::proto::storage::{Manifest, SegmentMeta};
@@ -117,6 +117,9 @@ pub struct SegmentManagerStart {
     pub counters: Arc<Counters>,
     /// The directory lock, shared with every blocking job that writes there.
     pub lock: Arc<dyn DirectoryLock>,
+    /// Where a flush puts the blocks it writes
+    /// ([`Options::caches_flushed_blocks`]), if anywhere.
+    pub flush_cache: Option<Arc<BlockCache>>,
 }
 
 /// Owns the segment set and the manifest. See the module doc.
@@ -134,6 +137,7 @@ pub struct SegmentManager {
     compactor: Option<Addr<Compactor>>,
     lock: Option<Arc<dyn DirectoryLock>>,
     closing: Option<CloseSegments>,
+    flush_cache: Option<Arc<BlockCache>>,
 }
 
 /// What a finished job hands back to the actor.
@@ -159,6 +163,7 @@ impl SegmentManager {
             compactor: None,
             lock: Some(start.lock),
             closing: None,
+            flush_cache: start.flush_cache,
         }
     }
 
@@ -181,6 +186,7 @@ impl SegmentManager {
             set: self.set.clone(),
             flushed_seq: self.flushed_seq,
             oldest_live_wal: self.oldest_live_wal,
+            flush_cache: self.flush_cache.clone(),
             _lock: self.lock.clone(),
         };
         match job {
@@ -353,6 +359,7 @@ struct JobContext {
     set: Arc<SegmentSet>,
     flushed_seq: u64,
     oldest_live_wal: u64,
+    flush_cache: Option<Arc<BlockCache>>,
     /// Keeps the directory locked until the job's files are done, even if
     /// the actor is gone (a `Db` dropped without `close`).
     _lock: Option<Arc<dyn DirectoryLock>>,
@@ -372,7 +379,13 @@ impl JobContext {
     /// no next WAL (the actor could not start one) it stays where it was.
     fn flush(&self, frozen: &FrozenMemtable, next_wal: Option<u64>) -> Result<JobResult> {
         let started = std::time::Instant::now();
-        let metas = write_segments(&self.options, &self.numbers, self.table_options(), frozen)?;
+        let metas = write_segments(
+            &self.options,
+            &self.numbers,
+            self.table_options(),
+            frozen,
+            self.flush_cache.clone(),
+        )?;
         let bytes: u64 = metas.iter().map(|m| m.file_size).sum();
         let (keys, segments) = (
             metas.iter().map(|m| m.entry_count).sum::<u64>(),
@@ -564,15 +577,18 @@ enum TombstoneEdit<'a> {
 }
 
 /// Writes a frozen memtable as level-0 segment(s) and syncs the directory,
-/// without the versions its own range tombstones delete.
+/// without the versions its own range tombstones delete; their blocks go
+/// into `cache` too, if given.
 pub fn write_segments(
     options: &Options,
     numbers: &FileNumbers,
     table_options: TableOptions,
     frozen: &FrozenMemtable,
+    cache: Option<Arc<BlockCache>>,
 ) -> Result<Vec<SegmentMeta>> {
     let fs = options.fs.as_ref();
-    let builder = SegmentBuilder::new(fs, &options.directory, numbers, table_options, u64::MAX, 0);
+    let builder = SegmentBuilder::new(fs, &options.directory, numbers, table_options, u64::MAX, 0)
+        .caching_blocks(cache);
     let all = (Bound::Unbounded, Bound::Unbounded);
     // Expired entries go out as tombstones: their values take no space.
     let now_ms = options.clock.now_ms();

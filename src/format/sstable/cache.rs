@@ -16,7 +16,10 @@
 //! tag in a "ghost" table (one tag per slot, no block) and the reader looks
 //! its key up in a buffer of its own without keeping the block, so one-off
 //! reads (a uniform read over data far larger than the cache, a cold key)
-//! neither pay for an insert nor evict blocks read again and again.
+//! neither pay for an insert nor evict blocks read again and again. A
+//! flush's table writer inserts its blocks as it writes them
+//! ([`super::SstableWriter::caching_blocks`]), unreferenced: read, they
+//! stay; never read, they are the first to go.
 //!
 //! The bound: the blocks in the slots charge at most `capacity` bytes, except
 //! for the moment between one insert and its own eviction sweep (at most one

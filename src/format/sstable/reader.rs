@@ -34,8 +34,10 @@ thread_local! {
     static READ_BUFFER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Hands out [`SstableReader`] ids.
-static NEXT_TABLE_ID: AtomicU64 = AtomicU64::new(0);
+/// Hands out the ids of tables opened without a number
+/// ([`SstableReader::open`]): above every file number, so that they never
+/// name a numbered table.
+static NEXT_TABLE_ID: AtomicU64 = AtomicU64::new(1 << 63);
 
 /// The outcome of a point lookup in one table.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,7 +53,9 @@ pub enum Lookup {
 /// An open table: footer, index and filter in memory, blocks read on demand.
 #[derive(Debug)]
 pub struct SstableReader {
-    /// Names this table in the block cache; unique in the process.
+    /// Names this table in the block cache: its segment's file number
+    /// ([`SstableReader::open_numbered`]), which no other table of its
+    /// database (the cache's) ever has, or an id of its own.
     id: u64,
     file: TableFile,
     index: Index,
@@ -64,6 +68,19 @@ impl SstableReader {
     /// `Corruption` (naming the path and offset) if any of them is bad or
     /// out of bounds; `Io` if a read fails.
     pub fn open(file: Arc<dyn ReadableFile>, path: PathBuf) -> Result<SstableReader> {
+        let id = NEXT_TABLE_ID.fetch_add(1, Ordering::Relaxed);
+        Self::open_numbered(file, path, id)
+    }
+
+    /// Opens a table as [`SstableReader::open`] does, naming it `number` in
+    /// the block cache: the segment's file number, under which its writer
+    /// may have cached its blocks ([`super::SstableWriter::caching_blocks`]).
+    /// Every table reading one cache needs a number of its own.
+    pub fn open_numbered(
+        file: Arc<dyn ReadableFile>,
+        path: PathBuf,
+        number: u64,
+    ) -> Result<SstableReader> {
         let size = file.len();
         let file = TableFile { file, path, size };
         let footer = file.read_footer()?;
@@ -74,7 +91,7 @@ impl SstableReader {
         let index = Index::decode(&index, footer.filter_offset)
             .map_err(|m| file.corrupt(footer.index_offset, m))?;
         Ok(SstableReader {
-            id: NEXT_TABLE_ID.fetch_add(1, Ordering::Relaxed),
+            id: number,
             file,
             index,
             filter,

@@ -487,3 +487,72 @@ fn version_2_tables_without_restart_points_still_read() -> Result<()> {
     }
     Ok(())
 }
+
+/// A table whose writer cached its blocks, read through that cache under
+/// the number it was written for.
+fn written_through(
+    entries: &[Entry],
+    options: TableOptions,
+    version_2: bool,
+    (cache, number): (&Arc<BlockCache>, u64),
+) -> Result<Vec<u8>> {
+    let (file, written) = MemFile::new();
+    let mut writer = SstableWriter::new(Box::new(file), PathBuf::from("cached.sst"), options)
+        .caching_blocks(cache.clone(), number);
+    if version_2 {
+        writer = writer.with_version_2();
+    }
+    for e in entries {
+        writer.add(e)?;
+    }
+    writer.finish()?;
+    Ok(written.try_iter().flatten().collect())
+}
+
+#[test]
+fn blocks_cached_by_the_writer_answer_every_get_without_a_read() -> Result<()> {
+    let entries = sample_entries(2000);
+    for (compression, version_2) in [
+        (Compression::None, false),
+        (Compression::Lz4, false),
+        (Compression::Lz4, true),
+    ] {
+        let options = TableOptions {
+            block_bytes: 1024,
+            compression,
+            ..OPTIONS
+        };
+        let cache = Arc::new(BlockCache::new(1 << 20, 1024));
+        let bytes = written_through(&entries, options, version_2, (&cache, 7))?;
+        let file = Arc::new(MemReadable(bytes.clone()));
+        let table = SstableReader::open_numbered(file, PathBuf::from("cached.sst"), 7)?;
+        let blocks = table.block_count() as u64;
+        assert!(blocks > 20, "{blocks} blocks");
+        check_lookups(&table, &entries, &cache)?;
+        let stats = cache.stats();
+        assert_eq!(stats.misses, 0, "{compression:?}, version 2: {version_2}");
+        assert!(stats.hits >= entries.len() as u64, "{stats:?}");
+        // The same file under another number finds none of them.
+        let other = SstableReader::open_numbered(Arc::new(MemReadable(bytes)), "o".into(), 8)?;
+        let first = entries.first().map(|e| e.key.clone()).unwrap_or_default();
+        other.get_cached(&first, key_hash(&first), &cache)?;
+        assert_eq!(cache.stats().misses, 1);
+    }
+    Ok(())
+}
+
+#[test]
+fn tables_opened_without_a_number_never_share_a_cached_name() -> Result<()> {
+    let entries = sample_entries(500);
+    let cache = Arc::new(BlockCache::new(1 << 20, 256));
+    // Cached under numbers 0 and 1, the first a counter from 0 would give.
+    let bytes = written_through(&entries, OPTIONS, false, (&cache, 0))?;
+    written_through(&entries, OPTIONS, false, (&cache, 1))?;
+    let (a, b) = (open(bytes.clone())?, open(bytes)?);
+    let key = entries.first().map(|e| e.key.clone()).unwrap_or_default();
+    for table in [&a, &b] {
+        table.get_cached(&key, key_hash(&key), &cache)?;
+    }
+    assert_eq!(cache.stats().hits, 0);
+    Ok(())
+}

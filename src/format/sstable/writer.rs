@@ -2,11 +2,15 @@
 //! index and footer are written by `finish`.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::block::{BlockLayout, RESTART_INTERVAL, encode_entry, encode_restarts, encoded_len};
+use super::block::{
+    Block, BlockLayout, RESTART_INTERVAL, encode_entry, encode_restarts, encoded_len,
+};
 use super::bloom::{build_filter, key_hash};
+use super::cache::BlockCache;
 use super::compression::encode_block;
 use super::footer::{FOOTER_LEN, FORMAT_VERSION, Footer, TableIdentity};
 use super::index::{BlockHandle, encode_handle, encode_smallest_key};
@@ -66,6 +70,14 @@ pub struct SstableWriter {
     earliest_expire_at_ms: u64,
     /// Recorded in the footer.
     identity: TableIdentity,
+    /// Where each data block goes as it is written, and the table's name
+    /// there (see [`SstableWriter::caching_blocks`]).
+    cache: Option<(Arc<BlockCache>, u64)>,
+    /// Data blocks written so far: the number of the next one.
+    blocks_written: u32,
+    /// The last key of the block written last, which the next block's
+    /// first key must follow (checked when a block is cached).
+    previous_last_key: Option<Bytes>,
 }
 
 impl SstableWriter {
@@ -89,7 +101,22 @@ impl SstableWriter {
             max_seq: 0,
             earliest_expire_at_ms: 0,
             identity: TableIdentity::default(),
+            cache: None,
+            blocks_written: 0,
+            previous_last_key: None,
         }
+    }
+
+    /// Also puts each data block, as it is written, into `cache` as block
+    /// `n` of table `table` (the name the table's reader will look it up
+    /// by, [`super::SstableReader::open_numbered`]), checked and indexed as
+    /// a read would have made it: the blocks of a freshly flushed table are
+    /// then read from memory, not from the file, by the gets that follow
+    /// (RocksDB's `prepopulate_block_cache`). Blocks of a table that is
+    /// never opened (the write failed) are never looked up, and go first.
+    pub fn caching_blocks(mut self, cache: Arc<BlockCache>, table: u64) -> Self {
+        self.cache = Some((cache, table));
+        self
     }
 
     /// Records in the footer which file and database this table is.
@@ -237,12 +264,29 @@ impl SstableWriter {
         };
         self.write_checksummed(&stored)?;
         encode_handle(&handle, &mut self.index);
+        self.cache_block(&block, &handle.last_key);
+        self.previous_last_key = Some(handle.last_key);
+        self.blocks_written = self.blocks_written.saturating_add(1);
         // Reuse the buffer unless one huge entry grew it.
         if block.capacity() <= 2 * self.options.block_bytes {
             self.block = block;
             self.block.clear();
         }
         Ok(())
+    }
+
+    /// Puts the block just written (`data`, as stored before compression)
+    /// into the cache, if the writer has one. A block that does not decode
+    /// (it always should) is left to be read from the file.
+    fn cache_block(&self, data: &[u8], last_key: &[u8]) {
+        let Some((cache, table)) = &self.cache else {
+            return;
+        };
+        let data = Bytes::copy_from_slice(data);
+        let after = self.previous_last_key.as_deref();
+        if let Ok(block) = Block::decode(data, self.layout, after, last_key) {
+            cache.insert(*table, self.blocks_written, block);
+        }
     }
 
     /// Bytes of the open block as it would be written, restart array included.
