@@ -86,6 +86,12 @@ struct Args {
     /// memory or the cgroups' limit, 32MiB to 8GiB; 0 turns it off).
     #[arg(long, value_parser = parse_size)]
     block_cache_bytes: Option<usize>,
+    /// Leave the blocks a flush writes out of the block cache. By default
+    /// they go in (when the cache holds at least 8 memtables), so gets of
+    /// recent keys read no file; a write-heavy load whose reads are of
+    /// older keys keeps more of those cached without it.
+    #[arg(long)]
+    no_flush_cache: bool,
     /// How new segment data blocks are compressed: none, lz4, zstd or
     /// zstd:LEVEL (1-22, default 3). Existing files keep theirs.
     #[arg(long, default_value_t = Compression::Lz4)]
@@ -320,6 +326,7 @@ impl Args {
         options.block_cache_bytes = self
             .block_cache_bytes
             .unwrap_or_else(|| memory::default_block_cache_bytes(memory::usable_memory_bytes()));
+        options.cache_flushed_blocks = !self.no_flush_cache;
         // Each worker thread serves many connections: a write must not poll
         // for its answer while the others wait.
         options.writers_spin = false;
@@ -847,6 +854,19 @@ mod tests {
         );
         assert!(error("port = false").contains("takes a value"));
         assert!(error("insecure = \"yes\"").contains("is a switch"));
+    }
+
+    #[test]
+    fn flushes_fill_the_cache_unless_told_not_to() {
+        let options = |extra: &[&str]| {
+            let mut words = vec!["run_server", "--block-cache-bytes", "1GiB"];
+            words.extend_from_slice(extra);
+            Args::try_parse_from(words).unwrap().options()
+        };
+        assert!(options(&[]).caches_flushed_blocks());
+        assert!(!options(&["--no-flush-cache"]).caches_flushed_blocks());
+        // A cache smaller than 8 memtables is left to reads.
+        assert!(!options(&["--memtable-bytes", "512MiB"]).caches_flushed_blocks());
     }
 
     #[test]
