@@ -352,6 +352,10 @@ impl RoundView {
     /// one group's reads); `None` as soon as the reply passes `room`.
     async fn mget_within(&mut self, db: &Db, keys: &[Bytes], room: usize) -> Result<Option<Reply>> {
         let mut bytes = HEADER_BYTES;
+        if bytes > room {
+            // An earlier reply used the budget up: nothing is read.
+            return Ok(None);
+        }
         let mut values = Vec::with_capacity(keys.len().min(room / HEADER_BYTES + 1));
         for group in keys.chunks(JOINED_AT_ONCE) {
             let current = self.values_of(db, group, false).await?;
