@@ -15,8 +15,14 @@
 # Redis p50 / NaiveKV p50, i.e. NaiveKV's p50 is that many times lower).
 # The load average is printed before and after.
 #
+# ROUNDS=n (default 1) measures every cell n times, NaiveKV and Redis
+# back to back in each round (alternating which goes first), and prints
+# the medians and the median of the per-round ratios with their range: on
+# a shared 2-core VM one run's ratio moved by 20 % from run to run
+# (docs/BENCHMARKS.md, session 29).
+#
 # Usage: scripts/redis-bench.sh   (N=200000 N16=1000000 N1=20000 CLIENTS=50
-# VALUE_BYTES=100 KEYSPACE=1000000 by default; NAIVE_BIN=path runs that
+# VALUE_BYTES=100 KEYSPACE=1000000 ROUNDS=1 by default; NAIVE_BIN=path runs that
 # server binary instead of building run_server)
 set -euo pipefail
 
@@ -26,6 +32,7 @@ N=${N:-200000}
 # second, and the connection set-up and the first flush moved them by 30 %.
 N16=${N16:-1000000}
 N1=${N1:-20000}
+ROUNDS=${ROUNDS:-1}
 CLIENTS=${CLIENTS:-50}
 VALUE_BYTES=${VALUE_BYTES:-100}
 KEYSPACE=${KEYSPACE:-1000000}
@@ -90,10 +97,10 @@ start_redis() { # appendfsync
 }
 
 # requests/s of "SET" and "GET" from a CSV run, as "set get".
-bench() { # port pipeline
+bench() { # pipeline port
     local n=$N
-    [[ "$2" == 1 ]] || n=$N16
-    redis-benchmark -p "$1" -t set,get -n "$n" -c "$CLIENTS" -P "$2" "${SHAPE[@]}" -q --csv 2>/dev/null \
+    [[ "$1" == 1 ]] || n=$N16
+    redis-benchmark -p "$2" -t set,get -n "$n" -c "$CLIENTS" -P "$1" "${SHAPE[@]}" -q --csv 2>/dev/null \
         | awk -F'"' '$2 == "SET" { s = $4 } $2 == "GET" { g = $4 } END { print s, g }'
 }
 
@@ -103,20 +110,63 @@ bench_p50() { # port
         | awk -F'"' '$2 == "SET" { s = $10 } $2 == "GET" { g = $10 } END { print s, g }'
 }
 
-# One table row; the ratio is NaiveKV's advantage (above 1.0: NaiveKV
-# better): NaiveKV/Redis for throughput, Redis/NaiveKV for latency.
-row() { # name pipeline test naive redis [latency]
-    local ratio
-    if [[ -n "${6:-}" ]]; then
-        ratio=$(python3 -c "print(f'{float(\"$5\") / float(\"$4\"):.2f}')" 2>/dev/null || echo "?")
-    else
-        ratio=$(python3 -c "print(f'{float(\"$4\") / float(\"$5\"):.2f}')" 2>/dev/null || echo "?")
-    fi
-    printf '| %-44s | %-7s | %-4s | %12s | %12s | %-42s |\n' "$1" "$2" "$3" "$4" "$5" "$ratio"
+# One table row from the rounds' figures (space-separated, one per round,
+# NaiveKV's and Redis's in the same order): their medians, and the ratio,
+# NaiveKV's advantage (above 1.0: NaiveKV better; NaiveKV/Redis for
+# throughput, Redis/NaiveKV for latency), per round, as the median and,
+# with several rounds, the range.
+row() { # name pipeline test "naive..." "redis..." [latency]
+    local cells
+    cells=$(python3 - "$4" "$5" "${6:-}" <<'PY' 2>/dev/null || echo "? ? ?"
+import statistics, sys
+naive = [float(x) for x in sys.argv[1].split()]
+redis = [float(x) for x in sys.argv[2].split()]
+inverse = sys.argv[3] != ""
+ratios = sorted((r / n) if inverse else (n / r) for n, r in zip(naive, redis))
+fmt = "{:.3f}" if inverse else "{:.0f}"
+ratio = f"{statistics.median(ratios):.2f}"
+if len(ratios) > 1:
+    ratio += f" ({ratios[0]:.2f}-{ratios[-1]:.2f})"
+print(fmt.format(statistics.median(naive)), fmt.format(statistics.median(redis)), ratio.replace(" ", "_"))
+PY
+)
+    local naive redis ratio
+    read -r naive redis ratio <<<"$cells"
+    printf '| %-44s | %-7s | %-4s | %12s | %12s | %-42s |\n' "$1" "$2" "$3" "$naive" "$redis" \
+        "${ratio//_/ }"
+}
+
+# Runs "$@" (a bench function taking the port last) against NaiveKV with
+# $naive_flags and Redis with $redis_fsync, ROUNDS times, NaiveKV first in
+# odd rounds; sets naive_a/naive_b and redis_a/redis_b (the two figures of
+# each run, one per round, space-separated).
+measure() { # bench-function [args before the port...]
+    naive_a="" naive_b="" redis_a="" redis_b=""
+    local round a b
+    for ((round = 1; round <= ROUNDS; round++)); do
+        for server in naive redis; do
+            if ((round % 2 == 0)); then
+                [[ $server == naive ]] && server=redis || server=naive
+            fi
+            if [[ $server == naive ]]; then
+                # shellcheck disable=SC2086
+                start_naive $naive_flags
+            else
+                start_redis "$redis_fsync"
+            fi
+            read -r a b < <("$@" "$port")
+            stop
+            if [[ $server == naive ]]; then
+                naive_a+=" $a" naive_b+=" $b"
+            else
+                redis_a+=" $a" redis_b+=" $b"
+            fi
+        done
+    done
 }
 
 echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, $(redis-server --version | cut -d' ' -f1-3)"
-echo "# load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "# load before: $(cut -d' ' -f1-3 /proc/loadavg); rounds: $ROUNDS"
 echo "# redis-benchmark -t set,get -n $N (P16: -n $N16) -c $CLIENTS -d $VALUE_BYTES -r $KEYSPACE -q --csv"
 echo "# P1/P16 rows: requests/s, ratio = NaiveKV/Redis throughput (above 1.0: NaiveKV faster)"
 echo "# c1 p50 rows (-c 1 -P 1 -n $N1): p50 latency in ms, lower is better;"
@@ -129,24 +179,12 @@ for pair in "always|--sync always|always" "1 s|--sync interval --sync-interval-m
     IFS='|' read -r label naive_flags redis_fsync <<<"$pair"
     name="sync $label / appendfsync $redis_fsync"
     for pipeline in 1 16; do
-        # shellcheck disable=SC2086
-        start_naive $naive_flags
-        read -r naive_set naive_get < <(bench "$port" "$pipeline")
-        stop
-        start_redis "$redis_fsync"
-        read -r redis_set redis_get < <(bench "$port" "$pipeline")
-        stop
-        row "$name" "$pipeline" SET "$naive_set" "$redis_set"
-        row "$name" "$pipeline" GET "$naive_get" "$redis_get"
+        measure bench "$pipeline"
+        row "$name" "$pipeline" SET "$naive_a" "$redis_a"
+        row "$name" "$pipeline" GET "$naive_b" "$redis_b"
     done
-    # shellcheck disable=SC2086
-    start_naive $naive_flags
-    read -r naive_set naive_get < <(bench_p50 "$port")
-    stop
-    start_redis "$redis_fsync"
-    read -r redis_set redis_get < <(bench_p50 "$port")
-    stop
-    row "$name" "c1 p50" SET "$naive_set" "$redis_set" inverse
-    row "$name" "c1 p50" GET "$naive_get" "$redis_get" inverse
+    measure bench_p50
+    row "$name" "c1 p50" SET "$naive_a" "$redis_a" inverse
+    row "$name" "c1 p50" GET "$naive_b" "$redis_b" inverse
 done
 echo "# load after: $(cut -d' ' -f1-3 /proc/loadavg)"
