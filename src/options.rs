@@ -74,6 +74,15 @@ pub struct Options {
     /// ran about 20 % slower until every block had been read twice
     /// (docs/BENCHMARKS.md, session 28).
     pub cache_flushed_blocks: bool,
+    /// Whether a merge puts the blocks it writes into the block cache when
+    /// at least half the blocks of the segments it rewrites were there
+    /// (read at the merge's start): data that was warm stays warm, where
+    /// otherwise every get after a level-0 merge read its block from the
+    /// file, twice, before the block was cached again. A merge of cold
+    /// segments leaves the cache alone, and a warm merge's output is no
+    /// larger than the cached blocks it replaces (which no get asks for
+    /// again, so they go first). Default `true`.
+    pub cache_warm_merge_output: bool,
     /// Bloom filter bits per key; default 10 (about 1% false positives).
     pub bloom_bits_per_key: usize,
     /// Whether each memtable keeps a point index (a hash from key to its
@@ -230,6 +239,7 @@ impl Options {
             table_write_buffer_bytes: 256 << 10,
             block_cache_bytes: 32 << 20,
             cache_flushed_blocks: true,
+            cache_warm_merge_output: true,
             bloom_bits_per_key: 10,
             memtable_point_index: false,
             inline_durable_writes: false,

@@ -291,3 +291,68 @@ async fn repeated_short_scans_hit_the_cache_and_agree_with_the_writes() {
     }
     db.close().await.unwrap();
 }
+
+/// Waits (up to 5 s) until the segment set stays put for 10 ms: the stats
+/// then.
+async fn settled(db: &Db) -> Stats {
+    let mut before = stats(db).await;
+    for _ in 0..500 {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        let now = stats(db).await;
+        if !set_changed(&before, &now) {
+            break;
+        }
+        before = now;
+    }
+    before
+}
+
+/// A merge of segments whose blocks are cached puts the blocks it writes
+/// into the cache (`Options::cache_warm_merge_output`), so the gets after
+/// a full compaction read no file. A merge of cold segments (the database
+/// just reopened) leaves the cache alone, and so does every merge with the
+/// option off.
+#[actix_rt::test]
+async fn a_merge_of_warm_segments_leaves_its_output_cached() {
+    // (option, reopened before the merge, output cached)
+    for (option, reopened, cached) in [
+        (true, false, true),
+        (true, true, false),
+        (false, false, false),
+    ] {
+        let case = format!("option {option}, reopened {reopened}");
+        let dir = tempfile::tempdir().unwrap();
+        let mut options = Options::new(dir.path());
+        options.sync = naive_kv::SyncPolicy::None;
+        options.block_cache_bytes = 8 << 20;
+        options.memtable_bytes = 64 << 10;
+        options.cache_warm_merge_output = option;
+        let mut db = Db::open(options.clone()).await.unwrap();
+        // The second round overwrites every key: its segments overlap the
+        // first's, so the compaction merges them (no segment just moves).
+        fill(&db, 0).await;
+        fill(&db, 1).await;
+        if reopened {
+            db.close().await.unwrap();
+            db = Db::open(options).await.unwrap();
+        }
+        db.compact().await.unwrap();
+        let before = settled(&db).await;
+        assert!(before.get("compactions") > 0, "{case}: {before:?}");
+        check_all(&db, 1).await;
+        let after = stats(&db).await;
+        assert!(
+            !set_changed(&before, &after),
+            "{case}: {before:?} {after:?}"
+        );
+        let misses = after.get("block_cache_misses") - before.get("block_cache_misses");
+        let hits = after.get("block_cache_hits") - before.get("block_cache_hits");
+        if cached {
+            assert_eq!(misses, 0, "{case}: {hits} hits");
+            assert!(hits >= u64::from(KEYS), "{case}: {hits} hits");
+        } else {
+            assert!(misses > 0, "{case}: {hits} hits");
+        }
+        db.close().await.unwrap();
+    }
+}

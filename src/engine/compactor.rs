@@ -28,7 +28,7 @@ use super::segment::{FileNumbers, Segment, SegmentBuilder};
 use super::segments::{InstallCompaction, SegmentManager};
 use super::stats::Counters;
 use super::version::{SegmentSet, chain_segments};
-use crate::format::sstable::{BlockReads, TableOptions};
+use crate::format::sstable::{BlockCache, BlockReads, TableOptions};
 use crate::format::{Entry, EntryIter};
 use crate::fs::DirectoryLock;
 use crate::proto::storage::SegmentMeta;
@@ -86,6 +86,9 @@ pub struct Compactor {
     /// `counters.extra_segment_checks` when the set last changed: gets'
     /// checks since then weigh for a read-triggered merge.
     checks_at_change: u64,
+    /// The database's block cache, if merges of warm segments put their
+    /// output there (`Options::cache_warm_merge_output`).
+    cache: Option<Arc<BlockCache>>,
 }
 
 impl Compactor {
@@ -111,7 +114,15 @@ impl Compactor {
             closing: None,
             lock: Some(lock),
             checks_at_change: 0,
+            cache: None,
         }
+    }
+
+    /// Merges whose inputs are mostly in `cache` put their output there
+    /// (`Options::cache_warm_merge_output`).
+    pub fn caching_warm_output(mut self, cache: Option<Arc<BlockCache>>) -> Self {
+        self.cache = cache;
+        self
     }
 
     /// Segment checks beyond the first that gets made since the set last
@@ -186,6 +197,7 @@ impl Compactor {
             task: task.clone(),
             moved,
             cancel: self.cancel.clone(),
+            cache: self.cache.clone(),
             _lock: self.lock.clone(),
         };
         let manager = self.segment_manager.clone();
@@ -343,6 +355,8 @@ struct MergeJob {
     /// instead of merging (see `compaction::trivial_move`).
     moved: Option<Vec<SegmentMeta>>,
     cancel: Arc<AtomicBool>,
+    /// Where the output goes too if the inputs are warm.
+    cache: Option<Arc<BlockCache>>,
     /// Keeps the directory locked while the merge writes, even if the actor
     /// is gone.
     _lock: Option<Arc<dyn DirectoryLock>>,
@@ -369,7 +383,8 @@ impl MergeJob {
             table_options,
             self.options.target_segment_bytes,
             self.task.output_level,
-        );
+        )
+        .caching_blocks(self.warm_cache());
         let now_ms = self.options.clock.now_ms();
         let tombstones = self.tombstones.iter().map(|t| t.tombstone.clone());
         builder.write_all(&mut CompactionStream {
@@ -380,6 +395,22 @@ impl MergeJob {
             drop_tombstones: self.task.drop_tombstones,
             cancel: &self.cancel,
         })
+    }
+
+    /// The cache, if at least half the inputs' blocks are in it.
+    fn warm_cache(&self) -> Option<Arc<BlockCache>> {
+        let cache = self.cache.as_ref()?;
+        let (mut blocks, mut cached) = (0, 0);
+        for segment in self.inputs.iter().flatten() {
+            let reader = &segment.reader;
+            blocks += reader.block_count();
+            cached += cache.cached_blocks(reader.cache_id(), reader.block_count());
+        }
+        log::debug!(
+            "merge to level {}: {cached} of {blocks} input blocks cached",
+            self.task.output_level
+        );
+        (blocks > 0 && cached * 2 >= blocks).then(|| cache.clone())
     }
 
     /// Refuses to start when the disk has less free space than the inputs

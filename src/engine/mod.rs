@@ -175,8 +175,11 @@ fn start_actors(options: Arc<Options>, recovered: recovery::Recovered) -> DbInne
         // It starts from the recovered set, so a `compact` made before the
         // segment manager's first `SetChanged` sees every segment.
         let set = segments_set.clone();
+        let warm_cache = options.cache_warm_merge_output.then(|| cache.clone());
         Compactor::start_in_arbiter(&background.handle(), move |_| {
-            Compactor::new(o, n, c, s, l).starting_from(set)
+            Compactor::new(o, n, c, s, l)
+                .starting_from(set)
+                .caching_warm_output(warm_cache)
         })
     };
     let view = Arc::new(ArcSwap::from_pointee(ReadView {

@@ -18,8 +18,9 @@
 //! reads (a uniform read over data far larger than the cache, a cold key)
 //! neither pay for an insert nor evict blocks read again and again. A
 //! flush's table writer inserts its blocks as it writes them
-//! ([`super::SstableWriter::caching_blocks`]), unreferenced: read, they
-//! stay; never read, they are the first to go.
+//! ([`super::SstableWriter::caching_blocks`]), and so does a merge's when
+//! most of its inputs' blocks are here; unreferenced: read, they stay;
+//! never read, they are the first to go.
 //!
 //! The bound: the blocks in the slots charge at most `capacity` bytes, except
 //! for the moment between one insert and its own eviction sweep (at most one
@@ -146,6 +147,15 @@ impl BlockCache {
             .position(|hint| hint.load(Ordering::Relaxed) == tag)?;
         let held = set.get(way)?.load_full()?;
         (held.table == table && held.index == index).then_some(held)
+    }
+
+    /// How many of blocks `0..count` of `table` are cached, found as
+    /// [`BlockCache::peek`] finds them (no hit counted, nothing marked).
+    pub fn cached_blocks(&self, table: u64, count: usize) -> usize {
+        (0..count)
+            .filter_map(|index| u32::try_from(index).ok())
+            .filter(|&index| self.peek(table, index).is_some())
+            .count()
     }
 
     /// Prefetches the tags and slots of the set [`BlockCache::get`] reads

@@ -356,6 +356,12 @@ impl SstableReader {
         self.index.memory_bytes() + self.filter.memory_bytes()
     }
 
+    /// The number naming the table in the block cache
+    /// ([`SstableReader::open_numbered`]).
+    pub fn cache_id(&self) -> u64 {
+        self.id
+    }
+
     /// How many data blocks the table has.
     pub fn block_count(&self) -> usize {
         self.index.handles.len()
