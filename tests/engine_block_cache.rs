@@ -17,12 +17,16 @@ fn value(i: u32, round: u32) -> String {
     format!("value-{i}-{round}-{}", "x".repeat((i % 40) as usize))
 }
 
-async fn open(dir: &std::path::Path, cache_bytes: usize) -> Db {
+fn options(dir: &std::path::Path, cache_bytes: usize) -> Options {
     let mut options = Options::new(dir);
     options.sync = naive_kv::SyncPolicy::None;
     options.block_cache_bytes = cache_bytes;
     options.memtable_bytes = 64 << 10;
-    Db::open(options).await.unwrap()
+    options
+}
+
+async fn open(dir: &std::path::Path, cache_bytes: usize) -> Db {
+    Db::open(options(dir, cache_bytes)).await.unwrap()
 }
 
 async fn fill(db: &Db, round: u32) {
@@ -95,37 +99,17 @@ async fn repeated_gets_hit_the_cache_and_agree_with_the_writes() {
 async fn the_first_gets_after_a_flush_find_its_blocks_cached() {
     for cache_flushed_blocks in [true, false] {
         let dir = tempfile::tempdir().unwrap();
-        let mut options = Options::new(dir.path());
-        options.sync = naive_kv::SyncPolicy::None;
-        options.block_cache_bytes = 8 << 20;
-        options.memtable_bytes = 64 << 10;
+        let mut options = options(dir.path(), 8 << 20);
         options.cache_flushed_blocks = cache_flushed_blocks;
         assert_eq!(options.caches_flushed_blocks(), cache_flushed_blocks);
         let db = Db::open(options).await.unwrap();
         fill(&db, 0).await;
         // Sequential keys: the level-0 segments move down to level 1 (with
         // their open tables, so their cached blocks); wait for the moves.
-        let mut before = stats(&db).await;
-        for _ in 0..500 {
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-            let now = stats(&db).await;
-            if !set_changed(&before, &now) {
-                break;
-            }
-            before = now;
-        }
+        let before = settled(&db).await;
         assert!(before.get("live_segments") > 2, "{before:?}");
-        check_all(&db, 0).await;
-        let after = stats(&db).await;
-        assert!(!set_changed(&before, &after), "{before:?} {after:?}");
-        let misses = after.get("block_cache_misses") - before.get("block_cache_misses");
-        let hits = after.get("block_cache_hits") - before.get("block_cache_hits");
-        if cache_flushed_blocks {
-            assert_eq!(misses, 0, "{hits} hits");
-            assert!(hits >= u64::from(KEYS), "{hits} hits");
-        } else {
-            assert!(misses > 0, "{hits} hits");
-        }
+        let case = format!("cache_flushed_blocks {cache_flushed_blocks}");
+        check_all_cached(&db, 0, &before, cache_flushed_blocks, &case).await;
         db.close().await.unwrap();
     }
 }
@@ -292,6 +276,23 @@ async fn repeated_short_scans_hit_the_cache_and_agree_with_the_writes() {
     db.close().await.unwrap();
 }
 
+/// Checks every key of `round`, with the segment set as it was at
+/// `before`: with `cached`, every block read was in the cache (no miss);
+/// without, some were read from their files.
+async fn check_all_cached(db: &Db, round: u32, before: &Stats, cached: bool, case: &str) {
+    check_all(db, round).await;
+    let after = stats(db).await;
+    assert!(!set_changed(before, &after), "{case}: {before:?} {after:?}");
+    let misses = after.get("block_cache_misses") - before.get("block_cache_misses");
+    let hits = after.get("block_cache_hits") - before.get("block_cache_hits");
+    if cached {
+        assert_eq!(misses, 0, "{case}: {hits} hits");
+        assert!(hits >= u64::from(KEYS), "{case}: {hits} hits");
+    } else {
+        assert!(misses > 0, "{case}: {hits} hits");
+    }
+}
+
 /// Waits (up to 5 s) until the segment set stays put for 10 ms: the stats
 /// then.
 async fn settled(db: &Db) -> Stats {
@@ -322,10 +323,7 @@ async fn a_merge_of_warm_segments_leaves_its_output_cached() {
     ] {
         let case = format!("option {option}, reopened {reopened}");
         let dir = tempfile::tempdir().unwrap();
-        let mut options = Options::new(dir.path());
-        options.sync = naive_kv::SyncPolicy::None;
-        options.block_cache_bytes = 8 << 20;
-        options.memtable_bytes = 64 << 10;
+        let mut options = options(dir.path(), 8 << 20);
         options.cache_warm_merge_output = option;
         let mut db = Db::open(options.clone()).await.unwrap();
         // The second round overwrites every key: its segments overlap the
@@ -339,20 +337,7 @@ async fn a_merge_of_warm_segments_leaves_its_output_cached() {
         db.compact().await.unwrap();
         let before = settled(&db).await;
         assert!(before.get("compactions") > 0, "{case}: {before:?}");
-        check_all(&db, 1).await;
-        let after = stats(&db).await;
-        assert!(
-            !set_changed(&before, &after),
-            "{case}: {before:?} {after:?}"
-        );
-        let misses = after.get("block_cache_misses") - before.get("block_cache_misses");
-        let hits = after.get("block_cache_hits") - before.get("block_cache_hits");
-        if cached {
-            assert_eq!(misses, 0, "{case}: {hits} hits");
-            assert!(hits >= u64::from(KEYS), "{case}: {hits} hits");
-        } else {
-            assert!(misses > 0, "{case}: {hits} hits");
-        }
+        check_all_cached(&db, 1, &before, cached, &case).await;
         db.close().await.unwrap();
     }
 }
