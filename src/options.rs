@@ -79,9 +79,10 @@ pub struct Options {
     /// (read at the merge's start): data that was warm stays warm, where
     /// otherwise every get after a level-0 merge read its block from the
     /// file, twice, before the block was cached again. A merge of cold
-    /// segments leaves the cache alone, and a warm merge's output is no
-    /// larger than the cached blocks it replaces (which no get asks for
-    /// again, so they go first). Default `true`.
+    /// segments leaves the cache alone. A warm merge's output is no larger
+    /// than its inputs, at least half of which were cached blocks that no
+    /// get asks for again once the merge is installed (so they go first);
+    /// the cache's capacity bounds it as always. Default `true`.
     pub cache_warm_merge_output: bool,
     /// Bloom filter bits per key; default 10 (about 1% false positives).
     pub bloom_bits_per_key: usize,
