@@ -142,7 +142,7 @@ PY
 # each run, one per round, space-separated).
 measure() { # bench-function [args before the port...]
     naive_a="" naive_b="" redis_a="" redis_b=""
-    local round a b
+    local round server a b
     for ((round = 1; round <= ROUNDS; round++)); do
         for server in naive redis; do
             if ((round % 2 == 0)); then
