@@ -116,3 +116,83 @@ fn other_paths_and_methods_are_refused() {
     let response = http(server.metrics(), "POST /metrics HTTP/1.1\r\n\r\n");
     assert!(response.starts_with("HTTP/1.1 405"), "{response}");
 }
+
+/// Sends each command on `stream` and reads its reply before the next
+/// (no pipelining); every reply here is one line.
+fn one_at_a_time(stream: &mut TcpStream, commands: &[String]) {
+    let mut reply = [0u8; 64];
+    for command in commands {
+        stream.write_all(command.as_bytes()).unwrap();
+        let mut got = Vec::new();
+        while !got.ends_with(b"\r\n") {
+            let n = stream.read(&mut reply).unwrap();
+            assert!(n > 0, "the server closed the connection");
+            got.extend_from_slice(&reply[..n]);
+        }
+        assert!(got.starts_with(b"+OK") || got.starts_with(b"$"), "{got:?}");
+    }
+}
+
+/// A connection is one actor; an unpipelined request wakes it once (the
+/// poll that reads the request writes its reply), and one the engine does
+/// not answer at once (a durable SET waiting for its sync) once more, for
+/// the answer, whose reply is written in that same poll.
+/// `naivekv_connection_wakeups_total` counts them as connections close.
+/// (Before, the writer was woken again for each reply: 818 here.)
+#[test]
+fn an_unpipelined_request_wakes_its_connection_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "--port",
+        "0",
+        "--resp-port",
+        "0",
+        "--metrics-port",
+        "0",
+        "--sync",
+        "always",
+        "--insecure",
+    ];
+    let server = ServerProcess::start(&dir.path().join("db"), &args);
+    let (sets, gets) = (200, 200);
+    let resp = |args: &[&str]| {
+        let mut command = format!("*{}\r\n", args.len());
+        for arg in args {
+            command.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+        }
+        command
+    };
+    let mut commands: Vec<String> = (0..sets)
+        .map(|i| resp(&["SET", &format!("key{i}"), "value"]))
+        .collect();
+    commands.extend((0..gets).map(|i| resp(&["GET", &format!("key{i}")])));
+    let mut stream = TcpStream::connect(server.resp()).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    one_at_a_time(&mut stream, &commands);
+    drop(stream);
+
+    let open = r#"naivekv_connections{protocol="resp"}"#;
+    let wakeups = r#"naivekv_connection_wakeups_total{protocol="resp"}"#;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut after = scrape(server.metrics());
+    while sample(&after, open) > 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        after = scrape(server.metrics());
+    }
+    assert_eq!(sample(&after, open), 0, "the connection closed");
+    let expected = 2 * sets + gets;
+    let woken = sample(&after, wakeups);
+    println!("{woken} wake-ups for {sets} durable SETs and {gets} GETs");
+    // A quarter of slack for the opening and closing polls and a stray
+    // wake; with a wake-up for the writer after each reply it was twice
+    // `expected`.
+    assert!(woken >= sets + gets, "every request was read: {woken}");
+    assert!(
+        woken <= expected + expected / 4,
+        "{woken} wake-ups for {sets} durable SETs and {gets} GETs"
+    );
+    assert!(after.contains("# TYPE naivekv_connection_wakeups_total counter"));
+    assert!(server.stop().success());
+}

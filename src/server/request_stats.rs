@@ -29,6 +29,8 @@ pub struct RequestStats {
     names: &'static [&'static str],
     commands: Vec<CommandStats>,
     connections: AtomicU64,
+    /// Wake-ups of closed connections (`add_wakeups`).
+    wakeups: AtomicU64,
 }
 
 impl RequestStats {
@@ -39,6 +41,7 @@ impl RequestStats {
             names,
             commands: names.iter().map(|_| CommandStats::default()).collect(),
             connections: AtomicU64::new(0),
+            wakeups: AtomicU64::new(0),
         }
     }
 
@@ -67,6 +70,13 @@ impl RequestStats {
         }
     }
 
+    /// A connection ended, having woken `count` times to read, answer or
+    /// write (added once per connection, not per wake-up: a shared counter
+    /// touched per request would cost the workers a cache line each time).
+    pub fn add_wakeups(&self, count: u64) {
+        self.wakeups.fetch_add(count, Ordering::Relaxed);
+    }
+
     /// Connections open now.
     pub fn open_connections(&self) -> u64 {
         self.connections.load(Ordering::Relaxed)
@@ -85,6 +95,11 @@ impl RequestStats {
         let protocol = self.protocol;
         let open = self.connections.load(Ordering::Relaxed);
         let _ = writeln!(out, "naivekv_connections{{protocol=\"{protocol}\"}} {open}");
+        let wakeups = self.wakeups.load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "naivekv_connection_wakeups_total{{protocol=\"{protocol}\"}} {wakeups}"
+        );
         for (name, command) in self.names.iter().zip(&self.commands) {
             let labels = format!("protocol=\"{protocol}\",command=\"{name}\"");
             let mut cumulative = 0;
@@ -116,6 +131,12 @@ pub fn render_headers(out: &mut String) {
     out.push_str("# HELP naivekv_connections Connections open, by protocol.\n");
     out.push_str("# TYPE naivekv_connections gauge\n");
     out.push_str(
+        "# HELP naivekv_connection_wakeups_total Times closed connections woke to read, \
+         answer or write, by protocol (counted as each connection closes); per request, \
+         1 for an unpipelined request answered at once, 2 for one that waits for the engine.\n",
+    );
+    out.push_str("# TYPE naivekv_connection_wakeups_total counter\n");
+    out.push_str(
         "# HELP naivekv_request_duration_seconds Engine requests by protocol and command: \
          time from dispatch to reply.\n",
     );
@@ -134,11 +155,17 @@ mod tests {
         stats.record(1, Duration::from_secs(2));
         stats.record(9, Duration::from_micros(1));
         stats.connection(true);
+        stats.add_wakeups(3);
+        stats.add_wakeups(4);
         assert_eq!((stats.count(0), stats.count(1)), (2, 1));
         let mut out = String::new();
         stats.render_samples(&mut out);
         assert!(
             out.contains("naivekv_connections{protocol=\"resp\"} 1"),
+            "{out}"
+        );
+        assert!(
+            out.contains("naivekv_connection_wakeups_total{protocol=\"resp\"} 7"),
             "{out}"
         );
         let get = "protocol=\"resp\",command=\"get\"";

@@ -1,5 +1,5 @@
 //! The socket's two halves as futures run inside a [`Connection`]'s own
-//! context (`ctx.spawn`): each poll has the actor's state at hand, so the
+//! context (`ctx.spawn`, both in one [`Socket`]): each poll has the actor's state at hand, so the
 //! reader checks the budget before taking a request and the writer releases
 //! a buffer's budget once the socket has taken all of it, with no lock and
 //! no message.
@@ -332,6 +332,90 @@ impl<P: Protocol> ActorFuture<Connection<P>> for Writer {
                 }
                 actix::ActorContext::stop(ctx);
                 Poll::Ready(())
+            }
+        }
+    }
+}
+
+/// The reader, the engine calls awaited and the writer as one item of the
+/// actor's context, polled in that order: the replies a pass of the reader
+/// or an engine's answer produced are written in the same poll, without
+/// waking the actor's task again for the writer.
+pub(super) struct Socket<P: Protocol> {
+    reader: Option<Reader<P>>,
+    writer: Writer,
+}
+
+impl<P: Protocol> Socket<P> {
+    pub(super) fn new(reader: Reader<P>, writer: Writer) -> Self {
+        Socket {
+            reader: Some(reader),
+            writer,
+        }
+    }
+}
+
+impl<P: Protocol> ActorFuture<Connection<P>> for Socket<P> {
+    type Output = ();
+
+    fn poll(
+        self: Pin<&mut Self>,
+        connection: &mut Connection<P>,
+        ctx: &mut actix::Context<Connection<P>>,
+        task: &mut TaskContext<'_>,
+    ) -> Poll<()> {
+        let this = self.get_mut();
+        if !connection
+            .task
+            .as_ref()
+            .is_some_and(|t| t.will_wake(task.waker()))
+        {
+            connection.task = Some(task.waker().clone());
+        }
+        connection.wakeups += 1;
+        connection.socket_polling = true;
+        let polled = this.poll_halves(connection, ctx, task);
+        connection.socket_polling = false;
+        polled
+    }
+}
+
+impl<P: Protocol> Socket<P> {
+    /// Reads, takes the engine's answers, writes; again while that made
+    /// engine calls not yet polled. A reader let read again by the answers
+    /// or the writer is polled again once in this poll, and woken after
+    /// that (a reader that parks again at once, waiting for the server's
+    /// budget, must not hold the worker).
+    fn poll_halves(
+        &mut self,
+        connection: &mut Connection<P>,
+        ctx: &mut actix::Context<Connection<P>>,
+        task: &mut TaskContext<'_>,
+    ) -> Poll<()> {
+        let mut reads_left = 2;
+        let mut read = true;
+        loop {
+            connection.reader_due = false;
+            if read
+                && let Some(reader) = self.reader.as_mut()
+                && Pin::new(reader).poll(connection, ctx, task).is_ready()
+            {
+                self.reader = None;
+            }
+            connection.take_engine_answers(ctx, task);
+            if Pin::new(&mut self.writer)
+                .poll(connection, ctx, task)
+                .is_ready()
+            {
+                return Poll::Ready(());
+            }
+            reads_left -= 1;
+            read = connection.reader_due && reads_left > 0;
+            if connection.reader_due && !read {
+                task.waker().wake_by_ref();
+            }
+            if !read && !connection.unpolled_answers {
+                return Poll::Pending;
             }
         }
     }

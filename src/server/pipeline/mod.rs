@@ -52,7 +52,12 @@
 //! The reader and the writer (`io`) are futures the actor runs in its own
 //! context, so they and the actor share its state with no lock and no
 //! message; the actor, its reads and its writes all run on one worker
-//! thread.
+//! thread. They are one item of that context (`io::Socket`), which also
+//! polls the engine calls not answered at once (kept in the connection,
+//! not spawned): one poll reads what the socket has, takes the engine's
+//! answers and writes the replies, so a request costs one wake-up of the
+//! actor, not one for the read and another for the write (and, for a call
+//! that waits, two more: one for its answer, one for the writer).
 
 pub mod budget;
 mod io;
@@ -260,6 +265,23 @@ struct GatheredPuts {
     bytes: usize,
 }
 
+/// An engine call's answer, with what its request's slot needs.
+enum EngineAnswer<R> {
+    /// Request `seq`, command `command`, called at `started`.
+    One {
+        seq: u64,
+        command: usize,
+        started: Instant,
+        reply: R,
+    },
+    /// Gathered puts, written as one batch at `started`.
+    Puts {
+        seqs: Vec<(u64, usize)>,
+        started: Instant,
+        reply: R,
+    },
+}
+
 /// What [`Protocol::accept`] decided.
 pub enum Accepted<P: Protocol> {
     /// Answer this at once.
@@ -332,6 +354,24 @@ pub struct Connection<P: Protocol> {
     request_bytes: usize,
     /// A read the engine did not answer at once (it went to the disk).
     waiting_read: Option<u64>,
+    /// Engine calls not answered at once, polled by the socket's item.
+    awaited: Vec<LocalBoxFuture<'static, EngineAnswer<P::Reply>>>,
+    /// A future was added to `awaited` since the socket's item last polled
+    /// them.
+    unpolled_answers: bool,
+    /// The socket's item is being polled: the writer and the awaited
+    /// answers will be polled before it returns, so neither needs a wake.
+    socket_polling: bool,
+    /// The parked reader may read again: the socket's item, being polled,
+    /// polls it again instead of waking the actor.
+    reader_due: bool,
+    /// The actor's task, as last polled (to wake it for an engine call
+    /// made outside the socket's item).
+    task: Option<Waker>,
+    /// Times the socket's item was polled (the actor woke for its socket,
+    /// an engine's answer or a writable socket); added to `stats` when the
+    /// connection ends.
+    wakeups: u64,
     /// Puts waiting to be written together ([`GatheredPuts`]).
     puts: GatheredPuts,
     /// Gets answered before their turn ([`EarlyReplies`]).
@@ -387,12 +427,12 @@ pub(crate) fn start<P: Protocol>(
     let (read, write) = stream.into_split();
     let reader = io::Reader::<P>::new(read, decoder, config);
     let writer = io::Writer::new(write, config.idle_timeout);
+    let socket = io::Socket::new(reader, writer);
     let auth_timeout = config.auth_timeout;
     let stats = config.request_stats.clone();
     stats.connection(true);
     Connection::create(move |ctx| {
-        ctx.spawn(reader);
-        ctx.spawn(writer);
+        ctx.spawn(socket);
         if !protocol.authenticated() {
             ctx.run_later(auth_timeout, |connection, ctx| {
                 if !connection.protocol.authenticated() {
@@ -413,6 +453,12 @@ pub(crate) fn start<P: Protocol>(
             queued_bytes: 0,
             request_bytes: 0,
             waiting_read: None,
+            awaited: Vec::new(),
+            unpolled_answers: false,
+            socket_polling: false,
+            reader_due: false,
+            task: None,
+            wakeups: 0,
             puts: GatheredPuts::default(),
             early: EarlyReplies::new(),
             in_pass: false,
@@ -436,6 +482,7 @@ pub(crate) fn start<P: Protocol>(
 impl<P: Protocol> Drop for Connection<P> {
     fn drop(&mut self) {
         self.server_budget.settle(self.charged, 0);
+        self.stats.add_wakeups(self.wakeups);
         self.stats.connection(false);
     }
 }
@@ -609,16 +656,61 @@ impl<P: Protocol> Connection<P> {
         if access != Access::Write {
             self.waiting_read = Some(seq);
         }
-        ctx.spawn(reply.into_actor(self).map(move |reply, connection, ctx| {
-            let elapsed = started.elapsed();
-            connection.stats.record(command, elapsed);
-            if connection.waiting_read == Some(seq) {
-                connection.waiting_read = None;
+        self.await_answer(Box::pin(reply.map(move |reply| EngineAnswer::One {
+            seq,
+            command,
+            started,
+            reply,
+        })));
+    }
+
+    /// Keeps an engine call's future to be polled by the socket's item;
+    /// wakes the actor if that item is not being polled now.
+    fn await_answer(&mut self, answer: LocalBoxFuture<'static, EngineAnswer<P::Reply>>) {
+        self.awaited.push(answer);
+        self.unpolled_answers = true;
+        if !self.socket_polling
+            && let Some(task) = &self.task
+        {
+            task.wake_by_ref();
+        }
+    }
+
+    /// Takes the engine's answers that have come (their futures are polled
+    /// here, in the socket's item: an answer wakes the actor once, and the
+    /// writer, polled next, sends its reply in the same poll).
+    fn take_engine_answers(&mut self, ctx: &mut Context<Self>, task: &mut std::task::Context<'_>) {
+        self.unpolled_answers = false;
+        let mut next = 0;
+        while next < self.awaited.len() {
+            let std::task::Poll::Ready(answer) = self.awaited[next].as_mut().poll(task) else {
+                next += 1;
+                continue;
+            };
+            drop(self.awaited.swap_remove(next));
+            match answer {
+                EngineAnswer::One {
+                    seq,
+                    command,
+                    started,
+                    reply,
+                } => {
+                    let elapsed = started.elapsed();
+                    self.stats.record(command, elapsed);
+                    if self.waiting_read == Some(seq) {
+                        self.waiting_read = None;
+                    }
+                    self.order.answered(seq);
+                    self.fill(seq, reply, Some(elapsed), ctx);
+                }
+                EngineAnswer::Puts {
+                    seqs,
+                    started,
+                    reply,
+                } => self.answer_puts(&seqs, &reply, started, ctx),
             }
-            connection.order.answered(seq);
-            connection.fill(seq, reply, Some(elapsed), ctx);
-            connection.pump(ctx);
-        }));
+            self.pump(ctx);
+        }
     }
 
     /// Records request `seq`'s reply, ready when it was dispatched.
@@ -688,10 +780,11 @@ impl<P: Protocol> Connection<P> {
         if let Some(reply) = (&mut reply).now_or_never() {
             return self.answer_puts(&seqs, &reply, started, ctx);
         }
-        ctx.spawn(reply.into_actor(self).map(move |reply, connection, ctx| {
-            connection.answer_puts(&seqs, &reply, started, ctx);
-            connection.pump(ctx);
-        }));
+        self.await_answer(Box::pin(reply.map(move |reply| EngineAnswer::Puts {
+            seqs,
+            started,
+            reply,
+        })));
     }
 
     fn answer_puts(
@@ -781,6 +874,7 @@ impl<P: Protocol> Connection<P> {
             self.first_seq += 1;
         }
         if (!self.outbox.is_empty() || self.closing())
+            && !self.socket_polling
             && let Some(writer) = self.writer.take()
         {
             writer.wake();
@@ -788,7 +882,10 @@ impl<P: Protocol> Connection<P> {
         if self.may_read()
             && let Some(reader) = self.reader.take()
         {
-            reader.wake();
+            match self.socket_polling {
+                true => self.reader_due = true,
+                false => reader.wake(),
+            }
         }
         self.settle_server_budget(ctx);
     }
