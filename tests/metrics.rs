@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod cli_support;
+mod resp_support;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -119,10 +120,10 @@ fn other_paths_and_methods_are_refused() {
 
 /// Sends each command on `stream` and reads its reply before the next
 /// (no pipelining); every reply here is one line.
-fn one_at_a_time(stream: &mut TcpStream, commands: &[String]) {
+fn one_at_a_time(stream: &mut TcpStream, commands: &[Vec<u8>]) {
     let mut reply = [0u8; 64];
     for command in commands {
-        stream.write_all(command.as_bytes()).unwrap();
+        stream.write_all(command).unwrap();
         let mut got = Vec::new();
         while !got.ends_with(b"\r\n") {
             let n = stream.read(&mut reply).unwrap();
@@ -142,30 +143,16 @@ fn one_at_a_time(stream: &mut TcpStream, commands: &[String]) {
 #[test]
 fn an_unpipelined_request_wakes_its_connection_once() {
     let dir = tempfile::tempdir().unwrap();
-    let args = [
-        "--port",
-        "0",
-        "--resp-port",
-        "0",
-        "--metrics-port",
-        "0",
-        "--sync",
-        "always",
-        "--insecure",
-    ];
-    let server = ServerProcess::start(&dir.path().join("db"), &args);
-    let (sets, gets) = (200, 200);
-    let resp = |args: &[&str]| {
-        let mut command = format!("*{}\r\n", args.len());
-        for arg in args {
-            command.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
-        }
-        command
-    };
-    let mut commands: Vec<String> = (0..sets)
-        .map(|i| resp(&["SET", &format!("key{i}"), "value"]))
+    let args: Vec<&str> = "--port 0 --resp-port 0 --metrics-port 0 --sync always --insecure"
+        .split(' ')
         .collect();
-    commands.extend((0..gets).map(|i| resp(&["GET", &format!("key{i}")])));
+    let server = ServerProcess::start(&dir.path().join("db"), &args);
+    let (sets, gets) = (200u64, 200u64);
+    let key = |i: u64| format!("key{i}").into_bytes();
+    let mut commands: Vec<Vec<u8>> = (0..sets)
+        .map(|i| resp_support::request(&[b"SET", &key(i), b"value"]))
+        .collect();
+    commands.extend((0..gets).map(|i| resp_support::request(&[b"GET", &key(i)])));
     let mut stream = TcpStream::connect(server.resp()).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))

@@ -85,18 +85,16 @@ impl<P: Protocol> Reader<P> {
     }
 }
 
-impl<P: Protocol> ActorFuture<Connection<P>> for Reader<P> {
-    type Output = ();
-
-    fn poll(
-        self: Pin<&mut Self>,
+impl<P: Protocol> Reader<P> {
+    /// One pass over what the socket has; `Ready` once reading is over.
+    fn read_pass(
+        &mut self,
         connection: &mut Connection<P>,
         ctx: &mut actix::Context<Connection<P>>,
         task: &mut TaskContext<'_>,
     ) -> Poll<()> {
-        let this = self.get_mut();
         connection.begin_pass();
-        let polled = this.take_requests(connection, ctx, task);
+        let polled = self.take_requests(connection, ctx, task);
         connection.end_pass(ctx);
         polled
     }
@@ -314,17 +312,16 @@ impl Writer {
     }
 }
 
-impl<P: Protocol> ActorFuture<Connection<P>> for Writer {
-    type Output = ();
-
-    fn poll(
-        self: Pin<&mut Self>,
+impl Writer {
+    /// Writes what there is; `Ready` once the connection is over (the
+    /// actor is then stopped).
+    fn write_pass<P: Protocol>(
+        &mut self,
         connection: &mut Connection<P>,
         ctx: &mut actix::Context<Connection<P>>,
         task: &mut TaskContext<'_>,
     ) -> Poll<()> {
-        let this = self.get_mut();
-        match this.write(connection, ctx, task) {
+        match self.write(connection, ctx, task) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(result) => {
                 if let Err(e) = result {
@@ -398,15 +395,12 @@ impl<P: Protocol> Socket<P> {
             connection.reader_due = false;
             if read
                 && let Some(reader) = self.reader.as_mut()
-                && Pin::new(reader).poll(connection, ctx, task).is_ready()
+                && reader.read_pass(connection, ctx, task).is_ready()
             {
                 self.reader = None;
             }
             connection.take_engine_answers(ctx, task);
-            if Pin::new(&mut self.writer)
-                .poll(connection, ctx, task)
-                .is_ready()
-            {
+            if self.writer.write_pass(connection, ctx, task).is_ready() {
                 return Poll::Ready(());
             }
             reads_left -= 1;
