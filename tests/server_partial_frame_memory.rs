@@ -198,6 +198,22 @@ fn half_sent_large_requests_hold_at_most_half_the_server_budget() {
         grown_mib > SERVER_BUDGET_MIB / 4,
         "the clients held almost nothing ({grown_mib} MiB): not a test"
     );
+    // Waiting for the budget costs nothing: the refused readers look
+    // again every few milliseconds. (They were woken by every event of
+    // their connection, asked, were refused and parked again at once:
+    // two seconds of CPU per second on two workers.)
+    let (cpu_before, started) = (cli_support::cpu_time(pid), Instant::now());
+    std::thread::sleep(Duration::from_secs(2));
+    let spent = cli_support::cpu_time(pid) - cpu_before;
+    println!(
+        "server CPU while they wait: {spent:?} in {:?}",
+        started.elapsed()
+    );
+    assert!(
+        spent < started.elapsed() / 4,
+        "the server spent {spent:?} of CPU in {:?} while clients waited",
+        started.elapsed()
+    );
     // (A client refused a grant is not read, so the server notices it has
     // gone only at its frame timeout: stopping the server ends them.)
     assert!(server.stop().success());

@@ -543,6 +543,8 @@ impl<P: Protocol> Connection<P> {
             self.recheck_armed = true;
             ctx.run_later(budget::RECHECK_INTERVAL, |connection, ctx| {
                 connection.recheck_armed = false;
+                // A request refused more bytes asks again now.
+                connection.partial_waiting = false;
                 connection.pump(ctx);
             });
         }
@@ -879,7 +881,11 @@ impl<P: Protocol> Connection<P> {
         {
             writer.wake();
         }
+        // A reader refused more bytes for its request waits for the
+        // recheck: woken by every pump, it would ask again and park again
+        // at once, and spin its worker.
         if self.may_read()
+            && !self.partial_waiting
             && let Some(reader) = self.reader.take()
         {
             match self.socket_polling {
