@@ -1,8 +1,8 @@
-//! The socket's two halves as futures run inside a [`Connection`]'s own
-//! context (`ctx.spawn`, both in one [`Socket`]): each poll has the actor's state at hand, so the
-//! reader checks the budget before taking a request and the writer releases
-//! a buffer's budget once the socket has taken all of it, with no lock and
-//! no message.
+//! The socket's two halves, run inside a [`Connection`]'s own context as
+//! one item ([`Socket`], `ctx.spawn`): each poll has the actor's state at
+//! hand, so the reader checks the budget before taking a request and the
+//! writer releases a buffer's budget once the socket has taken all of it,
+//! with no lock and no message.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -381,8 +381,9 @@ impl<P: Protocol> Socket<P> {
     /// Reads, takes the engine's answers, writes; again while that made
     /// engine calls not yet polled. A reader let read again by the answers
     /// or the writer is polled again once in this poll, and woken after
-    /// that (a reader that parks again at once, waiting for the server's
-    /// budget, must not hold the worker).
+    /// that: a reader let read and parking again at once costs a wake-up
+    /// each time, as it did when it was an item of its own, but cannot
+    /// hold the worker in this loop.
     fn poll_halves(
         &mut self,
         connection: &mut Connection<P>,
