@@ -1,7 +1,8 @@
 //! The memtable actor's side of the submission queue: [`Intake`], a future
 //! that lives in the actor's context for as long as the actor does, takes
 //! every queued write into `pending` in one go, and then polls the queue
-//! (while writes from other threads keep coming) or parks.
+//! (while writes from other threads keep coming) or parks. After an inline
+//! sync it may hold the next group for a while (`gather.rs`).
 
 use std::pin::Pin;
 use std::task::Poll;
@@ -22,7 +23,16 @@ impl ActorFuture<MemtableActor> for Intake {
         ctx: &mut Context<MemtableActor>,
         task: &mut std::task::Context<'_>,
     ) -> Poll<()> {
-        if act.take_submissions() || act.draining {
+        let took = act.take_submissions();
+        let pending = &act.pending;
+        let remote = || pending.iter().filter(|w| w.remote).count();
+        if let Some(nap) = act.gather.hold(remote) {
+            // This thread blocks for each sync in this mode anyway.
+            std::thread::sleep(nap);
+            task.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        if took || act.draining || act.gather.take_released() {
             // (While draining, direct writers are leaving the lane: a few
             // microseconds, polled.)
             act.make_progress(ctx);
@@ -68,6 +78,7 @@ impl MemtableActor {
                 range_deletes: write.range_deletes,
                 reply: write.reply,
                 first_seq: 0,
+                remote: write.remote,
             });
         }
         self.direct.taken(taken);

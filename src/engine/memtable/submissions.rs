@@ -95,6 +95,11 @@ impl Submissions {
         }
     }
 
+    /// How many writes are queued now.
+    pub fn len(&self) -> usize {
+        self.queue.len()
+    }
+
     /// The next queued write, if any.
     pub fn pop(&self) -> Option<Write> {
         self.queue.pop()
