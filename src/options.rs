@@ -107,7 +107,9 @@ pub struct Options {
     /// Writes that find a durable write in progress still go to the actor,
     /// so a burst is still committed in groups; the actor then syncs each
     /// group on its own thread too, instead of on a blocking thread (so
-    /// the thread the database was opened on blocks for those syncs).
+    /// the thread the database was opened on blocks for those syncs, and
+    /// after each, for up to as long again while the writers it answered
+    /// send their next writes: see `engine/memtable/gather.rs`).
     /// `run_server` turns it on:
     /// a worker thread serving many connections then waits for one sync at
     /// a time, as the single-threaded Redis does (docs/BENCHMARKS.md,
