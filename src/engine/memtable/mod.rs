@@ -648,10 +648,10 @@ impl MemtableActor {
             let result = wal.append_encoded(&framed).and_then(|()| wal.sync());
             if result.is_ok() {
                 // Writes from this thread cannot come while it holds; the
-                // queue's came from others while it was blocked in the sync.
-                let remote = |writes: &[PendingWrite]| writes.iter().filter(|w| w.remote).count();
-                let answered = remote(&group);
-                let waiting = remote(&self.pending) + self.submissions.len();
+                // queue's came from others while it was blocked in the sync
+                // (see `gather.rs` for the exception).
+                let answered = group.iter().filter(|w| w.remote).count();
+                let waiting = self.submissions.len();
                 self.gather.synced(answered, waiting, started.elapsed());
                 self.synced_bytes = wal.bytes_written();
                 Counters::add(&self.counters.wal_syncs, 1);
